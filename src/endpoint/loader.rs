@@ -1,0 +1,124 @@
+//! Loads a served entity off the request path: fetch the version, load it in an engine, compile
+//! the input binding and output mapping, check the input example against the expected output,
+//! and warm up. A version that fails any step is never published.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use serde_json::Value;
+
+use super::ServedEntity;
+use crate::engine::binding::InputBinding;
+use crate::engine::outputs::OutputMapping;
+use crate::engine::pool::InferencePool;
+use crate::engine::{EngineChoice, EngineError, Engines};
+use crate::protocol::mlflow;
+use crate::registry::{Registry, RegistryError};
+use crate::settings::{InferenceSettings, ServedEntitySettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("model '{model}' version {version} does not fit its signature: {message}")]
+    Signature { model: String, version: String, message: String },
+    #[error("model '{model}' version {version} failed validation: {message}")]
+    Validation { model: String, version: String, message: String },
+}
+
+pub struct LoadContext<'a> {
+    pub registry: &'a dyn Registry,
+    pub engines: &'a Engines,
+    pub pool: &'a Arc<InferencePool>,
+    pub inference: &'a InferenceSettings,
+    pub default_engine: EngineChoice,
+}
+
+/// What a load took, for logs and metrics.
+pub struct Loaded {
+    pub entity: Arc<ServedEntity>,
+    pub seconds: f64,
+}
+
+pub fn load_served_entity(ctx: &LoadContext<'_>, cfg: &ServedEntitySettings) -> Result<Loaded, LoadError> {
+    let started = Instant::now();
+    let version = ctx.registry.resolve(&cfg.entity_name, &cfg.entity_version)?;
+    let mv = ctx.registry.fetch(&cfg.entity_name, &version)?;
+    let loaded = ctx.engines.load(cfg.engine.unwrap_or(ctx.default_engine), &mv.onnx)?;
+    let columns = mv.signature.as_ref().and_then(|s| s.input_names());
+    let binding = InputBinding::compile(loaded.inputs(), columns.as_deref()).map_err(|message| LoadError::Signature {
+        model: mv.model.clone(),
+        version: version.clone(),
+        message,
+    })?;
+    let outputs = OutputMapping::compile(loaded.outputs());
+    let alias = (cfg.entity_version != version).then(|| cfg.entity_version.clone());
+    let entity = Arc::new(ServedEntity {
+        name: cfg.name.clone().unwrap_or_else(|| format!("{}-{}", cfg.entity_name, version)),
+        model: mv.model.clone(),
+        version: version.clone(),
+        alias,
+        engine: loaded.engine(),
+        loaded,
+        binding,
+        outputs,
+        signature: mv.signature.clone(),
+        loaded_at: SystemTime::now(),
+    });
+    let fail = |message: String| LoadError::Validation { model: mv.model.clone(), version: version.clone(), message };
+    if let Some(example) = &mv.input_example {
+        let request = mlflow::decode_json(example).map_err(|e| fail(format!("its input example does not decode: {e}")))?;
+        let rows = request.frame.rows();
+        let frame = Arc::new(request.frame);
+        let run_once = |entity: &Arc<ServedEntity>| {
+            let (entity, frame) = (entity.clone(), frame.clone());
+            ctx.pool
+                .run_blocking(move |worker| entity.infer(worker, &frame))
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(format!("its input example does not score: {e}")))
+        };
+        let outputs = run_once(&entity)?;
+        if let Some(expected) = &mv.expected_output {
+            let mut buf = Vec::new();
+            entity.outputs.write_predictions(&outputs, rows, &mut buf);
+            let got: Value = serde_json::from_slice(&buf).map_err(|e| fail(e.to_string()))?;
+            let want = expected.get("predictions").unwrap_or(expected);
+            if let Err(path) = compare(&got, want, ctx.inference.validation_tolerance, "predictions") {
+                return Err(fail(format!(
+                    "its prediction for the input example differs from expected_output.json at {path} (tolerance {})",
+                    ctx.inference.validation_tolerance
+                )));
+            }
+        }
+        // Warm every worker's session: the pool hands jobs to whichever worker is free.
+        for _ in 0..ctx.inference.warmup_runs.saturating_mul(ctx.pool.workers()) {
+            run_once(&entity)?;
+        }
+    }
+    Ok(Loaded { entity, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// Compares JSON values, numbers within `tol`; on mismatch returns the path of the first one.
+fn compare(got: &Value, want: &Value, tol: f64, path: &str) -> Result<(), String> {
+    match (got, want) {
+        (Value::Number(a), Value::Number(b)) => {
+            let (a, b) = (a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN));
+            if (a - b).abs() <= tol {
+                Ok(())
+            } else {
+                Err(format!("{path} (got {a}, expected {b})"))
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            a.iter().zip(b).enumerate().try_for_each(|(i, (x, y))| compare(x, y, tol, &format!("{path}[{i}]")))
+        }
+        (Value::Object(a), Value::Object(b)) if a.len() == b.len() => b.iter().try_for_each(|(k, y)| match a.get(k) {
+            Some(x) => compare(x, y, tol, &format!("{path}.{k}")),
+            None => Err(format!("{path}.{k} (missing)")),
+        }),
+        (a, b) if a == b => Ok(()),
+        (a, b) => Err(format!("{path} (got {a}, expected {b})")),
+    }
+}

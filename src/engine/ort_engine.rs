@@ -1,0 +1,157 @@
+//! ONNX Runtime through `ort`, with the library loaded at run time (`load-dynamic`).
+//!
+//! `Session::run` takes `&mut self`, so a model holds one session per inference worker; a
+//! worker only ever locks its own, so the locks are never contended.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use ort::environment::Environment;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, TensorElementType, ValueType};
+
+use super::{ElemType, EngineError, EngineKind, LoadedModel, NamedTensor, Tensor, TensorData, TensorSpec};
+
+/// ONNX Runtime allows one environment per process.
+static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
+
+#[derive(Clone)]
+pub struct OrtEngine {
+    env: Environment,
+}
+
+fn load_err(message: impl std::fmt::Display) -> EngineError {
+    EngineError::Load { engine: EngineKind::Ort, message: message.to_string() }
+}
+
+impl OrtEngine {
+    /// Loads `libonnxruntime` from `path`; a missing or wrong library is an error, not a panic.
+    pub fn init(path: &Path) -> Result<Self, EngineError> {
+        if let Some(env) = ENVIRONMENT.get() {
+            return Ok(Self { env: env.clone() });
+        }
+        if !path.is_file() {
+            return Err(EngineError::OrtUnavailable(format!("{} does not exist", path.display())));
+        }
+        let builder = ort::init_from(path)
+            .map_err(|e| EngineError::OrtUnavailable(format!("{} cannot be loaded: {e:?}", path.display())))?;
+        let env = builder
+            .with_name("modelgate")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| EngineError::OrtUnavailable(e.to_string()))?;
+        Ok(Self { env: ENVIRONMENT.get_or_init(|| env).clone() })
+    }
+
+    fn session(&self, onnx: &[u8]) -> ort::Result<Session> {
+        Ok(Session::builder(&self.env)?.with_intra_threads(1)?.with_inter_threads(1)?.commit_from_memory(onnx)?)
+    }
+
+    pub fn load(&self, onnx: &[u8], workers: usize) -> Result<OrtModel, EngineError> {
+        let first = self.session(onnx).map_err(load_err)?;
+        let inputs = first.inputs().iter().map(|o| spec(o.name(), o.dtype(), "input")).collect::<Result<Vec<_>, _>>()?;
+        let outputs = first.outputs().iter().map(|o| spec(o.name(), o.dtype(), "output")).collect::<Result<Vec<_>, _>>()?;
+        let mut sessions = vec![Mutex::new(first)];
+        for _ in 1..workers.max(1) {
+            sessions.push(Mutex::new(self.session(onnx).map_err(load_err)?));
+        }
+        Ok(OrtModel { sessions, inputs, outputs })
+    }
+}
+
+fn spec(name: &str, ty: &ValueType, what: &str) -> Result<TensorSpec, EngineError> {
+    let ValueType::Tensor { ty, shape, .. } = ty else {
+        return Err(EngineError::UnsupportedIo(format!(
+            "{what} '{name}' is {ty}, not a tensor (export classifiers with zipmap=False)"
+        )));
+    };
+    let elem = match ty {
+        TensorElementType::Float32 => ElemType::F32,
+        TensorElementType::Float64 => ElemType::F64,
+        TensorElementType::Int64 => ElemType::I64,
+        TensorElementType::Int32 => ElemType::I32,
+        TensorElementType::Bool => ElemType::Bool,
+        TensorElementType::String => ElemType::Str,
+        other => return Err(EngineError::UnsupportedIo(format!("{what} '{name}' has unsupported element type {other:?}"))),
+    };
+    Ok(TensorSpec {
+        name: name.to_owned(),
+        elem,
+        shape: shape.iter().map(|d| usize::try_from(*d).ok()).collect(),
+    })
+}
+
+pub struct OrtModel {
+    sessions: Vec<Mutex<Session>>,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+fn run_err(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Run(e.to_string())
+}
+
+fn to_value(t: Tensor) -> ort::Result<DynValue> {
+    let shape = t.shape;
+    Ok(match t.data {
+        TensorData::F32(v) => ort::value::Tensor::from_array((shape, v))?.into_dyn(),
+        TensorData::F64(v) => ort::value::Tensor::from_array((shape, v))?.into_dyn(),
+        TensorData::I64(v) => ort::value::Tensor::from_array((shape, v))?.into_dyn(),
+        TensorData::I32(v) => ort::value::Tensor::from_array((shape, v))?.into_dyn(),
+        TensorData::Bool(v) => ort::value::Tensor::from_array((shape, v))?.into_dyn(),
+        TensorData::Str(v) => ort::value::Tensor::from_string_array((shape, v.as_slice()))?.into_dyn(),
+    })
+}
+
+fn from_value(v: &DynValue, spec: &TensorSpec) -> Result<Tensor, EngineError> {
+    macro_rules! extract {
+        ($t:ty, $variant:ident) => {{
+            let (shape, data) = v.try_extract_tensor::<$t>().map_err(run_err)?;
+            (shape.iter().map(|d| *d as usize).collect(), TensorData::$variant(data.to_vec()))
+        }};
+    }
+    let (shape, data): (Vec<usize>, TensorData) = match spec.elem {
+        ElemType::F32 => extract!(f32, F32),
+        ElemType::F64 => extract!(f64, F64),
+        ElemType::I64 => extract!(i64, I64),
+        ElemType::I32 => extract!(i32, I32),
+        ElemType::Bool => extract!(bool, Bool),
+        ElemType::Str => {
+            let (shape, data) = v.try_extract_strings().map_err(run_err)?;
+            (shape.iter().map(|d| *d as usize).collect(), TensorData::Str(data))
+        }
+    };
+    Ok(Tensor { shape, data })
+}
+
+impl LoadedModel for OrtModel {
+    fn engine(&self) -> EngineKind {
+        EngineKind::Ort
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&self, worker: usize, inputs: Vec<Tensor>) -> Result<Vec<NamedTensor>, EngineError> {
+        let feeds = inputs
+            .into_iter()
+            .zip(&self.inputs)
+            .map(|(t, spec)| Ok((Cow::Owned(spec.name.clone()), SessionInputValue::from(to_value(t).map_err(run_err)?))))
+            .collect::<Result<Vec<(Cow<'static, str>, SessionInputValue<'static>)>, EngineError>>()?;
+        let mut session = self.sessions[worker % self.sessions.len()].lock().unwrap_or_else(|e| e.into_inner());
+        let outputs = session.run(feeds).map_err(run_err)?;
+        self.outputs
+            .iter()
+            .map(|spec| {
+                let v = outputs.get(spec.name.as_str()).ok_or_else(|| run_err(format!("output '{}' is missing", spec.name)))?;
+                Ok(NamedTensor { name: spec.name.clone(), tensor: from_value(v, spec)? })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,70 @@
+//! Error kinds of the request path and their one mapping to an HTTP status and an error code.
+//!
+//! The codes are MLflow's `ErrorCode` names, which Databricks Model Serving answers too, so
+//! MLflow and Databricks clients recognise them. The V2 protocol renders the same error as
+//! `{"error": message}` (see `http`).
+
+use actix_web::http::StatusCode;
+
+/// An error of one request: the caller sees `message`, the status and the code.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The body is not parseable at all (bad JSON, bad CSV).
+    #[error("{0}")]
+    Malformed(String),
+    /// The body parses but does not fit the protocol or the model's schema.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Unknown endpoint, model or version.
+    #[error("{0}")]
+    NotFound(String),
+    /// A content type the route does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body is over the configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The inference queue is full: the caller may retry.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The endpoint has no loaded model yet, or the server is shutting down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The engine failed on input that passed validation.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl RequestError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Malformed(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// MLflow `ErrorCode` name for the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "MALFORMED_REQUEST",
+            Self::BadRequest(_) => "BAD_REQUEST",
+            Self::NotFound(_) => "RESOURCE_DOES_NOT_EXIST",
+            Self::UnsupportedMediaType(_) => "BAD_REQUEST",
+            Self::PayloadTooLarge(_) => "REQUEST_LIMIT_EXCEEDED",
+            Self::Overloaded(_) => "TEMPORARILY_UNAVAILABLE",
+            Self::Unavailable(_) => "TEMPORARILY_UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+
+    pub fn bad(msg: impl Into<String>) -> Self {
+        Self::BadRequest(msg.into())
+    }
+}
+
+pub type RequestResult<T> = Result<T, RequestError>;

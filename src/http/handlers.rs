@@ -1,0 +1,123 @@
+//! MLflow / Databricks scoring, health and metrics handlers.
+
+use std::time::Instant;
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::body::read_limited;
+use super::{mlflow_error, AppState};
+use crate::error::RequestError;
+use crate::gateway::{Format, Invocation};
+
+/// Header naming the served entity that answered, as Databricks Model Serving sends it.
+pub const SERVED_MODEL_HEADER: &str = "served-model-name";
+
+pub async fn invocations(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    score(req, path.into_inner(), payload, state).await
+}
+
+/// `/invocations` as `mlflow models serve` has it: the one configured endpoint.
+pub async fn sole_invocations(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let Some(endpoint) = state.gateway.sole_endpoint().map(|e| e.name.clone()) else {
+        return mlflow_error(&RequestError::NotFound(
+            "/invocations serves only when exactly one endpoint is configured: use /serving-endpoints/{name}/invocations".into(),
+        ));
+    };
+    score(req, endpoint, payload, state).await
+}
+
+async fn score(req: HttpRequest, endpoint: String, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    let received = Instant::now();
+    let format = match mlflow_format(&req) {
+        Ok(f) => f,
+        Err(e) => return mlflow_error(&e),
+    };
+    let body = match read_limited(&req, payload, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return mlflow_error(&e),
+    };
+    match state.gateway.invoke(Invocation { endpoint, format, body, received }).await {
+        Ok(answer) => HttpResponse::Ok()
+            .insert_header((SERVED_MODEL_HEADER, answer.served_entity.name.as_str()))
+            .content_type(ContentType::json())
+            .body(answer.body),
+        Err(f) => {
+            let mut resp = mlflow_error(&f.error);
+            if let Some(entity) = f.served_entity {
+                if let Ok(v) = header::HeaderValue::from_str(&entity.name) {
+                    resp.headers_mut().insert(header::HeaderName::from_static(SERVED_MODEL_HEADER), v);
+                }
+            }
+            resp
+        }
+    }
+}
+
+/// JSON (also when no content type is sent) or CSV; anything else is 415.
+fn mlflow_format(req: &HttpRequest) -> Result<Format, RequestError> {
+    let Some(ct) = req.headers().get(header::CONTENT_TYPE) else { return Ok(Format::MlflowJson) };
+    let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    match mime {
+        "application/json" | "" => Ok(Format::MlflowJson),
+        "text/csv" | "application/csv" => Ok(Format::MlflowCsv),
+        other => Err(RequestError::UnsupportedMediaType(format!(
+            "content type '{other}' is not supported: send application/json or text/csv"
+        ))),
+    }
+}
+
+pub async fn ping() -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::plaintext()).body("\n")
+}
+
+pub async fn version() -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::plaintext()).body(env!("CARGO_PKG_VERSION"))
+}
+
+pub async fn livez() -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::json()).body(r#"{"status":"live"}"#)
+}
+
+/// Ready only when every endpoint serves a loaded, warmed model and no shutdown has begun.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let gw = &state.gateway;
+    let endpoints: Vec<serde_json::Value> = gw
+        .endpoints()
+        .into_iter()
+        .map(|e| {
+            let served = e.served();
+            serde_json::json!({
+                "name": e.name,
+                "ready": served.is_some(),
+                "served_entity": served.as_ref().map(|s| s.name.clone()),
+                "version": served.as_ref().map(|s| s.version.clone()),
+            })
+        })
+        .collect();
+    let ready = gw.is_ready();
+    let body = serde_json::json!({ "status": if ready { "ready" } else { "not ready" }, "endpoints": endpoints });
+    let mut resp = if ready { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
+    resp.content_type(ContentType::json()).body(body.to_string())
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.gateway.metrics().render())
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    let err = RequestError::NotFound(format!("no route for {} {}", req.method(), req.path()));
+    if req.path().starts_with("/v2") {
+        super::v2_error(&err)
+    } else {
+        mlflow_error(&err)
+    }
+}

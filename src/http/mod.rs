@@ -1,0 +1,68 @@
+//! The HTTP adapter: actix-web app, routes and handlers. Handlers map HTTP to one call of the
+//! core ([`crate::gateway::Gateway`]) and its result back; they hold no serving logic.
+
+mod body;
+mod handlers;
+mod v2_handlers;
+
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpResponse};
+
+use crate::gateway::Gateway;
+
+/// Shared state of every handler.
+pub struct AppState {
+    pub gateway: Arc<Gateway>,
+    pub max_body_bytes: usize,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/serving-endpoints/{endpoint}/invocations", web::post().to(handlers::invocations))
+        .route("/invocations", web::post().to(handlers::sole_invocations))
+        .route("/ping", web::get().to(handlers::ping))
+        .route("/health", web::get().to(handlers::ping))
+        .route("/version", web::get().to(handlers::version))
+        .route("/livez", web::get().to(handlers::livez))
+        .route("/readyz", web::get().to(handlers::readyz))
+        .route("/metrics", web::get().to(handlers::metrics))
+        .route("/v2", web::get().to(v2_handlers::server_metadata))
+        .route("/v2/health/live", web::get().to(v2_handlers::live))
+        .route("/v2/health/ready", web::get().to(v2_handlers::ready))
+        .route("/v2/models/{model}", web::get().to(v2_handlers::model_metadata))
+        .route("/v2/models/{model}/ready", web::get().to(v2_handlers::model_ready))
+        .route("/v2/models/{model}/infer", web::post().to(v2_handlers::infer))
+        .route("/v2/models/{model}/versions/{version}", web::get().to(v2_handlers::model_metadata))
+        .route("/v2/models/{model}/versions/{version}/ready", web::get().to(v2_handlers::model_ready))
+        .route("/v2/models/{model}/versions/{version}/infer", web::post().to(v2_handlers::infer))
+        .default_service(web::to(handlers::not_found));
+}
+
+/// Builds the app for one HTTP worker.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new().app_data(state).configure(configure)
+}
+
+/// The MLflow-style JSON error body.
+pub fn mlflow_error(err: &crate::error::RequestError) -> HttpResponse {
+    HttpResponse::build(err.status())
+        .content_type("application/json")
+        .body(serde_json::json!({ "error_code": err.code(), "message": err.to_string() }).to_string())
+}
+
+/// The V2 error body.
+pub fn v2_error(err: &crate::error::RequestError) -> HttpResponse {
+    HttpResponse::build(err.status())
+        .content_type("application/json")
+        .body(serde_json::json!({ "error": err.to_string() }).to_string())
+}

@@ -1,0 +1,114 @@
+//! Open Inference Protocol V2 REST handlers. The V2 model name is the endpoint name.
+
+use std::time::Instant;
+
+use actix_web::http::header::ContentType;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::body::read_limited;
+use super::handlers::SERVED_MODEL_HEADER;
+use super::{v2_error, AppState};
+use crate::error::RequestError;
+use crate::gateway::{Format, Invocation};
+
+#[derive(serde::Deserialize)]
+pub struct ModelPath {
+    model: String,
+    version: Option<String>,
+}
+
+pub async fn server_metadata() -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::json()).body(
+        json!({ "name": "modelgate", "version": env!("CARGO_PKG_VERSION"), "extensions": [] }).to_string(),
+    )
+}
+
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::json()).body(r#"{"live":true}"#)
+}
+
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let ready = state.gateway.is_ready();
+    let mut resp = if ready { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
+    resp.content_type(ContentType::json()).body(json!({ "ready": ready }).to_string())
+}
+
+/// The served entity of a model path, checking the version when the path names one.
+fn lookup(state: &AppState, path: &ModelPath) -> Result<std::sync::Arc<crate::endpoint::ServedEntity>, RequestError> {
+    let endpoint = state
+        .gateway
+        .endpoint(&path.model)
+        .ok_or_else(|| RequestError::NotFound(format!("model '{}' does not exist", path.model)))?;
+    let entity = endpoint
+        .served()
+        .ok_or_else(|| RequestError::Unavailable(format!("model '{}' is not loaded yet", path.model)))?;
+    match &path.version {
+        Some(v) if *v != entity.version => Err(RequestError::NotFound(format!(
+            "model '{}' version '{v}' is not served (serving version {})",
+            path.model, entity.version
+        ))),
+        _ => Ok(entity),
+    }
+}
+
+pub async fn model_metadata(path: web::Path<ModelPath>, state: web::Data<AppState>) -> HttpResponse {
+    let entity = match lookup(&state, &path) {
+        Ok(e) => e,
+        Err(e) => return v2_error(&e),
+    };
+    let tensors = |specs: &[crate::engine::TensorSpec]| -> Vec<serde_json::Value> {
+        specs
+            .iter()
+            .map(|s| json!({ "name": s.name, "datatype": s.elem.v2_name(), "shape": s.v2_shape() }))
+            .collect()
+    };
+    let body = json!({
+        "name": path.model,
+        "versions": [entity.version],
+        "platform": "onnx",
+        "inputs": tensors(entity.loaded.inputs()),
+        "outputs": tensors(entity.loaded.outputs()),
+    });
+    HttpResponse::Ok().content_type(ContentType::json()).body(body.to_string())
+}
+
+pub async fn model_ready(path: web::Path<ModelPath>, state: web::Data<AppState>) -> HttpResponse {
+    match lookup(&state, &path) {
+        Ok(_) => HttpResponse::Ok().content_type(ContentType::json()).body(json!({ "name": path.model, "ready": true }).to_string()),
+        Err(RequestError::Unavailable(_)) => HttpResponse::ServiceUnavailable()
+            .content_type(ContentType::json())
+            .body(json!({ "name": path.model, "ready": false }).to_string()),
+        Err(e) => v2_error(&e),
+    }
+}
+
+pub async fn infer(
+    req: HttpRequest,
+    path: web::Path<ModelPath>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let received = Instant::now();
+    if let Some(ct) = req.headers().get(actix_web::http::header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        if !ct.starts_with("application/json") {
+            return v2_error(&RequestError::UnsupportedMediaType(format!(
+                "content type '{ct}' is not supported: V2 REST takes application/json"
+            )));
+        }
+    }
+    let body = match read_limited(&req, payload, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return v2_error(&e),
+    };
+    let ModelPath { model, version } = path.into_inner();
+    let inv = Invocation { endpoint: model, format: Format::V2 { version }, body, received };
+    match state.gateway.invoke(inv).await {
+        Ok(answer) => HttpResponse::Ok()
+            .insert_header((SERVED_MODEL_HEADER, answer.served_entity.name.as_str()))
+            .content_type(ContentType::json())
+            .body(answer.body),
+        Err(f) => v2_error(&f.error),
+    }
+}

@@ -1,0 +1,100 @@
+//! The `modelgate` command: parse the CLI, load settings, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use modelgate::settings::Settings;
+
+#[derive(Parser)]
+#[command(name = "modelgate", version, about = "Low-latency ONNX model-serving gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the configured endpoints.
+    Serve {
+        /// YAML config file (layered over built-in defaults, under MODELGATE__* env vars).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen address HOST:PORT (overrides server.listen).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Validate a config file and print the effective settings.
+    CheckConfig {
+        /// YAML config file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,ort=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match Settings::load(Some(&file), None) {
+            Ok(s) => {
+                println!("{}", serde_yaml::to_string(&s).unwrap_or_default());
+                eprintln!("{}: configuration is valid", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config, listen } => {
+            let settings = match Settings::load(config.as_deref(), listen.as_deref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let result = actix_web::rt::System::new().block_on(async move {
+                let started = modelgate::start(settings).await?;
+                // Tests and scripts read the bound address from this line.
+                println!("modelgate listening on http://{}", started.addr);
+                started.serve_until(shutdown_signal()).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,124 @@
+//! Every metric family, registered once. Labels are bounded: endpoint and served entity names
+//! come from config, never from requests (unknown endpoints are counted under `_unknown`).
+
+use prometheus::{
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Label value for requests to endpoints that do not exist.
+pub const UNKNOWN_ENDPOINT: &str = "_unknown";
+
+pub struct Metrics {
+    registry: Registry,
+    pub request_duration: HistogramVec,
+    pub stage_duration: HistogramVec,
+    pub requests: IntCounterVec,
+    pub request_errors: IntCounterVec,
+    pub rows: IntCounterVec,
+    pub served_model_info: IntGaugeVec,
+    pub queue_rejections: IntCounterVec,
+    pub model_load_duration: HistogramVec,
+}
+
+/// 50 us .. ~6.6 s doubling, then 10 s: 19 buckets covering the range.
+fn latency_buckets() -> Vec<f64> {
+    let mut b = exponential_buckets(50e-6, 2.0, 18).expect("valid bucket parameters");
+    b.push(10.0);
+    b
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new("modelgate_request_duration_seconds", "Time from request arrival to response, by endpoint, served entity, protocol and status class.")
+                .buckets(latency_buckets()),
+            &["endpoint", "served_entity", "protocol", "status_class"],
+        )
+        .expect("valid metric");
+        let stage_duration = HistogramVec::new(
+            HistogramOpts::new("modelgate_stage_duration_seconds", "Time spent in one stage of the request path (queue, decode, inference, encode).")
+                .buckets(latency_buckets()),
+            &["endpoint", "stage"],
+        )
+        .expect("valid metric");
+        let requests = IntCounterVec::new(
+            Opts::new("modelgate_requests_total", "Prediction requests answered, by endpoint, served entity, protocol and status class."),
+            &["endpoint", "served_entity", "protocol", "status_class"],
+        )
+        .expect("valid metric");
+        let request_errors = IntCounterVec::new(
+            Opts::new("modelgate_request_errors_total", "Prediction requests that failed, by endpoint and error code."),
+            &["endpoint", "error_code"],
+        )
+        .expect("valid metric");
+        let rows = IntCounterVec::new(
+            Opts::new("modelgate_predicted_rows_total", "Rows scored, by endpoint and served entity."),
+            &["endpoint", "served_entity"],
+        )
+        .expect("valid metric");
+        let served_model_info = IntGaugeVec::new(
+            Opts::new("modelgate_served_model_info", "1 for the model version each endpoint's served entity serves now."),
+            &["endpoint", "served_entity", "model", "version", "engine"],
+        )
+        .expect("valid metric");
+        let queue_rejections = IntCounterVec::new(
+            Opts::new("modelgate_inference_queue_rejections_total", "Requests refused because the inference queue was full."),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let model_load_duration = HistogramVec::new(
+            HistogramOpts::new("modelgate_model_load_duration_seconds", "Time to fetch, load, validate and warm a model version.")
+                .buckets(exponential_buckets(0.01, 2.0, 14).expect("valid bucket parameters")),
+            &["endpoint", "outcome"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(request_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(stage_duration.clone()),
+            Box::new(requests.clone()),
+            Box::new(request_errors.clone()),
+            Box::new(rows.clone()),
+            Box::new(served_model_info.clone()),
+            Box::new(queue_rejections.clone()),
+            Box::new(model_load_duration.clone()),
+        ] {
+            registry.register(c).expect("metric families are registered once");
+        }
+        Self {
+            registry,
+            request_duration,
+            stage_duration,
+            requests,
+            request_errors,
+            rows,
+            served_model_info,
+            queue_rejections,
+            model_load_duration,
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `2xx`, `4xx`, `5xx` for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

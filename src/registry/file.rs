@@ -1,0 +1,148 @@
+//! The file registry: `<root>/<model>/<version>/` MLflow model directories and
+//! `<root>/<model>/aliases.yaml` (a mapping alias -> version).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::mlmodel::{MlModel, Signature};
+use super::{ModelVersion, Registry, RegistryError};
+
+pub struct FileRegistry {
+    root: PathBuf,
+}
+
+/// File name of our expected output for the input example.
+pub const EXPECTED_OUTPUT_FILE: &str = "expected_output.json";
+
+impl FileRegistry {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn model_dir(&self, model: &str) -> Result<PathBuf, RegistryError> {
+        // Names come from config; refuse anything that would leave the registry root.
+        if model.is_empty() || model.contains(['/', '\\']) || model.starts_with('.') {
+            return Err(RegistryError::ModelNotFound(model.to_owned()));
+        }
+        let dir = self.root.join(model);
+        if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(RegistryError::ModelNotFound(model.to_owned()))
+        }
+    }
+
+    fn aliases(&self, model: &str) -> Result<BTreeMap<String, String>, RegistryError> {
+        let path = self.model_dir(model)?.join("aliases.yaml");
+        if !path.exists() {
+            return Ok(BTreeMap::new());
+        }
+        let text = read_text(&path)?;
+        let raw: BTreeMap<String, serde_yaml::Value> = serde_yaml::from_str(&text)
+            .map_err(|e| RegistryError::Invalid { path: path.clone(), message: e.to_string() })?;
+        raw.into_iter()
+            .map(|(alias, v)| match v {
+                serde_yaml::Value::Number(n) => Ok((alias, n.to_string())),
+                serde_yaml::Value::String(s) => Ok((alias, s)),
+                other => Err(RegistryError::Invalid {
+                    path: path.clone(),
+                    message: format!("alias '{alias}' must name a version, got {other:?}"),
+                }),
+            })
+            .collect()
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, RegistryError> {
+    std::fs::read_to_string(path).map_err(|e| RegistryError::Io { path: path.to_owned(), message: e.to_string() })
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, RegistryError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RegistryError::Io { path: path.to_owned(), message: e.to_string() }),
+    }
+}
+
+impl Registry for FileRegistry {
+    fn resolve(&self, model: &str, version_or_alias: &str) -> Result<String, RegistryError> {
+        if !version_or_alias.is_empty() && version_or_alias.chars().all(|c| c.is_ascii_digit()) {
+            self.model_dir(model)?;
+            return Ok(version_or_alias.to_owned());
+        }
+        self.aliases(model)?.remove(version_or_alias).ok_or_else(|| RegistryError::AliasNotFound {
+            model: model.to_owned(),
+            alias: version_or_alias.to_owned(),
+        })
+    }
+
+    fn fetch(&self, model: &str, version: &str) -> Result<ModelVersion, RegistryError> {
+        let dir = self.model_dir(model)?.join(version);
+        if version.contains(['/', '\\']) || version.starts_with('.') || !dir.is_dir() {
+            return Err(RegistryError::VersionNotFound { model: model.to_owned(), version: version.to_owned() });
+        }
+        load_model_dir(model, version, &dir)
+    }
+
+    fn describe(&self) -> String {
+        format!("file registry at {}", self.root.display())
+    }
+}
+
+/// Reads an MLflow model directory.
+pub fn load_model_dir(model: &str, version: &str, dir: &Path) -> Result<ModelVersion, RegistryError> {
+    let mlmodel_path = dir.join("MLmodel");
+    let mlmodel: MlModel = serde_yaml::from_str(&read_text(&mlmodel_path)?)
+        .map_err(|e| RegistryError::Invalid { path: mlmodel_path.clone(), message: e.to_string() })?;
+    let onnx_flavor = mlmodel.flavors.onnx.as_ref().ok_or_else(|| RegistryError::Invalid {
+        path: mlmodel_path.clone(),
+        message: "it has no 'onnx' flavor: only ONNX models can be served".to_owned(),
+    })?;
+    let signature = mlmodel
+        .signature
+        .as_ref()
+        .map(Signature::parse)
+        .transpose()
+        .map_err(|message| RegistryError::Invalid { path: mlmodel_path.clone(), message })?;
+    let onnx_path = dir.join(&onnx_flavor.data);
+    let onnx = std::fs::read(&onnx_path)
+        .map_err(|e| RegistryError::Io { path: onnx_path.clone(), message: e.to_string() })?;
+    let input_example = read_input_example(dir, &mlmodel)?;
+    let expected_path = dir.join(EXPECTED_OUTPUT_FILE);
+    let expected_output = read_optional(&expected_path)?
+        .map(|b| serde_json::from_slice(&b))
+        .transpose()
+        .map_err(|e| RegistryError::Invalid { path: expected_path, message: e.to_string() })?;
+    Ok(ModelVersion {
+        model: model.to_owned(),
+        version: version.to_owned(),
+        source: dir.to_owned(),
+        mlmodel,
+        signature,
+        onnx,
+        input_example,
+        expected_output,
+    })
+}
+
+/// The input example as a scoring body: `serving_input_example.json` as is, or
+/// `input_example.json` (pandas split orient) wrapped as `dataframe_split`.
+fn read_input_example(dir: &Path, mlmodel: &MlModel) -> Result<Option<Vec<u8>>, RegistryError> {
+    let info = mlmodel.saved_input_example_info.as_ref();
+    let serving = info.and_then(|i| i.serving_input_path.clone()).unwrap_or_else(|| "serving_input_example.json".into());
+    if let Some(body) = read_optional(&dir.join(serving))? {
+        return Ok(Some(body));
+    }
+    let plain = info.and_then(|i| i.artifact_path.clone()).unwrap_or_else(|| "input_example.json".into());
+    let path = dir.join(plain);
+    let Some(bytes) = read_optional(&path)? else { return Ok(None) };
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| RegistryError::Invalid { path: path.clone(), message: e.to_string() })?;
+    let wrapped = if value.get("columns").is_some() && value.get("data").is_some() {
+        serde_json::json!({ "dataframe_split": value })
+    } else {
+        serde_json::json!({ "inputs": value })
+    };
+    Ok(Some(serde_json::to_vec(&wrapped).unwrap_or_default()))
+}

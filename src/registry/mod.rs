@@ -1,0 +1,47 @@
+//! Model registries: where versions come from. A version is an MLflow model directory.
+
+pub mod file;
+pub mod mlmodel;
+
+use std::path::PathBuf;
+
+pub use mlmodel::{MlModel, Signature};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("model '{0}' is not in the registry")]
+    ModelNotFound(String),
+    #[error("model '{model}' has no version '{version}'")]
+    VersionNotFound { model: String, version: String },
+    #[error("model '{model}' has no alias '{alias}'")]
+    AliasNotFound { model: String, alias: String },
+    #[error("cannot read {path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("{path} is not a valid model file: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// One model version, fetched and parsed, ready for an engine.
+#[derive(Debug, Clone)]
+pub struct ModelVersion {
+    pub model: String,
+    pub version: String,
+    pub source: PathBuf,
+    pub mlmodel: MlModel,
+    pub signature: Option<Signature>,
+    pub onnx: Vec<u8>,
+    /// A scoring body (MLflow JSON) for the input example, when the version ships one.
+    pub input_example: Option<Vec<u8>>,
+    /// `{"predictions": ...}` expected for the input example.
+    pub expected_output: Option<serde_json::Value>,
+}
+
+/// A source of model versions.
+pub trait Registry: Send + Sync {
+    /// Resolves a version number or an alias to a version number.
+    fn resolve(&self, model: &str, version_or_alias: &str) -> Result<String, RegistryError>;
+    /// Reads a version (blocking I/O: call off the request path).
+    fn fetch(&self, model: &str, version: &str) -> Result<ModelVersion, RegistryError>;
+    /// What the registry is, for logs.
+    fn describe(&self) -> String;
+}

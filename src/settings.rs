@@ -1,0 +1,243 @@
+//! Typed configuration: built-in defaults -> YAML file -> environment (`MODELGATE__SECTION__KEY`)
+//! -> command-line flags, validated once at start with errors that name the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Yaml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::EngineChoice;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration error: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration error: {key}: {message}")]
+    Invalid { key: String, message: String },
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid { key: key.into(), message: message.into() }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub registry: RegistrySettings,
+    pub engine: EngineSettings,
+    pub inference: InferenceSettings,
+    pub endpoints: Vec<EndpointSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on; port 0 picks a free port (the bound address is logged).
+    pub listen: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub http_workers: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            http_workers: 0,
+            max_body_bytes: 16 * 1024 * 1024,
+            shutdown_timeout_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// `file`: MLflow model directories under `path`.
+    pub kind: String,
+    /// Root of the file registry, relative to the working directory.
+    pub path: PathBuf,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self { kind: "file".into(), path: PathBuf::from("models") }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineSettings {
+    /// `libonnxruntime.so`; when unset, `ORT_DYLIB_PATH` is used.
+    pub ort_dylib_path: Option<PathBuf>,
+    /// Refuse to start when ONNX Runtime does not load (instead of falling back to tract).
+    pub require_ort: bool,
+    /// Engine for served entities that do not choose one.
+    pub default: EngineChoice,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceSettings {
+    /// Inference worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Requests that may wait for a worker; beyond it requests get 503 at once.
+    pub queue_capacity: usize,
+    /// Most rows one request may carry.
+    pub max_batch_rows: usize,
+    /// Runs of the input example after load, before a version serves.
+    pub warmup_runs: usize,
+    /// Largest absolute difference from a version's expected output that still validates.
+    pub validation_tolerance: f64,
+}
+
+impl Default for InferenceSettings {
+    fn default() -> Self {
+        Self { workers: 0, queue_capacity: 1024, max_batch_rows: 10_000, warmup_runs: 3, validation_tolerance: 1e-4 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSettings {
+    pub name: String,
+    pub served_entities: Vec<ServedEntitySettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServedEntitySettings {
+    /// Name in responses (`served-model-name`); defaults to `<entity_name>-<version>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Registered model name.
+    pub entity_name: String,
+    /// Version number or alias (`champion`).
+    pub entity_version: String,
+    #[serde(default)]
+    pub engine: Option<EngineChoice>,
+}
+
+impl Settings {
+    /// Layers defaults, the file (when given), the environment and CLI overrides, then validates.
+    pub fn load(file: Option<&Path>, listen_override: Option<&str>) -> Result<Self, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(SettingsError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Yaml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("MODELGATE__").split("__"));
+        if let Some(listen) = listen_override {
+            figment = figment.merge(("server.listen", listen));
+        }
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, SettingsError> {
+        self.server
+            .listen
+            .parse()
+            .map_err(|e| invalid("server.listen", format!("'{}' is not HOST:PORT: {e}", self.server.listen)))
+    }
+
+    pub fn inference_workers(&self) -> usize {
+        if self.inference.workers == 0 { num_cpus::get() } else { self.inference.workers }
+    }
+
+    pub fn http_workers(&self) -> usize {
+        if self.server.http_workers == 0 { num_cpus::get() } else { self.server.http_workers }
+    }
+
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.listen_addr()?;
+        if self.server.max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes", "must be above 0"));
+        }
+        if self.registry.kind != "file" {
+            return Err(invalid("registry.kind", format!("unknown registry kind '{}' (known: file)", self.registry.kind)));
+        }
+        if self.inference.queue_capacity == 0 {
+            return Err(invalid("inference.queue_capacity", "must be above 0"));
+        }
+        if self.inference.max_batch_rows == 0 {
+            return Err(invalid("inference.max_batch_rows", "must be above 0"));
+        }
+        if !(self.inference.validation_tolerance >= 0.0) {
+            return Err(invalid("inference.validation_tolerance", "must be a number >= 0"));
+        }
+        if self.endpoints.is_empty() {
+            return Err(invalid("endpoints", "no endpoint is configured: name at least one"));
+        }
+        for (i, ep) in self.endpoints.iter().enumerate() {
+            let key = format!("endpoints[{i}]");
+            if !valid_name(&ep.name) {
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("'{}' is not a valid endpoint name (letters, digits, '-', '_', '.'; at most 63)", ep.name),
+                ));
+            }
+            if self.endpoints[..i].iter().any(|e| e.name == ep.name) {
+                return Err(invalid(format!("{key}.name"), format!("endpoint '{}' is configured twice", ep.name)));
+            }
+            match ep.served_entities.len() {
+                1 => {}
+                0 => return Err(invalid(format!("{key}.served_entities"), "needs one served entity")),
+                n => {
+                    return Err(invalid(
+                        format!("{key}.served_entities"),
+                        format!("has {n} entries; an endpoint serves one entity (traffic splitting is not configured)"),
+                    ))
+                }
+            }
+            for (j, se) in ep.served_entities.iter().enumerate() {
+                let key = format!("{key}.served_entities[{j}]");
+                if !valid_name(&se.entity_name) {
+                    return Err(invalid(format!("{key}.entity_name"), format!("'{}' is not a valid model name", se.entity_name)));
+                }
+                if !valid_name(&se.entity_version) {
+                    return Err(invalid(
+                        format!("{key}.entity_version"),
+                        format!("'{}' is not a version number or alias", se.entity_version),
+                    ));
+                }
+                if let Some(name) = &se.name {
+                    if !valid_name(name) {
+                        return Err(invalid(format!("{key}.name"), format!("'{name}' is not a valid served entity name")));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::default(),
+            registry: RegistrySettings::default(),
+            engine: EngineSettings::default(),
+            inference: InferenceSettings::default(),
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('.')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
