@@ -137,7 +137,7 @@ fn decode_records(data: &Value, field: &str) -> RequestResult<Frame> {
         if r == 0 {
             builders = map.keys().map(ColumnBuilder::new).collect();
         }
-        if map.len() != builders.len() {
+        if map.len() != builders.len() || builders.iter().any(|b| !map.contains_key(b.name())) {
             let missing: Vec<&str> =
                 builders.iter().map(ColumnBuilder::name).filter(|n| !map.contains_key(*n)).collect();
             let extra: Vec<&str> = map

@@ -1,0 +1,239 @@
+//! Test harness: runs the real `modelgate` binary on 127.0.0.1:0 with a config written to a temp
+//! dir, and talks to it over real HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn demo_registry() -> PathBuf {
+    repo().join("models")
+}
+
+/// `libonnxruntime.so`: `ORT_DYLIB_PATH`, else fetched by the repo script (once per test binary).
+pub fn ort_dylib() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+            return PathBuf::from(p);
+        }
+        let out = Command::new(repo().join("scripts/fetch-onnxruntime.sh"))
+            .output()
+            .expect("running scripts/fetch-onnxruntime.sh");
+        assert!(out.status.success(), "fetching ONNX Runtime failed: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}
+
+pub struct Gateway {
+    pub child: Child,
+    pub base: String,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+/// What a run needs: the config YAML body (registry and endpoints) and whether to give it ort.
+pub fn start(config_yaml: &str, with_ort: bool) -> Gateway {
+    try_start(config_yaml, with_ort, &[]).unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+}
+
+/// Starts the gateway; `Err(stderr)` when it exits before listening.
+pub fn try_start(config_yaml: &str, with_ort: bool, env: &[(&str, &str)]) -> Result<Gateway, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, config_yaml).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelgate"));
+    cmd.args(["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .current_dir(repo())
+        .env("RUST_LOG", "warn")
+        .env_remove("ORT_DYLIB_PATH")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if with_ort {
+        cmd.env("ORT_DYLIB_PATH", ort_dylib());
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawning modelgate");
+    let stderr_buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let mut stderr = child.stderr.take().unwrap();
+        let buf = stderr_buf.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(addr) = line.strip_prefix("modelgate listening on ") {
+                    break addr.trim().to_owned();
+                }
+            }
+            _ => {
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(stderr_buf.lock().unwrap().clone());
+            }
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Gateway { child, base, stderr: stderr_buf, _dir: dir })
+}
+
+/// A config serving the demo registry with the given endpoints YAML (a list under `endpoints:`).
+pub fn demo_config(endpoints_yaml: &str, extra: &str) -> String {
+    format!(
+        "registry:\n  path: {}\ninference:\n  workers: 2\n{extra}\nendpoints:\n{endpoints_yaml}",
+        demo_registry().display()
+    )
+}
+
+pub fn endpoint(name: &str, version: &str, engine: &str) -> String {
+    format!(
+        "  - name: {name}\n    served_entities:\n      - entity_name: transactions\n        entity_version: \"{version}\"\n        engine: {engine}\n"
+    )
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    /// The MLflow error body's message, asserting its shape and status.
+    pub fn mlflow_error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        let v = self.json();
+        assert!(v["error_code"].is_string(), "no error_code in {v}");
+        v["message"].as_str().unwrap_or_else(|| panic!("no message in {v}")).to_owned()
+    }
+}
+
+impl Gateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        reply(client().get(self.url(path)).send().unwrap())
+    }
+
+    pub fn post(&self, path: &str, content_type: &str, body: impl Into<reqwest::blocking::Body>) -> Reply {
+        reply(client().post(self.url(path)).header("content-type", content_type).body(body).send().unwrap())
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.post(path, "application/json", body.to_string())
+    }
+
+    pub fn invoke(&self, endpoint: &str, body: &Value) -> Reply {
+        self.post_json(&format!("/serving-endpoints/{endpoint}/invocations"), body)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        signal_term(&self.child);
+        wait_timeout(&mut self.child, Duration::from_secs(30)).expect("gateway did not exit after SIGTERM")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+pub fn signal_term(child: &Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn reply(resp: reqwest::blocking::Response) -> Reply {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().unwrap();
+    Reply { status, headers, text }
+}
+
+/// The Python-made fixture of a version: inputs and onnxruntime's outputs.
+pub fn cases(version: u32) -> Value {
+    let path = repo().join(format!("tests/fixtures/transactions_v{version}_cases.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The first `n` rows of a fixture as a `dataframe_split` body.
+pub fn split_body(cases: &Value, n: usize) -> Value {
+    let rows: Vec<Value> = cases["data"].as_array().unwrap().iter().take(n).cloned().collect();
+    serde_json::json!({ "dataframe_split": { "columns": cases["columns"], "data": rows } })
+}
+
+/// One demo row as a `dataframe_split` body.
+pub fn one_row() -> Value {
+    serde_json::json!({ "dataframe_split": {
+        "columns": ["Product", "Amount", "transactionCount", "isTimeout", "MaxProductAmount", "MaxDifferenceRatio"],
+        "data": [["Product A", 132.75, 3, false, 150.1, 0.12]]
+    }})
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
