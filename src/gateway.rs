@@ -158,9 +158,6 @@ impl Gateway {
                 });
             }
         }
-        if self.shutting_down.load(Ordering::Acquire) {
-            return Err(RequestError::Unavailable("the server is shutting down".into()).into());
-        }
         let job_entity = entity.clone();
         let (body, format, max_rows, endpoint_name) =
             (inv.body.clone(), inv.format.clone(), self.max_batch_rows, endpoint.name.clone());

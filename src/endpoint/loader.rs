@@ -20,8 +20,8 @@ use crate::settings::{InferenceSettings, ServedEntitySettings};
 pub enum LoadError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
+    #[error("model '{model}' version {version} ({path}): {source}")]
+    Engine { model: String, version: String, path: String, source: EngineError },
     #[error("model '{model}' version {version} does not fit its signature: {message}")]
     Signature { model: String, version: String, message: String },
     #[error("model '{model}' version {version} failed validation: {message}")]
@@ -46,7 +46,12 @@ pub fn load_served_entity(ctx: &LoadContext<'_>, cfg: &ServedEntitySettings) -> 
     let started = Instant::now();
     let version = ctx.registry.resolve(&cfg.entity_name, &cfg.entity_version)?;
     let mv = ctx.registry.fetch(&cfg.entity_name, &version)?;
-    let loaded = ctx.engines.load(cfg.engine.unwrap_or(ctx.default_engine), &mv.onnx)?;
+    let loaded = ctx.engines.load(cfg.engine.unwrap_or(ctx.default_engine), &mv.onnx).map_err(|source| LoadError::Engine {
+        model: mv.model.clone(),
+        version: version.clone(),
+        path: mv.source.display().to_string(),
+        source,
+    })?;
     let columns = mv.signature.as_ref().and_then(|s| s.input_names());
     let binding = InputBinding::compile(loaded.inputs(), columns.as_deref()).map_err(|message| LoadError::Signature {
         model: mv.model.clone(),
