@@ -14,12 +14,14 @@ if [ ! -f "$lib" ]; then
   python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
     --dest "$tmp" "onnxruntime==$VERSION" >&2
   python3 - "$tmp" "$lib" "$VERSION" <<'PY'
-import glob, shutil, sys, zipfile
+import glob, os, shutil, sys, zipfile
 tmp, lib, version = sys.argv[1:4]
 wheel = glob.glob(f"{tmp}/onnxruntime-*.whl")[0]
-with zipfile.ZipFile(wheel) as z, z.open(f"onnxruntime/capi/libonnxruntime.so.{version}") as src, open(lib + ".part", "wb") as dst:
+# Unique temp name + rename: concurrent callers (parallel test binaries) never see a partial file.
+part = f"{lib}.part.{os.getpid()}"
+with zipfile.ZipFile(wheel) as z, z.open(f"onnxruntime/capi/libonnxruntime.so.{version}") as src, open(part, "wb") as dst:
     shutil.copyfileobj(src, dst)
-shutil.move(lib + ".part", lib)
+os.replace(part, lib)
 PY
 fi
 echo "$lib"

@@ -23,7 +23,9 @@ pub enum Format {
     MlflowJson,
     MlflowCsv,
     /// V2 `infer`; `version` when the path names one.
-    V2 { version: Option<String> },
+    V2 {
+        version: Option<String>,
+    },
 }
 
 impl Format {
@@ -56,7 +58,10 @@ pub struct Failure {
 
 impl From<RequestError> for Failure {
     fn from(error: RequestError) -> Self {
-        Self { error, served_entity: None }
+        Self {
+            error,
+            served_entity: None,
+        }
     }
 }
 
@@ -77,7 +82,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(endpoints: Vec<Arc<Endpoint>>, pool: Arc<InferencePool>, metrics: Arc<Metrics>, max_batch_rows: usize) -> Self {
+    pub fn new(
+        endpoints: Vec<Arc<Endpoint>>,
+        pool: Arc<InferencePool>,
+        metrics: Arc<Metrics>,
+        max_batch_rows: usize,
+    ) -> Self {
         Self {
             endpoints: endpoints.into_iter().map(|e| (e.name.clone(), e)).collect(),
             pool,
@@ -104,12 +114,15 @@ impl Gateway {
 
     /// The only endpoint, when exactly one is configured (for `/invocations`).
     pub fn sole_endpoint(&self) -> Option<&Arc<Endpoint>> {
-        (self.endpoints.len() == 1).then(|| self.endpoints.values().next()).flatten()
+        (self.endpoints.len() == 1)
+            .then(|| self.endpoints.values().next())
+            .flatten()
     }
 
     /// Ready: not shutting down and every endpoint serves a loaded, warmed model.
     pub fn is_ready(&self) -> bool {
-        !self.shutting_down.load(Ordering::Acquire) && self.endpoints.values().all(|e| e.served().is_some())
+        !self.shutting_down.load(Ordering::Acquire)
+            && self.endpoints.values().all(|e| e.served().is_some())
     }
 
     pub fn begin_shutdown(&self) {
@@ -119,22 +132,35 @@ impl Gateway {
     /// Serves one prediction request and records its metrics.
     pub async fn invoke(&self, inv: Invocation) -> Result<Answer, Failure> {
         let protocol = inv.format.protocol();
-        let endpoint_label = if self.endpoints.contains_key(&inv.endpoint) { inv.endpoint.as_str() } else { UNKNOWN_ENDPOINT };
+        let endpoint_label = if self.endpoints.contains_key(&inv.endpoint) {
+            inv.endpoint.as_str()
+        } else {
+            UNKNOWN_ENDPOINT
+        };
         let result = self.serve(&inv).await;
         let (status, entity_name) = match &result {
             Ok(a) => (200, a.served_entity.name.as_str()),
-            Err(f) => (f.error.status().as_u16(), f.served_entity.as_ref().map_or("", |e| e.name.as_str())),
+            Err(f) => (
+                f.error.status().as_u16(),
+                f.served_entity.as_ref().map_or("", |e| e.name.as_str()),
+            ),
         };
         let class = status_class(status);
         let m = &self.metrics;
-        m.requests.with_label_values(&[endpoint_label, entity_name, protocol, class]).inc();
+        m.requests
+            .with_label_values(&[endpoint_label, entity_name, protocol, class])
+            .inc();
         m.request_duration
             .with_label_values(&[endpoint_label, entity_name, protocol, class])
             .observe(inv.received.elapsed().as_secs_f64());
         if let Err(f) = &result {
-            m.request_errors.with_label_values(&[endpoint_label, f.error.code()]).inc();
+            m.request_errors
+                .with_label_values(&[endpoint_label, f.error.code()])
+                .inc();
             if matches!(f.error, RequestError::Overloaded(_)) {
-                m.queue_rejections.with_label_values(&[endpoint_label]).inc();
+                m.queue_rejections
+                    .with_label_values(&[endpoint_label])
+                    .inc();
             }
         }
         result
@@ -145,7 +171,10 @@ impl Gateway {
             RequestError::NotFound(format!("endpoint '{}' does not exist", inv.endpoint))
         })?;
         let entity = endpoint.served().ok_or_else(|| {
-            RequestError::Unavailable(format!("endpoint '{}' has no model loaded yet", endpoint.name))
+            RequestError::Unavailable(format!(
+                "endpoint '{}' has no model loaded yet",
+                endpoint.name
+            ))
         })?;
         if let Format::V2 { version: Some(v) } = &inv.format {
             if *v != entity.version {
@@ -159,14 +188,31 @@ impl Gateway {
             }
         }
         let job_entity = entity.clone();
-        let (body, format, max_rows, endpoint_name) =
-            (inv.body.clone(), inv.format.clone(), self.max_batch_rows, endpoint.name.clone());
+        let (body, format, max_rows, endpoint_name) = (
+            inv.body.clone(),
+            inv.format.clone(),
+            self.max_batch_rows,
+            endpoint.name.clone(),
+        );
         let submitted = Instant::now();
         let outcome = self
             .pool
-            .run(move |worker| score(&job_entity, &endpoint_name, worker, &body, &format, max_rows, submitted))
+            .run(move |worker| {
+                score(
+                    &job_entity,
+                    &endpoint_name,
+                    worker,
+                    &body,
+                    &format,
+                    max_rows,
+                    submitted,
+                )
+            })
             .await;
-        let with_entity = |error: RequestError| Failure { error, served_entity: Some(entity.clone()) };
+        let with_entity = |error: RequestError| Failure {
+            error,
+            served_entity: Some(entity.clone()),
+        };
         let (body, timings) = match outcome {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => return Err(with_entity(e)),
@@ -175,7 +221,11 @@ impl Gateway {
                     "the inference queue is full ({n} requests waiting): retry later"
                 ))))
             }
-            Err(SubmitError::Closed) => return Err(with_entity(RequestError::Unavailable("the server is shutting down".into()))),
+            Err(SubmitError::Closed) => {
+                return Err(with_entity(RequestError::Unavailable(
+                    "the server is shutting down".into(),
+                )))
+            }
         };
         let m = &self.metrics;
         for (stage, secs) in [
@@ -184,10 +234,17 @@ impl Gateway {
             ("inference", timings.inference),
             ("encode", timings.encode),
         ] {
-            m.stage_duration.with_label_values(&[&endpoint.name, stage]).observe(secs);
+            m.stage_duration
+                .with_label_values(&[&endpoint.name, stage])
+                .observe(secs);
         }
-        m.rows.with_label_values(&[&endpoint.name, &entity.name]).inc_by(timings.rows as u64);
-        Ok(Answer { body, served_entity: entity })
+        m.rows
+            .with_label_values(&[&endpoint.name, &entity.name])
+            .inc_by(timings.rows as u64);
+        Ok(Answer {
+            body,
+            served_entity: entity,
+        })
     }
 }
 
@@ -224,7 +281,14 @@ fn score(
             entity.outputs.write_predictions(&outputs, rows, &mut buf);
             buf.push(b'}');
         }
-        Some(req) => v2::write_response(endpoint, &entity.version, req.id.as_deref(), &outputs, req.outputs.as_deref(), &mut buf)?,
+        Some(req) => v2::write_response(
+            endpoint,
+            &entity.version,
+            req.id.as_deref(),
+            &outputs,
+            req.outputs.as_deref(),
+            &mut buf,
+        )?,
     }
     let t3 = Instant::now();
     Ok((

@@ -38,9 +38,15 @@ pub enum StartError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("endpoint '{endpoint}' cannot load its model: {source}")]
-    Load { endpoint: String, source: LoadError },
+    Load {
+        endpoint: String,
+        source: Box<LoadError>,
+    },
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -63,7 +69,11 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     install_crypto_provider();
     settings.validate()?;
     let workers = settings.inference_workers();
-    let engines = Engines::init(settings.engine.ort_dylib_path.clone(), workers, settings.engine.require_ort)?;
+    let engines = Engines::init(
+        settings.engine.ort_dylib_path.clone(),
+        workers,
+        settings.engine.require_ort,
+    )?;
     match engines.ort_problem() {
         None => info!("ONNX Runtime loaded; engine 'auto' uses ort"),
         Some(p) => warn!("ONNX Runtime unavailable ({p}); engine 'auto' uses tract"),
@@ -75,15 +85,33 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
 
     let loaded = {
         let (settings, pool, metrics) = (settings.clone(), pool.clone(), metrics.clone());
-        tokio::task::spawn_blocking(move || load_all(&settings, &engines, &registry, &pool, &metrics))
-            .await
-            .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??
+        tokio::task::spawn_blocking(move || {
+            load_all(&settings, &engines, &registry, &pool, &metrics)
+        })
+        .await
+        .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??
     };
-    let gateway = Arc::new(Gateway::new(loaded, pool, metrics, settings.inference.max_batch_rows));
+    let gateway = Arc::new(Gateway::new(
+        loaded,
+        pool,
+        metrics,
+        settings.inference.max_batch_rows,
+    ));
     let addr = settings.listen_addr()?;
-    let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: addr.to_string(), source })?;
-    Ok(Started { addr, gateway, listener, settings })
+    let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    Ok(Started {
+        addr,
+        gateway,
+        listener,
+        settings,
+    })
 }
 
 fn load_all(
@@ -104,6 +132,7 @@ fn load_all(
     for ep_settings in &settings.endpoints {
         let endpoint = Arc::new(Endpoint::new(ep_settings.clone()));
         let entity_cfg = &ep_settings.served_entities[0];
+        let started = std::time::Instant::now();
         match load_served_entity(&ctx, entity_cfg) {
             Ok(done) => {
                 let e = &done.entity;
@@ -111,16 +140,31 @@ fn load_all(
                     endpoint = %endpoint.name, served_entity = %e.name, model = %e.model, version = %e.version,
                     engine = %e.engine, outputs = e.outputs.kind(), seconds = done.seconds, "model loaded, validated and warmed"
                 );
-                metrics.model_load_duration.with_label_values(&[&endpoint.name, "success"]).observe(done.seconds);
+                metrics
+                    .model_load_duration
+                    .with_label_values(&[&endpoint.name, "success"])
+                    .observe(done.seconds);
                 metrics
                     .served_model_info
-                    .with_label_values(&[&endpoint.name, &e.name, &e.model, &e.version, &e.engine.to_string()])
+                    .with_label_values(&[
+                        &endpoint.name,
+                        &e.name,
+                        &e.model,
+                        &e.version,
+                        &e.engine.to_string(),
+                    ])
                     .set(1);
                 endpoint.publish(done.entity);
             }
             Err(source) => {
-                metrics.model_load_duration.with_label_values(&[&endpoint.name, "failure"]).observe(0.0);
-                return Err(StartError::Load { endpoint: endpoint.name.clone(), source });
+                metrics
+                    .model_load_duration
+                    .with_label_values(&[&endpoint.name, "failure"])
+                    .observe(started.elapsed().as_secs_f64());
+                return Err(StartError::Load {
+                    endpoint: endpoint.name.clone(),
+                    source: Box::new(source),
+                });
             }
         }
         endpoints.push(endpoint);

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use modelgate::settings::Settings;
 
 #[derive(Parser)]
-#[command(name = "modelgate", version, about = "Low-latency ONNX model-serving gateway")]
+#[command(
+    name = "modelgate",
+    version,
+    about = "Low-latency ONNX model-serving gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,7 +38,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,ort=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,ort=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -2,7 +2,8 @@
 //! come from config, never from requests (unknown endpoints are counted under `_unknown`).
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Label value for requests to endpoints that do not exist.
@@ -37,8 +38,11 @@ impl Metrics {
         )
         .expect("valid metric");
         let stage_duration = HistogramVec::new(
-            HistogramOpts::new("modelgate_stage_duration_seconds", "Time spent in one stage of the request path (queue, decode, inference, encode).")
-                .buckets(latency_buckets()),
+            HistogramOpts::new(
+                "modelgate_stage_duration_seconds",
+                "Time spent in one stage of the request path (queue, decode, inference, encode).",
+            )
+            .buckets(latency_buckets()),
             &["endpoint", "stage"],
         )
         .expect("valid metric");
@@ -48,28 +52,43 @@ impl Metrics {
         )
         .expect("valid metric");
         let request_errors = IntCounterVec::new(
-            Opts::new("modelgate_request_errors_total", "Prediction requests that failed, by endpoint and error code."),
+            Opts::new(
+                "modelgate_request_errors_total",
+                "Prediction requests that failed, by endpoint and error code.",
+            ),
             &["endpoint", "error_code"],
         )
         .expect("valid metric");
         let rows = IntCounterVec::new(
-            Opts::new("modelgate_predicted_rows_total", "Rows scored, by endpoint and served entity."),
+            Opts::new(
+                "modelgate_predicted_rows_total",
+                "Rows scored, by endpoint and served entity.",
+            ),
             &["endpoint", "served_entity"],
         )
         .expect("valid metric");
         let served_model_info = IntGaugeVec::new(
-            Opts::new("modelgate_served_model_info", "1 for the model version each endpoint's served entity serves now."),
+            Opts::new(
+                "modelgate_served_model_info",
+                "1 for the model version each endpoint's served entity serves now.",
+            ),
             &["endpoint", "served_entity", "model", "version", "engine"],
         )
         .expect("valid metric");
         let queue_rejections = IntCounterVec::new(
-            Opts::new("modelgate_inference_queue_rejections_total", "Requests refused because the inference queue was full."),
+            Opts::new(
+                "modelgate_inference_queue_rejections_total",
+                "Requests refused because the inference queue was full.",
+            ),
             &["endpoint"],
         )
         .expect("valid metric");
         let model_load_duration = HistogramVec::new(
-            HistogramOpts::new("modelgate_model_load_duration_seconds", "Time to fetch, load, validate and warm a model version.")
-                .buckets(exponential_buckets(0.01, 2.0, 14).expect("valid bucket parameters")),
+            HistogramOpts::new(
+                "modelgate_model_load_duration_seconds",
+                "Time to fetch, load, validate and warm a model version.",
+            )
+            .buckets(exponential_buckets(0.01, 2.0, 14).expect("valid bucket parameters")),
             &["endpoint", "outcome"],
         )
         .expect("valid metric");
@@ -83,7 +102,9 @@ impl Metrics {
             Box::new(queue_rejections.clone()),
             Box::new(model_load_duration.clone()),
         ] {
-            registry.register(c).expect("metric families are registered once");
+            registry
+                .register(c)
+                .expect("metric families are registered once");
         }
         Self {
             registry,

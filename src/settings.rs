@@ -21,10 +21,13 @@ pub enum SettingsError {
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> SettingsError {
-    SettingsError::Invalid { key: key.into(), message: message.into() }
+    SettingsError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -69,7 +72,10 @@ pub struct RegistrySettings {
 
 impl Default for RegistrySettings {
     fn default() -> Self {
-        Self { kind: "file".into(), path: PathBuf::from("models") }
+        Self {
+            kind: "file".into(),
+            path: PathBuf::from("models"),
+        }
     }
 }
 
@@ -101,7 +107,13 @@ pub struct InferenceSettings {
 
 impl Default for InferenceSettings {
     fn default() -> Self {
-        Self { workers: 0, queue_capacity: 1024, max_batch_rows: 10_000, warmup_runs: 3, validation_tolerance: 1e-4 }
+        Self {
+            workers: 0,
+            queue_capacity: 1024,
+            max_batch_rows: 10_000,
+            warmup_runs: 3,
+            validation_tolerance: 1e-4,
+        }
     }
 }
 
@@ -146,18 +158,28 @@ impl Settings {
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, SettingsError> {
-        self.server
-            .listen
-            .parse()
-            .map_err(|e| invalid("server.listen", format!("'{}' is not HOST:PORT: {e}", self.server.listen)))
+        self.server.listen.parse().map_err(|e| {
+            invalid(
+                "server.listen",
+                format!("'{}' is not HOST:PORT: {e}", self.server.listen),
+            )
+        })
     }
 
     pub fn inference_workers(&self) -> usize {
-        if self.inference.workers == 0 { num_cpus::get() } else { self.inference.workers }
+        if self.inference.workers == 0 {
+            num_cpus::get()
+        } else {
+            self.inference.workers
+        }
     }
 
     pub fn http_workers(&self) -> usize {
-        if self.server.http_workers == 0 { num_cpus::get() } else { self.server.http_workers }
+        if self.server.http_workers == 0 {
+            num_cpus::get()
+        } else {
+            self.server.http_workers
+        }
     }
 
     pub fn validate(&self) -> Result<(), SettingsError> {
@@ -166,7 +188,13 @@ impl Settings {
             return Err(invalid("server.max_body_bytes", "must be above 0"));
         }
         if self.registry.kind != "file" {
-            return Err(invalid("registry.kind", format!("unknown registry kind '{}' (known: file)", self.registry.kind)));
+            return Err(invalid(
+                "registry.kind",
+                format!(
+                    "unknown registry kind '{}' (known: file)",
+                    self.registry.kind
+                ),
+            ));
         }
         if self.inference.queue_capacity == 0 {
             return Err(invalid("inference.queue_capacity", "must be above 0"));
@@ -174,11 +202,18 @@ impl Settings {
         if self.inference.max_batch_rows == 0 {
             return Err(invalid("inference.max_batch_rows", "must be above 0"));
         }
-        if !(self.inference.validation_tolerance >= 0.0) {
-            return Err(invalid("inference.validation_tolerance", "must be a number >= 0"));
+        if self.inference.validation_tolerance.is_nan() || self.inference.validation_tolerance < 0.0
+        {
+            return Err(invalid(
+                "inference.validation_tolerance",
+                "must be a number >= 0",
+            ));
         }
         if self.endpoints.is_empty() {
-            return Err(invalid("endpoints", "no endpoint is configured: name at least one"));
+            return Err(invalid(
+                "endpoints",
+                "no endpoint is configured: name at least one",
+            ));
         }
         for (i, ep) in self.endpoints.iter().enumerate() {
             let key = format!("endpoints[{i}]");
@@ -189,7 +224,10 @@ impl Settings {
                 ));
             }
             if self.endpoints[..i].iter().any(|e| e.name == ep.name) {
-                return Err(invalid(format!("{key}.name"), format!("endpoint '{}' is configured twice", ep.name)));
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("endpoint '{}' is configured twice", ep.name),
+                ));
             }
             match ep.served_entities.len() {
                 1 => {}
@@ -204,7 +242,10 @@ impl Settings {
             for (j, se) in ep.served_entities.iter().enumerate() {
                 let key = format!("{key}.served_entities[{j}]");
                 if !valid_name(&se.entity_name) {
-                    return Err(invalid(format!("{key}.entity_name"), format!("'{}' is not a valid model name", se.entity_name)));
+                    return Err(invalid(
+                        format!("{key}.entity_name"),
+                        format!("'{}' is not a valid model name", se.entity_name),
+                    ));
                 }
                 if !valid_name(&se.entity_version) {
                     return Err(invalid(
@@ -214,7 +255,10 @@ impl Settings {
                 }
                 if let Some(name) = &se.name {
                     if !valid_name(name) {
-                        return Err(invalid(format!("{key}.name"), format!("'{name}' is not a valid served entity name")));
+                        return Err(invalid(
+                            format!("{key}.name"),
+                            format!("'{name}' is not a valid served entity name"),
+                        ));
                     }
                 }
             }
@@ -223,21 +267,10 @@ impl Settings {
     }
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            server: ServerSettings::default(),
-            registry: RegistrySettings::default(),
-            engine: EngineSettings::default(),
-            inference: InferenceSettings::default(),
-            endpoints: Vec::new(),
-        }
-    }
-}
-
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && !s.starts_with('.')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }

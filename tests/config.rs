@@ -16,14 +16,21 @@ fn check_config(yaml: &str, env: &[(&str, &str)]) -> (bool, String, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 const VALID: &str = "endpoints:\n  - name: t\n    served_entities: [{entity_name: transactions, entity_version: champion}]\n";
 
 #[test]
 fn the_demo_config_is_valid_and_defaults_are_filled_in() {
-    let (ok, out, err) = check_config(&std::fs::read_to_string(repo().join("config/demo.yaml")).unwrap(), &[]);
+    let (ok, out, err) = check_config(
+        &std::fs::read_to_string(repo().join("config/demo.yaml")).unwrap(),
+        &[],
+    );
     assert!(ok, "{err}");
     assert!(out.contains("max_body_bytes: 16777216"), "{out}");
     assert!(out.contains("queue_capacity: 1024"), "{out}");
@@ -50,20 +57,34 @@ fn invalid_configs_name_the_key() {
         ("endpoints:\n  - name: a\n    served_entities: [{entity_name: m, entity_version: '1', engine: gpu}]\n", "engine"),
     ];
     for (yaml, key) in cases {
-        let yaml = if yaml.starts_with("endpoints") { yaml.to_owned() } else { format!("{yaml}{VALID}") };
+        let yaml = if yaml.starts_with("endpoints") {
+            yaml.to_owned()
+        } else {
+            format!("{yaml}{VALID}")
+        };
         let (ok, _, err) = check_config(&yaml, &[]);
         assert!(!ok, "{yaml} must be refused");
         assert!(err.contains(key), "{yaml}: '{err}' does not name '{key}'");
     }
     let (ok, _, err) = check_config(VALID, &[("MODELGATE__SERVER__MAX_BODY_BYTES", "lots")]);
-    assert!(!ok && err.to_lowercase().contains("server.max_body_bytes"), "{err}");
+    assert!(
+        !ok && err.to_lowercase().contains("server.max_body_bytes"),
+        "{err}"
+    );
 }
 
 #[test]
 fn environment_reaches_a_running_gateway() {
     let config = demo_config(&endpoint("transactions", "champion", "tract"), "");
-    let gw = try_start(&config, false, &[("MODELGATE__INFERENCE__MAX_BATCH_ROWS", "1")]).unwrap();
+    let gw = try_start(
+        &config,
+        false,
+        &[("MODELGATE__INFERENCE__MAX_BATCH_ROWS", "1")],
+    )
+    .unwrap();
     let cases = cases(1);
-    let msg = gw.invoke("transactions", &split_body(&cases, 2)).mlflow_error(400);
+    let msg = gw
+        .invoke("transactions", &split_body(&cases, 2))
+        .mlflow_error(400);
     assert!(msg.contains("over the limit of 1 rows"), "{msg}");
 }

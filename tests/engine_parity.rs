@@ -16,7 +16,10 @@ fn assert_matches_python(gw: &Gateway, endpoint: &str, version: u32) {
         assert_eq!(preds[r]["label"], cases["label"][r], "{endpoint} row {r}");
         let got = preds[r]["probability"].as_f64().unwrap();
         let want = cases["probabilities"][r][1].as_f64().unwrap();
-        assert!((got - want).abs() <= 1e-5, "{endpoint} row {r}: {got} vs python {want}");
+        assert!(
+            (got - want).abs() <= 1e-5,
+            "{endpoint} row {r}: {got} vs python {want}"
+        );
     }
     // Raw tensors through V2 carry both class probabilities.
     let inputs: Vec<Value> = (0..6)
@@ -27,12 +30,23 @@ fn assert_matches_python(gw: &Gateway, endpoint: &str, version: u32) {
             json!({"name": name, "datatype": dt, "shape": [n, 1], "data": data})
         })
         .collect();
-    let v = gw.post_json(&format!("/v2/models/{endpoint}/infer"), &json!({"inputs": inputs})).json();
+    let v = gw
+        .post_json(
+            &format!("/v2/models/{endpoint}/infer"),
+            &json!({"inputs": inputs}),
+        )
+        .json();
     let probs = v["outputs"][1]["data"].as_array().unwrap();
     for r in 0..n {
         for k in 0..2 {
-            let (got, want) = (probs[r * 2 + k].as_f64().unwrap(), cases["probabilities"][r][k].as_f64().unwrap());
-            assert!((got - want).abs() <= 1e-5, "{endpoint} v2 row {r}: {got} vs {want}");
+            let (got, want) = (
+                probs[r * 2 + k].as_f64().unwrap(),
+                cases["probabilities"][r][k].as_f64().unwrap(),
+            );
+            assert!(
+                (got - want).abs() <= 1e-5,
+                "{endpoint} v2 row {r}: {got} vs {want}"
+            );
         }
     }
 }
@@ -40,7 +54,12 @@ fn assert_matches_python(gw: &Gateway, endpoint: &str, version: u32) {
 #[test]
 fn both_engines_match_python_onnxruntime() {
     let config = demo_config(
-        &[endpoint("v1-tract", "1", "tract"), endpoint("v1-ort", "1", "ort"), endpoint("v2-ort", "2", "ort")].concat(),
+        &[
+            endpoint("v1-tract", "1", "tract"),
+            endpoint("v1-ort", "1", "ort"),
+            endpoint("v2-ort", "2", "ort"),
+        ]
+        .concat(),
         "",
     );
     let gw = start(&config, true);
@@ -48,8 +67,12 @@ fn both_engines_match_python_onnxruntime() {
     assert_matches_python(&gw, "v1-ort", 1);
     assert_matches_python(&gw, "v2-ort", 2);
     let metrics = gw.get("/metrics").text;
-    assert!(metrics.contains("engine=\"tract\",model=\"transactions\",served_entity=\"transactions-1\",version=\"1\"} 1"));
-    assert!(metrics.contains("engine=\"ort\",model=\"transactions\",served_entity=\"transactions-2\",version=\"2\"} 1"));
+    assert!(metrics.contains(
+        "engine=\"tract\",model=\"transactions\",served_entity=\"transactions-1\",version=\"1\"} 1"
+    ));
+    assert!(metrics.contains(
+        "engine=\"ort\",model=\"transactions\",served_entity=\"transactions-2\",version=\"2\"} 1"
+    ));
 }
 
 #[test]
@@ -65,14 +88,30 @@ fn auto_uses_ort_when_its_library_loads_and_tract_otherwise() {
 #[test]
 fn engine_ort_without_its_library_is_a_clear_startup_error() {
     let config = demo_config(&endpoint("t", "1", "ort"), "");
-    let err = try_start(&config, false, &[]).err().expect("must not start");
+    let err = try_start(&config, false, &[])
+        .err()
+        .expect("must not start");
     assert!(err.contains("ONNX Runtime is not available"), "{err}");
-    let err = try_start(&config, false, &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")]).err().unwrap();
-    assert!(err.contains("/nonexistent/libonnxruntime.so does not exist"), "{err}");
+    let err = try_start(
+        &config,
+        false,
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.contains("/nonexistent/libonnxruntime.so does not exist"),
+        "{err}"
+    );
     // A file that is not ONNX Runtime: refused, not a crash.
-    let err = try_start(&config, false, &[("ORT_DYLIB_PATH", "/bin/sh")]).err().unwrap();
+    let err = try_start(&config, false, &[("ORT_DYLIB_PATH", "/bin/sh")])
+        .err()
+        .unwrap();
     assert!(err.contains("cannot be loaded"), "{err}");
-    let config = demo_config(&endpoint("t", "1", "auto"), "engine:\n  require_ort: true\n");
+    let config = demo_config(
+        &endpoint("t", "1", "auto"),
+        "engine:\n  require_ort: true\n",
+    );
     let err = try_start(&config, false, &[]).err().unwrap();
     assert!(err.contains("ONNX Runtime is not available"), "{err}");
 }
@@ -84,8 +123,13 @@ fn tract_refuses_graphs_it_cannot_run_naming_the_op() {
         "registry:\n  path: {}\nendpoints:\n  - name: s\n    served_entities: [{{entity_name: scaler, entity_version: \"1\", engine: tract}}]\n",
         registry.display()
     );
-    let err = try_start(&config, false, &[]).err().expect("must not start");
-    assert!(err.contains("the tract engine cannot run op 'Scaler' (domain 'ai.onnx.ml')"), "{err}");
+    let err = try_start(&config, false, &[])
+        .err()
+        .expect("must not start");
+    assert!(
+        err.contains("the tract engine cannot run op 'Scaler' (domain 'ai.onnx.ml')"),
+        "{err}"
+    );
     // ort runs the same graph.
     let config = config.replace("engine: tract", "engine: ort");
     let gw = start(&config, true);
@@ -93,6 +137,8 @@ fn tract_refuses_graphs_it_cannot_run_naming_the_op() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json()["outputs"][0]["data"], json!([2.0, 8.0]));
     // The demo's gradient-boosted version 2 is ort-only too.
-    let err = try_start(&demo_config(&endpoint("v2", "2", "tract"), ""), false, &[]).err().expect("must not start");
+    let err = try_start(&demo_config(&endpoint("v2", "2", "tract"), ""), false, &[])
+        .err()
+        .expect("must not start");
     assert!(err.contains("endpoint 'v2' cannot load its model"), "{err}");
 }

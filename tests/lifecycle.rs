@@ -12,7 +12,10 @@ use common::*;
 /// A registry holding a copy of demo version 1 as `transactions/1`, for corrupting.
 fn registry_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&demo_registry().join("transactions/1"), &dir.path().join("transactions/1"));
+    copy_dir(
+        &demo_registry().join("transactions/1"),
+        &dir.path().join("transactions/1"),
+    );
     dir
 }
 
@@ -24,7 +27,9 @@ fn config_for(registry: &Path, version: &str) -> String {
 }
 
 fn start_error(registry: &Path, version: &str) -> String {
-    try_start(&config_for(registry, version), false, &[]).err().expect("the gateway must refuse to start")
+    try_start(&config_for(registry, version), false, &[])
+        .err()
+        .expect("the gateway must refuse to start")
 }
 
 #[test]
@@ -32,16 +37,26 @@ fn corrupt_or_missing_registry_files_are_clear_load_errors() {
     let reg = registry_copy();
     let dir = reg.path().join("transactions/1");
     assert!(start_error(reg.path(), "2").contains("model 'transactions' has no version '2'"));
-    assert!(start_error(reg.path(), "champion").contains("model 'transactions' has no alias 'champion'"));
+    assert!(start_error(reg.path(), "champion")
+        .contains("model 'transactions' has no alias 'champion'"));
 
     std::fs::write(dir.join("model.onnx"), b"this is not a protobuf").unwrap();
     let err = start_error(reg.path(), "1");
-    assert!(err.contains("endpoint 't' cannot load its model: model 'transactions' version 1"), "{err}");
-    assert!(err.contains("the tract engine cannot load this model"), "{err}");
+    assert!(
+        err.contains("endpoint 't' cannot load its model: model 'transactions' version 1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the tract engine cannot load this model"),
+        "{err}"
+    );
 
     std::fs::remove_file(dir.join("model.onnx")).unwrap();
     let err = start_error(reg.path(), "1");
-    assert!(err.contains("model.onnx") && err.contains("No such file"), "{err}");
+    assert!(
+        err.contains("model.onnx") && err.contains("No such file"),
+        "{err}"
+    );
 
     std::fs::write(dir.join("MLmodel"), "flavors: [unclosed").unwrap();
     let err = start_error(reg.path(), "1");
@@ -57,9 +72,16 @@ fn a_version_that_does_not_fit_its_signature_or_expected_output_is_refused() {
     let reg = registry_copy();
     let dir = reg.path().join("transactions/1");
     let mlmodel = std::fs::read_to_string(dir.join("MLmodel")).unwrap();
-    std::fs::write(dir.join("MLmodel"), mlmodel.replace("\"name\": \"Product\"", "\"name\": \"Produkt\"")).unwrap();
+    std::fs::write(
+        dir.join("MLmodel"),
+        mlmodel.replace("\"name\": \"Product\"", "\"name\": \"Produkt\""),
+    )
+    .unwrap();
     let err = start_error(reg.path(), "1");
-    assert!(err.contains("ONNX input 'Product' is not a column of the MLflow signature"), "{err}");
+    assert!(
+        err.contains("ONNX input 'Product' is not a column of the MLflow signature"),
+        "{err}"
+    );
 
     std::fs::write(dir.join("MLmodel"), &mlmodel).unwrap();
     let expected = std::fs::read_to_string(dir.join("expected_output.json")).unwrap();
@@ -73,13 +95,17 @@ fn a_version_that_does_not_fit_its_signature_or_expected_output_is_refused() {
 
 #[test]
 fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
-    let config = demo_config(&endpoint("transactions", "champion", "tract"), "server:\n  shutdown_timeout_seconds: 10\n");
+    let config = demo_config(
+        &endpoint("transactions", "champion", "tract"),
+        "server:\n  shutdown_timeout_seconds: 10\n",
+    );
     let mut gw = start(&config, false);
     assert_eq!(gw.get("/readyz").status, 200);
     let body = one_row().to_string();
     let addr = gw.base.trim_start_matches("http://").to_owned();
     let mut conn = TcpStream::connect(&addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let head = format!(
         "POST /serving-endpoints/transactions/invocations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -91,18 +117,29 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     signal_term(&gw.child);
     std::thread::sleep(Duration::from_millis(500));
     // New connections are no longer accepted while draining.
-    assert!(TcpStream::connect(&addr).is_err(), "the listener must close on SIGTERM");
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "the listener must close on SIGTERM"
+    );
     conn.write_all(&body.as_bytes()[body.len() / 2..]).unwrap();
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"predictions\""), "{response}");
     let status = wait_timeout(&mut gw.child, Duration::from_secs(15)).expect("exit after draining");
-    assert_eq!(status.code(), Some(0), "stderr: {}", gw.stderr.lock().unwrap());
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "stderr: {}",
+        gw.stderr.lock().unwrap()
+    );
 }
 
 #[test]
 fn sigterm_on_an_idle_gateway_exits_zero() {
-    let gw = start(&demo_config(&endpoint("transactions", "1", "tract"), ""), false);
+    let gw = start(
+        &demo_config(&endpoint("transactions", "1", "tract"), ""),
+        false,
+    );
     assert_eq!(gw.terminate().code(), Some(0));
 }

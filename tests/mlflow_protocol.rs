@@ -8,14 +8,20 @@ use serde_json::{json, Value};
 fn gateway() -> Gateway {
     // Small limits so the limit errors are cheap to reach.
     start(
-        &demo_config(&endpoint("transactions", "champion", "tract"), "  max_batch_rows: 100\nserver:\n  max_body_bytes: 65536\n"),
+        &demo_config(
+            &endpoint("transactions", "champion", "tract"),
+            "  max_batch_rows: 100\nserver:\n  max_body_bytes: 65536\n",
+        ),
         false,
     )
 }
 
 fn assert_one_prediction(reply: &Reply) -> Value {
     assert_eq!(reply.status, 200, "body: {}", reply.text);
-    assert_eq!(reply.header("served-model-name").as_deref(), Some("transactions-1"));
+    assert_eq!(
+        reply.header("served-model-name").as_deref(),
+        Some("transactions-1")
+    );
     let preds = reply.json()["predictions"].clone();
     let p = &preds[0];
     assert!(p["label"].is_i64(), "label in {preds}");
@@ -27,10 +33,20 @@ fn assert_one_prediction(reply: &Reply) -> Value {
 #[test]
 fn every_body_format_scores_the_same_row() {
     let gw = gateway();
-    let cols = ["Product", "Amount", "transactionCount", "isTimeout", "MaxProductAmount", "MaxDifferenceRatio"];
+    let cols = [
+        "Product",
+        "Amount",
+        "transactionCount",
+        "isTimeout",
+        "MaxProductAmount",
+        "MaxDifferenceRatio",
+    ];
     let row = json!(["Product B", 44.15, 5, false, 355.2, 0.88]);
-    let record: serde_json::Map<String, Value> =
-        cols.iter().zip(row.as_array().unwrap()).map(|(c, v)| (c.to_string(), v.clone())).collect();
+    let record: serde_json::Map<String, Value> = cols
+        .iter()
+        .zip(row.as_array().unwrap())
+        .map(|(c, v)| (c.to_string(), v.clone()))
+        .collect();
     let bodies = [
         json!({"dataframe_split": {"columns": cols, "data": [row]}}),
         json!({"dataframe_split": {"index": [0], "columns": cols, "data": [row]}, "params": {"k": 1}, "client_request_id": "abc"}),
@@ -45,13 +61,21 @@ fn every_body_format_scores_the_same_row() {
         assert_eq!(preds, first, "body {body}");
     }
     let csv = "Product,Amount,transactionCount,isTimeout,MaxProductAmount,MaxDifferenceRatio\nProduct B,44.15,5,false,355.2,0.88\n";
-    let preds = assert_one_prediction(&gw.post("/serving-endpoints/transactions/invocations", "text/csv", csv));
+    let preds = assert_one_prediction(&gw.post(
+        "/serving-endpoints/transactions/invocations",
+        "text/csv",
+        csv,
+    ));
     assert_eq!(preds, first);
     // `/invocations` serves the only endpoint, as `mlflow models serve` does.
     let preds = assert_one_prediction(&gw.post_json("/invocations", &bodies[0]));
     assert_eq!(preds, first);
     // Charset parameters are fine.
-    let preds = assert_one_prediction(&gw.post("/invocations", "application/json; charset=utf-8", bodies[0].to_string()));
+    let preds = assert_one_prediction(&gw.post(
+        "/invocations",
+        "application/json; charset=utf-8",
+        bodies[0].to_string(),
+    ));
     assert_eq!(preds, first);
 }
 
@@ -83,7 +107,14 @@ fn split(columns: Value, data: Value) -> Value {
 }
 
 fn cols() -> Value {
-    json!(["Product", "Amount", "transactionCount", "isTimeout", "MaxProductAmount", "MaxDifferenceRatio"])
+    json!([
+        "Product",
+        "Amount",
+        "transactionCount",
+        "isTimeout",
+        "MaxProductAmount",
+        "MaxDifferenceRatio"
+    ])
 }
 
 #[test]
@@ -92,37 +123,94 @@ fn bad_bodies_get_400_naming_the_problem() {
     let path = "/serving-endpoints/transactions/invocations";
     let cases: Vec<(Value, &str)> = vec![
         (json!({}), "no input data"),
-        (json!({"dataframe_split": {"columns": cols(), "data": []}, "instances": []}), "give exactly one"),
-        (json!({"dataframe_splitt": {}}), "unknown field 'dataframe_splitt'"),
+        (
+            json!({"dataframe_split": {"columns": cols(), "data": []}, "instances": []}),
+            "give exactly one",
+        ),
+        (
+            json!({"dataframe_splitt": {}}),
+            "unknown field 'dataframe_splitt'",
+        ),
         (json!([1, 2]), "JSON object"),
-        (split(json!(["Product", "Amount"]), json!([["Product A", 1.0]])), "missing input column 'transactionCount'"),
+        (
+            split(json!(["Product", "Amount"]), json!([["Product A", 1.0]])),
+            "missing input column 'transactionCount'",
+        ),
         (
             split(
-                json!(["Product", "Amount", "transactionCount", "isTimeout", "MaxProductAmount", "MaxDifferenceRatio", "Extra"]),
+                json!([
+                    "Product",
+                    "Amount",
+                    "transactionCount",
+                    "isTimeout",
+                    "MaxProductAmount",
+                    "MaxDifferenceRatio",
+                    "Extra"
+                ]),
                 json!([["Product A", 1.0, 1, false, 2.0, 0.5, 7]]),
             ),
             "unknown input column(s) [\"Extra\"]",
         ),
-        (split(cols(), json!([["Product A", "lots", 1, false, 2.0, 0.5]])), "column 'Amount' row 0 is a string"),
-        (split(cols(), json!([["Product A", 1.0, 1.5, false, 2.0, 0.5]])), "'transactionCount' row 0 is 1.5, not a whole number"),
-        (split(cols(), json!([["Product A", 1.0, 1, "no", 2.0, 0.5]])), "column 'isTimeout' row 0 is a string"),
-        (split(cols(), json!([[7, 1.0, 1, false, 2.0, 0.5]])), "column 'Product' row 0 is an integer"),
-        (split(cols(), json!([["Product A", 1.0, 1, false, 2.0]])), "'dataframe_split.data[0]' has 5 values but there are 6 columns"),
-        (split(cols(), json!([["Product A", null, 1, false, 2.0, 0.5]])), "column 'Amount' row 0 is null"),
+        (
+            split(cols(), json!([["Product A", "lots", 1, false, 2.0, 0.5]])),
+            "column 'Amount' row 0 is a string",
+        ),
+        (
+            split(cols(), json!([["Product A", 1.0, 1.5, false, 2.0, 0.5]])),
+            "'transactionCount' row 0 is 1.5, not a whole number",
+        ),
+        (
+            split(cols(), json!([["Product A", 1.0, 1, "no", 2.0, 0.5]])),
+            "column 'isTimeout' row 0 is a string",
+        ),
+        (
+            split(cols(), json!([[7, 1.0, 1, false, 2.0, 0.5]])),
+            "column 'Product' row 0 is an integer",
+        ),
+        (
+            split(cols(), json!([["Product A", 1.0, 1, false, 2.0]])),
+            "'dataframe_split.data[0]' has 5 values but there are 6 columns",
+        ),
+        (
+            split(cols(), json!([["Product A", null, 1, false, 2.0, 0.5]])),
+            "column 'Amount' row 0 is null",
+        ),
         (split(cols(), json!([])), "no rows"),
-        (split(cols(), json!([["Product A", 1e300, 1, false, 2.0, 0.5]])), "not a finite number"),
-        (json!({"dataframe_records": [{"Product": "Product A"}, {"Amount": 1.0}]}), "different columns than the first record"),
-        (json!({"inputs": {"Product": ["Product A"], "Amount": [1.0, 2.0]}}), "all inputs must have the same number of rows"),
-        (split(json!(["Product", 3]), json!([])), "'dataframe_split.columns[1]' must be a string"),
-        (json!({"dataframe_split": cols(), "params": 3}), "'params' must be a JSON object"),
+        (
+            split(cols(), json!([["Product A", 1e300, 1, false, 2.0, 0.5]])),
+            "not a finite number",
+        ),
+        (
+            json!({"dataframe_records": [{"Product": "Product A"}, {"Amount": 1.0}]}),
+            "different columns than the first record",
+        ),
+        (
+            json!({"inputs": {"Product": ["Product A"], "Amount": [1.0, 2.0]}}),
+            "all inputs must have the same number of rows",
+        ),
+        (
+            split(json!(["Product", 3]), json!([])),
+            "'dataframe_split.columns[1]' must be a string",
+        ),
+        (
+            json!({"dataframe_split": cols(), "params": 3}),
+            "'params' must be a JSON object",
+        ),
     ];
     for (body, needle) in cases {
         let msg = gw.post_json(path, &body).mlflow_error(400);
-        assert!(msg.contains(needle), "body {body}: message '{msg}' lacks '{needle}'");
+        assert!(
+            msg.contains(needle),
+            "body {body}: message '{msg}' lacks '{needle}'"
+        );
     }
     // Too many rows.
-    let rows: Vec<Value> = (0..101).map(|_| json!(["Product A", 1.0, 1, false, 2.0, 0.5])).collect();
-    let msg = gw.post_json(path, &split(cols(), json!(rows))).mlflow_error(400);
+    let rows: Vec<Value> = (0..101)
+        .map(|_| json!(["Product A", 1.0, 1, false, 2.0, 0.5]))
+        .collect();
+    let msg = gw
+        .post_json(path, &split(cols(), json!(rows)))
+        .mlflow_error(400);
     assert!(msg.contains("101 rows, over the limit of 100"), "{msg}");
 }
 
@@ -139,13 +227,28 @@ fn malformed_and_non_finite_json_is_a_malformed_request() {
     // CSV: a ragged row, a non-number, a NaN.
     let header = "Product,Amount,transactionCount,isTimeout,MaxProductAmount,MaxDifferenceRatio\n";
     for (csv, needle) in [
-        (format!("{header}Product A,1.0,1\n"), "CSV row 0 has 3 values"),
-        (format!("{header}Product A,abc,1,false,2.0,0.5\n"), "column 'Amount' row 0 is 'abc'"),
-        (format!("{header}Product A,NaN,1,false,2.0,0.5\n"), "not a finite number"),
-        (format!("{header}Product A,,1,false,2.0,0.5\n"), "row 0 is empty"),
+        (
+            format!("{header}Product A,1.0,1\n"),
+            "CSV row 0 has 3 values",
+        ),
+        (
+            format!("{header}Product A,abc,1,false,2.0,0.5\n"),
+            "column 'Amount' row 0 is 'abc'",
+        ),
+        (
+            format!("{header}Product A,NaN,1,false,2.0,0.5\n"),
+            "not a finite number",
+        ),
+        (
+            format!("{header}Product A,,1,false,2.0,0.5\n"),
+            "row 0 is empty",
+        ),
     ] {
         let msg = gw.post(path, "text/csv", csv.clone()).mlflow_error(400);
-        assert!(msg.contains(needle), "csv {csv:?}: '{msg}' lacks '{needle}'");
+        assert!(
+            msg.contains(needle),
+            "csv {csv:?}: '{msg}' lacks '{needle}'"
+        );
     }
 }
 
@@ -154,14 +257,35 @@ fn unknown_endpoints_content_types_and_oversized_bodies() {
     let gw = gateway();
     let msg = gw.invoke("nope", &one_row()).mlflow_error(404);
     assert!(msg.contains("endpoint 'nope' does not exist"), "{msg}");
-    assert_eq!(gw.invoke("nope", &one_row()).json()["error_code"], "RESOURCE_DOES_NOT_EXIST");
-    let msg = gw.post("/serving-endpoints/transactions/invocations", "text/plain", "x").mlflow_error(415);
-    assert!(msg.contains("content type 'text/plain' is not supported"), "{msg}");
+    assert_eq!(
+        gw.invoke("nope", &one_row()).json()["error_code"],
+        "RESOURCE_DOES_NOT_EXIST"
+    );
+    let msg = gw
+        .post(
+            "/serving-endpoints/transactions/invocations",
+            "text/plain",
+            "x",
+        )
+        .mlflow_error(415);
+    assert!(
+        msg.contains("content type 'text/plain' is not supported"),
+        "{msg}"
+    );
     let msg = gw.get("/no/such/route").mlflow_error(404);
     assert!(msg.contains("no route for GET /no/such/route"), "{msg}");
     let big = format!("{{\"inputs\": [{}]}}", vec!["1.0"; 20_000].join(","));
-    let msg = gw.post("/serving-endpoints/transactions/invocations", "application/json", big).mlflow_error(413);
-    assert!(msg.contains("over the limit of 65536 bytes (server.max_body_bytes)"), "{msg}");
+    let msg = gw
+        .post(
+            "/serving-endpoints/transactions/invocations",
+            "application/json",
+            big,
+        )
+        .mlflow_error(413);
+    assert!(
+        msg.contains("over the limit of 65536 bytes (server.max_body_bytes)"),
+        "{msg}"
+    );
     // The server is still fine afterwards.
     assert_one_prediction(&gw.invoke("transactions", &one_row()));
 }

@@ -6,7 +6,10 @@ use common::*;
 use serde_json::{json, Value};
 
 fn gateway() -> Gateway {
-    start(&demo_config(&endpoint("transactions", "champion", "tract"), ""), false)
+    start(
+        &demo_config(&endpoint("transactions", "champion", "tract"), ""),
+        false,
+    )
 }
 
 /// One input tensor per signature column, for `rows` rows of the v1 fixture.
@@ -20,7 +23,10 @@ fn column_inputs(cases: &Value, rows: usize, nested: bool) -> Vec<Value> {
         .map(|(c, name)| {
             let values: Vec<Value> = (0..rows).map(|r| cases["data"][r][c].clone()).collect();
             let (shape, data) = if nested {
-                (json!([rows, 1]), Value::Array(values.into_iter().map(|v| json!([v])).collect()))
+                (
+                    json!([rows, 1]),
+                    Value::Array(values.into_iter().map(|v| json!([v])).collect()),
+                )
             } else {
                 (json!([rows]), Value::Array(values))
             };
@@ -42,18 +48,42 @@ fn server_and_model_metadata_and_health() {
     assert_eq!(model["versions"], json!(["1"]));
     assert_eq!(model["platform"], "onnx");
     let inputs = model["inputs"].as_array().unwrap();
-    assert_eq!(inputs[0], json!({"name": "Product", "datatype": "BYTES", "shape": [-1, 1]}));
-    assert_eq!(inputs[2], json!({"name": "transactionCount", "datatype": "INT64", "shape": [-1, 1]}));
-    assert_eq!(model["outputs"][1], json!({"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}));
-    assert_eq!(gw.get("/v2/models/transactions/versions/1").json()["versions"], json!(["1"]));
-    assert_eq!(gw.get("/v2/models/transactions/ready").json(), json!({"name": "transactions", "ready": true}));
-    assert_eq!(gw.get("/v2/models/transactions/versions/1/ready").status, 200);
+    assert_eq!(
+        inputs[0],
+        json!({"name": "Product", "datatype": "BYTES", "shape": [-1, 1]})
+    );
+    assert_eq!(
+        inputs[2],
+        json!({"name": "transactionCount", "datatype": "INT64", "shape": [-1, 1]})
+    );
+    assert_eq!(
+        model["outputs"][1],
+        json!({"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]})
+    );
+    assert_eq!(
+        gw.get("/v2/models/transactions/versions/1").json()["versions"],
+        json!(["1"])
+    );
+    assert_eq!(
+        gw.get("/v2/models/transactions/ready").json(),
+        json!({"name": "transactions", "ready": true})
+    );
+    assert_eq!(
+        gw.get("/v2/models/transactions/versions/1/ready").status,
+        200
+    );
     let missing = gw.get("/v2/models/transactions/versions/9/ready");
     assert_eq!(missing.status, 404);
-    assert!(missing.json()["error"].as_str().unwrap().contains("version '9' is not served"));
+    assert!(missing.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("version '9' is not served"));
     let missing = gw.get("/v2/models/nope");
     assert_eq!(missing.status, 404);
-    assert!(missing.json()["error"].as_str().unwrap().contains("model 'nope' does not exist"));
+    assert!(missing.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("model 'nope' does not exist"));
 }
 
 #[test]
@@ -61,11 +91,17 @@ fn infer_with_flat_and_nested_data_matches_python() {
     let gw = gateway();
     let cases = cases(1);
     for nested in [false, true] {
-        for path in ["/v2/models/transactions/infer", "/v2/models/transactions/versions/1/infer"] {
+        for path in [
+            "/v2/models/transactions/infer",
+            "/v2/models/transactions/versions/1/infer",
+        ] {
             let body = json!({"id": "req-7", "parameters": {"x": 1}, "inputs": column_inputs(&cases, 8, nested)});
             let reply = gw.post_json(path, &body);
             assert_eq!(reply.status, 200, "{}", reply.text);
-            assert_eq!(reply.header("served-model-name").as_deref(), Some("transactions-1"));
+            assert_eq!(
+                reply.header("served-model-name").as_deref(),
+                Some("transactions-1")
+            );
             let v = reply.json();
             assert_eq!(v["id"], "req-7");
             assert_eq!(v["model_name"], "transactions");
@@ -93,7 +129,8 @@ fn infer_with_flat_and_nested_data_matches_python() {
 fn requested_outputs_are_filtered_and_unknown_ones_refused() {
     let gw = gateway();
     let cases = cases(1);
-    let body = json!({"inputs": column_inputs(&cases, 2, false), "outputs": [{"name": "probabilities"}]});
+    let body =
+        json!({"inputs": column_inputs(&cases, 2, false), "outputs": [{"name": "probabilities"}]});
     let v = gw.post_json("/v2/models/transactions/infer", &body).json();
     assert_eq!(v["outputs"].as_array().unwrap().len(), 1);
     assert_eq!(v["outputs"][0]["name"], "probabilities");
@@ -101,7 +138,10 @@ fn requested_outputs_are_filtered_and_unknown_ones_refused() {
     let body = json!({"inputs": column_inputs(&cases, 2, false), "outputs": [{"name": "nope"}]});
     let reply = gw.post_json("/v2/models/transactions/infer", &body);
     assert_eq!(reply.status, 400);
-    assert!(reply.json()["error"].as_str().unwrap().contains("unknown output 'nope'"));
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("unknown output 'nope'"));
 }
 
 #[test]
@@ -118,31 +158,81 @@ fn bad_v2_requests_get_errors_naming_the_input() {
     let bad: Vec<(Value, u16, &str)> = vec![
         (json!({"inputs": []}), 400, "'inputs' is empty"),
         (json!({"id": "1"}), 400, "missing field `inputs`"),
-        (with(1, json!({"datatype": "FP8"})), 400, "unknown datatype 'FP8'"),
-        (with(1, json!({"shape": [3]})), 400, "input 'Amount' has 2 values but shape [3] needs 3"),
-        (with(1, json!({"data": ["a", "b"]})), 400, "input 'Amount' element 0 is a string"),
-        (with(2, json!({"datatype": "INT8", "data": [1, 300]})), 400, "element 1 is 300 (out of range)"),
-        (with(3, json!({"data": [1, 0]})), 400, "input 'isTimeout' element 0 is the number 1"),
-        (with(0, json!({"datatype": "FP32", "data": [1.0, 2.0]})), 400, "column 'Product' row 0 is a number"),
+        (
+            with(1, json!({"datatype": "FP8"})),
+            400,
+            "unknown datatype 'FP8'",
+        ),
+        (
+            with(1, json!({"shape": [3]})),
+            400,
+            "input 'Amount' has 2 values but shape [3] needs 3",
+        ),
+        (
+            with(1, json!({"data": ["a", "b"]})),
+            400,
+            "input 'Amount' element 0 is a string",
+        ),
+        (
+            with(2, json!({"datatype": "INT8", "data": [1, 300]})),
+            400,
+            "element 1 is 300 (out of range)",
+        ),
+        (
+            with(3, json!({"data": [1, 0]})),
+            400,
+            "input 'isTimeout' element 0 is the number 1",
+        ),
+        (
+            with(0, json!({"datatype": "FP32", "data": [1.0, 2.0]})),
+            400,
+            "column 'Product' row 0 is a number",
+        ),
         (with(1, json!({"shape": [-2]})), 400, "negative dimension"),
-        (with(1, json!({"shape": [2, 2], "data": [1.0, 2.0, 3.0, 4.0]})), 400, "input 'Amount' has shape [2, 2] but the model takes [-1, 1]"),
-        (with(1, json!({"name": "Amountt"})), 400, "missing input column 'Amount'"),
+        (
+            with(1, json!({"shape": [2, 2], "data": [1.0, 2.0, 3.0, 4.0]})),
+            400,
+            "input 'Amount' has shape [2, 2] but the model takes [-1, 1]",
+        ),
+        (
+            with(1, json!({"name": "Amountt"})),
+            400,
+            "missing input column 'Amount'",
+        ),
     ];
     for (body, status, needle) in bad {
         let reply = gw.post_json("/v2/models/transactions/infer", &body);
         assert_eq!(reply.status, status, "{body}: {}", reply.text);
-        let msg = reply.json()["error"].as_str().unwrap_or_default().to_owned();
+        let msg = reply.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         assert!(msg.contains(needle), "{body}: '{msg}' lacks '{needle}'");
     }
     let reply = gw.post("/v2/models/transactions/infer", "application/json", "{nope");
     assert_eq!(reply.status, 400);
-    assert!(reply.json()["error"].as_str().unwrap().contains("not valid JSON"));
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
     let reply = gw.post("/v2/models/transactions/infer", "text/csv", "a\n1\n");
     assert_eq!(reply.status, 415);
-    let reply = gw.post_json("/v2/models/nope/infer", &json!({"inputs": column_inputs(&cases, 1, false)}));
+    let reply = gw.post_json(
+        "/v2/models/nope/infer",
+        &json!({"inputs": column_inputs(&cases, 1, false)}),
+    );
     assert_eq!(reply.status, 404);
-    assert!(reply.json()["error"].as_str().unwrap().contains("endpoint 'nope' does not exist"));
-    let reply = gw.post_json("/v2/models/transactions/versions/2/infer", &json!({"inputs": column_inputs(&cases, 1, false)}));
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("endpoint 'nope' does not exist"));
+    let reply = gw.post_json(
+        "/v2/models/transactions/versions/2/infer",
+        &json!({"inputs": column_inputs(&cases, 1, false)}),
+    );
     assert_eq!(reply.status, 404);
-    assert!(reply.json()["error"].as_str().unwrap().contains("version '2' is not served"));
+    assert!(reply.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("version '2' is not served"));
 }

@@ -20,12 +20,16 @@ use crate::settings::{InferenceSettings, ServedEntitySettings};
 pub enum LoadError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("model '{model}' version {version} ({path}): {source}")]
-    Engine { model: String, version: String, path: String, source: EngineError },
-    #[error("model '{model}' version {version} does not fit its signature: {message}")]
-    Signature { model: String, version: String, message: String },
-    #[error("model '{model}' version {version} failed validation: {message}")]
-    Validation { model: String, version: String, message: String },
+    /// `context` names the model, version and directory.
+    #[error("{context}: {source}")]
+    Engine {
+        context: String,
+        source: Box<EngineError>,
+    },
+    #[error("{context} does not fit its signature: {message}")]
+    Signature { context: String, message: String },
+    #[error("{context} failed validation: {message}")]
+    Validation { context: String, message: String },
 }
 
 pub struct LoadContext<'a> {
@@ -42,26 +46,38 @@ pub struct Loaded {
     pub seconds: f64,
 }
 
-pub fn load_served_entity(ctx: &LoadContext<'_>, cfg: &ServedEntitySettings) -> Result<Loaded, LoadError> {
+pub fn load_served_entity(
+    ctx: &LoadContext<'_>,
+    cfg: &ServedEntitySettings,
+) -> Result<Loaded, LoadError> {
     let started = Instant::now();
-    let version = ctx.registry.resolve(&cfg.entity_name, &cfg.entity_version)?;
+    let version = ctx
+        .registry
+        .resolve(&cfg.entity_name, &cfg.entity_version)?;
     let mv = ctx.registry.fetch(&cfg.entity_name, &version)?;
-    let loaded = ctx.engines.load(cfg.engine.unwrap_or(ctx.default_engine), &mv.onnx).map_err(|source| LoadError::Engine {
-        model: mv.model.clone(),
-        version: version.clone(),
-        path: mv.source.display().to_string(),
-        source,
-    })?;
+    let context = format!("model '{}' version {version}", mv.model);
+    let loaded = ctx
+        .engines
+        .load(cfg.engine.unwrap_or(ctx.default_engine), &mv.onnx)
+        .map_err(|source| LoadError::Engine {
+            context: format!("{context} ({})", mv.source.display()),
+            source: Box::new(source),
+        })?;
     let columns = mv.signature.as_ref().and_then(|s| s.input_names());
-    let binding = InputBinding::compile(loaded.inputs(), columns.as_deref()).map_err(|message| LoadError::Signature {
-        model: mv.model.clone(),
-        version: version.clone(),
-        message,
-    })?;
+    let binding =
+        InputBinding::compile(loaded.inputs(), columns.as_deref()).map_err(|message| {
+            LoadError::Signature {
+                context: context.clone(),
+                message,
+            }
+        })?;
     let outputs = OutputMapping::compile(loaded.outputs());
     let alias = (cfg.entity_version != version).then(|| cfg.entity_version.clone());
     let entity = Arc::new(ServedEntity {
-        name: cfg.name.clone().unwrap_or_else(|| format!("{}-{}", cfg.entity_name, version)),
+        name: cfg
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", cfg.entity_name, version)),
         model: mv.model.clone(),
         version: version.clone(),
         alias,
@@ -72,9 +88,13 @@ pub fn load_served_entity(ctx: &LoadContext<'_>, cfg: &ServedEntitySettings) -> 
         signature: mv.signature.clone(),
         loaded_at: SystemTime::now(),
     });
-    let fail = |message: String| LoadError::Validation { model: mv.model.clone(), version: version.clone(), message };
+    let fail = |message: String| LoadError::Validation {
+        context: context.clone(),
+        message,
+    };
     if let Some(example) = &mv.input_example {
-        let request = mlflow::decode_json(example).map_err(|e| fail(format!("its input example does not decode: {e}")))?;
+        let request = mlflow::decode_json(example)
+            .map_err(|e| fail(format!("its input example does not decode: {e}")))?;
         let rows = request.frame.rows();
         let frame = Arc::new(request.frame);
         let run_once = |entity: &Arc<ServedEntity>| {
@@ -90,7 +110,12 @@ pub fn load_served_entity(ctx: &LoadContext<'_>, cfg: &ServedEntitySettings) -> 
             entity.outputs.write_predictions(&outputs, rows, &mut buf);
             let got: Value = serde_json::from_slice(&buf).map_err(|e| fail(e.to_string()))?;
             let want = expected.get("predictions").unwrap_or(expected);
-            if let Err(path) = compare(&got, want, ctx.inference.validation_tolerance, "predictions") {
+            if let Err(path) = compare(
+                &got,
+                want,
+                ctx.inference.validation_tolerance,
+                "predictions",
+            ) {
                 return Err(fail(format!(
                     "its prediction for the input example differs from expected_output.json at {path} (tolerance {})",
                     ctx.inference.validation_tolerance
@@ -102,27 +127,37 @@ pub fn load_served_entity(ctx: &LoadContext<'_>, cfg: &ServedEntitySettings) -> 
             run_once(&entity)?;
         }
     }
-    Ok(Loaded { entity, seconds: started.elapsed().as_secs_f64() })
+    Ok(Loaded {
+        entity,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Compares JSON values, numbers within `tol`; on mismatch returns the path of the first one.
 fn compare(got: &Value, want: &Value, tol: f64, path: &str) -> Result<(), String> {
     match (got, want) {
         (Value::Number(a), Value::Number(b)) => {
-            let (a, b) = (a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN));
+            let (a, b) = (
+                a.as_f64().unwrap_or(f64::NAN),
+                b.as_f64().unwrap_or(f64::NAN),
+            );
             if (a - b).abs() <= tol {
                 Ok(())
             } else {
                 Err(format!("{path} (got {a}, expected {b})"))
             }
         }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            a.iter().zip(b).enumerate().try_for_each(|(i, (x, y))| compare(x, y, tol, &format!("{path}[{i}]")))
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .try_for_each(|(i, (x, y))| compare(x, y, tol, &format!("{path}[{i}]"))),
+        (Value::Object(a), Value::Object(b)) if a.len() == b.len() => {
+            b.iter().try_for_each(|(k, y)| match a.get(k) {
+                Some(x) => compare(x, y, tol, &format!("{path}.{k}")),
+                None => Err(format!("{path}.{k} (missing)")),
+            })
         }
-        (Value::Object(a), Value::Object(b)) if a.len() == b.len() => b.iter().try_for_each(|(k, y)| match a.get(k) {
-            Some(x) => compare(x, y, tol, &format!("{path}.{k}")),
-            None => Err(format!("{path}.{k} (missing)")),
-        }),
         (a, b) if a == b => Ok(()),
         (a, b) => Err(format!("{path} (got {a}, expected {b})")),
     }

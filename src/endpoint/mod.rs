@@ -39,7 +39,11 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(settings: EndpointSettings) -> Self {
-        Self { name: settings.name.clone(), settings, served: ArcSwapOption::empty() }
+        Self {
+            name: settings.name.clone(),
+            settings,
+            served: ArcSwapOption::empty(),
+        }
     }
 
     pub fn served(&self) -> Option<Arc<ServedEntity>> {
@@ -53,8 +57,14 @@ impl Endpoint {
 
 impl ServedEntity {
     /// Binds a frame and runs the model on the calling pool worker.
-    pub fn infer(&self, worker: usize, frame: &crate::protocol::frame::Frame) -> crate::error::RequestResult<Vec<crate::engine::NamedTensor>> {
+    pub fn infer(
+        &self,
+        worker: usize,
+        frame: &crate::protocol::frame::Frame,
+    ) -> crate::error::RequestResult<Vec<crate::engine::NamedTensor>> {
         let inputs = self.binding.bind(frame)?;
-        self.loaded.run(worker, inputs).map_err(|e| crate::error::RequestError::Internal(e.to_string()))
+        self.loaded
+            .run(worker, inputs)
+            .map_err(|e| crate::error::RequestError::Internal(e.to_string()))
     }
 }

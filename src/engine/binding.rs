@@ -32,7 +32,10 @@ pub struct InputBinding {
 
 impl InputBinding {
     /// Compiles the binding from the graph's inputs and the signature's column names, if any.
-    pub fn compile(model_inputs: &[TensorSpec], signature_columns: Option<&[String]>) -> Result<Self, String> {
+    pub fn compile(
+        model_inputs: &[TensorSpec],
+        signature_columns: Option<&[String]>,
+    ) -> Result<Self, String> {
         let mut inputs = Vec::with_capacity(model_inputs.len());
         match signature_columns {
             Some(cols)
@@ -97,7 +100,11 @@ impl InputBinding {
                 Source::Matrix(names) => {
                     let mut cols = Vec::with_capacity(names.len());
                     for name in names {
-                        let i = frame.columns.iter().position(|c| &c.name == name).ok_or_else(|| self.missing(name))?;
+                        let i = frame
+                            .columns
+                            .iter()
+                            .position(|c| &c.name == name)
+                            .ok_or_else(|| self.missing(name))?;
                         used[i] = true;
                         cols.push(&frame.columns[i]);
                     }
@@ -107,9 +114,18 @@ impl InputBinding {
             }
         }
         if let Some(i) = used.iter().position(|u| !u) {
-            let extra: Vec<&str> =
-                frame.columns.iter().zip(&used).filter(|(_, u)| !**u).map(|(c, _)| c.name.as_str()).collect();
-            let shown = if frame.columns[i].name == UNNAMED_TENSOR { "an unnamed tensor".to_owned() } else { format!("{extra:?}") };
+            let extra: Vec<&str> = frame
+                .columns
+                .iter()
+                .zip(&used)
+                .filter(|(_, u)| !**u)
+                .map(|(c, _)| c.name.as_str())
+                .collect();
+            let shown = if frame.columns[i].name == UNNAMED_TENSOR {
+                "an unnamed tensor".to_owned()
+            } else {
+                format!("{extra:?}")
+            };
             return Err(RequestError::bad(format!(
                 "unknown input column(s) {shown}: the model takes {}",
                 self.expected.join(", ")
@@ -129,13 +145,18 @@ impl InputBinding {
 /// Fits a column's shape to the input's rank and checks static dimensions.
 fn fit_shape(col: &Column, spec: &TensorSpec) -> RequestResult<Vec<usize>> {
     let mut shape = col.shape.clone();
-    if spec.shape.len() == shape.len() + 1 && spec.shape.last().copied().flatten().unwrap_or(1) == 1 {
+    if spec.shape.len() == shape.len() + 1 && spec.shape.last().copied().flatten().unwrap_or(1) == 1
+    {
         shape.push(1);
     } else if spec.shape.len() + 1 == shape.len() && shape.last() == Some(&1) {
         shape.pop();
     }
     let fits = shape.len() == spec.shape.len()
-        && shape.iter().zip(&spec.shape).skip(1).all(|(have, want)| want.is_none_or(|w| w == *have));
+        && shape
+            .iter()
+            .zip(&spec.shape)
+            .skip(1)
+            .all(|(have, want)| want.is_none_or(|w| w == *have));
     if !fits {
         return Err(RequestError::bad(format!(
             "input '{}' has shape {:?} but the model takes {:?} (-1 is any size)",
@@ -149,7 +170,10 @@ fn fit_shape(col: &Column, spec: &TensorSpec) -> RequestResult<Vec<usize>> {
 
 fn column_tensor(col: &Column, spec: &TensorSpec) -> RequestResult<Tensor> {
     let shape = fit_shape(col, spec)?;
-    Ok(Tensor { shape, data: convert(col, spec.elem)? })
+    Ok(Tensor {
+        shape,
+        data: convert(col, spec.elem)?,
+    })
 }
 
 fn matrix_tensor(cols: &[&Column], spec: &TensorSpec) -> RequestResult<Tensor> {
@@ -162,7 +186,10 @@ fn matrix_tensor(cols: &[&Column], spec: &TensorSpec) -> RequestResult<Tensor> {
             )));
         }
     }
-    let converted = cols.iter().map(|c| convert(c, spec.elem)).collect::<RequestResult<Vec<_>>>()?;
+    let converted = cols
+        .iter()
+        .map(|c| convert(c, spec.elem))
+        .collect::<RequestResult<Vec<_>>>()?;
     let data = match spec.elem {
         ElemType::F32 => TensorData::F32(interleave(&converted, rows, |d| match d {
             TensorData::F32(v) => v,
@@ -189,11 +216,18 @@ fn matrix_tensor(cols: &[&Column], spec: &TensorSpec) -> RequestResult<Tensor> {
             _ => unreachable!("converted to the input type"),
         })),
     };
-    Ok(Tensor { shape: vec![rows, cols.len()], data })
+    Ok(Tensor {
+        shape: vec![rows, cols.len()],
+        data,
+    })
 }
 
 /// Row-major `[rows, cols]` from one vector per column.
-fn interleave<T: Clone>(cols: &[TensorData], rows: usize, get: impl Fn(&TensorData) -> &Vec<T>) -> Vec<T> {
+fn interleave<T: Clone>(
+    cols: &[TensorData],
+    rows: usize,
+    get: impl Fn(&TensorData) -> &Vec<T>,
+) -> Vec<T> {
     let slices: Vec<&Vec<T>> = cols.iter().map(get).collect();
     let mut out = Vec::with_capacity(rows * slices.len());
     for r in 0..rows {
@@ -235,7 +269,11 @@ pub fn convert(col: &Column, target: ElemType) -> RequestResult<TensorData> {
             .enumerate()
             .map(|(i, x)| {
                 let f = *x as f32;
-                if f.is_finite() { Ok(f) } else { Err(non_finite(col, row(i))) }
+                if f.is_finite() {
+                    Ok(f)
+                } else {
+                    Err(non_finite(col, row(i)))
+                }
             })
             .collect::<RequestResult<_>>()
             .map(TensorData::F32),
@@ -244,7 +282,9 @@ pub fn convert(col: &Column, target: ElemType) -> RequestResult<TensorData> {
             None => Ok(TensorData::F64(v.clone())),
         },
         (ColumnData::F32(v), ElemType::F32) => Ok(TensorData::F32(v.clone())),
-        (ColumnData::F32(v), ElemType::F64) => Ok(TensorData::F64(v.iter().map(|x| *x as f64).collect())),
+        (ColumnData::F32(v), ElemType::F64) => {
+            Ok(TensorData::F64(v.iter().map(|x| *x as f64).collect()))
+        }
         (ColumnData::F64(v), ElemType::I64 | ElemType::I32) => {
             let ints = v
                 .iter()
@@ -253,14 +293,23 @@ pub fn convert(col: &Column, target: ElemType) -> RequestResult<TensorData> {
                     if x.fract() == 0.0 && x.abs() < 9.0e15 {
                         Ok(*x as i64)
                     } else {
-                        Err(type_error(col, row(i), &format!("{x}, not a whole number,"), target))
+                        Err(type_error(
+                            col,
+                            row(i),
+                            &format!("{x}, not a whole number,"),
+                            target,
+                        ))
                     }
                 })
                 .collect::<RequestResult<Vec<i64>>>()?;
             narrow_ints(col, ints, target)
         }
-        (ColumnData::I64(v), ElemType::F32) => Ok(TensorData::F32(v.iter().map(|x| *x as f32).collect())),
-        (ColumnData::I64(v), ElemType::F64) => Ok(TensorData::F64(v.iter().map(|x| *x as f64).collect())),
+        (ColumnData::I64(v), ElemType::F32) => {
+            Ok(TensorData::F32(v.iter().map(|x| *x as f32).collect()))
+        }
+        (ColumnData::I64(v), ElemType::F64) => {
+            Ok(TensorData::F64(v.iter().map(|x| *x as f64).collect()))
+        }
         (ColumnData::I64(v), ElemType::I64 | ElemType::I32) => narrow_ints(col, v.clone(), target),
         (ColumnData::I64(v), ElemType::Bool) => v
             .iter()
@@ -273,10 +322,18 @@ pub fn convert(col: &Column, target: ElemType) -> RequestResult<TensorData> {
             .collect::<RequestResult<_>>()
             .map(TensorData::Bool),
         (ColumnData::Bool(v), ElemType::Bool) => Ok(TensorData::Bool(v.clone())),
-        (ColumnData::Bool(v), ElemType::F32) => Ok(TensorData::F32(v.iter().map(|b| u8::from(*b) as f32).collect())),
-        (ColumnData::Bool(v), ElemType::F64) => Ok(TensorData::F64(v.iter().map(|b| u8::from(*b) as f64).collect())),
-        (ColumnData::Bool(v), ElemType::I64) => Ok(TensorData::I64(v.iter().map(|b| i64::from(*b)).collect())),
-        (ColumnData::Bool(v), ElemType::I32) => Ok(TensorData::I32(v.iter().map(|b| i32::from(*b)).collect())),
+        (ColumnData::Bool(v), ElemType::F32) => Ok(TensorData::F32(
+            v.iter().map(|b| u8::from(*b) as f32).collect(),
+        )),
+        (ColumnData::Bool(v), ElemType::F64) => Ok(TensorData::F64(
+            v.iter().map(|b| u8::from(*b) as f64).collect(),
+        )),
+        (ColumnData::Bool(v), ElemType::I64) => {
+            Ok(TensorData::I64(v.iter().map(|b| i64::from(*b)).collect()))
+        }
+        (ColumnData::Bool(v), ElemType::I32) => {
+            Ok(TensorData::I32(v.iter().map(|b| i32::from(*b)).collect()))
+        }
         (ColumnData::Str(v), ElemType::Str) => Ok(TensorData::Str(v.clone())),
         (ColumnData::Str(v), _) if col.from_text => parse_text(col, v, target),
         (data, _) => Err(type_error(col, 0, data.type_name_with_article(), target)),
@@ -288,7 +345,10 @@ fn narrow_ints(col: &Column, v: Vec<i64>, target: ElemType) -> RequestResult<Ten
         ElemType::I32 => v
             .iter()
             .enumerate()
-            .map(|(i, x)| i32::try_from(*x).map_err(|_| type_error(col, i, &format!("{x}, out of int32 range,"), target)))
+            .map(|(i, x)| {
+                i32::try_from(*x)
+                    .map_err(|_| type_error(col, i, &format!("{x}, out of int32 range,"), target))
+            })
             .collect::<RequestResult<_>>()
             .map(TensorData::I32),
         _ => Ok(TensorData::I64(v)),

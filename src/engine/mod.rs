@@ -21,7 +21,11 @@ pub enum EngineError {
     #[error("the {engine} engine cannot load this model: {message}")]
     Load { engine: EngineKind, message: String },
     #[error("the {engine} engine cannot run op '{op}' (domain '{domain}'); use engine 'ort'")]
-    UnsupportedOp { engine: EngineKind, op: String, domain: String },
+    UnsupportedOp {
+        engine: EngineKind,
+        op: String,
+        domain: String,
+    },
     #[error("the model {0}")]
     UnsupportedIo(String),
     #[error("inference failed: {0}")]
@@ -75,10 +79,17 @@ pub struct Engines {
 impl Engines {
     /// Loads ONNX Runtime from `ort_dylib` when given (else `ORT_DYLIB_PATH`). A missing or wrong
     /// library is an error only when `require_ort`; otherwise `auto` falls back to tract.
-    pub fn init(ort_dylib: Option<PathBuf>, workers: usize, require_ort: bool) -> Result<Self, EngineError> {
+    pub fn init(
+        ort_dylib: Option<PathBuf>,
+        workers: usize,
+        require_ort: bool,
+    ) -> Result<Self, EngineError> {
         let path = ort_dylib.or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from));
         let (ort, ort_problem) = match path {
-            None => (None, Some("no library path: set ORT_DYLIB_PATH or engine.ort_dylib_path".to_owned())),
+            None => (
+                None,
+                Some("no library path: set ORT_DYLIB_PATH or engine.ort_dylib_path".to_owned()),
+            ),
             Some(p) => match ort_engine::OrtEngine::init(&p) {
                 Ok(e) => (Some(e), None),
                 Err(e) => (None, Some(e.to_string())),
@@ -89,7 +100,11 @@ impl Engines {
                 return Err(EngineError::OrtUnavailable(problem.clone()));
             }
         }
-        Ok(Self { ort, ort_problem, workers })
+        Ok(Self {
+            ort,
+            ort_problem,
+            workers,
+        })
     }
 
     pub fn ort_available(&self) -> bool {
@@ -101,13 +116,23 @@ impl Engines {
         self.ort_problem.as_deref()
     }
 
-    pub fn load(&self, choice: EngineChoice, onnx: &[u8]) -> Result<Arc<dyn LoadedModel>, EngineError> {
+    pub fn load(
+        &self,
+        choice: EngineChoice,
+        onnx: &[u8],
+    ) -> Result<Arc<dyn LoadedModel>, EngineError> {
         match (choice, &self.ort) {
-            (EngineChoice::Ort | EngineChoice::Auto, Some(ort)) => Ok(Arc::new(ort.load(onnx, self.workers)?)),
+            (EngineChoice::Ort | EngineChoice::Auto, Some(ort)) => {
+                Ok(Arc::new(ort.load(onnx, self.workers)?))
+            }
             (EngineChoice::Ort, None) => Err(EngineError::OrtUnavailable(
-                self.ort_problem.clone().unwrap_or_else(|| "not initialised".to_owned()),
+                self.ort_problem
+                    .clone()
+                    .unwrap_or_else(|| "not initialised".to_owned()),
             )),
-            (EngineChoice::Tract | EngineChoice::Auto, _) => Ok(Arc::new(tract_engine::TractModel::load(onnx)?)),
+            (EngineChoice::Tract | EngineChoice::Auto, _) => {
+                Ok(Arc::new(tract_engine::TractModel::load(onnx)?))
+            }
         }
     }
 }

@@ -11,7 +11,9 @@ use ort::environment::Environment;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, ValueType};
 
-use super::{ElemType, EngineError, EngineKind, LoadedModel, NamedTensor, Tensor, TensorData, TensorSpec};
+use super::{
+    ElemType, EngineError, EngineKind, LoadedModel, NamedTensor, Tensor, TensorData, TensorSpec,
+};
 
 /// ONNX Runtime allows one environment per process.
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
@@ -22,7 +24,10 @@ pub struct OrtEngine {
 }
 
 fn load_err(message: impl std::fmt::Display) -> EngineError {
-    EngineError::Load { engine: EngineKind::Ort, message: message.to_string() }
+    EngineError::Load {
+        engine: EngineKind::Ort,
+        message: message.to_string(),
+    }
 }
 
 impl OrtEngine {
@@ -32,31 +37,52 @@ impl OrtEngine {
             return Ok(Self { env: env.clone() });
         }
         if !path.is_file() {
-            return Err(EngineError::OrtUnavailable(format!("{} does not exist", path.display())));
+            return Err(EngineError::OrtUnavailable(format!(
+                "{} does not exist",
+                path.display()
+            )));
         }
-        let builder = ort::init_from(path)
-            .map_err(|e| EngineError::OrtUnavailable(format!("{} cannot be loaded: {e:?}", path.display())))?;
+        let builder = ort::init_from(path).map_err(|e| {
+            EngineError::OrtUnavailable(format!("{} cannot be loaded: {e:?}", path.display()))
+        })?;
         let env = builder
             .with_name("modelgate")
             .with_telemetry(false)
             .build()
             .map_err(|e| EngineError::OrtUnavailable(e.to_string()))?;
-        Ok(Self { env: ENVIRONMENT.get_or_init(|| env).clone() })
+        Ok(Self {
+            env: ENVIRONMENT.get_or_init(|| env).clone(),
+        })
     }
 
     fn session(&self, onnx: &[u8]) -> ort::Result<Session> {
-        Ok(Session::builder(&self.env)?.with_intra_threads(1)?.with_inter_threads(1)?.commit_from_memory(onnx)?)
+        Session::builder(&self.env)?
+            .with_intra_threads(1)?
+            .with_inter_threads(1)?
+            .commit_from_memory(onnx)
     }
 
     pub fn load(&self, onnx: &[u8], workers: usize) -> Result<OrtModel, EngineError> {
         let first = self.session(onnx).map_err(load_err)?;
-        let inputs = first.inputs().iter().map(|o| spec(o.name(), o.dtype(), "input")).collect::<Result<Vec<_>, _>>()?;
-        let outputs = first.outputs().iter().map(|o| spec(o.name(), o.dtype(), "output")).collect::<Result<Vec<_>, _>>()?;
+        let inputs = first
+            .inputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype(), "input"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outputs = first
+            .outputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype(), "output"))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut sessions = vec![Mutex::new(first)];
         for _ in 1..workers.max(1) {
             sessions.push(Mutex::new(self.session(onnx).map_err(load_err)?));
         }
-        Ok(OrtModel { sessions, inputs, outputs })
+        Ok(OrtModel {
+            sessions,
+            inputs,
+            outputs,
+        })
     }
 }
 
@@ -73,7 +99,11 @@ fn spec(name: &str, ty: &ValueType, what: &str) -> Result<TensorSpec, EngineErro
         TensorElementType::Int32 => ElemType::I32,
         TensorElementType::Bool => ElemType::Bool,
         TensorElementType::String => ElemType::Str,
-        other => return Err(EngineError::UnsupportedIo(format!("{what} '{name}' has unsupported element type {other:?}"))),
+        other => {
+            return Err(EngineError::UnsupportedIo(format!(
+                "{what} '{name}' has unsupported element type {other:?}"
+            )))
+        }
     };
     Ok(TensorSpec {
         name: name.to_owned(),
@@ -100,7 +130,9 @@ fn to_value(t: Tensor) -> ort::Result<DynValue> {
         TensorData::I64(v) => ort::value::Tensor::from_array((shape, v))?.into_dyn(),
         TensorData::I32(v) => ort::value::Tensor::from_array((shape, v))?.into_dyn(),
         TensorData::Bool(v) => ort::value::Tensor::from_array((shape, v))?.into_dyn(),
-        TensorData::Str(v) => ort::value::Tensor::from_string_array((shape, v.as_slice()))?.into_dyn(),
+        TensorData::Str(v) => {
+            ort::value::Tensor::from_string_array((shape, v.as_slice()))?.into_dyn()
+        }
     })
 }
 
@@ -108,7 +140,10 @@ fn from_value(v: &DynValue, spec: &TensorSpec) -> Result<Tensor, EngineError> {
     macro_rules! extract {
         ($t:ty, $variant:ident) => {{
             let (shape, data) = v.try_extract_tensor::<$t>().map_err(run_err)?;
-            (shape.iter().map(|d| *d as usize).collect(), TensorData::$variant(data.to_vec()))
+            (
+                shape.iter().map(|d| *d as usize).collect(),
+                TensorData::$variant(data.to_vec()),
+            )
         }};
     }
     let (shape, data): (Vec<usize>, TensorData) = match spec.elem {
@@ -119,7 +154,10 @@ fn from_value(v: &DynValue, spec: &TensorSpec) -> Result<Tensor, EngineError> {
         ElemType::Bool => extract!(bool, Bool),
         ElemType::Str => {
             let (shape, data) = v.try_extract_strings().map_err(run_err)?;
-            (shape.iter().map(|d| *d as usize).collect(), TensorData::Str(data))
+            (
+                shape.iter().map(|d| *d as usize).collect(),
+                TensorData::Str(data),
+            )
         }
     };
     Ok(Tensor { shape, data })
@@ -142,15 +180,28 @@ impl LoadedModel for OrtModel {
         let feeds = inputs
             .into_iter()
             .zip(&self.inputs)
-            .map(|(t, spec)| Ok((Cow::Owned(spec.name.clone()), SessionInputValue::from(to_value(t).map_err(run_err)?))))
-            .collect::<Result<Vec<(Cow<'static, str>, SessionInputValue<'static>)>, EngineError>>()?;
-        let mut session = self.sessions[worker % self.sessions.len()].lock().unwrap_or_else(|e| e.into_inner());
+            .map(|(t, spec)| {
+                Ok((
+                    Cow::Owned(spec.name.clone()),
+                    SessionInputValue::from(to_value(t).map_err(run_err)?),
+                ))
+            })
+            .collect::<Result<Vec<(Cow<'static, str>, SessionInputValue<'static>)>, EngineError>>(
+            )?;
+        let mut session = self.sessions[worker % self.sessions.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let outputs = session.run(feeds).map_err(run_err)?;
         self.outputs
             .iter()
             .map(|spec| {
-                let v = outputs.get(spec.name.as_str()).ok_or_else(|| run_err(format!("output '{}' is missing", spec.name)))?;
-                Ok(NamedTensor { name: spec.name.clone(), tensor: from_value(v, spec)? })
+                let v = outputs
+                    .get(spec.name.as_str())
+                    .ok_or_else(|| run_err(format!("output '{}' is missing", spec.name)))?;
+                Ok(NamedTensor {
+                    name: spec.name.clone(),
+                    tensor: from_value(v, spec)?,
+                })
             })
             .collect()
     }

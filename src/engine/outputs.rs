@@ -14,7 +14,11 @@ use super::tensor::{ElemType, NamedTensor, TensorData, TensorSpec};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutputMapping {
-    Classifier { label: usize, probabilities: usize, binary: bool },
+    Classifier {
+        label: usize,
+        probabilities: usize,
+        binary: bool,
+    },
     Single(usize),
     Records,
 }
@@ -22,7 +26,8 @@ pub enum OutputMapping {
 impl OutputMapping {
     pub fn compile(outputs: &[TensorSpec]) -> Self {
         let label = outputs.iter().position(|o| {
-            o.name.to_ascii_lowercase().ends_with("label") && matches!(o.elem, ElemType::I64 | ElemType::I32 | ElemType::Str)
+            o.name.to_ascii_lowercase().ends_with("label")
+                && matches!(o.elem, ElemType::I64 | ElemType::I32 | ElemType::Str)
         });
         let proba = outputs.iter().position(|o| {
             o.name.to_ascii_lowercase().contains("probabilit")
@@ -56,7 +61,11 @@ impl OutputMapping {
                 buf.push(b',');
             }
             match self {
-                Self::Classifier { label, probabilities, binary } => {
+                Self::Classifier {
+                    label,
+                    probabilities,
+                    binary,
+                } => {
                     buf.extend_from_slice(b"{\"label\":");
                     write_row(&outputs[*label], r, buf);
                     let p = &outputs[*probabilities].tensor;

@@ -43,7 +43,12 @@ impl InferencePool {
                     .expect("spawning an inference worker thread")
             })
             .collect();
-        Arc::new(Self { sender, workers, capacity, handles: std::sync::Mutex::new(handles) })
+        Arc::new(Self {
+            sender,
+            workers,
+            capacity,
+            handles: std::sync::Mutex::new(handles),
+        })
     }
 
     pub fn workers(&self) -> usize {

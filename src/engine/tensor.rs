@@ -51,7 +51,10 @@ pub struct TensorSpec {
 impl TensorSpec {
     /// Shape as V2 metadata writes it: -1 for dynamic dimensions.
     pub fn v2_shape(&self) -> Vec<i64> {
-        self.shape.iter().map(|d| d.map_or(-1, |n| n as i64)).collect()
+        self.shape
+            .iter()
+            .map(|d| d.map_or(-1, |n| n as i64))
+            .collect()
     }
 }
 

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use super::{ElemType, EngineError, EngineKind, LoadedModel, NamedTensor, Tensor as GwTensor, TensorData, TensorSpec};
+use super::{
+    ElemType, EngineError, EngineKind, LoadedModel, NamedTensor, Tensor as GwTensor, TensorData,
+    TensorSpec,
+};
 
 pub struct TractModel {
     plan: Arc<TypedRunnableModel>,
@@ -13,47 +16,90 @@ pub struct TractModel {
 }
 
 fn load_err(message: impl std::fmt::Display) -> EngineError {
-    EngineError::Load { engine: EngineKind::Tract, message: message.to_string() }
+    EngineError::Load {
+        engine: EngineKind::Tract,
+        message: message.to_string(),
+    }
 }
 
 impl TractModel {
     pub fn load(onnx: &[u8]) -> Result<Self, EngineError> {
         let framework = tract_onnx::onnx();
-        let proto = framework.proto_model_for_read(&mut &onnx[..]).map_err(|e| load_err(format!("{e:#}")))?;
+        let proto = framework
+            .proto_model_for_read(&mut &onnx[..])
+            .map_err(|e| load_err(format!("{e:#}")))?;
         // Name the first op tract lacks before trying to translate the graph.
         if let Some(graph) = &proto.graph {
-            if let Some(node) = graph.node.iter().find(|n| !framework.op_register.0.contains_key(&n.op_type)) {
+            if let Some(node) = graph
+                .node
+                .iter()
+                .find(|n| !framework.op_register.0.contains_key(&n.op_type))
+            {
                 return Err(EngineError::UnsupportedOp {
                     engine: EngineKind::Tract,
                     op: node.op_type.clone(),
-                    domain: if node.domain.is_empty() { "ai.onnx".into() } else { node.domain.clone() },
+                    domain: if node.domain.is_empty() {
+                        "ai.onnx".into()
+                    } else {
+                        node.domain.clone()
+                    },
                 });
             }
         }
-        let model = framework.model_for_proto_model(&proto).map_err(|e| load_err(format!("{e:#}")))?;
-        let typed = model.into_optimized().map_err(|e| load_err(format!("{e:#}")))?;
-        let plan = typed.into_runnable().map_err(|e| load_err(format!("{e:#}")))?;
+        let model = framework
+            .model_for_proto_model(&proto)
+            .map_err(|e| load_err(format!("{e:#}")))?;
+        let typed = model
+            .into_optimized()
+            .map_err(|e| load_err(format!("{e:#}")))?;
+        let plan = typed
+            .into_runnable()
+            .map_err(|e| load_err(format!("{e:#}")))?;
         let m = plan.model();
         let mut inputs = Vec::new();
         for (ix, outlet) in m.input_outlets().map_err(load_err)?.iter().enumerate() {
             let fact = m.input_fact(ix).map_err(load_err)?;
             inputs.push(TensorSpec {
                 name: m.node(outlet.node).name.clone(),
-                elem: elem_of(fact.datum_type).map_err(|t| EngineError::UnsupportedIo(format!("input '{}' has type {t:?}", m.node(outlet.node).name)))?,
-                shape: fact.shape.dims().iter().map(|d| d.as_i64().map(|n| n as usize)).collect(),
+                elem: elem_of(fact.datum_type).map_err(|t| {
+                    EngineError::UnsupportedIo(format!(
+                        "input '{}' has type {t:?}",
+                        m.node(outlet.node).name
+                    ))
+                })?,
+                shape: fact
+                    .shape
+                    .dims()
+                    .iter()
+                    .map(|d| d.as_i64().map(|n| n as usize))
+                    .collect(),
             });
         }
         let mut outputs = Vec::new();
         for (ix, outlet) in m.output_outlets().map_err(load_err)?.iter().enumerate() {
             let fact = m.output_fact(ix).map_err(load_err)?;
-            let name = m.outlet_label(*outlet).map(str::to_owned).unwrap_or_else(|| m.node(outlet.node).name.clone());
+            let name = m
+                .outlet_label(*outlet)
+                .map(str::to_owned)
+                .unwrap_or_else(|| m.node(outlet.node).name.clone());
             outputs.push(TensorSpec {
-                elem: elem_of(fact.datum_type).map_err(|t| EngineError::UnsupportedIo(format!("output '{name}' has type {t:?}")))?,
-                shape: fact.shape.dims().iter().map(|d| d.as_i64().map(|n| n as usize)).collect(),
+                elem: elem_of(fact.datum_type).map_err(|t| {
+                    EngineError::UnsupportedIo(format!("output '{name}' has type {t:?}"))
+                })?,
+                shape: fact
+                    .shape
+                    .dims()
+                    .iter()
+                    .map(|d| d.as_i64().map(|n| n as usize))
+                    .collect(),
                 name,
             });
         }
-        Ok(Self { plan, inputs, outputs })
+        Ok(Self {
+            plan,
+            inputs,
+            outputs,
+        })
     }
 }
 
@@ -93,8 +139,18 @@ fn from_tract(t: &Tensor) -> Result<GwTensor, EngineError> {
         DatumType::I64 => TensorData::I64(plain()?.as_slice::<i64>().map_err(err)?.to_vec()),
         DatumType::I32 => TensorData::I32(plain()?.as_slice::<i32>().map_err(err)?.to_vec()),
         DatumType::Bool => TensorData::Bool(plain()?.as_slice::<bool>().map_err(err)?.to_vec()),
-        DatumType::String => TensorData::Str(t.to_plain_array_view::<String>().map_err(err)?.iter().cloned().collect()),
-        other => return Err(EngineError::Run(format!("the model produced an output of unsupported type {other:?}"))),
+        DatumType::String => TensorData::Str(
+            t.to_plain_array_view::<String>()
+                .map_err(err)?
+                .iter()
+                .cloned()
+                .collect(),
+        ),
+        other => {
+            return Err(EngineError::Run(format!(
+                "the model produced an output of unsupported type {other:?}"
+            )))
+        }
     };
     Ok(GwTensor { shape, data })
 }
@@ -113,11 +169,22 @@ impl LoadedModel for TractModel {
     }
 
     fn run(&self, _worker: usize, inputs: Vec<GwTensor>) -> Result<Vec<NamedTensor>, EngineError> {
-        let values = inputs.into_iter().map(|t| to_tract(t).map(IntoTValue::into_tvalue)).collect::<Result<TVec<_>, _>>()?;
-        let out = self.plan.run(values).map_err(|e| EngineError::Run(format!("{e:#}")))?;
+        let values = inputs
+            .into_iter()
+            .map(|t| to_tract(t).map(IntoTValue::into_tvalue))
+            .collect::<Result<TVec<_>, _>>()?;
+        let out = self
+            .plan
+            .run(values)
+            .map_err(|e| EngineError::Run(format!("{e:#}")))?;
         out.iter()
             .zip(&self.outputs)
-            .map(|(v, spec)| Ok(NamedTensor { name: spec.name.clone(), tensor: from_tract(v)? }))
+            .map(|(v, spec)| {
+                Ok(NamedTensor {
+                    name: spec.name.clone(),
+                    tensor: from_tract(v)?,
+                })
+            })
             .collect()
     }
 }

@@ -6,7 +6,11 @@ use futures_util::StreamExt;
 
 use crate::error::RequestError;
 
-pub async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Bytes, RequestError> {
+pub async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, RequestError> {
     let too_large = || {
         RequestError::PayloadTooLarge(format!(
             "the request body is over the limit of {limit} bytes (server.max_body_bytes)"
@@ -22,7 +26,9 @@ pub async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: u
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| RequestError::Malformed(format!("the request body could not be read: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            RequestError::Malformed(format!("the request body could not be read: {e}"))
+        })?;
         if buf.len() + chunk.len() > limit {
             return Err(too_large());
         }

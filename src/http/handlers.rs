@@ -23,7 +23,11 @@ pub async fn invocations(
 }
 
 /// `/invocations` as `mlflow models serve` has it: the one configured endpoint.
-pub async fn sole_invocations(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+pub async fn sole_invocations(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let Some(endpoint) = state.gateway.sole_endpoint().map(|e| e.name.clone()) else {
         return mlflow_error(&RequestError::NotFound(
             "/invocations serves only when exactly one endpoint is configured: use /serving-endpoints/{name}/invocations".into(),
@@ -32,7 +36,12 @@ pub async fn sole_invocations(req: HttpRequest, payload: web::Payload, state: we
     score(req, endpoint, payload, state).await
 }
 
-async fn score(req: HttpRequest, endpoint: String, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+async fn score(
+    req: HttpRequest,
+    endpoint: String,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let received = Instant::now();
     let format = match mlflow_format(&req) {
         Ok(f) => f,
@@ -42,7 +51,16 @@ async fn score(req: HttpRequest, endpoint: String, payload: web::Payload, state:
         Ok(b) => b,
         Err(e) => return mlflow_error(&e),
     };
-    match state.gateway.invoke(Invocation { endpoint, format, body, received }).await {
+    match state
+        .gateway
+        .invoke(Invocation {
+            endpoint,
+            format,
+            body,
+            received,
+        })
+        .await
+    {
         Ok(answer) => HttpResponse::Ok()
             .insert_header((SERVED_MODEL_HEADER, answer.served_entity.name.as_str()))
             .content_type(ContentType::json())
@@ -51,7 +69,8 @@ async fn score(req: HttpRequest, endpoint: String, payload: web::Payload, state:
             let mut resp = mlflow_error(&f.error);
             if let Some(entity) = f.served_entity {
                 if let Ok(v) = header::HeaderValue::from_str(&entity.name) {
-                    resp.headers_mut().insert(header::HeaderName::from_static(SERVED_MODEL_HEADER), v);
+                    resp.headers_mut()
+                        .insert(header::HeaderName::from_static(SERVED_MODEL_HEADER), v);
                 }
             }
             resp
@@ -61,7 +80,9 @@ async fn score(req: HttpRequest, endpoint: String, payload: web::Payload, state:
 
 /// JSON (also when no content type is sent) or CSV; anything else is 415.
 fn mlflow_format(req: &HttpRequest) -> Result<Format, RequestError> {
-    let Some(ct) = req.headers().get(header::CONTENT_TYPE) else { return Ok(Format::MlflowJson) };
+    let Some(ct) = req.headers().get(header::CONTENT_TYPE) else {
+        return Ok(Format::MlflowJson);
+    };
     let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
     let mime = ct.split(';').next().unwrap_or("").trim();
     match mime {
@@ -74,15 +95,21 @@ fn mlflow_format(req: &HttpRequest) -> Result<Format, RequestError> {
 }
 
 pub async fn ping() -> HttpResponse {
-    HttpResponse::Ok().content_type(ContentType::plaintext()).body("\n")
+    HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body("\n")
 }
 
 pub async fn version() -> HttpResponse {
-    HttpResponse::Ok().content_type(ContentType::plaintext()).body(env!("CARGO_PKG_VERSION"))
+    HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body(env!("CARGO_PKG_VERSION"))
 }
 
 pub async fn livez() -> HttpResponse {
-    HttpResponse::Ok().content_type(ContentType::json()).body(r#"{"status":"live"}"#)
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(r#"{"status":"live"}"#)
 }
 
 /// Ready only when every endpoint serves a loaded, warmed model and no shutdown has begun.
@@ -103,8 +130,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .collect();
     let ready = gw.is_ready();
     let body = serde_json::json!({ "status": if ready { "ready" } else { "not ready" }, "endpoints": endpoints });
-    let mut resp = if ready { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
-    resp.content_type(ContentType::json()).body(body.to_string())
+    let mut resp = if ready {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    resp.content_type(ContentType::json())
+        .body(body.to_string())
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

@@ -18,24 +18,45 @@ pub struct AppState {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/serving-endpoints/{endpoint}/invocations", web::post().to(handlers::invocations))
-        .route("/invocations", web::post().to(handlers::sole_invocations))
-        .route("/ping", web::get().to(handlers::ping))
-        .route("/health", web::get().to(handlers::ping))
-        .route("/version", web::get().to(handlers::version))
-        .route("/livez", web::get().to(handlers::livez))
-        .route("/readyz", web::get().to(handlers::readyz))
-        .route("/metrics", web::get().to(handlers::metrics))
-        .route("/v2", web::get().to(v2_handlers::server_metadata))
-        .route("/v2/health/live", web::get().to(v2_handlers::live))
-        .route("/v2/health/ready", web::get().to(v2_handlers::ready))
-        .route("/v2/models/{model}", web::get().to(v2_handlers::model_metadata))
-        .route("/v2/models/{model}/ready", web::get().to(v2_handlers::model_ready))
-        .route("/v2/models/{model}/infer", web::post().to(v2_handlers::infer))
-        .route("/v2/models/{model}/versions/{version}", web::get().to(v2_handlers::model_metadata))
-        .route("/v2/models/{model}/versions/{version}/ready", web::get().to(v2_handlers::model_ready))
-        .route("/v2/models/{model}/versions/{version}/infer", web::post().to(v2_handlers::infer))
-        .default_service(web::to(handlers::not_found));
+    cfg.route(
+        "/serving-endpoints/{endpoint}/invocations",
+        web::post().to(handlers::invocations),
+    )
+    .route("/invocations", web::post().to(handlers::sole_invocations))
+    .route("/ping", web::get().to(handlers::ping))
+    .route("/health", web::get().to(handlers::ping))
+    .route("/version", web::get().to(handlers::version))
+    .route("/livez", web::get().to(handlers::livez))
+    .route("/readyz", web::get().to(handlers::readyz))
+    .route("/metrics", web::get().to(handlers::metrics))
+    .route("/v2", web::get().to(v2_handlers::server_metadata))
+    .route("/v2/health/live", web::get().to(v2_handlers::live))
+    .route("/v2/health/ready", web::get().to(v2_handlers::ready))
+    .route(
+        "/v2/models/{model}",
+        web::get().to(v2_handlers::model_metadata),
+    )
+    .route(
+        "/v2/models/{model}/ready",
+        web::get().to(v2_handlers::model_ready),
+    )
+    .route(
+        "/v2/models/{model}/infer",
+        web::post().to(v2_handlers::infer),
+    )
+    .route(
+        "/v2/models/{model}/versions/{version}",
+        web::get().to(v2_handlers::model_metadata),
+    )
+    .route(
+        "/v2/models/{model}/versions/{version}/ready",
+        web::get().to(v2_handlers::model_ready),
+    )
+    .route(
+        "/v2/models/{model}/versions/{version}/infer",
+        web::post().to(v2_handlers::infer),
+    )
+    .default_service(web::to(handlers::not_found));
 }
 
 /// Builds the app for one HTTP worker.
@@ -57,7 +78,9 @@ pub fn app(
 pub fn mlflow_error(err: &crate::error::RequestError) -> HttpResponse {
     HttpResponse::build(err.status())
         .content_type("application/json")
-        .body(serde_json::json!({ "error_code": err.code(), "message": err.to_string() }).to_string())
+        .body(
+            serde_json::json!({ "error_code": err.code(), "message": err.to_string() }).to_string(),
+        )
 }
 
 /// The V2 error body.

@@ -20,29 +20,40 @@ pub struct ModelPath {
 
 pub async fn server_metadata() -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::json()).body(
-        json!({ "name": "modelgate", "version": env!("CARGO_PKG_VERSION"), "extensions": [] }).to_string(),
+        json!({ "name": "modelgate", "version": env!("CARGO_PKG_VERSION"), "extensions": [] })
+            .to_string(),
     )
 }
 
 pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().content_type(ContentType::json()).body(r#"{"live":true}"#)
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(r#"{"live":true}"#)
 }
 
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let ready = state.gateway.is_ready();
-    let mut resp = if ready { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() };
-    resp.content_type(ContentType::json()).body(json!({ "ready": ready }).to_string())
+    let mut resp = if ready {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    resp.content_type(ContentType::json())
+        .body(json!({ "ready": ready }).to_string())
 }
 
 /// The served entity of a model path, checking the version when the path names one.
-fn lookup(state: &AppState, path: &ModelPath) -> Result<std::sync::Arc<crate::endpoint::ServedEntity>, RequestError> {
+fn lookup(
+    state: &AppState,
+    path: &ModelPath,
+) -> Result<std::sync::Arc<crate::endpoint::ServedEntity>, RequestError> {
     let endpoint = state
         .gateway
         .endpoint(&path.model)
         .ok_or_else(|| RequestError::NotFound(format!("model '{}' does not exist", path.model)))?;
-    let entity = endpoint
-        .served()
-        .ok_or_else(|| RequestError::Unavailable(format!("model '{}' is not loaded yet", path.model)))?;
+    let entity = endpoint.served().ok_or_else(|| {
+        RequestError::Unavailable(format!("model '{}' is not loaded yet", path.model))
+    })?;
     match &path.version {
         Some(v) if *v != entity.version => Err(RequestError::NotFound(format!(
             "model '{}' version '{v}' is not served (serving version {})",
@@ -52,7 +63,10 @@ fn lookup(state: &AppState, path: &ModelPath) -> Result<std::sync::Arc<crate::en
     }
 }
 
-pub async fn model_metadata(path: web::Path<ModelPath>, state: web::Data<AppState>) -> HttpResponse {
+pub async fn model_metadata(
+    path: web::Path<ModelPath>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let entity = match lookup(&state, &path) {
         Ok(e) => e,
         Err(e) => return v2_error(&e),
@@ -70,12 +84,16 @@ pub async fn model_metadata(path: web::Path<ModelPath>, state: web::Data<AppStat
         "inputs": tensors(entity.loaded.inputs()),
         "outputs": tensors(entity.loaded.outputs()),
     });
-    HttpResponse::Ok().content_type(ContentType::json()).body(body.to_string())
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(body.to_string())
 }
 
 pub async fn model_ready(path: web::Path<ModelPath>, state: web::Data<AppState>) -> HttpResponse {
     match lookup(&state, &path) {
-        Ok(_) => HttpResponse::Ok().content_type(ContentType::json()).body(json!({ "name": path.model, "ready": true }).to_string()),
+        Ok(_) => HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(json!({ "name": path.model, "ready": true }).to_string()),
         Err(RequestError::Unavailable(_)) => HttpResponse::ServiceUnavailable()
             .content_type(ContentType::json())
             .body(json!({ "name": path.model, "ready": false }).to_string()),
@@ -103,7 +121,12 @@ pub async fn infer(
         Err(e) => return v2_error(&e),
     };
     let ModelPath { model, version } = path.into_inner();
-    let inv = Invocation { endpoint: model, format: Format::V2 { version }, body, received };
+    let inv = Invocation {
+        endpoint: model,
+        format: Format::V2 { version },
+        body,
+        received,
+    };
     match state.gateway.invoke(inv).await {
         Ok(answer) => HttpResponse::Ok()
             .insert_header((SERVED_MODEL_HEADER, answer.served_entity.name.as_str()))

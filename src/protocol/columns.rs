@@ -184,7 +184,12 @@ impl ColumnBuilder {
             Some(ElemKind::Str) => ColumnData::Str(self.strs),
             None => ColumnData::F64(Vec::new()),
         };
-        Column { name: self.name, shape, data, from_text: false }
+        Column {
+            name: self.name,
+            shape,
+            data,
+            from_text: false,
+        }
     }
 }
 
@@ -217,7 +222,9 @@ pub fn check_rectangular(v: &Value, shape: &[usize], name: &str) -> RequestResul
                     items.len()
                 )));
             }
-            items.iter().try_for_each(|i| check_rectangular(i, rest, name))
+            items
+                .iter()
+                .try_for_each(|i| check_rectangular(i, rest, name))
         }
         (Value::Array(_), None) => Err(RequestError::bad(format!(
             "input '{name}' is nested deeper than its other rows"

@@ -64,7 +64,12 @@ pub struct Column {
 impl Column {
     pub fn scalar(name: impl Into<String>, data: ColumnData) -> Self {
         let rows = data.len();
-        Self { name: name.into(), shape: vec![rows], data, from_text: false }
+        Self {
+            name: name.into(),
+            shape: vec![rows],
+            data,
+            from_text: false,
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -100,7 +105,9 @@ impl Frame {
         };
         let rows = first.rows();
         if rows == 0 {
-            return Err(RequestError::bad("the request has no rows: an empty batch cannot be scored"));
+            return Err(RequestError::bad(
+                "the request has no rows: an empty batch cannot be scored",
+            ));
         }
         if rows > max_rows {
             return Err(RequestError::bad(format!(
@@ -109,7 +116,10 @@ impl Frame {
         }
         for (i, col) in self.columns.iter().enumerate() {
             if self.columns[..i].iter().any(|c| c.name == col.name) {
-                return Err(RequestError::bad(format!("column '{}' is given twice", col.name)));
+                return Err(RequestError::bad(format!(
+                    "column '{}' is given twice",
+                    col.name
+                )));
             }
             if col.rows() != rows {
                 return Err(RequestError::bad(format!(

@@ -10,7 +10,12 @@ use super::columns::ColumnBuilder;
 use super::frame::{Column, ColumnData, Frame};
 use crate::error::{RequestError, RequestResult};
 
-const DATA_KEYS: [&str; 4] = ["dataframe_split", "dataframe_records", "instances", "inputs"];
+const DATA_KEYS: [&str; 4] = [
+    "dataframe_split",
+    "dataframe_records",
+    "instances",
+    "inputs",
+];
 const OTHER_KEYS: [&str; 2] = ["params", "client_request_id"];
 
 /// A decoded scoring request.
@@ -30,14 +35,21 @@ pub fn decode_json(body: &[u8]) -> RequestResult<ScoringRequest> {
             DATA_KEYS.join(", ")
         )));
     };
-    if let Some(unknown) = obj.keys().find(|k| !DATA_KEYS.contains(&k.as_str()) && !OTHER_KEYS.contains(&k.as_str())) {
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !DATA_KEYS.contains(&k.as_str()) && !OTHER_KEYS.contains(&k.as_str()))
+    {
         return Err(RequestError::bad(format!(
             "unknown field '{unknown}': the body takes exactly one of {} and optionally {}",
             DATA_KEYS.join(", "),
             OTHER_KEYS.join(", ")
         )));
     }
-    let present: Vec<&str> = DATA_KEYS.iter().copied().filter(|k| obj.contains_key(*k)).collect();
+    let present: Vec<&str> = DATA_KEYS
+        .iter()
+        .copied()
+        .filter(|k| obj.contains_key(*k))
+        .collect();
     let key = match present.as_slice() {
         [one] => *one,
         [] => {
@@ -57,7 +69,11 @@ pub fn decode_json(body: &[u8]) -> RequestResult<ScoringRequest> {
     let client_request_id = match obj.remove("client_request_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
-        Some(_) => return Err(RequestError::bad("field 'client_request_id' must be a string")),
+        Some(_) => {
+            return Err(RequestError::bad(
+                "field 'client_request_id' must be a string",
+            ))
+        }
     };
     let params = match obj.remove("params") {
         None | Some(Value::Null) => None,
@@ -70,7 +86,11 @@ pub fn decode_json(body: &[u8]) -> RequestResult<ScoringRequest> {
         "dataframe_records" => decode_records(&data, "dataframe_records")?,
         _ => decode_tensor_input(data, key)?,
     };
-    Ok(ScoringRequest { frame, client_request_id, params })
+    Ok(ScoringRequest {
+        frame,
+        client_request_id,
+        params,
+    })
 }
 
 fn malformed_json(body: &[u8], e: &serde_json::Error) -> RequestError {
@@ -86,7 +106,9 @@ fn malformed_json(body: &[u8], e: &serde_json::Error) -> RequestError {
 /// `{"columns": [...], "data": [[...], ...]}` (pandas `split` orient; `index` is ignored).
 fn decode_split(data: Value) -> RequestResult<Frame> {
     let Value::Object(mut split) = data else {
-        return Err(RequestError::bad("'dataframe_split' must be an object with 'columns' and 'data'"));
+        return Err(RequestError::bad(
+            "'dataframe_split' must be an object with 'columns' and 'data'",
+        ));
     };
     let columns = match split.remove("columns") {
         Some(Value::Array(cols)) => cols
@@ -94,21 +116,33 @@ fn decode_split(data: Value) -> RequestResult<Frame> {
             .enumerate()
             .map(|(i, c)| match c {
                 Value::String(s) => Ok(s),
-                _ => Err(RequestError::bad(format!("'dataframe_split.columns[{i}]' must be a string"))),
+                _ => Err(RequestError::bad(format!(
+                    "'dataframe_split.columns[{i}]' must be a string"
+                ))),
             })
             .collect::<RequestResult<Vec<String>>>()?,
-        Some(_) => return Err(RequestError::bad("'dataframe_split.columns' must be a list of column names")),
+        Some(_) => {
+            return Err(RequestError::bad(
+                "'dataframe_split.columns' must be a list of column names",
+            ))
+        }
         None => return Err(RequestError::bad("'dataframe_split' has no 'columns' list")),
     };
     let rows = match split.remove("data") {
         Some(Value::Array(rows)) => rows,
-        Some(_) => return Err(RequestError::bad("'dataframe_split.data' must be a list of rows")),
+        Some(_) => {
+            return Err(RequestError::bad(
+                "'dataframe_split.data' must be a list of rows",
+            ))
+        }
         None => return Err(RequestError::bad("'dataframe_split' has no 'data' list")),
     };
     let mut builders: Vec<ColumnBuilder> = columns.into_iter().map(ColumnBuilder::new).collect();
     for (r, row) in rows.iter().enumerate() {
         let Value::Array(cells) = row else {
-            return Err(RequestError::bad(format!("'dataframe_split.data[{r}]' must be a list of values")));
+            return Err(RequestError::bad(format!(
+                "'dataframe_split.data[{r}]' must be a list of values"
+            )));
         };
         if cells.len() != builders.len() {
             return Err(RequestError::bad(format!(
@@ -121,25 +155,34 @@ fn decode_split(data: Value) -> RequestResult<Frame> {
             b.push_row(cell)?;
         }
     }
-    Ok(Frame { columns: builders.into_iter().map(ColumnBuilder::finish).collect() })
+    Ok(Frame {
+        columns: builders.into_iter().map(ColumnBuilder::finish).collect(),
+    })
 }
 
 /// `[{"col": value, ...}, ...]`: every record must have the same keys.
 fn decode_records(data: &Value, field: &str) -> RequestResult<Frame> {
     let Value::Array(records) = data else {
-        return Err(RequestError::bad(format!("'{field}' must be a list of records")));
+        return Err(RequestError::bad(format!(
+            "'{field}' must be a list of records"
+        )));
     };
     let mut builders: Vec<ColumnBuilder> = Vec::new();
     for (r, rec) in records.iter().enumerate() {
         let Value::Object(map) = rec else {
-            return Err(RequestError::bad(format!("'{field}[{r}]' must be an object")));
+            return Err(RequestError::bad(format!(
+                "'{field}[{r}]' must be an object"
+            )));
         };
         if r == 0 {
             builders = map.keys().map(ColumnBuilder::new).collect();
         }
         if map.len() != builders.len() || builders.iter().any(|b| !map.contains_key(b.name())) {
-            let missing: Vec<&str> =
-                builders.iter().map(ColumnBuilder::name).filter(|n| !map.contains_key(*n)).collect();
+            let missing: Vec<&str> = builders
+                .iter()
+                .map(ColumnBuilder::name)
+                .filter(|n| !map.contains_key(*n))
+                .collect();
             let extra: Vec<&str> = map
                 .keys()
                 .map(String::as_str)
@@ -151,12 +194,17 @@ fn decode_records(data: &Value, field: &str) -> RequestResult<Frame> {
         }
         for b in builders.iter_mut() {
             let Some(cell) = map.get(b.name()) else {
-                return Err(RequestError::bad(format!("'{field}[{r}]' has no value for column '{}'", b.name())));
+                return Err(RequestError::bad(format!(
+                    "'{field}[{r}]' has no value for column '{}'",
+                    b.name()
+                )));
             };
             b.push_row(cell)?;
         }
     }
-    Ok(Frame { columns: builders.into_iter().map(ColumnBuilder::finish).collect() })
+    Ok(Frame {
+        columns: builders.into_iter().map(ColumnBuilder::finish).collect(),
+    })
 }
 
 /// `instances` / `inputs` (TF-serving style): a list of records, a dict of named columns, or one
@@ -171,7 +219,9 @@ fn decode_tensor_input(data: Value, field: &str) -> RequestResult<Frame> {
             for item in &items {
                 b.push_row(item)?;
             }
-            Ok(Frame { columns: vec![b.finish()] })
+            Ok(Frame {
+                columns: vec![b.finish()],
+            })
         }
         Value::Object(map) => {
             let mut columns = Vec::with_capacity(map.len());
@@ -205,7 +255,10 @@ pub const UNNAMED_TENSOR: &str = "";
 /// Decodes a `text/csv` body: a header row of column names, then one line per row. Values stay
 /// text until the model's schema says what they are.
 pub fn decode_csv(body: &[u8]) -> RequestResult<ScoringRequest> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(body);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(body);
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| RequestError::Malformed(format!("the CSV header row cannot be read: {e}")))?
@@ -213,7 +266,9 @@ pub fn decode_csv(body: &[u8]) -> RequestResult<ScoringRequest> {
         .map(str::to_owned)
         .collect();
     if headers.iter().all(String::is_empty) {
-        return Err(RequestError::bad("the CSV body has no header row with column names"));
+        return Err(RequestError::bad(
+            "the CSV body has no header row with column names",
+        ));
     }
     let mut values: Vec<Vec<String>> = vec![Vec::new(); headers.len()];
     for (r, record) in reader.records().enumerate() {
@@ -237,7 +292,14 @@ pub fn decode_csv(body: &[u8]) -> RequestResult<ScoringRequest> {
     let columns = headers
         .into_iter()
         .zip(values)
-        .map(|(name, vals)| Column { from_text: true, ..Column::scalar(name, ColumnData::Str(vals)) })
+        .map(|(name, vals)| Column {
+            from_text: true,
+            ..Column::scalar(name, ColumnData::Str(vals))
+        })
         .collect();
-    Ok(ScoringRequest { frame: Frame { columns }, client_request_id: None, params: None })
+    Ok(ScoringRequest {
+        frame: Frame { columns },
+        client_request_id: None,
+        params: None,
+    })
 }

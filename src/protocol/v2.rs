@@ -57,9 +57,15 @@ pub fn decode(body: &[u8]) -> RequestResult<InferRequest> {
         }
     })?;
     if raw.inputs.is_empty() {
-        return Err(RequestError::bad("'inputs' is empty: give at least one input tensor"));
+        return Err(RequestError::bad(
+            "'inputs' is empty: give at least one input tensor",
+        ));
     }
-    let columns = raw.inputs.iter().map(decode_input).collect::<RequestResult<Vec<_>>>()?;
+    let columns = raw
+        .inputs
+        .iter()
+        .map(decode_input)
+        .collect::<RequestResult<Vec<_>>>()?;
     Ok(InferRequest {
         id: raw.id,
         frame: Frame { columns },
@@ -78,11 +84,24 @@ fn decode_input(input: &RawInput) -> RequestResult<Column> {
     let shape = input
         .shape
         .iter()
-        .map(|d| usize::try_from(*d).map_err(|_| RequestError::bad(format!("input '{name}' has a negative dimension in shape {:?}", input.shape))))
+        .map(|d| {
+            usize::try_from(*d).map_err(|_| {
+                RequestError::bad(format!(
+                    "input '{name}' has a negative dimension in shape {:?}",
+                    input.shape
+                ))
+            })
+        })
         .collect::<RequestResult<Vec<usize>>>()?;
-    let expected = shape.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d)).ok_or_else(|| {
-        RequestError::bad(format!("input '{name}' shape {:?} is too large", input.shape))
-    })?;
+    let expected = shape
+        .iter()
+        .try_fold(1usize, |acc, d| acc.checked_mul(*d))
+        .ok_or_else(|| {
+            RequestError::bad(format!(
+                "input '{name}' shape {:?} is too large",
+                input.shape
+            ))
+        })?;
     let mut leaves = Vec::with_capacity(expected.min(1 << 20));
     flatten(&input.data, &mut leaves);
     if leaves.len() != expected {
@@ -93,7 +112,10 @@ fn decode_input(input: &RawInput) -> RequestResult<Column> {
         )));
     }
     let bad = |i: usize, what: &str| {
-        RequestError::bad(format!("input '{name}' element {i} is {what}, which datatype {} does not allow", input.datatype))
+        RequestError::bad(format!(
+            "input '{name}' element {i} is {what}, which datatype {} does not allow",
+            input.datatype
+        ))
     };
     let data = match input.datatype.as_str() {
         "BOOL" => ColumnData::Bool(
@@ -134,7 +156,12 @@ fn decode_input(input: &RawInput) -> RequestResult<Column> {
             )))
         }
     };
-    Ok(Column { name: name.clone(), shape, data, from_text: false })
+    Ok(Column {
+        name: name.clone(),
+        shape,
+        data,
+        from_text: false,
+    })
 }
 
 fn int_range(dt: &str) -> (i128, i128) {
@@ -185,7 +212,10 @@ pub fn write_response(
             .map(|n| {
                 outputs.iter().find(|o| &o.name == n).ok_or_else(|| {
                     let known: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
-                    RequestError::bad(format!("unknown output '{n}': the model outputs {}", known.join(", ")))
+                    RequestError::bad(format!(
+                        "unknown output '{n}': the model outputs {}",
+                        known.join(", ")
+                    ))
                 })
             })
             .collect::<RequestResult<_>>()?,
@@ -205,7 +235,11 @@ pub fn write_response(
         }
         buf.extend_from_slice(b"{\"name\":");
         write_json_str(&o.name, buf);
-        let _ = write!(buf, ",\"datatype\":\"{}\",\"shape\":[", o.tensor.data.elem().v2_name());
+        let _ = write!(
+            buf,
+            ",\"datatype\":\"{}\",\"shape\":[",
+            o.tensor.data.elem().v2_name()
+        );
         for (d, n) in o.tensor.shape.iter().enumerate() {
             if d > 0 {
                 buf.push(b',');

@@ -38,8 +38,11 @@ impl FileRegistry {
             return Ok(BTreeMap::new());
         }
         let text = read_text(&path)?;
-        let raw: BTreeMap<String, serde_yaml::Value> = serde_yaml::from_str(&text)
-            .map_err(|e| RegistryError::Invalid { path: path.clone(), message: e.to_string() })?;
+        let raw: BTreeMap<String, serde_yaml::Value> =
+            serde_yaml::from_str(&text).map_err(|e| RegistryError::Invalid {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         raw.into_iter()
             .map(|(alias, v)| match v {
                 serde_yaml::Value::Number(n) => Ok((alias, n.to_string())),
@@ -54,14 +57,20 @@ impl FileRegistry {
 }
 
 fn read_text(path: &Path) -> Result<String, RegistryError> {
-    std::fs::read_to_string(path).map_err(|e| RegistryError::Io { path: path.to_owned(), message: e.to_string() })
+    std::fs::read_to_string(path).map_err(|e| RegistryError::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, RegistryError> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(RegistryError::Io { path: path.to_owned(), message: e.to_string() }),
+        Err(e) => Err(RegistryError::Io {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }),
     }
 }
 
@@ -71,16 +80,21 @@ impl Registry for FileRegistry {
             self.model_dir(model)?;
             return Ok(version_or_alias.to_owned());
         }
-        self.aliases(model)?.remove(version_or_alias).ok_or_else(|| RegistryError::AliasNotFound {
-            model: model.to_owned(),
-            alias: version_or_alias.to_owned(),
-        })
+        self.aliases(model)?
+            .remove(version_or_alias)
+            .ok_or_else(|| RegistryError::AliasNotFound {
+                model: model.to_owned(),
+                alias: version_or_alias.to_owned(),
+            })
     }
 
     fn fetch(&self, model: &str, version: &str) -> Result<ModelVersion, RegistryError> {
         let dir = self.model_dir(model)?.join(version);
         if version.contains(['/', '\\']) || version.starts_with('.') || !dir.is_dir() {
-            return Err(RegistryError::VersionNotFound { model: model.to_owned(), version: version.to_owned() });
+            return Err(RegistryError::VersionNotFound {
+                model: model.to_owned(),
+                version: version.to_owned(),
+            });
         }
         load_model_dir(model, version, &dir)
     }
@@ -91,29 +105,48 @@ impl Registry for FileRegistry {
 }
 
 /// Reads an MLflow model directory.
-pub fn load_model_dir(model: &str, version: &str, dir: &Path) -> Result<ModelVersion, RegistryError> {
+pub fn load_model_dir(
+    model: &str,
+    version: &str,
+    dir: &Path,
+) -> Result<ModelVersion, RegistryError> {
     let mlmodel_path = dir.join("MLmodel");
-    let mlmodel: MlModel = serde_yaml::from_str(&read_text(&mlmodel_path)?)
-        .map_err(|e| RegistryError::Invalid { path: mlmodel_path.clone(), message: e.to_string() })?;
-    let onnx_flavor = mlmodel.flavors.onnx.as_ref().ok_or_else(|| RegistryError::Invalid {
-        path: mlmodel_path.clone(),
-        message: "it has no 'onnx' flavor: only ONNX models can be served".to_owned(),
-    })?;
+    let mlmodel: MlModel =
+        serde_yaml::from_str(&read_text(&mlmodel_path)?).map_err(|e| RegistryError::Invalid {
+            path: mlmodel_path.clone(),
+            message: e.to_string(),
+        })?;
+    let onnx_flavor = mlmodel
+        .flavors
+        .onnx
+        .as_ref()
+        .ok_or_else(|| RegistryError::Invalid {
+            path: mlmodel_path.clone(),
+            message: "it has no 'onnx' flavor: only ONNX models can be served".to_owned(),
+        })?;
     let signature = mlmodel
         .signature
         .as_ref()
         .map(Signature::parse)
         .transpose()
-        .map_err(|message| RegistryError::Invalid { path: mlmodel_path.clone(), message })?;
+        .map_err(|message| RegistryError::Invalid {
+            path: mlmodel_path.clone(),
+            message,
+        })?;
     let onnx_path = dir.join(&onnx_flavor.data);
-    let onnx = std::fs::read(&onnx_path)
-        .map_err(|e| RegistryError::Io { path: onnx_path.clone(), message: e.to_string() })?;
+    let onnx = std::fs::read(&onnx_path).map_err(|e| RegistryError::Io {
+        path: onnx_path.clone(),
+        message: e.to_string(),
+    })?;
     let input_example = read_input_example(dir, &mlmodel)?;
     let expected_path = dir.join(EXPECTED_OUTPUT_FILE);
     let expected_output = read_optional(&expected_path)?
         .map(|b| serde_json::from_slice(&b))
         .transpose()
-        .map_err(|e| RegistryError::Invalid { path: expected_path, message: e.to_string() })?;
+        .map_err(|e| RegistryError::Invalid {
+            path: expected_path,
+            message: e.to_string(),
+        })?;
     Ok(ModelVersion {
         model: model.to_owned(),
         version: version.to_owned(),
@@ -130,15 +163,24 @@ pub fn load_model_dir(model: &str, version: &str, dir: &Path) -> Result<ModelVer
 /// `input_example.json` (pandas split orient) wrapped as `dataframe_split`.
 fn read_input_example(dir: &Path, mlmodel: &MlModel) -> Result<Option<Vec<u8>>, RegistryError> {
     let info = mlmodel.saved_input_example_info.as_ref();
-    let serving = info.and_then(|i| i.serving_input_path.clone()).unwrap_or_else(|| "serving_input_example.json".into());
+    let serving = info
+        .and_then(|i| i.serving_input_path.clone())
+        .unwrap_or_else(|| "serving_input_example.json".into());
     if let Some(body) = read_optional(&dir.join(serving))? {
         return Ok(Some(body));
     }
-    let plain = info.and_then(|i| i.artifact_path.clone()).unwrap_or_else(|| "input_example.json".into());
+    let plain = info
+        .and_then(|i| i.artifact_path.clone())
+        .unwrap_or_else(|| "input_example.json".into());
     let path = dir.join(plain);
-    let Some(bytes) = read_optional(&path)? else { return Ok(None) };
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| RegistryError::Invalid { path: path.clone(), message: e.to_string() })?;
+    let Some(bytes) = read_optional(&path)? else {
+        return Ok(None);
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
     let wrapped = if value.get("columns").is_some() && value.get("data").is_some() {
         serde_json::json!({ "dataframe_split": value })
     } else {

@@ -80,26 +80,38 @@ pub struct Signature {
     pub outputs: Vec<SchemaEntry>,
 }
 
-const COLUMN_TYPES: [&str; 8] = ["boolean", "integer", "long", "float", "double", "string", "binary", "datetime"];
+const COLUMN_TYPES: [&str; 8] = [
+    "boolean", "integer", "long", "float", "double", "string", "binary", "datetime",
+];
 
 impl Signature {
     pub fn parse(raw: &RawSignature) -> Result<Self, String> {
         let parse = |field: &str, text: &Option<String>| -> Result<Vec<SchemaEntry>, String> {
-            let Some(text) = text else { return Ok(Vec::new()) };
-            let entries: Vec<SchemaEntry> =
-                serde_json::from_str(text).map_err(|e| format!("signature.{field} is not a valid MLflow schema: {e}"))?;
+            let Some(text) = text else {
+                return Ok(Vec::new());
+            };
+            let entries: Vec<SchemaEntry> = serde_json::from_str(text)
+                .map_err(|e| format!("signature.{field} is not a valid MLflow schema: {e}"))?;
             for (i, e) in entries.iter().enumerate() {
                 if e.kind == "tensor" {
                     if e.tensor_spec.is_none() {
-                        return Err(format!("signature.{field}[{i}] is a tensor without 'tensor-spec'"));
+                        return Err(format!(
+                            "signature.{field}[{i}] is a tensor without 'tensor-spec'"
+                        ));
                     }
                 } else if !COLUMN_TYPES.contains(&e.kind.as_str()) {
-                    return Err(format!("signature.{field}[{i}] has unknown type '{}'", e.kind));
+                    return Err(format!(
+                        "signature.{field}[{i}] has unknown type '{}'",
+                        e.kind
+                    ));
                 }
             }
             Ok(entries)
         };
-        Ok(Self { inputs: parse("inputs", &raw.inputs)?, outputs: parse("outputs", &raw.outputs)? })
+        Ok(Self {
+            inputs: parse("inputs", &raw.inputs)?,
+            outputs: parse("outputs", &raw.outputs)?,
+        })
     }
 
     /// Input names in signature order, when every input is named.

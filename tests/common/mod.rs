@@ -28,7 +28,11 @@ pub fn ort_dylib() -> PathBuf {
         let out = Command::new(repo().join("scripts/fetch-onnxruntime.sh"))
             .output()
             .expect("running scripts/fetch-onnxruntime.sh");
-        assert!(out.status.success(), "fetching ONNX Runtime failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fetching ONNX Runtime failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
     })
     .clone()
@@ -47,17 +51,27 @@ pub fn start(config_yaml: &str, with_ort: bool) -> Gateway {
 }
 
 /// Starts the gateway; `Err(stderr)` when it exits before listening.
-pub fn try_start(config_yaml: &str, with_ort: bool, env: &[(&str, &str)]) -> Result<Gateway, String> {
+pub fn try_start(
+    config_yaml: &str,
+    with_ort: bool,
+    env: &[(&str, &str)],
+) -> Result<Gateway, String> {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, config_yaml).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelgate"));
-    cmd.args(["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .current_dir(repo())
-        .env("RUST_LOG", "warn")
-        .env_remove("ORT_DYLIB_PATH")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .current_dir(repo())
+    .env("RUST_LOG", "warn")
+    .env_remove("ORT_DYLIB_PATH")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     if with_ort {
         cmd.env("ORT_DYLIB_PATH", ort_dylib());
     }
@@ -75,7 +89,9 @@ pub fn try_start(config_yaml: &str, with_ort: bool, env: &[(&str, &str)]) -> Res
                 if n == 0 {
                     break;
                 }
-                buf.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+                buf.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
             }
         });
     }
@@ -97,7 +113,12 @@ pub fn try_start(config_yaml: &str, with_ort: bool, env: &[(&str, &str)]) -> Res
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Ok(Gateway { child, base, stderr: stderr_buf, _dir: dir })
+    Ok(Gateway {
+        child,
+        base,
+        stderr: stderr_buf,
+        _dir: dir,
+    })
 }
 
 /// A config serving the demo registry with the given endpoints YAML (a list under `endpoints:`).
@@ -116,7 +137,10 @@ pub fn endpoint(name: &str, version: &str, engine: &str) -> String {
 
 pub fn client() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 pub struct Reply {
@@ -131,15 +155,24 @@ impl Reply {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
     }
 
     /// The MLflow error body's message, asserting its shape and status.
     pub fn mlflow_error(&self, status: u16) -> String {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
         let v = self.json();
         assert!(v["error_code"].is_string(), "no error_code in {v}");
-        v["message"].as_str().unwrap_or_else(|| panic!("no message in {v}")).to_owned()
+        v["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message in {v}"))
+            .to_owned()
     }
 }
 
@@ -152,8 +185,20 @@ impl Gateway {
         reply(client().get(self.url(path)).send().unwrap())
     }
 
-    pub fn post(&self, path: &str, content_type: &str, body: impl Into<reqwest::blocking::Body>) -> Reply {
-        reply(client().post(self.url(path)).header("content-type", content_type).body(body).send().unwrap())
+    pub fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::blocking::Body>,
+    ) -> Reply {
+        reply(
+            client()
+                .post(self.url(path))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .unwrap(),
+        )
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> Reply {
@@ -167,7 +212,8 @@ impl Gateway {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         signal_term(&self.child);
-        wait_timeout(&mut self.child, Duration::from_secs(30)).expect("gateway did not exit after SIGTERM")
+        wait_timeout(&mut self.child, Duration::from_secs(30))
+            .expect("gateway did not exit after SIGTERM")
     }
 
     pub fn pid(&self) -> u32 {
@@ -176,7 +222,10 @@ impl Gateway {
 }
 
 pub fn signal_term(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
 }
 
@@ -202,7 +251,11 @@ fn reply(resp: reqwest::blocking::Response) -> Reply {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let text = resp.text().unwrap();
-    Reply { status, headers, text }
+    Reply {
+        status,
+        headers,
+        text,
+    }
 }
 
 /// The Python-made fixture of a version: inputs and onnxruntime's outputs.
@@ -213,7 +266,13 @@ pub fn cases(version: u32) -> Value {
 
 /// The first `n` rows of a fixture as a `dataframe_split` body.
 pub fn split_body(cases: &Value, n: usize) -> Value {
-    let rows: Vec<Value> = cases["data"].as_array().unwrap().iter().take(n).cloned().collect();
+    let rows: Vec<Value> = cases["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(n)
+        .cloned()
+        .collect();
     serde_json::json!({ "dataframe_split": { "columns": cases["columns"], "data": rows } })
 }
 
