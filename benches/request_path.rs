@@ -1,1 +1,112 @@
-fn main() {}
+//! The request path without HTTP: decode -> bind -> infer -> encode, per engine, beside raw
+//! inference on prebuilt tensors (the engine's own limit).
+//!
+//! Run: `ORT_DYLIB_PATH=$(scripts/fetch-onnxruntime.sh) cargo bench --bench request_path`
+//! (without `ORT_DYLIB_PATH` only the tract rows run).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use modelgate::endpoint::loader::{load_served_entity, LoadContext};
+use modelgate::endpoint::ServedEntity;
+use modelgate::engine::pool::InferencePool;
+use modelgate::engine::{EngineChoice, Engines};
+use modelgate::gateway::{score, Format};
+use modelgate::protocol::mlflow;
+use modelgate::registry::file::FileRegistry;
+use modelgate::settings::{InferenceSettings, ServedEntitySettings};
+use serde_json::{json, Value};
+
+fn load(
+    engines: &Engines,
+    pool: &Arc<InferencePool>,
+    engine: EngineChoice,
+    version: &str,
+) -> Arc<ServedEntity> {
+    let registry = FileRegistry::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models"));
+    let inference = InferenceSettings {
+        warmup_runs: 10,
+        ..InferenceSettings::default()
+    };
+    let ctx = LoadContext {
+        registry: &registry,
+        engines,
+        pool,
+        inference: &inference,
+        default_engine: engine,
+    };
+    let cfg = ServedEntitySettings {
+        name: None,
+        entity_name: "transactions".into(),
+        entity_version: version.into(),
+        engine: Some(engine),
+    };
+    load_served_entity(&ctx, &cfg)
+        .expect("demo model loads")
+        .entity
+}
+
+/// `rows` rows of the v1 fixture as a `dataframe_split` body.
+fn body(rows: usize) -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/transactions_v1_cases.json"
+    );
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let data: Vec<Value> = cases["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .cycle()
+        .take(rows)
+        .cloned()
+        .collect();
+    serde_json::to_vec(&json!({"dataframe_split": {"columns": cases["columns"], "data": data}}))
+        .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let pool = InferencePool::new(1, 16);
+    let engines = Engines::init(None, 1, false).expect("engines");
+    let mut arms = vec![("tract", load(&engines, &pool, EngineChoice::Tract, "1"))];
+    if engines.ort_available() {
+        arms.push(("ort", load(&engines, &pool, EngineChoice::Ort, "1")));
+        arms.push(("ort-gbt-v2", load(&engines, &pool, EngineChoice::Ort, "2")));
+    } else {
+        eprintln!("ORT_DYLIB_PATH is not set or does not load: benchmarking tract only");
+    }
+    for rows in [1usize, 64] {
+        let body = body(rows);
+        let frame = mlflow::decode_json(&body).unwrap().frame;
+        let mut group = c.benchmark_group(format!("rows_{rows}"));
+        group.throughput(Throughput::Elements(rows as u64));
+        group.bench_function("decode_json", |b| {
+            b.iter(|| mlflow::decode_json(&body).unwrap())
+        });
+        for (name, entity) in &arms {
+            let tensors = entity.binding.bind(&frame).unwrap();
+            group.bench_with_input(BenchmarkId::new("raw_inference", name), &tensors, |b, t| {
+                b.iter(|| entity.loaded.run(0, t.clone()).unwrap())
+            });
+            group.bench_with_input(BenchmarkId::new("request_path", name), &body, |b, body| {
+                b.iter(|| {
+                    score(
+                        entity,
+                        "bench",
+                        0,
+                        body,
+                        &Format::MlflowJson,
+                        10_000,
+                        Instant::now(),
+                    )
+                    .unwrap()
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

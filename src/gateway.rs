@@ -65,12 +65,14 @@ impl From<RequestError> for Failure {
     }
 }
 
-struct Timings {
-    queued: f64,
-    decode: f64,
-    inference: f64,
-    encode: f64,
-    rows: usize,
+/// Seconds spent per stage of one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    pub queued: f64,
+    pub decode: f64,
+    pub inference: f64,
+    pub encode: f64,
+    pub rows: usize,
 }
 
 pub struct Gateway {
@@ -248,8 +250,9 @@ impl Gateway {
     }
 }
 
-/// Decode, infer and encode on a pool worker.
-fn score(
+/// The per-request work that runs on a pool worker: decode, validate, bind, infer, encode.
+/// Public so the benchmarks measure exactly what the server runs.
+pub fn score(
     entity: &ServedEntity,
     endpoint: &str,
     worker: usize,

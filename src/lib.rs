@@ -173,6 +173,20 @@ fn load_all(
 }
 
 impl Started {
+    /// A curl command that scores the first endpoint's input example, for people trying it out.
+    pub fn example_curl(&self) -> Option<String> {
+        let endpoint = self.gateway.endpoints().into_iter().next()?;
+        let example = endpoint.served()?.input_example.clone()?;
+        let value: serde_json::Value = serde_json::from_slice(&example).ok()?;
+        let body = value.to_string();
+        (!body.contains('\'')).then(|| {
+            format!(
+                "curl -s http://{}/serving-endpoints/{}/invocations -H 'Content-Type: application/json' -d '{body}'",
+                self.addr, endpoint.name
+            )
+        })
+    }
+
     /// Serves until `shutdown` resolves; then readiness goes false and in-flight requests get
     /// up to `server.shutdown_timeout_seconds` to finish.
     pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {

@@ -68,6 +68,9 @@ fn main() -> ExitCode {
                 let started = modelgate::start(settings).await?;
                 // Tests and scripts read the bound address from this line.
                 println!("modelgate listening on http://{}", started.addr);
+                if let Some(curl) = started.example_curl() {
+                    println!("try it:\n  {curl}");
+                }
                 started.serve_until(shutdown_signal()).await
             });
             match result {

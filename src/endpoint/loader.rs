@@ -86,6 +86,7 @@ pub fn load_served_entity(
         binding,
         outputs,
         signature: mv.signature.clone(),
+        input_example: mv.input_example.clone(),
         loaded_at: SystemTime::now(),
     });
     let fail = |message: String| LoadError::Validation {

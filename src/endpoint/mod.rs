@@ -26,6 +26,8 @@ pub struct ServedEntity {
     pub binding: InputBinding,
     pub outputs: OutputMapping,
     pub signature: Option<Signature>,
+    /// The version's input example as a scoring body, when it ships one.
+    pub input_example: Option<Vec<u8>>,
     pub loaded_at: SystemTime,
 }
 
