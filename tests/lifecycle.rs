@@ -143,3 +143,68 @@ fn sigterm_on_an_idle_gateway_exits_zero() {
     );
     assert_eq!(gw.terminate().code(), Some(0));
 }
+
+#[test]
+fn a_full_inference_queue_refuses_with_503_and_counts_it() {
+    let config = demo_config(
+        &endpoint("transactions", "champion", "tract"),
+        "  queue_capacity: 1\n  max_batch_rows: 100000\n",
+    )
+    .replace("workers: 2", "workers: 1");
+    let gw = start(&config, false);
+    let cases = cases(1);
+    let big = split_body(&cases, 64);
+    let rows: Vec<serde_json::Value> = big["dataframe_split"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .cycle()
+        .take(20_000)
+        .cloned()
+        .collect();
+    let body = serde_json::json!({"dataframe_split": {"columns": cases["columns"], "data": rows}})
+        .to_string();
+    let url = gw.url("/serving-endpoints/transactions/invocations");
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            std::thread::spawn(move || {
+                let r = client()
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .unwrap();
+                let status = r.status().as_u16();
+                if status == 503 {
+                    assert_eq!(r.headers()["retry-after"], "1");
+                }
+                (status, r.text().unwrap())
+            })
+        })
+        .collect();
+    let results: Vec<(u16, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let refused: Vec<&(u16, String)> = results.iter().filter(|(s, _)| *s == 503).collect();
+    assert!(
+        results.iter().all(|(s, _)| *s == 200 || *s == 503),
+        "{results:?}"
+    );
+    assert!(
+        !refused.is_empty(),
+        "16 concurrent large batches on one worker with a queue of 1 must overflow"
+    );
+    assert!(
+        refused[0].1.contains("the inference queue is full"),
+        "{}",
+        refused[0].1
+    );
+    assert!(refused[0].1.contains("TEMPORARILY_UNAVAILABLE"));
+    let metrics = gw.get("/metrics").text;
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("modelgate_inference_queue_rejections_total{endpoint=\"transactions\"}")
+        })
+        .unwrap();
+    assert_eq!(line.rsplit(' ').next().unwrap(), refused.len().to_string());
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpResponse};
 
+use crate::error::RequestError;
 use crate::gateway::Gateway;
 
 /// Shared state of every handler.
