@@ -76,17 +76,23 @@ pub fn app(
 }
 
 /// The MLflow-style JSON error body.
-pub fn mlflow_error(err: &crate::error::RequestError) -> HttpResponse {
-    HttpResponse::build(err.status())
-        .content_type("application/json")
-        .body(
-            serde_json::json!({ "error_code": err.code(), "message": err.to_string() }).to_string(),
-        )
+pub fn mlflow_error(err: &RequestError) -> HttpResponse {
+    error_response(
+        err,
+        serde_json::json!({ "error_code": err.code(), "message": err.to_string() }),
+    )
 }
 
 /// The V2 error body.
-pub fn v2_error(err: &crate::error::RequestError) -> HttpResponse {
-    HttpResponse::build(err.status())
-        .content_type("application/json")
-        .body(serde_json::json!({ "error": err.to_string() }).to_string())
+pub fn v2_error(err: &RequestError) -> HttpResponse {
+    error_response(err, serde_json::json!({ "error": err.to_string() }))
+}
+
+fn error_response(err: &RequestError, body: serde_json::Value) -> HttpResponse {
+    let mut resp = HttpResponse::build(err.status());
+    if matches!(err, RequestError::Overloaded(_)) {
+        // The queue drains in milliseconds; tell clients when to come back.
+        resp.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+    }
+    resp.content_type("application/json").body(body.to_string())
 }
