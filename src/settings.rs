@@ -274,3 +274,223 @@ fn valid_name(s: &str) -> bool {
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Settings {
+        Settings {
+            endpoints: vec![EndpointSettings {
+                name: "iris".into(),
+                served_entities: vec![ServedEntitySettings {
+                    name: None,
+                    entity_name: "iris-model".into(),
+                    entity_version: "1".into(),
+                    engine: None,
+                }],
+            }],
+            ..Settings::default()
+        }
+    }
+
+    /// The key and message of a validation error.
+    fn invalid_key(s: &Settings) -> (String, String) {
+        match s.validate() {
+            Err(SettingsError::Invalid { key, message }) => (key, message),
+            other => panic!("expected an invalid key, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::default();
+        assert_eq!(s.server.listen, "127.0.0.1:8080");
+        assert_eq!(s.server.http_workers, 0);
+        assert_eq!(s.server.max_body_bytes, 16 * 1024 * 1024);
+        assert_eq!(s.server.shutdown_timeout_seconds, 30);
+        assert_eq!(s.registry.kind, "file");
+        assert_eq!(s.registry.path, PathBuf::from("models"));
+        assert_eq!(s.engine.ort_dylib_path, None);
+        assert!(!s.engine.require_ort);
+        assert_eq!(s.engine.default, EngineChoice::Auto);
+        assert_eq!(s.inference.workers, 0);
+        assert_eq!(s.inference.queue_capacity, 1024);
+        assert_eq!(s.inference.max_batch_rows, 10_000);
+        assert_eq!(s.inference.warmup_runs, 3);
+        assert_eq!(s.inference.validation_tolerance, 1e-4);
+        assert!(s.endpoints.is_empty());
+    }
+
+    #[test]
+    fn defaults_need_an_endpoint() {
+        let (key, message) = invalid_key(&Settings::default());
+        assert_eq!(key, "endpoints");
+        assert!(message.contains("no endpoint"), "{message}");
+    }
+
+    #[test]
+    fn a_minimal_configuration_is_valid() {
+        let s = valid();
+        s.validate().unwrap();
+        assert_eq!(s.listen_addr().unwrap(), "127.0.0.1:8080".parse().unwrap());
+        assert!(s.inference_workers() >= 1);
+        assert!(s.http_workers() >= 1);
+    }
+
+    #[test]
+    fn explicit_worker_counts_are_kept() {
+        let mut s = valid();
+        s.inference.workers = 3;
+        s.server.http_workers = 5;
+        assert_eq!(s.inference_workers(), 3);
+        assert_eq!(s.http_workers(), 5);
+    }
+
+    #[test]
+    fn error_display_names_the_key() {
+        let mut s = valid();
+        s.inference.queue_capacity = 0;
+        assert_eq!(
+            s.validate().unwrap_err().to_string(),
+            "configuration error: inference.queue_capacity: must be above 0"
+        );
+    }
+
+    #[test]
+    fn each_invalid_value_names_its_key() {
+        type Edit = fn(&mut Settings);
+        let cases: Vec<(Edit, &str)> = vec![
+            (|s| s.server.listen = "nope".into(), "server.listen"),
+            (|s| s.server.listen = "127.0.0.1".into(), "server.listen"),
+            (|s| s.server.max_body_bytes = 0, "server.max_body_bytes"),
+            (|s| s.registry.kind = "s3".into(), "registry.kind"),
+            (
+                |s| s.inference.queue_capacity = 0,
+                "inference.queue_capacity",
+            ),
+            (
+                |s| s.inference.max_batch_rows = 0,
+                "inference.max_batch_rows",
+            ),
+            (
+                |s| s.inference.validation_tolerance = -1.0,
+                "inference.validation_tolerance",
+            ),
+            (
+                |s| s.inference.validation_tolerance = f64::NAN,
+                "inference.validation_tolerance",
+            ),
+            (|s| s.endpoints.clear(), "endpoints"),
+            (|s| s.endpoints[0].name = "".into(), "endpoints[0].name"),
+            (|s| s.endpoints[0].name = "a b".into(), "endpoints[0].name"),
+            (
+                |s| s.endpoints[0].name = ".hidden".into(),
+                "endpoints[0].name",
+            ),
+            (
+                |s| s.endpoints[0].name = "x".repeat(64),
+                "endpoints[0].name",
+            ),
+            (
+                |s| s.endpoints[0].served_entities.clear(),
+                "endpoints[0].served_entities",
+            ),
+            (
+                |s| {
+                    let se = s.endpoints[0].served_entities[0].clone();
+                    s.endpoints[0].served_entities.push(se);
+                },
+                "endpoints[0].served_entities",
+            ),
+            (
+                |s| s.endpoints[0].served_entities[0].entity_name = "a/b".into(),
+                "endpoints[0].served_entities[0].entity_name",
+            ),
+            (
+                |s| s.endpoints[0].served_entities[0].entity_version = "".into(),
+                "endpoints[0].served_entities[0].entity_version",
+            ),
+            (
+                |s| s.endpoints[0].served_entities[0].name = Some("bad name".into()),
+                "endpoints[0].served_entities[0].name",
+            ),
+        ];
+        for (edit, want) in cases {
+            let mut s = valid();
+            edit(&mut s);
+            let (key, message) = invalid_key(&s);
+            assert_eq!(key, want, "{message}");
+            assert!(!message.is_empty());
+        }
+    }
+
+    #[test]
+    fn messages_quote_the_bad_value() {
+        let mut s = valid();
+        s.registry.kind = "s3".into();
+        assert!(invalid_key(&s).1.contains("'s3'"));
+        let mut s = valid();
+        s.server.listen = "nope".into();
+        assert!(invalid_key(&s).1.contains("'nope' is not HOST:PORT"));
+    }
+
+    #[test]
+    fn duplicate_endpoint_names_point_at_the_second() {
+        let mut s = valid();
+        let ep = s.endpoints[0].clone();
+        s.endpoints.push(ep);
+        let (key, message) = invalid_key(&s);
+        assert_eq!(key, "endpoints[1].name");
+        assert!(message.contains("configured twice"), "{message}");
+    }
+
+    #[test]
+    fn later_endpoints_are_indexed() {
+        let mut s = valid();
+        let mut ep = s.endpoints[0].clone();
+        ep.name = "second".into();
+        ep.served_entities[0].entity_version = "bad version".into();
+        s.endpoints.push(ep);
+        assert_eq!(
+            invalid_key(&s).0,
+            "endpoints[1].served_entities[0].entity_version"
+        );
+    }
+
+    #[test]
+    fn valid_names() {
+        for ok in [
+            "a",
+            "iris-v2",
+            "my_model.onnx",
+            "champion",
+            "12",
+            &"x".repeat(63),
+        ] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", ".x", "a b", "a/b", "é", &"x".repeat(64)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn edge_values_are_accepted() {
+        let mut s = valid();
+        s.inference.validation_tolerance = 0.0;
+        s.server.listen = "0.0.0.0:0".into();
+        s.endpoints[0].served_entities[0].entity_version = "champion".into();
+        s.endpoints[0].served_entities[0].name = Some("iris-1".into());
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn missing_file_is_reported() {
+        let path = Path::new("/nonexistent/modelgate-test.yaml");
+        match Settings::load(Some(path), None) {
+            Err(SettingsError::MissingFile(p)) => assert_eq!(p, path),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -396,3 +396,683 @@ fn parse_text(col: &Column, v: &[String], target: ElemType) -> RequestResult<Ten
         ElemType::Str => Ok(TensorData::Str(v.to_vec())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, elem: ElemType, shape: &[Option<usize>]) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            elem,
+            shape: shape.to_vec(),
+        }
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn scalar(name: &str, data: ColumnData) -> Column {
+        Column::scalar(name, data)
+    }
+
+    fn text(name: &str, v: &[&str]) -> Column {
+        Column {
+            from_text: true,
+            ..Column::scalar(name, ColumnData::Str(names(v)))
+        }
+    }
+
+    fn frame(columns: Vec<Column>) -> Frame {
+        Frame { columns }
+    }
+
+    fn bad<T: std::fmt::Debug>(r: RequestResult<T>) -> String {
+        match r {
+            Err(RequestError::BadRequest(m)) => m,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    fn conv(col: &Column, target: ElemType) -> TensorData {
+        convert(col, target).unwrap()
+    }
+
+    const N: Option<usize> = None;
+
+    // ---- compile ----
+
+    #[test]
+    fn compile_without_signature_binds_by_input_name() {
+        let b = InputBinding::compile(
+            &[
+                spec("a", ElemType::F32, &[N, Some(1)]),
+                spec("b", ElemType::I64, &[N]),
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(b.expected_columns(), names(&["a", "b"]).as_slice());
+    }
+
+    #[test]
+    fn compile_matrix_mode() {
+        let cols = names(&["x1", "x2", "x3"]);
+        let b = InputBinding::compile(
+            &[spec("float_input", ElemType::F32, &[N, Some(3)])],
+            Some(&cols),
+        )
+        .unwrap();
+        assert_eq!(b.expected_columns(), cols.as_slice());
+        // A dynamic width takes any number of signature columns.
+        InputBinding::compile(&[spec("float_input", ElemType::F32, &[N, N])], Some(&cols)).unwrap();
+    }
+
+    #[test]
+    fn compile_matrix_width_must_match_signature() {
+        let cols = names(&["x1", "x2"]);
+        let e = InputBinding::compile(
+            &[spec("float_input", ElemType::F32, &[N, Some(3)])],
+            Some(&cols),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "the signature has 2 columns but ONNX input 'float_input' takes 3 values per row"
+        );
+    }
+
+    #[test]
+    fn compile_signature_naming_the_inputs_is_per_column() {
+        let cols = names(&["a", "b"]);
+        let b = InputBinding::compile(
+            &[
+                spec("a", ElemType::F32, &[N]),
+                spec("b", ElemType::F32, &[N]),
+            ],
+            Some(&cols),
+        )
+        .unwrap();
+        assert_eq!(b.expected_columns(), cols.as_slice());
+        // A single rank-2 input named in the signature is not a matrix.
+        let cols = names(&["img"]);
+        let b = InputBinding::compile(&[spec("img", ElemType::F32, &[N, Some(4)])], Some(&cols))
+            .unwrap();
+        let f = frame(vec![Column {
+            name: "img".into(),
+            shape: vec![1, 4],
+            data: ColumnData::F64(vec![1.0, 2.0, 3.0, 4.0]),
+            from_text: false,
+        }]);
+        assert_eq!(b.bind(&f).unwrap()[0].shape, vec![1, 4]);
+    }
+
+    #[test]
+    fn compile_input_outside_signature_is_named() {
+        let cols = names(&["a", "b"]);
+        let e = InputBinding::compile(
+            &[
+                spec("a", ElemType::F32, &[N]),
+                spec("c", ElemType::F32, &[N]),
+            ],
+            Some(&cols),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "ONNX input 'c' is not a column of the MLflow signature (a, b)"
+        );
+        // A single rank-1 input is never a matrix.
+        let e = InputBinding::compile(&[spec("c", ElemType::F32, &[N])], Some(&cols)).unwrap_err();
+        assert!(e.contains("ONNX input 'c'"), "{e}");
+    }
+
+    // ---- bind: columns ----
+
+    fn two_inputs() -> InputBinding {
+        InputBinding::compile(
+            &[
+                spec("a", ElemType::F32, &[N]),
+                spec("b", ElemType::I64, &[N, Some(1)]),
+            ],
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn bind_follows_graph_order_not_frame_order() {
+        let f = frame(vec![
+            scalar("b", ColumnData::I64(vec![1, 2])),
+            scalar("a", ColumnData::F64(vec![0.5, 1.5])),
+        ]);
+        let t = two_inputs().bind(&f).unwrap();
+        assert_eq!(
+            t,
+            vec![
+                Tensor {
+                    shape: vec![2],
+                    data: TensorData::F32(vec![0.5, 1.5])
+                },
+                Tensor {
+                    shape: vec![2, 1],
+                    data: TensorData::I64(vec![1, 2])
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn bind_missing_column_is_named() {
+        let f = frame(vec![scalar("a", ColumnData::F64(vec![1.0]))]);
+        assert_eq!(
+            bad(two_inputs().bind(&f)),
+            "missing input column 'b': the model takes a, b"
+        );
+    }
+
+    #[test]
+    fn bind_extra_columns_are_named() {
+        let f = frame(vec![
+            scalar("a", ColumnData::F64(vec![1.0])),
+            scalar("b", ColumnData::I64(vec![1])),
+            scalar("c", ColumnData::I64(vec![1])),
+            scalar("d", ColumnData::I64(vec![1])),
+        ]);
+        assert_eq!(
+            bad(two_inputs().bind(&f)),
+            r#"unknown input column(s) ["c", "d"]: the model takes a, b"#
+        );
+    }
+
+    #[test]
+    fn unnamed_tensor_binds_to_the_only_input() {
+        let b = InputBinding::compile(&[spec("x", ElemType::F32, &[N, Some(2)])], None).unwrap();
+        let f = frame(vec![Column {
+            name: UNNAMED_TENSOR.into(),
+            shape: vec![2, 2],
+            data: ColumnData::I64(vec![1, 2, 3, 4]),
+            from_text: false,
+        }]);
+        let t = b.bind(&f).unwrap();
+        assert_eq!(t[0].shape, vec![2, 2]);
+        assert_eq!(t[0].data, TensorData::F32(vec![1.0, 2.0, 3.0, 4.0]));
+    }
+
+    #[test]
+    fn unnamed_tensor_with_several_inputs_is_refused() {
+        let f = frame(vec![
+            scalar("a", ColumnData::F64(vec![1.0])),
+            scalar("b", ColumnData::I64(vec![1])),
+            scalar(UNNAMED_TENSOR, ColumnData::I64(vec![1])),
+        ]);
+        let m = bad(two_inputs().bind(&f));
+        assert_eq!(
+            m,
+            "unknown input column(s) an unnamed tensor: the model takes a, b"
+        );
+        let f = frame(vec![scalar(UNNAMED_TENSOR, ColumnData::I64(vec![1]))]);
+        let m = bad(two_inputs().bind(&f));
+        assert!(m.starts_with("missing input column 'a'"), "{m}");
+    }
+
+    // ---- bind: shapes ----
+
+    fn one_input(elem: ElemType, shape: &[Option<usize>]) -> InputBinding {
+        InputBinding::compile(&[spec("x", elem, shape)], None).unwrap()
+    }
+
+    fn column(shape: Vec<usize>, data: ColumnData) -> Column {
+        Column {
+            name: "x".into(),
+            shape,
+            data,
+            from_text: false,
+        }
+    }
+
+    #[test]
+    fn n_fits_n_by_1_and_back() {
+        let f = frame(vec![column(vec![3], ColumnData::F64(vec![1.0, 2.0, 3.0]))]);
+        let t = one_input(ElemType::F32, &[N, Some(1)]).bind(&f).unwrap();
+        assert_eq!(t[0].shape, vec![3, 1]);
+        let t = one_input(ElemType::F32, &[N, N]).bind(&f).unwrap();
+        assert_eq!(t[0].shape, vec![3, 1]);
+
+        let f = frame(vec![column(
+            vec![3, 1],
+            ColumnData::F64(vec![1.0, 2.0, 3.0]),
+        )]);
+        let t = one_input(ElemType::F32, &[N]).bind(&f).unwrap();
+        assert_eq!(t[0].shape, vec![3]);
+        let t = one_input(ElemType::F32, &[N, Some(1)]).bind(&f).unwrap();
+        assert_eq!(t[0].shape, vec![3, 1]);
+    }
+
+    #[test]
+    fn n_does_not_fit_n_by_k() {
+        let f = frame(vec![column(vec![2], ColumnData::F64(vec![1.0, 2.0]))]);
+        let m = bad(one_input(ElemType::F32, &[N, Some(3)]).bind(&f));
+        assert_eq!(
+            m,
+            "input 'x' has shape [2] but the model takes [-1, 3] (-1 is any size)"
+        );
+        let f = frame(vec![column(vec![2, 2], ColumnData::F64(vec![1.0; 4]))]);
+        let m = bad(one_input(ElemType::F32, &[N]).bind(&f));
+        assert!(
+            m.contains("has shape [2, 2] but the model takes [-1]"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn static_dimensions_must_match() {
+        let f = frame(vec![column(vec![1, 2, 3], ColumnData::F64(vec![0.0; 6]))]);
+        one_input(ElemType::F32, &[N, Some(2), N]).bind(&f).unwrap();
+        let m = bad(one_input(ElemType::F32, &[N, Some(3), Some(3)]).bind(&f));
+        assert!(m.contains("[-1, 3, 3]"), "{m}");
+        let m = bad(one_input(ElemType::F32, &[N, Some(2)]).bind(&f));
+        assert!(m.contains("has shape [1, 2, 3]"), "{m}");
+    }
+
+    #[test]
+    fn unnamed_tensor_shape_error_says_so() {
+        let f = frame(vec![Column {
+            name: UNNAMED_TENSOR.into(),
+            shape: vec![1, 3],
+            data: ColumnData::F64(vec![0.0; 3]),
+            from_text: false,
+        }]);
+        let m = bad(one_input(ElemType::F32, &[N, Some(2)]).bind(&f));
+        assert!(
+            m.starts_with("input '(unnamed tensor)' has shape [1, 3]"),
+            "{m}"
+        );
+    }
+
+    // ---- bind: matrix ----
+
+    fn matrix(elem: ElemType) -> InputBinding {
+        InputBinding::compile(
+            &[spec("float_input", elem, &[N, Some(3)])],
+            Some(&names(&["x1", "x2", "x3"])),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn matrix_stacks_in_signature_order() {
+        let f = frame(vec![
+            scalar("x3", ColumnData::F64(vec![3.0, 30.0])),
+            scalar("x1", ColumnData::I64(vec![1, 10])),
+            scalar("x2", ColumnData::Bool(vec![true, false])),
+        ]);
+        let t = matrix(ElemType::F32).bind(&f).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].shape, vec![2, 3]);
+        assert_eq!(
+            t[0].data,
+            TensorData::F32(vec![1.0, 1.0, 3.0, 10.0, 0.0, 30.0])
+        );
+    }
+
+    #[test]
+    fn matrix_of_every_type() {
+        let ints = |n: &str| scalar(n, ColumnData::I64(vec![0, 1]));
+        let f = frame(vec![ints("x1"), ints("x2"), ints("x3")]);
+        assert_eq!(
+            matrix(ElemType::F64).bind(&f).unwrap()[0].data,
+            TensorData::F64(vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+        );
+        assert_eq!(
+            matrix(ElemType::I64).bind(&f).unwrap()[0].data,
+            TensorData::I64(vec![0, 0, 0, 1, 1, 1])
+        );
+        assert_eq!(
+            matrix(ElemType::I32).bind(&f).unwrap()[0].data,
+            TensorData::I32(vec![0, 0, 0, 1, 1, 1])
+        );
+        assert_eq!(
+            matrix(ElemType::Bool).bind(&f).unwrap()[0].data,
+            TensorData::Bool(vec![false, false, false, true, true, true])
+        );
+        let strs = |n: &str| text(n, &[n, "z"]);
+        let f = frame(vec![strs("x1"), strs("x2"), strs("x3")]);
+        assert_eq!(
+            matrix(ElemType::Str).bind(&f).unwrap()[0].data,
+            TensorData::Str(names(&["x1", "x2", "x3", "z", "z", "z"]))
+        );
+    }
+
+    #[test]
+    fn matrix_parses_csv_text() {
+        let f = frame(vec![
+            text("x1", &["1"]),
+            text("x2", &["2.5"]),
+            text("x3", &[" -3 "]),
+        ]);
+        let t = matrix(ElemType::F32).bind(&f).unwrap();
+        assert_eq!(t[0].data, TensorData::F32(vec![1.0, 2.5, -3.0]));
+        let f = frame(vec![
+            text("x1", &["1"]),
+            text("x2", &["abc"]),
+            text("x3", &["3"]),
+        ]);
+        let m = bad(matrix(ElemType::F32).bind(&f));
+        assert_eq!(
+            m,
+            "column 'x2' row 0 is 'abc' but the model takes float32 values"
+        );
+    }
+
+    #[test]
+    fn matrix_missing_and_extra_columns() {
+        let f = frame(vec![
+            scalar("x1", ColumnData::F64(vec![1.0])),
+            scalar("x3", ColumnData::F64(vec![1.0])),
+        ]);
+        assert_eq!(
+            bad(matrix(ElemType::F32).bind(&f)),
+            "missing input column 'x2': the model takes x1, x2, x3"
+        );
+        let f = frame(vec![
+            scalar("x1", ColumnData::F64(vec![1.0])),
+            scalar("x2", ColumnData::F64(vec![1.0])),
+            scalar("x3", ColumnData::F64(vec![1.0])),
+            scalar("x4", ColumnData::F64(vec![1.0])),
+        ]);
+        assert_eq!(
+            bad(matrix(ElemType::F32).bind(&f)),
+            r#"unknown input column(s) ["x4"]: the model takes x1, x2, x3"#
+        );
+    }
+
+    #[test]
+    fn matrix_columns_must_be_scalars() {
+        let f = frame(vec![
+            scalar("x1", ColumnData::F64(vec![1.0])),
+            Column {
+                name: "x2".into(),
+                shape: vec![1, 2],
+                data: ColumnData::F64(vec![1.0, 2.0]),
+                from_text: false,
+            },
+            scalar("x3", ColumnData::F64(vec![1.0])),
+        ]);
+        assert_eq!(
+            bad(matrix(ElemType::F32).bind(&f)),
+            "column 'x2' must hold one value per row, got shape [1, 2]"
+        );
+    }
+
+    #[test]
+    fn matrix_input_given_as_raw_tensor() {
+        let raw = |name: &str| Column {
+            name: name.into(),
+            shape: vec![1, 3],
+            data: ColumnData::F64(vec![1.0, 2.0, 3.0]),
+            from_text: false,
+        };
+        for name in ["float_input", UNNAMED_TENSOR] {
+            let t = matrix(ElemType::F32).bind(&frame(vec![raw(name)])).unwrap();
+            assert_eq!(t[0].shape, vec![1, 3]);
+            assert_eq!(t[0].data, TensorData::F32(vec![1.0, 2.0, 3.0]));
+        }
+    }
+
+    #[test]
+    fn matrix_conversion_error_names_the_column() {
+        let f = frame(vec![
+            scalar("x1", ColumnData::F64(vec![1.0, 2.0])),
+            scalar("x2", ColumnData::Str(names(&["a", "b"]))),
+            scalar("x3", ColumnData::F64(vec![1.0, 2.0])),
+        ]);
+        assert_eq!(
+            bad(matrix(ElemType::F32).bind(&f)),
+            "column 'x2' row 0 is a string but the model takes float32 values"
+        );
+    }
+
+    // ---- conversions ----
+
+    #[test]
+    fn floats_to_float_types() {
+        let c = scalar("x", ColumnData::F64(vec![0.1, -2.0]));
+        assert_eq!(conv(&c, ElemType::F32), TensorData::F32(vec![0.1, -2.0]));
+        assert_eq!(conv(&c, ElemType::F64), TensorData::F64(vec![0.1, -2.0]));
+        let c = scalar("x", ColumnData::F32(vec![0.5]));
+        assert_eq!(conv(&c, ElemType::F32), TensorData::F32(vec![0.5]));
+        assert_eq!(conv(&c, ElemType::F64), TensorData::F64(vec![0.5]));
+    }
+
+    #[test]
+    fn non_finite_values_name_column_and_row() {
+        for bad_value in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let c = scalar("x", ColumnData::F64(vec![1.0, bad_value]));
+            for target in [ElemType::F32, ElemType::F64] {
+                assert_eq!(
+                    bad(convert(&c, target)),
+                    "column 'x' row 1 is not a finite number (NaN and infinities cannot be scored)"
+                );
+            }
+        }
+        // Finite in f64 but not in f32.
+        let c = scalar("x", ColumnData::F64(vec![1e39]));
+        assert!(bad(convert(&c, ElemType::F32)).contains("row 0 is not a finite number"));
+        assert_eq!(conv(&c, ElemType::F64), TensorData::F64(vec![1e39]));
+    }
+
+    #[test]
+    fn non_finite_in_a_row_tensor_reports_the_row() {
+        let c = Column {
+            name: "t".into(),
+            shape: vec![2, 3],
+            data: ColumnData::F64(vec![0.0, 0.0, 0.0, 0.0, f64::NAN, 0.0]),
+            from_text: false,
+        };
+        assert!(bad(convert(&c, ElemType::F32)).starts_with("column 't' row 1 "));
+        assert!(bad(convert(&c, ElemType::F64)).starts_with("column 't' row 1 "));
+    }
+
+    #[test]
+    fn whole_floats_to_integers() {
+        let c = scalar("x", ColumnData::F64(vec![1.0, -2.0, 0.0]));
+        assert_eq!(conv(&c, ElemType::I64), TensorData::I64(vec![1, -2, 0]));
+        assert_eq!(conv(&c, ElemType::I32), TensorData::I32(vec![1, -2, 0]));
+        let c = scalar("x", ColumnData::F64(vec![1.0, 2.5]));
+        assert_eq!(
+            bad(convert(&c, ElemType::I64)),
+            "column 'x' row 1 is 2.5, not a whole number, but the model takes int64 values"
+        );
+        let c = scalar("x", ColumnData::F64(vec![f64::NAN]));
+        assert!(bad(convert(&c, ElemType::I64)).starts_with("column 'x' row 0 is NaN"));
+        let c = scalar("x", ColumnData::F64(vec![3e9]));
+        assert!(bad(convert(&c, ElemType::I32)).contains("out of int32 range"));
+    }
+
+    #[test]
+    #[ignore = "BUG: 1e16 is a whole number but is refused as '10000000000000000, not a whole number'"]
+    fn large_whole_float_is_not_called_fractional() {
+        let c = scalar("x", ColumnData::F64(vec![1e16]));
+        if let Err(RequestError::BadRequest(m)) = convert(&c, ElemType::I64) {
+            assert!(!m.contains("not a whole number"), "{m}");
+        }
+    }
+
+    #[test]
+    fn integers_convert_and_narrow() {
+        let c = scalar("x", ColumnData::I64(vec![1, -7]));
+        assert_eq!(conv(&c, ElemType::F32), TensorData::F32(vec![1.0, -7.0]));
+        assert_eq!(conv(&c, ElemType::F64), TensorData::F64(vec![1.0, -7.0]));
+        assert_eq!(conv(&c, ElemType::I64), TensorData::I64(vec![1, -7]));
+        assert_eq!(conv(&c, ElemType::I32), TensorData::I32(vec![1, -7]));
+        let c = scalar("x", ColumnData::I64(vec![i32::MIN as i64, i32::MAX as i64]));
+        assert_eq!(
+            conv(&c, ElemType::I32),
+            TensorData::I32(vec![i32::MIN, i32::MAX])
+        );
+        let c = scalar("x", ColumnData::I64(vec![0, i32::MAX as i64 + 1]));
+        assert_eq!(
+            bad(convert(&c, ElemType::I32)),
+            "column 'x' row 1 is 2147483648, out of int32 range, but the model takes int32 values"
+        );
+    }
+
+    #[test]
+    #[ignore = "BUG: int32 narrowing reports the element index as the row for row tensors (says row 3, should say row 1)"]
+    fn int32_narrowing_in_a_row_tensor_reports_the_row() {
+        let c = Column {
+            name: "t".into(),
+            shape: vec![2, 2],
+            data: ColumnData::I64(vec![0, 0, 0, i64::MAX]),
+            from_text: false,
+        };
+        let m = bad(convert(&c, ElemType::I32));
+        assert!(m.starts_with("column 't' row 1 "), "{m}");
+    }
+
+    #[test]
+    fn zero_and_one_to_booleans() {
+        let c = scalar("x", ColumnData::I64(vec![0, 1, 1]));
+        assert_eq!(
+            conv(&c, ElemType::Bool),
+            TensorData::Bool(vec![false, true, true])
+        );
+        let c = scalar("x", ColumnData::I64(vec![1, 2]));
+        assert_eq!(
+            bad(convert(&c, ElemType::Bool)),
+            "column 'x' row 1 is 2 but the model takes bool values"
+        );
+        let c = scalar("x", ColumnData::F64(vec![1.0]));
+        assert!(bad(convert(&c, ElemType::Bool)).contains("is a number but the model takes bool"));
+    }
+
+    #[test]
+    fn booleans_to_numbers() {
+        let c = scalar("x", ColumnData::Bool(vec![true, false]));
+        assert_eq!(
+            conv(&c, ElemType::Bool),
+            TensorData::Bool(vec![true, false])
+        );
+        assert_eq!(conv(&c, ElemType::F32), TensorData::F32(vec![1.0, 0.0]));
+        assert_eq!(conv(&c, ElemType::F64), TensorData::F64(vec![1.0, 0.0]));
+        assert_eq!(conv(&c, ElemType::I64), TensorData::I64(vec![1, 0]));
+        assert_eq!(conv(&c, ElemType::I32), TensorData::I32(vec![1, 0]));
+        assert_eq!(
+            bad(convert(&c, ElemType::Str)),
+            "column 'x' row 0 is a boolean but the model takes string values"
+        );
+    }
+
+    #[test]
+    fn json_strings_are_not_parsed() {
+        let c = scalar("s", ColumnData::Str(names(&["1.5"])));
+        assert_eq!(conv(&c, ElemType::Str), TensorData::Str(names(&["1.5"])));
+        for (target, name) in [
+            (ElemType::F32, "float32"),
+            (ElemType::F64, "float64"),
+            (ElemType::I64, "int64"),
+            (ElemType::I32, "int32"),
+            (ElemType::Bool, "bool"),
+        ] {
+            assert_eq!(
+                bad(convert(&c, target)),
+                format!("column 's' row 0 is a string but the model takes {name} values")
+            );
+        }
+        let c = scalar("n", ColumnData::I64(vec![1]));
+        assert!(
+            bad(convert(&c, ElemType::Str)).contains("is an integer but the model takes string")
+        );
+    }
+
+    #[test]
+    fn csv_text_parses_into_numbers() {
+        let c = text("x", &["1", " 2.5 ", "-3e2"]);
+        assert_eq!(
+            conv(&c, ElemType::F64),
+            TensorData::F64(vec![1.0, 2.5, -300.0])
+        );
+        assert_eq!(
+            conv(&c, ElemType::F32),
+            TensorData::F32(vec![1.0, 2.5, -300.0])
+        );
+        let c = text("x", &["1", " -2 "]);
+        assert_eq!(conv(&c, ElemType::I64), TensorData::I64(vec![1, -2]));
+        assert_eq!(conv(&c, ElemType::I32), TensorData::I32(vec![1, -2]));
+        let c = text("x", &["hello", " world "]);
+        assert_eq!(
+            conv(&c, ElemType::Str),
+            TensorData::Str(names(&["hello", " world "]))
+        );
+    }
+
+    #[test]
+    fn csv_text_errors_quote_the_value() {
+        let c = text("x", &["1", "abc"]);
+        assert_eq!(
+            bad(convert(&c, ElemType::F64)),
+            "column 'x' row 1 is 'abc' but the model takes float64 values"
+        );
+        let c = text("x", &["1.5"]);
+        assert_eq!(
+            bad(convert(&c, ElemType::I64)),
+            "column 'x' row 0 is '1.5' but the model takes int64 values"
+        );
+        let c = text("x", &["3000000000"]);
+        assert_eq!(
+            conv(&c, ElemType::I64),
+            TensorData::I64(vec![3_000_000_000])
+        );
+        assert!(bad(convert(&c, ElemType::I32)).contains("out of int32 range"));
+    }
+
+    #[test]
+    fn csv_text_non_finite_is_refused() {
+        for s in ["NaN", "inf", "-infinity"] {
+            let c = text("x", &[s]);
+            for target in [ElemType::F32, ElemType::F64] {
+                assert!(
+                    bad(convert(&c, target)).contains("row 0 is not a finite number"),
+                    "{s}"
+                );
+            }
+        }
+        let c = text("x", &["1e39"]);
+        assert!(bad(convert(&c, ElemType::F32)).contains("not a finite number"));
+        assert_eq!(conv(&c, ElemType::F64), TensorData::F64(vec![1e39]));
+    }
+
+    #[test]
+    fn csv_text_booleans() {
+        let c = text(
+            "x",
+            &[
+                "true", "True", "TRUE", "1", " false ", "False", "FALSE", "0",
+            ],
+        );
+        assert_eq!(
+            conv(&c, ElemType::Bool),
+            TensorData::Bool(vec![true, true, true, true, false, false, false, false])
+        );
+        let c = text("x", &["yes"]);
+        assert_eq!(
+            bad(convert(&c, ElemType::Bool)),
+            "column 'x' row 0 is 'yes' but the model takes bool values"
+        );
+    }
+
+    #[test]
+    fn csv_text_binds_through_a_column_input() {
+        let b = InputBinding::compile(&[spec("x", ElemType::F32, &[N, Some(1)])], None).unwrap();
+        let t = b.bind(&frame(vec![text("x", &["1", "2"])])).unwrap();
+        assert_eq!(
+            t,
+            vec![Tensor {
+                shape: vec![2, 1],
+                data: TensorData::F32(vec![1.0, 2.0])
+            }]
+        );
+    }
+}

@@ -151,3 +151,312 @@ fn write_f64(x: f64, buf: &mut Vec<u8>) {
 pub fn write_json_str(s: &str, buf: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *buf, s);
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::engine::tensor::Tensor;
+
+    fn spec(name: &str, elem: ElemType, shape: &[Option<usize>]) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            elem,
+            shape: shape.to_vec(),
+        }
+    }
+
+    fn out(name: &str, shape: Vec<usize>, data: TensorData) -> NamedTensor {
+        NamedTensor {
+            name: name.into(),
+            tensor: Tensor { shape, data },
+        }
+    }
+
+    fn write(m: &OutputMapping, outputs: &[NamedTensor], rows: usize) -> String {
+        let mut buf = Vec::new();
+        m.write_predictions(outputs, rows, &mut buf);
+        let s = String::from_utf8(buf).unwrap();
+        let _: Value = serde_json::from_str(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        s
+    }
+
+    const N: Option<usize> = None;
+
+    // ---- compile ----
+
+    #[test]
+    fn compile_binary_classifier() {
+        let m = OutputMapping::compile(&[
+            spec("output_label", ElemType::I64, &[N]),
+            spec("output_probability", ElemType::F32, &[N, Some(2)]),
+        ]);
+        assert_eq!(
+            m,
+            OutputMapping::Classifier {
+                label: 0,
+                probabilities: 1,
+                binary: true
+            }
+        );
+        assert_eq!(m.kind(), "classifier");
+    }
+
+    #[test]
+    fn compile_multiclass_classifier_in_any_order_and_case() {
+        let m = OutputMapping::compile(&[
+            spec("Probabilities", ElemType::F64, &[N, Some(3)]),
+            spec("LABEL", ElemType::Str, &[N]),
+        ]);
+        assert_eq!(
+            m,
+            OutputMapping::Classifier {
+                label: 1,
+                probabilities: 0,
+                binary: false
+            }
+        );
+        let m = OutputMapping::compile(&[
+            spec("label", ElemType::I32, &[N]),
+            spec("probabilities", ElemType::F32, &[N, N]),
+        ]);
+        assert_eq!(
+            m,
+            OutputMapping::Classifier {
+                label: 0,
+                probabilities: 1,
+                binary: false
+            }
+        );
+    }
+
+    #[test]
+    fn compile_not_a_classifier() {
+        // A float label.
+        let m = OutputMapping::compile(&[
+            spec("label", ElemType::F32, &[N]),
+            spec("probabilities", ElemType::F32, &[N, Some(2)]),
+        ]);
+        assert_eq!(m, OutputMapping::Records);
+        // Probabilities not of rank 2.
+        let m = OutputMapping::compile(&[
+            spec("label", ElemType::I64, &[N]),
+            spec("probabilities", ElemType::F32, &[N]),
+        ]);
+        assert_eq!(m, OutputMapping::Records);
+        // Integer probabilities.
+        let m = OutputMapping::compile(&[
+            spec("label", ElemType::I64, &[N]),
+            spec("probabilities", ElemType::I64, &[N, Some(2)]),
+        ]);
+        assert_eq!(m, OutputMapping::Records);
+        // A third output.
+        let m = OutputMapping::compile(&[
+            spec("label", ElemType::I64, &[N]),
+            spec("probabilities", ElemType::F32, &[N, Some(2)]),
+            spec("extra", ElemType::F32, &[N]),
+        ]);
+        assert_eq!(m, OutputMapping::Records);
+        assert_eq!(m.kind(), "records");
+    }
+
+    #[test]
+    fn compile_single_output() {
+        let m = OutputMapping::compile(&[spec("variable", ElemType::F32, &[N, Some(1)])]);
+        assert_eq!(m, OutputMapping::Single(0));
+        assert_eq!(m.kind(), "single output");
+        // A lone label is a single output too.
+        let m = OutputMapping::compile(&[spec("label", ElemType::I64, &[N])]);
+        assert_eq!(m, OutputMapping::Single(0));
+        assert_eq!(OutputMapping::compile(&[]), OutputMapping::Records);
+    }
+
+    // ---- write_predictions ----
+
+    #[test]
+    fn binary_classifier_gives_probability_of_class_one() {
+        let m = OutputMapping::Classifier {
+            label: 0,
+            probabilities: 1,
+            binary: true,
+        };
+        let outputs = [
+            out("label", vec![2], TensorData::I64(vec![0, 1])),
+            out(
+                "probabilities",
+                vec![2, 2],
+                TensorData::F32(vec![0.75, 0.25, 0.5, 0.5]),
+            ),
+        ];
+        assert_eq!(
+            write(&m, &outputs, 2),
+            r#"[{"label":0,"probability":0.25},{"label":1,"probability":0.5}]"#
+        );
+    }
+
+    #[test]
+    fn multiclass_classifier_gives_all_probabilities() {
+        let m = OutputMapping::Classifier {
+            label: 1,
+            probabilities: 0,
+            binary: false,
+        };
+        let outputs = [
+            out(
+                "probabilities",
+                vec![2, 3],
+                TensorData::F64(vec![0.5, 0.25, 0.25, 0.0, 0.0, 1.0]),
+            ),
+            out(
+                "label",
+                vec![2, 1],
+                TensorData::Str(vec!["cat".into(), "dog".into()]),
+            ),
+        ];
+        assert_eq!(
+            write(&m, &outputs, 2),
+            r#"[{"label":"cat","probabilities":[0.5,0.25,0.25]},{"label":"dog","probabilities":[0.0,0.0,1.0]}]"#
+        );
+    }
+
+    #[test]
+    fn binary_flag_with_other_runtime_width_lists_probabilities() {
+        let m = OutputMapping::Classifier {
+            label: 0,
+            probabilities: 1,
+            binary: true,
+        };
+        let outputs = [
+            out("label", vec![1], TensorData::I64(vec![2])),
+            out(
+                "probabilities",
+                vec![1, 3],
+                TensorData::F32(vec![0.25, 0.25, 0.5]),
+            ),
+        ];
+        assert_eq!(
+            write(&m, &outputs, 1),
+            r#"[{"label":2,"probabilities":[0.25,0.25,0.5]}]"#
+        );
+    }
+
+    #[test]
+    #[ignore = "BUG vs module doc ('probability ... when K = 2'): probabilities declared [N, ?] that turn out K=2 at run time are listed, not reduced to class 1"]
+    fn dynamic_width_binary_classifier_gives_probability() {
+        let m = OutputMapping::compile(&[
+            spec("label", ElemType::I64, &[N]),
+            spec("probabilities", ElemType::F32, &[N, N]),
+        ]);
+        let outputs = [
+            out("label", vec![1], TensorData::I64(vec![1])),
+            out(
+                "probabilities",
+                vec![1, 2],
+                TensorData::F32(vec![0.25, 0.75]),
+            ),
+        ];
+        assert_eq!(
+            write(&m, &outputs, 1),
+            r#"[{"label":1,"probability":0.75}]"#
+        );
+    }
+
+    #[test]
+    fn single_output_scalars_and_lists() {
+        let m = OutputMapping::Single(0);
+        let o = [out(
+            "variable",
+            vec![3],
+            TensorData::F32(vec![1.5, -2.0, 0.1]),
+        )];
+        assert_eq!(write(&m, &o, 3), "[1.5,-2.0,0.1]");
+        let o = [out("variable", vec![2, 1], TensorData::F64(vec![1.0, 2.0]))];
+        assert_eq!(write(&m, &o, 2), "[1.0,2.0]");
+        let o = [out("y", vec![2, 2], TensorData::I32(vec![1, 2, 3, 4]))];
+        assert_eq!(write(&m, &o, 2), "[[1,2],[3,4]]");
+        // Higher-rank rows are flattened.
+        let o = [out("y", vec![1, 2, 2], TensorData::I64(vec![1, 2, 3, 4]))];
+        assert_eq!(write(&m, &o, 1), "[[1,2,3,4]]");
+        let o = [out("y", vec![2], TensorData::Bool(vec![true, false]))];
+        assert_eq!(write(&m, &o, 2), "[true,false]");
+        let o = [out("y", vec![1], TensorData::Str(vec!["a\"b".into()]))];
+        assert_eq!(write(&m, &o, 1), r#"["a\"b"]"#);
+    }
+
+    #[test]
+    fn no_rows_is_an_empty_list() {
+        let o = [out("y", vec![0], TensorData::F32(vec![]))];
+        assert_eq!(write(&OutputMapping::Single(0), &o, 0), "[]");
+    }
+
+    #[test]
+    fn records_name_every_output() {
+        let m = OutputMapping::Records;
+        let o = [
+            out("a", vec![2], TensorData::F32(vec![1.0, 2.0])),
+            out("b", vec![2, 2], TensorData::I64(vec![1, 2, 3, 4])),
+        ];
+        assert_eq!(
+            write(&m, &o, 2),
+            r#"[{"a":1.0,"b":[1,2]},{"a":2.0,"b":[3,4]}]"#
+        );
+    }
+
+    #[test]
+    fn non_finite_values_become_null() {
+        let m = OutputMapping::Single(0);
+        let o = [out(
+            "y",
+            vec![3],
+            TensorData::F32(vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY]),
+        )];
+        assert_eq!(write(&m, &o, 3), "[null,null,null]");
+        let o = [out("y", vec![1, 2], TensorData::F64(vec![f64::NAN, 1.0]))];
+        assert_eq!(write(&m, &o, 1), "[[null,1.0]]");
+        let m = OutputMapping::Classifier {
+            label: 0,
+            probabilities: 1,
+            binary: true,
+        };
+        let o = [
+            out("label", vec![1], TensorData::I64(vec![1])),
+            out(
+                "probabilities",
+                vec![1, 2],
+                TensorData::F32(vec![0.5, f32::NAN]),
+            ),
+        ];
+        assert_eq!(write(&m, &o, 1), r#"[{"label":1,"probability":null}]"#);
+    }
+
+    #[test]
+    fn floats_print_shortest_round_trip_text() {
+        let m = OutputMapping::Single(0);
+        let o = [out("y", vec![2], TensorData::F32(vec![0.1, 1e-7]))];
+        let v: Value = serde_json::from_str(&write(&m, &o, 2)).unwrap();
+        assert_eq!(v, json!([0.1, 1e-7]));
+        let o = [out("y", vec![1], TensorData::F64(vec![0.1 + 0.2]))];
+        let v: Value = serde_json::from_str(&write(&m, &o, 1)).unwrap();
+        assert_eq!(v[0].as_f64(), Some(0.1 + 0.2));
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut buf = Vec::new();
+        write_json_str("a\"\\\n\u{1}é", &mut buf);
+        let back: String = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(back, "a\"\\\n\u{1}é");
+    }
+
+    #[test]
+    #[ignore = "BUG: an output with fewer leading rows than the request (here a rank-0 output, 2 rows) panics with an index out of bounds"]
+    fn output_with_fewer_rows_than_the_request_does_not_panic() {
+        let o = [out("y", vec![], TensorData::F32(vec![1.0]))];
+        let r = std::panic::catch_unwind(|| {
+            let mut buf = Vec::new();
+            OutputMapping::Single(0).write_predictions(&o, 2, &mut buf);
+        });
+        assert!(r.is_ok(), "write_predictions panicked");
+    }
+}

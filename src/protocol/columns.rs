@@ -235,3 +235,216 @@ pub fn check_rectangular(v: &Value, shape: &[usize], name: &str) -> RequestResul
         (_, None) => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn build(name: &str, cells: &[Value]) -> RequestResult<Column> {
+        let mut b = ColumnBuilder::new(name);
+        for c in cells {
+            b.push_row(c)?;
+        }
+        Ok(b.finish())
+    }
+
+    fn err(r: RequestResult<Column>) -> String {
+        match r {
+            Err(RequestError::BadRequest(m)) => m,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scalar_columns_of_each_type() {
+        let c = build("i", &[json!(1), json!(-2)]).unwrap();
+        assert_eq!(
+            (c.shape.clone(), c.data),
+            (vec![2], ColumnData::I64(vec![1, -2]))
+        );
+        let c = build("f", &[json!(1.5), json!(2.5)]).unwrap();
+        assert_eq!(c.data, ColumnData::F64(vec![1.5, 2.5]));
+        let c = build("b", &[json!(true), json!(false)]).unwrap();
+        assert_eq!(c.data, ColumnData::Bool(vec![true, false]));
+        let c = build("s", &[json!("x"), json!("y")]).unwrap();
+        assert_eq!(c.data, ColumnData::Str(vec!["x".into(), "y".into()]));
+        assert_eq!(c.name, "s");
+        assert!(!c.from_text);
+    }
+
+    #[test]
+    fn ints_widen_to_floats_keeping_earlier_values() {
+        let c = build("x", &[json!(1), json!(2), json!(2.5), json!(3)]).unwrap();
+        assert_eq!(c.data, ColumnData::F64(vec![1.0, 2.0, 2.5, 3.0]));
+        let c = build("x", &[json!(0.5), json!(7)]).unwrap();
+        assert_eq!(c.data, ColumnData::F64(vec![0.5, 7.0]));
+    }
+
+    #[test]
+    fn widening_works_inside_row_tensors() {
+        let c = build("x", &[json!([1, 2]), json!([3.5, 4])]).unwrap();
+        assert_eq!(c.shape, vec![2, 2]);
+        assert_eq!(c.data, ColumnData::F64(vec![1.0, 2.0, 3.5, 4.0]));
+    }
+
+    #[test]
+    fn mixed_types_are_an_error_naming_column_and_row() {
+        let m = err(build("x", &[json!(1), json!("a")]));
+        assert!(
+            m.starts_with("column 'x' row 1 is a string but the column holds"),
+            "{m}"
+        );
+        let m = err(build("x", &[json!("a"), json!(1)]));
+        assert!(m.contains("column 'x' row 1 is an integer"), "{m}");
+        let m = err(build("x", &[json!(true), json!(1.5)]));
+        assert!(
+            m.contains("row 1 is a number") && m.contains("a boolean"),
+            "{m}"
+        );
+        let m = err(build("x", &[json!(1.5), json!(false)]));
+        assert!(m.contains("row 1 is a boolean"), "{m}");
+    }
+
+    #[test]
+    #[ignore = "BUG: message reads 'the column holds an integer values' (article + plural)"]
+    fn mixed_type_message_is_grammatical() {
+        let m = err(build("x", &[json!(1), json!("a")]));
+        assert!(!m.contains("an integer values"), "{m}");
+        let m = err(build("x", &[json!("a"), json!(1)]));
+        assert!(!m.contains("a string values"), "{m}");
+    }
+
+    #[test]
+    fn null_and_object_cells_are_errors() {
+        let m = err(build("x", &[json!(1), json!(null)]));
+        assert!(m.contains("column 'x' row 1 is null"), "{m}");
+        let m = err(build("x", &[json!({"a": 1})]));
+        assert!(m.contains("column 'x' row 0 holds an object"), "{m}");
+        let m = err(build("x", &[json!([1, {"a": 1}])]));
+        assert!(m.contains("holds an object"), "{m}");
+    }
+
+    #[test]
+    fn integers_beyond_i64_are_a_range_error() {
+        let m = err(build("x", &[json!(u64::MAX)]));
+        assert!(m.contains("column 'x' row 0"), "{m}");
+        assert!(m.contains("64-bit signed range"), "{m}");
+        let c = build("x", &[json!(i64::MIN), json!(i64::MAX)]).unwrap();
+        assert_eq!(c.data, ColumnData::I64(vec![i64::MIN, i64::MAX]));
+    }
+
+    #[test]
+    fn large_integers_in_a_float_column_widen() {
+        let c = build("x", &[json!(0.5), json!(u64::MAX)]).unwrap();
+        assert_eq!(c.data, ColumnData::F64(vec![0.5, u64::MAX as f64]));
+    }
+
+    #[test]
+    #[ignore = "BUG: widening depends on order: [u64::MAX, 0.5] fails with a range error while [0.5, u64::MAX] widens"]
+    fn large_integer_before_a_float_widens_too() {
+        let c = build("x", &[json!(u64::MAX), json!(0.5)]).unwrap();
+        assert_eq!(c.data, ColumnData::F64(vec![u64::MAX as f64, 0.5]));
+    }
+
+    #[test]
+    fn nested_row_tensors_keep_their_shape() {
+        let c = build(
+            "img",
+            &[
+                json!([[1, 2, 3], [4, 5, 6]]),
+                json!([[7, 8, 9], [10, 11, 12]]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.shape, vec![2, 2, 3]);
+        assert_eq!(c.row_width(), 6);
+        assert_eq!(c.data, ColumnData::I64((1..=12).collect()));
+    }
+
+    #[test]
+    fn rows_of_different_shapes_are_an_error() {
+        let m = err(build("x", &[json!([1, 2]), json!([1, 2, 3])]));
+        assert_eq!(
+            m,
+            "column 'x' row 1 has shape [3] but earlier rows have [2]"
+        );
+        let m = err(build("x", &[json!(1), json!([1])]));
+        assert!(
+            m.contains("row 1 has shape [1] but earlier rows have []"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn ragged_rows_are_an_error() {
+        let m = err(build("x", &[json!([[1, 2], [3]])]));
+        assert!(m.contains("input 'x' is ragged"), "{m}");
+        assert!(m.contains("1 elements where 2 were expected"), "{m}");
+        let m = err(build("x", &[json!([[1, 2], 3])]));
+        assert!(
+            m.contains("a scalar stands where a list was expected"),
+            "{m}"
+        );
+        let m = err(build("x", &[json!([1, [2]])]));
+        assert!(m.contains("nested deeper"), "{m}");
+    }
+
+    #[test]
+    fn empty_list_rows_and_no_rows() {
+        let c = build("x", &[json!([]), json!([])]).unwrap();
+        assert_eq!(c.shape, vec![2, 0]);
+        assert!(c.data.is_empty());
+        let c = build("x", &[]).unwrap();
+        assert_eq!(c.shape, vec![0]);
+        assert_eq!(c.data, ColumnData::F64(vec![]));
+    }
+
+    #[test]
+    fn fixed_kind_does_not_infer() {
+        let mut b = ColumnBuilder::with_kind("x", ElemKind::Int);
+        b.push_row(&json!(1)).unwrap();
+        let m = match b.push_row(&json!(1.5)) {
+            Err(RequestError::BadRequest(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(m.contains("row 1 is a number"), "{m}");
+
+        let mut b = ColumnBuilder::with_kind("x", ElemKind::Float);
+        b.push_row(&json!(1)).unwrap();
+        b.push_row(&json!(2.5)).unwrap();
+        assert_eq!(b.finish().data, ColumnData::F64(vec![1.0, 2.5]));
+    }
+
+    #[test]
+    fn push_flat_counts_leaves_and_finish_with_shape() {
+        let mut b = ColumnBuilder::with_kind("t", ElemKind::Float);
+        assert_eq!(b.name(), "t");
+        assert_eq!(b.push_flat(&json!([[1, 2], [3, 4]])).unwrap(), 4);
+        assert_eq!(b.push_flat(&json!([5, 6])).unwrap(), 2);
+        let c = b.finish_with_shape(vec![3, 2]);
+        assert_eq!(c.shape, vec![3, 2]);
+        assert_eq!(c.data, ColumnData::F64(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
+    }
+
+    #[test]
+    fn cell_shape_follows_first_elements() {
+        let mut s = Vec::new();
+        cell_shape(&json!([[1, 2, 3], [4]]), &mut s);
+        assert_eq!(s, vec![2, 3]);
+        let mut s = Vec::new();
+        cell_shape(&json!(5), &mut s);
+        assert!(s.is_empty());
+        check_rectangular(&json!([[1, 2], [3, 4]]), &[2, 2], "x").unwrap();
+        check_rectangular(&json!(1), &[], "x").unwrap();
+    }
+
+    #[test]
+    fn kind_names() {
+        assert_eq!(kind_name(ElemKind::Int), "an integer");
+        assert_eq!(kind_name(ElemKind::Float), "a number");
+        assert_eq!(kind_name(ElemKind::Bool), "a boolean");
+        assert_eq!(kind_name(ElemKind::Str), "a string");
+    }
+}

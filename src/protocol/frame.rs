@@ -142,3 +142,131 @@ impl Frame {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f64_col(name: &str, v: &[f64]) -> Column {
+        Column::scalar(name, ColumnData::F64(v.to_vec()))
+    }
+
+    fn message(r: RequestResult<()>) -> String {
+        match r {
+            Err(RequestError::BadRequest(m)) => m,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_frame_passes() {
+        let frame = Frame {
+            columns: vec![
+                f64_col("a", &[1.0, 2.0]),
+                Column::scalar("b", ColumnData::Str(vec!["x".into(), "y".into()])),
+                Column {
+                    name: "t".into(),
+                    shape: vec![2, 3],
+                    data: ColumnData::I64(vec![1, 2, 3, 4, 5, 6]),
+                    from_text: false,
+                },
+            ],
+        };
+        frame.validate(10).unwrap();
+        assert_eq!(frame.rows(), 2);
+        assert_eq!(frame.column("t").unwrap().row_width(), 3);
+        assert!(frame.column("missing").is_none());
+    }
+
+    #[test]
+    fn no_columns_is_an_error() {
+        let m = message(Frame::default().validate(10));
+        assert!(m.contains("no input columns"), "{m}");
+        assert_eq!(Frame::default().rows(), 0);
+    }
+
+    #[test]
+    fn zero_rows_is_an_error() {
+        let frame = Frame {
+            columns: vec![f64_col("a", &[])],
+        };
+        let m = message(frame.validate(10));
+        assert!(m.contains("no rows"), "{m}");
+    }
+
+    #[test]
+    fn row_limit_is_inclusive_and_names_the_setting() {
+        let frame = Frame {
+            columns: vec![f64_col("a", &[1.0, 2.0, 3.0])],
+        };
+        frame.validate(3).unwrap();
+        let m = message(frame.validate(2));
+        assert!(m.contains("3 rows"), "{m}");
+        assert!(m.contains("limit of 2"), "{m}");
+        assert!(m.contains("inference.max_batch_rows"), "{m}");
+    }
+
+    #[test]
+    fn duplicate_names_are_an_error() {
+        let frame = Frame {
+            columns: vec![f64_col("a", &[1.0]), f64_col("a", &[2.0])],
+        };
+        assert_eq!(message(frame.validate(10)), "column 'a' is given twice");
+    }
+
+    #[test]
+    fn unequal_row_counts_name_both_columns() {
+        let frame = Frame {
+            columns: vec![f64_col("a", &[1.0, 2.0]), f64_col("b", &[1.0])],
+        };
+        let m = message(frame.validate(10));
+        assert!(
+            m.starts_with("column 'b' has 1 rows but column 'a' has 2"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn data_length_must_match_shape() {
+        let frame = Frame {
+            columns: vec![Column {
+                name: "t".into(),
+                shape: vec![2, 2],
+                data: ColumnData::F64(vec![1.0, 2.0, 3.0]),
+                from_text: false,
+            }],
+        };
+        let m = message(frame.validate(10));
+        assert!(m.contains("input 't' has 3 values"), "{m}");
+        assert!(m.contains("needs 4"), "{m}");
+    }
+
+    #[test]
+    fn zero_width_rows_are_consistent() {
+        let frame = Frame {
+            columns: vec![Column {
+                name: "t".into(),
+                shape: vec![2, 0],
+                data: ColumnData::F64(vec![]),
+                from_text: false,
+            }],
+        };
+        frame.validate(10).unwrap();
+    }
+
+    #[test]
+    fn column_data_type_names() {
+        assert_eq!(ColumnData::F64(vec![]).type_name(), "number");
+        assert_eq!(ColumnData::F32(vec![]).type_name(), "number");
+        assert_eq!(ColumnData::I64(vec![]).type_name(), "integer");
+        assert_eq!(ColumnData::Bool(vec![]).type_name(), "boolean");
+        assert_eq!(ColumnData::Str(vec![]).type_name(), "string");
+        assert_eq!(
+            ColumnData::I64(vec![]).type_name_with_article(),
+            "an integer"
+        );
+        assert_eq!(ColumnData::Str(vec![]).type_name_with_article(), "a string");
+        assert!(ColumnData::Bool(vec![]).is_empty());
+        assert_eq!(ColumnData::Bool(vec![true, false]).len(), 2);
+    }
+}

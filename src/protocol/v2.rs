@@ -258,3 +258,409 @@ pub fn write_response(
     buf.extend_from_slice(b"]}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::engine::{Tensor, TensorData};
+
+    fn dec(v: Value) -> RequestResult<InferRequest> {
+        decode(v.to_string().as_bytes())
+    }
+
+    fn one(name: &str, shape: Value, datatype: &str, data: Value) -> RequestResult<Column> {
+        let mut r = dec(json!({"inputs": [
+            {"name": name, "shape": shape, "datatype": datatype, "data": data}
+        ]}))?;
+        Ok(r.frame.columns.remove(0))
+    }
+
+    fn bad<T: std::fmt::Debug>(r: RequestResult<T>) -> String {
+        match r {
+            Err(RequestError::BadRequest(m)) => m,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_a_full_request() {
+        let r = dec(json!({
+            "id": "abc",
+            "parameters": {"p": 1},
+            "inputs": [
+                {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2.5, 3, 4]},
+                {"name": "s", "shape": [2], "datatype": "BYTES", "data": ["a", "b"],
+                 "parameters": {"content_type": "str"}}
+            ],
+            "outputs": [{"name": "y"}, {"name": "z", "parameters": {}}]
+        }))
+        .unwrap();
+        assert_eq!(r.id.as_deref(), Some("abc"));
+        assert_eq!(r.parameters.unwrap().get("p"), Some(&json!(1)));
+        assert_eq!(r.outputs, Some(vec!["y".to_owned(), "z".to_owned()]));
+        r.frame.validate(10).unwrap();
+        let x = r.frame.column("x").unwrap();
+        assert_eq!(x.shape, vec![2, 2]);
+        assert_eq!(x.data, ColumnData::F64(vec![1.0, 2.5, 3.0, 4.0]));
+        assert!(!x.from_text);
+        let s = r.frame.column("s").unwrap();
+        assert_eq!(s.data, ColumnData::Str(vec!["a".into(), "b".into()]));
+    }
+
+    #[test]
+    fn optional_fields_default_to_none() {
+        let r =
+            dec(json!({"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [1]}]}))
+                .unwrap();
+        assert!(r.id.is_none() && r.outputs.is_none() && r.parameters.is_none());
+    }
+
+    #[test]
+    fn nested_data_equals_flat_data() {
+        let flat = one("x", json!([2, 3]), "FP64", json!([1, 2, 3, 4, 5, 6])).unwrap();
+        let nested = one("x", json!([2, 3]), "FP64", json!([[1, 2, 3], [4, 5, 6]])).unwrap();
+        assert_eq!(flat, nested);
+        assert_eq!(nested.shape, vec![2, 3]);
+    }
+
+    #[test]
+    fn every_datatype() {
+        for dt in ["FP16", "FP32", "FP64"] {
+            let c = one("x", json!([2]), dt, json!([1, 0.5])).unwrap();
+            assert_eq!(c.data, ColumnData::F64(vec![1.0, 0.5]), "{dt}");
+        }
+        for dt in [
+            "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
+        ] {
+            let c = one("x", json!([2]), dt, json!([0, 7])).unwrap();
+            assert_eq!(c.data, ColumnData::I64(vec![0, 7]), "{dt}");
+        }
+        let c = one("x", json!([2]), "BOOL", json!([true, false])).unwrap();
+        assert_eq!(c.data, ColumnData::Bool(vec![true, false]));
+        let c = one("x", json!([1]), "BYTES", json!(["hi"])).unwrap();
+        assert_eq!(c.data, ColumnData::Str(vec!["hi".into()]));
+    }
+
+    #[test]
+    fn unknown_datatype_is_named() {
+        let m = bad(one("x", json!([1]), "FLOAT", json!([1])));
+        assert!(
+            m.starts_with("input 'x' has unknown datatype 'FLOAT'"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn values_must_fit_the_datatype() {
+        let m = bad(one("x", json!([2]), "FP32", json!([1, "a"])));
+        assert_eq!(
+            m,
+            "input 'x' element 1 is a string, which datatype FP32 does not allow"
+        );
+        let m = bad(one("x", json!([1]), "INT64", json!([1.5])));
+        assert!(m.contains("element 0 is the number 1.5"), "{m}");
+        let m = bad(one("x", json!([1]), "BOOL", json!([1])));
+        assert!(
+            m.contains("element 0 is the number 1, which datatype BOOL"),
+            "{m}"
+        );
+        let m = bad(one("x", json!([1]), "BYTES", json!([true])));
+        assert!(m.contains("element 0 is the boolean true"), "{m}");
+        let m = bad(one("x", json!([1]), "FP32", json!([null])));
+        assert!(m.contains("element 0 is null"), "{m}");
+        let m = bad(one("x", json!([1]), "FP32", json!([{"a": 1}])));
+        assert!(m.contains("element 0 is an object"), "{m}");
+    }
+
+    #[test]
+    fn integer_ranges_are_enforced() {
+        let cases: [(&str, i128, i128); 7] = [
+            ("INT8", -128, 127),
+            ("INT16", -32768, 32767),
+            ("INT32", i32::MIN as i128, i32::MAX as i128),
+            ("INT64", i64::MIN as i128, i64::MAX as i128),
+            ("UINT8", 0, 255),
+            ("UINT16", 0, 65535),
+            ("UINT32", 0, u32::MAX as i128),
+        ];
+        for (dt, lo, hi) in cases {
+            let ok = one("x", json!([2]), dt, json!([lo as i64, hi as i64])).unwrap();
+            assert_eq!(ok.data, ColumnData::I64(vec![lo as i64, hi as i64]), "{dt}");
+            if hi < i64::MAX as i128 {
+                let m = bad(one("x", json!([1]), dt, json!([(hi + 1) as i64])));
+                assert!(m.contains("out of range"), "{dt}: {m}");
+                assert!(m.contains(&format!("datatype {dt}")), "{m}");
+            }
+            if lo > i64::MIN as i128 {
+                let m = bad(one("x", json!([1]), dt, json!([(lo - 1) as i64])));
+                assert!(
+                    m.contains(&format!("{} (out of range)", lo - 1)),
+                    "{dt}: {m}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn uint64_beyond_int64_is_refused() {
+        let c = one("x", json!([1]), "UINT64", json!([i64::MAX])).unwrap();
+        assert_eq!(c.data, ColumnData::I64(vec![i64::MAX]));
+        let m = bad(one("x", json!([1]), "UINT64", json!([u64::MAX])));
+        assert!(m.contains("beyond INT64, not supported"), "{m}");
+        let m = bad(one("x", json!([1]), "UINT64", json!([-1])));
+        assert!(m.contains("-1 (out of range)"), "{m}");
+        let m = bad(one("x", json!([1]), "INT64", json!([u64::MAX])));
+        assert!(m.contains("beyond INT64"), "{m}");
+    }
+
+    #[test]
+    fn shape_checks() {
+        let m = bad(one("x", json!([]), "FP32", json!([])));
+        assert!(m.starts_with("input 'x' has an empty shape"), "{m}");
+        let m = bad(one("x", json!([-1, 2]), "FP32", json!([1, 2])));
+        assert_eq!(m, "input 'x' has a negative dimension in shape [-1, 2]");
+        let m = bad(one("x", json!([i64::MAX, i64::MAX]), "FP32", json!([1])));
+        assert!(m.contains("is too large"), "{m}");
+        let m = bad(one("x", json!([2, 2]), "FP32", json!([1, 2, 3])));
+        assert_eq!(m, "input 'x' has 3 values but shape [2, 2] needs 4");
+        let m = bad(one("x", json!([1]), "FP32", json!([[1, 2]])));
+        assert!(m.contains("has 2 values but shape [1] needs 1"), "{m}");
+    }
+
+    #[test]
+    fn scalar_data_counts_as_one_value() {
+        let c = one("x", json!([1]), "INT64", json!(5)).unwrap();
+        assert_eq!(c.data, ColumnData::I64(vec![5]));
+    }
+
+    #[test]
+    fn zero_rows_decode_but_fail_validation() {
+        let r = dec(
+            json!({"inputs": [{"name": "x", "shape": [0, 3], "datatype": "FP32", "data": []}]}),
+        )
+        .unwrap();
+        assert!(r.frame.validate(10).is_err());
+    }
+
+    #[test]
+    fn envelope_errors() {
+        let m = bad(dec(json!({"inputs": []})));
+        assert!(m.starts_with("'inputs' is empty"), "{m}");
+        let m = bad(dec(json!({"id": "a"})));
+        assert!(
+            m.starts_with("the body is not a V2 inference request"),
+            "{m}"
+        );
+        assert!(m.contains("inputs"), "{m}");
+        let m = bad(dec(
+            json!({"inputs": [{"name": "x", "shape": [1], "data": [1]}]}),
+        ));
+        assert!(m.contains("datatype"), "{m}");
+        let m = bad(dec(
+            json!({"id": 5, "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]}),
+        ));
+        assert!(
+            m.starts_with("the body is not a V2 inference request"),
+            "{m}"
+        );
+        for body in [&b"{"[..], b"", b"nope"] {
+            match decode(body) {
+                Err(RequestError::Malformed(m)) => {
+                    assert!(m.starts_with("the body is not valid JSON"), "{m}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn duplicate_input_names_fail_validation() {
+        let input = json!({"name": "x", "shape": [1], "datatype": "FP32", "data": [1]});
+        let r = dec(json!({ "inputs": [input.clone(), input] })).unwrap();
+        assert!(r.frame.validate(10).is_err());
+    }
+
+    // ---- responses ----
+
+    fn tensor(name: &str, shape: Vec<usize>, data: TensorData) -> NamedTensor {
+        NamedTensor {
+            name: name.into(),
+            tensor: Tensor { shape, data },
+        }
+    }
+
+    fn outputs() -> Vec<NamedTensor> {
+        vec![
+            tensor("label", vec![2], TensorData::I64(vec![0, 1])),
+            tensor(
+                "probabilities",
+                vec![2, 2],
+                TensorData::F32(vec![0.75, 0.25, 0.5, f32::NAN]),
+            ),
+        ]
+    }
+
+    fn respond(id: Option<&str>, requested: Option<&[String]>) -> RequestResult<String> {
+        let mut buf = Vec::new();
+        write_response("ep", "3", id, &outputs(), requested, &mut buf)?;
+        Ok(String::from_utf8(buf).unwrap())
+    }
+
+    #[test]
+    fn response_exact_json() {
+        let s = respond(Some("req \"1\""), None).unwrap();
+        assert_eq!(
+            s,
+            concat!(
+                r#"{"model_name":"ep","model_version":"3","id":"req \"1\"","outputs":["#,
+                r#"{"name":"label","datatype":"INT64","shape":[2],"data":[0,1]},"#,
+                r#"{"name":"probabilities","datatype":"FP32","shape":[2,2],"data":[0.75,0.25,0.5,null]}"#,
+                "]}"
+            )
+        );
+        let _: Value = serde_json::from_str(&s).unwrap();
+    }
+
+    #[test]
+    fn response_without_id() {
+        let s = respond(None, None).unwrap();
+        assert!(
+            s.starts_with(r#"{"model_name":"ep","model_version":"3","outputs":["#),
+            "{s}"
+        );
+        assert!(!s.contains("\"id\""), "{s}");
+    }
+
+    #[test]
+    fn response_filters_and_orders_outputs() {
+        let req = vec!["probabilities".to_owned(), "label".to_owned()];
+        let v: Value = serde_json::from_str(&respond(None, Some(&req)).unwrap()).unwrap();
+        let names: Vec<&str> = v["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["probabilities", "label"]);
+
+        let req = vec!["label".to_owned()];
+        let v: Value = serde_json::from_str(&respond(None, Some(&req)).unwrap()).unwrap();
+        assert_eq!(
+            v["outputs"],
+            json!([{"name": "label", "datatype": "INT64", "shape": [2], "data": [0, 1]}])
+        );
+    }
+
+    #[test]
+    fn response_unknown_output_is_named() {
+        let req = vec!["nope".to_owned()];
+        let m = bad(respond(None, Some(&req)));
+        assert_eq!(
+            m,
+            "unknown output 'nope': the model outputs label, probabilities"
+        );
+    }
+
+    #[test]
+    fn response_datatypes() {
+        let outs = vec![
+            tensor("a", vec![1], TensorData::F64(vec![f64::INFINITY])),
+            tensor("b", vec![1], TensorData::I32(vec![-3])),
+            tensor("c", vec![2], TensorData::Bool(vec![true, false])),
+            tensor("d", vec![1, 1], TensorData::Str(vec!["x\ny".into()])),
+        ];
+        let mut buf = Vec::new();
+        write_response("m", "1", None, &outs, None, &mut buf).unwrap();
+        let v: Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(
+            v["outputs"],
+            json!([
+                {"name": "a", "datatype": "FP64", "shape": [1], "data": [null]},
+                {"name": "b", "datatype": "INT32", "shape": [1], "data": [-3]},
+                {"name": "c", "datatype": "BOOL", "shape": [2], "data": [true, false]},
+                {"name": "d", "datatype": "BYTES", "shape": [1, 1], "data": ["x\ny"]},
+            ])
+        );
+    }
+
+    // ---- properties ----
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|i| json!(i)),
+            any::<u64>().prop_map(|u| json!(u)),
+            any::<f64>().prop_map(|f| json!(f)),
+            "[a-z]{0,3}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z]{0,2}", inner, 0..5)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Bodies shaped like V2 requests, so decoding gets past the envelope.
+    fn arb_body() -> impl Strategy<Value = Value> {
+        let datatype = prop::sample::select(vec![
+            "BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
+            "FP16", "FP32", "FP64", "BYTES", "X",
+        ]);
+        let shape = prop::collection::vec(prop_oneof![0i64..4, any::<i64>()], 0..4);
+        let input = (datatype, shape, arb_json(), "[a-b]{0,1}").prop_map(|(dt, shape, data, name)| {
+            json!({"name": name, "shape": shape, "datatype": dt, "data": data})
+        });
+        prop_oneof![
+            arb_json(),
+            arb_json().prop_map(|v| json!({ "inputs": v })),
+            prop::collection::vec(input, 0..3).prop_map(|inputs| json!({ "inputs": inputs })),
+        ]
+    }
+
+    fn check(r: RequestResult<InferRequest>) {
+        if let Ok(r) = r {
+            let _ = r.frame.validate(10_000);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
+            check(decode(&body));
+        }
+
+        #[test]
+        fn arbitrary_values_never_panic(v in arb_body()) {
+            check(decode(v.to_string().as_bytes()));
+        }
+
+        #[test]
+        fn valid_tensors_round_trip(
+            (rows, width, data) in (1usize..5, 1usize..4).prop_flat_map(|(r, w)| (
+                Just(r),
+                Just(w),
+                prop::collection::vec(any::<i32>(), r * w..=r * w),
+            ))
+        ) {
+            let body = json!({"inputs": [
+                {"name": "x", "shape": [rows, width], "datatype": "INT32", "data": data}
+            ]});
+            let r = decode(body.to_string().as_bytes()).unwrap();
+            r.frame.validate(10_000).unwrap();
+            let c = r.frame.column("x").unwrap();
+            prop_assert_eq!(&c.shape, &vec![rows, width]);
+            prop_assert_eq!(
+                &c.data,
+                &ColumnData::I64(data.iter().map(|x| i64::from(*x)).collect())
+            );
+        }
+    }
+}
