@@ -51,11 +51,14 @@ impl RequestError {
     /// MLflow `ErrorCode` name for the JSON body.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Malformed(_) => "MALFORMED_REQUEST",
+            // MLflow's scoring server answers unparseable bodies with BAD_REQUEST too.
+            Self::Malformed(_) => "BAD_REQUEST",
             Self::BadRequest(_) => "BAD_REQUEST",
             Self::NotFound(_) => "RESOURCE_DOES_NOT_EXIST",
             Self::UnsupportedMediaType(_) => "BAD_REQUEST",
-            Self::PayloadTooLarge(_) => "REQUEST_LIMIT_EXCEEDED",
+            // Not REQUEST_LIMIT_EXCEEDED: MLflow and Databricks clients read that as 429
+            // throttling and retry a body that can never succeed.
+            Self::PayloadTooLarge(_) => "BAD_REQUEST",
             Self::Overloaded(_) => "TEMPORARILY_UNAVAILABLE",
             Self::Unavailable(_) => "TEMPORARILY_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_ERROR",

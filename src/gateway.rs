@@ -12,6 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::endpoint::{Endpoint, ServedEntity};
+use crate::engine::outputs::check_rows;
 use crate::engine::pool::{InferencePool, SubmitError};
 use crate::error::{RequestError, RequestResult};
 use crate::metrics::{status_class, Metrics, UNKNOWN_ENDPOINT};
@@ -168,27 +169,67 @@ impl Gateway {
         result
     }
 
-    async fn serve(&self, inv: &Invocation) -> Result<Answer, Failure> {
-        let endpoint = self.endpoints.get(&inv.endpoint).ok_or_else(|| {
-            RequestError::NotFound(format!("endpoint '{}' does not exist", inv.endpoint))
+    /// The endpoint and what it serves now; with `version`, only if that version is served.
+    pub fn served_entity(
+        &self,
+        endpoint: &str,
+        version: Option<&str>,
+    ) -> Result<(&Arc<Endpoint>, Arc<ServedEntity>), RequestError> {
+        let ep = self.endpoints.get(endpoint).ok_or_else(|| {
+            RequestError::NotFound(format!("endpoint '{endpoint}' does not exist"))
         })?;
-        let entity = endpoint.served().ok_or_else(|| {
-            RequestError::Unavailable(format!(
-                "endpoint '{}' has no model loaded yet",
-                endpoint.name
-            ))
+        let entity = ep.served().ok_or_else(|| {
+            RequestError::Unavailable(format!("endpoint '{endpoint}' has no model loaded yet"))
         })?;
-        if let Format::V2 { version: Some(v) } = &inv.format {
-            if *v != entity.version {
-                return Err(Failure {
-                    error: RequestError::NotFound(format!(
-                        "model '{}' version '{v}' is not served (serving version {})",
-                        endpoint.name, entity.version
-                    )),
-                    served_entity: Some(entity),
-                });
-            }
+        match version {
+            Some(v) if v != entity.version => Err(RequestError::NotFound(format!(
+                "model '{endpoint}' version '{v}' is not served (serving version {})",
+                entity.version
+            ))),
+            _ => Ok((ep, entity)),
         }
+    }
+
+    /// Counts a request refused before it reached [`Gateway::invoke`] (content type, body size).
+    pub fn record_rejected(
+        &self,
+        endpoint: &str,
+        protocol: &str,
+        error: &RequestError,
+        received: Instant,
+    ) {
+        let label = if self.endpoints.contains_key(endpoint) {
+            endpoint
+        } else {
+            UNKNOWN_ENDPOINT
+        };
+        let class = status_class(error.status().as_u16());
+        let m = &self.metrics;
+        m.requests
+            .with_label_values(&[label, "", protocol, class])
+            .inc();
+        m.request_duration
+            .with_label_values(&[label, "", protocol, class])
+            .observe(received.elapsed().as_secs_f64());
+        m.request_errors
+            .with_label_values(&[label, error.code()])
+            .inc();
+    }
+
+    /// The Prometheus exposition, with gauges sampled now.
+    pub fn render_metrics(&self) -> Vec<u8> {
+        self.metrics
+            .inference_queue_depth
+            .set(self.pool.queued() as i64);
+        self.metrics.render()
+    }
+
+    async fn serve(&self, inv: &Invocation) -> Result<Answer, Failure> {
+        let version = match &inv.format {
+            Format::V2 { version } => version.as_deref(),
+            _ => None,
+        };
+        let (endpoint, entity) = self.served_entity(&inv.endpoint, version)?;
         let job_entity = entity.clone();
         let (body, format, max_rows, endpoint_name) = (
             inv.body.clone(),
@@ -222,6 +263,12 @@ impl Gateway {
                 return Err(with_entity(RequestError::Overloaded(format!(
                     "the inference queue is full ({n} requests waiting): retry later"
                 ))))
+            }
+            Err(SubmitError::Panicked(message) | SubmitError::Failed(message)) => {
+                tracing::error!(endpoint = %endpoint.name, served_entity = %entity.name, "inference panicked: {message}");
+                return Err(with_entity(RequestError::Internal(format!(
+                    "inference failed unexpectedly: {message}"
+                ))));
             }
             Err(SubmitError::Closed) => {
                 return Err(with_entity(RequestError::Unavailable(
@@ -276,6 +323,9 @@ pub fn score(
     let rows = frame.rows();
     let t1 = Instant::now();
     let outputs = entity.infer(worker, &frame)?;
+    // Encoders index outputs by row: a model whose outputs are not one row per input row is
+    // refused here, not by a panic.
+    check_rows(&outputs, rows).map_err(RequestError::Internal)?;
     let t2 = Instant::now();
     let mut buf = Vec::with_capacity(64 + rows * 48);
     match v2_req {

@@ -2,8 +2,8 @@
 //! come from config, never from requests (unknown endpoints are counted under `_unknown`).
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Label value for requests to endpoints that do not exist.
@@ -18,6 +18,7 @@ pub struct Metrics {
     pub rows: IntCounterVec,
     pub served_model_info: IntGaugeVec,
     pub queue_rejections: IntCounterVec,
+    pub inference_queue_depth: IntGauge,
     pub model_load_duration: HistogramVec,
 }
 
@@ -83,6 +84,11 @@ impl Metrics {
             &["endpoint"],
         )
         .expect("valid metric");
+        let inference_queue_depth = IntGauge::new(
+            "modelgate_inference_queue_depth",
+            "Requests waiting for an inference worker, sampled at scrape time.",
+        )
+        .expect("valid metric");
         let model_load_duration = HistogramVec::new(
             HistogramOpts::new(
                 "modelgate_model_load_duration_seconds",
@@ -100,6 +106,7 @@ impl Metrics {
             Box::new(rows.clone()),
             Box::new(served_model_info.clone()),
             Box::new(queue_rejections.clone()),
+            Box::new(inference_queue_depth.clone()),
             Box::new(model_load_duration.clone()),
         ] {
             registry
@@ -115,6 +122,7 @@ impl Metrics {
             rows,
             served_model_info,
             queue_rejections,
+            inference_queue_depth,
             model_load_duration,
         }
     }

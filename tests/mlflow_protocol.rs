@@ -70,6 +70,13 @@ fn every_body_format_scores_the_same_row() {
     // `/invocations` serves the only endpoint, as `mlflow models serve` does.
     let preds = assert_one_prediction(&gw.post_json("/invocations", &bodies[0]));
     assert_eq!(preds, first);
+    // Fields MLflow does not know are ignored, as its scoring server does.
+    let mut extra = bodies[0].clone();
+    extra["inference_id"] = json!("x-1");
+    assert_eq!(
+        assert_one_prediction(&gw.invoke("transactions", &extra)),
+        first
+    );
     // Charset parameters are fine.
     let preds = assert_one_prediction(&gw.post(
         "/invocations",
@@ -129,7 +136,7 @@ fn bad_bodies_get_400_naming_the_problem() {
         ),
         (
             json!({"dataframe_splitt": {}}),
-            "unknown field 'dataframe_splitt'",
+            "(fields found: dataframe_splitt)",
         ),
         (json!([1, 2]), "JSON object"),
         (
@@ -220,7 +227,7 @@ fn malformed_and_non_finite_json_is_a_malformed_request() {
     let path = "/serving-endpoints/transactions/invocations";
     let reply = gw.post(path, "application/json", "{\"dataframe_split\": ");
     assert!(reply.mlflow_error(400).contains("not valid JSON"));
-    assert_eq!(reply.json()["error_code"], "MALFORMED_REQUEST");
+    assert_eq!(reply.json()["error_code"], "BAD_REQUEST");
     let body = r#"{"dataframe_split": {"columns": ["Amount"], "data": [[NaN]]}}"#;
     let msg = gw.post(path, "application/json", body).mlflow_error(400);
     assert!(msg.contains("NaN and Infinity are not valid JSON"), "{msg}");
@@ -286,6 +293,22 @@ fn unknown_endpoints_content_types_and_oversized_bodies() {
         msg.contains("over the limit of 65536 bytes (server.max_body_bytes)"),
         "{msg}"
     );
+    // Not REQUEST_LIMIT_EXCEEDED, which clients take for throttling and retry.
+    let big = format!("{{\"inputs\": [{}]}}", vec!["1.0"; 20_000].join(","));
+    let reply = gw.post(
+        "/serving-endpoints/transactions/invocations",
+        "application/json",
+        big,
+    );
+    assert_eq!(reply.json()["error_code"], "BAD_REQUEST");
+    // Requests refused before scoring (415, 413) are counted too.
+    let text = gw.get("/metrics").text;
+    for needle in [
+        "modelgate_requests_total{endpoint=\"transactions\",protocol=\"mlflow\",served_entity=\"\",status_class=\"4xx\"} 3",
+        "modelgate_inference_queue_depth 0",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}\n{text}");
+    }
     // The server is still fine afterwards.
     assert_one_prediction(&gw.invoke("transactions", &one_row()));
 }

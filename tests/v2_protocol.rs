@@ -46,7 +46,7 @@ fn server_and_model_metadata_and_health() {
     let model = gw.get("/v2/models/transactions").json();
     assert_eq!(model["name"], "transactions");
     assert_eq!(model["versions"], json!(["1"]));
-    assert_eq!(model["platform"], "onnx");
+    assert_eq!(model["platform"], "onnx_onnxv1");
     let inputs = model["inputs"].as_array().unwrap();
     assert_eq!(
         inputs[0],
@@ -217,6 +217,13 @@ fn bad_v2_requests_get_errors_naming_the_input() {
         .contains("not valid JSON"));
     let reply = gw.post("/v2/models/transactions/infer", "text/csv", "a\n1\n");
     assert_eq!(reply.status, 415);
+    // tritonclient's default binary tensor extension is named, not reported as bad JSON.
+    let (status, text) = binary_extension_request(&gw);
+    assert_eq!(status, 400);
+    assert!(
+        text.contains("binary tensor data extension is not supported"),
+        "{text}"
+    );
     let reply = gw.post_json(
         "/v2/models/nope/infer",
         &json!({"inputs": column_inputs(&cases, 1, false)}),
@@ -235,4 +242,16 @@ fn bad_v2_requests_get_errors_naming_the_input() {
         .as_str()
         .unwrap()
         .contains("version '2' is not served"));
+}
+
+fn binary_extension_request(gw: &Gateway) -> (u16, String) {
+    let r = client()
+        .post(gw.url("/v2/models/transactions/infer"))
+        .header("content-type", "application/octet-stream")
+        .header("inference-header-content-length", "10")
+        .body(b"{\"a\": 1}\x00\x00".to_vec())
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().unwrap())
 }

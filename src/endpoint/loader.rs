@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::ServedEntity;
 use crate::engine::binding::InputBinding;
-use crate::engine::outputs::OutputMapping;
+use crate::engine::outputs::{check_rows, OutputMapping};
 use crate::engine::pool::InferencePool;
 use crate::engine::{EngineChoice, EngineError, Engines};
 use crate::protocol::mlflow;
@@ -106,6 +106,7 @@ pub fn load_served_entity(
                 .map_err(|e| fail(format!("its input example does not score: {e}")))
         };
         let outputs = run_once(&entity)?;
+        check_rows(&outputs, rows).map_err(fail)?;
         if let Some(expected) = &mv.expected_output {
             let mut buf = Vec::new();
             entity.outputs.write_predictions(&outputs, rows, &mut buf);
@@ -123,10 +124,18 @@ pub fn load_served_entity(
                 )));
             }
         }
-        // Warm every worker's session: the pool hands jobs to whichever worker is free.
-        for _ in 0..ctx.inference.warmup_runs.saturating_mul(ctx.pool.workers()) {
-            run_once(&entity)?;
-        }
+        // Warm every worker's own session (ort keeps one per worker).
+        let (warm_entity, runs) = (entity.clone(), ctx.inference.warmup_runs);
+        ctx.pool
+            .run_on_each_worker(move |worker| {
+                (0..runs).try_for_each(|_| {
+                    warm_entity
+                        .infer(worker, &frame)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .map_err(|e| fail(format!("its input example failed during warm-up: {e}")))?;
     }
     Ok(Loaded {
         entity,

@@ -2,9 +2,11 @@
 //!
 //! A fixed set of OS threads takes jobs from one bounded queue. A job learns its worker index,
 //! so an engine that needs a session per thread (ort) picks its own without contention. When
-//! the queue is full the caller is refused at once (503), never parked.
+//! the queue is full the caller is refused at once (503), never parked. A job that panics is
+//! reported to its caller as an error and its worker lives on.
 
-use std::sync::Arc;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -17,13 +19,31 @@ pub enum SubmitError {
     Full(usize),
     #[error("the inference pool is shut down")]
     Closed,
+    #[error("inference panicked: {0}")]
+    Panicked(String),
+    /// A job of [`InferencePool::run_on_each_worker`] returned an error.
+    #[error("{0}")]
+    Failed(String),
 }
 
 pub struct InferencePool {
     sender: Sender<Job>,
     workers: usize,
     capacity: usize,
-    handles: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// Runs `f`, turning a panic into an error.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, SubmitError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| SubmitError::Panicked(panic_message(&*p)))
 }
 
 impl InferencePool {
@@ -37,7 +57,8 @@ impl InferencePool {
                     .name(format!("modelgate-infer-{index}"))
                     .spawn(move || {
                         while let Ok(job) = rx.recv() {
-                            job(index);
+                            // Jobs catch their own panics; this keeps the worker alive regardless.
+                            let _ = guarded(|| job(index));
                         }
                     })
                     .expect("spawning an inference worker thread")
@@ -47,7 +68,7 @@ impl InferencePool {
             sender,
             workers,
             capacity,
-            handles: std::sync::Mutex::new(handles),
+            handles: Mutex::new(handles),
         })
     }
 
@@ -61,6 +82,7 @@ impl InferencePool {
     }
 
     /// Runs `f` on a worker and awaits its result; refuses at once when the queue is full.
+    /// A job whose caller has gone away (client disconnected) is skipped.
     pub async fn run<T, F>(&self, f: F) -> Result<T, SubmitError>
     where
         T: Send + 'static,
@@ -68,16 +90,18 @@ impl InferencePool {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |worker| {
-            let _ = tx.send(f(worker));
+            if !tx.is_closed() {
+                let _ = tx.send(guarded(|| f(worker)));
+            }
         });
         self.sender.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => SubmitError::Full(self.capacity),
             TrySendError::Disconnected(_) => SubmitError::Closed,
         })?;
-        rx.await.map_err(|_| SubmitError::Closed)
+        rx.await.map_err(|_| SubmitError::Closed)?
     }
 
-    /// Runs `f` on a worker from blocking code (loading, warm-up), waiting for a queue slot.
+    /// Runs `f` on a worker from blocking code (loading, validation), waiting for a queue slot.
     pub fn run_blocking<T, F>(&self, f: F) -> Result<T, SubmitError>
     where
         T: Send + 'static,
@@ -85,21 +109,112 @@ impl InferencePool {
     {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let job: Job = Box::new(move |worker| {
-            let _ = tx.send(f(worker));
+            let _ = tx.send(guarded(|| f(worker)));
         });
         self.sender.send(job).map_err(|_| SubmitError::Closed)?;
-        rx.recv().map_err(|_| SubmitError::Closed)
+        rx.recv().map_err(|_| SubmitError::Closed)?
+    }
+
+    /// Runs `f` once on every worker (warm-up of per-worker sessions). Each worker holds its job
+    /// at a barrier until all have one, so no worker takes two. Blocks until all are done.
+    pub fn run_on_each_worker<F>(&self, f: F) -> Result<(), SubmitError>
+    where
+        F: Fn(usize) -> Result<(), String> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let barrier = Arc::new(Barrier::new(self.workers));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..self.workers {
+            let (f, barrier, tx) = (f.clone(), barrier.clone(), tx.clone());
+            let job: Job = Box::new(move |worker| {
+                barrier.wait();
+                let _ = tx.send(guarded(|| f(worker)));
+            });
+            self.sender.send(job).map_err(|_| SubmitError::Closed)?;
+        }
+        drop(tx);
+        for _ in 0..self.workers {
+            rx.recv()
+                .map_err(|_| SubmitError::Closed)??
+                .map_err(SubmitError::Failed)?;
+        }
+        Ok(())
     }
 }
 
 impl Drop for InferencePool {
     fn drop(&mut self) {
-        // Workers end when the last sender is gone; the channel closes with `self.sender`.
+        // Workers end when the channel closes, which needs every sender gone.
         let handles = std::mem::take(&mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()));
         let (dummy, _) = bounded::<Job>(0);
         drop(std::mem::replace(&mut self.sender, dummy));
         for h in handles {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_is_an_error_and_the_worker_survives() {
+        let pool = InferencePool::new(1, 4);
+        let r: Result<(), _> = pool.run_blocking(|_| panic!("boom"));
+        assert!(matches!(r, Err(SubmitError::Panicked(m)) if m == "boom"));
+        assert_eq!(pool.run_blocking(|w| w + 41).unwrap(), 41);
+    }
+
+    #[test]
+    fn async_run_reports_panics_and_full_queues() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let pool = InferencePool::new(1, 1);
+        rt.block_on(async {
+            let r: Result<(), _> = pool.run(|_| panic!("{}", String::from("owned"))).await;
+            assert!(matches!(r, Err(SubmitError::Panicked(m)) if m == "owned"));
+            assert_eq!(pool.run(|_| 7).await.unwrap(), 7);
+        });
+        // Hold the only worker, fill the one queue slot: the next job is refused at once.
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let gate = Arc::new(Barrier::new(2));
+        let g = gate.clone();
+        let p = pool.clone();
+        let blocker = std::thread::spawn(move || {
+            p.run_blocking(move |_| {
+                started_tx.send(()).unwrap();
+                g.wait();
+            })
+        });
+        started_rx.recv().unwrap();
+        let p = pool.clone();
+        let queued = std::thread::spawn(move || p.run_blocking(|_| ()));
+        while pool.queued() == 0 {
+            std::thread::yield_now();
+        }
+        let r = rt.block_on(pool.run(|_| ()));
+        assert!(matches!(r, Err(SubmitError::Full(1))), "{r:?}");
+        gate.wait();
+        blocker.join().unwrap().unwrap();
+        queued.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn run_on_each_worker_reaches_every_worker_once() {
+        let pool = InferencePool::new(3, 1);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        pool.run_on_each_worker(move |w| {
+            s.lock().unwrap().push(w);
+            Ok(())
+        })
+        .unwrap();
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        assert_eq!(seen, vec![0, 1, 2]);
+        let err = pool.run_on_each_worker(|w| if w == 1 { Err("bad".into()) } else { Ok(()) });
+        assert!(matches!(err, Err(SubmitError::Failed(m)) if m == "bad"));
     }
 }

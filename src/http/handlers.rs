@@ -29,9 +29,13 @@ pub async fn sole_invocations(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let Some(endpoint) = state.gateway.sole_endpoint().map(|e| e.name.clone()) else {
-        return mlflow_error(&RequestError::NotFound(
+        let err = RequestError::NotFound(
             "/invocations serves only when exactly one endpoint is configured: use /serving-endpoints/{name}/invocations".into(),
-        ));
+        );
+        state
+            .gateway
+            .record_rejected("", "mlflow", &err, Instant::now());
+        return mlflow_error(&err);
     };
     score(req, endpoint, payload, state).await
 }
@@ -43,13 +47,20 @@ async fn score(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let received = Instant::now();
-    let format = match mlflow_format(&req) {
-        Ok(f) => f,
-        Err(e) => return mlflow_error(&e),
+    let checked = match mlflow_format(&req) {
+        Ok(format) => read_limited(&req, payload, state.max_body_bytes)
+            .await
+            .map(|body| (format, body)),
+        Err(e) => Err(e),
     };
-    let body = match read_limited(&req, payload, state.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return mlflow_error(&e),
+    let (format, body) = match checked {
+        Ok(ok) => ok,
+        Err(e) => {
+            state
+                .gateway
+                .record_rejected(&endpoint, "mlflow", &e, received);
+            return mlflow_error(&e);
+        }
     };
     match state
         .gateway
@@ -142,7 +153,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.gateway.metrics().render())
+        .body(state.gateway.render_metrics())
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {

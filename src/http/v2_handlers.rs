@@ -1,5 +1,6 @@
 //! Open Inference Protocol V2 REST handlers. The V2 model name is the endpoint name.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::header::ContentType;
@@ -9,6 +10,7 @@ use serde_json::json;
 use super::body::read_limited;
 use super::handlers::SERVED_MODEL_HEADER;
 use super::{v2_error, AppState};
+use crate::endpoint::ServedEntity;
 use crate::error::RequestError;
 use crate::gateway::{Format, Invocation};
 
@@ -43,24 +45,18 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The served entity of a model path, checking the version when the path names one.
-fn lookup(
-    state: &AppState,
-    path: &ModelPath,
-) -> Result<std::sync::Arc<crate::endpoint::ServedEntity>, RequestError> {
-    let endpoint = state
-        .gateway
-        .endpoint(&path.model)
-        .ok_or_else(|| RequestError::NotFound(format!("model '{}' does not exist", path.model)))?;
-    let entity = endpoint.served().ok_or_else(|| {
-        RequestError::Unavailable(format!("model '{}' is not loaded yet", path.model))
-    })?;
-    match &path.version {
-        Some(v) if *v != entity.version => Err(RequestError::NotFound(format!(
-            "model '{}' version '{v}' is not served (serving version {})",
-            path.model, entity.version
-        ))),
-        _ => Ok(entity),
+fn lookup(state: &AppState, path: &ModelPath) -> Result<Arc<ServedEntity>, RequestError> {
+    if state.gateway.endpoint(&path.model).is_none() {
+        // V2 speaks of models; the model name is the endpoint name.
+        return Err(RequestError::NotFound(format!(
+            "model '{}' does not exist",
+            path.model
+        )));
     }
+    let (_, entity) = state
+        .gateway
+        .served_entity(&path.model, path.version.as_deref())?;
+    Ok(entity)
 }
 
 pub async fn model_metadata(
@@ -80,7 +76,8 @@ pub async fn model_metadata(
     let body = json!({
         "name": path.model,
         "versions": [entity.version],
-        "platform": "onnx",
+        // The platform name the V2 specification lists for ONNX models.
+        "platform": "onnx_onnxv1",
         "inputs": tensors(entity.loaded.inputs()),
         "outputs": tensors(entity.loaded.outputs()),
     });
@@ -108,17 +105,18 @@ pub async fn infer(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let received = Instant::now();
-    if let Some(ct) = req.headers().get(actix_web::http::header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        if !ct.starts_with("application/json") {
-            return v2_error(&RequestError::UnsupportedMediaType(format!(
-                "content type '{ct}' is not supported: V2 REST takes application/json"
-            )));
-        }
-    }
-    let body = match read_limited(&req, payload, state.max_body_bytes).await {
+    let body = match check_request(&req) {
+        Ok(()) => read_limited(&req, payload, state.max_body_bytes).await,
+        Err(e) => Err(e),
+    };
+    let body = match body {
         Ok(b) => b,
-        Err(e) => return v2_error(&e),
+        Err(e) => {
+            state
+                .gateway
+                .record_rejected(&path.model, "v2", &e, received);
+            return v2_error(&e);
+        }
     };
     let ModelPath { model, version } = path.into_inner();
     let inv = Invocation {
@@ -133,5 +131,31 @@ pub async fn infer(
             .content_type(ContentType::json())
             .body(answer.body),
         Err(f) => v2_error(&f.error),
+    }
+}
+
+/// JSON bodies only; the binary tensor extension (tritonclient's default `binary_data=True`)
+/// is not supported and gets a message saying so rather than a JSON parse error.
+fn check_request(req: &HttpRequest) -> Result<(), RequestError> {
+    if req
+        .headers()
+        .contains_key("inference-header-content-length")
+    {
+        return Err(RequestError::bad(
+            "the binary tensor data extension is not supported: send tensors as JSON (tritonclient: binary_data=False)",
+        ));
+    }
+    match req.headers().get(actix_web::http::header::CONTENT_TYPE) {
+        None => Ok(()),
+        Some(ct) => {
+            let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+            if ct.starts_with("application/json") {
+                Ok(())
+            } else {
+                Err(RequestError::UnsupportedMediaType(format!(
+                    "content type '{ct}' is not supported: V2 REST takes application/json"
+                )))
+            }
+        }
     }
 }

@@ -16,7 +16,6 @@ const DATA_KEYS: [&str; 4] = [
     "instances",
     "inputs",
 ];
-const OTHER_KEYS: [&str; 2] = ["params", "client_request_id"];
 
 /// A decoded scoring request.
 #[derive(Debug, Default)]
@@ -43,37 +42,32 @@ pub fn decode_json(body: &[u8]) -> RequestResult<ScoringRequest> {
             DATA_KEYS.join(", ")
         )));
     };
-    if let Some(unknown) = obj
-        .keys()
-        .find(|k| !DATA_KEYS.contains(&k.as_str()) && !OTHER_KEYS.contains(&k.as_str()))
-    {
-        return Err(RequestError::bad(format!(
-            "unknown field '{unknown}': the body takes exactly one of {} and optionally {}",
-            DATA_KEYS.join(", "),
-            OTHER_KEYS.join(", ")
-        )));
-    }
+    // Other fields are ignored, as MLflow's scoring server ignores them; they are named in the
+    // error below when no data field is found (a misspelt `dataframe_split`, say).
     let present: Vec<&str> = DATA_KEYS
         .iter()
         .copied()
         .filter(|k| obj.contains_key(*k))
         .collect();
-    let key = match present.as_slice() {
-        [one] => *one,
-        [] => {
-            return Err(RequestError::bad(format!(
-                "the body has no input data: give exactly one of the fields {}",
-                DATA_KEYS.join(", ")
-            )))
-        }
-        many => {
-            return Err(RequestError::bad(format!(
-                "the body has {} input fields ({}): give exactly one",
-                many.len(),
-                many.join(", ")
-            )))
-        }
-    };
+    let key =
+        match present.as_slice() {
+            [one] => *one,
+            [] => {
+                let seen: Vec<&str> = obj.keys().map(String::as_str).collect();
+                return Err(RequestError::bad(format!(
+                "the body has no input data: give exactly one of the fields {} (fields found: {})",
+                DATA_KEYS.join(", "),
+                if seen.is_empty() { "none".to_owned() } else { seen.join(", ") }
+            )));
+            }
+            many => {
+                return Err(RequestError::bad(format!(
+                    "the body has {} input fields ({}): give exactly one",
+                    many.len(),
+                    many.join(", ")
+                )))
+            }
+        };
     let client_request_id = match obj.remove("client_request_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
@@ -277,6 +271,11 @@ pub fn decode_csv(body: &[u8]) -> RequestResult<ScoringRequest> {
         return Err(RequestError::bad(
             "the CSV body has no header row with column names",
         ));
+    }
+    if let Some(i) = headers.iter().position(String::is_empty) {
+        return Err(RequestError::bad(format!(
+            "CSV header column {i} has no name"
+        )));
     }
     let mut values: Vec<Vec<String>> = vec![Vec::new(); headers.len()];
     for (r, record) in reader.records().enumerate() {
@@ -634,9 +633,11 @@ mod tests {
     }
 
     #[test]
-    fn unknown_field_is_named() {
-        let m = bad(decode(json!({"instances": [1], "extra": 1})));
-        assert!(m.starts_with("unknown field 'extra'"), "{m}");
+    fn unknown_fields_are_ignored_and_named_when_data_is_missing() {
+        let r = decode(json!({"instances": [1], "extra": 1})).unwrap();
+        assert_eq!(r.frame.rows(), 1);
+        let m = bad(decode(json!({"dataframe_splitt": {}})));
+        assert!(m.ends_with("(fields found: dataframe_splitt)"), "{m}");
     }
 
     #[test]

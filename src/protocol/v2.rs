@@ -6,6 +6,7 @@ use std::io::Write;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::columns::check_rectangular;
 use super::frame::{Column, ColumnData, Frame};
 use crate::engine::outputs::{write_json_str, write_value};
 use crate::engine::NamedTensor;
@@ -102,7 +103,11 @@ fn decode_input(input: &RawInput) -> RequestResult<Column> {
                 input.shape
             ))
         })?;
-    let mut leaves = Vec::with_capacity(expected.min(1 << 20));
+    // Nested data must have exactly the declared shape; flat data just the right count.
+    if matches!(&input.data, Value::Array(items) if items.first().is_some_and(Value::is_array)) {
+        check_rectangular(&input.data, &shape, name)?;
+    }
+    let mut leaves = Vec::new();
     flatten(&input.data, &mut leaves);
     if leaves.len() != expected {
         return Err(RequestError::bad(format!(
@@ -427,7 +432,9 @@ mod tests {
         let m = bad(one("x", json!([2, 2]), "FP32", json!([1, 2, 3])));
         assert_eq!(m, "input 'x' has 3 values but shape [2, 2] needs 4");
         let m = bad(one("x", json!([1]), "FP32", json!([[1, 2]])));
-        assert!(m.contains("has 2 values but shape [1] needs 1"), "{m}");
+        assert!(m.contains("nested deeper"), "{m}");
+        let m = bad(one("x", json!([2, 2]), "FP32", json!([[1, 2, 3], [4]])));
+        assert!(m.contains("input 'x' is ragged"), "{m}");
     }
 
     #[test]
