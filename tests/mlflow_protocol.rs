@@ -200,7 +200,7 @@ fn bad_bodies_get_400_naming_the_problem() {
             "'dataframe_split.columns[1]' must be a string",
         ),
         (
-            json!({"dataframe_split": cols(), "params": 3}),
+            json!({"dataframe_split": {"columns": cols(), "data": [["Product A", 1.0, 1, false, 2.0, 0.5]]}, "params": 3}),
             "'params' must be a JSON object",
         ),
     ];

@@ -8,6 +8,27 @@ use serde_json::Value;
 use super::frame::{Column, ColumnData};
 use crate::error::{RequestError, RequestResult};
 
+/// One JSON leaf value, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    /// An integer that fits i64.
+    Int(i64),
+    /// Any other number (integers beyond i64 included: they widen the column).
+    Float(f64),
+    Str(&'a str),
+}
+
+impl Scalar<'_> {
+    pub fn number(n: &serde_json::Number) -> Self {
+        match n.as_i64() {
+            Some(i) => Self::Int(i),
+            None => Self::Float(n.as_f64().unwrap_or(f64::NAN)),
+        }
+    }
+}
+
 /// The element type a builder has settled on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ElemKind {
@@ -103,53 +124,61 @@ impl ColumnBuilder {
                 }
                 Ok(())
             }
-            _ => self.push_scalar(v, row),
+            Value::Object(_) => Err(RequestError::bad(format!(
+                "column '{}' row {row} holds an object; expected a scalar or a list",
+                self.name
+            ))),
+            Value::Null => self.push_scalar(Scalar::Null, row),
+            Value::Bool(b) => self.push_scalar(Scalar::Bool(*b), row),
+            Value::String(s) => self.push_scalar(Scalar::Str(s), row),
+            Value::Number(n) => self.push_scalar(Scalar::number(n), row),
         }
     }
 
-    fn push_scalar(&mut self, v: &Value, row: usize) -> RequestResult<()> {
+    /// Appends one row holding a single scalar (the streaming decoder's common case).
+    pub fn push_scalar_row(&mut self, v: Scalar<'_>) -> RequestResult<()> {
+        let row = self.rows;
+        match &self.row_shape {
+            None => self.row_shape = Some(Vec::new()),
+            Some(expected) if !expected.is_empty() => {
+                return Err(RequestError::bad(format!(
+                    "column '{}' row {row} has shape [] but earlier rows have {expected:?}",
+                    self.name
+                )))
+            }
+            Some(_) => {}
+        }
+        self.push_scalar(v, row)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn push_scalar(&mut self, v: Scalar<'_>, row: usize) -> RequestResult<()> {
         let found = match v {
-            Value::Null => {
+            Scalar::Null => {
                 return Err(RequestError::bad(format!(
                     "column '{}' row {row} is null: every model input needs a value",
                     self.name
                 )))
             }
-            Value::Bool(_) => ElemKind::Bool,
-            Value::String(_) => ElemKind::Str,
-            // Integers beyond i64 widen the column to numbers, as a float would.
-            Value::Number(n) if n.is_i64() => ElemKind::Int,
-            Value::Number(_) => ElemKind::Float,
-            Value::Array(_) | Value::Object(_) => {
-                return Err(RequestError::bad(format!(
-                    "column '{}' row {row} holds an object; expected a scalar or a list",
-                    self.name
-                )))
-            }
+            Scalar::Bool(_) => ElemKind::Bool,
+            Scalar::Str(_) => ElemKind::Str,
+            Scalar::Int(_) => ElemKind::Int,
+            Scalar::Float(_) => ElemKind::Float,
         };
-        let kind = match self.kind {
-            None => {
-                self.kind = Some(found);
-                found
-            }
-            Some(k) => k,
-        };
-        match (kind, found, v) {
-            // `found` is Int only when the number fits i64.
-            (ElemKind::Int, ElemKind::Int, Value::Number(n)) => {
-                self.ints.push(n.as_i64().unwrap_or_default())
-            }
-            (ElemKind::Int, ElemKind::Float, Value::Number(n)) if !self.fixed => {
+        let kind = *self.kind.get_or_insert(found);
+        match (kind, v) {
+            (ElemKind::Int, Scalar::Int(i)) => self.ints.push(i),
+            (ElemKind::Int, Scalar::Float(x)) if !self.fixed => {
                 // Promote what was read so far; the column is numeric.
                 self.floats = self.ints.drain(..).map(|i| i as f64).collect();
                 self.kind = Some(ElemKind::Float);
-                self.floats.push(n.as_f64().unwrap_or(f64::NAN));
+                self.floats.push(x);
             }
-            (ElemKind::Float, ElemKind::Int | ElemKind::Float, Value::Number(n)) => {
-                self.floats.push(n.as_f64().unwrap_or(f64::NAN))
-            }
-            (ElemKind::Bool, ElemKind::Bool, Value::Bool(b)) => self.bools.push(*b),
-            (ElemKind::Str, ElemKind::Str, Value::String(s)) => self.strs.push(s.clone()),
+            (ElemKind::Float, Scalar::Int(i)) => self.floats.push(i as f64),
+            (ElemKind::Float, Scalar::Float(x)) => self.floats.push(x),
+            (ElemKind::Bool, Scalar::Bool(b)) => self.bools.push(b),
+            (ElemKind::Str, Scalar::Str(s)) => self.strs.push(s.to_owned()),
             _ => {
                 return Err(RequestError::bad(format!(
                     "column '{}' row {row} is {} but the column holds {} values",

@@ -4,10 +4,12 @@
 //! `inputs`, plus optional `params` and `client_request_id`; `text/csv` bodies are a header row
 //! and data rows. Responses are `{"predictions": ...}`.
 
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::columns::ColumnBuilder;
 use super::frame::{Column, ColumnData, Frame};
+use super::mlflow_json::{Ctx, RecordsSeed, SplitSeed};
 use crate::error::{RequestError, RequestResult};
 
 const DATA_KEYS: [&str; 4] = [
@@ -35,64 +37,155 @@ pub struct ScoringRequest {
 /// assert_eq!(req.frame.columns[0].data, ColumnData::F64(vec![1.5, 2.0]));
 /// ```
 pub fn decode_json(body: &[u8]) -> RequestResult<ScoringRequest> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| malformed_json(body, &e))?;
-    let Value::Object(mut obj) = value else {
-        return Err(RequestError::bad(format!(
-            "the body must be a JSON object with exactly one of the fields {}",
-            DATA_KEYS.join(", ")
-        )));
+    let ctx = Ctx::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = BodySeed { ctx: &ctx }
+        .deserialize(&mut de)
+        .and_then(|b| de.end().map(|()| b));
+    let body_fields = match parsed {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(ctx.take().unwrap_or_else(|| {
+                if e.is_data() {
+                    RequestError::bad(format!(
+                        "the body must be a JSON object with exactly one of the fields {}",
+                        DATA_KEYS.join(", ")
+                    ))
+                } else {
+                    malformed_json(body, &e)
+                }
+            }))
+        }
     };
-    // Other fields are ignored, as MLflow's scoring server ignores them; they are named in the
-    // error below when no data field is found (a misspelt `dataframe_split`, say).
-    let present: Vec<&str> = DATA_KEYS
-        .iter()
-        .copied()
-        .filter(|k| obj.contains_key(*k))
-        .collect();
-    let key =
-        match present.as_slice() {
-            [one] => *one,
-            [] => {
-                let seen: Vec<&str> = obj.keys().map(String::as_str).collect();
+    body_fields.finish(&ctx)
+}
+
+/// The top-level fields as read; data fields are decoded while parsing when they can be.
+struct BodyFields {
+    /// Every data field present, in body order.
+    data: Vec<(&'static str, Data)>,
+    /// Every field name, for the error when no data field is found.
+    names: Vec<String>,
+    params: Option<Value>,
+    client_request_id: Option<Value>,
+}
+
+enum Data {
+    Decoded(Frame),
+    /// `instances` / `inputs`, whose layout is known only from the whole value.
+    Held(Value),
+}
+
+impl BodyFields {
+    fn finish(self, ctx: &Ctx) -> RequestResult<ScoringRequest> {
+        let mut data = self.data;
+        let (key, data) = match data.len() {
+            1 => data.remove(0),
+            0 => {
                 return Err(RequestError::bad(format!(
                 "the body has no input data: give exactly one of the fields {} (fields found: {})",
                 DATA_KEYS.join(", "),
-                if seen.is_empty() { "none".to_owned() } else { seen.join(", ") }
-            )));
+                if self.names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.names.join(", ")
+                }
+            )))
             }
-            many => {
+            n => {
+                let keys: Vec<&str> = DATA_KEYS
+                    .iter()
+                    .copied()
+                    .filter(|k| data.iter().any(|(d, _)| d == k))
+                    .collect();
                 return Err(RequestError::bad(format!(
-                    "the body has {} input fields ({}): give exactly one",
-                    many.len(),
-                    many.join(", ")
-                )))
+                    "the body has {n} input fields ({}): give exactly one",
+                    keys.join(", ")
+                )));
             }
         };
-    let client_request_id = match obj.remove("client_request_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(_) => {
-            return Err(RequestError::bad(
-                "field 'client_request_id' must be a string",
-            ))
+        let client_request_id = match self.client_request_id {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                return Err(RequestError::bad(
+                    "field 'client_request_id' must be a string",
+                ))
+            }
+        };
+        let params = match self.params {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m),
+            Some(_) => return Err(RequestError::bad("field 'params' must be a JSON object")),
+        };
+        let frame = match data {
+            Data::Decoded(frame) => frame,
+            Data::Held(value) => decode_tensor_input(value, key, ctx)?,
+        };
+        Ok(ScoringRequest {
+            frame,
+            client_request_id,
+            params,
+        })
+    }
+}
+
+struct BodySeed<'a> {
+    ctx: &'a Ctx,
+}
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = BodyFields;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<BodyFields, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_> {
+    type Value = BodyFields;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BodyFields, A::Error> {
+        let ctx = self.ctx;
+        let mut fields = BodyFields {
+            data: Vec::new(),
+            names: Vec::new(),
+            params: None,
+            client_request_id: None,
+        };
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "dataframe_split" => {
+                    let frame = map.next_value_seed(SplitSeed { ctx })?;
+                    fields.data.push(("dataframe_split", Data::Decoded(frame)));
+                }
+                "dataframe_records" => {
+                    let frame = map.next_value_seed(RecordsSeed {
+                        ctx,
+                        field: "dataframe_records",
+                    })?;
+                    fields
+                        .data
+                        .push(("dataframe_records", Data::Decoded(frame)));
+                }
+                "instances" => fields
+                    .data
+                    .push(("instances", Data::Held(map.next_value()?))),
+                "inputs" => fields.data.push(("inputs", Data::Held(map.next_value()?))),
+                "params" => fields.params = Some(map.next_value()?),
+                "client_request_id" => fields.client_request_id = Some(map.next_value()?),
+                // Ignored, as MLflow's scoring server ignores unknown fields.
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            fields.names.push(key);
         }
-    };
-    let params = match obj.remove("params") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(m)) => Some(m),
-        Some(_) => return Err(RequestError::bad("field 'params' must be a JSON object")),
-    };
-    let data = obj.remove(key).unwrap_or(Value::Null);
-    let frame = match key {
-        "dataframe_split" => decode_split(data)?,
-        "dataframe_records" => decode_records(&data, "dataframe_records")?,
-        _ => decode_tensor_input(data, key)?,
-    };
-    Ok(ScoringRequest {
-        frame,
-        client_request_id,
-        params,
-    })
+        Ok(fields)
+    }
 }
 
 fn malformed_json(body: &[u8], e: &serde_json::Error) -> RequestError {
@@ -105,116 +198,17 @@ fn malformed_json(body: &[u8], e: &serde_json::Error) -> RequestError {
     RequestError::Malformed(format!("the body is not valid JSON: {e}{hint}"))
 }
 
-/// `{"columns": [...], "data": [[...], ...]}` (pandas `split` orient; `index` is ignored).
-fn decode_split(data: Value) -> RequestResult<Frame> {
-    let Value::Object(mut split) = data else {
-        return Err(RequestError::bad(
-            "'dataframe_split' must be an object with 'columns' and 'data'",
-        ));
-    };
-    let columns = match split.remove("columns") {
-        Some(Value::Array(cols)) => cols
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| match c {
-                Value::String(s) => Ok(s),
-                _ => Err(RequestError::bad(format!(
-                    "'dataframe_split.columns[{i}]' must be a string"
-                ))),
-            })
-            .collect::<RequestResult<Vec<String>>>()?,
-        Some(_) => {
-            return Err(RequestError::bad(
-                "'dataframe_split.columns' must be a list of column names",
-            ))
-        }
-        None => return Err(RequestError::bad("'dataframe_split' has no 'columns' list")),
-    };
-    let rows = match split.remove("data") {
-        Some(Value::Array(rows)) => rows,
-        Some(_) => {
-            return Err(RequestError::bad(
-                "'dataframe_split.data' must be a list of rows",
-            ))
-        }
-        None => return Err(RequestError::bad("'dataframe_split' has no 'data' list")),
-    };
-    let mut builders: Vec<ColumnBuilder> = columns.into_iter().map(ColumnBuilder::new).collect();
-    for (r, row) in rows.iter().enumerate() {
-        let Value::Array(cells) = row else {
-            return Err(RequestError::bad(format!(
-                "'dataframe_split.data[{r}]' must be a list of values"
-            )));
-        };
-        if cells.len() != builders.len() {
-            return Err(RequestError::bad(format!(
-                "'dataframe_split.data[{r}]' has {} values but there are {} columns",
-                cells.len(),
-                builders.len()
-            )));
-        }
-        for (b, cell) in builders.iter_mut().zip(cells) {
-            b.push_row(cell)?;
-        }
-    }
-    Ok(Frame {
-        columns: builders.into_iter().map(ColumnBuilder::finish).collect(),
-    })
-}
-
-/// `[{"col": value, ...}, ...]`: every record must have the same keys.
-fn decode_records(data: &Value, field: &str) -> RequestResult<Frame> {
-    let Value::Array(records) = data else {
-        return Err(RequestError::bad(format!(
-            "'{field}' must be a list of records"
-        )));
-    };
-    let mut builders: Vec<ColumnBuilder> = Vec::new();
-    for (r, rec) in records.iter().enumerate() {
-        let Value::Object(map) = rec else {
-            return Err(RequestError::bad(format!(
-                "'{field}[{r}]' must be an object"
-            )));
-        };
-        if r == 0 {
-            builders = map.keys().map(ColumnBuilder::new).collect();
-        }
-        if map.len() != builders.len() || builders.iter().any(|b| !map.contains_key(b.name())) {
-            let missing: Vec<&str> = builders
-                .iter()
-                .map(ColumnBuilder::name)
-                .filter(|n| !map.contains_key(*n))
-                .collect();
-            let extra: Vec<&str> = map
-                .keys()
-                .map(String::as_str)
-                .filter(|k| !builders.iter().any(|b| b.name() == *k))
-                .collect();
-            return Err(RequestError::bad(format!(
-                "'{field}[{r}]' has different columns than the first record (missing: {missing:?}, extra: {extra:?})"
-            )));
-        }
-        for b in builders.iter_mut() {
-            let Some(cell) = map.get(b.name()) else {
-                return Err(RequestError::bad(format!(
-                    "'{field}[{r}]' has no value for column '{}'",
-                    b.name()
-                )));
-            };
-            b.push_row(cell)?;
-        }
-    }
-    Ok(Frame {
-        columns: builders.into_iter().map(ColumnBuilder::finish).collect(),
-    })
-}
-
 /// `instances` / `inputs` (TF-serving style): a list of records, a dict of named columns, or one
 /// unnamed tensor (a list of rows) for a model with a single input.
-fn decode_tensor_input(data: Value, field: &str) -> RequestResult<Frame> {
+fn decode_tensor_input(data: Value, field: &str, ctx: &Ctx) -> RequestResult<Frame> {
     match data {
         Value::Array(items) if items.first().is_some_and(Value::is_object) => {
-            decode_records(&Value::Array(items), field)
+            RecordsSeed { ctx, field }
+                .deserialize(Value::Array(items))
+                .map_err(|e| {
+                    ctx.take()
+                        .unwrap_or_else(|| RequestError::bad(e.to_string()))
+                })
         }
         Value::Array(items) => {
             let mut b = ColumnBuilder::new(UNNAMED_TENSOR);

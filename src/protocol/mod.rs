@@ -3,4 +3,5 @@
 pub mod columns;
 pub mod frame;
 pub mod mlflow;
+pub mod mlflow_json;
 pub mod v2;
