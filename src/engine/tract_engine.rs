@@ -58,42 +58,17 @@ impl TractModel {
         let m = plan.model();
         let mut inputs = Vec::new();
         for (ix, outlet) in m.input_outlets().map_err(load_err)?.iter().enumerate() {
-            let fact = m.input_fact(ix).map_err(load_err)?;
-            inputs.push(TensorSpec {
-                name: m.node(outlet.node).name.clone(),
-                elem: elem_of(fact.datum_type).map_err(|t| {
-                    EngineError::UnsupportedIo(format!(
-                        "input '{}' has type {t:?}",
-                        m.node(outlet.node).name
-                    ))
-                })?,
-                shape: fact
-                    .shape
-                    .dims()
-                    .iter()
-                    .map(|d| d.as_i64().map(|n| n as usize))
-                    .collect(),
-            });
+            let name = m.node(outlet.node).name.clone();
+            inputs.push(spec(name, m.input_fact(ix).map_err(load_err)?, "input")?);
         }
         let mut outputs = Vec::new();
         for (ix, outlet) in m.output_outlets().map_err(load_err)?.iter().enumerate() {
-            let fact = m.output_fact(ix).map_err(load_err)?;
+            // Output names are outlet labels: optimisation may fold the named node away.
             let name = m
                 .outlet_label(*outlet)
                 .map(str::to_owned)
                 .unwrap_or_else(|| m.node(outlet.node).name.clone());
-            outputs.push(TensorSpec {
-                elem: elem_of(fact.datum_type).map_err(|t| {
-                    EngineError::UnsupportedIo(format!("output '{name}' has type {t:?}"))
-                })?,
-                shape: fact
-                    .shape
-                    .dims()
-                    .iter()
-                    .map(|d| d.as_i64().map(|n| n as usize))
-                    .collect(),
-                name,
-            });
+            outputs.push(spec(name, m.output_fact(ix).map_err(load_err)?, "output")?);
         }
         Ok(Self {
             plan,
@@ -101,6 +76,18 @@ impl TractModel {
             outputs,
         })
     }
+}
+
+fn spec(name: String, fact: &TypedFact, what: &str) -> Result<TensorSpec, EngineError> {
+    let elem = elem_of(fact.datum_type)
+        .map_err(|t| EngineError::UnsupportedIo(format!("{what} '{name}' has type {t:?}")))?;
+    let shape = fact
+        .shape
+        .dims()
+        .iter()
+        .map(|d| d.as_i64().map(|n| n as usize))
+        .collect();
+    Ok(TensorSpec { name, elem, shape })
 }
 
 fn elem_of(dt: DatumType) -> Result<ElemType, DatumType> {

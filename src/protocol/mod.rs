@@ -4,4 +4,6 @@ pub mod columns;
 pub mod frame;
 pub mod mlflow;
 pub mod mlflow_json;
+#[cfg(test)]
+mod test_strategies;
 pub mod v2;

@@ -267,6 +267,8 @@ pub fn write_response(
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    use crate::protocol::test_strategies::arb_json;
     use serde_json::json;
 
     use super::*;
@@ -594,24 +596,6 @@ mod tests {
     }
 
     // ---- properties ----
-
-    fn arb_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(|i| json!(i)),
-            any::<u64>().prop_map(|u| json!(u)),
-            any::<f64>().prop_map(|f| json!(f)),
-            "[a-z]{0,3}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 48, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::btree_map("[a-z]{0,2}", inner, 0..5)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
 
     /// Bodies shaped like V2 requests, so decoding gets past the envelope.
     fn arb_body() -> impl Strategy<Value = Value> {
