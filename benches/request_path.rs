@@ -42,7 +42,7 @@ fn load(
         entity_version: version.into(),
         engine: Some(engine),
     };
-    load_served_entity(&ctx, &cfg)
+    load_served_entity(&ctx, &cfg, version)
         .expect("demo model loads")
         .entity
 }

@@ -221,6 +221,9 @@ impl Gateway {
         self.metrics
             .inference_queue_depth
             .set(self.pool.queued() as i64);
+        self.metrics
+            .loaded_versions
+            .set(crate::endpoint::live_versions() as i64);
         self.metrics.render()
     }
 

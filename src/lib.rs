@@ -21,7 +21,7 @@ use std::time::Duration;
 use actix_web::{web, HttpServer};
 use tracing::{info, warn};
 
-use crate::endpoint::loader::{load_served_entity, LoadContext, LoadError};
+use crate::endpoint::updater::{SwapOutcome, Trigger, Updater};
 use crate::endpoint::Endpoint;
 use crate::engine::pool::InferencePool;
 use crate::engine::{EngineError, Engines};
@@ -37,11 +37,8 @@ pub enum StartError {
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("endpoint '{endpoint}' cannot load its model: {source}")]
-    Load {
-        endpoint: String,
-        source: Box<LoadError>,
-    },
+    #[error("endpoint '{endpoint}' cannot load its model: {message}")]
+    Load { endpoint: String, message: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -55,6 +52,8 @@ pub enum StartError {
 pub struct Started {
     pub addr: SocketAddr,
     pub gateway: Arc<Gateway>,
+    pub updater: Arc<Updater>,
+    _watch: Option<registry::watch::WatchHandle>,
     listener: TcpListener,
     settings: Settings,
 }
@@ -80,19 +79,39 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     }
     let pool = InferencePool::new(workers, settings.inference.queue_capacity);
     let metrics = Arc::new(Metrics::new());
-    let registry = FileRegistry::new(settings.registry.path.clone());
+    let settle = Duration::from_millis(settings.registry.settle_ms);
+    let registry = FileRegistry::new(settings.registry.path.clone()).with_settle(settle);
     info!("registry: {}", registry.describe());
-
-    let loaded = {
-        let (settings, pool, metrics) = (settings.clone(), pool.clone(), metrics.clone());
-        tokio::task::spawn_blocking(move || {
-            load_all(&settings, &engines, &registry, &pool, &metrics)
-        })
-        .await
-        .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??
-    };
+    let updater = Arc::new(Updater {
+        registry: Arc::new(registry),
+        engines,
+        pool: pool.clone(),
+        inference: settings.inference.clone(),
+        default_engine: settings.engine.default,
+        metrics: metrics.clone(),
+    });
+    let endpoints: Vec<Arc<Endpoint>> = settings
+        .endpoints
+        .iter()
+        .map(|e| Arc::new(Endpoint::new(e.clone())))
+        .collect();
+    {
+        let (updater, endpoints) = (updater.clone(), endpoints.clone());
+        tokio::task::spawn_blocking(move || load_all(&endpoints, &updater, settle))
+            .await
+            .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
+    }
+    let watch = settings.registry.watch.then(|| {
+        registry::watch::spawn(
+            &settings.registry.path,
+            endpoints.clone(),
+            updater.clone(),
+            Duration::from_secs(settings.registry.poll_interval_seconds),
+            settle,
+        )
+    });
     let gateway = Arc::new(Gateway::new(
-        loaded,
+        endpoints,
         pool,
         metrics,
         settings.inference.max_batch_rows,
@@ -109,67 +128,39 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     Ok(Started {
         addr,
         gateway,
+        updater,
+        _watch: watch,
         listener,
         settings,
     })
 }
 
+/// Loads every endpoint's first version; a start-up failure is fatal (there is nothing to keep
+/// serving). Files still being written are waited for, up to 100 settle periods.
 fn load_all(
-    settings: &Settings,
-    engines: &Engines,
-    registry: &dyn Registry,
-    pool: &Arc<InferencePool>,
-    metrics: &Metrics,
-) -> Result<Vec<Arc<Endpoint>>, StartError> {
-    let ctx = LoadContext {
-        registry,
-        engines,
-        pool,
-        inference: &settings.inference,
-        default_engine: settings.engine.default,
-    };
-    let mut endpoints = Vec::new();
-    for ep_settings in &settings.endpoints {
-        let endpoint = Arc::new(Endpoint::new(ep_settings.clone()));
-        let entity_cfg = &ep_settings.served_entities[0];
-        let started = std::time::Instant::now();
-        match load_served_entity(&ctx, entity_cfg) {
-            Ok(done) => {
-                let e = &done.entity;
-                info!(
-                    endpoint = %endpoint.name, served_entity = %e.name, model = %e.model, version = %e.version,
-                    engine = %e.engine, outputs = e.outputs.kind(), seconds = done.seconds, "model loaded, validated and warmed"
-                );
-                metrics
-                    .model_load_duration
-                    .with_label_values(&[&endpoint.name, "success"])
-                    .observe(done.seconds);
-                metrics
-                    .served_model_info
-                    .with_label_values(&[
-                        &endpoint.name,
-                        &e.name,
-                        &e.model,
-                        &e.version,
-                        &e.engine.to_string(),
-                    ])
-                    .set(1);
-                endpoint.publish(done.entity);
-            }
-            Err(source) => {
-                metrics
-                    .model_load_duration
-                    .with_label_values(&[&endpoint.name, "failure"])
-                    .observe(started.elapsed().as_secs_f64());
-                return Err(StartError::Load {
-                    endpoint: endpoint.name.clone(),
-                    source: Box::new(source),
-                });
+    endpoints: &[Arc<Endpoint>],
+    updater: &Updater,
+    settle: Duration,
+) -> Result<(), StartError> {
+    for endpoint in endpoints {
+        let mut waits = 0;
+        loop {
+            match updater.refresh(endpoint, Trigger::Startup, false) {
+                SwapOutcome::Failed(message) => {
+                    return Err(StartError::Load {
+                        endpoint: endpoint.name.clone(),
+                        message,
+                    })
+                }
+                SwapOutcome::Unchanged { .. } if endpoint.served().is_none() && waits < 100 => {
+                    waits += 1;
+                    std::thread::sleep(settle.max(Duration::from_millis(10)));
+                }
+                _ => break,
             }
         }
-        endpoints.push(endpoint);
     }
-    Ok(endpoints)
+    Ok(())
 }
 
 impl Started {
@@ -192,6 +183,7 @@ impl Started {
     pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let state = web::Data::new(http::AppState {
             gateway: self.gateway.clone(),
+            updater: self.updater.clone(),
             max_body_bytes: self.settings.server.max_body_bytes,
         });
         let timeout = self.settings.server.shutdown_timeout_seconds;

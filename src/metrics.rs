@@ -19,6 +19,8 @@ pub struct Metrics {
     pub served_model_info: IntGaugeVec,
     pub queue_rejections: IntCounterVec,
     pub inference_queue_depth: IntGauge,
+    pub model_swaps: IntCounterVec,
+    pub loaded_versions: IntGauge,
     pub model_load_duration: HistogramVec,
 }
 
@@ -89,6 +91,19 @@ impl Metrics {
             "Requests waiting for an inference worker, sampled at scrape time.",
         )
         .expect("valid metric");
+        let model_swaps = IntCounterVec::new(
+            Opts::new(
+                "modelgate_model_swaps_total",
+                "Attempts to change an endpoint's served version, by outcome (success, failure).",
+            ),
+            &["endpoint", "outcome"],
+        )
+        .expect("valid metric");
+        let loaded_versions = IntGauge::new(
+            "modelgate_loaded_versions",
+            "Model versions held in memory now (served, loading, or finishing requests), sampled at scrape time.",
+        )
+        .expect("valid metric");
         let model_load_duration = HistogramVec::new(
             HistogramOpts::new(
                 "modelgate_model_load_duration_seconds",
@@ -107,6 +122,8 @@ impl Metrics {
             Box::new(served_model_info.clone()),
             Box::new(queue_rejections.clone()),
             Box::new(inference_queue_depth.clone()),
+            Box::new(model_swaps.clone()),
+            Box::new(loaded_versions.clone()),
             Box::new(model_load_duration.clone()),
         ] {
             registry
@@ -123,6 +140,8 @@ impl Metrics {
             served_model_info,
             queue_rejections,
             inference_queue_depth,
+            model_swaps,
+            loaded_versions,
             model_load_duration,
         }
     }

@@ -68,6 +68,13 @@ pub struct RegistrySettings {
     pub kind: String,
     /// Root of the file registry, relative to the working directory.
     pub path: PathBuf,
+    /// Follow aliases: watch the registry's files and swap versions when an alias moves.
+    pub watch: bool,
+    /// Rescan every endpoint this often, as a fallback for missed file events.
+    pub poll_interval_seconds: u64,
+    /// Wait this long after the last file event before rescanning, and treat version files
+    /// younger than this as still being written.
+    pub settle_ms: u64,
 }
 
 impl Default for RegistrySettings {
@@ -75,6 +82,9 @@ impl Default for RegistrySettings {
         Self {
             kind: "file".into(),
             path: PathBuf::from("models"),
+            watch: true,
+            poll_interval_seconds: 10,
+            settle_ms: 200,
         }
     }
 }
@@ -195,6 +205,9 @@ impl Settings {
                     self.registry.kind
                 ),
             ));
+        }
+        if self.registry.poll_interval_seconds == 0 {
+            return Err(invalid("registry.poll_interval_seconds", "must be above 0"));
         }
         if self.inference.queue_capacity == 0 {
             return Err(invalid("inference.queue_capacity", "must be above 0"));

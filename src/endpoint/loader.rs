@@ -46,14 +46,14 @@ pub struct Loaded {
     pub seconds: f64,
 }
 
+/// Loads `version` (already resolved from `cfg.entity_version`) of the configured model.
 pub fn load_served_entity(
     ctx: &LoadContext<'_>,
     cfg: &ServedEntitySettings,
+    version: &str,
 ) -> Result<Loaded, LoadError> {
     let started = Instant::now();
-    let version = ctx
-        .registry
-        .resolve(&cfg.entity_name, &cfg.entity_version)?;
+    let version = version.to_owned();
     let mv = ctx.registry.fetch(&cfg.entity_name, &version)?;
     let context = format!("model '{}' version {version}", mv.model);
     let loaded = ctx
@@ -87,6 +87,7 @@ pub fn load_served_entity(
         outputs,
         signature: mv.signature.clone(),
         input_example: mv.input_example.clone(),
+        live: super::LiveGuard::new(),
         loaded_at: SystemTime::now(),
     });
     let fail = |message: String| LoadError::Validation {

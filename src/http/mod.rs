@@ -1,6 +1,7 @@
 //! The HTTP adapter: actix-web app, routes and handlers. Handlers map HTTP to one call of the
 //! core ([`crate::gateway::Gateway`]) and its result back; they hold no serving logic.
 
+mod admin;
 mod body;
 mod handlers;
 mod v2_handlers;
@@ -15,6 +16,7 @@ use crate::gateway::Gateway;
 /// Shared state of every handler.
 pub struct AppState {
     pub gateway: Arc<Gateway>,
+    pub updater: Arc<crate::endpoint::updater::Updater>,
     pub max_body_bytes: usize,
 }
 
@@ -30,6 +32,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/livez", web::get().to(handlers::livez))
     .route("/readyz", web::get().to(handlers::readyz))
     .route("/metrics", web::get().to(handlers::metrics))
+    .route(
+        "/api/2.0/serving-endpoints/{name}",
+        web::get().to(admin::get_endpoint),
+    )
+    .route(
+        "/api/2.0/serving-endpoints/{name}/reload",
+        web::post().to(admin::reload),
+    )
+    .route(
+        "/api/2.0/serving-endpoints/{name}/rollback",
+        web::post().to(admin::rollback),
+    )
     .route("/v2", web::get().to(v2_handlers::server_metadata))
     .route("/v2/health/live", web::get().to(v2_handlers::live))
     .route("/v2/health/ready", web::get().to(v2_handlers::ready))

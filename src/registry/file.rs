@@ -9,6 +9,8 @@ use super::{ModelVersion, Registry, RegistryError};
 
 pub struct FileRegistry {
     root: PathBuf,
+    /// A version whose files changed more recently than this is not loaded yet.
+    settle: std::time::Duration,
 }
 
 /// File name of our expected output for the input example.
@@ -16,7 +18,39 @@ pub const EXPECTED_OUTPUT_FILE: &str = "expected_output.json";
 
 impl FileRegistry {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            settle: std::time::Duration::ZERO,
+        }
+    }
+
+    /// Refuses versions whose files are younger than `settle` (they may still be copied in).
+    pub fn with_settle(mut self, settle: std::time::Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+
+    /// `Incomplete` when a file of `dir` was modified within the settle time.
+    fn check_settled(&self, dir: &Path) -> Result<(), RegistryError> {
+        if self.settle.is_zero() {
+            return Ok(());
+        }
+        let entries = std::fs::read_dir(dir).map_err(|e| RegistryError::Io {
+            path: dir.to_owned(),
+            message: e.to_string(),
+        })?;
+        let now = std::time::SystemTime::now();
+        for entry in entries.flatten() {
+            let modified = entry.metadata().and_then(|m| m.modified());
+            if let Ok(modified) = modified {
+                if now.duration_since(modified).unwrap_or_default() < self.settle {
+                    return Err(RegistryError::Incomplete {
+                        path: dir.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn model_dir(&self, model: &str) -> Result<PathBuf, RegistryError> {
@@ -96,6 +130,7 @@ impl Registry for FileRegistry {
                 version: version.to_owned(),
             });
         }
+        self.check_settled(&dir)?;
         load_model_dir(model, version, &dir)
     }
 

@@ -2,6 +2,7 @@
 
 pub mod file;
 pub mod mlmodel;
+pub mod watch;
 
 use std::path::PathBuf;
 
@@ -19,6 +20,9 @@ pub enum RegistryError {
     Io { path: PathBuf, message: String },
     #[error("{path} is not a valid model file: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// Files of the version changed too recently: it may be half-copied.
+    #[error("{path} is still being written")]
+    Incomplete { path: PathBuf },
 }
 
 /// One model version, fetched and parsed, ready for an engine.

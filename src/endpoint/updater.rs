@@ -1,0 +1,274 @@
+//! Changes what an endpoint serves, off the request path: resolve the configured version or
+//! alias, load the version, check that it fits the endpoint, validate and warm it (the loader),
+//! then publish it with one atomic store. A request keeps the version it started with; the old
+//! version is dropped when its last request ends. A version that fails any step is never
+//! published: the old one keeps serving and the endpoint shows `UPDATE_FAILED` with the reason.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::{error, info};
+
+use super::loader::{load_served_entity, LoadContext, LoadError};
+use super::{ConfigUpdate, Endpoint, Pin, ServedEntity, SwapRecord};
+use crate::engine::pool::InferencePool;
+use crate::engine::{EngineChoice, Engines};
+use crate::metrics::Metrics;
+use crate::registry::{Registry, RegistryError};
+use crate::settings::InferenceSettings;
+
+/// What started an update; named in logs, state and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Startup,
+    Watch,
+    Poll,
+    Admin,
+    Rollback,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::Watch => "watch",
+            Self::Poll => "poll",
+            Self::Admin => "admin",
+            Self::Rollback => "rollback",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwapOutcome {
+    /// Already serving the target version (or the target is still being written).
+    Unchanged {
+        version: Option<String>,
+    },
+    Swapped {
+        from: Option<String>,
+        to: String,
+    },
+    Failed(String),
+}
+
+pub struct Updater {
+    pub registry: Arc<dyn Registry>,
+    pub engines: Engines,
+    pub pool: Arc<InferencePool>,
+    pub inference: InferenceSettings,
+    pub default_engine: EngineChoice,
+    pub metrics: Arc<Metrics>,
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Updater {
+    /// Serves what the endpoint's config resolves to now, if it is not served already.
+    pub fn refresh(&self, ep: &Endpoint, trigger: Trigger, force: bool) -> SwapOutcome {
+        let _update = ep.update_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let cfg = &ep.settings.served_entities[0];
+        let target = match self.registry.resolve(&cfg.entity_name, &cfg.entity_version) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.fail(
+                    ep,
+                    trigger,
+                    None,
+                    format!("cannot resolve '{}': {e}", cfg.entity_version),
+                )
+            }
+        };
+        let pinned = ep.with_state(|s| match &s.pinned {
+            // A rollback holds until the alias moves somewhere else.
+            Some(pin) if pin.alias_target == target && !force => Some(pin.version.clone()),
+            Some(_) => {
+                s.pinned = None;
+                None
+            }
+            None => None,
+        });
+        let target = pinned.unwrap_or(target);
+        let current = ep.served();
+        if !force && current.as_ref().is_some_and(|c| c.version == target) {
+            return SwapOutcome::Unchanged {
+                version: Some(target),
+            };
+        }
+        self.swap_to(ep, current, &target, trigger)
+    }
+
+    /// Serves the version that was served before the last swap, and holds it there until the
+    /// alias moves again.
+    pub fn rollback(&self, ep: &Endpoint) -> SwapOutcome {
+        let _update = ep.update_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(previous) = ep.state().previous_version else {
+            return SwapOutcome::Failed(format!(
+                "endpoint '{}' has no previous version to roll back to",
+                ep.name
+            ));
+        };
+        let cfg = &ep.settings.served_entities[0];
+        let alias_target = self
+            .registry
+            .resolve(&cfg.entity_name, &cfg.entity_version)
+            .unwrap_or_default();
+        let outcome = self.swap_to(ep, ep.served(), &previous, Trigger::Rollback);
+        if matches!(outcome, SwapOutcome::Swapped { .. }) {
+            ep.with_state(|s| {
+                s.pinned = Some(Pin {
+                    version: previous,
+                    alias_target,
+                })
+            });
+        }
+        outcome
+    }
+
+    fn swap_to(
+        &self,
+        ep: &Endpoint,
+        current: Option<Arc<ServedEntity>>,
+        version: &str,
+        trigger: Trigger,
+    ) -> SwapOutcome {
+        let from = current.as_ref().map(|c| c.version.clone());
+        ep.with_state(|s| s.config_update = ConfigUpdate::InProgress);
+        let ctx = LoadContext {
+            registry: self.registry.as_ref(),
+            engines: &self.engines,
+            pool: &self.pool,
+            inference: &self.inference,
+            default_engine: self.default_engine,
+        };
+        let cfg = &ep.settings.served_entities[0];
+        let loaded = match load_served_entity(&ctx, cfg, version) {
+            Ok(l) => l,
+            Err(LoadError::Registry(RegistryError::Incomplete { path })) => {
+                // Files still being written: the next event or poll tries again.
+                ep.with_state(|s| s.config_update = previous_update_state(s));
+                info!(endpoint = %ep.name, version, "version files under {} are still being written; waiting", path.display());
+                return SwapOutcome::Unchanged { version: from };
+            }
+            Err(e) => {
+                self.metrics
+                    .model_load_duration
+                    .with_label_values(&[&ep.name, "failure"])
+                    .observe(0.0);
+                return self.fail(ep, trigger, Some(version), e.to_string());
+            }
+        };
+        let entity = loaded.entity;
+        if let Some(cur) = &current {
+            if let Err(message) = fits(cur, &entity) {
+                return self.fail(ep, trigger, Some(version), message);
+            }
+        }
+        self.metrics
+            .model_load_duration
+            .with_label_values(&[&ep.name, "success"])
+            .observe(loaded.seconds);
+        let old = ep.publish(entity.clone());
+        let info = &self.metrics.served_model_info;
+        if let Some(old) = &old {
+            let _ = info.remove_label_values(&[
+                &ep.name,
+                &old.name,
+                &old.model,
+                &old.version,
+                &old.engine.to_string(),
+            ]);
+        }
+        info.with_label_values(&[
+            &ep.name,
+            &entity.name,
+            &entity.model,
+            &entity.version,
+            &entity.engine.to_string(),
+        ])
+        .set(1);
+        self.metrics
+            .model_swaps
+            .with_label_values(&[&ep.name, "success"])
+            .inc();
+        info!(
+            endpoint = %ep.name, trigger = trigger.as_str(), from = ?from, to = %entity.version,
+            engine = %entity.engine, seconds = loaded.seconds, "serving a new version"
+        );
+        ep.with_state(|s| {
+            s.config_update = ConfigUpdate::NotUpdating;
+            if from.as_deref() != Some(version) {
+                s.previous_version = from.clone();
+            }
+            s.last_swap = Some(SwapRecord {
+                outcome: "success",
+                trigger: trigger.as_str(),
+                from_version: from.clone(),
+                to_version: Some(entity.version.clone()),
+                message: None,
+                at: now(),
+            });
+        });
+        SwapOutcome::Swapped {
+            from,
+            to: entity.version.clone(),
+        }
+    }
+
+    fn fail(
+        &self,
+        ep: &Endpoint,
+        trigger: Trigger,
+        version: Option<&str>,
+        message: String,
+    ) -> SwapOutcome {
+        error!(endpoint = %ep.name, trigger = trigger.as_str(), version = ?version, "update failed, the served version stays: {message}");
+        self.metrics
+            .model_swaps
+            .with_label_values(&[&ep.name, "failure"])
+            .inc();
+        let from = ep.served().map(|c| c.version.clone());
+        ep.with_state(|s| {
+            s.config_update = ConfigUpdate::UpdateFailed;
+            s.last_swap = Some(SwapRecord {
+                outcome: "failure",
+                trigger: trigger.as_str(),
+                from_version: from,
+                to_version: version.map(str::to_owned),
+                message: Some(message.clone()),
+                at: now(),
+            });
+        });
+        SwapOutcome::Failed(message)
+    }
+}
+
+/// After a deferred load, the state goes back to what the last attempt left.
+fn previous_update_state(s: &super::UpdateState) -> ConfigUpdate {
+    match &s.last_swap {
+        Some(r) if r.outcome == "failure" => ConfigUpdate::UpdateFailed,
+        _ => ConfigUpdate::NotUpdating,
+    }
+}
+
+/// A new version fits when it takes the same request columns as the one it replaces: callers
+/// keep sending what they send.
+fn fits(current: &ServedEntity, new: &ServedEntity) -> Result<(), String> {
+    let have: BTreeSet<&String> = current.binding.expected_columns().iter().collect();
+    let want: BTreeSet<&String> = new.binding.expected_columns().iter().collect();
+    if have == want {
+        return Ok(());
+    }
+    let missing: Vec<&&String> = want.difference(&have).collect();
+    let dropped: Vec<&&String> = have.difference(&want).collect();
+    Err(format!(
+        "version {} does not fit the endpoint: it takes columns {missing:?} that requests do not carry and drops {dropped:?}",
+        new.version
+    ))
+}
