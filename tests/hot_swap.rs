@@ -1,0 +1,359 @@
+//! Following registry aliases: swaps under load with no failed request, and every way a swap
+//! can fail leaving the old version serving.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A registry with copies of demo versions 1 and 2 and `champion` pointing at `champion`.
+fn registry(champion: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("transactions");
+    for v in ["1", "2"] {
+        copy_dir(
+            &demo_registry().join("transactions").join(v),
+            &model.join(v),
+        );
+    }
+    set_alias(&model, champion);
+    (dir, model)
+}
+
+/// Moves `champion` atomically (write, then rename), as a registry client should.
+fn set_alias(model: &Path, version: &str) {
+    let tmp = model.join(".aliases.yaml.tmp");
+    std::fs::write(&tmp, format!("champion: {version}\nchallenger: 2\n")).unwrap();
+    std::fs::rename(&tmp, model.join("aliases.yaml")).unwrap();
+}
+
+fn config(registry: &Path) -> String {
+    format!(
+        "registry:\n  path: {}\n  settle_ms: 20\n  poll_interval_seconds: 1\ninference:\n  workers: 2\n  warmup_runs: 1\nendpoints:\n  - name: t\n    served_entities: [{{entity_name: transactions, entity_version: champion}}]\n",
+        registry.display()
+    )
+}
+
+fn endpoint_state(gw: &Gateway) -> Value {
+    gw.get("/api/2.0/serving-endpoints/t").json()
+}
+
+fn served_version(gw: &Gateway) -> String {
+    endpoint_state(gw)["config"]["served_entities"][0]["entity_version"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn wait_for_version(gw: &Gateway, version: &str) {
+    let start = Instant::now();
+    while served_version(gw) != version {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "version {version} was not served in time: {}",
+            endpoint_state(gw)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn metric(gw: &Gateway, line_prefix: &str) -> f64 {
+    let text = gw.get("/metrics").text;
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {line_prefix} in\n{text}"))
+}
+
+#[test]
+fn two_hundred_alias_flips_under_load_fail_no_request() {
+    let (_dir, model) = registry("1");
+    let gw = start(&config(model.parent().unwrap()), true);
+    let body = split_body(&cases(1), 4);
+    // What each version answers for the body: a response must match the version it names.
+    let answer = |gw: &Gateway| {
+        let r = gw.invoke("t", &body);
+        assert_eq!(r.status, 200, "{}", r.text);
+        (
+            r.header("served-model-name").unwrap(),
+            r.json()["predictions"].clone(),
+        )
+    };
+    let (name1, p1) = answer(&gw);
+    set_alias(&model, "2");
+    wait_for_version(&gw, "2");
+    let (name2, p2) = answer(&gw);
+    assert_eq!(
+        (name1.as_str(), name2.as_str()),
+        ("transactions-1", "transactions-2")
+    );
+    assert_ne!(
+        p1, p2,
+        "the versions must answer differently for the check to mean anything"
+    );
+    let expected: Arc<[(String, Value); 2]> = Arc::new([(name1, p1), (name2, p2)]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let url = gw.url("/serving-endpoints/t/invocations");
+    let loaders: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, failures, expected, url, body) = (
+                stop.clone(),
+                failures.clone(),
+                expected.clone(),
+                url.clone(),
+                body.to_string(),
+            );
+            std::thread::spawn(move || {
+                let client = client();
+                let mut seen = [0usize; 2];
+                while !stop.load(Ordering::Relaxed) {
+                    let r = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send();
+                    let r = match r {
+                        Ok(r) => r,
+                        Err(e) => {
+                            failures.lock().unwrap().push(format!("transport: {e}"));
+                            continue;
+                        }
+                    };
+                    let status = r.status().as_u16();
+                    let name = r
+                        .headers()
+                        .get("served-model-name")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    let text = r.text().unwrap();
+                    if status != 200 {
+                        failures.lock().unwrap().push(format!("{status}: {text}"));
+                        continue;
+                    }
+                    let preds =
+                        serde_json::from_str::<Value>(&text).unwrap()["predictions"].clone();
+                    match expected.iter().position(|(n, _)| Some(n) == name.as_ref()) {
+                        Some(i) if expected[i].1 == preds => seen[i] += 1,
+                        _ => failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{name:?} answered {preds}")),
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+
+    for flip in 0..200 {
+        let version = if flip % 2 == 0 { "1" } else { "2" };
+        set_alias(&model, version);
+        wait_for_version(&gw, version);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let seen = loaders
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .fold([0, 0], |a, s| [a[0] + s[0], a[1] + s[1]]);
+
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed or mixed responses, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "both versions must have answered under load: {seen:?}"
+    );
+    assert!(
+        seen[0] + seen[1] >= 200,
+        "too little load to mean anything: {seen:?}"
+    );
+    assert!(
+        metric(
+            &gw,
+            "modelgate_model_swaps_total{endpoint=\"t\",outcome=\"success\"}"
+        ) >= 202.0
+    );
+    // Old versions are dropped once their last request ends: one endpoint, one version.
+    assert_eq!(metric(&gw, "modelgate_loaded_versions"), 1.0);
+    let info = gw.get("/metrics").text;
+    assert_eq!(
+        info.lines()
+            .filter(|l| l.starts_with("modelgate_served_model_info{"))
+            .count(),
+        1,
+        "{info}"
+    );
+    let state = endpoint_state(&gw);
+    assert_eq!(state["state"]["config_update"], "NOT_UPDATING");
+    assert_eq!(state["last_swap"]["trigger"], "watch");
+}
+
+#[test]
+fn a_broken_version_is_refused_and_the_old_one_keeps_serving() {
+    let (_dir, model) = registry("1");
+    let gw = start(&config(model.parent().unwrap()), true);
+    // Corrupt version 2, then point the alias at it.
+    std::fs::write(model.join("2/model.onnx"), b"garbage").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    set_alias(&model, "2");
+    let start = Instant::now();
+    while endpoint_state(&gw)["state"]["config_update"] != "UPDATE_FAILED" {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "{}",
+            endpoint_state(&gw)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let state = endpoint_state(&gw);
+    assert_eq!(served_version(&gw), "1");
+    assert_eq!(state["state"]["ready"], "READY");
+    assert_eq!(state["last_swap"]["outcome"], "failure");
+    assert_eq!(state["last_swap"]["to_version"], "2");
+    assert!(
+        state["last_swap"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot load this model"),
+        "{state}"
+    );
+    assert_eq!(
+        gw.invoke("t", &one_row())
+            .header("served-model-name")
+            .as_deref(),
+        Some("transactions-1")
+    );
+    assert!(
+        metric(
+            &gw,
+            "modelgate_model_swaps_total{endpoint=\"t\",outcome=\"failure\"}"
+        ) >= 1.0
+    );
+    assert_eq!(gw.get("/readyz").status, 200);
+
+    // An alias to a version that does not exist, and a version whose signature does not fit.
+    set_alias(&model, "7");
+    let reply = gw.post_json("/api/2.0/serving-endpoints/t/reload", &json!({}));
+    assert_eq!(reply.status, 409, "{}", reply.text);
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no version '7'"),
+        "{}",
+        reply.text
+    );
+    // A version that loads fine but takes other request columns than the endpoint serves.
+    copy_dir(
+        &repo().join("tests/fixtures/registry/scaler/1"),
+        &model.join("3"),
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    set_alias(&model, "3");
+    let reply = gw.post_json("/api/2.0/serving-endpoints/t/reload", &json!({}));
+    assert_eq!(reply.status, 409, "{}", reply.text);
+    let message = reply.json()["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("version 3 does not fit the endpoint"),
+        "{message}"
+    );
+    assert_eq!(served_version(&gw), "1");
+}
+
+#[test]
+fn admin_reload_and_rollback() {
+    let (_dir, model) = registry("1");
+    let config = config(model.parent().unwrap()).replace(
+        "poll_interval_seconds: 1",
+        "poll_interval_seconds: 3600\n  watch: false",
+    );
+    let gw = start(&config, true);
+    assert_eq!(endpoint_state(&gw)["last_swap"]["trigger"], "startup");
+    // Without the watcher, nothing follows the alias until an admin reload.
+    set_alias(&model, "2");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(served_version(&gw), "1");
+    let reply = gw.post_json("/api/2.0/serving-endpoints/t/reload", &json!({}));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let v = reply.json();
+    assert_eq!(v["outcome"], "swapped");
+    assert_eq!(v["config"]["served_entities"][0]["entity_version"], "2");
+    assert_eq!(v["config"]["served_entities"][0]["alias"], "champion");
+    assert_eq!(v["previous_version"], "1");
+    // Reloading again changes nothing unless forced.
+    assert_eq!(
+        gw.post_json("/api/2.0/serving-endpoints/t/reload", &json!({}))
+            .json()["outcome"],
+        "unchanged"
+    );
+    assert_eq!(
+        gw.post_json("/api/2.0/serving-endpoints/t/reload?force=true", &json!({}))
+            .json()["outcome"],
+        "swapped"
+    );
+    // Rollback: back to 1, and it holds while the alias still names 2.
+    let v = gw
+        .post_json("/api/2.0/serving-endpoints/t/rollback", &json!({}))
+        .json();
+    assert_eq!(v["outcome"], "swapped", "{v}");
+    assert_eq!(v["pinned_version"], "1");
+    assert_eq!(
+        gw.invoke("t", &one_row())
+            .header("served-model-name")
+            .as_deref(),
+        Some("transactions-1")
+    );
+    assert_eq!(
+        gw.post_json("/api/2.0/serving-endpoints/t/reload", &json!({}))
+            .json()["outcome"],
+        "unchanged"
+    );
+    assert_eq!(served_version(&gw), "1");
+    // Once the alias moves, the endpoint follows it again.
+    copy_dir(&model.join("2"), &model.join("4"));
+    std::thread::sleep(Duration::from_millis(50));
+    set_alias(&model, "4");
+    let v = gw
+        .post_json("/api/2.0/serving-endpoints/t/reload", &json!({}))
+        .json();
+    assert_eq!(v["outcome"], "swapped", "{v}");
+    assert_eq!(served_version(&gw), "4");
+    assert!(v["pinned_version"].is_null());
+    // Unknown endpoints.
+    assert_eq!(gw.get("/api/2.0/serving-endpoints/nope").status, 404);
+    assert_eq!(
+        gw.post_json("/api/2.0/serving-endpoints/nope/rollback", &json!({}))
+            .status,
+        404
+    );
+}
+
+#[test]
+fn a_version_still_being_written_is_not_loaded_until_it_settles() {
+    let (_dir, model) = registry("1");
+    let config = config(model.parent().unwrap()).replace("settle_ms: 20", "settle_ms: 1500");
+    let gw = start(&config, true);
+    // Version 5 appears with fresh files and the alias points at it at once.
+    copy_dir(&model.join("2"), &model.join("5"));
+    set_alias(&model, "5");
+    let reply = gw.post_json("/api/2.0/serving-endpoints/t/reload", &json!({}));
+    assert_eq!(reply.json()["outcome"], "unchanged", "{}", reply.text);
+    assert_eq!(served_version(&gw), "1");
+    assert_ne!(
+        endpoint_state(&gw)["state"]["config_update"],
+        "UPDATE_FAILED"
+    );
+    // Once its files have been quiet for the settle time, the watcher or the rescan loads it.
+    wait_for_version(&gw, "5");
+}
