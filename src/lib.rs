@@ -28,6 +28,7 @@ use crate::engine::{EngineError, Engines};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::registry::file::FileRegistry;
+use crate::registry::mlflow::MlflowRegistry;
 use crate::registry::Registry;
 use crate::settings::{Settings, SettingsError};
 
@@ -37,6 +38,8 @@ pub enum StartError {
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("registry: {0}")]
+    Registry(crate::registry::RegistryError),
     #[error("endpoint '{endpoint}' cannot load its model: {message}")]
     Load { endpoint: String, message: String },
     #[error("cannot listen on {addr}: {source}")]
@@ -80,10 +83,22 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     let pool = InferencePool::new(workers, settings.inference.queue_capacity);
     let metrics = Arc::new(Metrics::new());
     let settle = Duration::from_millis(settings.registry.settle_ms);
-    let registry = FileRegistry::new(settings.registry.path.clone()).with_settle(settle);
+    let registry: Arc<dyn Registry> = match settings.registry.kind.as_str() {
+        // Its blocking HTTP client must be made off the async runtime.
+        "mlflow" => {
+            let registry_settings = settings.registry.clone();
+            Arc::new(
+                tokio::task::spawn_blocking(move || MlflowRegistry::new(&registry_settings))
+                    .await
+                    .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))?
+                    .map_err(StartError::Registry)?,
+            )
+        }
+        _ => Arc::new(FileRegistry::new(settings.registry.path.clone()).with_settle(settle)),
+    };
     info!("registry: {}", registry.describe());
     let updater = Arc::new(Updater {
-        registry: Arc::new(registry),
+        registry,
         engines,
         pool: pool.clone(),
         inference: settings.inference.clone(),
@@ -103,7 +118,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     }
     let watch = settings.registry.watch.then(|| {
         registry::watch::spawn(
-            &settings.registry.path,
+            updater.registry.watch_root().as_deref(),
             endpoints.clone(),
             updater.clone(),
             Duration::from_secs(settings.registry.poll_interval_seconds),
@@ -146,7 +161,7 @@ fn load_all(
         let mut waits = 0;
         loop {
             match updater.refresh(endpoint, Trigger::Startup, false) {
-                SwapOutcome::Failed(message) => {
+                SwapOutcome::Failed(message) | SwapOutcome::RegistryUnavailable(message) => {
                     return Err(StartError::Load {
                         endpoint: endpoint.name.clone(),
                         message,

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub queue_rejections: IntCounterVec,
     pub inference_queue_depth: IntGauge,
     pub model_swaps: IntCounterVec,
+    pub registry_errors: IntCounterVec,
     pub loaded_versions: IntGauge,
     pub model_load_duration: HistogramVec,
 }
@@ -99,6 +100,14 @@ impl Metrics {
             &["endpoint", "outcome"],
         )
         .expect("valid metric");
+        let registry_errors = IntCounterVec::new(
+            Opts::new(
+                "modelgate_registry_unreachable_total",
+                "Refreshes that found the model registry unreachable (the served version stays).",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
         let loaded_versions = IntGauge::new(
             "modelgate_loaded_versions",
             "Model versions held in memory now (served, loading, or finishing requests), sampled at scrape time.",
@@ -123,6 +132,7 @@ impl Metrics {
             Box::new(queue_rejections.clone()),
             Box::new(inference_queue_depth.clone()),
             Box::new(model_swaps.clone()),
+            Box::new(registry_errors.clone()),
             Box::new(loaded_versions.clone()),
             Box::new(model_load_duration.clone()),
         ] {
@@ -141,6 +151,7 @@ impl Metrics {
             queue_rejections,
             inference_queue_depth,
             model_swaps,
+            registry_errors,
             loaded_versions,
             model_load_duration,
         }

@@ -64,8 +64,24 @@ impl Default for ServerSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistrySettings {
-    /// `file`: MLflow model directories under `path`.
+    /// `file`: MLflow model directories under `path`; `mlflow`: an MLflow tracking server's
+    /// model registry at `uri`.
     pub kind: String,
+    /// MLflow tracking server, e.g. `http://mlflow:5000`.
+    pub uri: Option<String>,
+    /// Bearer token for the MLflow server (else `MLFLOW_TRACKING_TOKEN`).
+    pub token: Option<String>,
+    /// Basic-auth user and password for the MLflow server (else `MLFLOW_TRACKING_USERNAME` /
+    /// `MLFLOW_TRACKING_PASSWORD`).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Where downloaded MLflow versions are kept, one folder per model and version.
+    pub cache_dir: PathBuf,
+    /// Deadline of one call to the MLflow server.
+    pub timeout_seconds: u64,
+    /// Shared secret of MLflow webhooks; when set, `POST /api/2.0/webhooks/mlflow` takes
+    /// signed model-registry events and refreshes at once.
+    pub webhook_secret: Option<String>,
     /// Root of the file registry, relative to the working directory.
     pub path: PathBuf,
     /// Follow aliases: watch the registry's files and swap versions when an alias moves.
@@ -81,6 +97,13 @@ impl Default for RegistrySettings {
     fn default() -> Self {
         Self {
             kind: "file".into(),
+            uri: None,
+            token: None,
+            username: None,
+            password: None,
+            cache_dir: PathBuf::from(".modelgate-cache"),
+            timeout_seconds: 10,
+            webhook_secret: None,
             path: PathBuf::from("models"),
             watch: true,
             poll_interval_seconds: 10,
@@ -197,14 +220,26 @@ impl Settings {
         if self.server.max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", "must be above 0"));
         }
-        if self.registry.kind != "file" {
-            return Err(invalid(
-                "registry.kind",
-                format!(
-                    "unknown registry kind '{}' (known: file)",
-                    self.registry.kind
-                ),
-            ));
+        match self.registry.kind.as_str() {
+            "file" => {}
+            "mlflow" => {
+                let uri = self.registry.uri.as_deref().unwrap_or("");
+                if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+                    return Err(invalid(
+                        "registry.uri",
+                        format!("the mlflow registry needs an http(s) URI of the tracking server, got '{uri}'"),
+                    ));
+                }
+                if self.registry.timeout_seconds == 0 {
+                    return Err(invalid("registry.timeout_seconds", "must be above 0"));
+                }
+            }
+            other => {
+                return Err(invalid(
+                    "registry.kind",
+                    format!("unknown registry kind '{other}' (known: file, mlflow)"),
+                ))
+            }
         }
         if self.registry.poll_interval_seconds == 0 {
             return Err(invalid("registry.poll_interval_seconds", "must be above 0"));

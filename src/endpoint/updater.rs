@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::loader::{load_served_entity, LoadContext, LoadError};
 use super::{ConfigUpdate, Endpoint, Pin, ServedEntity, SwapRecord};
@@ -51,6 +51,8 @@ pub enum SwapOutcome {
         to: String,
     },
     Failed(String),
+    /// The registry did not answer; nothing changed and the caller should retry later.
+    RegistryUnavailable(String),
 }
 
 pub struct Updater {
@@ -76,6 +78,7 @@ impl Updater {
         let cfg = &ep.settings.served_entities[0];
         let target = match self.registry.resolve(&cfg.entity_name, &cfg.entity_version) {
             Ok(v) => v,
+            Err(RegistryError::Unreachable(e)) => return self.unavailable(ep, trigger, e),
             Err(e) => {
                 return self.fail(
                     ep,
@@ -156,6 +159,10 @@ impl Updater {
                 info!(endpoint = %ep.name, version, "version files under {} are still being written; waiting", path.display());
                 return SwapOutcome::Unchanged { version: from };
             }
+            Err(LoadError::Registry(RegistryError::Unreachable(e))) => {
+                ep.with_state(|s| s.config_update = previous_update_state(s));
+                return self.unavailable(ep, trigger, e);
+            }
             Err(e) => {
                 self.metrics
                     .model_load_duration
@@ -219,6 +226,16 @@ impl Updater {
             from,
             to: entity.version.clone(),
         }
+    }
+
+    /// The registry is down: keep serving what is served, count it, let the caller back off.
+    fn unavailable(&self, ep: &Endpoint, trigger: Trigger, message: String) -> SwapOutcome {
+        warn!(endpoint = %ep.name, trigger = trigger.as_str(), "the model registry is unreachable, the served version stays: {message}");
+        self.metrics
+            .registry_errors
+            .with_label_values(&[&ep.name])
+            .inc();
+        SwapOutcome::RegistryUnavailable(message)
     }
 
     fn fail(

@@ -113,12 +113,18 @@ async fn update(
             body["message"] = json!(message);
             actix_web::http::StatusCode::CONFLICT
         }
+        SwapOutcome::RegistryUnavailable(message) => {
+            body["error_code"] = json!("TEMPORARILY_UNAVAILABLE");
+            body["message"] = json!(format!("the model registry is unreachable: {message}"));
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => actix_web::http::StatusCode::OK,
     };
     body["outcome"] = json!(match outcome {
         SwapOutcome::Unchanged { .. } => "unchanged",
         SwapOutcome::Swapped { .. } => "swapped",
         SwapOutcome::Failed(_) => "failed",
+        SwapOutcome::RegistryUnavailable(_) => "registry_unavailable",
     });
     HttpResponse::build(status)
         .content_type(ContentType::json())

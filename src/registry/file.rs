@@ -134,6 +134,10 @@ impl Registry for FileRegistry {
         load_model_dir(model, version, &dir)
     }
 
+    fn watch_root(&self) -> Option<PathBuf> {
+        Some(self.root.clone())
+    }
+
     fn describe(&self) -> String {
         format!("file registry at {}", self.root.display())
     }

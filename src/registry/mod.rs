@@ -1,6 +1,7 @@
 //! Model registries: where versions come from. A version is an MLflow model directory.
 
 pub mod file;
+pub mod mlflow;
 pub mod mlmodel;
 pub mod watch;
 
@@ -20,6 +21,12 @@ pub enum RegistryError {
     Io { path: PathBuf, message: String },
     #[error("{path} is not a valid model file: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// The registry did not answer (connection refused, timeout, 5xx): keep serving, retry.
+    #[error("the model registry is unreachable: {0}")]
+    Unreachable(String),
+    /// The registry answered but refused (auth, an archived version, an unusable source).
+    #[error("the model registry refused: {0}")]
+    Refused(String),
     /// Files of the version changed too recently: it may be half-copied.
     #[error("{path} is still being written")]
     Incomplete { path: PathBuf },
@@ -48,4 +55,8 @@ pub trait Registry: Send + Sync {
     fn fetch(&self, model: &str, version: &str) -> Result<ModelVersion, RegistryError>;
     /// What the registry is, for logs.
     fn describe(&self) -> String;
+    /// The local folder to watch for changes, when the registry is one.
+    fn watch_root(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }

@@ -2,6 +2,8 @@
 //! dir, and talks to it over real HTTP.
 #![allow(dead_code)]
 
+pub mod mlflow;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

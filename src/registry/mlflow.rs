@@ -1,0 +1,396 @@
+//! The MLflow Model Registry over its REST API: aliases, stages (read as aliases) and version
+//! numbers resolve to versions; a version's artifacts come through the tracking server's
+//! artifact proxy into a local cache, one folder per model and version, downloaded into a
+//! temporary folder, checked against the listed sizes and renamed into place (so a cached
+//! version is whole, and is never downloaded twice).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+
+use super::file::load_model_dir;
+use super::{ModelVersion, Registry, RegistryError};
+use crate::settings::RegistrySettings;
+
+/// Stage names MLflow still accepts; `Archived` versions are never served.
+const STAGES: [&str; 2] = ["Production", "Staging"];
+const COMPLETE_MARKER: &str = ".modelgate-complete";
+
+enum Auth {
+    Bearer(String),
+    Basic(String, String),
+}
+
+pub struct MlflowRegistry {
+    base: Url,
+    client: Client,
+    auth: Option<Auth>,
+    cache: PathBuf,
+}
+
+/// An API failure, before it is given the caller's meaning.
+enum ApiError {
+    /// 404, or MLflow's RESOURCE_DOES_NOT_EXIST / "not found" answers.
+    NotFound,
+    Registry(RegistryError),
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        Self::Registry(e)
+    }
+}
+
+impl ApiError {
+    /// Gives a not-found its meaning for this call.
+    fn or_not_found(self, not_found: impl FnOnce() -> RegistryError) -> RegistryError {
+        match self {
+            Self::NotFound => not_found(),
+            Self::Registry(e) => e,
+        }
+    }
+}
+
+fn env_or(value: &Option<String>, var: &str) -> Option<String> {
+    value
+        .clone()
+        .or_else(|| std::env::var(var).ok())
+        .filter(|s| !s.is_empty())
+}
+
+impl MlflowRegistry {
+    pub fn new(settings: &RegistrySettings) -> Result<Self, RegistryError> {
+        let uri = settings.uri.clone().unwrap_or_default();
+        let invalid = |message: String| RegistryError::Invalid {
+            path: PathBuf::from(&uri),
+            message,
+        };
+        let mut base = Url::parse(&uri).map_err(|e| invalid(format!("not a URL: {e}")))?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let client = Client::builder()
+            .timeout(Duration::from_secs(settings.timeout_seconds))
+            .connect_timeout(Duration::from_secs(settings.timeout_seconds.min(5)))
+            .build()
+            .map_err(|e| invalid(format!("cannot build an HTTP client: {e}")))?;
+        let auth = match (
+            env_or(&settings.token, "MLFLOW_TRACKING_TOKEN"),
+            env_or(&settings.username, "MLFLOW_TRACKING_USERNAME"),
+        ) {
+            (Some(token), _) => Some(Auth::Bearer(token)),
+            (None, Some(user)) => Some(Auth::Basic(
+                user,
+                env_or(&settings.password, "MLFLOW_TRACKING_PASSWORD").unwrap_or_default(),
+            )),
+            (None, None) => None,
+        };
+        Ok(Self {
+            base,
+            client,
+            auth,
+            cache: settings.cache_dir.clone(),
+        })
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(
+                segments
+                    .iter()
+                    .flat_map(|s| s.split('/'))
+                    .filter(|s| !s.is_empty()),
+            );
+        }
+        url
+    }
+
+    fn authed(&self, req: RequestBuilder) -> RequestBuilder {
+        match &self.auth {
+            Some(Auth::Bearer(token)) => req.bearer_auth(token),
+            Some(Auth::Basic(user, password)) => req.basic_auth(user, Some(password)),
+            None => req,
+        }
+    }
+
+    fn send(
+        &self,
+        req: RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::blocking::Response, ApiError> {
+        let resp = self
+            .authed(req)
+            .send()
+            .map_err(|e| RegistryError::Unreachable(format!("{what}: {e}")))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().unwrap_or_default();
+        let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let code = parsed["error_code"].as_str().unwrap_or("");
+        let message = parsed["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or(body);
+        if status == StatusCode::NOT_FOUND
+            || code == "RESOURCE_DOES_NOT_EXIST"
+            || (code == "INVALID_PARAMETER_VALUE" && message.contains("not found"))
+        {
+            return Err(ApiError::NotFound);
+        }
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(RegistryError::Unreachable(format!("{what}: {status} {message}")).into());
+        }
+        let hint = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                " (check registry.token or registry.username)"
+            }
+            _ => "",
+        };
+        Err(RegistryError::Refused(format!("{what}: {status} {message}{hint}")).into())
+    }
+
+    fn get_json(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        what: &str,
+    ) -> Result<Value, ApiError> {
+        let resp = self.send(self.client.get(self.url(segments)).query(query), what)?;
+        resp.json::<Value>().map_err(|e| {
+            RegistryError::Unreachable(format!("{what}: the answer is not JSON: {e}")).into()
+        })
+    }
+
+    fn model_version(&self, model: &str, version: &str) -> Result<Value, RegistryError> {
+        let v = self
+            .get_json(
+                &["api/2.0/mlflow/model-versions/get"],
+                &[("name", model), ("version", version)],
+                "model-versions/get",
+            )
+            .map_err(|e| {
+                e.or_not_found(|| RegistryError::VersionNotFound {
+                    model: model.into(),
+                    version: version.into(),
+                })
+            })?;
+        let mv = v["model_version"].clone();
+        if mv["current_stage"] == "Archived" {
+            return Err(RegistryError::Refused(format!(
+                "model '{model}' version {version} is archived: archived versions are not served"
+            )));
+        }
+        Ok(mv)
+    }
+
+    /// Where a version's files are under the artifact proxy.
+    fn artifact_path(&self, mv: &Value) -> Result<String, RegistryError> {
+        let source = mv["source"].as_str().unwrap_or_default();
+        let refuse =
+            |why: &str| RegistryError::Refused(format!("model version source '{source}' {why}"));
+        if let Some(rest) = source.strip_prefix("mlflow-artifacts:/") {
+            return Ok(rest.trim_start_matches('/').to_owned());
+        }
+        let Some(rest) = source.strip_prefix("runs:/") else {
+            return Err(refuse("cannot be fetched through the tracking server's artifact proxy (runs:/ or mlflow-artifacts:/ sources can)"));
+        };
+        let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let run = self
+            .get_json(
+                &["api/2.0/mlflow/runs/get"],
+                &[("run_id", run_id)],
+                "runs/get",
+            )
+            .map_err(|e| e.or_not_found(|| refuse("names a run that does not exist")))?;
+        let root = run["run"]["info"]["artifact_uri"]
+            .as_str()
+            .unwrap_or_default();
+        let Some(root) = root.strip_prefix("mlflow-artifacts:/") else {
+            return Err(refuse(&format!("has artifacts at '{root}', not behind the tracking server's artifact proxy (start it with --artifacts-destination)")));
+        };
+        Ok(
+            format!("{}/{}", root.trim_matches('/'), path.trim_matches('/'))
+                .trim_end_matches('/')
+                .to_owned(),
+        )
+    }
+
+    /// Copies the artifact folder `remote` into `local`, checking every file's size.
+    fn download_dir(&self, remote: &str, local: &Path) -> Result<(), RegistryError> {
+        std::fs::create_dir_all(local).map_err(|e| io(local, e))?;
+        let listing = self
+            .get_json(
+                &["api/2.0/mlflow-artifacts/artifacts"],
+                &[("path", remote)],
+                "artifact listing",
+            )
+            .map_err(|e| {
+                e.or_not_found(|| {
+                    RegistryError::Refused(format!("artifacts '{remote}' do not exist"))
+                })
+            })?;
+        let files = listing["files"].as_array().cloned().unwrap_or_default();
+        if files.is_empty() {
+            return Err(RegistryError::Refused(format!(
+                "artifact folder '{remote}' is empty"
+            )));
+        }
+        for f in files {
+            // Listed paths are relative to the listed folder in some servers, full in others.
+            let full = f["path"].as_str().unwrap_or_default();
+            let name = full.rsplit('/').next().unwrap_or(full);
+            if name.is_empty() || name == "." || name == ".." {
+                continue;
+            }
+            let remote_path = format!("{remote}/{name}");
+            if f["is_dir"].as_bool().unwrap_or(false) {
+                self.download_dir(&remote_path, &local.join(name))?;
+                continue;
+            }
+            let resp = self
+                .send(
+                    self.client
+                        .get(self.url(&["api/2.0/mlflow-artifacts/artifacts", &remote_path])),
+                    "artifact download",
+                )
+                .map_err(|e| {
+                    e.or_not_found(|| {
+                        RegistryError::Refused(format!("artifact '{remote_path}' vanished"))
+                    })
+                })?;
+            let bytes = resp.bytes().map_err(|e| {
+                RegistryError::Unreachable(format!("artifact '{remote_path}': {e}"))
+            })?;
+            let expected = f["file_size"]
+                .as_u64()
+                .or_else(|| f["file_size"].as_str().and_then(|s| s.parse().ok()));
+            if expected.is_some_and(|n| n != bytes.len() as u64) {
+                return Err(RegistryError::Unreachable(format!(
+                    "artifact '{remote_path}' came with {} bytes, the listing says {}",
+                    bytes.len(),
+                    expected.unwrap_or_default()
+                )));
+            }
+            std::fs::write(local.join(name), &bytes).map_err(|e| io(&local.join(name), e))?;
+        }
+        Ok(())
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> RegistryError {
+    RegistryError::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+fn safe_name(s: &str) -> bool {
+    !s.is_empty() && !s.starts_with('.') && !s.contains(['/', '\\'])
+}
+
+impl Registry for MlflowRegistry {
+    fn resolve(&self, model: &str, version_or_alias: &str) -> Result<String, RegistryError> {
+        if !version_or_alias.is_empty() && version_or_alias.chars().all(|c| c.is_ascii_digit()) {
+            self.model_version(model, version_or_alias)?;
+            return Ok(version_or_alias.to_owned());
+        }
+        let version = if let Some(stage) = STAGES
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(version_or_alias))
+        {
+            let body = serde_json::json!({ "name": model, "stages": [stage] });
+            let resp = self
+                .send(
+                    self.client
+                        .post(self.url(&["api/2.0/mlflow/registered-models/get-latest-versions"]))
+                        .json(&body),
+                    "get-latest-versions",
+                )
+                .map_err(|e| e.or_not_found(|| RegistryError::ModelNotFound(model.into())))?;
+            let v: Value = resp
+                .json()
+                .map_err(|e| RegistryError::Unreachable(format!("get-latest-versions: {e}")))?;
+            v["model_versions"][0]["version"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| RegistryError::AliasNotFound {
+                    model: model.into(),
+                    alias: version_or_alias.into(),
+                })?
+        } else {
+            let v = self
+                .get_json(
+                    &["api/2.0/mlflow/registered-models/alias"],
+                    &[("name", model), ("alias", version_or_alias)],
+                    "registered-models/alias",
+                )
+                .map_err(|e| {
+                    e.or_not_found(|| RegistryError::AliasNotFound {
+                        model: model.into(),
+                        alias: version_or_alias.into(),
+                    })
+                })?;
+            v["model_version"]["version"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| RegistryError::AliasNotFound {
+                    model: model.into(),
+                    alias: version_or_alias.into(),
+                })?
+        };
+        // An alias may point at an archived version: refuse it here, naming the alias.
+        self.model_version(model, &version)?;
+        Ok(version)
+    }
+
+    fn fetch(&self, model: &str, version: &str) -> Result<ModelVersion, RegistryError> {
+        if !safe_name(model) || !safe_name(version) {
+            return Err(RegistryError::VersionNotFound {
+                model: model.into(),
+                version: version.into(),
+            });
+        }
+        let dir = self.cache.join(model).join(version);
+        if dir.join(COMPLETE_MARKER).exists() {
+            return load_model_dir(model, version, &dir);
+        }
+        let mv = self.model_version(model, version)?;
+        let remote = self.artifact_path(&mv)?;
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.cache.join(model).join(format!(
+            ".{version}.partial.{}.{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = self.download_dir(&remote, &tmp).and_then(|()| {
+            std::fs::write(tmp.join(COMPLETE_MARKER), b"").map_err(|e| io(&tmp, e))?;
+            match std::fs::rename(&tmp, &dir) {
+                Ok(()) => Ok(()),
+                // Another download finished first: its copy is as good.
+                Err(_) if dir.join(COMPLETE_MARKER).exists() => Ok(()),
+                Err(e) => Err(io(&dir, e)),
+            }
+        });
+        if tmp.exists() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result?;
+        load_model_dir(model, version, &dir)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "MLflow model registry at {} (cache {})",
+            self.base,
+            self.cache.display()
+        )
+    }
+}

@@ -1,0 +1,243 @@
+//! A real `mlflow server` (sqlite store, artifacts in a temp dir, 127.0.0.1, a free port) and
+//! the REST calls a data scientist's client makes: log a model's files to a run, register a
+//! version from `runs:/<run>/model`, move aliases and stages.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{client, repo};
+
+/// The `mlflow` command: `MODELGATE_MLFLOW`, else the venv the repo script makes (once).
+pub fn mlflow_command() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("MODELGATE_MLFLOW") {
+            return PathBuf::from(p);
+        }
+        let out = Command::new(repo().join("scripts/mlflow-venv.sh"))
+            .output()
+            .expect("running scripts/mlflow-venv.sh");
+        assert!(
+            out.status.success(),
+            "installing MLflow failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}
+
+pub struct MlflowServer {
+    child: Child,
+    pub uri: String,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    experiment_id: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl MlflowServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut server = Self::spawn(dir, port);
+        server.experiment_id = server.call(
+            "POST",
+            "experiments/create",
+            json!({"name": "modelgate-tests"}),
+        )["experiment_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        server
+    }
+
+    fn spawn(dir: tempfile::TempDir, port: u16) -> Self {
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(mlflow_command())
+            .args([
+                "server",
+                "--backend-store-uri",
+                &format!("sqlite:///{}", dir.path().join("mlflow.db").display()),
+                "--artifacts-destination",
+                &dir.path().join("artifacts").display().to_string(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--workers",
+                "1",
+            ])
+            // Webhooks to the gateway on loopback over http (refused by default, rightly).
+            .env("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")
+            .env("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
+            .env("MLFLOW_WEBHOOK_CACHE_TTL", "1")
+            // Its own process group: `mlflow server` forks uvicorn and job runners, which must
+            // all stop with it.
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting mlflow server");
+        let uri = format!("http://127.0.0.1:{port}");
+        let server = Self {
+            child,
+            uri,
+            port,
+            dir,
+            experiment_id: String::new(),
+        };
+        let start = Instant::now();
+        loop {
+            if client()
+                .get(format!("{}/health", server.uri))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return server;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "mlflow server did not come up: {}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Where the server keeps artifacts (`--artifacts-destination`).
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.dir.path().join("artifacts")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Stops the server (to test an unreachable registry).
+    pub fn stop(&mut self) {
+        // The child leads its own process group (see `spawn`): signal that group only, and
+        // only while the child has not been reaped (its id could be reused after).
+        if self.child.try_wait().ok().flatten().is_none() {
+            if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
+                if pgid > 1 {
+                    // SAFETY: killpg only sends a signal; the group is the server's own.
+                    unsafe { libc::killpg(pgid, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = self.child.wait();
+    }
+
+    /// A registry REST call under `/api/2.0/mlflow/`; panics on failure.
+    pub fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}/api/2.0/mlflow/{path}", self.uri);
+        let req = match method {
+            "GET" => client().get(url).query(
+                &body
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                    .collect::<Vec<_>>(),
+            ),
+            "DELETE" => client().delete(url).json(&body),
+            _ => client().post(url).json(&body),
+        };
+        let resp = req.send().unwrap();
+        let status = resp.status();
+        let text = resp.text().unwrap();
+        assert!(
+            status.is_success(),
+            "{method} {path} {body}: {status} {text}"
+        );
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Logs the files of `model_dir` to a new run as its `model` artifact; returns the run id.
+    pub fn log_model(&self, model_dir: &Path) -> String {
+        let run = self.call(
+            "POST",
+            "runs/create",
+            json!({"experiment_id": self.experiment_id}),
+        );
+        let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_owned();
+        let root = run["run"]["info"]["artifact_uri"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("mlflow-artifacts:/")
+            .trim_matches('/')
+            .to_owned();
+        for entry in std::fs::read_dir(model_dir).unwrap() {
+            let entry = entry.unwrap();
+            let url = format!(
+                "{}/api/2.0/mlflow-artifacts/artifacts/{root}/model/{}",
+                self.uri,
+                entry.file_name().to_str().unwrap()
+            );
+            let resp = client()
+                .put(url)
+                .body(std::fs::read(entry.path()).unwrap())
+                .send()
+                .unwrap();
+            assert!(
+                resp.status().is_success(),
+                "upload: {}",
+                resp.text().unwrap()
+            );
+        }
+        run_id
+    }
+
+    /// Registers `model_dir` as the next version of `name` (creating the model the first time).
+    pub fn register(&self, name: &str, model_dir: &Path) -> String {
+        let _ = client()
+            .post(format!(
+                "{}/api/2.0/mlflow/registered-models/create",
+                self.uri
+            ))
+            .json(&json!({"name": name}))
+            .send();
+        let run_id = self.log_model(model_dir);
+        let v = self.call(
+            "POST",
+            "model-versions/create",
+            json!({"name": name, "source": format!("runs:/{run_id}/model"), "run_id": run_id}),
+        );
+        v["model_version"]["version"].as_str().unwrap().to_owned()
+    }
+
+    pub fn set_alias(&self, name: &str, alias: &str, version: &str) {
+        self.call(
+            "POST",
+            "registered-models/alias",
+            json!({"name": name, "alias": alias, "version": version}),
+        );
+    }
+
+    pub fn transition(&self, name: &str, version: &str, stage: &str) {
+        self.call(
+            "POST",
+            "model-versions/transition-stage",
+            json!({"name": name, "version": version, "stage": stage, "archive_existing_versions": false}),
+        );
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

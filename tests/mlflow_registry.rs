@@ -1,0 +1,171 @@
+//! Following a real MLflow Model Registry (`mlflow server`, PyPI mlflow 3.17.2).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::mlflow::MlflowServer;
+use common::*;
+use serde_json::{json, Value};
+
+fn state(gw: &Gateway, endpoint: &str) -> Value {
+    gw.get(&format!("/api/2.0/serving-endpoints/{endpoint}"))
+        .json()
+}
+
+fn served(gw: &Gateway, endpoint: &str) -> String {
+    state(gw, endpoint)["config"]["served_entities"][0]["entity_version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn config(server: &MlflowServer, cache: &std::path::Path, extra: &str) -> String {
+    format!(
+        "registry:\n  kind: mlflow\n  uri: {}\n  cache_dir: {}\n  poll_interval_seconds: 1\n{extra}inference:\n  workers: 2\n  warmup_runs: 1\nendpoints:\n  - name: champion\n    served_entities: [{{entity_name: transactions, entity_version: champion}}]\n  - name: production\n    served_entities: [{{entity_name: transactions, entity_version: Production}}]\n",
+        server.uri,
+        cache.display()
+    )
+}
+
+#[test]
+fn follows_mlflow_aliases_and_stages_through_its_rest_api() {
+    let server = MlflowServer::start();
+    let v1 = server.register("transactions", &demo_registry().join("transactions/1"));
+    let v2 = server.register("transactions", &demo_registry().join("transactions/2"));
+    assert_eq!((v1.as_str(), v2.as_str()), ("1", "2"));
+    server.set_alias("transactions", "champion", "1");
+    server.transition("transactions", "1", "Production");
+    let cache = tempfile::tempdir().unwrap();
+    let gw = start(&config(&server, cache.path(), ""), true);
+
+    // Downloaded into the cache, validated, served.
+    assert_eq!(
+        gw.invoke("champion", &one_row())
+            .header("served-model-name")
+            .as_deref(),
+        Some("transactions-1")
+    );
+    assert_eq!(
+        gw.invoke("production", &one_row())
+            .header("served-model-name")
+            .as_deref(),
+        Some("transactions-1")
+    );
+    assert!(cache.path().join("transactions/1/MLmodel").exists());
+    assert!(cache.path().join("transactions/1/model.onnx").exists());
+
+    // The alias moves: the poll follows it.
+    server.set_alias("transactions", "champion", "2");
+    wait_until(
+        "champion to serve version 2",
+        Duration::from_secs(20),
+        || served(&gw, "champion") == "2",
+    );
+    let s = state(&gw, "champion");
+    assert_eq!(s["last_swap"]["trigger"], "poll");
+    assert_eq!(s["config"]["served_entities"][0]["alias"], "champion");
+    assert_eq!(
+        gw.invoke("champion", &one_row())
+            .header("served-model-name")
+            .as_deref(),
+        Some("transactions-2")
+    );
+
+    // A stage is read as an alias.
+    server.transition("transactions", "2", "Production");
+    wait_until(
+        "production to serve version 2",
+        Duration::from_secs(20),
+        || served(&gw, "production") == "2",
+    );
+
+    // Archived versions are never served: the endpoint keeps what it has.
+    server.transition("transactions", "2", "Archived");
+    let reply = gw.post_json(
+        "/api/2.0/serving-endpoints/champion/reload?force=true",
+        &json!({}),
+    );
+    assert_eq!(reply.status, 409, "{}", reply.text);
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("archived"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(served(&gw, "champion"), "2");
+
+    // A cached version is not downloaded again: with the server's copy gone, it still loads.
+    std::fs::remove_dir_all(server_artifacts(&server)).unwrap();
+    server.set_alias("transactions", "champion", "1");
+    wait_until(
+        "champion back on version 1",
+        Duration::from_secs(20),
+        || served(&gw, "champion") == "1",
+    );
+    assert_eq!(
+        state(&gw, "champion")["state"]["config_update"],
+        "NOT_UPDATING"
+    );
+
+    // An alias that goes away: the endpoint keeps serving and says why it cannot follow.
+    server.call(
+        "DELETE",
+        "registered-models/alias",
+        json!({"name": "transactions", "alias": "champion"}),
+    );
+    wait_until("the update to fail", Duration::from_secs(20), || {
+        state(&gw, "champion")["state"]["config_update"] == "UPDATE_FAILED"
+    });
+    assert!(state(&gw, "champion")["last_swap"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no alias 'champion'"));
+    assert_eq!(gw.invoke("champion", &one_row()).status, 200);
+}
+
+fn server_artifacts(server: &MlflowServer) -> std::path::PathBuf {
+    server.artifacts_dir()
+}
+
+#[test]
+fn an_unreachable_registry_leaves_the_served_versions_serving() {
+    let mut server = MlflowServer::start();
+    server.register("transactions", &demo_registry().join("transactions/1"));
+    server.set_alias("transactions", "champion", "1");
+    server.transition("transactions", "1", "Production");
+    let cache = tempfile::tempdir().unwrap();
+    let gw = start(
+        &config(&server, cache.path(), "  timeout_seconds: 2\n"),
+        false,
+    );
+    assert_eq!(gw.invoke("champion", &one_row()).status, 200);
+    server.stop();
+    let reply = gw.post_json("/api/2.0/serving-endpoints/champion/reload", &json!({}));
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(reply.json()["outcome"], "registry_unavailable");
+    wait_until(
+        "the poll to count the outage",
+        Duration::from_secs(20),
+        || {
+            gw.get("/metrics")
+                .text
+                .contains("modelgate_registry_unreachable_total{endpoint=\"champion\"}")
+        },
+    );
+    for _ in 0..20 {
+        assert_eq!(gw.invoke("champion", &one_row()).status, 200);
+    }
+    assert_eq!(state(&gw, "champion")["state"]["ready"], "READY");
+    assert_eq!(gw.get("/readyz").status, 200);
+}
