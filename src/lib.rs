@@ -199,6 +199,7 @@ impl Started {
         let state = web::Data::new(http::AppState {
             gateway: self.gateway.clone(),
             updater: self.updater.clone(),
+            webhook_secret: self.settings.registry.webhook_secret.clone(),
             max_body_bytes: self.settings.server.max_body_bytes,
         });
         let timeout = self.settings.server.shutdown_timeout_seconds;

@@ -169,3 +169,85 @@ fn an_unreachable_registry_leaves_the_served_versions_serving() {
     assert_eq!(state(&gw, "champion")["state"]["ready"], "READY");
     assert_eq!(gw.get("/readyz").status, 200);
 }
+
+#[test]
+fn signed_mlflow_webhooks_refresh_at_once_and_forged_ones_are_refused() {
+    let server = MlflowServer::start();
+    server.register("transactions", &demo_registry().join("transactions/1"));
+    server.register("transactions", &demo_registry().join("transactions/2"));
+    server.set_alias("transactions", "champion", "1");
+    server.transition("transactions", "1", "Production");
+    let cache = tempfile::tempdir().unwrap();
+    // Polling once an hour: only the webhook can make the endpoint follow within the test.
+    let config = config(&server, cache.path(), "  webhook_secret: s3cr3t\n")
+        .replace("poll_interval_seconds: 1", "poll_interval_seconds: 3600");
+    let gw = start(&config, true);
+    let hook = server.call(
+        "POST",
+        "webhooks",
+        json!({
+            "name": "modelgate",
+            "url": gw.url("/api/2.0/webhooks/mlflow"),
+            "events": [
+                {"entity": "MODEL_VERSION", "action": "CREATED"},
+                {"entity": "MODEL_VERSION_ALIAS", "action": "CREATED"},
+                {"entity": "MODEL_VERSION_ALIAS", "action": "DELETED"}
+            ],
+            "secret": "s3cr3t",
+            "status": "ACTIVE"
+        }),
+    );
+    let hook_id = hook["webhook"]["webhook_id"].as_str().unwrap().to_owned();
+    // MLflow caches the list of subscribed webhooks (1 s in tests).
+    std::thread::sleep(Duration::from_millis(1500));
+    server.set_alias("transactions", "champion", "2");
+    wait_until(
+        "the webhook to swap in version 2",
+        Duration::from_secs(20),
+        || served(&gw, "champion") == "2",
+    );
+    assert_eq!(state(&gw, "champion")["last_swap"]["trigger"], "webhook");
+
+    // MLflow's own signed test delivery is accepted.
+    let test = server.call("POST", &format!("webhooks/{hook_id}/test"), json!({}));
+    assert_eq!(test["result"]["success"], true, "{test}");
+
+    // With the webhook off, a forged delivery (wrong secret) reloads nothing.
+    let _ = client()
+        .patch(format!("{}/api/2.0/mlflow/webhooks/{hook_id}", server.uri))
+        .json(&json!({"status": "DISABLED"}))
+        .send()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.set_alias("transactions", "champion", "1");
+    let body = r#"{"entity": "model_version_alias", "action": "created", "data": {"name": "transactions", "alias": "champion", "version": "1"}}"#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let forged = client()
+        .post(gw.url("/api/2.0/webhooks/mlflow"))
+        .header("content-type", "application/json")
+        .header("x-mlflow-delivery-id", "forged-1")
+        .header("x-mlflow-timestamp", &now)
+        .header(
+            "x-mlflow-signature",
+            "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+    assert!(forged
+        .text()
+        .unwrap()
+        .contains("the signature does not match"));
+    let unsigned = gw.post_json(
+        "/api/2.0/webhooks/mlflow",
+        &serde_json::from_str::<Value>(body).unwrap(),
+    );
+    assert_eq!(unsigned.status, 401);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(served(&gw, "champion"), "2");
+}

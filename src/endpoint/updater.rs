@@ -25,6 +25,7 @@ pub enum Trigger {
     Watch,
     Poll,
     Admin,
+    Webhook,
     Rollback,
 }
 
@@ -35,6 +36,7 @@ impl Trigger {
             Self::Watch => "watch",
             Self::Poll => "poll",
             Self::Admin => "admin",
+            Self::Webhook => "webhook",
             Self::Rollback => "rollback",
         }
     }

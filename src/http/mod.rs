@@ -5,6 +5,7 @@ mod admin;
 mod body;
 mod handlers;
 mod v2_handlers;
+mod webhook;
 
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ use crate::gateway::Gateway;
 pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub updater: Arc<crate::endpoint::updater::Updater>,
+    /// Shared secret of MLflow webhooks; the receiver is off without it.
+    pub webhook_secret: Option<String>,
     pub max_body_bytes: usize,
 }
 
@@ -43,6 +46,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/api/2.0/serving-endpoints/{name}/rollback",
         web::post().to(admin::rollback),
+    )
+    .route(
+        "/api/2.0/webhooks/mlflow",
+        web::post().to(webhook::mlflow_webhook),
     )
     .route("/v2", web::get().to(v2_handlers::server_metadata))
     .route("/v2/health/live", web::get().to(v2_handlers::live))

@@ -1,0 +1,174 @@
+//! MLflow model-registry webhooks: a signed event (version created, alias set or deleted)
+//! refreshes the endpoints that serve that model at once, instead of at the next poll.
+//!
+//! MLflow signs `"{delivery id}.{timestamp}.{raw body}"` with HMAC-SHA256 and the shared secret
+//! and sends `X-MLflow-Signature: v1,<base64>`. A missing or wrong signature, or a timestamp
+//! more than five minutes off, is 401 and reloads nothing.
+
+use actix_web::http::header::ContentType;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use super::body::read_limited;
+use super::{mlflow_error, AppState};
+use crate::endpoint::updater::Trigger;
+use crate::error::RequestError;
+
+/// How far a delivery's timestamp may be from our clock (the Standard Webhooks convention).
+const TOLERANCE_SECONDS: i64 = 300;
+
+fn unauthorized(message: &str) -> HttpResponse {
+    HttpResponse::Unauthorized()
+        .content_type(ContentType::json())
+        .body(json!({ "error_code": "UNAUTHENTICATED", "message": message }).to_string())
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Checks MLflow's signature of a delivery; the error says what is wrong.
+pub fn verify(
+    secret: &str,
+    delivery_id: &str,
+    timestamp: &str,
+    body: &[u8],
+    signature: &str,
+    now: i64,
+) -> Result<(), &'static str> {
+    let sent: i64 = timestamp
+        .parse()
+        .map_err(|_| "X-MLflow-Timestamp is not a number of seconds")?;
+    if (now - sent).abs() > TOLERANCE_SECONDS {
+        return Err("the delivery's timestamp is more than five minutes off");
+    }
+    let encoded = signature
+        .strip_prefix("v1,")
+        .ok_or("X-MLflow-Signature is not a v1 signature")?;
+    let given = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| "X-MLflow-Signature is not base64")?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .map_err(|_| "the webhook secret is unusable")?;
+    mac.update(delivery_id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    // Constant-time comparison.
+    mac.verify_slice(&given)
+        .map_err(|_| "the signature does not match")
+}
+
+pub async fn mlflow_webhook(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let Some(secret) = state.webhook_secret.clone() else {
+        return mlflow_error(&RequestError::NotFound(
+            "MLflow webhooks are not enabled: set registry.webhook_secret".into(),
+        ));
+    };
+    let body = match read_limited(&req, payload, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return mlflow_error(&e),
+    };
+    let (Some(id), Some(ts), Some(sig)) = (
+        header(&req, "x-mlflow-delivery-id"),
+        header(&req, "x-mlflow-timestamp"),
+        header(&req, "x-mlflow-signature"),
+    ) else {
+        return unauthorized(
+            "X-MLflow-Delivery-Id, X-MLflow-Timestamp and X-MLflow-Signature are required",
+        );
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if let Err(why) = verify(&secret, id, ts, &body, sig, now) {
+        tracing::warn!(delivery = id, "refused an MLflow webhook: {why}");
+        return unauthorized(why);
+    }
+    let event: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return mlflow_error(&RequestError::bad(format!(
+                "the webhook body is not JSON: {e}"
+            )))
+        }
+    };
+    let model = event["data"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let endpoints: Vec<_> = state
+        .gateway
+        .endpoints()
+        .into_iter()
+        .filter(|e| {
+            e.settings
+                .served_entities
+                .iter()
+                .any(|s| s.entity_name == model)
+        })
+        .cloned()
+        .collect();
+    let names: Vec<String> = endpoints.iter().map(|e| e.name.clone()).collect();
+    tracing::info!(delivery = id, event = %format!("{}.{}", event["entity"].as_str().unwrap_or("?"), event["action"].as_str().unwrap_or("?")), model = %model, endpoints = ?names, "MLflow webhook");
+    // Answer at once (MLflow waits for us); the refresh runs on the blocking pool.
+    let updater = state.updater.clone();
+    actix_web::rt::task::spawn_blocking(move || {
+        for ep in &endpoints {
+            updater.refresh(ep, Trigger::Webhook, false);
+        }
+    });
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(json!({ "accepted": true, "model": model, "endpoints": names }).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sign(secret: &str, id: &str, ts: &str, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{id}.{ts}.").as_bytes());
+        mac.update(body);
+        format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    #[test]
+    fn accepts_mlflow_signatures_and_refuses_everything_else() {
+        let body = br#"{"entity": "model_version_alias", "action": "created", "data": {"name": "m", "alias": "champion", "version": "2"}}"#;
+        let sig = sign("s3cr3t", "d-1", "1000", body);
+        assert_eq!(verify("s3cr3t", "d-1", "1000", body, &sig, 1000), Ok(()));
+        assert_eq!(verify("s3cr3t", "d-1", "1000", body, &sig, 1299), Ok(()));
+        assert!(verify("other", "d-1", "1000", body, &sig, 1000).is_err());
+        assert!(verify("s3cr3t", "d-2", "1000", body, &sig, 1000).is_err());
+        assert!(verify("s3cr3t", "d-1", "1000", b"{}", &sig, 1000).is_err());
+        assert_eq!(
+            verify("s3cr3t", "d-1", "1000", body, &sig, 1301),
+            Err("the delivery's timestamp is more than five minutes off")
+        );
+        assert!(verify("s3cr3t", "d-1", "x", body, &sig, 1000).is_err());
+        assert!(verify(
+            "s3cr3t",
+            "d-1",
+            "1000",
+            body,
+            &sig.replace("v1,", "v2,"),
+            1000
+        )
+        .is_err());
+        assert!(verify("s3cr3t", "d-1", "1000", body, "v1,!!!", 1000).is_err());
+    }
+}
