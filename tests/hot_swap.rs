@@ -357,3 +357,41 @@ fn a_version_still_being_written_is_not_loaded_until_it_settles() {
     // Once its files have been quiet for the settle time, the watcher or the rescan loads it.
     wait_for_version(&gw, "5");
 }
+
+#[test]
+fn file_registry_stages_are_aliases_and_archived_versions_are_never_served() {
+    let (_dir, model) = registry("1");
+    let write = |text: &str| {
+        let tmp = model.join(".aliases.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, model.join("aliases.yaml")).unwrap();
+    };
+    write("champion: 1\nProduction: 2\n");
+    let config = config(model.parent().unwrap())
+        .replace("entity_version: champion", "entity_version: Production")
+        .replace(
+            "poll_interval_seconds: 1",
+            "poll_interval_seconds: 3600\n  watch: false",
+        );
+    let gw = start(&config, true);
+    assert_eq!(served_version(&gw), "2");
+    write("champion: 1\nProduction: 2\nArchived: [2]\n");
+    let reply = gw.post_json("/api/2.0/serving-endpoints/t/reload?force=true", &json!({}));
+    assert_eq!(reply.status, 409, "{}", reply.text);
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("version 2 is archived"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(served_version(&gw), "2", "the served version stays");
+    write("champion: 1\nProduction: 1\nArchived: [2]\n");
+    assert_eq!(
+        gw.post_json("/api/2.0/serving-endpoints/t/reload", &json!({}))
+            .json()["outcome"],
+        "swapped"
+    );
+    assert_eq!(served_version(&gw), "1");
+}

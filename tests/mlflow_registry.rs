@@ -251,3 +251,40 @@ fn signed_mlflow_webhooks_refresh_at_once_and_forged_ones_are_refused() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(served(&gw, "champion"), "2");
 }
+
+#[test]
+fn registry_credentials_are_sent_and_a_refusal_names_the_setting() {
+    let server = MlflowServer::start_with_auth();
+    server.register("transactions", &demo_registry().join("transactions/1"));
+    server.set_alias("transactions", "champion", "1");
+    server.transition("transactions", "1", "Production");
+    let cache = tempfile::tempdir().unwrap();
+    let without = config(&server, cache.path(), "");
+    let err = try_start(&without, false, &[])
+        .err()
+        .expect("must not start without credentials");
+    assert!(
+        err.contains("401") && err.contains("check registry.token or registry.username"),
+        "{err}"
+    );
+    let (user, password) = common::mlflow::ADMIN;
+    let with = config(
+        &server,
+        cache.path(),
+        &format!("  username: {user}\n  password: {password}\n"),
+    );
+    let gw = start(&with, false);
+    assert_eq!(gw.invoke("champion", &one_row()).status, 200);
+    // The same credentials from MLflow's own environment variables.
+    let cache = tempfile::tempdir().unwrap();
+    let gw = try_start(
+        &config(&server, cache.path(), ""),
+        false,
+        &[
+            ("MLFLOW_TRACKING_USERNAME", user),
+            ("MLFLOW_TRACKING_PASSWORD", password),
+        ],
+    )
+    .unwrap();
+    assert_eq!(gw.invoke("production", &one_row()).status, 200);
+}

@@ -66,10 +66,11 @@ impl FileRegistry {
         }
     }
 
-    fn aliases(&self, model: &str) -> Result<BTreeMap<String, String>, RegistryError> {
+    /// `aliases.yaml`: alias -> version, plus `Archived: [versions]` (never served).
+    fn aliases(&self, model: &str) -> Result<Aliases, RegistryError> {
         let path = self.model_dir(model)?.join("aliases.yaml");
         if !path.exists() {
-            return Ok(BTreeMap::new());
+            return Ok(Aliases::default());
         }
         let text = read_text(&path)?;
         let raw: BTreeMap<String, serde_yaml::Value> =
@@ -77,17 +78,52 @@ impl FileRegistry {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-        raw.into_iter()
-            .map(|(alias, v)| match v {
-                serde_yaml::Value::Number(n) => Ok((alias, n.to_string())),
-                serde_yaml::Value::String(s) => Ok((alias, s)),
-                other => Err(RegistryError::Invalid {
-                    path: path.clone(),
-                    message: format!("alias '{alias}' must name a version, got {other:?}"),
-                }),
-            })
-            .collect()
+        let invalid = |message: String| RegistryError::Invalid {
+            path: path.clone(),
+            message,
+        };
+        let version = |v: &serde_yaml::Value| match v {
+            serde_yaml::Value::Number(n) => Some(n.to_string()),
+            serde_yaml::Value::String(s) => Some(s.clone()),
+            _ => None,
+        };
+        let mut aliases = Aliases::default();
+        for (alias, v) in raw {
+            if alias.eq_ignore_ascii_case(ARCHIVED) {
+                let list = match &v {
+                    serde_yaml::Value::Sequence(items) => items.iter().map(version).collect(),
+                    single => version(single).map(|v| vec![v]),
+                };
+                aliases.archived = list.ok_or_else(|| {
+                    invalid(format!("'{ARCHIVED}' must list version numbers, got {v:?}"))
+                })?;
+            } else {
+                let target = version(&v).ok_or_else(|| {
+                    invalid(format!("alias '{alias}' must name a version, got {v:?}"))
+                })?;
+                aliases.targets.insert(alias, target);
+            }
+        }
+        Ok(aliases)
     }
+
+    fn refuse_archived(&self, model: &str, version: &str) -> Result<(), RegistryError> {
+        if self.aliases(model)?.archived.iter().any(|v| v == version) {
+            return Err(RegistryError::Refused(format!(
+                "model '{model}' version {version} is archived: archived versions are not served"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The stage name whose versions are never served (as in MLflow).
+const ARCHIVED: &str = "Archived";
+
+#[derive(Default)]
+struct Aliases {
+    targets: BTreeMap<String, String>,
+    archived: Vec<String>,
 }
 
 fn read_text(path: &Path) -> Result<String, RegistryError> {
@@ -110,16 +146,22 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, RegistryError> {
 
 impl Registry for FileRegistry {
     fn resolve(&self, model: &str, version_or_alias: &str) -> Result<String, RegistryError> {
-        if !version_or_alias.is_empty() && version_or_alias.chars().all(|c| c.is_ascii_digit()) {
+        let version = if !version_or_alias.is_empty()
+            && version_or_alias.chars().all(|c| c.is_ascii_digit())
+        {
             self.model_dir(model)?;
-            return Ok(version_or_alias.to_owned());
-        }
-        self.aliases(model)?
-            .remove(version_or_alias)
-            .ok_or_else(|| RegistryError::AliasNotFound {
-                model: model.to_owned(),
-                alias: version_or_alias.to_owned(),
-            })
+            version_or_alias.to_owned()
+        } else {
+            self.aliases(model)?
+                .targets
+                .remove(version_or_alias)
+                .ok_or_else(|| RegistryError::AliasNotFound {
+                    model: model.to_owned(),
+                    alias: version_or_alias.to_owned(),
+                })?
+        };
+        self.refuse_archived(model, &version)?;
+        Ok(version)
     }
 
     fn fetch(&self, model: &str, version: &str) -> Result<ModelVersion, RegistryError> {
@@ -130,6 +172,7 @@ impl Registry for FileRegistry {
                 version: version.to_owned(),
             });
         }
+        self.refuse_archived(model, version)?;
         self.check_settled(&dir)?;
         load_model_dir(model, version, &dir)
     }

@@ -8,9 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use reqwest::blocking::RequestBuilder;
 use serde_json::{json, Value};
 
 use super::{client, repo};
+
+/// The admin MLflow's auth app creates at start (the password comes from the environment).
+pub const ADMIN: (&str, &str) = ("admin", "modelgate-admin-pw");
 
 /// The `mlflow` command: `MODELGATE_MLFLOW`, else the venv the repo script makes (once).
 pub fn mlflow_command() -> PathBuf {
@@ -35,9 +39,10 @@ pub fn mlflow_command() -> PathBuf {
 pub struct MlflowServer {
     child: Child,
     pub uri: String,
-    pub port: u16,
     dir: tempfile::TempDir,
     experiment_id: String,
+    /// Basic-auth credentials when the server runs MLflow's auth app.
+    auth: Option<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -50,9 +55,16 @@ fn free_port() -> u16 {
 
 impl MlflowServer {
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut server = Self::spawn(dir, port);
+        Self::start_with(false)
+    }
+
+    /// A server that requires basic auth (`--app-name basic-auth`).
+    pub fn start_with_auth() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(auth: bool) -> Self {
+        let mut server = Self::spawn(tempfile::tempdir().unwrap(), free_port(), auth);
         server.experiment_id = server.call(
             "POST",
             "experiments/create",
@@ -64,11 +76,18 @@ impl MlflowServer {
         server
     }
 
-    fn spawn(dir: tempfile::TempDir, port: u16) -> Self {
+    fn spawn(dir: tempfile::TempDir, port: u16, auth: bool) -> Self {
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(mlflow_command())
+        let mut cmd = Command::new(mlflow_command());
+        cmd.arg("server");
+        if auth {
+            // The auth app needs a fixed secret for its CSRF protection.
+            cmd.args(["--app-name", "basic-auth"])
+                .env("MLFLOW_FLASK_SERVER_SECRET_KEY", "modelgate-tests")
+                .env("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN.1);
+        }
+        let child = cmd
             .args([
-                "server",
                 "--backend-store-uri",
                 &format!("sqlite:///{}", dir.path().join("mlflow.db").display()),
                 "--artifacts-destination",
@@ -80,6 +99,8 @@ impl MlflowServer {
                 "--workers",
                 "1",
             ])
+            // The auth app keeps its user database in the working directory.
+            .current_dir(dir.path())
             // Webhooks to the gateway on loopback over http (refused by default, rightly).
             .env("MLFLOW_WEBHOOK_ALLOWED_SCHEMES", "http,https")
             .env("MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", "true")
@@ -91,21 +112,21 @@ impl MlflowServer {
             .stderr(log)
             .spawn()
             .expect("starting mlflow server");
-        let uri = format!("http://127.0.0.1:{port}");
         let server = Self {
             child,
-            uri,
-            port,
+            uri: format!("http://127.0.0.1:{port}"),
             dir,
             experiment_id: String::new(),
+            auth: auth.then(|| (ADMIN.0.to_owned(), ADMIN.1.to_owned())),
         };
         let start = Instant::now();
+        let mut server = server;
         loop {
-            if client()
-                .get(format!("{}/health", server.uri))
-                .send()
-                .is_ok_and(|r| r.status().is_success())
-            {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("mlflow server exited ({status}): {}", server.log());
+            }
+            let health = server.request(client().get(format!("{}/health", server.uri)));
+            if health.send().is_ok_and(|r| r.status().is_success()) {
                 return server;
             }
             assert!(
@@ -114,6 +135,14 @@ impl MlflowServer {
                 server.log()
             );
             std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Adds the server's credentials, when it needs them.
+    pub fn request(&self, req: RequestBuilder) -> RequestBuilder {
+        match &self.auth {
+            Some((user, password)) => req.basic_auth(user, Some(password)),
+            None => req,
         }
     }
 
@@ -126,7 +155,7 @@ impl MlflowServer {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
-    /// Stops the server (to test an unreachable registry).
+    /// Stops the server and every process it forked (to test an unreachable registry).
     pub fn stop(&mut self) {
         // The child leads its own process group (see `spawn`): signal that group only, and
         // only while the child has not been reaped (its id could be reused after).
@@ -145,18 +174,11 @@ impl MlflowServer {
     pub fn call(&self, method: &str, path: &str, body: Value) -> Value {
         let url = format!("{}/api/2.0/mlflow/{path}", self.uri);
         let req = match method {
-            "GET" => client().get(url).query(
-                &body
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-                    .collect::<Vec<_>>(),
-            ),
             "DELETE" => client().delete(url).json(&body),
+            "PATCH" => client().patch(url).json(&body),
             _ => client().post(url).json(&body),
         };
-        let resp = req.send().unwrap();
+        let resp = self.request(req).send().unwrap();
         let status = resp.status();
         let text = resp.text().unwrap();
         assert!(
@@ -187,11 +209,8 @@ impl MlflowServer {
                 self.uri,
                 entry.file_name().to_str().unwrap()
             );
-            let resp = client()
-                .put(url)
-                .body(std::fs::read(entry.path()).unwrap())
-                .send()
-                .unwrap();
+            let upload = client().put(url).body(std::fs::read(entry.path()).unwrap());
+            let resp = self.request(upload).send().unwrap();
             assert!(
                 resp.status().is_success(),
                 "upload: {}",
@@ -203,13 +222,11 @@ impl MlflowServer {
 
     /// Registers `model_dir` as the next version of `name` (creating the model the first time).
     pub fn register(&self, name: &str, model_dir: &Path) -> String {
-        let _ = client()
-            .post(format!(
-                "{}/api/2.0/mlflow/registered-models/create",
-                self.uri
-            ))
-            .json(&json!({"name": name}))
-            .send();
+        let create = client().post(format!(
+            "{}/api/2.0/mlflow/registered-models/create",
+            self.uri
+        ));
+        let _ = self.request(create).json(&json!({"name": name})).send();
         let run_id = self.log_model(model_dir);
         let v = self.call(
             "POST",
