@@ -302,50 +302,36 @@ impl Registry for MlflowRegistry {
             self.model_version(model, version_or_alias)?;
             return Ok(version_or_alias.to_owned());
         }
-        let version = if let Some(stage) = STAGES
+        let alias_missing = || RegistryError::AliasNotFound {
+            model: model.into(),
+            alias: version_or_alias.into(),
+        };
+        // A stage's latest version, or an alias's version: one lookup, a different answer path.
+        let (path, key, what, version_at) = match STAGES
             .iter()
             .find(|s| s.eq_ignore_ascii_case(version_or_alias))
         {
-            let body = serde_json::json!({ "name": model, "stages": [stage] });
-            let resp = self
-                .send(
-                    self.client
-                        .post(self.url(&["api/2.0/mlflow/registered-models/get-latest-versions"]))
-                        .json(&body),
-                    "get-latest-versions",
-                )
-                .map_err(|e| e.or_not_found(|| RegistryError::ModelNotFound(model.into())))?;
-            let v: Value = resp
-                .json()
-                .map_err(|e| RegistryError::Unreachable(format!("get-latest-versions: {e}")))?;
-            v["model_versions"][0]["version"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| RegistryError::AliasNotFound {
-                    model: model.into(),
-                    alias: version_or_alias.into(),
-                })?
-        } else {
-            let v = self
-                .get_json(
-                    &["api/2.0/mlflow/registered-models/alias"],
-                    &[("name", model), ("alias", version_or_alias)],
-                    "registered-models/alias",
-                )
-                .map_err(|e| {
-                    e.or_not_found(|| RegistryError::AliasNotFound {
-                        model: model.into(),
-                        alias: version_or_alias.into(),
-                    })
-                })?;
-            v["model_version"]["version"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| RegistryError::AliasNotFound {
-                    model: model.into(),
-                    alias: version_or_alias.into(),
-                })?
+            Some(stage) => (
+                "api/2.0/mlflow/registered-models/get-latest-versions",
+                ("stages", *stage),
+                "get-latest-versions",
+                "/model_versions/0/version",
+            ),
+            None => (
+                "api/2.0/mlflow/registered-models/alias",
+                ("alias", version_or_alias),
+                "registered-models/alias",
+                "/model_version/version",
+            ),
         };
+        let answer = self
+            .get_json(&[path], &[("name", model), key], what)
+            .map_err(|e| e.or_not_found(alias_missing))?;
+        let version = answer
+            .pointer(version_at)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(alias_missing)?;
         // An alias may point at an archived version: refuse it here, naming the alias.
         self.model_version(model, &version)?;
         Ok(version)
