@@ -31,6 +31,9 @@ pub struct InferencePool {
     workers: usize,
     capacity: usize,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    /// One `run_on_each_worker` at a time: two barrier groups could each hold some workers
+    /// and wait for the others forever.
+    broadcast: Mutex<()>,
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -69,6 +72,7 @@ impl InferencePool {
             workers,
             capacity,
             handles: Mutex::new(handles),
+            broadcast: Mutex::new(()),
         })
     }
 
@@ -121,6 +125,7 @@ impl InferencePool {
     where
         F: Fn(usize) -> Result<(), String> + Send + Sync + 'static,
     {
+        let _one_at_a_time = self.broadcast.lock().unwrap_or_else(|e| e.into_inner());
         let f = Arc::new(f);
         let barrier = Arc::new(Barrier::new(self.workers));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -199,6 +204,27 @@ mod tests {
         gate.wait();
         blocker.join().unwrap().unwrap();
         queued.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn concurrent_broadcasts_take_turns_instead_of_deadlocking() {
+        let pool = InferencePool::new(2, 8);
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (pool, runs) = (pool.clone(), runs.clone());
+                std::thread::spawn(move || {
+                    pool.run_on_each_worker(move |_| {
+                        runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Ok(())
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 8);
     }
 
     #[test]
