@@ -35,6 +35,7 @@ fn load(
         pool,
         inference: &inference,
         default_engine: engine,
+        replaces: None,
     };
     let cfg = ServedEntitySettings {
         name: None,

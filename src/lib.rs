@@ -200,6 +200,7 @@ impl Started {
             gateway: self.gateway.clone(),
             updater: self.updater.clone(),
             webhook_secret: self.settings.registry.webhook_secret.clone(),
+            webhook_deliveries: Default::default(),
             max_body_bytes: self.settings.server.max_body_bytes,
         });
         let timeout = self.settings.server.shutdown_timeout_seconds;

@@ -154,14 +154,20 @@ fn an_unreachable_registry_leaves_the_served_versions_serving() {
     let reply = gw.post_json("/api/2.0/serving-endpoints/champion/reload", &json!({}));
     assert_eq!(reply.status, 503, "{}", reply.text);
     assert_eq!(reply.json()["outcome"], "registry_unavailable");
+    // The poll (not only the admin call) sees the outage, for every endpoint.
+    let count = |endpoint: &str| -> f64 {
+        let prefix = format!("modelgate_registry_unreachable_total{{endpoint=\"{endpoint}\"}} ");
+        gw.get("/metrics")
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok()))
+            .unwrap_or(0.0)
+    };
+    let after_reload = count("champion");
     wait_until(
         "the poll to count the outage",
         Duration::from_secs(20),
-        || {
-            gw.get("/metrics")
-                .text
-                .contains("modelgate_registry_unreachable_total{endpoint=\"champion\"}")
-        },
+        || count("champion") > after_reload && count("production") >= 1.0,
     );
     for _ in 0..20 {
         assert_eq!(gw.invoke("champion", &one_row()).status, 200);

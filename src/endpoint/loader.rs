@@ -2,6 +2,7 @@
 //! the input binding and output mapping, check the input example against the expected output,
 //! and warm up. A version that fails any step is never published.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -30,6 +31,8 @@ pub enum LoadError {
     Signature { context: String, message: String },
     #[error("{context} failed validation: {message}")]
     Validation { context: String, message: String },
+    #[error("{0}")]
+    Misfit(String),
 }
 
 pub struct LoadContext<'a> {
@@ -38,6 +41,8 @@ pub struct LoadContext<'a> {
     pub pool: &'a Arc<InferencePool>,
     pub inference: &'a InferenceSettings,
     pub default_engine: EngineChoice,
+    /// The version being replaced, which the new one must fit (same request contract).
+    pub replaces: Option<&'a ServedEntity>,
 }
 
 /// What a load took, for logs and metrics.
@@ -94,6 +99,10 @@ pub fn load_served_entity(
         context: context.clone(),
         message,
     };
+    // Before validation and warm-up: a version that does not fit is refused at once.
+    if let Some(current) = ctx.replaces {
+        fits(current, &entity).map_err(LoadError::Misfit)?;
+    }
     if let Some(example) = &mv.input_example {
         let request = mlflow::decode_json(example)
             .map_err(|e| fail(format!("its input example does not decode: {e}")))?;
@@ -172,4 +181,34 @@ fn compare(got: &Value, want: &Value, tol: f64, path: &str) -> Result<(), String
         (a, b) if a == b => Ok(()),
         (a, b) => Err(format!("{path} (got {a}, expected {b})")),
     }
+}
+
+/// A new version fits when callers can keep sending what they send: the same request columns,
+/// and where both versions have an MLflow signature, the same column types.
+fn fits(current: &ServedEntity, new: &ServedEntity) -> Result<(), String> {
+    let have: BTreeSet<&String> = current.binding.expected_columns().iter().collect();
+    let want: BTreeSet<&String> = new.binding.expected_columns().iter().collect();
+    if have != want {
+        let missing: Vec<&&String> = want.difference(&have).collect();
+        let dropped: Vec<&&String> = have.difference(&want).collect();
+        return Err(format!(
+            "version {} does not fit the endpoint: it takes columns {missing:?} that requests do not carry and drops {dropped:?}",
+            new.version
+        ));
+    }
+    if let (Some(a), Some(b)) = (&current.signature, &new.signature) {
+        for entry in &b.inputs {
+            let before = a.inputs.iter().find(|e| e.name == entry.name);
+            if let Some(before) = before.filter(|before| before.kind != entry.kind) {
+                return Err(format!(
+                    "version {} does not fit the endpoint: column '{}' changes type from {} to {}",
+                    new.version,
+                    entry.name.as_deref().unwrap_or("?"),
+                    before.kind,
+                    entry.kind
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -4,7 +4,6 @@
 //! version is dropped when its last request ends. A version that fails any step is never
 //! published: the old one keeps serving and the endpoint shows `UPDATE_FAILED` with the reason.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -102,8 +101,24 @@ impl Updater {
         let target = pinned.unwrap_or(target);
         let current = ep.served();
         if !force && current.as_ref().is_some_and(|c| c.version == target) {
+            // Serving what the config asks for: an earlier failed attempt no longer matters.
+            ep.with_state(|s| {
+                if s.config_update == ConfigUpdate::UpdateFailed {
+                    s.config_update = ConfigUpdate::NotUpdating;
+                }
+            });
             return SwapOutcome::Unchanged {
                 version: Some(target),
+            };
+        }
+        // A timer does not retry a version that already failed: registry versions do not
+        // change in place, and file changes (watch), webhooks and admin reloads do retry.
+        let failed_before = ep.state().last_swap.is_some_and(|r| {
+            r.outcome == "failure" && r.to_version.as_deref() == Some(target.as_str())
+        });
+        if trigger == Trigger::Poll && failed_before && !force {
+            return SwapOutcome::Unchanged {
+                version: current.map(|c| c.version.clone()),
             };
         }
         self.swap_to(ep, current, &target, trigger)
@@ -120,10 +135,15 @@ impl Updater {
             ));
         };
         let cfg = &ep.settings.served_entities[0];
-        let alias_target = self
-            .registry
-            .resolve(&cfg.entity_name, &cfg.entity_version)
-            .unwrap_or_default();
+        // The pin holds while the alias stays where it is now; without knowing where that is,
+        // the next refresh would undo the rollback.
+        let alias_target = match self.registry.resolve(&cfg.entity_name, &cfg.entity_version) {
+            Ok(v) => v,
+            Err(RegistryError::Unreachable(e)) => {
+                return self.unavailable(ep, Trigger::Rollback, e)
+            }
+            Err(_) => String::new(),
+        };
         let outcome = self.swap_to(ep, ep.served(), &previous, Trigger::Rollback);
         if matches!(outcome, SwapOutcome::Swapped { .. }) {
             ep.with_state(|s| {
@@ -151,6 +171,7 @@ impl Updater {
             pool: &self.pool,
             inference: &self.inference,
             default_engine: self.default_engine,
+            replaces: current.as_deref(),
         };
         let cfg = &ep.settings.served_entities[0];
         let loaded = match load_served_entity(&ctx, cfg, version) {
@@ -174,11 +195,6 @@ impl Updater {
             }
         };
         let entity = loaded.entity;
-        if let Some(cur) = &current {
-            if let Err(message) = fits(cur, &entity) {
-                return self.fail(ep, trigger, Some(version), message);
-            }
-        }
         self.metrics
             .model_load_duration
             .with_label_values(&[&ep.name, "success"])
@@ -274,20 +290,4 @@ fn previous_update_state(s: &super::UpdateState) -> ConfigUpdate {
         Some(r) if r.outcome == "failure" => ConfigUpdate::UpdateFailed,
         _ => ConfigUpdate::NotUpdating,
     }
-}
-
-/// A new version fits when it takes the same request columns as the one it replaces: callers
-/// keep sending what they send.
-fn fits(current: &ServedEntity, new: &ServedEntity) -> Result<(), String> {
-    let have: BTreeSet<&String> = current.binding.expected_columns().iter().collect();
-    let want: BTreeSet<&String> = new.binding.expected_columns().iter().collect();
-    if have == want {
-        return Ok(());
-    }
-    let missing: Vec<&&String> = want.difference(&have).collect();
-    let dropped: Vec<&&String> = have.difference(&want).collect();
-    Err(format!(
-        "version {} does not fit the endpoint: it takes columns {missing:?} that requests do not carry and drops {dropped:?}",
-        new.version
-    ))
 }

@@ -20,6 +20,7 @@ pub struct AppState {
     pub updater: Arc<crate::endpoint::updater::Updater>,
     /// Shared secret of MLflow webhooks; the receiver is off without it.
     pub webhook_secret: Option<String>,
+    pub webhook_deliveries: webhook::SeenDeliveries,
     pub max_body_bytes: usize,
 }
 

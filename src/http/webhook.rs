@@ -18,7 +18,32 @@ use crate::endpoint::updater::Trigger;
 use crate::error::RequestError;
 
 /// How far a delivery's timestamp may be from our clock (the Standard Webhooks convention).
-const TOLERANCE_SECONDS: i64 = 300;
+const TOLERANCE_SECONDS: u64 = 300;
+/// Registry events are small; a larger body is refused before it is read.
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// Delivery ids seen within the tolerance window, at most this many.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// Recently accepted delivery ids: a replayed (or retried) delivery refreshes nothing again.
+#[derive(Default)]
+pub struct SeenDeliveries(std::sync::Mutex<std::collections::VecDeque<(String, i64)>>);
+
+impl SeenDeliveries {
+    /// Records `id`; false when it was already seen within the window.
+    fn first_time(&self, id: &str, now: i64) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while seen.front().is_some_and(|(_, at)| {
+            now.abs_diff(*at) > TOLERANCE_SECONDS || seen.len() >= MAX_REMEMBERED
+        }) {
+            seen.pop_front();
+        }
+        if seen.iter().any(|(known, _)| known == id) {
+            return false;
+        }
+        seen.push_back((id.to_owned(), now));
+        true
+    }
+}
 
 fn unauthorized(message: &str) -> HttpResponse {
     HttpResponse::Unauthorized()
@@ -42,7 +67,7 @@ pub fn verify(
     let sent: i64 = timestamp
         .parse()
         .map_err(|_| "X-MLflow-Timestamp is not a number of seconds")?;
-    if (now - sent).abs() > TOLERANCE_SECONDS {
+    if now.abs_diff(sent) > TOLERANCE_SECONDS {
         return Err("the delivery's timestamp is more than five minutes off");
     }
     let encoded = signature
@@ -73,10 +98,7 @@ pub async fn mlflow_webhook(
             "MLflow webhooks are not enabled: set registry.webhook_secret".into(),
         ));
     };
-    let body = match read_limited(&req, payload, state.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return mlflow_error(&e),
-    };
+    // Headers first: nothing unsigned is read beyond them.
     let (Some(id), Some(ts), Some(sig)) = (
         header(&req, "x-mlflow-delivery-id"),
         header(&req, "x-mlflow-timestamp"),
@@ -86,6 +108,10 @@ pub async fn mlflow_webhook(
             "X-MLflow-Delivery-Id, X-MLflow-Timestamp and X-MLflow-Signature are required",
         );
     };
+    let body = match read_limited(&req, payload, MAX_EVENT_BYTES.min(state.max_body_bytes)).await {
+        Ok(b) => b,
+        Err(e) => return mlflow_error(&e),
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -93,6 +119,11 @@ pub async fn mlflow_webhook(
     if let Err(why) = verify(&secret, id, ts, &body, sig, now) {
         tracing::warn!(delivery = id, "refused an MLflow webhook: {why}");
         return unauthorized(why);
+    }
+    if !state.webhook_deliveries.first_time(id, now) {
+        return HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(json!({ "accepted": true, "duplicate": true }).to_string());
     }
     let event: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -144,6 +175,22 @@ mod tests {
             "v1,{}",
             base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
         )
+    }
+
+    #[test]
+    fn a_delivery_id_counts_once_within_the_window() {
+        let seen = SeenDeliveries::default();
+        assert!(seen.first_time("a", 1000));
+        assert!(!seen.first_time("a", 1100));
+        assert!(seen.first_time("b", 1100));
+        // Out of the window, the id is forgotten (its signature would be stale anyway).
+        assert!(seen.first_time("a", 1500));
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        assert!(verify("s", "d", "-9223372036854775808", b"{}", "v1,AAAA", 1000).is_err());
+        assert!(verify("s", "d", "9223372036854775807", b"{}", "v1,AAAA", i64::MIN).is_err());
     }
 
     #[test]

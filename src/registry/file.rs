@@ -30,23 +30,30 @@ impl FileRegistry {
         self
     }
 
-    /// `Incomplete` when a file of `dir` was modified within the settle time.
+    /// `Incomplete` when a file or folder under `dir` was modified within the settle time.
     fn check_settled(&self, dir: &Path) -> Result<(), RegistryError> {
         if self.settle.is_zero() {
             return Ok(());
         }
-        let entries = std::fs::read_dir(dir).map_err(|e| RegistryError::Io {
-            path: dir.to_owned(),
-            message: e.to_string(),
-        })?;
         let now = std::time::SystemTime::now();
-        for entry in entries.flatten() {
-            let modified = entry.metadata().and_then(|m| m.modified());
-            if let Ok(modified) = modified {
-                if now.duration_since(modified).unwrap_or_default() < self.settle {
+        let mut pending = vec![dir.to_owned()];
+        while let Some(folder) = pending.pop() {
+            let entries = std::fs::read_dir(&folder).map_err(|e| RegistryError::Io {
+                path: folder.clone(),
+                message: e.to_string(),
+            })?;
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                let young = meta
+                    .modified()
+                    .is_ok_and(|m| now.duration_since(m).unwrap_or_default() < self.settle);
+                if young {
                     return Err(RegistryError::Incomplete {
                         path: dir.to_owned(),
                     });
+                }
+                if meta.is_dir() {
+                    pending.push(entry.path());
                 }
             }
         }
@@ -215,7 +222,7 @@ pub fn load_model_dir(
             path: mlmodel_path.clone(),
             message,
         })?;
-    let onnx_path = dir.join(&onnx_flavor.data);
+    let onnx_path = inside(dir, &onnx_flavor.data, &mlmodel_path)?;
     let onnx = std::fs::read(&onnx_path).map_err(|e| RegistryError::Io {
         path: onnx_path.clone(),
         message: e.to_string(),
@@ -241,6 +248,23 @@ pub fn load_model_dir(
     })
 }
 
+/// `dir/relative`, refusing names that would leave the version folder (`..`, absolute paths):
+/// MLmodel comes from whoever registered the version.
+fn inside(dir: &Path, relative: &str, mlmodel_path: &Path) -> Result<PathBuf, RegistryError> {
+    let rel = Path::new(relative);
+    if relative.is_empty()
+        || !rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(RegistryError::Invalid {
+            path: mlmodel_path.to_owned(),
+            message: format!("'{relative}' is not a file name inside the model folder"),
+        });
+    }
+    Ok(dir.join(rel))
+}
+
 /// The input example as a scoring body: `serving_input_example.json` as is, or
 /// `input_example.json` (pandas split orient) wrapped as `dataframe_split`.
 fn read_input_example(dir: &Path, mlmodel: &MlModel) -> Result<Option<Vec<u8>>, RegistryError> {
@@ -248,13 +272,14 @@ fn read_input_example(dir: &Path, mlmodel: &MlModel) -> Result<Option<Vec<u8>>, 
     let serving = info
         .and_then(|i| i.serving_input_path.clone())
         .unwrap_or_else(|| "serving_input_example.json".into());
-    if let Some(body) = read_optional(&dir.join(serving))? {
+    let mlmodel_path = dir.join("MLmodel");
+    if let Some(body) = read_optional(&inside(dir, &serving, &mlmodel_path)?)? {
         return Ok(Some(body));
     }
     let plain = info
         .and_then(|i| i.artifact_path.clone())
         .unwrap_or_else(|| "input_example.json".into());
-    let path = dir.join(plain);
+    let path = inside(dir, &plain, &mlmodel_path)?;
     let Some(bytes) = read_optional(&path)? else {
         return Ok(None);
     };

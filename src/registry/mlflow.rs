@@ -19,6 +19,8 @@ use crate::settings::RegistrySettings;
 /// Stage names MLflow still accepts; `Archived` versions are never served.
 const STAGES: [&str; 2] = ["Production", "Staging"];
 const COMPLETE_MARKER: &str = ".modelgate-complete";
+/// Deadline of one artifact download (`registry.timeout_seconds` bounds the other calls).
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 enum Auth {
     Bearer(String),
@@ -258,7 +260,9 @@ impl MlflowRegistry {
             let resp = self
                 .send(
                     self.client
-                        .get(self.url(&["api/2.0/mlflow-artifacts/artifacts", &remote_path])),
+                        .get(self.url(&["api/2.0/mlflow-artifacts/artifacts", &remote_path]))
+                        // Model files can be large: the call deadline is for metadata calls.
+                        .timeout(DOWNLOAD_TIMEOUT),
                     "artifact download",
                 )
                 .map_err(|e| {
@@ -279,10 +283,19 @@ impl MlflowRegistry {
                     expected.unwrap_or_default()
                 )));
             }
-            std::fs::write(local.join(name), &bytes).map_err(|e| io(&local.join(name), e))?;
+            write_synced(&local.join(name), &bytes)?;
         }
         Ok(())
     }
+}
+
+/// Writes and flushes to disk, so the cache's rename publishes whole files even after a crash.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| io(path, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io(path, e))
 }
 
 fn io(path: &Path, e: std::io::Error) -> RegistryError {
@@ -345,10 +358,11 @@ impl Registry for MlflowRegistry {
             });
         }
         let dir = self.cache.join(model).join(version);
+        // Asked even for a cached version: it may have been archived since.
+        let mv = self.model_version(model, version)?;
         if dir.join(COMPLETE_MARKER).exists() {
             return load_model_dir(model, version, &dir);
         }
-        let mv = self.model_version(model, version)?;
         let remote = self.artifact_path(&mv)?;
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let tmp = self.cache.join(model).join(format!(

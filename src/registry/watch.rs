@@ -37,6 +37,14 @@ fn next_wait(current: Option<Duration>, registry_down: bool, poll: Duration) -> 
     })
 }
 
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+    )
+}
+
 /// Starts the follow thread; file events only when `root` is given (and the watcher starts).
 pub fn spawn(
     root: Option<&Path>,
@@ -49,7 +57,8 @@ pub fn spawn(
     let (tx, rx) = channel::<()>();
     let watcher = root.and_then(|root| {
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            // Only changes: reads (our own refreshes open aliases.yaml) must not retrigger.
+            if event.is_ok_and(|e| is_change(&e.kind)) {
                 let _ = tx.send(());
             }
         })
@@ -94,9 +103,13 @@ pub fn spawn(
                 if thread_stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let down = endpoints
+                // Every endpoint is refreshed, whatever the others' outcome.
+                let outcomes: Vec<SwapOutcome> = endpoints
                     .iter()
                     .map(|ep| updater.refresh(ep, trigger, false))
+                    .collect();
+                let down = outcomes
+                    .iter()
                     .any(|o| matches!(o, SwapOutcome::RegistryUnavailable(_)));
                 backoff = next_wait(backoff, down, poll);
             }
