@@ -174,6 +174,7 @@ impl Updater {
             replaces: current.as_deref(),
         };
         let cfg = &ep.settings.served_entities[0];
+        let started = std::time::Instant::now();
         let loaded = match load_served_entity(&ctx, cfg, version) {
             Ok(l) => l,
             Err(LoadError::Registry(RegistryError::Incomplete { path })) => {
@@ -190,7 +191,7 @@ impl Updater {
                 self.metrics
                     .model_load_duration
                     .with_label_values(&[&ep.name, "failure"])
-                    .observe(0.0);
+                    .observe(started.elapsed().as_secs_f64());
                 return self.fail(ep, trigger, Some(version), e.to_string());
             }
         };

@@ -436,11 +436,7 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, elem: ElemType, shape: &[Option<usize>]) -> TensorSpec {
-        TensorSpec {
-            name: name.into(),
-            elem,
-            shape: shape.to_vec(),
-        }
+        TensorSpec::new(name, elem, shape)
     }
 
     fn names(v: &[&str]) -> Vec<String> {

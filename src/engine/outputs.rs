@@ -182,11 +182,7 @@ mod tests {
     use crate::engine::tensor::Tensor;
 
     fn spec(name: &str, elem: ElemType, shape: &[Option<usize>]) -> TensorSpec {
-        TensorSpec {
-            name: name.into(),
-            elem,
-            shape: shape.to_vec(),
-        }
+        TensorSpec::new(name, elem, shape)
     }
 
     fn out(name: &str, shape: Vec<usize>, data: TensorData) -> NamedTensor {

@@ -208,23 +208,41 @@ mod tests {
 
     #[test]
     fn concurrent_broadcasts_take_turns_instead_of_deadlocking() {
-        let pool = InferencePool::new(2, 8);
-        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let (pool, runs) = (pool.clone(), runs.clone());
+        // Queue of one: two broadcasters block mid-send while both workers are held, so when
+        // the workers free up, the groups' jobs race into the queue. Without turns, one round
+        // in two ends with each group holding one worker at its barrier, forever.
+        let pool = InferencePool::new(2, 1);
+        for _round in 0..12 {
+            let gate = Arc::new(Barrier::new(3));
+            let (started_tx, started_rx) = std::sync::mpsc::channel();
+            for _ in 0..2 {
+                let (pool, gate, started) = (pool.clone(), gate.clone(), started_tx.clone());
                 std::thread::spawn(move || {
-                    pool.run_on_each_worker(move |_| {
-                        runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        Ok(())
+                    pool.run_blocking(move |_| {
+                        started.send(()).unwrap();
+                        gate.wait();
                     })
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap().unwrap();
+                });
+            }
+            started_rx.recv().unwrap();
+            started_rx.recv().unwrap();
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            for _ in 0..2 {
+                let (pool, done) = (pool.clone(), done_tx.clone());
+                std::thread::spawn(move || {
+                    done.send(pool.run_on_each_worker(|_| Ok(())).is_ok())
+                        .unwrap();
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            gate.wait();
+            for _ in 0..2 {
+                let ok = done_rx
+                    .recv_timeout(std::time::Duration::from_secs(5))
+                    .expect("broadcasts deadlocked");
+                assert!(ok);
+            }
         }
-        assert_eq!(runs.load(std::sync::atomic::Ordering::Relaxed), 8);
     }
 
     #[test]

@@ -49,6 +49,14 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
+    pub fn new(name: &str, elem: ElemType, shape: &[Option<usize>]) -> Self {
+        Self {
+            name: name.to_owned(),
+            elem,
+            shape: shape.to_vec(),
+        }
+    }
+
     /// Shape as V2 metadata writes it: -1 for dynamic dimensions.
     pub fn v2_shape(&self) -> Vec<i64> {
         self.shape

@@ -42,8 +42,6 @@ pub enum ElemKind {
 pub struct ColumnBuilder {
     name: String,
     kind: Option<ElemKind>,
-    /// Forced by the protocol (V2 `datatype`): values must fit it, no inference.
-    fixed: bool,
     ints: Vec<i64>,
     floats: Vec<f64>,
     bools: Vec<bool>,
@@ -57,7 +55,6 @@ impl ColumnBuilder {
         Self {
             name: name.into(),
             kind: None,
-            fixed: false,
             ints: Vec::new(),
             floats: Vec::new(),
             bools: Vec::new(),
@@ -65,13 +62,6 @@ impl ColumnBuilder {
             row_shape: None,
             rows: 0,
         }
-    }
-
-    pub fn with_kind(name: impl Into<String>, kind: ElemKind) -> Self {
-        let mut b = Self::new(name);
-        b.kind = Some(kind);
-        b.fixed = true;
-        b
     }
 
     pub fn name(&self) -> &str {
@@ -97,23 +87,6 @@ impl ColumnBuilder {
         self.push_leaves(cell, row)?;
         self.rows += 1;
         Ok(())
-    }
-
-    /// Appends leaves of an already shaped tensor (V2 flat or nested `data`).
-    pub fn push_flat(&mut self, data: &Value) -> RequestResult<usize> {
-        let before = self.len();
-        self.push_leaves(data, 0)?;
-        Ok(self.len() - before)
-    }
-
-    fn len(&self) -> usize {
-        match self.kind {
-            None => 0,
-            Some(ElemKind::Int) => self.ints.len(),
-            Some(ElemKind::Float) => self.floats.len(),
-            Some(ElemKind::Bool) => self.bools.len(),
-            Some(ElemKind::Str) => self.strs.len(),
-        }
     }
 
     fn push_leaves(&mut self, v: &Value, row: usize) -> RequestResult<()> {
@@ -169,7 +142,7 @@ impl ColumnBuilder {
         let kind = *self.kind.get_or_insert(found);
         match (kind, v) {
             (ElemKind::Int, Scalar::Int(i)) => self.ints.push(i),
-            (ElemKind::Int, Scalar::Float(x)) if !self.fixed => {
+            (ElemKind::Int, Scalar::Float(x)) => {
                 // Promote what was read so far; the column is numeric.
                 self.floats = self.ints.drain(..).map(|i| i as f64).collect();
                 self.kind = Some(ElemKind::Float);
@@ -191,15 +164,10 @@ impl ColumnBuilder {
         Ok(())
     }
 
-    /// A column of `rows` rows with the row shape seen (dataframe and record formats).
+    /// The column: `rows` rows of the row shape seen.
     pub fn finish(self) -> Column {
         let mut shape = vec![self.rows];
-        shape.extend(self.row_shape.clone().unwrap_or_default());
-        self.finish_with_shape(shape)
-    }
-
-    /// A column with an explicit shape (V2 tensors, columnar `inputs`).
-    pub fn finish_with_shape(self, shape: Vec<usize>) -> Column {
+        shape.extend(self.row_shape.unwrap_or_default());
         let data = match self.kind {
             Some(ElemKind::Int) => ColumnData::I64(self.ints),
             Some(ElemKind::Float) => ColumnData::F64(self.floats),
@@ -429,33 +397,6 @@ mod tests {
         let c = build("x", &[]).unwrap();
         assert_eq!(c.shape, vec![0]);
         assert_eq!(c.data, ColumnData::F64(vec![]));
-    }
-
-    #[test]
-    fn fixed_kind_does_not_infer() {
-        let mut b = ColumnBuilder::with_kind("x", ElemKind::Int);
-        b.push_row(&json!(1)).unwrap();
-        let m = match b.push_row(&json!(1.5)) {
-            Err(RequestError::BadRequest(m)) => m,
-            other => panic!("{other:?}"),
-        };
-        assert!(m.contains("row 1 is a number"), "{m}");
-
-        let mut b = ColumnBuilder::with_kind("x", ElemKind::Float);
-        b.push_row(&json!(1)).unwrap();
-        b.push_row(&json!(2.5)).unwrap();
-        assert_eq!(b.finish().data, ColumnData::F64(vec![1.0, 2.5]));
-    }
-
-    #[test]
-    fn push_flat_counts_leaves_and_finish_with_shape() {
-        let mut b = ColumnBuilder::with_kind("t", ElemKind::Float);
-        assert_eq!(b.name(), "t");
-        assert_eq!(b.push_flat(&json!([[1, 2], [3, 4]])).unwrap(), 4);
-        assert_eq!(b.push_flat(&json!([5, 6])).unwrap(), 2);
-        let c = b.finish_with_shape(vec![3, 2]);
-        assert_eq!(c.shape, vec![3, 2]);
-        assert_eq!(c.data, ColumnData::F64(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::RequestBuilder;
 use serde_json::{json, Value};
 
-use super::{client, repo};
+use super::client;
 
 /// The admin MLflow's auth app creates at start (the password comes from the environment).
 pub const ADMIN: (&str, &str) = ("admin", "modelgate-admin-pw");
@@ -20,18 +20,7 @@ pub const ADMIN: (&str, &str) = ("admin", "modelgate-admin-pw");
 pub fn mlflow_command() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        if let Some(p) = std::env::var_os("MODELGATE_MLFLOW") {
-            return PathBuf::from(p);
-        }
-        let out = Command::new(repo().join("scripts/mlflow-venv.sh"))
-            .output()
-            .expect("running scripts/mlflow-venv.sh");
-        assert!(
-            out.status.success(),
-            "installing MLflow failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        super::path_from_env_or_script("MODELGATE_MLFLOW", "scripts/mlflow-venv.sh")
     })
     .clone()
 }

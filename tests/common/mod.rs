@@ -20,24 +20,28 @@ pub fn demo_registry() -> PathBuf {
     repo().join("models")
 }
 
+/// A tool's path: the environment variable `var` when set, else what the repo script `script`
+/// prints (it installs the tool once and caches it).
+pub fn path_from_env_or_script(var: &str, script: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
+        return PathBuf::from(p);
+    }
+    let out = Command::new(repo().join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 /// `libonnxruntime.so`: `ORT_DYLIB_PATH`, else fetched by the repo script (once per test binary).
 pub fn ort_dylib() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-            return PathBuf::from(p);
-        }
-        let out = Command::new(repo().join("scripts/fetch-onnxruntime.sh"))
-            .output()
-            .expect("running scripts/fetch-onnxruntime.sh");
-        assert!(
-            out.status.success(),
-            "fetching ONNX Runtime failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-    })
-    .clone()
+    PATH.get_or_init(|| path_from_env_or_script("ORT_DYLIB_PATH", "scripts/fetch-onnxruntime.sh"))
+        .clone()
 }
 
 pub struct Gateway {
