@@ -12,7 +12,10 @@ use modelgate::endpoint::loader::{load_served_entity, LoadContext};
 use modelgate::endpoint::ServedEntity;
 use modelgate::engine::pool::InferencePool;
 use modelgate::engine::{EngineChoice, Engines};
-use modelgate::gateway::{score, Format};
+use modelgate::endpoint::config::{EndpointSettings, Route, RoutingSettings, TrafficConfig};
+use modelgate::endpoint::Generation;
+use modelgate::gateway::{score, Format, Plan};
+use modelgate::metrics::Metrics;
 use modelgate::protocol::mlflow;
 use modelgate::registry::file::FileRegistry;
 use modelgate::settings::{InferenceSettings, ServedEntitySettings};
@@ -37,12 +40,8 @@ fn load(
         default_engine: engine,
         replaces: None,
     };
-    let cfg = ServedEntitySettings {
-        name: None,
-        entity_name: "transactions".into(),
-        entity_version: version.into(),
-        engine: Some(engine),
-    };
+    let mut cfg = ServedEntitySettings::new("transactions", version);
+    cfg.engine = Some(engine);
     load_served_entity(&ctx, &cfg, version)
         .expect("demo model loads")
         .entity
@@ -67,7 +66,55 @@ fn body(rows: usize) -> Vec<u8> {
         .unwrap()
 }
 
+/// The request plan of an endpoint serving `entity`, optionally mirroring every request to
+/// `shadow` (as a second served entity with a shadow route).
+fn plan(
+    entity: &Arc<ServedEntity>,
+    shadow: Option<&Arc<ServedEntity>>,
+    pool: &Arc<InferencePool>,
+    metrics: &Metrics,
+) -> Plan {
+    let mut entities = vec![ServedEntitySettings::new("transactions", &entity.version)];
+    let mut routes = vec![Route {
+        served_entity_name: entities[0].served_name(),
+        traffic_percentage: 100,
+        shadow: false,
+        shadow_percentage: None,
+    }];
+    if let Some(s) = shadow {
+        let mut se = ServedEntitySettings::new("transactions", &s.version);
+        se.name = Some("shadow".into());
+        entities.push(se);
+        routes.push(Route {
+            served_entity_name: "shadow".into(),
+            traffic_percentage: 0,
+            shadow: true,
+            shadow_percentage: None,
+        });
+    }
+    let settings = EndpointSettings {
+        name: "bench".into(),
+        served_entities: entities,
+        traffic_config: Some(TrafficConfig { routes }),
+        routing: RoutingSettings::default(),
+    };
+    let generation = Generation::build(settings, None, None, metrics, 1);
+    generation.slots[0].publish(entity.clone());
+    if let Some(s) = shadow {
+        generation.slots[1].publish(s.clone());
+    }
+    Plan {
+        generation: Arc::new(generation),
+        pinned: None,
+        header_key: None,
+        format: Format::MlflowJson,
+        max_rows: 10_000,
+        pool: pool.clone(),
+    }
+}
+
 fn bench(c: &mut Criterion) {
+    let metrics = Metrics::new();
     let pool = InferencePool::new(1, 16);
     let engines = Engines::init(None, 1, false).expect("engines");
     let mut arms = vec![("tract", load(&engines, &pool, EngineChoice::Tract, "1"))];
@@ -90,21 +137,21 @@ fn bench(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("raw_inference", name), &tensors, |b, t| {
                 b.iter(|| entity.loaded.run(0, t.clone()).unwrap())
             });
+            let plain = plan(entity, None, &pool, &metrics);
             group.bench_with_input(BenchmarkId::new("request_path", name), &body, |b, body| {
-                b.iter(|| {
-                    score(
-                        entity,
-                        "bench",
-                        0,
-                        body,
-                        &Format::MlflowJson,
-                        10_000,
-                        Instant::now(),
-                    )
-                    .unwrap()
-                })
+                b.iter(|| score(&plain, 0, body, Instant::now()).unwrap())
             });
         }
+        // The caller's path with a shadow arm: the copy is queued, never awaited. The pool's
+        // one worker runs copies while criterion is between iterations, or drops them.
+        let (_, first) = &arms[0];
+        let (_, last) = &arms[arms.len() - 1];
+        let mirrored = plan(first, Some(last), &pool, &metrics);
+        group.bench_with_input(
+            BenchmarkId::new("request_path_with_shadow", arms[0].0),
+            &body,
+            |b, body| b.iter(|| score(&mirrored, 0, body, Instant::now()).unwrap()),
+        );
         group.finish();
     }
 }

@@ -1,21 +1,25 @@
 //! The core of the request path: one call per prediction request, whatever the protocol.
 //!
-//! `invoke` finds the endpoint, loads its served entity once, and runs decode -> bind -> infer
-//! -> encode as one job on the inference pool (so no CPU-heavy work runs on the HTTP workers),
-//! then records metrics. Handlers only map HTTP to an [`Invocation`] and the answer back.
+//! `invoke` finds the endpoint, loads its config (generation) once, and runs decode -> route ->
+//! bind -> infer -> encode as one job on the inference pool (so no CPU-heavy work runs on the
+//! HTTP workers), queues shadow copies, then records metrics. Handlers only map HTTP to an [`Invocation`] and the answer back.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix_web::http::header::HeaderMap;
 use bytes::Bytes;
 
-use crate::endpoint::{Endpoint, ServedEntity};
+use crate::endpoint::config::BatchRouting;
+use crate::endpoint::directory::Endpoints;
+use crate::endpoint::{Endpoint, Generation, ServedEntity};
 use crate::engine::outputs::check_rows;
 use crate::engine::pool::{InferencePool, SubmitError};
-use crate::error::{RequestError, RequestResult};
-use crate::metrics::{status_class, Metrics, UNKNOWN_ENDPOINT};
+use crate::engine::NamedTensor;
+use crate::error::RequestError;
+use crate::metrics::{status_class, ArmMetrics, Metrics, MIXED_ARMS, UNKNOWN_ENDPOINT};
+use crate::protocol::frame::Frame;
 use crate::protocol::{mlflow, v2};
 
 /// The wire format of a request body.
@@ -38,30 +42,39 @@ impl Format {
     }
 }
 
-pub struct Invocation {
+pub struct Invocation<'a> {
     pub endpoint: String,
     pub format: Format,
     pub body: Bytes,
     pub received: Instant,
+    /// The request's headers, for the routing-key header.
+    pub headers: Option<&'a HeaderMap>,
+    /// A served entity named by the path (`/served-models/{name}/invocations`): no routing.
+    pub pin: Option<String>,
 }
 
 /// A successful answer: the encoded body and who served it.
 pub struct Answer {
     pub body: Vec<u8>,
-    pub served_entity: Arc<ServedEntity>,
+    /// For `served-model-name`: the served entity, or several joined by `, ` when a batch
+    /// was split across arms.
+    pub served_name: String,
+    /// For `served-model-version`: the model version each of them served.
+    pub served_version: String,
 }
 
 /// A failed request, with the served entity when it was known.
+#[derive(Debug)]
 pub struct Failure {
     pub error: RequestError,
-    pub served_entity: Option<Arc<ServedEntity>>,
+    pub served_name: Option<String>,
 }
 
 impl From<RequestError> for Failure {
     fn from(error: RequestError) -> Self {
         Self {
             error,
-            served_entity: None,
+            served_name: None,
         }
     }
 }
@@ -76,8 +89,36 @@ pub struct Timings {
     pub rows: usize,
 }
 
+/// What scored a request: one arm (its index in the generation and the version it served), or
+/// several.
+#[derive(Clone)]
+pub enum Arms {
+    One(usize, Arc<ServedEntity>),
+    Mixed(Vec<(usize, Arc<ServedEntity>)>),
+}
+
+/// A scored request, from the pool worker.
+pub struct Scored {
+    pub body: Vec<u8>,
+    pub timings: Timings,
+    pub arms: Arms,
+}
+
+/// Everything one request's job needs, loaded once when it starts.
+pub struct Plan {
+    pub generation: Arc<Generation>,
+    /// A served entity named by the request's path; no routing.
+    pub pinned: Option<usize>,
+    /// The routing-key header's value.
+    pub header_key: Option<Vec<u8>>,
+    pub format: Format,
+    pub max_rows: usize,
+    /// Where shadow copies run.
+    pub pool: Arc<InferencePool>,
+}
+
 pub struct Gateway {
-    endpoints: HashMap<String, Arc<Endpoint>>,
+    endpoints: Arc<Endpoints>,
     pool: Arc<InferencePool>,
     metrics: Arc<Metrics>,
     max_batch_rows: usize,
@@ -86,13 +127,13 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(
-        endpoints: Vec<Arc<Endpoint>>,
+        endpoints: Arc<Endpoints>,
         pool: Arc<InferencePool>,
         metrics: Arc<Metrics>,
         max_batch_rows: usize,
     ) -> Self {
         Self {
-            endpoints: endpoints.into_iter().map(|e| (e.name.clone(), e)).collect(),
+            endpoints,
             pool,
             metrics,
             max_batch_rows,
@@ -100,32 +141,37 @@ impl Gateway {
         }
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
-    pub fn endpoint(&self, name: &str) -> Option<&Arc<Endpoint>> {
+    pub fn directory(&self) -> &Arc<Endpoints> {
+        &self.endpoints
+    }
+
+    pub fn endpoint(&self, name: &str) -> Option<Arc<Endpoint>> {
         self.endpoints.get(name)
     }
 
     /// Endpoints sorted by name.
-    pub fn endpoints(&self) -> Vec<&Arc<Endpoint>> {
-        let mut v: Vec<_> = self.endpoints.values().collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        self.endpoints.list()
     }
 
-    /// The only endpoint, when exactly one is configured (for `/invocations`).
-    pub fn sole_endpoint(&self) -> Option<&Arc<Endpoint>> {
-        (self.endpoints.len() == 1)
-            .then(|| self.endpoints.values().next())
-            .flatten()
+    /// The only endpoint, when exactly one exists (for `/invocations`).
+    pub fn sole_endpoint(&self) -> Option<Arc<Endpoint>> {
+        self.endpoints.sole()
     }
 
-    /// Ready: not shutting down and every endpoint serves a loaded, warmed model.
+    /// Ready: not shutting down, and every endpoint of the config file can answer. Endpoints
+    /// created through the control plane report their own state and do not hold the server.
     pub fn is_ready(&self) -> bool {
         !self.shutting_down.load(Ordering::Acquire)
-            && self.endpoints.values().all(|e| e.served().is_some())
+            && self
+                .endpoints
+                .list()
+                .iter()
+                .all(|e| e.managed.load(Ordering::Relaxed) || e.is_ready())
     }
 
     pub fn begin_shutdown(&self) {
@@ -133,30 +179,27 @@ impl Gateway {
     }
 
     /// Serves one prediction request and records its metrics.
-    pub async fn invoke(&self, inv: Invocation) -> Result<Answer, Failure> {
+    pub async fn invoke(&self, inv: Invocation<'_>) -> Result<Answer, Failure> {
         let protocol = inv.format.protocol();
-        let endpoint_label = if self.endpoints.contains_key(&inv.endpoint) {
+        let endpoint_label = if self.endpoints.contains(&inv.endpoint) {
             inv.endpoint.as_str()
         } else {
             UNKNOWN_ENDPOINT
         };
         let result = self.serve(&inv).await;
-        let (status, entity_name) = match &result {
-            Ok(a) => (200, a.served_entity.name.as_str()),
-            Err(f) => (
-                f.error.status().as_u16(),
-                f.served_entity.as_ref().map_or("", |e| e.name.as_str()),
-            ),
+        let (status, entity_label) = match &result {
+            Ok((_, label)) => (200, label.as_str()),
+            Err((f, label)) => (f.error.status().as_u16(), label.as_str()),
         };
         let class = status_class(status);
         let m = &self.metrics;
         m.requests
-            .with_label_values(&[endpoint_label, entity_name, protocol, class])
+            .with_label_values(&[endpoint_label, entity_label, protocol, class])
             .inc();
         m.request_duration
-            .with_label_values(&[endpoint_label, entity_name, protocol, class])
+            .with_label_values(&[endpoint_label, entity_label, protocol, class])
             .observe(inv.received.elapsed().as_secs_f64());
-        if let Err(f) = &result {
+        if let Err((f, _)) = &result {
             m.request_errors
                 .with_label_values(&[endpoint_label, f.error.code()])
                 .inc();
@@ -166,28 +209,27 @@ impl Gateway {
                     .inc();
             }
         }
-        result
+        result.map(|(a, _)| a).map_err(|(f, _)| f)
     }
 
-    /// The endpoint and what it serves now; with `version`, only if that version is served.
-    pub fn served_entity(
+    /// The endpoint of a V2 model name and the served entity of `version` (a served entity's
+    /// name or the model version it serves), or of the endpoint's largest route.
+    pub fn v2_target(
         &self,
-        endpoint: &str,
+        model: &str,
         version: Option<&str>,
-    ) -> Result<(&Arc<Endpoint>, Arc<ServedEntity>), RequestError> {
-        let ep = self.endpoints.get(endpoint).ok_or_else(|| {
-            RequestError::NotFound(format!("endpoint '{endpoint}' does not exist"))
-        })?;
-        let entity = ep.served().ok_or_else(|| {
-            RequestError::Unavailable(format!("endpoint '{endpoint}' has no model loaded yet"))
-        })?;
-        match version {
-            Some(v) if v != entity.version => Err(RequestError::NotFound(format!(
-                "model '{endpoint}' version '{v}' is not served (serving version {})",
-                entity.version
-            ))),
-            _ => Ok((ep, entity)),
-        }
+    ) -> Result<(Arc<Generation>, Arc<ServedEntity>), RequestError> {
+        let ep = self
+            .endpoints
+            .get(model)
+            .ok_or_else(|| RequestError::NotFound(format!("model '{model}' does not exist")))?;
+        let generation = ep.generation();
+        let arm = match version {
+            Some(v) => find_version(&generation, v)?,
+            None => primary_arm(&generation)?,
+        };
+        let entity = ready_entity(&generation, arm)?;
+        Ok((generation, entity))
     }
 
     /// Counts a request refused before it reached [`Gateway::invoke`] (content type, body size).
@@ -198,7 +240,7 @@ impl Gateway {
         error: &RequestError,
         received: Instant,
     ) {
-        let label = if self.endpoints.contains_key(endpoint) {
+        let label = if self.endpoints.contains(endpoint) {
             endpoint
         } else {
             UNKNOWN_ENDPOINT
@@ -227,134 +269,449 @@ impl Gateway {
         self.metrics.render()
     }
 
-    async fn serve(&self, inv: &Invocation) -> Result<Answer, Failure> {
-        let version = match &inv.format {
-            Format::V2 { version } => version.as_deref(),
+    /// The answer and the served-entity label of its metrics.
+    async fn serve(&self, inv: &Invocation<'_>) -> Result<(Answer, String), (Failure, String)> {
+        let no_arm = |e: RequestError| (Failure::from(e), String::new());
+        let endpoint = self.endpoints.get(&inv.endpoint).ok_or_else(|| {
+            no_arm(RequestError::NotFound(format!(
+                "endpoint '{}' does not exist",
+                inv.endpoint
+            )))
+        })?;
+        let generation = endpoint.generation();
+        let pinned = match (&inv.pin, &inv.format) {
+            (Some(name), _) => Some(
+                generation
+                    .slot(name)
+                    .map(|(i, _)| i)
+                    .ok_or_else(|| {
+                        no_arm(RequestError::NotFound(format!(
+                            "endpoint '{}' has no served entity '{name}' (served entities: {})",
+                            endpoint.name,
+                            names(&generation)
+                        )))
+                    })?,
+            ),
+            (None, Format::V2 { version: Some(v) }) => {
+                Some(find_version(&generation, v).map_err(no_arm)?)
+            }
             _ => None,
         };
-        let (endpoint, entity) = self.served_entity(&inv.endpoint, version)?;
-        let job_entity = entity.clone();
-        let (body, format, max_rows, endpoint_name) = (
-            inv.body.clone(),
-            inv.format.clone(),
-            self.max_batch_rows,
-            endpoint.name.clone(),
-        );
+        let header_key = match (pinned, inv.headers) {
+            (None, Some(h)) => h.get(&generation.key_header).map(|v| v.as_bytes().to_vec()),
+            _ => None,
+        };
+        let plan = Plan {
+            generation: generation.clone(),
+            pinned,
+            header_key,
+            format: inv.format.clone(),
+            max_rows: self.max_batch_rows,
+            pool: self.pool.clone(),
+        };
+        let body = inv.body.clone();
         let submitted = Instant::now();
         let outcome = self
             .pool
-            .run(move |worker| {
-                score(
-                    &job_entity,
-                    &endpoint_name,
-                    worker,
-                    &body,
-                    &format,
-                    max_rows,
-                    submitted,
-                )
-            })
+            .run(move |worker| score(&plan, worker, &body, submitted))
             .await;
-        let with_entity = |error: RequestError| Failure {
-            error,
-            served_entity: Some(entity.clone()),
-        };
-        let (body, timings) = match outcome {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => return Err(with_entity(e)),
-            Err(SubmitError::Full(n)) => {
-                return Err(with_entity(RequestError::Overloaded(format!(
-                    "the inference queue is full ({n} requests waiting): retry later"
-                ))))
+        let error = match outcome {
+            Ok(Ok(done)) => {
+                let [queue, decode, inference, encode] = &generation.stages;
+                let t = &done.timings;
+                queue.observe(t.queued);
+                decode.observe(t.decode);
+                inference.observe(t.inference);
+                encode.observe(t.encode);
+                let (served_name, served_version, label) = arm_names(&generation, &done.arms);
+                return Ok((
+                    Answer {
+                        body: done.body,
+                        served_name,
+                        served_version,
+                    },
+                    label,
+                ));
             }
+            Ok(Err(failure)) => return Err(failure),
+            Err(SubmitError::Full(n)) => RequestError::Overloaded(format!(
+                "the inference queue is full ({n} requests waiting): retry later"
+            )),
             Err(SubmitError::Panicked(message) | SubmitError::Failed(message)) => {
-                tracing::error!(endpoint = %endpoint.name, served_entity = %entity.name, "inference panicked: {message}");
-                return Err(with_entity(RequestError::Internal(format!(
-                    "inference failed unexpectedly: {message}"
-                ))));
+                tracing::error!(endpoint = %endpoint.name, "inference panicked: {message}");
+                RequestError::Internal(format!("inference failed unexpectedly: {message}"))
             }
             Err(SubmitError::Closed) => {
-                return Err(with_entity(RequestError::Unavailable(
-                    "the server is shutting down".into(),
-                )))
+                RequestError::Unavailable("the server is shutting down".into())
             }
         };
-        let m = &self.metrics;
-        for (stage, secs) in [
-            ("queue", timings.queued),
-            ("decode", timings.decode),
-            ("inference", timings.inference),
-            ("encode", timings.encode),
-        ] {
-            m.stage_duration
-                .with_label_values(&[&endpoint.name, stage])
-                .observe(secs);
-        }
-        m.rows
-            .with_label_values(&[&endpoint.name, &entity.name])
-            .inc_by(timings.rows as u64);
-        Ok(Answer {
-            body,
-            served_entity: entity,
-        })
+        Err(no_arm(error))
     }
 }
 
-/// The per-request work that runs on a pool worker: decode, validate, bind, infer, encode.
-/// Public so the benchmarks measure exactly what the server runs.
-pub fn score(
-    entity: &ServedEntity,
-    endpoint: &str,
-    worker: usize,
-    body: &[u8],
-    format: &Format,
-    max_rows: usize,
-    submitted: Instant,
-) -> RequestResult<(Vec<u8>, Timings)> {
+fn names(generation: &Generation) -> String {
+    generation
+        .slots
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The header values (names, versions) and the metrics label of the arms that answered.
+fn arm_names(generation: &Generation, arms: &Arms) -> (String, String, String) {
+    match arms {
+        Arms::One(a, e) => {
+            let name = generation.slots[*a].name.clone();
+            (name.clone(), e.version.clone(), name)
+        }
+        Arms::Mixed(list) => {
+            let join = |f: &dyn Fn(&(usize, Arc<ServedEntity>)) -> String| {
+                list.iter().map(f).collect::<Vec<_>>().join(", ")
+            };
+            (
+                join(&|(a, _)| generation.slots[*a].name.clone()),
+                join(&|(_, e)| e.version.clone()),
+                MIXED_ARMS.to_owned(),
+            )
+        }
+    }
+}
+
+/// The served entity named `v`, or else the one serving model version `v`.
+fn find_version(generation: &Generation, v: &str) -> Result<usize, RequestError> {
+    generation
+        .slot(v)
+        .map(|(i, _)| i)
+        .or_else(|| {
+            generation
+                .slots
+                .iter()
+                .position(|s| s.served().is_some_and(|e| e.version == v))
+        })
+        .ok_or_else(|| {
+            RequestError::NotFound(format!(
+                "model '{}' version '{v}' is not served (served entities: {})",
+                generation.settings.name,
+                generation
+                    .slots
+                    .iter()
+                    .map(|s| match s.served() {
+                        Some(e) => format!("{} (version {})", s.name, e.version),
+                        None => format!("{} (not loaded)", s.name),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+}
+
+/// The ready split arm with the largest share.
+fn primary_arm(generation: &Generation) -> Result<usize, RequestError> {
+    generation
+        .router
+        .split_arms
+        .iter()
+        .copied()
+        .find(|&a| generation.slots[a].is_ready())
+        .ok_or_else(|| not_ready(generation))
+}
+
+fn not_ready(generation: &Generation) -> RequestError {
+    RequestError::Unavailable(format!(
+        "endpoint '{}' has no served entity with a loaded model yet",
+        generation.settings.name
+    ))
+}
+
+fn ready_entity(generation: &Generation, arm: usize) -> Result<Arc<ServedEntity>, RequestError> {
+    let slot = &generation.slots[arm];
+    slot.served().ok_or_else(|| {
+        RequestError::Unavailable(format!(
+            "served entity '{}' of endpoint '{}' has no loaded model",
+            slot.name, generation.settings.name
+        ))
+    })
+}
+
+/// The served entity of a routed arm, or of the next ready arm when it has none (counted).
+fn routed_entity(generation: &Generation, arm: usize) -> Result<(usize, Arc<ServedEntity>), RequestError> {
+    if let Some(e) = generation.slots[arm].served() {
+        return Ok((arm, e));
+    }
+    generation.slots[arm].metrics.fallbacks.inc();
+    let other = primary_arm(generation)?;
+    Ok((other, ready_entity(generation, other)?))
+}
+
+/// Which arm answers each row.
+enum Assignment {
+    Whole(usize),
+    /// Arm per row.
+    Rows(Vec<usize>),
+}
+
+fn assign(plan: &Plan, frame: &Frame) -> Assignment {
+    let generation = &plan.generation;
+    let router = &generation.router;
+    if let Some(arm) = plan.pinned {
+        return Assignment::Whole(arm);
+    }
+    if let Some(key) = &plan.header_key {
+        return Assignment::Whole(router.by_key(key));
+    }
+    let routing = &generation.settings.routing;
+    let Some(column) = routing
+        .key_column
+        .as_deref()
+        .and_then(|name| frame.column(name))
+    else {
+        return Assignment::Whole(router.random());
+    };
+    let mut key = String::new();
+    let rows = frame.rows();
+    let whole = rows == 1
+        || routing.batch == BatchRouting::FirstKey
+        || matches!(plan.format, Format::V2 { .. });
+    column.key_text(0, &mut key);
+    let first = router.by_key(key.as_bytes());
+    if whole {
+        return Assignment::Whole(first);
+    }
+    let mut arms = Vec::with_capacity(rows);
+    arms.push(first);
+    for r in 1..rows {
+        column.key_text(r, &mut key);
+        arms.push(router.by_key(key.as_bytes()));
+    }
+    if arms.iter().all(|&a| a == first) {
+        Assignment::Whole(first)
+    } else {
+        Assignment::Rows(arms)
+    }
+}
+
+/// The per-request work that runs on a pool worker: decode, validate, route, bind, infer,
+/// encode, and queue shadow copies. Public so the benchmarks measure what the server runs.
+pub fn score(plan: &Plan, worker: usize, body: &[u8], submitted: Instant) -> Result<Scored, (Failure, String)> {
     let t0 = Instant::now();
     let queued = (t0 - submitted).as_secs_f64();
-    let (frame, v2_req) = match format {
-        Format::MlflowJson => (mlflow::decode_json(body)?.frame, None),
-        Format::MlflowCsv => (mlflow::decode_csv(body)?.frame, None),
+    let no_arm = |e: RequestError| (Failure::from(e), String::new());
+    let (frame, v2_req) = match &plan.format {
+        Format::MlflowJson => (mlflow::decode_json(body).map_err(no_arm)?.frame, None),
+        Format::MlflowCsv => (mlflow::decode_csv(body).map_err(no_arm)?.frame, None),
         Format::V2 { .. } => {
-            let mut req = v2::decode(body)?;
+            let mut req = v2::decode(body).map_err(no_arm)?;
             let frame = std::mem::take(&mut req.frame);
             (frame, Some(req))
         }
     };
-    frame.validate(max_rows)?;
+    frame.validate(plan.max_rows).map_err(no_arm)?;
     let rows = frame.rows();
+    let generation = &plan.generation;
+    let ignore = generation.settings.routing.key_column.as_deref();
     let t1 = Instant::now();
-    let outputs = entity.infer(worker, &frame)?;
-    // Encoders index outputs by row: a model whose outputs are not one row per input row is
-    // refused here, not by a panic.
-    check_rows(&outputs, rows).map_err(RequestError::Internal)?;
-    let t2 = Instant::now();
     let mut buf = Vec::with_capacity(64 + rows * 48);
-    match v2_req {
-        None => {
-            buf.extend_from_slice(b"{\"predictions\":");
-            entity.outputs.write_predictions(&outputs, rows, &mut buf);
-            buf.push(b'}');
+    let (arms, t2) = match assign(plan, &frame) {
+        Assignment::Whole(arm) => {
+            let (arm, entity) = if plan.pinned.is_some() {
+                (arm, ready_entity(generation, arm).map_err(no_arm)?)
+            } else {
+                routed_entity(generation, arm).map_err(no_arm)?
+            };
+            let failed = |e: RequestError| {
+                let name = generation.slots[arm].name.clone();
+                (
+                    Failure {
+                        error: e,
+                        served_name: Some(name.clone()),
+                    },
+                    name,
+                )
+            };
+            let outputs = entity
+                .infer_ignoring(worker, &frame, ignore)
+                .map_err(failed)?;
+            // Encoders index outputs by row: a model whose outputs are not one row per input
+            // row is refused here, not by a panic.
+            check_rows(&outputs, rows)
+                .map_err(|m| failed(RequestError::Internal(m)))?;
+            let t2 = Instant::now();
+            record_rows(&generation.slots[arm].metrics, &entity, &outputs, rows, false);
+            match &v2_req {
+                None => {
+                    buf.extend_from_slice(b"{\"predictions\":");
+                    entity.outputs.write_predictions(&outputs, rows, &mut buf);
+                    buf.push(b'}');
+                }
+                Some(req) => v2::write_response(
+                    &generation.settings.name,
+                    &entity.version,
+                    req.id.as_deref(),
+                    &outputs,
+                    req.outputs.as_deref(),
+                    &mut buf,
+                )
+                .map_err(failed)?,
+            }
+            (Arms::One(arm, entity), t2)
         }
-        Some(req) => v2::write_response(
-            endpoint,
-            &entity.version,
-            req.id.as_deref(),
-            &outputs,
-            req.outputs.as_deref(),
-            &mut buf,
-        )?,
-    }
+        Assignment::Rows(per_row) => {
+            let (arms, t2) = score_split(generation, worker, &frame, &per_row, ignore, &mut buf)?;
+            (arms, t2)
+        }
+    };
     let t3 = Instant::now();
-    Ok((
-        buf,
-        Timings {
+    if !generation.router.shadows.is_empty() {
+        mirror(plan, frame);
+    }
+    Ok(Scored {
+        body: buf,
+        timings: Timings {
             queued,
             decode: (t1 - t0).as_secs_f64(),
             inference: (t2 - t1).as_secs_f64(),
             encode: (t3 - t2).as_secs_f64(),
             rows,
         },
-    ))
+        arms,
+    })
+}
+
+/// Scores a batch whose rows go to different arms, one sub-batch per arm, and writes the
+/// predictions back in the request's row order.
+fn score_split(
+    generation: &Generation,
+    worker: usize,
+    frame: &Frame,
+    per_row: &[usize],
+    ignore: Option<&str>,
+    buf: &mut Vec<u8>,
+) -> Result<(Arms, Instant), (Failure, String)> {
+    // Routed arms resolve to serving ones first (fallbacks), then rows group by the arm.
+    let mut resolved: Vec<(usize, usize, Arc<ServedEntity>)> = Vec::new(); // (routed, serving, entity)
+    let mut serving_of_row = Vec::with_capacity(per_row.len());
+    for &arm in per_row {
+        let serving = match resolved.iter().find(|(routed, _, _)| *routed == arm) {
+            Some((_, s, _)) => *s,
+            None => {
+                let (s, e) = routed_entity(generation, arm)
+                    .map_err(|e| (Failure::from(e), MIXED_ARMS.to_owned()))?;
+                resolved.push((arm, s, e));
+                s
+            }
+        };
+        serving_of_row.push(serving);
+    }
+    let mut groups: Vec<(usize, Arc<ServedEntity>, Vec<usize>)> = Vec::new();
+    for (row, &arm) in serving_of_row.iter().enumerate() {
+        match groups.iter_mut().find(|(a, _, _)| *a == arm) {
+            Some((_, _, rows)) => rows.push(row),
+            None => {
+                let entity = resolved
+                    .iter()
+                    .find(|(_, s, _)| *s == arm)
+                    .map(|(_, _, e)| e.clone())
+                    .expect("every serving arm was resolved");
+                groups.push((arm, entity, vec![row]));
+            }
+        }
+    }
+    let mut outputs = Vec::with_capacity(groups.len());
+    for (arm, entity, rows) in &groups {
+        let failed = |e: RequestError| {
+            let name = generation.slots[*arm].name.clone();
+            (
+                Failure {
+                    error: e,
+                    served_name: Some(name),
+                },
+                MIXED_ARMS.to_owned(),
+            )
+        };
+        let part = frame.take_rows(rows);
+        let out = entity.infer_ignoring(worker, &part, ignore).map_err(failed)?;
+        check_rows(&out, rows.len()).map_err(|m| failed(RequestError::Internal(m)))?;
+        record_rows(&generation.slots[*arm].metrics, entity, &out, rows.len(), false);
+        outputs.push(out);
+    }
+    let t2 = Instant::now();
+    // Row r of the request is row `position` of its arm's sub-batch.
+    let mut next = vec![0usize; groups.len()];
+    buf.extend_from_slice(b"{\"predictions\":[");
+    for (r, arm) in serving_of_row.iter().enumerate() {
+        if r > 0 {
+            buf.push(b',');
+        }
+        let g = groups.iter().position(|(a, _, _)| a == arm).unwrap_or(0);
+        groups[g].1.outputs.write_prediction(&outputs[g], next[g], buf);
+        next[g] += 1;
+    }
+    buf.extend_from_slice(b"]}");
+    let arms = if groups.len() == 1 {
+        Arms::One(groups[0].0, groups[0].1.clone())
+    } else {
+        Arms::Mixed(groups.iter().map(|(a, e, _)| (*a, e.clone())).collect())
+    };
+    Ok((arms, t2))
+}
+
+/// Counts an arm's scored rows and their predicted probabilities.
+fn record_rows(
+    m: &ArmMetrics,
+    entity: &ServedEntity,
+    outputs: &[NamedTensor],
+    rows: usize,
+    shadow: bool,
+) {
+    let (count, hist) = if shadow {
+        (&m.shadow_rows, &m.shadow_probability)
+    } else {
+        (&m.rows, &m.probability)
+    };
+    count.inc_by(rows as u64);
+    // One flush for the whole batch instead of an atomic add per row.
+    let local = hist.local();
+    entity
+        .outputs
+        .for_each_probability(outputs, rows, |p| local.observe(p));
+    local.flush();
+}
+
+/// Queues a copy of the request for each shadow route that samples it; a full queue drops the
+/// copy (counted). The caller's answer never waits for these.
+fn mirror(plan: &Plan, frame: Frame) {
+    let generation = &plan.generation;
+    let mut shared: Option<Arc<Frame>> = None;
+    let mut frame = Some(frame);
+    for route in &generation.router.shadows {
+        if route.percent < 100 && fastrand::u8(..100) >= route.percent {
+            continue;
+        }
+        let slot = generation.slots[route.arm].clone();
+        let Some(entity) = slot.served() else {
+            slot.metrics.shadow_failed.inc();
+            continue;
+        };
+        let frame = shared
+            .get_or_insert_with(|| Arc::new(frame.take().unwrap_or_default()))
+            .clone();
+        let ignore = generation.settings.routing.key_column.clone();
+        let job_slot = slot.clone();
+        let queued = plan.pool.try_background(move |worker| {
+            let started = Instant::now();
+            let m = &job_slot.metrics;
+            match entity.infer_ignoring(worker, &frame, ignore.as_deref()) {
+                Ok(outputs) if check_rows(&outputs, frame.rows()).is_ok() => {
+                    m.shadow_duration.observe(started.elapsed().as_secs_f64());
+                    m.shadow_succeeded.inc();
+                    record_rows(m, &entity, &outputs, frame.rows(), true);
+                }
+                Ok(_) | Err(_) => m.shadow_failed.inc(),
+            }
+        });
+        if !queued {
+            slot.metrics.shadow_dropped.inc();
+        }
+    }
 }

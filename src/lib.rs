@@ -21,8 +21,10 @@ use std::time::Duration;
 use actix_web::{web, HttpServer};
 use tracing::{info, warn};
 
+use crate::endpoint::control::ControlPlane;
+use crate::endpoint::directory::Endpoints;
 use crate::endpoint::updater::{SwapOutcome, Trigger, Updater};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{now_ms, Endpoint, Generation};
 use crate::engine::pool::InferencePool;
 use crate::engine::{EngineError, Engines};
 use crate::gateway::Gateway;
@@ -42,6 +44,10 @@ pub enum StartError {
     Registry(crate::registry::RegistryError),
     #[error("endpoint '{endpoint}' cannot load its model: {message}")]
     Load { endpoint: String, message: String },
+    #[error(transparent)]
+    State(#[from] crate::endpoint::persist::PersistError),
+    #[error("the endpoint state file holds an invalid endpoint '{endpoint}': {message}")]
+    SavedEndpoint { endpoint: String, message: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -56,6 +62,7 @@ pub struct Started {
     pub addr: SocketAddr,
     pub gateway: Arc<Gateway>,
     pub updater: Arc<Updater>,
+    pub control: Arc<ControlPlane>,
     _watch: Option<registry::watch::WatchHandle>,
     listener: TcpListener,
     settings: Settings,
@@ -80,7 +87,11 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         None => info!("ONNX Runtime loaded; engine 'auto' uses ort"),
         Some(p) => warn!("ONNX Runtime unavailable ({p}); engine 'auto' uses tract"),
     }
-    let pool = InferencePool::new(workers, settings.inference.queue_capacity);
+    let pool = InferencePool::with_background(
+        workers,
+        settings.inference.queue_capacity,
+        settings.inference.shadow_queue_capacity,
+    );
     let metrics = Arc::new(Metrics::new());
     let settle = Duration::from_millis(settings.registry.settle_ms);
     let registry: Arc<dyn Registry> = match settings.registry.kind.as_str() {
@@ -105,16 +116,23 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         default_engine: settings.engine.default,
         metrics: metrics.clone(),
     });
-    let endpoints: Vec<Arc<Endpoint>> = settings
-        .endpoints
-        .iter()
-        .map(|e| Arc::new(Endpoint::new(e.clone())))
-        .collect();
+    let endpoints = initial_endpoints(&settings, &metrics)?;
     {
         let (updater, endpoints) = (updater.clone(), endpoints.clone());
         tokio::task::spawn_blocking(move || load_all(&endpoints, &updater, settle))
             .await
             .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
+    }
+    let endpoints = Arc::new(Endpoints::new(endpoints));
+    let control = Arc::new(ControlPlane::new(
+        endpoints.clone(),
+        updater.clone(),
+        metrics.clone(),
+        settings.control.state_file.clone(),
+        settings.endpoints.iter().map(|e| e.name.clone()).collect(),
+    ));
+    if endpoints.is_empty() {
+        warn!("no endpoint is configured: create one with POST /api/2.0/serving-endpoints");
     }
     let watch = settings.registry.watch.then(|| {
         registry::watch::spawn(
@@ -144,36 +162,88 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         addr,
         gateway,
         updater,
+        control,
         _watch: watch,
         listener,
         settings,
     })
 }
 
-/// Loads every endpoint's first version; a start-up failure is fatal (there is nothing to keep
-/// serving). Files still being written are waited for, up to 100 settle periods.
+/// The endpoints to serve: the config file's, then the state file's (endpoints created or
+/// changed through the control plane win over the file's, and deleted ones stay deleted).
+fn initial_endpoints(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<Vec<Arc<Endpoint>>, StartError> {
+    let saved = match &settings.control.state_file {
+        Some(path) => crate::endpoint::persist::load(path)?.unwrap_or_default(),
+        None => Default::default(),
+    };
+    let mut out = Vec::new();
+    for ep in &settings.endpoints {
+        if saved.deleted.contains(&ep.name) || saved.endpoints.iter().any(|s| s.endpoint.name == ep.name) {
+            continue;
+        }
+        let generation = Generation::build(ep.clone(), None, None, metrics, 1);
+        out.push(Arc::new(Endpoint::new(generation, now_ms(), false)));
+    }
+    for s in saved.endpoints {
+        if let Some(v) = s.endpoint.violations("").into_iter().next() {
+            return Err(StartError::SavedEndpoint {
+                endpoint: s.endpoint.name,
+                message: v.to_string(),
+            });
+        }
+        if out.iter().any(|e| e.name == s.endpoint.name) {
+            continue;
+        }
+        let generation =
+            Generation::build(s.endpoint, None, Some(&s.buckets), metrics, s.config_version);
+        out.push(Arc::new(Endpoint::new(generation, s.created_ms, true)));
+    }
+    Ok(out)
+}
+
+/// Loads every served entity's first version. An endpoint of the config file none of whose
+/// routed entities loads is fatal (there is nothing to serve); other failures are logged and
+/// shown in the endpoint's state, and routing falls back to the entities that loaded. Files
+/// still being written are waited for, up to 100 settle periods.
 fn load_all(
     endpoints: &[Arc<Endpoint>],
     updater: &Updater,
     settle: Duration,
 ) -> Result<(), StartError> {
     for endpoint in endpoints {
-        let mut waits = 0;
-        loop {
-            match updater.refresh(endpoint, Trigger::Startup, false) {
-                SwapOutcome::Failed(message) | SwapOutcome::RegistryUnavailable(message) => {
-                    return Err(StartError::Load {
-                        endpoint: endpoint.name.clone(),
-                        message,
-                    })
+        let generation = endpoint.generation();
+        let mut failures = Vec::new();
+        for slot in &generation.slots {
+            let mut waits = 0;
+            loop {
+                match updater.refresh(slot, Trigger::Startup, false) {
+                    SwapOutcome::Failed(message) | SwapOutcome::RegistryUnavailable(message) => {
+                        failures.push(format!("served entity '{}': {message}", slot.name));
+                        break;
+                    }
+                    SwapOutcome::Unchanged { .. } if !slot.is_ready() && waits < 100 => {
+                        waits += 1;
+                        std::thread::sleep(settle.max(Duration::from_millis(10)));
+                    }
+                    _ => break,
                 }
-                SwapOutcome::Unchanged { .. } if endpoint.served().is_none() && waits < 100 => {
-                    waits += 1;
-                    std::thread::sleep(settle.max(Duration::from_millis(10)));
-                }
-                _ => break,
             }
         }
+        if failures.is_empty() {
+            continue;
+        }
+        let message = failures.join("; ");
+        if !generation.is_ready() && !endpoint.managed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StartError::Load {
+                endpoint: endpoint.name.clone(),
+                message,
+            });
+        }
+        warn!(endpoint = %endpoint.name, "serving without some served entities: {message}");
+        endpoint.with_control(|c| c.failure = Some(message));
     }
     Ok(())
 }
@@ -182,7 +252,9 @@ impl Started {
     /// A curl command that scores the first endpoint's input example, for people trying it out.
     pub fn example_curl(&self) -> Option<String> {
         let endpoint = self.gateway.endpoints().into_iter().next()?;
-        let example = endpoint.served()?.input_example.clone()?;
+        let generation = endpoint.generation();
+        let arm = *generation.router.split_arms.first()?;
+        let example = generation.slots[arm].served()?.input_example.clone()?;
         let value: serde_json::Value = serde_json::from_slice(&example).ok()?;
         let body = value.to_string();
         (!body.contains('\'')).then(|| {
@@ -199,6 +271,7 @@ impl Started {
         let state = web::Data::new(http::AppState {
             gateway: self.gateway.clone(),
             updater: self.updater.clone(),
+            control: self.control.clone(),
             webhook_secret: self.settings.registry.webhook_secret.clone(),
             webhook_deliveries: Default::default(),
             max_body_bytes: self.settings.server.max_body_bytes,

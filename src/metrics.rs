@@ -2,7 +2,8 @@
 //! come from config, never from requests (unknown endpoints are counted under `_unknown`).
 
 use prometheus::{
-    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -23,6 +24,53 @@ pub struct Metrics {
     pub registry_errors: IntCounterVec,
     pub loaded_versions: IntGauge,
     pub model_load_duration: HistogramVec,
+    pub predicted_probability: HistogramVec,
+    pub route_fallbacks: IntCounterVec,
+    pub shadow_requests: IntCounterVec,
+    pub shadow_duration: HistogramVec,
+    pub config_updates: IntCounterVec,
+}
+
+/// Label value of a request whose rows were answered by more than one served entity.
+pub const MIXED_ARMS: &str = "_mixed";
+
+/// One served entity's series, looked up once when the endpoint config is built so the request
+/// path never hashes label values.
+pub struct ArmMetrics {
+    pub rows: IntCounter,
+    pub shadow_rows: IntCounter,
+    pub probability: Histogram,
+    pub shadow_probability: Histogram,
+    pub fallbacks: IntCounter,
+    pub shadow_succeeded: IntCounter,
+    pub shadow_failed: IntCounter,
+    pub shadow_dropped: IntCounter,
+    pub shadow_duration: Histogram,
+}
+
+impl ArmMetrics {
+    pub fn new(m: &Metrics, endpoint: &str, served_entity: &str) -> Self {
+        let l = [endpoint, served_entity];
+        let shadow = |outcome: &str| {
+            m.shadow_requests
+                .with_label_values(&[endpoint, served_entity, outcome])
+        };
+        Self {
+            rows: m.rows.with_label_values(&[endpoint, served_entity, "false"]),
+            shadow_rows: m.rows.with_label_values(&[endpoint, served_entity, "true"]),
+            probability: m
+                .predicted_probability
+                .with_label_values(&[endpoint, served_entity, "false"]),
+            shadow_probability: m
+                .predicted_probability
+                .with_label_values(&[endpoint, served_entity, "true"]),
+            fallbacks: m.route_fallbacks.with_label_values(&l),
+            shadow_succeeded: shadow("success"),
+            shadow_failed: shadow("error"),
+            shadow_dropped: shadow("dropped"),
+            shadow_duration: m.shadow_duration.with_label_values(&l),
+        }
+    }
 }
 
 /// 50 us .. ~6.6 s doubling, then 10 s: 19 buckets covering the range.
@@ -66,9 +114,9 @@ impl Metrics {
         let rows = IntCounterVec::new(
             Opts::new(
                 "modelgate_predicted_rows_total",
-                "Rows scored, by endpoint and served entity.",
+                "Rows scored, by endpoint, served entity and whether they were shadow copies.",
             ),
-            &["endpoint", "served_entity"],
+            &["endpoint", "served_entity", "shadow"],
         )
         .expect("valid metric");
         let served_model_info = IntGaugeVec::new(
@@ -122,6 +170,48 @@ impl Metrics {
             &["endpoint", "outcome"],
         )
         .expect("valid metric");
+        let predicted_probability = HistogramVec::new(
+            HistogramOpts::new(
+                "modelgate_predicted_probability",
+                "Predicted probability per scored row of classifiers (the positive class of a binary classifier, else the top class), by served entity: compare the arms.",
+            )
+            .buckets(prometheus::linear_buckets(0.05, 0.05, 20).expect("valid bucket parameters")),
+            &["endpoint", "served_entity", "shadow"],
+        )
+        .expect("valid metric");
+        let route_fallbacks = IntCounterVec::new(
+            Opts::new(
+                "modelgate_route_fallbacks_total",
+                "Requests routed to a served entity that had no loaded model, answered by another arm.",
+            ),
+            &["endpoint", "served_entity"],
+        )
+        .expect("valid metric");
+        let shadow_requests = IntCounterVec::new(
+            Opts::new(
+                "modelgate_shadow_requests_total",
+                "Request copies for shadow served entities, by outcome (success, error, dropped when the shadow queue was full).",
+            ),
+            &["endpoint", "served_entity", "outcome"],
+        )
+        .expect("valid metric");
+        let shadow_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "modelgate_shadow_inference_duration_seconds",
+                "Inference time of shadow copies, by served entity.",
+            )
+            .buckets(latency_buckets()),
+            &["endpoint", "served_entity"],
+        )
+        .expect("valid metric");
+        let config_updates = IntCounterVec::new(
+            Opts::new(
+                "modelgate_config_updates_total",
+                "Endpoint config changes through the control plane, by outcome (success, failure).",
+            ),
+            &["endpoint", "outcome"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(request_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(stage_duration.clone()),
@@ -135,6 +225,11 @@ impl Metrics {
             Box::new(registry_errors.clone()),
             Box::new(loaded_versions.clone()),
             Box::new(model_load_duration.clone()),
+            Box::new(predicted_probability.clone()),
+            Box::new(route_fallbacks.clone()),
+            Box::new(shadow_requests.clone()),
+            Box::new(shadow_duration.clone()),
+            Box::new(config_updates.clone()),
         ] {
             registry
                 .register(c)
@@ -154,6 +249,11 @@ impl Metrics {
             registry_errors,
             loaded_versions,
             model_load_duration,
+            predicted_probability,
+            route_fallbacks,
+            shadow_requests,
+            shadow_duration,
+            config_updates,
         }
     }
 

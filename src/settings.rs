@@ -8,6 +8,8 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use crate::endpoint::config::{EndpointSettings, ServedEntitySettings};
+use crate::endpoint::config::Violation;
 use crate::engine::EngineChoice;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,7 @@ pub struct Settings {
     pub registry: RegistrySettings,
     pub engine: EngineSettings,
     pub inference: InferenceSettings,
+    pub control: ControlSettings,
     pub endpoints: Vec<EndpointSettings>,
 }
 
@@ -130,6 +133,9 @@ pub struct InferenceSettings {
     pub workers: usize,
     /// Requests that may wait for a worker; beyond it requests get 503 at once.
     pub queue_capacity: usize,
+    /// Request copies waiting for shadow served entities; beyond it copies are dropped (and
+    /// counted), never the caller's request.
+    pub shadow_queue_capacity: usize,
     /// Most rows one request may carry.
     pub max_batch_rows: usize,
     /// Runs of the input example after load, before a version serves.
@@ -143,6 +149,7 @@ impl Default for InferenceSettings {
         Self {
             workers: 0,
             queue_capacity: 1024,
+            shadow_queue_capacity: 256,
             max_batch_rows: 10_000,
             warmup_runs: 3,
             validation_tolerance: 1e-4,
@@ -150,25 +157,27 @@ impl Default for InferenceSettings {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointSettings {
-    pub name: String,
-    pub served_entities: Vec<ServedEntitySettings>,
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlSettings {
+    /// Where endpoints created or changed through the control plane are kept across restarts.
+    /// Defaults to `<config file stem>.endpoints.json` beside the config file (or
+    /// `modelgate.endpoints.json` in the working directory without one).
+    pub state_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ServedEntitySettings {
-    /// Name in responses (`served-model-name`); defaults to `<entity_name>-<version>`.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Registered model name.
-    pub entity_name: String,
-    /// Version number or alias (`champion`).
-    pub entity_version: String,
-    #[serde(default)]
-    pub engine: Option<EngineChoice>,
+/// `<dir>/<stem>.endpoints.json` beside the config file, else in the working directory.
+fn default_state_file(config: Option<&Path>) -> PathBuf {
+    match config {
+        Some(path) => {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "modelgate".into());
+            path.with_file_name(format!("{stem}.endpoints.json"))
+        }
+        None => PathBuf::from("modelgate.endpoints.json"),
+    }
 }
 
 impl Settings {
@@ -185,7 +194,10 @@ impl Settings {
         if let Some(listen) = listen_override {
             figment = figment.merge(("server.listen", listen));
         }
-        let settings: Settings = figment.extract().map_err(Box::new)?;
+        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        if settings.control.state_file.is_none() {
+            settings.control.state_file = Some(default_state_file(file));
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -244,6 +256,9 @@ impl Settings {
         if self.registry.poll_interval_seconds == 0 {
             return Err(invalid("registry.poll_interval_seconds", "must be above 0"));
         }
+        if self.inference.shadow_queue_capacity == 0 {
+            return Err(invalid("inference.shadow_queue_capacity", "must be above 0"));
+        }
         if self.inference.queue_capacity == 0 {
             return Err(invalid("inference.queue_capacity", "must be above 0"));
         }
@@ -257,86 +272,34 @@ impl Settings {
                 "must be a number >= 0",
             ));
         }
-        if self.endpoints.is_empty() {
-            return Err(invalid(
-                "endpoints",
-                "no endpoint is configured: name at least one",
-            ));
-        }
         for (i, ep) in self.endpoints.iter().enumerate() {
             let key = format!("endpoints[{i}]");
-            if !valid_name(&ep.name) {
-                return Err(invalid(
-                    format!("{key}.name"),
-                    format!("'{}' is not a valid endpoint name (letters, digits, '-', '_', '.'; at most 63)", ep.name),
-                ));
-            }
             if self.endpoints[..i].iter().any(|e| e.name == ep.name) {
                 return Err(invalid(
                     format!("{key}.name"),
                     format!("endpoint '{}' is configured twice", ep.name),
                 ));
             }
-            match ep.served_entities.len() {
-                1 => {}
-                0 => return Err(invalid(format!("{key}.served_entities"), "needs one served entity")),
-                n => {
-                    return Err(invalid(
-                        format!("{key}.served_entities"),
-                        format!("has {n} entries; an endpoint serves one entity (traffic splitting is not configured)"),
-                    ))
-                }
-            }
-            for (j, se) in ep.served_entities.iter().enumerate() {
-                let key = format!("{key}.served_entities[{j}]");
-                if !valid_name(&se.entity_name) {
-                    return Err(invalid(
-                        format!("{key}.entity_name"),
-                        format!("'{}' is not a valid model name", se.entity_name),
-                    ));
-                }
-                if !valid_name(&se.entity_version) {
-                    return Err(invalid(
-                        format!("{key}.entity_version"),
-                        format!("'{}' is not a version number or alias", se.entity_version),
-                    ));
-                }
-                if let Some(name) = &se.name {
-                    if !valid_name(name) {
-                        return Err(invalid(
-                            format!("{key}.name"),
-                            format!("'{name}' is not a valid served entity name"),
-                        ));
-                    }
-                }
+            if let Some(Violation { key, message }) = ep.violations(&key).into_iter().next() {
+                return Err(invalid(key, message));
             }
         }
         Ok(())
     }
 }
 
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && !s.starts_with('.')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::config::valid_name;
 
     fn valid() -> Settings {
         Settings {
             endpoints: vec![EndpointSettings {
                 name: "iris".into(),
-                served_entities: vec![ServedEntitySettings {
-                    name: None,
-                    entity_name: "iris-model".into(),
-                    entity_version: "1".into(),
-                    engine: None,
-                }],
+                served_entities: vec![ServedEntitySettings::new("iris-model", "1")],
+                traffic_config: None,
+                routing: Default::default(),
             }],
             ..Settings::default()
         }
@@ -371,10 +334,8 @@ mod tests {
     }
 
     #[test]
-    fn defaults_need_an_endpoint() {
-        let (key, message) = invalid_key(&Settings::default());
-        assert_eq!(key, "endpoints");
-        assert!(message.contains("no endpoint"), "{message}");
+    fn no_endpoints_is_valid_for_the_control_plane_to_create_them() {
+        Settings::default().validate().unwrap();
     }
 
     #[test]
@@ -429,7 +390,6 @@ mod tests {
                 |s| s.inference.validation_tolerance = f64::NAN,
                 "inference.validation_tolerance",
             ),
-            (|s| s.endpoints.clear(), "endpoints"),
             (|s| s.endpoints[0].name = "".into(), "endpoints[0].name"),
             (|s| s.endpoints[0].name = "a b".into(), "endpoints[0].name"),
             (
@@ -449,7 +409,7 @@ mod tests {
                     let se = s.endpoints[0].served_entities[0].clone();
                     s.endpoints[0].served_entities.push(se);
                 },
-                "endpoints[0].served_entities",
+                "endpoints[0].served_entities[1].name",
             ),
             (
                 |s| s.endpoints[0].served_entities[0].entity_name = "a/b".into(),

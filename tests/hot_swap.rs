@@ -44,7 +44,7 @@ fn endpoint_state(gw: &Gateway) -> Value {
 }
 
 fn served_version(gw: &Gateway) -> String {
-    endpoint_state(gw)["config"]["served_entities"][0]["entity_version"]
+    endpoint_state(gw)["config"]["served_entities"][0]["served_version"]
         .as_str()
         .unwrap()
         .to_owned()
@@ -84,7 +84,7 @@ fn two_hundred_alias_flips_under_load_fail_no_request() {
         let r = gw.invoke("t", &body);
         assert_eq!(r.status, 200, "{}", r.text);
         (
-            r.header("served-model-name").unwrap(),
+            r.header("served-model-version").unwrap(),
             r.json()["predictions"].clone(),
         )
     };
@@ -94,7 +94,7 @@ fn two_hundred_alias_flips_under_load_fail_no_request() {
     let (name2, p2) = answer(&gw);
     assert_eq!(
         (name1.as_str(), name2.as_str()),
-        ("transactions-1", "transactions-2")
+        ("1", "2")
     );
     assert_ne!(
         p1, p2,
@@ -133,7 +133,7 @@ fn two_hundred_alias_flips_under_load_fail_no_request() {
                     let status = r.status().as_u16();
                     let name = r
                         .headers()
-                        .get("served-model-name")
+                        .get("served-model-version")
                         .map(|v| v.to_str().unwrap().to_owned());
                     let text = r.text().unwrap();
                     if status != 200 {
@@ -199,7 +199,7 @@ fn two_hundred_alias_flips_under_load_fail_no_request() {
     );
     let state = endpoint_state(&gw);
     assert_eq!(state["state"]["config_update"], "NOT_UPDATING");
-    assert_eq!(state["last_swap"]["trigger"], "watch");
+    assert_eq!(state["config"]["served_entities"][0]["last_swap"]["trigger"], "watch");
 }
 
 #[test]
@@ -222,10 +222,10 @@ fn a_broken_version_is_refused_and_the_old_one_keeps_serving() {
     let state = endpoint_state(&gw);
     assert_eq!(served_version(&gw), "1");
     assert_eq!(state["state"]["ready"], "READY");
-    assert_eq!(state["last_swap"]["outcome"], "failure");
-    assert_eq!(state["last_swap"]["to_version"], "2");
+    assert_eq!(state["config"]["served_entities"][0]["last_swap"]["outcome"], "failure");
+    assert_eq!(state["config"]["served_entities"][0]["last_swap"]["to_version"], "2");
     assert!(
-        state["last_swap"]["message"]
+        state["config"]["served_entities"][0]["last_swap"]["message"]
             .as_str()
             .unwrap()
             .contains("cannot load this model"),
@@ -233,9 +233,9 @@ fn a_broken_version_is_refused_and_the_old_one_keeps_serving() {
     );
     assert_eq!(
         gw.invoke("t", &one_row())
-            .header("served-model-name")
+            .header("served-model-version")
             .as_deref(),
-        Some("transactions-1")
+        Some("1")
     );
     let failures = || {
         metric(
@@ -292,7 +292,7 @@ fn admin_reload_and_rollback() {
         "poll_interval_seconds: 3600\n  watch: false",
     );
     let gw = start(&config, true);
-    assert_eq!(endpoint_state(&gw)["last_swap"]["trigger"], "startup");
+    assert_eq!(endpoint_state(&gw)["config"]["served_entities"][0]["last_swap"]["trigger"], "startup");
     // Without the watcher, nothing follows the alias until an admin reload.
     set_alias(&model, "2");
     std::thread::sleep(Duration::from_millis(100));
@@ -301,9 +301,9 @@ fn admin_reload_and_rollback() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     let v = reply.json();
     assert_eq!(v["outcome"], "swapped");
-    assert_eq!(v["config"]["served_entities"][0]["entity_version"], "2");
-    assert_eq!(v["config"]["served_entities"][0]["alias"], "champion");
-    assert_eq!(v["previous_version"], "1");
+    assert_eq!(v["config"]["served_entities"][0]["served_version"], "2");
+    assert_eq!(v["config"]["served_entities"][0]["entity_version"], "champion");
+    assert_eq!(v["config"]["served_entities"][0]["previous_version"], "1");
     // Reloading again changes nothing unless forced.
     assert_eq!(
         gw.post_json("/api/2.0/serving-endpoints/t/reload", &json!({}))
@@ -320,12 +320,12 @@ fn admin_reload_and_rollback() {
         .post_json("/api/2.0/serving-endpoints/t/rollback", &json!({}))
         .json();
     assert_eq!(v["outcome"], "swapped", "{v}");
-    assert_eq!(v["pinned_version"], "1");
+    assert_eq!(v["config"]["served_entities"][0]["pinned_version"], "1");
     assert_eq!(
         gw.invoke("t", &one_row())
-            .header("served-model-name")
+            .header("served-model-version")
             .as_deref(),
-        Some("transactions-1")
+        Some("1")
     );
     assert_eq!(
         gw.post_json("/api/2.0/serving-endpoints/t/reload", &json!({}))
@@ -342,7 +342,7 @@ fn admin_reload_and_rollback() {
         .json();
     assert_eq!(v["outcome"], "swapped", "{v}");
     assert_eq!(served_version(&gw), "4");
-    assert!(v["pinned_version"].is_null());
+    assert!(v["config"]["served_entities"][0]["pinned_version"].is_null());
     // Unknown endpoints.
     assert_eq!(gw.get("/api/2.0/serving-endpoints/nope").status, 404);
     assert_eq!(

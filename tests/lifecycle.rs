@@ -43,7 +43,9 @@ fn corrupt_or_missing_registry_files_are_clear_load_errors() {
     std::fs::write(dir.join("model.onnx"), b"this is not a protobuf").unwrap();
     let err = start_error(reg.path(), "1");
     assert!(
-        err.contains("endpoint 't' cannot load its model: model 'transactions' version 1"),
+        err.contains(
+            "endpoint 't' cannot load its model: served entity 'transactions-1': model 'transactions' version 1"
+        ),
         "{err}"
     );
     assert!(

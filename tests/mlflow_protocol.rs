@@ -331,7 +331,7 @@ fn metrics_count_requests_by_endpoint_entity_and_status_class() {
         "modelgate_stage_duration_seconds_count{endpoint=\"transactions\",stage=\"decode\"} 1",
         "modelgate_stage_duration_seconds_count{endpoint=\"transactions\",stage=\"encode\"} 1",
         "modelgate_served_model_info{endpoint=\"transactions\",engine=\"tract\",model=\"transactions\",served_entity=\"transactions-1\",version=\"1\"} 1",
-        "modelgate_predicted_rows_total{endpoint=\"transactions\",served_entity=\"transactions-1\"} 1",
+        "modelgate_predicted_rows_total{endpoint=\"transactions\",served_entity=\"transactions-1\",shadow=\"false\"} 1",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}\n{text}");
     }

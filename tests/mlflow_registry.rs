@@ -14,7 +14,7 @@ fn state(gw: &Gateway, endpoint: &str) -> Value {
 }
 
 fn served(gw: &Gateway, endpoint: &str) -> String {
-    state(gw, endpoint)["config"]["served_entities"][0]["entity_version"]
+    state(gw, endpoint)["config"]["served_entities"][0]["served_version"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
@@ -50,15 +50,15 @@ fn follows_mlflow_aliases_and_stages_through_its_rest_api() {
     // Downloaded into the cache, validated, served.
     assert_eq!(
         gw.invoke("champion", &one_row())
-            .header("served-model-name")
+            .header("served-model-version")
             .as_deref(),
-        Some("transactions-1")
+        Some("1")
     );
     assert_eq!(
         gw.invoke("production", &one_row())
-            .header("served-model-name")
+            .header("served-model-version")
             .as_deref(),
-        Some("transactions-1")
+        Some("1")
     );
     assert!(cache.path().join("transactions/1/MLmodel").exists());
     assert!(cache.path().join("transactions/1/model.onnx").exists());
@@ -71,13 +71,13 @@ fn follows_mlflow_aliases_and_stages_through_its_rest_api() {
         || served(&gw, "champion") == "2",
     );
     let s = state(&gw, "champion");
-    assert_eq!(s["last_swap"]["trigger"], "poll");
-    assert_eq!(s["config"]["served_entities"][0]["alias"], "champion");
+    assert_eq!(s["config"]["served_entities"][0]["last_swap"]["trigger"], "poll");
+    assert_eq!(s["config"]["served_entities"][0]["entity_version"], "champion");
     assert_eq!(
         gw.invoke("champion", &one_row())
-            .header("served-model-name")
+            .header("served-model-version")
             .as_deref(),
-        Some("transactions-2")
+        Some("2")
     );
 
     // A stage is read as an alias.
@@ -127,7 +127,7 @@ fn follows_mlflow_aliases_and_stages_through_its_rest_api() {
     wait_until("the update to fail", Duration::from_secs(20), || {
         state(&gw, "champion")["state"]["config_update"] == "UPDATE_FAILED"
     });
-    assert!(state(&gw, "champion")["last_swap"]["message"]
+    assert!(state(&gw, "champion")["config"]["served_entities"][0]["last_swap"]["message"]
         .as_str()
         .unwrap()
         .contains("no alias 'champion'"));
@@ -212,7 +212,7 @@ fn signed_mlflow_webhooks_refresh_at_once_and_forged_ones_are_refused() {
         Duration::from_secs(20),
         || served(&gw, "champion") == "2",
     );
-    assert_eq!(state(&gw, "champion")["last_swap"]["trigger"], "webhook");
+    assert_eq!(state(&gw, "champion")["config"]["served_entities"][0]["last_swap"]["trigger"], "webhook");
 
     // MLflow's own signed test delivery is accepted.
     let test = server.call("POST", &format!("webhooks/{hook_id}/test"), json!({}));

@@ -79,10 +79,7 @@ pub fn load_served_entity(
     let outputs = OutputMapping::compile(loaded.outputs());
     let alias = (cfg.entity_version != version).then(|| cfg.entity_version.clone());
     let entity = Arc::new(ServedEntity {
-        name: cfg
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("{}-{}", cfg.entity_name, version)),
+        name: cfg.served_name(),
         model: mv.model.clone(),
         version: version.clone(),
         alias,

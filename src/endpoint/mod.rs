@@ -1,19 +1,29 @@
-//! Endpoints and the served entity each one serves, swappable with one atomic store.
+//! Endpoints, their configs (generations) and served entities (slots), each swappable with one
+//! atomic store: a config update publishes a new generation, a version swap publishes into a
+//! slot, and a request keeps what it loaded until it ends.
 
+pub mod config;
+pub mod control;
+pub mod directory;
 pub mod loader;
+pub mod persist;
+pub mod router;
 pub mod updater;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use self::config::{EndpointSettings, ServedEntitySettings};
+use self::router::Router;
+use crate::metrics::{ArmMetrics, Metrics};
 
 use crate::engine::binding::InputBinding;
 use crate::engine::outputs::OutputMapping;
 use crate::engine::{EngineKind, LoadedModel};
 use crate::registry::Signature;
-use crate::settings::EndpointSettings;
 
 /// A model version loaded, validated and warmed: everything a request needs, fixed at load time.
 pub struct ServedEntity {
@@ -102,21 +112,29 @@ pub struct Pin {
     pub alias_target: String,
 }
 
-/// A named URL and what it serves now. A request loads the entity once and keeps it to the end,
-/// so a swap never changes a request halfway.
-pub struct Endpoint {
+/// One served entity of an endpoint: its settings, the version it serves now (swapped
+/// atomically by the updater) and the state of its updates.
+pub struct EntitySlot {
+    pub endpoint: String,
+    /// The name routes, responses and metrics use.
     pub name: String,
-    pub settings: EndpointSettings,
+    pub settings: ServedEntitySettings,
     served: ArcSwapOption<ServedEntity>,
     state: Mutex<UpdateState>,
     /// Held for the whole of an update, so triggers never load two versions at once.
     pub(crate) update_lock: Mutex<()>,
+    pub metrics: ArmMetrics,
+    info: prometheus::IntGaugeVec,
 }
 
-impl Endpoint {
-    pub fn new(settings: EndpointSettings) -> Self {
+impl EntitySlot {
+    pub fn new(endpoint: &str, settings: ServedEntitySettings, metrics: &Metrics) -> Self {
+        let name = settings.served_name();
         Self {
-            name: settings.name.clone(),
+            endpoint: endpoint.to_owned(),
+            metrics: ArmMetrics::new(metrics, endpoint, &name),
+            info: metrics.served_model_info.clone(),
+            name,
             settings,
             served: ArcSwapOption::empty(),
             state: Mutex::new(UpdateState {
@@ -141,9 +159,211 @@ impl Endpoint {
         self.served.load_full()
     }
 
+    pub fn is_ready(&self) -> bool {
+        self.served.load().is_some()
+    }
+
     /// Makes `entity` what new requests get; requests in flight keep the one they loaded.
     pub fn publish(&self, entity: Arc<ServedEntity>) -> Option<Arc<ServedEntity>> {
-        self.served.swap(Some(entity))
+        let old = self.served.swap(Some(entity.clone()));
+        if let Some(old) = &old {
+            let _ = self.info.remove_label_values(&self.info_labels(old));
+        }
+        self.info.with_label_values(&self.info_labels(&entity)).set(1);
+        old
+    }
+
+    fn info_labels<'a>(&'a self, e: &'a ServedEntity) -> [&'a str; 5] {
+        [&self.endpoint, &self.name, &e.model, &e.version, e.engine.as_str()]
+    }
+}
+
+impl Drop for EntitySlot {
+    /// A slot leaves with its endpoint config: its version is no longer served.
+    fn drop(&mut self) {
+        if let Some(e) = self.served.load_full() {
+            let _ = self.info.remove_label_values(&self.info_labels(&e));
+        }
+    }
+}
+
+/// One config of an endpoint, compiled: its served entities and routes. Replaced whole by a
+/// config update; a request keeps the generation it started with.
+pub struct Generation {
+    pub settings: EndpointSettings,
+    pub slots: Vec<Arc<EntitySlot>>,
+    pub router: Router,
+    /// Databricks' `config_version`: 1 for the first config, +1 per update.
+    pub config_version: u64,
+    /// Milliseconds since the Unix epoch.
+    pub updated_ms: u64,
+    /// The header that carries a routing key.
+    pub key_header: actix_web::http::header::HeaderName,
+    /// Stage histograms (queue, decode, inference, encode), looked up once.
+    pub stages: [prometheus::Histogram; 4],
+}
+
+impl Generation {
+    /// Compiles `settings` (validated). Served entities with the same name and model as one of
+    /// `previous` keep its slot (and the version it serves); the others start empty. The
+    /// routes rebalance from `previous`'s bucket table, or from `table` when given (a restart).
+    pub fn build(
+        settings: EndpointSettings,
+        previous: Option<&Generation>,
+        table: Option<&router::BucketTable>,
+        metrics: &Metrics,
+        config_version: u64,
+    ) -> Self {
+        let slots = settings
+            .served_entities
+            .iter()
+            .map(|se| {
+                let name = se.served_name();
+                previous
+                    .and_then(|p| p.slot(&name))
+                    .filter(|(_, s)| s.settings.same_model(se))
+                    .map(|(_, s)| s.clone())
+                    .unwrap_or_else(|| Arc::new(EntitySlot::new(&settings.name, se.clone(), metrics)))
+            })
+            .collect();
+        let router = Router::compile(&settings, table.or(previous.map(|p| &p.router.table)));
+        let key_header = actix_web::http::header::HeaderName::from_bytes(
+            settings.routing.key_header.as_bytes(),
+        )
+        .unwrap_or_else(|_| actix_web::http::header::HeaderName::from_static("x-routing-key"));
+        let stages = ["queue", "decode", "inference", "encode"]
+            .map(|stage| metrics.stage_duration.with_label_values(&[&settings.name, stage]));
+        Self {
+            key_header,
+            stages,
+            settings,
+            slots,
+            router,
+            config_version,
+            updated_ms: now_ms(),
+        }
+    }
+
+    /// Slots that were not in `previous` (they need loading).
+    pub fn new_slots(&self, previous: Option<&Generation>) -> Vec<Arc<EntitySlot>> {
+        self.slots
+            .iter()
+            .filter(|s| {
+                !previous.is_some_and(|p| p.slots.iter().any(|old| Arc::ptr_eq(old, s)))
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub fn slot(&self, name: &str) -> Option<(usize, &Arc<EntitySlot>)> {
+        self.slots.iter().enumerate().find(|(_, s)| s.name == name)
+    }
+
+    /// Ready: some split arm serves a model.
+    pub fn is_ready(&self) -> bool {
+        self.router
+            .split_arms
+            .iter()
+            .any(|&a| self.slots[a].is_ready())
+    }
+}
+
+/// A config update in progress, as Databricks shows it in `pending_config`.
+#[derive(Debug, Clone)]
+pub struct PendingConfig {
+    pub settings: EndpointSettings,
+    pub config_version: u64,
+    pub start_ms: u64,
+}
+
+/// What the control plane records about an endpoint's config updates.
+#[derive(Debug, Clone, Default)]
+pub struct ControlState {
+    pub pending: Option<PendingConfig>,
+    /// Why the last config update failed, until one succeeds.
+    pub failure: Option<String>,
+}
+
+/// A named URL and the config it serves now.
+pub struct Endpoint {
+    pub name: String,
+    generation: ArcSwap<Generation>,
+    control: Mutex<ControlState>,
+    /// Set while a config update runs: a second one is refused (409), not queued.
+    updating: AtomicBool,
+    pub created_ms: u64,
+    /// Created or changed through the control plane: kept in the state file.
+    pub managed: AtomicBool,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Clears [`Endpoint`]'s update flag when the update ends, however it ends.
+pub struct UpdateGuard(Arc<Endpoint>);
+
+impl Drop for UpdateGuard {
+    fn drop(&mut self) {
+        self.0.updating.store(false, Ordering::Release);
+    }
+}
+
+impl Endpoint {
+    pub fn new(generation: Generation, created_ms: u64, managed: bool) -> Self {
+        Self {
+            name: generation.settings.name.clone(),
+            generation: ArcSwap::from_pointee(generation),
+            control: Mutex::new(ControlState::default()),
+            updating: AtomicBool::new(false),
+            created_ms,
+            managed: AtomicBool::new(managed),
+        }
+    }
+
+    pub fn generation(&self) -> Arc<Generation> {
+        self.generation.load_full()
+    }
+
+    pub fn publish(&self, generation: Generation) {
+        self.generation.store(Arc::new(generation));
+    }
+
+    pub fn control(&self) -> ControlState {
+        self.control.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn with_control<T>(&self, f: impl FnOnce(&mut ControlState) -> T) -> T {
+        f(&mut self.control.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Claims the endpoint for a config update; `None` when one is already running.
+    pub fn begin_update(self: &Arc<Self>) -> Option<UpdateGuard> {
+        self.updating
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| UpdateGuard(self.clone()))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.generation.load().is_ready()
+    }
+
+    /// Databricks' `state.config_update`, over the endpoint's config and its served entities.
+    pub fn config_update(&self) -> ConfigUpdate {
+        let control = self.control();
+        let slots = self.generation().slots.iter().map(|s| s.state().config_update).collect::<Vec<_>>();
+        if control.pending.is_some() || slots.contains(&ConfigUpdate::InProgress) {
+            ConfigUpdate::InProgress
+        } else if control.failure.is_some() || slots.contains(&ConfigUpdate::UpdateFailed) {
+            ConfigUpdate::UpdateFailed
+        } else {
+            ConfigUpdate::NotUpdating
+        }
     }
 }
 
@@ -154,7 +374,18 @@ impl ServedEntity {
         worker: usize,
         frame: &crate::protocol::frame::Frame,
     ) -> crate::error::RequestResult<Vec<crate::engine::NamedTensor>> {
-        let inputs = self.binding.bind(frame)?;
+        self.infer_ignoring(worker, frame, None)
+    }
+
+    /// As [`ServedEntity::infer`], where the frame may also carry `ignore` (a routing key
+    /// column) that the model does not take.
+    pub fn infer_ignoring(
+        &self,
+        worker: usize,
+        frame: &crate::protocol::frame::Frame,
+        ignore: Option<&str>,
+    ) -> crate::error::RequestResult<Vec<crate::engine::NamedTensor>> {
+        let inputs = self.binding.bind_ignoring(frame, ignore)?;
         self.loaded
             .run(worker, inputs)
             .map_err(|e| crate::error::RequestError::Internal(e.to_string()))

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::{error, info, warn};
 
 use super::loader::{load_served_entity, LoadContext, LoadError};
-use super::{ConfigUpdate, Endpoint, Pin, ServedEntity, SwapRecord};
+use super::{ConfigUpdate, EntitySlot, Pin, ServedEntity, SwapRecord};
 use crate::engine::pool::InferencePool;
 use crate::engine::{EngineChoice, Engines};
 use crate::metrics::Metrics;
@@ -26,6 +26,9 @@ pub enum Trigger {
     Admin,
     Webhook,
     Rollback,
+    /// A served entity added by a config update (or an endpoint created) through the control
+    /// plane.
+    Config,
 }
 
 impl Trigger {
@@ -37,6 +40,7 @@ impl Trigger {
             Self::Admin => "admin",
             Self::Webhook => "webhook",
             Self::Rollback => "rollback",
+            Self::Config => "config",
         }
     }
 }
@@ -74,22 +78,22 @@ fn now() -> f64 {
 
 impl Updater {
     /// Serves what the endpoint's config resolves to now, if it is not served already.
-    pub fn refresh(&self, ep: &Endpoint, trigger: Trigger, force: bool) -> SwapOutcome {
-        let _update = ep.update_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let cfg = &ep.settings.served_entities[0];
+    pub fn refresh(&self, slot: &EntitySlot, trigger: Trigger, force: bool) -> SwapOutcome {
+        let _update = slot.update_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let cfg = &slot.settings;
         let target = match self.registry.resolve(&cfg.entity_name, &cfg.entity_version) {
             Ok(v) => v,
-            Err(RegistryError::Unreachable(e)) => return self.unavailable(ep, trigger, e),
+            Err(RegistryError::Unreachable(e)) => return self.unavailable(slot, trigger, e),
             Err(e) => {
                 return self.fail(
-                    ep,
+                    slot,
                     trigger,
                     None,
                     format!("cannot resolve '{}': {e}", cfg.entity_version),
                 )
             }
         };
-        let pinned = ep.with_state(|s| match &s.pinned {
+        let pinned = slot.with_state(|s| match &s.pinned {
             // A rollback holds until the alias moves somewhere else.
             Some(pin) if pin.alias_target == target && !force => Some(pin.version.clone()),
             Some(_) => {
@@ -99,10 +103,10 @@ impl Updater {
             None => None,
         });
         let target = pinned.unwrap_or(target);
-        let current = ep.served();
+        let current = slot.served();
         if !force && current.as_ref().is_some_and(|c| c.version == target) {
             // Serving what the config asks for: an earlier failed attempt no longer matters.
-            ep.with_state(|s| {
+            slot.with_state(|s| {
                 if s.config_update == ConfigUpdate::UpdateFailed {
                     s.config_update = ConfigUpdate::NotUpdating;
                 }
@@ -113,7 +117,7 @@ impl Updater {
         }
         // A timer does not retry a version that already failed: registry versions do not
         // change in place, and file changes (watch), webhooks and admin reloads do retry.
-        let failed_before = ep.state().last_swap.is_some_and(|r| {
+        let failed_before = slot.state().last_swap.is_some_and(|r| {
             r.outcome == "failure" && r.to_version.as_deref() == Some(target.as_str())
         });
         if trigger == Trigger::Poll && failed_before && !force {
@@ -121,32 +125,32 @@ impl Updater {
                 version: current.map(|c| c.version.clone()),
             };
         }
-        self.swap_to(ep, current, &target, trigger)
+        self.swap_to(slot, current, &target, trigger)
     }
 
     /// Serves the version that was served before the last swap, and holds it there until the
     /// alias moves again.
-    pub fn rollback(&self, ep: &Endpoint) -> SwapOutcome {
-        let _update = ep.update_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(previous) = ep.state().previous_version else {
+    pub fn rollback(&self, slot: &EntitySlot) -> SwapOutcome {
+        let _update = slot.update_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(previous) = slot.state().previous_version else {
             return SwapOutcome::Failed(format!(
-                "endpoint '{}' has no previous version to roll back to",
-                ep.name
+                "served entity '{}' of endpoint '{}' has no previous version to roll back to",
+                slot.name, slot.endpoint
             ));
         };
-        let cfg = &ep.settings.served_entities[0];
+        let cfg = &slot.settings;
         // The pin holds while the alias stays where it is now; without knowing where that is,
         // the next refresh would undo the rollback.
         let alias_target = match self.registry.resolve(&cfg.entity_name, &cfg.entity_version) {
             Ok(v) => v,
             Err(RegistryError::Unreachable(e)) => {
-                return self.unavailable(ep, Trigger::Rollback, e)
+                return self.unavailable(slot, Trigger::Rollback, e)
             }
             Err(_) => String::new(),
         };
-        let outcome = self.swap_to(ep, ep.served(), &previous, Trigger::Rollback);
+        let outcome = self.swap_to(slot, slot.served(), &previous, Trigger::Rollback);
         if matches!(outcome, SwapOutcome::Swapped { .. }) {
-            ep.with_state(|s| {
+            slot.with_state(|s| {
                 s.pinned = Some(Pin {
                     version: previous,
                     alias_target,
@@ -158,13 +162,13 @@ impl Updater {
 
     fn swap_to(
         &self,
-        ep: &Endpoint,
+        slot: &EntitySlot,
         current: Option<Arc<ServedEntity>>,
         version: &str,
         trigger: Trigger,
     ) -> SwapOutcome {
         let from = current.as_ref().map(|c| c.version.clone());
-        ep.with_state(|s| s.config_update = ConfigUpdate::InProgress);
+        slot.with_state(|s| s.config_update = ConfigUpdate::InProgress);
         let ctx = LoadContext {
             registry: self.registry.as_ref(),
             engines: &self.engines,
@@ -173,61 +177,44 @@ impl Updater {
             default_engine: self.default_engine,
             replaces: current.as_deref(),
         };
-        let cfg = &ep.settings.served_entities[0];
+        let cfg = &slot.settings;
         let started = std::time::Instant::now();
         let loaded = match load_served_entity(&ctx, cfg, version) {
             Ok(l) => l,
             Err(LoadError::Registry(RegistryError::Incomplete { path })) => {
                 // Files still being written: the next event or poll tries again.
-                ep.with_state(|s| s.config_update = previous_update_state(s));
-                info!(endpoint = %ep.name, version, "version files under {} are still being written; waiting", path.display());
+                slot.with_state(|s| s.config_update = previous_update_state(s));
+                info!(endpoint = %slot.endpoint, served_entity = %slot.name, version, "version files under {} are still being written; waiting", path.display());
                 return SwapOutcome::Unchanged { version: from };
             }
             Err(LoadError::Registry(RegistryError::Unreachable(e))) => {
-                ep.with_state(|s| s.config_update = previous_update_state(s));
-                return self.unavailable(ep, trigger, e);
+                slot.with_state(|s| s.config_update = previous_update_state(s));
+                return self.unavailable(slot, trigger, e);
             }
             Err(e) => {
                 self.metrics
                     .model_load_duration
-                    .with_label_values(&[&ep.name, "failure"])
+                    .with_label_values(&[&slot.endpoint, "failure"])
                     .observe(started.elapsed().as_secs_f64());
-                return self.fail(ep, trigger, Some(version), e.to_string());
+                return self.fail(slot, trigger, Some(version), e.to_string());
             }
         };
         let entity = loaded.entity;
         self.metrics
             .model_load_duration
-            .with_label_values(&[&ep.name, "success"])
+            .with_label_values(&[&slot.endpoint, "success"])
             .observe(loaded.seconds);
-        let old = ep.publish(entity.clone());
-        let info = &self.metrics.served_model_info;
-        if let Some(old) = &old {
-            let _ = info.remove_label_values(&[
-                &ep.name,
-                &old.name,
-                &old.model,
-                &old.version,
-                &old.engine.to_string(),
-            ]);
-        }
-        info.with_label_values(&[
-            &ep.name,
-            &entity.name,
-            &entity.model,
-            &entity.version,
-            &entity.engine.to_string(),
-        ])
-        .set(1);
+        let old = slot.publish(entity.clone());
+        drop(old);
         self.metrics
             .model_swaps
-            .with_label_values(&[&ep.name, "success"])
+            .with_label_values(&[&slot.endpoint, "success"])
             .inc();
         info!(
-            endpoint = %ep.name, trigger = trigger.as_str(), from = ?from, to = %entity.version,
+            endpoint = %slot.endpoint, served_entity = %slot.name, trigger = trigger.as_str(), from = ?from, to = %entity.version,
             engine = %entity.engine, seconds = loaded.seconds, "serving a new version"
         );
-        ep.with_state(|s| {
+        slot.with_state(|s| {
             s.config_update = ConfigUpdate::NotUpdating;
             if from.as_deref() != Some(version) {
                 s.previous_version = from.clone();
@@ -248,29 +235,29 @@ impl Updater {
     }
 
     /// The registry is down: keep serving what is served, count it, let the caller back off.
-    fn unavailable(&self, ep: &Endpoint, trigger: Trigger, message: String) -> SwapOutcome {
-        warn!(endpoint = %ep.name, trigger = trigger.as_str(), "the model registry is unreachable, the served version stays: {message}");
+    fn unavailable(&self, slot: &EntitySlot, trigger: Trigger, message: String) -> SwapOutcome {
+        warn!(endpoint = %slot.endpoint, served_entity = %slot.name, trigger = trigger.as_str(), "the model registry is unreachable, the served version stays: {message}");
         self.metrics
             .registry_errors
-            .with_label_values(&[&ep.name])
+            .with_label_values(&[&slot.endpoint])
             .inc();
         SwapOutcome::RegistryUnavailable(message)
     }
 
     fn fail(
         &self,
-        ep: &Endpoint,
+        slot: &EntitySlot,
         trigger: Trigger,
         version: Option<&str>,
         message: String,
     ) -> SwapOutcome {
-        error!(endpoint = %ep.name, trigger = trigger.as_str(), version = ?version, "update failed, the served version stays: {message}");
+        error!(endpoint = %slot.endpoint, served_entity = %slot.name, trigger = trigger.as_str(), version = ?version, "update failed, the served version stays: {message}");
         self.metrics
             .model_swaps
-            .with_label_values(&[&ep.name, "failure"])
+            .with_label_values(&[&slot.endpoint, "failure"])
             .inc();
-        let from = ep.served().map(|c| c.version.clone());
-        ep.with_state(|s| {
+        let from = slot.served().map(|c| c.version.clone());
+        slot.with_state(|s| {
             s.config_update = ConfigUpdate::UpdateFailed;
             s.last_swap = Some(SwapRecord {
                 outcome: "failure",

@@ -97,7 +97,17 @@ impl InputBinding {
 
     /// Builds the model's input tensors, in graph input order.
     pub fn bind(&self, frame: &Frame) -> RequestResult<Vec<Tensor>> {
-        let mut used = vec![false; frame.columns.len()];
+        self.bind_ignoring(frame, None)
+    }
+
+    /// As [`InputBinding::bind`], where a column named `ignore` is not an error when the model
+    /// does not take it.
+    pub fn bind_ignoring(&self, frame: &Frame, ignore: Option<&str>) -> RequestResult<Vec<Tensor>> {
+        let mut used: Vec<bool> = frame
+            .columns
+            .iter()
+            .map(|c| Some(c.name.as_str()) == ignore)
+            .collect();
         let mut out = Vec::with_capacity(self.inputs.len());
         let single = self.inputs.len() == 1;
         for (spec, source) in &self.inputs {

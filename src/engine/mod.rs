@@ -51,12 +51,18 @@ pub enum EngineKind {
     Tract,
 }
 
-impl std::fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Ort => "ort",
             Self::Tract => "tract",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -61,40 +61,75 @@ impl OutputMapping {
             if r > 0 {
                 buf.push(b',');
             }
-            match self {
-                Self::Classifier {
-                    label,
-                    probabilities,
-                    binary,
-                } => {
-                    buf.extend_from_slice(b"{\"label\":");
-                    write_row(&outputs[*label], r, buf);
-                    let p = &outputs[*probabilities].tensor;
-                    if *binary && p.shape.get(1) == Some(&2) {
-                        buf.extend_from_slice(b",\"probability\":");
-                        write_value(&p.data, r * 2 + 1, buf);
-                    } else {
-                        buf.extend_from_slice(b",\"probabilities\":");
-                        write_row(&outputs[*probabilities], r, buf);
-                    }
-                    buf.push(b'}');
-                }
-                Self::Single(i) => write_row(&outputs[*i], r, buf),
-                Self::Records => {
-                    buf.push(b'{');
-                    for (k, o) in outputs.iter().enumerate() {
-                        if k > 0 {
-                            buf.push(b',');
-                        }
-                        write_json_str(&o.name, buf);
-                        buf.push(b':');
-                        write_row(o, r, buf);
-                    }
-                    buf.push(b'}');
-                }
-            }
+            self.write_prediction(outputs, r, buf);
         }
         buf.push(b']');
+    }
+
+    /// Writes row `r`'s prediction (one element of `predictions`).
+    pub fn write_prediction(&self, outputs: &[NamedTensor], r: usize, buf: &mut Vec<u8>) {
+        match self {
+            Self::Classifier {
+                label,
+                probabilities,
+                binary,
+            } => {
+                buf.extend_from_slice(b"{\"label\":");
+                write_row(&outputs[*label], r, buf);
+                let p = &outputs[*probabilities].tensor;
+                if *binary && p.shape.get(1) == Some(&2) {
+                    buf.extend_from_slice(b",\"probability\":");
+                    write_value(&p.data, r * 2 + 1, buf);
+                } else {
+                    buf.extend_from_slice(b",\"probabilities\":");
+                    write_row(&outputs[*probabilities], r, buf);
+                }
+                buf.push(b'}');
+            }
+            Self::Single(i) => write_row(&outputs[*i], r, buf),
+            Self::Records => {
+                buf.push(b'{');
+                for (k, o) in outputs.iter().enumerate() {
+                    if k > 0 {
+                        buf.push(b',');
+                    }
+                    write_json_str(&o.name, buf);
+                    buf.push(b':');
+                    write_row(o, r, buf);
+                }
+                buf.push(b'}');
+            }
+        }
+    }
+
+    /// Calls `f` with each row's predicted probability, for classifiers: the positive class's
+    /// of a binary classifier, else the top class's. Other models have none.
+    pub fn for_each_probability(&self, outputs: &[NamedTensor], rows: usize, mut f: impl FnMut(f64)) {
+        let Self::Classifier { probabilities, .. } = self else {
+            return;
+        };
+        let t = &outputs[*probabilities].tensor;
+        let k = t.row_width();
+        if k == 0 || t.shape.first() != Some(&rows) {
+            return;
+        }
+        let value = |i: usize| match &t.data {
+            TensorData::F32(v) => v.get(i).map(|&x| f64::from(x)),
+            TensorData::F64(v) => v.get(i).copied(),
+            _ => None,
+        };
+        for r in 0..rows {
+            let p = if k == 2 {
+                value(r * 2 + 1)
+            } else {
+                (0..k)
+                    .filter_map(|j| value(r * k + j))
+                    .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+            };
+            if let Some(p) = p.filter(|p| p.is_finite()) {
+                f(p);
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, select_biased, Receiver, Sender, TrySendError};
 
 type Job = Box<dyn FnOnce(usize) + Send + 'static>;
 
@@ -28,6 +28,8 @@ pub enum SubmitError {
 
 pub struct InferencePool {
     sender: Sender<Job>,
+    /// Work nobody waits for (shadow copies): a worker takes it only when no request waits.
+    background: Sender<Job>,
     workers: usize,
     capacity: usize,
     handles: Mutex<Vec<JoinHandle<()>>>,
@@ -51,24 +53,44 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, SubmitError> {
 
 impl InferencePool {
     pub fn new(workers: usize, capacity: usize) -> Arc<Self> {
+        Self::with_background(workers, capacity, capacity)
+    }
+
+    /// A pool whose background queue holds `background_capacity` jobs.
+    pub fn with_background(
+        workers: usize,
+        capacity: usize,
+        background_capacity: usize,
+    ) -> Arc<Self> {
         let workers = workers.max(1);
         let (sender, receiver) = bounded::<Job>(capacity.max(1));
+        let (background, background_rx) = bounded::<Job>(background_capacity.max(1));
         let handles = (0..workers)
             .map(|index| {
                 let rx: Receiver<Job> = receiver.clone();
+                let bg: Receiver<Job> = background_rx.clone();
                 std::thread::Builder::new()
                     .name(format!("modelgate-infer-{index}"))
-                    .spawn(move || {
-                        while let Ok(job) = rx.recv() {
-                            // Jobs catch their own panics; this keeps the worker alive regardless.
-                            let _ = guarded(|| job(index));
-                        }
+                    .spawn(move || loop {
+                        // Requests first: background work runs only on an idle worker.
+                        let job = select_biased! {
+                            recv(rx) -> job => job,
+                            recv(bg) -> job => match job {
+                                Ok(job) => Ok(job),
+                                // Background closed first: keep serving requests.
+                                Err(_) => rx.recv(),
+                            },
+                        };
+                        let Ok(job) = job else { break };
+                        // Jobs catch their own panics; this keeps the worker alive regardless.
+                        let _ = guarded(|| job(index));
                     })
                     .expect("spawning an inference worker thread")
             })
             .collect();
         Arc::new(Self {
             sender,
+            background,
             workers,
             capacity,
             handles: Mutex::new(handles),
@@ -103,6 +125,15 @@ impl InferencePool {
             TrySendError::Disconnected(_) => SubmitError::Closed,
         })?;
         rx.await.map_err(|_| SubmitError::Closed)?
+    }
+
+    /// Queues `f` to run when a worker is idle, without waiting for it; false (and `f` is
+    /// dropped) when the background queue is full.
+    pub fn try_background(&self, f: impl FnOnce(usize) + Send + 'static) -> bool {
+        let job: Job = Box::new(move |worker| {
+            let _ = guarded(|| f(worker));
+        });
+        self.background.try_send(job).is_ok()
     }
 
     /// Runs `f` on a worker from blocking code (loading, validation), waiting for a queue slot.
@@ -152,7 +183,8 @@ impl Drop for InferencePool {
         // Workers end when the channel closes, which needs every sender gone.
         let handles = std::mem::take(&mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()));
         let (dummy, _) = bounded::<Job>(0);
-        drop(std::mem::replace(&mut self.sender, dummy));
+        drop(std::mem::replace(&mut self.sender, dummy.clone()));
+        drop(std::mem::replace(&mut self.background, dummy));
         for h in handles {
             let _ = h.join();
         }

@@ -1,64 +1,263 @@
-//! Control plane: endpoint state (Databricks-shaped), reload and rollback. Updates run on the
-//! blocking pool: they read files and load models.
+//! The control plane over HTTP, in the shape of Databricks' serving-endpoints API: create, list,
+//! get, update config, delete, plus reload and rollback. Work that reads the registry or loads
+//! models runs on the blocking pool.
 
 use std::time::UNIX_EPOCH;
 
 use actix_web::http::header::ContentType;
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{mlflow_error, AppState};
-use crate::endpoint::updater::SwapOutcome;
-use crate::endpoint::Endpoint;
-use crate::error::RequestError;
+use super::AppState;
+use crate::endpoint::config::{EndpointConfig, EndpointSettings, Route, TrafficConfig};
+use crate::endpoint::control::ControlError;
+use crate::endpoint::updater::{SwapOutcome, Trigger};
+use crate::endpoint::{ConfigUpdate, Endpoint, EntitySlot, Generation};
 
-fn endpoint_json(ep: &Endpoint) -> Value {
-    let served = ep.served();
-    let state = ep.state();
-    let cfg = &ep.settings.served_entities[0];
-    let entities: Vec<Value> = served
-        .iter()
-        .map(|e| {
+fn reply(status: StatusCode, body: Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(ContentType::json())
+        .body(body.to_string())
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
+    reply(status, json!({ "error_code": code, "message": message.into() }))
+}
+
+fn control_error(e: &ControlError) -> HttpResponse {
+    let message = e.to_string();
+    match e {
+        ControlError::Invalid(violations) => reply(
+            StatusCode::BAD_REQUEST,
             json!({
-                "name": e.name,
-                "entity_name": e.model,
-                "entity_version": e.version,
-                "alias": e.alias,
-                "engine": e.engine,
-                "loaded_at": e.loaded_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
-            })
-        })
-        .collect();
-    json!({
-        "name": ep.name,
-        "state": {
-            "ready": if served.is_some() { "READY" } else { "NOT_READY" },
-            "config_update": state.config_update,
-        },
-        "config": {
-            "served_entities": entities,
-            "requested": { "entity_name": cfg.entity_name, "entity_version": cfg.entity_version },
-        },
-        "last_swap": state.last_swap,
-        "previous_version": state.previous_version,
-        "pinned_version": state.pinned.map(|p| p.version),
+                "error_code": "INVALID_PARAMETER_VALUE",
+                "message": message,
+                // google.rpc.BadRequest, as Databricks details its errors.
+                "details": [{
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "field_violations": violations.iter().map(|v| json!({"field": v.key, "description": v.message})).collect::<Vec<_>>(),
+                }],
+            }),
+        ),
+        ControlError::NotFound(_) => {
+            error(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", message)
+        }
+        ControlError::AlreadyExists(_) => {
+            error(StatusCode::CONFLICT, "RESOURCE_ALREADY_EXISTS", message)
+        }
+        ControlError::Busy(_) => error(StatusCode::CONFLICT, "RESOURCE_CONFLICT", message),
+        ControlError::RegistryUnavailable(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            message,
+        ),
+        ControlError::Persist(_) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message)
+        }
+    }
+}
+
+fn not_found(name: &str) -> HttpResponse {
+    control_error(&ControlError::NotFound(name.to_owned()))
+}
+
+/// A JSON body as `T`, or a 400 naming the field that does not fit.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." || path.is_empty() {
+            format!("the request body is not a valid endpoint config: {inner}")
+        } else {
+            format!("the request body is not a valid endpoint config at '{path}': {inner}")
+        };
+        error(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", message)
     })
 }
 
-fn find<'a>(state: &'a AppState, name: &str) -> Result<&'a std::sync::Arc<Endpoint>, RequestError> {
-    state
+fn ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A served entity as configured, with its deployment state and what it serves now.
+fn entity_json(slot: &EntitySlot) -> Value {
+    let mut v = serde_json::to_value(&slot.settings).unwrap_or_default();
+    v["name"] = json!(slot.name);
+    let state = slot.state();
+    let served = slot.served();
+    let (deployment, message) = match (&served, state.config_update, &state.last_swap) {
+        (Some(e), ConfigUpdate::UpdateFailed, Some(r)) => (
+            "DEPLOYMENT_READY",
+            format!(
+                "serving version {}; the update to version {} failed: {}",
+                e.version,
+                r.to_version.as_deref().unwrap_or("?"),
+                r.message.as_deref().unwrap_or("")
+            ),
+        ),
+        (Some(e), _, _) => (
+            "DEPLOYMENT_READY",
+            format!("serving version {} on {}", e.version, e.engine),
+        ),
+        (None, ConfigUpdate::UpdateFailed, r) => (
+            "DEPLOYMENT_FAILED",
+            r.as_ref()
+                .and_then(|r| r.message.clone())
+                .unwrap_or_default(),
+        ),
+        (None, _, _) => ("DEPLOYMENT_CREATING", "loading".to_owned()),
+    };
+    v["state"] = json!({ "deployment": deployment, "deployment_state_message": message });
+    v["served_version"] = json!(served.as_ref().map(|e| e.version.clone()));
+    v["served_engine"] = json!(served.as_ref().map(|e| e.engine));
+    v["loaded_at"] = json!(served.as_ref().map(|e| ms(e.loaded_at) as f64 / 1000.0));
+    v["last_swap"] = json!(state.last_swap);
+    v["previous_version"] = json!(state.previous_version);
+    v["pinned_version"] = json!(state.pinned.map(|p| p.version));
+    v
+}
+
+/// The routes as Databricks shows them: always explicit, even when the config had none.
+fn traffic_json(settings: &EndpointSettings) -> Value {
+    let tc = settings.traffic_config.clone().unwrap_or_else(|| TrafficConfig {
+        routes: settings
+            .served_entities
+            .first()
+            .map(|s| Route {
+                served_entity_name: s.served_name(),
+                traffic_percentage: 100,
+                shadow: false,
+                shadow_percentage: None,
+            })
+            .into_iter()
+            .collect(),
+    });
+    serde_json::to_value(tc).unwrap_or_default()
+}
+
+fn config_json(g: &Generation) -> Value {
+    json!({
+        "served_entities": g.slots.iter().map(|s| entity_json(s)).collect::<Vec<_>>(),
+        "traffic_config": traffic_json(&g.settings),
+        "routing": g.settings.routing,
+        "config_version": g.config_version,
+    })
+}
+
+/// `ServingEndpointDetailed`.
+pub fn endpoint_json(ep: &Endpoint) -> Value {
+    let g = ep.generation();
+    let control = ep.control();
+    let mut v = json!({
+        "name": ep.name,
+        "id": ep.name,
+        "creator": "modelgate",
+        "creation_timestamp": ep.created_ms,
+        "last_updated_timestamp": g.updated_ms.max(ep.created_ms),
+        "state": {
+            "ready": if g.is_ready() { "READY" } else { "NOT_READY" },
+            "config_update": ep.config_update(),
+        },
+        "config": config_json(&g),
+        "permission_level": "CAN_MANAGE",
+    });
+    if let Some(p) = control.pending {
+        v["pending_config"] = json!({
+            "served_entities": p.settings.served_entities,
+            "traffic_config": traffic_json(&p.settings),
+            "routing": p.settings.routing,
+            "config_version": p.config_version,
+            "start_time": p.start_ms,
+        });
+    }
+    if let Some(f) = control.failure {
+        v["last_config_update_error"] = json!(f);
+    }
+    v
+}
+
+pub async fn list(state: web::Data<AppState>) -> HttpResponse {
+    let endpoints: Vec<Value> = state
         .gateway
-        .endpoint(name)
-        .ok_or_else(|| RequestError::NotFound(format!("endpoint '{name}' does not exist")))
+        .endpoints()
+        .iter()
+        .map(|e| endpoint_json(e))
+        .collect();
+    reply(StatusCode::OK, json!({ "endpoints": endpoints }))
 }
 
 pub async fn get_endpoint(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    match find(&state, &path) {
-        Ok(ep) => HttpResponse::Ok()
-            .content_type(ContentType::json())
-            .body(endpoint_json(ep).to_string()),
-        Err(e) => mlflow_error(&e),
+    match state.gateway.endpoint(&path) {
+        Some(ep) => reply(StatusCode::OK, endpoint_json(&ep)),
+        None => not_found(&path),
+    }
+}
+
+/// `POST /api/2.0/serving-endpoints`: `{"name": ..., "config": {...}}`. Other Databricks
+/// fields (tags, route_optimized, ...) are accepted and have no effect here.
+#[derive(Deserialize)]
+pub struct CreateBody {
+    name: String,
+    config: EndpointConfig,
+}
+
+pub async fn create(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let body: CreateBody = match parse(&body) {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let control = state.control.clone();
+    let settings = body.config.named(body.name);
+    match web::block(move || control.create(settings)).await {
+        Ok(Ok(ep)) => reply(StatusCode::OK, endpoint_json(&ep)),
+        Ok(Err(e)) => control_error(&e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            format!("the request did not run: {e}"),
+        ),
+    }
+}
+
+/// `PUT /api/2.0/serving-endpoints/{name}/config`: answers at once with the update pending.
+pub async fn update_config(
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let config: EndpointConfig = match parse(&body) {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let control = state.control.clone();
+    let name = path.into_inner();
+    match web::block(move || control.update(&name, config)).await {
+        Ok(Ok(ep)) => reply(StatusCode::OK, endpoint_json(&ep)),
+        Ok(Err(e)) => control_error(&e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            format!("the request did not run: {e}"),
+        ),
+    }
+}
+
+pub async fn delete(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    let control = state.control.clone();
+    let name = path.into_inner();
+    match web::block(move || control.delete(&name)).await {
+        Ok(Ok(())) => reply(StatusCode::OK, json!({})),
+        Ok(Err(e)) => control_error(&e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            format!("the request did not run: {e}"),
+        ),
     }
 }
 
@@ -67,6 +266,26 @@ pub struct ReloadQuery {
     /// Reload even when the resolved version is the one served.
     #[serde(default)]
     force: bool,
+    /// Only this served entity (default: all of them; rollback needs one when there are several).
+    served_entity: Option<String>,
+}
+
+/// The slots a reload or rollback acts on.
+fn chosen_slots(
+    ep: &Endpoint,
+    served_entity: Option<&str>,
+) -> Result<Vec<std::sync::Arc<EntitySlot>>, HttpResponse> {
+    let g = ep.generation();
+    match served_entity {
+        None => Ok(g.slots.clone()),
+        Some(name) => g.slot(name).map(|(_, s)| vec![s.clone()]).ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                "RESOURCE_DOES_NOT_EXIST",
+                format!("endpoint '{}' has no served entity '{name}'", ep.name),
+            )
+        }),
+    }
 }
 
 pub async fn reload(
@@ -75,58 +294,96 @@ pub async fn reload(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let force = query.force;
-    update(&path, state, move |updater, ep| {
-        updater.refresh(ep, crate::endpoint::updater::Trigger::Admin, force)
+    update(&path, query.served_entity.as_deref(), state, move |updater, slot| {
+        updater.refresh(slot, Trigger::Admin, force)
     })
     .await
 }
 
-pub async fn rollback(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
-    update(&path, state, |updater, ep| updater.rollback(ep)).await
+pub async fn rollback(
+    path: web::Path<String>,
+    query: web::Query<ReloadQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if let Some(ep) = state.gateway.endpoint(&path) {
+        let slots = ep.generation().slots.len();
+        if query.served_entity.is_none() && slots > 1 {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                format!("endpoint '{}' has {slots} served entities: name the one to roll back with ?served_entity=", ep.name),
+            );
+        }
+    }
+    update(&path, query.served_entity.as_deref(), state, |updater, slot| {
+        updater.rollback(slot)
+    })
+    .await
 }
 
-/// Runs an update off the HTTP workers and answers with the endpoint's state: 200 when it is
-/// served as asked, 409 with the reason when the update failed (the old version still serves).
+/// Runs an update of each chosen served entity off the HTTP workers and answers with the
+/// endpoint's state: 200 when all are served as asked, 409 with the reason when one failed
+/// (its old version still serves), 503 when the registry did not answer.
 async fn update(
     name: &str,
+    served_entity: Option<&str>,
     state: web::Data<AppState>,
-    f: impl FnOnce(&crate::endpoint::updater::Updater, &Endpoint) -> SwapOutcome + Send + 'static,
+    f: impl Fn(&crate::endpoint::updater::Updater, &EntitySlot) -> SwapOutcome + Send + 'static,
 ) -> HttpResponse {
-    let ep = match find(&state, name) {
-        Ok(ep) => ep.clone(),
-        Err(e) => return mlflow_error(&e),
+    let Some(ep) = state.gateway.endpoint(name) else {
+        return not_found(name);
+    };
+    let slots = match chosen_slots(&ep, served_entity) {
+        Ok(s) => s,
+        Err(resp) => return resp,
     };
     let updater = state.updater.clone();
-    let worker_ep = ep.clone();
-    let outcome = match web::block(move || f(&updater, &worker_ep)).await {
+    let outcomes = match web::block(move || {
+        slots
+            .iter()
+            .map(|s| f(&updater, s))
+            .collect::<Vec<SwapOutcome>>()
+    })
+    .await
+    {
         Ok(o) => o,
         Err(e) => {
-            return mlflow_error(&RequestError::Internal(format!(
-                "the update did not run: {e}"
-            )))
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                format!("the update did not run: {e}"),
+            )
         }
     };
     let mut body = endpoint_json(&ep);
-    let status = match &outcome {
-        SwapOutcome::Failed(message) => {
-            body["error_code"] = json!("INVALID_STATE");
-            body["message"] = json!(message);
-            actix_web::http::StatusCode::CONFLICT
+    let mut status = StatusCode::OK;
+    for o in &outcomes {
+        match o {
+            SwapOutcome::Failed(message) => {
+                body["error_code"] = json!("INVALID_STATE");
+                body["message"] = json!(message);
+                status = StatusCode::CONFLICT;
+            }
+            SwapOutcome::RegistryUnavailable(message) if status == StatusCode::OK => {
+                body["error_code"] = json!("TEMPORARILY_UNAVAILABLE");
+                body["message"] = json!(format!("the model registry is unreachable: {message}"));
+                status = StatusCode::SERVICE_UNAVAILABLE;
+            }
+            _ => {}
         }
-        SwapOutcome::RegistryUnavailable(message) => {
-            body["error_code"] = json!("TEMPORARILY_UNAVAILABLE");
-            body["message"] = json!(format!("the model registry is unreachable: {message}"));
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE
-        }
-        _ => actix_web::http::StatusCode::OK,
-    };
-    body["outcome"] = json!(match outcome {
+    }
+    let word = |o: &SwapOutcome| match o {
         SwapOutcome::Unchanged { .. } => "unchanged",
         SwapOutcome::Swapped { .. } => "swapped",
         SwapOutcome::Failed(_) => "failed",
         SwapOutcome::RegistryUnavailable(_) => "registry_unavailable",
-    });
-    HttpResponse::build(status)
-        .content_type(ContentType::json())
-        .body(body.to_string())
+    };
+    // The most telling outcome of all: a failure, else an outage, else a swap.
+    let overall = ["failed", "registry_unavailable", "swapped"]
+        .into_iter()
+        .find(|w| outcomes.iter().any(|o| word(o) == *w))
+        .unwrap_or("unchanged");
+    body["outcome"] = json!(overall);
+    body["outcomes"] = json!(outcomes.iter().map(word).collect::<Vec<_>>());
+    reply(status, body)
 }

@@ -12,6 +12,8 @@ use crate::gateway::{Format, Invocation};
 
 /// Header naming the served entity that answered, as Databricks Model Serving sends it.
 pub const SERVED_MODEL_HEADER: &str = "served-model-name";
+/// Header naming the model version that served entity served (it moves with its alias).
+pub const SERVED_VERSION_HEADER: &str = "served-model-version";
 
 pub async fn invocations(
     req: HttpRequest,
@@ -19,7 +21,18 @@ pub async fn invocations(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    score(req, path.into_inner(), payload, state).await
+    score(req, path.into_inner(), None, payload, state).await
+}
+
+/// A served entity named in the path answers, whatever the routes say.
+pub async fn pinned_invocations(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (endpoint, served) = path.into_inner();
+    score(req, endpoint, Some(served), payload, state).await
 }
 
 /// `/invocations` as `mlflow models serve` has it: the one configured endpoint.
@@ -37,12 +50,13 @@ pub async fn sole_invocations(
             .record_rejected("", "mlflow", &err, Instant::now());
         return mlflow_error(&err);
     };
-    score(req, endpoint, payload, state).await
+    score(req, endpoint, None, payload, state).await
 }
 
 async fn score(
     req: HttpRequest,
     endpoint: String,
+    pin: Option<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
@@ -69,17 +83,20 @@ async fn score(
             format,
             body,
             received,
+            headers: Some(req.headers()),
+            pin,
         })
         .await
     {
         Ok(answer) => HttpResponse::Ok()
-            .insert_header((SERVED_MODEL_HEADER, answer.served_entity.name.as_str()))
+            .insert_header((SERVED_MODEL_HEADER, answer.served_name.as_str()))
+            .insert_header((SERVED_VERSION_HEADER, answer.served_version.as_str()))
             .content_type(ContentType::json())
             .body(answer.body),
         Err(f) => {
             let mut resp = mlflow_error(&f.error);
-            if let Some(entity) = f.served_entity {
-                if let Ok(v) = header::HeaderValue::from_str(&entity.name) {
+            if let Some(name) = f.served_name {
+                if let Ok(v) = header::HeaderValue::from_str(&name) {
                     resp.headers_mut()
                         .insert(header::HeaderName::from_static(SERVED_MODEL_HEADER), v);
                 }
@@ -130,13 +147,19 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .endpoints()
         .into_iter()
         .map(|e| {
-            let served = e.served();
-            serde_json::json!({
-                "name": e.name,
-                "ready": served.is_some(),
-                "served_entity": served.as_ref().map(|s| s.name.clone()),
-                "version": served.as_ref().map(|s| s.version.clone()),
-            })
+            let g = e.generation();
+            let entities: Vec<serde_json::Value> = g
+                .slots
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "name": s.name,
+                        "ready": s.is_ready(),
+                        "version": s.served().map(|x| x.version.clone()),
+                    })
+                })
+                .collect();
+            serde_json::json!({ "name": e.name, "ready": g.is_ready(), "served_entities": entities })
         })
         .collect();
     let ready = gw.is_ready();

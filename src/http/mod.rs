@@ -18,6 +18,7 @@ use crate::gateway::Gateway;
 pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub updater: Arc<crate::endpoint::updater::Updater>,
+    pub control: Arc<crate::endpoint::control::ControlPlane>,
     /// Shared secret of MLflow webhooks; the receiver is off without it.
     pub webhook_secret: Option<String>,
     pub webhook_deliveries: webhook::SeenDeliveries,
@@ -29,6 +30,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/serving-endpoints/{endpoint}/invocations",
         web::post().to(handlers::invocations),
     )
+    .route(
+        "/serving-endpoints/{endpoint}/served-models/{served}/invocations",
+        web::post().to(handlers::pinned_invocations),
+    )
     .route("/invocations", web::post().to(handlers::sole_invocations))
     .route("/ping", web::get().to(handlers::ping))
     .route("/health", web::get().to(handlers::ping))
@@ -36,9 +41,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/livez", web::get().to(handlers::livez))
     .route("/readyz", web::get().to(handlers::readyz))
     .route("/metrics", web::get().to(handlers::metrics))
+    .route("/api/2.0/serving-endpoints", web::get().to(admin::list))
+    .route("/api/2.0/serving-endpoints", web::post().to(admin::create))
     .route(
         "/api/2.0/serving-endpoints/{name}",
         web::get().to(admin::get_endpoint),
+    )
+    .route(
+        "/api/2.0/serving-endpoints/{name}",
+        web::delete().to(admin::delete),
+    )
+    .route(
+        "/api/2.0/serving-endpoints/{name}/config",
+        web::put().to(admin::update_config),
     )
     .route(
         "/api/2.0/serving-endpoints/{name}/reload",

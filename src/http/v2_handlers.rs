@@ -8,9 +8,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::body::read_limited;
-use super::handlers::SERVED_MODEL_HEADER;
+use super::handlers::{SERVED_MODEL_HEADER, SERVED_VERSION_HEADER};
 use super::{v2_error, AppState};
-use crate::endpoint::ServedEntity;
+use crate::endpoint::{Generation, ServedEntity};
 use crate::error::RequestError;
 use crate::gateway::{Format, Invocation};
 
@@ -44,29 +44,38 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
         .body(json!({ "ready": ready }).to_string())
 }
 
-/// The served entity of a model path, checking the version when the path names one.
-fn lookup(state: &AppState, path: &ModelPath) -> Result<Arc<ServedEntity>, RequestError> {
-    if state.gateway.endpoint(&path.model).is_none() {
-        // V2 speaks of models; the model name is the endpoint name.
-        return Err(RequestError::NotFound(format!(
-            "model '{}' does not exist",
-            path.model
-        )));
-    }
-    let (_, entity) = state
+/// The served entity of a model path: the version (a served entity's name or the model
+/// version it serves) when the path names one, else the endpoint's largest route. V2 speaks of
+/// models; the model name is the endpoint name.
+fn lookup(
+    state: &AppState,
+    path: &ModelPath,
+) -> Result<(Arc<Generation>, Arc<ServedEntity>), RequestError> {
+    state
         .gateway
-        .served_entity(&path.model, path.version.as_deref())?;
-    Ok(entity)
+        .v2_target(&path.model, path.version.as_deref())
 }
 
 pub async fn model_metadata(
     path: web::Path<ModelPath>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let entity = match lookup(&state, &path) {
+    let (generation, entity) = match lookup(&state, &path) {
         Ok(e) => e,
         Err(e) => return v2_error(&e),
     };
+    // Every version the model name answers with: the served versions of its routed entities.
+    let mut versions: Vec<String> = Vec::new();
+    for &arm in &generation.router.split_arms {
+        if let Some(e) = generation.slots[arm].served() {
+            if !versions.contains(&e.version) {
+                versions.push(e.version.clone());
+            }
+        }
+    }
+    if path.version.is_some() {
+        versions = vec![entity.version.clone()];
+    }
     let tensors = |specs: &[crate::engine::TensorSpec]| -> Vec<serde_json::Value> {
         specs
             .iter()
@@ -75,7 +84,7 @@ pub async fn model_metadata(
     };
     let body = json!({
         "name": path.model,
-        "versions": [entity.version],
+        "versions": versions,
         // The platform name the V2 specification lists for ONNX models.
         "platform": "onnx_onnxv1",
         "inputs": tensors(entity.loaded.inputs()),
@@ -124,10 +133,13 @@ pub async fn infer(
         format: Format::V2 { version },
         body,
         received,
+        headers: Some(req.headers()),
+        pin: None,
     };
     match state.gateway.invoke(inv).await {
         Ok(answer) => HttpResponse::Ok()
-            .insert_header((SERVED_MODEL_HEADER, answer.served_entity.name.as_str()))
+            .insert_header((SERVED_MODEL_HEADER, answer.served_name.as_str()))
+            .insert_header((SERVED_VERSION_HEADER, answer.served_version.as_str()))
             .content_type(ContentType::json())
             .body(answer.body),
         Err(f) => v2_error(&f.error),

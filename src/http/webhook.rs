@@ -137,25 +137,27 @@ pub async fn mlflow_webhook(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let endpoints: Vec<_> = state
-        .gateway
-        .endpoints()
-        .into_iter()
-        .filter(|e| {
-            e.settings
-                .served_entities
-                .iter()
-                .any(|s| s.entity_name == model)
-        })
-        .cloned()
-        .collect();
-    let names: Vec<String> = endpoints.iter().map(|e| e.name.clone()).collect();
+    let mut names = Vec::new();
+    let mut slots = Vec::new();
+    for ep in state.gateway.endpoints() {
+        let generation = ep.generation();
+        let serving: Vec<_> = generation
+            .slots
+            .iter()
+            .filter(|s| s.settings.entity_name == model)
+            .cloned()
+            .collect();
+        if !serving.is_empty() {
+            names.push(ep.name.clone());
+            slots.extend(serving);
+        }
+    }
     tracing::info!(delivery = id, event = %format!("{}.{}", event["entity"].as_str().unwrap_or("?"), event["action"].as_str().unwrap_or("?")), model = %model, endpoints = ?names, "MLflow webhook");
     // Answer at once (MLflow waits for us); the refresh runs on the blocking pool.
     let updater = state.updater.clone();
     actix_web::rt::task::spawn_blocking(move || {
-        for ep in &endpoints {
-            updater.refresh(ep, Trigger::Webhook, false);
+        for slot in &slots {
+            updater.refresh(slot, Trigger::Webhook, false);
         }
     });
     HttpResponse::Ok()

@@ -80,6 +80,58 @@ impl Column {
     pub fn row_width(&self) -> usize {
         self.shape[1..].iter().product()
     }
+
+    /// These rows of the column, in this order.
+    pub fn take_rows(&self, rows: &[usize]) -> Column {
+        fn gather<T: Clone>(v: &[T], rows: &[usize], w: usize) -> Vec<T> {
+            rows.iter()
+                .flat_map(|&r| v[r * w..(r + 1) * w].iter().cloned())
+                .collect()
+        }
+        let w = self.row_width();
+        let data = match &self.data {
+            ColumnData::F64(v) => ColumnData::F64(gather(v, rows, w)),
+            ColumnData::F32(v) => ColumnData::F32(gather(v, rows, w)),
+            ColumnData::I64(v) => ColumnData::I64(gather(v, rows, w)),
+            ColumnData::Bool(v) => ColumnData::Bool(gather(v, rows, w)),
+            ColumnData::Str(v) => ColumnData::Str(gather(v, rows, w)),
+        };
+        let mut shape = self.shape.clone();
+        shape[0] = rows.len();
+        Column {
+            name: self.name.clone(),
+            shape,
+            data,
+            from_text: self.from_text,
+        }
+    }
+
+    /// Row `r`'s (first) value as text into `out`, the same text for the same value however
+    /// it came: `1234`, `1234.0` and `"1234"` are one routing key.
+    pub fn key_text(&self, r: usize, out: &mut String) {
+        use std::fmt::Write;
+        out.clear();
+        let i = r * self.row_width();
+        let _ = match &self.data {
+            ColumnData::Str(v) => {
+                out.push_str(&v[i]);
+                Ok(())
+            }
+            ColumnData::I64(v) => write!(out, "{}", v[i]),
+            ColumnData::Bool(v) => write!(out, "{}", v[i]),
+            ColumnData::F64(v) => write_float(out, v[i]),
+            ColumnData::F32(v) => write_float(out, f64::from(v[i])),
+        };
+    }
+}
+
+fn write_float(out: &mut String, x: f64) -> std::fmt::Result {
+    use std::fmt::Write;
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        write!(out, "{}", x as i64)
+    } else {
+        write!(out, "{x}")
+    }
 }
 
 /// A batch of rows as named, typed columns.
@@ -95,6 +147,13 @@ impl Frame {
 
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// These rows of every column, in this order.
+    pub fn take_rows(&self, rows: &[usize]) -> Frame {
+        Frame {
+            columns: self.columns.iter().map(|c| c.take_rows(rows)).collect(),
+        }
     }
 
     /// Checks what every decoder must guarantee: at least one column, at least one row, unique
@@ -268,5 +327,41 @@ mod tests {
         assert_eq!(ColumnData::Str(vec![]).type_name_with_article(), "a string");
         assert!(ColumnData::Bool(vec![]).is_empty());
         assert_eq!(ColumnData::Bool(vec![true, false]).len(), 2);
+    }
+
+    #[test]
+    fn take_rows_gathers_rows_of_every_shape() {
+        let f = Frame {
+            columns: vec![
+                Column::scalar("s", ColumnData::Str(vec!["a".into(), "b".into(), "c".into()])),
+                Column {
+                    name: "t".into(),
+                    shape: vec![3, 2],
+                    data: ColumnData::F32(vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.5]),
+                    from_text: false,
+                },
+            ],
+        };
+        let g = f.take_rows(&[2, 0]);
+        assert_eq!(g.columns[0].data, ColumnData::Str(vec!["c".into(), "a".into()]));
+        assert_eq!(g.columns[1].shape, vec![2, 2]);
+        assert_eq!(g.columns[1].data, ColumnData::F32(vec![2.0, 2.5, 0.0, 0.5]));
+        g.validate(10).unwrap();
+    }
+
+    #[test]
+    fn one_value_is_one_routing_key_whatever_its_wire_type() {
+        let mut text = String::new();
+        let keys = |data: ColumnData| {
+            let mut out = String::new();
+            Column::scalar("k", data).key_text(0, &mut out);
+            out
+        };
+        assert_eq!(keys(ColumnData::I64(vec![1234])), "1234");
+        assert_eq!(keys(ColumnData::F64(vec![1234.0])), "1234");
+        assert_eq!(keys(ColumnData::Str(vec!["1234".into()])), "1234");
+        assert_eq!(keys(ColumnData::F64(vec![0.5])), "0.5");
+        Column::scalar("k", ColumnData::Bool(vec![true])).key_text(0, &mut text);
+        assert_eq!(text, "true");
     }
 }

@@ -13,7 +13,7 @@ use notify::{RecursiveMode, Watcher};
 use tracing::{info, warn};
 
 use crate::endpoint::updater::{SwapOutcome, Trigger, Updater};
-use crate::endpoint::Endpoint;
+use crate::endpoint::directory::Endpoints;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -48,7 +48,7 @@ fn is_change(kind: &notify::EventKind) -> bool {
 /// Starts the follow thread; file events only when `root` is given (and the watcher starts).
 pub fn spawn(
     root: Option<&Path>,
-    endpoints: Vec<Arc<Endpoint>>,
+    endpoints: Arc<Endpoints>,
     updater: Arc<Updater>,
     poll: Duration,
     settle: Duration,
@@ -103,10 +103,12 @@ pub fn spawn(
                 if thread_stop.load(Ordering::Relaxed) {
                     break;
                 }
-                // Every endpoint is refreshed, whatever the others' outcome.
+                // Every served entity is refreshed, whatever the others' outcome.
                 let outcomes: Vec<SwapOutcome> = endpoints
+                    .list()
                     .iter()
-                    .map(|ep| updater.refresh(ep, trigger, false))
+                    .flat_map(|ep| ep.generation().slots.clone())
+                    .map(|slot| updater.refresh(&slot, trigger, false))
                     .collect();
                 let down = outcomes
                     .iter()

@@ -1,0 +1,286 @@
+//! The control plane: create, update and delete endpoints at run time, as Databricks' serving
+//! endpoints API does. A config is checked whole (every violation named, every model version
+//! resolved in the registry) before anything changes. An update loads its new served entities
+//! in the background and publishes the new config with one atomic store only when all of them
+//! loaded; otherwise the running config stays and the endpoint shows `UPDATE_FAILED`. A second
+//! update while one runs is refused. Every accepted change is saved to the state file.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use tracing::{error, info, warn};
+
+use super::config::{EndpointConfig, EndpointSettings, Violation};
+use super::directory::Endpoints;
+use super::persist::{self, SavedEndpoint, StateFile};
+use super::updater::{SwapOutcome, Trigger, Updater};
+use super::{now_ms, Endpoint, EntitySlot, Generation, PendingConfig, UpdateGuard};
+use crate::metrics::Metrics;
+use crate::registry::RegistryError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the endpoint config is invalid: {}", join(.0))]
+    Invalid(Vec<Violation>),
+    #[error("endpoint '{0}' does not exist")]
+    NotFound(String),
+    #[error("endpoint '{0}' already exists")]
+    AlreadyExists(String),
+    #[error("endpoint '{0}' is being updated; wait until its config_update is no longer IN_PROGRESS")]
+    Busy(String),
+    #[error("the model registry is unreachable: {0}")]
+    RegistryUnavailable(String),
+    #[error(transparent)]
+    Persist(#[from] persist::PersistError),
+}
+
+fn join(v: &[Violation]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub struct ControlPlane {
+    pub endpoints: Arc<Endpoints>,
+    pub updater: Arc<Updater>,
+    pub metrics: Arc<Metrics>,
+    /// Where accepted changes are saved; `None` keeps them in memory only.
+    pub state_file: Option<PathBuf>,
+    /// Endpoints of the config file (a deleted one is remembered as deleted).
+    pub config_endpoints: HashSet<String>,
+    /// One save at a time, each writing the whole current state.
+    save_lock: Mutex<()>,
+}
+
+impl ControlPlane {
+    pub fn new(
+        endpoints: Arc<Endpoints>,
+        updater: Arc<Updater>,
+        metrics: Arc<Metrics>,
+        state_file: Option<PathBuf>,
+        config_endpoints: HashSet<String>,
+    ) -> Self {
+        Self {
+            endpoints,
+            updater,
+            metrics,
+            state_file,
+            config_endpoints,
+            save_lock: Mutex::new(()),
+        }
+    }
+
+    /// Checks the config whole: its shape, then that every served entity's model version or
+    /// alias exists in the registry.
+    pub fn check(&self, settings: &EndpointSettings) -> Result<(), ControlError> {
+        let mut violations = settings.violations("");
+        if !violations.is_empty() {
+            return Err(ControlError::Invalid(violations));
+        }
+        for (j, se) in settings.served_entities.iter().enumerate() {
+            match self
+                .updater
+                .registry
+                .resolve(&se.entity_name, &se.entity_version)
+            {
+                Ok(_) => {}
+                Err(RegistryError::Unreachable(e)) => {
+                    return Err(ControlError::RegistryUnavailable(e))
+                }
+                Err(e) => violations.push(Violation {
+                    key: format!("served_entities[{j}].entity_version"),
+                    message: format!(
+                        "model '{}' version or alias '{}' cannot be served: {e}",
+                        se.entity_name, se.entity_version
+                    ),
+                }),
+            }
+        }
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(ControlError::Invalid(violations))
+        }
+    }
+
+    /// Creates an endpoint; its served entities load in the background (`NOT_READY` and
+    /// `IN_PROGRESS` until they do).
+    pub fn create(self: &Arc<Self>, settings: EndpointSettings) -> Result<Arc<Endpoint>, ControlError> {
+        if self.endpoints.contains(&settings.name) {
+            return Err(ControlError::AlreadyExists(settings.name));
+        }
+        self.check(&settings)?;
+        let generation = Generation::build(settings.clone(), None, None, &self.metrics, 1);
+        let endpoint = Arc::new(Endpoint::new(generation, now_ms(), true));
+        let guard = endpoint.begin_update().expect("a new endpoint is not being updated");
+        endpoint.with_control(|c| {
+            c.pending = Some(PendingConfig {
+                settings,
+                config_version: 1,
+                start_ms: now_ms(),
+            })
+        });
+        if !self.endpoints.insert(endpoint.clone()) {
+            return Err(ControlError::AlreadyExists(endpoint.name.clone()));
+        }
+        self.save()?;
+        info!(endpoint = %endpoint.name, "endpoint created through the control plane");
+        let slots = endpoint.generation().slots.clone();
+        self.in_background(endpoint.clone(), guard, move |plane, ep| {
+            let failures = plane.load(&slots);
+            ep.with_control(|c| {
+                c.pending = None;
+                c.failure = (!failures.is_empty()).then(|| failures.join("; "));
+            });
+            plane.count(&ep.name, failures.is_empty());
+        });
+        Ok(endpoint)
+    }
+
+    /// Replaces an endpoint's served entities and routes. Answers at once; the new config
+    /// serves when every new served entity has loaded.
+    pub fn update(
+        self: &Arc<Self>,
+        name: &str, config: EndpointConfig) -> Result<Arc<Endpoint>, ControlError> {
+        let endpoint = self
+            .endpoints
+            .get(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
+        let settings = config.named(name.to_owned());
+        self.check(&settings)?;
+        let guard = endpoint
+            .begin_update()
+            .ok_or_else(|| ControlError::Busy(name.to_owned()))?;
+        let current = endpoint.generation();
+        let version = current.config_version + 1;
+        endpoint.with_control(|c| {
+            c.pending = Some(PendingConfig {
+                settings: settings.clone(),
+                config_version: version,
+                start_ms: now_ms(),
+            })
+        });
+        self.in_background(endpoint.clone(), guard, move |plane, ep| {
+            let next = Generation::build(settings, Some(&current), None, &plane.metrics, version);
+            let failures = plane.load(&next.new_slots(Some(&current)));
+            if !failures.is_empty() {
+                let message = failures.join("; ");
+                error!(endpoint = %ep.name, "config update failed, the running config stays: {message}");
+                ep.with_control(|c| {
+                    c.pending = None;
+                    c.failure = Some(message);
+                });
+                plane.count(&ep.name, false);
+                return;
+            }
+            if !plane.endpoints.holds(&ep) {
+                // Deleted meanwhile: nothing to publish.
+                return;
+            }
+            ep.publish(next);
+            ep.managed.store(true, Ordering::Relaxed);
+            ep.with_control(|c| {
+                c.pending = None;
+                c.failure = None;
+            });
+            plane.count(&ep.name, true);
+            info!(endpoint = %ep.name, config_version = version, "endpoint config updated");
+            if let Err(e) = plane.save() {
+                error!(endpoint = %ep.name, "{e}");
+            }
+        });
+        Ok(endpoint)
+    }
+
+    /// Removes an endpoint; requests in flight finish on what they loaded.
+    pub fn delete(&self, name: &str) -> Result<(), ControlError> {
+        self.endpoints
+            .remove(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
+        info!(endpoint = %name, "endpoint deleted through the control plane");
+        self.save()
+    }
+
+    /// Loads each slot's version; the reasons of those that did not load.
+    pub fn load(&self, slots: &[Arc<EntitySlot>]) -> Vec<String> {
+        slots
+            .iter()
+            .filter_map(|slot| {
+                let outcome = self.updater.refresh(slot, Trigger::Config, false);
+                match outcome {
+                    _ if slot.is_ready() => None,
+                    SwapOutcome::Failed(m) => Some(format!("served entity '{}': {m}", slot.name)),
+                    SwapOutcome::RegistryUnavailable(m) => Some(format!(
+                        "served entity '{}': the model registry is unreachable: {m}",
+                        slot.name
+                    )),
+                    _ => Some(format!(
+                        "served entity '{}': its version's files are still being written; update again",
+                        slot.name
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    fn count(&self, endpoint: &str, success: bool) {
+        self.metrics
+            .config_updates
+            .with_label_values(&[endpoint, if success { "success" } else { "failure" }])
+            .inc();
+    }
+
+    fn in_background(
+        self: &Arc<Self>,
+        endpoint: Arc<Endpoint>,
+        guard: UpdateGuard,
+        work: impl FnOnce(&ControlPlane, Arc<Endpoint>) + Send + 'static,
+    ) {
+        let plane = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("modelgate-config-update".into())
+            .spawn(move || {
+                let _guard = guard;
+                work(&plane, endpoint);
+            });
+        if let Err(e) = spawned {
+            error!("cannot start a config update thread: {e}");
+        }
+    }
+
+    /// Writes every managed endpoint's current config to the state file.
+    pub fn save(&self) -> Result<(), ControlError> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let _one = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let endpoints = self.endpoints.list();
+        let saved = endpoints
+            .iter()
+            .filter(|e| e.managed.load(Ordering::Relaxed))
+            .map(|e| {
+                let g = e.generation();
+                SavedEndpoint {
+                    endpoint: g.settings.clone(),
+                    buckets: g.router.table.clone(),
+                    config_version: g.config_version,
+                    created_ms: e.created_ms,
+                }
+            })
+            .collect();
+        let mut deleted: Vec<String> = self
+            .config_endpoints
+            .iter()
+            .filter(|n| !self.endpoints.contains(n))
+            .cloned()
+            .collect();
+        deleted.sort();
+        persist::save(path, &StateFile::new(saved, deleted)).map_err(|e| {
+            warn!("{e}");
+            ControlError::Persist(e)
+        })
+    }
+}
