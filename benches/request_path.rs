@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use modelgate::endpoint::config::{EndpointSettings, Route, RoutingSettings, TrafficConfig};
 use modelgate::endpoint::loader::{load_served_entity, LoadContext};
+use modelgate::endpoint::Generation;
 use modelgate::endpoint::ServedEntity;
 use modelgate::engine::pool::InferencePool;
 use modelgate::engine::{EngineChoice, Engines};
-use modelgate::endpoint::config::{EndpointSettings, Route, RoutingSettings, TrafficConfig};
-use modelgate::endpoint::Generation;
 use modelgate::gateway::{score, Format, Plan};
 use modelgate::metrics::Metrics;
 use modelgate::protocol::mlflow;

@@ -280,18 +280,13 @@ impl Gateway {
         })?;
         let generation = endpoint.generation();
         let pinned = match (&inv.pin, &inv.format) {
-            (Some(name), _) => Some(
-                generation
-                    .slot(name)
-                    .map(|(i, _)| i)
-                    .ok_or_else(|| {
-                        no_arm(RequestError::NotFound(format!(
-                            "endpoint '{}' has no served entity '{name}' (served entities: {})",
-                            endpoint.name,
-                            names(&generation)
-                        )))
-                    })?,
-            ),
+            (Some(name), _) => Some(generation.slot(name).map(|(i, _)| i).ok_or_else(|| {
+                no_arm(RequestError::NotFound(format!(
+                    "endpoint '{}' has no served entity '{name}' (served entities: {})",
+                    endpoint.name,
+                    names(&generation)
+                )))
+            })?),
             (None, Format::V2 { version: Some(v) }) => {
                 Some(find_version(&generation, v).map_err(no_arm)?)
             }
@@ -366,14 +361,12 @@ fn arm_names(generation: &Generation, arms: &Arms) -> (String, String, String) {
             (name.clone(), e.version.clone(), name)
         }
         Arms::Mixed(list) => {
-            let join = |f: &dyn Fn(&(usize, Arc<ServedEntity>)) -> String| {
-                list.iter().map(f).collect::<Vec<_>>().join(", ")
-            };
-            (
-                join(&|(a, _)| generation.slots[*a].name.clone()),
-                join(&|(_, e)| e.version.clone()),
-                MIXED_ARMS.to_owned(),
-            )
+            let names: Vec<&str> = list
+                .iter()
+                .map(|(a, _)| generation.slots[*a].name.as_str())
+                .collect();
+            let versions: Vec<&str> = list.iter().map(|(_, e)| e.version.as_str()).collect();
+            (names.join(", "), versions.join(", "), MIXED_ARMS.to_owned())
         }
     }
 }
@@ -435,7 +428,10 @@ fn ready_entity(generation: &Generation, arm: usize) -> Result<Arc<ServedEntity>
 }
 
 /// The served entity of a routed arm, or of the next ready arm when it has none (counted).
-fn routed_entity(generation: &Generation, arm: usize) -> Result<(usize, Arc<ServedEntity>), RequestError> {
+fn routed_entity(
+    generation: &Generation,
+    arm: usize,
+) -> Result<(usize, Arc<ServedEntity>), RequestError> {
     if let Some(e) = generation.slots[arm].served() {
         return Ok((arm, e));
     }
@@ -493,7 +489,12 @@ fn assign(plan: &Plan, frame: &Frame) -> Assignment {
 
 /// The per-request work that runs on a pool worker: decode, validate, route, bind, infer,
 /// encode, and queue shadow copies. Public so the benchmarks measure what the server runs.
-pub fn score(plan: &Plan, worker: usize, body: &[u8], submitted: Instant) -> Result<Scored, (Failure, String)> {
+pub fn score(
+    plan: &Plan,
+    worker: usize,
+    body: &[u8],
+    submitted: Instant,
+) -> Result<Scored, (Failure, String)> {
     let t0 = Instant::now();
     let queued = (t0 - submitted).as_secs_f64();
     let no_arm = |e: RequestError| (Failure::from(e), String::new());
@@ -534,10 +535,15 @@ pub fn score(plan: &Plan, worker: usize, body: &[u8], submitted: Instant) -> Res
                 .map_err(failed)?;
             // Encoders index outputs by row: a model whose outputs are not one row per input
             // row is refused here, not by a panic.
-            check_rows(&outputs, rows)
-                .map_err(|m| failed(RequestError::Internal(m)))?;
+            check_rows(&outputs, rows).map_err(|m| failed(RequestError::Internal(m)))?;
             let t2 = Instant::now();
-            record_rows(&generation.slots[arm].metrics, &entity, &outputs, rows, false);
+            record_rows(
+                &generation.slots[arm].metrics,
+                &entity,
+                &outputs,
+                rows,
+                false,
+            );
             match &v2_req {
                 None => {
                     buf.extend_from_slice(b"{\"predictions\":");
@@ -630,9 +636,17 @@ fn score_split(
             )
         };
         let part = frame.take_rows(rows);
-        let out = entity.infer_ignoring(worker, &part, ignore).map_err(failed)?;
+        let out = entity
+            .infer_ignoring(worker, &part, ignore)
+            .map_err(failed)?;
         check_rows(&out, rows.len()).map_err(|m| failed(RequestError::Internal(m)))?;
-        record_rows(&generation.slots[*arm].metrics, entity, &out, rows.len(), false);
+        record_rows(
+            &generation.slots[*arm].metrics,
+            entity,
+            &out,
+            rows.len(),
+            false,
+        );
         outputs.push(out);
     }
     let t2 = Instant::now();
@@ -644,7 +658,10 @@ fn score_split(
             buf.push(b',');
         }
         let g = groups.iter().position(|(a, _, _)| a == arm).unwrap_or(0);
-        groups[g].1.outputs.write_prediction(&outputs[g], next[g], buf);
+        groups[g]
+            .1
+            .outputs
+            .write_prediction(&outputs[g], next[g], buf);
         next[g] += 1;
     }
     buf.extend_from_slice(b"]}");

@@ -181,7 +181,9 @@ fn initial_endpoints(
     };
     let mut out = Vec::new();
     for ep in &settings.endpoints {
-        if saved.deleted.contains(&ep.name) || saved.endpoints.iter().any(|s| s.endpoint.name == ep.name) {
+        if saved.deleted.contains(&ep.name)
+            || saved.endpoints.iter().any(|s| s.endpoint.name == ep.name)
+        {
             continue;
         }
         let generation = Generation::build(ep.clone(), None, None, metrics, 1);
@@ -197,8 +199,13 @@ fn initial_endpoints(
         if out.iter().any(|e| e.name == s.endpoint.name) {
             continue;
         }
-        let generation =
-            Generation::build(s.endpoint, None, Some(&s.buckets), metrics, s.config_version);
+        let generation = Generation::build(
+            s.endpoint,
+            None,
+            Some(&s.buckets),
+            metrics,
+            s.config_version,
+        );
         out.push(Arc::new(Endpoint::new(generation, s.created_ms, true)));
     }
     Ok(out)

@@ -3,8 +3,7 @@
 
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Label value for requests to endpoints that do not exist.
@@ -56,14 +55,20 @@ impl ArmMetrics {
                 .with_label_values(&[endpoint, served_entity, outcome])
         };
         Self {
-            rows: m.rows.with_label_values(&[endpoint, served_entity, "false"]),
-            shadow_rows: m.rows.with_label_values(&[endpoint, served_entity, "true"]),
-            probability: m
-                .predicted_probability
+            rows: m
+                .rows
                 .with_label_values(&[endpoint, served_entity, "false"]),
-            shadow_probability: m
-                .predicted_probability
-                .with_label_values(&[endpoint, served_entity, "true"]),
+            shadow_rows: m.rows.with_label_values(&[endpoint, served_entity, "true"]),
+            probability: m.predicted_probability.with_label_values(&[
+                endpoint,
+                served_entity,
+                "false",
+            ]),
+            shadow_probability: m.predicted_probability.with_label_values(&[
+                endpoint,
+                served_entity,
+                "true",
+            ]),
             fallbacks: m.route_fallbacks.with_label_values(&l),
             shadow_succeeded: shadow("success"),
             shadow_failed: shadow("error"),

@@ -8,8 +8,8 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-pub use crate::endpoint::config::{EndpointSettings, ServedEntitySettings};
 use crate::endpoint::config::Violation;
+pub use crate::endpoint::config::{EndpointSettings, ServedEntitySettings};
 use crate::engine::EngineChoice;
 
 #[derive(Debug, thiserror::Error)]
@@ -257,7 +257,10 @@ impl Settings {
             return Err(invalid("registry.poll_interval_seconds", "must be above 0"));
         }
         if self.inference.shadow_queue_capacity == 0 {
-            return Err(invalid("inference.shadow_queue_capacity", "must be above 0"));
+            return Err(invalid(
+                "inference.shadow_queue_capacity",
+                "must be above 0",
+            ));
         }
         if self.inference.queue_capacity == 0 {
             return Err(invalid("inference.queue_capacity", "must be above 0"));

@@ -63,12 +63,8 @@ fn wait_for_version(gw: &Gateway, version: &str) {
 }
 
 fn metric(gw: &Gateway, line_prefix: &str) -> f64 {
-    let text = gw.get("/metrics").text;
-    text.lines()
-        .find(|l| l.starts_with(line_prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {line_prefix} in\n{text}"))
+    gw.metric(line_prefix)
+        .unwrap_or_else(|| panic!("no metric {line_prefix} in\n{}", gw.get("/metrics").text))
 }
 
 #[test]
@@ -92,10 +88,7 @@ fn two_hundred_alias_flips_under_load_fail_no_request() {
     set_alias(&model, "2");
     wait_for_version(&gw, "2");
     let (name2, p2) = answer(&gw);
-    assert_eq!(
-        (name1.as_str(), name2.as_str()),
-        ("1", "2")
-    );
+    assert_eq!((name1.as_str(), name2.as_str()), ("1", "2"));
     assert_ne!(
         p1, p2,
         "the versions must answer differently for the check to mean anything"
@@ -199,7 +192,10 @@ fn two_hundred_alias_flips_under_load_fail_no_request() {
     );
     let state = endpoint_state(&gw);
     assert_eq!(state["state"]["config_update"], "NOT_UPDATING");
-    assert_eq!(state["config"]["served_entities"][0]["last_swap"]["trigger"], "watch");
+    assert_eq!(
+        state["config"]["served_entities"][0]["last_swap"]["trigger"],
+        "watch"
+    );
 }
 
 #[test]
@@ -222,8 +218,14 @@ fn a_broken_version_is_refused_and_the_old_one_keeps_serving() {
     let state = endpoint_state(&gw);
     assert_eq!(served_version(&gw), "1");
     assert_eq!(state["state"]["ready"], "READY");
-    assert_eq!(state["config"]["served_entities"][0]["last_swap"]["outcome"], "failure");
-    assert_eq!(state["config"]["served_entities"][0]["last_swap"]["to_version"], "2");
+    assert_eq!(
+        state["config"]["served_entities"][0]["last_swap"]["outcome"],
+        "failure"
+    );
+    assert_eq!(
+        state["config"]["served_entities"][0]["last_swap"]["to_version"],
+        "2"
+    );
     assert!(
         state["config"]["served_entities"][0]["last_swap"]["message"]
             .as_str()
@@ -292,7 +294,10 @@ fn admin_reload_and_rollback() {
         "poll_interval_seconds: 3600\n  watch: false",
     );
     let gw = start(&config, true);
-    assert_eq!(endpoint_state(&gw)["config"]["served_entities"][0]["last_swap"]["trigger"], "startup");
+    assert_eq!(
+        endpoint_state(&gw)["config"]["served_entities"][0]["last_swap"]["trigger"],
+        "startup"
+    );
     // Without the watcher, nothing follows the alias until an admin reload.
     set_alias(&model, "2");
     std::thread::sleep(Duration::from_millis(100));
@@ -302,7 +307,10 @@ fn admin_reload_and_rollback() {
     let v = reply.json();
     assert_eq!(v["outcome"], "swapped");
     assert_eq!(v["config"]["served_entities"][0]["served_version"], "2");
-    assert_eq!(v["config"]["served_entities"][0]["entity_version"], "champion");
+    assert_eq!(
+        v["config"]["served_entities"][0]["entity_version"],
+        "champion"
+    );
     assert_eq!(v["config"]["served_entities"][0]["previous_version"], "1");
     // Reloading again changes nothing unless forced.
     assert_eq!(

@@ -71,8 +71,14 @@ fn follows_mlflow_aliases_and_stages_through_its_rest_api() {
         || served(&gw, "champion") == "2",
     );
     let s = state(&gw, "champion");
-    assert_eq!(s["config"]["served_entities"][0]["last_swap"]["trigger"], "poll");
-    assert_eq!(s["config"]["served_entities"][0]["entity_version"], "champion");
+    assert_eq!(
+        s["config"]["served_entities"][0]["last_swap"]["trigger"],
+        "poll"
+    );
+    assert_eq!(
+        s["config"]["served_entities"][0]["entity_version"],
+        "champion"
+    );
     assert_eq!(
         gw.invoke("champion", &one_row())
             .header("served-model-version")
@@ -127,10 +133,12 @@ fn follows_mlflow_aliases_and_stages_through_its_rest_api() {
     wait_until("the update to fail", Duration::from_secs(20), || {
         state(&gw, "champion")["state"]["config_update"] == "UPDATE_FAILED"
     });
-    assert!(state(&gw, "champion")["config"]["served_entities"][0]["last_swap"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("no alias 'champion'"));
+    assert!(
+        state(&gw, "champion")["config"]["served_entities"][0]["last_swap"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no alias 'champion'")
+    );
     assert_eq!(gw.invoke("champion", &one_row()).status, 200);
 }
 
@@ -212,7 +220,10 @@ fn signed_mlflow_webhooks_refresh_at_once_and_forged_ones_are_refused() {
         Duration::from_secs(20),
         || served(&gw, "champion") == "2",
     );
-    assert_eq!(state(&gw, "champion")["config"]["served_entities"][0]["last_swap"]["trigger"], "webhook");
+    assert_eq!(
+        state(&gw, "champion")["config"]["served_entities"][0]["last_swap"]["trigger"],
+        "webhook"
+    );
 
     // MLflow's own signed test delivery is accepted.
     let test = server.call("POST", &format!("webhooks/{hook_id}/test"), json!({}));

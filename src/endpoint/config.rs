@@ -299,10 +299,7 @@ fn route_violations(
         {
             add(
                 k("served_entity_name"),
-                format!(
-                    "'{}' has more than one route",
-                    route.served_entity_name
-                ),
+                format!("'{}' has more than one route", route.served_entity_name),
             );
         }
         if route.shadow {
@@ -394,7 +391,11 @@ mod tests {
     fn every_violation_is_named_at_once() {
         let mut e = two_arms(120, 10);
         e.served_entities[1].name = Some("a".into());
-        e.traffic_config.as_mut().unwrap().routes.push(route("ghost", -5));
+        e.traffic_config
+            .as_mut()
+            .unwrap()
+            .routes
+            .push(route("ghost", -5));
         e.routing.key_header = "bad header".into();
         let v = e.violations("");
         assert_eq!(

@@ -28,7 +28,9 @@ pub enum ControlError {
     NotFound(String),
     #[error("endpoint '{0}' already exists")]
     AlreadyExists(String),
-    #[error("endpoint '{0}' is being updated; wait until its config_update is no longer IN_PROGRESS")]
+    #[error(
+        "endpoint '{0}' is being updated; wait until its config_update is no longer IN_PROGRESS"
+    )]
     Busy(String),
     #[error("the model registry is unreachable: {0}")]
     RegistryUnavailable(String),
@@ -108,14 +110,19 @@ impl ControlPlane {
 
     /// Creates an endpoint; its served entities load in the background (`NOT_READY` and
     /// `IN_PROGRESS` until they do).
-    pub fn create(self: &Arc<Self>, settings: EndpointSettings) -> Result<Arc<Endpoint>, ControlError> {
+    pub fn create(
+        self: &Arc<Self>,
+        settings: EndpointSettings,
+    ) -> Result<Arc<Endpoint>, ControlError> {
         if self.endpoints.contains(&settings.name) {
             return Err(ControlError::AlreadyExists(settings.name));
         }
         self.check(&settings)?;
         let generation = Generation::build(settings.clone(), None, None, &self.metrics, 1);
         let endpoint = Arc::new(Endpoint::new(generation, now_ms(), true));
-        let guard = endpoint.begin_update().expect("a new endpoint is not being updated");
+        let guard = endpoint
+            .begin_update()
+            .expect("a new endpoint is not being updated");
         endpoint.with_control(|c| {
             c.pending = Some(PendingConfig {
                 settings,
@@ -144,7 +151,9 @@ impl ControlPlane {
     /// serves when every new served entity has loaded.
     pub fn update(
         self: &Arc<Self>,
-        name: &str, config: EndpointConfig) -> Result<Arc<Endpoint>, ControlError> {
+        name: &str,
+        config: EndpointConfig,
+    ) -> Result<Arc<Endpoint>, ControlError> {
         let endpoint = self
             .endpoints
             .get(name)

@@ -19,10 +19,7 @@ impl Endpoints {
     pub fn new(endpoints: impl IntoIterator<Item = Arc<Endpoint>>) -> Self {
         Self {
             map: ArcSwap::from_pointee(
-                endpoints
-                    .into_iter()
-                    .map(|e| (e.name.clone(), e))
-                    .collect(),
+                endpoints.into_iter().map(|e| (e.name.clone(), e)).collect(),
             ),
             write: Mutex::new(()),
         }
@@ -54,7 +51,9 @@ impl Endpoints {
     /// The only endpoint, when there is exactly one.
     pub fn sole(&self) -> Option<Arc<Endpoint>> {
         let map = self.map.load();
-        (map.len() == 1).then(|| map.values().next().cloned()).flatten()
+        (map.len() == 1)
+            .then(|| map.values().next().cloned())
+            .flatten()
     }
 
     /// Adds `endpoint`; false (and nothing changes) when the name is taken.

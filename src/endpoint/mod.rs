@@ -169,12 +169,20 @@ impl EntitySlot {
         if let Some(old) = &old {
             let _ = self.info.remove_label_values(&self.info_labels(old));
         }
-        self.info.with_label_values(&self.info_labels(&entity)).set(1);
+        self.info
+            .with_label_values(&self.info_labels(&entity))
+            .set(1);
         old
     }
 
     fn info_labels<'a>(&'a self, e: &'a ServedEntity) -> [&'a str; 5] {
-        [&self.endpoint, &self.name, &e.model, &e.version, e.engine.as_str()]
+        [
+            &self.endpoint,
+            &self.name,
+            &e.model,
+            &e.version,
+            e.engine.as_str(),
+        ]
     }
 }
 
@@ -223,16 +231,22 @@ impl Generation {
                     .and_then(|p| p.slot(&name))
                     .filter(|(_, s)| s.settings.same_model(se))
                     .map(|(_, s)| s.clone())
-                    .unwrap_or_else(|| Arc::new(EntitySlot::new(&settings.name, se.clone(), metrics)))
+                    .unwrap_or_else(|| {
+                        Arc::new(EntitySlot::new(&settings.name, se.clone(), metrics))
+                    })
             })
             .collect();
         let router = Router::compile(&settings, table.or(previous.map(|p| &p.router.table)));
-        let key_header = actix_web::http::header::HeaderName::from_bytes(
-            settings.routing.key_header.as_bytes(),
-        )
-        .unwrap_or_else(|_| actix_web::http::header::HeaderName::from_static("x-routing-key"));
-        let stages = ["queue", "decode", "inference", "encode"]
-            .map(|stage| metrics.stage_duration.with_label_values(&[&settings.name, stage]));
+        let key_header =
+            actix_web::http::header::HeaderName::from_bytes(settings.routing.key_header.as_bytes())
+                .unwrap_or_else(|_| {
+                    actix_web::http::header::HeaderName::from_static("x-routing-key")
+                });
+        let stages = ["queue", "decode", "inference", "encode"].map(|stage| {
+            metrics
+                .stage_duration
+                .with_label_values(&[&settings.name, stage])
+        });
         Self {
             key_header,
             stages,
@@ -248,9 +262,7 @@ impl Generation {
     pub fn new_slots(&self, previous: Option<&Generation>) -> Vec<Arc<EntitySlot>> {
         self.slots
             .iter()
-            .filter(|s| {
-                !previous.is_some_and(|p| p.slots.iter().any(|old| Arc::ptr_eq(old, s)))
-            })
+            .filter(|s| !previous.is_some_and(|p| p.slots.iter().any(|old| Arc::ptr_eq(old, s))))
             .cloned()
             .collect()
     }
@@ -334,7 +346,10 @@ impl Endpoint {
     }
 
     pub fn control(&self) -> ControlState {
-        self.control.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn with_control<T>(&self, f: impl FnOnce(&mut ControlState) -> T) -> T {
@@ -356,7 +371,12 @@ impl Endpoint {
     /// Databricks' `state.config_update`, over the endpoint's config and its served entities.
     pub fn config_update(&self) -> ConfigUpdate {
         let control = self.control();
-        let slots = self.generation().slots.iter().map(|s| s.state().config_update).collect::<Vec<_>>();
+        let slots = self
+            .generation()
+            .slots
+            .iter()
+            .map(|s| s.state().config_update)
+            .collect::<Vec<_>>();
         if control.pending.is_some() || slots.contains(&ConfigUpdate::InProgress) {
             ConfigUpdate::InProgress
         } else if control.failure.is_some() || slots.contains(&ConfigUpdate::UpdateFailed) {

@@ -140,6 +140,9 @@ mod tests {
         assert_eq!(load(&path).unwrap(), Some(state));
         std::fs::write(&path, "{not json").unwrap();
         let err = load(&path).unwrap_err().to_string();
-        assert!(err.contains("c.endpoints.json") && err.contains("not valid"), "{err}");
+        assert!(
+            err.contains("c.endpoints.json") && err.contains("not valid"),
+            "{err}"
+        );
     }
 }

@@ -159,7 +159,7 @@ impl Router {
             .collect();
         let mut split_arms: Vec<(usize, usize)> =
             shares.iter().map(|(n, p)| (arm(n), *p)).collect();
-        split_arms.sort_by(|a, b| b.1.cmp(&a.1));
+        split_arms.sort_by_key(|a| std::cmp::Reverse(a.1));
         Self {
             salt: settings.name.clone(),
             buckets,

@@ -104,7 +104,12 @@ impl OutputMapping {
 
     /// Calls `f` with each row's predicted probability, for classifiers: the positive class's
     /// of a binary classifier, else the top class's. Other models have none.
-    pub fn for_each_probability(&self, outputs: &[NamedTensor], rows: usize, mut f: impl FnMut(f64)) {
+    pub fn for_each_probability(
+        &self,
+        outputs: &[NamedTensor],
+        rows: usize,
+        mut f: impl FnMut(f64),
+    ) {
         let Self::Classifier { probabilities, .. } = self else {
             return;
         };

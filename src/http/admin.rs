@@ -23,7 +23,10 @@ fn reply(status: StatusCode, body: Value) -> HttpResponse {
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
-    reply(status, json!({ "error_code": code, "message": message.into() }))
+    reply(
+        status,
+        json!({ "error_code": code, "message": message.into() }),
+    )
 }
 
 fn control_error(e: &ControlError) -> HttpResponse {
@@ -64,7 +67,7 @@ fn not_found(name: &str) -> HttpResponse {
 }
 
 /// A JSON body as `T`, or a 400 naming the field that does not fit.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<HttpResponse>> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -74,7 +77,11 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpResponse>
         } else {
             format!("the request body is not a valid endpoint config at '{path}': {inner}")
         };
-        error(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", message)
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PARAMETER_VALUE",
+            message,
+        ))
     })
 }
 
@@ -124,19 +131,22 @@ fn entity_json(slot: &EntitySlot) -> Value {
 
 /// The routes as Databricks shows them: always explicit, even when the config had none.
 fn traffic_json(settings: &EndpointSettings) -> Value {
-    let tc = settings.traffic_config.clone().unwrap_or_else(|| TrafficConfig {
-        routes: settings
-            .served_entities
-            .first()
-            .map(|s| Route {
-                served_entity_name: s.served_name(),
-                traffic_percentage: 100,
-                shadow: false,
-                shadow_percentage: None,
-            })
-            .into_iter()
-            .collect(),
-    });
+    let tc = settings
+        .traffic_config
+        .clone()
+        .unwrap_or_else(|| TrafficConfig {
+            routes: settings
+                .served_entities
+                .first()
+                .map(|s| Route {
+                    served_entity_name: s.served_name(),
+                    traffic_percentage: 100,
+                    shadow: false,
+                    shadow_percentage: None,
+                })
+                .into_iter()
+                .collect(),
+        });
     serde_json::to_value(tc).unwrap_or_default()
 }
 
@@ -209,7 +219,7 @@ pub struct CreateBody {
 pub async fn create(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
     let body: CreateBody = match parse(&body) {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let control = state.control.clone();
     let settings = body.config.named(body.name);
@@ -232,7 +242,7 @@ pub async fn update_config(
 ) -> HttpResponse {
     let config: EndpointConfig = match parse(&body) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let control = state.control.clone();
     let name = path.into_inner();
@@ -274,16 +284,16 @@ pub struct ReloadQuery {
 fn chosen_slots(
     ep: &Endpoint,
     served_entity: Option<&str>,
-) -> Result<Vec<std::sync::Arc<EntitySlot>>, HttpResponse> {
+) -> Result<Vec<std::sync::Arc<EntitySlot>>, Box<HttpResponse>> {
     let g = ep.generation();
     match served_entity {
         None => Ok(g.slots.clone()),
         Some(name) => g.slot(name).map(|(_, s)| vec![s.clone()]).ok_or_else(|| {
-            error(
+            Box::new(error(
                 StatusCode::NOT_FOUND,
                 "RESOURCE_DOES_NOT_EXIST",
                 format!("endpoint '{}' has no served entity '{name}'", ep.name),
-            )
+            ))
         }),
     }
 }
@@ -294,9 +304,12 @@ pub async fn reload(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let force = query.force;
-    update(&path, query.served_entity.as_deref(), state, move |updater, slot| {
-        updater.refresh(slot, Trigger::Admin, force)
-    })
+    update(
+        &path,
+        query.served_entity.as_deref(),
+        state,
+        move |updater, slot| updater.refresh(slot, Trigger::Admin, force),
+    )
     .await
 }
 
@@ -315,9 +328,12 @@ pub async fn rollback(
             );
         }
     }
-    update(&path, query.served_entity.as_deref(), state, |updater, slot| {
-        updater.rollback(slot)
-    })
+    update(
+        &path,
+        query.served_entity.as_deref(),
+        state,
+        |updater, slot| updater.rollback(slot),
+    )
     .await
 }
 
@@ -335,7 +351,7 @@ async fn update(
     };
     let slots = match chosen_slots(&ep, served_entity) {
         Ok(s) => s,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let updater = state.updater.clone();
     let outcomes = match web::block(move || {

@@ -333,7 +333,10 @@ mod tests {
     fn take_rows_gathers_rows_of_every_shape() {
         let f = Frame {
             columns: vec![
-                Column::scalar("s", ColumnData::Str(vec!["a".into(), "b".into(), "c".into()])),
+                Column::scalar(
+                    "s",
+                    ColumnData::Str(vec!["a".into(), "b".into(), "c".into()]),
+                ),
                 Column {
                     name: "t".into(),
                     shape: vec![3, 2],
@@ -343,7 +346,10 @@ mod tests {
             ],
         };
         let g = f.take_rows(&[2, 0]);
-        assert_eq!(g.columns[0].data, ColumnData::Str(vec!["c".into(), "a".into()]));
+        assert_eq!(
+            g.columns[0].data,
+            ColumnData::Str(vec!["c".into(), "a".into()])
+        );
         assert_eq!(g.columns[1].shape, vec![2, 2]);
         assert_eq!(g.columns[1].data, ColumnData::F32(vec![2.0, 2.5, 0.0, 0.5]));
         g.validate(10).unwrap();

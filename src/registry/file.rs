@@ -156,7 +156,13 @@ impl Registry for FileRegistry {
         let version = if !version_or_alias.is_empty()
             && version_or_alias.chars().all(|c| c.is_ascii_digit())
         {
-            self.model_dir(model)?;
+            // A number names a folder: one that is not there is no version.
+            if !self.model_dir(model)?.join(version_or_alias).is_dir() {
+                return Err(RegistryError::VersionNotFound {
+                    model: model.to_owned(),
+                    version: version_or_alias.to_owned(),
+                });
+            }
             version_or_alias.to_owned()
         } else {
             self.aliases(model)?

@@ -215,6 +215,31 @@ impl Gateway {
         self.post_json(&format!("/serving-endpoints/{endpoint}/invocations"), body)
     }
 
+    pub fn put_json(&self, path: &str, body: &Value) -> Reply {
+        reply(
+            client()
+                .put(self.url(path))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .unwrap(),
+        )
+    }
+
+    pub fn delete(&self, path: &str) -> Reply {
+        reply(client().delete(self.url(path)).send().unwrap())
+    }
+
+    /// A Prometheus sample's value: the line starting with `line_prefix` (name and labels).
+    pub fn metric(&self, line_prefix: &str) -> Option<f64> {
+        self.get("/metrics")
+            .text
+            .lines()
+            .find(|l| l.starts_with(line_prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         signal_term(&self.child);
