@@ -65,6 +65,14 @@ impl RequestError {
         }
     }
 
+    /// Every value [`RequestError::code`] can take.
+    pub const CODES: [&'static str; 4] = [
+        "BAD_REQUEST",
+        "RESOURCE_DOES_NOT_EXIST",
+        "TEMPORARILY_UNAVAILABLE",
+        "INTERNAL_ERROR",
+    ];
+
     pub fn bad(msg: impl Into<String>) -> Self {
         Self::BadRequest(msg.into())
     }

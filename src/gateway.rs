@@ -102,6 +102,8 @@ pub struct Scored {
     pub body: Vec<u8>,
     pub timings: Timings,
     pub arms: Arms,
+    /// The decoded request, when shadow routes still have to get their copies ([`mirror`]).
+    pub shadow: Option<Frame>,
 }
 
 /// Everything one request's job needs, loaded once when it starts.
@@ -171,7 +173,7 @@ impl Gateway {
                 .endpoints
                 .list()
                 .iter()
-                .all(|e| e.managed.load(Ordering::Relaxed) || e.is_ready())
+                .all(|e| !e.from_config_file || e.is_ready())
     }
 
     pub fn begin_shutdown(&self) {
@@ -308,7 +310,12 @@ impl Gateway {
         let submitted = Instant::now();
         let outcome = self
             .pool
-            .run(move |worker| score(&plan, worker, &body, submitted))
+            .run_then(move |worker| {
+                let mut scored = score(&plan, worker, &body, submitted);
+                // Copies for the shadows are queued after the answer is on its way.
+                let frame = scored.as_mut().ok().and_then(|s| s.shadow.take());
+                (scored, frame.map(|f| move || mirror(&plan, f)))
+            })
             .await;
         let error = match outcome {
             Ok(Ok(done)) => {
@@ -457,10 +464,12 @@ fn assign(plan: &Plan, frame: &Frame) -> Assignment {
         return Assignment::Whole(router.by_key(key));
     }
     let routing = &generation.settings.routing;
+    // A key column without values (a `[N, 0]` tensor) carries no key.
     let Some(column) = routing
         .key_column
         .as_deref()
         .and_then(|name| frame.column(name))
+        .filter(|c| c.row_width() > 0)
     else {
         return Assignment::Whole(router.random());
     };
@@ -568,10 +577,9 @@ pub fn score(
         }
     };
     let t3 = Instant::now();
-    if !generation.router.shadows.is_empty() {
-        mirror(plan, frame);
-    }
+    let shadow = (!generation.router.shadows.is_empty()).then_some(frame);
     Ok(Scored {
+        shadow,
         body: buf,
         timings: Timings {
             queued,
@@ -696,8 +704,8 @@ fn record_rows(
 }
 
 /// Queues a copy of the request for each shadow route that samples it; a full queue drops the
-/// copy (counted). The caller's answer never waits for these.
-fn mirror(plan: &Plan, frame: Frame) {
+/// copy (counted). Runs after the caller has its answer.
+pub fn mirror(plan: &Plan, frame: Frame) {
     let generation = &plan.generation;
     let mut shared: Option<Arc<Frame>> = None;
     let mut frame = Some(frame);

@@ -116,7 +116,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         default_engine: settings.engine.default,
         metrics: metrics.clone(),
     });
-    let endpoints = initial_endpoints(&settings, &metrics)?;
+    let (endpoints, tables_changed) = initial_endpoints(&settings, &metrics)?;
     {
         let (updater, endpoints) = (updater.clone(), endpoints.clone());
         tokio::task::spawn_blocking(move || load_all(&endpoints, &updater, settle))
@@ -133,6 +133,18 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     ));
     if endpoints.is_empty() {
         warn!("no endpoint is configured: create one with POST /api/2.0/serving-endpoints");
+    }
+    // Keep a config-file endpoint's split table once it splits (nothing to keep otherwise).
+    let splits = endpoints
+        .list()
+        .iter()
+        .any(|e| e.generation().router.table.0.len() > 1);
+    if tables_changed && splits {
+        let control = control.clone();
+        let saved = tokio::task::spawn_blocking(move || control.save()).await;
+        if let Ok(Err(e)) = saved {
+            warn!("sticky keys may change arms at the next start: {e}");
+        }
     }
     let watch = settings.registry.watch.then(|| {
         registry::watch::spawn(
@@ -173,21 +185,25 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
 /// changed through the control plane win over the file's, and deleted ones stay deleted).
 fn initial_endpoints(
     settings: &Settings,
-    metrics: &Metrics,
-) -> Result<Vec<Arc<Endpoint>>, StartError> {
+    metrics: &Arc<Metrics>,
+) -> Result<(Vec<Arc<Endpoint>>, bool), StartError> {
     let saved = match &settings.control.state_file {
         Some(path) => crate::endpoint::persist::load(path)?.unwrap_or_default(),
         None => Default::default(),
     };
     let mut out = Vec::new();
+    let mut table_changed = false;
     for ep in &settings.endpoints {
         if saved.deleted.contains(&ep.name)
             || saved.endpoints.iter().any(|s| s.endpoint.name == ep.name)
         {
             continue;
         }
-        let generation = Generation::build(ep.clone(), None, None, metrics, 1);
-        out.push(Arc::new(Endpoint::new(generation, now_ms(), false)));
+        // The saved table, if any: a changed split then moves only the keys it must.
+        let table = saved.tables.get(&ep.name);
+        let generation = Generation::build(ep.clone(), None, table, metrics, 1);
+        table_changed |= table != Some(&generation.router.table);
+        out.push(Arc::new(Endpoint::new(generation, now_ms(), false, true)));
     }
     for s in saved.endpoints {
         if let Some(v) = s.endpoint.violations("").into_iter().next() {
@@ -206,9 +222,18 @@ fn initial_endpoints(
             metrics,
             s.config_version,
         );
-        out.push(Arc::new(Endpoint::new(generation, s.created_ms, true)));
+        let from_config_file = settings
+            .endpoints
+            .iter()
+            .any(|e| e.name == generation.settings.name);
+        out.push(Arc::new(Endpoint::new(
+            generation,
+            s.created_ms,
+            true,
+            from_config_file,
+        )));
     }
-    Ok(out)
+    Ok((out, table_changed))
 }
 
 /// Loads every served entity's first version. An endpoint of the config file none of whose
@@ -249,8 +274,8 @@ fn load_all(
                 message,
             });
         }
+        // Each failed served entity shows its reason in its own state.
         warn!(endpoint = %endpoint.name, "serving without some served entities: {message}");
-        endpoint.with_control(|c| c.failure = Some(message));
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! Every metric family, registered once. Labels are bounded: endpoint and served entity names
-//! come from config, never from requests (unknown endpoints are counted under `_unknown`).
+//! come from the config file or the control plane, never from requests (unknown endpoints are
+//! counted under `_unknown`), and the series of a deleted endpoint or a removed served entity
+//! are dropped with it.
 
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
@@ -28,6 +30,9 @@ pub struct Metrics {
     pub shadow_requests: IntCounterVec,
     pub shadow_duration: HistogramVec,
     pub config_updates: IntCounterVec,
+    /// Live users of each served entity's series and of each `served_model_info` series: two
+    /// configs can share them, and only the last to go removes them.
+    users: std::sync::Mutex<std::collections::HashMap<Vec<String>, usize>>,
 }
 
 /// Label value of a request whose rows were answered by more than one served entity.
@@ -48,7 +53,9 @@ pub struct ArmMetrics {
 }
 
 impl ArmMetrics {
+    /// The series of one served entity; pair with [`Metrics::release_arm`] when it goes.
     pub fn new(m: &Metrics, endpoint: &str, served_entity: &str) -> Self {
+        m.acquire(&["arm", endpoint, served_entity]);
         let l = [endpoint, served_entity];
         let shadow = |outcome: &str| {
             m.shadow_requests
@@ -259,7 +266,107 @@ impl Metrics {
             shadow_requests,
             shadow_duration,
             config_updates,
+            users: Default::default(),
         }
+    }
+
+    /// Counts a user of `key`; true for the first.
+    fn acquire(&self, key: &[&str]) -> bool {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let n = users
+            .entry(key.iter().map(|s| s.to_string()).collect())
+            .or_default();
+        *n += 1;
+        *n == 1
+    }
+
+    /// Drops a user of `key`; true when it was the last.
+    fn release(&self, key: &[&str]) -> bool {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let k: Vec<String> = key.iter().map(|s| s.to_string()).collect();
+        match users.get_mut(&k) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                users.remove(&k);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sets `served_model_info` for a served entity's version.
+    pub fn served_model_up(&self, labels: &[&str; 5]) {
+        let mut key = vec!["info"];
+        key.extend_from_slice(labels);
+        self.acquire(&key);
+        self.served_model_info.with_label_values(labels).set(1);
+    }
+
+    /// Removes `served_model_info` for a version no served entity serves any more.
+    pub fn served_model_down(&self, labels: &[&str; 5]) {
+        let mut key = vec!["info"];
+        key.extend_from_slice(labels);
+        if self.release(&key) {
+            let _ = self.served_model_info.remove_label_values(labels);
+        }
+    }
+
+    /// Removes a served entity's own series when its last user goes.
+    pub fn release_arm(&self, endpoint: &str, served_entity: &str) {
+        if !self.release(&["arm", endpoint, served_entity]) {
+            return;
+        }
+        for shadow in ["false", "true"] {
+            let l = [endpoint, served_entity, shadow];
+            let _ = self.rows.remove_label_values(&l);
+            let _ = self.predicted_probability.remove_label_values(&l);
+        }
+        for outcome in ["success", "error", "dropped"] {
+            let _ = self
+                .shadow_requests
+                .remove_label_values(&[endpoint, served_entity, outcome]);
+        }
+        let _ = self
+            .route_fallbacks
+            .remove_label_values(&[endpoint, served_entity]);
+        let _ = self
+            .shadow_duration
+            .remove_label_values(&[endpoint, served_entity]);
+    }
+
+    /// Removes the per-request series of a deleted endpoint (`served` names its served entities).
+    pub fn forget_endpoint(&self, endpoint: &str, served: &[String]) {
+        let mut entities: Vec<&str> = served.iter().map(String::as_str).collect();
+        entities.extend(["", MIXED_ARMS]);
+        for entity in &entities {
+            for protocol in ["mlflow", "v2"] {
+                for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
+                    let l = [endpoint, entity, protocol, class];
+                    let _ = self.requests.remove_label_values(&l);
+                    let _ = self.request_duration.remove_label_values(&l);
+                }
+            }
+        }
+        for code in crate::error::RequestError::CODES {
+            let _ = self.request_errors.remove_label_values(&[endpoint, code]);
+        }
+        for stage in ["queue", "decode", "inference", "encode"] {
+            let _ = self.stage_duration.remove_label_values(&[endpoint, stage]);
+        }
+        for outcome in ["success", "failure"] {
+            let _ = self.model_swaps.remove_label_values(&[endpoint, outcome]);
+            let _ = self
+                .model_load_duration
+                .remove_label_values(&[endpoint, outcome]);
+            let _ = self
+                .config_updates
+                .remove_label_values(&[endpoint, outcome]);
+        }
+        let _ = self.queue_rejections.remove_label_values(&[endpoint]);
+        let _ = self.registry_errors.remove_label_values(&[endpoint]);
     }
 
     /// The Prometheus text exposition of every family.
@@ -273,6 +380,36 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_series_stays_until_its_last_user_goes() {
+        let m = Metrics::new();
+        let labels = ["e", "champion", "transactions", "1", "ort"];
+        m.served_model_up(&labels);
+        m.served_model_up(&labels);
+        m.served_model_down(&labels);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("modelgate_served_model_info{"), "{text}");
+        m.served_model_down(&labels);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(!text.contains("modelgate_served_model_info{"), "{text}");
+
+        let first = ArmMetrics::new(&m, "e", "champion");
+        let second = ArmMetrics::new(&m, "e", "champion");
+        first.rows.inc();
+        m.release_arm("e", "champion");
+        second.rows.inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("modelgate_predicted_rows_total{endpoint=\"e\",served_entity=\"champion\",shadow=\"false\"} 2"), "{text}");
+        m.release_arm("e", "champion");
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(!text.contains("served_entity=\"champion\""), "{text}");
     }
 }
 

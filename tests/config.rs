@@ -37,6 +37,17 @@ fn the_demo_config_is_valid_and_defaults_are_filled_in() {
 }
 
 #[test]
+fn the_ab_example_config_is_valid() {
+    let (ok, out, err) = check_config(
+        &std::fs::read_to_string(repo().join("config/ab.yaml")).unwrap(),
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("traffic_percentage: 90"), "{out}");
+    assert!(out.contains("shadow: true"), "{out}");
+}
+
+#[test]
 fn environment_overrides_the_file() {
     let (ok, out, err) = check_config(VALID, &[("MODELGATE__INFERENCE__MAX_BATCH_ROWS", "7")]);
     assert!(ok, "{err}");

@@ -20,8 +20,9 @@ fn assert_one_prediction(reply: &Reply) -> Value {
     assert_eq!(reply.status, 200, "body: {}", reply.text);
     assert_eq!(
         reply.header("served-model-name").as_deref(),
-        Some("transactions-1")
+        Some("transactions-champion")
     );
+    assert_eq!(reply.header("served-model-version").as_deref(), Some("1"));
     let preds = reply.json()["predictions"].clone();
     let p = &preds[0];
     assert!(p["label"].is_i64(), "label in {preds}");
@@ -321,17 +322,18 @@ fn metrics_count_requests_by_endpoint_entity_and_status_class() {
     assert_eq!(gw.invoke("missing", &json!({})).status, 404);
     let text = gw.get("/metrics").text;
     for needle in [
-        "modelgate_requests_total{endpoint=\"transactions\",protocol=\"mlflow\",served_entity=\"transactions-1\",status_class=\"2xx\"} 1",
-        "modelgate_requests_total{endpoint=\"transactions\",protocol=\"mlflow\",served_entity=\"transactions-1\",status_class=\"4xx\"} 1",
+        "modelgate_requests_total{endpoint=\"transactions\",protocol=\"mlflow\",served_entity=\"transactions-champion\",status_class=\"2xx\"} 1",
+        // A body that does not decode fails before any served entity is chosen.
+        "modelgate_requests_total{endpoint=\"transactions\",protocol=\"mlflow\",served_entity=\"\",status_class=\"4xx\"} 1",
         "modelgate_requests_total{endpoint=\"_unknown\",protocol=\"mlflow\",served_entity=\"\",status_class=\"4xx\"} 1",
         "modelgate_request_errors_total{endpoint=\"transactions\",error_code=\"BAD_REQUEST\"} 1",
-        "modelgate_request_duration_seconds_bucket{endpoint=\"transactions\",protocol=\"mlflow\",served_entity=\"transactions-1\",status_class=\"2xx\",le=\"0.00005\"}",
-        "modelgate_request_duration_seconds_bucket{endpoint=\"transactions\",protocol=\"mlflow\",served_entity=\"transactions-1\",status_class=\"2xx\",le=\"10\"} 1",
+        "modelgate_request_duration_seconds_bucket{endpoint=\"transactions\",protocol=\"mlflow\",served_entity=\"transactions-champion\",status_class=\"2xx\",le=\"0.00005\"}",
+        "modelgate_request_duration_seconds_bucket{endpoint=\"transactions\",protocol=\"mlflow\",served_entity=\"transactions-champion\",status_class=\"2xx\",le=\"10\"} 1",
         "modelgate_stage_duration_seconds_count{endpoint=\"transactions\",stage=\"inference\"} 1",
         "modelgate_stage_duration_seconds_count{endpoint=\"transactions\",stage=\"decode\"} 1",
         "modelgate_stage_duration_seconds_count{endpoint=\"transactions\",stage=\"encode\"} 1",
-        "modelgate_served_model_info{endpoint=\"transactions\",engine=\"tract\",model=\"transactions\",served_entity=\"transactions-1\",version=\"1\"} 1",
-        "modelgate_predicted_rows_total{endpoint=\"transactions\",served_entity=\"transactions-1\",shadow=\"false\"} 1",
+        "modelgate_served_model_info{endpoint=\"transactions\",engine=\"tract\",model=\"transactions\",served_entity=\"transactions-champion\",version=\"1\"} 1",
+        "modelgate_predicted_rows_total{endpoint=\"transactions\",served_entity=\"transactions-champion\",shadow=\"false\"} 1",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}\n{text}");
     }

@@ -252,6 +252,20 @@ fn keys_stay_on_their_arm_and_a_split_change_moves_only_the_keys_it_must() {
     // 400 keys, 10% of buckets move: 40 expected, 4 sigma = 24.
     assert!((16..=64).contains(&moved), "{moved} keys moved");
 
+    // first_key: the same mixed batch goes whole to its first row's arm.
+    let mut whole = ab_entities(80, 20);
+    whole["routing"]["batch"] = json!("first_key");
+    assert_eq!(
+        gw.put_json("/api/2.0/serving-endpoints/ab/config", &whole)
+            .status,
+        200
+    );
+    let s = settled(&gw, "ab");
+    assert_eq!(s["config"]["config_version"], 3, "{s}");
+    let first_arm = &after[mixed[0]];
+    let r = gw.invoke("ab", &keyed(&rows, &batch_keys));
+    assert_eq!(r.header("served-model-name").as_ref(), Some(first_arm));
+
     assert_eq!(gw.delete("/api/2.0/serving-endpoints/ab").status, 200);
     assert_eq!(gw.invoke("ab", &one_row()).status, 404);
     assert_eq!(gw.get("/api/2.0/serving-endpoints/ab").status, 404);
@@ -322,7 +336,14 @@ fn pinned_paths_bypass_the_routes() {
         .as_str()
         .unwrap()
         .contains("version '7' is not served"));
-    // Unpinned V2 follows the routes (and the header key).
+    // A key column with no values is no key (and no crash).
+    let mut keyless = v2_body.clone();
+    keyless["inputs"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "CustomerID", "shape": [1, 0], "datatype": "INT64", "data": []}));
+    let r = gw.post_json("/v2/models/ab/infer", &keyless);
+    assert_eq!(r.status, 200, "{}", r.text);
     let meta = gw.get("/v2/models/ab").json();
     assert_eq!(meta["versions"], json!(["1", "2"]));
 }
@@ -337,6 +358,14 @@ fn shadow_copies_never_change_the_answer_and_are_counted() {
       routes:
         - {served_entity_name: champion, traffic_percentage: 100}
         - {served_entity_name: shadow, shadow: true}
+  - name: half
+    served_entities:
+      - {name: champion, entity_name: transactions, entity_version: '1'}
+      - {name: shadow, entity_name: transactions, entity_version: '2'}
+    traffic_config:
+      routes:
+        - {served_entity_name: champion, traffic_percentage: 100}
+        - {served_entity_name: shadow, shadow: true, shadow_percentage: 50}
   - name: plain
     served_entities:
       - {name: champion, entity_name: transactions, entity_version: '1'}
@@ -347,6 +376,7 @@ fn shadow_copies_never_change_the_answer_and_are_counted() {
         let body = split_body_from(i % 60, 1 + i % 5);
         let with_shadow = gw.invoke("sh", &body);
         let without = gw.invoke("plain", &body);
+        assert_eq!(gw.invoke("half", &body).text, without.text);
         assert_eq!(with_shadow.status, 200, "{}", with_shadow.text);
         assert_eq!(with_shadow.text, without.text, "request {i}");
         assert_eq!(
@@ -369,6 +399,16 @@ fn shadow_copies_never_change_the_answer_and_are_counted() {
         .metric("modelgate_predicted_rows_total{endpoint=\"sh\",served_entity=\"shadow\",shadow=\"true\"}")
         .unwrap();
     assert!(shadow_rows >= ok, "{shadow_rows} rows for {ok} copies");
+    // A 50% shadow copies about half: 100 expected of 200, 4 sigma = 28.
+    let half = |outcome: &str| {
+        gw.metric(&format!("modelgate_shadow_requests_total{{endpoint=\"half\",outcome=\"{outcome}\",served_entity=\"shadow\"}}"))
+            .unwrap_or(0.0)
+    };
+    // (Copies still running are not counted yet: wait for the tally to reach the band.)
+    wait_for("about half of the requests copied", || {
+        let copied = half("success") + half("dropped") + half("error");
+        (72.0..=128.0).contains(&copied).then_some(())
+    });
     // Shadow answers are never counted as requests of the endpoint.
     assert!(gw
         .metric(
@@ -490,8 +530,10 @@ fn an_arm_that_failed_to_load_falls_back_and_none_ready_is_503() {
     let s = settled(&gw, "dead");
     assert_eq!(s["state"]["ready"], "NOT_READY", "{s}");
     assert_eq!(s["state"]["config_update"], "UPDATE_FAILED", "{s}");
+    let entity = &s["config"]["served_entities"][0];
+    assert_eq!(entity["state"]["deployment"], "DEPLOYMENT_FAILED", "{s}");
     assert!(
-        s["last_config_update_error"]
+        entity["state"]["deployment_state_message"]
             .as_str()
             .unwrap()
             .contains("tract"),
@@ -617,6 +659,28 @@ fn configs_are_refused_whole_and_a_second_update_gets_409() {
         gw.metric("modelgate_config_updates_total{endpoint=\"ab\",outcome=\"failure\"}"),
         Some(1.0)
     );
+}
+
+#[test]
+fn config_file_splits_keep_their_keys_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = format!(
+        "control:\n  state_file: {}\n",
+        dir.path().join("s.json").display()
+    );
+    let gw = start(&demo_config(AB_YAML, &state), true);
+    let keys: Vec<i64> = (0..80).collect();
+    let arms: Vec<String> = keys.iter().map(|&k| arm_of_key(&gw, "ab", k)).collect();
+    assert!(gw.terminate().success());
+    // The same split with its routes in the other order: no key moves.
+    let reordered = AB_YAML.replace(
+        "        - {served_entity_name: champion, traffic_percentage: 90}\n        - {served_entity_name: challenger, traffic_percentage: 10}\n",
+        "        - {served_entity_name: challenger, traffic_percentage: 10}\n        - {served_entity_name: champion, traffic_percentage: 90}\n",
+    );
+    assert_ne!(reordered, AB_YAML);
+    let gw = start(&demo_config(&reordered, &state), true);
+    let again: Vec<String> = keys.iter().map(|&k| arm_of_key(&gw, "ab", k)).collect();
+    assert_eq!(arms, again);
 }
 
 #[test]

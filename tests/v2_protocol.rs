@@ -100,7 +100,7 @@ fn infer_with_flat_and_nested_data_matches_python() {
             assert_eq!(reply.status, 200, "{}", reply.text);
             assert_eq!(
                 reply.header("served-model-name").as_deref(),
-                Some("transactions-1")
+                Some("transactions-champion")
             );
             let v = reply.json();
             assert_eq!(v["id"], "req-7");

@@ -23,6 +23,10 @@ pub struct EndpointSettings {
     pub routing: RoutingSettings,
 }
 
+/// Databricks' inference-table settings: accepted so Databricks clients can send them; this
+/// gateway does not write inference tables yet.
+pub type AutoCaptureConfig = Option<serde_json::Value>;
+
 /// The body of `PUT /api/2.0/serving-endpoints/{name}/config` and the `config` of a create.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +37,8 @@ pub struct EndpointConfig {
     pub traffic_config: Option<TrafficConfig>,
     #[serde(default)]
     pub routing: RoutingSettings,
+    #[serde(default, skip_serializing)]
+    pub auto_capture_config: AutoCaptureConfig,
 }
 
 impl EndpointConfig {
@@ -52,6 +58,7 @@ impl EndpointSettings {
             served_entities: self.served_entities.clone(),
             traffic_config: self.traffic_config.clone(),
             routing: self.routing.clone(),
+            auto_capture_config: None,
         }
     }
 }
@@ -77,6 +84,9 @@ pub struct ServedEntitySettings {
     /// Accepted from Databricks clients; a loaded model stays loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_to_zero_enabled: Option<bool>,
+    /// Accepted from Databricks clients; models run on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_type: Option<String>,
 }
 
 impl ServedEntitySettings {
@@ -88,6 +98,7 @@ impl ServedEntitySettings {
             engine: None,
             workload_size: None,
             scale_to_zero_enabled: None,
+            workload_type: None,
         }
     }
 
@@ -330,7 +341,7 @@ fn route_violations(
                     "only a shadow route (shadow: true) copies traffic".into(),
                 );
             }
-            split_sum += route.traffic_percentage;
+            split_sum = split_sum.saturating_add(route.traffic_percentage);
         }
     }
     if split_sum != 100 {

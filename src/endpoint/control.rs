@@ -119,7 +119,7 @@ impl ControlPlane {
         }
         self.check(&settings)?;
         let generation = Generation::build(settings.clone(), None, None, &self.metrics, 1);
-        let endpoint = Arc::new(Endpoint::new(generation, now_ms(), true));
+        let endpoint = Arc::new(Endpoint::new(generation, now_ms(), true, false));
         let guard = endpoint
             .begin_update()
             .expect("a new endpoint is not being updated");
@@ -130,18 +130,27 @@ impl ControlPlane {
                 start_ms: now_ms(),
             })
         });
-        if !self.endpoints.insert(endpoint.clone()) {
-            return Err(ControlError::AlreadyExists(endpoint.name.clone()));
+        {
+            // Insert and save as one step: a delete or create of the same name waits.
+            let _saving = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+            if !self.endpoints.insert(endpoint.clone()) {
+                return Err(ControlError::AlreadyExists(endpoint.name.clone()));
+            }
+            if let Err(e) = self.write_state() {
+                // Not saved, not created: a restart would not know it.
+                self.endpoints.remove(&endpoint.name);
+                return Err(e);
+            }
         }
-        self.save()?;
         info!(endpoint = %endpoint.name, "endpoint created through the control plane");
         let slots = endpoint.generation().slots.clone();
         self.in_background(endpoint.clone(), guard, move |plane, ep| {
+            // A served entity that fails shows it in its own state; a reload retries it.
             let failures = plane.load(&slots);
-            ep.with_control(|c| {
-                c.pending = None;
-                c.failure = (!failures.is_empty()).then(|| failures.join("; "));
-            });
+            if !failures.is_empty() {
+                warn!(endpoint = %ep.name, "created without some served entities: {}", failures.join("; "));
+            }
+            ep.with_control(|c| c.pending = None);
             plane.count(&ep.name, failures.is_empty());
         });
         Ok(endpoint)
@@ -174,7 +183,13 @@ impl ControlPlane {
         });
         self.in_background(endpoint.clone(), guard, move |plane, ep| {
             let next = Generation::build(settings, Some(&current), None, &plane.metrics, version);
-            let failures = plane.load(&next.new_slots(Some(&current)));
+            let fresh = next.new_slots(Some(&current));
+            let mut failures = plane.load(&fresh);
+            if failures.is_empty() {
+                // An alias that moved while these loaded (the watcher and webhooks only follow
+                // published configs) is followed before publishing.
+                failures = plane.load(&fresh);
+            }
             if !failures.is_empty() {
                 let message = failures.join("; ");
                 error!(endpoint = %ep.name, "config update failed, the running config stays: {message}");
@@ -199,6 +214,11 @@ impl ControlPlane {
             info!(endpoint = %ep.name, config_version = version, "endpoint config updated");
             if let Err(e) = plane.save() {
                 error!(endpoint = %ep.name, "{e}");
+                ep.with_control(|c| {
+                    c.failure = Some(format!(
+                        "the new config serves but was not saved, so a restart would lose it: {e}"
+                    ))
+                });
             }
         });
         Ok(endpoint)
@@ -206,11 +226,25 @@ impl ControlPlane {
 
     /// Removes an endpoint; requests in flight finish on what they loaded.
     pub fn delete(&self, name: &str) -> Result<(), ControlError> {
-        self.endpoints
+        let _saving = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let removed = self
+            .endpoints
             .remove(name)
             .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
+        if let Err(e) = self.write_state() {
+            // Not saved, not deleted: it would come back at the next start.
+            self.endpoints.insert(removed);
+            return Err(e);
+        }
+        let served: Vec<String> = removed
+            .generation()
+            .slots
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        self.metrics.forget_endpoint(name, &served);
         info!(endpoint = %name, "endpoint deleted through the control plane");
-        self.save()
+        Ok(())
     }
 
     /// Loads each slot's version; the reasons of those that did not load.
@@ -262,10 +296,15 @@ impl ControlPlane {
 
     /// Writes every managed endpoint's current config to the state file.
     pub fn save(&self) -> Result<(), ControlError> {
+        let _one = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.write_state()
+    }
+
+    /// [`ControlPlane::save`] for a caller holding `save_lock`.
+    fn write_state(&self) -> Result<(), ControlError> {
         let Some(path) = &self.state_file else {
             return Ok(());
         };
-        let _one = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
         let endpoints = self.endpoints.list();
         let saved = endpoints
             .iter()
@@ -287,7 +326,13 @@ impl ControlPlane {
             .cloned()
             .collect();
         deleted.sort();
-        persist::save(path, &StateFile::new(saved, deleted)).map_err(|e| {
+        let mut state = StateFile::new(saved, deleted);
+        state.tables = endpoints
+            .iter()
+            .filter(|e| !e.managed.load(Ordering::Relaxed))
+            .map(|e| (e.name.clone(), e.generation().router.table.clone()))
+            .collect();
+        persist::save(path, &state).map_err(|e| {
             warn!("{e}");
             ControlError::Persist(e)
         })

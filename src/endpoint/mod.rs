@@ -124,16 +124,16 @@ pub struct EntitySlot {
     /// Held for the whole of an update, so triggers never load two versions at once.
     pub(crate) update_lock: Mutex<()>,
     pub metrics: ArmMetrics,
-    info: prometheus::IntGaugeVec,
+    registry: Arc<Metrics>,
 }
 
 impl EntitySlot {
-    pub fn new(endpoint: &str, settings: ServedEntitySettings, metrics: &Metrics) -> Self {
+    pub fn new(endpoint: &str, settings: ServedEntitySettings, metrics: &Arc<Metrics>) -> Self {
         let name = settings.served_name();
         Self {
             endpoint: endpoint.to_owned(),
             metrics: ArmMetrics::new(metrics, endpoint, &name),
-            info: metrics.served_model_info.clone(),
+            registry: metrics.clone(),
             name,
             settings,
             served: ArcSwapOption::empty(),
@@ -166,12 +166,10 @@ impl EntitySlot {
     /// Makes `entity` what new requests get; requests in flight keep the one they loaded.
     pub fn publish(&self, entity: Arc<ServedEntity>) -> Option<Arc<ServedEntity>> {
         let old = self.served.swap(Some(entity.clone()));
+        self.registry.served_model_up(&self.info_labels(&entity));
         if let Some(old) = &old {
-            let _ = self.info.remove_label_values(&self.info_labels(old));
+            self.registry.served_model_down(&self.info_labels(old));
         }
-        self.info
-            .with_label_values(&self.info_labels(&entity))
-            .set(1);
         old
     }
 
@@ -187,11 +185,13 @@ impl EntitySlot {
 }
 
 impl Drop for EntitySlot {
-    /// A slot leaves with its endpoint config: its version is no longer served.
+    /// A slot leaves with its endpoint config: its version is no longer served by it, and its
+    /// series go unless another config still has a slot of the same name.
     fn drop(&mut self) {
         if let Some(e) = self.served.load_full() {
-            let _ = self.info.remove_label_values(&self.info_labels(&e));
+            self.registry.served_model_down(&self.info_labels(&e));
         }
+        self.registry.release_arm(&self.endpoint, &self.name);
     }
 }
 
@@ -219,7 +219,7 @@ impl Generation {
         settings: EndpointSettings,
         previous: Option<&Generation>,
         table: Option<&router::BucketTable>,
-        metrics: &Metrics,
+        metrics: &Arc<Metrics>,
         config_version: u64,
     ) -> Self {
         let slots = settings
@@ -306,6 +306,8 @@ pub struct Endpoint {
     pub created_ms: u64,
     /// Created or changed through the control plane: kept in the state file.
     pub managed: AtomicBool,
+    /// Named in the config file: it holds readiness.
+    pub from_config_file: bool,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -320,13 +322,20 @@ pub fn now_ms() -> u64 {
 pub struct UpdateGuard(Arc<Endpoint>);
 
 impl Drop for UpdateGuard {
+    /// However the update ended (published, failed, endpoint deleted), nothing is pending.
     fn drop(&mut self) {
+        self.0.with_control(|c| c.pending = None);
         self.0.updating.store(false, Ordering::Release);
     }
 }
 
 impl Endpoint {
-    pub fn new(generation: Generation, created_ms: u64, managed: bool) -> Self {
+    pub fn new(
+        generation: Generation,
+        created_ms: u64,
+        managed: bool,
+        from_config_file: bool,
+    ) -> Self {
         Self {
             name: generation.settings.name.clone(),
             generation: ArcSwap::from_pointee(generation),
@@ -334,6 +343,7 @@ impl Endpoint {
             updating: AtomicBool::new(false),
             created_ms,
             managed: AtomicBool::new(managed),
+            from_config_file,
         }
     }
 

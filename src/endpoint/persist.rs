@@ -36,6 +36,10 @@ pub struct StateFile {
     /// Endpoints of the config file deleted through the control plane.
     #[serde(default)]
     pub deleted: Vec<String>,
+    /// The bucket tables of the config file's endpoints, so sticky keys keep their arms across
+    /// restarts and a changed split moves only the keys it must.
+    #[serde(default)]
+    pub tables: std::collections::BTreeMap<String, BucketTable>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -54,6 +58,7 @@ impl StateFile {
             format: FORMAT,
             endpoints,
             deleted,
+            tables: Default::default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! reported to its caller as an error and its worker lives on.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 
@@ -65,25 +66,45 @@ impl InferencePool {
         let workers = workers.max(1);
         let (sender, receiver) = bounded::<Job>(capacity.max(1));
         let (background, background_rx) = bounded::<Job>(background_capacity.max(1));
+        // Background work never holds every worker: one stays free for requests.
+        let background_limit = workers.saturating_sub(1).max(1);
+        let background_slots = Arc::new(AtomicUsize::new(0));
         let handles = (0..workers)
             .map(|index| {
                 let rx: Receiver<Job> = receiver.clone();
                 let bg: Receiver<Job> = background_rx.clone();
+                let slots = background_slots.clone();
                 std::thread::Builder::new()
                     .name(format!("modelgate-infer-{index}"))
                     .spawn(move || loop {
-                        // Requests first: background work runs only on an idle worker.
-                        let job = select_biased! {
-                            recv(rx) -> job => job,
-                            recv(bg) -> job => match job {
-                                Ok(job) => Ok(job),
-                                // Background closed first: keep serving requests.
-                                Err(_) => rx.recv(),
-                            },
+                        // A worker may take background work only with a slot reserved.
+                        let reserved = slots.fetch_add(1, Ordering::AcqRel) < background_limit;
+                        let job = if reserved {
+                            // Requests first: background work runs only on an idle worker.
+                            select_biased! {
+                                recv(rx) -> job => {
+                                    slots.fetch_sub(1, Ordering::AcqRel);
+                                    job.map(|j| (j, false))
+                                }
+                                recv(bg) -> job => match job {
+                                    Ok(job) => Ok((job, true)),
+                                    // Background closed first: keep serving requests.
+                                    Err(_) => {
+                                        slots.fetch_sub(1, Ordering::AcqRel);
+                                        rx.recv().map(|j| (j, false))
+                                    }
+                                },
+                            }
+                        } else {
+                            slots.fetch_sub(1, Ordering::AcqRel);
+                            rx.recv().map(|j| (j, false))
                         };
-                        let Ok(job) = job else { break };
+                        let Ok((job, background)) = job else { break };
                         // Jobs catch their own panics; this keeps the worker alive regardless.
                         let _ = guarded(|| job(index));
+                        if background {
+                            slots.fetch_sub(1, Ordering::AcqRel);
+                        }
                     })
                     .expect("spawning an inference worker thread")
             })
@@ -114,10 +135,32 @@ impl InferencePool {
         T: Send + 'static,
         F: FnOnce(usize) -> T + Send + 'static,
     {
+        self.run_then(move |worker| (f(worker), None::<fn()>)).await
+    }
+
+    /// As [`InferencePool::run`], where `f` may also return follow-up work that runs on the same
+    /// worker after the result is handed to the caller, so the caller never waits for it.
+    pub async fn run_then<T, F, G>(&self, f: F) -> Result<T, SubmitError>
+    where
+        T: Send + 'static,
+        F: FnOnce(usize) -> (T, Option<G>) + Send + 'static,
+        G: FnOnce(),
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |worker| {
-            if !tx.is_closed() {
-                let _ = tx.send(guarded(|| f(worker)));
+            if tx.is_closed() {
+                return;
+            }
+            match guarded(|| f(worker)) {
+                Ok((result, then)) => {
+                    let _ = tx.send(Ok(result));
+                    if let Some(then) = then {
+                        let _ = guarded(then);
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
             }
         });
         self.sender.try_send(job).map_err(|e| match e {
@@ -201,6 +244,41 @@ mod tests {
         let r: Result<(), _> = pool.run_blocking(|_| panic!("boom"));
         assert!(matches!(r, Err(SubmitError::Panicked(m)) if m == "boom"));
         assert_eq!(pool.run_blocking(|w| w + 41).unwrap(), 41);
+    }
+
+    #[test]
+    fn requests_run_before_background_work_and_a_full_background_queue_refuses() {
+        let pool = InferencePool::with_background(1, 4, 1);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        // Hold the only worker while work queues up behind it.
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let gate = Arc::new(Barrier::new(2));
+        let (g, p) = (gate.clone(), pool.clone());
+        let blocker = std::thread::spawn(move || {
+            p.run_blocking(move |_| {
+                started_tx.send(()).unwrap();
+                g.wait();
+            })
+        });
+        started_rx.recv().unwrap();
+        let o = order.clone();
+        assert!(pool.try_background(move |_| o.lock().unwrap().push("background")));
+        // The background queue holds one job: the next is refused, not waited for.
+        assert!(!pool.try_background(|_| ()));
+        let (o, p) = (order.clone(), pool.clone());
+        let request =
+            std::thread::spawn(move || p.run_blocking(move |_| o.lock().unwrap().push("request")));
+        while pool.queued() == 0 {
+            std::thread::yield_now();
+        }
+        gate.wait();
+        blocker.join().unwrap().unwrap();
+        request.join().unwrap().unwrap();
+        // The background job runs once the worker is idle.
+        while order.lock().unwrap().len() < 2 {
+            std::thread::yield_now();
+        }
+        assert_eq!(*order.lock().unwrap(), ["request", "background"]);
     }
 
     #[test]
