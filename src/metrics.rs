@@ -383,6 +383,17 @@ impl Default for Metrics {
     }
 }
 
+/// `2xx`, `4xx`, `5xx` for a status code.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,16 +421,5 @@ mod tests {
         m.release_arm("e", "champion");
         let text = String::from_utf8(m.render()).unwrap();
         assert!(!text.contains("served_entity=\"champion\""), "{text}");
-    }
-}
-
-/// `2xx`, `4xx`, `5xx` for a status code.
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
     }
 }
