@@ -39,6 +39,8 @@ fn load(
         inference: &inference,
         default_engine: engine,
         replaces: None,
+        store: None,
+        metrics: None,
     };
     let mut cfg = ServedEntitySettings::new("transactions", version);
     cfg.engine = Some(engine);

@@ -358,10 +358,99 @@ def write_mlflow_model(dest: Path, version: int, model: onnx.ModelProto, example
     }
     (dest / "MLmodel").write_text(yaml.safe_dump(mlmodel, default_flow_style=False))
 
+    # Ours, not MLflow's: what the model needs looked up and computed beyond the request.
+    (dest / "feature_spec.yaml").write_text(FEATURE_SPEC)
     # Ours, not MLflow's: what the served model must answer for the input example.
     label, proba = run(session, example)
     write_json(dest / "expected_output.json",
                {"predictions": [{"label": int(lb), "probability": float(p[1])} for lb, p in zip(label, proba)]})
+
+
+# --------------------------------------------------------------------------- feature spec
+
+# What the gateway looks up and computes for a request that carries only what a caller knows
+# (modelgate's docs/features.md). The same semantics as join_request below.
+FEATURE_SPEC = f"""# Written by models/train.py: what the model needs beyond the request.
+request_columns:
+  - {{name: CustomerID, type: int}}
+  - {{name: TransactionTimestamp, type: timestamp}}
+  - {{name: Product, type: string}}
+  - {{name: Amount, type: float}}
+request_timestamp: TransactionTimestamp
+lookups:
+  - table: transaction_count_ft
+    lookup_key: [CustomerID]
+    features:
+      # No event in the last 2 minutes (or an unknown customer): none counted, timed out.
+      - {{name: transactionCount, type: int, default: 0, on_missing: default, max_age_seconds: {COUNT_WINDOW_MS // 1000}}}
+      - {{name: isTimeout, type: bool, default: true, on_missing: default, max_age_seconds: {COUNT_WINDOW_MS // 1000}}}
+  - table: product_3minute_max_price_ft
+    lookup_key: [Product]
+    timestamp_lookup_key: TransactionTimestamp
+    features:
+      - {{name: MaxProductAmount, type: float, on_missing: reject}}
+functions:
+  - name: MaxDifferenceRatio
+    expression: round((max_price - amount) / max_price, 2)
+    inputs: {{max_price: MaxProductAmount, amount: Amount}}
+    type: float
+    on_null: default
+    default: 0.0
+model_columns: [{", ".join(INPUT_COLUMNS)}]
+"""
+
+
+def parse_iso(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def join_request(req: dict, counts: dict[int, dict], prices: dict[str, list[dict]]) -> dict | None:
+    """The joined row of a raw request, as FEATURE_SPEC says; None when no price row is old enough."""
+    ts = parse_iso(req["TransactionTimestamp"])
+    c = counts.get(req["CustomerID"])
+    if c is None or ts - parse_iso(c["eventTimestamp"]) > COUNT_WINDOW_MS:
+        count, timeout = 0, True
+    else:
+        count, timeout = c["transactionCount"], c["isTimeout"]
+    older = [p for p in prices.get(req["Product"], []) if parse_iso(p["LookupTimestamp"]) <= ts]
+    if not older:
+        return None
+    mx = max(older, key=lambda p: parse_iso(p["LookupTimestamp"]))["MaxProductAmount"]
+    ratio = round((mx - req["Amount"]) / mx, 2) if mx else 0.0
+    return {"Product": req["Product"], "Amount": req["Amount"], "transactionCount": count,
+            "isTimeout": timeout, "MaxProductAmount": mx, "MaxDifferenceRatio": ratio}
+
+
+def write_join_fixture(path: Path, tables: Path, sessions: dict, rng: np.random.Generator) -> None:
+    """Raw requests (what a caller knows), their rows joined from the feature table files, and
+    both versions' predictions on the joined rows: the gateway's join must give the same."""
+    counts = {}
+    for line in (tables / "transaction_count_ft.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        counts[row["CustomerID"]] = row
+    prices: dict[str, list[dict]] = {}
+    for line in (tables / "product_3minute_max_price_ft.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        prices.setdefault(row["Product"], []).append(row)
+    requests = [{"CustomerID": 1240, "TransactionTimestamp": "2026-11-22T10:19:05.123Z",
+                 "Product": "Product A", "Amount": 132.75}]
+    start, end = ms(STREAM_END) - 30 * 60_000, ms(STREAM_END) + 5 * 60_000
+    while len(requests) < 64:
+        product = PRODUCTS[int(rng.choice(len(PRODUCTS), p=PRODUCT_WEIGHTS))]
+        customer = 1299 if len(requests) % 16 == 5 else int(rng.choice(CUSTOMERS))  # 1299: unknown
+        amount = round(draw_amount(rng, product, bool(rng.random() < 0.3), True), 2)
+        requests.append({"CustomerID": customer, "TransactionTimestamp": iso(int(rng.integers(start, end))),
+                         "Product": product, "Amount": amount})
+    joined = [join_request(r, counts, prices) for r in requests]
+    assert all(j is not None for j in joined)
+    out = {"columns": ["CustomerID", "TransactionTimestamp", "Product", "Amount"],
+           "data": [[r["CustomerID"], r["TransactionTimestamp"], r["Product"], r["Amount"]] for r in requests],
+           "joined": {"columns": INPUT_COLUMNS, "data": [input_row(j) for j in joined]}}
+    for version, session in sessions.items():
+        label, proba = run(session, joined)
+        out[f"v{version}"] = {"label": [int(v) for v in label],
+                              "probabilities": [[float(a), float(b)] for a, b in proba]}
+    write_json(path, out)
 
 
 # --------------------------------------------------------------------------- feature tables, fixtures
@@ -475,6 +564,7 @@ def main() -> None:
           f"risky share {np.mean([r['Label'] for r in rows]):.3f}")
 
     metrics = {}
+    sessions = {}
     for version, data in ((1, pre), (2, post)):
         cut = int(len(data) * (1 - HOLDOUT_SHARE))  # time-ordered split: hold out the latest rows
         train, held = data[:cut], data[cut:]
@@ -488,6 +578,7 @@ def main() -> None:
                   dict(zip(FEATURE_NAMES, np.round(model.feature_importances_, 3).tolist())))
         onnx_model = export(model, version)
         session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+        sessions[version] = session
         # The ONNX graph must agree with sklearn on the same float32 features.
         xs = to_matrix(held)
         _, proba = run(session, held)
@@ -502,6 +593,8 @@ def main() -> None:
 
     (args.out / MODEL_NAME / "aliases.yaml").write_text("champion: 1\nchallenger: 2\n")
     write_feature_tables(args.out / "feature_tables", rows)
+    write_join_fixture(args.fixtures / "transactions_join_cases.json", args.out / "feature_tables", sessions,
+                       np.random.default_rng(SEED + 100))
     print("metrics:", json.dumps(metrics))
 
 

@@ -30,6 +30,10 @@ pub enum RequestError {
     /// The endpoint has no loaded model yet, or the server is shutting down.
     #[error("{0}")]
     Unavailable(String),
+    /// The body is well-formed but cannot be scored as asked: a feature the policy rejects
+    /// when it is missing or stale, or a null the model cannot take.
+    #[error("{0}")]
+    Unprocessable(String),
     /// The engine failed on input that passed validation.
     #[error("{0}")]
     Internal(String),
@@ -39,6 +43,7 @@ impl RequestError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Malformed(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -53,7 +58,7 @@ impl RequestError {
         match self {
             // MLflow's scoring server answers unparseable bodies with BAD_REQUEST too.
             Self::Malformed(_) => "BAD_REQUEST",
-            Self::BadRequest(_) => "BAD_REQUEST",
+            Self::BadRequest(_) | Self::Unprocessable(_) => "BAD_REQUEST",
             Self::NotFound(_) => "RESOURCE_DOES_NOT_EXIST",
             Self::UnsupportedMediaType(_) => "BAD_REQUEST",
             // Not REQUEST_LIMIT_EXCEEDED: MLflow and Databricks clients read that as 429

@@ -507,13 +507,23 @@ pub fn score(
     let t0 = Instant::now();
     let queued = (t0 - submitted).as_secs_f64();
     let no_arm = |e: RequestError| (Failure::from(e), String::new());
-    let (frame, v2_req) = match &plan.format {
-        Format::MlflowJson => (mlflow::decode_json(body).map_err(no_arm)?.frame, None),
-        Format::MlflowCsv => (mlflow::decode_csv(body).map_err(no_arm)?.frame, None),
+    let (frame, v2_req, echo) = match &plan.format {
+        Format::MlflowJson => {
+            let req = mlflow::decode_json(body).map_err(no_arm)?;
+            // `params: {"return_features": true}` echoes the joined features (debugging).
+            let echo = req
+                .params
+                .as_ref()
+                .and_then(|p| p.get("return_features"))
+                .and_then(serde_json::Value::as_bool)
+                == Some(true);
+            (req.frame, None, echo)
+        }
+        Format::MlflowCsv => (mlflow::decode_csv(body).map_err(no_arm)?.frame, None, false),
         Format::V2 { .. } => {
             let mut req = v2::decode(body).map_err(no_arm)?;
             let frame = std::mem::take(&mut req.frame);
-            (frame, Some(req))
+            (frame, Some(req), false)
         }
     };
     frame.validate(plan.max_rows).map_err(no_arm)?;
@@ -539,8 +549,8 @@ pub fn score(
                     name,
                 )
             };
-            let outputs = entity
-                .infer_ignoring(worker, &frame, ignore)
+            let (outputs, joined) = entity
+                .infer_joined(worker, &frame, ignore, echo)
                 .map_err(failed)?;
             // Encoders index outputs by row: a model whose outputs are not one row per input
             // row is refused here, not by a panic.
@@ -557,6 +567,10 @@ pub fn score(
                 None => {
                     buf.extend_from_slice(b"{\"predictions\":");
                     entity.outputs.write_predictions(&outputs, rows, &mut buf);
+                    if let Some(joined) = &joined {
+                        buf.extend_from_slice(b",\"features\":");
+                        crate::features::join::write_records(&joined.env, rows, &mut buf);
+                    }
                     buf.push(b'}');
                 }
                 Some(req) => v2::write_response(

@@ -6,6 +6,7 @@
 pub mod endpoint;
 pub mod engine;
 pub mod error;
+pub mod features;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
@@ -46,6 +47,8 @@ pub enum StartError {
     Load { endpoint: String, message: String },
     #[error(transparent)]
     State(#[from] crate::endpoint::persist::PersistError),
+    #[error(transparent)]
+    Features(#[from] crate::features::embedded::LoadError),
     #[error("the endpoint state file holds an invalid endpoint '{endpoint}': {message}")]
     SavedEndpoint { endpoint: String, message: String },
     #[error("cannot listen on {addr}: {source}")]
@@ -108,6 +111,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         _ => Arc::new(FileRegistry::new(settings.registry.path.clone()).with_settle(settle)),
     };
     info!("registry: {}", registry.describe());
+    let store = open_store(&settings).await?;
     let updater = Arc::new(Updater {
         registry,
         engines,
@@ -115,6 +119,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         inference: settings.inference.clone(),
         default_engine: settings.engine.default,
         metrics: metrics.clone(),
+        store,
     });
     let (endpoints, tables_changed) = initial_endpoints(&settings, &metrics)?;
     {
@@ -179,6 +184,24 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         listener,
         settings,
     })
+}
+
+/// The embedded online store of `features.tables`, loaded now (a bad file stops the start).
+async fn open_store(
+    settings: &Settings,
+) -> Result<Option<Arc<dyn crate::features::store::OnlineStore>>, StartError> {
+    let tables = settings.features.tables.clone();
+    if tables.is_empty() {
+        return Ok(None);
+    }
+    let store =
+        tokio::task::spawn_blocking(move || crate::features::embedded::EmbeddedStore::open(tables))
+            .await
+            .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
+    for (table, rows) in store.sizes() {
+        info!(table = %table, rows, "feature table loaded");
+    }
+    Ok(Some(Arc::new(store)))
 }
 
 /// The endpoints to serve: the config file's, then the state file's (endpoints created or

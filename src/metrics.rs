@@ -30,6 +30,8 @@ pub struct Metrics {
     pub shadow_requests: IntCounterVec,
     pub shadow_duration: HistogramVec,
     pub config_updates: IntCounterVec,
+    pub feature_values: IntCounterVec,
+    pub feature_lookup_duration: HistogramVec,
     /// Live users of each served entity's series and of each `served_model_info` series: two
     /// configs can share them, and only the last to go removes them.
     users: std::sync::Mutex<std::collections::HashMap<Vec<String>, usize>>,
@@ -224,6 +226,23 @@ impl Metrics {
             &["endpoint", "outcome"],
         )
         .expect("valid metric");
+        let feature_values = IntCounterVec::new(
+            Opts::new(
+                "modelgate_feature_values_total",
+                "Looked-up feature values by outcome: present, request (sent by the caller), missing, stale, timed_out, and defaulted (a missing or stale value replaced by its default).",
+            ),
+            &["table", "feature", "outcome"],
+        )
+        .expect("valid metric");
+        let feature_lookup_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "modelgate_feature_lookup_duration_seconds",
+                "Time of one request's batched lookup in the online store.",
+            )
+            .buckets(latency_buckets()),
+            &["store"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(request_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(stage_duration.clone()),
@@ -242,6 +261,8 @@ impl Metrics {
             Box::new(shadow_requests.clone()),
             Box::new(shadow_duration.clone()),
             Box::new(config_updates.clone()),
+            Box::new(feature_values.clone()),
+            Box::new(feature_lookup_duration.clone()),
         ] {
             registry
                 .register(c)
@@ -266,6 +287,8 @@ impl Metrics {
             shadow_requests,
             shadow_duration,
             config_updates,
+            feature_values,
+            feature_lookup_duration,
             users: Default::default(),
         }
     }

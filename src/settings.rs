@@ -37,7 +37,15 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub inference: InferenceSettings,
     pub control: ControlSettings,
+    pub features: FeatureSettings,
     pub endpoints: Vec<EndpointSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeatureSettings {
+    /// Online tables of the embedded store, each loaded from a snapshot file at start.
+    pub tables: Vec<crate::features::store::TableSettings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

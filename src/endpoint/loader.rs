@@ -13,6 +13,8 @@ use crate::engine::binding::InputBinding;
 use crate::engine::outputs::{check_rows, OutputMapping};
 use crate::engine::pool::InferencePool;
 use crate::engine::{EngineChoice, EngineError, Engines};
+use crate::features::join::JoinPlan;
+use crate::features::store::OnlineStore;
 use crate::protocol::mlflow;
 use crate::registry::{Registry, RegistryError};
 use crate::settings::{InferenceSettings, ServedEntitySettings};
@@ -33,6 +35,12 @@ pub enum LoadError {
     Validation { context: String, message: String },
     #[error("{0}")]
     Misfit(String),
+    #[error("{context}: its feature spec ({file}) does not compile: {message}")]
+    Features {
+        context: String,
+        file: &'static str,
+        message: String,
+    },
 }
 
 pub struct LoadContext<'a> {
@@ -43,6 +51,9 @@ pub struct LoadContext<'a> {
     pub default_engine: EngineChoice,
     /// The version being replaced, which the new one must fit (same request contract).
     pub replaces: Option<&'a ServedEntity>,
+    /// Where looked-up features come from, for versions with a feature spec.
+    pub store: Option<&'a Arc<dyn OnlineStore>>,
+    pub metrics: Option<&'a crate::metrics::Metrics>,
 }
 
 /// What a load took, for logs and metrics.
@@ -77,6 +88,23 @@ pub fn load_served_entity(
             }
         })?;
     let outputs = OutputMapping::compile(loaded.outputs());
+    let features = match &mv.feature_spec {
+        None => None,
+        Some(spec) => {
+            let features_error = |message: String| LoadError::Features {
+                context: context.clone(),
+                file: crate::registry::file::FEATURE_SPEC_FILE,
+                message,
+            };
+            let store = ctx.store.ok_or_else(|| {
+                features_error(
+                    "it looks features up, and no online store is configured (features.tables)"
+                        .into(),
+                )
+            })?;
+            Some(JoinPlan::compile(spec, store.clone(), ctx.metrics).map_err(features_error)?)
+        }
+    };
     let alias = (cfg.entity_version != version).then(|| cfg.entity_version.clone());
     let entity = Arc::new(ServedEntity {
         name: cfg.served_name(),
@@ -90,6 +118,7 @@ pub fn load_served_entity(
         signature: mv.signature.clone(),
         input_example: mv.input_example.clone(),
         live: super::LiveGuard::new(),
+        features,
         loaded_at: SystemTime::now(),
     });
     let fail = |message: String| LoadError::Validation {

@@ -42,6 +42,8 @@ pub struct ServedEntity {
     pub input_example: Option<Vec<u8>>,
     pub loaded_at: SystemTime,
     pub live: LiveGuard,
+    /// The version's feature spec compiled against the online store, when it has one.
+    pub features: Option<crate::features::join::JoinPlan>,
 }
 
 /// Model versions loaded in this process now (served, loading, or finishing requests).
@@ -407,6 +409,30 @@ impl ServedEntity {
         self.infer_ignoring(worker, frame, None)
     }
 
+    /// Joins the version's features (when it has a feature spec), binds and runs; with `echo`,
+    /// also the joined columns.
+    pub fn infer_joined(
+        &self,
+        worker: usize,
+        frame: &crate::protocol::frame::Frame,
+        ignore: Option<&str>,
+        echo: bool,
+    ) -> crate::error::RequestResult<(
+        Vec<crate::engine::NamedTensor>,
+        Option<crate::features::join::Joined>,
+    )> {
+        let Some(plan) = &self.features else {
+            return Ok((self.infer_ignoring(worker, frame, ignore)?, None));
+        };
+        let joined = plan.join(frame, ignore)?;
+        let inputs = self.binding.bind(&joined.frame)?;
+        let outputs = self
+            .loaded
+            .run(worker, inputs)
+            .map_err(|e| crate::error::RequestError::Internal(e.to_string()))?;
+        Ok((outputs, echo.then_some(joined)))
+    }
+
     /// As [`ServedEntity::infer`], where the frame may also carry `ignore` (a routing key
     /// column) that the model does not take.
     pub fn infer_ignoring(
@@ -415,6 +441,9 @@ impl ServedEntity {
         frame: &crate::protocol::frame::Frame,
         ignore: Option<&str>,
     ) -> crate::error::RequestResult<Vec<crate::engine::NamedTensor>> {
+        if self.features.is_some() {
+            return Ok(self.infer_joined(worker, frame, ignore, false)?.0);
+        }
         let inputs = self.binding.bind_ignoring(frame, ignore)?;
         self.loaded
             .run(worker, inputs)

@@ -67,6 +67,8 @@ pub struct Updater {
     pub inference: InferenceSettings,
     pub default_engine: EngineChoice,
     pub metrics: Arc<Metrics>,
+    /// The online store of versions with a feature spec.
+    pub store: Option<Arc<dyn crate::features::store::OnlineStore>>,
 }
 
 fn now() -> f64 {
@@ -176,6 +178,8 @@ impl Updater {
             inference: &self.inference,
             default_engine: self.default_engine,
             replaces: current.as_deref(),
+            store: self.store.as_ref(),
+            metrics: Some(&self.metrics),
         };
         let cfg = &slot.settings;
         let started = std::time::Instant::now();

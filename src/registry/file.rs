@@ -140,6 +140,9 @@ fn read_text(path: &Path) -> Result<String, RegistryError> {
     })
 }
 
+/// The version's feature spec, beside `MLmodel` (see [`crate::features::spec`]).
+pub const FEATURE_SPEC_FILE: &str = "feature_spec.yaml";
+
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, RegistryError> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
@@ -242,6 +245,14 @@ pub fn load_model_dir(
             path: expected_path,
             message: e.to_string(),
         })?;
+    let spec_path = dir.join(FEATURE_SPEC_FILE);
+    let feature_spec = read_optional(&spec_path)?
+        .map(|b| serde_yaml::from_slice(&b))
+        .transpose()
+        .map_err(|e| RegistryError::Invalid {
+            path: spec_path,
+            message: e.to_string(),
+        })?;
     Ok(ModelVersion {
         model: model.to_owned(),
         version: version.to_owned(),
@@ -251,6 +262,7 @@ pub fn load_model_dir(
         onnx,
         input_example,
         expected_output,
+        feature_spec,
     })
 }
 

@@ -45,6 +45,8 @@ pub struct ModelVersion {
     pub input_example: Option<Vec<u8>>,
     /// `{"predictions": ...}` expected for the input example.
     pub expected_output: Option<serde_json::Value>,
+    /// What the version needs looked up or computed beyond the request (`feature_spec.yaml`).
+    pub feature_spec: Option<crate::features::spec::FeatureSpec>,
 }
 
 /// A source of model versions.

@@ -64,6 +64,14 @@ pub fn try_start(
 ) -> Result<Gateway, String> {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
+    // The demo versions look features up: every run gets the demo's online tables unless the
+    // config names its own.
+    let config_yaml = if config_yaml.contains("\nfeatures:") || config_yaml.starts_with("features:")
+    {
+        config_yaml.to_owned()
+    } else {
+        format!("{}{config_yaml}", demo_feature_tables())
+    };
     std::fs::write(&config, config_yaml).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelgate"));
     cmd.args([
@@ -125,6 +133,16 @@ pub fn try_start(
         stderr: stderr_buf,
         _dir: dir,
     })
+}
+
+/// The `features:` section of the demo's online tables (the files `models/train.py` writes).
+pub fn demo_feature_tables() -> String {
+    let dir = demo_registry().join("feature_tables");
+    format!(
+        "features:\n  tables:\n    - {{name: transaction_count_ft, path: {}, primary_keys: [CustomerID], event_timestamp: eventTimestamp}}\n    - {{name: product_3minute_max_price_ft, path: {}, primary_keys: [Product], timestamp_key: LookupTimestamp}}\n",
+        dir.join("transaction_count_ft.jsonl").display(),
+        dir.join("product_3minute_max_price_ft.jsonl").display()
+    )
 }
 
 /// A config serving the demo registry with the given endpoints YAML (a list under `endpoints:`).

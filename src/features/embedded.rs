@@ -1,0 +1,420 @@
+//! The embedded online store: tables held in process, loaded from snapshot files (JSON Lines or
+//! CSV). A load builds every table aside and publishes them with one atomic store, so lookups
+//! never see a half-loaded table.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::expr::{parse_timestamp, Value};
+use super::store::{key_text, Found, OnlineStore, Query, StoreError, TableSettings, KEY_SEPARATOR};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("feature table '{table}': cannot read {path}: {message}")]
+    Read {
+        table: String,
+        path: String,
+        message: String,
+    },
+    #[error("feature table '{table}': {path} line {line}: {message}")]
+    Row {
+        table: String,
+        path: String,
+        line: usize,
+        message: String,
+    },
+}
+
+struct Row {
+    as_of: Option<i64>,
+    event_ms: Option<i64>,
+    values: Vec<Value>,
+}
+
+struct Table {
+    columns: Vec<String>,
+    /// Key text -> rows, oldest first (one row without a timestamp key).
+    rows: HashMap<String, Vec<Row>>,
+}
+
+pub struct EmbeddedStore {
+    settings: Vec<TableSettings>,
+    tables: ArcSwap<HashMap<String, Arc<Table>>>,
+}
+
+impl EmbeddedStore {
+    /// Loads every table's snapshot file; any bad file fails the whole load.
+    pub fn open(settings: Vec<TableSettings>) -> Result<Self, LoadError> {
+        let store = Self {
+            settings,
+            tables: ArcSwap::from_pointee(HashMap::new()),
+        };
+        store.reload()?;
+        Ok(store)
+    }
+
+    /// Reads every snapshot again and publishes the new tables at once; on error the old stay.
+    pub fn reload(&self) -> Result<(), LoadError> {
+        let mut tables = HashMap::new();
+        for t in &self.settings {
+            tables.insert(t.name.clone(), Arc::new(load_table(t)?));
+        }
+        self.tables.store(Arc::new(tables));
+        Ok(())
+    }
+
+    /// Rows per table, for logs.
+    pub fn sizes(&self) -> Vec<(String, usize)> {
+        let tables = self.tables.load();
+        let mut v: Vec<(String, usize)> = tables
+            .iter()
+            .map(|(n, t)| (n.clone(), t.rows.values().map(Vec::len).sum()))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn json_value(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => n.as_f64().map_or(Value::Null, Value::Float),
+        },
+        serde_json::Value::String(s) => Value::String(s.clone()),
+        _ => Value::Null,
+    }
+}
+
+fn csv_value(s: &str) -> Value {
+    if s.is_empty() {
+        Value::Null
+    } else if let Ok(i) = s.parse::<i64>() {
+        Value::Int(i)
+    } else if let Ok(f) = s.parse::<f64>() {
+        Value::Float(f)
+    } else if s == "true" || s == "false" {
+        Value::Bool(s == "true")
+    } else {
+        Value::String(s.to_owned())
+    }
+}
+
+/// A timestamp cell: ISO 8601 text, or milliseconds since the epoch.
+fn time_of(v: &Value) -> Option<i64> {
+    match v {
+        Value::String(s) => parse_timestamp(s),
+        Value::Int(i) | Value::Timestamp(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn load_table(t: &TableSettings) -> Result<Table, LoadError> {
+    let path = t.path.display().to_string();
+    let read_err = |message: String| LoadError::Read {
+        table: t.name.clone(),
+        path: path.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&t.path).map_err(|e| read_err(e.to_string()))?;
+    let records: Vec<(usize, Vec<(String, Value)>)> = if is_csv(&t.path) {
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|e| read_err(e.to_string()))?
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        let mut out = Vec::new();
+        for (i, rec) in reader.records().enumerate() {
+            let rec = rec.map_err(|e| LoadError::Row {
+                table: t.name.clone(),
+                path: path.clone(),
+                line: i + 2,
+                message: e.to_string(),
+            })?;
+            out.push((
+                i + 2,
+                header
+                    .iter()
+                    .cloned()
+                    .zip(rec.iter().map(csv_value))
+                    .collect(),
+            ));
+        }
+        out
+    } else {
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let row: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+                .map_err(|e| LoadError::Row {
+                    table: t.name.clone(),
+                    path: path.clone(),
+                    line: i + 1,
+                    message: format!("not a JSON object: {e}"),
+                })?;
+            out.push((
+                i + 1,
+                row.iter()
+                    .map(|(k, v)| (k.clone(), json_value(v)))
+                    .collect(),
+            ));
+        }
+        out
+    };
+    let mut columns: Vec<String> = Vec::new();
+    for (_, rec) in &records {
+        for (k, _) in rec {
+            if !columns.contains(k) {
+                columns.push(k.clone());
+            }
+        }
+    }
+    let event_col = t.event_timestamp.as_ref().or(t.timestamp_key.as_ref());
+    let mut rows: HashMap<String, Vec<Row>> = HashMap::new();
+    for (line, rec) in records {
+        let row_err = |message: String| LoadError::Row {
+            table: t.name.clone(),
+            path: path.clone(),
+            line,
+            message,
+        };
+        let get = |name: &str| rec.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let mut key = String::new();
+        for (i, k) in t.primary_keys.iter().enumerate() {
+            let v = get(k)
+                .filter(|v| !v.is_null())
+                .ok_or_else(|| row_err(format!("no value for key column '{k}'")))?;
+            if i > 0 {
+                key.push(KEY_SEPARATOR);
+            }
+            key_text(v, &mut key);
+        }
+        let as_of = match &t.timestamp_key {
+            Some(c) => Some(get(c).and_then(time_of).ok_or_else(|| {
+                row_err(format!(
+                    "'{c}' is not a timestamp (ISO 8601 or epoch milliseconds)"
+                ))
+            })?),
+            None => None,
+        };
+        let event_ms = event_col.and_then(|c| get(c)).and_then(time_of);
+        let values = columns
+            .iter()
+            .map(|c| get(c).cloned().unwrap_or(Value::Null))
+            .collect();
+        let row = Row {
+            as_of,
+            event_ms,
+            values,
+        };
+        let entry = rows.entry(key).or_default();
+        if as_of.is_some() {
+            entry.push(row);
+        } else {
+            *entry = vec![row];
+        }
+    }
+    for list in rows.values_mut() {
+        list.sort_by_key(|r| r.as_of);
+    }
+    Ok(Table { columns, rows })
+}
+
+fn is_csv(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
+impl OnlineStore for EmbeddedStore {
+    fn lookup(
+        &self,
+        queries: &[Query<'_>],
+        columns: &[&[String]],
+    ) -> Result<Vec<Option<Found>>, StoreError> {
+        let tables = self.tables.load();
+        queries
+            .iter()
+            .zip(columns)
+            .map(|(q, cols)| {
+                let table = tables
+                    .get(q.table)
+                    .ok_or_else(|| StoreError::UnknownTable(q.table.to_owned()))?;
+                let Some(rows) = table.rows.get(q.key) else {
+                    return Ok(None);
+                };
+                let row = match q.as_of {
+                    // Newest row at or before the time.
+                    Some(t) => {
+                        let n = rows.partition_point(|r| r.as_of.is_none_or(|a| a <= t));
+                        n.checked_sub(1).map(|i| &rows[i])
+                    }
+                    None => rows.last(),
+                };
+                Ok(row.map(|row| Found {
+                    values: cols
+                        .iter()
+                        .map(|c| {
+                            table
+                                .columns
+                                .iter()
+                                .position(|x| x == c)
+                                .map_or(Value::Null, |i| row.values[i].clone())
+                        })
+                        .collect(),
+                    event_ms: row.event_ms,
+                }))
+            })
+            .collect()
+    }
+
+    fn columns(&self, table: &str) -> Option<Vec<String>> {
+        self.tables.load().get(table).map(|t| t.columns.clone())
+    }
+
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(dir: &Path, name: &str, body: &str, keys: &[&str], ts: Option<&str>) -> TableSettings {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        TableSettings {
+            name: name.split('.').next().unwrap().into(),
+            path,
+            primary_keys: keys.iter().map(|k| k.to_string()).collect(),
+            timestamp_key: ts.map(str::to_owned),
+            event_timestamp: None,
+        }
+    }
+
+    fn one(
+        store: &EmbeddedStore,
+        table: &str,
+        key: &str,
+        as_of: Option<i64>,
+        col: &str,
+    ) -> Option<Value> {
+        let cols = vec![col.to_owned()];
+        store
+            .lookup(&[Query { table, key, as_of }], &[&cols])
+            .unwrap()
+            .pop()
+            .unwrap()
+            .map(|f| f.values[0].clone())
+    }
+
+    #[test]
+    fn latest_and_as_of_lookups_from_jsonl_and_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let counts = table(
+            dir.path(),
+            "counts.jsonl",
+            "{\"CustomerID\": 1234, \"n\": 2}\n\n{\"CustomerID\": 1234, \"n\": 5}\n{\"CustomerID\": 1235, \"n\": 1}\n",
+            &["CustomerID"],
+            None,
+        );
+        let prices = table(
+            dir.path(),
+            "prices.csv",
+            "Product,LookupTimestamp,Max\nProduct A,2026-11-22T10:00:00Z,10.5\nProduct A,2026-11-22T10:02:00Z,12\nProduct B,2026-11-22T10:01:00Z,7\n",
+            &["Product"],
+            Some("LookupTimestamp"),
+        );
+        let store = EmbeddedStore::open(vec![counts, prices]).unwrap();
+        assert_eq!(
+            one(&store, "counts", "1234", None, "n"),
+            Some(Value::Int(5))
+        );
+        assert_eq!(one(&store, "counts", "9999", None, "n"), None);
+        assert_eq!(
+            one(&store, "counts", "1235", None, "missing"),
+            Some(Value::Null)
+        );
+        let t = |s: &str| parse_timestamp(s);
+        assert_eq!(
+            one(
+                &store,
+                "prices",
+                "Product A",
+                t("2026-11-22T10:01:59Z"),
+                "Max"
+            ),
+            Some(Value::Float(10.5))
+        );
+        assert_eq!(
+            one(
+                &store,
+                "prices",
+                "Product A",
+                t("2026-11-22T10:02:00Z"),
+                "Max"
+            ),
+            Some(Value::Int(12))
+        );
+        assert_eq!(
+            one(
+                &store,
+                "prices",
+                "Product A",
+                t("2026-11-22T09:59:00Z"),
+                "Max"
+            ),
+            None
+        );
+        assert!(matches!(
+            store.lookup(
+                &[Query {
+                    table: "nope",
+                    key: "1",
+                    as_of: None
+                }],
+                &[&[]]
+            ),
+            Err(StoreError::UnknownTable(_))
+        ));
+        assert_eq!(
+            store.sizes(),
+            vec![("counts".into(), 2), ("prices".into(), 3)]
+        );
+    }
+
+    #[test]
+    fn bad_files_name_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table(
+            dir.path(),
+            "t.jsonl",
+            "{\"k\": 1}\nnot json\n",
+            &["k"],
+            None,
+        );
+        let e = EmbeddedStore::open(vec![t]).err().unwrap().to_string();
+        assert!(
+            e.contains("t.jsonl line 2") && e.contains("not a JSON object"),
+            "{e}"
+        );
+        let t = table(dir.path(), "u.jsonl", "{\"x\": 1}\n", &["k"], None);
+        let e = EmbeddedStore::open(vec![t]).err().unwrap().to_string();
+        assert!(e.contains("line 1") && e.contains("key column 'k'"), "{e}");
+        let mut t = table(dir.path(), "v.jsonl", "", &["k"], None);
+        t.path = dir.path().join("absent.jsonl");
+        let e = EmbeddedStore::open(vec![t]).err().unwrap().to_string();
+        assert!(
+            e.contains("cannot read") && e.contains("absent.jsonl"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,641 @@
+//! The join: a feature spec compiled into a plan when a version loads, then per request one
+//! batched lookup in the online store, the missing-value policies, the on-demand functions, and
+//! the frame of the columns the model takes, in order.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::expr::{parse_timestamp, Expr, Type, Value};
+use super::spec::{policy, FeatureSpec, Policy};
+use super::store::{key_text, OnlineStore, Query, StoreError, KEY_SEPARATOR};
+use crate::error::{RequestError, RequestResult};
+use crate::protocol::frame::{Column, ColumnData, Frame};
+
+/// Per-feature outcome counters, looked up once when the plan compiles.
+pub struct FeatureCounters {
+    pub present: prometheus::IntCounter,
+    pub from_request: prometheus::IntCounter,
+    pub defaulted: prometheus::IntCounter,
+    pub missing: prometheus::IntCounter,
+    pub stale: prometheus::IntCounter,
+    pub timed_out: prometheus::IntCounter,
+}
+
+impl FeatureCounters {
+    fn new(m: &crate::metrics::Metrics, table: &str, feature: &str) -> Self {
+        let c = |outcome: &str| {
+            m.feature_values
+                .with_label_values(&[table, feature, outcome])
+        };
+        Self {
+            present: c("present"),
+            from_request: c("request"),
+            defaulted: c("defaulted"),
+            missing: c("missing"),
+            stale: c("stale"),
+            timed_out: c("timed_out"),
+        }
+    }
+}
+
+struct PlannedFeature {
+    output: String,
+    ty: Type,
+    default: Value,
+    policy: Policy,
+    max_age_ms: Option<i64>,
+    counters: Option<FeatureCounters>,
+}
+
+struct PlannedLookup {
+    table: String,
+    keys: Vec<String>,
+    as_of: Option<String>,
+    features: Vec<PlannedFeature>,
+    columns: Vec<String>,
+}
+
+struct PlannedFunction {
+    output: String,
+    expr: Expr,
+    args: Vec<String>,
+    ty: Type,
+    default: Value,
+    policy: Policy,
+}
+
+/// A compiled feature spec, bound to its online store.
+pub struct JoinPlan {
+    request: Vec<(String, Type)>,
+    request_ts: Option<String>,
+    lookups: Vec<PlannedLookup>,
+    functions: Vec<PlannedFunction>,
+    model_columns: Vec<(String, Type)>,
+    store: Arc<dyn OnlineStore>,
+    lookup_duration: Option<prometheus::Histogram>,
+}
+
+/// A JSON default as a value of the feature's type.
+fn typed_default(v: &Option<serde_json::Value>, ty: Type) -> Result<Value, String> {
+    let Some(v) = v else { return Ok(Value::Null) };
+    let value = match (ty, v) {
+        (_, serde_json::Value::Null) => Some(Value::Null),
+        (Type::Int, serde_json::Value::Number(n)) => n.as_i64().map(Value::Int),
+        (Type::Float, serde_json::Value::Number(n)) => n.as_f64().map(Value::Float),
+        (Type::Bool, serde_json::Value::Bool(b)) => Some(Value::Bool(*b)),
+        (Type::String, serde_json::Value::String(s)) => Some(Value::String(s.clone())),
+        (Type::Timestamp, serde_json::Value::String(s)) => parse_timestamp(s).map(Value::Timestamp),
+        _ => None,
+    };
+    value.ok_or_else(|| format!("default {v} is not a {ty}"))
+}
+
+/// A value as `ty`: ints widen to floats, integral floats narrow to ints, text parses as a
+/// timestamp; anything else is `None`.
+fn coerce(v: Value, ty: Type) -> Option<Value> {
+    match (ty, v) {
+        (_, Value::Null) => Some(Value::Null),
+        (Type::Int, Value::Int(i)) => Some(Value::Int(i)),
+        (Type::Int, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            Some(Value::Int(f as i64))
+        }
+        (Type::Float, Value::Int(i)) => Some(Value::Float(i as f64)),
+        (Type::Float, Value::Float(f)) => Some(Value::Float(f)),
+        (Type::Bool, Value::Bool(b)) => Some(Value::Bool(b)),
+        (Type::String, Value::String(s)) => Some(Value::String(s)),
+        (Type::Timestamp, Value::Timestamp(t) | Value::Int(t)) => Some(Value::Timestamp(t)),
+        (Type::Timestamp, Value::String(s)) => parse_timestamp(&s).map(Value::Timestamp),
+        _ => None,
+    }
+}
+
+impl JoinPlan {
+    /// Checks the spec against itself and the store, and compiles its functions.
+    pub fn compile(
+        spec: &FeatureSpec,
+        store: Arc<dyn OnlineStore>,
+        metrics: Option<&crate::metrics::Metrics>,
+    ) -> Result<JoinPlan, String> {
+        let mut known: Vec<(String, Type)> = Vec::new();
+        let add = |known: &mut Vec<(String, Type)>, name: &str, ty: Type, what: &str| {
+            if known.iter().any(|(n, _)| n == name) {
+                return Err(format!("{what} '{name}' is defined twice"));
+            }
+            known.push((name.to_owned(), ty));
+            Ok(())
+        };
+        for c in &spec.request_columns {
+            add(&mut known, &c.name, c.ty, "request column")?;
+        }
+        let request = known.clone();
+        let request_type = |name: &str| request.iter().find(|(n, _)| n == name).map(|(_, t)| *t);
+        if let Some(ts) = &spec.request_timestamp {
+            if request_type(ts) != Some(Type::Timestamp) {
+                return Err(format!(
+                    "request_timestamp '{ts}' is not a request column of type timestamp"
+                ));
+            }
+        }
+        let mut lookups = Vec::new();
+        for (i, l) in spec.lookups.iter().enumerate() {
+            let at = format!("lookups[{i}] (table '{}')", l.table);
+            let table_columns = store
+                .columns(&l.table)
+                .ok_or_else(|| format!("{at}: the online store has no table '{}'", l.table))?;
+            for k in &l.lookup_key {
+                if request_type(k).is_none() {
+                    return Err(format!("{at}: lookup key '{k}' is not a request column"));
+                }
+            }
+            if let Some(ts) = &l.timestamp_lookup_key {
+                if request_type(ts) != Some(Type::Timestamp) {
+                    return Err(format!("{at}: timestamp_lookup_key '{ts}' is not a request column of type timestamp"));
+                }
+            }
+            let mut features = Vec::new();
+            for f in &l.features {
+                if !table_columns.contains(&f.name) {
+                    return Err(format!(
+                        "{at}: the table has no column '{}' (columns: {})",
+                        f.name,
+                        table_columns.join(", ")
+                    ));
+                }
+                add(&mut known, f.output(), f.ty, "feature")?;
+                let default = typed_default(&f.default, f.ty)
+                    .map_err(|e| format!("{at}: feature '{}': {e}", f.name))?;
+                features.push(PlannedFeature {
+                    output: f.output().to_owned(),
+                    ty: f.ty,
+                    policy: policy(f.on_missing, &f.default),
+                    default,
+                    max_age_ms: f.max_age_seconds.map(|s| (s * 1000.0) as i64),
+                    counters: metrics.map(|m| FeatureCounters::new(m, &l.table, f.output())),
+                });
+            }
+            lookups.push(PlannedLookup {
+                table: l.table.clone(),
+                keys: l.lookup_key.clone(),
+                as_of: l.timestamp_lookup_key.clone(),
+                columns: l.features.iter().map(|f| f.name.clone()).collect(),
+                features,
+            });
+        }
+        let mut functions = Vec::new();
+        for f in &spec.functions {
+            let at = format!("function '{}'", f.name);
+            // Inputs by their binding names first, then every column so far by its own name.
+            let mut vars: Vec<(String, Type)> = Vec::new();
+            let mut args: Vec<String> = Vec::new();
+            for (param, column) in &f.inputs {
+                let ty = known
+                    .iter()
+                    .find(|(n, _)| n == column)
+                    .map(|(_, t)| *t)
+                    .ok_or_else(|| format!("{at}: input '{param}' names '{column}', which is no request column, feature or earlier function"))?;
+                vars.push((param.clone(), ty));
+                args.push(column.clone());
+            }
+            for (n, t) in &known {
+                if !vars.iter().any(|(v, _)| v == n) {
+                    vars.push((n.clone(), *t));
+                    args.push(n.clone());
+                }
+            }
+            let expr = Expr::compile(&f.expression, &vars).map_err(|e| format!("{at}: {e}"))?;
+            if expr.ty != f.ty && !(expr.ty == Type::Int && f.ty == Type::Float) {
+                return Err(format!(
+                    "{at}: the expression gives {}, not the declared {}",
+                    expr.ty, f.ty
+                ));
+            }
+            let default = typed_default(&f.default, f.ty).map_err(|e| format!("{at}: {e}"))?;
+            add(&mut known, &f.name, f.ty, "function")?;
+            functions.push(PlannedFunction {
+                output: f.name.clone(),
+                expr,
+                args,
+                ty: f.ty,
+                policy: policy(f.on_null, &f.default),
+                default,
+            });
+        }
+        let mut model_columns = Vec::new();
+        for c in &spec.model_columns {
+            let ty = known
+                .iter()
+                .find(|(n, _)| n == c)
+                .map(|(_, t)| *t)
+                .ok_or_else(|| {
+                    format!("model column '{c}' is no request column, feature or function")
+                })?;
+            model_columns.push((c.clone(), ty));
+        }
+        Ok(JoinPlan {
+            request,
+            request_ts: spec.request_timestamp.clone(),
+            lookups,
+            functions,
+            model_columns,
+            lookup_duration: metrics
+                .map(|m| m.feature_lookup_duration.with_label_values(&[store.kind()])),
+            store,
+        })
+    }
+
+    /// The column names a request may carry.
+    pub fn request_columns(&self) -> Vec<String> {
+        self.request.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The joined frame of the model's columns; with `echo`, also every joined column (for
+    /// `return_features`). `ignore` is a column (the routing key) the request may carry extra.
+    pub fn join(&self, frame: &Frame, ignore: Option<&str>) -> RequestResult<Joined> {
+        let rows = frame.rows();
+        let mut env: Vec<(String, Vec<Value>)> = Vec::new();
+        for col in &frame.columns {
+            let ty = self
+                .request
+                .iter()
+                .find(|(n, _)| *n == col.name)
+                .map(|(_, t)| *t)
+                .or_else(|| {
+                    self.lookups
+                        .iter()
+                        .flat_map(|l| &l.features)
+                        .find(|f| f.output == col.name)
+                        .map(|f| f.ty)
+                        .or_else(|| {
+                            self.functions
+                                .iter()
+                                .find(|f| f.output == col.name)
+                                .map(|f| f.ty)
+                        })
+                });
+            let Some(ty) = ty else {
+                if Some(col.name.as_str()) == ignore {
+                    continue;
+                }
+                return Err(RequestError::bad(format!(
+                    "unknown input column '{}': the endpoint takes {} (and may override the features it looks up or computes)",
+                    col.name,
+                    self.request_columns().join(", ")
+                )));
+            };
+            env.push((col.name.clone(), request_values(col, ty)?));
+        }
+        let request_time: Option<Vec<Value>> = self
+            .request_ts
+            .as_ref()
+            .and_then(|c| env.iter().find(|(n, _)| n == c))
+            .map(|(_, v)| v.clone());
+        let now = crate::endpoint::now_ms() as i64;
+        // One batch for every table and row that needs a lookup.
+        let mut keys: Vec<(usize, String, Option<i64>)> = Vec::new(); // (lookup, key, as_of)
+        let mut needed = vec![false; self.lookups.len()];
+        for (li, l) in self.lookups.iter().enumerate() {
+            needed[li] = l
+                .features
+                .iter()
+                .any(|f| !env.iter().any(|(n, _)| *n == f.output));
+            if !needed[li] {
+                continue;
+            }
+            let key_cols: Vec<&Vec<Value>> = l
+                .keys
+                .iter()
+                .map(|k| {
+                    env.iter()
+                        .find(|(n, _)| n == k)
+                        .map(|(_, v)| v)
+                        .ok_or_else(|| {
+                            RequestError::bad(format!(
+                                "missing lookup key column '{k}' (for table '{}')",
+                                l.table
+                            ))
+                        })
+                })
+                .collect::<RequestResult<_>>()?;
+            let as_of_col = match &l.as_of {
+                Some(c) => Some(
+                    env.iter()
+                        .find(|(n, _)| n == c)
+                        .map(|(_, v)| v)
+                        .ok_or_else(|| {
+                            RequestError::bad(format!(
+                                "missing timestamp column '{c}' (for table '{}')",
+                                l.table
+                            ))
+                        })?,
+                ),
+                None => None,
+            };
+            for r in 0..rows {
+                let mut key = String::new();
+                for (i, col) in key_cols.iter().enumerate() {
+                    if i > 0 {
+                        key.push(KEY_SEPARATOR);
+                    }
+                    key_text(&col[r], &mut key);
+                }
+                let as_of = as_of_col.map(|c| match &c[r] {
+                    Value::Timestamp(t) => *t,
+                    _ => i64::MAX,
+                });
+                keys.push((li, key, as_of));
+            }
+        }
+        let started = Instant::now();
+        let queries: Vec<Query<'_>> = keys
+            .iter()
+            .map(|(li, key, as_of)| Query {
+                table: &self.lookups[*li].table,
+                key,
+                as_of: *as_of,
+            })
+            .collect();
+        let columns: Vec<&[String]> = keys
+            .iter()
+            .map(|(li, _, _)| self.lookups[*li].columns.as_slice())
+            .collect();
+        let found = if queries.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.store.lookup(&queries, &columns)
+        };
+        if let (Some(h), false) = (&self.lookup_duration, queries.is_empty()) {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+        let timed_out = matches!(found, Err(StoreError::Timeout | StoreError::Unreachable(_)));
+        let found = match found {
+            Ok(f) => f,
+            // Down or late: every looked-up value is missing and follows its policy.
+            Err(StoreError::Timeout | StoreError::Unreachable(_)) => vec![None; queries.len()],
+            Err(e) => return Err(RequestError::Internal(e.to_string())),
+        };
+        let mut next = 0;
+        for (li, l) in self.lookups.iter().enumerate() {
+            if !needed[li] {
+                continue;
+            }
+            let part = &found[next..next + rows];
+            let part_keys = &keys[next..next + rows];
+            next += rows;
+            for (fi, f) in l.features.iter().enumerate() {
+                if env.iter().any(|(n, _)| *n == f.output) {
+                    if let Some(c) = &f.counters {
+                        c.from_request.inc_by(rows as u64);
+                    }
+                    continue;
+                }
+                let mut values = Vec::with_capacity(rows);
+                for r in 0..rows {
+                    let reference = request_time
+                        .as_ref()
+                        .and_then(|t| match t[r] {
+                            Value::Timestamp(ms) => Some(ms),
+                            _ => None,
+                        })
+                        .unwrap_or(now);
+                    let (value, why) = match &part[r] {
+                        None if timed_out => (Value::Null, "timed_out"),
+                        None => (Value::Null, "missing"),
+                        Some(row) => match (f.max_age_ms, row.event_ms) {
+                            (Some(max), Some(at)) if reference.saturating_sub(at) > max => {
+                                (Value::Null, "stale")
+                            }
+                            _ => match coerce(row.values[fi].clone(), f.ty) {
+                                Some(Value::Null) | None => (Value::Null, "missing"),
+                                Some(v) => (v, "present"),
+                            },
+                        },
+                    };
+                    if let Some(c) = &f.counters {
+                        match why {
+                            "present" => c.present.inc(),
+                            "stale" => c.stale.inc(),
+                            "timed_out" => c.timed_out.inc(),
+                            _ => c.missing.inc(),
+                        }
+                    }
+                    if why == "present" {
+                        values.push(value);
+                        continue;
+                    }
+                    values.push(match f.policy {
+                        Policy::Default => {
+                            if let Some(c) = &f.counters {
+                                c.defaulted.inc();
+                            }
+                            f.default.clone()
+                        }
+                        Policy::Null => Value::Null,
+                        Policy::Reject => {
+                            let key = part_keys[r].1.replace(KEY_SEPARATOR, ", ");
+                            let state = match why {
+                                "stale" => format!(
+                                    "is older than its max age of {} s",
+                                    f.max_age_ms.unwrap_or(0) as f64 / 1000.0
+                                ),
+                                "timed_out" => "could not be looked up (the online store did not answer in time)".into(),
+                                _ => "has no value".into(),
+                            };
+                            return Err(RequestError::Unprocessable(format!(
+                                "row {r}: feature '{}' for {}={key} in table '{}' {state}",
+                                f.output,
+                                l.keys.join(", "),
+                                l.table
+                            )));
+                        }
+                    });
+                }
+                env.push((f.output.clone(), values));
+            }
+        }
+        for f in &self.functions {
+            if env.iter().any(|(n, _)| *n == f.output) {
+                continue;
+            }
+            let mut values = Vec::with_capacity(rows);
+            let mut args = Vec::with_capacity(f.args.len());
+            for r in 0..rows {
+                args.clear();
+                // An input the request did not carry (and nothing looked up) is null.
+                for a in &f.args {
+                    args.push(
+                        env.iter()
+                            .find(|(n, _)| n == a)
+                            .map_or(Value::Null, |(_, v)| v[r].clone()),
+                    );
+                }
+                let v = coerce(f.expr.eval(&args), f.ty).unwrap_or(Value::Null);
+                values.push(if v.is_null() {
+                    match f.policy {
+                        Policy::Default => f.default.clone(),
+                        Policy::Null => Value::Null,
+                        Policy::Reject => {
+                            return Err(RequestError::Unprocessable(format!(
+                                "row {r}: on-demand feature '{}' is null (an input is missing or out of its domain)",
+                                f.output
+                            )))
+                        }
+                    }
+                } else {
+                    v
+                });
+            }
+            env.push((f.output.clone(), values));
+        }
+        let mut columns = Vec::with_capacity(self.model_columns.len());
+        for (name, ty) in &self.model_columns {
+            let Some((_, values)) = env.iter().find(|(n, _)| n == name) else {
+                return Err(RequestError::bad(format!("missing input column '{name}'")));
+            };
+            columns.push(model_column(name, *ty, values)?);
+        }
+        Ok(Joined {
+            frame: Frame { columns },
+            env,
+        })
+    }
+}
+
+/// The result of a join: the model's frame, and every column by name (request, looked up,
+/// computed) for `return_features`.
+pub struct Joined {
+    pub frame: Frame,
+    pub env: Vec<(String, Vec<Value>)>,
+}
+
+/// Columns as JSON records, one per row (`return_features`); timestamps as ISO 8601 text.
+pub fn write_records(columns: &[(String, Vec<Value>)], rows: usize, buf: &mut Vec<u8>) {
+    let mut row = serde_json::Map::new();
+    let mut out = Vec::with_capacity(rows);
+    for r in 0..rows {
+        row.clear();
+        for (name, values) in columns {
+            let v = match &values[r] {
+                Value::Null => serde_json::Value::Null,
+                Value::Int(i) => (*i).into(),
+                Value::Float(f) => {
+                    serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+                }
+                Value::Bool(b) => (*b).into(),
+                Value::String(s) => s.clone().into(),
+                Value::Timestamp(ms) => chrono::DateTime::from_timestamp_millis(*ms).map_or(
+                    serde_json::Value::Null,
+                    |t| {
+                        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                            .into()
+                    },
+                ),
+            };
+            row.insert(name.clone(), v);
+        }
+        out.push(serde_json::Value::Object(row.clone()));
+    }
+    let _ = serde_json::to_writer(&mut *buf, &out);
+}
+
+/// A request column's values as `ty`; a value that does not fit is a 400 naming it.
+fn request_values(col: &Column, ty: Type) -> RequestResult<Vec<Value>> {
+    if col.row_width() != 1 {
+        return Err(RequestError::bad(format!(
+            "column '{}' must hold one value per row, not a tensor of shape {:?}",
+            col.name,
+            &col.shape[1..]
+        )));
+    }
+    let raw: Vec<Value> = match &col.data {
+        ColumnData::F64(v) => v.iter().map(|x| Value::Float(*x)).collect(),
+        ColumnData::F32(v) => v.iter().map(|x| Value::Float(f64::from(*x))).collect(),
+        ColumnData::I64(v) => v.iter().map(|x| Value::Int(*x)).collect(),
+        ColumnData::Bool(v) => v.iter().map(|x| Value::Bool(*x)).collect(),
+        ColumnData::Str(v) => v
+            .iter()
+            .map(|s| match ty {
+                // CSV bodies carry every value as text.
+                Type::Int if col.from_text => {
+                    s.parse().map_or(Value::String(s.clone()), Value::Int)
+                }
+                Type::Float if col.from_text => {
+                    s.parse().map_or(Value::String(s.clone()), Value::Float)
+                }
+                Type::Bool if col.from_text => {
+                    s.parse().map_or(Value::String(s.clone()), Value::Bool)
+                }
+                _ => Value::String(s.clone()),
+            })
+            .collect(),
+    };
+    raw.into_iter()
+        .enumerate()
+        .map(|(r, v)| {
+            let shown = format!("{v:?}");
+            coerce(v, ty).ok_or_else(|| {
+                RequestError::bad(format!(
+                    "column '{}' row {r}: {shown} is not a {ty}{}",
+                    col.name,
+                    if ty == Type::Timestamp {
+                        " (ISO 8601, e.g. 2026-11-22T10:19:05Z, or epoch milliseconds)"
+                    } else {
+                        ""
+                    }
+                ))
+            })
+        })
+        .collect()
+}
+
+/// A model column from joined values; a null here cannot be scored.
+fn model_column(name: &str, ty: Type, values: &[Value]) -> RequestResult<Column> {
+    let null = |r: usize| {
+        RequestError::Unprocessable(format!(
+            "row {r}: feature '{name}' is null and the model needs a value (give it a default, or on_missing: default)"
+        ))
+    };
+    let data = match ty {
+        Type::Int | Type::Timestamp => ColumnData::I64(
+            values
+                .iter()
+                .enumerate()
+                .map(|(r, v)| match v {
+                    Value::Int(i) | Value::Timestamp(i) => Ok(*i),
+                    _ => Err(null(r)),
+                })
+                .collect::<RequestResult<_>>()?,
+        ),
+        Type::Float => ColumnData::F64(
+            values
+                .iter()
+                .enumerate()
+                .map(|(r, v)| match v {
+                    Value::Float(f) => Ok(*f),
+                    Value::Int(i) => Ok(*i as f64),
+                    _ => Err(null(r)),
+                })
+                .collect::<RequestResult<_>>()?,
+        ),
+        Type::Bool => ColumnData::Bool(
+            values
+                .iter()
+                .enumerate()
+                .map(|(r, v)| match v {
+                    Value::Bool(b) => Ok(*b),
+                    _ => Err(null(r)),
+                })
+                .collect::<RequestResult<_>>()?,
+        ),
+        Type::String => ColumnData::Str(
+            values
+                .iter()
+                .enumerate()
+                .map(|(r, v)| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(null(r)),
+                })
+                .collect::<RequestResult<_>>()?,
+        ),
+    };
+    Ok(Column::scalar(name, data))
+}
