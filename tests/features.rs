@@ -95,7 +95,7 @@ fn request_values_override_lookups_and_policies_name_key_and_table() {
     let gw = gateway();
     let columns = json!(["CustomerID", "TransactionTimestamp", "Product", "Amount"]);
     let base = json!([1240, "2026-11-22T10:19:05.123Z", "Product A", 132.75]);
-    let looked_up = gw.invoke("v1", &raw(&[base.clone()], &columns));
+    let looked_up = gw.invoke("v1", &raw(std::slice::from_ref(&base), &columns));
     assert_eq!(looked_up.status, 200, "{}", looked_up.text);
     // The caller's own transactionCount wins over the table's.
     let mut cols = columns.as_array().unwrap().clone();
@@ -158,7 +158,7 @@ fn request_values_override_lookups_and_policies_name_key_and_table() {
     );
     assert!(
         r.mlflow_error(400)
-            .contains("unknown input column 'Colour'"),
+            .contains(r#"unknown input column(s) ["Colour"]"#),
         "{}",
         r.text
     );

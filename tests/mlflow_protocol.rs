@@ -142,7 +142,7 @@ fn bad_bodies_get_400_naming_the_problem() {
         (json!([1, 2]), "JSON object"),
         (
             split(json!(["Product", "Amount"]), json!([["Product A", 1.0]])),
-            "missing input column 'transactionCount'",
+            "missing lookup key column 'CustomerID'",
         ),
         (
             split(

@@ -336,14 +336,19 @@ fn pinned_paths_bypass_the_routes() {
         .as_str()
         .unwrap()
         .contains("version '7' is not served"));
-    // A key column with no values is no key (and no crash).
+    // A key column with no values routes as no key, and is then refused by name (no crash).
     let mut keyless = v2_body.clone();
     keyless["inputs"]
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "CustomerID", "shape": [1, 0], "datatype": "INT64", "data": []}));
     let r = gw.post_json("/v2/models/ab/infer", &keyless);
-    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains("'CustomerID' has shape [1, 0]"),
+        "{}",
+        r.text
+    );
     let meta = gw.get("/v2/models/ab").json();
     assert_eq!(meta["versions"], json!(["1", "2"]));
 }

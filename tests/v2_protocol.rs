@@ -192,7 +192,7 @@ fn bad_v2_requests_get_errors_naming_the_input() {
         (
             with(1, json!({"shape": [2, 2], "data": [1.0, 2.0, 3.0, 4.0]})),
             400,
-            "input 'Amount' has shape [2, 2] but the model takes [-1, 1]",
+            "input 'Amount' has shape [2, 2] but takes one value per row",
         ),
         (
             with(1, json!({"name": "Amountt"})),

@@ -597,8 +597,8 @@ fn call(
         }
         Func::Clip => {
             arity(3, 3)?;
-            for i in 0..3 {
-                want(i, args[i].1 .1.numeric(), "a number")?;
+            for (i, (_, (_, ty))) in args.iter().enumerate() {
+                want(i, ty.numeric(), "a number")?;
             }
             unify_all(0)?
         }

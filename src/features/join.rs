@@ -8,6 +8,8 @@ use std::time::Instant;
 use super::expr::{parse_timestamp, Expr, Type, Value};
 use super::spec::{policy, FeatureSpec, Policy};
 use super::store::{key_text, OnlineStore, Query, StoreError, KEY_SEPARATOR};
+use crate::engine::binding::convert;
+use crate::engine::tensor::{ElemType, TensorData};
 use crate::error::{RequestError, RequestResult};
 use crate::protocol::frame::{Column, ColumnData, Frame};
 
@@ -253,6 +255,7 @@ impl JoinPlan {
     pub fn join(&self, frame: &Frame, ignore: Option<&str>) -> RequestResult<Joined> {
         let rows = frame.rows();
         let mut env: Vec<(String, Vec<Value>)> = Vec::new();
+        let mut unknown: Vec<&str> = Vec::new();
         for col in &frame.columns {
             let ty = self
                 .request
@@ -273,16 +276,18 @@ impl JoinPlan {
                         })
                 });
             let Some(ty) = ty else {
-                if Some(col.name.as_str()) == ignore {
-                    continue;
+                if Some(col.name.as_str()) != ignore {
+                    unknown.push(&col.name);
                 }
-                return Err(RequestError::bad(format!(
-                    "unknown input column '{}': the endpoint takes {} (and may override the features it looks up or computes)",
-                    col.name,
-                    self.request_columns().join(", ")
-                )));
+                continue;
             };
             env.push((col.name.clone(), request_values(col, ty)?));
+        }
+        if !unknown.is_empty() {
+            return Err(RequestError::bad(format!(
+                "unknown input column(s) {unknown:?}: the endpoint takes {} (and may send the features it looks up or computes)",
+                self.request_columns().join(", ")
+            )));
         }
         let request_time: Option<Vec<Value>> = self
             .request_ts
@@ -537,54 +542,54 @@ pub fn write_records(columns: &[(String, Vec<Value>)], rows: usize, buf: &mut Ve
     let _ = serde_json::to_writer(&mut *buf, &out);
 }
 
-/// A request column's values as `ty`; a value that does not fit is a 400 naming it.
+/// A request column's values as `ty`; a value that does not fit is a 400 naming the column
+/// and row, with the same conversions and messages as binding a column to a model input.
 fn request_values(col: &Column, ty: Type) -> RequestResult<Vec<Value>> {
     if col.row_width() != 1 {
         return Err(RequestError::bad(format!(
-            "column '{}' must hold one value per row, not a tensor of shape {:?}",
-            col.name,
-            &col.shape[1..]
+            "input '{}' has shape {:?} but takes one value per row",
+            col.name, col.shape
         )));
     }
-    let raw: Vec<Value> = match &col.data {
-        ColumnData::F64(v) => v.iter().map(|x| Value::Float(*x)).collect(),
-        ColumnData::F32(v) => v.iter().map(|x| Value::Float(f64::from(*x))).collect(),
-        ColumnData::I64(v) => v.iter().map(|x| Value::Int(*x)).collect(),
-        ColumnData::Bool(v) => v.iter().map(|x| Value::Bool(*x)).collect(),
+    let elem = match ty {
+        Type::Int => ElemType::I64,
+        Type::Float => ElemType::F64,
+        Type::Bool => ElemType::Bool,
+        Type::String => ElemType::Str,
+        Type::Timestamp => return timestamps(col),
+    };
+    Ok(match convert(col, elem)? {
+        TensorData::I64(v) => v.into_iter().map(Value::Int).collect(),
+        TensorData::I32(v) => v.into_iter().map(|x| Value::Int(i64::from(x))).collect(),
+        TensorData::F64(v) => v.into_iter().map(Value::Float).collect(),
+        TensorData::F32(v) => v.into_iter().map(|x| Value::Float(f64::from(x))).collect(),
+        TensorData::Bool(v) => v.into_iter().map(Value::Bool).collect(),
+        TensorData::Str(v) => v.into_iter().map(Value::String).collect(),
+    })
+}
+
+/// A timestamp column: ISO 8601 text or epoch milliseconds.
+fn timestamps(col: &Column) -> RequestResult<Vec<Value>> {
+    let bad = |r: usize, shown: String| {
+        RequestError::bad(format!(
+            "column '{}' row {r} is {shown}, not a timestamp (ISO 8601 such as 2026-11-22T10:19:05Z, or epoch milliseconds)",
+            col.name
+        ))
+    };
+    match &col.data {
         ColumnData::Str(v) => v
             .iter()
-            .map(|s| match ty {
-                // CSV bodies carry every value as text.
-                Type::Int if col.from_text => {
-                    s.parse().map_or(Value::String(s.clone()), Value::Int)
-                }
-                Type::Float if col.from_text => {
-                    s.parse().map_or(Value::String(s.clone()), Value::Float)
-                }
-                Type::Bool if col.from_text => {
-                    s.parse().map_or(Value::String(s.clone()), Value::Bool)
-                }
-                _ => Value::String(s.clone()),
+            .enumerate()
+            .map(|(r, s)| {
+                parse_timestamp(s)
+                    .or_else(|| col.from_text.then(|| s.parse().ok()).flatten())
+                    .map(Value::Timestamp)
+                    .ok_or_else(|| bad(r, format!("'{s}'")))
             })
             .collect(),
-    };
-    raw.into_iter()
-        .enumerate()
-        .map(|(r, v)| {
-            let shown = format!("{v:?}");
-            coerce(v, ty).ok_or_else(|| {
-                RequestError::bad(format!(
-                    "column '{}' row {r}: {shown} is not a {ty}{}",
-                    col.name,
-                    if ty == Type::Timestamp {
-                        " (ISO 8601, e.g. 2026-11-22T10:19:05Z, or epoch milliseconds)"
-                    } else {
-                        ""
-                    }
-                ))
-            })
-        })
-        .collect()
+        ColumnData::I64(v) => Ok(v.iter().map(|t| Value::Timestamp(*t)).collect()),
+        other => Err(bad(0, other.type_name_with_article().to_owned())),
+    }
 }
 
 /// A model column from joined values; a null here cannot be scored.
