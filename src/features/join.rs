@@ -644,3 +644,172 @@ fn model_column(name: &str, ty: Type, values: &[Value]) -> RequestResult<Column>
     };
     Ok(Column::scalar(name, data))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::embedded::EmbeddedStore;
+    use crate::features::store::TableSettings;
+
+    const SPEC: &str = r#"
+request_columns:
+  - {name: id, type: int}
+  - {name: at, type: timestamp}
+  - {name: amount, type: float}
+request_timestamp: at
+lookups:
+  - table: t
+    lookup_key: [id]
+    features:
+      - {name: n, type: int, default: -1, on_missing: default, max_age_seconds: 60}
+      - {name: x, type: float, on_missing: null}
+      - {name: must, type: float, on_missing: reject}
+functions:
+  - {name: ratio, expression: "x / amount", type: float, on_null: default, default: 0.5}
+  - {name: strict, expression: "amount - 1", type: float}
+model_columns: [n, ratio, must, strict]
+"#;
+
+    fn plan(dir: &std::path::Path) -> JoinPlan {
+        let path = dir.join("t.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                "{\"id\": 1, \"n\": 5, \"x\": 2.0, \"must\": 1.5, \"ts\": \"2026-11-22T10:00:00Z\"}\n",
+                "{\"id\": 2, \"n\": 7, \"must\": 2.5, \"ts\": \"2026-11-22T09:00:00Z\"}\n",
+            ),
+        )
+        .unwrap();
+        let store = EmbeddedStore::open(vec![TableSettings {
+            name: "t".into(),
+            path,
+            primary_keys: vec!["id".into()],
+            timestamp_key: None,
+            event_timestamp: Some("ts".into()),
+        }])
+        .unwrap();
+        let spec: FeatureSpec = serde_yaml::from_str(SPEC).unwrap();
+        JoinPlan::compile(&spec, Arc::new(store), None).unwrap()
+    }
+
+    fn frame(ids: &[i64], at: &str, amounts: &[f64]) -> Frame {
+        Frame {
+            columns: vec![
+                Column::scalar("id", ColumnData::I64(ids.to_vec())),
+                Column::scalar("at", ColumnData::Str(vec![at.to_owned(); ids.len()])),
+                Column::scalar("amount", ColumnData::F64(amounts.to_vec())),
+            ],
+        }
+    }
+
+    fn column<'a>(j: &'a Joined, name: &str) -> &'a [Value] {
+        &j.env.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    #[test]
+    fn present_values_join_and_functions_compute() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = plan(dir.path())
+            .join(&frame(&[1], "2026-11-22T10:00:30Z", &[4.0]), None)
+            .unwrap();
+        assert_eq!(column(&j, "n"), [Value::Int(5)]);
+        assert_eq!(column(&j, "ratio"), [Value::Float(0.5)]);
+        let names: Vec<&str> = j.frame.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["n", "ratio", "must", "strict"]);
+        assert_eq!(j.frame.columns[3].data, ColumnData::F64(vec![3.0]));
+    }
+
+    #[test]
+    fn stale_values_follow_the_policy_and_null_inputs_give_null_then_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        // Row 2 is an hour old (max age 60 s): n defaults; x is missing (policy null), so the
+        // ratio is null and takes its default.
+        let j = plan(dir.path())
+            .join(&frame(&[2], "2026-11-22T10:00:00Z", &[4.0]), None)
+            .unwrap();
+        assert_eq!(column(&j, "n"), [Value::Int(-1)]);
+        assert_eq!(column(&j, "x"), [Value::Null]);
+        assert_eq!(column(&j, "ratio"), [Value::Float(0.5)]);
+    }
+
+    #[test]
+    fn reject_names_the_key_and_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = plan(dir.path())
+            .join(&frame(&[1, 9], "2026-11-22T10:00:30Z", &[4.0, 4.0]), None)
+            .err()
+            .unwrap();
+        assert_eq!(e.status().as_u16(), 422);
+        assert_eq!(
+            e.to_string(),
+            "row 1: feature 'must' for id=9 in table 't' has no value"
+        );
+    }
+
+    #[test]
+    fn a_null_function_result_without_a_default_is_refused_and_nulls_never_reach_the_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plan(dir.path());
+        // amount * amount overflows: a non-finite result is null, and `strict` has no default.
+        let spec: FeatureSpec =
+            serde_yaml::from_str(&SPEC.replace("amount - 1", "amount * amount").replace(
+                "model_columns: [n, ratio, must, strict]",
+                "model_columns: [strict, x]",
+            ))
+            .unwrap();
+        let store = p.store.clone();
+        let p = JoinPlan::compile(&spec, store, None).unwrap();
+        let e = p
+            .join(&frame(&[1], "2026-11-22T10:00:30Z", &[f64::MAX]), None)
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("on-demand feature 'strict' is null"),
+            "{e}"
+        );
+        // x is null for id 2 (policy null) and the model takes it: refused by name.
+        let e = p
+            .join(&frame(&[2], "2026-11-22T10:00:30Z", &[1.0]), None)
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("feature 'x' is null and the model needs a value"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn specs_that_do_not_fit_are_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = plan(dir.path()).store.clone();
+        for (edit, needle) in [
+            (("table: t", "table: nope"), "no table 'nope'"),
+            (
+                ("lookup_key: [id]", "lookup_key: [who]"),
+                "lookup key 'who' is not a request column",
+            ),
+            (
+                ("{name: n, type: int", "{name: nn, type: int"),
+                "no column 'nn'",
+            ),
+            (("x / amount", "x / "), "function 'ratio': at character 5"),
+            (
+                ("x / amount", "x > amount"),
+                "gives bool, not the declared float",
+            ),
+            (
+                ("model_columns: [n,", "model_columns: [zz,"),
+                "model column 'zz'",
+            ),
+            (
+                ("default: -1", "default: 'many'"),
+                "default \"many\" is not a int",
+            ),
+        ] {
+            let spec: FeatureSpec = serde_yaml::from_str(&SPEC.replace(edit.0, edit.1)).unwrap();
+            let e = JoinPlan::compile(&spec, store.clone(), None).err().unwrap();
+            assert!(e.contains(needle), "{edit:?}: {e}");
+        }
+    }
+}

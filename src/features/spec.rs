@@ -92,7 +92,7 @@ pub struct Feature {
     #[serde(default)]
     pub default: Option<serde_json::Value>,
     /// Default: `default` when a default is given, else `reject`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "given_policy")]
     pub on_missing: Option<Policy>,
     /// A value whose row is older than this (by the table's event time, against the request's
     /// timestamp, or now without one) is stale and follows `on_missing`.
@@ -119,8 +119,16 @@ pub struct Function {
     #[serde(default)]
     pub default: Option<serde_json::Value>,
     /// What a null result does; default: `default` when a default is given, else `reject`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "given_policy")]
     pub on_null: Option<Policy>,
+}
+
+/// A policy that is present: YAML reads `on_missing: null` as a null, which here is the `null`
+/// policy (an absent key is `None` through `#[serde(default)]`).
+fn given_policy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Policy>, D::Error> {
+    Ok(Some(
+        Option::<Policy>::deserialize(d)?.unwrap_or(Policy::Null),
+    ))
 }
 
 /// The policy a missing value follows: as given, else `default` when there is a default.
