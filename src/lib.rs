@@ -66,7 +66,9 @@ pub struct Started {
     pub gateway: Arc<Gateway>,
     pub updater: Arc<Updater>,
     pub control: Arc<ControlPlane>,
+    pub store: Option<Arc<crate::features::embedded::EmbeddedStore>>,
     _watch: Option<registry::watch::WatchHandle>,
+    _store_watch: Option<crate::features::embedded::SnapshotWatch>,
     listener: TcpListener,
     settings: Settings,
 }
@@ -112,6 +114,16 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     };
     info!("registry: {}", registry.describe());
     let store = open_store(&settings).await?;
+    let store_watch = match (&store, settings.features.watch) {
+        (Some(s), true) => match crate::features::embedded::watch(s.clone(), settle) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!("cannot watch the feature snapshot files ({e}); they load at start only");
+                None
+            }
+        },
+        _ => None,
+    };
     let updater = Arc::new(Updater {
         registry,
         engines,
@@ -119,7 +131,9 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         inference: settings.inference.clone(),
         default_engine: settings.engine.default,
         metrics: metrics.clone(),
-        store,
+        store: store
+            .clone()
+            .map(|s| s as Arc<dyn crate::features::store::OnlineStore>),
     });
     let (endpoints, tables_changed) = initial_endpoints(&settings, &metrics)?;
     {
@@ -180,7 +194,9 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         gateway,
         updater,
         control,
+        store,
         _watch: watch,
+        _store_watch: store_watch,
         listener,
         settings,
     })
@@ -189,7 +205,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
 /// The embedded online store of `features.tables`, loaded now (a bad file stops the start).
 async fn open_store(
     settings: &Settings,
-) -> Result<Option<Arc<dyn crate::features::store::OnlineStore>>, StartError> {
+) -> Result<Option<Arc<crate::features::embedded::EmbeddedStore>>, StartError> {
     let tables = settings.features.tables.clone();
     if tables.is_empty() {
         return Ok(None);
@@ -327,6 +343,7 @@ impl Started {
             gateway: self.gateway.clone(),
             updater: self.updater.clone(),
             control: self.control.clone(),
+            store: self.store.clone(),
             webhook_secret: self.settings.registry.webhook_secret.clone(),
             webhook_deliveries: Default::default(),
             max_body_bytes: self.settings.server.max_body_bytes,

@@ -41,11 +41,22 @@ pub struct Settings {
     pub endpoints: Vec<EndpointSettings>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeatureSettings {
     /// Online tables of the embedded store, each loaded from a snapshot file at start.
     pub tables: Vec<crate::features::store::TableSettings>,
+    /// Reload the tables when their snapshot files change.
+    pub watch: bool,
+}
+
+impl Default for FeatureSettings {
+    fn default() -> Self {
+        Self {
+            tables: Vec::new(),
+            watch: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -174,3 +174,100 @@ fn request_values_override_lookups_and_policies_name_key_and_table() {
         .metric("modelgate_feature_lookup_duration_seconds_count{store=\"embedded\"}")
         .is_some_and(|n| n >= 3.0));
 }
+
+/// The demo tables copied where a test may change them, and a config serving version 1.
+fn gateway_on_copied_tables() -> (Gateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = demo_registry().join("feature_tables");
+    for f in [
+        "transaction_count_ft.jsonl",
+        "product_3minute_max_price_ft.jsonl",
+    ] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let tables = demo_feature_tables().replace(
+        &src.display().to_string(),
+        &dir.path().display().to_string(),
+    );
+    let config = format!(
+        "{tables}registry:\n  path: {}\n  settle_ms: 20\ninference:\n  workers: 2\nendpoints:\n{}",
+        demo_registry().display(),
+        endpoint("v1", "1", "ort")
+    );
+    (start(&config, true), dir)
+}
+
+fn features_of(gw: &Gateway, customer: i64) -> Value {
+    let mut body = raw(
+        &[json!([customer, "2026-11-22T10:30:00Z", "Product A", 50.0])],
+        &json!(["CustomerID", "TransactionTimestamp", "Product", "Amount"]),
+    );
+    body["params"] = json!({"return_features": true});
+    let r = gw.invoke("v1", &body);
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json()["features"][0].clone()
+}
+
+#[test]
+fn pushed_rows_and_changed_snapshots_are_served() {
+    let (gw, dir) = gateway_on_copied_tables();
+    assert_eq!(features_of(&gw, 4242)["transactionCount"], 0);
+    let path = "/api/2.0/feature-tables/transaction_count_ft/rows";
+    let row = json!({"CustomerID": 4242, "transactionCount": 9, "isTimeout": false, "eventTimestamp": "2026-11-22T10:29:50Z"});
+    let r = gw.post_json(path, &json!({"upsert": [row]}));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json(), json!({"upserted": 1, "deleted": 0}));
+    let f = features_of(&gw, 4242);
+    assert_eq!(
+        (f["transactionCount"].clone(), f["isTimeout"].clone()),
+        (json!(9), json!(false))
+    );
+    let r = gw.post_json(path, &json!({"delete": [{"CustomerID": 4242}]}));
+    assert_eq!(r.json(), json!({"upserted": 0, "deleted": 1}));
+    assert_eq!(features_of(&gw, 4242)["transactionCount"], 0);
+    // Bad pushes change nothing and say why.
+    let r = gw.post_json(
+        path,
+        &json!({"upsert": [row, {"CustomerID": 1, "colour": "red"}]}),
+    );
+    assert!(
+        r.mlflow_error(400)
+            .contains("upsert[1]: column 'colour' is not in table"),
+        "{}",
+        r.text
+    );
+    assert_eq!(features_of(&gw, 4242)["transactionCount"], 0);
+    let r = gw.post_json("/api/2.0/feature-tables/nope/rows", &json!({"upsert": []}));
+    assert_eq!(r.status, 404, "{}", r.text);
+
+    // A new snapshot (written aside, then renamed over the old) is loaded by itself.
+    let file = dir.path().join("transaction_count_ft.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let changed: String = text
+        .lines()
+        .map(|l| {
+            if l.contains("\"CustomerID\": 1240") {
+                r#"{"CustomerID": 1240, "transactionCount": 17, "isTimeout": false, "eventTimestamp": "2026-11-22T10:29:59.000Z"}"#.to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let tmp = dir.path().join("transaction_count_ft.jsonl.tmp");
+    std::fs::write(&tmp, changed + "\n").unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let start = std::time::Instant::now();
+    while features_of(&gw, 1240)["transactionCount"] != 17 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the snapshot was not reloaded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A snapshot that does not parse leaves the loaded tables serving.
+    std::fs::write(&tmp, "not json\n").unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(features_of(&gw, 1240)["transactionCount"], 17);
+}

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use dashmap::DashMap;
 
 use super::expr::{parse_timestamp, Value};
 use super::store::{key_text, Found, OnlineStore, Query, StoreError, TableSettings, KEY_SEPARATOR};
@@ -36,8 +37,9 @@ struct Row {
 
 struct Table {
     columns: Vec<String>,
-    /// Key text -> rows, oldest first (one row without a timestamp key).
-    rows: HashMap<String, Vec<Row>>,
+    /// Key text -> rows, oldest first (one row without a timestamp key). Sharded locks: the
+    /// push API changes rows in place while lookups read others.
+    rows: DashMap<String, Vec<Row>>,
 }
 
 pub struct EmbeddedStore {
@@ -71,7 +73,7 @@ impl EmbeddedStore {
         let tables = self.tables.load();
         let mut v: Vec<(String, usize)> = tables
             .iter()
-            .map(|(n, t)| (n.clone(), t.rows.values().map(Vec::len).sum()))
+            .map(|(n, t)| (n.clone(), t.rows.iter().map(|e| e.value().len()).sum()))
             .collect();
         v.sort();
         v
@@ -177,60 +179,229 @@ fn load_table(t: &TableSettings) -> Result<Table, LoadError> {
             }
         }
     }
-    let event_col = t.event_timestamp.as_ref().or(t.timestamp_key.as_ref());
-    let mut rows: HashMap<String, Vec<Row>> = HashMap::new();
+    let rows: DashMap<String, Vec<Row>> = DashMap::new();
     for (line, rec) in records {
-        let row_err = |message: String| LoadError::Row {
+        let (key, row) = make_row(t, &columns, &rec).map_err(|message| LoadError::Row {
             table: t.name.clone(),
             path: path.clone(),
             line,
             message,
-        };
-        let get = |name: &str| rec.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-        let mut key = String::new();
-        for (i, k) in t.primary_keys.iter().enumerate() {
-            let v = get(k)
-                .filter(|v| !v.is_null())
-                .ok_or_else(|| row_err(format!("no value for key column '{k}'")))?;
-            if i > 0 {
-                key.push(KEY_SEPARATOR);
-            }
-            key_text(v, &mut key);
+        })?;
+        insert(&rows, key, row);
+    }
+    Ok(Table { columns, rows })
+}
+
+/// The key text and row of a record; the error names what is missing.
+fn make_row(
+    t: &TableSettings,
+    columns: &[String],
+    rec: &[(String, Value)],
+) -> Result<(String, Row), String> {
+    let get = |name: &str| rec.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let mut key = String::new();
+    for (i, k) in t.primary_keys.iter().enumerate() {
+        let v = get(k)
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| format!("no value for key column '{k}'"))?;
+        if i > 0 {
+            key.push(KEY_SEPARATOR);
         }
-        let as_of = match &t.timestamp_key {
+        key_text(v, &mut key);
+    }
+    let as_of =
+        match &t.timestamp_key {
             Some(c) => Some(get(c).and_then(time_of).ok_or_else(|| {
-                row_err(format!(
-                    "'{c}' is not a timestamp (ISO 8601 or epoch milliseconds)"
-                ))
+                format!("'{c}' is not a timestamp (ISO 8601 or epoch milliseconds)")
             })?),
             None => None,
         };
-        let event_ms = event_col.and_then(|c| get(c)).and_then(time_of);
-        let values = columns
-            .iter()
-            .map(|c| get(c).cloned().unwrap_or(Value::Null))
-            .collect();
-        let row = Row {
+    let event_col = t.event_timestamp.as_ref().or(t.timestamp_key.as_ref());
+    let event_ms = event_col.and_then(|c| get(c)).and_then(time_of);
+    let values = columns
+        .iter()
+        .map(|c| get(c).cloned().unwrap_or(Value::Null))
+        .collect();
+    Ok((
+        key,
+        Row {
             as_of,
             event_ms,
             values,
-        };
-        let entry = rows.entry(key).or_default();
-        if as_of.is_some() {
-            entry.push(row);
-        } else {
-            *entry = vec![row];
-        }
+        },
+    ))
+}
+
+/// Adds or replaces a row: the only row of its key, or the row of its key and time.
+fn insert(rows: &DashMap<String, Vec<Row>>, key: String, row: Row) {
+    let mut list = rows.entry(key).or_default();
+    match row.as_of {
+        None => *list = vec![row],
+        Some(t) => match list.binary_search_by_key(&Some(t), |r| r.as_of) {
+            Ok(i) => list[i] = row,
+            Err(i) => list.insert(i, row),
+        },
     }
-    for list in rows.values_mut() {
-        list.sort_by_key(|r| r.as_of);
-    }
-    Ok(Table { columns, rows })
 }
 
 fn is_csv(path: &Path) -> bool {
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
+/// A push to one table: rows to add or replace, and keys (with their time, for as-of tables)
+/// to remove.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Push {
+    #[serde(default)]
+    pub upsert: Vec<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub delete: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("feature table '{0}' is not in the embedded store")]
+    UnknownTable(String),
+    #[error("{which}[{index}]: {message}")]
+    Row {
+        which: &'static str,
+        index: usize,
+        message: String,
+    },
+}
+
+impl EmbeddedStore {
+    /// Applies a push: every row is checked first, then all are applied (nothing on error).
+    /// Rows pushed are replaced by the snapshot file's when it is reloaded.
+    pub fn push(&self, table: &str, push: &Push) -> Result<(usize, usize), PushError> {
+        let tables = self.tables.load();
+        let t = tables
+            .get(table)
+            .ok_or_else(|| PushError::UnknownTable(table.to_owned()))?;
+        let settings = self
+            .settings
+            .iter()
+            .find(|s| s.name == table)
+            .ok_or_else(|| PushError::UnknownTable(table.to_owned()))?;
+        let record = |which: &'static str,
+                      index: usize,
+                      obj: &serde_json::Map<String, serde_json::Value>| {
+            let err = |message: String| PushError::Row {
+                which,
+                index,
+                message,
+            };
+            if let Some(extra) = obj.keys().find(|k| !t.columns.contains(k)) {
+                return Err(err(format!(
+                    "column '{extra}' is not in table '{table}' (columns: {})",
+                    t.columns.join(", ")
+                )));
+            }
+            let rec: Vec<(String, Value)> = obj
+                .iter()
+                .map(|(k, v)| (k.clone(), json_value(v)))
+                .collect();
+            make_row(settings, &t.columns, &rec).map_err(err)
+        };
+        let upserts = push
+            .upsert
+            .iter()
+            .enumerate()
+            .map(|(i, o)| record("upsert", i, o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let deletes = push
+            .delete
+            .iter()
+            .enumerate()
+            .map(|(i, o)| record("delete", i, o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut deleted = 0;
+        for (key, row) in deletes {
+            let mut emptied = false;
+            if let Some(mut list) = t.rows.get_mut(&key) {
+                let before = list.len();
+                match row.as_of {
+                    None => list.clear(),
+                    Some(at) => list.retain(|r| r.as_of != Some(at)),
+                }
+                deleted += before - list.len();
+                emptied = list.is_empty();
+            }
+            if emptied {
+                t.rows.remove_if(&key, |_, l| l.is_empty());
+            }
+        }
+        let upserted = upserts.len();
+        for (key, row) in upserts {
+            insert(&t.rows, key, row);
+        }
+        Ok((upserted, deleted))
+    }
+
+    /// The snapshot files, for the watcher.
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        self.settings.iter().map(|t| t.path.clone()).collect()
+    }
+}
+
+/// Reloads the store when a snapshot file changes; stops when dropped.
+pub struct SnapshotWatch {
+    _watcher: notify::RecommendedWatcher,
+}
+
+/// Watches the folders of the snapshot files; a burst of changes to them is waited out for
+/// `settle`, then every table is reloaded (a file that does not parse leaves the old tables).
+pub fn watch(
+    store: Arc<EmbeddedStore>,
+    settle: std::time::Duration,
+) -> notify::Result<SnapshotWatch> {
+    use notify::{RecursiveMode, Watcher};
+    let files: Vec<std::path::PathBuf> = store
+        .files()
+        .iter()
+        .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let watched = files.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let change = matches!(
+            event.kind,
+            notify::EventKind::Create(_)
+                | notify::EventKind::Modify(_)
+                | notify::EventKind::Remove(_)
+        );
+        if change && event.paths.iter().any(|p| watched.contains(p)) {
+            let _ = tx.send(());
+        }
+    })?;
+    let mut dirs: Vec<std::path::PathBuf> = files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in &dirs {
+        watcher.watch(d, RecursiveMode::NonRecursive)?;
+    }
+    std::thread::Builder::new()
+        .name("modelgate-feature-snapshots".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                std::thread::sleep(settle);
+                while rx.try_recv().is_ok() {}
+                match store.reload() {
+                    Ok(()) => tracing::info!(tables = ?store.sizes(), "feature tables reloaded"),
+                    Err(e) => {
+                        tracing::error!("feature tables not reloaded, the loaded ones stay: {e}")
+                    }
+                }
+            }
+        })
+        .map_err(|e| notify::Error::generic(&e.to_string()))?;
+    Ok(SnapshotWatch { _watcher: watcher })
 }
 
 impl OnlineStore for EmbeddedStore {
@@ -250,6 +421,7 @@ impl OnlineStore for EmbeddedStore {
                 let Some(rows) = table.rows.get(q.key) else {
                     return Ok(None);
                 };
+                let rows = rows.value();
                 let row = match q.as_of {
                     // Newest row at or before the time.
                     Some(t) => {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod body;
+mod feature_push;
 mod handlers;
 mod v2_handlers;
 mod webhook;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub updater: Arc<crate::endpoint::updater::Updater>,
     pub control: Arc<crate::endpoint::control::ControlPlane>,
+    /// The embedded online store, for the push API.
+    pub store: Option<Arc<crate::features::embedded::EmbeddedStore>>,
     /// Shared secret of MLflow webhooks; the receiver is off without it.
     pub webhook_secret: Option<String>,
     pub webhook_deliveries: webhook::SeenDeliveries,
@@ -62,6 +65,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/api/2.0/serving-endpoints/{name}/rollback",
         web::post().to(admin::rollback),
+    )
+    .route(
+        "/api/2.0/feature-tables/{table}/rows",
+        web::post().to(feature_push::push_rows),
     )
     .route(
         "/api/2.0/webhooks/mlflow",

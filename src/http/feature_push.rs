@@ -1,0 +1,50 @@
+//! `POST /api/2.0/feature-tables/{table}/rows`: a streaming job upserts and deletes rows of an
+//! embedded online table. `{"upsert": [{...row...}], "delete": [{...key...}]}`.
+
+use actix_web::http::header::ContentType;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::body::read_limited;
+use super::{mlflow_error, AppState};
+use crate::error::RequestError;
+use crate::features::embedded::{Push, PushError};
+
+pub async fn push_rows(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let Some(store) = state.store.clone() else {
+        return mlflow_error(&RequestError::NotFound(
+            "no embedded online store is configured (features.tables)".into(),
+        ));
+    };
+    let body = match read_limited(&req, payload, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return mlflow_error(&e),
+    };
+    let push: Push = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return mlflow_error(&RequestError::bad(format!(
+                "the body is not a push of rows ({{\"upsert\": [...], \"delete\": [...]}}): {e}"
+            )))
+        }
+    };
+    let table = path.into_inner();
+    // Rows are parsed and applied off the HTTP workers: a push may be large.
+    match web::block(move || store.push(&table, &push)).await {
+        Ok(Ok((upserted, deleted))) => HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(json!({"upserted": upserted, "deleted": deleted}).to_string()),
+        Ok(Err(e @ PushError::UnknownTable(_))) => {
+            mlflow_error(&RequestError::NotFound(e.to_string()))
+        }
+        Ok(Err(e)) => mlflow_error(&RequestError::bad(e.to_string())),
+        Err(e) => mlflow_error(&RequestError::Internal(format!(
+            "the push did not run: {e}"
+        ))),
+    }
+}
