@@ -113,7 +113,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         _ => Arc::new(FileRegistry::new(settings.registry.path.clone()).with_settle(settle)),
     };
     info!("registry: {}", registry.describe());
-    let store = open_store(&settings).await?;
+    let (online, store) = open_store(&settings).await?;
     let store_watch = match (&store, settings.features.watch) {
         (Some(s), true) => match crate::features::embedded::watch(s.clone(), settle) {
             Ok(w) => Some(w),
@@ -131,9 +131,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         inference: settings.inference.clone(),
         default_engine: settings.engine.default,
         metrics: metrics.clone(),
-        store: store
-            .clone()
-            .map(|s| s as Arc<dyn crate::features::store::OnlineStore>),
+        store: online,
     });
     let (endpoints, tables_changed) = initial_endpoints(&settings, &metrics)?;
     {
@@ -202,13 +200,28 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     })
 }
 
-/// The embedded online store of `features.tables`, loaded now (a bad file stops the start).
-async fn open_store(
-    settings: &Settings,
-) -> Result<Option<Arc<crate::features::embedded::EmbeddedStore>>, StartError> {
+type Stores = (
+    Option<Arc<dyn crate::features::store::OnlineStore>>,
+    Option<Arc<crate::features::embedded::EmbeddedStore>>,
+);
+
+/// The online store of `features.tables`: embedded (loaded now; a bad file stops the start),
+/// or Redis (connected lazily: a Redis that is down is waited for, lookups time out meanwhile).
+async fn open_store(settings: &Settings) -> Result<Stores, StartError> {
     let tables = settings.features.tables.clone();
     if tables.is_empty() {
-        return Ok(None);
+        return Ok((None, None));
+    }
+    if settings.features.store == "redis" {
+        let redis = settings.features.redis.clone();
+        let store = tokio::task::spawn_blocking(move || {
+            crate::features::redis_store::RedisStore::open(&redis, tables)
+        })
+        .await
+        .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))?
+        .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))?;
+        info!(url = %settings.features.redis.url, "online store: redis");
+        return Ok((Some(Arc::new(store)), None));
     }
     let store =
         tokio::task::spawn_blocking(move || crate::features::embedded::EmbeddedStore::open(tables))
@@ -217,7 +230,8 @@ async fn open_store(
     for (table, rows) in store.sizes() {
         info!(table = %table, rows, "feature table loaded");
     }
-    Ok(Some(Arc::new(store)))
+    let store = Arc::new(store);
+    Ok((Some(store.clone()), Some(store)))
 }
 
 /// The endpoints to serve: the config file's, then the state file's (endpoints created or

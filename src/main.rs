@@ -33,6 +33,21 @@ enum Command {
         /// YAML config file.
         file: PathBuf,
     },
+    /// Online feature tables.
+    Features {
+        #[command(subcommand)]
+        command: FeaturesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeaturesCommand {
+    /// Bulk-load the snapshot files of `features.tables` into the Redis of `features.redis`.
+    Load {
+        /// YAML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +71,31 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Features {
+            command: FeaturesCommand::Load { config },
+        } => {
+            let loaded = Settings::load(Some(&config), None)
+                .map_err(|e| e.to_string())
+                .and_then(|s| {
+                    modelgate::features::redis_store::load_snapshots(
+                        &s.features.redis,
+                        &s.features.tables,
+                    )
+                    .map_err(|e| e.to_string())
+                });
+            match loaded {
+                Ok(tables) => {
+                    for (table, rows) in tables {
+                        println!("{table}: {rows} rows loaded");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve { config, listen } => {
             let settings = match Settings::load(config.as_deref(), listen.as_deref()) {
                 Ok(s) => s,

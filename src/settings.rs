@@ -46,8 +46,11 @@ pub struct Settings {
 pub struct FeatureSettings {
     /// Online tables of the embedded store, each loaded from a snapshot file at start.
     pub tables: Vec<crate::features::store::TableSettings>,
-    /// Reload the tables when their snapshot files change.
+    /// Reload the tables when their snapshot files change (embedded store).
     pub watch: bool,
+    /// `embedded` (tables in process, from the snapshot files) or `redis`.
+    pub store: String,
+    pub redis: crate::features::redis_store::RedisSettings,
 }
 
 impl Default for FeatureSettings {
@@ -55,6 +58,8 @@ impl Default for FeatureSettings {
         Self {
             tables: Vec::new(),
             watch: true,
+            store: "embedded".into(),
+            redis: Default::default(),
         }
     }
 }
@@ -274,6 +279,15 @@ impl Settings {
         }
         if self.registry.poll_interval_seconds == 0 {
             return Err(invalid("registry.poll_interval_seconds", "must be above 0"));
+        }
+        if !matches!(self.features.store.as_str(), "embedded" | "redis") {
+            return Err(invalid(
+                "features.store",
+                format!(
+                    "unknown store '{}' (known: embedded, redis)",
+                    self.features.store
+                ),
+            ));
         }
         if self.inference.shadow_queue_capacity == 0 {
             return Err(invalid(

@@ -80,7 +80,7 @@ impl EmbeddedStore {
     }
 }
 
-fn json_value(v: &serde_json::Value) -> Value {
+pub(crate) fn json_value(v: &serde_json::Value) -> Value {
     match v {
         serde_json::Value::Bool(b) => Value::Bool(*b),
         serde_json::Value::Number(n) => match n.as_i64() {
@@ -107,7 +107,7 @@ fn csv_value(s: &str) -> Value {
 }
 
 /// A timestamp cell: ISO 8601 text, or milliseconds since the epoch.
-fn time_of(v: &Value) -> Option<i64> {
+pub(crate) fn time_of(v: &Value) -> Option<i64> {
     match v {
         Value::String(s) => parse_timestamp(s),
         Value::Int(i) | Value::Timestamp(i) => Some(*i),
@@ -190,6 +190,42 @@ fn load_table(t: &TableSettings) -> Result<Table, LoadError> {
         insert(&rows, key, row);
     }
     Ok(Table { columns, rows })
+}
+
+/// A snapshot file's rows as `(key text, time for as-of tables, the row as JSON)`, for loading
+/// another store; the last row of a key wins in tables without a time.
+pub fn snapshot_rows(
+    t: &TableSettings,
+) -> Result<
+    Vec<(
+        String,
+        Option<i64>,
+        serde_json::Map<String, serde_json::Value>,
+    )>,
+    LoadError,
+> {
+    let table = load_table(t)?;
+    let mut out = Vec::new();
+    for entry in table.rows.iter() {
+        for row in entry.value() {
+            let mut obj = serde_json::Map::new();
+            for (c, v) in table.columns.iter().zip(&row.values) {
+                let json = match v {
+                    Value::Null => continue,
+                    Value::Int(i) | Value::Timestamp(i) => (*i).into(),
+                    Value::Float(f) => {
+                        serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+                    }
+                    Value::Bool(b) => (*b).into(),
+                    Value::String(s) => s.clone().into(),
+                };
+                obj.insert(c.clone(), json);
+            }
+            out.push((entry.key().clone(), row.as_of, obj));
+        }
+    }
+    out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    Ok(out)
 }
 
 /// The key text and row of a record; the error names what is missing.

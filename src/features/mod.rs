@@ -4,5 +4,6 @@
 pub mod embedded;
 pub mod expr;
 pub mod join;
+pub mod redis_store;
 pub mod spec;
 pub mod store;

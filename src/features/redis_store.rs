@@ -1,0 +1,266 @@
+//! The Redis online store: one pipelined round trip per request for every table and row
+//! (identical keys sent once), under one deadline, on a connection that reconnects by itself
+//! after an outage.
+//!
+//! Layout, for a table `t` and a row whose key columns hold `k1`, `k2` (as text: `1234`,
+//! `Product A`; parts joined by the unit separator U+001F) under `features.redis.key_prefix`
+//! (default `modelgate:`):
+//!
+//! - a table without `timestamp_key`: the string `modelgate:t:k1␟k2` holds the row as a JSON
+//!   object of all its columns (`GET`);
+//! - a table with `timestamp_key`: the sorted set `modelgate:t:k1␟k2` holds one JSON object per
+//!   row, scored by its timestamp in epoch milliseconds; an as-of lookup takes the highest score
+//!   at or below the request's time (`ZRANGE key <time> -inf BYSCORE REV LIMIT 0 1`).
+//!
+//! `modelgate features load --config FILE` writes the configured snapshot files this way.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+
+use super::embedded::{json_value, snapshot_rows, time_of, LoadError};
+use super::store::{Found, OnlineStore, Query, StoreError, TableSettings};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+    /// Deadline of one request's whole lookup; past it, values are missing (timed out) and
+    /// follow their features' policies.
+    pub timeout_ms: u64,
+    /// Deadline of one connection attempt.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "modelgate:".into(),
+            timeout_ms: 50,
+            connect_timeout_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisStoreError {
+    #[error("redis at {url}: {message}")]
+    Redis { url: String, message: String },
+    #[error(transparent)]
+    Snapshot(#[from] LoadError),
+}
+
+pub struct RedisStore {
+    /// Drives the connection; `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
+    conn: ConnectionManager,
+    tables: Vec<TableSettings>,
+    prefix: String,
+    deadline: Duration,
+}
+
+fn redis_error(url: &str, e: impl std::fmt::Display) -> RedisStoreError {
+    RedisStoreError::Redis {
+        url: url.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+impl RedisStore {
+    /// Connects lazily: the gateway starts while Redis is down, and lookups time out until it
+    /// is back.
+    pub fn open(
+        settings: &RedisSettings,
+        tables: Vec<TableSettings>,
+    ) -> Result<Self, RedisStoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("modelgate-redis")
+            .enable_all()
+            .build()
+            .map_err(|e| redis_error(&settings.url, e))?;
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|e| redis_error(&settings.url, e))?;
+        let deadline = Duration::from_millis(settings.timeout_ms.max(1));
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(
+                settings.connect_timeout_ms.max(1),
+            )))
+            .set_response_timeout(Some(deadline))
+            .set_number_of_retries(2);
+        let conn = {
+            let _inside = runtime.enter();
+            client
+                .get_connection_manager_lazy(config)
+                .map_err(|e| redis_error(&settings.url, e))?
+        };
+        Ok(Self {
+            runtime: Some(runtime),
+            conn,
+            tables,
+            prefix: settings.key_prefix.clone(),
+            deadline,
+        })
+    }
+
+    fn table(&self, name: &str) -> Option<&TableSettings> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    fn redis_key(&self, table: &str, key: &str) -> String {
+        format!("{}{table}:{key}", self.prefix)
+    }
+}
+
+/// Bulk-loads every table's snapshot file into Redis, replacing the keys it writes. Returns
+/// rows written per table.
+pub fn load_snapshots(
+    settings: &RedisSettings,
+    tables: &[TableSettings],
+) -> Result<Vec<(String, usize)>, RedisStoreError> {
+    let client =
+        redis::Client::open(settings.url.as_str()).map_err(|e| redis_error(&settings.url, e))?;
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_millis(settings.connect_timeout_ms.max(1)))
+        .map_err(|e| redis_error(&settings.url, e))?;
+    let mut written = Vec::new();
+    for t in tables {
+        let rows = snapshot_rows(t)?;
+        let mut pipe = redis::pipe();
+        let mut cleared = std::collections::HashSet::new();
+        for (i, (key, as_of, row)) in rows.iter().enumerate() {
+            let k = format!("{}{}:{key}", settings.key_prefix, t.name);
+            let json = serde_json::Value::Object(row.clone()).to_string();
+            match as_of {
+                None => {
+                    pipe.cmd("SET").arg(&k).arg(json).ignore();
+                }
+                Some(ms) => {
+                    // The snapshot replaces what the key held.
+                    if cleared.insert(k.clone()) {
+                        pipe.cmd("DEL").arg(&k).ignore();
+                    }
+                    pipe.cmd("ZADD").arg(&k).arg(*ms).arg(json).ignore();
+                }
+            }
+            if (i + 1) % 1000 == 0 {
+                pipe.query::<()>(&mut conn)
+                    .map_err(|e| redis_error(&settings.url, e))?;
+                pipe = redis::pipe();
+            }
+        }
+        pipe.query::<()>(&mut conn)
+            .map_err(|e| redis_error(&settings.url, e))?;
+        written.push((t.name.clone(), rows.len()));
+    }
+    Ok(written)
+}
+
+/// The first JSON object of a GET or ZRANGE reply.
+fn reply_object(v: &redis::Value) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match v {
+        redis::Value::BulkString(b) => serde_json::from_slice(b).ok(),
+        redis::Value::SimpleString(s) => serde_json::from_str(s).ok(),
+        redis::Value::Array(items) => items.first().and_then(reply_object),
+        _ => None,
+    }
+}
+
+impl Drop for RedisStore {
+    /// The gateway may drop the store on an async worker, where a runtime cannot block.
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl OnlineStore for RedisStore {
+    fn lookup(
+        &self,
+        queries: &[Query<'_>],
+        columns: &[&[String]],
+    ) -> Result<Vec<Option<Found>>, StoreError> {
+        // One command per distinct (table, key, time).
+        let mut slots: HashMap<(&str, &str, Option<i64>), usize> = HashMap::new();
+        let mut order = Vec::with_capacity(queries.len());
+        let mut pipe = redis::pipe();
+        for q in queries {
+            let table = self
+                .table(q.table)
+                .ok_or_else(|| StoreError::UnknownTable(q.table.to_owned()))?;
+            let next = slots.len();
+            let slot = *slots.entry((q.table, q.key, q.as_of)).or_insert_with(|| {
+                let k = self.redis_key(q.table, q.key);
+                match (&table.timestamp_key, q.as_of) {
+                    (Some(_), at) => {
+                        pipe.cmd("ZRANGE")
+                            .arg(k)
+                            .arg(at.unwrap_or(i64::MAX))
+                            .arg("-inf")
+                            .arg("BYSCORE")
+                            .arg("REV")
+                            .arg("LIMIT")
+                            .arg(0)
+                            .arg(1);
+                    }
+                    (None, _) => {
+                        pipe.cmd("GET").arg(k);
+                    }
+                }
+                next
+            });
+            order.push(slot);
+        }
+        let mut conn = self.conn.clone();
+        let deadline = self.deadline;
+        let runtime = self.runtime.as_ref().ok_or(StoreError::Timeout)?;
+        let replies: Vec<redis::Value> = runtime.block_on(async move {
+            match tokio::time::timeout(deadline, pipe.query_async::<Vec<redis::Value>>(&mut conn))
+                .await
+            {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) if e.is_timeout() => Err(StoreError::Timeout),
+                Ok(Err(e)) => Err(StoreError::Unreachable(e.to_string())),
+                Err(_) => Err(StoreError::Timeout),
+            }
+        })?;
+        Ok(queries
+            .iter()
+            .zip(order)
+            .zip(columns)
+            .map(|((q, slot), cols)| {
+                let row = replies.get(slot).and_then(reply_object)?;
+                let table = self.table(q.table)?;
+                let event = table
+                    .event_timestamp
+                    .as_ref()
+                    .or(table.timestamp_key.as_ref());
+                Some(Found {
+                    values: cols
+                        .iter()
+                        .map(|c| row.get(c).map_or(super::expr::Value::Null, json_value))
+                        .collect(),
+                    event_ms: event
+                        .and_then(|c| row.get(c))
+                        .map(json_value)
+                        .as_ref()
+                        .and_then(time_of),
+                })
+            })
+            .collect())
+    }
+
+    fn columns(&self, table: &str) -> Option<Vec<String>> {
+        // Redis rows are schemaless: the table is known, its columns are not.
+        self.table(table).map(|_| Vec::new())
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}

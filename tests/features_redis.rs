@@ -1,0 +1,181 @@
+//! The Redis online store against a real `redis-server` (Debian's package) on a free loopback
+//! port: bulk load, joins equal to the models script's, and an outage under load.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server) must be on PATH");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(port: u16) -> String {
+    let tables = demo_feature_tables().replace(
+        "features:\n",
+        &format!("features:\n  store: redis\n  redis: {{url: 'redis://127.0.0.1:{port}', timeout_ms: 100, connect_timeout_ms: 200}}\n"),
+    );
+    format!(
+        "{tables}registry:\n  path: {}\ninference:\n  workers: 2\nendpoints:\n{}",
+        demo_registry().display(),
+        endpoint("v1", "1", "ort")
+    )
+}
+
+/// `modelgate features load` with this config; its stdout.
+fn load(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.yaml");
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["features", "load", "--config", file.to_str().unwrap()])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fixture() -> Value {
+    let path = repo().join("tests/fixtures/transactions_join_cases.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn check_predictions(gw: &Gateway, f: &Value) {
+    let r = gw.invoke(
+        "v1",
+        &json!({"dataframe_split": {"columns": f["columns"], "data": f["data"]}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    for (i, p) in r.json()["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let want = f["v1"]["probabilities"][i][1].as_f64().unwrap();
+        let got = p["probability"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-5, "row {i}: {got} vs {want}");
+        assert_eq!(p["label"], f["v1"]["label"][i], "row {i}");
+    }
+}
+
+#[test]
+fn redis_joins_like_the_embedded_store_and_survives_an_outage() {
+    let port = free_port();
+    let mut redis = Redis::start_on(port);
+    let config = config(port);
+    let out = load(&config);
+    assert!(
+        out.contains("transaction_count_ft: 27 rows loaded"),
+        "{out}"
+    );
+    assert!(out.contains("product_3minute_max_price_ft:"), "{out}");
+    let gw = start(&config, true);
+    let f = fixture();
+    check_predictions(&gw, &f);
+    assert!(gw
+        .metric("modelgate_feature_lookup_duration_seconds_count{store=\"redis\"}")
+        .is_some_and(|n| n >= 1.0));
+
+    // Redis goes away under load: answers follow the policies (the demo's max price rejects
+    // when it cannot be looked up), never a 5xx, and the deadline keeps them fast.
+    redis.stop();
+    let body = json!({"dataframe_split": {"columns": f["columns"], "data": [f["data"][0]]}});
+    let started = Instant::now();
+    for _ in 0..20 {
+        let r = gw.invoke("v1", &body);
+        assert!(
+            r.status == 200 || r.status == 422,
+            "{}: {}",
+            r.status,
+            r.text
+        );
+        if r.status == 422 {
+            assert!(r.text.contains("could not be looked up"), "{}", r.text);
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "lookups did not honour the deadline"
+    );
+    let timed_out = gw
+        .metric("modelgate_feature_values_total{feature=\"MaxProductAmount\",outcome=\"timed_out\",table=\"product_3minute_max_price_ft\"}")
+        .unwrap_or(0.0);
+    assert!(timed_out >= 1.0, "no timed-out lookups counted");
+
+    // Back, reloaded: the gateway recovers by itself.
+    let _redis = Redis::start_on(redis.port);
+    load(&config);
+    let start = Instant::now();
+    loop {
+        let r = gw.invoke("v1", &body);
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no recovery: {}",
+            r.text
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check_predictions(&gw, &f);
+}
