@@ -17,7 +17,8 @@ struct Redis {
 
 impl Redis {
     fn start_on(port: u16) -> Redis {
-        let child = Command::new("redis-server")
+        let binary = path_from_env_or_script("MODELGATE_REDIS_SERVER", "scripts/redis-server.sh");
+        let child = Command::new(binary)
             .args([
                 "--port",
                 &port.to_string(),
@@ -31,7 +32,7 @@ impl Redis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server (apt-get install redis-server) must be on PATH");
+            .expect("starting redis-server");
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
