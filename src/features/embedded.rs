@@ -192,18 +192,16 @@ fn load_table(t: &TableSettings) -> Result<Table, LoadError> {
     Ok(Table { columns, rows })
 }
 
+/// One row of a snapshot: key text, time (as-of tables), the row as JSON.
+pub type SnapshotRow = (
+    String,
+    Option<i64>,
+    serde_json::Map<String, serde_json::Value>,
+);
+
 /// A snapshot file's rows as `(key text, time for as-of tables, the row as JSON)`, for loading
 /// another store; the last row of a key wins in tables without a time.
-pub fn snapshot_rows(
-    t: &TableSettings,
-) -> Result<
-    Vec<(
-        String,
-        Option<i64>,
-        serde_json::Map<String, serde_json::Value>,
-    )>,
-    LoadError,
-> {
+pub fn snapshot_rows(t: &TableSettings) -> Result<Vec<SnapshotRow>, LoadError> {
     let table = load_table(t)?;
     let mut out = Vec::new();
     for entry in table.rows.iter() {
