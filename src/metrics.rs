@@ -32,6 +32,7 @@ pub struct Metrics {
     pub config_updates: IntCounterVec,
     pub feature_values: IntCounterVec,
     pub feature_lookup_duration: HistogramVec,
+    pub feature_age: HistogramVec,
     /// Live users of each served entity's series and of each `served_model_info` series: two
     /// configs can share them, and only the last to go removes them.
     users: std::sync::Mutex<std::collections::HashMap<Vec<String>, usize>>,
@@ -243,6 +244,15 @@ impl Metrics {
             &["store"],
         )
         .expect("valid metric");
+        let feature_age = HistogramVec::new(
+            HistogramOpts::new(
+                "modelgate_feature_age_seconds",
+                "Age of looked-up rows (request time, or now, minus the row's event time), per table.",
+            )
+            .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0, 21600.0, 86400.0]),
+            &["table"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(request_duration.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(stage_duration.clone()),
@@ -263,6 +273,7 @@ impl Metrics {
             Box::new(config_updates.clone()),
             Box::new(feature_values.clone()),
             Box::new(feature_lookup_duration.clone()),
+            Box::new(feature_age.clone()),
         ] {
             registry
                 .register(c)
@@ -289,6 +300,7 @@ impl Metrics {
             config_updates,
             feature_values,
             feature_lookup_duration,
+            feature_age,
             users: Default::default(),
         }
     }

@@ -173,6 +173,9 @@ fn request_values_override_lookups_and_policies_name_key_and_table() {
     assert!(gw
         .metric("modelgate_feature_lookup_duration_seconds_count{store=\"embedded\"}")
         .is_some_and(|n| n >= 3.0));
+    assert!(gw
+        .metric("modelgate_feature_age_seconds_count{table=\"transaction_count_ft\"}")
+        .is_some_and(|n| n >= 1.0));
 }
 
 /// The demo tables copied where a test may change them, and a config serving version 1.

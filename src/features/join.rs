@@ -51,6 +51,7 @@ struct PlannedFeature {
 
 struct PlannedLookup {
     table: String,
+    age: Option<prometheus::Histogram>,
     keys: Vec<String>,
     as_of: Option<String>,
     features: Vec<PlannedFeature>,
@@ -177,6 +178,7 @@ impl JoinPlan {
                 });
             }
             lookups.push(PlannedLookup {
+                age: metrics.map(|m| m.feature_age.with_label_values(&[&l.table])),
                 table: l.table.clone(),
                 keys: l.lookup_key.clone(),
                 as_of: l.timestamp_lookup_key.clone(),
@@ -379,6 +381,15 @@ impl JoinPlan {
             Err(StoreError::Timeout | StoreError::Unreachable(_)) => vec![None; queries.len()],
             Err(e) => return Err(RequestError::Internal(e.to_string())),
         };
+        let reference = |r: usize| {
+            request_time
+                .as_ref()
+                .and_then(|t| match t[r] {
+                    Value::Timestamp(ms) => Some(ms),
+                    _ => None,
+                })
+                .unwrap_or(now)
+        };
         let mut next = 0;
         for (li, l) in self.lookups.iter().enumerate() {
             if !needed[li] {
@@ -387,6 +398,13 @@ impl JoinPlan {
             let part = &found[next..next + rows];
             let part_keys = &keys[next..next + rows];
             next += rows;
+            if let Some(h) = &l.age {
+                for (r, row) in part.iter().enumerate() {
+                    if let Some(at) = row.as_ref().and_then(|f| f.event_ms) {
+                        h.observe(reference(r).saturating_sub(at).max(0) as f64 / 1000.0);
+                    }
+                }
+            }
             for (fi, f) in l.features.iter().enumerate() {
                 if env.iter().any(|(n, _)| *n == f.output) {
                     if let Some(c) = &f.counters {
@@ -396,13 +414,7 @@ impl JoinPlan {
                 }
                 let mut values = Vec::with_capacity(rows);
                 for r in 0..rows {
-                    let reference = request_time
-                        .as_ref()
-                        .and_then(|t| match t[r] {
-                            Value::Timestamp(ms) => Some(ms),
-                            _ => None,
-                        })
-                        .unwrap_or(now);
+                    let reference = reference(r);
                     let (value, why) = match &part[r] {
                         None if timed_out => (Value::Null, "timed_out"),
                         None => (Value::Null, "missing"),
