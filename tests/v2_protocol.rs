@@ -197,7 +197,7 @@ fn bad_v2_requests_get_errors_naming_the_input() {
         (
             with(1, json!({"name": "Amountt"})),
             400,
-            "missing input column 'Amount'",
+            r#"unknown input column(s) ["Amountt"]"#,
         ),
     ];
     for (body, status, needle) in bad {

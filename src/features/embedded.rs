@@ -122,8 +122,10 @@ fn load_table(t: &TableSettings) -> Result<Table, LoadError> {
         path: path.clone(),
         message,
     };
-    let text = std::fs::read_to_string(&t.path).map_err(|e| read_err(e.to_string()))?;
-    let records: Vec<(usize, Vec<(String, Value)>)> = if is_csv(&t.path) {
+    let records: Vec<NumberedRecord> = if has_extension(&t.path, "parquet") {
+        parquet_records(&t.path).map_err(read_err)?
+    } else if has_extension(&t.path, "csv") {
+        let text = std::fs::read_to_string(&t.path).map_err(|e| read_err(e.to_string()))?;
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let header: Vec<String> = reader
             .headers()
@@ -150,6 +152,7 @@ fn load_table(t: &TableSettings) -> Result<Table, LoadError> {
         }
         out
     } else {
+        let text = std::fs::read_to_string(&t.path).map_err(|e| read_err(e.to_string()))?;
         let mut out = Vec::new();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
@@ -278,9 +281,75 @@ fn insert(rows: &DashMap<String, Vec<Row>>, key: String, row: Row) {
     }
 }
 
-fn is_csv(path: &Path) -> bool {
+/// A record of a snapshot file: its line (or row) number and its columns.
+type NumberedRecord = (usize, Vec<(String, Value)>);
+
+fn has_extension(path: &Path, ext: &str) -> bool {
     path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// The rows of a Parquet file (numbered from 1), with Arrow types mapped to values: integers,
+/// floats, booleans, strings, and timestamps and dates as epoch milliseconds.
+fn parquet_records(path: &Path) -> Result<Vec<NumberedRecord>, String> {
+    use deltalake::arrow::array::{Array, AsArray};
+    use deltalake::arrow::datatypes::{self as dt, DataType, TimeUnit};
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| format!("not a Parquet file: {e}"))?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let schema = batch.schema();
+        let mut rows: Vec<Vec<(String, Value)>> = vec![Vec::new(); batch.num_rows()];
+        for (field, col) in schema.fields().iter().zip(batch.columns()) {
+            let name = field.name();
+            let value_at = |r: usize| -> Result<Value, String> {
+                if col.is_null(r) {
+                    return Ok(Value::Null);
+                }
+                Ok(match col.data_type() {
+                    DataType::Boolean => Value::Bool(col.as_boolean().value(r)),
+                    DataType::Int8 => Value::Int(col.as_primitive::<dt::Int8Type>().value(r).into()),
+                    DataType::Int16 => Value::Int(col.as_primitive::<dt::Int16Type>().value(r).into()),
+                    DataType::Int32 => Value::Int(col.as_primitive::<dt::Int32Type>().value(r).into()),
+                    DataType::Int64 => Value::Int(col.as_primitive::<dt::Int64Type>().value(r)),
+                    DataType::UInt8 => Value::Int(col.as_primitive::<dt::UInt8Type>().value(r).into()),
+                    DataType::UInt16 => Value::Int(col.as_primitive::<dt::UInt16Type>().value(r).into()),
+                    DataType::UInt32 => Value::Int(col.as_primitive::<dt::UInt32Type>().value(r).into()),
+                    DataType::Float32 => Value::Float(col.as_primitive::<dt::Float32Type>().value(r).into()),
+                    DataType::Float64 => Value::Float(col.as_primitive::<dt::Float64Type>().value(r)),
+                    DataType::Utf8 => Value::String(col.as_string::<i32>().value(r).to_owned()),
+                    DataType::LargeUtf8 => Value::String(col.as_string::<i64>().value(r).to_owned()),
+                    DataType::Date32 => {
+                        Value::Timestamp(i64::from(col.as_primitive::<dt::Date32Type>().value(r)) * 86_400_000)
+                    }
+                    DataType::Timestamp(unit, _) => {
+                        let (v, per_ms) = match unit {
+                            TimeUnit::Second => (col.as_primitive::<dt::TimestampSecondType>().value(r), -1000),
+                            TimeUnit::Millisecond => (col.as_primitive::<dt::TimestampMillisecondType>().value(r), 1),
+                            TimeUnit::Microsecond => (col.as_primitive::<dt::TimestampMicrosecondType>().value(r), 1000),
+                            TimeUnit::Nanosecond => (col.as_primitive::<dt::TimestampNanosecondType>().value(r), 1_000_000),
+                        };
+                        Value::Timestamp(if per_ms < 0 { v.saturating_mul(1000) } else { v / per_ms })
+                    }
+                    other => return Err(format!("column '{name}' has the Arrow type {other}, which feature tables do not take")),
+                })
+            };
+            for (r, row) in rows.iter_mut().enumerate() {
+                row.push((name.clone(), value_at(r)?));
+            }
+        }
+        let first = out.len();
+        out.extend(
+            rows.into_iter()
+                .enumerate()
+                .map(|(i, row)| (first + i + 1, row)),
+        );
+    }
+    Ok(out)
 }
 
 /// A push to one table: rows to add or replace, and keys (with their time, for as-of tables)
@@ -622,5 +691,80 @@ mod tests {
             e.contains("cannot read") && e.contains("absent.jsonl"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod parquet_tests {
+    use super::*;
+    use deltalake::arrow::array::{
+        Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
+    };
+    use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use deltalake::arrow::record_batch::RecordBatch;
+    use deltalake::parquet::arrow::ArrowWriter;
+
+    #[test]
+    fn parquet_snapshots_load_with_typed_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prices.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("Product", DataType::Utf8, false),
+            Field::new(
+                "LookupTimestamp",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+            Field::new("Max", DataType::Float64, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let t0 = parse_timestamp("2026-11-22T10:00:00Z").unwrap();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["Product A", "Product A"])),
+                Arc::new(TimestampMillisecondArray::from(vec![t0, t0 + 60_000])),
+                Arc::new(Float64Array::from(vec![Some(10.5), None])),
+                Arc::new(Int64Array::from(vec![Some(1), Some(2)])),
+            ],
+        )
+        .unwrap();
+        let mut writer =
+            ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let store = EmbeddedStore::open(vec![TableSettings {
+            name: "prices".into(),
+            path,
+            primary_keys: vec!["Product".into()],
+            timestamp_key: Some("LookupTimestamp".into()),
+            event_timestamp: None,
+        }])
+        .unwrap();
+        let cols = vec!["Max".to_owned(), "n".to_owned()];
+        let found = |at: i64| {
+            store
+                .lookup(
+                    &[Query {
+                        table: "prices",
+                        key: "Product A",
+                        as_of: Some(at),
+                    }],
+                    &[&cols],
+                )
+                .unwrap()
+                .pop()
+                .unwrap()
+                .map(|f| (f.values, f.event_ms))
+        };
+        assert_eq!(
+            found(t0 + 30_000),
+            Some((vec![Value::Float(10.5), Value::Int(1)], Some(t0)))
+        );
+        assert_eq!(
+            found(t0 + 60_000),
+            Some((vec![Value::Null, Value::Int(2)], Some(t0 + 60_000)))
+        );
+        assert_eq!(found(t0 - 1), None);
     }
 }

@@ -9,7 +9,8 @@ use super::expr::Value;
 #[serde(deny_unknown_fields)]
 pub struct TableSettings {
     pub name: String,
-    /// Snapshot file loaded at start: `.jsonl` / `.json` (one object per line) or `.csv`.
+    /// Snapshot file loaded at start: `.jsonl` / `.json` (one object per line), `.csv` or
+    /// `.parquet`.
     pub path: std::path::PathBuf,
     /// Key columns, in order.
     pub primary_keys: Vec<String>,
