@@ -136,10 +136,37 @@ fn redis_joins_like_the_embedded_store_and_survives_an_outage() {
         .metric("modelgate_feature_lookup_duration_seconds_count{store=\"redis\"}")
         .is_some_and(|n| n >= 1.0));
 
+    // Callers keep sending while Redis goes away and comes back.
+    let body = json!({"dataframe_split": {"columns": f["columns"], "data": [f["data"][0]]}});
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, body, stop) = (
+                gw.url("/serving-endpoints/v1/invocations"),
+                body.to_string(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                let client = client();
+                let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .unwrap();
+                    *statuses.entry(r.status().as_u16()).or_default() += 1;
+                }
+                statuses
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
     // Redis goes away under load: answers follow the policies (the demo's max price rejects
     // when it cannot be looked up), never a 5xx, and the deadline keeps them fast.
     redis.stop();
-    let body = json!({"dataframe_split": {"columns": f["columns"], "data": [f["data"][0]]}});
     let started = Instant::now();
     for _ in 0..20 {
         let r = gw.invoke("v1", &body);
@@ -179,4 +206,17 @@ fn redis_joins_like_the_embedded_store_and_survives_an_outage() {
         std::thread::sleep(Duration::from_millis(100));
     }
     check_predictions(&gw, &f);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for c in callers {
+        for (s, n) in c.join().unwrap() {
+            *statuses.entry(s).or_default() += n;
+        }
+    }
+    assert!(
+        statuses.keys().all(|s| *s == 200 || *s == 422),
+        "callers saw {statuses:?}"
+    );
+    assert!(statuses.get(&200).is_some_and(|n| *n > 0), "{statuses:?}");
 }
