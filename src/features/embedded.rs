@@ -45,6 +45,8 @@ struct Table {
 pub struct EmbeddedStore {
     settings: Vec<TableSettings>,
     tables: ArcSwap<HashMap<String, Arc<Table>>>,
+    /// Pushes and reloads take turns, so a push never writes into a table being replaced.
+    write: std::sync::Mutex<()>,
 }
 
 impl EmbeddedStore {
@@ -53,6 +55,7 @@ impl EmbeddedStore {
         let store = Self {
             settings,
             tables: ArcSwap::from_pointee(HashMap::new()),
+            write: std::sync::Mutex::new(()),
         };
         store.reload()?;
         Ok(store)
@@ -60,10 +63,20 @@ impl EmbeddedStore {
 
     /// Reads every snapshot again and publishes the new tables at once; on error the old stay.
     pub fn reload(&self) -> Result<(), LoadError> {
-        let mut tables = HashMap::new();
-        for t in &self.settings {
-            tables.insert(t.name.clone(), Arc::new(load_table(t)?));
+        let all: Vec<String> = self.settings.iter().map(|t| t.name.clone()).collect();
+        self.reload_tables(&all)
+    }
+
+    /// Reads these tables' snapshots again and publishes them at once; the other tables (and
+    /// the rows pushed into them) stay. On error nothing changes.
+    pub fn reload_tables(&self, names: &[String]) -> Result<(), LoadError> {
+        let mut fresh = Vec::new();
+        for t in self.settings.iter().filter(|t| names.contains(&t.name)) {
+            fresh.push((t.name.clone(), Arc::new(load_table(t)?)));
         }
+        let _turn = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tables = (**self.tables.load()).clone();
+        tables.extend(fresh);
         self.tables.store(Arc::new(tables));
         Ok(())
     }
@@ -92,15 +105,11 @@ pub(crate) fn json_value(v: &serde_json::Value) -> Value {
     }
 }
 
+/// A CSV cell stays text (so `00123` and `"42"` keep their spelling); the join converts it to
+/// the feature's type. An empty cell is null.
 fn csv_value(s: &str) -> Value {
     if s.is_empty() {
         Value::Null
-    } else if let Ok(i) = s.parse::<i64>() {
-        Value::Int(i)
-    } else if let Ok(f) = s.parse::<f64>() {
-        Value::Float(f)
-    } else if s == "true" || s == "false" {
-        Value::Bool(s == "true")
     } else {
         Value::String(s.to_owned())
     }
@@ -379,6 +388,7 @@ impl EmbeddedStore {
     /// Applies a push: every row is checked first, then all are applied (nothing on error).
     /// Rows pushed are replaced by the snapshot file's when it is reloaded.
     pub fn push(&self, table: &str, push: &Push) -> Result<(usize, usize), PushError> {
+        let _turn = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let tables = self.tables.load();
         let t = tables
             .get(table)
@@ -466,7 +476,7 @@ pub fn watch(
         .iter()
         .map(|f| std::path::absolute(f).unwrap_or_else(|_| f.clone()))
         .collect();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (tx, rx) = std::sync::mpsc::channel::<std::path::PathBuf>();
     let watched = files.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
@@ -476,8 +486,10 @@ pub fn watch(
                 | notify::EventKind::Modify(_)
                 | notify::EventKind::Remove(_)
         );
-        if change && event.paths.iter().any(|p| watched.contains(p)) {
-            let _ = tx.send(());
+        if change {
+            for p in event.paths.iter().filter(|p| watched.contains(p)) {
+                let _ = tx.send(p.clone());
+            }
         }
     })?;
     let mut dirs: Vec<std::path::PathBuf> = files
@@ -492,10 +504,23 @@ pub fn watch(
     std::thread::Builder::new()
         .name("modelgate-feature-snapshots".into())
         .spawn(move || {
-            while rx.recv().is_ok() {
+            while let Ok(first) = rx.recv() {
                 std::thread::sleep(settle);
-                while rx.try_recv().is_ok() {}
-                match store.reload() {
+                let mut changed = vec![first];
+                while let Ok(p) = rx.try_recv() {
+                    changed.push(p);
+                }
+                // Only the tables whose files changed: the others keep their pushed rows.
+                let names: Vec<String> = store
+                    .settings
+                    .iter()
+                    .filter(|t| {
+                        let f = std::path::absolute(&t.path).unwrap_or_else(|_| t.path.clone());
+                        changed.contains(&f)
+                    })
+                    .map(|t| t.name.clone())
+                    .collect();
+                match store.reload_tables(&names) {
                     Ok(()) => tracing::info!(tables = ?store.sizes(), "feature tables reloaded"),
                     Err(e) => {
                         tracing::error!("feature tables not reloaded, the loaded ones stay: {e}")
@@ -548,6 +573,10 @@ impl OnlineStore for EmbeddedStore {
                 }))
             })
             .collect()
+    }
+
+    fn table(&self, name: &str) -> Option<TableSettings> {
+        self.settings.iter().find(|t| t.name == name).cloned()
     }
 
     fn columns(&self, table: &str) -> Option<Vec<String>> {
@@ -627,7 +656,7 @@ mod tests {
                 t("2026-11-22T10:01:59Z"),
                 "Max"
             ),
-            Some(Value::Float(10.5))
+            Some(Value::String("10.5".into()))
         );
         assert_eq!(
             one(
@@ -637,7 +666,7 @@ mod tests {
                 t("2026-11-22T10:02:00Z"),
                 "Max"
             ),
-            Some(Value::Int(12))
+            Some(Value::String("12".into()))
         );
         assert_eq!(
             one(

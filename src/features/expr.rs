@@ -110,6 +110,8 @@ fn err<T>(pos: usize, message: impl Into<String>) -> Result<T, ExprError> {
 
 /// Deeper nesting is refused at parse time, so evaluation cannot overflow the stack.
 const MAX_DEPTH: usize = 64;
+/// Longer expressions are refused: a chain of binary operators nests one level per operator.
+const MAX_TOKENS: usize = 512;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -272,6 +274,8 @@ enum Node {
 pub struct Expr {
     root: Node,
     pub ty: Type,
+    /// The inputs (indices into the compiled-with `vars`) the expression reads.
+    pub uses: Vec<usize>,
 }
 
 struct Parser<'a> {
@@ -280,6 +284,7 @@ struct Parser<'a> {
     vars: &'a [(String, Type)],
     end: usize,
     depth: usize,
+    uses: Vec<usize>,
 }
 
 type Parsed = (Node, Type);
@@ -456,7 +461,12 @@ impl Parser<'_> {
                     call(func, &name, args, pos)
                 }
                 _ => match self.vars.iter().position(|(v, _)| *v == name) {
-                    Some(i) => Ok((Node::Var(i), self.vars[i].1)),
+                    Some(i) => {
+                        if !self.uses.contains(&i) {
+                            self.uses.push(i);
+                        }
+                        Ok((Node::Var(i), self.vars[i].1))
+                    }
                     None => err(
                         pos,
                         format!(
@@ -630,6 +640,12 @@ impl Expr {
     /// Parses and type-checks `src` over inputs `vars` (name and type, in argument order).
     pub fn compile(src: &str, vars: &[(String, Type)]) -> Result<Expr, ExprError> {
         let toks = lex(src)?;
+        if toks.len() > MAX_TOKENS {
+            return err(
+                toks[MAX_TOKENS].1,
+                format!("the expression is longer than {MAX_TOKENS} tokens"),
+            );
+        }
         let end = src.chars().count() + 1;
         let mut p = Parser {
             toks,
@@ -637,12 +653,17 @@ impl Expr {
             vars,
             end,
             depth: 0,
+            uses: Vec::new(),
         };
         let (root, ty) = p.or()?;
         if p.at < p.toks.len() {
             return err(p.pos(), "unexpected text after the expression");
         }
-        Ok(Expr { root, ty })
+        Ok(Expr {
+            root,
+            ty,
+            uses: p.uses,
+        })
     }
 
     /// The value for one row; `args` in the order of the `vars` it was compiled with.
@@ -1004,15 +1025,30 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused_not_a_stack_overflow() {
-        let src = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
+        let src = format!("{}1{}", "(".repeat(100), ")".repeat(100));
         assert!(Expr::compile(&src, &vars())
             .unwrap_err()
             .message
             .contains("nests deeper"));
+        let src = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(Expr::compile(&src, &vars()).is_err());
         let src = format!("{}1", "-".repeat(10_000));
         assert!(Expr::compile(&src, &vars()).is_err());
         let src = format!("{}true", "not ".repeat(10_000));
         assert!(Expr::compile(&src, &vars()).is_err());
+        let src = vec!["n"; 10_000].join(" + ");
+        assert!(Expr::compile(&src, &vars())
+            .unwrap_err()
+            .message
+            .contains("longer than 512"));
+        // The longest chain allowed evaluates without trouble.
+        let src = vec!["n"; 256].join(" + ");
+        assert_eq!(
+            Expr::compile(&src, &vars())
+                .unwrap()
+                .eval(&args(Value::Null, Value::Null)),
+            Value::Int(768)
+        );
     }
 
     fn value() -> impl Strategy<Value = Value> {

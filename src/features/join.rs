@@ -62,6 +62,8 @@ struct PlannedFunction {
     output: String,
     expr: Expr,
     args: Vec<String>,
+    /// The columns the expression reads.
+    needs: Vec<String>,
     ty: Type,
     default: Value,
     policy: Policy,
@@ -88,6 +90,7 @@ fn typed_default(v: &Option<serde_json::Value>, ty: Type) -> Result<Value, Strin
         (Type::Bool, serde_json::Value::Bool(b)) => Some(Value::Bool(*b)),
         (Type::String, serde_json::Value::String(s)) => Some(Value::String(s.clone())),
         (Type::Timestamp, serde_json::Value::String(s)) => parse_timestamp(s).map(Value::Timestamp),
+        (Type::Timestamp, serde_json::Value::Number(n)) => n.as_i64().map(Value::Timestamp),
         _ => None,
     };
     value.ok_or_else(|| format!("default {v} is not a {ty}"))
@@ -103,7 +106,17 @@ fn coerce(v: Value, ty: Type) -> Option<Value> {
             Some(Value::Int(f as i64))
         }
         (Type::Float, Value::Int(i)) => Some(Value::Float(i as f64)),
-        (Type::Float, Value::Float(f)) => Some(Value::Float(f)),
+        // A non-finite stored value is no value (the model cannot take it).
+        (Type::Float, Value::Float(f)) => f.is_finite().then_some(Value::Float(f)),
+        // Text (CSV cells) parses into the feature's type.
+        (Type::Int, Value::String(s)) => s.trim().parse().ok().map(Value::Int),
+        (Type::Float, Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Value::Float),
+        (Type::Bool, Value::String(s)) => s.trim().parse().ok().map(Value::Bool),
         (Type::Bool, Value::Bool(b)) => Some(Value::Bool(b)),
         (Type::String, Value::String(s)) => Some(Value::String(s)),
         (Type::Timestamp, Value::Timestamp(t) | Value::Int(t)) => Some(Value::Timestamp(t)),
@@ -142,9 +155,23 @@ impl JoinPlan {
         let mut lookups = Vec::new();
         for (i, l) in spec.lookups.iter().enumerate() {
             let at = format!("lookups[{i}] (table '{}')", l.table);
-            let table_columns = store
-                .columns(&l.table)
+            let table = store
+                .table(&l.table)
                 .ok_or_else(|| format!("{at}: the online store has no table '{}'", l.table))?;
+            if l.lookup_key.len() != table.primary_keys.len() {
+                return Err(format!(
+                    "{at}: lookup_key has {} columns but the table's key has {} ({})",
+                    l.lookup_key.len(),
+                    table.primary_keys.len(),
+                    table.primary_keys.join(", ")
+                ));
+            }
+            if l.timestamp_lookup_key.is_some() && table.timestamp_key.is_none() {
+                return Err(format!(
+                    "{at}: timestamp_lookup_key needs a table with a timestamp_key (as-of lookups)"
+                ));
+            }
+            let table_columns = store.columns(&l.table);
             for k in &l.lookup_key {
                 if request_type(k).is_none() {
                     return Err(format!("{at}: lookup key '{k}' is not a request column"));
@@ -157,12 +184,18 @@ impl JoinPlan {
             }
             let mut features = Vec::new();
             for f in &l.features {
-                // An empty list: the store does not know its columns (Redis).
-                if !table_columns.is_empty() && !table_columns.contains(&f.name) {
+                // Checked where the store knows its columns (embedded).
+                if let Some(cols) = table_columns.as_ref().filter(|c| !c.contains(&f.name)) {
                     return Err(format!(
                         "{at}: the table has no column '{}' (columns: {})",
                         f.name,
-                        table_columns.join(", ")
+                        cols.join(", ")
+                    ));
+                }
+                if f.on_missing == Some(Policy::Default) && f.default.is_none() {
+                    return Err(format!(
+                        "{at}: feature '{}' has on_missing: default but no default",
+                        f.name
                     ));
                 }
                 add(&mut known, f.output(), f.ty, "feature")?;
@@ -215,8 +248,12 @@ impl JoinPlan {
                 ));
             }
             let default = typed_default(&f.default, f.ty).map_err(|e| format!("{at}: {e}"))?;
+            if f.on_null == Some(Policy::Default) && f.default.is_none() {
+                return Err(format!("{at}: on_null: default needs a default"));
+            }
             add(&mut known, &f.name, f.ty, "function")?;
             functions.push(PlannedFunction {
+                needs: expr.uses.iter().map(|&i| args[i].clone()).collect(),
                 output: f.name.clone(),
                 expr,
                 args,
@@ -298,6 +335,23 @@ impl JoinPlan {
             .and_then(|c| env.iter().find(|(n, _)| n == c))
             .map(|(_, v)| v.clone());
         let now = crate::endpoint::now_ms() as i64;
+        // What must be looked up or computed: the model's columns the request did not send, and
+        // (last function first) what the functions that make them read.
+        let mut wanted: Vec<&str> = self
+            .model_columns
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !env.iter().any(|(e, _)| e == n))
+            .collect();
+        for f in self.functions.iter().rev() {
+            if wanted.contains(&f.output.as_str()) {
+                for n in &f.needs {
+                    if !env.iter().any(|(e, _)| e == n) && !wanted.contains(&n.as_str()) {
+                        wanted.push(n);
+                    }
+                }
+            }
+        }
         // One batch for every table and row that needs a lookup.
         let mut keys: Vec<(usize, String, Option<i64>)> = Vec::new(); // (lookup, key, as_of)
         let mut needed = vec![false; self.lookups.len()];
@@ -305,7 +359,7 @@ impl JoinPlan {
             needed[li] = l
                 .features
                 .iter()
-                .any(|f| !env.iter().any(|(n, _)| *n == f.output));
+                .any(|f| wanted.contains(&f.output.as_str()));
             if !needed[li] {
                 continue;
             }
@@ -406,6 +460,11 @@ impl JoinPlan {
                 }
             }
             for (fi, f) in l.features.iter().enumerate() {
+                if !wanted.contains(&f.output.as_str()) && !env.iter().any(|(n, _)| *n == f.output)
+                {
+                    // Nothing reads it: its policy does not apply.
+                    continue;
+                }
                 if env.iter().any(|(n, _)| *n == f.output) {
                     if let Some(c) = &f.counters {
                         c.from_request.inc_by(rows as u64);
@@ -471,7 +530,7 @@ impl JoinPlan {
             }
         }
         for f in &self.functions {
-            if env.iter().any(|(n, _)| *n == f.output) {
+            if !wanted.contains(&f.output.as_str()) {
                 continue;
             }
             let mut values = Vec::with_capacity(rows);
@@ -793,6 +852,53 @@ model_columns: [n, ratio, must, strict]
     }
 
     #[test]
+    fn a_request_with_every_model_column_needs_no_lookup_and_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = Frame {
+            columns: vec![
+                Column::scalar("n", ColumnData::I64(vec![1])),
+                Column::scalar("ratio", ColumnData::F64(vec![0.25])),
+                Column::scalar("must", ColumnData::F64(vec![2.0])),
+                Column::scalar("strict", ColumnData::F64(vec![3.0])),
+            ],
+        };
+        let j = plan(dir.path()).join(&f, None).unwrap();
+        assert_eq!(j.frame.columns[1].data, ColumnData::F64(vec![0.25]));
+        // Only `x` is missing: it feeds `ratio`, which the request sent, so nothing is looked up.
+        assert!(!j.env.iter().any(|(n, _)| n == "x"));
+    }
+
+    #[test]
+    fn csv_cells_are_text_until_the_spec_types_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, "id,code,score\n00123,42,1.5\n7,x,NaN\n").unwrap();
+        let store = EmbeddedStore::open(vec![TableSettings {
+            name: "t".into(),
+            path,
+            primary_keys: vec!["id".into()],
+            timestamp_key: None,
+            event_timestamp: None,
+        }])
+        .unwrap();
+        let spec: FeatureSpec = serde_yaml::from_str(
+            "request_columns: [{name: id, type: string}]\nlookups: [{table: t, lookup_key: [id], features: [{name: code, type: string}, {name: score, type: float, on_missing: null}]}]\nfunctions: [{name: s2, expression: 'coalesce(score, 0.0)', type: float}]\nmodel_columns: [code, s2]\n",
+        )
+        .unwrap();
+        let p = JoinPlan::compile(&spec, Arc::new(store), None).unwrap();
+        let f = |id: &str| Frame {
+            columns: vec![Column::scalar("id", ColumnData::Str(vec![id.into()]))],
+        };
+        let j = p.join(&f("00123"), None).unwrap();
+        assert_eq!(j.frame.columns[0].data, ColumnData::Str(vec!["42".into()]));
+        assert_eq!(j.frame.columns[1].data, ColumnData::F64(vec![1.5]));
+        // A NaN in the file is no value.
+        let j = p.join(&f("7"), None).unwrap();
+        assert_eq!(column(&j, "score"), [Value::Null]);
+        assert_eq!(j.frame.columns[1].data, ColumnData::F64(vec![0.0]));
+    }
+
+    #[test]
     fn specs_that_do_not_fit_are_refused_at_load() {
         let dir = tempfile::tempdir().unwrap();
         let store = plan(dir.path()).store.clone();
@@ -818,6 +924,21 @@ model_columns: [n, ratio, must, strict]
             (
                 ("default: -1", "default: 'many'"),
                 "default \"many\" is not a int",
+            ),
+            (
+                ("lookup_key: [id]", "lookup_key: [id, amount]"),
+                "lookup_key has 2 columns but the table's key has 1",
+            ),
+            (
+                (
+                    "lookup_key: [id]",
+                    "lookup_key: [id]\n    timestamp_lookup_key: at",
+                ),
+                "needs a table with a timestamp_key",
+            ),
+            (
+                ("default: -1, on_missing: default", "on_missing: default"),
+                "on_missing: default but no default",
             ),
         ] {
             let spec: FeatureSpec = serde_yaml::from_str(&SPEC.replace(edit.0, edit.1)).unwrap();

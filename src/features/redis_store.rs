@@ -107,7 +107,7 @@ impl RedisStore {
         })
     }
 
-    fn table(&self, name: &str) -> Option<&TableSettings> {
+    fn settings(&self, name: &str) -> Option<&TableSettings> {
         self.tables.iter().find(|t| t.name == name)
     }
 
@@ -160,9 +160,13 @@ pub fn load_snapshots(
     Ok(written)
 }
 
-/// The first JSON object of a GET or ZRANGE reply.
+/// The first JSON object of a GET or ZRANGE reply; an error reply is no row (and logged).
 fn reply_object(v: &redis::Value) -> Option<serde_json::Map<String, serde_json::Value>> {
     match v {
+        redis::Value::ServerError(e) => {
+            tracing::warn!("a feature lookup in redis failed, its values are missing: {e:?}");
+            None
+        }
         redis::Value::BulkString(b) => serde_json::from_slice(b).ok(),
         redis::Value::SimpleString(s) => serde_json::from_str(s).ok(),
         redis::Value::Array(items) => items.first().and_then(reply_object),
@@ -191,7 +195,7 @@ impl OnlineStore for RedisStore {
         let mut pipe = redis::pipe();
         for q in queries {
             let table = self
-                .table(q.table)
+                .settings(q.table)
                 .ok_or_else(|| StoreError::UnknownTable(q.table.to_owned()))?;
             let next = slots.len();
             let slot = *slots.entry((q.table, q.key, q.as_of)).or_insert_with(|| {
@@ -216,6 +220,8 @@ impl OnlineStore for RedisStore {
             });
             order.push(slot);
         }
+        // One bad key (a wrong type, say) must not fail the others: its reply is an error value.
+        pipe.ignore_errors();
         let mut conn = self.conn.clone();
         let deadline = self.deadline;
         let runtime = self.runtime.as_ref().ok_or(StoreError::Timeout)?;
@@ -235,7 +241,7 @@ impl OnlineStore for RedisStore {
             .zip(columns)
             .map(|((q, slot), cols)| {
                 let row = replies.get(slot).and_then(reply_object)?;
-                let table = self.table(q.table)?;
+                let table = self.settings(q.table)?;
                 let event = table
                     .event_timestamp
                     .as_ref()
@@ -255,9 +261,13 @@ impl OnlineStore for RedisStore {
             .collect())
     }
 
-    fn columns(&self, table: &str) -> Option<Vec<String>> {
-        // Redis rows are schemaless: the table is known, its columns are not.
-        self.table(table).map(|_| Vec::new())
+    fn table(&self, name: &str) -> Option<TableSettings> {
+        self.tables.iter().find(|t| t.name == name).cloned()
+    }
+
+    fn columns(&self, _table: &str) -> Option<Vec<String>> {
+        // Redis rows are schemaless: their columns are not known ahead.
+        None
     }
 
     fn kind(&self) -> &'static str {

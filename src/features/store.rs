@@ -55,7 +55,9 @@ pub trait OnlineStore: Send + Sync {
         queries: &[Query<'_>],
         columns: &[&[String]],
     ) -> Result<Vec<Option<Found>>, StoreError>;
-    /// Whether the store has the table, and its columns, for checks at load time.
+    /// The table's settings (keys, timestamp key), for checks at load time.
+    fn table(&self, name: &str) -> Option<TableSettings>;
+    /// The table's columns when the store knows them (embedded), for checks at load time.
     fn columns(&self, table: &str) -> Option<Vec<String>>;
     /// `embedded` or `redis`, for metrics.
     fn kind(&self) -> &'static str;
