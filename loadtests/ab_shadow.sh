@@ -13,19 +13,13 @@
 #
 # hey is a closed-loop client: its percentiles are not corrected for coordinated omission.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DURATION="${DURATION:-10}"
 CONCURRENCY="${CONCURRENCY:-4}"
 RATE="${RATE:-250}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/modelgate-target}"
-command -v hey >/dev/null || { echo "needs hey: apt-get install -y hey" >&2; exit 2; }
-ORT_DYLIB_PATH="$(scripts/fetch-onnxruntime.sh)"
-export ORT_DYLIB_PATH
-cargo build --release --locked --bin modelgate >&2
-
-work="$(mktemp -d)"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 trap 'kill "$gw_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 cat > "$work/config.yaml" <<YAML
+$DEMO_FEATURES
 registry:
   path: models
   watch: false
@@ -51,26 +45,13 @@ endpoints:
         - {served_entity_name: v1, traffic_percentage: 100}
         - {served_entity_name: v2, shadow: true}
 YAML
-RUST_LOG=warn "$CARGO_TARGET_DIR/release/modelgate" serve --config "$work/config.yaml" --listen 127.0.0.1:0 > "$work/out" 2> "$work/err" &
-gw_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/out" 2>/dev/null && break; sleep 0.1; done
-base="$(sed -n 's/^modelgate listening on //p' "$work/out")"
-python3 - "$work/body.json" <<'PY'
-import json, sys
-cases = json.load(open("tests/fixtures/transactions_v1_cases.json"))
-json.dump({"dataframe_split": {"columns": cases["columns"], "data": cases["data"][:1]}}, open(sys.argv[1], "w"))
-PY
+start_gateway "$work/config.yaml"
+write_body "$work/body.json"
 
-percentile() { awk -v p="$1%" '$1 == p && $2 == "in" { print $3 * 1000 }' "$2"; }
 shadow_copies() {
   curl -s "$base/metrics" | awk -v o="$1" '$1 == "modelgate_shadow_requests_total{endpoint=\"shadow\",outcome=\"" o "\",served_entity=\"v2\"}" { print $2 }'
 }
-row() {
-  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" \
-    "$(awk '/Requests\/sec/ { printf "%.0f", $2 }' "$3")" \
-    "$(percentile 50 "$3")" "$(percentile 90 "$3")" "$(percentile 99 "$3")" \
-    "$(grep -c '^\s*\[[45][0-9][0-9]\]' "$3" || true)"
-}
+row() { printf '| %s | %s | %s |\n' "$1" "$2" "$(cells "$3")"; }
 
 echo "hey -z ${DURATION}s -c $CONCURRENCY, one row per request; $(nproc) cores"
 echo

@@ -1,0 +1,49 @@
+# Shared by the load-test scripts (source it): build the release gateway, start it, and read
+# `hey`'s report. hey is a closed-loop client: its percentiles are not corrected for
+# coordinated omission.
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/modelgate-target}"
+command -v hey >/dev/null || { echo "needs hey: apt-get install -y hey" >&2; exit 2; }
+ORT_DYLIB_PATH="$(scripts/fetch-onnxruntime.sh)"
+export ORT_DYLIB_PATH
+cargo build --release --locked --bin modelgate >&2
+bin="$CARGO_TARGET_DIR/release/modelgate"
+work="$(mktemp -d)"
+gw_pid=""
+
+# Serves CONFIG on a free loopback port (stopping a gateway this script started before);
+# sets `base` to its URL.
+start_gateway() {
+  [ -n "$gw_pid" ] && { kill "$gw_pid" 2>/dev/null; wait "$gw_pid" 2>/dev/null || true; }
+  RUST_LOG=warn "$bin" serve --config "$1" --listen 127.0.0.1:0 > "$work/out" 2> "$work/err" &
+  gw_pid=$!
+  for _ in $(seq 100); do grep -q "listening on" "$work/out" 2>/dev/null && break; sleep 0.1; done
+  base="$(sed -n 's/^modelgate listening on //p' "$work/out")"
+  [ -n "$base" ] || { cat "$work/err" >&2; exit 1; }
+}
+
+# A one-row `dataframe_split` body of the v1 fixture, in FILE.
+write_body() {
+  python3 - "$1" <<'PY'
+import json, sys
+cases = json.load(open("tests/fixtures/transactions_v1_cases.json"))
+json.dump({"dataframe_split": {"columns": cases["columns"], "data": cases["data"][:1]}}, open(sys.argv[1], "w"))
+PY
+}
+
+# From a hey report: the latency percentile P in ms, requests/s, and the non-2xx status lines.
+percentile() { awk -v p="$1%" '$1 == p && $2 == "in" { print $3 * 1000 }' "$2"; }
+throughput() { awk '/Requests\/sec/ { printf "%.0f", $2 }' "$1"; }
+non_2xx() { grep -c '^\s*\[[45][0-9][0-9]\]' "$1" || true; }
+# The markdown cells "req/s | p50 | p90 | p99 | non-2xx" of a hey report.
+cells() {
+  printf '%s | %s | %s | %s | %s' "$(throughput "$1")" "$(percentile 50 "$1")" \
+    "$(percentile 90 "$1")" "$(percentile 99 "$1")" "$(non_2xx "$1")"
+}
+
+# The `features:` section of the demo's online tables (the demo versions look features up).
+DEMO_FEATURES="features:
+  tables:
+    - {name: transaction_count_ft, path: models/feature_tables/transaction_count_ft.jsonl, primary_keys: [CustomerID], event_timestamp: eventTimestamp}
+    - {name: product_3minute_max_price_ft, path: models/feature_tables/product_3minute_max_price_ft.jsonl, primary_keys: [Product], timestamp_key: LookupTimestamp}"
