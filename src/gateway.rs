@@ -56,18 +56,23 @@ pub struct Invocation<'a> {
 /// A successful answer: the encoded body and who served it.
 pub struct Answer {
     pub body: Vec<u8>,
-    /// For `served-model-name`: the served entity, or several joined by `, ` when a batch
-    /// was split across arms.
-    pub served_name: String,
-    /// For `served-model-version`: the model version each of them served.
-    pub served_version: String,
+    pub served: ServedBy,
 }
 
 /// A failed request, with the served entity when it was known.
 #[derive(Debug)]
 pub struct Failure {
     pub error: RequestError,
-    pub served_name: Option<String>,
+    pub served_name: Option<Arc<str>>,
+}
+
+impl Failure {
+    fn by(name: &Arc<str>) -> impl Fn(RequestError) -> Failure + Copy + '_ {
+        move |error| Failure {
+            error,
+            served_name: Some(name.clone()),
+        }
+    }
 }
 
 impl From<RequestError> for Failure {
@@ -89,19 +94,55 @@ pub struct Timings {
     pub rows: usize,
 }
 
-/// What scored a request: one arm (its index in the generation and the version it served), or
-/// several.
+/// Who scored a request: one served entity (its name and the version it served), or several
+/// when a batch was split across arms. Names are shared, not copied, per request.
 #[derive(Clone)]
-pub enum Arms {
-    One(usize, Arc<ServedEntity>),
-    Mixed(Vec<(usize, Arc<ServedEntity>)>),
+pub enum ServedBy {
+    One(Arc<str>, Arc<ServedEntity>),
+    Mixed(Vec<(Arc<str>, Arc<ServedEntity>)>),
+}
+
+impl ServedBy {
+    /// The `served_entity` label of the request's metrics.
+    pub fn label(&self) -> &str {
+        match self {
+            Self::One(name, _) => name,
+            Self::Mixed(_) => MIXED_ARMS,
+        }
+    }
+
+    /// `served-model-name`: the served entity, or the arms joined by `, `.
+    pub fn names(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Self::One(name, _) => std::borrow::Cow::Borrowed(name),
+            Self::Mixed(list) => list
+                .iter()
+                .map(|(n, _)| &**n)
+                .collect::<Vec<_>>()
+                .join(", ")
+                .into(),
+        }
+    }
+
+    /// `served-model-version`: the model version each of them served.
+    pub fn versions(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Self::One(_, e) => std::borrow::Cow::Borrowed(&e.version),
+            Self::Mixed(list) => list
+                .iter()
+                .map(|(_, e)| e.version.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+                .into(),
+        }
+    }
 }
 
 /// A scored request, from the pool worker.
 pub struct Scored {
     pub body: Vec<u8>,
     pub timings: Timings,
-    pub arms: Arms,
+    pub served: ServedBy,
     /// The decoded request, when shadow routes still have to get their copies ([`mirror`]).
     pub shadow: Option<Frame>,
 }
@@ -147,10 +188,6 @@ impl Gateway {
         &self.metrics
     }
 
-    pub fn directory(&self) -> &Arc<Endpoints> {
-        &self.endpoints
-    }
-
     pub fn endpoint(&self, name: &str) -> Option<Arc<Endpoint>> {
         self.endpoints.get(name)
     }
@@ -190,8 +227,11 @@ impl Gateway {
         };
         let result = self.serve(&inv).await;
         let (status, entity_label) = match &result {
-            Ok((_, label)) => (200, label.as_str()),
-            Err((f, label)) => (f.error.status().as_u16(), label.as_str()),
+            Ok(a) => (200, a.served.label()),
+            Err(f) => (
+                f.error.status().as_u16(),
+                f.served_name.as_deref().unwrap_or(""),
+            ),
         };
         let class = status_class(status);
         let m = &self.metrics;
@@ -201,7 +241,7 @@ impl Gateway {
         m.request_duration
             .with_label_values(&[endpoint_label, entity_label, protocol, class])
             .observe(inv.received.elapsed().as_secs_f64());
-        if let Err((f, _)) = &result {
+        if let Err(f) = &result {
             m.request_errors
                 .with_label_values(&[endpoint_label, f.error.code()])
                 .inc();
@@ -211,7 +251,7 @@ impl Gateway {
                     .inc();
             }
         }
-        result.map(|(a, _)| a).map_err(|(f, _)| f)
+        result
     }
 
     /// The endpoint of a V2 model name and the served entity of `version` (a served entity's
@@ -271,9 +311,8 @@ impl Gateway {
         self.metrics.render()
     }
 
-    /// The answer and the served-entity label of its metrics.
-    async fn serve(&self, inv: &Invocation<'_>) -> Result<(Answer, String), (Failure, String)> {
-        let no_arm = |e: RequestError| (Failure::from(e), String::new());
+    async fn serve(&self, inv: &Invocation<'_>) -> Result<Answer, Failure> {
+        let no_arm = Failure::from;
         let endpoint = self.endpoints.get(&inv.endpoint).ok_or_else(|| {
             no_arm(RequestError::NotFound(format!(
                 "endpoint '{}' does not exist",
@@ -325,15 +364,10 @@ impl Gateway {
                 decode.observe(t.decode);
                 inference.observe(t.inference);
                 encode.observe(t.encode);
-                let (served_name, served_version, label) = arm_names(&generation, &done.arms);
-                return Ok((
-                    Answer {
-                        body: done.body,
-                        served_name,
-                        served_version,
-                    },
-                    label,
-                ));
+                return Ok(Answer {
+                    body: done.body,
+                    served: done.served,
+                });
             }
             Ok(Err(failure)) => return Err(failure),
             Err(SubmitError::Full(n)) => RequestError::Overloaded(format!(
@@ -355,27 +389,9 @@ fn names(generation: &Generation) -> String {
     generation
         .slots
         .iter()
-        .map(|s| s.name.as_str())
+        .map(|s| &*s.name)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The header values (names, versions) and the metrics label of the arms that answered.
-fn arm_names(generation: &Generation, arms: &Arms) -> (String, String, String) {
-    match arms {
-        Arms::One(a, e) => {
-            let name = generation.slots[*a].name.clone();
-            (name.clone(), e.version.clone(), name)
-        }
-        Arms::Mixed(list) => {
-            let names: Vec<&str> = list
-                .iter()
-                .map(|(a, _)| generation.slots[*a].name.as_str())
-                .collect();
-            let versions: Vec<&str> = list.iter().map(|(_, e)| e.version.as_str()).collect();
-            (names.join(", "), versions.join(", "), MIXED_ARMS.to_owned())
-        }
-    }
 }
 
 /// The served entity named `v`, or else the one serving model version `v`.
@@ -503,10 +519,10 @@ pub fn score(
     worker: usize,
     body: &[u8],
     submitted: Instant,
-) -> Result<Scored, (Failure, String)> {
+) -> Result<Scored, Failure> {
     let t0 = Instant::now();
     let queued = (t0 - submitted).as_secs_f64();
-    let no_arm = |e: RequestError| (Failure::from(e), String::new());
+    let no_arm = Failure::from;
     let (frame, v2_req, echo) = match &plan.format {
         Format::MlflowJson => {
             let req = mlflow::decode_json(body).map_err(no_arm)?;
@@ -532,23 +548,15 @@ pub fn score(
     let ignore = generation.settings.routing.key_column.as_deref();
     let t1 = Instant::now();
     let mut buf = Vec::with_capacity(64 + rows * 48);
-    let (arms, t2) = match assign(plan, &frame) {
+    let (served, t2) = match assign(plan, &frame) {
         Assignment::Whole(arm) => {
             let (arm, entity) = if plan.pinned.is_some() {
                 (arm, ready_entity(generation, arm).map_err(no_arm)?)
             } else {
                 routed_entity(generation, arm).map_err(no_arm)?
             };
-            let failed = |e: RequestError| {
-                let name = generation.slots[arm].name.clone();
-                (
-                    Failure {
-                        error: e,
-                        served_name: Some(name.clone()),
-                    },
-                    name,
-                )
-            };
+            let name = &generation.slots[arm].name;
+            let failed = Failure::by(name);
             let (outputs, joined) = entity
                 .infer_joined(worker, &frame, ignore, echo)
                 .map_err(failed)?;
@@ -583,11 +591,10 @@ pub fn score(
                 )
                 .map_err(failed)?,
             }
-            (Arms::One(arm, entity), t2)
+            (ServedBy::One(name.clone(), entity), t2)
         }
         Assignment::Rows(per_row) => {
-            let (arms, t2) = score_split(generation, worker, &frame, &per_row, ignore, &mut buf)?;
-            (arms, t2)
+            score_split(generation, worker, &frame, &per_row, ignore, &mut buf)?
         }
     };
     let t3 = Instant::now();
@@ -602,7 +609,7 @@ pub fn score(
             encode: (t3 - t2).as_secs_f64(),
             rows,
         },
-        arms,
+        served,
     })
 }
 
@@ -615,7 +622,7 @@ fn score_split(
     per_row: &[usize],
     ignore: Option<&str>,
     buf: &mut Vec<u8>,
-) -> Result<(Arms, Instant), (Failure, String)> {
+) -> Result<(ServedBy, Instant), Failure> {
     // Routed arms resolve to serving ones first (fallbacks), then rows group by the arm.
     let mut resolved: Vec<(usize, usize, Arc<ServedEntity>)> = Vec::new(); // (routed, serving, entity)
     let mut serving_of_row = Vec::with_capacity(per_row.len());
@@ -623,8 +630,7 @@ fn score_split(
         let serving = match resolved.iter().find(|(routed, _, _)| *routed == arm) {
             Some((_, s, _)) => *s,
             None => {
-                let (s, e) = routed_entity(generation, arm)
-                    .map_err(|e| (Failure::from(e), MIXED_ARMS.to_owned()))?;
+                let (s, e) = routed_entity(generation, arm).map_err(Failure::from)?;
                 resolved.push((arm, s, e));
                 s
             }
@@ -647,16 +653,7 @@ fn score_split(
     }
     let mut outputs = Vec::with_capacity(groups.len());
     for (arm, entity, rows) in &groups {
-        let failed = |e: RequestError| {
-            let name = generation.slots[*arm].name.clone();
-            (
-                Failure {
-                    error: e,
-                    served_name: Some(name),
-                },
-                MIXED_ARMS.to_owned(),
-            )
-        };
+        let failed = Failure::by(&generation.slots[*arm].name);
         let part = frame.take_rows(rows);
         let out = entity
             .infer_ignoring(worker, &part, ignore)
@@ -687,12 +684,18 @@ fn score_split(
         next[g] += 1;
     }
     buf.extend_from_slice(b"]}");
-    let arms = if groups.len() == 1 {
-        Arms::One(groups[0].0, groups[0].1.clone())
+    let name = |a: usize| generation.slots[a].name.clone();
+    let served = if groups.len() == 1 {
+        ServedBy::One(name(groups[0].0), groups[0].1.clone())
     } else {
-        Arms::Mixed(groups.iter().map(|(a, e, _)| (*a, e.clone())).collect())
+        ServedBy::Mixed(
+            groups
+                .iter()
+                .map(|(a, e, _)| (name(*a), e.clone()))
+                .collect(),
+        )
     };
-    Ok((arms, t2))
+    Ok((served, t2))
 }
 
 /// Counts an arm's scored rows and their predicted probabilities.
@@ -727,7 +730,7 @@ pub fn mirror(plan: &Plan, frame: Frame) {
         if route.percent < 100 && fastrand::u8(..100) >= route.percent {
             continue;
         }
-        let slot = generation.slots[route.arm].clone();
+        let slot = &generation.slots[route.arm];
         let Some(entity) = slot.served() else {
             slot.metrics.shadow_failed.inc();
             continue;
@@ -735,12 +738,13 @@ pub fn mirror(plan: &Plan, frame: Frame) {
         let frame = shared
             .get_or_insert_with(|| Arc::new(frame.take().unwrap_or_default()))
             .clone();
-        let ignore = generation.settings.routing.key_column.clone();
-        let job_slot = slot.clone();
+        // The job keeps the config it was copied under (its slot and routing key column).
+        let (job_generation, arm) = (generation.clone(), route.arm);
         let queued = plan.pool.try_background(move |worker| {
             let started = Instant::now();
-            let m = &job_slot.metrics;
-            match entity.infer_ignoring(worker, &frame, ignore.as_deref()) {
+            let m = &job_generation.slots[arm].metrics;
+            let ignore = job_generation.settings.routing.key_column.as_deref();
+            match entity.infer_ignoring(worker, &frame, ignore) {
                 Ok(outputs) if check_rows(&outputs, frame.rows()).is_ok() => {
                     m.shadow_duration.observe(started.elapsed().as_secs_f64());
                     m.shadow_succeeded.inc();

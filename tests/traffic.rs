@@ -44,6 +44,17 @@ const AB_YAML: &str = "  - name: ab
     routing: {key_column: CustomerID}
 ";
 
+/// Endpoint `sh`: version 1 answers, every request is copied to version 2 (`shadow`).
+const SHADOW_YAML: &str = "  - name: sh
+    served_entities:
+      - {name: champion, entity_name: transactions, entity_version: '1'}
+      - {name: shadow, entity_name: transactions, entity_version: '2'}
+    traffic_config:
+      routes:
+        - {served_entity_name: champion, traffic_percentage: 100}
+        - {served_entity_name: shadow, shadow: true}
+";
+
 /// Fixture rows `rows` with a `CustomerID` column of `keys`.
 fn keyed(rows: &[usize], keys: &[i64]) -> Value {
     let cases = cases(1);
@@ -190,7 +201,11 @@ fn keys_stay_on_their_arm_and_a_split_change_moves_only_the_keys_it_must() {
     }
     // The header carries the same key to the same arm, for requests without the column.
     for (k, arm) in keys.iter().zip(&before).take(40) {
-        let r = reqwest_with_key(&gw, "ab", &one_row(), &k.to_string());
+        let r = gw.post_json_with(
+            "/serving-endpoints/ab/invocations",
+            &one_row(),
+            &[("X-Routing-Key", &k.to_string())],
+        );
         assert_eq!(&r.header("served-model-name").unwrap(), arm, "key {k}");
     }
     let on_challenger = before.iter().filter(|a| *a == "challenger").count();
@@ -271,23 +286,6 @@ fn keys_stay_on_their_arm_and_a_split_change_moves_only_the_keys_it_must() {
     assert_eq!(gw.get("/api/2.0/serving-endpoints/ab").status, 404);
 }
 
-fn reqwest_with_key(gw: &Gateway, endpoint: &str, body: &Value, key: &str) -> Reply {
-    let resp = client()
-        .post(gw.url(&format!("/serving-endpoints/{endpoint}/invocations")))
-        .header("content-type", "application/json")
-        .header("X-Routing-Key", key)
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    Reply {
-        status,
-        headers,
-        text: resp.text().unwrap(),
-    }
-}
-
 #[test]
 fn pinned_paths_bypass_the_routes() {
     let gw = start(&demo_config(AB_YAML, ""), true);
@@ -355,15 +353,8 @@ fn pinned_paths_bypass_the_routes() {
 
 #[test]
 fn shadow_copies_never_change_the_answer_and_are_counted() {
-    let endpoints = "  - name: sh
-    served_entities:
-      - {name: champion, entity_name: transactions, entity_version: '1'}
-      - {name: shadow, entity_name: transactions, entity_version: '2'}
-    traffic_config:
-      routes:
-        - {served_entity_name: champion, traffic_percentage: 100}
-        - {served_entity_name: shadow, shadow: true}
-  - name: half
+    let endpoints = SHADOW_YAML.to_owned()
+        + "  - name: half
     served_entities:
       - {name: champion, entity_name: transactions, entity_version: '1'}
       - {name: shadow, entity_name: transactions, entity_version: '2'}
@@ -375,7 +366,7 @@ fn shadow_copies_never_change_the_answer_and_are_counted() {
     served_entities:
       - {name: champion, entity_name: transactions, entity_version: '1'}
 ";
-    let gw = start(&demo_config(endpoints, ""), true);
+    let gw = start(&demo_config(&endpoints, ""), true);
     let n = 200;
     for i in 0..n {
         let body = split_body_from(i % 60, 1 + i % 5);
@@ -430,17 +421,8 @@ fn split_body_from(first: usize, n: usize) -> Value {
 
 #[test]
 fn a_full_shadow_queue_drops_copies_not_requests() {
-    let endpoints = "  - name: sh
-    served_entities:
-      - {name: champion, entity_name: transactions, entity_version: '1'}
-      - {name: shadow, entity_name: transactions, entity_version: '2'}
-    traffic_config:
-      routes:
-        - {served_entity_name: champion, traffic_percentage: 100}
-        - {served_entity_name: shadow, shadow: true}
-";
     let gw = start(
-        &demo_config(endpoints, "  shadow_queue_capacity: 1\n"),
+        &demo_config(SHADOW_YAML, "  shadow_queue_capacity: 1\n"),
         true,
     );
     // Big batches from eight callers keep both workers busy with requests, which go first.

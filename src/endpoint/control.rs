@@ -240,7 +240,7 @@ impl ControlPlane {
             .generation()
             .slots
             .iter()
-            .map(|s| s.name.clone())
+            .map(|s| s.name.to_string())
             .collect();
         self.metrics.forget_endpoint(name, &served);
         info!(endpoint = %name, "endpoint deleted through the control plane");

@@ -118,8 +118,8 @@ pub struct Pin {
 /// atomically by the updater) and the state of its updates.
 pub struct EntitySlot {
     pub endpoint: String,
-    /// The name routes, responses and metrics use.
-    pub name: String,
+    /// The name routes, responses and metrics use (shared into every answer, not copied).
+    pub name: Arc<str>,
     pub settings: ServedEntitySettings,
     served: ArcSwapOption<ServedEntity>,
     state: Mutex<UpdateState>,
@@ -131,7 +131,7 @@ pub struct EntitySlot {
 
 impl EntitySlot {
     pub fn new(endpoint: &str, settings: ServedEntitySettings, metrics: &Arc<Metrics>) -> Self {
-        let name = settings.served_name();
+        let name: Arc<str> = settings.served_name().into();
         Self {
             endpoint: endpoint.to_owned(),
             metrics: ArmMetrics::new(metrics, endpoint, &name),
@@ -270,7 +270,10 @@ impl Generation {
     }
 
     pub fn slot(&self, name: &str) -> Option<(usize, &Arc<EntitySlot>)> {
-        self.slots.iter().enumerate().find(|(_, s)| s.name == name)
+        self.slots
+            .iter()
+            .enumerate()
+            .find(|(_, s)| &*s.name == name)
     }
 
     /// Ready: some split arm serves a model.

@@ -220,15 +220,10 @@ pub fn snapshot_rows(t: &TableSettings) -> Result<Vec<SnapshotRow>, LoadError> {
         for row in entry.value() {
             let mut obj = serde_json::Map::new();
             for (c, v) in table.columns.iter().zip(&row.values) {
-                let json = match v {
-                    Value::Null => continue,
-                    Value::Int(i) | Value::Timestamp(i) => (*i).into(),
-                    Value::Float(f) => {
-                        serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
-                    }
-                    Value::Bool(b) => (*b).into(),
-                    Value::String(s) => s.clone().into(),
-                };
+                if v.is_null() {
+                    continue;
+                }
+                let json = v.to_json();
                 obj.insert(c.clone(), json);
             }
             out.push((entry.key().clone(), row.as_of, obj));

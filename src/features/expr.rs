@@ -83,6 +83,25 @@ impl Value {
         }
     }
 
+    /// As JSON: timestamps as ISO 8601 text (UTC, milliseconds), non-finite floats as null.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::Null => serde_json::Value::Null,
+            Self::Int(i) => (*i).into(),
+            Self::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+            }
+            Self::Bool(b) => (*b).into(),
+            Self::String(s) => s.clone().into(),
+            Self::Timestamp(ms) => {
+                chrono::DateTime::from_timestamp_millis(*ms).map_or(serde_json::Value::Null, |t| {
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                        .into()
+                })
+            }
+        }
+    }
+
     /// A float result, null when it is not finite.
     fn finite(x: f64) -> Value {
         if x.is_finite() {

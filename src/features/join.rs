@@ -586,31 +586,15 @@ pub struct Joined {
 
 /// Columns as JSON records, one per row (`return_features`); timestamps as ISO 8601 text.
 pub fn write_records(columns: &[(String, Vec<Value>)], rows: usize, buf: &mut Vec<u8>) {
-    let mut row = serde_json::Map::new();
-    let mut out = Vec::with_capacity(rows);
-    for r in 0..rows {
-        row.clear();
-        for (name, values) in columns {
-            let v = match &values[r] {
-                Value::Null => serde_json::Value::Null,
-                Value::Int(i) => (*i).into(),
-                Value::Float(f) => {
-                    serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
-                }
-                Value::Bool(b) => (*b).into(),
-                Value::String(s) => s.clone().into(),
-                Value::Timestamp(ms) => chrono::DateTime::from_timestamp_millis(*ms).map_or(
-                    serde_json::Value::Null,
-                    |t| {
-                        t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                            .into()
-                    },
-                ),
-            };
-            row.insert(name.clone(), v);
-        }
-        out.push(serde_json::Value::Object(row.clone()));
-    }
+    let out: Vec<serde_json::Value> = (0..rows)
+        .map(|r| {
+            columns
+                .iter()
+                .map(|(name, values)| (name.clone(), values[r].to_json()))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        })
+        .collect();
     let _ = serde_json::to_writer(&mut *buf, &out);
 }
 

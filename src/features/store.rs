@@ -73,8 +73,7 @@ pub fn key_text(v: &Value, out: &mut String) {
     let _ = match v {
         Value::Null => Ok(()),
         Value::Int(i) | Value::Timestamp(i) => write!(out, "{i}"),
-        Value::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => write!(out, "{}", *x as i64),
-        Value::Float(x) => write!(out, "{x}"),
+        Value::Float(x) => crate::protocol::frame::write_float(out, *x),
         Value::Bool(b) => write!(out, "{b}"),
         Value::String(s) => {
             out.push_str(s);

@@ -138,8 +138,8 @@ pub async fn infer(
     };
     match state.gateway.invoke(inv).await {
         Ok(answer) => HttpResponse::Ok()
-            .insert_header((SERVED_MODEL_HEADER, answer.served_name.as_str()))
-            .insert_header((SERVED_VERSION_HEADER, answer.served_version.as_str()))
+            .insert_header((SERVED_MODEL_HEADER, &*answer.served.names()))
+            .insert_header((SERVED_VERSION_HEADER, &*answer.served.versions()))
             .content_type(ContentType::json())
             .body(answer.body),
         Err(f) => v2_error(&f.error),

@@ -125,7 +125,8 @@ impl Column {
     }
 }
 
-fn write_float(out: &mut String, x: f64) -> std::fmt::Result {
+/// A float as key text: whole numbers as integers, so `1234.0` and `1234` are one key.
+pub fn write_float(out: &mut String, x: f64) -> std::fmt::Result {
     use std::fmt::Write;
     if x.fract() == 0.0 && x.abs() < 9.0e15 {
         write!(out, "{}", x as i64)

@@ -229,6 +229,18 @@ impl Gateway {
         self.post(path, "application/json", body.to_string())
     }
 
+    /// A JSON POST with extra headers.
+    pub fn post_json_with(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        let mut req = client()
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        reply(req.send().unwrap())
+    }
+
     pub fn invoke(&self, endpoint: &str, body: &Value) -> Reply {
         self.post_json(&format!("/serving-endpoints/{endpoint}/invocations"), body)
     }
