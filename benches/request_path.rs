@@ -99,6 +99,7 @@ fn plan(
         served_entities: entities,
         traffic_config: Some(TrafficConfig { routes }),
         routing: RoutingSettings::default(),
+        auto_capture_config: None,
     };
     let generation = Generation::build(settings, None, None, metrics, 1);
     generation.slots[0].publish(entity.clone());
@@ -112,6 +113,7 @@ fn plan(
         format: Format::MlflowJson,
         max_rows: 10_000,
         pool: pool.clone(),
+        log: None,
     }
 }
 

@@ -78,6 +78,16 @@ impl RequestError {
         "INTERNAL_ERROR",
     ];
 
+    /// The MLflow / Databricks JSON error body.
+    pub fn mlflow_body(&self) -> String {
+        serde_json::json!({ "error_code": self.code(), "message": self.to_string() }).to_string()
+    }
+
+    /// The Open Inference Protocol V2 error body.
+    pub fn v2_body(&self) -> String {
+        serde_json::json!({ "error": self.to_string() }).to_string()
+    }
+
     pub fn bad(msg: impl Into<String>) -> Self {
         Self::BadRequest(msg.into())
     }

@@ -11,6 +11,10 @@ use std::time::Instant;
 use actix_web::http::header::HeaderMap;
 use bytes::Bytes;
 
+use crate::inference_log::{
+    CallRecord, Capture, InferenceLog, Inputs, RequestId, ScoredRows, StageMillis,
+};
+
 use crate::endpoint::config::BatchRouting;
 use crate::endpoint::directory::Endpoints;
 use crate::endpoint::{Endpoint, Generation, ServedEntity};
@@ -51,11 +55,13 @@ pub struct Invocation<'a> {
     pub headers: Option<&'a HeaderMap>,
     /// A served entity named by the path (`/served-models/{name}/invocations`): no routing.
     pub pin: Option<String>,
+    /// The request's id (`x-request-id`; `databricks_request_id` in the inference table).
+    pub request_id: RequestId,
 }
 
 /// A successful answer: the encoded body and who served it.
 pub struct Answer {
-    pub body: Vec<u8>,
+    pub body: Bytes,
     pub served: ServedBy,
 }
 
@@ -124,6 +130,14 @@ impl ServedBy {
         }
     }
 
+    /// `served_entity_id` of the inference table: the served entity, or the arms joined by `, `.
+    pub fn id(&self) -> Arc<str> {
+        match self {
+            Self::One(name, _) => name.clone(),
+            Self::Mixed(_) => Arc::from(&*self.names()),
+        }
+    }
+
     /// `served-model-version`: the model version each of them served.
     pub fn versions(&self) -> std::borrow::Cow<'_, str> {
         match self {
@@ -144,7 +158,21 @@ pub struct Scored {
     pub timings: Timings,
     pub served: ServedBy,
     /// The decoded request, when shadow routes still have to get their copies ([`mirror`]).
-    pub shadow: Option<Frame>,
+    pub shadow: Option<Arc<Frame>>,
+    /// What the inference log keeps of the scored rows (when the request is logged).
+    pub logged: Vec<ScoredRows>,
+    /// The caller's own id of the request (`client_request_id`, V2 `id`), when logged.
+    pub client_request_id: Option<String>,
+}
+
+/// A request that the inference log keeps: where, and under which id and time.
+#[derive(Clone)]
+pub struct LogPlan {
+    pub log: Arc<InferenceLog>,
+    pub capture: Arc<Capture>,
+    pub request_id: Arc<str>,
+    /// Arrival, microseconds since the Unix epoch.
+    pub time_us: i64,
 }
 
 /// Everything one request's job needs, loaded once when it starts.
@@ -158,12 +186,15 @@ pub struct Plan {
     pub max_rows: usize,
     /// Where shadow copies run.
     pub pool: Arc<InferencePool>,
+    /// Set when this request is logged to the endpoint's inference tables.
+    pub log: Option<LogPlan>,
 }
 
 pub struct Gateway {
     endpoints: Arc<Endpoints>,
     pool: Arc<InferencePool>,
     metrics: Arc<Metrics>,
+    log: Arc<InferenceLog>,
     max_batch_rows: usize,
     shutting_down: AtomicBool,
 }
@@ -173,12 +204,14 @@ impl Gateway {
         endpoints: Arc<Endpoints>,
         pool: Arc<InferencePool>,
         metrics: Arc<Metrics>,
+        log: Arc<InferenceLog>,
         max_batch_rows: usize,
     ) -> Self {
         Self {
             endpoints,
             pool,
             metrics,
+            log,
             max_batch_rows,
             shutting_down: AtomicBool::new(false),
         }
@@ -186,6 +219,41 @@ impl Gateway {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    pub fn inference_log(&self) -> &Arc<InferenceLog> {
+        &self.log
+    }
+
+    /// The inference-table capture of an endpoint config, when it logs.
+    pub fn capture(&self, generation: &Generation) -> Option<Arc<Capture>> {
+        generation
+            .capture
+            .get_or_init(|| {
+                let settings = &generation.settings;
+                let config = settings.auto_capture_config.as_ref()?;
+                self.log.capture(&settings.name, config).map(Arc::new)
+            })
+            .clone()
+    }
+
+    /// The log plan of a request to `generation`, when its endpoint logs and samples it.
+    fn log_plan(
+        &self,
+        generation: &Generation,
+        id: &RequestId,
+        received: Instant,
+    ) -> Option<LogPlan> {
+        let capture = self.capture(generation)?;
+        if !capture.samples(id) {
+            return None;
+        }
+        Some(LogPlan {
+            log: self.log.clone(),
+            capture,
+            request_id: id.text.clone(),
+            time_us: arrival_us(received),
+        })
     }
 
     pub fn endpoint(&self, name: &str) -> Option<Arc<Endpoint>> {
@@ -225,7 +293,53 @@ impl Gateway {
         } else {
             UNKNOWN_ENDPOINT
         };
-        let result = self.serve(&inv).await;
+        let (scored, log_plan) = self.serve(&inv).await;
+        let result = match scored {
+            Ok(s) => {
+                let body = Bytes::from(s.body);
+                if let Some(plan) = log_plan {
+                    let call = CallRecord {
+                        request_id: plan.request_id.clone(),
+                        client_request_id: s.client_request_id,
+                        time_us: plan.time_us,
+                        status_code: 200,
+                        execution_ms: Some((s.timings.inference * 1000.0).round() as i64),
+                        request: Some(inv.body.clone()),
+                        response: Some(body.clone()),
+                        served_entity: Some(s.served.id()),
+                        logging_error_codes: Vec::new(),
+                        requester: None,
+                    };
+                    plan.log.log_call(plan.capture, call, s.logged);
+                }
+                Ok(Answer {
+                    body,
+                    served: s.served,
+                })
+            }
+            Err(f) => {
+                if let Some(plan) = log_plan {
+                    let body = match inv.format {
+                        Format::V2 { .. } => f.error.v2_body(),
+                        _ => f.error.mlflow_body(),
+                    };
+                    let call = CallRecord {
+                        request_id: plan.request_id.clone(),
+                        client_request_id: None,
+                        time_us: plan.time_us,
+                        status_code: f.error.status().as_u16(),
+                        execution_ms: None,
+                        request: Some(inv.body.clone()),
+                        response: Some(Bytes::from(body)),
+                        served_entity: f.served_name.clone(),
+                        logging_error_codes: Vec::new(),
+                        requester: None,
+                    };
+                    plan.log.log_call(plan.capture, call, Vec::new());
+                }
+                Err(f)
+            }
+        };
         let (status, entity_label) = match &result {
             Ok(a) => (200, a.served.label()),
             Err(f) => (
@@ -274,14 +388,44 @@ impl Gateway {
         Ok((generation, entity))
     }
 
-    /// Counts a request refused before it reached [`Gateway::invoke`] (content type, body size).
+    /// Counts (and logs, when the endpoint logs) a request refused before it reached
+    /// [`Gateway::invoke`] (content type, body size).
     pub fn record_rejected(
         &self,
         endpoint: &str,
         protocol: &str,
         error: &RequestError,
         received: Instant,
+        request_id: &RequestId,
     ) {
+        if let Some(plan) = self
+            .endpoints
+            .get(endpoint)
+            .and_then(|e| self.log_plan(&e.generation(), request_id, received))
+        {
+            let body = if protocol == "v2" {
+                error.v2_body()
+            } else {
+                error.mlflow_body()
+            };
+            let mut codes = Vec::new();
+            if matches!(error, RequestError::PayloadTooLarge(_)) {
+                codes.push(crate::inference_log::record::MAX_REQUEST_SIZE_EXCEEDED);
+            }
+            let call = CallRecord {
+                request_id: plan.request_id.clone(),
+                client_request_id: None,
+                time_us: plan.time_us,
+                status_code: error.status().as_u16(),
+                execution_ms: None,
+                request: None,
+                response: Some(Bytes::from(body)),
+                served_entity: None,
+                logging_error_codes: codes,
+                requester: None,
+            };
+            plan.log.log_call(plan.capture, call, Vec::new());
+        }
         let label = if self.endpoints.contains(endpoint) {
             endpoint
         } else {
@@ -302,6 +446,9 @@ impl Gateway {
 
     /// The Prometheus exposition, with gauges sampled now.
     pub fn render_metrics(&self) -> Vec<u8> {
+        let (bytes, records) = self.log.depth();
+        self.metrics.log_queue_bytes.set(bytes as i64);
+        self.metrics.log_queue_records.set(records as i64);
         self.metrics
             .inference_queue_depth
             .set(self.pool.queued() as i64);
@@ -311,15 +458,29 @@ impl Gateway {
         self.metrics.render()
     }
 
-    async fn serve(&self, inv: &Invocation<'_>) -> Result<Answer, Failure> {
-        let no_arm = Failure::from;
-        let endpoint = self.endpoints.get(&inv.endpoint).ok_or_else(|| {
-            no_arm(RequestError::NotFound(format!(
-                "endpoint '{}' does not exist",
-                inv.endpoint
-            )))
-        })?;
+    /// Serves a request; with the log plan when it is to be logged.
+    async fn serve(
+        &self,
+        inv: &Invocation<'_>,
+    ) -> (Result<Scored, Failure>, Option<LogPlan>) {
+        let Some(endpoint) = self.endpoints.get(&inv.endpoint) else {
+            let error = RequestError::NotFound(format!("endpoint '{}' does not exist", inv.endpoint));
+            return (Err(error.into()), None);
+        };
         let generation = endpoint.generation();
+        let log_plan = self.log_plan(&generation, &inv.request_id, inv.received);
+        let result = self.serve_endpoint(inv, &endpoint, generation, log_plan.clone()).await;
+        (result, log_plan)
+    }
+
+    async fn serve_endpoint(
+        &self,
+        inv: &Invocation<'_>,
+        endpoint: &Endpoint,
+        generation: Arc<Generation>,
+        log: Option<LogPlan>,
+    ) -> Result<Scored, Failure> {
+        let no_arm = Failure::from;
         let pinned = match (&inv.pin, &inv.format) {
             (Some(name), _) => Some(generation.slot(name).map(|(i, _)| i).ok_or_else(|| {
                 no_arm(RequestError::NotFound(format!(
@@ -344,6 +505,7 @@ impl Gateway {
             format: inv.format.clone(),
             max_rows: self.max_batch_rows,
             pool: self.pool.clone(),
+            log,
         };
         let body = inv.body.clone();
         let submitted = Instant::now();
@@ -364,10 +526,7 @@ impl Gateway {
                 decode.observe(t.decode);
                 inference.observe(t.inference);
                 encode.observe(t.encode);
-                return Ok(Answer {
-                    body: done.body,
-                    served: done.served,
-                });
+                return Ok(done);
             }
             Ok(Err(failure)) => return Err(failure),
             Err(SubmitError::Full(n)) => RequestError::Overloaded(format!(
@@ -512,6 +671,16 @@ fn assign(plan: &Plan, frame: &Frame) -> Assignment {
     }
 }
 
+/// What one arm scored, kept for the inference log until the request's timings are known.
+struct ArmRows {
+    name: Arc<str>,
+    entity: Arc<ServedEntity>,
+    /// The joined columns or the arm's sub-batch; `None` for the whole request frame.
+    inputs: Option<Inputs>,
+    outputs: Vec<NamedTensor>,
+    request_rows: Option<Vec<usize>>,
+}
+
 /// The per-request work that runs on a pool worker: decode, validate, route, bind, infer,
 /// encode, and queue shadow copies. Public so the benchmarks measure what the server runs.
 pub fn score(
@@ -523,7 +692,8 @@ pub fn score(
     let t0 = Instant::now();
     let queued = (t0 - submitted).as_secs_f64();
     let no_arm = Failure::from;
-    let (frame, v2_req, echo) = match &plan.format {
+    let logging = plan.log.is_some();
+    let (frame, v2_req, echo, client_request_id) = match &plan.format {
         Format::MlflowJson => {
             let req = mlflow::decode_json(body).map_err(no_arm)?;
             // `params: {"return_features": true}` echoes the joined features (debugging).
@@ -533,13 +703,14 @@ pub fn score(
                 .and_then(|p| p.get("return_features"))
                 .and_then(serde_json::Value::as_bool)
                 == Some(true);
-            (req.frame, None, echo)
+            (req.frame, None, echo, req.client_request_id)
         }
-        Format::MlflowCsv => (mlflow::decode_csv(body).map_err(no_arm)?.frame, None, false),
+        Format::MlflowCsv => (mlflow::decode_csv(body).map_err(no_arm)?.frame, None, false, None),
         Format::V2 { .. } => {
             let mut req = v2::decode(body).map_err(no_arm)?;
             let frame = std::mem::take(&mut req.frame);
-            (frame, Some(req), false)
+            let id = if logging { req.id.clone() } else { None };
+            (frame, Some(req), false, id)
         }
     };
     frame.validate(plan.max_rows).map_err(no_arm)?;
@@ -548,6 +719,7 @@ pub fn score(
     let ignore = generation.settings.routing.key_column.as_deref();
     let t1 = Instant::now();
     let mut buf = Vec::with_capacity(64 + rows * 48);
+    let mut kept: Vec<ArmRows> = Vec::new();
     let (served, t2) = match assign(plan, &frame) {
         Assignment::Whole(arm) => {
             let (arm, entity) = if plan.pinned.is_some() {
@@ -558,7 +730,7 @@ pub fn score(
             let name = &generation.slots[arm].name;
             let failed = Failure::by(name);
             let (outputs, joined) = entity
-                .infer_joined(worker, &frame, ignore, echo)
+                .infer_joined(worker, &frame, ignore, echo || logging)
                 .map_err(failed)?;
             // Encoders index outputs by row: a model whose outputs are not one row per input
             // row is refused here, not by a panic.
@@ -575,7 +747,7 @@ pub fn score(
                 None => {
                     buf.extend_from_slice(b"{\"predictions\":");
                     entity.outputs.write_predictions(&outputs, rows, &mut buf);
-                    if let Some(joined) = &joined {
+                    if let (true, Some(joined)) = (echo, &joined) {
                         buf.extend_from_slice(b",\"features\":");
                         crate::features::join::write_records(&joined.env, rows, &mut buf);
                     }
@@ -591,36 +763,78 @@ pub fn score(
                 )
                 .map_err(failed)?,
             }
+            if logging {
+                kept.push(ArmRows {
+                    name: name.clone(),
+                    entity: entity.clone(),
+                    inputs: joined.map(|j| Inputs::Joined(j.env)),
+                    outputs,
+                    request_rows: None,
+                });
+            }
             (ServedBy::One(name.clone(), entity), t2)
         }
         Assignment::Rows(per_row) => {
-            score_split(generation, worker, &frame, &per_row, ignore, &mut buf)?
+            let keep = logging.then_some(&mut kept);
+            score_split(generation, worker, &frame, &per_row, ignore, keep, &mut buf)?
         }
     };
     let t3 = Instant::now();
-    let shadow = (!generation.router.shadows.is_empty()).then_some(frame);
+    let timings = Timings {
+        queued,
+        decode: (t1 - t0).as_secs_f64(),
+        inference: (t2 - t1).as_secs_f64(),
+        encode: (t3 - t2).as_secs_f64(),
+        rows,
+    };
+    let shadows = !generation.router.shadows.is_empty();
+    let frame = (shadows || logging).then(|| Arc::new(frame));
+    let logged = match (&plan.log, &frame) {
+        (Some(log), Some(frame)) => {
+            let ms = |s: f64| s * 1000.0;
+            let stages = StageMillis {
+                queue: ms(timings.queued),
+                decode: ms(timings.decode),
+                inference: ms(timings.inference),
+                encode: ms(timings.encode),
+            };
+            kept.into_iter()
+                .map(|a| ScoredRows {
+                    request_id: log.request_id.clone(),
+                    time_us: log.time_us,
+                    served_entity: a.name,
+                    entity: a.entity,
+                    shadow: false,
+                    inputs: a.inputs.unwrap_or_else(|| Inputs::Frame(frame.clone())),
+                    outputs: a.outputs,
+                    request_rows: a.request_rows,
+                    stages: Some(stages),
+                    shadow_ms: None,
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     Ok(Scored {
-        shadow,
+        shadow: if shadows { frame } else { None },
         body: buf,
-        timings: Timings {
-            queued,
-            decode: (t1 - t0).as_secs_f64(),
-            inference: (t2 - t1).as_secs_f64(),
-            encode: (t3 - t2).as_secs_f64(),
-            rows,
-        },
+        timings,
         served,
+        logged,
+        client_request_id,
     })
 }
 
 /// Scores a batch whose rows go to different arms, one sub-batch per arm, and writes the
-/// predictions back in the request's row order.
+/// predictions back in the request's row order. With `keep`, each arm's rows are kept there
+/// for the inference log.
 fn score_split(
     generation: &Generation,
     worker: usize,
     frame: &Frame,
     per_row: &[usize],
     ignore: Option<&str>,
+    mut keep: Option<&mut Vec<ArmRows>>,
     buf: &mut Vec<u8>,
 ) -> Result<(ServedBy, Instant), Failure> {
     // Routed arms resolve to serving ones first (fallbacks), then rows group by the arm.
@@ -652,11 +866,12 @@ fn score_split(
         }
     }
     let mut outputs = Vec::with_capacity(groups.len());
+    let mut parts = Vec::with_capacity(groups.len());
     for (arm, entity, rows) in &groups {
         let failed = Failure::by(&generation.slots[*arm].name);
         let part = frame.take_rows(rows);
-        let out = entity
-            .infer_ignoring(worker, &part, ignore)
+        let (out, joined) = entity
+            .infer_joined(worker, &part, ignore, keep.is_some())
             .map_err(failed)?;
         check_rows(&out, rows.len()).map_err(|m| failed(RequestError::Internal(m)))?;
         record_rows(
@@ -667,6 +882,10 @@ fn score_split(
             false,
         );
         outputs.push(out);
+        parts.push(match joined {
+            Some(j) => Inputs::Joined(j.env),
+            None => Inputs::Frame(Arc::new(part)),
+        });
     }
     let t2 = Instant::now();
     // Row r of the request is row `position` of its arm's sub-batch.
@@ -695,6 +914,17 @@ fn score_split(
                 .collect(),
         )
     };
+    if let Some(keep) = keep.as_mut() {
+        for (((arm, entity, rows), out), inputs) in groups.into_iter().zip(outputs).zip(parts) {
+            keep.push(ArmRows {
+                name: name(arm),
+                entity,
+                inputs: Some(inputs),
+                outputs: out,
+                request_rows: Some(rows),
+            });
+        }
+    }
     Ok((served, t2))
 }
 
@@ -721,11 +951,9 @@ fn record_rows(
 }
 
 /// Queues a copy of the request for each shadow route that samples it; a full queue drops the
-/// copy (counted). Runs after the caller has its answer.
-pub fn mirror(plan: &Plan, frame: Frame) {
+/// copy (counted). Runs after the caller has its answer. Logged requests log the shadows' rows.
+pub fn mirror(plan: &Plan, frame: Arc<Frame>) {
     let generation = &plan.generation;
-    let mut shared: Option<Arc<Frame>> = None;
-    let mut frame = Some(frame);
     for route in &generation.router.shadows {
         if route.percent < 100 && fastrand::u8(..100) >= route.percent {
             continue;
@@ -735,20 +963,38 @@ pub fn mirror(plan: &Plan, frame: Frame) {
             slot.metrics.shadow_failed.inc();
             continue;
         };
-        let frame = shared
-            .get_or_insert_with(|| Arc::new(frame.take().unwrap_or_default()))
-            .clone();
+        let frame = frame.clone();
         // The job keeps the config it was copied under (its slot and routing key column).
-        let (job_generation, arm) = (generation.clone(), route.arm);
+        let (job_generation, arm, log) = (generation.clone(), route.arm, plan.log.clone());
         let queued = plan.pool.try_background(move |worker| {
             let started = Instant::now();
-            let m = &job_generation.slots[arm].metrics;
+            let slot = &job_generation.slots[arm];
+            let m = &slot.metrics;
             let ignore = job_generation.settings.routing.key_column.as_deref();
-            match entity.infer_ignoring(worker, &frame, ignore) {
-                Ok(outputs) if check_rows(&outputs, frame.rows()).is_ok() => {
-                    m.shadow_duration.observe(started.elapsed().as_secs_f64());
+            match entity.infer_joined(worker, &frame, ignore, log.is_some()) {
+                Ok((outputs, joined)) if check_rows(&outputs, frame.rows()).is_ok() => {
+                    let took = started.elapsed().as_secs_f64();
+                    m.shadow_duration.observe(took);
                     m.shadow_succeeded.inc();
                     record_rows(m, &entity, &outputs, frame.rows(), true);
+                    if let Some(log) = log {
+                        let rows = ScoredRows {
+                            request_id: log.request_id,
+                            time_us: log.time_us,
+                            served_entity: slot.name.clone(),
+                            entity,
+                            shadow: true,
+                            inputs: match joined {
+                                Some(j) => Inputs::Joined(j.env),
+                                None => Inputs::Frame(frame),
+                            },
+                            outputs,
+                            request_rows: None,
+                            stages: None,
+                            shadow_ms: Some(took * 1000.0),
+                        };
+                        log.log.log_shadow(log.capture, rows);
+                    }
                 }
                 Ok(_) | Err(_) => m.shadow_failed.inc(),
             }
@@ -757,4 +1003,12 @@ pub fn mirror(plan: &Plan, frame: Frame) {
             slot.metrics.shadow_dropped.inc();
         }
     }
+}
+
+/// Microseconds since the Unix epoch at `received`.
+fn arrival_us(received: Instant) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now.saturating_sub(received.elapsed())).as_micros() as i64
 }

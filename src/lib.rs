@@ -9,6 +9,7 @@ pub mod error;
 pub mod features;
 pub mod gateway;
 pub mod http;
+pub mod inference_log;
 pub mod metrics;
 pub mod protocol;
 pub mod registry;
@@ -58,6 +59,8 @@ pub enum StartError {
     },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot start the inference-log writer: {0}")]
+    InferenceLog(std::io::Error),
 }
 
 /// A gateway with its models loaded and its socket bound, not yet serving.
@@ -172,10 +175,13 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
             settle,
         )
     });
+    let log = crate::inference_log::InferenceLog::start(settings.inference_log.clone(), metrics.clone())
+        .map_err(StartError::InferenceLog)?;
     let gateway = Arc::new(Gateway::new(
         endpoints,
         pool,
         metrics,
+        Arc::new(log),
         settings.inference.max_batch_rows,
     ));
     let addr = settings.listen_addr()?;
@@ -378,11 +384,23 @@ impl Started {
         info!("shutting down: readiness off, draining in-flight requests (up to {timeout} s)");
         gateway.begin_shutdown();
         handle.stop(true).await;
-        match tokio::time::timeout(Duration::from_secs(timeout + 5), serving).await {
+        let served = match tokio::time::timeout(Duration::from_secs(timeout + 5), serving).await {
             Ok(Ok(result)) => result.map_err(StartError::Serve),
             Ok(Err(e)) => Err(StartError::Serve(std::io::Error::other(e.to_string()))),
             Err(_) => Ok(()),
+        };
+        // Every answered request is in the queue now: commit it before the process exits.
+        let deadline = Duration::from_secs(self.settings.inference_log.shutdown_deadline_seconds);
+        let log = gateway.inference_log().clone();
+        let flushed = tokio::task::spawn_blocking(move || log.close(deadline))
+            .await
+            .unwrap_or(false);
+        if flushed {
+            info!("inference log flushed");
+        } else {
+            warn!("the inference log could not commit everything before the deadline (see modelgate_inference_log_dropped_rows_total)");
         }
+        served
     }
 }
 

@@ -33,6 +33,13 @@ pub struct Metrics {
     pub feature_values: IntCounterVec,
     pub feature_lookup_duration: HistogramVec,
     pub feature_age: HistogramVec,
+    pub log_rows: IntCounterVec,
+    pub log_bytes: IntCounterVec,
+    pub log_commit_duration: HistogramVec,
+    pub log_commit_retries: IntCounterVec,
+    pub log_dropped_rows: IntCounterVec,
+    pub log_queue_bytes: IntGauge,
+    pub log_queue_records: IntGauge,
     /// Live users of each served entity's series and of each `served_model_info` series: two
     /// configs can share them, and only the last to go removes them.
     users: std::sync::Mutex<std::collections::HashMap<Vec<String>, usize>>,
@@ -253,8 +260,67 @@ impl Metrics {
             &["table"],
         )
         .expect("valid metric");
+        let table_labels = ["endpoint", "table"];
+        let log_rows = IntCounterVec::new(
+            Opts::new(
+                "modelgate_inference_log_rows_total",
+                "Rows committed to an endpoint's inference tables, per table (payload, predictions, labels).",
+            ),
+            &table_labels,
+        )
+        .expect("valid metric");
+        let log_bytes = IntCounterVec::new(
+            Opts::new(
+                "modelgate_inference_log_bytes_total",
+                "Bytes of the rows committed to inference tables (Arrow memory, before Parquet compression).",
+            ),
+            &table_labels,
+        )
+        .expect("valid metric");
+        let log_commit_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "modelgate_inference_log_commit_duration_seconds",
+                "Time of one Delta commit attempt of an inference table (writing the Parquet file and the log entry).",
+            )
+            .buckets(exponential_buckets(0.001, 2.0, 14).expect("valid bucket parameters")),
+            &table_labels,
+        )
+        .expect("valid metric");
+        let log_commit_retries = IntCounterVec::new(
+            Opts::new(
+                "modelgate_inference_log_commit_retries_total",
+                "Failed inference-table commit attempts that were retried.",
+            ),
+            &table_labels,
+        )
+        .expect("valid metric");
+        let log_dropped_rows = IntCounterVec::new(
+            Opts::new(
+                "modelgate_inference_log_dropped_rows_total",
+                "Rows not logged, by reason: queue_full (the writer's queue was at its byte limit), commit_failed (every commit attempt failed), shutdown (not committed by the shutdown deadline), invalid_rows.",
+            ),
+            &["endpoint", "table", "reason"],
+        )
+        .expect("valid metric");
+        let log_queue_bytes = IntGauge::new(
+            "modelgate_inference_log_queue_bytes",
+            "Bytes of records waiting to be committed to inference tables (bounded by inference_log.queue_bytes).",
+        )
+        .expect("valid metric");
+        let log_queue_records = IntGauge::new(
+            "modelgate_inference_log_queue_records",
+            "Records handed to the inference-log writer and not yet taken into a batch.",
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(request_duration.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(log_rows.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(log_bytes.clone()),
+            Box::new(log_commit_duration.clone()),
+            Box::new(log_commit_retries.clone()),
+            Box::new(log_dropped_rows.clone()),
+            Box::new(log_queue_bytes.clone()),
+            Box::new(log_queue_records.clone()),
+            Box::new(request_duration.clone()),
             Box::new(stage_duration.clone()),
             Box::new(requests.clone()),
             Box::new(request_errors.clone()),
@@ -301,6 +367,13 @@ impl Metrics {
             feature_values,
             feature_lookup_duration,
             feature_age,
+            log_rows,
+            log_bytes,
+            log_commit_duration,
+            log_commit_retries,
+            log_dropped_rows,
+            log_queue_bytes,
+            log_queue_records,
             users: Default::default(),
         }
     }
@@ -399,6 +472,18 @@ impl Metrics {
             let _ = self
                 .config_updates
                 .remove_label_values(&[endpoint, outcome]);
+        }
+        for table in ["payload", "predictions", "labels"] {
+            let l = [endpoint, table];
+            let _ = self.log_rows.remove_label_values(&l);
+            let _ = self.log_bytes.remove_label_values(&l);
+            let _ = self.log_commit_duration.remove_label_values(&l);
+            let _ = self.log_commit_retries.remove_label_values(&l);
+            for reason in ["queue_full", "commit_failed", "shutdown", "invalid_rows"] {
+                let _ = self
+                    .log_dropped_rows
+                    .remove_label_values(&[endpoint, table, reason]);
+            }
         }
         let _ = self.queue_rejections.remove_label_values(&[endpoint]);
         let _ = self.registry_errors.remove_label_values(&[endpoint]);

@@ -38,6 +38,8 @@ pub struct Settings {
     pub inference: InferenceSettings,
     pub control: ControlSettings,
     pub features: FeatureSettings,
+    /// Inference tables: where and how endpoints with `auto_capture_config` log.
+    pub inference_log: crate::inference_log::InferenceLogSettings,
     pub endpoints: Vec<EndpointSettings>,
 }
 
@@ -308,6 +310,9 @@ impl Settings {
                 "must be a number >= 0",
             ));
         }
+        if let Some((key, message)) = self.inference_log.problem() {
+            return Err(invalid(format!("inference_log.{key}"), message));
+        }
         for (i, ep) in self.endpoints.iter().enumerate() {
             let key = format!("endpoints[{i}]");
             if self.endpoints[..i].iter().any(|e| e.name == ep.name) {
@@ -336,6 +341,7 @@ mod tests {
                 served_entities: vec![ServedEntitySettings::new("iris-model", "1")],
                 traffic_config: None,
                 routing: Default::default(),
+                auto_capture_config: None,
             }],
             ..Settings::default()
         }

@@ -21,11 +21,49 @@ pub struct EndpointSettings {
     pub traffic_config: Option<TrafficConfig>,
     #[serde(default)]
     pub routing: RoutingSettings,
+    /// Inference tables (Databricks' `auto_capture_config`): requests and predictions of this
+    /// endpoint logged to Delta tables under `inference_log.location`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_capture_config: Option<AutoCaptureConfig>,
 }
 
-/// Databricks' inference-table settings: accepted so Databricks clients can send them; this
-/// gateway does not write inference tables yet.
-pub type AutoCaptureConfig = Option<serde_json::Value>;
+/// Databricks' inference-table settings. The tables are `<table_name_prefix>_payload`,
+/// `_predictions` and `_labels` in `<location>/<catalog_name>/<schema_name>/` (the parts given).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AutoCaptureConfig {
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_name: Option<String>,
+    /// Defaults to the endpoint name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_name_prefix: Option<String>,
+    /// Share of requests logged (0 < f <= 1), decided by request id so a request's payload
+    /// and prediction rows are logged together or not at all.
+    #[serde(default = "all_requests")]
+    pub sampling_fraction: f64,
+    /// Databricks reports the table state here; accepted from its clients and ignored.
+    #[serde(default, skip_serializing)]
+    pub state: Option<serde_json::Value>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+fn all_requests() -> f64 {
+    1.0
+}
+
+impl AutoCaptureConfig {
+    /// The prefix of the endpoint's table names.
+    pub fn prefix<'a>(&'a self, endpoint: &'a str) -> &'a str {
+        self.table_name_prefix.as_deref().unwrap_or(endpoint)
+    }
+}
 
 /// The body of `PUT /api/2.0/serving-endpoints/{name}/config` and the `config` of a create.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -37,8 +75,8 @@ pub struct EndpointConfig {
     pub traffic_config: Option<TrafficConfig>,
     #[serde(default)]
     pub routing: RoutingSettings,
-    #[serde(default, skip_serializing)]
-    pub auto_capture_config: AutoCaptureConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_capture_config: Option<AutoCaptureConfig>,
 }
 
 impl EndpointConfig {
@@ -48,6 +86,7 @@ impl EndpointConfig {
             served_entities: self.served_entities,
             traffic_config: self.traffic_config,
             routing: self.routing,
+            auto_capture_config: self.auto_capture_config,
         }
     }
 }
@@ -58,7 +97,7 @@ impl EndpointSettings {
             served_entities: self.served_entities.clone(),
             traffic_config: self.traffic_config.clone(),
             routing: self.routing.clone(),
-            auto_capture_config: None,
+            auto_capture_config: self.auto_capture_config.clone(),
         }
     }
 }
@@ -282,7 +321,40 @@ impl EndpointSettings {
                 format!("'{}' is not a valid header name", r.key_header),
             );
         }
+        if let Some(capture) = &self.auto_capture_config {
+            capture_violations(capture, &self.name, &key("auto_capture_config"), &mut add);
+        }
         out
+    }
+}
+
+fn capture_violations(
+    capture: &AutoCaptureConfig,
+    endpoint: &str,
+    prefix: &str,
+    add: &mut impl FnMut(String, String),
+) {
+    let k = |f: &str| format!("{prefix}.{f}");
+    let f = capture.sampling_fraction;
+    if !(f > 0.0 && f <= 1.0) {
+        add(
+            k("sampling_fraction"),
+            format!("{f} is not above 0 and at most 1"),
+        );
+    }
+    // Table names become folder names: the same characters as endpoint names.
+    let parts = [
+        ("catalog_name", capture.catalog_name.as_deref()),
+        ("schema_name", capture.schema_name.as_deref()),
+        ("table_name_prefix", Some(capture.prefix(endpoint))),
+    ];
+    for (field, value) in parts {
+        if let Some(v) = value.filter(|v| !valid_name(v)) {
+            add(
+                k(field),
+                format!("'{v}' is not a valid table name part (letters, digits, '-', '_', '.'; at most 63)"),
+            );
+        }
     }
 }
 
@@ -368,6 +440,7 @@ mod tests {
                 routes: vec![route("a", a), route("b", b)],
             }),
             routing: RoutingSettings::default(),
+            auto_capture_config: None,
         }
     }
 

@@ -211,6 +211,8 @@ pub struct Generation {
     pub key_header: actix_web::http::header::HeaderName,
     /// Stage histograms (queue, decode, inference, encode), looked up once.
     pub stages: [prometheus::Histogram; 4],
+    /// The inference-table capture of this config, resolved on first use.
+    pub capture: std::sync::OnceLock<Option<Arc<crate::inference_log::Capture>>>,
 }
 
 impl Generation {
@@ -252,6 +254,7 @@ impl Generation {
         Self {
             key_header,
             stages,
+            capture: Default::default(),
             settings,
             slots,
             router,
@@ -412,14 +415,14 @@ impl ServedEntity {
         self.infer_ignoring(worker, frame, None)
     }
 
-    /// Joins the version's features (when it has a feature spec), binds and runs; with `echo`,
-    /// also the joined columns.
+    /// Joins the version's features (when it has a feature spec), binds and runs; with
+    /// `keep_joined`, also the joined columns (for `return_features` and the inference log).
     pub fn infer_joined(
         &self,
         worker: usize,
         frame: &crate::protocol::frame::Frame,
         ignore: Option<&str>,
-        echo: bool,
+        keep_joined: bool,
     ) -> crate::error::RequestResult<(
         Vec<crate::engine::NamedTensor>,
         Option<crate::features::join::Joined>,
@@ -433,7 +436,7 @@ impl ServedEntity {
             .loaded
             .run(worker, inputs)
             .map_err(|e| crate::error::RequestError::Internal(e.to_string()))?;
-        Ok((outputs, echo.then_some(joined)))
+        Ok((outputs, keep_joined.then_some(joined)))
     }
 
     /// As [`ServedEntity::infer`], where the frame may also carry `ignore` (a routing key

@@ -134,6 +134,7 @@ mod tests {
                     served_entities: vec![ServedEntitySettings::new("m", "1")],
                     traffic_config: None,
                     routing: Default::default(),
+                    auto_capture_config: None,
                 },
                 buckets: BucketTable(vec![("m-1".into(), 100)]),
                 config_version: 3,

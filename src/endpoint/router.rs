@@ -212,6 +212,7 @@ mod tests {
                     .collect(),
             }),
             routing: RoutingSettings::default(),
+            auto_capture_config: None,
         }
     }
 

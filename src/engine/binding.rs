@@ -95,6 +95,15 @@ impl InputBinding {
         &self.expected
     }
 
+    /// The element type the model takes column `name` as, when it takes it.
+    pub fn column_type(&self, name: &str) -> Option<ElemType> {
+        self.inputs.iter().find_map(|(spec, source)| match source {
+            Source::Column if spec.name == name => Some(spec.elem),
+            Source::Matrix(cols) if cols.iter().any(|c| c == name) => Some(spec.elem),
+            _ => None,
+        })
+    }
+
     /// Builds the model's input tensors, in graph input order.
     pub fn bind(&self, frame: &Frame) -> RequestResult<Vec<Tensor>> {
         self.bind_ignoring(frame, None)

@@ -9,11 +9,24 @@ use super::body::read_limited;
 use super::{mlflow_error, AppState};
 use crate::error::RequestError;
 use crate::gateway::{Format, Invocation};
+use crate::inference_log::RequestId;
 
 /// Header naming the served entity that answered, as Databricks Model Serving sends it.
 pub const SERVED_MODEL_HEADER: &str = "served-model-name";
 /// Header naming the model version that served entity served (it moves with its alias).
 pub const SERVED_VERSION_HEADER: &str = "served-model-version";
+/// Header carrying the request's id (`databricks_request_id` in the inference table; labels
+/// refer to it).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Sets the request-id header on a response.
+pub fn with_request_id(mut resp: HttpResponse, id: &RequestId) -> HttpResponse {
+    if let Ok(v) = header::HeaderValue::from_str(&id.text) {
+        resp.headers_mut()
+            .insert(header::HeaderName::from_static(REQUEST_ID_HEADER), v);
+    }
+    resp
+}
 
 pub async fn invocations(
     req: HttpRequest,
@@ -45,10 +58,11 @@ pub async fn sole_invocations(
         let err = RequestError::NotFound(
             "/invocations serves only when exactly one endpoint is configured: use /serving-endpoints/{name}/invocations".into(),
         );
+        let id = RequestId::new();
         state
             .gateway
-            .record_rejected("", "mlflow", &err, Instant::now());
-        return mlflow_error(&err);
+            .record_rejected("", "mlflow", &err, Instant::now(), &id);
+        return with_request_id(mlflow_error(&err), &id);
     };
     score(req, endpoint, None, payload, state).await
 }
@@ -61,6 +75,7 @@ async fn score(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let received = Instant::now();
+    let request_id = RequestId::new();
     let checked = match mlflow_format(&req) {
         Ok(format) => read_limited(&req, payload, state.max_body_bytes)
             .await
@@ -72,8 +87,8 @@ async fn score(
         Err(e) => {
             state
                 .gateway
-                .record_rejected(&endpoint, "mlflow", &e, received);
-            return mlflow_error(&e);
+                .record_rejected(&endpoint, "mlflow", &e, received, &request_id);
+            return with_request_id(mlflow_error(&e), &request_id);
         }
     };
     match state
@@ -85,16 +100,18 @@ async fn score(
             received,
             headers: Some(req.headers()),
             pin,
+            request_id: request_id.clone(),
         })
         .await
     {
         Ok(answer) => HttpResponse::Ok()
             .insert_header((SERVED_MODEL_HEADER, &*answer.served.names()))
             .insert_header((SERVED_VERSION_HEADER, &*answer.served.versions()))
+            .insert_header((REQUEST_ID_HEADER, &*request_id.text))
             .content_type(ContentType::json())
             .body(answer.body),
         Err(f) => {
-            let mut resp = mlflow_error(&f.error);
+            let mut resp = with_request_id(mlflow_error(&f.error), &request_id);
             if let Some(name) = f.served_name {
                 if let Ok(v) = header::HeaderValue::from_str(&name) {
                     resp.headers_mut()

@@ -5,6 +5,7 @@ mod admin;
 mod body;
 mod feature_push;
 mod handlers;
+mod labels;
 mod v2_handlers;
 mod webhook;
 
@@ -67,6 +68,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::post().to(admin::rollback),
     )
     .route(
+        "/api/2.0/serving-endpoints/{name}/labels",
+        web::post().to(labels::post_labels),
+    )
+    .route(
         "/api/2.0/feature-tables/{table}/rows",
         web::post().to(feature_push::push_rows),
     )
@@ -121,22 +126,19 @@ pub fn app(
 
 /// The MLflow-style JSON error body.
 pub fn mlflow_error(err: &RequestError) -> HttpResponse {
-    error_response(
-        err,
-        serde_json::json!({ "error_code": err.code(), "message": err.to_string() }),
-    )
+    error_response(err, err.mlflow_body())
 }
 
 /// The V2 error body.
 pub fn v2_error(err: &RequestError) -> HttpResponse {
-    error_response(err, serde_json::json!({ "error": err.to_string() }))
+    error_response(err, err.v2_body())
 }
 
-fn error_response(err: &RequestError, body: serde_json::Value) -> HttpResponse {
+fn error_response(err: &RequestError, body: String) -> HttpResponse {
     let mut resp = HttpResponse::build(err.status());
     if matches!(err, RequestError::Overloaded(_)) {
         // The queue drains in milliseconds; tell clients when to come back.
         resp.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
     }
-    resp.content_type("application/json").body(body.to_string())
+    resp.content_type("application/json").body(body)
 }

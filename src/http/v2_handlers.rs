@@ -8,7 +8,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::body::read_limited;
-use super::handlers::{SERVED_MODEL_HEADER, SERVED_VERSION_HEADER};
+use super::handlers::{
+    with_request_id, REQUEST_ID_HEADER, SERVED_MODEL_HEADER, SERVED_VERSION_HEADER,
+};
+use crate::inference_log::RequestId;
 use super::{v2_error, AppState};
 use crate::endpoint::{Generation, ServedEntity};
 use crate::error::RequestError;
@@ -114,6 +117,7 @@ pub async fn infer(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let received = Instant::now();
+    let request_id = RequestId::new();
     let body = match check_request(&req) {
         Ok(()) => read_limited(&req, payload, state.max_body_bytes).await,
         Err(e) => Err(e),
@@ -123,8 +127,8 @@ pub async fn infer(
         Err(e) => {
             state
                 .gateway
-                .record_rejected(&path.model, "v2", &e, received);
-            return v2_error(&e);
+                .record_rejected(&path.model, "v2", &e, received, &request_id);
+            return with_request_id(v2_error(&e), &request_id);
         }
     };
     let ModelPath { model, version } = path.into_inner();
@@ -135,14 +139,16 @@ pub async fn infer(
         received,
         headers: Some(req.headers()),
         pin: None,
+        request_id: request_id.clone(),
     };
     match state.gateway.invoke(inv).await {
         Ok(answer) => HttpResponse::Ok()
             .insert_header((SERVED_MODEL_HEADER, &*answer.served.names()))
             .insert_header((SERVED_VERSION_HEADER, &*answer.served.versions()))
+            .insert_header((REQUEST_ID_HEADER, &*request_id.text))
             .content_type(ContentType::json())
             .body(answer.body),
-        Err(f) => v2_error(&f.error),
+        Err(f) => with_request_id(v2_error(&f.error), &request_id),
     }
 }
 

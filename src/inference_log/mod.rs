@@ -1,0 +1,374 @@
+//! Inference tables: every call, scored row and label of an endpoint with
+//! `auto_capture_config` appended to Delta tables (`<prefix>_payload`, `<prefix>_predictions`,
+//! `<prefix>_labels`), off the request path.
+//!
+//! The request path only hands records to a queue bounded in bytes (a full queue drops the
+//! record and counts it); one writer thread batches them by rows, bytes or age and commits one
+//! Delta version per table and batch, retrying failed commits with backoff. At shutdown the
+//! queue is flushed within a deadline. See docs/inference-tables.md.
+
+pub mod delta;
+pub mod labels;
+pub mod record;
+pub mod rows;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::endpoint::config::AutoCaptureConfig;
+use crate::metrics::Metrics;
+pub use record::{CallRecord, Inputs, LabelRecord, ScoredRows, StageMillis};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceLogSettings {
+    /// Root of the inference tables: a folder (relative to the working directory) or a
+    /// `file://` URL.
+    pub location: String,
+    /// Options of the object store under `location` (credentials, endpoint, ...), passed to
+    /// the Delta writer as they are.
+    pub storage_options: BTreeMap<String, String>,
+    /// Records waiting to be written, in bytes (bodies, inputs and outputs); beyond it new
+    /// records are dropped and counted (`reason="queue_full"`).
+    pub queue_bytes: usize,
+    /// A table's batch is committed when it has this many rows...
+    pub flush_rows: usize,
+    /// ... or this many bytes ...
+    pub flush_bytes: usize,
+    /// ... or when its oldest row is this old.
+    pub flush_interval_ms: u64,
+    /// Request and response bodies larger than this are logged as null with
+    /// `MAX_REQUEST_SIZE_EXCEEDED` / `MAX_RESPONSE_SIZE_EXCEEDED`.
+    pub max_payload_bytes: usize,
+    /// Attempts per commit (with backoff from 100 ms, doubling, up to 5 s) before its rows are
+    /// dropped and counted (`reason="commit_failed"`).
+    pub commit_attempts: u32,
+    /// At shutdown, how long the writer may take to commit what is queued.
+    pub shutdown_deadline_seconds: u64,
+}
+
+impl Default for InferenceLogSettings {
+    fn default() -> Self {
+        Self {
+            location: "inference-tables".into(),
+            storage_options: BTreeMap::new(),
+            queue_bytes: 64 * 1024 * 1024,
+            flush_rows: 10_000,
+            flush_bytes: 8 * 1024 * 1024,
+            flush_interval_ms: 1000,
+            max_payload_bytes: 1024 * 1024,
+            commit_attempts: 5,
+            shutdown_deadline_seconds: 10,
+        }
+    }
+}
+
+impl InferenceLogSettings {
+    /// The first problem, as (key, message).
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        let l = &self.location;
+        if l.trim().is_empty() {
+            return Some(("location", "must name a folder or a file:// URL".into()));
+        }
+        if let Some((scheme, _)) = l.split_once("://") {
+            if scheme != "file" {
+                return Some((
+                    "location",
+                    format!("'{scheme}://' is not supported by this build: use a folder or a file:// URL (object stores such as s3:// need the object-store support described in docs/inference-tables.md)"),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("queue_bytes", self.queue_bytes),
+            ("flush_rows", self.flush_rows),
+            ("flush_bytes", self.flush_bytes),
+            ("max_payload_bytes", self.max_payload_bytes),
+        ] {
+            if value == 0 {
+                return Some((key, "must be above 0".into()));
+            }
+        }
+        if self.flush_interval_ms == 0 {
+            return Some(("flush_interval_ms", "must be above 0".into()));
+        }
+        if self.commit_attempts == 0 {
+            return Some(("commit_attempts", "must be at least 1".into()));
+        }
+        None
+    }
+
+    /// Where the tables of a capture config live.
+    fn table_root(&self, capture: &AutoCaptureConfig) -> String {
+        let mut root = self.location.trim_end_matches('/').to_owned();
+        for part in [&capture.catalog_name, &capture.schema_name]
+            .into_iter()
+            .flatten()
+        {
+            root.push('/');
+            root.push_str(part);
+        }
+        root
+    }
+}
+
+/// A request's id (`databricks_request_id`, the `x-request-id` response header), random, and
+/// the bits that decide whether it is sampled.
+#[derive(Debug, Clone)]
+pub struct RequestId {
+    pub text: Arc<str>,
+    bits: u64,
+}
+
+impl RequestId {
+    pub fn new() -> Self {
+        let bytes = fastrand::u128(..).to_le_bytes();
+        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text: &str = id.hyphenated().encode_lower(&mut buf);
+        Self {
+            text: Arc::from(text),
+            bits: u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")),
+        }
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One table of a capture.
+pub struct TableTarget {
+    pub uri: String,
+    /// `payload`, `predictions` or `labels` (the `table` label of the metrics).
+    pub kind: &'static str,
+}
+
+/// An endpoint's capture config, resolved once per endpoint config.
+pub struct Capture {
+    pub endpoint: Arc<str>,
+    pub sampling_fraction: f64,
+    /// Requests whose id bits are below this are logged.
+    threshold: u64,
+    pub payload: TableTarget,
+    pub predictions: TableTarget,
+    pub labels: TableTarget,
+}
+
+impl Capture {
+    pub fn samples(&self, id: &RequestId) -> bool {
+        self.sampling_fraction >= 1.0 || id.bits < self.threshold
+    }
+}
+
+pub(crate) enum Entry {
+    Call {
+        capture: Arc<Capture>,
+        call: CallRecord,
+        scored: Vec<ScoredRows>,
+        bytes: [usize; 2],
+    },
+    Shadow {
+        capture: Arc<Capture>,
+        scored: ScoredRows,
+        bytes: usize,
+    },
+    Labels {
+        capture: Arc<Capture>,
+        labels: Vec<LabelRecord>,
+        bytes: usize,
+    },
+    Close {
+        deadline: Instant,
+    },
+}
+
+/// Why labels were not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("the inference log queue is full: retry later")]
+    Full,
+    #[error("the inference log is shut down")]
+    Closed,
+}
+
+/// The queue in front of the writer thread.
+pub struct InferenceLog {
+    settings: InferenceLogSettings,
+    tx: crossbeam_channel::Sender<Entry>,
+    queued_bytes: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+    closed: AtomicBool,
+    done: Mutex<Option<crossbeam_channel::Receiver<bool>>>,
+}
+
+impl InferenceLog {
+    /// Starts the writer thread.
+    pub fn start(settings: InferenceLogSettings, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let sink = delta::DeltaSink::new(
+            settings
+                .storage_options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )?;
+        let writer = writer::Writer::new(&settings, rx, queued_bytes.clone(), metrics.clone(), sink);
+        std::thread::Builder::new()
+            .name("inference-log".into())
+            .spawn(move || {
+                let _ = done_tx.send(writer.run());
+            })?;
+        Ok(Self {
+            settings,
+            tx,
+            queued_bytes,
+            metrics,
+            closed: AtomicBool::new(false),
+            done: Mutex::new(Some(done_rx)),
+        })
+    }
+
+    pub fn settings(&self) -> &InferenceLogSettings {
+        &self.settings
+    }
+
+    /// The capture of an endpoint config, when it logs.
+    pub fn capture(&self, endpoint: &str, config: &AutoCaptureConfig) -> Option<Capture> {
+        if !config.enabled {
+            return None;
+        }
+        let root = self.settings.table_root(config);
+        let prefix = config.prefix(endpoint);
+        let target = |kind: &'static str| TableTarget {
+            uri: format!("{root}/{prefix}_{kind}"),
+            kind,
+        };
+        let f = config.sampling_fraction.clamp(0.0, 1.0);
+        Some(Capture {
+            endpoint: Arc::from(endpoint),
+            sampling_fraction: f,
+            threshold: (f * u64::MAX as f64) as u64,
+            payload: target("payload"),
+            predictions: target("predictions"),
+            labels: target("labels"),
+        })
+    }
+
+    /// Takes `bytes` of queue space, or counts `rows` dropped per table.
+    fn reserve(&self, bytes: usize, drops: &[(&Capture, &str, usize)]) -> bool {
+        let reason = if self.closed.load(Ordering::Acquire) {
+            "shutdown"
+        } else {
+            let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+            if before + bytes <= self.settings.queue_bytes {
+                return true;
+            }
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            "queue_full"
+        };
+        for (capture, table, rows) in drops {
+            if *rows > 0 {
+                self.metrics
+                    .log_dropped_rows
+                    .with_label_values(&[&*capture.endpoint, table, reason])
+                    .inc_by(*rows as u64);
+            }
+        }
+        false
+    }
+
+    /// Logs a call and the rows it scored, together: both are queued or both dropped.
+    pub fn log_call(&self, capture: Arc<Capture>, mut call: CallRecord, scored: Vec<ScoredRows>) {
+        call.cap_payloads(self.settings.max_payload_bytes);
+        let bytes = [
+            call.approx_bytes(),
+            scored.iter().map(ScoredRows::approx_bytes).sum(),
+        ];
+        let rows: usize = scored.iter().map(ScoredRows::rows).sum();
+        let drops = [(&*capture, "payload", 1), (&*capture, "predictions", rows)];
+        if self.reserve(bytes[0] + bytes[1], &drops) {
+            self.send(Entry::Call {
+                capture,
+                call,
+                scored,
+                bytes,
+            });
+        }
+    }
+
+    /// Logs the rows a shadow served entity scored for a copy of a request.
+    pub fn log_shadow(&self, capture: Arc<Capture>, scored: ScoredRows) {
+        let bytes = scored.approx_bytes();
+        if self.reserve(bytes, &[(&*capture, "predictions", scored.rows())]) {
+            self.send(Entry::Shadow {
+                capture,
+                scored,
+                bytes,
+            });
+        }
+    }
+
+    /// Queues labels; unlike calls, a full queue is the caller's to retry (nothing is dropped).
+    pub fn log_labels(
+        &self,
+        capture: Arc<Capture>,
+        labels: Vec<LabelRecord>,
+    ) -> Result<(), EnqueueError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EnqueueError::Closed);
+        }
+        let bytes = labels.iter().map(LabelRecord::approx_bytes).sum();
+        let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if before + bytes > self.settings.queue_bytes {
+            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(EnqueueError::Full);
+        }
+        self.send(Entry::Labels {
+            capture,
+            labels,
+            bytes,
+        });
+        Ok(())
+    }
+
+    fn send(&self, entry: Entry) {
+        // The writer holds the receiver until `close`; after that `reserve` refuses first.
+        let _ = self.tx.send(entry);
+    }
+
+    /// Bytes and records waiting for the writer (the queue-depth gauges).
+    pub fn depth(&self) -> (usize, usize) {
+        (self.queued_bytes.load(Ordering::Relaxed), self.tx.len())
+    }
+
+    /// Stops taking records and waits until everything queued is committed, or `deadline`
+    /// passes (what is left is counted as dropped, `reason="shutdown"`). True when it all made it.
+    pub fn close(&self, deadline: Duration) -> bool {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let _ = self.tx.send(Entry::Close {
+            deadline: Instant::now() + deadline,
+        });
+        let done = self
+            .done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match done {
+            Some(rx) => rx
+                .recv_timeout(deadline + Duration::from_secs(2))
+                .unwrap_or(false),
+            None => true,
+        }
+    }
+}

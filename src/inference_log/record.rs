@@ -1,0 +1,483 @@
+//! What the request path hands the writer: records that keep the request's own buffers
+//! (bodies, decoded frame, output tensors) without copying them, and their conversion into the
+//! rows of the three tables, which runs on the writer thread.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use deltalake::arrow::array::{
+    ArrayRef, Date32Array, Float64Array, Int32Array, Int64Array, ListBuilder, StringArray,
+    StringBuilder, TimestampMicrosecondArray,
+};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::error::ArrowError;
+use deltalake::arrow::record_batch::RecordBatch;
+
+use super::rows::{Cell, Kind, TableRows};
+use crate::endpoint::ServedEntity;
+use crate::engine::outputs::OutputMapping;
+use crate::engine::tensor::{ElemType, NamedTensor, TensorData};
+use crate::features::expr::Value;
+use crate::protocol::frame::{Column, ColumnData, Frame};
+
+/// Logging error code of a request body over the size cap (logged as null).
+pub const MAX_REQUEST_SIZE_EXCEEDED: &str = "MAX_REQUEST_SIZE_EXCEEDED";
+/// Logging error code of a response body over the size cap (logged as null).
+pub const MAX_RESPONSE_SIZE_EXCEEDED: &str = "MAX_RESPONSE_SIZE_EXCEEDED";
+
+/// One HTTP call: a row of `<prefix>_payload`.
+pub struct CallRecord {
+    pub request_id: Arc<str>,
+    pub client_request_id: Option<String>,
+    /// When the request arrived, microseconds since the Unix epoch.
+    pub time_us: i64,
+    pub status_code: u16,
+    /// Time the model spent, when it ran.
+    pub execution_ms: Option<i64>,
+    pub request: Option<Bytes>,
+    pub response: Option<Bytes>,
+    pub served_entity: Option<Arc<str>>,
+    pub logging_error_codes: Vec<&'static str>,
+    pub requester: Option<String>,
+}
+
+impl CallRecord {
+    /// Bodies over `cap` bytes are dropped here, before they take queue memory, and named in
+    /// `logging_error_codes`.
+    pub fn cap_payloads(&mut self, cap: usize) {
+        if self.request.as_ref().is_some_and(|b| b.len() > cap) {
+            self.request = None;
+            self.logging_error_codes.push(MAX_REQUEST_SIZE_EXCEEDED);
+        }
+        if self.response.as_ref().is_some_and(|b| b.len() > cap) {
+            self.response = None;
+            self.logging_error_codes.push(MAX_RESPONSE_SIZE_EXCEEDED);
+        }
+    }
+
+    pub fn approx_bytes(&self) -> usize {
+        256 + self.request.as_ref().map_or(0, Bytes::len)
+            + self.response.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+/// Milliseconds per stage of the request that scored some rows.
+#[derive(Debug, Clone, Copy)]
+pub struct StageMillis {
+    pub queue: f64,
+    pub decode: f64,
+    pub inference: f64,
+    pub encode: f64,
+}
+
+/// The model's inputs as the request path had them.
+pub enum Inputs {
+    /// The decoded request (every column it carried).
+    Frame(Arc<Frame>),
+    /// The feature join's columns: request values, looked-up and computed features.
+    Joined(Vec<(String, Vec<Value>)>),
+}
+
+/// Rows one served entity scored for one request: rows of `<prefix>_predictions`.
+pub struct ScoredRows {
+    pub request_id: Arc<str>,
+    pub time_us: i64,
+    pub served_entity: Arc<str>,
+    pub entity: Arc<ServedEntity>,
+    pub shadow: bool,
+    pub inputs: Inputs,
+    pub outputs: Vec<NamedTensor>,
+    /// The request row of each scored row, when a batch was split across served entities.
+    pub request_rows: Option<Vec<usize>>,
+    pub stages: Option<StageMillis>,
+    /// Shadow copies: how long the shadow's inference took.
+    pub shadow_ms: Option<f64>,
+}
+
+impl ScoredRows {
+    pub fn rows(&self) -> usize {
+        match &self.inputs {
+            Inputs::Frame(f) => f.rows(),
+            Inputs::Joined(cols) => cols.first().map_or(0, |(_, v)| v.len()),
+        }
+    }
+
+    pub fn approx_bytes(&self) -> usize {
+        let inputs = match &self.inputs {
+            Inputs::Frame(f) => f.columns.iter().map(column_bytes).sum(),
+            Inputs::Joined(cols) => cols
+                .iter()
+                .map(|(n, v)| n.len() + v.len() * std::mem::size_of::<Value>())
+                .sum::<usize>(),
+        };
+        let outputs: usize = self
+            .outputs
+            .iter()
+            .map(|o| o.name.len() + tensor_bytes(&o.tensor.data))
+            .sum();
+        256 + inputs + outputs
+    }
+}
+
+fn column_bytes(c: &Column) -> usize {
+    c.name.len()
+        + match &c.data {
+            ColumnData::F64(v) => v.len() * 8,
+            ColumnData::F32(v) => v.len() * 4,
+            ColumnData::I64(v) => v.len() * 8,
+            ColumnData::Bool(v) => v.len(),
+            ColumnData::Str(v) => v.iter().map(|s| s.len() + 24).sum(),
+        }
+}
+
+fn tensor_bytes(t: &TensorData) -> usize {
+    match t {
+        TensorData::F32(v) => v.len() * 4,
+        TensorData::F64(v) => v.len() * 8,
+        TensorData::I64(v) => v.len() * 8,
+        TensorData::I32(v) => v.len() * 4,
+        TensorData::Bool(v) => v.len(),
+        TensorData::Str(v) => v.iter().map(|s| s.len() + 24).sum(),
+    }
+}
+
+/// A label: ground truth for a logged prediction, by request id (and row) or by key columns
+/// and event time.
+#[derive(Debug, Clone)]
+pub struct LabelRecord {
+    pub received_us: i64,
+    pub request_id: Option<String>,
+    pub row_index: Option<i64>,
+    pub event_time_us: Option<i64>,
+    pub keys: Vec<(String, Value)>,
+    /// Numeric (and boolean, as 0/1) labels; `label_text` holds every label as text.
+    pub label: Option<f64>,
+    pub label_text: String,
+}
+
+impl LabelRecord {
+    pub fn approx_bytes(&self) -> usize {
+        128 + self.label_text.len()
+            + self.request_id.as_ref().map_or(0, String::len)
+            + self
+                .keys
+                .iter()
+                .map(|(k, _)| k.len() + 32)
+                .sum::<usize>()
+    }
+}
+
+fn days(time_us: i64) -> i32 {
+    time_us.div_euclid(86_400_000_000) as i32
+}
+
+/// The exact columns of a Databricks AI-Gateway inference table.
+pub fn payload_schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let strings = DataType::List(Arc::new(Field::new("element", DataType::Utf8, true)));
+    Arc::new(Schema::new(vec![
+        Field::new("request_date", DataType::Date32, true),
+        Field::new("databricks_request_id", DataType::Utf8, true),
+        Field::new("client_request_id", DataType::Utf8, true),
+        Field::new("request_time", ts, true),
+        Field::new("status_code", DataType::Int32, true),
+        Field::new("sampling_fraction", DataType::Float64, true),
+        Field::new("execution_duration_ms", DataType::Int64, true),
+        Field::new("request", DataType::Utf8, true),
+        Field::new("response", DataType::Utf8, true),
+        Field::new("served_entity_id", DataType::Utf8, true),
+        Field::new("logging_error_codes", strings, true),
+        Field::new("requester", DataType::Utf8, true),
+    ]))
+}
+
+pub fn payload_batch(calls: &[CallRecord], sampling: f64) -> Result<RecordBatch, ArrowError> {
+    let text = |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    let mut codes = ListBuilder::new(StringBuilder::new())
+        .with_field(Arc::new(Field::new("element", DataType::Utf8, true)));
+    for c in calls {
+        for code in &c.logging_error_codes {
+            codes.values().append_value(code);
+        }
+        codes.append(true);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Date32Array::from_iter_values(
+            calls.iter().map(|c| days(c.time_us)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            calls.iter().map(|c| &*c.request_id),
+        )),
+        Arc::new(StringArray::from_iter(
+            calls.iter().map(|c| c.client_request_id.as_deref()),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(calls.iter().map(|c| c.time_us))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(Int32Array::from_iter_values(
+            calls.iter().map(|c| i32::from(c.status_code)),
+        )),
+        Arc::new(Float64Array::from_iter_values(calls.iter().map(|_| sampling))),
+        Arc::new(Int64Array::from_iter(calls.iter().map(|c| c.execution_ms))),
+        Arc::new(StringArray::from_iter(calls.iter().map(|c| text(&c.request)))),
+        Arc::new(StringArray::from_iter(calls.iter().map(|c| text(&c.response)))),
+        Arc::new(StringArray::from_iter(
+            calls.iter().map(|c| c.served_entity.as_deref()),
+        )),
+        Arc::new(codes.finish()),
+        Arc::new(StringArray::from_iter(
+            calls.iter().map(|c| c.requester.as_deref()),
+        )),
+    ];
+    RecordBatch::try_new(payload_schema(), columns)
+}
+
+/// Columns every predictions row has; an input with one of these names is logged as
+/// `input_<name>`.
+const PREDICTION_COLUMNS: [&str; 14] = [
+    "request_id",
+    "row_index",
+    "request_time",
+    "request_date",
+    "endpoint",
+    "served_entity",
+    "model_name",
+    "model_version",
+    "shadow",
+    "queue_ms",
+    "decode_ms",
+    "inference_ms",
+    "encode_ms",
+    "shadow_inference_ms",
+];
+
+/// The fixed columns of `<prefix>_predictions`, in table order (the table starts with them).
+pub fn predictions_head() -> TableRows {
+    let mut t = TableRows::default();
+    for (name, kind, nullable) in [
+        ("request_id", Kind::Str, false),
+        ("row_index", Kind::Int, false),
+        ("request_time", Kind::Timestamp, false),
+        ("request_date", Kind::Date, false),
+        ("endpoint", Kind::Str, false),
+        ("served_entity", Kind::Str, false),
+        ("model_name", Kind::Str, false),
+        ("model_version", Kind::Str, false),
+        ("shadow", Kind::Bool, false),
+    ] {
+        t.declare(name, kind, nullable);
+    }
+    t
+}
+
+pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<RecordBatch, ArrowError> {
+    let mut t = predictions_head();
+    for s in scored {
+        let e = &s.entity;
+        for r in 0..s.rows() {
+            let row_index = s.request_rows.as_ref().map_or(r, |m| m[r]);
+            t.set("request_id", Cell::Str(&s.request_id));
+            t.set("row_index", Cell::Int(row_index as i64));
+            t.set("request_time", Cell::Timestamp(s.time_us));
+            t.set("request_date", Cell::Date(days(s.time_us)));
+            t.set("endpoint", Cell::Str(endpoint));
+            t.set("served_entity", Cell::Str(&s.served_entity));
+            t.set("model_name", Cell::Str(&e.model));
+            t.set("model_version", Cell::Str(&e.version));
+            t.set("shadow", Cell::Bool(s.shadow));
+            let name = |n: &str| -> std::borrow::Cow<'static, str> {
+                if PREDICTION_COLUMNS.contains(&n) {
+                    format!("input_{n}").into()
+                } else {
+                    n.to_owned().into()
+                }
+            };
+            match &s.inputs {
+                Inputs::Frame(f) => {
+                    for c in &f.columns {
+                        let kind = e.binding.column_type(&c.name);
+                        set_column_cell(&mut t, &name(&c.name), c, kind, r);
+                    }
+                }
+                Inputs::Joined(cols) => {
+                    for (n, values) in cols {
+                        if let Some(cell) = value_cell(&values[r]) {
+                            t.set(&name(n), cell);
+                        }
+                    }
+                }
+            }
+            set_prediction(&mut t, &e.outputs, &s.outputs, r);
+            if let Some(st) = &s.stages {
+                t.set("queue_ms", Cell::Float(st.queue));
+                t.set("decode_ms", Cell::Float(st.decode));
+                t.set("inference_ms", Cell::Float(st.inference));
+                t.set("encode_ms", Cell::Float(st.encode));
+            }
+            if let Some(ms) = s.shadow_ms {
+                t.set("shadow_inference_ms", Cell::Float(ms));
+            }
+            t.end_row();
+        }
+    }
+    t.finish()
+}
+
+pub fn value_cell(v: &Value) -> Option<Cell<'_>> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Int(i) => Cell::Int(*i),
+        Value::Float(f) => Cell::Float(*f),
+        Value::Bool(b) => Cell::Bool(*b),
+        Value::String(s) => Cell::Str(s),
+        Value::Timestamp(ms) => Cell::Timestamp(ms.saturating_mul(1000)),
+    })
+}
+
+/// Row `r` of a request column, typed as the model takes it (`model_type`), or as it came for
+/// columns the model does not take (numbers as doubles, so integer and decimal spellings of one
+/// column land in one column).
+fn set_column_cell(t: &mut TableRows, name: &str, c: &Column, model_type: Option<ElemType>, r: usize) {
+    let width = c.row_width();
+    let integer = matches!(model_type, Some(ElemType::I64 | ElemType::I32));
+    let range = r * width..(r + 1) * width;
+    match &c.data {
+        ColumnData::Str(v) if width == 1 => t.set(name, Cell::Str(&v[r])),
+        ColumnData::Str(v) => t.set(name, Cell::Strs(&v[range])),
+        ColumnData::Bool(v) if width == 1 => t.set(name, Cell::Bool(v[r])),
+        ColumnData::Bool(v) => t.set(name, Cell::Bools(&v[range])),
+        ColumnData::I64(v) if integer && width == 1 => t.set(name, Cell::Int(v[r])),
+        ColumnData::I64(v) if integer => t.set(name, Cell::Ints(&v[range])),
+        ColumnData::I64(v) if width == 1 => t.set(name, Cell::Float(v[r] as f64)),
+        ColumnData::F64(v) if width == 1 && integer && v[r].fract() == 0.0 => {
+            t.set(name, Cell::Int(v[r] as i64))
+        }
+        ColumnData::F64(v) if width == 1 => t.set(name, Cell::Float(v[r])),
+        ColumnData::F32(v) if width == 1 => t.set(name, Cell::Float(f64::from(v[r]))),
+        data => {
+            let floats: Vec<f64> = match data {
+                ColumnData::I64(v) => v[range].iter().map(|&x| x as f64).collect(),
+                ColumnData::F64(v) => v[range].to_vec(),
+                ColumnData::F32(v) => v[range].iter().map(|&x| f64::from(x)).collect(),
+                _ => Vec::new(),
+            };
+            t.set(name, Cell::Floats(&floats));
+        }
+    }
+}
+
+/// Row `r`'s prediction as typed columns: `prediction` (the label, or the single output),
+/// `probability` (binary classifiers) or `probabilities`, or `prediction_<output>` for models
+/// with several outputs.
+fn set_prediction(t: &mut TableRows, mapping: &OutputMapping, outputs: &[NamedTensor], r: usize) {
+    match mapping {
+        OutputMapping::Classifier {
+            label,
+            probabilities,
+            binary,
+        } => {
+            set_tensor_row(t, "prediction", &outputs[*label], r);
+            let p = &outputs[*probabilities].tensor;
+            if *binary && p.shape.get(1) == Some(&2) {
+                if let Some(x) = float_at(&p.data, r * 2 + 1) {
+                    t.set("probability", Cell::Float(x));
+                }
+            } else {
+                set_tensor_row(t, "probabilities", &outputs[*probabilities], r);
+            }
+        }
+        OutputMapping::Single(i) => set_tensor_row(t, "prediction", &outputs[*i], r),
+        OutputMapping::Records => {
+            for o in outputs {
+                set_tensor_row(t, &format!("prediction_{}", o.name), o, r);
+            }
+        }
+    }
+}
+
+fn float_at(data: &TensorData, i: usize) -> Option<f64> {
+    match data {
+        TensorData::F32(v) => v.get(i).map(|&x| f64::from(x)),
+        TensorData::F64(v) => v.get(i).copied(),
+        _ => None,
+    }
+}
+
+fn set_tensor_row(t: &mut TableRows, name: &str, o: &NamedTensor, r: usize) {
+    let width = o.tensor.row_width().max(1);
+    let range = r * width..(r + 1) * width;
+    let scalar = o.tensor.shape.len() <= 1 || width == 1;
+    match &o.tensor.data {
+        TensorData::I64(v) if scalar => t.set(name, Cell::Int(v[r])),
+        TensorData::I64(v) => t.set(name, Cell::Ints(&v[range])),
+        TensorData::I32(v) if scalar => t.set(name, Cell::Int(i64::from(v[r]))),
+        TensorData::I32(v) => {
+            let ints: Vec<i64> = v[range].iter().map(|&x| i64::from(x)).collect();
+            t.set(name, Cell::Ints(&ints));
+        }
+        TensorData::F64(v) if scalar => t.set(name, Cell::Float(v[r])),
+        TensorData::F64(v) => t.set(name, Cell::Floats(&v[range])),
+        TensorData::F32(v) if scalar => t.set(name, Cell::Float(f64::from(v[r]))),
+        TensorData::F32(v) => {
+            let floats: Vec<f64> = v[range].iter().map(|&x| f64::from(x)).collect();
+            t.set(name, Cell::Floats(&floats));
+        }
+        TensorData::Bool(v) if scalar => t.set(name, Cell::Bool(v[r])),
+        TensorData::Bool(v) => t.set(name, Cell::Bools(&v[range])),
+        TensorData::Str(v) if scalar => t.set(name, Cell::Str(&v[r])),
+        TensorData::Str(v) => t.set(name, Cell::Strs(&v[range])),
+    }
+}
+
+/// The fixed columns of `<prefix>_labels`.
+pub fn labels_head() -> TableRows {
+    let mut t = TableRows::default();
+    t.declare("label_time", Kind::Timestamp, false);
+    t.declare("request_id", Kind::Str, true);
+    t.declare("row_index", Kind::Int, true);
+    t.declare("event_time", Kind::Timestamp, true);
+    t.declare("label", Kind::Float, true);
+    t.declare("label_text", Kind::Str, false);
+    t
+}
+
+const LABEL_COLUMNS: [&str; 6] = [
+    "label_time",
+    "request_id",
+    "row_index",
+    "event_time",
+    "label",
+    "label_text",
+];
+
+pub fn labels_batch(labels: &[LabelRecord]) -> Result<RecordBatch, ArrowError> {
+    let mut t = labels_head();
+    for l in labels {
+        t.set("label_time", Cell::Timestamp(l.received_us));
+        if let Some(id) = &l.request_id {
+            t.set("request_id", Cell::Str(id));
+        }
+        if let Some(i) = l.row_index {
+            t.set("row_index", Cell::Int(i));
+        }
+        if let Some(ts) = l.event_time_us {
+            t.set("event_time", Cell::Timestamp(ts));
+        }
+        if let Some(x) = l.label {
+            t.set("label", Cell::Float(x));
+        }
+        t.set("label_text", Cell::Str(&l.label_text));
+        for (k, v) in &l.keys {
+            if let Some(cell) = value_cell(v) {
+                if LABEL_COLUMNS.contains(&k.as_str()) {
+                    t.set(&format!("key_{k}"), cell);
+                } else {
+                    t.set(k, cell);
+                }
+            }
+        }
+        t.end_row();
+    }
+    t.finish()
+}
