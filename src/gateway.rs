@@ -459,17 +459,17 @@ impl Gateway {
     }
 
     /// Serves a request; with the log plan when it is to be logged.
-    async fn serve(
-        &self,
-        inv: &Invocation<'_>,
-    ) -> (Result<Scored, Failure>, Option<LogPlan>) {
+    async fn serve(&self, inv: &Invocation<'_>) -> (Result<Scored, Failure>, Option<LogPlan>) {
         let Some(endpoint) = self.endpoints.get(&inv.endpoint) else {
-            let error = RequestError::NotFound(format!("endpoint '{}' does not exist", inv.endpoint));
+            let error =
+                RequestError::NotFound(format!("endpoint '{}' does not exist", inv.endpoint));
             return (Err(error.into()), None);
         };
         let generation = endpoint.generation();
         let log_plan = self.log_plan(&generation, &inv.request_id, inv.received);
-        let result = self.serve_endpoint(inv, &endpoint, generation, log_plan.clone()).await;
+        let result = self
+            .serve_endpoint(inv, &endpoint, generation, log_plan.clone())
+            .await;
         (result, log_plan)
     }
 
@@ -705,7 +705,12 @@ pub fn score(
                 == Some(true);
             (req.frame, None, echo, req.client_request_id)
         }
-        Format::MlflowCsv => (mlflow::decode_csv(body).map_err(no_arm)?.frame, None, false, None),
+        Format::MlflowCsv => (
+            mlflow::decode_csv(body).map_err(no_arm)?.frame,
+            None,
+            false,
+            None,
+        ),
         Format::V2 { .. } => {
             let mut req = v2::decode(body).map_err(no_arm)?;
             let frame = std::mem::take(&mut req.frame);

@@ -175,8 +175,9 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
             settle,
         )
     });
-    let log = crate::inference_log::InferenceLog::start(settings.inference_log.clone(), metrics.clone())
-        .map_err(StartError::InferenceLog)?;
+    let log =
+        crate::inference_log::InferenceLog::start(settings.inference_log.clone(), metrics.clone())
+            .map_err(StartError::InferenceLog)?;
     let gateway = Arc::new(Gateway::new(
         endpoints,
         pool,

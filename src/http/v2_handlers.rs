@@ -11,11 +11,11 @@ use super::body::read_limited;
 use super::handlers::{
     with_request_id, REQUEST_ID_HEADER, SERVED_MODEL_HEADER, SERVED_VERSION_HEADER,
 };
-use crate::inference_log::RequestId;
 use super::{v2_error, AppState};
 use crate::endpoint::{Generation, ServedEntity};
 use crate::error::RequestError;
 use crate::gateway::{Format, Invocation};
+use crate::inference_log::RequestId;
 
 #[derive(serde::Deserialize)]
 pub struct ModelPath {

@@ -62,7 +62,9 @@ impl DeltaSink {
             let batch = conform(&batch, &writer.arrow_schema()).map_err(|message| {
                 deltalake::DeltaTableError::Generic(format!("cannot prepare the rows: {message}"))
             })?;
-            writer.write_with_mode(batch, WriteMode::MergeSchema).await?;
+            writer
+                .write_with_mode(batch, WriteMode::MergeSchema)
+                .await?;
             writer.flush_and_commit(&mut table).await
         });
         match result {
@@ -82,11 +84,21 @@ async fn open_or_create(
     storage_options: &HashMap<String, String>,
 ) -> Result<DeltaTable, deltalake::DeltaTableError> {
     let url = deltalake::ensure_table_uri(uri)?;
-    let table =
-        DeltaTable::try_from_url_with_storage_options(url.clone(), storage_options.clone())
-            .await?;
-    if table.version().is_some() {
-        return Ok(table);
+    let mut table = deltalake::DeltaTableBuilder::from_url(url.clone())?
+        .with_storage_options(storage_options.clone())
+        .build()?;
+    // A local table that does not exist yet is created without a failed load first (which
+    // the Delta kernel would log as an error).
+    let exists = match url.to_file_path() {
+        Ok(path) if url.scheme() == "file" => path.join("_delta_log").is_dir(),
+        _ => true,
+    };
+    if exists {
+        match table.load().await {
+            Ok(()) => return Ok(table),
+            Err(deltalake::DeltaTableError::NotATable(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
     let schema: StructType = batch.schema().as_ref().try_into_kernel()?;
     let created = table
@@ -116,7 +128,10 @@ fn conform(batch: &RecordBatch, table: &Schema) -> Result<RecordBatch, String> {
                 columns.push(column.clone());
             }
             Some(t) if same_type(t.data_type(), field.data_type()) => {
-                fields.push(t.clone().with_nullable(t.is_nullable() || field.is_nullable()));
+                fields.push(
+                    t.clone()
+                        .with_nullable(t.is_nullable() || field.is_nullable()),
+                );
                 columns.push(if t.data_type() == field.data_type() {
                     column.clone()
                 } else {
@@ -146,11 +161,17 @@ fn conform(batch: &RecordBatch, table: &Schema) -> Result<RecordBatch, String> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
 }
 
-fn same_type(a: &deltalake::arrow::datatypes::DataType, b: &deltalake::arrow::datatypes::DataType) -> bool {
+fn same_type(
+    a: &deltalake::arrow::datatypes::DataType,
+    b: &deltalake::arrow::datatypes::DataType,
+) -> bool {
     a == b || (Kind::of(a).is_some() && Kind::of(a) == Kind::of(b))
 }
 
-fn lossless(from: &deltalake::arrow::datatypes::DataType, to: &deltalake::arrow::datatypes::DataType) -> bool {
+fn lossless(
+    from: &deltalake::arrow::datatypes::DataType,
+    to: &deltalake::arrow::datatypes::DataType,
+) -> bool {
     matches!(
         (Kind::of(from), Kind::of(to)),
         (Some(Kind::Int), Some(Kind::Float))

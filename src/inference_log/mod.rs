@@ -221,7 +221,8 @@ impl InferenceLog {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         )?;
-        let writer = writer::Writer::new(&settings, rx, queued_bytes.clone(), metrics.clone(), sink);
+        let writer =
+            writer::Writer::new(&settings, rx, queued_bytes.clone(), metrics.clone(), sink);
         std::thread::Builder::new()
             .name("inference-log".into())
             .spawn(move || {
@@ -359,11 +360,7 @@ impl InferenceLog {
         let _ = self.tx.send(Entry::Close {
             deadline: Instant::now() + deadline,
         });
-        let done = self
-            .done
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
         match done {
             Some(rx) => rx
                 .recv_timeout(deadline + Duration::from_secs(2))

@@ -159,11 +159,7 @@ impl LabelRecord {
     pub fn approx_bytes(&self) -> usize {
         128 + self.label_text.len()
             + self.request_id.as_ref().map_or(0, String::len)
-            + self
-                .keys
-                .iter()
-                .map(|(k, _)| k.len() + 32)
-                .sum::<usize>()
+            + self.keys.iter().map(|(k, _)| k.len() + 32).sum::<usize>()
     }
 }
 
@@ -193,8 +189,11 @@ pub fn payload_schema() -> SchemaRef {
 
 pub fn payload_batch(calls: &[CallRecord], sampling: f64) -> Result<RecordBatch, ArrowError> {
     let text = |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
-    let mut codes = ListBuilder::new(StringBuilder::new())
-        .with_field(Arc::new(Field::new("element", DataType::Utf8, true)));
+    let mut codes = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
+        "element",
+        DataType::Utf8,
+        true,
+    )));
     for c in calls {
         for code in &c.logging_error_codes {
             codes.values().append_value(code);
@@ -218,10 +217,16 @@ pub fn payload_batch(calls: &[CallRecord], sampling: f64) -> Result<RecordBatch,
         Arc::new(Int32Array::from_iter_values(
             calls.iter().map(|c| i32::from(c.status_code)),
         )),
-        Arc::new(Float64Array::from_iter_values(calls.iter().map(|_| sampling))),
+        Arc::new(Float64Array::from_iter_values(
+            calls.iter().map(|_| sampling),
+        )),
         Arc::new(Int64Array::from_iter(calls.iter().map(|c| c.execution_ms))),
-        Arc::new(StringArray::from_iter(calls.iter().map(|c| text(&c.request)))),
-        Arc::new(StringArray::from_iter(calls.iter().map(|c| text(&c.response)))),
+        Arc::new(StringArray::from_iter(
+            calls.iter().map(|c| text(&c.request)),
+        )),
+        Arc::new(StringArray::from_iter(
+            calls.iter().map(|c| text(&c.response)),
+        )),
         Arc::new(StringArray::from_iter(
             calls.iter().map(|c| c.served_entity.as_deref()),
         )),
@@ -338,7 +343,13 @@ pub fn value_cell(v: &Value) -> Option<Cell<'_>> {
 /// Row `r` of a request column, typed as the model takes it (`model_type`), or as it came for
 /// columns the model does not take (numbers as doubles, so integer and decimal spellings of one
 /// column land in one column).
-fn set_column_cell(t: &mut TableRows, name: &str, c: &Column, model_type: Option<ElemType>, r: usize) {
+fn set_column_cell(
+    t: &mut TableRows,
+    name: &str,
+    c: &Column,
+    model_type: Option<ElemType>,
+    r: usize,
+) {
     let width = c.row_width();
     let integer = matches!(model_type, Some(ElemType::I64 | ElemType::I32));
     let range = r * width..(r + 1) * width;

@@ -12,7 +12,9 @@ use deltalake::arrow::record_batch::RecordBatch;
 
 use super::delta::DeltaSink;
 use super::record::{labels_batch, payload_batch, predictions_batch};
-use super::{Capture, CallRecord, Entry, InferenceLogSettings, LabelRecord, ScoredRows, TableTarget};
+use super::{
+    CallRecord, Capture, Entry, InferenceLogSettings, LabelRecord, ScoredRows, TableTarget,
+};
 use crate::metrics::Metrics;
 
 /// Records of one table waiting for their commit.
@@ -183,7 +185,8 @@ impl Writer {
 
     /// Commits every batch that is due (all of them when `all`).
     fn flush_due(&mut self, all: bool, deadline: Option<Instant>) {
-        let (flush_rows, flush_bytes, interval) = (self.flush_rows, self.flush_bytes, self.interval);
+        let (flush_rows, flush_bytes, interval) =
+            (self.flush_rows, self.flush_bytes, self.interval);
         let due = |rows: usize, bytes: usize, since: Option<Instant>| {
             rows > 0
                 && (all
@@ -207,15 +210,23 @@ impl Writer {
             match batch {
                 Batch::Calls(p) => {
                     let f = capture.sampling_fraction;
-                    self.commit(&capture, &capture.payload, p.rows, p.bytes, deadline, || {
-                        payload_batch(&p.items, f)
-                    })
+                    self.commit(
+                        &capture,
+                        &capture.payload,
+                        p.rows,
+                        p.bytes,
+                        deadline,
+                        || payload_batch(&p.items, f),
+                    )
                 }
-                Batch::Scored(p) => {
-                    self.commit(&capture, &capture.predictions, p.rows, p.bytes, deadline, || {
-                        predictions_batch(&capture.endpoint, &p.items)
-                    })
-                }
+                Batch::Scored(p) => self.commit(
+                    &capture,
+                    &capture.predictions,
+                    p.rows,
+                    p.bytes,
+                    deadline,
+                    || predictions_batch(&capture.endpoint, &p.items),
+                ),
                 Batch::Labels(p) => {
                     self.commit(&capture, &capture.labels, p.rows, p.bytes, deadline, || {
                         labels_batch(&p.items)
@@ -297,7 +308,10 @@ impl Writer {
                     if deadline.is_some_and(|d| Instant::now() + backoff > d) {
                         return Err("shutdown");
                     }
-                    self.metrics.log_commit_retries.with_label_values(&labels).inc();
+                    self.metrics
+                        .log_commit_retries
+                        .with_label_values(&labels)
+                        .inc();
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }

@@ -1,0 +1,662 @@
+//! Inference tables, end to end: the real binary logs calls, scored rows and labels to Delta
+//! tables, and two independent readers (Python `deltalake`, and DuckDB reading the Parquet
+//! files the Delta log lists) read them back after the gateway exits on SIGTERM.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{demo_config, Gateway};
+use serde_json::{json, Value};
+
+/// The Python with `deltalake` and `duckdb` (made once by scripts/delta-venv.sh).
+fn python() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        common::path_from_env_or_script("MODELGATE_DELTA_PYTHON", "scripts/delta-venv.sh")
+    })
+    .clone()
+}
+
+/// Both readers' view of each table (`null` for a table that was never created).
+fn read(tables: &[PathBuf]) -> Value {
+    let out = Command::new(python())
+        .arg(common::repo().join("tests/readers/delta_tables.py"))
+        .args(tables)
+        .output()
+        .expect("running the Delta readers");
+    assert!(
+        out.status.success(),
+        "readers failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+struct Tables {
+    payload: Value,
+    predictions: Value,
+    labels: Value,
+}
+
+fn read_endpoint(root: &Path, prefix: &str) -> Tables {
+    let paths: Vec<PathBuf> = ["payload", "predictions", "labels"]
+        .iter()
+        .map(|t| root.join(format!("{prefix}_{t}")))
+        .collect();
+    let v = read(&paths);
+    let get = |p: &PathBuf| v[p.to_str().unwrap()].clone();
+    Tables {
+        payload: get(&paths[0]),
+        predictions: get(&paths[1]),
+        labels: get(&paths[2]),
+    }
+}
+
+/// Rows as Python `deltalake` read them, after checking DuckDB counts the same.
+fn rows(table: &Value) -> Vec<Value> {
+    let rows = table["deltalake"]["rows"].as_array().unwrap().clone();
+    assert_eq!(
+        table["duckdb"]["count"].as_u64().unwrap() as usize,
+        rows.len(),
+        "the two readers disagree on the row count"
+    );
+    rows
+}
+
+fn columns(table: &Value, reader: &str) -> Vec<(String, String)> {
+    table[reader]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c[0].as_str().unwrap().to_owned(),
+                c[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn capture(extra: &str) -> String {
+    format!("    auto_capture_config: {{table_name_prefix: tx{extra}}}\n")
+}
+
+fn log_settings(root: &Path, extra: &str) -> String {
+    format!("inference_log:\n  location: {}\n{extra}", root.display())
+}
+
+fn request_id(reply: &common::Reply) -> String {
+    reply.header("x-request-id").expect("x-request-id header")
+}
+
+/// A demo body of `n` rows in the raw DEMO columns (the features are looked up).
+fn raw_rows(n: usize, first_customer: i64) -> Value {
+    let data: Vec<Value> = (0..n)
+        .map(|i| {
+            let product = ["Product A", "Product B", "Product C"][i % 3];
+            json!([
+                first_customer + i as i64,
+                "2026-11-22T10:19:05.123Z",
+                product,
+                10.5 + i as f64
+            ])
+        })
+        .collect();
+    json!({"dataframe_split": {"columns": ["CustomerID", "TransactionTimestamp", "Product", "Amount"], "data": data}})
+}
+
+fn wait_for_metric(gw: &Gateway, line_prefix: &str, at_least: f64) -> f64 {
+    let start = Instant::now();
+    loop {
+        let v = gw.metric(line_prefix).unwrap_or(0.0);
+        if v >= at_least || start.elapsed() > Duration::from_secs(20) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const PAYLOAD_COLUMNS: [(&str, &str, &str); 12] = [
+    ("request_date", "date32[day]", "DATE"),
+    ("databricks_request_id", "string", "VARCHAR"),
+    ("client_request_id", "string", "VARCHAR"),
+    (
+        "request_time",
+        "timestamp[us, tz=UTC]",
+        "TIMESTAMP WITH TIME ZONE",
+    ),
+    ("status_code", "int32", "INTEGER"),
+    ("sampling_fraction", "double", "DOUBLE"),
+    ("execution_duration_ms", "int64", "BIGINT"),
+    ("request", "string", "VARCHAR"),
+    ("response", "string", "VARCHAR"),
+    ("served_entity_id", "string", "VARCHAR"),
+    ("logging_error_codes", "list<element: string>", "VARCHAR[]"),
+    ("requester", "string", "VARCHAR"),
+];
+
+#[test]
+fn every_call_is_logged_once_with_its_rows_and_flushed_at_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tables");
+    // Nothing is due before the shutdown: the rows reach the tables only through the flush.
+    let endpoint = "  - name: sh
+    served_entities:
+      - {name: champion, entity_name: transactions, entity_version: '1'}
+      - {name: shadow, entity_name: transactions, entity_version: '2'}
+    traffic_config:
+      routes:
+        - {served_entity_name: champion, traffic_percentage: 100}
+        - {served_entity_name: shadow, shadow: true}
+"
+    .to_owned()
+        + &capture("");
+    // Version 2 (the shadow) is a gradient-boosted model that only ONNX Runtime loads.
+    let gw = common::start(
+        &demo_config(
+            &endpoint,
+            &log_settings(&root, "  flush_interval_ms: 600000\n"),
+        ),
+        true,
+    );
+    let path = "/serving-endpoints/sh/invocations";
+    let mut sent: HashMap<String, (u16, usize)> = HashMap::new();
+    for i in 0..24usize {
+        let (reply, rows) = match i % 6 {
+            // A bad column: 400, logged with the error body.
+            4 => (
+                gw.post_json(
+                    path,
+                    &json!({"dataframe_split": {"columns": ["x"], "data": [[1]]}}),
+                ),
+                0,
+            ),
+            // A content type the endpoint does not take: 415, refused before the body is read.
+            5 => (gw.post(path, "text/plain", "hello"), 0),
+            n => {
+                let mut body = raw_rows(n + 1, 1000 + i as i64);
+                body["client_request_id"] = json!(format!("client-{i}"));
+                (gw.post_json(path, &body), n + 1)
+            }
+        };
+        let expected = [200, 200, 200, 200, 400, 415][i % 6];
+        assert_eq!(reply.status, expected, "{}", reply.text);
+        sent.insert(request_id(&reply), (reply.status, rows));
+    }
+    // A pinned served entity that does not exist: 404.
+    let reply = gw.post_json(
+        "/serving-endpoints/sh/served-models/nope/invocations",
+        &raw_rows(1, 1),
+    );
+    assert_eq!(reply.status, 404);
+    sent.insert(request_id(&reply), (404, 0));
+    // Shadow copies are scored after the answers; let them finish before stopping.
+    let scored: usize = sent.values().map(|(_, r)| r).sum();
+    wait_for_metric(
+        &gw,
+        "modelgate_predicted_rows_total{endpoint=\"sh\",served_entity=\"shadow\",shadow=\"true\"}",
+        scored as f64,
+    );
+    assert!(gw.terminate().success());
+
+    let t = read_endpoint(&root, "tx");
+    let payload = rows(&t.payload);
+    assert_eq!(payload.len(), sent.len(), "one payload row per call");
+    let want: Vec<(String, String)> = PAYLOAD_COLUMNS
+        .iter()
+        .map(|(n, ty, _)| (n.to_string(), ty.to_string()))
+        .collect();
+    assert_eq!(columns(&t.payload, "deltalake"), want);
+    let want: Vec<(String, String)> = PAYLOAD_COLUMNS
+        .iter()
+        .map(|(n, _, ty)| (n.to_string(), ty.to_string()))
+        .collect();
+    assert_eq!(columns(&t.payload, "duckdb"), want);
+    let mut seen = HashSet::new();
+    for row in &payload {
+        let id = row["databricks_request_id"].as_str().unwrap().to_owned();
+        let (status, _) = sent[&id];
+        assert!(seen.insert(id.clone()), "request {id} logged twice");
+        assert_eq!(row["status_code"], json!(status), "{row}");
+        assert_eq!(row["sampling_fraction"], json!(1.0));
+        match status {
+            200 => {
+                assert_eq!(row["served_entity_id"], "champion");
+                assert!(row["client_request_id"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("client-"));
+                assert!(row["response"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("{\"predictions\":"));
+                assert!(row["request"].as_str().unwrap().contains("CustomerID"));
+                assert!(row["execution_duration_ms"].as_i64().is_some());
+            }
+            415 => {
+                assert!(row["request"].is_null(), "{row}");
+                assert!(row["response"].as_str().unwrap().contains("not supported"));
+            }
+            _ => assert!(
+                row["response"].as_str().unwrap().contains("error_code"),
+                "{row}"
+            ),
+        }
+        assert_eq!(row["logging_error_codes"], json!([]));
+    }
+
+    let predictions = rows(&t.predictions);
+    assert_eq!(
+        predictions.len(),
+        2 * scored,
+        "each row once by the champion, once by the shadow"
+    );
+    let names: Vec<String> = columns(&t.predictions, "deltalake")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    for c in [
+        "request_id",
+        "row_index",
+        "served_entity",
+        "model_version",
+        "shadow",
+        "CustomerID",
+        "transactionCount",
+        "MaxProductAmount",
+        "prediction",
+        "probability",
+        "inference_ms",
+    ] {
+        assert!(names.iter().any(|n| n == c), "no column {c} in {names:?}");
+    }
+    let types: HashMap<String, String> = columns(&t.predictions, "duckdb").into_iter().collect();
+    assert_eq!(types["CustomerID"], "BIGINT");
+    assert_eq!(types["Amount"], "DOUBLE");
+    assert_eq!(types["isTimeout"], "BOOLEAN");
+    assert_eq!(types["prediction"], "BIGINT");
+    for shadow in [false, true] {
+        let mut per_request: HashMap<&str, Vec<i64>> = HashMap::new();
+        for p in predictions.iter().filter(|p| p["shadow"] == json!(shadow)) {
+            assert_eq!(
+                p["served_entity"],
+                if shadow { "shadow" } else { "champion" }
+            );
+            assert!(
+                p["transactionCount"].as_i64().is_some(),
+                "looked-up feature logged: {p}"
+            );
+            per_request
+                .entry(p["request_id"].as_str().unwrap())
+                .or_default()
+                .push(p["row_index"].as_i64().unwrap());
+        }
+        for (id, (status, n)) in &sent {
+            let mut got = per_request.remove(id.as_str()).unwrap_or_default();
+            got.sort();
+            let want: Vec<i64> = (0..*n as i64).collect();
+            assert_eq!(got, want, "rows of {id} ({status}), shadow {shadow}");
+        }
+        assert!(per_request.is_empty());
+    }
+}
+
+#[test]
+fn sampling_keeps_a_calls_payload_and_prediction_rows_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tables");
+    let endpoint = common::endpoint("e", "1", "tract") + &capture(", sampling_fraction: 0.25");
+    let gw = common::start(&demo_config(&endpoint, &log_settings(&root, "")), false);
+    let n = 400;
+    let mut ids = HashSet::new();
+    for i in 0..n {
+        let reply = gw.invoke("e", &raw_rows(2, i));
+        assert_eq!(reply.status, 200);
+        ids.insert(request_id(&reply));
+    }
+    assert!(gw.terminate().success());
+    let t = read_endpoint(&root, "tx");
+    let payload = rows(&t.payload);
+    // Binomial(400, 0.25): mean 100, sd 8.7; within 4 sd.
+    assert!(
+        (65..=135).contains(&payload.len()),
+        "{} of {n} logged at 25 %",
+        payload.len()
+    );
+    let logged: HashSet<String> = payload
+        .iter()
+        .map(|r| {
+            assert_eq!(r["sampling_fraction"], json!(0.25));
+            r["databricks_request_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(logged.is_subset(&ids));
+    let predictions = rows(&t.predictions);
+    assert_eq!(predictions.len(), 2 * logged.len());
+    let predicted: HashSet<String> = predictions
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        predicted, logged,
+        "payload and prediction rows are sampled together"
+    );
+}
+
+#[test]
+fn bodies_over_the_cap_are_logged_as_null_with_their_error_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tables");
+    let small = json!({"dataframe_split": {"columns": ["CustomerID", "TransactionTimestamp", "Product", "Amount"], "data": [[1240, "2026-11-22T10:19:05.123Z", "Product A", 132.75]]}, "params": {"return_features": true}});
+    let cap = small.to_string().len() + 10;
+    let endpoint = common::endpoint("e", "1", "tract") + &capture("");
+    let settings = log_settings(&root, &format!("  max_payload_bytes: {cap}\n"));
+    let gw = common::start(&demo_config(&endpoint, &settings), false);
+    // The request fits; its answer (predictions and the joined features) does not.
+    let a = gw.invoke("e", &small);
+    assert_eq!(a.status, 200);
+    assert!(
+        a.text.len() > cap,
+        "the answer must exceed the cap: {}",
+        a.text
+    );
+    // The request does not fit; its answer does.
+    let big = raw_rows(3, 1);
+    assert!(big.to_string().len() > cap);
+    let b = gw.invoke("e", &big);
+    assert_eq!(b.status, 200);
+    assert!(b.text.len() <= cap, "{}", b.text);
+    assert!(gw.terminate().success());
+
+    let t = read_endpoint(&root, "tx");
+    let payload = rows(&t.payload);
+    let by_id: HashMap<&str, &Value> = payload
+        .iter()
+        .map(|r| (r["databricks_request_id"].as_str().unwrap(), r))
+        .collect();
+    let a_row = by_id[request_id(&a).as_str()];
+    assert_eq!(a_row["request"], json!(small.to_string()));
+    assert!(a_row["response"].is_null());
+    assert_eq!(
+        a_row["logging_error_codes"],
+        json!(["MAX_RESPONSE_SIZE_EXCEEDED"])
+    );
+    let b_row = by_id[request_id(&b).as_str()];
+    assert!(b_row["request"].is_null());
+    assert_eq!(b_row["response"], json!(b.text));
+    assert_eq!(
+        b_row["logging_error_codes"],
+        json!(["MAX_REQUEST_SIZE_EXCEEDED"])
+    );
+    // The scored rows are typed columns, not payloads: they are all there.
+    assert_eq!(rows(&t.predictions).len(), 4);
+}
+
+#[test]
+fn a_new_version_adds_its_columns_without_rewriting_old_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("models");
+    common::copy_dir(&common::demo_registry(), &registry);
+    // Version 1 without a feature spec: the caller sends the model's columns.
+    std::fs::remove_file(registry.join("transactions/1/feature_spec.yaml")).unwrap();
+    let aliases = registry.join("transactions/aliases.yaml");
+    std::fs::write(&aliases, "champion: 1\n").unwrap();
+    let root = dir.path().join("tables");
+    let config = format!(
+        "{}\nregistry:\n  path: {}\n  settle_ms: 100\n  poll_interval_seconds: 1\ninference:\n  workers: 2\nendpoints:\n  - name: e\n    served_entities:\n      - {{entity_name: transactions, entity_version: champion, engine: ort}}\n{}",
+        log_settings(&root, "  flush_interval_ms: 100\n"),
+        registry.display(),
+        capture("")
+    );
+    let gw = common::start(&config, true);
+    for _ in 0..3 {
+        let reply = gw.invoke("e", &common::one_row());
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.header("served-model-version").as_deref(), Some("1"));
+    }
+    let committed = wait_for_metric(
+        &gw,
+        "modelgate_inference_log_rows_total{endpoint=\"e\",table=\"predictions\"}",
+        3.0,
+    );
+    assert_eq!(committed, 3.0);
+    // Move the alias: version 2 looks features up from the raw DEMO columns.
+    std::fs::write(&aliases, "champion: 2\n").unwrap();
+    let start = Instant::now();
+    loop {
+        let reply = gw.invoke("e", &raw_rows(2, 7));
+        if reply.status == 200 && reply.header("served-model-version").as_deref() == Some("2") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "version 2 never served: {} {}\n{}",
+            reply.status,
+            reply.text,
+            gw.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(gw.terminate().success());
+
+    let t = read_endpoint(&root, "tx");
+    let predictions = rows(&t.predictions);
+    let v1: Vec<&Value> = predictions
+        .iter()
+        .filter(|r| r["model_version"] == "1")
+        .collect();
+    let v2: Vec<&Value> = predictions
+        .iter()
+        .filter(|r| r["model_version"] == "2")
+        .collect();
+    assert!(v1.len() >= 3 && v2.len() >= 2);
+    for r in &v1 {
+        assert!(
+            r["CustomerID"].is_null(),
+            "old rows have no value for a new column: {r}"
+        );
+        assert_eq!(r["Product"], "Product A");
+    }
+    for r in &v2 {
+        assert!(r["CustomerID"].as_i64().is_some(), "{r}");
+        assert!(r["TransactionTimestamp"].is_string(), "{r}");
+    }
+    let types: HashMap<String, String> = columns(&t.predictions, "duckdb").into_iter().collect();
+    assert_eq!(types["CustomerID"], "BIGINT");
+    assert_eq!(types["TransactionTimestamp"], "TIMESTAMP WITH TIME ZONE");
+    // Appends only: every commit added one file and none was removed.
+    let ops = t.predictions["deltalake"]["operations"].as_array().unwrap();
+    let writes = ops.iter().filter(|o| *o == "WRITE").count();
+    assert!(writes >= 2, "{ops:?}");
+    assert_eq!(
+        t.predictions["duckdb"]["files"].as_u64().unwrap() as usize,
+        writes
+    );
+}
+
+#[test]
+fn two_gateways_append_to_the_same_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tables");
+    let endpoint = common::endpoint("e", "1", "tract") + &capture("");
+    // Small batches: many commits race for the same table versions.
+    let settings = log_settings(&root, "  flush_rows: 4\n  flush_interval_ms: 20\n");
+    let gateways = [
+        common::start(&demo_config(&endpoint, &settings), false),
+        common::start(&demo_config(&endpoint, &settings), false),
+    ];
+    let per_caller = 60;
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let callers: Vec<_> = gateways
+            .iter()
+            .enumerate()
+            .flat_map(|(g, gw)| {
+                (0..2).map(move |c| {
+                    s.spawn(move || {
+                        (0..per_caller)
+                            .map(|i| {
+                                let reply =
+                                    gw.invoke("e", &raw_rows(1, (g * 1000 + c * 100 + i) as i64));
+                                assert_eq!(reply.status, 200);
+                                request_id(&reply)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+            })
+            .collect();
+        callers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let [a, b] = gateways;
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+    let t = read_endpoint(&root, "tx");
+    let payload = rows(&t.payload);
+    assert_eq!(payload.len(), ids.len());
+    let logged: HashSet<&str> = payload
+        .iter()
+        .map(|r| r["databricks_request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(logged, ids.iter().map(String::as_str).collect());
+    assert_eq!(rows(&t.predictions).len(), ids.len());
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_rows_but_never_fails_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tables");
+    let endpoint = common::endpoint("e", "1", "tract") + &capture("");
+    // A queue that holds a few calls, and nothing committed until the shutdown.
+    let settings = log_settings(&root, "  queue_bytes: 8000\n  flush_interval_ms: 600000\n");
+    let gw = common::start(&demo_config(&endpoint, &settings), false);
+    let n = 40;
+    for i in 0..n {
+        let reply = gw.invoke("e", &raw_rows(4, i));
+        assert_eq!(reply.status, 200);
+    }
+    let dropped = |table: &str| {
+        gw.metric(&format!(
+            "modelgate_inference_log_dropped_rows_total{{endpoint=\"e\",reason=\"queue_full\",table=\"{table}\"}}"
+        ))
+        .unwrap_or(0.0) as usize
+    };
+    let (payload_dropped, predictions_dropped) = (dropped("payload"), dropped("predictions"));
+    assert!(
+        payload_dropped > 0 && payload_dropped < n as usize,
+        "{payload_dropped}"
+    );
+    assert_eq!(
+        predictions_dropped,
+        4 * payload_dropped,
+        "a call's rows go with it"
+    );
+    let queued = gw.metric("modelgate_inference_log_queue_bytes").unwrap();
+    assert!(queued > 0.0 && queued <= 8000.0, "{queued}");
+    assert!(gw.terminate().success());
+    let t = read_endpoint(&root, "tx");
+    assert_eq!(rows(&t.payload).len() + payload_dropped, n as usize);
+    assert_eq!(
+        rows(&t.predictions).len() + predictions_dropped,
+        4 * n as usize
+    );
+}
+
+#[test]
+fn failed_commits_are_retried_then_counted_and_requests_still_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    // The tables' folder cannot be made: a file is in the way.
+    let blocker = dir.path().join("not-a-folder");
+    std::fs::write(&blocker, "x").unwrap();
+    let root = blocker.join("tables");
+    let endpoint = common::endpoint("e", "1", "tract") + &capture("");
+    let settings = log_settings(&root, "  flush_interval_ms: 50\n  commit_attempts: 2\n");
+    let gw = common::start(&demo_config(&endpoint, &settings), false);
+    for i in 0..3 {
+        assert_eq!(gw.invoke("e", &raw_rows(1, i)).status, 200);
+    }
+    let failed = wait_for_metric(
+        &gw,
+        "modelgate_inference_log_dropped_rows_total{endpoint=\"e\",reason=\"commit_failed\",table=\"payload\"}",
+        3.0,
+    );
+    assert_eq!(failed, 3.0);
+    assert!(
+        gw.metric("modelgate_inference_log_commit_retries_total{endpoint=\"e\",table=\"payload\"}")
+            .unwrap()
+            >= 1.0
+    );
+    assert_eq!(gw.invoke("e", &raw_rows(1, 9)).status, 200);
+    assert!(gw.terminate().success());
+}
+
+#[test]
+fn labels_are_appended_by_request_id_or_by_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tables");
+    let endpoints = common::endpoint("e", "1", "tract")
+        + &capture("")
+        + &common::endpoint("plain", "1", "tract");
+    let gw = common::start(&demo_config(&endpoints, &log_settings(&root, "")), false);
+    let scored = gw.invoke("e", &raw_rows(2, 1240));
+    assert_eq!(scored.status, 200);
+    let id = request_id(&scored);
+    let labels = json!({"labels": [
+        {"request_id": id, "row_index": 0, "label": 1},
+        {"request_id": id, "row_index": 1, "label": 0},
+        {"keys": {"CustomerID": 1240}, "timestamp": "2026-11-22T10:19:05.123Z", "label": "fraud"}
+    ]});
+    let reply = gw.post_json("/api/2.0/serving-endpoints/e/labels", &labels);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json(), json!({"accepted": 3}));
+
+    let bad = gw.post_json(
+        "/api/2.0/serving-endpoints/e/labels",
+        &json!({"labels": [{"request_id": id, "label": 1}, {"label": 1}]}),
+    );
+    assert_eq!(
+        bad.mlflow_error(400),
+        "labels[1] needs a request_id or keys"
+    );
+    let unknown = gw.post_json("/api/2.0/serving-endpoints/nope/labels", &labels);
+    assert_eq!(unknown.status, 404);
+    let plain = gw.post_json("/api/2.0/serving-endpoints/plain/labels", &labels);
+    assert!(plain.mlflow_error(400).contains("has no inference tables"));
+    assert!(gw.terminate().success());
+
+    let t = read_endpoint(&root, "tx");
+    let labels = rows(&t.labels);
+    assert_eq!(labels.len(), 3, "only the accepted call's labels");
+    let types: HashMap<String, String> = columns(&t.labels, "duckdb").into_iter().collect();
+    assert_eq!(types["label"], "DOUBLE");
+    assert_eq!(types["event_time"], "TIMESTAMP WITH TIME ZONE");
+    assert_eq!(types["CustomerID"], "BIGINT");
+    // Joined at read time: each labelled (request, row) is a logged prediction.
+    let predictions = rows(&t.predictions);
+    for l in labels.iter().filter(|l| l["request_id"].is_string()) {
+        let p = predictions
+            .iter()
+            .find(|p| p["request_id"] == l["request_id"] && p["row_index"] == l["row_index"])
+            .expect("the labelled prediction");
+        assert_eq!(
+            p["CustomerID"],
+            json!(1240 + l["row_index"].as_i64().unwrap())
+        );
+    }
+    let by_key = labels.iter().find(|l| l["request_id"].is_null()).unwrap();
+    assert_eq!(by_key["CustomerID"], 1240);
+    assert_eq!(by_key["label_text"], "fraud");
+    assert!(by_key["label"].is_null());
+    assert!(by_key["event_time"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-11-22T10:19:05.123"));
+    assert!(t.payload.is_object());
+}
