@@ -188,7 +188,10 @@ pub fn payload_schema() -> SchemaRef {
 }
 
 pub fn payload_batch(calls: &[CallRecord], sampling: f64) -> Result<RecordBatch, ArrowError> {
-    let text = |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    // Bodies go into the column without a copy when they are UTF-8 (JSON and CSV are).
+    fn text(b: &Option<Bytes>) -> Option<std::borrow::Cow<'_, str>> {
+        b.as_ref().map(|b| String::from_utf8_lossy(b))
+    }
     let mut codes = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
         "element",
         DataType::Utf8,
@@ -291,24 +294,17 @@ pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<Record
             t.set("model_name", Cell::Str(&e.model));
             t.set("model_version", Cell::Str(&e.version));
             t.set("shadow", Cell::Bool(s.shadow));
-            let name = |n: &str| -> std::borrow::Cow<'static, str> {
-                if PREDICTION_COLUMNS.contains(&n) {
-                    format!("input_{n}").into()
-                } else {
-                    n.to_owned().into()
-                }
-            };
             match &s.inputs {
                 Inputs::Frame(f) => {
                     for c in &f.columns {
                         let kind = e.binding.column_type(&c.name);
-                        set_column_cell(&mut t, &name(&c.name), c, kind, r);
+                        set_column_cell(&mut t, &input_name(&c.name), c, kind, r);
                     }
                 }
                 Inputs::Joined(cols) => {
                     for (n, values) in cols {
                         if let Some(cell) = value_cell(&values[r]) {
-                            t.set(&name(n), cell);
+                            t.set(&input_name(n), cell);
                         }
                     }
                 }
@@ -327,6 +323,15 @@ pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<Record
         }
     }
     t.finish()
+}
+
+/// An input's column name: its own, or `input_<name>` when a fixed column has it.
+fn input_name(n: &str) -> std::borrow::Cow<'_, str> {
+    if PREDICTION_COLUMNS.contains(&n) {
+        format!("input_{n}").into()
+    } else {
+        n.into()
+    }
 }
 
 pub fn value_cell(v: &Value) -> Option<Cell<'_>> {
