@@ -145,17 +145,7 @@ fn every_call_is_logged_once_with_its_rows_and_flushed_at_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("tables");
     // Nothing is due before the shutdown: the rows reach the tables only through the flush.
-    let endpoint = "  - name: sh
-    served_entities:
-      - {name: champion, entity_name: transactions, entity_version: '1'}
-      - {name: shadow, entity_name: transactions, entity_version: '2'}
-    traffic_config:
-      routes:
-        - {served_entity_name: champion, traffic_percentage: 100}
-        - {served_entity_name: shadow, shadow: true}
-"
-    .to_owned()
-        + &capture("");
+    let endpoint = common::SHADOW_YAML.to_owned() + &capture("");
     // Version 2 (the shadow) is a gradient-boosted model that only ONNX Runtime loads.
     let gw = common::start(
         &demo_config(

@@ -44,17 +44,6 @@ const AB_YAML: &str = "  - name: ab
     routing: {key_column: CustomerID}
 ";
 
-/// Endpoint `sh`: version 1 answers, every request is copied to version 2 (`shadow`).
-const SHADOW_YAML: &str = "  - name: sh
-    served_entities:
-      - {name: champion, entity_name: transactions, entity_version: '1'}
-      - {name: shadow, entity_name: transactions, entity_version: '2'}
-    traffic_config:
-      routes:
-        - {served_entity_name: champion, traffic_percentage: 100}
-        - {served_entity_name: shadow, shadow: true}
-";
-
 /// Fixture rows `rows` with a `CustomerID` column of `keys`.
 fn keyed(rows: &[usize], keys: &[i64]) -> Value {
     let cases = cases(1);

@@ -153,6 +153,17 @@ pub fn demo_config(endpoints_yaml: &str, extra: &str) -> String {
     )
 }
 
+/// Endpoint `sh`: version 1 answers, every request is copied to version 2 (`shadow`).
+pub const SHADOW_YAML: &str = "  - name: sh
+    served_entities:
+      - {name: champion, entity_name: transactions, entity_version: '1'}
+      - {name: shadow, entity_name: transactions, entity_version: '2'}
+    traffic_config:
+      routes:
+        - {served_entity_name: champion, traffic_percentage: 100}
+        - {served_entity_name: shadow, shadow: true}
+";
+
 pub fn endpoint(name: &str, version: &str, engine: &str) -> String {
     format!(
         "  - name: {name}\n    served_entities:\n      - entity_name: transactions\n        entity_version: \"{version}\"\n        engine: {engine}\n"
