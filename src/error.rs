@@ -78,6 +78,15 @@ impl RequestError {
         "INTERNAL_ERROR",
     ];
 
+    /// The error body of `protocol` (`v2`, else MLflow's).
+    pub fn body(&self, protocol: &str) -> String {
+        if protocol == "v2" {
+            self.v2_body()
+        } else {
+            self.mlflow_body()
+        }
+    }
+
     /// The MLflow / Databricks JSON error body.
     pub fn mlflow_body(&self) -> String {
         serde_json::json!({ "error_code": self.code(), "message": self.to_string() }).to_string()

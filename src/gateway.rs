@@ -11,9 +11,7 @@ use std::time::Instant;
 use actix_web::http::header::HeaderMap;
 use bytes::Bytes;
 
-use crate::inference_log::{
-    CallRecord, Capture, InferenceLog, Inputs, RequestId, ScoredRows, StageMillis,
-};
+use crate::inference_log::{CallRecord, Capture, InferenceLog, Inputs, RequestId, ScoredRows};
 
 use crate::endpoint::config::BatchRouting;
 use crate::endpoint::directory::Endpoints;
@@ -175,6 +173,46 @@ pub struct LogPlan {
     pub time_us: i64,
 }
 
+impl LogPlan {
+    /// The payload row of this request, answered with `status_code` and `response`.
+    fn call(&self, status_code: u16, request: Option<Bytes>, response: Bytes) -> CallRecord {
+        CallRecord {
+            request_id: self.request_id.clone(),
+            client_request_id: None,
+            time_us: self.time_us,
+            status_code,
+            execution_ms: None,
+            request,
+            response: Some(response),
+            served_entity: None,
+            logging_error_codes: Vec::new(),
+            requester: None,
+        }
+    }
+
+    /// The prediction rows of this request that `served_entity` scored.
+    fn rows(
+        &self,
+        served_entity: &Arc<str>,
+        entity: Arc<ServedEntity>,
+        inputs: Inputs,
+        outputs: Vec<NamedTensor>,
+    ) -> ScoredRows {
+        ScoredRows {
+            request_id: self.request_id.clone(),
+            time_us: self.time_us,
+            served_entity: served_entity.clone(),
+            entity,
+            shadow: false,
+            inputs,
+            outputs,
+            request_rows: None,
+            stages: None,
+            shadow_ms: None,
+        }
+    }
+}
+
 /// Everything one request's job needs, loaded once when it starts.
 pub struct Plan {
     pub generation: Arc<Generation>,
@@ -298,18 +336,10 @@ impl Gateway {
             Ok(s) => {
                 let body = Bytes::from(s.body);
                 if let Some(plan) = log_plan {
-                    let call = CallRecord {
-                        request_id: plan.request_id.clone(),
-                        client_request_id: s.client_request_id,
-                        time_us: plan.time_us,
-                        status_code: 200,
-                        execution_ms: Some((s.timings.inference * 1000.0).round() as i64),
-                        request: Some(inv.body.clone()),
-                        response: Some(body.clone()),
-                        served_entity: Some(s.served.id()),
-                        logging_error_codes: Vec::new(),
-                        requester: None,
-                    };
+                    let mut call = plan.call(200, Some(inv.body.clone()), body.clone());
+                    call.client_request_id = s.client_request_id;
+                    call.execution_ms = Some((s.timings.inference * 1000.0).round() as i64);
+                    call.served_entity = Some(s.served.id());
                     plan.log.log_call(plan.capture, call, s.logged);
                 }
                 Ok(Answer {
@@ -319,22 +349,10 @@ impl Gateway {
             }
             Err(f) => {
                 if let Some(plan) = log_plan {
-                    let body = match inv.format {
-                        Format::V2 { .. } => f.error.v2_body(),
-                        _ => f.error.mlflow_body(),
-                    };
-                    let call = CallRecord {
-                        request_id: plan.request_id.clone(),
-                        client_request_id: None,
-                        time_us: plan.time_us,
-                        status_code: f.error.status().as_u16(),
-                        execution_ms: None,
-                        request: Some(inv.body.clone()),
-                        response: Some(Bytes::from(body)),
-                        served_entity: f.served_name.clone(),
-                        logging_error_codes: Vec::new(),
-                        requester: None,
-                    };
+                    let body = Bytes::from(f.error.body(protocol));
+                    let status = f.error.status().as_u16();
+                    let mut call = plan.call(status, Some(inv.body.clone()), body);
+                    call.served_entity = f.served_name.clone();
                     plan.log.log_call(plan.capture, call, Vec::new());
                 }
                 Err(f)
@@ -403,27 +421,13 @@ impl Gateway {
             .get(endpoint)
             .and_then(|e| self.log_plan(&e.generation(), request_id, received))
         {
-            let body = if protocol == "v2" {
-                error.v2_body()
-            } else {
-                error.mlflow_body()
-            };
-            let mut codes = Vec::new();
+            // The body was not read: logged as null.
+            let body = Bytes::from(error.body(protocol));
+            let mut call = plan.call(error.status().as_u16(), None, body);
             if matches!(error, RequestError::PayloadTooLarge(_)) {
-                codes.push(crate::inference_log::record::MAX_REQUEST_SIZE_EXCEEDED);
+                call.logging_error_codes
+                    .push(crate::inference_log::record::MAX_REQUEST_SIZE_EXCEEDED);
             }
-            let call = CallRecord {
-                request_id: plan.request_id.clone(),
-                client_request_id: None,
-                time_us: plan.time_us,
-                status_code: error.status().as_u16(),
-                execution_ms: None,
-                request: None,
-                response: Some(Bytes::from(body)),
-                served_entity: None,
-                logging_error_codes: codes,
-                requester: None,
-            };
             plan.log.log_call(plan.capture, call, Vec::new());
         }
         let label = if self.endpoints.contains(endpoint) {
@@ -671,16 +675,6 @@ fn assign(plan: &Plan, frame: &Frame) -> Assignment {
     }
 }
 
-/// What one arm scored, kept for the inference log until the request's timings are known.
-struct ArmRows {
-    name: Arc<str>,
-    entity: Arc<ServedEntity>,
-    /// The joined columns or the arm's sub-batch; `None` for the whole request frame.
-    inputs: Option<Inputs>,
-    outputs: Vec<NamedTensor>,
-    request_rows: Option<Vec<usize>>,
-}
-
 /// The per-request work that runs on a pool worker: decode, validate, route, bind, infer,
 /// encode, and queue shadow copies. Public so the benchmarks measure what the server runs.
 pub fn score(
@@ -719,12 +713,14 @@ pub fn score(
         }
     };
     frame.validate(plan.max_rows).map_err(no_arm)?;
+    // Shared with the shadow jobs and the inference log without a copy.
+    let frame = Arc::new(frame);
     let rows = frame.rows();
     let generation = &plan.generation;
     let ignore = generation.settings.routing.key_column.as_deref();
     let t1 = Instant::now();
     let mut buf = Vec::with_capacity(64 + rows * 48);
-    let mut kept: Vec<ArmRows> = Vec::new();
+    let mut logged: Vec<ScoredRows> = Vec::new();
     let (served, t2) = match assign(plan, &frame) {
         Assignment::Whole(arm) => {
             let (arm, entity) = if plan.pinned.is_some() {
@@ -768,20 +764,18 @@ pub fn score(
                 )
                 .map_err(failed)?,
             }
-            if logging {
-                kept.push(ArmRows {
-                    name: name.clone(),
-                    entity: entity.clone(),
-                    inputs: joined.map(|j| Inputs::Joined(j.env)),
-                    outputs,
-                    request_rows: None,
-                });
+            if let Some(log) = &plan.log {
+                let inputs = match joined {
+                    Some(j) => Inputs::Joined(j.env),
+                    None => Inputs::Frame(frame.clone()),
+                };
+                logged.push(log.rows(name, entity.clone(), inputs, outputs));
             }
             (ServedBy::One(name.clone(), entity), t2)
         }
         Assignment::Rows(per_row) => {
-            let keep = logging.then_some(&mut kept);
-            score_split(generation, worker, &frame, &per_row, ignore, keep, &mut buf)?
+            let log = plan.log.as_ref().map(|l| (l, &mut logged));
+            score_split(generation, worker, &frame, &per_row, ignore, log, &mut buf)?
         }
     };
     let t3 = Instant::now();
@@ -792,36 +786,11 @@ pub fn score(
         encode: (t3 - t2).as_secs_f64(),
         rows,
     };
-    let shadows = !generation.router.shadows.is_empty();
-    let frame = (shadows || logging).then(|| Arc::new(frame));
-    let logged = match (&plan.log, &frame) {
-        (Some(log), Some(frame)) => {
-            let ms = |s: f64| s * 1000.0;
-            let stages = StageMillis {
-                queue: ms(timings.queued),
-                decode: ms(timings.decode),
-                inference: ms(timings.inference),
-                encode: ms(timings.encode),
-            };
-            kept.into_iter()
-                .map(|a| ScoredRows {
-                    request_id: log.request_id.clone(),
-                    time_us: log.time_us,
-                    served_entity: a.name,
-                    entity: a.entity,
-                    shadow: false,
-                    inputs: a.inputs.unwrap_or_else(|| Inputs::Frame(frame.clone())),
-                    outputs: a.outputs,
-                    request_rows: a.request_rows,
-                    stages: Some(stages),
-                    shadow_ms: None,
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    };
+    for s in &mut logged {
+        s.stages = Some(timings);
+    }
     Ok(Scored {
-        shadow: if shadows { frame } else { None },
+        shadow: (!generation.router.shadows.is_empty()).then_some(frame),
         body: buf,
         timings,
         served,
@@ -831,15 +800,15 @@ pub fn score(
 }
 
 /// Scores a batch whose rows go to different arms, one sub-batch per arm, and writes the
-/// predictions back in the request's row order. With `keep`, each arm's rows are kept there
-/// for the inference log.
+/// predictions back in the request's row order. With `log`, each arm's rows are kept for the
+/// inference log.
 fn score_split(
     generation: &Generation,
     worker: usize,
     frame: &Frame,
     per_row: &[usize],
     ignore: Option<&str>,
-    mut keep: Option<&mut Vec<ArmRows>>,
+    mut log: Option<(&LogPlan, &mut Vec<ScoredRows>)>,
     buf: &mut Vec<u8>,
 ) -> Result<(ServedBy, Instant), Failure> {
     // Routed arms resolve to serving ones first (fallbacks), then rows group by the arm.
@@ -876,7 +845,7 @@ fn score_split(
         let failed = Failure::by(&generation.slots[*arm].name);
         let part = frame.take_rows(rows);
         let (out, joined) = entity
-            .infer_joined(worker, &part, ignore, keep.is_some())
+            .infer_joined(worker, &part, ignore, log.is_some())
             .map_err(failed)?;
         check_rows(&out, rows.len()).map_err(|m| failed(RequestError::Internal(m)))?;
         record_rows(
@@ -919,15 +888,11 @@ fn score_split(
                 .collect(),
         )
     };
-    if let Some(keep) = keep.as_mut() {
+    if let Some((plan, logged)) = log.as_mut() {
         for (((arm, entity, rows), out), inputs) in groups.into_iter().zip(outputs).zip(parts) {
-            keep.push(ArmRows {
-                name: name(arm),
-                entity,
-                inputs: Some(inputs),
-                outputs: out,
-                request_rows: Some(rows),
-            });
+            let mut scored = plan.rows(&generation.slots[arm].name, entity, inputs, out);
+            scored.request_rows = Some(rows);
+            logged.push(scored);
         }
     }
     Ok((served, t2))
@@ -983,21 +948,13 @@ pub fn mirror(plan: &Plan, frame: Arc<Frame>) {
                     m.shadow_succeeded.inc();
                     record_rows(m, &entity, &outputs, frame.rows(), true);
                     if let Some(log) = log {
-                        let rows = ScoredRows {
-                            request_id: log.request_id,
-                            time_us: log.time_us,
-                            served_entity: slot.name.clone(),
-                            entity,
-                            shadow: true,
-                            inputs: match joined {
-                                Some(j) => Inputs::Joined(j.env),
-                                None => Inputs::Frame(frame),
-                            },
-                            outputs,
-                            request_rows: None,
-                            stages: None,
-                            shadow_ms: Some(took * 1000.0),
+                        let inputs = match joined {
+                            Some(j) => Inputs::Joined(j.env),
+                            None => Inputs::Frame(frame),
                         };
+                        let mut rows = log.rows(&slot.name, entity, inputs, outputs);
+                        rows.shadow = true;
+                        rows.shadow_ms = Some(took * 1000.0);
                         log.log.log_shadow(log.capture, rows);
                     }
                 }

@@ -21,8 +21,6 @@ use super::rows::Kind;
 pub enum SinkError {
     #[error("table {uri}: {message}")]
     Table { uri: String, message: String },
-    #[error("table {uri}: cannot prepare the rows: {message}")]
-    Rows { uri: String, message: String },
 }
 
 /// Open tables by URI, reused across commits.

@@ -11,7 +11,8 @@
 use serde_json::Value as Json;
 
 use super::LabelRecord;
-use crate::features::expr::{parse_timestamp, Value};
+use crate::features::embedded::json_value;
+use crate::features::expr::parse_timestamp;
 
 /// Most labels one call may carry.
 pub const MAX_LABELS: usize = 10_000;
@@ -76,15 +77,10 @@ fn one(entry: &Json, received_us: i64) -> Result<LabelRecord, String> {
         None | Some(Json::Null) => {}
         Some(Json::Object(map)) => {
             for (k, v) in map {
-                let value = match v {
-                    Json::String(s) => Value::String(s.clone()),
-                    Json::Bool(b) => Value::Bool(*b),
-                    Json::Number(n) => match n.as_i64() {
-                        Some(i) => Value::Int(i),
-                        None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-                    },
-                    _ => return Err(format!(".keys.{k} must be a string, number or boolean")),
-                };
+                if !matches!(v, Json::String(_) | Json::Bool(_) | Json::Number(_)) {
+                    return Err(format!(".keys.{k} must be a string, number or boolean"));
+                }
+                let value = json_value(v);
                 if k.is_empty() {
                     return Err(".keys has an empty column name".into());
                 }
@@ -122,6 +118,7 @@ fn one(entry: &Json, received_us: i64) -> Result<LabelRecord, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::expr::Value;
 
     #[test]
     fn labels_by_request_id_and_by_keys() {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::endpoint::config::AutoCaptureConfig;
 use crate::metrics::Metrics;
-pub use record::{CallRecord, Inputs, LabelRecord, ScoredRows, StageMillis};
+pub use record::{CallRecord, Inputs, LabelRecord, ScoredRows};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -238,10 +238,6 @@ impl InferenceLog {
         })
     }
 
-    pub fn settings(&self) -> &InferenceLogSettings {
-        &self.settings
-    }
-
     /// The capture of an endpoint config, when it logs.
     pub fn capture(&self, endpoint: &str, config: &AutoCaptureConfig) -> Option<Capture> {
         if !config.enabled {
@@ -264,8 +260,8 @@ impl InferenceLog {
         })
     }
 
-    /// Takes `bytes` of queue space, or counts `rows` dropped per table.
-    fn reserve(&self, bytes: usize, drops: &[(&Capture, &str, usize)]) -> bool {
+    /// Takes `bytes` of queue space, or counts the records' rows dropped, per table.
+    fn reserve(&self, bytes: usize, capture: &Capture, rows: &[(&str, usize)]) -> bool {
         let reason = if self.closed.load(Ordering::Acquire) {
             "shutdown"
         } else {
@@ -276,13 +272,11 @@ impl InferenceLog {
             self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             "queue_full"
         };
-        for (capture, table, rows) in drops {
-            if *rows > 0 {
-                self.metrics
-                    .log_dropped_rows
-                    .with_label_values(&[&*capture.endpoint, table, reason])
-                    .inc_by(*rows as u64);
-            }
+        for &(table, n) in rows.iter().filter(|(_, n)| *n > 0) {
+            self.metrics
+                .log_dropped_rows
+                .with_label_values(&[&*capture.endpoint, table, reason])
+                .inc_by(n as u64);
         }
         false
     }
@@ -295,8 +289,8 @@ impl InferenceLog {
             scored.iter().map(ScoredRows::approx_bytes).sum(),
         ];
         let rows: usize = scored.iter().map(ScoredRows::rows).sum();
-        let drops = [(&*capture, "payload", 1), (&*capture, "predictions", rows)];
-        if self.reserve(bytes[0] + bytes[1], &drops) {
+        let drops = [("payload", 1), ("predictions", rows)];
+        if self.reserve(bytes[0] + bytes[1], &capture, &drops) {
             self.send(Entry::Call {
                 capture,
                 call,
@@ -309,7 +303,7 @@ impl InferenceLog {
     /// Logs the rows a shadow served entity scored for a copy of a request.
     pub fn log_shadow(&self, capture: Arc<Capture>, scored: ScoredRows) {
         let bytes = scored.approx_bytes();
-        if self.reserve(bytes, &[(&*capture, "predictions", scored.rows())]) {
+        if self.reserve(bytes, &capture, &[("predictions", scored.rows())]) {
             self.send(Entry::Shadow {
                 capture,
                 scored,
@@ -318,7 +312,7 @@ impl InferenceLog {
         }
     }
 
-    /// Queues labels; unlike calls, a full queue is the caller's to retry (nothing is dropped).
+    /// Queues labels; unlike calls, a full queue is an error the caller retries on.
     pub fn log_labels(
         &self,
         capture: Arc<Capture>,

@@ -18,6 +18,7 @@ use crate::endpoint::ServedEntity;
 use crate::engine::outputs::OutputMapping;
 use crate::engine::tensor::{ElemType, NamedTensor, TensorData};
 use crate::features::expr::Value;
+use crate::gateway::Timings;
 use crate::protocol::frame::{Column, ColumnData, Frame};
 
 /// Logging error code of a request body over the size cap (logged as null).
@@ -61,15 +62,6 @@ impl CallRecord {
     }
 }
 
-/// Milliseconds per stage of the request that scored some rows.
-#[derive(Debug, Clone, Copy)]
-pub struct StageMillis {
-    pub queue: f64,
-    pub decode: f64,
-    pub inference: f64,
-    pub encode: f64,
-}
-
 /// The model's inputs as the request path had them.
 pub enum Inputs {
     /// The decoded request (every column it carried).
@@ -89,7 +81,8 @@ pub struct ScoredRows {
     pub outputs: Vec<NamedTensor>,
     /// The request row of each scored row, when a batch was split across served entities.
     pub request_rows: Option<Vec<usize>>,
-    pub stages: Option<StageMillis>,
+    /// The stages of the request that scored them (not for shadow copies).
+    pub stages: Option<Timings>,
     /// Shadow copies: how long the shadow's inference took.
     pub shadow_ms: Option<f64>,
 }
@@ -168,7 +161,7 @@ fn days(time_us: i64) -> i32 {
 }
 
 /// The exact columns of a Databricks AI-Gateway inference table.
-pub fn payload_schema() -> SchemaRef {
+fn payload_schema() -> SchemaRef {
     let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let strings = DataType::List(Arc::new(Field::new("element", DataType::Utf8, true)));
     Arc::new(Schema::new(vec![
@@ -261,7 +254,7 @@ const PREDICTION_COLUMNS: [&str; 14] = [
 ];
 
 /// The fixed columns of `<prefix>_predictions`, in table order (the table starts with them).
-pub fn predictions_head() -> TableRows {
+fn predictions_head() -> TableRows {
     let mut t = TableRows::default();
     for (name, kind, nullable) in [
         ("request_id", Kind::Str, false),
@@ -311,10 +304,10 @@ pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<Record
             }
             set_prediction(&mut t, &e.outputs, &s.outputs, r);
             if let Some(st) = &s.stages {
-                t.set("queue_ms", Cell::Float(st.queue));
-                t.set("decode_ms", Cell::Float(st.decode));
-                t.set("inference_ms", Cell::Float(st.inference));
-                t.set("encode_ms", Cell::Float(st.encode));
+                t.set("queue_ms", Cell::Float(st.queued * 1000.0));
+                t.set("decode_ms", Cell::Float(st.decode * 1000.0));
+                t.set("inference_ms", Cell::Float(st.inference * 1000.0));
+                t.set("encode_ms", Cell::Float(st.encode * 1000.0));
             }
             if let Some(ms) = s.shadow_ms {
                 t.set("shadow_inference_ms", Cell::Float(ms));
@@ -334,7 +327,7 @@ fn input_name(n: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-pub fn value_cell(v: &Value) -> Option<Cell<'_>> {
+fn value_cell(v: &Value) -> Option<Cell<'_>> {
     Some(match v {
         Value::Null => return None,
         Value::Int(i) => Cell::Int(*i),
@@ -447,7 +440,7 @@ fn set_tensor_row(t: &mut TableRows, name: &str, o: &NamedTensor, r: usize) {
 }
 
 /// The fixed columns of `<prefix>_labels`.
-pub fn labels_head() -> TableRows {
+fn labels_head() -> TableRows {
     let mut t = TableRows::default();
     t.declare("label_time", Kind::Timestamp, false);
     t.declare("request_id", Kind::Str, true);

@@ -287,10 +287,6 @@ impl TableRows {
         }
     }
 
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
         let fields: Vec<Field> = self
             .columns
