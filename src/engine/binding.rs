@@ -439,14 +439,19 @@ fn parse_text(col: &Column, v: &[String], target: ElemType) -> RequestResult<Ten
         ElemType::Bool => v
             .iter()
             .enumerate()
-            .map(|(i, s)| match s.trim() {
-                "true" | "True" | "TRUE" | "1" => Ok(true),
-                "false" | "False" | "FALSE" | "0" => Ok(false),
-                _ => Err(bad(i, s)),
-            })
+            .map(|(i, s)| parse_bool(s).ok_or_else(|| bad(i, s)))
             .collect::<RequestResult<_>>()
             .map(TensorData::Bool),
         ElemType::Str => Ok(TensorData::Str(v.to_vec())),
+    }
+}
+
+/// A boolean as text: `true`/`false` in the spellings Python and CSV writers use, or `1`/`0`.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim() {
+        "true" | "True" | "TRUE" | "1" => Some(true),
+        "false" | "False" | "FALSE" | "0" => Some(false),
+        _ => None,
     }
 }
 

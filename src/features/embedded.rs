@@ -62,7 +62,7 @@ impl EmbeddedStore {
     }
 
     /// Reads every snapshot again and publishes the new tables at once; on error the old stay.
-    pub fn reload(&self) -> Result<(), LoadError> {
+    fn reload(&self) -> Result<(), LoadError> {
         let all: Vec<String> = self.settings.iter().map(|t| t.name.clone()).collect();
         self.reload_tables(&all)
     }
@@ -449,7 +449,7 @@ impl EmbeddedStore {
     }
 
     /// The snapshot files, for the watcher.
-    pub fn files(&self) -> Vec<std::path::PathBuf> {
+    fn files(&self) -> Vec<std::path::PathBuf> {
         self.settings.iter().map(|t| t.path.clone()).collect()
     }
 }

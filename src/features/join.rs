@@ -14,7 +14,7 @@ use crate::error::{RequestError, RequestResult};
 use crate::protocol::frame::{Column, ColumnData, Frame};
 
 /// Per-feature outcome counters, looked up once when the plan compiles.
-pub struct FeatureCounters {
+struct FeatureCounters {
     pub present: prometheus::IntCounter,
     pub from_request: prometheus::IntCounter,
     pub defaulted: prometheus::IntCounter,
@@ -61,9 +61,8 @@ struct PlannedLookup {
 struct PlannedFunction {
     output: String,
     expr: Expr,
+    /// The columns the expression reads, in its variable order.
     args: Vec<String>,
-    /// The columns the expression reads.
-    needs: Vec<String>,
     ty: Type,
     default: Value,
     policy: Policy,
@@ -116,7 +115,7 @@ fn coerce(v: Value, ty: Type) -> Option<Value> {
             .ok()
             .filter(|f| f.is_finite())
             .map(Value::Float),
-        (Type::Bool, Value::String(s)) => s.trim().parse().ok().map(Value::Bool),
+        (Type::Bool, Value::String(s)) => crate::engine::binding::parse_bool(&s).map(Value::Bool),
         (Type::Bool, Value::Bool(b)) => Some(Value::Bool(b)),
         (Type::String, Value::String(s)) => Some(Value::String(s)),
         (Type::Timestamp, Value::Timestamp(t) | Value::Int(t)) => Some(Value::Timestamp(t)),
@@ -240,7 +239,15 @@ impl JoinPlan {
                     args.push(n.clone());
                 }
             }
-            let expr = Expr::compile(&f.expression, &vars).map_err(|e| format!("{at}: {e}"))?;
+            let mut expr = Expr::compile(&f.expression, &vars).map_err(|e| format!("{at}: {e}"))?;
+            // Rows pass only the columns the expression reads: compile again over those.
+            if expr.uses.len() < vars.len() {
+                let mut used = expr.uses.clone();
+                used.sort_unstable();
+                vars = used.iter().map(|&i| vars[i].clone()).collect();
+                args = used.iter().map(|&i| args[i].clone()).collect();
+                expr = Expr::compile(&f.expression, &vars).map_err(|e| format!("{at}: {e}"))?;
+            }
             if expr.ty != f.ty && !(expr.ty == Type::Int && f.ty == Type::Float) {
                 return Err(format!(
                     "{at}: the expression gives {}, not the declared {}",
@@ -253,7 +260,6 @@ impl JoinPlan {
             }
             add(&mut known, &f.name, f.ty, "function")?;
             functions.push(PlannedFunction {
-                needs: expr.uses.iter().map(|&i| args[i].clone()).collect(),
                 output: f.name.clone(),
                 expr,
                 args,
@@ -286,7 +292,7 @@ impl JoinPlan {
     }
 
     /// The column names a request may carry.
-    pub fn request_columns(&self) -> Vec<String> {
+    fn request_columns(&self) -> Vec<String> {
         self.request.iter().map(|(n, _)| n.clone()).collect()
     }
 
@@ -345,7 +351,7 @@ impl JoinPlan {
             .collect();
         for f in self.functions.iter().rev() {
             if wanted.contains(&f.output.as_str()) {
-                for n in &f.needs {
+                for n in &f.args {
                     if !env.iter().any(|(e, _)| e == n) && !wanted.contains(&n.as_str()) {
                         wanted.push(n);
                     }
@@ -535,15 +541,17 @@ impl JoinPlan {
             }
             let mut values = Vec::with_capacity(rows);
             let mut args = Vec::with_capacity(f.args.len());
+            // Where each input is, found once; one the request did not carry (and nothing
+            // looked up) is null.
+            let inputs: Vec<Option<usize>> = f
+                .args
+                .iter()
+                .map(|a| env.iter().position(|(n, _)| n == a))
+                .collect();
             for r in 0..rows {
                 args.clear();
-                // An input the request did not carry (and nothing looked up) is null.
-                for a in &f.args {
-                    args.push(
-                        env.iter()
-                            .find(|(n, _)| n == a)
-                            .map_or(Value::Null, |(_, v)| v[r].clone()),
-                    );
+                for i in &inputs {
+                    args.push(i.map_or(Value::Null, |i| env[i].1[r].clone()));
                 }
                 let v = coerce(f.expr.eval(&args), f.ty).unwrap_or(Value::Null);
                 values.push(if v.is_null() {

@@ -112,8 +112,13 @@ impl RedisStore {
     }
 
     fn redis_key(&self, table: &str, key: &str) -> String {
-        format!("{}{table}:{key}", self.prefix)
+        redis_key(&self.prefix, table, key)
     }
+}
+
+/// The Redis key of a row: `<prefix><table>:<key>` (docs/features.md), for lookups and loads.
+fn redis_key(prefix: &str, table: &str, key: &str) -> String {
+    format!("{prefix}{table}:{key}")
 }
 
 /// Bulk-loads every table's snapshot file into Redis, replacing the keys it writes. Returns
@@ -133,7 +138,7 @@ pub fn load_snapshots(
         let mut pipe = redis::pipe();
         let mut cleared = std::collections::HashSet::new();
         for (i, (key, as_of, row)) in rows.iter().enumerate() {
-            let k = format!("{}{}:{key}", settings.key_prefix, t.name);
+            let k = redis_key(&settings.key_prefix, &t.name, key);
             let json = serde_json::Value::Object(row.clone()).to_string();
             match as_of {
                 None => {

@@ -18,31 +18,32 @@ pub async fn push_rows(
 ) -> HttpResponse {
     let Some(store) = state.store.clone() else {
         return mlflow_error(&RequestError::NotFound(
-            "no embedded online store is configured (features.tables)".into(),
+            "the push API writes to the embedded online store, and this gateway has none (features.store: embedded with features.tables)".into(),
         ));
     };
     let body = match read_limited(&req, payload, state.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return mlflow_error(&e),
     };
-    let push: Push = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => {
-            return mlflow_error(&RequestError::bad(format!(
-                "the body is not a push of rows ({{\"upsert\": [...], \"delete\": [...]}}): {e}"
-            )))
-        }
-    };
     let table = path.into_inner();
     // Rows are parsed and applied off the HTTP workers: a push may be large.
-    match web::block(move || store.push(&table, &push)).await {
+    let pushed = web::block(move || {
+        let push: Push = serde_json::from_slice(&body).map_err(|e| {
+            RequestError::bad(format!(
+                "the body is not a push of rows ({{\"upsert\": [...], \"delete\": [...]}}): {e}"
+            ))
+        })?;
+        store.push(&table, &push).map_err(|e| match e {
+            PushError::UnknownTable(_) => RequestError::NotFound(e.to_string()),
+            other => RequestError::bad(other.to_string()),
+        })
+    })
+    .await;
+    match pushed {
         Ok(Ok((upserted, deleted))) => HttpResponse::Ok()
             .content_type(ContentType::json())
             .body(json!({"upserted": upserted, "deleted": deleted}).to_string()),
-        Ok(Err(e @ PushError::UnknownTable(_))) => {
-            mlflow_error(&RequestError::NotFound(e.to_string()))
-        }
-        Ok(Err(e)) => mlflow_error(&RequestError::bad(e.to_string())),
+        Ok(Err(e)) => mlflow_error(&e),
         Err(e) => mlflow_error(&RequestError::Internal(format!(
             "the push did not run: {e}"
         ))),
