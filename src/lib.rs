@@ -61,6 +61,10 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("cannot start the inference-log writer: {0}")]
     InferenceLog(std::io::Error),
+    #[error(transparent)]
+    RedisStore(#[from] crate::features::redis_store::RedisStoreError),
+    #[error("a start-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// A gateway with its models loaded and its socket bound, not yet serving.
@@ -108,8 +112,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
             let registry_settings = settings.registry.clone();
             Arc::new(
                 tokio::task::spawn_blocking(move || MlflowRegistry::new(&registry_settings))
-                    .await
-                    .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))?
+                    .await?
                     .map_err(StartError::Registry)?,
             )
         }
@@ -139,9 +142,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     let (endpoints, tables_changed) = initial_endpoints(&settings, &metrics)?;
     {
         let (updater, endpoints) = (updater.clone(), endpoints.clone());
-        tokio::task::spawn_blocking(move || load_all(&endpoints, &updater, settle))
-            .await
-            .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
+        tokio::task::spawn_blocking(move || load_all(&endpoints, &updater, settle)).await??;
     }
     let endpoints = Arc::new(Endpoints::new(endpoints));
     let control = Arc::new(ControlPlane::new(
@@ -224,16 +225,13 @@ async fn open_store(settings: &Settings) -> Result<Stores, StartError> {
         let store = tokio::task::spawn_blocking(move || {
             crate::features::redis_store::RedisStore::open(&redis, tables)
         })
-        .await
-        .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))?
-        .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))?;
+        .await??;
         info!(url = %settings.features.redis.url, "online store: redis");
         return Ok((Some(Arc::new(store)), None));
     }
     let store =
         tokio::task::spawn_blocking(move || crate::features::embedded::EmbeddedStore::open(tables))
-            .await
-            .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))??;
+            .await??;
     for (table, rows) in store.sizes() {
         info!(table = %table, rows, "feature table loaded");
     }
@@ -387,7 +385,7 @@ impl Started {
         handle.stop(true).await;
         let served = match tokio::time::timeout(Duration::from_secs(timeout + 5), serving).await {
             Ok(Ok(result)) => result.map_err(StartError::Serve),
-            Ok(Err(e)) => Err(StartError::Serve(std::io::Error::other(e.to_string()))),
+            Ok(Err(e)) => Err(StartError::Task(e)),
             Err(_) => Ok(()),
         };
         // Every answered request is in the queue now: commit it before the process exits.

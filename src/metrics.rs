@@ -8,6 +8,9 @@ use prometheus::{
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// The `stage` label values of `modelgate_stage_duration_seconds`, in request order.
+pub const STAGES: [&str; 4] = ["queue", "decode", "inference", "encode"];
+
 /// Label value for requests to endpoints that do not exist.
 pub const UNKNOWN_ENDPOINT: &str = "_unknown";
 
@@ -461,7 +464,7 @@ impl Metrics {
         for code in crate::error::RequestError::CODES {
             let _ = self.request_errors.remove_label_values(&[endpoint, code]);
         }
-        for stage in ["queue", "decode", "inference", "encode"] {
+        for stage in STAGES {
             let _ = self.stage_duration.remove_label_values(&[endpoint, stage]);
         }
         for outcome in ["success", "failure"] {

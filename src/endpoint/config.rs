@@ -91,17 +91,6 @@ impl EndpointConfig {
     }
 }
 
-impl EndpointSettings {
-    pub fn config(&self) -> EndpointConfig {
-        EndpointConfig {
-            served_entities: self.served_entities.clone(),
-            traffic_config: self.traffic_config.clone(),
-            routing: self.routing.clone(),
-            auto_capture_config: self.auto_capture_config.clone(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServedEntitySettings {

@@ -119,7 +119,10 @@ impl ControlPlane {
         }
         self.check(&settings)?;
         let generation = Generation::build(settings.clone(), None, None, &self.metrics, 1);
-        let endpoint = Arc::new(Endpoint::new(generation, now_ms(), true, false));
+        // A config-file endpoint deleted and created again still holds readiness, as it does
+        // after a restart.
+        let from_config_file = self.config_endpoints.contains(&settings.name);
+        let endpoint = Arc::new(Endpoint::new(generation, now_ms(), true, from_config_file));
         let guard = endpoint
             .begin_update()
             .expect("a new endpoint is not being updated");

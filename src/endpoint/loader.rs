@@ -105,12 +105,9 @@ pub fn load_served_entity(
             Some(JoinPlan::compile(spec, store.clone(), ctx.metrics).map_err(features_error)?)
         }
     };
-    let alias = (cfg.entity_version != version).then(|| cfg.entity_version.clone());
     let entity = Arc::new(ServedEntity {
-        name: cfg.served_name(),
         model: mv.model.clone(),
         version: version.clone(),
-        alias,
         engine: loaded.engine(),
         loaded,
         binding,

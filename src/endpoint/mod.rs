@@ -27,12 +27,8 @@ use crate::registry::Signature;
 
 /// A model version loaded, validated and warmed: everything a request needs, fixed at load time.
 pub struct ServedEntity {
-    /// The name responses carry in `served-model-name`.
-    pub name: String,
     pub model: String,
     pub version: String,
-    /// The alias the config asked for, when it asked for one.
-    pub alias: Option<String>,
     pub engine: EngineKind,
     pub loaded: Arc<dyn LoadedModel>,
     pub binding: InputBinding,
@@ -246,7 +242,7 @@ impl Generation {
                 .unwrap_or_else(|_| {
                     actix_web::http::header::HeaderName::from_static("x-routing-key")
                 });
-        let stages = ["queue", "decode", "inference", "encode"].map(|stage| {
+        let stages = crate::metrics::STAGES.map(|stage| {
             metrics
                 .stage_duration
                 .with_label_values(&[&settings.name, stage])
@@ -320,8 +316,12 @@ pub struct Endpoint {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    epoch_ms(SystemTime::now())
+}
+
+/// Milliseconds since the Unix epoch at `t` (0 before it).
+pub fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }

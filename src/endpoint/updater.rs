@@ -5,7 +5,6 @@
 //! published: the old one keeps serving and the endpoint shows `UPDATE_FAILED` with the reason.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{error, info, warn};
 
@@ -71,11 +70,9 @@ pub struct Updater {
     pub store: Option<Arc<dyn crate::features::store::OnlineStore>>,
 }
 
+/// Seconds since the Unix epoch.
 fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    super::now_ms() as f64 / 1000.0
 }
 
 impl Updater {

@@ -2,19 +2,20 @@
 //! get, update config, delete, plus reload and rollback. Work that reads the registry or loads
 //! models runs on the blocking pool.
 
-use std::time::UNIX_EPOCH;
-
 use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::body::read_limited;
 use super::AppState;
-use crate::endpoint::config::{EndpointConfig, EndpointSettings, Route, TrafficConfig};
+use crate::endpoint::config::{
+    EndpointConfig, EndpointSettings, Route, ServedEntitySettings, TrafficConfig,
+};
 use crate::endpoint::control::ControlError;
 use crate::endpoint::updater::{SwapOutcome, Trigger};
-use crate::endpoint::{ConfigUpdate, Endpoint, EntitySlot, Generation};
+use crate::endpoint::{epoch_ms, ConfigUpdate, Endpoint, EntitySlot, Generation};
 
 fn reply(status: StatusCode, body: Value) -> HttpResponse {
     HttpResponse::build(status)
@@ -85,15 +86,10 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<HttpRespo
     })
 }
 
-fn ms(t: std::time::SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// A served entity as configured, with its deployment state and what it serves now.
-fn entity_json(slot: &EntitySlot) -> Value {
-    let mut v = serde_json::to_value(&slot.settings).unwrap_or_default();
+/// A served entity as this config has it (a slot kept from an earlier config may carry older
+/// settings of the same model), with its deployment state and what it serves now.
+fn entity_json(settings: &ServedEntitySettings, slot: &EntitySlot) -> Value {
+    let mut v = serde_json::to_value(settings).unwrap_or_default();
     v["name"] = json!(slot.name);
     let state = slot.state();
     let served = slot.served();
@@ -122,7 +118,9 @@ fn entity_json(slot: &EntitySlot) -> Value {
     v["state"] = json!({ "deployment": deployment, "deployment_state_message": message });
     v["served_version"] = json!(served.as_ref().map(|e| e.version.clone()));
     v["served_engine"] = json!(served.as_ref().map(|e| e.engine));
-    v["loaded_at"] = json!(served.as_ref().map(|e| ms(e.loaded_at) as f64 / 1000.0));
+    v["loaded_at"] = json!(served
+        .as_ref()
+        .map(|e| epoch_ms(e.loaded_at) as f64 / 1000.0));
     v["last_swap"] = json!(state.last_swap);
     v["previous_version"] = json!(state.previous_version);
     v["pinned_version"] = json!(state.pinned.map(|p| p.version));
@@ -152,7 +150,12 @@ fn traffic_json(settings: &EndpointSettings) -> Value {
 
 fn config_json(g: &Generation) -> Value {
     json!({
-        "served_entities": g.slots.iter().map(|s| entity_json(s)).collect::<Vec<_>>(),
+        "served_entities": g
+            .slots
+            .iter()
+            .zip(&g.settings.served_entities)
+            .map(|(slot, settings)| entity_json(settings, slot))
+            .collect::<Vec<_>>(),
         "traffic_config": traffic_json(&g.settings),
         "routing": g.settings.routing,
         "config_version": g.config_version,
@@ -216,15 +219,26 @@ pub struct CreateBody {
     config: EndpointConfig,
 }
 
-pub async fn create(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    let body: CreateBody = match parse(&body) {
-        Ok(b) => b,
-        Err(resp) => return *resp,
-    };
-    let control = state.control.clone();
-    let settings = body.config.named(body.name);
-    match web::block(move || control.create(settings)).await {
-        Ok(Ok(ep)) => reply(StatusCode::OK, endpoint_json(&ep)),
+/// A control-plane body, read within `server.max_body_bytes` and parsed.
+async fn read_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<T, HttpResponse> {
+    let body = read_limited(req, payload, state.max_body_bytes)
+        .await
+        .map_err(|e| error(e.status(), e.code(), e.to_string()))?;
+    parse(&body).map_err(|resp| *resp)
+}
+
+/// Runs a control-plane call off the HTTP workers (it may touch the registry and the state
+/// file) and answers with `ok`'s body or the call's error.
+async fn run_control<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, ControlError> + Send + 'static,
+    ok: impl FnOnce(T) -> Value,
+) -> HttpResponse {
+    match web::block(call).await {
+        Ok(Ok(v)) => reply(StatusCode::OK, ok(v)),
         Ok(Err(e)) => control_error(&e),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -234,41 +248,44 @@ pub async fn create(body: web::Bytes, state: web::Data<AppState>) -> HttpRespons
     }
 }
 
-/// `PUT /api/2.0/serving-endpoints/{name}/config`: answers at once with the update pending.
-pub async fn update_config(
-    path: web::Path<String>,
-    body: web::Bytes,
+pub async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let config: EndpointConfig = match parse(&body) {
+    let body: CreateBody = match read_body(&req, payload, &state).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let control = state.control.clone();
+    let settings = body.config.named(body.name);
+    run_control(move || control.create(settings), |ep| endpoint_json(&ep)).await
+}
+
+/// `PUT /api/2.0/serving-endpoints/{name}/config`: answers at once with the update pending.
+pub async fn update_config(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let config: EndpointConfig = match read_body(&req, payload, &state).await {
         Ok(c) => c,
-        Err(resp) => return *resp,
+        Err(resp) => return resp,
     };
     let control = state.control.clone();
     let name = path.into_inner();
-    match web::block(move || control.update(&name, config)).await {
-        Ok(Ok(ep)) => reply(StatusCode::OK, endpoint_json(&ep)),
-        Ok(Err(e)) => control_error(&e),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            format!("the request did not run: {e}"),
-        ),
-    }
+    run_control(
+        move || control.update(&name, config),
+        |ep| endpoint_json(&ep),
+    )
+    .await
 }
 
 pub async fn delete(path: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let control = state.control.clone();
     let name = path.into_inner();
-    match web::block(move || control.delete(&name)).await {
-        Ok(Ok(())) => reply(StatusCode::OK, json!({})),
-        Ok(Err(e)) => control_error(&e),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            format!("the request did not run: {e}"),
-        ),
-    }
+    run_control(move || control.delete(&name), |()| json!({})).await
 }
 
 #[derive(Deserialize, Default)]

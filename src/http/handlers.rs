@@ -157,7 +157,8 @@ pub async fn livez() -> HttpResponse {
         .body(r#"{"status":"live"}"#)
 }
 
-/// Ready only when every endpoint serves a loaded, warmed model and no shutdown has begun.
+/// Lists every endpoint's state; 200 only when every endpoint of the config file serves a loaded,
+/// warmed model and no shutdown has begun.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let gw = &state.gateway;
     let endpoints: Vec<serde_json::Value> = gw
