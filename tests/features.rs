@@ -7,11 +7,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-fn fixture() -> Value {
-    let path = repo().join("tests/fixtures/transactions_join_cases.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 fn gateway() -> Gateway {
     let endpoints = format!(
         "{}{}",
@@ -28,7 +23,7 @@ fn raw(rows: &[Value], columns: &Value) -> Value {
 #[test]
 fn raw_requests_score_like_the_models_script_on_its_own_join() {
     let gw = gateway();
-    let f = fixture();
+    let f = join_cases();
     let rows = f["data"].as_array().unwrap();
     for version in ["1", "2"] {
         let want = &f[format!("v{version}")];
@@ -60,7 +55,7 @@ fn raw_requests_score_like_the_models_script_on_its_own_join() {
 #[test]
 fn return_features_echoes_the_joined_row() {
     let gw = gateway();
-    let f = fixture();
+    let f = join_cases();
     let rows = f["data"].as_array().unwrap();
     let mut body = raw(&rows[..8], &f["columns"]);
     body["params"] = json!({"return_features": true});
@@ -271,6 +266,18 @@ fn pushed_rows_and_changed_snapshots_are_served() {
     // A snapshot that does not parse leaves the loaded tables serving.
     std::fs::write(&tmp, "not json\n").unwrap();
     std::fs::rename(&tmp, &file).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let start = std::time::Instant::now();
+    while !gw
+        .stderr
+        .lock()
+        .unwrap()
+        .contains("feature tables not reloaded")
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the bad snapshot was never read"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(features_of(&gw, 1240)["transactionCount"], 17);
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -56,14 +55,6 @@ impl Drop for Redis {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(port: u16) -> String {
     let tables = demo_feature_tables().replace(
         "features:\n",
@@ -94,23 +85,15 @@ fn load(config: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn fixture() -> Value {
-    let path = repo().join("tests/fixtures/transactions_join_cases.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 fn check_predictions(gw: &Gateway, f: &Value) {
     let r = gw.invoke(
         "v1",
         &json!({"dataframe_split": {"columns": f["columns"], "data": f["data"]}}),
     );
     assert_eq!(r.status, 200, "{}", r.text);
-    for (i, p) in r.json()["predictions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-    {
+    let predictions = r.json()["predictions"].as_array().unwrap().clone();
+    assert_eq!(predictions.len(), f["data"].as_array().unwrap().len());
+    for (i, p) in predictions.iter().enumerate() {
         let want = f["v1"]["probabilities"][i][1].as_f64().unwrap();
         let got = p["probability"].as_f64().unwrap();
         assert!((got - want).abs() < 1e-5, "row {i}: {got} vs {want}");
@@ -130,7 +113,7 @@ fn redis_joins_like_the_embedded_store_and_survives_an_outage() {
     );
     assert!(out.contains("product_3minute_max_price_ft:"), "{out}");
     let gw = start(&config, true);
-    let f = fixture();
+    let f = join_cases();
     check_predictions(&gw, &f);
     assert!(gw
         .metric("modelgate_feature_lookup_duration_seconds_count{store=\"redis\"}")

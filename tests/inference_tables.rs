@@ -110,13 +110,18 @@ fn raw_rows(n: usize, first_customer: i64) -> Value {
     json!({"dataframe_split": {"columns": ["CustomerID", "TransactionTimestamp", "Product", "Amount"], "data": data}})
 }
 
+/// Waits until a metric reaches `at_least`; its value then.
 fn wait_for_metric(gw: &Gateway, line_prefix: &str, at_least: f64) -> f64 {
     let start = Instant::now();
     loop {
         let v = gw.metric(line_prefix).unwrap_or(0.0);
-        if v >= at_least || start.elapsed() > Duration::from_secs(20) {
+        if v >= at_least {
             return v;
         }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{line_prefix} stayed at {v}, below {at_least}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

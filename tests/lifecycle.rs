@@ -201,12 +201,8 @@ fn a_full_inference_queue_refuses_with_503_and_counts_it() {
         refused[0].1
     );
     assert!(refused[0].1.contains("TEMPORARILY_UNAVAILABLE"));
-    let metrics = gw.get("/metrics").text;
-    let line = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("modelgate_inference_queue_rejections_total{endpoint=\"transactions\"}")
-        })
-        .unwrap();
-    assert_eq!(line.rsplit(' ').next().unwrap(), refused.len().to_string());
+    assert_eq!(
+        gw.metric("modelgate_inference_queue_rejections_total{endpoint=\"transactions\"}"),
+        Some(refused.len() as f64)
+    );
 }

@@ -164,12 +164,10 @@ fn an_unreachable_registry_leaves_the_served_versions_serving() {
     assert_eq!(reply.json()["outcome"], "registry_unavailable");
     // The poll (not only the admin call) sees the outage, for every endpoint.
     let count = |endpoint: &str| -> f64 {
-        let prefix = format!("modelgate_registry_unreachable_total{{endpoint=\"{endpoint}\"}} ");
-        gw.get("/metrics")
-            .text
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse().ok()))
-            .unwrap_or(0.0)
+        gw.metric(&format!(
+            "modelgate_registry_unreachable_total{{endpoint=\"{endpoint}\"}} "
+        ))
+        .unwrap_or(0.0)
     };
     let after_reload = count("champion");
     wait_until(
@@ -230,11 +228,11 @@ fn signed_mlflow_webhooks_refresh_at_once_and_forged_ones_are_refused() {
     assert_eq!(test["result"]["success"], true, "{test}");
 
     // With the webhook off, a forged delivery (wrong secret) reloads nothing.
-    let _ = client()
-        .patch(format!("{}/api/2.0/mlflow/webhooks/{hook_id}", server.uri))
-        .json(&json!({"status": "DISABLED"}))
-        .send()
-        .unwrap();
+    server.call(
+        "PATCH",
+        &format!("webhooks/{hook_id}"),
+        json!({"status": "DISABLED"}),
+    );
     std::thread::sleep(Duration::from_millis(1500));
     server.set_alias("transactions", "champion", "1");
     let body = r#"{"entity": "model_version_alias", "action": "created", "data": {"name": "transactions", "alias": "champion", "version": "1"}}"#;

@@ -389,11 +389,19 @@ fn shadow_copies_never_change_the_answer_and_are_counted() {
         gw.metric(&format!("modelgate_shadow_requests_total{{endpoint=\"half\",outcome=\"{outcome}\",served_entity=\"shadow\"}}"))
             .unwrap_or(0.0)
     };
-    // (Copies still running are not counted yet: wait for the tally to reach the band.)
-    wait_for("about half of the requests copied", || {
-        let copied = half("success") + half("dropped") + half("error");
-        (72.0..=128.0).contains(&copied).then_some(())
+    // Copies still running are not counted yet: wait until the tally stops moving.
+    let copied = || half("success") + half("dropped") + half("error");
+    let mut last = -1.0;
+    let settled = wait_for("the 50 % shadow's tally to settle", || {
+        let now = copied();
+        std::thread::sleep(Duration::from_millis(300));
+        let (before, after) = (std::mem::replace(&mut last, now), now);
+        (after == before).then_some(after)
     });
+    assert!(
+        (72.0..=128.0).contains(&settled),
+        "{settled} of 200 requests copied at 50 %"
+    );
     // Shadow answers are never counted as requests of the endpoint.
     assert!(gw
         .metric(

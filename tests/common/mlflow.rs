@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::RequestBuilder;
 use serde_json::{json, Value};
 
-use super::client;
+use super::{client, free_port};
 
 /// The admin MLflow's auth app creates at start (the password comes from the environment).
 pub const ADMIN: (&str, &str) = ("admin", "modelgate-admin-pw");
@@ -32,14 +32,6 @@ pub struct MlflowServer {
     experiment_id: String,
     /// Basic-auth credentials when the server runs MLflow's auth app.
     auth: Option<(String, String)>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl MlflowServer {

@@ -330,6 +330,21 @@ fn reply(resp: reqwest::blocking::Response) -> Reply {
     }
 }
 
+/// A free TCP port on 127.0.0.1 (for the servers tests start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The feature-join fixture: raw requests, the joined rows and both versions' outputs.
+pub fn join_cases() -> Value {
+    let path = repo().join("tests/fixtures/transactions_join_cases.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// The Python-made fixture of a version: inputs and onnxruntime's outputs.
 pub fn cases(version: u32) -> Value {
     let path = repo().join(format!("tests/fixtures/transactions_v{version}_cases.json"));
