@@ -519,6 +519,105 @@ def write_fixture(path: Path, rows: list[dict], session: ort.InferenceSession) -
                       "probabilities": [[float(a), float(b)] for a, b in proba]})
 
 
+# --------------------------------------------------------------------------- baseline
+
+BASELINE_FORMAT_VERSION = 1
+BASELINE_QUANTILES = 20  # edges at the 0, 5, ..., 100 % quantiles
+BASELINE_TOP_CATEGORIES = 20
+NUMERIC_COLUMNS = {"Amount", "transactionCount", "MaxProductAmount", "MaxDifferenceRatio"}
+
+
+def category_text(v) -> str:
+    """A categorical value as text: strings as they are, booleans true/false, integers in decimal."""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    assert isinstance(v, str), v
+    return v
+
+
+def between_values(edges: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Edges that fall on a data value move off it: inner edges halfway to the next value below,
+    the first and last edge outward by a float32 rounding margin. Model outputs repeat exact
+    values (identical inputs), and another engine computes them a rounding error apart: an edge
+    on such a value would move a whole atom between bins."""
+    distinct = np.unique(v)
+    out = edges.copy()
+    for i, e in enumerate(edges):
+        at = int(np.searchsorted(distinct, e))
+        if at >= distinct.size or distinct[at] != e:
+            continue
+        margin = max(abs(e), 1.0) * 1e-6
+        if i == 0:
+            gap = distinct[1] - e if distinct.size > 1 else margin
+            out[i] = e - min(margin, gap / 2)
+        elif i == len(edges) - 1:
+            gap = e - distinct[at - 1] if at > 0 else margin
+            out[i] = e + min(margin, gap / 2)
+        else:
+            out[i] = (distinct[at - 1] + e) / 2
+    return out
+
+
+def numeric_profile(values) -> dict:
+    """Moments, quantile edges and the share of each bin (two open tails + inner bins)."""
+    v = np.asarray(values, dtype=np.float64)
+    assert v.size > 0 and np.all(np.isfinite(v))
+    edges = np.unique(np.quantile(v, np.linspace(0.0, 1.0, BASELINE_QUANTILES + 1))).astype(np.float64)
+    if edges.size == 1:
+        edges = np.array([edges[0], edges[0]])
+    edges = between_values(edges, v)
+    # Bin 0: x < edges[0]; bin len(edges): x > edges[-1]; inner bin j: [edges[j-1], edges[j]),
+    # with x == edges[-1] in the last inner bin.
+    idx = np.minimum(np.searchsorted(edges, v, side="right"), len(edges) - 1)
+    idx[v < edges[0]] = 0
+    idx[v > edges[-1]] = len(edges)
+    counts = np.bincount(idx, minlength=len(edges) + 1)
+    return {"type": "numeric", "count": int(v.size), "null_count": 0,
+            "mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)), "max": float(np.max(v)),
+            "edges": [float(e) for e in edges], "shares": [float(c / v.size) for c in counts]}
+
+
+def categorical_profile(values) -> dict:
+    """Shares of the most frequent categories (count descending, then value ascending) and the rest."""
+    texts = [category_text(v) for v in values]
+    assert texts
+    counts: dict[str, int] = {}
+    for t in texts:
+        counts[t] = counts.get(t, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    top = ranked[:BASELINE_TOP_CATEGORIES]
+    rest = sum(c for _, c in ranked[BASELINE_TOP_CATEGORIES:])
+    n = len(texts)
+    return {"type": "categorical", "count": n, "null_count": 0,
+            "categories": [{"value": t, "share": float(c / n)} for t, c in top],
+            "other_share": float(rest / n)}
+
+
+def write_baseline(path: Path, version: int, train: list[dict], session: ort.InferenceSession) -> None:
+    """The training-data profile the gateway compares served traffic against (drift monitoring)."""
+    period = "pre-drift stream (before" if version == 1 else "post-drift stream (from"
+    label, proba = run(session, train)
+    features = {}
+    for name in INPUT_COLUMNS:
+        values = [r[name] for r in train]
+        features[name] = numeric_profile(values) if name in NUMERIC_COLUMNS else categorical_profile(values)
+    baseline = {
+        "format_version": BASELINE_FORMAT_VERSION,
+        "model": MODEL_NAME,
+        "version": str(version),
+        "source": (f"training rows of version {version}: the {period} {iso(ms(DRIFT_AT))}), "
+                   f"first {round((1 - HOLDOUT_SHARE) * 100)} % by time"),
+        "rows": len(train),
+        "features": features,
+        "outputs": {"probability": numeric_profile([float(p) for p in proba[:, 1]]),
+                    "label": categorical_profile([int(v) for v in label])},
+    }
+    json.dumps(baseline, allow_nan=False)  # no NaN / Infinity
+    write_json(path, baseline)
+
+
 # --------------------------------------------------------------------------- main
 
 def evaluate(name: str, session: ort.InferenceSession, rows: list[dict]) -> dict:
@@ -589,6 +688,7 @@ def main() -> None:
         frng = np.random.default_rng(SEED + version)
         example = pick_example_rows(held, frng)
         write_mlflow_model(args.out / MODEL_NAME / str(version), version, onnx_model, example, session)
+        write_baseline(args.out / MODEL_NAME / str(version) / "baseline.json", version, train, session)
         write_fixture(args.fixtures / f"transactions_v{version}_cases.json", pick_fixture_rows(held, frng), session)
 
     (args.out / MODEL_NAME / "aliases.yaml").write_text("champion: 1\nchallenger: 2\n")
