@@ -114,6 +114,7 @@ fn plan(
         max_rows: 10_000,
         pool: pool.clone(),
         log: None,
+        monitor: None,
     }
 }
 

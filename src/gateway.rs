@@ -13,6 +13,8 @@ use bytes::Bytes;
 
 use crate::inference_log::{CallRecord, Capture, InferenceLog, Inputs, RequestId, ScoredRows};
 
+use crate::drift::monitor::{MonitorPlan, Scorer};
+use crate::drift::MonitorConfig;
 use crate::endpoint::config::BatchRouting;
 use crate::endpoint::directory::Endpoints;
 use crate::endpoint::{Endpoint, Generation, ServedEntity};
@@ -226,6 +228,8 @@ pub struct Plan {
     pub pool: Arc<InferencePool>,
     /// Set when this request is logged to the endpoint's inference tables.
     pub log: Option<LogPlan>,
+    /// Set when monitoring is on.
+    pub monitor: Option<MonitorPlan>,
 }
 
 pub struct Gateway {
@@ -233,6 +237,7 @@ pub struct Gateway {
     pool: Arc<InferencePool>,
     metrics: Arc<Metrics>,
     log: Arc<InferenceLog>,
+    monitoring: Option<Arc<MonitorConfig>>,
     max_batch_rows: usize,
     shutting_down: AtomicBool,
 }
@@ -243,6 +248,7 @@ impl Gateway {
         pool: Arc<InferencePool>,
         metrics: Arc<Metrics>,
         log: Arc<InferenceLog>,
+        monitoring: Option<Arc<MonitorConfig>>,
         max_batch_rows: usize,
     ) -> Self {
         Self {
@@ -250,6 +256,7 @@ impl Gateway {
             pool,
             metrics,
             log,
+            monitoring,
             max_batch_rows,
             shutting_down: AtomicBool::new(false),
         }
@@ -261,6 +268,11 @@ impl Gateway {
 
     pub fn inference_log(&self) -> &Arc<InferenceLog> {
         &self.log
+    }
+
+    /// Monitoring's settings; none when it is off.
+    pub fn monitoring(&self) -> Option<&Arc<MonitorConfig>> {
+        self.monitoring.as_ref()
     }
 
     /// The inference-table capture of an endpoint config, when it logs.
@@ -459,7 +471,68 @@ impl Gateway {
         self.metrics
             .loaded_versions
             .set(crate::endpoint::live_versions() as i64);
+        if self.monitoring.is_some() {
+            let m = &self.metrics.monitoring;
+            m.clear();
+            for endpoint in self.endpoints() {
+                for report in self.monitoring_reports(&endpoint) {
+                    m.publish(&endpoint.name, &report);
+                }
+                m.set_pending(&endpoint.name, endpoint.pending_labels.rows());
+            }
+        }
         self.metrics.render()
+    }
+
+    /// The drift and quality report of each served entity of `endpoint` that has been
+    /// monitored (closing the windows that ended).
+    pub fn monitoring_reports(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Vec<crate::drift::report::EntityReport> {
+        let now = crate::drift::monitor::now_ms();
+        endpoint
+            .generation()
+            .slots
+            .iter()
+            .filter_map(|s| {
+                let config = self.monitoring.as_ref()?;
+                let mut report =
+                    crate::drift::monitor::slot_monitor(s, config).report(&s.name, now);
+                if report.model.is_none() {
+                    // Nothing scored yet: show what the slot serves.
+                    let served = s.served();
+                    report.model = served.as_ref().map(|e| e.model.clone());
+                    report.version = served.as_ref().map(|e| e.version.clone());
+                    report.baseline = served.is_some_and(|e| e.profile.is_some());
+                }
+                Some(report)
+            })
+            .collect()
+    }
+
+    /// Joins posted labels to the predictions waiting for them; counted by outcome.
+    pub fn join_labels(
+        &self,
+        endpoint: &Endpoint,
+        labels: &[crate::inference_log::LabelRecord],
+    ) -> Option<crate::drift::monitor::LabelOutcomes> {
+        let config = self.monitoring.as_ref()?;
+        let out = endpoint.pending_labels.join(&config.labels, labels);
+        let counter = &self.metrics.monitoring.labels;
+        for (outcome, n) in [
+            ("joined", out.joined),
+            ("unmatched", out.unmatched),
+            ("duplicate", out.duplicate),
+            ("invalid", out.invalid),
+        ] {
+            if n > 0 {
+                counter
+                    .with_label_values(&[&endpoint.name, outcome])
+                    .inc_by(n);
+            }
+        }
+        Some(out)
     }
 
     /// Serves a request; with the log plan when it is to be logged.
@@ -510,6 +583,11 @@ impl Gateway {
             max_rows: self.max_batch_rows,
             pool: self.pool.clone(),
             log,
+            monitor: self.monitoring.as_ref().map(|config| MonitorPlan {
+                config: config.clone(),
+                pending: endpoint.pending_labels.clone(),
+                request_id: inv.request_id.text.clone(),
+            }),
         };
         let body = inv.body.clone();
         let submitted = Instant::now();
@@ -687,6 +765,7 @@ pub fn score(
     let queued = (t0 - submitted).as_secs_f64();
     let no_arm = Failure::from;
     let logging = plan.log.is_some();
+    let monitoring = plan.monitor.is_some();
     let (frame, v2_req, echo, client_request_id) = match &plan.format {
         Format::MlflowJson => {
             let req = mlflow::decode_json(body).map_err(no_arm)?;
@@ -731,12 +810,24 @@ pub fn score(
             let name = &generation.slots[arm].name;
             let failed = Failure::by(name);
             let (outputs, joined) = entity
-                .infer_joined(worker, &frame, ignore, echo || logging)
+                .infer_joined(worker, &frame, ignore, echo || logging || monitoring)
                 .map_err(failed)?;
             // Encoders index outputs by row: a model whose outputs are not one row per input
             // row is refused here, not by a panic.
             check_rows(&outputs, rows).map_err(|m| failed(RequestError::Internal(m)))?;
             let t2 = Instant::now();
+            if let Some(m) = &plan.monitor {
+                let (model_frame, defaulted) = match &joined {
+                    Some(j) => (&j.frame, j.defaulted.as_slice()),
+                    None => (&*frame, &[][..]),
+                };
+                let slot = &generation.slots[arm];
+                if let Some(scorer) =
+                    m.observe(slot, &entity, model_frame, defaulted, &outputs, None)
+                {
+                    m.expect(frame.clone(), &entity, vec![scorer]);
+                }
+            }
             record_rows(
                 &generation.slots[arm].metrics,
                 &entity,
@@ -775,7 +866,10 @@ pub fn score(
         }
         Assignment::Rows(per_row) => {
             let log = plan.log.as_ref().map(|l| (l, &mut logged));
-            score_split(generation, worker, &frame, &per_row, ignore, log, &mut buf)?
+            let monitor = plan.monitor.as_ref().map(|m| (m, &frame));
+            score_split(
+                generation, worker, &frame, &per_row, ignore, log, monitor, &mut buf,
+            )?
         }
     };
     let t3 = Instant::now();
@@ -802,6 +896,7 @@ pub fn score(
 /// Scores a batch whose rows go to different arms, one sub-batch per arm, and writes the
 /// predictions back in the request's row order. With `log`, each arm's rows are kept for the
 /// inference log.
+#[allow(clippy::too_many_arguments)]
 fn score_split(
     generation: &Generation,
     worker: usize,
@@ -809,6 +904,7 @@ fn score_split(
     per_row: &[usize],
     ignore: Option<&str>,
     mut log: Option<(&LogPlan, &mut Vec<ScoredRows>)>,
+    monitor: Option<(&MonitorPlan, &Arc<Frame>)>,
     buf: &mut Vec<u8>,
 ) -> Result<(ServedBy, Instant), Failure> {
     // Routed arms resolve to serving ones first (fallbacks), then rows group by the arm.
@@ -841,13 +937,29 @@ fn score_split(
     }
     let mut outputs = Vec::with_capacity(groups.len());
     let mut parts = Vec::with_capacity(groups.len());
+    let mut scorers: Vec<Scorer> = Vec::new();
     for (arm, entity, rows) in &groups {
         let failed = Failure::by(&generation.slots[*arm].name);
         let part = frame.take_rows(rows);
         let (out, joined) = entity
-            .infer_joined(worker, &part, ignore, log.is_some())
+            .infer_joined(worker, &part, ignore, log.is_some() || monitor.is_some())
             .map_err(failed)?;
         check_rows(&out, rows.len()).map_err(|m| failed(RequestError::Internal(m)))?;
+        if let Some((m, _)) = monitor {
+            let (model_frame, defaulted) = match &joined {
+                Some(j) => (&j.frame, j.defaulted.as_slice()),
+                None => (&part, &[][..]),
+            };
+            let slot = &generation.slots[*arm];
+            scorers.extend(m.observe(
+                slot,
+                entity,
+                model_frame,
+                defaulted,
+                &out,
+                Some(rows.clone()),
+            ));
+        }
         record_rows(
             &generation.slots[*arm].metrics,
             entity,
@@ -862,6 +974,9 @@ fn score_split(
         });
     }
     let t2 = Instant::now();
+    if let (Some((m, request)), Some((_, entity, _))) = (monitor, groups.first()) {
+        m.expect(request.clone(), entity, scorers);
+    }
     // Row r of the request is row `position` of its arm's sub-batch.
     let mut next = vec![0usize; groups.len()];
     buf.extend_from_slice(b"{\"predictions\":[");
@@ -936,17 +1051,30 @@ pub fn mirror(plan: &Plan, frame: Arc<Frame>) {
         let frame = frame.clone();
         // The job keeps the config it was copied under (its slot and routing key column).
         let (job_generation, arm, log) = (generation.clone(), route.arm, plan.log.clone());
+        let monitor = plan.monitor.clone();
         let queued = plan.pool.try_background(move |worker| {
             let started = Instant::now();
             let slot = &job_generation.slots[arm];
             let m = &slot.metrics;
             let ignore = job_generation.settings.routing.key_column.as_deref();
-            match entity.infer_joined(worker, &frame, ignore, log.is_some()) {
+            let keep = log.is_some() || monitor.is_some();
+            match entity.infer_joined(worker, &frame, ignore, keep) {
                 Ok((outputs, joined)) if check_rows(&outputs, frame.rows()).is_ok() => {
                     let took = started.elapsed().as_secs_f64();
                     m.shadow_duration.observe(took);
                     m.shadow_succeeded.inc();
                     record_rows(m, &entity, &outputs, frame.rows(), true);
+                    if let Some(monitor) = &monitor {
+                        let (model_frame, defaulted) = match &joined {
+                            Some(j) => (&j.frame, j.defaulted.as_slice()),
+                            None => (&*frame, &[][..]),
+                        };
+                        if let Some(scorer) =
+                            monitor.observe(slot, &entity, model_frame, defaulted, &outputs, None)
+                        {
+                            monitor.pending.add_scorer(&monitor.request_id, scorer);
+                        }
+                    }
                     if let Some(log) = log {
                         let inputs = match joined {
                             Some(j) => Inputs::Joined(j.env),

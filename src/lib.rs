@@ -3,6 +3,8 @@
 //! [`start`] loads every endpoint's model and binds the HTTP server; [`Started::serve_until`]
 //! serves until a shutdown signal, then drains. [`run`] does both; `main` and tests call it.
 
+pub mod demo;
+pub mod drift;
 pub mod endpoint;
 pub mod engine;
 pub mod error;
@@ -184,6 +186,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         pool,
         metrics,
         Arc::new(log),
+        crate::drift::MonitorConfig::new(&settings.monitoring),
         settings.inference.max_batch_rows,
     ));
     let addr = settings.listen_addr()?;

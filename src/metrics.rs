@@ -43,6 +43,8 @@ pub struct Metrics {
     pub log_dropped_rows: IntCounterVec,
     pub log_queue_bytes: IntGauge,
     pub log_queue_records: IntGauge,
+    /// Drift and quality monitoring's families.
+    pub monitoring: crate::drift::gauges::MonitoringMetrics,
     /// Live users of each served entity's series and of each `served_model_info` series: two
     /// configs can share them, and only the last to go removes them.
     users: std::sync::Mutex<std::collections::HashMap<Vec<String>, usize>>,
@@ -349,6 +351,7 @@ impl Metrics {
                 .expect("metric families are registered once");
         }
         Self {
+            monitoring: crate::drift::gauges::MonitoringMetrics::new(&registry),
             registry,
             request_duration,
             stage_duration,
@@ -467,6 +470,7 @@ impl Metrics {
         for stage in STAGES {
             let _ = self.stage_duration.remove_label_values(&[endpoint, stage]);
         }
+        self.monitoring.forget_endpoint(endpoint);
         for outcome in ["success", "failure"] {
             let _ = self.model_swaps.remove_label_values(&[endpoint, outcome]);
             let _ = self

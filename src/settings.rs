@@ -40,6 +40,8 @@ pub struct Settings {
     pub features: FeatureSettings,
     /// Inference tables: where and how endpoints with `auto_capture_config` log.
     pub inference_log: crate::inference_log::InferenceLogSettings,
+    /// Drift and quality monitoring of every served entity (docs/monitoring.md).
+    pub monitoring: crate::drift::MonitoringSettings,
     pub endpoints: Vec<EndpointSettings>,
 }
 
@@ -309,6 +311,9 @@ impl Settings {
                 "inference.validation_tolerance",
                 "must be a number >= 0",
             ));
+        }
+        if let Some((key, message)) = self.monitoring.problems().into_iter().next() {
+            return Err(invalid(key, message));
         }
         if let Some((key, message)) = self.inference_log.problem() {
             return Err(invalid(format!("inference_log.{key}"), message));

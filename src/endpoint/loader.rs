@@ -88,6 +88,21 @@ pub fn load_served_entity(
             }
         })?;
     let outputs = OutputMapping::compile(loaded.outputs());
+    if let Some(baseline) = &mv.baseline {
+        let inputs: Vec<String> = columns
+            .clone()
+            .unwrap_or_else(|| loaded.inputs().iter().map(|i| i.name.clone()).collect());
+        if let Some((name, _)) = baseline.features.iter().find(|(n, _)| !inputs.contains(n)) {
+            return Err(LoadError::Validation {
+                context,
+                message: format!(
+                    "{}: feature '{name}' is not an input of the model (inputs: {})",
+                    crate::drift::baseline::BASELINE_FILE,
+                    inputs.join(", ")
+                ),
+            });
+        }
+    }
     let features = match &mv.feature_spec {
         None => None,
         Some(spec) => {
@@ -116,6 +131,10 @@ pub fn load_served_entity(
         input_example: mv.input_example.clone(),
         live: super::LiveGuard::new(),
         features,
+        profile: mv
+            .baseline
+            .as_ref()
+            .map(|b| Arc::new(crate::drift::profile::ProfilePlan::compile(b))),
         loaded_at: SystemTime::now(),
     });
     let fail = |message: String| LoadError::Validation {

@@ -40,6 +40,8 @@ pub struct ServedEntity {
     pub live: LiveGuard,
     /// The version's feature spec compiled against the online store, when it has one.
     pub features: Option<crate::features::join::JoinPlan>,
+    /// What drift monitoring counts, from the version's `baseline.json`.
+    pub profile: Option<Arc<crate::drift::profile::ProfilePlan>>,
 }
 
 /// Model versions loaded in this process now (served, loading, or finishing requests).
@@ -123,6 +125,8 @@ pub struct EntitySlot {
     pub(crate) update_lock: Mutex<()>,
     pub metrics: ArmMetrics,
     registry: Arc<Metrics>,
+    /// Drift and quality of the version it serves, made on first use (when monitoring is on).
+    pub monitor: std::sync::OnceLock<Arc<crate::drift::SlotMonitor>>,
 }
 
 impl EntitySlot {
@@ -142,6 +146,7 @@ impl EntitySlot {
                 pinned: None,
             }),
             update_lock: Mutex::new(()),
+            monitor: Default::default(),
         }
     }
 
@@ -312,6 +317,8 @@ pub struct Endpoint {
     pub managed: AtomicBool,
     /// Named in the config file: it holds readiness.
     pub from_config_file: bool,
+    /// Scored rows waiting for their labels (quality monitoring).
+    pub pending_labels: Arc<crate::drift::PendingLabels>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -352,6 +359,7 @@ impl Endpoint {
             created_ms,
             managed: AtomicBool::new(managed),
             from_config_file,
+            pending_labels: Default::default(),
         }
     }
 

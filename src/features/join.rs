@@ -292,6 +292,11 @@ impl JoinPlan {
     }
 
     /// The column names a request may carry.
+    /// The request column that holds each row's event time, when the spec names one.
+    pub fn request_timestamp(&self) -> Option<&str> {
+        self.request_ts.as_deref()
+    }
+
     fn request_columns(&self) -> Vec<String> {
         self.request.iter().map(|(n, _)| n.clone()).collect()
     }
@@ -450,6 +455,8 @@ impl JoinPlan {
                 })
                 .unwrap_or(now)
         };
+        // Values each feature took from its default: (feature, count).
+        let mut defaults: Vec<(&str, u32)> = Vec::new();
         let mut next = 0;
         for (li, l) in self.lookups.iter().enumerate() {
             if !needed[li] {
@@ -478,6 +485,7 @@ impl JoinPlan {
                     continue;
                 }
                 let mut values = Vec::with_capacity(rows);
+                let mut defaulted = 0u32;
                 for r in 0..rows {
                     let reference = reference(r);
                     let (value, why) = match &part[r] {
@@ -510,6 +518,7 @@ impl JoinPlan {
                             if let Some(c) = &f.counters {
                                 c.defaulted.inc();
                             }
+                            defaulted += 1;
                             f.default.clone()
                         }
                         Policy::Null => Value::Null,
@@ -532,6 +541,9 @@ impl JoinPlan {
                         }
                     });
                 }
+                if defaulted > 0 {
+                    defaults.push((&f.output, defaulted));
+                }
                 env.push((f.output.clone(), values));
             }
         }
@@ -540,6 +552,7 @@ impl JoinPlan {
                 continue;
             }
             let mut values = Vec::with_capacity(rows);
+            let mut defaulted = 0u32;
             let mut args = Vec::with_capacity(f.args.len());
             // Where each input is, found once; one the request did not carry (and nothing
             // looked up) is null.
@@ -556,7 +569,10 @@ impl JoinPlan {
                 let v = coerce(f.expr.eval(&args), f.ty).unwrap_or(Value::Null);
                 values.push(if v.is_null() {
                     match f.policy {
-                        Policy::Default => f.default.clone(),
+                        Policy::Default => {
+                            defaulted += 1;
+                            f.default.clone()
+                        }
                         Policy::Null => Value::Null,
                         Policy::Reject => {
                             return Err(RequestError::Unprocessable(format!(
@@ -569,10 +585,17 @@ impl JoinPlan {
                     v
                 });
             }
+            if defaulted > 0 {
+                defaults.push((&f.output, defaulted));
+            }
             env.push((f.output.clone(), values));
         }
         let mut columns = Vec::with_capacity(self.model_columns.len());
+        let mut defaulted = Vec::new();
         for (name, ty) in &self.model_columns {
+            if let Some((_, n)) = defaults.iter().find(|(d, _)| d == name) {
+                defaulted.push((columns.len(), *n));
+            }
             let Some((_, values)) = env.iter().find(|(n, _)| n == name) else {
                 return Err(RequestError::bad(format!("missing input column '{name}'")));
             };
@@ -581,6 +604,7 @@ impl JoinPlan {
         Ok(Joined {
             frame: Frame { columns },
             env,
+            defaulted,
         })
     }
 }
@@ -590,6 +614,8 @@ impl JoinPlan {
 pub struct Joined {
     pub frame: Frame,
     pub env: Vec<(String, Vec<Value>)>,
+    /// (column of `frame`, rows) the feature's default filled.
+    pub defaulted: Vec<(usize, u32)>,
 }
 
 /// Columns as JSON records, one per row (`return_features`); timestamps as ISO 8601 text.

@@ -1,5 +1,8 @@
 //! `POST /api/2.0/serving-endpoints/{name}/labels`: ground truth appended to the endpoint's
-//! `<prefix>_labels` inference table (see [`crate::inference_log::labels`]).
+//! `<prefix>_labels` inference table (see [`crate::inference_log::labels`]) and joined to the
+//! predictions waiting for it (quality monitoring, see [`crate::drift::monitor`]).
+
+use std::sync::Arc;
 
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -23,11 +26,12 @@ pub async fn post_labels(
             "endpoint '{name}' does not exist"
         )));
     };
-    let Some(capture) = gateway.capture(&endpoint.generation()) else {
+    let capture = gateway.capture(&endpoint.generation());
+    if capture.is_none() && gateway.monitoring().is_none() {
         return mlflow_error(&RequestError::bad(format!(
-            "endpoint '{name}' has no inference tables: enable its auto_capture_config to log predictions and labels"
+            "endpoint '{name}' neither logs nor monitors: enable its auto_capture_config (inference tables) or monitoring to post labels"
         )));
-    };
+    }
     let body = match read_limited(&req, payload, state.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return mlflow_error(&e),
@@ -46,11 +50,32 @@ pub async fn post_labels(
         Err(message) => return mlflow_error(&RequestError::bad(message)),
     };
     let accepted = labels.len();
-    match gateway.inference_log().log_labels(capture, labels) {
-        Ok(()) => HttpResponse::Ok()
-            .content_type(ContentType::json())
-            .body(json!({ "accepted": accepted }).to_string()),
-        Err(e @ EnqueueError::Full) => mlflow_error(&RequestError::Overloaded(e.to_string())),
-        Err(e @ EnqueueError::Closed) => mlflow_error(&RequestError::Unavailable(e.to_string())),
+    let labels = Arc::new(labels);
+    if let Some(capture) = capture {
+        // The table's copy first: a full queue refuses the whole call before anything counts.
+        let logged = gateway
+            .inference_log()
+            .log_labels(capture, labels.as_ref().clone());
+        match logged {
+            Ok(()) => {}
+            Err(e @ EnqueueError::Full) => {
+                return mlflow_error(&RequestError::Overloaded(e.to_string()))
+            }
+            Err(e @ EnqueueError::Closed) => {
+                return mlflow_error(&RequestError::Unavailable(e.to_string()))
+            }
+        }
     }
+    let (joiner, endpoint) = (gateway.clone(), endpoint.clone());
+    let joined = web::block(move || joiner.join_labels(&endpoint, &labels))
+        .await
+        .ok()
+        .flatten();
+    let mut body = json!({ "accepted": accepted });
+    if let Some(outcomes) = joined {
+        body["monitoring"] = json!(outcomes);
+    }
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(body.to_string())
 }

@@ -6,6 +6,7 @@ mod body;
 mod feature_push;
 mod handlers;
 mod labels;
+mod monitoring;
 mod v2_handlers;
 mod webhook;
 
@@ -70,6 +71,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/api/2.0/serving-endpoints/{name}/labels",
         web::post().to(labels::post_labels),
+    )
+    .route(
+        "/api/2.0/serving-endpoints/{name}/monitoring",
+        web::get().to(monitoring::get_monitoring),
     )
     .route(
         "/api/2.0/feature-tables/{table}/rows",

@@ -253,6 +253,14 @@ pub fn load_model_dir(
             path: spec_path,
             message: e.to_string(),
         })?;
+    let baseline_path = dir.join(crate::drift::baseline::BASELINE_FILE);
+    let baseline = read_optional(&baseline_path)?
+        .map(|b| crate::drift::baseline::Baseline::parse(&b))
+        .transpose()
+        .map_err(|e| RegistryError::Invalid {
+            path: baseline_path,
+            message: e.to_string(),
+        })?;
     Ok(ModelVersion {
         model: model.to_owned(),
         version: version.to_owned(),
@@ -263,6 +271,7 @@ pub fn load_model_dir(
         input_example,
         expected_output,
         feature_spec,
+        baseline,
     })
 }
 

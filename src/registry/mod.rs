@@ -47,6 +47,8 @@ pub struct ModelVersion {
     pub expected_output: Option<serde_json::Value>,
     /// What the version needs looked up or computed beyond the request (`feature_spec.yaml`).
     pub feature_spec: Option<crate::features::spec::FeatureSpec>,
+    /// Training distributions for drift monitoring (`baseline.json`).
+    pub baseline: Option<crate::drift::baseline::Baseline>,
 }
 
 /// A source of model versions.

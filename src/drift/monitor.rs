@@ -1,0 +1,611 @@
+//! The live state: per served entity, the drift profile windows and the quality windows of the
+//! version it serves (both start over when the version changes); per endpoint, the scored rows
+//! waiting for their labels.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::profile::{Counts, ProfilePlan, Role};
+use super::quality::QualityCounts;
+use super::report::{column_report, iso, EntityReport, OpenWindow, QualityReport, WindowReport};
+use super::settings::{LabelSettings, MonitoringSettings, Thresholds};
+use super::window::{Window, Windowed};
+use crate::endpoint::ServedEntity;
+use crate::engine::outputs::OutputMapping;
+use crate::engine::tensor::{NamedTensor, TensorData};
+use crate::features::expr::{parse_timestamp, Value};
+use crate::inference_log::LabelRecord;
+use crate::protocol::frame::{ColumnData, Frame};
+
+/// The settings every monitor shares, checked once.
+#[derive(Debug)]
+pub struct MonitorConfig {
+    pub widths: Vec<(String, i64)>,
+    pub kept: usize,
+    pub min_count: u64,
+    pub thresholds: Thresholds,
+    pub labels: LabelSettings,
+}
+
+impl MonitorConfig {
+    /// `None` when monitoring is off.
+    pub fn new(settings: &MonitoringSettings) -> Option<Arc<Self>> {
+        settings.enabled.then(|| {
+            Arc::new(Self {
+                widths: settings.widths().unwrap_or_default(),
+                kept: settings.windows_kept,
+                min_count: settings.min_count,
+                thresholds: settings.thresholds.clone(),
+                labels: settings.labels.clone(),
+            })
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What one served entity's version has seen and how good its labelled predictions were.
+pub struct SlotMonitor {
+    config: Arc<MonitorConfig>,
+    state: Mutex<SlotState>,
+}
+
+struct SlotState {
+    /// The version the windows belong to.
+    model: Option<String>,
+    version: Option<String>,
+    plan: Option<Arc<ProfilePlan>>,
+    drift: Option<Windowed<Counts>>,
+    quality: Windowed<QualityCounts>,
+}
+
+impl SlotState {
+    /// Starts over when `entity` is another version than the one counted so far.
+    fn follow(&mut self, entity: &ServedEntity, config: &MonitorConfig, now_ms: i64) {
+        if self.version.as_deref() == Some(&entity.version)
+            && self.model.as_deref() == Some(&entity.model)
+        {
+            return;
+        }
+        self.model = Some(entity.model.clone());
+        self.version = Some(entity.version.clone());
+        self.plan = entity.profile.clone();
+        self.drift = self
+            .plan
+            .as_ref()
+            .map(|p| Windowed::new(Counts::zero(p), &config.widths, config.kept, now_ms));
+        self.quality = Windowed::new(
+            QualityCounts::default(),
+            &config.widths,
+            config.kept,
+            now_ms,
+        );
+    }
+}
+
+impl SlotMonitor {
+    pub fn new(config: Arc<MonitorConfig>) -> Self {
+        let quality = Windowed::new(
+            QualityCounts::default(),
+            &config.widths,
+            config.kept,
+            now_ms(),
+        );
+        Self {
+            config,
+            state: Mutex::new(SlotState {
+                model: None,
+                version: None,
+                plan: None,
+                drift: None,
+                quality,
+            }),
+        }
+    }
+
+    /// Counts a batch `entity` scored: `frame` is what the model took (the joined frame when
+    /// features were looked up), `defaulted` (frame column, values) what the join defaulted.
+    pub fn observe(
+        &self,
+        entity: &ServedEntity,
+        frame: &Frame,
+        outputs: &[NamedTensor],
+        defaulted: &[(usize, u32)],
+    ) {
+        let now = now_ms();
+        let Some(plan) = &entity.profile else {
+            lock(&self.state).follow(entity, &self.config, now);
+            return;
+        };
+        // Binned before the lock: the lock only covers the additions.
+        let mut bins = Vec::new();
+        plan.bin(frame, &entity.outputs, outputs, &mut bins);
+        let defaulted: Vec<(usize, u32)> = defaulted
+            .iter()
+            .filter_map(|&(i, n)| {
+                let name = &frame.columns.get(i)?.name;
+                let c = plan
+                    .columns
+                    .iter()
+                    .position(|c| c.role == Role::Feature && c.name == *name)?;
+                Some((c, n))
+            })
+            .collect();
+        let rows = frame.rows();
+        let mut state = lock(&self.state);
+        state.follow(entity, &self.config, now);
+        if let Some(drift) = &mut state.drift {
+            drift.update(now, |c| c.add(&bins, rows, &defaulted));
+        }
+    }
+
+    /// Counts a labelled prediction of `version`; false when the slot serves another version
+    /// now (the label is too late for these windows).
+    fn label(&self, model: &str, version: &str, actual: bool, p: Prediction) -> bool {
+        let mut state = lock(&self.state);
+        if state.version.as_deref() != Some(version) || state.model.as_deref() != Some(model) {
+            return false;
+        }
+        let Some(predicted) = p.label else {
+            return false;
+        };
+        state
+            .quality
+            .update(now_ms(), |q| q.add(actual, predicted, p.probability));
+        true
+    }
+
+    /// The served entity's report at `now_ms` (closing the windows that ended).
+    pub fn report(&self, served_entity: &str, now_ms: i64) -> EntityReport {
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        let config = &self.config;
+        let mut windows = Vec::new();
+        let mut open_windows = Vec::new();
+        if let (Some(drift), Some(plan)) = (&mut state.drift, &state.plan) {
+            drift.rotate(now_ms);
+            for s in &drift.series {
+                open_windows.push(OpenWindow {
+                    window: s.name.clone(),
+                    start: iso(s.current.start_ms),
+                    end: iso(s.current.end_ms.unwrap_or_default()),
+                    count: s.current.updates,
+                });
+                let (last, before) = s.last_two();
+                if let Some(last) = last {
+                    windows.push(window_report(&s.name, last, before, plan, config));
+                }
+            }
+            windows.push(window_report("total", &drift.total, None, plan, config));
+        }
+        state.quality.rotate(now_ms);
+        let mut quality = Vec::new();
+        let figures = |name: &str, w: &Window<QualityCounts>| QualityReport {
+            window: name.to_owned(),
+            start: iso(w.start_ms),
+            end: w.end_ms.map(iso),
+            figures: w.value.figures(),
+        };
+        for s in &state.quality.series {
+            if let Some(last) = s.last_two().0 {
+                quality.push(figures(&s.name, last));
+            }
+            quality.push(figures(&format!("{}_open", s.name), &s.current));
+        }
+        quality.push(figures("total", &state.quality.total));
+        let status = windows.iter().filter_map(|w| w.status).max();
+        EntityReport {
+            served_entity: served_entity.to_owned(),
+            model: state.model.clone(),
+            version: state.version.clone(),
+            baseline: state.plan.is_some(),
+            status,
+            drift: windows.iter().any(|w| w.drift),
+            windows,
+            open_windows,
+            quality,
+        }
+    }
+}
+
+fn window_report(
+    name: &str,
+    w: &Window<Counts>,
+    previous: Option<&Window<Counts>>,
+    plan: &ProfilePlan,
+    config: &MonitorConfig,
+) -> WindowReport {
+    let columns: Vec<_> = plan
+        .columns
+        .iter()
+        .zip(&w.value.columns)
+        .enumerate()
+        .map(|(i, (plan, counts))| {
+            let before = previous.and_then(|p| p.value.columns.get(i));
+            column_report(plan, counts, before, config.min_count, &config.thresholds)
+        })
+        .collect();
+    let status = columns.iter().filter_map(|c| c.status).max();
+    WindowReport {
+        window: name.to_owned(),
+        start: iso(w.start_ms),
+        end: w.end_ms.map(iso),
+        drift: status == Some(super::report::Status::Drift),
+        status,
+        columns,
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    crate::endpoint::now_ms() as i64
+}
+
+/// A row's predicted class (binary classifiers: class 1 is positive) and the positive class's
+/// probability.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    pub label: Option<bool>,
+    pub probability: Option<f64>,
+}
+
+/// The predictions of a binary classifier's batch; none for other models.
+pub fn binary_predictions(
+    mapping: &OutputMapping,
+    outputs: &[NamedTensor],
+    rows: usize,
+) -> Option<Vec<Prediction>> {
+    let OutputMapping::Classifier {
+        label,
+        probabilities,
+        binary: true,
+    } = mapping
+    else {
+        return None;
+    };
+    let labels = &outputs.get(*label)?.tensor;
+    let probs = &outputs.get(*probabilities)?.tensor;
+    let width = probs.row_width();
+    let probability = |r: usize| -> Option<f64> {
+        let i = r * width + 1;
+        match &probs.data {
+            TensorData::F32(v) if width == 2 => v.get(i).map(|&p| f64::from(p)),
+            TensorData::F64(v) if width == 2 => v.get(i).copied(),
+            _ => None,
+        }
+    };
+    let class = |r: usize| -> Option<bool> {
+        match &labels.data {
+            TensorData::I64(v) => v.get(r).map(|&c| c == 1),
+            TensorData::I32(v) => v.get(r).map(|&c| c == 1),
+            TensorData::Str(v) => v.get(r).map(|c| c == "1" || c.eq_ignore_ascii_case("true")),
+            TensorData::Bool(v) => v.get(r).copied(),
+            _ => None,
+        }
+    };
+    Some(
+        (0..rows)
+            .map(|r| Prediction {
+                label: class(r),
+                probability: probability(r),
+            })
+            .collect(),
+    )
+}
+
+/// The rows one served entity scored for a request, waiting for labels.
+pub struct Scorer {
+    pub monitor: Arc<SlotMonitor>,
+    pub model: String,
+    pub version: String,
+    /// The request rows it scored, in its batch's order; none: all of them.
+    pub request_rows: Option<Vec<usize>>,
+    pub predictions: Vec<Prediction>,
+}
+
+impl Scorer {
+    fn prediction(&self, request_row: usize) -> Option<Prediction> {
+        match &self.request_rows {
+            None => self.predictions.get(request_row).copied(),
+            Some(rows) => rows
+                .iter()
+                .position(|&r| r == request_row)
+                .and_then(|i| self.predictions.get(i).copied()),
+        }
+    }
+}
+
+struct PendingRequest {
+    frame: Arc<Frame>,
+    /// Each row's event time (the feature spec's request timestamp), for labels by key.
+    event_ms: Vec<Option<i64>>,
+    scorers: Vec<Scorer>,
+    labelled: Vec<bool>,
+}
+
+#[derive(Default)]
+struct Pending {
+    requests: HashMap<Arc<str>, PendingRequest>,
+    /// Request ids by expiry, oldest first.
+    order: VecDeque<(i64, Arc<str>)>,
+    /// (request id, row) by event time.
+    by_time: HashMap<i64, Vec<(Arc<str>, usize)>>,
+    rows: usize,
+}
+
+impl Pending {
+    fn remove_oldest(&mut self) {
+        let Some((_, id)) = self.order.pop_front() else {
+            return;
+        };
+        let Some(request) = self.requests.remove(&id) else {
+            return;
+        };
+        self.rows -= request.labelled.len();
+        for (row, t) in request.event_ms.iter().enumerate() {
+            let Some(t) = t else { continue };
+            if let Some(list) = self.by_time.get_mut(t) {
+                list.retain(|(i, r)| !(Arc::ptr_eq(i, &id) && *r == row));
+                if list.is_empty() {
+                    self.by_time.remove(t);
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, now_ms: i64, max_rows: usize) {
+        while self
+            .order
+            .front()
+            .is_some_and(|(expires, _)| *expires <= now_ms)
+            || self.rows > max_rows
+        {
+            self.remove_oldest();
+        }
+    }
+}
+
+/// How the labels of one call fared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LabelOutcomes {
+    /// Labels that met their predictions (each counted once however many served entities
+    /// scored the row).
+    pub joined: u64,
+    /// No waiting prediction matched (unknown id, expired, or never scored here).
+    pub unmatched: u64,
+    /// The row was labelled before; the first label counts.
+    pub duplicate: u64,
+    /// Not a 0/1 (or boolean) label.
+    pub invalid: u64,
+}
+
+/// An endpoint's scored rows waiting for labels, bounded in rows and time.
+#[derive(Default)]
+pub struct PendingLabels {
+    inner: Mutex<Pending>,
+}
+
+impl PendingLabels {
+    /// Holds a scored request's rows for labels. `timestamp_column` names the rows' event time
+    /// (labels by key match on it).
+    pub fn expect(
+        &self,
+        settings: &LabelSettings,
+        id: Arc<str>,
+        frame: Arc<Frame>,
+        timestamp_column: Option<&str>,
+        scorers: Vec<Scorer>,
+    ) {
+        let rows = frame.rows();
+        if scorers.is_empty() || rows == 0 || rows > settings.max_pending_rows {
+            return;
+        }
+        let event_ms = timestamp_column
+            .and_then(|c| frame.columns.iter().find(|f| f.name == c))
+            .map(|c| event_times(&c.data))
+            .unwrap_or_default();
+        let now = now_ms();
+        let mut p = lock(&self.inner);
+        for (row, t) in event_ms.iter().enumerate() {
+            if let Some(t) = t {
+                p.by_time.entry(*t).or_default().push((id.clone(), row));
+            }
+        }
+        p.rows += rows;
+        p.order
+            .push_back((now + settings.wait_seconds as i64 * 1000, id.clone()));
+        p.requests.insert(
+            id,
+            PendingRequest {
+                frame,
+                event_ms,
+                scorers,
+                labelled: vec![false; rows],
+            },
+        );
+        p.expire(now, settings.max_pending_rows);
+    }
+
+    /// Adds a shadow's predictions to a request already waiting.
+    pub fn add_scorer(&self, id: &str, scorer: Scorer) {
+        if let Some(r) = lock(&self.inner).requests.get_mut(id) {
+            r.scorers.push(scorer);
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        lock(&self.inner).rows
+    }
+
+    /// Joins labels to their waiting predictions and counts them in each scorer's quality.
+    pub fn join(&self, settings: &LabelSettings, labels: &[LabelRecord]) -> LabelOutcomes {
+        let mut out = LabelOutcomes::default();
+        let mut p = lock(&self.inner);
+        p.expire(now_ms(), settings.max_pending_rows);
+        for label in labels {
+            let actual = match label.label {
+                Some(1.0) => true,
+                Some(0.0) => false,
+                _ => {
+                    out.invalid += 1;
+                    continue;
+                }
+            };
+            let targets: Vec<(Arc<str>, usize)> = match &label.request_id {
+                Some(id) => match p.requests.get_key_value(id.as_str()) {
+                    Some((id, r)) => match label.row_index {
+                        Some(row) if row >= 0 && (row as usize) < r.labelled.len() => {
+                            vec![(id.clone(), row as usize)]
+                        }
+                        Some(_) => Vec::new(),
+                        None => (0..r.labelled.len()).map(|row| (id.clone(), row)).collect(),
+                    },
+                    None => Vec::new(),
+                },
+                None => by_key(&p, label),
+            };
+            if targets.is_empty() {
+                out.unmatched += 1;
+                continue;
+            }
+            let mut fresh = false;
+            for (id, row) in targets {
+                let Some(r) = p.requests.get_mut(&id) else {
+                    continue;
+                };
+                if std::mem::replace(&mut r.labelled[row], true) {
+                    continue;
+                }
+                fresh = true;
+                for s in &r.scorers {
+                    if let Some(pred) = s.prediction(row) {
+                        s.monitor.label(&s.model, &s.version, actual, pred);
+                    }
+                }
+            }
+            if fresh {
+                out.joined += 1;
+            } else {
+                out.duplicate += 1;
+            }
+        }
+        out
+    }
+}
+
+/// Waiting rows whose event time and key columns match a label by key.
+fn by_key(p: &Pending, label: &LabelRecord) -> Vec<(Arc<str>, usize)> {
+    let Some(t) = label.event_time_us.map(|us| us.div_euclid(1000)) else {
+        return Vec::new();
+    };
+    if label.keys.is_empty() {
+        return Vec::new();
+    }
+    let Some(candidates) = p.by_time.get(&t) else {
+        return Vec::new();
+    };
+    candidates
+        .iter()
+        .filter(|(id, row)| {
+            p.requests.get(id).is_some_and(|r| {
+                label.keys.iter().all(|(name, value)| {
+                    r.frame
+                        .columns
+                        .iter()
+                        .find(|c| c.name == *name)
+                        .is_some_and(|c| cell_equals(&c.data, *row, value))
+                })
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+fn cell_equals(data: &ColumnData, row: usize, v: &Value) -> bool {
+    match (data, v) {
+        (ColumnData::I64(c), Value::Int(x)) => c.get(row) == Some(x),
+        (ColumnData::I64(c), Value::Float(x)) => c.get(row).is_some_and(|&a| a as f64 == *x),
+        (ColumnData::F64(c), Value::Int(x)) => c.get(row).is_some_and(|&a| a == *x as f64),
+        (ColumnData::F64(c), Value::Float(x)) => c.get(row) == Some(x),
+        (ColumnData::F32(c), Value::Int(x)) => {
+            c.get(row).is_some_and(|&a| f64::from(a) == *x as f64)
+        }
+        (ColumnData::F32(c), Value::Float(x)) => c.get(row).is_some_and(|&a| f64::from(a) == *x),
+        (ColumnData::Bool(c), Value::Bool(x)) => c.get(row) == Some(x),
+        (ColumnData::Str(c), Value::String(x)) => c.get(row) == Some(x),
+        // Keys sent as numbers may arrive as text in CSV requests, and the other way round.
+        (ColumnData::Str(c), Value::Int(x)) => {
+            c.get(row).is_some_and(|s| s.trim() == x.to_string())
+        }
+        (ColumnData::I64(c), Value::String(x)) => {
+            c.get(row).is_some_and(|a| a.to_string() == x.trim())
+        }
+        _ => false,
+    }
+}
+
+fn event_times(data: &ColumnData) -> Vec<Option<i64>> {
+    match data {
+        ColumnData::Str(v) => v.iter().map(|s| parse_timestamp(s)).collect(),
+        ColumnData::I64(v) => v.iter().map(|&t| Some(t)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The monitor of a slot, made on first use.
+pub fn slot_monitor(
+    slot: &crate::endpoint::EntitySlot,
+    config: &Arc<MonitorConfig>,
+) -> Arc<SlotMonitor> {
+    slot.monitor
+        .get_or_init(|| Arc::new(SlotMonitor::new(config.clone())))
+        .clone()
+}
+
+/// What one request's job needs to feed monitoring.
+#[derive(Clone)]
+pub struct MonitorPlan {
+    pub config: Arc<MonitorConfig>,
+    pub pending: Arc<PendingLabels>,
+    pub request_id: Arc<str>,
+}
+
+impl MonitorPlan {
+    /// Counts a batch `entity` scored for `slot`; for a binary classifier, its predictions
+    /// to wait for labels. `model_frame` is what the model took.
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe(
+        &self,
+        slot: &crate::endpoint::EntitySlot,
+        entity: &ServedEntity,
+        model_frame: &Frame,
+        defaulted: &[(usize, u32)],
+        outputs: &[NamedTensor],
+        request_rows: Option<Vec<usize>>,
+    ) -> Option<Scorer> {
+        let monitor = slot_monitor(slot, &self.config);
+        monitor.observe(entity, model_frame, outputs, defaulted);
+        let predictions = binary_predictions(&entity.outputs, outputs, model_frame.rows())?;
+        Some(Scorer {
+            monitor,
+            model: entity.model.clone(),
+            version: entity.version.clone(),
+            request_rows,
+            predictions,
+        })
+    }
+
+    /// Holds the request's scored rows for their labels.
+    pub fn expect(&self, frame: Arc<Frame>, entity: &ServedEntity, scorers: Vec<Scorer>) {
+        let timestamp = entity.features.as_ref().and_then(|f| f.request_timestamp());
+        self.pending.expect(
+            &self.config.labels,
+            self.request_id.clone(),
+            frame,
+            timestamp,
+            scorers,
+        );
+    }
+}
