@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use modelgate::drift::monitor::MonitorPlan;
+use modelgate::drift::{MonitorConfig, MonitoringSettings};
 use modelgate::endpoint::config::{EndpointSettings, Route, RoutingSettings, TrafficConfig};
 use modelgate::endpoint::loader::{load_served_entity, LoadContext};
 use modelgate::endpoint::Generation;
@@ -146,6 +148,18 @@ fn bench(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("request_path", name), &body, |b, body| {
                 b.iter(|| score(&plain, 0, body, Instant::now()).unwrap())
             });
+            // The same with drift profiling and the wait for labels (monitoring's defaults).
+            let mut monitored = plan(entity, None, &pool, &metrics);
+            monitored.monitor = Some(MonitorPlan {
+                config: MonitorConfig::new(&MonitoringSettings::default()).expect("enabled"),
+                pending: Default::default(),
+                request_id: "bench".into(),
+            });
+            group.bench_with_input(
+                BenchmarkId::new("request_path_monitored", name),
+                &body,
+                |b, body| b.iter(|| score(&monitored, 0, body, Instant::now()).unwrap()),
+            );
         }
         // A worker's whole time per request with a shadow arm: the answer, then queueing the
         // copy (which the server does after the answer is handed over). The pool's one worker

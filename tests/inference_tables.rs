@@ -599,7 +599,9 @@ fn labels_are_appended_by_request_id_or_by_keys() {
     let endpoints = common::endpoint("e", "1", "tract")
         + &capture("")
         + &common::endpoint("plain", "1", "tract");
-    let gw = common::start(&demo_config(&endpoints, &log_settings(&root, "")), false);
+    // Monitoring off: an endpoint without tables has nowhere to put labels.
+    let settings = log_settings(&root, "") + "monitoring:\n  enabled: false\n";
+    let gw = common::start(&demo_config(&endpoints, &settings), false);
     let scored = gw.invoke("e", &raw_rows(2, 1240));
     assert_eq!(scored.status, 200);
     let id = request_id(&scored);
@@ -623,7 +625,9 @@ fn labels_are_appended_by_request_id_or_by_keys() {
     let unknown = gw.post_json("/api/2.0/serving-endpoints/nope/labels", &labels);
     assert_eq!(unknown.status, 404);
     let plain = gw.post_json("/api/2.0/serving-endpoints/plain/labels", &labels);
-    assert!(plain.mlflow_error(400).contains("has no inference tables"));
+    assert!(plain
+        .mlflow_error(400)
+        .contains("neither logs nor monitors"));
     assert!(gw.terminate().success());
 
     let t = read_endpoint(&root, "tx");

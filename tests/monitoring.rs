@@ -101,7 +101,11 @@ fn close(v: &Value, expected: f64, tolerance: f64) -> bool {
 fn the_demo_confusion_matrix_from_posted_labels() {
     let dir = tempfile::tempdir().unwrap();
     let registry = registry_without_spec(dir.path());
-    let gw = common::start(&config(&registry, "  windows: [1h]\n", V1_ENDPOINT), false);
+    // A shadow challenger gets copies of every request, and the same labels.
+    let endpoint = format!(
+        "{V1_ENDPOINT}      - {{name: challenger, entity_name: transactions, entity_version: '1', engine: tract}}\n    traffic_config:\n      routes:\n        - {{served_entity_name: champion, traffic_percentage: 100}}\n        - {{served_entity_name: challenger, shadow: true}}\n"
+    );
+    let gw = common::start(&config(&registry, "  windows: [1h]\n", &endpoint), false);
     // Score generated traffic in batches of 10 until there are 15 predicted positives.
     let mut stream = TransactionStream::new(7, 1_795_000_000_000);
     let mut positives: Vec<(String, usize)> = Vec::new();
@@ -121,6 +125,15 @@ fn the_demo_confusion_matrix_from_posted_labels() {
             positives.len() + negatives.len() < 5000,
             "too few positives"
         );
+    }
+    // The shadow's copies run after the answers: wait until it has scored every row.
+    let scored = (positives.len() + negatives.len()) as f64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while gw.metric("modelgate_predicted_rows_total{endpoint=\"tx\",served_entity=\"challenger\",shadow=\"true\"}")
+        != Some(scored)
+    {
+        assert!(std::time::Instant::now() < deadline, "the shadow did not score every row");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // DEMO.md's check: TP 5, FP 10, FN 15, TN 70.
     let mut labels = Vec::new();
@@ -181,6 +194,11 @@ fn the_demo_confusion_matrix_from_posted_labels() {
         .find(|c| c["window"] == "total")
         .unwrap();
     assert_eq!(comparison["served_entities"]["champion"]["tp"], 5);
+    // The challenger is the same model on the same rows: the same figures beside it.
+    assert_eq!(
+        comparison["served_entities"]["challenger"],
+        comparison["served_entities"]["champion"]
+    );
     let f1 = gw
         .metric("modelgate_quality{endpoint=\"tx\",metric=\"f1\",served_entity=\"champion\",window=\"total\"}")
         .expect("the f1 gauge");

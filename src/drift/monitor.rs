@@ -53,9 +53,11 @@ pub struct SlotMonitor {
 }
 
 struct SlotState {
-    /// The version the windows belong to.
+    /// The version the windows belong to, and a number that changes with it (what waiting
+    /// predictions remember instead of the names).
     model: Option<String>,
     version: Option<String>,
+    epoch: u64,
     plan: Option<Arc<ProfilePlan>>,
     drift: Option<Windowed<Counts>>,
     quality: Windowed<QualityCounts>,
@@ -71,6 +73,7 @@ impl SlotState {
         }
         self.model = Some(entity.model.clone());
         self.version = Some(entity.version.clone());
+        self.epoch += 1;
         self.plan = entity.profile.clone();
         self.drift = self
             .plan
@@ -98,6 +101,7 @@ impl SlotMonitor {
             state: Mutex::new(SlotState {
                 model: None,
                 version: None,
+                epoch: 0,
                 plan: None,
                 drift: None,
                 quality,
@@ -107,17 +111,19 @@ impl SlotMonitor {
 
     /// Counts a batch `entity` scored: `frame` is what the model took (the joined frame when
     /// features were looked up), `defaulted` (frame column, values) what the join defaulted.
+    /// Returns the epoch of the version's windows (for its labels).
     pub fn observe(
         &self,
         entity: &ServedEntity,
         frame: &Frame,
         outputs: &[NamedTensor],
         defaulted: &[(usize, u32)],
-    ) {
+    ) -> u64 {
         let now = now_ms();
         let Some(plan) = &entity.profile else {
-            lock(&self.state).follow(entity, &self.config, now);
-            return;
+            let mut state = lock(&self.state);
+            state.follow(entity, &self.config, now);
+            return state.epoch;
         };
         // Binned before the lock: the lock only covers the additions.
         let mut bins = Vec::new();
@@ -139,13 +145,14 @@ impl SlotMonitor {
         if let Some(drift) = &mut state.drift {
             drift.update(now, |c| c.add(&bins, rows, &defaulted));
         }
+        state.epoch
     }
 
-    /// Counts a labelled prediction of `version`; false when the slot serves another version
-    /// now (the label is too late for these windows).
-    fn label(&self, model: &str, version: &str, actual: bool, p: Prediction) -> bool {
+    /// Counts a labelled prediction made in `epoch`; false when the slot serves another
+    /// version now (the label is too late for these windows).
+    fn label(&self, epoch: u64, actual: bool, p: Prediction) -> bool {
         let mut state = lock(&self.state);
-        if state.version.as_deref() != Some(version) || state.model.as_deref() != Some(model) {
+        if state.epoch != epoch {
             return false;
         }
         let Some(predicted) = p.label else {
@@ -298,8 +305,8 @@ pub fn binary_predictions(
 /// The rows one served entity scored for a request, waiting for labels.
 pub struct Scorer {
     pub monitor: Arc<SlotMonitor>,
-    pub model: String,
-    pub version: String,
+    /// The epoch of the version that scored the rows.
+    pub epoch: u64,
     /// The request rows it scored, in its batch's order; none: all of them.
     pub request_rows: Option<Vec<usize>>,
     pub predictions: Vec<Prediction>,
@@ -416,7 +423,7 @@ impl PendingLabels {
         p.rows += rows;
         p.order
             .push_back((now + settings.wait_seconds as i64 * 1000, id.clone()));
-        p.requests.insert(
+        let replaced = p.requests.insert(
             id,
             PendingRequest {
                 frame,
@@ -425,6 +432,10 @@ impl PendingLabels {
                 labelled: vec![false; rows],
             },
         );
+        // Ids are unique per request; a repeated one (a client's own) replaces the first.
+        if let Some(old) = replaced {
+            p.rows -= old.labelled.len();
+        }
         p.expire(now, settings.max_pending_rows);
     }
 
@@ -481,7 +492,7 @@ impl PendingLabels {
                 fresh = true;
                 for s in &r.scorers {
                     if let Some(pred) = s.prediction(row) {
-                        s.monitor.label(&s.model, &s.version, actual, pred);
+                        s.monitor.label(s.epoch, actual, pred);
                     }
                 }
             }
@@ -586,12 +597,11 @@ impl MonitorPlan {
         request_rows: Option<Vec<usize>>,
     ) -> Option<Scorer> {
         let monitor = slot_monitor(slot, &self.config);
-        monitor.observe(entity, model_frame, outputs, defaulted);
+        let epoch = monitor.observe(entity, model_frame, outputs, defaulted);
         let predictions = binary_predictions(&entity.outputs, outputs, model_frame.rows())?;
         Some(Scorer {
             monitor,
-            model: entity.model.clone(),
-            version: entity.version.clone(),
+            epoch,
             request_rows,
             predictions,
         })
