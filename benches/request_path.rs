@@ -29,7 +29,7 @@ fn load(
     engine: EngineChoice,
     version: &str,
 ) -> Arc<ServedEntity> {
-    let registry = FileRegistry::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models"));
+    let registry = FileRegistry::new(registry_without_specs());
     let inference = InferenceSettings {
         warmup_runs: 10,
         ..InferenceSettings::default()
@@ -49,6 +49,30 @@ fn load(
     load_served_entity(&ctx, &cfg, version)
         .expect("demo model loads")
         .entity
+}
+
+/// The demo registry with its versions' feature specs left out: the bench sends the model's
+/// own columns (the feature join has its own loadtest, loadtests/features.sh).
+fn registry_without_specs() -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let from =
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/transactions"));
+        let to = dir.path().join("transactions");
+        for version in ["1", "2"] {
+            std::fs::create_dir_all(to.join(version)).expect("a version folder");
+            for entry in std::fs::read_dir(from.join(version)).expect("the demo registry") {
+                let entry = entry.expect("a file");
+                if entry.file_name() != "feature_spec.yaml" {
+                    std::fs::copy(entry.path(), to.join(version).join(entry.file_name()))
+                        .expect("copying the demo registry");
+                }
+            }
+        }
+        dir
+    });
+    dir.path().to_owned()
 }
 
 /// `rows` rows of the v1 fixture as a `dataframe_split` body.

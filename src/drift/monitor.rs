@@ -337,8 +337,9 @@ struct Pending {
     requests: HashMap<Arc<str>, PendingRequest>,
     /// Request ids by expiry, oldest first.
     order: VecDeque<(i64, Arc<str>)>,
-    /// (request id, row) by event time.
-    by_time: HashMap<i64, Vec<(Arc<str>, usize)>>,
+    /// (request id, row) by event time, oldest first (requests leave in the order they came,
+    /// so a leaving request's rows are at the front).
+    by_time: HashMap<i64, VecDeque<(Arc<str>, usize)>>,
     rows: usize,
 }
 
@@ -347,14 +348,23 @@ impl Pending {
         let Some((_, id)) = self.order.pop_front() else {
             return;
         };
-        let Some(request) = self.requests.remove(&id) else {
+        self.remove(&id);
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(request) = self.requests.remove(id) else {
             return;
         };
         self.rows -= request.labelled.len();
         for (row, t) in request.event_ms.iter().enumerate() {
             let Some(t) = t else { continue };
             if let Some(list) = self.by_time.get_mut(t) {
-                list.retain(|(i, r)| !(Arc::ptr_eq(i, &id) && *r == row));
+                let leaving = |(i, r): &(Arc<str>, usize)| &**i == id && *r == row;
+                if list.front().is_some_and(leaving) {
+                    list.pop_front();
+                } else {
+                    list.retain(|e| !leaving(e));
+                }
                 if list.is_empty() {
                     self.by_time.remove(t);
                 }
@@ -415,15 +425,20 @@ impl PendingLabels {
             .unwrap_or_default();
         let now = now_ms();
         let mut p = lock(&self.inner);
+        // Ids are unique per request (uuids); one seen again replaces the first.
+        p.remove(&id);
         for (row, t) in event_ms.iter().enumerate() {
             if let Some(t) = t {
-                p.by_time.entry(*t).or_default().push((id.clone(), row));
+                p.by_time
+                    .entry(*t)
+                    .or_default()
+                    .push_back((id.clone(), row));
             }
         }
         p.rows += rows;
         p.order
             .push_back((now + settings.wait_seconds as i64 * 1000, id.clone()));
-        let replaced = p.requests.insert(
+        p.requests.insert(
             id,
             PendingRequest {
                 frame,
@@ -432,10 +447,6 @@ impl PendingLabels {
                 labelled: vec![false; rows],
             },
         );
-        // Ids are unique per request; a repeated one (a client's own) replaces the first.
-        if let Some(old) = replaced {
-            p.rows -= old.labelled.len();
-        }
         p.expire(now, settings.max_pending_rows);
     }
 
@@ -617,5 +628,136 @@ impl MonitorPlan {
             timestamp,
             scorers,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::Column;
+
+    fn config() -> Arc<MonitorConfig> {
+        MonitorConfig::new(&MonitoringSettings {
+            windows: vec!["1h".into()],
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn request(customers: &[i64], at: &str) -> Arc<Frame> {
+        Arc::new(Frame {
+            columns: vec![
+                Column::scalar("CustomerID", ColumnData::I64(customers.to_vec())),
+                Column::scalar(
+                    "TransactionTimestamp",
+                    ColumnData::Str(vec![at.to_owned(); customers.len()]),
+                ),
+            ],
+        })
+    }
+
+    fn scorer(monitor: &Arc<SlotMonitor>, predicted: &[bool]) -> Scorer {
+        Scorer {
+            monitor: monitor.clone(),
+            epoch: 0,
+            request_rows: None,
+            predictions: predicted
+                .iter()
+                .map(|&p| Prediction {
+                    label: Some(p),
+                    probability: Some(if p { 0.9 } else { 0.1 }),
+                })
+                .collect(),
+        }
+    }
+
+    fn label(id: Option<&str>, keys: &[(&str, i64)], at_ms: Option<i64>, y: f64) -> LabelRecord {
+        LabelRecord {
+            received_us: 0,
+            request_id: id.map(str::to_owned),
+            row_index: None,
+            event_time_us: at_ms.map(|t| t * 1000),
+            keys: keys
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::Int(*v)))
+                .collect(),
+            label: Some(y),
+            label_text: y.to_string(),
+        }
+    }
+
+    #[test]
+    fn labels_join_by_id_and_by_key_once_and_the_oldest_rows_leave_first() {
+        let config = config();
+        let monitor = Arc::new(SlotMonitor::new(config.clone()));
+        let pending = PendingLabels::default();
+        let settings = LabelSettings {
+            wait_seconds: 60,
+            max_pending_rows: 4,
+        };
+        let at = "2026-11-22T10:19:05.123Z";
+        let at_ms = parse_timestamp(at).unwrap();
+        for (id, customers) in [("a", [1, 2]), ("b", [3, 4]), ("c", [5, 6])] {
+            pending.expect(
+                &settings,
+                id.into(),
+                request(&customers, at),
+                Some("TransactionTimestamp"),
+                vec![scorer(&monitor, &[true, false])],
+            );
+        }
+        // Six rows came, four are held: request a left.
+        assert_eq!(pending.rows(), 4);
+        let out = pending.join(
+            &settings,
+            &[
+                label(Some("a"), &[], None, 1.0),
+                label(Some("b"), &[], None, 1.0),
+                label(None, &[("CustomerID", 6)], Some(at_ms), 0.0),
+                label(None, &[("CustomerID", 6)], Some(at_ms), 0.0),
+                label(None, &[("CustomerID", 6)], Some(at_ms + 1), 0.0),
+                label(Some("c"), &[], None, 0.5),
+            ],
+        );
+        assert_eq!(
+            out,
+            LabelOutcomes {
+                joined: 2,
+                unmatched: 2,
+                duplicate: 1,
+                invalid: 1
+            }
+        );
+        // b's two rows (predicted 1 and 0, both labelled 1) and c's second (predicted 0, 0).
+        let report = monitor.report("m", now_ms());
+        let total = report.quality.last().unwrap();
+        assert_eq!(total.window, "total");
+        let f = &total.figures;
+        assert_eq!((f.tp, f.fp, f.fn_, f.tn), (1, 0, 1, 1));
+    }
+
+    #[test]
+    fn many_rows_at_one_event_time_leave_in_order() {
+        let monitor = Arc::new(SlotMonitor::new(config()));
+        let pending = PendingLabels::default();
+        let settings = LabelSettings {
+            wait_seconds: 60,
+            max_pending_rows: 100,
+        };
+        let at = "2026-11-22T10:19:05Z";
+        for i in 0..1000 {
+            pending.expect(
+                &settings,
+                format!("r{i}").into(),
+                request(&[i], at),
+                Some("TransactionTimestamp"),
+                vec![scorer(&monitor, &[true])],
+            );
+        }
+        assert_eq!(pending.rows(), 100);
+        let p = lock(&pending.inner);
+        let t = parse_timestamp(at).unwrap();
+        assert_eq!(p.by_time[&t].len(), 100);
+        assert_eq!(&*p.by_time[&t].front().unwrap().0, "r900");
     }
 }
