@@ -42,6 +42,21 @@ cells() {
     "$(percentile 90 "$1")" "$(percentile 99 "$1")" "$(non_2xx "$1")"
 }
 
+# Loads endpoint `t` with BODY for DURATION s over CONCURRENCY connections, at RATE req/s per
+# connection (LOAD `rate`) or unbounded (`max`); the report goes to $work/h.txt. Prints the
+# start of a markdown row: "| load | LABEL | req/s | p50 | p90 | p99 | non-2xx |".
+hey_row() {  # $1: label, $2: body file, $3: load (rate|max)
+  local limit=()
+  [ "$3" = rate ] && limit=(-q "$RATE")
+  hey -z "${DURATION}s" -c "$CONCURRENCY" "${limit[@]}" -m POST -T application/json -D "$2" \
+    "$base/serving-endpoints/t/invocations" > "$work/h.txt"
+  printf '| %s | %s | %s |' "$([ "$3" = rate ] && echo "$((RATE * CONCURRENCY)) req/s" || echo unbounded)" \
+    "$1" "$(cells "$work/h.txt")"
+}
+
+# Requests answered 200 in the last hey report.
+answered() { awk '/\[200\]/ { print $2 }' "$work/h.txt"; }
+
 # The `features:` section of the demo's online tables (the demo versions look features up).
 DEMO_FEATURES="features:
   tables:

@@ -50,14 +50,7 @@ json.dump({"dataframe_split": {"columns": f["joined"]["columns"], "data": [f["jo
           open(sys.argv[1] + "/full.json", "w"))
 PY
 
-run() {  # $1: label, $2: body, $3: load (rate|max)
-  limit=()
-  [ "$3" = rate ] && limit=(-q "$RATE")
-  hey -z "${DURATION}s" -c "$CONCURRENCY" "${limit[@]}" -m POST -T application/json -D "$2" \
-    "$base/serving-endpoints/t/invocations" > "$work/h.txt"
-  printf '| %s | %s | %s |\n' "$([ "$3" = rate ] && echo "$((RATE * CONCURRENCY)) req/s" || echo unbounded)" "$1" \
-    "$(cells "$work/h.txt")"
-}
+run() { hey_row "$@"; echo; }  # $1: label, $2: body, $3: load (rate|max)
 
 echo "hey -z ${DURATION}s -c $CONCURRENCY, one row per request; $(nproc) cores"
 echo

@@ -42,15 +42,7 @@ logged_rows() {
   "$PYTHON" -c 'import sys; from deltalake import DeltaTable; print(DeltaTable(sys.argv[1]).to_pyarrow_table().num_rows)' "$work/tables/t_payload"
 }
 
-run() {  # $1: label, $2: load (rate|max)
-  limit=()
-  [ "$2" = rate ] && limit=(-q "$RATE")
-  hey -z "${DURATION}s" -c "$CONCURRENCY" "${limit[@]}" -m POST -T application/json -D "$work/raw.json" \
-    "$base/serving-endpoints/t/invocations" > "$work/h.txt"
-  total="$(awk '/\[200\]/ { print $2 }' "$work/h.txt")"
-  printf '| %s | %s | %s |' "$([ "$2" = rate ] && echo "$((RATE * CONCURRENCY)) req/s" || echo unbounded)" "$1" \
-    "$(cells "$work/h.txt")"
-}
+run() { hey_row "$1" "$work/raw.json" "$2"; }  # $1: label, $2: load (rate|max)
 
 stop_gateway() {
   kill -TERM "$gw_pid"; wait "$gw_pid" || true; gw_pid=""
@@ -68,5 +60,5 @@ for load in rate max; do
   start_gateway "$work/on.yaml"
   run "on (every request)" "$load"
   stop_gateway
-  echo " $(logged_rows) / $total |"
+  echo " $(logged_rows) / $(answered) |"
 done

@@ -44,15 +44,7 @@ total = [w for w in r["windows"] if w["window"] == "total"][0]
 print([c for c in total["columns"] if c["name"] == "Amount"][0]["count"])'
 }
 
-run() {  # $1: label, $2: load (rate|max)
-  limit=()
-  [ "$2" = rate ] && limit=(-q "$RATE")
-  hey -z "${DURATION}s" -c "$CONCURRENCY" "${limit[@]}" -m POST -T application/json -D "$work/raw.json" \
-    "$base/serving-endpoints/t/invocations" > "$work/h.txt"
-  total="$(awk '/\[200\]/ { print $2 }' "$work/h.txt")"
-  printf '| %s | %s | %s |' "$([ "$2" = rate ] && echo "$((RATE * CONCURRENCY)) req/s" || echo unbounded)" "$1" \
-    "$(cells "$work/h.txt")"
-}
+run() { hey_row "$1" "$work/raw.json" "$2"; }  # $1: label, $2: load (rate|max)
 
 echo "hey -z ${DURATION}s -c $CONCURRENCY, one raw DEMO row per request (embedded feature join); $(nproc) cores"
 echo
@@ -62,5 +54,5 @@ for load in rate max; do
   start_gateway "$work/off.yaml"
   run "off" "$load"; echo " - |"
   start_gateway "$work/on.yaml"
-  run "on" "$load"; echo " $(profiled_rows) / $total |"
+  run "on" "$load"; echo " $(profiled_rows) / $(answered) |"
 done
