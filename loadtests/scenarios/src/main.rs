@@ -1,0 +1,3 @@
+//! Load scenarios against a running modelgate (written next).
+
+fn main() {}
