@@ -71,16 +71,20 @@ impl Default for InferenceLogSettings {
 impl InferenceLogSettings {
     /// The first problem, as (key, message).
     pub fn problem(&self) -> Option<(&'static str, String)> {
+        const SCHEMES: [&str; 3] = ["file", "s3", "s3a"];
         let l = &self.location;
         if l.trim().is_empty() {
             return Some(("location", "must name a folder or a file:// URL".into()));
         }
-        if let Some((scheme, _)) = l.split_once("://") {
-            if scheme != "file" {
+        if let Some((scheme, rest)) = l.split_once("://") {
+            if !SCHEMES.contains(&scheme) {
                 return Some((
                     "location",
-                    format!("'{scheme}://' is not supported by this build: use a folder or a file:// URL (object stores such as s3:// need the object-store support described in docs/inference-tables.md)"),
+                    format!("'{scheme}://' is not supported: use a folder, a file:// URL or an s3:// URL (S3 and S3-compatible stores)"),
                 ));
+            }
+            if scheme != "file" && rest.trim_matches('/').is_empty() {
+                return Some(("location", format!("'{l}' names no bucket")));
             }
         }
         for (key, value) in [
@@ -211,6 +215,9 @@ pub struct InferenceLog {
 impl InferenceLog {
     /// Starts the writer thread.
     pub fn start(settings: InferenceLogSettings, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        // s3:// (and s3a://) tables: the Delta crate's S3 store, registered once per process.
+        static OBJECT_STORES: std::sync::Once = std::sync::Once::new();
+        OBJECT_STORES.call_once(|| deltalake::aws::register_handlers(None));
         let (tx, rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let queued_bytes = Arc::new(AtomicUsize::new(0));
@@ -361,5 +368,36 @@ impl InferenceLog {
                 .unwrap_or(false),
             None => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_are_folders_file_or_s3_urls() {
+        let problem = |location: &str| {
+            InferenceLogSettings {
+                location: location.into(),
+                ..Default::default()
+            }
+            .problem()
+            .map(|(key, message)| format!("{key}: {message}"))
+        };
+        for ok in [
+            "tables",
+            "/var/log/t",
+            "file:///var/t",
+            "s3://bucket/p",
+            "s3a://b",
+        ] {
+            assert_eq!(problem(ok), None, "{ok}");
+        }
+        assert!(problem("gs://b/t")
+            .unwrap()
+            .contains("'gs://' is not supported"));
+        assert!(problem("s3://").unwrap().contains("names no bucket"));
+        assert!(problem(" ").unwrap().starts_with("location:"));
     }
 }
