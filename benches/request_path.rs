@@ -126,6 +126,7 @@ fn plan(
         traffic_config: Some(TrafficConfig { routes }),
         routing: RoutingSettings::default(),
         auto_capture_config: None,
+        rate_limits: Vec::new(),
     };
     let generation = Generation::build(settings, None, None, metrics, 1);
     generation.slots[0].publish(entity.clone());

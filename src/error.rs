@@ -37,6 +37,18 @@ pub enum RequestError {
     /// The engine failed on input that passed validation.
     #[error("{0}")]
     Internal(String),
+    /// No bearer token, or one that is not known.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A known token without the scope the route needs.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A rate limit or the concurrency bound: retry after `retry_after_s` seconds.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_s: u64 },
+    /// The request took longer than `server.request_timeout_ms`.
+    #[error("{0}")]
+    DeadlineExceeded(String),
 }
 
 impl RequestError {
@@ -50,6 +62,10 @@ impl RequestError {
             Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -67,16 +83,35 @@ impl RequestError {
             Self::Overloaded(_) => "TEMPORARILY_UNAVAILABLE",
             Self::Unavailable(_) => "TEMPORARILY_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_ERROR",
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::PermissionDenied(_) => "PERMISSION_DENIED",
+            // Databricks' throttling code: clients back off and retry.
+            Self::TooManyRequests { .. } => "REQUEST_LIMIT_EXCEEDED",
+            Self::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
         }
     }
 
     /// Every value [`RequestError::code`] can take.
-    pub const CODES: [&'static str; 4] = [
+    pub const CODES: [&'static str; 8] = [
         "BAD_REQUEST",
         "RESOURCE_DOES_NOT_EXIST",
         "TEMPORARILY_UNAVAILABLE",
         "INTERNAL_ERROR",
+        "UNAUTHENTICATED",
+        "PERMISSION_DENIED",
+        "REQUEST_LIMIT_EXCEEDED",
+        "DEADLINE_EXCEEDED",
     ];
+
+    /// Seconds a client should wait before retrying, when it should.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            // The queue drains in milliseconds.
+            Self::Overloaded(_) => Some(1),
+            Self::TooManyRequests { retry_after_s, .. } => Some(*retry_after_s),
+            _ => None,
+        }
+    }
 
     /// The error body of `protocol` (`v2`, else MLflow's).
     pub fn body(&self, protocol: &str) -> String {

@@ -57,6 +57,36 @@ pub struct Invocation<'a> {
     pub pin: Option<String>,
     /// The request's id (`x-request-id`; `databricks_request_id` in the inference table).
     pub request_id: RequestId,
+    /// Who sent it: the bearer token's name, else the client address (rate limits per user,
+    /// the inference table's `requester`).
+    pub requester: Option<Arc<str>>,
+}
+
+/// Bounds on the scoring requests a gateway takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Requests in flight at once; beyond it 429.
+    pub max_in_flight: usize,
+    /// A request's deadline from its arrival; beyond it 504.
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: usize::MAX,
+            timeout: None,
+        }
+    }
+}
+
+/// One request in flight, counted until it is dropped.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A successful answer: the encoded body and who served it.
@@ -239,6 +269,8 @@ pub struct Gateway {
     log: Arc<InferenceLog>,
     monitoring: Option<Arc<MonitorConfig>>,
     max_batch_rows: usize,
+    limits: Limits,
+    in_flight: std::sync::atomic::AtomicUsize,
     shutting_down: AtomicBool,
 }
 
@@ -250,6 +282,7 @@ impl Gateway {
         log: Arc<InferenceLog>,
         monitoring: Option<Arc<MonitorConfig>>,
         max_batch_rows: usize,
+        limits: Limits,
     ) -> Self {
         Self {
             endpoints,
@@ -258,6 +291,8 @@ impl Gateway {
             log,
             monitoring,
             max_batch_rows,
+            limits,
+            in_flight: Default::default(),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -350,6 +385,7 @@ impl Gateway {
                 if let Some(plan) = log_plan {
                     let mut call = plan.call(200, Some(inv.body.clone()), body.clone());
                     call.client_request_id = s.client_request_id;
+                    call.requester = inv.requester.as_deref().map(str::to_owned);
                     call.execution_ms = Some((s.timings.inference * 1000.0).round() as i64);
                     call.served_entity = Some(s.served.id());
                     plan.log.log_call(plan.capture, call, s.logged);
@@ -365,6 +401,7 @@ impl Gateway {
                     let status = f.error.status().as_u16();
                     let mut call = plan.call(status, Some(inv.body.clone()), body);
                     call.served_entity = f.served_name.clone();
+                    call.requester = inv.requester.as_deref().map(str::to_owned);
                     plan.log.log_call(plan.capture, call, Vec::new());
                 }
                 Err(f)
@@ -544,10 +581,60 @@ impl Gateway {
         };
         let generation = endpoint.generation();
         let log_plan = self.log_plan(&generation, &inv.request_id, inv.received);
-        let result = self
-            .serve_endpoint(inv, &endpoint, generation, log_plan.clone())
-            .await;
+        let _counted = match self.admit(inv, &endpoint.name, &generation) {
+            Ok(c) => c,
+            Err(e) => return (Err(e.into()), log_plan),
+        };
+        let work = self.serve_endpoint(inv, &endpoint, generation, log_plan.clone());
+        let result = match self.limits.timeout {
+            None => work.await,
+            Some(limit) => {
+                let left = limit.saturating_sub(inv.received.elapsed());
+                match tokio::time::timeout(left, work).await {
+                    Ok(r) => r,
+                    Err(_) => Err(RequestError::DeadlineExceeded(format!(
+                        "the request did not finish within its deadline of {} ms (server.request_timeout_ms)",
+                        limit.as_millis()
+                    ))
+                    .into()),
+                }
+            }
+        };
         (result, log_plan)
+    }
+
+    /// Takes a request in: within the bound on requests in flight and the endpoint's rate
+    /// limits, or refused with when to retry.
+    fn admit(
+        &self,
+        inv: &Invocation<'_>,
+        endpoint: &str,
+        generation: &Generation,
+    ) -> Result<InFlight<'_>, RequestError> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let counted = InFlight(&self.in_flight);
+        if before >= self.limits.max_in_flight {
+            return Err(RequestError::TooManyRequests {
+                message: format!(
+                    "the gateway is at its limit of {} requests in flight (server.max_concurrent_requests): retry later",
+                    self.limits.max_in_flight
+                ),
+                retry_after_s: 1,
+            });
+        }
+        if let Some(limiter) = &generation.rate_limiter {
+            let who = inv.requester.as_deref().unwrap_or("");
+            let now = crate::endpoint::now_ms();
+            if let Err((calls, wait)) = limiter.check(who, now) {
+                return Err(RequestError::TooManyRequests {
+                    message: format!(
+                        "endpoint '{endpoint}' is over its rate limit of {calls} calls per minute: retry in {wait} s"
+                    ),
+                    retry_after_s: wait,
+                });
+            }
+        }
+        Ok(counted)
     }
 
     async fn serve_endpoint(

@@ -67,6 +67,8 @@ pub enum StartError {
     RedisStore(#[from] crate::features::redis_store::RedisStoreError),
     #[error("a start-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Auth(#[from] crate::http::auth::AuthError),
 }
 
 /// A gateway with its models loaded and its socket bound, not yet serving.
@@ -76,6 +78,7 @@ pub struct Started {
     pub updater: Arc<Updater>,
     pub control: Arc<ControlPlane>,
     pub store: Option<Arc<crate::features::embedded::EmbeddedStore>>,
+    auth: Arc<crate::http::auth::Auth>,
     _watch: Option<registry::watch::WatchHandle>,
     _store_watch: Option<crate::features::embedded::SnapshotWatch>,
     listener: TcpListener,
@@ -91,6 +94,7 @@ pub fn install_crypto_provider() {
 pub async fn start(settings: Settings) -> Result<Started, StartError> {
     install_crypto_provider();
     settings.validate()?;
+    let auth = Arc::new(crate::http::auth::Auth::load(&settings.auth)?);
     let workers = settings.inference_workers();
     let engines = Engines::init(
         settings.engine.ort_dylib_path.clone(),
@@ -188,6 +192,11 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         Arc::new(log),
         crate::drift::MonitorConfig::new(&settings.monitoring),
         settings.inference.max_batch_rows,
+        crate::gateway::Limits {
+            max_in_flight: settings.server.max_concurrent_requests,
+            timeout: (settings.server.request_timeout_ms > 0)
+                .then(|| Duration::from_millis(settings.server.request_timeout_ms)),
+        },
     ));
     let addr = settings.listen_addr()?;
     let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
@@ -204,6 +213,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         updater,
         control,
         store,
+        auth,
         _watch: watch,
         _store_watch: store_watch,
         listener,
@@ -369,6 +379,7 @@ impl Started {
             webhook_secret: self.settings.registry.webhook_secret.clone(),
             webhook_deliveries: Default::default(),
             max_body_bytes: self.settings.server.max_body_bytes,
+            auth: self.auth.clone(),
         });
         let timeout = self.settings.server.shutdown_timeout_seconds;
         let server = HttpServer::new(move || http::app(state.clone()))

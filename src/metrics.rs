@@ -43,6 +43,7 @@ pub struct Metrics {
     pub log_dropped_rows: IntCounterVec,
     pub log_queue_bytes: IntGauge,
     pub log_queue_records: IntGauge,
+    pub auth_refusals: IntCounterVec,
     /// Drift and quality monitoring's families.
     pub monitoring: crate::drift::gauges::MonitoringMetrics,
     /// Live users of each served entity's series and of each `served_model_info` series: two
@@ -317,8 +318,17 @@ impl Metrics {
             "Records handed to the inference-log writer and not yet taken into a batch.",
         )
         .expect("valid metric");
+        let auth_refusals = IntCounterVec::new(
+            Opts::new(
+                "modelgate_auth_refusals_total",
+                "Requests refused for their bearer token, by error code: UNAUTHENTICATED (none or unknown), PERMISSION_DENIED (a token without the route's scope).",
+            ),
+            &["error_code"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(log_rows.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(auth_refusals.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(log_rows.clone()),
             Box::new(log_bytes.clone()),
             Box::new(log_commit_duration.clone()),
             Box::new(log_commit_retries.clone()),
@@ -351,6 +361,7 @@ impl Metrics {
                 .expect("metric families are registered once");
         }
         Self {
+            auth_refusals,
             monitoring: crate::drift::gauges::MonitoringMetrics::new(&registry),
             registry,
             request_duration,

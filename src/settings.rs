@@ -42,6 +42,8 @@ pub struct Settings {
     pub inference_log: crate::inference_log::InferenceLogSettings,
     /// Drift and quality monitoring of every served entity (docs/monitoring.md).
     pub monitoring: crate::drift::MonitoringSettings,
+    /// Bearer tokens with scopes (docs/operations.md).
+    pub auth: crate::http::auth::AuthSettings,
     pub endpoints: Vec<EndpointSettings>,
 }
 
@@ -79,6 +81,10 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout_seconds: u64,
+    /// Scoring requests in flight at once; beyond it 429 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// A scoring request's deadline from its arrival, in ms (0: none); beyond it 504.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -88,6 +94,8 @@ impl Default for ServerSettings {
             http_workers: 0,
             max_body_bytes: 16 * 1024 * 1024,
             shutdown_timeout_seconds: 30,
+            max_concurrent_requests: 1024,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -299,6 +307,9 @@ impl Settings {
                 "must be above 0",
             ));
         }
+        if self.server.max_concurrent_requests == 0 {
+            return Err(invalid("server.max_concurrent_requests", "must be above 0"));
+        }
         if self.inference.queue_capacity == 0 {
             return Err(invalid("inference.queue_capacity", "must be above 0"));
         }
@@ -347,6 +358,7 @@ mod tests {
                 traffic_config: None,
                 routing: Default::default(),
                 auto_capture_config: None,
+                rate_limits: Vec::new(),
             }],
             ..Settings::default()
         }

@@ -25,6 +25,9 @@ pub struct EndpointSettings {
     /// endpoint logged to Delta tables under `inference_log.location`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_capture_config: Option<AutoCaptureConfig>,
+    /// Databricks' `rate_limits`: calls per minute for the endpoint or per caller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<super::rate_limit::RateLimit>,
 }
 
 /// Databricks' inference-table settings. The tables are `<table_name_prefix>_payload`,
@@ -87,6 +90,7 @@ impl EndpointConfig {
             traffic_config: self.traffic_config,
             routing: self.routing,
             auto_capture_config: self.auto_capture_config,
+            rate_limits: Vec::new(),
         }
     }
 }
@@ -313,6 +317,14 @@ impl EndpointSettings {
         if let Some(capture) = &self.auto_capture_config {
             capture_violations(capture, &self.name, &key("auto_capture_config"), &mut add);
         }
+        for (i, limit) in self.rate_limits.iter().enumerate() {
+            if limit.calls == 0 {
+                add(
+                    key(&format!("rate_limits[{i}].calls")),
+                    "must be at least 1 (remove the limit to allow every call)".into(),
+                );
+            }
+        }
         out
     }
 }
@@ -430,6 +442,7 @@ mod tests {
             }),
             routing: RoutingSettings::default(),
             auto_capture_config: None,
+            rate_limits: Vec::new(),
         }
     }
 

@@ -170,7 +170,9 @@ impl ControlPlane {
             .endpoints
             .get(name)
             .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
-        let settings = config.named(name.to_owned());
+        let mut settings = config.named(name.to_owned());
+        // A config update keeps the endpoint's rate limits (they have their own call).
+        settings.rate_limits = endpoint.generation().settings.rate_limits.clone();
         self.check(&settings)?;
         let guard = endpoint
             .begin_update()

@@ -7,6 +7,7 @@ pub mod control;
 pub mod directory;
 pub mod loader;
 pub mod persist;
+pub mod rate_limit;
 pub mod router;
 pub mod updater;
 
@@ -214,6 +215,8 @@ pub struct Generation {
     pub stages: [prometheus::Histogram; 4],
     /// The inference-table capture of this config, resolved on first use.
     pub capture: std::sync::OnceLock<Option<Arc<crate::inference_log::Capture>>>,
+    /// The counters of the config's rate limits (none without limits).
+    pub rate_limiter: Option<rate_limit::RateLimiter>,
 }
 
 impl Generation {
@@ -256,6 +259,7 @@ impl Generation {
             key_header,
             stages,
             capture: Default::default(),
+            rate_limiter: rate_limit::RateLimiter::new(&settings.rate_limits),
             settings,
             slots,
             router,

@@ -135,6 +135,7 @@ mod tests {
                     traffic_config: None,
                     routing: Default::default(),
                     auto_capture_config: None,
+                    rate_limits: Vec::new(),
                 },
                 buckets: BucketTable(vec![("m-1".into(), 100)]),
                 config_version: 3,

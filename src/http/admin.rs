@@ -217,6 +217,8 @@ pub async fn get_endpoint(path: web::Path<String>, state: web::Data<AppState>) -
 pub struct CreateBody {
     name: String,
     config: EndpointConfig,
+    #[serde(default)]
+    rate_limits: Vec<crate::endpoint::rate_limit::RateLimit>,
 }
 
 /// A control-plane body, read within `server.max_body_bytes` and parsed.
@@ -258,7 +260,8 @@ pub async fn create(
         Err(resp) => return resp,
     };
     let control = state.control.clone();
-    let settings = body.config.named(body.name);
+    let mut settings = body.config.named(body.name);
+    settings.rate_limits = body.rate_limits;
     run_control(move || control.create(settings), |ep| endpoint_json(&ep)).await
 }
 

@@ -101,6 +101,7 @@ async fn score(
             headers: Some(req.headers()),
             pin,
             request_id: request_id.clone(),
+            requester: super::requester(&req),
         })
         .await
     {

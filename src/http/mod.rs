@@ -2,6 +2,7 @@
 //! core ([`crate::gateway::Gateway`]) and its result back; they hold no serving logic.
 
 mod admin;
+pub mod auth;
 mod body;
 mod feature_push;
 mod handlers;
@@ -28,6 +29,7 @@ pub struct AppState {
     pub webhook_secret: Option<String>,
     pub webhook_deliveries: webhook::SeenDeliveries,
     pub max_body_bytes: usize,
+    pub auth: Arc<auth::Auth>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -126,7 +128,46 @@ pub fn app(
         InitError = (),
     >,
 > {
-    App::new().app_data(state).configure(configure)
+    let auth = state.auth.clone();
+    let metrics = state.gateway.metrics().clone();
+    App::new()
+        .app_data(state)
+        .configure(configure)
+        .wrap_fn(move |req, srv| {
+            use actix_web::dev::Service;
+            use actix_web::HttpMessage;
+            use futures_util::future::{ready, Either, FutureExt};
+            let authorization = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
+            match auth.check(req.method(), req.path(), authorization) {
+                Ok(caller) => {
+                    if let Some(caller) = caller {
+                        req.extensions_mut().insert(caller);
+                    }
+                    Either::Left(srv.call(req).map(|r| r.map(|r| r.map_into_boxed_body())))
+                }
+                Err(e) => {
+                    metrics.auth_refusals.with_label_values(&[e.code()]).inc();
+                    let response = if req.path().starts_with("/v2") {
+                        v2_error(&e)
+                    } else {
+                        mlflow_error(&e)
+                    };
+                    Either::Right(ready(Ok(req.into_response(response))))
+                }
+            }
+        })
+}
+
+/// Who sent a request: its bearer token's name, else the client's address.
+pub fn requester(req: &actix_web::HttpRequest) -> Option<Arc<str>> {
+    use actix_web::HttpMessage;
+    if let Some(caller) = req.extensions().get::<auth::Caller>() {
+        return Some(caller.0.clone());
+    }
+    req.peer_addr().map(|a| a.ip().to_string().into())
 }
 
 /// The MLflow-style JSON error body.
@@ -141,9 +182,11 @@ pub fn v2_error(err: &RequestError) -> HttpResponse {
 
 fn error_response(err: &RequestError, body: String) -> HttpResponse {
     let mut resp = HttpResponse::build(err.status());
-    if matches!(err, RequestError::Overloaded(_)) {
-        // The queue drains in milliseconds; tell clients when to come back.
-        resp.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+    if let Some(seconds) = err.retry_after() {
+        resp.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
+    }
+    if matches!(err, RequestError::Unauthenticated(_)) {
+        resp.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
     }
     resp.content_type("application/json").body(body)
 }

@@ -140,6 +140,7 @@ pub async fn infer(
         headers: Some(req.headers()),
         pin: None,
         request_id: request_id.clone(),
+        requester: super::requester(&req),
     };
     match state.gateway.invoke(inv).await {
         Ok(answer) => HttpResponse::Ok()

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mlflow;
+pub mod s3;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -319,7 +320,7 @@ impl Drop for Gateway {
     }
 }
 
-fn reply(resp: reqwest::blocking::Response) -> Reply {
+pub fn reply(resp: reqwest::blocking::Response) -> Reply {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let text = resp.text().unwrap();

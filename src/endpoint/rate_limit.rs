@@ -1,0 +1,151 @@
+//! Per-endpoint rate limits in Databricks' shape (`rate_limits: [{calls, key, renewal_period}]`):
+//! at most `calls` requests per minute for the whole endpoint (`key: endpoint`) or per caller
+//! (`key: user`: the token's name, or the client address when tokens are off). Fixed windows
+//! of one clock minute: cheap, and what Databricks documents (calls per minute).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitKey {
+    User,
+    Endpoint,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RenewalPeriod {
+    Minute,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub calls: u64,
+    #[serde(default = "endpoint_key")]
+    pub key: RateLimitKey,
+    #[serde(default = "minute")]
+    pub renewal_period: RenewalPeriod,
+}
+
+fn endpoint_key() -> RateLimitKey {
+    RateLimitKey::Endpoint
+}
+
+fn minute() -> RenewalPeriod {
+    RenewalPeriod::Minute
+}
+
+/// Callers counted apart within one minute; beyond it the rest share one count (memory stays
+/// bounded whatever the callers).
+const MAX_KEYS: usize = 100_000;
+const SHARED_KEY: &str = "_other";
+
+#[derive(Default)]
+struct Window {
+    minute: u64,
+    counts: HashMap<String, u64>,
+}
+
+/// The counters of an endpoint config's limits.
+pub struct RateLimiter {
+    limits: Vec<(RateLimit, Mutex<Window>)>,
+}
+
+impl RateLimiter {
+    /// None without limits.
+    pub fn new(limits: &[RateLimit]) -> Option<Self> {
+        (!limits.is_empty()).then(|| Self {
+            limits: limits
+                .iter()
+                .map(|l| (l.clone(), Mutex::new(Window::default())))
+                .collect(),
+        })
+    }
+
+    /// Counts a call by `requester` at `now_ms`; `Err(seconds to wait)` when a limit is
+    /// reached (the call is not counted then).
+    pub fn check(&self, requester: &str, now_ms: u64) -> Result<(), (u64, u64)> {
+        let minute = now_ms / 60_000;
+        let mut windows: Vec<_> = self
+            .limits
+            .iter()
+            .map(|(l, w)| (l, w.lock().unwrap_or_else(|e| e.into_inner())))
+            .collect();
+        // All limits are checked before any counts: a refused call uses no allowance.
+        for (limit, w) in &mut windows {
+            if w.minute != minute {
+                w.minute = minute;
+                w.counts.clear();
+            }
+            let key = key_of(limit.key, requester, w);
+            if w.counts.get(key).copied().unwrap_or(0) >= limit.calls {
+                let wait = 60 - (now_ms / 1000) % 60;
+                return Err((limit.calls, wait.max(1)));
+            }
+        }
+        for (limit, w) in &mut windows {
+            let key = key_of(limit.key, requester, w).to_owned();
+            *w.counts.entry(key).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+}
+
+fn key_of<'a>(key: RateLimitKey, requester: &'a str, w: &Window) -> &'a str {
+    match key {
+        RateLimitKey::Endpoint => "",
+        RateLimitKey::User if w.counts.len() < MAX_KEYS || w.counts.contains_key(requester) => {
+            requester
+        }
+        RateLimitKey::User => SHARED_KEY,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(calls: u64, key: RateLimitKey) -> RateLimit {
+        RateLimit {
+            calls,
+            key,
+            renewal_period: RenewalPeriod::Minute,
+        }
+    }
+
+    #[test]
+    fn calls_per_minute_per_endpoint_and_per_user() {
+        let r = RateLimiter::new(&[
+            limit(3, RateLimitKey::Endpoint),
+            limit(2, RateLimitKey::User),
+        ])
+        .unwrap();
+        let t = 60_000 * 1000 + 15_000; // 15 s into a minute
+        assert!(r.check("ann", t).is_ok());
+        assert!(r.check("ann", t).is_ok());
+        // ann's own limit; the refused call is not counted against the endpoint.
+        assert_eq!(r.check("ann", t), Err((2, 45)));
+        assert!(r.check("bob", t).is_ok());
+        assert_eq!(r.check("cy", t + 1000), Err((3, 44)));
+        // The next minute starts over.
+        assert!(r.check("ann", t + 45_000).is_ok());
+        assert!(RateLimiter::new(&[]).is_none());
+    }
+
+    #[test]
+    fn databricks_shape_parses() {
+        let l: Vec<RateLimit> = serde_json::from_str(
+            r#"[{"calls": 100, "key": "user", "renewal_period": "minute"}, {"calls": 5}]"#,
+        )
+        .unwrap();
+        assert_eq!(l[0], limit(100, RateLimitKey::User));
+        assert_eq!(l[1], limit(5, RateLimitKey::Endpoint));
+        assert!(
+            serde_json::from_str::<RateLimit>(r#"{"calls": 1, "renewal_period": "hour"}"#).is_err()
+        );
+    }
+}

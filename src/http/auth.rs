@@ -1,0 +1,376 @@
+//! Bearer tokens with scopes: `query` for scoring (MLflow invocations, V2 infer and metadata),
+//! `manage` for the control plane, labels, feature pushes and admin calls. Tokens are kept as
+//! SHA-256 hashes (in a file or an environment variable), compared in constant time, and never
+//! logged. Health and metrics can stay open for probes and scrapers.
+
+use std::path::PathBuf;
+
+use actix_web::http::Method;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::RequestError;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Require a bearer token on every route that is not open.
+    pub enabled: bool,
+    /// A YAML or JSON file: `tokens: [{name, sha256, scopes: [query, manage]}]`.
+    pub tokens_file: Option<PathBuf>,
+    /// An environment variable holding more tokens, the same shape (a list, or `{tokens: [..]}`).
+    pub tokens_env: String,
+    /// `/livez`, `/readyz`, `/ping`, `/health`, `/version`, `/v2/health/*` without a token.
+    pub open_health: bool,
+    /// `/metrics` without a token.
+    pub open_metrics: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            tokens_file: None,
+            tokens_env: "MODELGATE_TOKENS".into(),
+            open_health: true,
+            open_metrics: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Query,
+    Manage,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenEntry {
+    name: String,
+    /// Hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    sha256: String,
+    scopes: Vec<Scope>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TokenList {
+    Listed { tokens: Vec<TokenEntry> },
+    Bare(Vec<TokenEntry>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("auth.tokens_file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("auth.tokens_env: the variable {var} is not a token list: {message}")]
+    Env { var: String, message: String },
+    #[error("{source_name}: token '{name}': {message}")]
+    Token {
+        source_name: String,
+        name: String,
+        message: String,
+    },
+    #[error("auth.enabled is on and no token is configured (auth.tokens_file or ${0})")]
+    NoTokens(String),
+}
+
+struct Token {
+    name: String,
+    hash: [u8; 32],
+    query: bool,
+    manage: bool,
+}
+
+/// The tokens and the routes that need none.
+pub struct Auth {
+    enabled: bool,
+    tokens: Vec<Token>,
+    open_health: bool,
+    open_metrics: bool,
+}
+
+/// Who a request came from, for rate limits per user and the inference tables' `requester`.
+#[derive(Debug, Clone)]
+pub struct Caller(pub std::sync::Arc<str>);
+
+impl Auth {
+    /// Reads the configured tokens; errors name the file, variable or token.
+    pub fn load(settings: &AuthSettings) -> Result<Self, AuthError> {
+        let mut tokens = Vec::new();
+        if !settings.enabled {
+            // Off: token lists are not even read (a stray variable cannot stop the start).
+            return Ok(Self {
+                enabled: false,
+                tokens,
+                open_health: true,
+                open_metrics: true,
+            });
+        }
+        if let Some(path) = &settings.tokens_file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| AuthError::File {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+            let list: TokenList = serde_yaml::from_str(&text).map_err(|e| AuthError::File {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+            add_tokens(&mut tokens, list, &format!("auth.tokens_file {shown}"))?;
+        }
+        if let Ok(text) = std::env::var(&settings.tokens_env) {
+            let list: TokenList = serde_yaml::from_str(&text).map_err(|e| AuthError::Env {
+                var: settings.tokens_env.clone(),
+                message: e.to_string(),
+            })?;
+            add_tokens(&mut tokens, list, &format!("${}", settings.tokens_env))?;
+        }
+        if settings.enabled && tokens.is_empty() {
+            return Err(AuthError::NoTokens(settings.tokens_env.clone()));
+        }
+        Ok(Self {
+            enabled: settings.enabled,
+            tokens,
+            open_health: settings.open_health,
+            open_metrics: settings.open_metrics,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Decides a request from its method, path and `Authorization` header: the caller's
+    /// token name, or the refusal (401 without a known token, 403 without the scope).
+    pub fn check(
+        &self,
+        method: &Method,
+        path: &str,
+        authorization: Option<&[u8]>,
+    ) -> Result<Option<Caller>, RequestError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let Some(scope) = self.scope_of(method, path) else {
+            return Ok(None);
+        };
+        let presented = authorization
+            .and_then(|h| {
+                h.strip_prefix(b"Bearer ")
+                    .or_else(|| h.strip_prefix(b"bearer "))
+            })
+            .map(|t| t.trim_ascii())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                RequestError::Unauthenticated(
+                    "this route needs a bearer token (Authorization: Bearer <token>)".into(),
+                )
+            })?;
+        let hash: [u8; 32] = Sha256::digest(presented).into();
+        // Every token is compared, in constant time, whichever matches.
+        let mut found: Option<&Token> = None;
+        for t in &self.tokens {
+            if constant_time_eq(&t.hash, &hash) {
+                found = Some(t);
+            }
+        }
+        let token = found
+            .ok_or_else(|| RequestError::Unauthenticated("the bearer token is not known".into()))?;
+        let allowed = match scope {
+            Scope::Query => token.query,
+            Scope::Manage => token.manage,
+        };
+        if !allowed {
+            let needed = match scope {
+                Scope::Query => "query",
+                Scope::Manage => "manage",
+            };
+            return Err(RequestError::PermissionDenied(format!(
+                "token '{}' does not have the '{needed}' scope this route needs",
+                token.name
+            )));
+        }
+        Ok(Some(Caller(token.name.as_str().into())))
+    }
+
+    /// The scope a route needs; none for the open ones.
+    fn scope_of(&self, method: &Method, path: &str) -> Option<Scope> {
+        let health = matches!(
+            path,
+            "/livez"
+                | "/readyz"
+                | "/ping"
+                | "/health"
+                | "/version"
+                | "/v2/health/live"
+                | "/v2/health/ready"
+        );
+        if health && self.open_health {
+            return None;
+        }
+        if path == "/metrics" && self.open_metrics {
+            return None;
+        }
+        // MLflow webhooks carry their own HMAC signature (registry.webhook_secret).
+        if path == "/api/2.0/webhooks/mlflow" {
+            return None;
+        }
+        let scoring = path == "/invocations"
+            || (path.starts_with("/serving-endpoints/") && path.ends_with("/invocations"))
+            || path == "/v2"
+            || (path.starts_with("/v2/models/")
+                && (method == Method::GET || path.ends_with("/infer")));
+        if scoring || health || path == "/metrics" {
+            return Some(Scope::Query);
+        }
+        Some(Scope::Manage)
+    }
+}
+
+fn add_tokens(out: &mut Vec<Token>, list: TokenList, source: &str) -> Result<(), AuthError> {
+    let entries = match list {
+        TokenList::Listed { tokens } | TokenList::Bare(tokens) => tokens,
+    };
+    for e in entries {
+        let fail = |message: String| AuthError::Token {
+            source_name: source.to_owned(),
+            name: e.name.clone(),
+            message,
+        };
+        let bytes = hex::decode(e.sha256.trim())
+            .map_err(|err| fail(format!("sha256 is not hex ({err})")))?;
+        let hash: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| fail(format!("sha256 has {} bytes, not 32", b.len())))?;
+        if e.scopes.is_empty() {
+            return Err(fail("no scopes (query, manage)".into()));
+        }
+        if out.iter().any(|t| t.name == e.name) {
+            return Err(fail("the name is used twice".into()));
+        }
+        out.push(Token {
+            query: e.scopes.contains(&Scope::Query),
+            manage: e.scopes.contains(&Scope::Manage),
+            name: e.name,
+            hash,
+        });
+    }
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(token: &str) -> String {
+        hex::encode(Sha256::digest(token.as_bytes()))
+    }
+
+    fn auth() -> Auth {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "tokens:\n  - {{name: app, sha256: {}, scopes: [query]}}\n  - {{name: ops, sha256: {}, scopes: [query, manage]}}\n",
+                sha("q-secret"),
+                sha("m-secret")
+            ),
+        )
+        .unwrap();
+        Auth::load(&AuthSettings {
+            enabled: true,
+            tokens_file: Some(path),
+            tokens_env: "MODELGATE_TEST_NO_SUCH_VARIABLE".into(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn scopes_decide_routes() {
+        let a = auth();
+        let post = Method::POST;
+        let invoke = "/serving-endpoints/tx/invocations";
+        let code = |r: Result<Option<Caller>, RequestError>| match r {
+            Ok(Some(c)) => c.0.to_string(),
+            Ok(None) => "open".into(),
+            Err(e) => e.code().into(),
+        };
+        assert_eq!(code(a.check(&post, invoke, None)), "UNAUTHENTICATED");
+        assert_eq!(
+            code(a.check(&post, invoke, Some(b"Bearer nope"))),
+            "UNAUTHENTICATED"
+        );
+        assert_eq!(
+            code(a.check(&post, invoke, Some(b"Basic q-secret"))),
+            "UNAUTHENTICATED"
+        );
+        assert_eq!(
+            code(a.check(&post, invoke, Some(b"Bearer q-secret"))),
+            "app"
+        );
+        assert_eq!(
+            code(a.check(
+                &post,
+                "/api/2.0/serving-endpoints",
+                Some(b"Bearer q-secret")
+            )),
+            "PERMISSION_DENIED"
+        );
+        assert_eq!(
+            code(a.check(
+                &post,
+                "/api/2.0/serving-endpoints",
+                Some(b"Bearer m-secret")
+            )),
+            "ops"
+        );
+        assert_eq!(
+            code(a.check(&Method::GET, "/v2/models/tx", Some(b"Bearer q-secret"))),
+            "app"
+        );
+        assert_eq!(code(a.check(&Method::GET, "/readyz", None)), "open");
+        assert_eq!(code(a.check(&Method::GET, "/metrics", None)), "open");
+        assert_eq!(
+            code(a.check(&Method::GET, "/no/such/route", None)),
+            "UNAUTHENTICATED"
+        );
+    }
+
+    #[test]
+    fn bad_token_lists_are_refused_with_the_token_named() {
+        let settings = |text: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.yaml");
+            std::fs::write(&path, text).unwrap();
+            Auth::load(&AuthSettings {
+                enabled: true,
+                tokens_file: Some(path),
+                tokens_env: "MODELGATE_TEST_NO_SUCH_VARIABLE".into(),
+                ..Default::default()
+            })
+            .err()
+            .map(|e| e.to_string())
+        };
+        let e = settings("tokens: [{name: a, sha256: zz, scopes: [query]}]").unwrap();
+        assert!(e.contains("token 'a': sha256 is not hex"), "{e}");
+        let e = settings("tokens: [{name: a, sha256: abcd, scopes: [query]}]").unwrap();
+        assert!(e.contains("2 bytes, not 32"), "{e}");
+        let e = settings(&format!("[{{name: a, sha256: {}, scopes: []}}]", sha("x"))).unwrap();
+        assert!(e.contains("no scopes"), "{e}");
+        let e = settings("tokens: []").unwrap();
+        assert!(e.contains("no token is configured"), "{e}");
+    }
+}
