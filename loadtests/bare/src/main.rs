@@ -1,3 +1,117 @@
-//! A bare actix-web server that answers every POST with a fixed JSON body (written next).
+//! The limit beside the gateway: a bare actix-web server that answers every POST, to any path,
+//! with one fixed small JSON body. No routing table, no logging, no middleware; the request
+//! body is read (as the gateway reads it) and dropped. `loadtests/limit.sh` loads it with the
+//! same requests as the gateway, so the gap between the two is what the gateway itself costs.
+//!
+//!   modelgate-bare [--listen HOST:PORT] [--workers N]
+//!
+//! `--listen` defaults to 127.0.0.1:0 (a free port); the bound address is printed on stdout as
+//! `bare listening on http://ADDR`, the way the gateway prints its own. `--workers` defaults to
+//! the number of cores the process may use.
 
-fn main() {}
+use std::net::TcpListener;
+use std::num::NonZeroUsize;
+use std::process::ExitCode;
+
+use actix_web::http::{header, Method};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+
+/// What every POST gets: the shape of the gateway's answer to a one-row request.
+const ANSWER: &str = r#"{"predictions":[{"label":0,"probability":0.05}]}"#;
+
+/// The request body is taken (so it is read off the socket, as the gateway reads it) and dropped.
+async fn answer(req: HttpRequest, _body: web::Bytes) -> HttpResponse {
+    if req.method() != Method::POST {
+        return HttpResponse::MethodNotAllowed()
+            .insert_header((header::ALLOW, "POST"))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .content_type(header::ContentType::json())
+        .body(ANSWER)
+}
+
+struct Args {
+    listen: String,
+    workers: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        listen: "127.0.0.1:0".into(),
+        workers: std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let (name, inline) = match flag.split_once('=') {
+            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+            None => (flag, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match name.as_str() {
+            "--listen" => args.listen = value()?,
+            "--workers" => {
+                let v = value()?;
+                args.workers = match v.parse() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("--workers: '{v}' is not a positive number")),
+                };
+            }
+            "-h" | "--help" => {
+                println!("usage: modelgate-bare [--listen HOST:PORT] [--workers N]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(args)
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("modelgate-bare: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind(&args.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("modelgate-bare: cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("modelgate-bare: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match HttpServer::new(|| App::new().default_service(web::to(answer)))
+        .workers(args.workers)
+        .listen(listener)
+    {
+        Ok(s) => s.run(),
+        Err(e) => {
+            eprintln!("modelgate-bare: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Scripts read the bound address from this line (std's stdout flushes at each newline).
+    println!("bare listening on http://{addr}");
+    match server.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("modelgate-bare: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
