@@ -33,6 +33,8 @@ enum Command {
         /// YAML config file.
         file: PathBuf,
     },
+    /// Print the OpenAPI document of the HTTP API (docs/openapi.json).
+    Openapi,
     /// Online feature tables.
     Features {
         #[command(subcommand)]
@@ -60,6 +62,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Openapi => {
+            let doc = modelgate::http::openapi::document();
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
         Command::CheckConfig { file } => match Settings::load(Some(&file), None) {
             Ok(s) => {
                 println!("{}", serde_yaml::to_string(&s).unwrap_or_default());

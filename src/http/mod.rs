@@ -8,6 +8,7 @@ mod feature_push;
 mod handlers;
 mod labels;
 mod monitoring;
+pub mod openapi;
 mod v2_handlers;
 mod webhook;
 
