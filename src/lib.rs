@@ -69,6 +69,8 @@ pub enum StartError {
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Auth(#[from] crate::http::auth::AuthError),
+    #[error(transparent)]
+    Tls(#[from] crate::http::tls::TlsError),
 }
 
 /// A gateway with its models loaded and its socket bound, not yet serving.
@@ -79,6 +81,7 @@ pub struct Started {
     pub control: Arc<ControlPlane>,
     pub store: Option<Arc<crate::features::embedded::EmbeddedStore>>,
     auth: Arc<crate::http::auth::Auth>,
+    tls: Option<(rustls::ServerConfig, Arc<crate::http::tls::CertResolver>)>,
     _watch: Option<registry::watch::WatchHandle>,
     _store_watch: Option<crate::features::embedded::SnapshotWatch>,
     listener: TcpListener,
@@ -95,6 +98,12 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     install_crypto_provider();
     settings.validate()?;
     let auth = Arc::new(crate::http::auth::Auth::load(&settings.auth)?);
+    let tls = settings
+        .server
+        .tls
+        .as_ref()
+        .map(crate::http::tls::server_config)
+        .transpose()?;
     let workers = settings.inference_workers();
     let engines = Engines::init(
         settings.engine.ort_dylib_path.clone(),
@@ -214,6 +223,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         control,
         store,
         auth,
+        tls,
         _watch: watch,
         _store_watch: store_watch,
         listener,
@@ -352,6 +362,15 @@ fn load_all(
 }
 
 impl Started {
+    /// `https` with `server.tls`, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// A curl command that scores the first endpoint's input example, for people trying it out.
     pub fn example_curl(&self) -> Option<String> {
         let endpoint = self.gateway.endpoints().into_iter().next()?;
@@ -362,8 +381,8 @@ impl Started {
         let body = value.to_string();
         (!body.contains('\'')).then(|| {
             format!(
-                "curl -s http://{}/serving-endpoints/{}/invocations -H 'Content-Type: application/json' -d '{body}'",
-                self.addr, endpoint.name
+                "curl -s {}://{}/serving-endpoints/{}/invocations -H 'Content-Type: application/json' -d '{body}'",
+                self.scheme(), self.addr, endpoint.name
             )
         })
     }
@@ -385,14 +404,26 @@ impl Started {
         let server = HttpServer::new(move || http::app(state.clone()))
             .workers(self.settings.http_workers())
             .disable_signals()
-            .shutdown_timeout(timeout)
-            .listen(self.listener)
-            .map_err(StartError::Serve)?
-            .run();
+            .shutdown_timeout(timeout);
+        let scheme = self.scheme();
+        let server = match (self.tls, self.settings.server.tls.clone()) {
+            (Some((config, resolver)), Some(tls_settings)) => {
+                crate::http::tls::watch(
+                    tls_settings,
+                    resolver,
+                    self.gateway.metrics().tls_reloads.clone(),
+                )
+                .map_err(StartError::Serve)?;
+                server.listen_rustls_0_23(self.listener, config)
+            }
+            _ => server.listen(self.listener),
+        }
+        .map_err(StartError::Serve)?
+        .run();
         let handle = server.handle();
         let gateway = self.gateway.clone();
         let serving = tokio::spawn(server);
-        info!("modelgate listening on http://{}", self.addr);
+        info!("modelgate listening on {scheme}://{}", self.addr);
         shutdown.await;
         info!("shutting down: readiness off, draining in-flight requests (up to {timeout} s)");
         gateway.begin_shutdown();

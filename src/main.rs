@@ -114,7 +114,11 @@ fn main() -> ExitCode {
             let result = actix_web::rt::System::new().block_on(async move {
                 let started = modelgate::start(settings).await?;
                 // Tests and scripts read the bound address from this line.
-                println!("modelgate listening on http://{}", started.addr);
+                println!(
+                    "modelgate listening on {}://{}",
+                    started.scheme(),
+                    started.addr
+                );
                 if let Some(curl) = started.example_curl() {
                     println!("try it:\n  {curl}");
                 }

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub log_queue_bytes: IntGauge,
     pub log_queue_records: IntGauge,
     pub auth_refusals: IntCounterVec,
+    pub tls_reloads: IntCounterVec,
     /// Drift and quality monitoring's families.
     pub monitoring: crate::drift::gauges::MonitoringMetrics,
     /// Live users of each served entity's series and of each `served_model_info` series: two
@@ -326,8 +327,17 @@ impl Metrics {
             &["error_code"],
         )
         .expect("valid metric");
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "modelgate_tls_reloads_total",
+                "Reloads of the TLS certificate and key after their files changed, by outcome (success, failure: the old certificate stays).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(auth_refusals.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tls_reloads.clone()),
             Box::new(log_rows.clone()),
             Box::new(log_bytes.clone()),
             Box::new(log_commit_duration.clone()),
@@ -362,6 +372,7 @@ impl Metrics {
         }
         Self {
             auth_refusals,
+            tls_reloads,
             monitoring: crate::drift::gauges::MonitoringMetrics::new(&registry),
             registry,
             request_duration,

@@ -85,6 +85,9 @@ pub struct ServerSettings {
     pub max_concurrent_requests: usize,
     /// A scoring request's deadline from its arrival, in ms (0: none); beyond it 504.
     pub request_timeout_ms: u64,
+    /// HTTPS with these PEM files (reloaded when they change); plain HTTP without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::http::tls::TlsSettings>,
 }
 
 impl Default for ServerSettings {
@@ -96,6 +99,7 @@ impl Default for ServerSettings {
             shutdown_timeout_seconds: 30,
             max_concurrent_requests: 1024,
             request_timeout_ms: 30_000,
+            tls: None,
         }
     }
 }

@@ -9,6 +9,7 @@ mod handlers;
 mod labels;
 mod monitoring;
 pub mod openapi;
+pub mod tls;
 mod v2_handlers;
 mod webhook;
 
