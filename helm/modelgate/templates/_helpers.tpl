@@ -1,0 +1,93 @@
+{{- define "modelgate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "modelgate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "modelgate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "modelgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modelgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "modelgate.labels" -}}
+helm.sh/chart: {{ include "modelgate.chart" . }}
+{{ include "modelgate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "modelgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "modelgate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Secret holding tokens.yaml, and its key. */}}
+{{- define "modelgate.tokensSecretName" -}}
+{{- default (printf "%s-tokens" (include "modelgate.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+{{- define "modelgate.tokensSecretKey" -}}
+{{- if .Values.auth.existingSecret }}{{ .Values.auth.existingSecretKey }}{{ else }}tokens.yaml{{ end }}
+{{- end }}
+
+{{/*
+The gateway config: config from values, with the keys the chart owns set here.
+*/}}
+{{- define "modelgate.config" -}}
+{{- $cfg := deepCopy .Values.config }}
+{{- $reg := $cfg.registry | default dict }}
+{{- if eq (toString $reg.kind) "mlflow" }}
+{{- if not $reg.uri }}{{ fail "config.registry.uri (the MLflow tracking server) is required with config.registry.kind: mlflow" }}{{ end }}
+{{- if not (hasKey $reg "cache_dir") }}{{ $_ := set $reg "cache_dir" "/var/lib/modelgate/mlflow-cache" }}{{ end }}
+{{- else if ne (toString $reg.kind) "file" }}
+{{- fail (printf "config.registry.kind must be file or mlflow, not %v" $reg.kind) }}
+{{- end }}
+{{- $_ := set $cfg "registry" $reg }}
+{{- $feat := $cfg.features | default dict }}
+{{- if eq (toString $feat.store) "redis" }}
+{{- if and (not (($feat.redis | default dict).url)) (not .Values.secretEnv.redisUrlSecret.name) }}
+{{- fail "features.store redis needs config.features.redis.url or secretEnv.redisUrlSecret" }}
+{{- end }}
+{{- end }}
+{{- $auth := dict "enabled" .Values.auth.enabled "open_health" .Values.auth.open_health "open_metrics" .Values.auth.open_metrics }}
+{{- if .Values.auth.enabled }}
+{{- if and (not .Values.auth.tokens) (not .Values.auth.existingSecret) }}
+{{- fail "auth.enabled needs auth.tokens or auth.existingSecret" }}
+{{- end }}
+{{- $_ := set $auth "tokens_file" (printf "/etc/modelgate-tokens/%s" (include "modelgate.tokensSecretKey" .)) }}
+{{- end }}
+{{- $_ := set $cfg "auth" $auth }}
+{{- $_ := set $cfg "control" (dict "state_file" "/var/lib/modelgate/endpoints.json") }}
+{{- if .Values.tls.enabled }}
+{{- $server := $cfg.server | default dict }}
+{{- $_ := set $server "tls" (dict "cert_file" "/etc/modelgate-tls/tls.crt" "key_file" "/etc/modelgate-tls/tls.key") }}
+{{- $_ := set $cfg "server" $server }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/* Seconds the drain may take: preStop + server shutdown + inference-log flush + margin. */}}
+{{- define "modelgate.terminationGracePeriod" -}}
+{{- $server := .Values.config.server | default dict }}
+{{- $log := .Values.config.inference_log | default dict }}
+{{- $shutdown := int (default 30 $server.shutdown_timeout_seconds) }}
+{{- $flush := int (default 10 $log.shutdown_deadline_seconds) }}
+{{- add (int .Values.preStopSleepSeconds) $shutdown $flush (int .Values.terminationGraceExtraSeconds) }}
+{{- end }}
