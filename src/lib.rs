@@ -97,7 +97,12 @@ pub fn install_crypto_provider() {
 pub async fn start(settings: Settings) -> Result<Started, StartError> {
     install_crypto_provider();
     settings.validate()?;
-    let auth = Arc::new(crate::http::auth::Auth::load(&settings.auth)?);
+    let client_certs = settings
+        .server
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca_file.is_some());
+    let auth = Arc::new(crate::http::auth::Auth::load(&settings.auth, client_certs)?);
     let tls = settings
         .server
         .tls
@@ -404,7 +409,8 @@ impl Started {
         let server = HttpServer::new(move || http::app(state.clone()))
             .workers(self.settings.http_workers())
             .disable_signals()
-            .shutdown_timeout(timeout);
+            .shutdown_timeout(timeout)
+            .on_connect(crate::http::tls::on_connect);
         let scheme = self.scheme();
         let server = match (self.tls, self.settings.server.tls.clone()) {
             (Some((config, resolver)), Some(tls_settings)) => {

@@ -263,3 +263,93 @@ fn a_bad_certificate_stops_the_start_with_the_file_named() {
         "{err}"
     );
 }
+
+#[test]
+fn the_admin_api_needs_a_client_certificate_when_a_client_ca_is_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_ca(dir);
+    make_leaf(dir, "server");
+    // A client certificate from the same CA, for client authentication.
+    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=ml-platform",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.cnf",
+            "-out",
+            "client.pem",
+        ],
+    );
+    let extra = format!(
+        "server:\n  tls:\n    cert_file: {}\n    key_file: {}\n    client_ca_file: {}\n",
+        dir.join("server.pem").display(),
+        dir.join("server.key").display(),
+        dir.join("ca.pem").display()
+    );
+    let gw = common::start(
+        &common::demo_config(&common::endpoint("tx", "1", "tract"), &extra),
+        false,
+    );
+    let anonymous = client(&dir.join("ca.pem"));
+    let denied = anonymous
+        .get(gw.url("/api/2.0/serving-endpoints"))
+        .send()
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let body: serde_json::Value = denied.json().unwrap();
+    assert_eq!(body["error_code"], "PERMISSION_DENIED");
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("client certificate"));
+    // Scoring takes connections without one.
+    let scored = anonymous
+        .post(gw.url("/serving-endpoints/tx/invocations"))
+        .header("content-type", "application/json")
+        .body(common::one_row().to_string())
+        .send()
+        .unwrap();
+    assert_eq!(scored.status(), 200);
+    let mut pem = std::fs::read(dir.join("client.pem")).unwrap();
+    pem.extend(std::fs::read(dir.join("client.key")).unwrap());
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.pem")).unwrap()).unwrap();
+    let admin = reqwest::blocking::Client::builder()
+        .add_root_certificate(ca)
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let listed = admin
+        .get(gw.url("/api/2.0/serving-endpoints"))
+        .send()
+        .unwrap();
+    assert_eq!(listed.status(), 200, "{}", listed.text().unwrap());
+}

@@ -87,6 +87,8 @@ struct Token {
 /// The tokens and the routes that need none.
 pub struct Auth {
     enabled: bool,
+    /// The admin API needs a verified client certificate (`server.tls.client_ca_file`).
+    admin_needs_client_cert: bool,
     tokens: Vec<Token>,
     open_health: bool,
     open_metrics: bool,
@@ -98,12 +100,13 @@ pub struct Caller(pub std::sync::Arc<str>);
 
 impl Auth {
     /// Reads the configured tokens; errors name the file, variable or token.
-    pub fn load(settings: &AuthSettings) -> Result<Self, AuthError> {
+    pub fn load(settings: &AuthSettings, admin_needs_client_cert: bool) -> Result<Self, AuthError> {
         let mut tokens = Vec::new();
         if !settings.enabled {
             // Off: token lists are not even read (a stray variable cannot stop the start).
             return Ok(Self {
                 enabled: false,
+                admin_needs_client_cert,
                 tokens,
                 open_health: true,
                 open_metrics: true,
@@ -133,6 +136,7 @@ impl Auth {
         }
         Ok(Self {
             enabled: settings.enabled,
+            admin_needs_client_cert,
             tokens,
             open_health: settings.open_health,
             open_metrics: settings.open_metrics,
@@ -150,11 +154,19 @@ impl Auth {
         method: &Method,
         path: &str,
         authorization: Option<&[u8]>,
+        client_certificate: bool,
     ) -> Result<Option<Caller>, RequestError> {
+        let scope = self.scope_of(method, path);
+        if self.admin_needs_client_cert && scope == Some(Scope::Manage) && !client_certificate {
+            return Err(RequestError::PermissionDenied(
+                "the admin API needs a client certificate signed by server.tls.client_ca_file"
+                    .into(),
+            ));
+        }
         if !self.enabled {
             return Ok(None);
         }
-        let Some(scope) = self.scope_of(method, path) else {
+        let Some(scope) = scope else {
             return Ok(None);
         };
         let presented = authorization
@@ -289,12 +301,15 @@ mod tests {
             ),
         )
         .unwrap();
-        Auth::load(&AuthSettings {
-            enabled: true,
-            tokens_file: Some(path),
-            tokens_env: "MODELGATE_TEST_NO_SUCH_VARIABLE".into(),
-            ..Default::default()
-        })
+        Auth::load(
+            &AuthSettings {
+                enabled: true,
+                tokens_file: Some(path),
+                tokens_env: "MODELGATE_TEST_NO_SUCH_VARIABLE".into(),
+                ..Default::default()
+            },
+            false,
+        )
         .unwrap()
     }
 
@@ -302,51 +317,44 @@ mod tests {
     fn scopes_decide_routes() {
         let a = auth();
         let post = Method::POST;
+        let get = Method::GET;
         let invoke = "/serving-endpoints/tx/invocations";
-        let code = |r: Result<Option<Caller>, RequestError>| match r {
+        let admin = "/api/2.0/serving-endpoints";
+        let code = |method: &Method, path: &str, header: Option<&[u8]>| match a
+            .check(method, path, header, false)
+        {
             Ok(Some(c)) => c.0.to_string(),
             Ok(None) => "open".into(),
             Err(e) => e.code().into(),
         };
-        assert_eq!(code(a.check(&post, invoke, None)), "UNAUTHENTICATED");
+        assert_eq!(code(&post, invoke, None), "UNAUTHENTICATED");
+        assert_eq!(code(&post, invoke, Some(b"Bearer nope")), "UNAUTHENTICATED");
         assert_eq!(
-            code(a.check(&post, invoke, Some(b"Bearer nope"))),
+            code(&post, invoke, Some(b"Basic q-secret")),
             "UNAUTHENTICATED"
         );
+        assert_eq!(code(&post, invoke, Some(b"Bearer q-secret")), "app");
         assert_eq!(
-            code(a.check(&post, invoke, Some(b"Basic q-secret"))),
-            "UNAUTHENTICATED"
-        );
-        assert_eq!(
-            code(a.check(&post, invoke, Some(b"Bearer q-secret"))),
-            "app"
-        );
-        assert_eq!(
-            code(a.check(
-                &post,
-                "/api/2.0/serving-endpoints",
-                Some(b"Bearer q-secret")
-            )),
+            code(&post, admin, Some(b"Bearer q-secret")),
             "PERMISSION_DENIED"
         );
-        assert_eq!(
-            code(a.check(
-                &post,
-                "/api/2.0/serving-endpoints",
-                Some(b"Bearer m-secret")
-            )),
-            "ops"
-        );
-        assert_eq!(
-            code(a.check(&Method::GET, "/v2/models/tx", Some(b"Bearer q-secret"))),
-            "app"
-        );
-        assert_eq!(code(a.check(&Method::GET, "/readyz", None)), "open");
-        assert_eq!(code(a.check(&Method::GET, "/metrics", None)), "open");
-        assert_eq!(
-            code(a.check(&Method::GET, "/no/such/route", None)),
-            "UNAUTHENTICATED"
-        );
+        assert_eq!(code(&post, admin, Some(b"Bearer m-secret")), "ops");
+        assert_eq!(code(&get, "/v2/models/tx", Some(b"Bearer q-secret")), "app");
+        assert_eq!(code(&get, "/readyz", None), "open");
+        assert_eq!(code(&get, "/metrics", None), "open");
+        assert_eq!(code(&get, "/no/such/route", None), "UNAUTHENTICATED");
+    }
+
+    #[test]
+    fn the_admin_api_can_need_a_client_certificate() {
+        let a = Auth::load(&AuthSettings::default(), true).unwrap();
+        let admin = "/api/2.0/serving-endpoints";
+        let denied = a.check(&Method::GET, admin, None, false).unwrap_err();
+        assert_eq!(denied.code(), "PERMISSION_DENIED");
+        assert!(a.check(&Method::GET, admin, None, true).unwrap().is_none());
+        // Scoring does not need one.
+        let invoke = "/serving-endpoints/tx/invocations";
+        assert!(a.check(&Method::POST, invoke, None, false).is_ok());
     }
 
     #[test]
@@ -355,12 +363,15 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("t.yaml");
             std::fs::write(&path, text).unwrap();
-            Auth::load(&AuthSettings {
-                enabled: true,
-                tokens_file: Some(path),
-                tokens_env: "MODELGATE_TEST_NO_SUCH_VARIABLE".into(),
-                ..Default::default()
-            })
+            Auth::load(
+                &AuthSettings {
+                    enabled: true,
+                    tokens_file: Some(path),
+                    tokens_env: "MODELGATE_TEST_NO_SUCH_VARIABLE".into(),
+                    ..Default::default()
+                },
+                false,
+            )
             .err()
             .map(|e| e.to_string())
         };

@@ -143,7 +143,8 @@ pub fn app(
                 .headers()
                 .get(actix_web::http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
-            match auth.check(req.method(), req.path(), authorization) {
+            let client_certificate = req.conn_data::<tls::ClientCertificate>().is_some();
+            match auth.check(req.method(), req.path(), authorization, client_certificate) {
                 Ok(caller) => {
                     if let Some(caller) = caller {
                         req.extensions_mut().insert(caller);

@@ -24,6 +24,30 @@ pub struct TlsSettings {
     /// How often the files are checked for changes, in ms.
     #[serde(default = "default_reload_ms")]
     pub reload_interval_ms: u64,
+    /// PEM CA certificates: the admin API (routes of the `manage` scope) then needs a client
+    /// certificate they signed; other routes take connections with or without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Marks a connection whose client presented a certificate the client CA verified.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCertificate;
+
+/// Records, per connection, whether the client's certificate was verified (for
+/// [`ClientCertificate`] checks on the admin API).
+pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+    use actix_tls::accept::rustls_0_23::TlsStream;
+    if let Some(tls) = conn.downcast_ref::<TlsStream<actix_web::rt::net::TcpStream>>() {
+        if tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .is_some_and(|c| !c.is_empty())
+        {
+            ext.insert(ClientCertificate);
+        }
+    }
 }
 
 fn default_reload_ms() -> u64 {
@@ -85,9 +109,34 @@ pub fn server_config(
     let resolver = Arc::new(CertResolver {
         current: ArcSwap::from_pointee(first),
     });
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_cert_resolver(resolver.clone());
+    let builder = rustls::ServerConfig::builder();
+    let builder = match &settings.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let file_error = |message: String| TlsError::File {
+                path: path.display().to_string(),
+                message,
+            };
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in
+                CertificateDer::pem_file_iter(path).map_err(|e| file_error(e.to_string()))?
+            {
+                roots
+                    .add(cert.map_err(|e| file_error(e.to_string()))?)
+                    .map_err(|e| file_error(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(file_error("holds no CA certificate".into()));
+            }
+            // Clients without a certificate still connect; the admin API refuses them.
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| file_error(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((config, resolver))
 }
