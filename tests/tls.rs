@@ -50,11 +50,24 @@ fn make_ca(dir: &Path) {
 
 /// A server certificate for 127.0.0.1 signed by the CA, as `<name>.pem` / `<name>.key`.
 fn make_leaf(dir: &Path, name: &str) {
-    std::fs::write(
-        dir.join("san.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
+    make_signed(
+        dir,
+        name,
+        "localhost",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    );
+}
+
+/// A key and a certificate for `cn` with `extension`, signed by the CA.
+fn make_signed(dir: &Path, name: &str, cn: &str, extension: &str) {
+    let ext = format!("{name}.cnf");
+    std::fs::write(dir.join(&ext), format!("{extension}\n")).unwrap();
+    let (key, csr, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    let subject = format!("/CN={cn}");
     openssl(
         dir,
         &[
@@ -65,11 +78,11 @@ fn make_leaf(dir: &Path, name: &str) {
             "ec_paramgen_curve:P-256",
             "-nodes",
             "-keyout",
-            &format!("{name}.key"),
+            &key,
             "-out",
-            &format!("{name}.csr"),
+            &csr,
             "-subj",
-            "/CN=localhost",
+            &subject,
         ],
     );
     openssl(
@@ -78,7 +91,7 @@ fn make_leaf(dir: &Path, name: &str) {
             "x509",
             "-req",
             "-in",
-            &format!("{name}.csr"),
+            &csr,
             "-CA",
             "ca.pem",
             "-CAkey",
@@ -87,9 +100,9 @@ fn make_leaf(dir: &Path, name: &str) {
             "-days",
             "2",
             "-extfile",
-            "san.cnf",
+            &ext,
             "-out",
-            &format!("{name}.pem"),
+            &pem,
         ],
     );
 }
@@ -271,44 +284,7 @@ fn the_admin_api_needs_a_client_certificate_when_a_client_ca_is_set() {
     make_ca(dir);
     make_leaf(dir, "server");
     // A client certificate from the same CA, for client authentication.
-    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
-            "/CN=ml-platform",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "client.cnf",
-            "-out",
-            "client.pem",
-        ],
-    );
+    make_signed(dir, "client", "ml-platform", "extendedKeyUsage=clientAuth");
     let extra = format!(
         "server:\n  tls:\n    cert_file: {}\n    key_file: {}\n    client_ca_file: {}\n",
         dir.join("server.pem").display(),
