@@ -4,7 +4,9 @@
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/modelgate-target}"
-command -v hey >/dev/null || { echo "needs hey: apt-get install -y hey" >&2; exit 2; }
+# Scripts that load with another client (limit.sh: oha) set NEEDS_HEY=0 before sourcing.
+[ "${NEEDS_HEY:-1}" = 0 ] || command -v hey >/dev/null \
+  || { echo "needs hey: apt-get install -y hey" >&2; exit 2; }
 ORT_DYLIB_PATH="$(scripts/fetch-onnxruntime.sh)"
 export ORT_DYLIB_PATH
 cargo build --release --locked --bin modelgate >&2
@@ -29,6 +31,16 @@ write_body() {
 import json, sys
 cases = json.load(open("tests/fixtures/transactions_v1_cases.json"))
 json.dump({"dataframe_split": {"columns": cases["columns"], "data": cases["data"][:1]}}, open(sys.argv[1], "w"))
+PY
+}
+
+# The first raw DEMO request of the join fixture (its features are looked up) as a one-row
+# `dataframe_split` body, in FILE.
+write_raw_body() {
+  python3 - "$1" <<'PY'
+import json, sys
+f = json.load(open("tests/fixtures/transactions_join_cases.json"))
+json.dump({"dataframe_split": {"columns": f["columns"], "data": [f["data"][0]]}}, open(sys.argv[1], "w"))
 PY
 }
 
@@ -58,7 +70,15 @@ hey_row() {  # $1: label, $2: body file, $3: load (rate|max)
 answered() { awk '/\[200\]/ { print $2 }' "$work/h.txt"; }
 
 # The `features:` section of the demo's online tables (the demo versions look features up).
+# The demo's online tables (the lines under `tables:`), and the embedded store's section.
+DEMO_TABLES="    - {name: transaction_count_ft, path: models/feature_tables/transaction_count_ft.jsonl, primary_keys: [CustomerID], event_timestamp: eventTimestamp}
+    - {name: product_3minute_max_price_ft, path: models/feature_tables/product_3minute_max_price_ft.jsonl, primary_keys: [Product], timestamp_key: LookupTimestamp}"
 DEMO_FEATURES="features:
   tables:
-    - {name: transaction_count_ft, path: models/feature_tables/transaction_count_ft.jsonl, primary_keys: [CustomerID], event_timestamp: eventTimestamp}
-    - {name: product_3minute_max_price_ft, path: models/feature_tables/product_3minute_max_price_ft.jsonl, primary_keys: [Product], timestamp_key: LookupTimestamp}"
+$DEMO_TABLES"
+
+# The `features:` section of the demo tables in STORE (embedded|redis), Redis on 127.0.0.1:PORT.
+store_features() {  # $1: store, $2: redis port
+  printf 'features:\n  store: %s\n  redis: {url: "redis://127.0.0.1:%s"}\n  tables:\n%s\n' \
+    "$1" "$2" "$DEMO_TABLES"
+}

@@ -24,11 +24,7 @@ trap 'kill $gw_pid $redis_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
 tables() {  # $1: store
   cat <<YAML
-features:
-  store: $1
-  redis: {url: "redis://127.0.0.1:$redis_port"}
-  tables:
-$(echo "$DEMO_FEATURES" | tail -n +3)
+$(store_features "$1" "$redis_port")
 registry: {path: models, watch: false}
 control: {state_file: $work/state.json}
 endpoints:

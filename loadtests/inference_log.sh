@@ -31,11 +31,7 @@ YAML
 }
 config "" > "$work/off.yaml"
 config "    auto_capture_config: {table_name_prefix: t}" > "$work/on.yaml"
-python3 - "$work/raw.json" <<'PY'
-import json, sys
-f = json.load(open("tests/fixtures/transactions_join_cases.json"))
-json.dump({"dataframe_split": {"columns": f["columns"], "data": [f["data"][0]]}}, open(sys.argv[1], "w"))
-PY
+write_raw_body "$work/raw.json"
 
 # Rows in the committed payload table, by the Python deltalake reader.
 logged_rows() {

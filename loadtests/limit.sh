@@ -85,17 +85,14 @@ command -v curl >/dev/null || { echo "needs curl" >&2; exit 2; }
 
 # The release gateway (built by common.sh), ORT_DYLIB_PATH, $work, start_gateway and the demo
 # feature tables.
+NEEDS_HEY=0
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 bounded "$BUILD_TIMEOUT" cargo build --release --locked -p modelgate-bare >&2
 bare_bin="$CARGO_TARGET_DIR/release/modelgate-bare"
 
 # --- the request -------------------------------------------------------------------------------
-python3 - "$work/raw.json" <<'PY'
-import json, sys
-f = json.load(open("tests/fixtures/transactions_join_cases.json"))
-json.dump({"dataframe_split": {"columns": f["columns"], "data": [f["data"][0]]}}, open(sys.argv[1], "w"))
-PY
+write_raw_body "$work/raw.json"
 
 # --- (b) in-process: criterion -----------------------------------------------------------------
 bench_filter='^rows_1/(raw_inference|request_path|request_path_monitored)/ort$'
@@ -182,11 +179,7 @@ REDIS="$(scripts/redis-server.sh)"
 redis_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 config() {  # $1: store (embedded|redis)
   cat <<YAML
-features:
-  store: $1
-  redis: {url: "redis://127.0.0.1:$redis_port"}
-  tables:
-$(echo "$DEMO_FEATURES" | tail -n +3)
+$(store_features "$1" "$redis_port")
 registry: {path: models, watch: false}
 control: {state_file: $work/state-$1.json}
 inference_log: {location: $work/tables-$1}

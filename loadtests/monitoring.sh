@@ -29,11 +29,7 @@ YAML
 }
 config false > "$work/off.yaml"
 config true > "$work/on.yaml"
-python3 - "$work/raw.json" <<'PY'
-import json, sys
-f = json.load(open("tests/fixtures/transactions_join_cases.json"))
-json.dump({"dataframe_split": {"columns": f["columns"], "data": [f["data"][0]]}}, open(sys.argv[1], "w"))
-PY
+write_raw_body "$work/raw.json"
 
 # Rows the champion's since-load profile counted (its Amount column).
 profiled_rows() {

@@ -53,17 +53,7 @@ helm="$helm_dir/helm"
 export HELM_CACHE_HOME="$helm_dir/cache" HELM_CONFIG_HOME="$helm_dir/config" HELM_DATA_HOME="$helm_dir/data"
 
 # --- kubernetes-validate, once ---
-(
-  exec 9>"$venv.lock"
-  flock 9
-  if [ ! -f "$venv/.complete-1" ]; then
-    rm -rf "$venv"
-    echo "installing kubernetes-validate into $venv" >&2
-    python3 -m venv "$venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check kubernetes-validate >&2
-    touch "$venv/.complete-1"
-  fi
-)
+"$(dirname "${BASH_SOURCE[0]}")/cached-venv.sh" "$venv" "kubernetes-validate==1.37.0" >/dev/null
 kv="$venv/bin/kubernetes-validate"
 
 echo "helm: $("$helm" version --short)"

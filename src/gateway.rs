@@ -207,7 +207,13 @@ pub struct LogPlan {
 
 impl LogPlan {
     /// The payload row of this request, answered with `status_code` and `response`.
-    fn call(&self, status_code: u16, request: Option<Bytes>, response: Bytes) -> CallRecord {
+    fn call(
+        &self,
+        status_code: u16,
+        request: Option<Bytes>,
+        response: Bytes,
+        requester: Option<&str>,
+    ) -> CallRecord {
         CallRecord {
             request_id: self.request_id.clone(),
             client_request_id: None,
@@ -218,7 +224,7 @@ impl LogPlan {
             response: Some(response),
             served_entity: None,
             logging_error_codes: Vec::new(),
-            requester: None,
+            requester: requester.map(str::to_owned),
         }
     }
 
@@ -271,6 +277,7 @@ pub struct Gateway {
     max_batch_rows: usize,
     limits: Limits,
     in_flight: std::sync::atomic::AtomicUsize,
+    scrape: std::sync::Mutex<()>,
     shutting_down: AtomicBool,
 }
 
@@ -293,6 +300,7 @@ impl Gateway {
             max_batch_rows,
             limits,
             in_flight: Default::default(),
+            scrape: Default::default(),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -383,9 +391,9 @@ impl Gateway {
             Ok(s) => {
                 let body = Bytes::from(s.body);
                 if let Some(plan) = log_plan {
-                    let mut call = plan.call(200, Some(inv.body.clone()), body.clone());
+                    let requester = inv.requester.as_deref();
+                    let mut call = plan.call(200, Some(inv.body.clone()), body.clone(), requester);
                     call.client_request_id = s.client_request_id;
-                    call.requester = inv.requester.as_deref().map(str::to_owned);
                     call.execution_ms = Some((s.timings.inference * 1000.0).round() as i64);
                     call.served_entity = Some(s.served.id());
                     plan.log.log_call(plan.capture, call, s.logged);
@@ -399,9 +407,9 @@ impl Gateway {
                 if let Some(plan) = log_plan {
                     let body = Bytes::from(f.error.body(protocol));
                     let status = f.error.status().as_u16();
-                    let mut call = plan.call(status, Some(inv.body.clone()), body);
+                    let requester = inv.requester.as_deref();
+                    let mut call = plan.call(status, Some(inv.body.clone()), body, requester);
                     call.served_entity = f.served_name.clone();
-                    call.requester = inv.requester.as_deref().map(str::to_owned);
                     plan.log.log_call(plan.capture, call, Vec::new());
                 }
                 Err(f)
@@ -472,7 +480,7 @@ impl Gateway {
         {
             // The body was not read: logged as null.
             let body = Bytes::from(error.body(protocol));
-            let mut call = plan.call(error.status().as_u16(), None, body);
+            let mut call = plan.call(error.status().as_u16(), None, body, None);
             if matches!(error, RequestError::PayloadTooLarge(_)) {
                 call.logging_error_codes
                     .push(crate::inference_log::record::MAX_REQUEST_SIZE_EXCEEDED);
@@ -508,12 +516,23 @@ impl Gateway {
         self.metrics
             .loaded_versions
             .set(crate::endpoint::live_versions() as i64);
+        let reports: Vec<_> = match self.monitoring {
+            None => Vec::new(),
+            Some(_) => self
+                .endpoints()
+                .into_iter()
+                .map(|e| (self.monitoring_reports(&e), e))
+                .collect(),
+        };
+        // The monitoring gauges are cleared and set again: one scrape at a time, so another
+        // never renders them half set.
+        let _one_scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         if self.monitoring.is_some() {
             let m = &self.metrics.monitoring;
             m.clear();
-            for endpoint in self.endpoints() {
-                for report in self.monitoring_reports(&endpoint) {
-                    m.publish(&endpoint.name, &report);
+            for (entities, endpoint) in &reports {
+                for report in entities {
+                    m.publish(&endpoint.name, report);
                 }
                 m.set_pending(&endpoint.name, endpoint.pending_labels.rows());
             }

@@ -217,6 +217,21 @@ fn rate_limits_per_endpoint_and_per_user() {
     assert_eq!(limited.json()["error_code"], "REQUEST_LIMIT_EXCEEDED");
     let wait: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
+    // A config update keeps the limits and the minute's count.
+    let config = json!({"served_entities": [
+        {"entity_name": "transactions", "entity_version": "1", "engine": "tract"}]});
+    let updated = gw.put_json("/api/2.0/serving-endpoints/tx/config", &config);
+    assert_eq!(updated.status, 200, "{}", updated.text);
+    let started = std::time::Instant::now();
+    while gw.get("/api/2.0/serving-endpoints/tx").json()["state"]["config_update"] != "NOT_UPDATING"
+    {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the update did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(gw.invoke("tx", &rows(1)).status, 429);
 
     // Per user, created through the control plane in Databricks' shape.
     let create = json!({"name": "peruser", "config": {"served_entities": [

@@ -13,7 +13,7 @@ use super::window::{Window, Windowed};
 use crate::endpoint::ServedEntity;
 use crate::engine::outputs::OutputMapping;
 use crate::engine::tensor::{NamedTensor, TensorData};
-use crate::features::expr::{parse_timestamp, Value};
+use crate::features::expr::Value;
 use crate::inference_log::LabelRecord;
 use crate::protocol::frame::{ColumnData, Frame};
 
@@ -420,8 +420,8 @@ impl PendingLabels {
             return;
         }
         let event_ms = timestamp_column
-            .and_then(|c| frame.columns.iter().find(|f| f.name == c))
-            .map(|c| event_times(&c.data))
+            .and_then(|c| frame.column(c))
+            .map(event_times)
             .unwrap_or_default();
         let now = now_ms();
         let mut p = lock(&self.inner);
@@ -534,9 +534,7 @@ fn by_key(p: &Pending, label: &LabelRecord) -> Vec<(Arc<str>, usize)> {
             p.requests.get(id).is_some_and(|r| {
                 label.keys.iter().all(|(name, value)| {
                     r.frame
-                        .columns
-                        .iter()
-                        .find(|c| c.name == *name)
+                        .column(name)
                         .is_some_and(|c| cell_equals(&c.data, *row, value))
                 })
             })
@@ -568,9 +566,13 @@ fn cell_equals(data: &ColumnData, row: usize, v: &Value) -> bool {
     }
 }
 
-fn event_times(data: &ColumnData) -> Vec<Option<i64>> {
-    match data {
-        ColumnData::Str(v) => v.iter().map(|s| parse_timestamp(s)).collect(),
+/// Each row's event time, read as the feature join reads its request timestamp.
+fn event_times(col: &crate::protocol::frame::Column) -> Vec<Option<i64>> {
+    match &col.data {
+        ColumnData::Str(v) => v
+            .iter()
+            .map(|s| crate::features::join::text_timestamp(s, col.from_text))
+            .collect(),
         ColumnData::I64(v) => v.iter().map(|&t| Some(t)).collect(),
         _ => Vec::new(),
     }
@@ -597,7 +599,6 @@ pub struct MonitorPlan {
 impl MonitorPlan {
     /// Counts a batch `entity` scored for `slot`; for a binary classifier, its predictions
     /// to wait for labels. `model_frame` is what the model took.
-    #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &self,
         slot: &crate::endpoint::EntitySlot,
@@ -634,6 +635,7 @@ impl MonitorPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::expr::parse_timestamp;
     use crate::protocol::frame::Column;
 
     fn config() -> Arc<MonitorConfig> {
@@ -759,5 +761,31 @@ mod tests {
         let t = parse_timestamp(at).unwrap();
         assert_eq!(p.by_time[&t].len(), 100);
         assert_eq!(&*p.by_time[&t].front().unwrap().0, "r900");
+    }
+}
+
+#[cfg(test)]
+mod event_time_tests {
+    use super::*;
+    use crate::protocol::frame::Column;
+
+    #[test]
+    fn csv_cells_in_epoch_milliseconds_are_event_times_as_in_the_join() {
+        let mut col = Column::scalar(
+            "t",
+            ColumnData::Str(vec![
+                "1795345200000".into(),
+                "2026-11-22T10:19:05Z".into(),
+                "x".into(),
+            ]),
+        );
+        col.from_text = true;
+        let t = event_times(&col);
+        assert_eq!(t[0], Some(1_795_345_200_000));
+        assert!(t[1].is_some());
+        assert_eq!(t[2], None);
+        // JSON text is ISO 8601 only, as the join reads it.
+        col.from_text = false;
+        assert_eq!(event_times(&col)[0], None);
     }
 }

@@ -194,7 +194,7 @@ impl ProfilePlan {
         for c in &self.columns {
             let start = out.len();
             match c.role {
-                Role::Feature => match frame.columns.iter().find(|f| f.name == c.name) {
+                Role::Feature => match frame.column(&c.name) {
                     Some(col) => bin_column(&c.binner, &col.data, out),
                     None => out.resize(start + rows, NULL),
                 },

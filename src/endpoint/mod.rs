@@ -216,7 +216,7 @@ pub struct Generation {
     /// The inference-table capture of this config, resolved on first use.
     pub capture: std::sync::OnceLock<Option<Arc<crate::inference_log::Capture>>>,
     /// The counters of the config's rate limits (none without limits).
-    pub rate_limiter: Option<rate_limit::RateLimiter>,
+    pub rate_limiter: Option<Arc<rate_limit::RateLimiter>>,
 }
 
 impl Generation {
@@ -259,7 +259,11 @@ impl Generation {
             key_header,
             stages,
             capture: Default::default(),
-            rate_limiter: rate_limit::RateLimiter::new(&settings.rate_limits),
+            // The same limits keep their counts across a config update.
+            rate_limiter: previous
+                .filter(|p| p.settings.rate_limits == settings.rate_limits)
+                .and_then(|p| p.rate_limiter.clone())
+                .or_else(|| rate_limit::RateLimiter::new(&settings.rate_limits).map(Arc::new)),
             settings,
             slots,
             router,

@@ -88,8 +88,13 @@ impl RateLimiter {
             }
         }
         for (limit, w) in &mut windows {
-            let key = key_of(limit.key, requester, w).to_owned();
-            *w.counts.entry(key).or_insert(0) += 1;
+            let key = key_of(limit.key, requester, w);
+            match w.counts.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    w.counts.insert(key.to_owned(), 1);
+                }
+            }
         }
         Ok(())
     }

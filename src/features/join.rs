@@ -15,12 +15,12 @@ use crate::protocol::frame::{Column, ColumnData, Frame};
 
 /// Per-feature outcome counters, looked up once when the plan compiles.
 struct FeatureCounters {
-    pub present: prometheus::IntCounter,
-    pub from_request: prometheus::IntCounter,
-    pub defaulted: prometheus::IntCounter,
-    pub missing: prometheus::IntCounter,
-    pub stale: prometheus::IntCounter,
-    pub timed_out: prometheus::IntCounter,
+    present: prometheus::IntCounter,
+    from_request: prometheus::IntCounter,
+    defaulted: prometheus::IntCounter,
+    missing: prometheus::IntCounter,
+    stale: prometheus::IntCounter,
+    timed_out: prometheus::IntCounter,
 }
 
 impl FeatureCounters {
@@ -291,12 +291,12 @@ impl JoinPlan {
         })
     }
 
-    /// The column names a request may carry.
     /// The request column that holds each row's event time, when the spec names one.
     pub fn request_timestamp(&self) -> Option<&str> {
         self.request_ts.as_deref()
     }
 
+    /// The column names a request may carry.
     fn request_columns(&self) -> Vec<String> {
         self.request.iter().map(|(n, _)| n.clone()).collect()
     }
@@ -659,6 +659,11 @@ fn request_values(col: &Column, ty: Type) -> RequestResult<Vec<Value>> {
 }
 
 /// A timestamp column: ISO 8601 text or epoch milliseconds.
+/// A timestamp sent as text: ISO 8601, or epoch milliseconds in a CSV cell (`from_text`).
+pub fn text_timestamp(s: &str, from_text: bool) -> Option<i64> {
+    parse_timestamp(s).or_else(|| from_text.then(|| s.parse().ok()).flatten())
+}
+
 fn timestamps(col: &Column) -> RequestResult<Vec<Value>> {
     let bad = |r: usize, shown: String| {
         RequestError::bad(format!(
@@ -671,8 +676,7 @@ fn timestamps(col: &Column) -> RequestResult<Vec<Value>> {
             .iter()
             .enumerate()
             .map(|(r, s)| {
-                parse_timestamp(s)
-                    .or_else(|| col.from_text.then(|| s.parse().ok()).flatten())
+                text_timestamp(s, col.from_text)
                     .map(Value::Timestamp)
                     .ok_or_else(|| bad(r, format!("'{s}'")))
             })

@@ -78,7 +78,8 @@ pub enum AuthError {
 }
 
 struct Token {
-    name: String,
+    /// Shared into each request's [`Caller`] without a copy.
+    name: std::sync::Arc<str>,
     hash: [u8; 32],
     query: bool,
     manage: bool,
@@ -131,7 +132,7 @@ impl Auth {
             })?;
             add_tokens(&mut tokens, list, &format!("${}", settings.tokens_env))?;
         }
-        if settings.enabled && tokens.is_empty() {
+        if tokens.is_empty() {
             return Err(AuthError::NoTokens(settings.tokens_env.clone()));
         }
         Ok(Self {
@@ -191,21 +192,17 @@ impl Auth {
         }
         let token = found
             .ok_or_else(|| RequestError::Unauthenticated("the bearer token is not known".into()))?;
-        let allowed = match scope {
-            Scope::Query => token.query,
-            Scope::Manage => token.manage,
+        let (allowed, needed) = match scope {
+            Scope::Query => (token.query, "query"),
+            Scope::Manage => (token.manage, "manage"),
         };
         if !allowed {
-            let needed = match scope {
-                Scope::Query => "query",
-                Scope::Manage => "manage",
-            };
             return Err(RequestError::PermissionDenied(format!(
                 "token '{}' does not have the '{needed}' scope this route needs",
                 token.name
             )));
         }
-        Ok(Some(Caller(token.name.as_str().into())))
+        Ok(Some(Caller(token.name.clone())))
     }
 
     /// The scope a route needs; none for the open ones.
@@ -260,13 +257,13 @@ fn add_tokens(out: &mut Vec<Token>, list: TokenList, source: &str) -> Result<(),
         if e.scopes.is_empty() {
             return Err(fail("no scopes (query, manage)".into()));
         }
-        if out.iter().any(|t| t.name == e.name) {
+        if out.iter().any(|t| *t.name == *e.name) {
             return Err(fail("the name is used twice".into()));
         }
         out.push(Token {
             query: e.scopes.contains(&Scope::Query),
             manage: e.scopes.contains(&Scope::Manage),
-            name: e.name,
+            name: e.name.as_str().into(),
             hash,
         });
     }
@@ -289,18 +286,11 @@ mod tests {
         hex::encode(Sha256::digest(token.as_bytes()))
     }
 
-    fn auth() -> Auth {
+    /// Tokens on, read from a file holding `text`.
+    fn load_file(text: &str) -> Result<Auth, AuthError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.yaml");
-        std::fs::write(
-            &path,
-            format!(
-                "tokens:\n  - {{name: app, sha256: {}, scopes: [query]}}\n  - {{name: ops, sha256: {}, scopes: [query, manage]}}\n",
-                sha("q-secret"),
-                sha("m-secret")
-            ),
-        )
-        .unwrap();
+        std::fs::write(&path, text).unwrap();
         Auth::load(
             &AuthSettings {
                 enabled: true,
@@ -310,6 +300,14 @@ mod tests {
             },
             false,
         )
+    }
+
+    fn auth() -> Auth {
+        load_file(&format!(
+            "tokens:\n  - {{name: app, sha256: {}, scopes: [query]}}\n  - {{name: ops, sha256: {}, scopes: [query, manage]}}\n",
+            sha("q-secret"),
+            sha("m-secret")
+        ))
         .unwrap()
     }
 
@@ -359,22 +357,7 @@ mod tests {
 
     #[test]
     fn bad_token_lists_are_refused_with_the_token_named() {
-        let settings = |text: &str| {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("t.yaml");
-            std::fs::write(&path, text).unwrap();
-            Auth::load(
-                &AuthSettings {
-                    enabled: true,
-                    tokens_file: Some(path),
-                    tokens_env: "MODELGATE_TEST_NO_SUCH_VARIABLE".into(),
-                    ..Default::default()
-                },
-                false,
-            )
-            .err()
-            .map(|e| e.to_string())
-        };
+        let settings = |text: &str| load_file(text).err().map(|e| e.to_string());
         let e = settings("tokens: [{name: a, sha256: zz, scopes: [query]}]").unwrap();
         assert!(e.contains("token 'a': sha256 is not hex"), "{e}");
         let e = settings("tokens: [{name: a, sha256: abcd, scopes: [query]}]").unwrap();

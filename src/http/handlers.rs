@@ -193,9 +193,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.gateway.render_metrics())
+    // Monitoring's reports close windows and take the served entities' locks: off the worker.
+    let gateway = state.gateway.clone();
+    match web::block(move || gateway.render_metrics()).await {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        Err(e) => mlflow_error(&RequestError::Internal(format!(
+            "the metrics were not rendered: {e}"
+        ))),
+    }
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {

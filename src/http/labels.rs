@@ -67,10 +67,14 @@ pub async fn post_labels(
         }
     }
     let (joiner, endpoint) = (gateway.clone(), endpoint.clone());
-    let joined = web::block(move || joiner.join_labels(&endpoint, &labels))
-        .await
-        .ok()
-        .flatten();
+    let joined = match web::block(move || joiner.join_labels(&endpoint, &labels)).await {
+        Ok(j) => j,
+        Err(e) => {
+            return mlflow_error(&RequestError::Internal(format!(
+                "the labels were logged but not joined to their predictions: {e}"
+            )))
+        }
+    };
     let mut body = json!({ "accepted": accepted });
     if let Some(outcomes) = joined {
         body["monitoring"] = json!(outcomes);

@@ -153,11 +153,12 @@ pub fn app(
                 }
                 Err(e) => {
                     metrics.auth_refusals.with_label_values(&[e.code()]).inc();
-                    let response = if req.path().starts_with("/v2") {
-                        v2_error(&e)
+                    let protocol = if req.path().starts_with("/v2") {
+                        "v2"
                     } else {
-                        mlflow_error(&e)
+                        "mlflow"
                     };
+                    let response = error_response(&e, e.body(protocol));
                     Either::Right(ready(Ok(req.into_response(response))))
                 }
             }

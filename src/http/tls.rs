@@ -77,7 +77,10 @@ pub fn load_pair(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, TlsE
     }
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| file_error(key_file, format!("no private key: {e}")))?;
-    let provider = rustls::crypto::ring::default_provider();
+    // The process-wide provider (installed at start), the one the server config uses.
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
     let signing = provider
         .key_provider
         .load_private_key(key)
