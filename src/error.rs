@@ -21,9 +21,6 @@ pub enum RequestError {
     /// A content type the route does not take.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// The body is over the configured limit.
-    #[error("{0}")]
-    PayloadTooLarge(String),
     /// The inference queue is full: the caller may retry.
     #[error("{0}")]
     Overloaded(String),
@@ -49,6 +46,84 @@ pub enum RequestError {
     /// The request took longer than `server.request_timeout_ms`.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// A bound on what one request (or all requests together) may make the gateway hold.
+    #[error("{message}")]
+    LimitExceeded { limit: Limit, message: String },
+}
+
+/// Every bound a caller can run into, each a setting, named in its error and counted in
+/// `modelgate_limit_refusals_total{limit}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    BodyBytes,
+    InflightBodyBytes,
+    BodyReadTimeout,
+    Columns,
+    Rows,
+    Cells,
+    StringBytes,
+    IdBytes,
+    Outputs,
+    ResponseBytes,
+    StreamsPerConnection,
+    LabelKeys,
+    Labels,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 13] = [
+        Limit::BodyBytes,
+        Limit::InflightBodyBytes,
+        Limit::BodyReadTimeout,
+        Limit::Columns,
+        Limit::Rows,
+        Limit::Cells,
+        Limit::StringBytes,
+        Limit::IdBytes,
+        Limit::Outputs,
+        Limit::ResponseBytes,
+        Limit::StreamsPerConnection,
+        Limit::LabelKeys,
+        Limit::Labels,
+    ];
+
+    /// The `limit` label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::BodyBytes => "body_bytes",
+            Limit::InflightBodyBytes => "inflight_body_bytes",
+            Limit::BodyReadTimeout => "body_read_timeout",
+            Limit::Columns => "columns",
+            Limit::Rows => "rows",
+            Limit::Cells => "cells",
+            Limit::StringBytes => "string_bytes",
+            Limit::IdBytes => "id_bytes",
+            Limit::Outputs => "outputs",
+            Limit::ResponseBytes => "response_bytes",
+            Limit::StreamsPerConnection => "streams_per_connection",
+            Limit::LabelKeys => "label_keys",
+            Limit::Labels => "labels",
+        }
+    }
+
+    /// 413 for sizes, 400 for shapes, 408 for a body that does not arrive, 429/503 for what
+    /// all callers share.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Limit::BodyBytes
+            | Limit::Cells
+            | Limit::StringBytes
+            | Limit::IdBytes
+            | Limit::ResponseBytes
+            | Limit::Labels => StatusCode::PAYLOAD_TOO_LARGE,
+            Limit::Columns | Limit::Rows | Limit::Outputs | Limit::LabelKeys => {
+                StatusCode::BAD_REQUEST
+            }
+            Limit::BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
+            Limit::InflightBodyBytes => StatusCode::SERVICE_UNAVAILABLE,
+            Limit::StreamsPerConnection => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
 }
 
 impl RequestError {
@@ -58,7 +133,6 @@ impl RequestError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -66,6 +140,7 @@ impl RequestError {
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::LimitExceeded { limit, .. } => limit.status(),
         }
     }
 
@@ -77,9 +152,6 @@ impl RequestError {
             Self::BadRequest(_) | Self::Unprocessable(_) => "BAD_REQUEST",
             Self::NotFound(_) => "RESOURCE_DOES_NOT_EXIST",
             Self::UnsupportedMediaType(_) => "BAD_REQUEST",
-            // Not REQUEST_LIMIT_EXCEEDED: MLflow and Databricks clients read that as 429
-            // throttling and retry a body that can never succeed.
-            Self::PayloadTooLarge(_) => "BAD_REQUEST",
             Self::Overloaded(_) => "TEMPORARILY_UNAVAILABLE",
             Self::Unavailable(_) => "TEMPORARILY_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL_ERROR",
@@ -88,6 +160,14 @@ impl RequestError {
             // Databricks' throttling code: clients back off and retry.
             Self::TooManyRequests { .. } => "REQUEST_LIMIT_EXCEEDED",
             Self::DeadlineExceeded(_) => "DEADLINE_EXCEEDED",
+            // Shared budgets are worth a retry; a request over its own bounds is not (not
+            // REQUEST_LIMIT_EXCEEDED: MLflow and Databricks clients read that as throttling
+            // and retry a body that can never succeed).
+            Self::LimitExceeded { limit, .. } => match limit {
+                Limit::InflightBodyBytes => "TEMPORARILY_UNAVAILABLE",
+                Limit::StreamsPerConnection => "REQUEST_LIMIT_EXCEEDED",
+                _ => "BAD_REQUEST",
+            },
         }
     }
 
@@ -109,6 +189,10 @@ impl RequestError {
             // The queue drains in milliseconds.
             Self::Overloaded(_) => Some(1),
             Self::TooManyRequests { retry_after_s, .. } => Some(*retry_after_s),
+            Self::LimitExceeded {
+                limit: Limit::InflightBodyBytes | Limit::StreamsPerConnection,
+                ..
+            } => Some(1),
             _ => None,
         }
     }
@@ -134,6 +218,23 @@ impl RequestError {
 
     pub fn bad(msg: impl Into<String>) -> Self {
         Self::BadRequest(msg.into())
+    }
+
+    /// `what` is over `limit`: "the request has 40000 columns, over the limit of 2048
+    /// (limits.max_columns)".
+    pub fn limit(limit: Limit, message: impl Into<String>) -> Self {
+        Self::LimitExceeded {
+            limit,
+            message: message.into(),
+        }
+    }
+
+    /// The bound this error is, when it is one.
+    pub fn exceeded(&self) -> Option<Limit> {
+        match self {
+            Self::LimitExceeded { limit, .. } => Some(*limit),
+            _ => None,
+        }
     }
 }
 

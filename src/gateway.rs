@@ -69,6 +69,8 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// A request's deadline from its arrival; beyond it 504.
     pub timeout: Option<std::time::Duration>,
+    /// Bounds on what one request may hold, checked while decoding.
+    pub decode: crate::protocol::limits::DecodeLimits,
 }
 
 impl Default for Limits {
@@ -76,6 +78,7 @@ impl Default for Limits {
         Self {
             max_in_flight: usize::MAX,
             timeout: None,
+            decode: Default::default(),
         }
     }
 }
@@ -260,6 +263,11 @@ pub struct Plan {
     pub header_key: Option<Vec<u8>>,
     pub format: Format,
     pub max_rows: usize,
+    /// Bounds on what the request may hold (`max_rows` included).
+    pub limits: crate::protocol::limits::DecodeLimits,
+    /// When the caller stops waiting: a job started after it is not run, and a long one
+    /// stops between stages.
+    pub deadline: Option<Instant>,
     /// Where shadow copies run.
     pub pool: Arc<InferencePool>,
     /// Set when this request is logged to the endpoint's inference tables.
@@ -431,6 +439,7 @@ impl Gateway {
             .with_label_values(&[endpoint_label, entity_label, protocol, class])
             .observe(inv.received.elapsed().as_secs_f64());
         if let Err(f) = &result {
+            self.count_refusal(&f.error);
             m.request_errors
                 .with_label_values(&[endpoint_label, f.error.code()])
                 .inc();
@@ -481,7 +490,7 @@ impl Gateway {
             // The body was not read: logged as null.
             let body = Bytes::from(error.body(protocol));
             let mut call = plan.call(error.status().as_u16(), None, body, None);
-            if matches!(error, RequestError::PayloadTooLarge(_)) {
+            if error.exceeded() == Some(crate::error::Limit::BodyBytes) {
                 call.logging_error_codes
                     .push(crate::inference_log::record::MAX_REQUEST_SIZE_EXCEEDED);
             }
@@ -503,6 +512,17 @@ impl Gateway {
         m.request_errors
             .with_label_values(&[label, error.code()])
             .inc();
+        self.count_refusal(error);
+    }
+
+    /// Counts a refusal at a bound in `modelgate_limit_refusals_total`.
+    pub fn count_refusal(&self, error: &RequestError) {
+        if let Some(limit) = error.exceeded() {
+            self.metrics
+                .limit_refusals
+                .with_label_values(&[limit.name()])
+                .inc();
+        }
     }
 
     /// The Prometheus exposition, with gauges sampled now.
@@ -687,6 +707,11 @@ impl Gateway {
             header_key,
             format: inv.format.clone(),
             max_rows: self.max_batch_rows,
+            limits: crate::protocol::limits::DecodeLimits {
+                max_rows: self.max_batch_rows,
+                ..self.limits.decode
+            },
+            deadline: self.limits.timeout.map(|t| inv.received + t),
             pool: self.pool.clone(),
             log,
             monitor: self.monitoring.as_ref().map(|config| MonitorPlan {
@@ -872,9 +897,10 @@ pub fn score(
     let no_arm = Failure::from;
     let logging = plan.log.is_some();
     let monitoring = plan.monitor.is_some();
+    check_deadline(plan, "before it started").map_err(no_arm)?;
     let (frame, v2_req, echo, client_request_id) = match &plan.format {
         Format::MlflowJson => {
-            let req = mlflow::decode_json(body).map_err(no_arm)?;
+            let req = mlflow::decode_json_limited(body, &plan.limits).map_err(no_arm)?;
             // `params: {"return_features": true}` echoes the joined features (debugging).
             let echo = req
                 .params
@@ -885,19 +911,22 @@ pub fn score(
             (req.frame, None, echo, req.client_request_id)
         }
         Format::MlflowCsv => (
-            mlflow::decode_csv(body).map_err(no_arm)?.frame,
+            mlflow::decode_csv_limited(body, &plan.limits)
+                .map_err(no_arm)?
+                .frame,
             None,
             false,
             None,
         ),
         Format::V2 { .. } => {
-            let mut req = v2::decode(body).map_err(no_arm)?;
+            let mut req = v2::decode_limited(body, &plan.limits).map_err(no_arm)?;
             let frame = std::mem::take(&mut req.frame);
             let id = if logging { req.id.clone() } else { None };
             (frame, Some(req), false, id)
         }
     };
     frame.validate(plan.max_rows).map_err(no_arm)?;
+    check_deadline(plan, "after decoding").map_err(no_arm)?;
     // Shared with the shadow jobs and the inference log without a copy.
     let frame = Arc::new(frame);
     let rows = frame.rows();
@@ -921,6 +950,7 @@ pub fn score(
             // Encoders index outputs by row: a model whose outputs are not one row per input
             // row is refused here, not by a panic.
             check_rows(&outputs, rows).map_err(|m| failed(RequestError::Internal(m)))?;
+            check_deadline(plan, "after inference").map_err(failed)?;
             let t2 = Instant::now();
             if let Some(m) = &plan.monitor {
                 let (model_frame, defaulted) = match &joined {
@@ -978,6 +1008,7 @@ pub fn score(
             )?
         }
     };
+    plan.limits.response(buf.len()).map_err(no_arm)?;
     let t3 = Instant::now();
     let timings = Timings {
         queued,
@@ -997,6 +1028,16 @@ pub fn score(
         logged,
         client_request_id,
     })
+}
+
+/// A job whose caller has gone (its deadline passed) does no more work.
+fn check_deadline(plan: &Plan, when: &str) -> Result<(), RequestError> {
+    match plan.deadline {
+        Some(d) if Instant::now() >= d => Err(RequestError::DeadlineExceeded(format!(
+            "the request passed its deadline {when} (server.request_timeout_ms): not run further"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Scores a batch whose rows go to different arms, one sub-batch per arm, and writes the

@@ -76,6 +76,9 @@ pub enum StartError {
 /// A gateway with its models loaded and its socket bound, not yet serving.
 pub struct Started {
     pub addr: SocketAddr,
+    /// The admin listener's bound address (`server.admin_listen`).
+    pub admin_addr: Option<SocketAddr>,
+    admin_listener: Option<TcpListener>,
     pub gateway: Arc<Gateway>,
     pub updater: Arc<Updater>,
     pub control: Arc<ControlPlane>,
@@ -210,19 +213,27 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
             max_in_flight: settings.server.max_concurrent_requests,
             timeout: (settings.server.request_timeout_ms > 0)
                 .then(|| Duration::from_millis(settings.server.request_timeout_ms)),
+            decode: settings.decode_limits(),
         },
     ));
+    if settings.anonymous_beyond_loopback() {
+        warn!(
+            "anonymous access beyond loopback (auth.allow_anonymous: true): anyone who reaches {} can score{}",
+            settings.server.listen,
+            if settings.server.admin_listen.is_some() { " and use the admin API on server.admin_listen" } else { " and use the admin API (endpoints, features, labels)" }
+        );
+    }
+    let admin_listener = match settings.admin_addr()? {
+        Some(addr) => Some(bind(addr)?),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(|(_, a)| *a);
     let addr = settings.listen_addr()?;
-    let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
-        addr: addr.to_string(),
-        source,
-    })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: addr.to_string(),
-        source,
-    })?;
+    let (listener, addr) = bind(addr)?;
     Ok(Started {
         addr,
+        admin_addr,
+        admin_listener: admin_listener.map(|(l, _)| l),
         gateway,
         updater,
         control,
@@ -234,6 +245,17 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         listener,
         settings,
     })
+}
+
+/// Binds `addr`; the bound address (a port 0 picked).
+fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let failed = |source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).map_err(failed)?;
+    let bound = listener.local_addr().map_err(failed)?;
+    Ok((listener, bound))
 }
 
 type Stores = (
@@ -254,7 +276,10 @@ async fn open_store(settings: &Settings) -> Result<Stores, StartError> {
             crate::features::redis_store::RedisStore::open(&redis, tables)
         })
         .await??;
-        info!(url = %settings.features.redis.url, "online store: redis");
+        info!(
+            url = %crate::settings::redact_url(&settings.features.redis.url),
+            "online store: redis"
+        );
         return Ok((Some(Arc::new(store)), None));
     }
     let store =
@@ -404,14 +429,40 @@ impl Started {
             webhook_deliveries: Default::default(),
             max_body_bytes: self.settings.server.max_body_bytes,
             auth: self.auth.clone(),
+            body_reading: http::body::BodyReading {
+                budget: http::body::BodyBudget::new(
+                    self.settings.server.max_inflight_body_bytes,
+                    self.gateway.metrics().inflight_body_bytes.clone(),
+                ),
+                timeout: Duration::from_millis(self.settings.server.body_read_timeout_ms),
+            },
+            trusted_proxies: self
+                .settings
+                .server
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| http::proxy::parse_range(p))
+                .collect(),
+            admin_addr: self.admin_addr,
+            max_streams_per_connection: self.settings.server.max_streams_per_connection,
         });
         let timeout = self.settings.server.shutdown_timeout_seconds;
+        let workers = self.settings.http_workers();
+        // actix bounds connections per worker: the setting is over all of them.
+        let per_worker = self
+            .settings
+            .server
+            .max_connections
+            .div_ceil(workers)
+            .max(1);
         let server = HttpServer::new(move || http::app(state.clone()))
-            .workers(self.settings.http_workers())
+            .workers(workers)
+            .max_connections(per_worker)
             .disable_signals()
             .shutdown_timeout(timeout)
-            .on_connect(crate::http::tls::on_connect);
+            .on_connect(crate::http::on_connect);
         let scheme = self.scheme();
+        let listeners = std::iter::once(self.listener).chain(self.admin_listener);
         let server = match (self.tls, self.settings.server.tls.clone()) {
             (Some((config, resolver)), Some(tls_settings)) => {
                 crate::http::tls::watch(
@@ -420,9 +471,13 @@ impl Started {
                     self.gateway.metrics().tls_reloads.clone(),
                 )
                 .map_err(StartError::Serve)?;
-                server.listen_rustls_0_23(self.listener, config)
+                listeners.into_iter().try_fold(server, |server, l| {
+                    server.listen_rustls_0_23(l, config.clone())
+                })
             }
-            _ => server.listen(self.listener),
+            _ => listeners
+                .into_iter()
+                .try_fold(server, |server, l| server.listen(l)),
         }
         .map_err(StartError::Serve)?
         .run();
@@ -430,6 +485,9 @@ impl Started {
         let gateway = self.gateway.clone();
         let serving = tokio::spawn(server);
         info!("modelgate listening on {scheme}://{}", self.addr);
+        if let Some(admin) = self.admin_addr {
+            info!("admin API listening on {scheme}://{admin}");
+        }
         shutdown.await;
         info!("shutting down: readiness off, draining in-flight requests (up to {timeout} s)");
         gateway.begin_shutdown();

@@ -56,7 +56,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,ort=warn".into()),
+                // Dependencies (Delta commits, HTTP clients) at warn: their INFO lines wrote
+                // megabytes a minute under load. RUST_LOG still sets anything.
+                .unwrap_or_else(|_| "warn,modelgate=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -69,7 +71,11 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { file } => match Settings::load(Some(&file), None) {
             Ok(s) => {
-                println!("{}", serde_yaml::to_string(&s).unwrap_or_default());
+                // Secrets never reach the terminal (nor CI logs that keep it).
+                println!(
+                    "{}",
+                    serde_yaml::to_string(&s.redacted()).unwrap_or_default()
+                );
                 eprintln!("{}: configuration is valid", file.display());
                 ExitCode::SUCCESS
             }

@@ -44,6 +44,8 @@ pub struct Settings {
     pub monitoring: crate::drift::MonitoringSettings,
     /// Bearer tokens with scopes (docs/operations.md).
     pub auth: crate::http::auth::AuthSettings,
+    /// Bounds on what one request may hold (docs/operations.md, "Limits").
+    pub limits: crate::protocol::limits::DecodeLimits,
     pub endpoints: Vec<EndpointSettings>,
 }
 
@@ -88,6 +90,21 @@ pub struct ServerSettings {
     /// HTTPS with these PEM files (reloaded when they change); plain HTTP without.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::http::tls::TlsSettings>,
+    /// A second listener (HOST:PORT) for the admin API (routes of the `manage` scope); when set,
+    /// those routes answer only there and scoring only on `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<String>,
+    /// Bytes of request bodies held at once by all requests in flight; beyond it 503.
+    pub max_inflight_body_bytes: usize,
+    /// How long a request body may take to arrive, in ms; beyond it 408.
+    pub body_read_timeout_ms: u64,
+    /// Open connections at once, over all HTTP workers; beyond it new ones wait in the backlog.
+    pub max_connections: usize,
+    /// Requests in flight at once on one connection (HTTP/2 streams); beyond it 429.
+    pub max_streams_per_connection: usize,
+    /// Peers (addresses or CIDR ranges) whose `X-Forwarded-For` names the caller, for rate
+    /// limits per user and the inference tables' `requester` when no token names it.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -100,6 +117,12 @@ impl Default for ServerSettings {
             max_concurrent_requests: 1024,
             request_timeout_ms: 30_000,
             tls: None,
+            admin_listen: None,
+            max_inflight_body_bytes: 256 * 1024 * 1024,
+            body_read_timeout_ms: 10_000,
+            max_connections: 10_000,
+            max_streams_per_connection: 128,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -206,6 +229,49 @@ pub struct ControlSettings {
     pub state_file: Option<PathBuf>,
 }
 
+/// What stands for a secret in printed settings and logs.
+pub const REDACTED: &str = "<redacted>";
+
+/// A URL with its password (`scheme://user:password@host`) replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let shown = if userinfo.contains(':') {
+                format!("{user}:{REDACTED}")
+            } else if user.is_empty() {
+                String::new()
+            } else {
+                // `redis://token@host`: a lone user part is a password to Redis.
+                REDACTED.to_owned()
+            };
+            format!("{scheme}://{shown}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Store options whose names say they hold a credential.
+fn is_secret_option(key: &str) -> bool {
+    let key = key.to_ascii_uppercase();
+    [
+        "SECRET",
+        "TOKEN",
+        "PASSWORD",
+        "SESSION",
+        "KEY",
+        "CREDENTIAL",
+        "SAS",
+    ]
+    .iter()
+    .any(|w| key.contains(w))
+}
+
 /// `<dir>/<stem>.endpoints.json` beside the config file, else in the working directory.
 fn default_state_file(config: Option<&Path>) -> PathBuf {
     match config {
@@ -251,6 +317,80 @@ impl Settings {
         })
     }
 
+    /// These settings with every secret replaced by [`REDACTED`], for `check-config` and logs:
+    /// registry credentials, the webhook secret, passwords in URLs, store credentials.
+    pub fn redacted(&self) -> Settings {
+        let mut s = self.clone();
+        let hide = |v: &mut Option<String>| {
+            if v.is_some() {
+                *v = Some(REDACTED.to_owned());
+            }
+        };
+        hide(&mut s.registry.token);
+        hide(&mut s.registry.password);
+        hide(&mut s.registry.webhook_secret);
+        s.registry.uri = s.registry.uri.as_deref().map(redact_url);
+        s.features.redis.url = redact_url(&s.features.redis.url);
+        for (key, value) in s.inference_log.storage_options.iter_mut() {
+            if is_secret_option(key) {
+                *value = REDACTED.to_owned();
+            }
+        }
+        s
+    }
+
+    /// The admin listener's address, when the admin API has its own.
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, SettingsError> {
+        let Some(listen) = &self.server.admin_listen else {
+            return Ok(None);
+        };
+        listen.parse().map(Some).map_err(|e| {
+            invalid(
+                "server.admin_listen",
+                format!("'{listen}' is not HOST:PORT: {e}"),
+            )
+        })
+    }
+
+    /// The decode limits, with the row bound of `inference.max_batch_rows`.
+    pub fn decode_limits(&self) -> crate::protocol::limits::DecodeLimits {
+        crate::protocol::limits::DecodeLimits {
+            max_rows: self.inference.max_batch_rows,
+            ..self.limits
+        }
+    }
+
+    /// Closed by default: a listener beyond loopback needs tokens, unless the operator says
+    /// `auth.allow_anonymous: true` in so many words.
+    fn check_exposure(&self) -> Result<(), SettingsError> {
+        if self.auth.enabled || self.auth.allow_anonymous {
+            return Ok(());
+        }
+        let listeners = [
+            ("server.listen", Some(self.listen_addr()?)),
+            ("server.admin_listen", self.admin_addr()?),
+        ];
+        for (key, addr) in listeners {
+            if let Some(addr) = addr.filter(|a| !a.ip().is_loopback()) {
+                return Err(invalid(
+                    "auth.enabled",
+                    format!(
+                        "{key} {addr} listens beyond loopback, which needs bearer tokens (auth.enabled: true with auth.tokens_file or ${}); to serve anyone who can reach the port, say auth.allow_anonymous: true",
+                        self.auth.tokens_env
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Anonymous access beyond loopback, allowed in so many words: worth a warning at start.
+    pub fn anonymous_beyond_loopback(&self) -> bool {
+        let beyond = |a: Option<SocketAddr>| a.is_some_and(|a| !a.ip().is_loopback());
+        !self.auth.enabled
+            && (beyond(self.listen_addr().ok()) || beyond(self.admin_addr().ok().flatten()))
+    }
+
     pub fn inference_workers(&self) -> usize {
         if self.inference.workers == 0 {
             num_cpus::get()
@@ -268,9 +408,55 @@ impl Settings {
     }
 
     pub fn validate(&self) -> Result<(), SettingsError> {
-        self.listen_addr()?;
-        if self.server.max_body_bytes == 0 {
-            return Err(invalid("server.max_body_bytes", "must be above 0"));
+        let listen = self.listen_addr()?;
+        if self
+            .admin_addr()?
+            .is_some_and(|a| a == listen && a.port() != 0)
+        {
+            return Err(invalid(
+                "server.admin_listen",
+                "must differ from server.listen",
+            ));
+        }
+        self.check_exposure()?;
+        if let Some(bad) = self
+            .server
+            .trusted_proxies
+            .iter()
+            .find(|p| crate::http::proxy::parse_range(p).is_none())
+        {
+            return Err(invalid(
+                "server.trusted_proxies",
+                format!("'{bad}' is not an IP address or CIDR range (10.0.0.0/8, ::1/128)"),
+            ));
+        }
+        for (key, value) in [
+            ("server.max_body_bytes", self.server.max_body_bytes),
+            (
+                "server.max_inflight_body_bytes",
+                self.server.max_inflight_body_bytes,
+            ),
+            ("server.max_connections", self.server.max_connections),
+            (
+                "server.max_streams_per_connection",
+                self.server.max_streams_per_connection,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be above 0"));
+            }
+        }
+        if self.server.max_inflight_body_bytes < self.server.max_body_bytes {
+            return Err(invalid(
+                "server.max_inflight_body_bytes",
+                "must be at least server.max_body_bytes (else the largest body is never taken)",
+            ));
+        }
+        if self.server.body_read_timeout_ms == 0 {
+            return Err(invalid("server.body_read_timeout_ms", "must be above 0"));
+        }
+        if let Some((key, message)) = self.limits.problem() {
+            return Err(invalid(key, message));
         }
         match self.registry.kind.as_str() {
             "file" => {}
@@ -551,9 +737,115 @@ mod tests {
         let mut s = valid();
         s.inference.validation_tolerance = 0.0;
         s.server.listen = "0.0.0.0:0".into();
+        s.auth.allow_anonymous = true;
         s.endpoints[0].served_entities[0].entity_version = "champion".into();
         s.endpoints[0].served_entities[0].name = Some("iris-1".into());
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn listening_beyond_loopback_needs_tokens_or_an_explicit_yes() {
+        let mut s = valid();
+        for open in ["0.0.0.0:8080", "[::]:8080", "10.1.2.3:80"] {
+            s.server.listen = open.into();
+            let (key, message) = invalid_key(&s);
+            assert_eq!(key, "auth.enabled", "{open}");
+            assert!(message.contains("auth.allow_anonymous: true"), "{message}");
+            assert!(message.contains(open), "{message}");
+        }
+        s.auth.allow_anonymous = true;
+        s.validate().unwrap();
+        assert!(s.anonymous_beyond_loopback());
+        s.auth.allow_anonymous = false;
+        s.auth.enabled = true;
+        s.validate().unwrap();
+        assert!(!s.anonymous_beyond_loopback());
+        // Loopback needs neither; an admin listener beyond it does.
+        let mut s = valid();
+        s.server.listen = "[::1]:0".into();
+        s.validate().unwrap();
+        s.server.admin_listen = Some("0.0.0.0:9000".into());
+        let (key, message) = invalid_key(&s);
+        assert_eq!(key, "auth.enabled");
+        assert!(
+            message.contains("server.admin_listen 0.0.0.0:9000"),
+            "{message}"
+        );
+        s.server.admin_listen = Some("[::1]:9000".into());
+        s.server.listen = "[::1]:9000".into();
+        assert_eq!(invalid_key(&s).0, "server.admin_listen");
+        s.server.listen = "[::1]:0".into();
+        s.server.admin_listen = Some("127.0.0.1:9000".into());
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn redaction_hides_every_secret_and_keeps_the_rest() {
+        let mut s = valid();
+        s.registry.token = Some("tok-123".into());
+        s.registry.password = Some("pw-456".into());
+        s.registry.username = Some("alice".into());
+        s.registry.webhook_secret = Some("hook-789".into());
+        s.registry.uri = Some("https://bob:uri-pw@mlflow:5000/x".into());
+        s.features.redis.url = "redis://:redis-pw@cache:6379/0".into();
+        s.inference_log
+            .storage_options
+            .insert("AWS_SECRET_ACCESS_KEY".into(), "s3-secret".into());
+        s.inference_log
+            .storage_options
+            .insert("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9".into());
+        let text = serde_yaml::to_string(&s.redacted()).unwrap();
+        for secret in [
+            "tok-123",
+            "pw-456",
+            "hook-789",
+            "uri-pw",
+            "redis-pw",
+            "s3-secret",
+        ] {
+            assert!(!text.contains(secret), "{secret} printed:\n{text}");
+        }
+        for kept in [
+            "alice",
+            "bob",
+            "cache:6379/0",
+            "http://127.0.0.1:9",
+            "mlflow:5000/x",
+        ] {
+            assert!(text.contains(kept), "{kept} lost:\n{text}");
+        }
+    }
+
+    #[test]
+    fn urls_lose_their_passwords_only() {
+        assert_eq!(
+            redact_url("redis://user:pw@host:6379/1"),
+            "redis://user:<redacted>@host:6379/1"
+        );
+        assert_eq!(redact_url("redis://:pw@host"), "redis://:<redacted>@host");
+        assert_eq!(redact_url("redis://token@host"), "redis://<redacted>@host");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(
+            redact_url("http://h/p?q=a@b"),
+            "http://h/p?q=a@b",
+            "an @ past the host is not userinfo"
+        );
+    }
+
+    #[test]
+    fn bad_trusted_proxies_and_budgets_are_named() {
+        let mut s = valid();
+        s.server.trusted_proxies = vec!["10.0.0.0/8".into(), "nope".into()];
+        let (key, message) = invalid_key(&s);
+        assert_eq!(key, "server.trusted_proxies");
+        assert!(message.contains("'nope'"), "{message}");
+        let mut s = valid();
+        s.server.max_inflight_body_bytes = s.server.max_body_bytes - 1;
+        assert_eq!(invalid_key(&s).0, "server.max_inflight_body_bytes");
+        let mut s = valid();
+        s.limits.max_columns = 0;
+        assert_eq!(invalid_key(&s).0, "limits.max_columns");
     }
 
     #[test]

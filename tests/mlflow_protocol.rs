@@ -219,7 +219,10 @@ fn bad_bodies_get_400_naming_the_problem() {
     let msg = gw
         .post_json(path, &split(cols(), json!(rows)))
         .mlflow_error(400);
-    assert!(msg.contains("101 rows, over the limit of 100"), "{msg}");
+    assert!(
+        msg.contains("more than 100 rows, over the limit of 100 rows"),
+        "{msg}"
+    );
 }
 
 #[test]

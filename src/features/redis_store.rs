@@ -65,7 +65,7 @@ pub struct RedisStore {
 
 fn redis_error(url: &str, e: impl std::fmt::Display) -> RedisStoreError {
     RedisStoreError::Redis {
-        url: url.to_owned(),
+        url: crate::settings::redact_url(url),
         message: e.to_string(),
     }
 }

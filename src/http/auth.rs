@@ -24,6 +24,9 @@ pub struct AuthSettings {
     pub open_health: bool,
     /// `/metrics` without a token.
     pub open_metrics: bool,
+    /// Serve without tokens on a listener beyond loopback. Off by default: such a listener
+    /// needs `enabled: true` or this, said in so many words.
+    pub allow_anonymous: bool,
 }
 
 impl Default for AuthSettings {
@@ -34,6 +37,7 @@ impl Default for AuthSettings {
             tokens_env: "MODELGATE_TOKENS".into(),
             open_health: true,
             open_metrics: true,
+            allow_anonymous: false,
         }
     }
 }
@@ -207,35 +211,59 @@ impl Auth {
 
     /// The scope a route needs; none for the open ones.
     fn scope_of(&self, method: &Method, path: &str) -> Option<Scope> {
-        let health = matches!(
-            path,
-            "/livez"
-                | "/readyz"
-                | "/ping"
-                | "/health"
-                | "/version"
-                | "/v2/health/live"
-                | "/v2/health/ready"
-        );
-        if health && self.open_health {
-            return None;
+        match route_class(method, path) {
+            RouteClass::Health if self.open_health => None,
+            RouteClass::Metrics if self.open_metrics => None,
+            RouteClass::Webhook => None,
+            RouteClass::Health | RouteClass::Metrics | RouteClass::Query => Some(Scope::Query),
+            RouteClass::Manage => Some(Scope::Manage),
         }
-        if path == "/metrics" && self.open_metrics {
-            return None;
-        }
-        // MLflow webhooks carry their own HMAC signature (registry.webhook_secret).
-        if path == "/api/2.0/webhooks/mlflow" {
-            return None;
-        }
-        let scoring = path == "/invocations"
-            || (path.starts_with("/serving-endpoints/") && path.ends_with("/invocations"))
-            || path == "/v2"
-            || (path.starts_with("/v2/models/")
-                && (method == Method::GET || path.ends_with("/infer")));
-        if scoring || health || path == "/metrics" {
-            return Some(Scope::Query);
-        }
-        Some(Scope::Manage)
+    }
+}
+
+/// What a route is, for its scope and for the listener that serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteClass {
+    /// Liveness, readiness, version: every listener.
+    Health,
+    /// `/metrics`: every listener.
+    Metrics,
+    /// MLflow webhooks (signed with their own secret): the main listener.
+    Webhook,
+    /// Scoring and model metadata: the main listener.
+    Query,
+    /// The control plane, labels, feature pushes: the admin listener when there is one.
+    Manage,
+}
+
+pub fn route_class(method: &Method, path: &str) -> RouteClass {
+    let health = matches!(
+        path,
+        "/livez"
+            | "/readyz"
+            | "/ping"
+            | "/health"
+            | "/version"
+            | "/v2/health/live"
+            | "/v2/health/ready"
+    );
+    if health {
+        return RouteClass::Health;
+    }
+    if path == "/metrics" {
+        return RouteClass::Metrics;
+    }
+    if path == "/api/2.0/webhooks/mlflow" {
+        return RouteClass::Webhook;
+    }
+    let scoring = path == "/invocations"
+        || (path.starts_with("/serving-endpoints/") && path.ends_with("/invocations"))
+        || path == "/v2"
+        || (path.starts_with("/v2/models/") && (method == Method::GET || path.ends_with("/infer")));
+    if scoring {
+        RouteClass::Query
+    } else {
+        RouteClass::Manage
     }
 }
 

@@ -1,20 +1,126 @@
-//! Reads a request body up to the configured limit, refusing larger ones with a clear error.
+//! Reads a request body within its bounds: the body limit, the read deadline, and the budget of
+//! body bytes held by all requests in flight, taken before the bytes are read.
 
-use actix_web::{web, HttpRequest};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, HttpMessage, HttpRequest};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
-use crate::error::RequestError;
+use crate::error::{Limit, RequestError};
+
+/// The bytes of request bodies held at once by every request in flight
+/// (`server.max_inflight_body_bytes`).
+#[derive(Debug)]
+pub struct BodyBudget {
+    held: AtomicUsize,
+    max: usize,
+    /// `modelgate_inflight_body_bytes`, kept equal to `held`.
+    gauge: prometheus::IntGauge,
+}
+
+impl BodyBudget {
+    pub fn new(max: usize, gauge: prometheus::IntGauge) -> Arc<Self> {
+        Arc::new(Self {
+            held: AtomicUsize::new(0),
+            max,
+            gauge,
+        })
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// Takes `n` more bytes into `hold`, or refuses when the budget would be exceeded.
+    fn take(self: &Arc<Self>, hold: &mut BodyHold, n: usize) -> Result<(), RequestError> {
+        let before = self.held.fetch_add(n, Ordering::AcqRel);
+        if before.saturating_add(n) > self.max {
+            self.held.fetch_sub(n, Ordering::AcqRel);
+            return Err(RequestError::limit(
+                Limit::InflightBodyBytes,
+                format!(
+                    "the gateway holds {before} bytes of request bodies, at its limit of {} (server.max_inflight_body_bytes): retry later",
+                    self.max
+                ),
+            ));
+        }
+        hold.bytes += n;
+        self.gauge.add(n as i64);
+        Ok(())
+    }
+}
+
+/// A request's share of the body budget, given back when the request ends (it lives in the
+/// request's extensions, dropped with the request).
+pub struct BodyHold {
+    budget: Arc<BodyBudget>,
+    bytes: usize,
+}
+
+impl Drop for BodyHold {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.budget.gauge.sub(self.bytes as i64);
+    }
+}
+
+/// How bodies are read: the shared budget and the read deadline.
+#[derive(Debug, Clone)]
+pub struct BodyReading {
+    pub budget: Arc<BodyBudget>,
+    /// From the first byte awaited to the last; a caller trickling its body is cut off.
+    pub timeout: Duration,
+}
 
 pub async fn read_limited(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
 ) -> Result<Bytes, RequestError> {
+    let reading = req
+        .app_data::<web::Data<super::AppState>>()
+        .map(|s| s.body_reading.clone());
+    let Some(reading) = reading else {
+        return read_body(req, payload, limit, None).await;
+    };
+    let mut hold = BodyHold {
+        budget: reading.budget.clone(),
+        bytes: 0,
+    };
+    let result = tokio::time::timeout(
+        reading.timeout,
+        read_body(req, payload, limit, Some((&reading.budget, &mut hold))),
+    )
+    .await;
+    // Held until the request is answered: its bytes live in the decoded request until then.
+    req.extensions_mut().insert(hold);
+    match result {
+        Ok(r) => r,
+        Err(_) => Err(RequestError::limit(
+            Limit::BodyReadTimeout,
+            format!(
+                "the request body did not arrive within {} ms (server.body_read_timeout_ms)",
+                reading.timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+    mut budget: Option<(&Arc<BodyBudget>, &mut BodyHold)>,
+) -> Result<Bytes, RequestError> {
     let too_large = || {
-        RequestError::PayloadTooLarge(format!(
-            "the request body is over the limit of {limit} bytes (server.max_body_bytes)"
-        ))
+        RequestError::limit(
+            Limit::BodyBytes,
+            format!("the request body is over the limit of {limit} bytes (server.max_body_bytes)"),
+        )
     };
     let declared = req
         .headers()
@@ -24,6 +130,10 @@ pub async fn read_limited(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    // A declared length is taken from the budget before a byte is read.
+    if let (Some(n), Some((b, hold))) = (declared, budget.as_mut()) {
+        b.take(hold, n)?;
+    }
     // A client may declare a large body and stall: reserve little up front, grow as bytes come.
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit).min(64 * 1024));
     while let Some(chunk) = payload.next().await {
@@ -32,6 +142,12 @@ pub async fn read_limited(
         })?;
         if buf.len() + chunk.len() > limit {
             return Err(too_large());
+        }
+        // Bytes past the declared length (or without one) are taken as they come.
+        let taken = declared.unwrap_or(0);
+        let beyond = (buf.len() + chunk.len()).saturating_sub(taken.max(buf.len()));
+        if let (true, Some((b, hold))) = (beyond > 0, budget.as_mut()) {
+            b.take(hold, beyond)?;
         }
         buf.extend_from_slice(&chunk);
     }

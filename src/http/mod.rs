@@ -3,12 +3,13 @@
 
 mod admin;
 pub mod auth;
-mod body;
+pub mod body;
 mod feature_push;
 mod handlers;
 mod labels;
 mod monitoring;
 pub mod openapi;
+pub mod proxy;
 pub mod tls;
 mod v2_handlers;
 mod webhook;
@@ -32,6 +33,52 @@ pub struct AppState {
     pub webhook_deliveries: webhook::SeenDeliveries,
     pub max_body_bytes: usize,
     pub auth: Arc<auth::Auth>,
+    /// The body budget shared by all requests, and the read deadline.
+    pub body_reading: body::BodyReading,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<proxy::IpRange>,
+    /// The admin listener's address, when the admin API has its own.
+    pub admin_addr: Option<std::net::SocketAddr>,
+    /// Requests in flight on one connection at once.
+    pub max_streams_per_connection: usize,
+}
+
+/// Requests in flight on one connection (HTTP/2 multiplexes many): set on every connection.
+#[derive(Clone, Default)]
+pub struct StreamCount(Arc<std::sync::atomic::AtomicUsize>);
+
+/// One request counted on its connection until it is answered or dropped.
+struct StreamGuard(StreamCount);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Per-connection data: the client certificate (TLS) and the stream count.
+pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions) {
+    tls::on_connect(conn, ext);
+    ext.insert(StreamCount::default());
+}
+
+/// A route served on the other listener is not found on this one.
+fn listener_refusal(
+    class: auth::RouteClass,
+    on_admin: bool,
+    method: &actix_web::http::Method,
+    path: &str,
+) -> Option<RequestError> {
+    use auth::RouteClass;
+    match (class, on_admin) {
+        (RouteClass::Manage, false) => Some(RequestError::NotFound(format!(
+            "no route for {method} {path} on this listener: the admin API is served on server.admin_listen"
+        ))),
+        (RouteClass::Query | RouteClass::Webhook, true) => Some(RequestError::NotFound(format!(
+            "no route for {method} {path} on the admin listener: scoring is served on server.listen"
+        ))),
+        _ => None,
+    }
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -132,6 +179,8 @@ pub fn app(
 > {
     let auth = state.auth.clone();
     let metrics = state.gateway.metrics().clone();
+    let admin_addr = state.admin_addr;
+    let max_streams = state.max_streams_per_connection;
     App::new()
         .app_data(state)
         .configure(configure)
@@ -139,6 +188,45 @@ pub fn app(
             use actix_web::dev::Service;
             use actix_web::HttpMessage;
             use futures_util::future::{ready, Either, FutureExt};
+            let protocol = if req.path().starts_with("/v2") {
+                "v2"
+            } else {
+                "mlflow"
+            };
+            let refused = |req: actix_web::dev::ServiceRequest, e: RequestError| {
+                let response = error_response(&e, e.body(protocol));
+                ready(Ok(req.into_response(response)))
+            };
+            if let Some(admin) = admin_addr {
+                let on_admin = req.app_config().local_addr() == admin;
+                let class = auth::route_class(req.method(), req.path());
+                if let Some(e) = listener_refusal(class, on_admin, req.method(), req.path()) {
+                    return Either::Right(refused(req, e));
+                }
+            }
+            // Taken before the body is read: a connection multiplexing a flood of streams gets
+            // 429s, not that many requests holding memory.
+            let guard = match req.conn_data::<StreamCount>() {
+                Some(count) => {
+                    let before = count.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    let guard = StreamGuard(count.clone());
+                    if before >= max_streams {
+                        metrics
+                            .limit_refusals
+                            .with_label_values(&[crate::error::Limit::StreamsPerConnection.name()])
+                            .inc();
+                        let e = RequestError::limit(
+                            crate::error::Limit::StreamsPerConnection,
+                            format!(
+                                "this connection has {before} requests in flight, at the limit of {max_streams} (server.max_streams_per_connection): retry later or open another connection"
+                            ),
+                        );
+                        return Either::Right(refused(req, e));
+                    }
+                    Some(guard)
+                }
+                None => None,
+            };
             let authorization = req
                 .headers()
                 .get(actix_web::http::header::AUTHORIZATION)
@@ -149,29 +237,40 @@ pub fn app(
                     if let Some(caller) = caller {
                         req.extensions_mut().insert(caller);
                     }
-                    Either::Left(srv.call(req).map(|r| r.map(|r| r.map_into_boxed_body())))
+                    Either::Left(srv.call(req).map(move |r| {
+                        drop(guard);
+                        r.map(|r| r.map_into_boxed_body())
+                    }))
                 }
                 Err(e) => {
                     metrics.auth_refusals.with_label_values(&[e.code()]).inc();
-                    let protocol = if req.path().starts_with("/v2") {
-                        "v2"
-                    } else {
-                        "mlflow"
-                    };
-                    let response = error_response(&e, e.body(protocol));
-                    Either::Right(ready(Ok(req.into_response(response))))
+                    Either::Right(refused(req, e))
                 }
             }
         })
 }
 
-/// Who sent a request: its bearer token's name, else the client's address.
+/// Who sent a request: its bearer token's name, else the client's address (through
+/// `server.trusted_proxies`' `X-Forwarded-For`).
 pub fn requester(req: &actix_web::HttpRequest) -> Option<Arc<str>> {
     use actix_web::HttpMessage;
     if let Some(caller) = req.extensions().get::<auth::Caller>() {
         return Some(caller.0.clone());
     }
-    req.peer_addr().map(|a| a.ip().to_string().into())
+    let peer = req.peer_addr()?.ip();
+    let trusted = req
+        .app_data::<actix_web::web::Data<AppState>>()
+        .map(|s| s.trusted_proxies.as_slice())
+        .unwrap_or(&[]);
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    Some(
+        proxy::client_ip(peer, forwarded, trusted)
+            .to_string()
+            .into(),
+    )
 }
 
 /// The MLflow-style JSON error body.

@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::frame::{Column, ColumnData};
+use super::limits::Budget;
 use crate::error::{RequestError, RequestResult};
 
 /// One JSON leaf value, borrowed.
@@ -68,9 +69,10 @@ impl ColumnBuilder {
         &self.name
     }
 
-    /// Appends one row's cell (scalar or nested list).
-    pub fn push_row(&mut self, cell: &Value) -> RequestResult<()> {
+    /// Appends one row's cell (scalar or nested list), within the request's budget.
+    pub fn push_row(&mut self, cell: &Value, budget: &Budget) -> RequestResult<()> {
         let row = self.rows;
+        budget.limits.rows(row + 1)?;
         let mut shape = Vec::new();
         cell_shape(cell, &mut shape);
         check_rectangular(cell, &shape, &self.name)?;
@@ -84,16 +86,16 @@ impl ColumnBuilder {
             }
             Some(_) => {}
         }
-        self.push_leaves(cell, row)?;
+        self.push_leaves(cell, row, budget)?;
         self.rows += 1;
         Ok(())
     }
 
-    fn push_leaves(&mut self, v: &Value, row: usize) -> RequestResult<()> {
+    fn push_leaves(&mut self, v: &Value, row: usize, budget: &Budget) -> RequestResult<()> {
         match v {
             Value::Array(items) => {
                 for item in items {
-                    self.push_leaves(item, row)?;
+                    self.push_leaves(item, row, budget)?;
                 }
                 Ok(())
             }
@@ -101,16 +103,17 @@ impl ColumnBuilder {
                 "column '{}' row {row} holds an object; expected a scalar or a list",
                 self.name
             ))),
-            Value::Null => self.push_scalar(Scalar::Null, row),
-            Value::Bool(b) => self.push_scalar(Scalar::Bool(*b), row),
-            Value::String(s) => self.push_scalar(Scalar::Str(s), row),
-            Value::Number(n) => self.push_scalar(Scalar::number(n), row),
+            Value::Null => self.push_scalar(Scalar::Null, row, budget),
+            Value::Bool(b) => self.push_scalar(Scalar::Bool(*b), row, budget),
+            Value::String(s) => self.push_scalar(Scalar::Str(s), row, budget),
+            Value::Number(n) => self.push_scalar(Scalar::number(n), row, budget),
         }
     }
 
     /// Appends one row holding a single scalar (the streaming decoder's common case).
-    pub fn push_scalar_row(&mut self, v: Scalar<'_>) -> RequestResult<()> {
+    pub fn push_scalar_row(&mut self, v: Scalar<'_>, budget: &Budget) -> RequestResult<()> {
         let row = self.rows;
+        budget.limits.rows(row + 1)?;
         match &self.row_shape {
             None => self.row_shape = Some(Vec::new()),
             Some(expected) if !expected.is_empty() => {
@@ -121,12 +124,17 @@ impl ColumnBuilder {
             }
             Some(_) => {}
         }
-        self.push_scalar(v, row)?;
+        self.push_scalar(v, row, budget)?;
         self.rows += 1;
         Ok(())
     }
 
-    fn push_scalar(&mut self, v: Scalar<'_>, row: usize) -> RequestResult<()> {
+    fn push_scalar(&mut self, v: Scalar<'_>, row: usize, budget: &Budget) -> RequestResult<()> {
+        let string_len = match v {
+            Scalar::Str(s) => Some(s.len()),
+            _ => None,
+        };
+        budget.take_value(string_len, &self.name)?;
         let found = match v {
             Scalar::Null => {
                 return Err(RequestError::bad(format!(
@@ -245,8 +253,9 @@ mod tests {
 
     fn build(name: &str, cells: &[Value]) -> RequestResult<Column> {
         let mut b = ColumnBuilder::new(name);
+        let budget = Budget::default();
         for c in cells {
-            b.push_row(c)?;
+            b.push_row(c, &budget)?;
         }
         Ok(b.finish())
     }

@@ -170,12 +170,17 @@ impl Frame {
             ));
         }
         if rows > max_rows {
-            return Err(RequestError::bad(format!(
-                "the request has {rows} rows, over the limit of {max_rows} rows per request (inference.max_batch_rows)"
-            )));
+            return Err(RequestError::limit(
+                crate::error::Limit::Rows,
+                format!(
+                    "the request has {rows} rows, over the limit of {max_rows} rows per request (inference.max_batch_rows)"
+                ),
+            ));
         }
-        for (i, col) in self.columns.iter().enumerate() {
-            if self.columns[..i].iter().any(|c| c.name == col.name) {
+        // One hash per name: linear in the number of columns, however many there are.
+        let mut names = std::collections::HashSet::with_capacity(self.columns.len());
+        for col in &self.columns {
+            if !names.insert(col.name.as_str()) {
                 return Err(RequestError::bad(format!(
                     "column '{}' is given twice",
                     col.name
@@ -260,7 +265,13 @@ mod tests {
             columns: vec![f64_col("a", &[1.0, 2.0, 3.0])],
         };
         frame.validate(3).unwrap();
-        let m = message(frame.validate(2));
+        let m = match frame.validate(2) {
+            Err(RequestError::LimitExceeded { limit, message }) => {
+                assert_eq!(limit, crate::error::Limit::Rows);
+                message
+            }
+            other => panic!("expected the row limit, got {other:?}"),
+        };
         assert!(m.contains("3 rows"), "{m}");
         assert!(m.contains("limit of 2"), "{m}");
         assert!(m.contains("inference.max_batch_rows"), "{m}");

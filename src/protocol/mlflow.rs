@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::columns::ColumnBuilder;
 use super::frame::{Column, ColumnData, Frame};
+use super::limits::{Budget, DecodeLimits};
 use super::mlflow_json::{Ctx, RecordsSeed, SplitSeed};
 use crate::error::{RequestError, RequestResult};
 
@@ -37,7 +38,12 @@ pub struct ScoringRequest {
 /// assert_eq!(req.frame.columns[0].data, ColumnData::F64(vec![1.5, 2.0]));
 /// ```
 pub fn decode_json(body: &[u8]) -> RequestResult<ScoringRequest> {
-    let ctx = Ctx::default();
+    decode_json_limited(body, &DecodeLimits::default())
+}
+
+/// Decodes a JSON scoring body within `limits`, checked while it is read.
+pub fn decode_json_limited(body: &[u8], limits: &DecodeLimits) -> RequestResult<ScoringRequest> {
+    let ctx = Ctx::new(*limits);
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed = BodySeed { ctx: &ctx }
         .deserialize(&mut de)
@@ -106,7 +112,10 @@ impl BodyFields {
         };
         let client_request_id = match self.client_request_id {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s),
+            Some(Value::String(s)) => {
+                ctx.budget.limits.id("client_request_id", s.len())?;
+                Some(s)
+            }
             Some(_) => {
                 return Err(RequestError::bad(
                     "field 'client_request_id' must be a string",
@@ -213,20 +222,21 @@ fn decode_tensor_input(data: Value, field: &str, ctx: &Ctx) -> RequestResult<Fra
         Value::Array(items) => {
             let mut b = ColumnBuilder::new(UNNAMED_TENSOR);
             for item in &items {
-                b.push_row(item)?;
+                b.push_row(item, &ctx.budget)?;
             }
             Ok(Frame {
                 columns: vec![b.finish()],
             })
         }
         Value::Object(map) => {
+            ctx.budget.limits.columns(map.len())?;
             let mut columns = Vec::with_capacity(map.len());
             for (name, value) in map {
                 let mut b = ColumnBuilder::new(name.as_str());
                 match &value {
                     Value::Array(items) => {
                         for item in items {
-                            b.push_row(item)?;
+                            b.push_row(item, &ctx.budget)?;
                         }
                     }
                     _ => {
@@ -251,16 +261,21 @@ pub const UNNAMED_TENSOR: &str = "";
 /// Decodes a `text/csv` body: a header row of column names, then one line per row. Values stay
 /// text until the model's schema says what they are.
 pub fn decode_csv(body: &[u8]) -> RequestResult<ScoringRequest> {
+    decode_csv_limited(body, &DecodeLimits::default())
+}
+
+/// Decodes a `text/csv` body within `limits`, checked row by row.
+pub fn decode_csv_limited(body: &[u8], limits: &DecodeLimits) -> RequestResult<ScoringRequest> {
+    let budget = Budget::new(*limits);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
         .from_reader(body);
-    let headers: Vec<String> = reader
+    let header = reader
         .headers()
-        .map_err(|e| RequestError::Malformed(format!("the CSV header row cannot be read: {e}")))?
-        .iter()
-        .map(str::to_owned)
-        .collect();
+        .map_err(|e| RequestError::Malformed(format!("the CSV header row cannot be read: {e}")))?;
+    limits.columns(header.len())?;
+    let headers: Vec<String> = header.iter().map(str::to_owned).collect();
     if headers.iter().all(String::is_empty) {
         return Err(RequestError::bad(
             "the CSV body has no header row with column names",
@@ -280,7 +295,9 @@ pub fn decode_csv(body: &[u8]) -> RequestResult<ScoringRequest> {
             )),
             _ => RequestError::Malformed(format!("CSV row {r} cannot be read: {e}")),
         })?;
+        limits.rows(r + 1)?;
         for (c, cell) in record.iter().enumerate() {
+            budget.take_value(Some(cell.len()), &headers[c])?;
             if cell.is_empty() {
                 return Err(RequestError::bad(format!(
                     "column '{}' row {r} is empty: every model input needs a value",

@@ -8,6 +8,7 @@
 //! (`data` before `columns`, `instances` records).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -16,15 +17,24 @@ use serde_json::Value;
 
 use super::columns::{ColumnBuilder, Scalar};
 use super::frame::Frame;
+use super::limits::{Budget, DecodeLimits};
 use crate::error::RequestError;
 
-/// The first domain error of a decode.
+/// The first domain error of a decode, and what the decode has taken of its limits.
 #[derive(Default)]
 pub struct Ctx {
     error: RefCell<Option<RequestError>>,
+    pub budget: Budget,
 }
 
 impl Ctx {
+    pub fn new(limits: DecodeLimits) -> Self {
+        Self {
+            error: RefCell::new(None),
+            budget: Budget::new(limits),
+        }
+    }
+
     /// Stashes `e` and returns a parser error that aborts the parse.
     pub fn fail<E: de::Error>(&self, e: RequestError) -> E {
         let mut slot = self.error.borrow_mut();
@@ -93,7 +103,7 @@ impl<'de> Visitor<'de> for SplitSeed<'_> {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "columns" => {
-                    columns = Some(column_names(map.next_value()?).map_err(|e| ctx.fail(e))?)
+                    columns = Some(column_names(map.next_value()?, ctx).map_err(|e| ctx.fail(e))?)
                 }
                 "data" => match columns.as_mut() {
                     Some(builders) => {
@@ -129,12 +139,13 @@ impl<'de> Visitor<'de> for SplitSeed<'_> {
     }
 }
 
-fn column_names(v: Value) -> Result<Vec<ColumnBuilder>, RequestError> {
+fn column_names(v: Value, ctx: &Ctx) -> Result<Vec<ColumnBuilder>, RequestError> {
     let Value::Array(cols) = v else {
         return Err(RequestError::bad(
             "'dataframe_split.columns' must be a list of column names",
         ));
     };
+    ctx.budget.limits.columns(cols.len())?;
     cols.into_iter()
         .enumerate()
         .map(|(i, c)| match c {
@@ -282,6 +293,7 @@ impl<'de> Visitor<'de> for RecordsSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Frame, A::Error> {
         let mut builders = Vec::new();
         let mut seen = Vec::new();
+        let mut index = HashMap::new();
         let mut row = 0;
         while seq
             .next_element_seed(RecordSeed {
@@ -289,6 +301,7 @@ impl<'de> Visitor<'de> for RecordsSeed<'_> {
                 field: self.field,
                 builders: &mut builders,
                 seen: &mut seen,
+                index: &mut index,
                 row,
             })?
             .is_some()
@@ -307,6 +320,8 @@ struct RecordSeed<'a> {
     builders: &'a mut Vec<ColumnBuilder>,
     /// Which columns this record has given, reused across records.
     seen: &'a mut Vec<bool>,
+    /// Column name to builder: one lookup per key, whatever the width.
+    index: &'a mut HashMap<String, usize>,
     row: usize,
 }
 
@@ -315,10 +330,23 @@ impl RecordSeed<'_> {
         RequestError::bad(format!("'{}[{}]' must be an object", self.field, self.row))
     }
 
-    fn differs(&self, missing: &[&str], extra: &[&str]) -> RequestError {
+    /// Names at most [`NAMED`] of each difference: the error stays small however wide the
+    /// record.
+    fn differs(&self, missing: &[&str], extra: &[String], extra_count: usize) -> RequestError {
+        let more = |shown: usize, total: usize| {
+            if total > shown {
+                format!(" and {} more", total - shown)
+            } else {
+                String::new()
+            }
+        };
+        let shown_missing = &missing[..missing.len().min(NAMED)];
         RequestError::bad(format!(
-            "'{}[{}]' has different columns than the first record (missing: {missing:?}, extra: {extra:?})",
-            self.field, self.row
+            "'{}[{}]' has different columns than the first record (missing: {shown_missing:?}{}, extra: {extra:?}{})",
+            self.field,
+            self.row,
+            more(shown_missing.len(), missing.len()),
+            more(extra.len(), extra_count)
         ))
     }
 }
@@ -345,8 +373,9 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         // Keys the first record did not have; once there is one, the rest is only read to
         // name every difference in the error.
         let mut extra: Vec<String> = Vec::new();
+        let mut extra_count = 0usize;
         while let Some(key) = map.next_key::<String>()? {
-            let index = match self.builders.iter().position(|b| b.name() == key) {
+            let index = match self.index.get(&key).copied() {
                 Some(i) if self.seen[i] => {
                     return Err(ctx.fail(RequestError::bad(format!(
                         "'{}[{}]' gives column '{key}' twice",
@@ -355,18 +384,26 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                 }
                 Some(i) => i,
                 None if self.row == 0 => {
+                    ctx.budget
+                        .limits
+                        .columns(self.builders.len() + 1)
+                        .map_err(|e| ctx.fail(e))?;
+                    self.index.insert(key.clone(), self.builders.len());
                     self.builders.push(ColumnBuilder::new(key));
                     self.seen.push(false);
                     self.builders.len() - 1
                 }
                 None => {
-                    extra.push(key);
+                    if extra.len() < NAMED {
+                        extra.push(key);
+                    }
+                    extra_count += 1;
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
             };
             self.seen[index] = true;
-            if extra.is_empty() {
+            if extra_count == 0 {
                 map.next_value_seed(CellSeed {
                     ctx,
                     builder: &mut self.builders[index],
@@ -375,7 +412,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        if !extra.is_empty() || self.seen.iter().any(|s| !s) {
+        if extra_count > 0 || self.seen.iter().any(|s| !s) {
             let missing: Vec<&str> = self
                 .builders
                 .iter()
@@ -383,12 +420,14 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                 .filter(|(_, s)| !**s)
                 .map(|(b, _)| b.name())
                 .collect();
-            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-            return Err(ctx.fail(self.differs(&missing, &extra)));
+            return Err(ctx.fail(self.differs(&missing, &extra, extra_count)));
         }
         Ok(())
     }
 }
+
+/// Column names an error lists before it says how many more there are.
+const NAMED: usize = 10;
 
 /// One cell: a scalar, or a nested list (a tensor per row).
 struct CellSeed<'a> {
@@ -399,7 +438,7 @@ struct CellSeed<'a> {
 impl CellSeed<'_> {
     fn push<E: de::Error>(self, v: Scalar<'_>) -> Result<(), E> {
         self.builder
-            .push_scalar_row(v)
+            .push_scalar_row(v, &self.ctx.budget)
             .map_err(|e| self.ctx.fail(e))
     }
 }
@@ -449,12 +488,16 @@ impl<'de> Visitor<'de> for CellSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
         // Tensor cells are rare: take the tree and let the builder check their shape.
         let value = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-        self.builder.push_row(&value).map_err(|e| self.ctx.fail(e))
+        self.builder
+            .push_row(&value, &self.ctx.budget)
+            .map_err(|e| self.ctx.fail(e))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let value = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        self.builder.push_row(&value).map_err(|e| self.ctx.fail(e))
+        self.builder
+            .push_row(&value, &self.ctx.budget)
+            .map_err(|e| self.ctx.fail(e))
     }
 }
 

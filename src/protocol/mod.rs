@@ -2,6 +2,7 @@
 
 pub mod columns;
 pub mod frame;
+pub mod limits;
 pub mod mlflow;
 pub mod mlflow_json;
 #[cfg(test)]

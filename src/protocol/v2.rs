@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::columns::check_rectangular;
 use super::frame::{Column, ColumnData, Frame};
+use super::limits::{Budget, DecodeLimits};
 use crate::engine::outputs::{write_json_str, write_value};
 use crate::engine::NamedTensor;
 use crate::error::{RequestError, RequestResult};
@@ -50,6 +51,12 @@ pub struct InferRequest {
 }
 
 pub fn decode(body: &[u8]) -> RequestResult<InferRequest> {
+    decode_limited(body, &DecodeLimits::default())
+}
+
+/// Decodes a V2 inference request within `limits`: inputs, values, strings, the id and the
+/// outputs asked for (each at most once) are checked before any tensor is built.
+pub fn decode_limited(body: &[u8], limits: &DecodeLimits) -> RequestResult<InferRequest> {
     let raw: RawRequest = serde_json::from_slice(body).map_err(|e| {
         if e.is_data() {
             RequestError::bad(format!("the body is not a V2 inference request: {e}"))
@@ -62,20 +69,46 @@ pub fn decode(body: &[u8]) -> RequestResult<InferRequest> {
             "'inputs' is empty: give at least one input tensor",
         ));
     }
+    limits.columns(raw.inputs.len())?;
+    if let Some(id) = &raw.id {
+        limits.id("id", id.len())?;
+    }
+    let outputs = raw.outputs.map(unique_outputs).transpose()?;
+    let budget = Budget::new(*limits);
     let columns = raw
         .inputs
         .iter()
-        .map(decode_input)
+        .map(|input| decode_input(input, &budget))
         .collect::<RequestResult<Vec<_>>>()?;
     Ok(InferRequest {
         id: raw.id,
         frame: Frame { columns },
-        outputs: raw.outputs.map(|o| o.into_iter().map(|o| o.name).collect()),
+        outputs,
         parameters: raw.parameters,
     })
 }
 
-fn decode_input(input: &RawInput) -> RequestResult<Column> {
+/// The names of the outputs asked for; a name asked twice is refused (each would be written in
+/// full again: one small request could ask for gigabytes).
+fn unique_outputs(outputs: Vec<RawOutput>) -> RequestResult<Vec<String>> {
+    let mut seen = std::collections::HashSet::with_capacity(outputs.len());
+    let mut names = Vec::with_capacity(outputs.len());
+    for o in outputs {
+        if !seen.insert(o.name.clone()) {
+            return Err(RequestError::limit(
+                crate::error::Limit::Outputs,
+                format!(
+                    "output '{}' is asked for more than once in 'outputs': name each output at most once",
+                    o.name
+                ),
+            ));
+        }
+        names.push(o.name);
+    }
+    Ok(names)
+}
+
+fn decode_input(input: &RawInput, budget: &Budget) -> RequestResult<Column> {
     let name = &input.name;
     if input.shape.is_empty() {
         return Err(RequestError::bad(format!(
@@ -103,16 +136,23 @@ fn decode_input(input: &RawInput) -> RequestResult<Column> {
                 input.shape
             ))
         })?;
+    // Bounded before a value is read: the shape says what the tensor would hold.
+    budget.limits.rows(shape[0])?;
+    budget.take_cells(expected)?;
     // Nested data must have exactly the declared shape; flat data just the right count.
     if matches!(&input.data, Value::Array(items) if items.first().is_some_and(Value::is_array)) {
         check_rectangular(&input.data, &shape, name)?;
     }
-    let mut leaves = Vec::new();
-    flatten(&input.data, &mut leaves);
+    let mut leaves = Vec::with_capacity(expected.min(1 << 16));
+    flatten(&input.data, &mut leaves, expected + 1);
     if leaves.len() != expected {
+        let found = if leaves.len() > expected {
+            format!("more than {expected}")
+        } else {
+            leaves.len().to_string()
+        };
         return Err(RequestError::bad(format!(
-            "input '{name}' has {} values but shape {:?} needs {expected}",
-            leaves.len(),
+            "input '{name}' has {found} values but shape {:?} needs {expected}",
             input.shape
         )));
     }
@@ -152,7 +192,10 @@ fn decode_input(input: &RawInput) -> RequestResult<Column> {
             leaves
                 .iter()
                 .enumerate()
-                .map(|(i, v)| v.as_str().map(str::to_owned).ok_or_else(|| bad(i, &describe(v))))
+                .map(|(i, v)| match v.as_str() {
+                    Some(s) => budget.limits.string(s.len(), name).map(|()| s.to_owned()),
+                    None => Err(bad(i, &describe(v))),
+                })
                 .collect::<RequestResult<_>>()?,
         ),
         other => {
@@ -193,11 +236,20 @@ fn describe(v: &Value) -> String {
     }
 }
 
-/// Row-major leaves of nested `data` (flat data is its own leaves).
-fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+/// Row-major leaves of nested `data` (flat data is its own leaves), at most `cap` of them:
+/// one more than the shape needs is enough to refuse the count.
+fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>, cap: usize) {
     match v {
-        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-        other => out.push(other),
+        Value::Array(items) => {
+            for i in items {
+                if out.len() >= cap {
+                    return;
+                }
+                flatten(i, out, cap);
+            }
+        }
+        other if out.len() < cap => out.push(other),
+        _ => {}
     }
 }
 
