@@ -44,6 +44,10 @@ pub struct Metrics {
     pub log_queue_bytes: IntGauge,
     pub log_queue_records: IntGauge,
     pub auth_refusals: IntCounterVec,
+    /// Requests refused at a bound (`limit` from [`crate::error::Limit::name`]).
+    pub limit_refusals: IntCounterVec,
+    /// Bytes of request bodies held by the requests in flight.
+    pub inflight_body_bytes: IntGauge,
     pub tls_reloads: IntCounterVec,
     /// Drift and quality monitoring's families.
     pub monitoring: crate::drift::gauges::MonitoringMetrics,
@@ -327,6 +331,19 @@ impl Metrics {
             &["error_code"],
         )
         .expect("valid metric");
+        let limit_refusals = IntCounterVec::new(
+            Opts::new(
+                "modelgate_limit_refusals_total",
+                "Requests refused at a bound, by limit (body_bytes, inflight_body_bytes, body_read_timeout, columns, rows, cells, string_bytes, id_bytes, outputs, response_bytes, streams_per_connection, label_keys, labels); each is a setting (docs/operations.md).",
+            ),
+            &["limit"],
+        )
+        .expect("valid metric");
+        let inflight_body_bytes = IntGauge::new(
+            "modelgate_inflight_body_bytes",
+            "Bytes of request bodies held by the requests in flight (bounded by server.max_inflight_body_bytes).",
+        )
+        .expect("valid metric");
         let tls_reloads = IntCounterVec::new(
             Opts::new(
                 "modelgate_tls_reloads_total",
@@ -337,6 +354,8 @@ impl Metrics {
         .expect("valid metric");
         for c in [
             Box::new(auth_refusals.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(limit_refusals.clone()),
+            Box::new(inflight_body_bytes.clone()),
             Box::new(tls_reloads.clone()),
             Box::new(log_rows.clone()),
             Box::new(log_bytes.clone()),
@@ -370,8 +389,13 @@ impl Metrics {
                 .register(c)
                 .expect("metric families are registered once");
         }
+        for limit in crate::error::Limit::ALL {
+            limit_refusals.with_label_values(&[limit.name()]);
+        }
         Self {
             auth_refusals,
+            limit_refusals,
+            inflight_body_bytes,
             tls_reloads,
             monitoring: crate::drift::gauges::MonitoringMetrics::new(&registry),
             registry,
