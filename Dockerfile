@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
 # modelgate: the gateway binary, ONNX Runtime 1.31.1 and the demo registry (docs/docker.md).
+# Closed by default: it needs bearer tokens (their SHA-256 hashes) to start.
 #   docker build -t modelgate .
-#   docker run --rm -p 8080:8080 modelgate
+#   TOKEN=$(openssl rand -hex 32); HASH=$(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
+#   docker run --rm -p 8080:8080 \
+#     -e MODELGATE_TOKENS="[{name: me, sha256: '$HASH', scopes: [query, manage]}]" modelgate
 
 ARG RUST_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
@@ -56,6 +59,12 @@ WORKDIR /srv/modelgate
 COPY --chown=modelgate:modelgate models ./models
 COPY --chown=modelgate:modelgate config ./config
 ENV ORT_DYLIB_PATH=/opt/onnxruntime/libonnxruntime.so.${ORT_VERSION}
+# Closed by default: the CMD listens on 0.0.0.0, so every route but health and /metrics needs
+# a bearer token, and the gateway refuses to start with no token (from $MODELGATE_TOKENS or
+# auth.tokens_file). An open demo is said explicitly (docs/docker.md):
+#   -e MODELGATE__AUTH__ENABLED=false -e MODELGATE__AUTH__ALLOW_ANONYMOUS=true
+# The environment overrides the config file: a mounted config's auth.enabled does not turn this off.
+ENV MODELGATE__AUTH__ENABLED=true
 USER 10001:10001
 EXPOSE 8080
 STOPSIGNAL SIGTERM

