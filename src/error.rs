@@ -68,10 +68,12 @@ pub enum Limit {
     StreamsPerConnection,
     LabelKeys,
     Labels,
+    /// `server.request_timeout_ms` as a bound on CPU time: a job whose caller has gone.
+    Deadline,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 13] = [
+    pub const ALL: [Limit; 14] = [
         Limit::BodyBytes,
         Limit::InflightBodyBytes,
         Limit::BodyReadTimeout,
@@ -85,6 +87,7 @@ impl Limit {
         Limit::StreamsPerConnection,
         Limit::LabelKeys,
         Limit::Labels,
+        Limit::Deadline,
     ];
 
     /// The `limit` label value.
@@ -103,6 +106,7 @@ impl Limit {
             Limit::StreamsPerConnection => "streams_per_connection",
             Limit::LabelKeys => "label_keys",
             Limit::Labels => "labels",
+            Limit::Deadline => "deadline",
         }
     }
 
@@ -122,6 +126,7 @@ impl Limit {
             Limit::BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
             Limit::InflightBodyBytes => StatusCode::SERVICE_UNAVAILABLE,
             Limit::StreamsPerConnection => StatusCode::TOO_MANY_REQUESTS,
+            Limit::Deadline => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 }
@@ -166,6 +171,7 @@ impl RequestError {
             Self::LimitExceeded { limit, .. } => match limit {
                 Limit::InflightBodyBytes => "TEMPORARILY_UNAVAILABLE",
                 Limit::StreamsPerConnection => "REQUEST_LIMIT_EXCEEDED",
+                Limit::Deadline => "DEADLINE_EXCEEDED",
                 _ => "BAD_REQUEST",
             },
         }

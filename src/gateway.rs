@@ -266,8 +266,9 @@ pub struct Plan {
     /// Bounds on what the request may hold (`max_rows` included).
     pub limits: crate::protocol::limits::DecodeLimits,
     /// When the caller stops waiting: a job started after it is not run, and a long one
-    /// stops between stages.
+    /// stops between stages (each counted in `limit_refusals_total{limit="deadline"}`).
     pub deadline: Option<Instant>,
+    pub abandoned: prometheus::IntCounter,
     /// Where shadow copies run.
     pub pool: Arc<InferencePool>,
     /// Set when this request is logged to the endpoint's inference tables.
@@ -712,6 +713,10 @@ impl Gateway {
                 ..self.limits.decode
             },
             deadline: self.limits.timeout.map(|t| inv.received + t),
+            abandoned: self
+                .metrics
+                .limit_refusals
+                .with_label_values(&[crate::error::Limit::Deadline.name()]),
             pool: self.pool.clone(),
             log,
             monitor: self.monitoring.as_ref().map(|config| MonitorPlan {
@@ -1033,9 +1038,15 @@ pub fn score(
 /// A job whose caller has gone (its deadline passed) does no more work.
 fn check_deadline(plan: &Plan, when: &str) -> Result<(), RequestError> {
     match plan.deadline {
-        Some(d) if Instant::now() >= d => Err(RequestError::DeadlineExceeded(format!(
-            "the request passed its deadline {when} (server.request_timeout_ms): not run further"
-        ))),
+        Some(d) if Instant::now() >= d => {
+            plan.abandoned.inc();
+            Err(RequestError::limit(
+                crate::error::Limit::Deadline,
+                format!(
+                    "the request passed its deadline {when} (server.request_timeout_ms): not run further"
+                ),
+            ))
+        }
         _ => Ok(()),
     }
 }

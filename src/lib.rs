@@ -475,9 +475,11 @@ impl Started {
                     server.listen_rustls_0_23(l, config.clone())
                 })
             }
+            // HTTP/1.1, and HTTP/2 for clients that speak it in the clear (h2c prior
+            // knowledge, as meshes and gRPC-style clients do).
             _ => listeners
                 .into_iter()
-                .try_fold(server, |server, l| server.listen(l)),
+                .try_fold(server, |server, l| server.listen_auto_h2c(l)),
         }
         .map_err(StartError::Serve)?
         .run();

@@ -334,7 +334,7 @@ impl Metrics {
         let limit_refusals = IntCounterVec::new(
             Opts::new(
                 "modelgate_limit_refusals_total",
-                "Requests refused at a bound, by limit (body_bytes, inflight_body_bytes, body_read_timeout, columns, rows, cells, string_bytes, id_bytes, outputs, response_bytes, streams_per_connection, label_keys, labels); each is a setting (docs/operations.md).",
+                "Requests refused at a bound, by limit (body_bytes, inflight_body_bytes, body_read_timeout, columns, rows, cells, string_bytes, id_bytes, outputs, response_bytes, streams_per_connection, label_keys, labels, deadline: a job dropped or stopped because its caller's deadline passed); each is a setting (docs/operations.md).",
             ),
             &["limit"],
         )

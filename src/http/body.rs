@@ -1,5 +1,6 @@
 //! Reads a request body within its bounds: the body limit, the read deadline, and the budget of
-//! body bytes held by all requests in flight, taken before the bytes are read.
+//! body bytes held by all requests in flight, taken as each chunk arrives, before it is added
+//! to the request's buffer.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -130,10 +131,6 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    // A declared length is taken from the budget before a byte is read.
-    if let (Some(n), Some((b, hold))) = (declared, budget.as_mut()) {
-        b.take(hold, n)?;
-    }
     // A client may declare a large body and stall: reserve little up front, grow as bytes come.
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit).min(64 * 1024));
     while let Some(chunk) = payload.next().await {
@@ -143,11 +140,10 @@ async fn read_body(
         if buf.len() + chunk.len() > limit {
             return Err(too_large());
         }
-        // Bytes past the declared length (or without one) are taken as they come.
-        let taken = declared.unwrap_or(0);
-        let beyond = (buf.len() + chunk.len()).saturating_sub(taken.max(buf.len()));
-        if let (true, Some((b, hold))) = (beyond > 0, budget.as_mut()) {
-            b.take(hold, beyond)?;
+        // Taken as they come, not as declared: a caller that declares a large body and
+        // stalls holds only what it sent (until the read deadline).
+        if let Some((b, hold)) = budget.as_mut() {
+            b.take(hold, chunk.len())?;
         }
         buf.extend_from_slice(&chunk);
     }

@@ -384,3 +384,15 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Polls `condition` until it holds; panics naming the wait when `limit` passes first.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the condition did not hold within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

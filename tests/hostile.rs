@@ -1,0 +1,442 @@
+//! Hostile callers against the real binary: each attack gets its refusal within a bounded time,
+//! ordinary requests sent during the attack keep succeeding, and the process's peak memory
+//! (VmHWM from /proc) stays under a stated bound.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{client, demo_config, endpoint, one_row, Gateway};
+use serde_json::{json, Value};
+
+/// The bound on the gateway's peak resident memory during any attack here.
+const RSS_BOUND_KIB: u64 = 512 * 1024;
+
+/// Every attack's refusal arrives within this (debug build, 2 shared cores).
+const REFUSAL_BOUND: Duration = Duration::from_secs(10);
+
+fn gateway(extra: &str) -> Gateway {
+    common::start(
+        &demo_config(&endpoint("transactions", "1", "tract"), extra),
+        false,
+    )
+}
+
+/// Peak resident memory of the gateway so far, in KiB.
+fn peak_rss_kib(gw: &Gateway) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+fn assert_memory_bounded(gw: &Gateway) {
+    let peak = peak_rss_kib(gw);
+    assert!(
+        peak < RSS_BOUND_KIB,
+        "peak RSS {peak} KiB is over the bound of {RSS_BOUND_KIB} KiB"
+    );
+}
+
+/// Sends ordinary one-row requests until `stop`, counting answers by success.
+fn ordinary_traffic(
+    base: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let c = client();
+        let (mut ok, mut failed) = (0, Vec::new());
+        while !stop.load(Ordering::Acquire) {
+            let r = c
+                .post(format!("{base}/serving-endpoints/transactions/invocations"))
+                .json(&one_row())
+                .send();
+            match r {
+                Ok(r) if r.status().is_success() => ok += 1,
+                Ok(r) => failed.push(format!("{}: {}", r.status(), r.text().unwrap_or_default())),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        (ok, failed)
+    })
+}
+
+/// Runs `attack` while ordinary traffic flows; the ordinary requests must all succeed.
+fn during_ordinary_traffic(gw: &Gateway, attack: impl FnOnce()) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = ordinary_traffic(gw.base.clone(), stop.clone());
+    attack();
+    stop.store(true, Ordering::Release);
+    let (ok, failed) = traffic.join().unwrap();
+    assert!(failed.is_empty(), "ordinary requests failed: {failed:?}");
+    assert!(ok > 0, "no ordinary request was answered during the attack");
+}
+
+/// Posts `body` and checks the refusal: status, the setting named, and the time taken.
+fn refused(gw: &Gateway, path: &str, content_type: &str, body: Vec<u8>, status: u16, names: &str) {
+    let started = Instant::now();
+    let r = client()
+        .post(gw.url(path))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .unwrap();
+    let took = started.elapsed();
+    let code = r.status().as_u16();
+    let text = r.text().unwrap();
+    assert_eq!(code, status, "{text}");
+    assert!(text.contains(names), "'{names}' not in {text}");
+    assert!(took < REFUSAL_BOUND, "the refusal took {took:?}");
+}
+
+fn limit_count(gw: &Gateway, limit: &str) -> f64 {
+    gw.metric(&format!("modelgate_limit_refusals_total{{limit=\"{limit}\"}}"))
+        .unwrap_or(0.0)
+}
+
+/// V2 inputs of the demo model for `rows` rows.
+fn v2_inputs(rows: usize) -> Value {
+    let col = |name: &str, dt: &str, v: Value| {
+        json!({"name": name, "datatype": dt, "shape": [rows], "data": vec![v; rows]})
+    };
+    json!([
+        col("Product", "BYTES", json!("Product A")),
+        col("Amount", "FP32", json!(132.75)),
+        col("transactionCount", "INT64", json!(3)),
+        col("isTimeout", "BOOL", json!(false)),
+        col("MaxProductAmount", "FP64", json!(150.1)),
+        col("MaxDifferenceRatio", "FP64", json!(0.12)),
+    ])
+}
+
+#[test]
+fn response_amplification_is_refused() {
+    let gw = gateway("");
+    let path = "/v2/models/transactions/infer";
+    // The attack of the report: 1,000 rows, one output named 1,000 times.
+    let outputs: Vec<Value> = (0..1000).map(|_| json!({"name": "probabilities"})).collect();
+    let body = json!({"inputs": v2_inputs(1000), "outputs": outputs});
+    during_ordinary_traffic(&gw, || {
+        for _ in 0..5 {
+            refused(
+                &gw,
+                path,
+                "application/json",
+                body.to_string().into_bytes(),
+                400,
+                "asked for more than once",
+            );
+        }
+    });
+    assert_eq!(limit_count(&gw, "outputs"), 5.0);
+    // Each output once is an ordinary request.
+    let once = json!({"inputs": v2_inputs(2), "outputs": [{"name": "probabilities"}, {"name": "label"}]});
+    let r = gw.post_json(path, &once);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["outputs"].as_array().unwrap().len(), 2);
+    assert_memory_bounded(&gw);
+}
+
+#[test]
+fn oversized_answers_are_refused_not_written() {
+    // 1 KiB answers at most: 100 rows of predictions are more.
+    let gw = gateway("limits:\n  max_response_bytes: 1024\n");
+    let rows: Vec<Value> = (0..100)
+        .map(|_| json!(["Product A", 132.75, 3, false, 150.1, 0.12]))
+        .collect();
+    let body = json!({"dataframe_split": {"columns": one_row()["dataframe_split"]["columns"], "data": rows}});
+    refused(
+        &gw,
+        "/serving-endpoints/transactions/invocations",
+        "application/json",
+        body.to_string().into_bytes(),
+        413,
+        "limits.max_response_bytes",
+    );
+    assert_eq!(limit_count(&gw, "response_bytes"), 1.0);
+    assert_eq!(gw.invoke("transactions", &one_row()).status, 200);
+}
+
+#[test]
+fn wide_headers_are_refused_in_linear_time() {
+    let gw = gateway("");
+    let path = "/serving-endpoints/transactions/invocations";
+    let width = 300_000;
+    let names: Vec<String> = (0..width).map(|i| format!("c{i}")).collect();
+    let csv = format!("{}\n{}\n", names.join(","), vec!["1"; width].join(","));
+    let split = json!({"dataframe_split": {"columns": names, "data": [vec![1; width]]}});
+    let record: serde_json::Map<String, Value> =
+        names.iter().map(|n| (n.clone(), json!(1))).collect();
+    let records = json!({"dataframe_records": [record]});
+    let v2: Vec<Value> = names
+        .iter()
+        .take(100_000)
+        .map(|n| json!({"name": n, "datatype": "INT64", "shape": [1], "data": [1]}))
+        .collect();
+    let v2 = json!({"inputs": v2});
+    during_ordinary_traffic(&gw, || {
+        refused(&gw, path, "text/csv", csv.into_bytes(), 400, "limits.max_columns");
+        refused(
+            &gw,
+            path,
+            "application/json",
+            split.to_string().into_bytes(),
+            400,
+            "limits.max_columns",
+        );
+        refused(
+            &gw,
+            path,
+            "application/json",
+            records.to_string().into_bytes(),
+            400,
+            "limits.max_columns",
+        );
+        refused(
+            &gw,
+            "/v2/models/transactions/infer",
+            "application/json",
+            v2.to_string().into_bytes(),
+            400,
+            "limits.max_columns",
+        );
+    });
+    assert_eq!(limit_count(&gw, "columns"), 4.0);
+    assert_memory_bounded(&gw);
+}
+
+#[test]
+fn huge_ids_and_strings_are_refused() {
+    let gw = gateway("");
+    let big = "x".repeat(1 << 20);
+    let mut body = one_row();
+    body["client_request_id"] = json!(big);
+    refused(
+        &gw,
+        "/serving-endpoints/transactions/invocations",
+        "application/json",
+        body.to_string().into_bytes(),
+        413,
+        "limits.max_id_bytes",
+    );
+    let v2 = json!({"id": big, "inputs": v2_inputs(1)});
+    refused(
+        &gw,
+        "/v2/models/transactions/infer",
+        "application/json",
+        v2.to_string().into_bytes(),
+        413,
+        "limits.max_id_bytes",
+    );
+    let mut long = one_row();
+    long["dataframe_split"]["data"][0][0] = json!(big);
+    refused(
+        &gw,
+        "/serving-endpoints/transactions/invocations",
+        "application/json",
+        long.to_string().into_bytes(),
+        413,
+        "limits.max_string_bytes",
+    );
+    assert_eq!(limit_count(&gw, "id_bytes"), 2.0);
+    assert_eq!(limit_count(&gw, "string_bytes"), 1.0);
+    assert_memory_bounded(&gw);
+}
+
+/// Opens a connection that declares `declared` body bytes and sends one byte every `gap`.
+fn trickle(addr: &str, declared: usize, gap: Duration, stop: Arc<AtomicBool>) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(20))).ok()?;
+    let head = format!(
+        "POST /serving-endpoints/transactions/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Acquire) {
+        if s.write_all(b" ").is_err() {
+            break;
+        }
+        let until = Instant::now() + gap;
+        while Instant::now() < until {
+            match s.read(&mut buf) {
+                Ok(0) => return Some(String::from_utf8_lossy(&answer).into_owned()),
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                return Some(String::from_utf8_lossy(&answer).into_owned());
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[test]
+fn slowly_trickled_bodies_are_cut_off_while_others_are_served() {
+    let gw = gateway("server:\n  body_read_timeout_ms: 1500\n");
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    during_ordinary_traffic(&gw, || {
+        let started = Instant::now();
+        let trickles: Vec<_> = (0..64)
+            .map(|_| {
+                let (addr, stop, answered) = (addr.clone(), stop.clone(), answered.clone());
+                std::thread::spawn(move || {
+                    let answer = trickle(&addr, 1 << 20, Duration::from_millis(100), stop);
+                    if answer.as_deref().is_some_and(|a| a.contains(" 408 ")) {
+                        answered.fetch_add(1, Ordering::AcqRel);
+                    }
+                    answer
+                })
+            })
+            .collect();
+        // Every trickler gets its 408 (or its connection closed) within the bound.
+        let deadline = started + REFUSAL_BOUND;
+        while answered.load(Ordering::Acquire) < 64 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Release);
+        let answers: Vec<_> = trickles.into_iter().map(|t| t.join().unwrap()).collect();
+        let timed_out = answers
+            .iter()
+            .filter(|a| a.as_deref().is_some_and(|a| a.contains("server.body_read_timeout_ms")))
+            .count();
+        assert_eq!(timed_out, 64, "answers: {:?}", &answers[..3]);
+    });
+    assert!(limit_count(&gw, "body_read_timeout") >= 64.0);
+    assert_eq!(gw.metric("modelgate_inflight_body_bytes"), Some(0.0));
+    assert_memory_bounded(&gw);
+}
+
+#[test]
+fn the_inflight_body_budget_refuses_what_it_cannot_hold() {
+    // Three bodies of 600 KiB at once fit nowhere in a 1 MiB budget.
+    let gw = gateway(
+        "server:\n  max_body_bytes: 700000\n  max_inflight_body_bytes: 1048576\n  body_read_timeout_ms: 3000\n",
+    );
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    // Two callers send 400 KiB each, then stall: 800 KiB held.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        let head = "POST /serving-endpoints/transactions/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 600000\r\n\r\n";
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&vec![b' '; 400_000]).unwrap();
+        stalled.push(s);
+    }
+    common::eventually(Duration::from_secs(5), || {
+        gw.metric("modelgate_inflight_body_bytes")
+            .is_some_and(|b| b >= 800_000.0)
+    });
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(400_000));
+    refused(
+        &gw,
+        "/serving-endpoints/transactions/invocations",
+        "application/json",
+        big.into_bytes(),
+        503,
+        "server.max_inflight_body_bytes",
+    );
+    // Small requests still fit.
+    assert_eq!(gw.invoke("transactions", &one_row()).status, 200);
+    drop(stalled);
+    common::eventually(Duration::from_secs(10), || {
+        gw.metric("modelgate_inflight_body_bytes") == Some(0.0)
+    });
+    assert!(limit_count(&gw, "inflight_body_bytes") >= 1.0);
+}
+
+#[test]
+fn an_http2_stream_flood_gets_429s_beyond_the_per_connection_bound() {
+    let gw = gateway("server:\n  max_streams_per_connection: 16\n  body_read_timeout_ms: 2000\n");
+    let url = gw.url("/serving-endpoints/transactions/invocations");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    during_ordinary_traffic(&gw, || {
+        let started = Instant::now();
+        let statuses: Vec<u16> = rt.block_on(async {
+            // One HTTP/2 connection (h2c prior knowledge) carrying 1,000 streams whose bodies
+            // never finish.
+            let h2 = reqwest::Client::builder()
+                .http2_prior_knowledge()
+                .build()
+                .unwrap();
+            let tasks: Vec<_> = (0..1000)
+                .map(|_| {
+                    let (h2, url) = (h2.clone(), url.clone());
+                    tokio::spawn(async move {
+                        let stalled = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+                        let r = h2
+                            .post(url)
+                            .header("content-type", "application/json")
+                            .body(reqwest::Body::wrap_stream(stalled))
+                            .send()
+                            .await;
+                        r.map(|r| r.status().as_u16()).unwrap_or(0)
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        });
+        let took = started.elapsed();
+        let refused = statuses.iter().filter(|&&s| s == 429).count();
+        let timed_out = statuses.iter().filter(|&&s| s == 408).count();
+        assert!(refused >= 1000 - 16, "429s: {refused}, statuses {:?}", &statuses[..20]);
+        assert_eq!(refused + timed_out, 1000, "statuses: {statuses:?}");
+        assert!(took < REFUSAL_BOUND, "the flood took {took:?} to answer");
+    });
+    assert!(limit_count(&gw, "streams_per_connection") >= 984.0);
+    assert_memory_bounded(&gw);
+}
+
+#[test]
+fn requests_past_their_deadline_are_not_run() {
+    // One inference worker, a 300 ms deadline: a burst of heavy batches queues behind it.
+    let gw = gateway("server:\n  request_timeout_ms: 300\n");
+    let rows: Vec<Value> = (0..10_000)
+        .map(|i| json!(["Product A", 100.0 + f64::from(i % 50), 3, false, 150.1, 0.12]))
+        .collect();
+    let heavy = json!({"dataframe_split": {"columns": one_row()["dataframe_split"]["columns"], "data": rows}})
+        .to_string();
+    let started = Instant::now();
+    let burst: Vec<_> = (0..12)
+        .map(|_| {
+            let (url, heavy) = (gw.url("/serving-endpoints/transactions/invocations"), heavy.clone());
+            std::thread::spawn(move || {
+                let r = client()
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(heavy)
+                    .send()
+                    .unwrap();
+                (r.status().as_u16(), r.text().unwrap())
+            })
+        })
+        .collect();
+    let answers: Vec<_> = burst.into_iter().map(|t| t.join().unwrap()).collect();
+    for (status, text) in &answers {
+        assert!(*status == 200 || *status == 504, "{status}: {text}");
+    }
+    let late = answers.iter().filter(|(s, _)| *s == 504).count();
+    assert!(late > 0, "no request passed its deadline; make the burst heavier");
+    assert!(started.elapsed() < REFUSAL_BOUND);
+    // Jobs whose callers had gone were dropped or stopped between stages, not run to the end.
+    common::eventually(Duration::from_secs(5), || limit_count(&gw, "deadline") >= 1.0);
+    assert!(limit_count(&gw, "deadline") <= late as f64);
+    assert_eq!(gw.invoke("transactions", &one_row()).status, 200);
+}
