@@ -296,6 +296,13 @@ impl JoinPlan {
         self.request_ts.as_deref()
     }
 
+    /// The request columns the lookups key on (`lookup_key`), in spec order.
+    pub fn lookup_keys(&self) -> impl Iterator<Item = &str> {
+        self.lookups
+            .iter()
+            .flat_map(|l| l.keys.iter().map(String::as_str))
+    }
+
     /// The column names a request may carry.
     fn request_columns(&self) -> Vec<String> {
         self.request.iter().map(|(n, _)| n.clone()).collect()
