@@ -96,15 +96,15 @@ fn refused(gw: &Gateway, path: &str, content_type: &str, body: Vec<u8>, status: 
 }
 
 fn limit_count(gw: &Gateway, limit: &str) -> f64 {
-    gw.metric(&format!("modelgate_limit_refusals_total{{limit=\"{limit}\"}}"))
-        .unwrap_or(0.0)
+    gw.metric(&format!(
+        "modelgate_limit_refusals_total{{limit=\"{limit}\"}}"
+    ))
+    .unwrap_or(0.0)
 }
 
 /// V2 inputs of the demo model for `rows` rows.
 fn v2_inputs(rows: usize) -> Value {
-    let col = |name: &str, dt: &str, v: Value| {
-        json!({"name": name, "datatype": dt, "shape": [rows], "data": vec![v; rows]})
-    };
+    let col = |name: &str, dt: &str, v: Value| json!({"name": name, "datatype": dt, "shape": [rows], "data": vec![v; rows]});
     json!([
         col("Product", "BYTES", json!("Product A")),
         col("Amount", "FP32", json!(132.75)),
@@ -120,7 +120,9 @@ fn response_amplification_is_refused() {
     let gw = gateway("");
     let path = "/v2/models/transactions/infer";
     // The attack of the report: 1,000 rows, one output named 1,000 times.
-    let outputs: Vec<Value> = (0..1000).map(|_| json!({"name": "probabilities"})).collect();
+    let outputs: Vec<Value> = (0..1000)
+        .map(|_| json!({"name": "probabilities"}))
+        .collect();
     let body = json!({"inputs": v2_inputs(1000), "outputs": outputs});
     during_ordinary_traffic(&gw, || {
         for _ in 0..5 {
@@ -136,7 +138,8 @@ fn response_amplification_is_refused() {
     });
     assert_eq!(limit_count(&gw, "outputs"), 5.0);
     // Each output once is an ordinary request.
-    let once = json!({"inputs": v2_inputs(2), "outputs": [{"name": "probabilities"}, {"name": "label"}]});
+    let once =
+        json!({"inputs": v2_inputs(2), "outputs": [{"name": "probabilities"}, {"name": "label"}]});
     let r = gw.post_json(path, &once);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["outputs"].as_array().unwrap().len(), 2);
@@ -181,7 +184,14 @@ fn wide_headers_are_refused_in_linear_time() {
         .collect();
     let v2 = json!({"inputs": v2});
     during_ordinary_traffic(&gw, || {
-        refused(&gw, path, "text/csv", csv.into_bytes(), 400, "limits.max_columns");
+        refused(
+            &gw,
+            path,
+            "text/csv",
+            csv.into_bytes(),
+            400,
+            "limits.max_columns",
+        );
         refused(
             &gw,
             path,
@@ -307,7 +317,10 @@ fn slowly_trickled_bodies_are_cut_off_while_others_are_served() {
         let answers: Vec<_> = trickles.into_iter().map(|t| t.join().unwrap()).collect();
         let timed_out = answers
             .iter()
-            .filter(|a| a.as_deref().is_some_and(|a| a.contains("server.body_read_timeout_ms")))
+            .filter(|a| {
+                a.as_deref()
+                    .is_some_and(|a| a.contains("server.body_read_timeout_ms"))
+            })
             .count();
         assert_eq!(timed_out, 64, "answers: {:?}", &answers[..3]);
     });
@@ -376,7 +389,8 @@ fn an_http2_stream_flood_gets_429s_beyond_the_per_connection_bound() {
                 .map(|_| {
                     let (h2, url) = (h2.clone(), url.clone());
                     tokio::spawn(async move {
-                        let stalled = futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
+                        let stalled =
+                            futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>();
                         let r = h2
                             .post(url)
                             .header("content-type", "application/json")
@@ -396,7 +410,11 @@ fn an_http2_stream_flood_gets_429s_beyond_the_per_connection_bound() {
         let took = started.elapsed();
         let refused = statuses.iter().filter(|&&s| s == 429).count();
         let timed_out = statuses.iter().filter(|&&s| s == 408).count();
-        assert!(refused >= 1000 - 16, "429s: {refused}, statuses {:?}", &statuses[..20]);
+        assert!(
+            refused >= 1000 - 16,
+            "429s: {refused}, statuses {:?}",
+            &statuses[..20]
+        );
         assert_eq!(refused + timed_out, 1000, "statuses: {statuses:?}");
         assert!(took < REFUSAL_BOUND, "the flood took {took:?} to answer");
     });
@@ -409,14 +427,26 @@ fn requests_past_their_deadline_are_not_run() {
     // One inference worker, a 300 ms deadline: a burst of heavy batches queues behind it.
     let gw = gateway("server:\n  request_timeout_ms: 300\n");
     let rows: Vec<Value> = (0..10_000)
-        .map(|i| json!(["Product A", 100.0 + f64::from(i % 50), 3, false, 150.1, 0.12]))
+        .map(|i| {
+            json!([
+                "Product A",
+                100.0 + f64::from(i % 50),
+                3,
+                false,
+                150.1,
+                0.12
+            ])
+        })
         .collect();
     let heavy = json!({"dataframe_split": {"columns": one_row()["dataframe_split"]["columns"], "data": rows}})
         .to_string();
     let started = Instant::now();
     let burst: Vec<_> = (0..12)
         .map(|_| {
-            let (url, heavy) = (gw.url("/serving-endpoints/transactions/invocations"), heavy.clone());
+            let (url, heavy) = (
+                gw.url("/serving-endpoints/transactions/invocations"),
+                heavy.clone(),
+            );
             std::thread::spawn(move || {
                 let r = client()
                     .post(url)
@@ -433,10 +463,15 @@ fn requests_past_their_deadline_are_not_run() {
         assert!(*status == 200 || *status == 504, "{status}: {text}");
     }
     let late = answers.iter().filter(|(s, _)| *s == 504).count();
-    assert!(late > 0, "no request passed its deadline; make the burst heavier");
+    assert!(
+        late > 0,
+        "no request passed its deadline; make the burst heavier"
+    );
     assert!(started.elapsed() < REFUSAL_BOUND);
     // Jobs whose callers had gone were dropped or stopped between stages, not run to the end.
-    common::eventually(Duration::from_secs(5), || limit_count(&gw, "deadline") >= 1.0);
+    common::eventually(Duration::from_secs(5), || {
+        limit_count(&gw, "deadline") >= 1.0
+    });
     assert!(limit_count(&gw, "deadline") <= late as f64);
     assert_eq!(gw.invoke("transactions", &one_row()).status, 200);
 }

@@ -221,8 +221,10 @@ mod tests {
     #[test]
     fn zero_limits_are_settings_problems() {
         assert!(DecodeLimits::default().problem().is_none());
-        let mut l = DecodeLimits::default();
-        l.max_cells = 0;
+        let l = DecodeLimits {
+            max_cells: 0,
+            ..Default::default()
+        };
         assert_eq!(l.problem().unwrap().0, "limits.max_cells");
     }
 }
