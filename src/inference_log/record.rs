@@ -56,9 +56,17 @@ impl CallRecord {
         }
     }
 
+    /// What the record holds in memory: the struct, every string at its length (the caller's
+    /// own id included) and the bodies.
     pub fn approx_bytes(&self) -> usize {
-        256 + self.request.as_ref().map_or(0, Bytes::len)
+        std::mem::size_of::<Self>()
+            + self.request_id.len()
+            + self.client_request_id.as_ref().map_or(0, String::len)
+            + self.request.as_ref().map_or(0, Bytes::len)
             + self.response.as_ref().map_or(0, Bytes::len)
+            + self.served_entity.as_ref().map_or(0, |s| s.len())
+            + self.logging_error_codes.len() * std::mem::size_of::<&str>()
+            + self.requester.as_ref().map_or(0, String::len)
     }
 }
 
@@ -95,31 +103,65 @@ impl ScoredRows {
         }
     }
 
+    /// What the record holds in memory: inputs and outputs cell by cell, strings at their
+    /// length. A frame shared with the request is counted whole (it lives as long as the record).
     pub fn approx_bytes(&self) -> usize {
         let inputs = match &self.inputs {
             Inputs::Frame(f) => f.columns.iter().map(column_bytes).sum(),
             Inputs::Joined(cols) => cols
                 .iter()
-                .map(|(n, v)| n.len() + v.len() * std::mem::size_of::<Value>())
+                .map(|(n, v)| {
+                    std::mem::size_of::<(String, Vec<Value>)>()
+                        + n.len()
+                        + v.iter().map(value_bytes).sum::<usize>()
+                })
                 .sum::<usize>(),
         };
         let outputs: usize = self
             .outputs
             .iter()
-            .map(|o| o.name.len() + tensor_bytes(&o.tensor.data))
+            .map(|o| {
+                std::mem::size_of::<NamedTensor>()
+                    + o.name.len()
+                    + o.tensor.shape.len() * std::mem::size_of::<usize>()
+                    + tensor_bytes(&o.tensor.data)
+            })
             .sum();
-        256 + inputs + outputs
+        let request_rows = self
+            .request_rows
+            .as_ref()
+            .map_or(0, |r| r.len() * std::mem::size_of::<usize>());
+        std::mem::size_of::<Self>()
+            + self.request_id.len()
+            + self.served_entity.len()
+            + inputs
+            + outputs
+            + request_rows
     }
 }
 
+/// A value as it is held: the enum, and a string's bytes.
+pub(crate) fn value_bytes(v: &Value) -> usize {
+    std::mem::size_of::<Value>()
+        + match v {
+            Value::String(s) => s.len(),
+            _ => 0,
+        }
+}
+
 fn column_bytes(c: &Column) -> usize {
-    c.name.len()
+    std::mem::size_of::<Column>()
+        + c.name.len()
+        + c.shape.len() * std::mem::size_of::<usize>()
         + match &c.data {
             ColumnData::F64(v) => v.len() * 8,
             ColumnData::F32(v) => v.len() * 4,
             ColumnData::I64(v) => v.len() * 8,
             ColumnData::Bool(v) => v.len(),
-            ColumnData::Str(v) => v.iter().map(|s| s.len() + 24).sum(),
+            ColumnData::Str(v) => v
+                .iter()
+                .map(|s| std::mem::size_of::<String>() + s.len())
+                .sum(),
         }
 }
 
@@ -130,7 +172,10 @@ fn tensor_bytes(t: &TensorData) -> usize {
         TensorData::I64(v) => v.len() * 8,
         TensorData::I32(v) => v.len() * 4,
         TensorData::Bool(v) => v.len(),
-        TensorData::Str(v) => v.iter().map(|s| s.len() + 24).sum(),
+        TensorData::Str(v) => v
+            .iter()
+            .map(|s| std::mem::size_of::<String>() + s.len())
+            .sum(),
     }
 }
 
@@ -149,10 +194,16 @@ pub struct LabelRecord {
 }
 
 impl LabelRecord {
+    /// What the label holds in memory: the struct, its text, id, and keys with their values.
     pub fn approx_bytes(&self) -> usize {
-        128 + self.label_text.len()
+        std::mem::size_of::<Self>()
+            + self.label_text.len()
             + self.request_id.as_ref().map_or(0, String::len)
-            + self.keys.iter().map(|(k, _)| k.len() + 32).sum::<usize>()
+            + self
+                .keys
+                .iter()
+                .map(|(k, v)| std::mem::size_of::<String>() + k.len() + value_bytes(v))
+                .sum::<usize>()
     }
 }
 
@@ -277,7 +328,11 @@ pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<Record
     for s in scored {
         let e = &s.entity;
         for r in 0..s.rows() {
-            let row_index = s.request_rows.as_ref().map_or(r, |m| m[r]);
+            let row_index = s
+                .request_rows
+                .as_ref()
+                .and_then(|m| m.get(r).copied())
+                .unwrap_or(r);
             t.set("request_id", Cell::Str(&s.request_id));
             t.set("row_index", Cell::Int(row_index as i64));
             t.set("request_time", Cell::Timestamp(s.time_us));
@@ -296,7 +351,7 @@ pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<Record
                 }
                 Inputs::Joined(cols) => {
                     for (n, values) in cols {
-                        if let Some(cell) = value_cell(&values[r]) {
+                        if let Some(cell) = values.get(r).and_then(value_cell) {
                             t.set(&input_name(n), cell);
                         }
                     }
@@ -338,6 +393,14 @@ fn value_cell(v: &Value) -> Option<Cell<'_>> {
     })
 }
 
+/// The values of row `r` in data of `len` values, `width` per row; `None` when the data does
+/// not have that row (the cell is then logged as null, never read out of bounds).
+fn row_range(len: usize, width: usize, r: usize) -> Option<std::ops::Range<usize>> {
+    let start = r.checked_mul(width)?;
+    let end = start.checked_add(width)?;
+    (end <= len).then_some(start..end)
+}
+
 /// Row `r` of a request column, typed as the model takes it (`model_type`), or as it came for
 /// columns the model does not take (numbers as doubles, so integer and decimal spellings of one
 /// column land in one column).
@@ -348,22 +411,25 @@ fn set_column_cell(
     model_type: Option<ElemType>,
     r: usize,
 ) {
-    let width = c.row_width();
+    let width: usize = c.shape.get(1..).map_or(1, |d| d.iter().product());
     let integer = matches!(model_type, Some(ElemType::I64 | ElemType::I32));
-    let range = r * width..(r + 1) * width;
+    let Some(range) = row_range(c.data.len(), width, r) else {
+        return;
+    };
+    let at = range.start;
     match &c.data {
-        ColumnData::Str(v) if width == 1 => t.set(name, Cell::Str(&v[r])),
+        ColumnData::Str(v) if width == 1 => t.set(name, Cell::Str(&v[at])),
         ColumnData::Str(v) => t.set(name, Cell::Strs(&v[range])),
-        ColumnData::Bool(v) if width == 1 => t.set(name, Cell::Bool(v[r])),
+        ColumnData::Bool(v) if width == 1 => t.set(name, Cell::Bool(v[at])),
         ColumnData::Bool(v) => t.set(name, Cell::Bools(&v[range])),
-        ColumnData::I64(v) if integer && width == 1 => t.set(name, Cell::Int(v[r])),
+        ColumnData::I64(v) if integer && width == 1 => t.set(name, Cell::Int(v[at])),
         ColumnData::I64(v) if integer => t.set(name, Cell::Ints(&v[range])),
-        ColumnData::I64(v) if width == 1 => t.set(name, Cell::Float(v[r] as f64)),
-        ColumnData::F64(v) if width == 1 && integer && v[r].fract() == 0.0 => {
-            t.set(name, Cell::Int(v[r] as i64))
+        ColumnData::I64(v) if width == 1 => t.set(name, Cell::Float(v[at] as f64)),
+        ColumnData::F64(v) if width == 1 && integer && v[at].fract() == 0.0 => {
+            t.set(name, Cell::Int(v[at] as i64))
         }
-        ColumnData::F64(v) if width == 1 => t.set(name, Cell::Float(v[r])),
-        ColumnData::F32(v) if width == 1 => t.set(name, Cell::Float(f64::from(v[r]))),
+        ColumnData::F64(v) if width == 1 => t.set(name, Cell::Float(v[at])),
+        ColumnData::F32(v) if width == 1 => t.set(name, Cell::Float(f64::from(v[at]))),
         data => {
             let floats: Vec<f64> = match data {
                 ColumnData::I64(v) => v[range].iter().map(|&x| x as f64).collect(),
@@ -386,17 +452,26 @@ fn set_prediction(t: &mut TableRows, mapping: &OutputMapping, outputs: &[NamedTe
             probabilities,
             binary,
         } => {
-            set_tensor_row(t, "prediction", &outputs[*label], r);
-            let p = &outputs[*probabilities].tensor;
+            if let Some(o) = outputs.get(*label) {
+                set_tensor_row(t, "prediction", o, r);
+            }
+            let Some(probabilities) = outputs.get(*probabilities) else {
+                return;
+            };
+            let p = &probabilities.tensor;
             if *binary && p.shape.get(1) == Some(&2) {
                 if let Some(x) = float_at(&p.data, r * 2 + 1) {
                     t.set("probability", Cell::Float(x));
                 }
             } else {
-                set_tensor_row(t, "probabilities", &outputs[*probabilities], r);
+                set_tensor_row(t, "probabilities", probabilities, r);
             }
         }
-        OutputMapping::Single(i) => set_tensor_row(t, "prediction", &outputs[*i], r),
+        OutputMapping::Single(i) => {
+            if let Some(o) = outputs.get(*i) {
+                set_tensor_row(t, "prediction", o, r);
+            }
+        }
         OutputMapping::Records => {
             for o in outputs {
                 set_tensor_row(t, &format!("prediction_{}", o.name), o, r);
@@ -413,28 +488,34 @@ fn float_at(data: &TensorData, i: usize) -> Option<f64> {
     }
 }
 
+/// Row `r` of an output: a scalar for one value per row (`[N]`, `[N, 1]`), else an array (an
+/// empty one for a zero-width output such as `[N, 0]`); null when the tensor lacks the row.
 fn set_tensor_row(t: &mut TableRows, name: &str, o: &NamedTensor, r: usize) {
-    let width = o.tensor.row_width().max(1);
-    let range = r * width..(r + 1) * width;
-    let scalar = o.tensor.shape.len() <= 1 || width == 1;
+    let shape = &o.tensor.shape;
+    let width: usize = shape.get(1..).map_or(1, |d| d.iter().product());
+    let scalar = width == 1;
+    let Some(range) = row_range(o.tensor.data.len(), width, r) else {
+        return;
+    };
+    let at = range.start;
     match &o.tensor.data {
-        TensorData::I64(v) if scalar => t.set(name, Cell::Int(v[r])),
+        TensorData::I64(v) if scalar => t.set(name, Cell::Int(v[at])),
         TensorData::I64(v) => t.set(name, Cell::Ints(&v[range])),
-        TensorData::I32(v) if scalar => t.set(name, Cell::Int(i64::from(v[r]))),
+        TensorData::I32(v) if scalar => t.set(name, Cell::Int(i64::from(v[at]))),
         TensorData::I32(v) => {
             let ints: Vec<i64> = v[range].iter().map(|&x| i64::from(x)).collect();
             t.set(name, Cell::Ints(&ints));
         }
-        TensorData::F64(v) if scalar => t.set(name, Cell::Float(v[r])),
+        TensorData::F64(v) if scalar => t.set(name, Cell::Float(v[at])),
         TensorData::F64(v) => t.set(name, Cell::Floats(&v[range])),
-        TensorData::F32(v) if scalar => t.set(name, Cell::Float(f64::from(v[r]))),
+        TensorData::F32(v) if scalar => t.set(name, Cell::Float(f64::from(v[at]))),
         TensorData::F32(v) => {
             let floats: Vec<f64> = v[range].iter().map(|&x| f64::from(x)).collect();
             t.set(name, Cell::Floats(&floats));
         }
-        TensorData::Bool(v) if scalar => t.set(name, Cell::Bool(v[r])),
+        TensorData::Bool(v) if scalar => t.set(name, Cell::Bool(v[at])),
         TensorData::Bool(v) => t.set(name, Cell::Bools(&v[range])),
-        TensorData::Str(v) if scalar => t.set(name, Cell::Str(&v[r])),
+        TensorData::Str(v) if scalar => t.set(name, Cell::Str(&v[at])),
         TensorData::Str(v) => t.set(name, Cell::Strs(&v[range])),
     }
 }
@@ -489,4 +570,102 @@ pub fn labels_batch(labels: &[LabelRecord]) -> Result<RecordBatch, ArrowError> {
         t.end_row();
     }
     t.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tensor::Tensor;
+    use deltalake::arrow::array::{Array, AsArray};
+
+    fn output(name: &str, shape: Vec<usize>, data: TensorData) -> NamedTensor {
+        NamedTensor {
+            name: name.into(),
+            tensor: Tensor { shape, data },
+        }
+    }
+
+    #[test]
+    fn a_zero_width_output_is_an_empty_array_per_row_not_a_panic() {
+        let outputs = [output("scores", vec![2, 0], TensorData::F32(Vec::new()))];
+        let mut t = TableRows::default();
+        for r in 0..2 {
+            set_prediction(&mut t, &OutputMapping::Single(0), &outputs, r);
+            t.end_row();
+        }
+        let batch = t.finish().unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        let list = batch.column(0).as_list::<i32>();
+        assert_eq!(list.null_count(), 0, "an empty array, not a null");
+        assert_eq!((list.value_length(0), list.value_length(1)), (0, 0));
+    }
+
+    #[test]
+    fn outputs_and_columns_short_of_rows_log_nulls() {
+        // Fewer values than rows, a missing output index and a column without a shape: nulls.
+        let outputs = [output("p", vec![3], TensorData::I64(vec![7]))];
+        let mut t = TableRows::default();
+        for r in 0..3 {
+            set_prediction(&mut t, &OutputMapping::Single(0), &outputs, r);
+            set_prediction(&mut t, &OutputMapping::Single(5), &outputs, r);
+            let c = Column {
+                name: "c".into(),
+                shape: Vec::new(),
+                data: ColumnData::F64(vec![1.0]),
+                from_text: false,
+            };
+            set_column_cell(&mut t, "c", &c, None, r);
+            t.end_row();
+        }
+        let batch = t.finish().unwrap();
+        assert_eq!(batch.num_rows(), 3);
+        let p = batch.column_by_name("prediction").unwrap();
+        assert_eq!((p.null_count(), p.is_null(0)), (2, false));
+        assert_eq!(batch.column_by_name("c").unwrap().null_count(), 2);
+    }
+
+    fn call(client_request_id: Option<String>) -> CallRecord {
+        CallRecord {
+            request_id: Arc::from("id"),
+            client_request_id,
+            time_us: 0,
+            status_code: 200,
+            execution_ms: None,
+            request: Some(Bytes::from_static(b"{}")),
+            response: None,
+            served_entity: None,
+            logging_error_codes: Vec::new(),
+            requester: None,
+        }
+    }
+
+    #[test]
+    fn every_byte_a_record_holds_is_counted() {
+        let small = call(None).approx_bytes();
+        let big = call(Some("x".repeat(100_000))).approx_bytes();
+        assert_eq!(big - small, 100_000, "the caller's id at its length");
+
+        let label = |text: &str, key: &str| LabelRecord {
+            received_us: 0,
+            request_id: None,
+            row_index: None,
+            event_time_us: None,
+            keys: vec![("k".into(), Value::String(key.into()))],
+            label: None,
+            label_text: text.into(),
+        };
+        let base = label("", "").approx_bytes();
+        assert_eq!(label("", &"v".repeat(50_000)).approx_bytes() - base, 50_000);
+        assert_eq!(label(&"t".repeat(7), "").approx_bytes() - base, 7);
+
+        assert_eq!(
+            value_bytes(&Value::String("x".repeat(1000))),
+            1000 + std::mem::size_of::<Value>()
+        );
+        let strings = Column::scalar("s", ColumnData::Str(vec!["y".repeat(4000); 2]));
+        let empty = Column::scalar("s", ColumnData::Str(vec![String::new(); 2]));
+        assert_eq!(column_bytes(&strings) - column_bytes(&empty), 8000);
+        let names = TensorData::Str(vec!["z".repeat(300)]);
+        assert_eq!(tensor_bytes(&names), 300 + 24);
+    }
 }
