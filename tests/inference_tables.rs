@@ -651,7 +651,8 @@ fn labels_are_appended_by_request_id_or_by_keys() {
         + &capture("")
         + &common::endpoint("plain", "1", "tract");
     // Monitoring off: an endpoint without tables has nowhere to put labels.
-    let settings = log_settings(&root, "") + "monitoring:\n  enabled: false\n";
+    let settings =
+        log_settings(&root, "  max_labels_per_request: 3\n") + "monitoring:\n  enabled: false\n";
     let gw = common::start(&demo_config(&endpoints, &settings), false);
     let scored = gw.invoke("e", &raw_rows(2, 1240));
     assert_eq!(scored.status, 200);
@@ -673,6 +674,38 @@ fn labels_are_appended_by_request_id_or_by_keys() {
         bad.mlflow_error(400),
         "labels[1] needs a request_id or keys"
     );
+    // Keys become columns of the labels table: only the endpoint's declared key columns (the
+    // served version's feature lookup keys here), and the whole call is refused otherwise.
+    let undeclared = gw.post_json(
+        "/api/2.0/serving-endpoints/e/labels",
+        &json!({"labels": [
+            {"request_id": id, "label": 1},
+            {"keys": {"CustomerID": 1240, "Evil0": 1}, "label": 1}
+        ]}),
+    );
+    let message = undeclared.mlflow_error(400);
+    assert!(
+        message.starts_with("labels[1].keys.Evil0 is not a key column of this endpoint")
+            && message.contains("allowed: CustomerID, Product"),
+        "{message}"
+    );
+    let too_many = gw.post_json(
+        "/api/2.0/serving-endpoints/e/labels",
+        &json!({"labels": (0..4).map(|_| json!({"request_id": id, "label": 1})).collect::<Vec<_>>()}),
+    );
+    assert_eq!(too_many.status, 413, "{}", too_many.text);
+    assert!(too_many
+        .text
+        .contains("inference_log.max_labels_per_request"));
+    for limit in ["label_keys", "labels"] {
+        assert_eq!(
+            gw.metric(&format!(
+                "modelgate_limit_refusals_total{{limit=\"{limit}\"}}"
+            )),
+            Some(1.0),
+            "{limit}"
+        );
+    }
     let unknown = gw.post_json("/api/2.0/serving-endpoints/nope/labels", &labels);
     assert_eq!(unknown.status, 404);
     let plain = gw.post_json("/api/2.0/serving-endpoints/plain/labels", &labels);
@@ -688,6 +721,10 @@ fn labels_are_appended_by_request_id_or_by_keys() {
     assert_eq!(types["label"], "DOUBLE");
     assert_eq!(types["event_time"], "TIMESTAMP WITH TIME ZONE");
     assert_eq!(types["CustomerID"], "BIGINT");
+    assert!(
+        !types.contains_key("Evil0"),
+        "a refused key became a column"
+    );
     // Joined at read time: each labelled (request, row) is a logged prediction.
     let predictions = rows(&t.predictions);
     for l in labels.iter().filter(|l| l["request_id"].is_string()) {

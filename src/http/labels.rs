@@ -37,7 +37,18 @@ pub async fn post_labels(
         Err(e) => return mlflow_error(&e),
     };
     let received_us = chrono::Utc::now().timestamp_micros();
-    let parsed = match web::block(move || labels::parse(&body, received_us)).await {
+    // Label keys become columns of the labels table: only the endpoint's declared ones.
+    let key_columns = labels::key_columns(&endpoint.generation());
+    let (max_labels, max_keys) = gateway.inference_log().label_bounds();
+    let parsed = web::block(move || {
+        let rules = labels::LabelRules {
+            max_labels,
+            max_keys,
+            key_columns: &key_columns,
+        };
+        labels::parse_with(&body, received_us, &rules)
+    });
+    let parsed = match parsed.await {
         Ok(p) => p,
         Err(e) => {
             return mlflow_error(&RequestError::Internal(format!(
@@ -47,7 +58,11 @@ pub async fn post_labels(
     };
     let labels = match parsed {
         Ok(l) => l,
-        Err(message) => return mlflow_error(&RequestError::bad(message)),
+        Err(refused) => {
+            let e = RequestError::from(refused);
+            gateway.count_refusal(&e);
+            return mlflow_error(&e);
+        }
     };
     let accepted = labels.len();
     let labels = Arc::new(labels);
