@@ -308,7 +308,7 @@ impl Metrics {
         let log_dropped_rows = IntCounterVec::new(
             Opts::new(
                 "modelgate_inference_log_dropped_rows_total",
-                "Rows not logged, by reason: queue_full (the writer's queue was at its byte limit), commit_failed (every commit attempt failed), shutdown (not committed by the shutdown deadline), invalid_rows.",
+                "Rows not logged, by reason: queue_full (the writer's queue was at its byte limit), commit_failed (every commit attempt failed), shutdown (not committed by the shutdown deadline), invalid_rows, writer_panic (the writer panicked on the batch; later batches are still written).",
             ),
             &["endpoint", "table", "reason"],
         )
@@ -532,7 +532,13 @@ impl Metrics {
             let _ = self.log_bytes.remove_label_values(&l);
             let _ = self.log_commit_duration.remove_label_values(&l);
             let _ = self.log_commit_retries.remove_label_values(&l);
-            for reason in ["queue_full", "commit_failed", "shutdown", "invalid_rows"] {
+            for reason in [
+                "queue_full",
+                "commit_failed",
+                "shutdown",
+                "invalid_rows",
+                "writer_panic",
+            ] {
                 let _ = self
                     .log_dropped_rows
                     .remove_label_values(&[endpoint, table, reason]);

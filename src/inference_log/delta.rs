@@ -2,15 +2,22 @@
 //! (schema evolution, old rows untouched), and commits one batch as one table version.
 //! Concurrent appenders (other gateway processes) are handled by Delta's optimistic
 //! concurrency: blind appends do not conflict and the commit is retried on a newer version.
+//!
+//! Each commit carries an application transaction (Delta's `txn` action: the writer's app id
+//! and the batch's number), so a retry after a failure that came once the commit was written
+//! (a checkpoint, the snapshot update) finds the batch in the table and does not append it
+//! twice.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use deltalake::arrow::array::{new_null_array, ArrayRef};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{Field, Schema};
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::StructType;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::DeltaTable;
@@ -21,6 +28,26 @@ use super::rows::Kind;
 pub enum SinkError {
     #[error("table {uri}: {message}")]
     Table { uri: String, message: String },
+    /// The shutdown deadline passed during the attempt; whether it committed is unknown.
+    #[error("table {uri}: the attempt was abandoned at the shutdown deadline")]
+    Abandoned { uri: String },
+}
+
+/// A batch's application transaction: the writer's id (one per process run) and the batch's
+/// number, increasing with every batch the writer commits.
+#[derive(Debug, Clone)]
+pub struct Txn {
+    pub app_id: Arc<str>,
+    pub version: i64,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Committed as this table version.
+    Committed(i64),
+    /// An earlier attempt had committed the batch (its transaction is in the table).
+    AlreadyCommitted,
 }
 
 /// Open tables by URI, reused across commits.
@@ -42,37 +69,105 @@ impl DeltaSink {
         })
     }
 
-    /// Appends `batch` to the table at `uri` as one commit.
-    pub fn append(&mut self, uri: &str, batch: RecordBatch) -> Result<i64, SinkError> {
+    /// Appends `batch` to the table at `uri` as one commit carrying `txn`. With `check`, the
+    /// table is first asked whether `txn` is already in it (a retry), and nothing is appended
+    /// then. The attempt is abandoned when `stop` (the shutdown deadline, once set) passes.
+    pub fn append(
+        &mut self,
+        uri: &str,
+        batch: &RecordBatch,
+        txn: &Txn,
+        check: bool,
+        stop: &OnceLock<Instant>,
+    ) -> Result<Appended, SinkError> {
         let table_error = |e: deltalake::DeltaTableError| SinkError::Table {
             uri: uri.to_owned(),
             message: e.to_string(),
         };
-        let mut table = match self.tables.remove(uri) {
-            Some(t) => t,
-            None => self
-                .runtime
-                .block_on(open_or_create(uri, &batch, &self.storage_options))
-                .map_err(table_error)?,
-        };
-        let result = self.runtime.block_on(async {
-            let mut writer = RecordBatchWriter::for_table(&table)?;
-            let batch = conform(&batch, &writer.arrow_schema()).map_err(|message| {
+        // Taken out for the attempt; put back only after a commit (a failed attempt reopens
+        // the table, which may have changed under us).
+        let cached = self.tables.remove(uri);
+        let options = &self.storage_options;
+        let work = async move {
+            let mut table = match cached {
+                Some(t) => t,
+                None => open_or_create(uri, batch, options).await?,
+            };
+            if check && committed(&table, txn).await? {
+                return Ok((table, Appended::AlreadyCommitted));
+            }
+            let properties = CommitProperties::default().with_application_transaction(
+                deltalake::kernel::Transaction::new(&*txn.app_id, txn.version),
+            );
+            let mut writer =
+                RecordBatchWriter::for_table(&table)?.with_commit_properties(properties);
+            let batch = conform(batch, &writer.arrow_schema()).map_err(|message| {
                 deltalake::DeltaTableError::Generic(format!("cannot prepare the rows: {message}"))
             })?;
             writer
                 .write_with_mode(batch, WriteMode::MergeSchema)
                 .await?;
-            writer.flush_and_commit(&mut table).await
-        });
-        match result {
-            Ok(version) => {
-                self.tables.insert(uri.to_owned(), table);
-                Ok(version as i64)
+            let version = writer.flush_and_commit(&mut table).await?;
+            Ok::<_, deltalake::DeltaTableError>((table, Appended::Committed(version as i64)))
+        };
+        let outcome = self.runtime.block_on(async {
+            tokio::select! {
+                r = work => Some(r),
+                () = until(stop) => None,
             }
-            // The table is reopened on the next attempt (it may have changed under us).
-            Err(e) => Err(table_error(e)),
+        });
+        match outcome {
+            Some(Ok((table, appended))) => {
+                self.tables.insert(uri.to_owned(), table);
+                Ok(appended)
+            }
+            Some(Err(e)) => Err(table_error(e)),
+            None => Err(SinkError::Abandoned {
+                uri: uri.to_owned(),
+            }),
         }
+    }
+
+    /// Whether `txn` is in the table at `uri`, asked for at most `limit`; `None` when that could
+    /// not be told in time.
+    pub fn has_committed(&mut self, uri: &str, txn: &Txn, limit: Duration) -> Option<bool> {
+        let url = deltalake::ensure_table_uri(uri).ok()?;
+        let options = self.storage_options.clone();
+        self.runtime.block_on(async {
+            let ask = async {
+                let table = DeltaTable::try_from_url_with_storage_options(url, options).await?;
+                committed(&table, txn).await
+            };
+            match tokio::time::timeout(limit, ask).await {
+                Ok(Ok(yes)) => Some(yes),
+                _ => None,
+            }
+        })
+    }
+
+    /// Forgets the open table at `uri` (reopened on next use).
+    pub fn forget(&mut self, uri: &str) {
+        self.tables.remove(uri);
+    }
+}
+
+/// Whether the table holds `txn` (or a later batch of the same writer).
+async fn committed(table: &DeltaTable, txn: &Txn) -> Result<bool, deltalake::DeltaTableError> {
+    let seen = table
+        .snapshot()?
+        .transaction_version(table.log_store().as_ref(), &*txn.app_id)
+        .await?;
+    Ok(seen.is_some_and(|v| v >= txn.version))
+}
+
+/// Resolves when `stop` is set and has passed; never before.
+async fn until(stop: &OnceLock<Instant>) {
+    loop {
+        if let Some(deadline) = stop.get() {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(*deadline)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

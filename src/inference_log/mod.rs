@@ -15,7 +15,7 @@ mod writer;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -48,8 +48,14 @@ pub struct InferenceLogSettings {
     /// Attempts per commit (with backoff from 100 ms, doubling, up to 5 s) before its rows are
     /// dropped and counted (`reason="commit_failed"`).
     pub commit_attempts: u32,
-    /// At shutdown, how long the writer may take to commit what is queued.
+    /// At shutdown, how long the writer may take to commit what is queued; no attempt starts
+    /// after it and one in flight is abandoned (`reason="shutdown"`).
     pub shutdown_deadline_seconds: u64,
+    /// Labels one call to the labels API may carry (beyond: 413, `limit="labels"`).
+    pub max_labels_per_request: usize,
+    /// Key columns one label may carry (beyond: 400, `limit="label_keys"`); the names must be
+    /// the endpoint's declared key columns.
+    pub max_keys_per_label: usize,
 }
 
 impl Default for InferenceLogSettings {
@@ -64,6 +70,8 @@ impl Default for InferenceLogSettings {
             max_payload_bytes: 1024 * 1024,
             commit_attempts: 5,
             shutdown_deadline_seconds: 10,
+            max_labels_per_request: labels::MAX_LABELS,
+            max_keys_per_label: labels::MAX_KEYS,
         }
     }
 }
@@ -92,6 +100,8 @@ impl InferenceLogSettings {
             ("flush_rows", self.flush_rows),
             ("flush_bytes", self.flush_bytes),
             ("max_payload_bytes", self.max_payload_bytes),
+            ("max_labels_per_request", self.max_labels_per_request),
+            ("max_keys_per_label", self.max_keys_per_label),
         ] {
             if value == 0 {
                 return Some((key, "must be above 0".into()));
@@ -188,9 +198,8 @@ pub(crate) enum Entry {
         labels: Vec<LabelRecord>,
         bytes: usize,
     },
-    Close {
-        deadline: Instant,
-    },
+    /// Sent by `close` after it set the deadline.
+    Close,
 }
 
 /// Why labels were not accepted.
@@ -209,6 +218,8 @@ pub struct InferenceLog {
     queued_bytes: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     closed: AtomicBool,
+    /// The shutdown deadline, set once by `close`; the writer starts no attempt after it.
+    stop: Arc<OnceLock<Instant>>,
     done: Mutex<Option<crossbeam_channel::Receiver<bool>>>,
 }
 
@@ -228,12 +239,24 @@ impl InferenceLog {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         )?;
-        let writer =
-            writer::Writer::new(&settings, rx, queued_bytes.clone(), metrics.clone(), sink);
+        let stop = Arc::new(OnceLock::new());
+        let writer = writer::Writer::new(
+            &settings,
+            rx,
+            queued_bytes.clone(),
+            metrics.clone(),
+            sink,
+            stop.clone(),
+        );
         std::thread::Builder::new()
             .name("inference-log".into())
             .spawn(move || {
-                let _ = done_tx.send(writer.run());
+                let mut writer = writer;
+                let all_committed = writer.run();
+                let _ = done_tx.send(all_committed);
+                // Only then: dropping the Delta sink's runtime waits for its blocking tasks
+                // (say, requests to a store that does not answer); `close` does not.
+                drop(writer);
             })?;
         Ok(Self {
             settings,
@@ -241,6 +264,7 @@ impl InferenceLog {
             queued_bytes,
             metrics,
             closed: AtomicBool::new(false),
+            stop,
             done: Mutex::new(Some(done_rx)),
         })
     }
@@ -347,20 +371,29 @@ impl InferenceLog {
         let _ = self.tx.send(entry);
     }
 
+    /// Labels per call and key columns per label the labels API takes.
+    pub fn label_bounds(&self) -> (usize, usize) {
+        (
+            self.settings.max_labels_per_request,
+            self.settings.max_keys_per_label,
+        )
+    }
+
     /// Bytes and records waiting for the writer (the queue-depth gauges).
     pub fn depth(&self) -> (usize, usize) {
         (self.queued_bytes.load(Ordering::Relaxed), self.tx.len())
     }
 
     /// Stops taking records and waits until everything queued is committed, or `deadline`
-    /// passes (what is left is counted as dropped, `reason="shutdown"`). True when it all made it.
+    /// passes: no commit attempt starts after it, one in flight is abandoned, and every row
+    /// left is counted as dropped (`reason="shutdown"`). True when it all made it.
     pub fn close(&self, deadline: Duration) -> bool {
         if self.closed.swap(true, Ordering::AcqRel) {
             return true;
         }
-        let _ = self.tx.send(Entry::Close {
-            deadline: Instant::now() + deadline,
-        });
+        // Set before the writer hears of it: an attempt in flight (or backing off) sees it.
+        let _ = self.stop.set(Instant::now() + deadline);
+        let _ = self.tx.send(Entry::Close);
         let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
         match done {
             Some(rx) => rx

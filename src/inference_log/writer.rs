@@ -1,21 +1,33 @@
 //! The writer thread: gathers queued records per table and commits a table's batch when it
 //! is big enough or old enough, with retries; at close, commits everything within the deadline.
+//!
+//! A batch is the unit of failure: a panic while converting or committing one is caught, its
+//! rows are counted as dropped (`reason="writer_panic"`) and the writer goes on with the next.
+//! Each batch carries a number in the writer's Delta application transaction, so a retry never
+//! appends a batch that an earlier attempt committed. Once `close` sets the deadline, no attempt
+//! starts after it, one in flight is abandoned at it, and every row left is counted
+//! (`reason="shutdown"`).
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
-use super::delta::DeltaSink;
+use super::delta::{Appended, DeltaSink, SinkError, Txn};
 use super::record::{labels_batch, payload_batch, predictions_batch};
 use super::{
     CallRecord, Capture, Entry, InferenceLogSettings, LabelRecord, ScoredRows, TableTarget,
 };
 use crate::metrics::Metrics;
+
+/// How long, past the deadline, the writer may ask a table whether an abandoned attempt
+/// committed (inside the 2 s `close` waits beyond the deadline).
+const ABANDONED_CHECK: Duration = Duration::from_millis(1000);
 
 /// Records of one table waiting for their commit.
 struct Pending<T> {
@@ -72,10 +84,18 @@ pub(super) struct Writer {
     flush_bytes: usize,
     interval: Duration,
     attempts: u32,
-    /// Rows dropped by failed commits (for the outcome of `close`).
+    /// Rows dropped by this writer (failed commits, panics, the deadline).
     dropped: usize,
+    /// Of those, the rows dropped once `close` was called (its outcome).
+    dropped_closing: usize,
     /// By payload table URI (a config update keeps its tables when their names stay).
     tables: HashMap<String, Tables>,
+    /// The shutdown deadline, set once by `close`.
+    stop: Arc<OnceLock<Instant>>,
+    /// This writer's Delta application id: one per process run.
+    app_id: Arc<str>,
+    /// The number of the last batch given to `commit` (its transaction version).
+    batch_seq: i64,
 }
 
 impl Writer {
@@ -85,7 +105,9 @@ impl Writer {
         queued_bytes: Arc<AtomicUsize>,
         metrics: Arc<Metrics>,
         sink: DeltaSink,
+        stop: Arc<OnceLock<Instant>>,
     ) -> Self {
+        let app_id = format!("modelgate-{}", uuid::Uuid::new_v4());
         Self {
             rx,
             queued_bytes,
@@ -96,32 +118,56 @@ impl Writer {
             interval: Duration::from_millis(settings.flush_interval_ms),
             attempts: settings.commit_attempts,
             dropped: 0,
+            dropped_closing: 0,
             tables: HashMap::new(),
+            stop,
+            app_id: app_id.into(),
+            batch_seq: 0,
+        }
+    }
+
+    /// True once the shutdown deadline has passed.
+    fn past_deadline(&self) -> bool {
+        self.stop.get().is_some_and(|d| Instant::now() >= *d)
+    }
+
+    /// Sleeps `pause`, unless the shutdown deadline comes first: false then (at once).
+    fn back_off(&self, pause: Duration) -> bool {
+        let until = Instant::now() + pause;
+        loop {
+            if self.stop.get().is_some_and(|d| *d < until) {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(20)));
         }
     }
 
     /// Runs until closed; true when everything queued was committed.
-    pub(super) fn run(mut self) -> bool {
+    pub(super) fn run(&mut self) -> bool {
         loop {
             let entry = if self.tables.values().any(has_rows) {
                 match self.rx.recv_timeout(self.interval / 4) {
                     Ok(e) => Some(e),
                     Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return self.finish(None),
+                    Err(RecvTimeoutError::Disconnected) => return self.finish(),
                 }
             } else {
                 match self.rx.recv() {
                     Ok(e) => Some(e),
-                    Err(_) => return self.finish(None),
+                    Err(_) => return self.finish(),
                 }
             };
-            if let Some(Entry::Close { deadline }) = entry {
-                return self.finish(Some(deadline));
+            if let Some(Entry::Close) = entry {
+                return self.finish();
             }
             if let Some(e) = entry {
                 self.take(e);
             }
-            self.flush_due(false, None);
+            self.flush_due(false);
         }
     }
 
@@ -179,12 +225,12 @@ impl Writer {
                 }
                 self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             }
-            Entry::Close { .. } => {}
+            Entry::Close => {}
         }
     }
 
     /// Commits every batch that is due (all of them when `all`).
-    fn flush_due(&mut self, all: bool, deadline: Option<Instant>) {
+    fn flush_due(&mut self, all: bool) {
         let (flush_rows, flush_bytes, interval) =
             (self.flush_rows, self.flush_bytes, self.interval);
         let due = |rows: usize, bytes: usize, since: Option<Instant>| {
@@ -210,51 +256,62 @@ impl Writer {
             match batch {
                 Batch::Calls(p) => {
                     let f = capture.sampling_fraction;
-                    self.commit(
-                        &capture,
-                        &capture.payload,
-                        p.rows,
-                        p.bytes,
-                        deadline,
-                        || payload_batch(&p.items, f),
-                    )
-                }
-                Batch::Scored(p) => self.commit(
-                    &capture,
-                    &capture.predictions,
-                    p.rows,
-                    p.bytes,
-                    deadline,
-                    || predictions_batch(&capture.endpoint, &p.items),
-                ),
-                Batch::Labels(p) => {
-                    self.commit(&capture, &capture.labels, p.rows, p.bytes, deadline, || {
-                        labels_batch(&p.items)
+                    self.commit(&capture, &capture.payload, p.rows, p.bytes, || {
+                        payload_batch(&p.items, f)
                     })
                 }
+                Batch::Scored(p) => {
+                    self.commit(&capture, &capture.predictions, p.rows, p.bytes, || {
+                        predictions_batch(&capture.endpoint, &p.items)
+                    })
+                }
+                Batch::Labels(p) => self.commit(&capture, &capture.labels, p.rows, p.bytes, || {
+                    labels_batch(&p.items)
+                }),
             }
         }
     }
 
     /// Builds and commits one batch, retrying with backoff; rows that cannot be committed are
-    /// counted as dropped. Their queue bytes are released either way.
+    /// counted as dropped, by reason. Their queue bytes are released either way. A panic in
+    /// `build` or the commit drops this batch only (`reason="writer_panic"`).
     fn commit(
         &mut self,
         capture: &Capture,
         table: &TableTarget,
         rows: usize,
         bytes: usize,
-        deadline: Option<Instant>,
         build: impl FnOnce() -> Result<RecordBatch, ArrowError>,
     ) {
+        self.batch_seq += 1;
+        let txn = Txn {
+            app_id: self.app_id.clone(),
+            version: self.batch_seq,
+        };
         let endpoint = &*capture.endpoint;
         let labels = [endpoint, table.kind];
-        let outcome = match build() {
-            Err(e) => {
-                tracing::error!(table = %table.uri, "cannot build the inference-log rows: {e}");
-                Err("invalid_rows")
-            }
-            Ok(batch) => self.append_with_retries(capture, table, batch, deadline),
+        let outcome = if self.past_deadline() {
+            // No new attempt past the shutdown deadline.
+            Err("shutdown")
+        } else {
+            let attempt = catch_unwind(AssertUnwindSafe(|| match build() {
+                Err(e) => {
+                    tracing::error!(table = %table.uri, "cannot build the inference-log rows: {e}");
+                    Err("invalid_rows")
+                }
+                Ok(batch) => self.append_with_retries(capture, table, &batch, &txn),
+            }));
+            attempt.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(table = %table.uri, rows, "the inference-log writer panicked on a batch; its rows are dropped and logging goes on: {what}");
+                // Whatever the sink held for the table may be half-updated.
+                self.sink.forget(&table.uri);
+                Err("writer_panic")
+            })
         };
         self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
         match outcome {
@@ -270,6 +327,9 @@ impl Writer {
             }
             Err(reason) => {
                 self.dropped += rows;
+                if self.stop.get().is_some() {
+                    self.dropped_closing += rows;
+                }
                 self.metrics
                     .log_dropped_rows
                     .with_label_values(&[endpoint, table.kind, reason])
@@ -282,37 +342,55 @@ impl Writer {
         &mut self,
         capture: &Capture,
         table: &TableTarget,
-        batch: RecordBatch,
-        deadline: Option<Instant>,
+        batch: &RecordBatch,
+        txn: &Txn,
     ) -> Result<usize, &'static str> {
         let labels = [&*capture.endpoint, table.kind];
         let size = batch.get_array_memory_size();
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=self.attempts {
+            if self.past_deadline() {
+                return Err("shutdown");
+            }
             let started = Instant::now();
-            let result = self.sink.append(&table.uri, batch.clone());
+            // A retry first asks the table whether an earlier attempt committed the batch.
+            let result = self
+                .sink
+                .append(&table.uri, batch, txn, attempt > 1, &self.stop);
             self.metrics
                 .log_commit_duration
                 .with_label_values(&labels)
                 .observe(started.elapsed().as_secs_f64());
             match result {
-                Ok(version) => {
+                Ok(Appended::Committed(version)) => {
                     tracing::debug!(table = %table.uri, version, rows = batch.num_rows(), "inference log committed");
                     return Ok(size);
+                }
+                Ok(Appended::AlreadyCommitted) => {
+                    tracing::info!(table = %table.uri, rows = batch.num_rows(), "inference-log batch found committed by an earlier attempt: not appended again");
+                    return Ok(size);
+                }
+                Err(SinkError::Abandoned { .. }) => {
+                    // Cut at the deadline: committed only if the table says so, quickly.
+                    let landed = self.sink.has_committed(&table.uri, txn, ABANDONED_CHECK);
+                    if landed == Some(true) {
+                        return Ok(size);
+                    }
+                    tracing::warn!(table = %table.uri, rows = batch.num_rows(), "inference-log commit abandoned at the shutdown deadline");
+                    return Err("shutdown");
                 }
                 Err(e) => {
                     tracing::warn!(table = %table.uri, attempt, "inference-log commit failed: {e}");
                     if attempt == self.attempts {
                         break;
                     }
-                    if deadline.is_some_and(|d| Instant::now() + backoff > d) {
+                    if !self.back_off(backoff) {
                         return Err("shutdown");
                     }
                     self.metrics
                         .log_commit_retries
                         .with_label_values(&labels)
                         .inc();
-                    std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
@@ -321,17 +399,124 @@ impl Writer {
         Err("commit_failed")
     }
 
-    /// Takes what is still queued and commits everything, within `deadline` when closing.
-    fn finish(mut self, deadline: Option<Instant>) -> bool {
-        self.dropped = 0;
+    /// Takes what is still queued and commits everything, within the deadline when closing.
+    fn finish(&mut self) -> bool {
         while let Ok(e) = self.rx.try_recv() {
             self.take(e);
         }
-        self.flush_due(true, deadline);
-        self.dropped == 0
+        self.flush_due(true);
+        if self.dropped_closing > 0 {
+            tracing::error!(
+                rows = self.dropped_closing,
+                "inference-log rows not committed at shutdown (counted in modelgate_inference_log_dropped_rows_total)"
+            );
+        }
+        self.dropped_closing == 0
     }
 }
 
 fn has_rows(t: &Tables) -> bool {
     t.calls.rows > 0 || t.scored.rows > 0 || t.labels.rows > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::config::AutoCaptureConfig;
+    use crate::features::expr::Value;
+
+    fn label(text: &str) -> LabelRecord {
+        LabelRecord {
+            received_us: 0,
+            request_id: Some(format!("r-{text}")),
+            row_index: None,
+            event_time_us: None,
+            keys: vec![("k".into(), Value::Int(1))],
+            label: Some(1.0),
+            label_text: text.into(),
+        }
+    }
+
+    fn capture(root: &std::path::Path) -> Arc<Capture> {
+        let settings = InferenceLogSettings {
+            location: root.display().to_string(),
+            ..Default::default()
+        };
+        let config: AutoCaptureConfig = serde_json::from_str("{}").unwrap();
+        let target = |kind: &'static str| TableTarget {
+            uri: format!("{}/{}_{kind}", settings.location, config.prefix("e")),
+            kind,
+        };
+        Arc::new(Capture {
+            endpoint: Arc::from("e"),
+            sampling_fraction: 1.0,
+            threshold: u64::MAX,
+            payload: target("payload"),
+            predictions: target("predictions"),
+            labels: target("labels"),
+        })
+    }
+
+    fn writer(metrics: &Arc<Metrics>, queued: &Arc<AtomicUsize>) -> Writer {
+        let (_tx, rx) = crossbeam_channel::unbounded();
+        Writer::new(
+            &InferenceLogSettings::default(),
+            rx,
+            queued.clone(),
+            metrics.clone(),
+            DeltaSink::new(HashMap::new()).unwrap(),
+            Arc::new(OnceLock::new()),
+        )
+    }
+
+    #[test]
+    fn a_panic_in_one_batch_drops_that_batch_only_and_logging_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = capture(dir.path());
+        let metrics = Arc::new(Metrics::new());
+        let queued = Arc::new(AtomicUsize::new(300));
+        let mut w = writer(&metrics, &queued);
+        let dropped = |reason: &str| {
+            metrics
+                .log_dropped_rows
+                .with_label_values(&["e", "labels", reason])
+                .get()
+        };
+        let written = || metrics.log_rows.with_label_values(&["e", "labels"]).get();
+
+        let first = [label("a")];
+        w.commit(&capture, &capture.labels, 1, 100, || labels_batch(&first));
+        // A bug in one batch's conversion (a panic, whatever its cause).
+        w.commit(
+            &capture,
+            &capture.labels,
+            3,
+            100,
+            || -> Result<RecordBatch, ArrowError> { panic!("a bug in one batch") },
+        );
+        assert_eq!(dropped("writer_panic"), 3);
+        let later = [label("b"), label("c")];
+        w.commit(&capture, &capture.labels, 2, 100, || labels_batch(&later));
+
+        assert_eq!(
+            written(),
+            3,
+            "the batches before and after the panic are committed"
+        );
+        assert_eq!(w.dropped, 3);
+        assert_eq!(
+            queued.load(Ordering::Acquire),
+            0,
+            "every batch's bytes released"
+        );
+        let log = dir.path().join("e_labels/_delta_log");
+        let commits = std::fs::read_dir(&log)
+            .unwrap()
+            .filter(|f| {
+                let f = f.as_ref().unwrap().file_name();
+                f.to_string_lossy().ends_with(".json")
+            })
+            .count();
+        assert_eq!(commits, 3, "create, first batch and the later batch");
+    }
 }
