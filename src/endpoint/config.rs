@@ -66,9 +66,97 @@ impl AutoCaptureConfig {
     pub fn prefix<'a>(&'a self, endpoint: &'a str) -> &'a str {
         self.table_name_prefix.as_deref().unwrap_or(endpoint)
     }
+
+    /// Where the endpoint's tables are under `inference_log.location`: the catalog and schema
+    /// folders given and the prefix (`ml/serving/transactions` for `ml/serving/transactions_*`).
+    pub fn location(&self, endpoint: &str) -> String {
+        [
+            self.catalog_name.as_deref(),
+            self.schema_name.as_deref(),
+            Some(self.prefix(endpoint)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("/")
+    }
+}
+
+/// `auto_capture_config` in a control-plane body (Databricks' `AutoCaptureConfigInput`): a field
+/// left out keeps the endpoint's current value (or the default for a new capture); `null` clears
+/// `catalog_name`, `schema_name` or `table_name_prefix`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AutoCaptureConfigInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub catalog_name: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub schema_name: Option<Option<String>>,
+    #[serde(
+        default,
+        deserialize_with = "given",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub table_name_prefix: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling_fraction: Option<f64>,
+    /// Databricks reports the table state here; accepted from its clients and ignored.
+    #[serde(default, skip_serializing)]
+    pub state: Option<serde_json::Value>,
+}
+
+/// A field that is present: `Some(None)` for `null`, `Some(Some(v))` for a value (a missing
+/// field is `None` through `default`).
+fn given<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl AutoCaptureConfigInput {
+    /// The capture this input makes of `current` (the endpoint's capture before the update;
+    /// `None` for a new endpoint or one that never logged).
+    pub fn apply(self, current: Option<&AutoCaptureConfig>) -> AutoCaptureConfig {
+        let keep = |given: Option<Option<String>>, now: Option<&Option<String>>| match given {
+            Some(v) => v,
+            None => now.cloned().flatten(),
+        };
+        AutoCaptureConfig {
+            enabled: self
+                .enabled
+                .or(current.map(|c| c.enabled))
+                .unwrap_or_else(enabled_by_default),
+            catalog_name: keep(self.catalog_name, current.map(|c| &c.catalog_name)),
+            schema_name: keep(self.schema_name, current.map(|c| &c.schema_name)),
+            table_name_prefix: keep(
+                self.table_name_prefix,
+                current.map(|c| &c.table_name_prefix),
+            ),
+            sampling_fraction: self
+                .sampling_fraction
+                .or(current.map(|c| c.sampling_fraction))
+                .unwrap_or_else(all_requests),
+            state: None,
+        }
+    }
 }
 
 /// The body of `PUT /api/2.0/serving-endpoints/{name}/config` and the `config` of a create.
+/// An update keeps what its body leaves out: `routing`, `auto_capture_config` (field by field)
+/// and the rate limits. `served_entities` are required, and `traffic_config` goes with them (left
+/// out, the one served entity gets all the traffic).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
@@ -76,21 +164,35 @@ pub struct EndpointConfig {
     pub served_entities: Vec<ServedEntitySettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_config: Option<TrafficConfig>,
-    #[serde(default)]
-    pub routing: RoutingSettings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auto_capture_config: Option<AutoCaptureConfig>,
+    pub routing: Option<RoutingSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_capture_config: Option<AutoCaptureConfigInput>,
 }
 
 impl EndpointConfig {
+    /// The settings of a new endpoint `name` with this config.
     pub fn named(self, name: String) -> EndpointSettings {
+        self.update(name, None)
+    }
+
+    /// The settings this config makes of `current` (an endpoint's settings before an update;
+    /// `None` for a new endpoint): what the config leaves out is kept.
+    pub fn update(self, name: String, current: Option<&EndpointSettings>) -> EndpointSettings {
+        let capture = current.and_then(|c| c.auto_capture_config.as_ref());
         EndpointSettings {
             name,
             served_entities: self.served_entities,
             traffic_config: self.traffic_config,
-            routing: self.routing,
-            auto_capture_config: self.auto_capture_config,
-            rate_limits: Vec::new(),
+            routing: self
+                .routing
+                .or_else(|| current.map(|c| c.routing.clone()))
+                .unwrap_or_default(),
+            auto_capture_config: match self.auto_capture_config {
+                Some(input) => Some(input.apply(capture)),
+                None => capture.cloned(),
+            },
+            rate_limits: current.map(|c| c.rate_limits.clone()).unwrap_or_default(),
         }
     }
 }
@@ -329,6 +431,63 @@ impl EndpointSettings {
     }
 }
 
+impl EndpointSettings {
+    /// Where this endpoint's inference tables are under `inference_log.location`
+    /// ([`AutoCaptureConfig::location`]), when it logs.
+    pub fn table_location(&self) -> Option<String> {
+        self.auto_capture_config
+            .as_ref()
+            .filter(|c| c.enabled)
+            .map(|c| c.location(&self.name))
+    }
+
+    /// The location of the inference tables this endpoint and `other` would both write, when
+    /// they would (compared without case, as a case-insensitive file system or a catalog does).
+    pub fn shared_tables(&self, other: &EndpointSettings) -> Option<String> {
+        let mine = self.table_location()?;
+        let theirs = other.table_location()?;
+        (self.name != other.name && mine.eq_ignore_ascii_case(&theirs)).then_some(mine)
+    }
+
+    /// The violation of this endpoint when its inference tables (at `location`) are those of
+    /// endpoint `owner`; `prefix` as in [`EndpointSettings::violations`].
+    pub fn shared_tables_violation(&self, owner: &str, location: &str, prefix: &str) -> Violation {
+        let key = "auto_capture_config.table_name_prefix";
+        Violation {
+            key: if prefix.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{prefix}.{key}")
+            },
+            message: format!(
+                "endpoints '{}' and '{owner}' would both log to the inference tables '{location}_payload', '_predictions' and '_labels'; give '{}' its own table_name_prefix (or catalog_name / schema_name)",
+                self.name, self.name
+            ),
+        }
+    }
+}
+
+/// Endpoints of a config file that would log to another's inference tables: each one after the
+/// first at its key (`endpoints[i].auto_capture_config.table_name_prefix`).
+pub fn shared_table_violations(endpoints: &[EndpointSettings]) -> Vec<Violation> {
+    let mut owners: std::collections::HashMap<String, &str> = Default::default();
+    let mut out = Vec::new();
+    for (i, ep) in endpoints.iter().enumerate() {
+        let Some(location) = ep.table_location() else {
+            continue;
+        };
+        match owners.entry(location.to_ascii_lowercase()) {
+            std::collections::hash_map::Entry::Occupied(owner) => out.push(
+                ep.shared_tables_violation(owner.get(), &location, &format!("endpoints[{i}]")),
+            ),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(&ep.name);
+            }
+        }
+    }
+    out
+}
+
 fn capture_violations(
     capture: &AutoCaptureConfig,
     endpoint: &str,
@@ -528,6 +687,91 @@ mod tests {
             keys(&e.violations("endpoints[2]")),
             ["endpoints[2].name", "endpoints[2].traffic_config.routes"]
         );
+    }
+
+    fn logging(name: &str, capture: &str) -> EndpointSettings {
+        let mut e = two_arms(90, 10);
+        e.name = name.into();
+        e.auto_capture_config = Some(serde_json::from_str(capture).unwrap());
+        e
+    }
+
+    fn config(body: serde_json::Value) -> EndpointConfig {
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn an_update_keeps_what_it_leaves_out() {
+        let mut current = logging(
+            "e",
+            r#"{"catalog_name": "ml", "table_name_prefix": "tx", "sampling_fraction": 0.5}"#,
+        );
+        current.routing.key_column = Some("CustomerID".into());
+        current.rate_limits = vec![serde_json::from_str(r#"{"calls": 5, "key": "user"}"#).unwrap()];
+        let served = serde_json::json!([{"entity_name": "m", "entity_version": "3"}]);
+        let kept = config(serde_json::json!({"served_entities": served}))
+            .update("e".into(), Some(&current));
+        assert_eq!(kept.auto_capture_config, current.auto_capture_config);
+        assert_eq!(kept.routing, current.routing);
+        assert_eq!(kept.rate_limits, current.rate_limits);
+        assert_eq!(kept.served_entities[0].entity_version, "3");
+        assert_eq!(
+            kept.traffic_config, None,
+            "routes go with the served entities"
+        );
+
+        // Off, and on again at the same tables.
+        let off = config(serde_json::json!({"served_entities": served, "auto_capture_config": {"enabled": false}}))
+            .update("e".into(), Some(&kept));
+        let capture = off.auto_capture_config.as_ref().unwrap();
+        assert!(!capture.enabled);
+        assert_eq!(off.table_location(), None);
+        assert_eq!(capture.location("e"), "ml/tx");
+        let on = config(serde_json::json!({"served_entities": served, "auto_capture_config": {"enabled": true, "catalog_name": null}}))
+            .update("e".into(), Some(&off));
+        assert_eq!(on.table_location().as_deref(), Some("tx"));
+        assert_eq!(on.auto_capture_config.unwrap().sampling_fraction, 0.5);
+
+        // A new endpoint gets the defaults.
+        let new = config(serde_json::json!({"served_entities": served, "auto_capture_config": {}}))
+            .named("n".into());
+        let capture = new.auto_capture_config.as_ref().unwrap();
+        assert!(capture.enabled);
+        assert_eq!(capture.sampling_fraction, 1.0);
+        assert_eq!(new.table_location().as_deref(), Some("n"));
+        assert_eq!(new.routing, RoutingSettings::default());
+    }
+
+    #[test]
+    fn endpoints_that_would_share_inference_tables_are_named() {
+        let endpoints = [
+            logging("a", r#"{"table_name_prefix": "tx"}"#),
+            logging("b", r#"{"table_name_prefix": "TX"}"#),
+            logging("c", r#"{"catalog_name": "ml", "table_name_prefix": "tx"}"#),
+            logging("d", r#"{"schema_name": "ml", "table_name_prefix": "tx"}"#),
+            logging("tx", r#"{"enabled": false}"#),
+            logging("e", r#"{}"#),
+            logging("f", r#"{"table_name_prefix": "e"}"#),
+        ];
+        let v = shared_table_violations(&endpoints);
+        assert_eq!(
+            keys(&v),
+            [
+                "endpoints[1].auto_capture_config.table_name_prefix",
+                "endpoints[3].auto_capture_config.table_name_prefix",
+                "endpoints[6].auto_capture_config.table_name_prefix",
+            ],
+            "{v:?}"
+        );
+        assert!(
+            v[0].message.contains("'b' and 'a'") && v[0].message.contains("'TX_payload'"),
+            "{}",
+            v[0]
+        );
+        assert!(v[1].message.contains("'d' and 'c'"), "{}", v[1]);
+        assert!(v[2].message.contains("'f' and 'e'"), "{}", v[2]);
+        assert_eq!(endpoints[0].shared_tables(&endpoints[0]), None);
+        assert_eq!(endpoints[0].shared_tables(&endpoints[4]), None);
     }
 
     #[test]

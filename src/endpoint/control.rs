@@ -108,6 +108,33 @@ impl ControlPlane {
         }
     }
 
+    /// The violation of `settings` when its inference tables are another endpoint's (as it
+    /// serves, or as its pending update would make it). Call with `save_lock` held, so that two
+    /// changes cannot both take the same tables.
+    fn shared_tables(&self, settings: &EndpointSettings) -> Result<(), ControlError> {
+        if settings.table_location().is_none() {
+            return Ok(());
+        }
+        for other in self.endpoints.list() {
+            if other.name == settings.name {
+                continue;
+            }
+            let pending = other.control().pending.map(|p| p.settings);
+            let serving = other.generation();
+            for theirs in [Some(&serving.settings), pending.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(location) = settings.shared_tables(theirs) {
+                    return Err(ControlError::Invalid(vec![
+                        settings.shared_tables_violation(&other.name, &location, "")
+                    ]));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Creates an endpoint; its served entities load in the background (`NOT_READY` and
     /// `IN_PROGRESS` until they do).
     pub fn create(
@@ -136,6 +163,7 @@ impl ControlPlane {
         {
             // Insert and save as one step: a delete or create of the same name waits.
             let _saving = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared_tables(&endpoint.generation().settings)?;
             if !self.endpoints.insert(endpoint.clone()) {
                 return Err(ControlError::AlreadyExists(endpoint.name.clone()));
             }
@@ -159,8 +187,9 @@ impl ControlPlane {
         Ok(endpoint)
     }
 
-    /// Replaces an endpoint's served entities and routes. Answers at once; the new config
-    /// serves when every new served entity has loaded.
+    /// Replaces an endpoint's served entities and routes; what `config` leaves out (routing,
+    /// inference tables, rate limits) is kept. Answers at once; the new config serves when every
+    /// new served entity has loaded.
     pub fn update(
         self: &Arc<Self>,
         name: &str,
@@ -170,22 +199,26 @@ impl ControlPlane {
             .endpoints
             .get(name)
             .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
-        let mut settings = config.named(name.to_owned());
-        // A config update keeps the endpoint's rate limits (they have their own call).
-        settings.rate_limits = endpoint.generation().settings.rate_limits.clone();
-        self.check(&settings)?;
+        // Claimed first: the config the update keeps from cannot change under it.
         let guard = endpoint
             .begin_update()
             .ok_or_else(|| ControlError::Busy(name.to_owned()))?;
         let current = endpoint.generation();
+        let settings = config.update(name.to_owned(), Some(&current.settings));
+        self.check(&settings)?;
         let version = current.config_version + 1;
-        endpoint.with_control(|c| {
-            c.pending = Some(PendingConfig {
-                settings: settings.clone(),
-                config_version: version,
-                start_ms: now_ms(),
-            })
-        });
+        {
+            // Checked and claimed as one step: another change waits for it.
+            let _saving = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared_tables(&settings)?;
+            endpoint.with_control(|c| {
+                c.pending = Some(PendingConfig {
+                    settings: settings.clone(),
+                    config_version: version,
+                    start_ms: now_ms(),
+                })
+            });
+        }
         self.in_background(endpoint.clone(), guard, move |plane, ep| {
             let next = Generation::build(settings, Some(&current), None, &plane.metrics, version);
             let fresh = next.new_slots(Some(&current));

@@ -149,7 +149,7 @@ fn traffic_json(settings: &EndpointSettings) -> Value {
 }
 
 fn config_json(g: &Generation) -> Value {
-    json!({
+    let mut v = json!({
         "served_entities": g
             .slots
             .iter()
@@ -159,7 +159,16 @@ fn config_json(g: &Generation) -> Value {
         "traffic_config": traffic_json(&g.settings),
         "routing": g.settings.routing,
         "config_version": g.config_version,
-    })
+    });
+    add_capture(&mut v, &g.settings);
+    v
+}
+
+/// The endpoint's `auto_capture_config` as Databricks shows it, when it has one.
+fn add_capture(v: &mut Value, settings: &EndpointSettings) {
+    if let Some(capture) = &settings.auto_capture_config {
+        v["auto_capture_config"] = json!(capture);
+    }
 }
 
 /// `ServingEndpointDetailed`.
@@ -187,6 +196,7 @@ pub fn endpoint_json(ep: &Endpoint) -> Value {
             "config_version": p.config_version,
             "start_time": p.start_ms,
         });
+        add_capture(&mut v["pending_config"], &p.settings);
     }
     if let Some(f) = control.failure {
         v["last_config_update_error"] = json!(f);

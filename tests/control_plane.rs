@@ -1,0 +1,254 @@
+//! The control plane against the real binary: a config update keeps what its body leaves out
+//! (the endpoint's inference tables above all), and two endpoints never share inference tables.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{demo_config, Gateway};
+use serde_json::{json, Value};
+
+/// The Python with `deltalake` and `duckdb` (made once by scripts/delta-venv.sh).
+fn python() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        common::path_from_env_or_script("MODELGATE_DELTA_PYTHON", "scripts/delta-venv.sh")
+    })
+    .clone()
+}
+
+/// The `databricks_request_id` of every row of a payload table, as Python `deltalake` reads it
+/// (DuckDB counting the same).
+fn logged_ids(table: &Path) -> Vec<String> {
+    let out = Command::new(python())
+        .arg(common::repo().join("tests/readers/delta_tables.py"))
+        .arg(table)
+        .output()
+        .expect("running the Delta readers");
+    assert!(
+        out.status.success(),
+        "readers failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &v[table.to_str().unwrap()];
+    let rows = t["deltalake"]["rows"].as_array().expect("a payload table");
+    assert_eq!(t["duckdb"]["count"].as_u64().unwrap() as usize, rows.len());
+    rows.iter()
+        .map(|r| r["databricks_request_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The endpoint's state once no config update runs.
+fn settled(gw: &Gateway, name: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = gw.get(&format!("/api/2.0/serving-endpoints/{name}")).json();
+        if s["state"]["config_update"] != "IN_PROGRESS" {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{name} still updating: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the metric line reaches `at_least`.
+fn wait_for_metric(gw: &Gateway, line_prefix: &str, at_least: f64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = gw.metric(line_prefix).unwrap_or(0.0);
+        if v >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{line_prefix} stayed at {v}, below {at_least}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `n` scored calls to `endpoint`, each answered by `served_entity`; their request ids.
+fn calls(gw: &Gateway, endpoint: &str, served_entity: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let r = gw.invoke(endpoint, &common::one_row());
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert_eq!(
+                r.header("served-model-name").as_deref(),
+                Some(served_entity)
+            );
+            r.header("x-request-id").expect("x-request-id")
+        })
+        .collect()
+}
+
+/// A config body serving version 1 of the demo model on tract, under served entity name `name`.
+fn version_1(name: &str) -> Value {
+    json!({"served_entities": [
+        {"name": name, "entity_name": "transactions", "entity_version": "1", "engine": "tract"}
+    ]})
+}
+
+const PAYLOAD_ROWS: &str = "modelgate_inference_log_rows_total{endpoint=\"e\",table=\"payload\"}";
+
+#[test]
+fn a_config_update_keeps_logging_until_auto_capture_is_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tables");
+    let endpoint = common::endpoint("e", "1", "tract")
+        + "    auto_capture_config: {table_name_prefix: tx}\n"
+        + "    routing: {key_header: X-Customer}\n";
+    let settings = format!(
+        "inference_log:\n  location: {}\n  flush_interval_ms: 20\n",
+        root.display()
+    );
+    let gw = common::start(&demo_config(&endpoint, &settings), false);
+    let mut logged = calls(&gw, "e", "transactions-1", 2);
+    wait_for_metric(&gw, PAYLOAD_ROWS, 2.0);
+
+    // An update that says nothing of auto_capture_config (nor of routing) keeps them.
+    let r = gw.put_json("/api/2.0/serving-endpoints/e/config", &version_1("one"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    let s = settled(&gw, "e");
+    assert_eq!(s["config"]["config_version"], 2, "{s}");
+    assert!(s.get("last_config_update_error").is_none(), "{s}");
+    assert_eq!(
+        s["config"]["auto_capture_config"],
+        json!({"enabled": true, "table_name_prefix": "tx", "sampling_fraction": 1.0}),
+        "{s}"
+    );
+    assert_eq!(s["config"]["routing"]["key_header"], "X-Customer", "{s}");
+    logged.extend(calls(&gw, "e", "one", 3));
+    wait_for_metric(&gw, PAYLOAD_ROWS, 5.0);
+
+    // enabled: false turns it off, keeping the rest of the capture for a later enabled: true.
+    let mut off = version_1("two");
+    off["auto_capture_config"] = json!({"enabled": false});
+    let r = gw.put_json("/api/2.0/serving-endpoints/e/config", &off);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let s = settled(&gw, "e");
+    assert_eq!(s["config"]["config_version"], 3, "{s}");
+    assert_eq!(
+        s["config"]["auto_capture_config"],
+        json!({"enabled": false, "table_name_prefix": "tx", "sampling_fraction": 1.0}),
+        "{s}"
+    );
+    let unlogged: HashSet<String> = calls(&gw, "e", "two", 3).into_iter().collect();
+
+    // SIGTERM flushes everything queued: the table then holds exactly the calls made while
+    // capture was on, none made after it was turned off.
+    assert!(gw.terminate().success());
+    let ids = logged_ids(&root.join("tx_payload"));
+    assert_eq!(ids.len(), logged.len(), "{ids:?}");
+    let ids: HashSet<String> = ids.into_iter().collect();
+    assert!(ids.is_disjoint(&unlogged), "logged after enabled: false");
+    assert_eq!(ids, logged.into_iter().collect::<HashSet<_>>());
+}
+
+#[test]
+fn two_endpoints_cannot_share_inference_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = common::endpoint("a", "1", "tract")
+        + "    auto_capture_config: {table_name_prefix: tx}\n"
+        + &common::endpoint("quiet", "1", "tract");
+    let settings = format!("inference_log:\n  location: {}\n", dir.path().display());
+    let gw = common::start(&demo_config(&endpoints, &settings), false);
+    let refused = |r: common::Reply| {
+        let message = r.mlflow_error(400);
+        let v = r.json();
+        assert_eq!(v["error_code"], "INVALID_PARAMETER_VALUE");
+        assert_eq!(
+            v["details"][0]["field_violations"][0]["field"],
+            "auto_capture_config.table_name_prefix",
+            "{v}"
+        );
+        message
+    };
+
+    // A create that would write a's tables.
+    let mut config = version_1("m");
+    config["auto_capture_config"] = json!({"table_name_prefix": "TX"});
+    let message = refused(gw.post_json(
+        "/api/2.0/serving-endpoints",
+        &json!({"name": "b", "config": config}),
+    ));
+    assert!(
+        message.contains("'b' and 'a'") && message.contains("TX_payload"),
+        "{message}"
+    );
+    assert_eq!(gw.get("/api/2.0/serving-endpoints/b").status, 404);
+
+    // An update that would: refused, and the endpoint keeps not logging.
+    config["auto_capture_config"] = json!({"table_name_prefix": "tx"});
+    let message = refused(gw.put_json("/api/2.0/serving-endpoints/quiet/config", &config));
+    assert!(message.contains("'quiet' and 'a'"), "{message}");
+    let s = settled(&gw, "quiet");
+    assert_eq!(s["config"]["config_version"], 1, "{s}");
+    assert!(s["config"].get("auto_capture_config").is_none(), "{s}");
+
+    // An endpoint named as a's prefix logs to a's tables by default.
+    config["auto_capture_config"] = json!({});
+    let message = refused(gw.post_json(
+        "/api/2.0/serving-endpoints",
+        &json!({"name": "tx", "config": config}),
+    ));
+    assert!(message.contains("'tx' and 'a'"), "{message}");
+
+    // Once a stops logging, its tables are free; once quiet takes them, a cannot take them back.
+    let mut off = version_1("a2");
+    off["auto_capture_config"] = json!({"enabled": false});
+    assert_eq!(
+        gw.put_json("/api/2.0/serving-endpoints/a/config", &off)
+            .status,
+        200
+    );
+    settled(&gw, "a");
+    config["auto_capture_config"] = json!({"table_name_prefix": "tx"});
+    let r = gw.put_json("/api/2.0/serving-endpoints/quiet/config", &config);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let s = settled(&gw, "quiet");
+    assert_eq!(s["config"]["config_version"], 2, "{s}");
+    assert_eq!(
+        s["config"]["auto_capture_config"]["table_name_prefix"], "tx",
+        "{s}"
+    );
+    off["auto_capture_config"] = json!({"enabled": true});
+    let message = refused(gw.put_json("/api/2.0/serving-endpoints/a/config", &off));
+    assert!(message.contains("'a' and 'quiet'"), "{message}");
+}
+
+#[test]
+fn an_update_still_loading_holds_its_inference_tables() {
+    // A slow warm-up keeps the update of `first` in progress while `second` asks for its tables.
+    let endpoints =
+        common::endpoint("first", "1", "tract") + &common::endpoint("second", "1", "tract");
+    let dir = tempfile::tempdir().unwrap();
+    let settings = format!(
+        "  warmup_runs: 3000\ninference_log:\n  location: {}\n",
+        dir.path().display()
+    );
+    let gw = common::start(&demo_config(&endpoints, &settings), false);
+    let mut config = version_1("slow");
+    config["auto_capture_config"] = json!({"table_name_prefix": "shared"});
+    let r = gw.put_json("/api/2.0/serving-endpoints/first/config", &config);
+    assert_eq!(r.status, 200, "{}", r.text);
+    config["served_entities"][0]["name"] = json!("fast");
+    let r = gw.put_json("/api/2.0/serving-endpoints/second/config", &config);
+    let pending = gw.get("/api/2.0/serving-endpoints/first").json();
+    assert_eq!(
+        pending["state"]["config_update"], "IN_PROGRESS",
+        "{pending}"
+    );
+    assert!(r.text.contains("'second' and 'first'"), "{}", r.text);
+    assert_eq!(r.status, 400, "{}", r.text);
+    // Once it serves, the tables stay taken.
+    let s = settled(&gw, "first");
+    assert_eq!(s["config"]["config_version"], 2, "{s}");
+    let r = gw.put_json("/api/2.0/serving-endpoints/second/config", &config);
+    assert_eq!(r.status, 400, "{}", r.text);
+}
