@@ -6,6 +6,7 @@
 
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use super::monitor::{Dropped, PendingLabels};
 use super::report::EntityReport;
 
 pub struct MonitoringMetrics {
@@ -16,6 +17,8 @@ pub struct MonitoringMetrics {
     quality: GaugeVec,
     pub labels: IntCounterVec,
     pending: IntGaugeVec,
+    pending_bytes: IntGaugeVec,
+    pending_dropped: IntCounterVec,
 }
 
 impl MonitoringMetrics {
@@ -76,6 +79,22 @@ impl MonitoringMetrics {
             &["endpoint"],
         )
         .expect("valid metric");
+        let pending_bytes = IntGaugeVec::new(
+            Opts::new(
+                "modelgate_labels_pending_bytes",
+                "Bytes held by the scored requests waiting for their labels (bounded by monitoring.labels.max_pending_bytes).",
+            ),
+            &["endpoint"],
+        )
+        .expect("valid metric");
+        let pending_dropped = IntCounterVec::new(
+            Opts::new(
+                "modelgate_labels_pending_dropped_rows_total",
+                "Scored rows that left the pending-labels queue before their label came, by reason: expired (monitoring.labels.wait_seconds), max_pending_rows, max_pending_bytes (the oldest leave first; a request over a bound on its own is never held).",
+            ),
+            &["endpoint", "reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(statistic.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(status.clone()),
@@ -84,6 +103,8 @@ impl MonitoringMetrics {
             Box::new(quality.clone()),
             Box::new(labels.clone()),
             Box::new(pending.clone()),
+            Box::new(pending_bytes.clone()),
+            Box::new(pending_dropped.clone()),
         ] {
             registry
                 .register(c)
@@ -97,6 +118,8 @@ impl MonitoringMetrics {
             quality,
             labels,
             pending,
+            pending_bytes,
+            pending_dropped,
         }
     }
 
@@ -108,10 +131,27 @@ impl MonitoringMetrics {
         self.values.reset();
         self.quality.reset();
         self.pending.reset();
+        self.pending_bytes.reset();
     }
 
     pub fn set_pending(&self, endpoint: &str, rows: usize) {
         self.pending.with_label_values(&[endpoint]).set(rows as i64);
+    }
+
+    /// Sets an endpoint's pending-labels gauges, and its dropped-rows counters to the queue's
+    /// totals (every reason shown, from 0).
+    pub fn publish_pending(&self, endpoint: &str, pending: &PendingLabels) {
+        let figures = pending.figures();
+        self.set_pending(endpoint, figures.rows);
+        self.pending_bytes
+            .with_label_values(&[endpoint])
+            .set(figures.bytes as i64);
+        for (reason, total) in Dropped::ALL.iter().zip(figures.dropped) {
+            let counter = self
+                .pending_dropped
+                .with_label_values(&[endpoint, reason.reason()]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
     }
 
     /// Sets one served entity's gauges from its report.
@@ -181,5 +221,68 @@ impl MonitoringMetrics {
         for outcome in ["joined", "unmatched", "duplicate", "invalid"] {
             let _ = self.labels.remove_label_values(&[endpoint, outcome]);
         }
+        for reason in Dropped::ALL {
+            let _ = self
+                .pending_dropped
+                .remove_label_values(&[endpoint, reason.reason()]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::settings::LabelSettings;
+    use crate::protocol::frame::{Column, ColumnData, Frame};
+    use prometheus::Encoder;
+
+    fn rendered(registry: &Registry) -> String {
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn pending_labels_show_their_rows_bytes_and_dropped_rows() {
+        let registry = Registry::new();
+        let m = MonitoringMetrics::new(&registry);
+        let pending = PendingLabels::default();
+        let settings = LabelSettings {
+            max_pending_rows: 2,
+            ..Default::default()
+        };
+        let config = crate::drift::MonitorConfig::new(&Default::default()).unwrap();
+        let monitor = std::sync::Arc::new(crate::drift::SlotMonitor::new(config));
+        for id in ["a", "b"] {
+            let frame = Frame {
+                columns: vec![Column::scalar("x", ColumnData::I64(vec![1, 2]))],
+            };
+            let scorer = crate::drift::monitor::Scorer {
+                monitor: monitor.clone(),
+                epoch: 0,
+                request_rows: None,
+                predictions: Vec::new(),
+            };
+            pending.expect(&settings, id.into(), frame.into(), None, vec![scorer]);
+        }
+        m.publish_pending("e", &pending);
+        m.publish_pending("e", &pending);
+        let text = rendered(&registry);
+        let bytes = pending.bytes();
+        assert!(bytes > 0);
+        for line in [
+            "modelgate_labels_pending_rows{endpoint=\"e\"} 2".to_owned(),
+            format!("modelgate_labels_pending_bytes{{endpoint=\"e\"}} {bytes}"),
+            "modelgate_labels_pending_dropped_rows_total{endpoint=\"e\",reason=\"max_pending_rows\"} 2".to_owned(),
+            "modelgate_labels_pending_dropped_rows_total{endpoint=\"e\",reason=\"max_pending_bytes\"} 0".to_owned(),
+            "modelgate_labels_pending_dropped_rows_total{endpoint=\"e\",reason=\"expired\"} 0".to_owned(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no '{line}' in:\n{text}");
+        }
+        m.forget_endpoint("e");
+        m.clear();
+        assert!(!rendered(&registry).contains("endpoint=\"e\""));
     }
 }

@@ -330,6 +330,76 @@ struct PendingRequest {
     event_ms: Vec<Option<i64>>,
     scorers: Vec<Scorer>,
     labelled: Vec<bool>,
+    /// What it holds, as [`request_bytes`] counts it (its scorers included).
+    bytes: usize,
+}
+
+/// Why scored rows left the queue before their label came (the `reason` of
+/// `modelgate_labels_pending_dropped_rows_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Waited `monitoring.labels.wait_seconds`.
+    Expired,
+    /// Pushed out (or never held) by `monitoring.labels.max_pending_rows`.
+    MaxPendingRows,
+    /// Pushed out (or never held) by `monitoring.labels.max_pending_bytes`.
+    MaxPendingBytes,
+}
+
+impl Dropped {
+    pub const ALL: [Self; 3] = [Self::Expired, Self::MaxPendingRows, Self::MaxPendingBytes];
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::MaxPendingRows => "max_pending_rows",
+            Self::MaxPendingBytes => "max_pending_bytes",
+        }
+    }
+}
+
+/// Bytes of a `by_time` key and its list, beside the entries the requests count.
+const TIME_KEY_BYTES: usize = std::mem::size_of::<(i64, VecDeque<(Arc<str>, usize)>)>();
+
+/// Bytes `frame` holds: its values (each string at its length plus its `String`), column names
+/// and shapes.
+fn frame_bytes(frame: &Frame) -> usize {
+    use std::mem::size_of;
+    let column = |c: &crate::protocol::frame::Column| {
+        size_of::<crate::protocol::frame::Column>()
+            + c.name.len()
+            + c.shape.len() * size_of::<usize>()
+            + match &c.data {
+                ColumnData::F64(v) => v.len() * size_of::<f64>(),
+                ColumnData::F32(v) => v.len() * size_of::<f32>(),
+                ColumnData::I64(v) => v.len() * size_of::<i64>(),
+                ColumnData::Bool(v) => v.len(),
+                ColumnData::Str(v) => v.iter().map(|s| size_of::<String>() + s.len()).sum(),
+            }
+    };
+    size_of::<Frame>() + frame.columns.iter().map(column).sum::<usize>()
+}
+
+fn scorer_bytes(s: &Scorer) -> usize {
+    use std::mem::size_of;
+    size_of::<Scorer>()
+        + s.request_rows
+            .as_ref()
+            .map_or(0, |r| r.len() * size_of::<usize>())
+        + s.predictions.len() * size_of::<Prediction>()
+}
+
+/// Bytes a waiting request holds: its frame (counted whole, even while the inference log holds
+/// the same frame), predictions, per-row state, its id and its entries in the queue's maps.
+fn request_bytes(id: &str, r: &PendingRequest) -> usize {
+    use std::mem::size_of;
+    let entries = size_of::<(Arc<str>, PendingRequest)>() + size_of::<(i64, Arc<str>)>();
+    // The id's text behind its Arc's two counts.
+    let id = id.len() + 2 * size_of::<usize>();
+    let rows = r.labelled.len() * size_of::<bool>()
+        + r.event_ms.len() * size_of::<Option<i64>>()
+        + r.event_ms.iter().flatten().count() * size_of::<(Arc<str>, usize)>();
+    entries + id + rows + frame_bytes(&r.frame) + r.scorers.iter().map(scorer_bytes).sum::<usize>()
 }
 
 #[derive(Default)]
@@ -341,21 +411,36 @@ struct Pending {
     /// so a leaving request's rows are at the front).
     by_time: HashMap<i64, VecDeque<(Arc<str>, usize)>>,
     rows: usize,
+    /// The requests' bytes ([`request_bytes`]); [`Pending::bytes`] adds `by_time`'s keys.
+    request_bytes: usize,
+    /// Rows that left before their label came, by [`Dropped`] reason, since the start.
+    dropped: [u64; 3],
+    /// The bounds of the last request held (shadow predictions added later keep to them).
+    settings: Option<LabelSettings>,
 }
 
 impl Pending {
-    fn remove_oldest(&mut self) {
-        let Some((_, id)) = self.order.pop_front() else {
-            return;
-        };
-        self.remove(&id);
+    fn bytes(&self) -> usize {
+        self.request_bytes + self.by_time.len() * TIME_KEY_BYTES
     }
 
-    fn remove(&mut self, id: &str) {
-        let Some(request) = self.requests.remove(id) else {
-            return;
+    /// Drops the oldest request, counting its rows still without a label under `reason`;
+    /// false when none waits.
+    fn drop_oldest(&mut self, reason: Dropped) -> bool {
+        let Some((_, id)) = self.order.pop_front() else {
+            return false;
         };
+        if let Some(request) = self.remove(&id) {
+            let unlabelled = request.labelled.iter().filter(|l| !**l).count();
+            self.dropped[reason as usize] += unlabelled as u64;
+        }
+        true
+    }
+
+    fn remove(&mut self, id: &str) -> Option<PendingRequest> {
+        let request = self.requests.remove(id)?;
         self.rows -= request.labelled.len();
+        self.request_bytes -= request.bytes;
         for (row, t) in request.event_ms.iter().enumerate() {
             let Some(t) = t else { continue };
             if let Some(list) = self.by_time.get_mut(t) {
@@ -370,18 +455,43 @@ impl Pending {
                 }
             }
         }
+        Some(request)
     }
 
-    fn expire(&mut self, now_ms: i64, max_rows: usize) {
-        while self
-            .order
-            .front()
-            .is_some_and(|(expires, _)| *expires <= now_ms)
-            || self.rows > max_rows
-        {
-            self.remove_oldest();
+    /// Drops the expired requests, then the oldest while the rows or bytes are over their
+    /// bounds.
+    fn expire(&mut self, now_ms: i64) {
+        let Some(settings) = self.settings.clone() else {
+            return;
+        };
+        loop {
+            let reason = if self
+                .order
+                .front()
+                .is_some_and(|(expires, _)| *expires <= now_ms)
+            {
+                Dropped::Expired
+            } else if self.rows > settings.max_pending_rows {
+                Dropped::MaxPendingRows
+            } else if self.bytes() > settings.max_pending_bytes {
+                Dropped::MaxPendingBytes
+            } else {
+                return;
+            };
+            if !self.drop_oldest(reason) {
+                return;
+            }
         }
     }
+}
+
+/// What the pending-labels queue holds now and has dropped since the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PendingFigures {
+    pub rows: usize,
+    pub bytes: usize,
+    /// Rows that left before their label came, by [`Dropped`] (in [`Dropped::ALL`]'s order).
+    pub dropped: [u64; 3],
 }
 
 /// How the labels of one call fared.
@@ -398,7 +508,8 @@ pub struct LabelOutcomes {
     pub invalid: u64,
 }
 
-/// An endpoint's scored rows waiting for labels, bounded in rows and time.
+/// An endpoint's scored rows waiting for labels, bounded in time, rows and bytes; the oldest
+/// leave first, counted by reason.
 #[derive(Default)]
 pub struct PendingLabels {
     inner: Mutex<Pending>,
@@ -406,7 +517,8 @@ pub struct PendingLabels {
 
 impl PendingLabels {
     /// Holds a scored request's rows for labels. `timestamp_column` names the rows' event time
-    /// (labels by key match on it).
+    /// (labels by key match on it). A request over a bound on its own is not held (counted as
+    /// dropped).
     pub fn expect(
         &self,
         settings: &LabelSettings,
@@ -416,18 +528,41 @@ impl PendingLabels {
         scorers: Vec<Scorer>,
     ) {
         let rows = frame.rows();
-        if scorers.is_empty() || rows == 0 || rows > settings.max_pending_rows {
+        if scorers.is_empty() || rows == 0 {
             return;
         }
         let event_ms = timestamp_column
             .and_then(|c| frame.column(c))
             .map(event_times)
             .unwrap_or_default();
+        let mut request = PendingRequest {
+            frame,
+            event_ms,
+            scorers,
+            labelled: vec![false; rows],
+            bytes: 0,
+        };
+        // Counted before the lock: the lock only covers the bookkeeping.
+        request.bytes = request_bytes(&id, &request);
+        let too_big = if rows > settings.max_pending_rows {
+            Some(Dropped::MaxPendingRows)
+        } else if request.bytes > settings.max_pending_bytes {
+            Some(Dropped::MaxPendingBytes)
+        } else {
+            None
+        };
         let now = now_ms();
         let mut p = lock(&self.inner);
+        p.settings = Some(settings.clone());
+        if let Some(reason) = too_big {
+            p.dropped[reason as usize] += rows as u64;
+            return;
+        }
         // Ids are unique per request (uuids); one seen again replaces the first.
-        p.remove(&id);
-        for (row, t) in event_ms.iter().enumerate() {
+        if p.remove(&id).is_some() {
+            p.order.retain(|(_, i)| *i != id);
+        }
+        for (row, t) in request.event_ms.iter().enumerate() {
             if let Some(t) = t {
                 p.by_time
                     .entry(*t)
@@ -436,36 +571,51 @@ impl PendingLabels {
             }
         }
         p.rows += rows;
+        p.request_bytes += request.bytes;
         p.order
             .push_back((now + settings.wait_seconds as i64 * 1000, id.clone()));
-        p.requests.insert(
-            id,
-            PendingRequest {
-                frame,
-                event_ms,
-                scorers,
-                labelled: vec![false; rows],
-            },
-        );
-        p.expire(now, settings.max_pending_rows);
+        p.requests.insert(id, request);
+        p.expire(now);
     }
 
     /// Adds a shadow's predictions to a request already waiting.
     pub fn add_scorer(&self, id: &str, scorer: Scorer) {
-        if let Some(r) = lock(&self.inner).requests.get_mut(id) {
-            r.scorers.push(scorer);
-        }
+        let bytes = scorer_bytes(&scorer);
+        let mut p = lock(&self.inner);
+        let Some(r) = p.requests.get_mut(id) else {
+            return;
+        };
+        r.scorers.push(scorer);
+        r.bytes += bytes;
+        p.request_bytes += bytes;
+        p.expire(now_ms());
     }
 
     pub fn rows(&self) -> usize {
         lock(&self.inner).rows
     }
 
+    /// Bytes held now ([`request_bytes`] of each request, and the event-time index's keys).
+    pub fn bytes(&self) -> usize {
+        lock(&self.inner).bytes()
+    }
+
+    /// Rows and bytes held now, and rows dropped since the start.
+    pub fn figures(&self) -> PendingFigures {
+        let p = lock(&self.inner);
+        PendingFigures {
+            rows: p.rows,
+            bytes: p.bytes(),
+            dropped: p.dropped,
+        }
+    }
+
     /// Joins labels to their waiting predictions and counts them in each scorer's quality.
     pub fn join(&self, settings: &LabelSettings, labels: &[LabelRecord]) -> LabelOutcomes {
         let mut out = LabelOutcomes::default();
         let mut p = lock(&self.inner);
-        p.expire(now_ms(), settings.max_pending_rows);
+        p.settings = Some(settings.clone());
+        p.expire(now_ms());
         for label in labels {
             let actual = match label.label {
                 Some(1.0) => true,
@@ -696,6 +846,7 @@ mod tests {
         let settings = LabelSettings {
             wait_seconds: 60,
             max_pending_rows: 4,
+            ..Default::default()
         };
         let at = "2026-11-22T10:19:05.123Z";
         let at_ms = parse_timestamp(at).unwrap();
@@ -745,6 +896,7 @@ mod tests {
         let settings = LabelSettings {
             wait_seconds: 60,
             max_pending_rows: 100,
+            ..Default::default()
         };
         let at = "2026-11-22T10:19:05Z";
         for i in 0..1000 {
@@ -761,6 +913,114 @@ mod tests {
         let t = parse_timestamp(at).unwrap();
         assert_eq!(p.by_time[&t].len(), 100);
         assert_eq!(&*p.by_time[&t].front().unwrap().0, "r900");
+    }
+
+    /// `rows` rows of a customer id and a `width`-byte string each.
+    fn wide(rows: usize, width: usize) -> Arc<Frame> {
+        Arc::new(Frame {
+            columns: vec![
+                Column::scalar("CustomerID", ColumnData::I64((0..rows as i64).collect())),
+                Column::scalar("note", ColumnData::Str(vec!["x".repeat(width); rows])),
+            ],
+        })
+    }
+
+    fn hold(pending: &PendingLabels, settings: &LabelSettings, id: &str, frame: Arc<Frame>) {
+        let monitor = Arc::new(SlotMonitor::new(config()));
+        let predicted = vec![true; frame.rows()];
+        pending.expect(
+            settings,
+            id.into(),
+            frame,
+            None,
+            vec![scorer(&monitor, &predicted)],
+        );
+    }
+
+    fn dropped(pending: &PendingLabels, reason: Dropped) -> u64 {
+        pending.figures().dropped[reason as usize]
+    }
+
+    #[test]
+    fn strings_count_at_their_length() {
+        let pending = PendingLabels::default();
+        let settings = LabelSettings::default();
+        hold(&pending, &settings, "a", wide(10, 1));
+        let small = pending.bytes();
+        hold(&pending, &settings, "b", wide(10, 1001));
+        // Same rows and id length: the second holds 10 x 1000 more string bytes.
+        assert_eq!(pending.bytes() - small, small + 10_000);
+        // Everything a request holds is counted: at least its values, names and predictions.
+        let values = 10 * 8 + 10 * (std::mem::size_of::<String>() + 1) + "CustomerIDnote".len();
+        let predictions = 10 * std::mem::size_of::<Prediction>();
+        assert!(small > values + predictions + 10, "{small}");
+        // A shadow's predictions add theirs.
+        let monitor = Arc::new(SlotMonitor::new(config()));
+        let before = pending.bytes();
+        pending.add_scorer("a", scorer(&monitor, &[false; 10]));
+        assert_eq!(
+            pending.bytes() - before,
+            scorer_bytes(&scorer(&monitor, &[false; 10]))
+        );
+        assert_eq!(pending.figures().rows, 20);
+    }
+
+    #[test]
+    fn the_oldest_leave_when_the_bytes_are_over_and_are_counted() {
+        let probe = PendingLabels::default();
+        hold(&probe, &LabelSettings::default(), "r0", wide(5, 10_000));
+        let one = probe.bytes();
+        assert!(one > 50_000, "{one}");
+        let pending = PendingLabels::default();
+        let settings = LabelSettings {
+            max_pending_bytes: 3 * one + one / 2,
+            ..Default::default()
+        };
+        for i in 0..5 {
+            hold(&pending, &settings, &format!("r{i}"), wide(5, 10_000));
+            assert!(pending.bytes() <= settings.max_pending_bytes);
+        }
+        let f = pending.figures();
+        assert_eq!((f.rows, f.bytes), (15, 3 * one));
+        assert_eq!(dropped(&pending, Dropped::MaxPendingBytes), 10);
+        assert_eq!(dropped(&pending, Dropped::MaxPendingRows), 0);
+        // r0 and r1 left; r2..r4 wait.
+        let out = pending.join(
+            &settings,
+            &[
+                label(Some("r0"), &[], None, 1.0),
+                label(Some("r1"), &[], None, 1.0),
+                label(Some("r4"), &[], None, 1.0),
+            ],
+        );
+        assert_eq!((out.joined, out.unmatched), (1, 2));
+
+        // A request over the bound on its own is never held, and is counted.
+        hold(&pending, &settings, "huge", wide(5, one));
+        assert_eq!(pending.figures().rows, 15);
+        assert_eq!(dropped(&pending, Dropped::MaxPendingBytes), 15);
+
+        // Expired rows are counted as such, without the ones that met their label.
+        lock(&pending.inner).expire(now_ms() + 3_601_000);
+        let f = pending.figures();
+        assert_eq!((f.rows, f.bytes), (0, 0));
+        assert_eq!(dropped(&pending, Dropped::Expired), 10);
+    }
+
+    #[test]
+    fn rows_over_the_row_bound_are_counted_by_that_reason() {
+        let pending = PendingLabels::default();
+        let settings = LabelSettings {
+            max_pending_rows: 8,
+            ..Default::default()
+        };
+        for i in 0..3 {
+            hold(&pending, &settings, &format!("r{i}"), wide(4, 1));
+        }
+        hold(&pending, &settings, "big", wide(9, 1));
+        assert_eq!(pending.figures().rows, 8);
+        assert_eq!(dropped(&pending, Dropped::MaxPendingRows), 4 + 9);
+        assert_eq!(dropped(&pending, Dropped::MaxPendingBytes), 0);
     }
 }
 

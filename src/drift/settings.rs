@@ -72,6 +72,9 @@ pub struct LabelSettings {
     pub wait_seconds: u64,
     /// Scored rows held for labels; the oldest go first beyond it.
     pub max_pending_rows: usize,
+    /// Bytes held for labels (the requests' frames, predictions and bookkeeping, strings at
+    /// their length); the oldest go first beyond it.
+    pub max_pending_bytes: usize,
 }
 
 impl Default for LabelSettings {
@@ -79,6 +82,7 @@ impl Default for LabelSettings {
         Self {
             wait_seconds: 3600,
             max_pending_rows: 100_000,
+            max_pending_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -176,6 +180,12 @@ impl MonitoringSettings {
                 "must be at least 1".into(),
             ));
         }
+        if self.labels.max_pending_bytes == 0 {
+            out.push((
+                "monitoring.labels.max_pending_bytes".into(),
+                "must be at least 1 (a request is held only when it fits)".into(),
+            ));
+        }
         out
     }
 }
@@ -205,8 +215,11 @@ mod tests {
             ..Default::default()
         };
         s.thresholds.ks_p_value = 2.0;
+        s.labels.max_pending_bytes = 0;
         let p = s.problems();
         assert_eq!(p[0].0, "monitoring.windows[1]");
         assert_eq!(p[1].0, "monitoring.thresholds.ks_p_value");
+        assert_eq!(p[2].0, "monitoring.labels.max_pending_bytes");
+        assert_eq!(LabelSettings::default().max_pending_bytes, 64 << 20);
     }
 }
