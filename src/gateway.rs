@@ -555,7 +555,7 @@ impl Gateway {
                 for report in entities {
                     m.publish(&endpoint.name, report);
                 }
-                m.set_pending(&endpoint.name, endpoint.pending_labels.rows());
+                m.publish_pending(&endpoint.name, &endpoint.pending_labels);
             }
         }
         self.metrics.render()

@@ -531,6 +531,14 @@ impl Settings {
                 return Err(invalid(key, message));
             }
         }
+        // Two endpoints logging into one set of inference tables would mix their rows.
+        if let Some(Violation { key, message }) =
+            crate::endpoint::config::shared_table_violations(&self.endpoints)
+                .into_iter()
+                .next()
+        {
+            return Err(invalid(key, message));
+        }
         Ok(())
     }
 }
@@ -846,6 +854,30 @@ mod tests {
         let mut s = valid();
         s.limits.max_columns = 0;
         assert_eq!(invalid_key(&s).0, "limits.max_columns");
+    }
+
+    #[test]
+    fn two_endpoints_cannot_share_inference_tables() {
+        let mut s = valid();
+        let mut other = s.endpoints[0].clone();
+        other.name = "other".into();
+        let capture = |prefix: Option<&str>| {
+            serde_json::from_value(
+                serde_json::json!({"enabled": true, "table_name_prefix": prefix}),
+            )
+            .unwrap()
+        };
+        s.endpoints[0].auto_capture_config = Some(capture(None));
+        other.auto_capture_config = Some(capture(Some("IRIS")));
+        s.endpoints.push(other);
+        let (key, message) = invalid_key(&s);
+        assert!(key.starts_with("endpoints[1].auto_capture_config"), "{key}");
+        assert!(
+            message.contains("iris") && message.contains("other"),
+            "{message}"
+        );
+        s.endpoints[1].auto_capture_config = Some(capture(Some("other")));
+        s.validate().unwrap();
     }
 
     #[test]
