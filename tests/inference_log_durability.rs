@@ -54,8 +54,11 @@ fn committed(metrics: &Metrics, endpoint: &str) -> u64 {
         .get()
 }
 
-/// Runs Python with `script` and `args`, failing the test with its stderr.
+/// Runs Python with `script` and `args`, failing the test with its stderr. The script ends with
+/// `os._exit`: Python `deltalake` at times aborts in its teardown at interpreter exit
+/// ("terminate called without an active exception") after the work is done.
 fn run_python(script: &str, args: &[&Path]) -> Vec<u8> {
+    let script = format!("{script}import os, sys\nsys.stdout.flush()\nos._exit(0)\n");
     let out = Command::new(python())
         .arg("-c")
         .arg(script)
