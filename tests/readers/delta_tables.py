@@ -103,3 +103,7 @@ for path in sys.argv[1:]:
         continue
     out[path] = {"deltalake": by_deltalake(path), "duckdb": by_duckdb(path)}
 print(json.dumps(out, default=str))
+sys.stdout.flush()
+# deltalake's runtime sometimes aborts while the interpreter tears down ("terminate called
+# without an active exception") after the work is done: leave without the teardown.
+os._exit(0)
