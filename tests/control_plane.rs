@@ -252,3 +252,20 @@ fn an_update_still_loading_holds_its_inference_tables() {
     let r = gw.put_json("/api/2.0/serving-endpoints/second/config", &config);
     assert_eq!(r.status, 400, "{}", r.text);
 }
+
+#[test]
+fn a_config_file_whose_endpoints_share_inference_tables_is_refused() {
+    let endpoints = common::endpoint("a", "1", "tract")
+        + "    auto_capture_config: {catalog_name: ml, table_name_prefix: tx}\n"
+        + &common::endpoint("b", "1", "tract")
+        + "    auto_capture_config: {catalog_name: ML, table_name_prefix: tx}\n";
+    let err = match common::try_start(&demo_config(&endpoints, ""), false, &[]) {
+        Ok(_) => panic!("started with two endpoints on one table"),
+        Err(stderr) => stderr,
+    };
+    assert!(
+        err.contains("endpoints[1].auto_capture_config.table_name_prefix")
+            && err.contains("'b' and 'a'"),
+        "{err}"
+    );
+}

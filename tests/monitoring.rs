@@ -446,3 +446,57 @@ fn monitoring_settings_are_checked_and_can_be_switched_off() {
     let unknown = gw.get("/api/2.0/serving-endpoints/nope/monitoring");
     assert_eq!(unknown.status, 404);
 }
+
+#[test]
+fn predictions_waiting_for_labels_stay_within_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry_without_spec(dir.path());
+    let bound = 40_000;
+    let gw = common::start(
+        &config(
+            &registry,
+            &format!("  windows: [1h]\n  labels: {{max_pending_bytes: {bound}}}\n"),
+            V1_ENDPOINT,
+        ),
+        false,
+    );
+    let mut stream = TransactionStream::new(11, 1_795_000_000_000);
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let batch: Vec<Transaction> = stream.by_ref().take(50).collect();
+        ids.push(score(&gw, &batch, Columns::Model).0);
+    }
+    let metrics = gw.get("/metrics").text;
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+    };
+    let bytes = value("modelgate_labels_pending_bytes{endpoint=\"tx\"}");
+    let rows = value("modelgate_labels_pending_rows{endpoint=\"tx\"}");
+    let dropped = value(
+        "modelgate_labels_pending_dropped_rows_total{endpoint=\"tx\",reason=\"max_pending_bytes\"}",
+    );
+    assert!(bytes > 0.0 && bytes <= bound as f64, "{bytes} bytes held");
+    assert!(rows > 0.0 && rows < 2000.0, "{rows} rows held");
+    assert_eq!(
+        rows + dropped,
+        2000.0,
+        "every row held or counted as dropped"
+    );
+    let report = monitoring(&gw);
+    assert_eq!(report["labels"]["pending_rows"], rows as u64, "{report}");
+    // The oldest left: a label for the first request meets nothing, one for the last joins.
+    let labels = json!({"labels": [
+        {"request_id": ids[0], "row_index": 0, "label": 1},
+        {"request_id": ids[39], "row_index": 0, "label": 1},
+    ]});
+    let reply = gw.post_json("/api/2.0/serving-endpoints/tx/labels", &labels);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let v = reply.json();
+    assert_eq!(v["monitoring"]["joined"], 1, "{v}");
+    assert_eq!(v["monitoring"]["unmatched"], 1, "{v}");
+}
