@@ -344,6 +344,28 @@ fn initial_endpoints(
             from_config_file,
         )));
     }
+    // The state file's endpoints against the config file's: one set of tables each.
+    let all: Vec<_> = out
+        .iter()
+        .map(|e| e.generation().settings.clone())
+        .collect();
+    if let Some(v) = crate::endpoint::config::shared_table_violations(&all)
+        .into_iter()
+        .next()
+    {
+        let index = v
+            .key
+            .strip_prefix("endpoints[")
+            .and_then(|k| k.split(']').next())
+            .and_then(|i| i.parse::<usize>().ok());
+        return Err(StartError::SavedEndpoint {
+            endpoint: index
+                .and_then(|i| all.get(i))
+                .map(|e| e.name.clone())
+                .unwrap_or_default(),
+            message: v.message,
+        });
+    }
     Ok((out, table_changed))
 }
 

@@ -37,6 +37,7 @@ pub async fn get_monitoring(path: web::Path<String>, state: web::Data<AppState>)
                 comparison[at]["served_entities"][&report.served_entity] = json!(q.figures);
             }
         }
+        let pending = endpoint.pending_labels.figures();
         json!({
             "endpoint": endpoint.name,
             "time": crate::drift::report::iso(crate::drift::monitor::now_ms()),
@@ -46,7 +47,10 @@ pub async fn get_monitoring(path: web::Path<String>, state: web::Data<AppState>)
             "drift": reports.iter().any(|r| r.drift),
             "served_entities": reports,
             "quality_comparison": comparison,
-            "labels": {"pending_rows": endpoint.pending_labels.rows()},
+            "labels": {
+                "pending_rows": pending.rows,
+                "pending_bytes": pending.bytes,
+            },
         })
         .to_string()
     })
