@@ -286,6 +286,8 @@ pub struct Gateway {
     max_batch_rows: usize,
     limits: Limits,
     in_flight: std::sync::atomic::AtomicUsize,
+    /// The pool's skipped-job count already added to `limit_refusals_total{limit="deadline"}`.
+    pool_abandoned_seen: std::sync::atomic::AtomicU64,
     scrape: std::sync::Mutex<()>,
     shutting_down: AtomicBool,
 }
@@ -309,6 +311,7 @@ impl Gateway {
             max_batch_rows,
             limits,
             in_flight: Default::default(),
+            pool_abandoned_seen: Default::default(),
             scrape: Default::default(),
             shutting_down: AtomicBool::new(false),
         }
@@ -513,12 +516,16 @@ impl Gateway {
         m.request_errors
             .with_label_values(&[label, error.code()])
             .inc();
-        self.count_refusal(error);
+        // Bounds met while reading the body were counted there (`read_limited`).
     }
 
     /// Counts a refusal at a bound in `modelgate_limit_refusals_total`.
     pub fn count_refusal(&self, error: &RequestError) {
-        if let Some(limit) = error.exceeded() {
+        // Deadline refusals are counted where the job stops (and where the pool skips it).
+        if let Some(limit) = error
+            .exceeded()
+            .filter(|l| *l != crate::error::Limit::Deadline)
+        {
             self.metrics
                 .limit_refusals
                 .with_label_values(&[limit.name()])
@@ -534,6 +541,14 @@ impl Gateway {
         self.metrics
             .inference_queue_depth
             .set(self.pool.queued() as i64);
+        // Jobs the pool skipped since the last scrape: their callers' deadlines had passed
+        // (or they hung up) before a worker took them.
+        let skipped = self.pool.abandoned();
+        let seen = self.pool_abandoned_seen.swap(skipped, Ordering::AcqRel);
+        self.metrics
+            .limit_refusals
+            .with_label_values(&[crate::error::Limit::Deadline.name()])
+            .inc_by(skipped.saturating_sub(seen));
         self.metrics
             .loaded_versions
             .set(crate::endpoint::live_versions() as i64);
@@ -949,6 +964,9 @@ pub fn score(
             };
             let name = &generation.slots[arm].name;
             let failed = Failure::by(name);
+            if let Some(req) = &v2_req {
+                check_requested_outputs(req, &entity).map_err(failed)?;
+            }
             let (outputs, joined) = entity
                 .infer_joined(worker, &frame, ignore, echo || logging || monitoring)
                 .map_err(failed)?;
@@ -1033,6 +1051,32 @@ pub fn score(
         logged,
         client_request_id,
     })
+}
+
+/// The V2 outputs asked for are the model's, checked before inference (so a list of made-up
+/// names costs no inference).
+fn check_requested_outputs(
+    req: &v2::InferRequest,
+    entity: &ServedEntity,
+) -> Result<(), RequestError> {
+    let Some(names) = &req.outputs else {
+        return Ok(());
+    };
+    let known = entity.loaded.outputs();
+    match names.iter().find(|n| !known.iter().any(|o| &o.name == *n)) {
+        None => Ok(()),
+        Some(unknown) => Err(RequestError::limit(
+            crate::error::Limit::Outputs,
+            format!(
+                "unknown output '{unknown}' in 'outputs': the model outputs {}",
+                known
+                    .iter()
+                    .map(|o| o.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }
 
 /// A job whose caller has gone (its deadline passed) does no more work.

@@ -119,7 +119,14 @@ fn main() -> ExitCode {
             };
             let result = actix_web::rt::System::new().block_on(async move {
                 let started = modelgate::start(settings).await?;
-                // Tests and scripts read the bound address from this line.
+                if let Some(admin) = started.admin_addr {
+                    println!(
+                        "modelgate admin API listening on {}://{admin}",
+                        started.scheme()
+                    );
+                }
+                // Tests and scripts read the bound address from this line (the admin
+                // listener's, when there is one, comes first).
                 println!(
                     "modelgate listening on {}://{}",
                     started.scheme(),

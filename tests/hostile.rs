@@ -154,16 +154,18 @@ fn oversized_answers_are_refused_not_written() {
         .map(|_| json!(["Product A", 132.75, 3, false, 150.1, 0.12]))
         .collect();
     let body = json!({"dataframe_split": {"columns": one_row()["dataframe_split"]["columns"], "data": rows}});
-    refused(
-        &gw,
-        "/serving-endpoints/transactions/invocations",
-        "application/json",
-        body.to_string().into_bytes(),
-        413,
-        "limits.max_response_bytes",
-    );
+    during_ordinary_traffic(&gw, || {
+        refused(
+            &gw,
+            "/serving-endpoints/transactions/invocations",
+            "application/json",
+            body.to_string().into_bytes(),
+            413,
+            "limits.max_response_bytes",
+        );
+    });
     assert_eq!(limit_count(&gw, "response_bytes"), 1.0);
-    assert_eq!(gw.invoke("transactions", &one_row()).status, 200);
+    assert_memory_bounded(&gw);
 }
 
 #[test]
@@ -225,10 +227,17 @@ fn wide_headers_are_refused_in_linear_time() {
 fn huge_ids_and_strings_are_refused() {
     let gw = gateway("");
     let big = "x".repeat(1 << 20);
+    during_ordinary_traffic(&gw, || huge_ids(&gw, &big));
+    assert_eq!(limit_count(&gw, "id_bytes"), 2.0);
+    assert_eq!(limit_count(&gw, "string_bytes"), 1.0);
+    assert_memory_bounded(&gw);
+}
+
+fn huge_ids(gw: &Gateway, big: &str) {
     let mut body = one_row();
     body["client_request_id"] = json!(big);
     refused(
-        &gw,
+        gw,
         "/serving-endpoints/transactions/invocations",
         "application/json",
         body.to_string().into_bytes(),
@@ -237,7 +246,7 @@ fn huge_ids_and_strings_are_refused() {
     );
     let v2 = json!({"id": big, "inputs": v2_inputs(1)});
     refused(
-        &gw,
+        gw,
         "/v2/models/transactions/infer",
         "application/json",
         v2.to_string().into_bytes(),
@@ -247,16 +256,13 @@ fn huge_ids_and_strings_are_refused() {
     let mut long = one_row();
     long["dataframe_split"]["data"][0][0] = json!(big);
     refused(
-        &gw,
+        gw,
         "/serving-endpoints/transactions/invocations",
         "application/json",
         long.to_string().into_bytes(),
         413,
         "limits.max_string_bytes",
     );
-    assert_eq!(limit_count(&gw, "id_bytes"), 2.0);
-    assert_eq!(limit_count(&gw, "string_bytes"), 1.0);
-    assert_memory_bounded(&gw);
 }
 
 /// Opens a connection that declares `declared` body bytes and sends one byte every `gap`.
@@ -329,11 +335,41 @@ fn slowly_trickled_bodies_are_cut_off_while_others_are_served() {
     assert_memory_bounded(&gw);
 }
 
+/// Posts `body` over a raw connection, writing while the answer may already come (a refusal
+/// can arrive before the body is sent whole), and returns the answer's text.
+fn raw_post(addr: &str, body: Vec<u8>) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /serving-endpoints/transactions/invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut writer = s.try_clone().unwrap();
+    let sending = std::thread::spawn(move || {
+        let _ = writer.write_all(head.as_bytes());
+        for chunk in body.chunks(16 * 1024) {
+            if writer.write_all(chunk).is_err() {
+                break;
+            }
+        }
+    });
+    s.set_read_timeout(Some(REFUSAL_BOUND)).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let _ = sending.join();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[test]
 fn the_inflight_body_budget_refuses_what_it_cannot_hold() {
-    // Three bodies of 600 KiB at once fit nowhere in a 1 MiB budget.
+    // Bodies of 400 KiB: two held fill most of a 1 MiB budget, a third does not fit.
     let gw = gateway(
-        "server:\n  max_body_bytes: 700000\n  max_inflight_body_bytes: 1048576\n  body_read_timeout_ms: 3000\n",
+        "server:\n  max_body_bytes: 700000\n  max_inflight_body_bytes: 1048576\n  body_read_timeout_ms: 20000\n",
     );
     let addr = gw.base.trim_start_matches("http://").to_owned();
     // Two callers send 400 KiB each, then stall: 800 KiB held.
@@ -345,26 +381,29 @@ fn the_inflight_body_budget_refuses_what_it_cannot_hold() {
         s.write_all(&vec![b' '; 400_000]).unwrap();
         stalled.push(s);
     }
-    common::eventually(Duration::from_secs(5), || {
+    common::eventually(Duration::from_secs(10), || {
         gw.metric("modelgate_inflight_body_bytes")
             .is_some_and(|b| b >= 800_000.0)
     });
-    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(400_000));
-    refused(
-        &gw,
-        "/serving-endpoints/transactions/invocations",
-        "application/json",
-        big.into_bytes(),
-        503,
-        "server.max_inflight_body_bytes",
+    // Small requests fit beside what is held (not during the refusal itself: the refused body
+    // holds the rest of the budget until it is refused).
+    assert_eq!(gw.invoke("transactions", &one_row()).status, 200);
+    let started = Instant::now();
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(400_000)).into_bytes();
+    let answer = raw_post(&addr, big);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("server.max_inflight_body_bytes"),
+        "{answer}"
     );
-    // Small requests still fit.
+    assert!(started.elapsed() < REFUSAL_BOUND);
     assert_eq!(gw.invoke("transactions", &one_row()).status, 200);
     drop(stalled);
     common::eventually(Duration::from_secs(10), || {
         gw.metric("modelgate_inflight_body_bytes") == Some(0.0)
     });
     assert!(limit_count(&gw, "inflight_body_bytes") >= 1.0);
+    assert_memory_bounded(&gw);
 }
 
 #[test]
@@ -425,7 +464,15 @@ fn an_http2_stream_flood_gets_429s_beyond_the_per_connection_bound() {
 #[test]
 fn requests_past_their_deadline_are_not_run() {
     // One inference worker, a 300 ms deadline: a burst of heavy batches queues behind it.
-    let gw = gateway("server:\n  request_timeout_ms: 300\n");
+    let gw = common::try_start(
+        &demo_config(
+            &endpoint("transactions", "1", "tract"),
+            "server:\n  request_timeout_ms: 300\n",
+        ),
+        false,
+        &[("MODELGATE__INFERENCE__WORKERS", "1")],
+    )
+    .unwrap();
     let rows: Vec<Value> = (0..10_000)
         .map(|i| {
             json!([
@@ -474,4 +521,136 @@ fn requests_past_their_deadline_are_not_run() {
     });
     assert!(limit_count(&gw, "deadline") <= late as f64);
     assert_eq!(gw.invoke("transactions", &one_row()).status, 200);
+}
+
+#[test]
+fn value_trees_are_bounded_while_they_are_parsed() {
+    // Bodies under the 16 MiB limit that would each be a JSON tree of about 8 million values
+    // (over 250 MB as serde_json values) were it built before a limit was checked.
+    let gw = gateway("");
+    let zeros = vec!["0"; 7_000_000].join(",");
+    let v2 = format!(
+        r#"{{"inputs": [{{"name": "x", "datatype": "FP32", "shape": [1], "data": [{zeros}]}}]}}"#
+    );
+    let data_first = format!(r#"{{"dataframe_split": {{"data": [[{zeros}]], "columns": ["x"]}}}}"#);
+    let bombs = [
+        ("/v2/models/transactions/infer", v2),
+        (
+            "/serving-endpoints/transactions/invocations",
+            format!(r#"{{"instances": [{zeros}]}}"#),
+        ),
+        (
+            "/serving-endpoints/transactions/invocations",
+            format!(r#"{{"inputs": {{"x": [{zeros}]}}}}"#),
+        ),
+        (
+            "/serving-endpoints/transactions/invocations",
+            format!(r#"{{"dataframe_split": {{"columns": ["x"], "data": [[[{zeros}]]]}}}}"#),
+        ),
+        ("/serving-endpoints/transactions/invocations", data_first),
+        (
+            "/serving-endpoints/transactions/invocations",
+            format!(
+                r#"{{"params": {{"p": [{zeros}]}}, "dataframe_split": {{"columns": ["x"], "data": [[1]]}}}}"#
+            ),
+        ),
+    ];
+    during_ordinary_traffic(&gw, || {
+        // Two at a time, as two inference workers would take them.
+        for pair in bombs.chunks(2) {
+            std::thread::scope(|scope| {
+                for (path, body) in pair {
+                    let gw = &gw;
+                    scope.spawn(move || {
+                        refused(
+                            gw,
+                            path,
+                            "application/json",
+                            body.clone().into_bytes(),
+                            413,
+                            "limits.max_cells",
+                        )
+                    });
+                }
+            });
+        }
+    });
+    assert_eq!(limit_count(&gw, "cells"), bombs.len() as f64);
+    assert_memory_bounded(&gw);
+}
+
+#[test]
+fn the_admin_api_answers_only_on_its_own_listener() {
+    let gw = gateway("server:\n  admin_listen: 127.0.0.1:0\n");
+    let admin = gw
+        .admin
+        .clone()
+        .expect("the admin listener's address is printed");
+    let c = client();
+    let status = |url: String| c.get(url).send().unwrap().status().as_u16();
+    // The control plane: admin listener only.
+    assert_eq!(status(format!("{admin}/api/2.0/serving-endpoints")), 200);
+    let on_main = c.get(gw.url("/api/2.0/serving-endpoints")).send().unwrap();
+    assert_eq!(on_main.status().as_u16(), 404);
+    assert!(on_main.text().unwrap().contains("server.admin_listen"));
+    // Scoring: main listener only.
+    assert_eq!(gw.invoke("transactions", &one_row()).status, 200);
+    let scored = c
+        .post(format!(
+            "{admin}/serving-endpoints/transactions/invocations"
+        ))
+        .json(&one_row())
+        .send()
+        .unwrap();
+    assert_eq!(scored.status().as_u16(), 404);
+    assert_eq!(status(format!("{admin}/v2/models/transactions")), 404);
+    // Health and metrics: both.
+    for path in ["/readyz", "/metrics", "/livez"] {
+        assert_eq!(status(format!("{admin}{path}")), 200, "{path}");
+        assert_eq!(status(gw.url(path)), 200, "{path}");
+    }
+}
+
+#[test]
+fn per_user_rate_limits_see_callers_through_trusted_proxies_only() {
+    let endpoint_yaml = format!(
+        "{}    rate_limits:\n      - {{calls: 2, key: user, renewal_period: minute}}\n",
+        endpoint("transactions", "1", "tract")
+    );
+    let trusted = common::start(
+        &demo_config(
+            &endpoint_yaml,
+            "server:\n  trusted_proxies: [127.0.0.1/32]\n",
+        ),
+        false,
+    );
+    let untrusted = common::start(&demo_config(&endpoint_yaml, ""), false);
+    // The limits count per clock minute: start early in one.
+    common::eventually(Duration::from_secs(70), || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 60
+            < 40
+    });
+    let send = |gw: &Gateway, forwarded: &[&str]| {
+        let mut r = client()
+            .post(gw.url("/serving-endpoints/transactions/invocations"))
+            .json(&one_row());
+        for line in forwarded {
+            r = r.header("x-forwarded-for", *line);
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    // Behind a trusted proxy, each caller has its own allowance, whatever it writes itself
+    // in front of the proxy's hop.
+    assert_eq!(send(&trusted, &["203.0.113.1"]), 200);
+    assert_eq!(send(&trusted, &["9.9.9.9", "203.0.113.1"]), 200);
+    assert_eq!(send(&trusted, &["203.0.113.1"]), 429);
+    assert_eq!(send(&trusted, &["203.0.113.1, 203.0.113.2"]), 200);
+    // From a peer that is not trusted, the header means nothing: one allowance.
+    assert_eq!(send(&untrusted, &["203.0.113.1"]), 200);
+    assert_eq!(send(&untrusted, &["203.0.113.2"]), 200);
+    assert_eq!(send(&untrusted, &["203.0.113.3"]), 429);
 }

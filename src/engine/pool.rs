@@ -37,6 +37,8 @@ pub struct InferencePool {
     /// One `run_on_each_worker` at a time: two barrier groups could each hold some workers
     /// and wait for the others forever.
     broadcast: Mutex<()>,
+    /// Jobs skipped because their caller had gone (deadline passed, client disconnected).
+    abandoned: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -116,6 +118,7 @@ impl InferencePool {
             capacity,
             handles: Mutex::new(handles),
             broadcast: Mutex::new(()),
+            abandoned: Default::default(),
         })
     }
 
@@ -126,6 +129,11 @@ impl InferencePool {
     /// Requests waiting for a worker now.
     pub fn queued(&self) -> usize {
         self.sender.len()
+    }
+
+    /// Jobs skipped so far because nobody waited for their result any more.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `f` on a worker and awaits its result; refuses at once when the queue is full.
@@ -147,8 +155,10 @@ impl InferencePool {
         G: FnOnce(),
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let abandoned = self.abandoned.clone();
         let job: Job = Box::new(move |worker| {
             if tx.is_closed() {
+                abandoned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
             match guarded(|| f(worker)) {

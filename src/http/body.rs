@@ -77,17 +77,18 @@ pub struct BodyReading {
     pub timeout: Duration,
 }
 
+/// Reads the body within `limit`, the read deadline and the shared budget; a refusal at a
+/// bound is counted here, for every route that reads a body.
 pub async fn read_limited(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
 ) -> Result<Bytes, RequestError> {
-    let reading = req
-        .app_data::<web::Data<super::AppState>>()
-        .map(|s| s.body_reading.clone());
-    let Some(reading) = reading else {
+    let state = req.app_data::<web::Data<super::AppState>>().cloned();
+    let Some(state) = state else {
         return read_body(req, payload, limit, None).await;
     };
+    let reading = &state.body_reading;
     let mut hold = BodyHold {
         budget: reading.budget.clone(),
         bytes: 0,
@@ -99,16 +100,19 @@ pub async fn read_limited(
     .await;
     // Held until the request is answered: its bytes live in the decoded request until then.
     req.extensions_mut().insert(hold);
-    match result {
-        Ok(r) => r,
-        Err(_) => Err(RequestError::limit(
+    let result = result.unwrap_or_else(|_| {
+        Err(RequestError::limit(
             Limit::BodyReadTimeout,
             format!(
                 "the request body did not arrive within {} ms (server.body_read_timeout_ms)",
                 reading.timeout.as_millis()
             ),
-        )),
+        ))
+    });
+    if let Err(e) = &result {
+        state.gateway.count_refusal(e);
     }
+    result
 }
 
 async fn read_body(

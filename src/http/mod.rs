@@ -262,12 +262,13 @@ pub fn requester(req: &actix_web::HttpRequest) -> Option<Arc<str>> {
         .app_data::<actix_web::web::Data<AppState>>()
         .map(|s| s.trusted_proxies.as_slice())
         .unwrap_or(&[]);
-    let forwarded = req
+    let forwarded: Vec<&str> = req
         .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     Some(
-        proxy::client_ip(peer, forwarded, trusted)
+        proxy::client_ip(peer, &forwarded, trusted)
             .to_string()
             .into(),
     )

@@ -19,7 +19,19 @@ pub fn parse_range(text: &str) -> Option<IpRange> {
     };
     let width = if addr.is_ipv4() { 32 } else { 128 };
     let prefix = prefix.unwrap_or(width);
-    (prefix <= width).then_some(IpRange { addr, prefix })
+    if prefix > width {
+        return None;
+    }
+    // `::ffff:10.0.0.0/104` is the IPv4 range 10.0.0.0/8, as peers are compared.
+    if let IpAddr::V6(v6) = addr {
+        if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+            return Some(IpRange {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            });
+        }
+    }
+    Some(IpRange { addr, prefix })
 }
 
 impl IpRange {
@@ -39,7 +51,7 @@ impl IpRange {
         if width != host_width {
             return false;
         }
-        let shift = width - u32::from(self.prefix);
+        let shift = width.saturating_sub(u32::from(self.prefix));
         if shift >= 128 {
             return true;
         }
@@ -48,27 +60,39 @@ impl IpRange {
 }
 
 /// The caller's address: the peer, or, when the peer is a trusted proxy, the nearest address
-/// in `X-Forwarded-For` that is not one (the rest of the header was written by the caller and
-/// proves nothing).
-pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpRange]) -> IpAddr {
+/// in `X-Forwarded-For` that is not one (what lies beyond it was written by the caller and
+/// proves nothing). `forwarded_for` holds the header's lines in arrival order: a proxy may add
+/// a line of its own instead of appending to the caller's.
+pub fn client_ip(peer: IpAddr, forwarded_for: &[&str], trusted: &[IpRange]) -> IpAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|r| r.contains(ip));
     if !is_trusted(peer) {
         return peer;
     }
-    let Some(header) = forwarded_for else {
-        return peer;
-    };
     let mut caller = peer;
-    // Bounded: the header is bounded by actix's header size limit, and each hop is one split.
-    for hop in header.rsplit(',') {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) if is_trusted(ip) => caller = ip,
-            Ok(ip) => return ip,
+    // Bounded by actix's header size limit; one split per hop.
+    for hop in forwarded_for.iter().rev().flat_map(|line| line.rsplit(',')) {
+        match parse_hop(hop) {
+            Some(ip) if is_trusted(ip) => caller = ip,
+            Some(ip) => return ip,
             // A hop that is not an address ends what can be believed.
-            Err(_) => return caller,
+            None => return caller,
         }
     }
     caller
+}
+
+/// One hop: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:5678`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    let (host, port) = hop.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 #[cfg(test)]
@@ -95,12 +119,17 @@ mod tests {
         for bad in ["", "10.0.0.0/33", "::/129", "nope", "10.0.0.0/x"] {
             assert!(parse_range(bad).is_none(), "{bad}");
         }
+        // IPv4-mapped ranges are the IPv4 ranges they map, never everything.
+        let mapped = parse_range("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped.contains(ip("10.9.9.9")) && !mapped.contains(ip("11.0.0.1")));
+        let one = parse_range("::ffff:10.0.0.5").unwrap();
+        assert!(one.contains(ip("10.0.0.5")) && !one.contains(ip("10.0.0.6")));
     }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_peers() {
         let trusted = vec![parse_range("10.0.0.0/8").unwrap()];
-        let xff = Some("203.0.113.7, 10.0.0.9");
+        let xff = &["203.0.113.7, 10.0.0.9"][..];
         // An untrusted peer's header is ignored.
         assert_eq!(
             client_ip(ip("198.51.100.1"), xff, &trusted),
@@ -109,19 +138,31 @@ mod tests {
         // Through two trusted hops, the first untrusted address from the right.
         assert_eq!(client_ip(ip("10.0.0.2"), xff, &trusted), ip("203.0.113.7"));
         // A spoofed left part does not win over the nearest untrusted hop.
-        let spoofed = Some("1.1.1.1, 203.0.113.7, 10.0.0.9");
+        let spoofed = &["1.1.1.1, 203.0.113.7, 10.0.0.9"][..];
         assert_eq!(
             client_ip(ip("10.0.0.2"), spoofed, &trusted),
             ip("203.0.113.7")
         );
-        // No header, or garbage: the nearest believable address.
-        assert_eq!(client_ip(ip("10.0.0.2"), None, &trusted), ip("10.0.0.2"));
+        // A proxy's own line comes last; the caller's own line first proves nothing.
+        let lines = &["1.1.1.1", "203.0.113.7"][..];
         assert_eq!(
-            client_ip(ip("10.0.0.2"), Some("junk"), &trusted),
+            client_ip(ip("10.0.0.2"), lines, &trusted),
+            ip("203.0.113.7")
+        );
+        // Hops with ports.
+        let ports = &["203.0.113.7:5678, [2001:db8::1]:443"][..];
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), ports, &trusted),
+            ip("2001:db8::1")
+        );
+        // No header, or garbage: the nearest believable address.
+        assert_eq!(client_ip(ip("10.0.0.2"), &[], &trusted), ip("10.0.0.2"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &["junk"], &trusted),
             ip("10.0.0.2")
         );
         assert_eq!(
-            client_ip(ip("10.0.0.2"), Some("10.0.0.3"), &trusted),
+            client_ip(ip("10.0.0.2"), &["10.0.0.3"], &trusted),
             ip("10.0.0.3")
         );
         // No trusted proxies: the peer, always.

@@ -180,12 +180,17 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                         .data
                         .push(("dataframe_records", Data::Decoded(frame)));
                 }
+                // Held whole until their layout is known: counted as they are parsed.
                 "instances" => fields
                     .data
-                    .push(("instances", Data::Held(map.next_value()?))),
-                "inputs" => fields.data.push(("inputs", Data::Held(map.next_value()?))),
-                "params" => fields.params = Some(map.next_value()?),
-                "client_request_id" => fields.client_request_id = Some(map.next_value()?),
+                    .push(("instances", Data::Held(map.next_value_seed(ctx.tree())?))),
+                "inputs" => fields
+                    .data
+                    .push(("inputs", Data::Held(map.next_value_seed(ctx.tree())?))),
+                "params" => fields.params = Some(map.next_value_seed(ctx.tree())?),
+                "client_request_id" => {
+                    fields.client_request_id = Some(map.next_value_seed(ctx.tree())?)
+                }
                 // Ignored, as MLflow's scoring server ignores unknown fields.
                 _ => {
                     map.next_value::<IgnoredAny>()?;

@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 use serde_json::Value;
 
+use super::bounded::{BoundedValue, NodeBudget};
 use super::columns::{ColumnBuilder, Scalar};
 use super::frame::Frame;
 use super::limits::{Budget, DecodeLimits};
@@ -25,6 +25,8 @@ use crate::error::RequestError;
 pub struct Ctx {
     error: RefCell<Option<RequestError>>,
     pub budget: Budget,
+    /// Nodes of the JSON trees held whole (tensor cells, `instances`, `params`, ...).
+    pub nodes: NodeBudget,
 }
 
 impl Ctx {
@@ -32,7 +34,13 @@ impl Ctx {
         Self {
             error: RefCell::new(None),
             budget: Budget::new(limits),
+            nodes: NodeBudget::new(&limits),
         }
+    }
+
+    /// A JSON tree held whole, counted.
+    pub fn tree(&self) -> BoundedValue<'_> {
+        BoundedValue(&self.nodes)
     }
 
     /// Stashes `e` and returns a parser error that aborts the parse.
@@ -44,8 +52,12 @@ impl Ctx {
         E::custom("request error")
     }
 
+    /// The decode's refusal: its domain error, or the tree bound it ran into.
     pub fn take(&self) -> Option<RequestError> {
-        self.error.borrow_mut().take()
+        self.error
+            .borrow_mut()
+            .take()
+            .or_else(|| self.nodes.refusal())
     }
 }
 
@@ -103,7 +115,8 @@ impl<'de> Visitor<'de> for SplitSeed<'_> {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "columns" => {
-                    columns = Some(column_names(map.next_value()?, ctx).map_err(|e| ctx.fail(e))?)
+                    let names = map.next_value_seed(ctx.tree())?;
+                    columns = Some(column_names(names, ctx).map_err(|e| ctx.fail(e))?)
                 }
                 "data" => match columns.as_mut() {
                     Some(builders) => {
@@ -111,7 +124,7 @@ impl<'de> Visitor<'de> for SplitSeed<'_> {
                         streamed = true;
                     }
                     // `data` before `columns`: hold it back, decode it once the names are known.
-                    None => held_data = Some(map.next_value()?),
+                    None => held_data = Some(map.next_value_seed(ctx.tree())?),
                 },
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -486,15 +499,21 @@ impl<'de> Visitor<'de> for CellSeed<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        // Tensor cells are rare: take the tree and let the builder check their shape.
-        let value = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+        // Tensor cells are rare: take the tree (counted) and let the builder check its shape.
+        let value = self
+            .ctx
+            .tree()
+            .deserialize(de::value::SeqAccessDeserializer::new(seq))?;
         self.builder
             .push_row(&value, &self.ctx.budget)
             .map_err(|e| self.ctx.fail(e))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        let value = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        let value = self
+            .ctx
+            .tree()
+            .deserialize(de::value::MapAccessDeserializer::new(map))?;
         self.builder
             .push_row(&value, &self.ctx.budget)
             .map_err(|e| self.ctx.fail(e))

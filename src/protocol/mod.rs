@@ -1,5 +1,6 @@
 //! Wire formats: decode request bodies into a [`frame::Frame`], encode predictions.
 
+pub mod bounded;
 pub mod columns;
 pub mod frame;
 pub mod limits;

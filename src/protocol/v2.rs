@@ -6,6 +6,7 @@ use std::io::Write;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::bounded::{within, Bounded, NodeBudget};
 use super::columns::check_rectangular;
 use super::frame::{Column, ColumnData, Frame};
 use super::limits::{Budget, DecodeLimits};
@@ -18,7 +19,7 @@ struct RawRequest {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
-    parameters: Option<serde_json::Map<String, Value>>,
+    parameters: Option<Bounded>,
     inputs: Vec<RawInput>,
     #[serde(default)]
     outputs: Option<Vec<RawOutput>>,
@@ -31,8 +32,8 @@ struct RawInput {
     datatype: String,
     #[serde(default)]
     #[allow(dead_code)]
-    parameters: Option<serde_json::Map<String, Value>>,
-    data: Value,
+    parameters: Option<Bounded>,
+    data: Bounded,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,8 +58,15 @@ pub fn decode(body: &[u8]) -> RequestResult<InferRequest> {
 /// Decodes a V2 inference request within `limits`: inputs, values, strings, the id and the
 /// outputs asked for (each at most once) are checked before any tensor is built.
 pub fn decode_limited(body: &[u8], limits: &DecodeLimits) -> RequestResult<InferRequest> {
-    let raw: RawRequest = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
+    // `data` and `parameters` are JSON trees until the datatype is known: their nodes are
+    // counted as they are parsed.
+    let (parsed, nodes) = within(NodeBudget::new(limits), || {
+        serde_json::from_slice::<RawRequest>(body)
+    });
+    let raw = parsed.map_err(|e| {
+        if let Some(refusal) = nodes.refusal() {
+            refusal
+        } else if e.is_data() {
             RequestError::bad(format!("the body is not a V2 inference request: {e}"))
         } else {
             RequestError::Malformed(format!("the body is not valid JSON: {e}"))
@@ -84,7 +92,11 @@ pub fn decode_limited(body: &[u8], limits: &DecodeLimits) -> RequestResult<Infer
         id: raw.id,
         frame: Frame { columns },
         outputs,
-        parameters: raw.parameters,
+        parameters: match raw.parameters.map(|p| p.0) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(map)) => Some(map),
+            Some(_) => return Err(RequestError::bad("'parameters' must be a JSON object")),
+        },
     })
 }
 
@@ -140,11 +152,11 @@ fn decode_input(input: &RawInput, budget: &Budget) -> RequestResult<Column> {
     budget.limits.rows(shape[0])?;
     budget.take_cells(expected)?;
     // Nested data must have exactly the declared shape; flat data just the right count.
-    if matches!(&input.data, Value::Array(items) if items.first().is_some_and(Value::is_array)) {
-        check_rectangular(&input.data, &shape, name)?;
+    if matches!(&input.data.0, Value::Array(items) if items.first().is_some_and(Value::is_array)) {
+        check_rectangular(&input.data.0, &shape, name)?;
     }
     let mut leaves = Vec::with_capacity(expected.min(1 << 16));
-    flatten(&input.data, &mut leaves, expected + 1);
+    flatten(&input.data.0, &mut leaves, expected + 1);
     if leaves.len() != expected {
         let found = if leaves.len() > expected {
             format!("more than {expected}")

@@ -389,7 +389,7 @@ impl Registry for MlflowRegistry {
     fn describe(&self) -> String {
         format!(
             "MLflow model registry at {} (cache {})",
-            self.base,
+            crate::settings::redact_url(self.base.as_str()),
             self.cache.display()
         )
     }

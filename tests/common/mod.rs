@@ -48,6 +48,8 @@ pub fn ort_dylib() -> PathBuf {
 pub struct Gateway {
     pub child: Child,
     pub base: String,
+    /// The admin listener's base URL (`server.admin_listen`), when there is one.
+    pub admin: Option<String>,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
     _dir: tempfile::TempDir,
 }
@@ -112,9 +114,13 @@ pub fn try_start(
     }
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let mut admin = None;
     let base = loop {
         match lines.next() {
             Some(Ok(line)) => {
+                if let Some(addr) = line.strip_prefix("modelgate admin API listening on ") {
+                    admin = Some(addr.trim().to_owned());
+                }
                 if let Some(addr) = line.strip_prefix("modelgate listening on ") {
                     break addr.trim().to_owned();
                 }
@@ -131,6 +137,7 @@ pub fn try_start(
     Ok(Gateway {
         child,
         base,
+        admin,
         stderr: stderr_buf,
         _dir: dir,
     })
