@@ -654,3 +654,50 @@ fn per_user_rate_limits_see_callers_through_trusted_proxies_only() {
     assert_eq!(send(&untrusted, &["203.0.113.2"]), 200);
     assert_eq!(send(&untrusted, &["203.0.113.3"]), 429);
 }
+
+#[test]
+fn made_up_label_keys_never_become_columns() {
+    let tables = tempfile::tempdir().unwrap();
+    let endpoint_yaml = format!(
+        "{}    auto_capture_config: {{table_name_prefix: tx}}\n",
+        endpoint("transactions", "1", "tract")
+    );
+    let gw = common::start(
+        &demo_config(
+            &endpoint_yaml,
+            &format!("inference_log:\n  location: {}\n", tables.path().display()),
+        ),
+        false,
+    );
+    // 200 labels with 50 made-up keys each: each key would have been a column of the labels
+    // table, padded on every row for good.
+    let labels: Vec<Value> = (0..200)
+        .map(|i| {
+            let keys: serde_json::Map<String, Value> = (0..50)
+                .map(|k| (format!("Evil{i}_{k}"), json!(k)))
+                .collect();
+            json!({"keys": keys, "timestamp": "2026-11-22T10:19:05.123Z", "label": 1})
+        })
+        .collect();
+    let body = json!({ "labels": labels }).to_string().into_bytes();
+    during_ordinary_traffic(&gw, || {
+        for _ in 0..5 {
+            refused(
+                &gw,
+                "/api/2.0/serving-endpoints/transactions/labels",
+                "application/json",
+                body.clone(),
+                400,
+                "inference_log.max_keys_per_label",
+            );
+        }
+    });
+    assert_eq!(limit_count(&gw, "label_keys"), 5.0);
+    // Declared keys, few of them, are taken.
+    let fine = json!({"labels": [
+        {"keys": {"CustomerID": 1240}, "timestamp": "2026-11-22T10:19:05.123Z", "label": 1}
+    ]});
+    let r = gw.post_json("/api/2.0/serving-endpoints/transactions/labels", &fine);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_memory_bounded(&gw);
+}

@@ -363,23 +363,6 @@ const TIME_KEY_BYTES: usize = std::mem::size_of::<(i64, VecDeque<(Arc<str>, usiz
 
 /// Bytes `frame` holds: its values (each string at its length plus its `String`), column names
 /// and shapes.
-fn frame_bytes(frame: &Frame) -> usize {
-    use std::mem::size_of;
-    let column = |c: &crate::protocol::frame::Column| {
-        size_of::<crate::protocol::frame::Column>()
-            + c.name.len()
-            + c.shape.len() * size_of::<usize>()
-            + match &c.data {
-                ColumnData::F64(v) => v.len() * size_of::<f64>(),
-                ColumnData::F32(v) => v.len() * size_of::<f32>(),
-                ColumnData::I64(v) => v.len() * size_of::<i64>(),
-                ColumnData::Bool(v) => v.len(),
-                ColumnData::Str(v) => v.iter().map(|s| size_of::<String>() + s.len()).sum(),
-            }
-    };
-    size_of::<Frame>() + frame.columns.iter().map(column).sum::<usize>()
-}
-
 fn scorer_bytes(s: &Scorer) -> usize {
     use std::mem::size_of;
     size_of::<Scorer>()
@@ -399,7 +382,7 @@ fn request_bytes(id: &str, r: &PendingRequest) -> usize {
     let rows = r.labelled.len() * size_of::<bool>()
         + r.event_ms.len() * size_of::<Option<i64>>()
         + r.event_ms.iter().flatten().count() * size_of::<(Arc<str>, usize)>();
-    entries + id + rows + frame_bytes(&r.frame) + r.scorers.iter().map(scorer_bytes).sum::<usize>()
+    entries + id + rows + r.frame.held_bytes() + r.scorers.iter().map(scorer_bytes).sum::<usize>()
 }
 
 #[derive(Default)]

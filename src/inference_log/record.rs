@@ -107,7 +107,7 @@ impl ScoredRows {
     /// length. A frame shared with the request is counted whole (it lives as long as the record).
     pub fn approx_bytes(&self) -> usize {
         let inputs = match &self.inputs {
-            Inputs::Frame(f) => f.columns.iter().map(column_bytes).sum(),
+            Inputs::Frame(f) => f.columns.iter().map(Column::held_bytes).sum(),
             Inputs::Joined(cols) => cols
                 .iter()
                 .map(|(n, v)| {
@@ -146,22 +146,6 @@ pub(crate) fn value_bytes(v: &Value) -> usize {
         + match v {
             Value::String(s) => s.len(),
             _ => 0,
-        }
-}
-
-fn column_bytes(c: &Column) -> usize {
-    std::mem::size_of::<Column>()
-        + c.name.len()
-        + c.shape.len() * std::mem::size_of::<usize>()
-        + match &c.data {
-            ColumnData::F64(v) => v.len() * 8,
-            ColumnData::F32(v) => v.len() * 4,
-            ColumnData::I64(v) => v.len() * 8,
-            ColumnData::Bool(v) => v.len(),
-            ColumnData::Str(v) => v
-                .iter()
-                .map(|s| std::mem::size_of::<String>() + s.len())
-                .sum(),
         }
 }
 
@@ -664,7 +648,7 @@ mod tests {
         );
         let strings = Column::scalar("s", ColumnData::Str(vec!["y".repeat(4000); 2]));
         let empty = Column::scalar("s", ColumnData::Str(vec![String::new(); 2]));
-        assert_eq!(column_bytes(&strings) - column_bytes(&empty), 8000);
+        assert_eq!(strings.held_bytes() - empty.held_bytes(), 8000);
         let names = TensorData::Str(vec!["z".repeat(300)]);
         assert_eq!(tensor_bytes(&names), 300 + 24);
     }

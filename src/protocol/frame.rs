@@ -76,6 +76,22 @@ impl Column {
         self.shape.first().copied().unwrap_or(0)
     }
 
+    /// Bytes this column holds in memory (strings at their length), for the budgets of what
+    /// is kept after a request is answered.
+    pub fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        size_of::<Column>()
+            + self.name.len()
+            + self.shape.len() * size_of::<usize>()
+            + match &self.data {
+                ColumnData::F64(v) => v.len() * size_of::<f64>(),
+                ColumnData::F32(v) => v.len() * size_of::<f32>(),
+                ColumnData::I64(v) => v.len() * size_of::<i64>(),
+                ColumnData::Bool(v) => v.len(),
+                ColumnData::Str(v) => v.iter().map(|s| size_of::<String>() + s.len()).sum(),
+            }
+    }
+
     /// Number of values per row.
     pub fn row_width(&self) -> usize {
         self.shape[1..].iter().product()
@@ -144,6 +160,11 @@ pub struct Frame {
 impl Frame {
     pub fn rows(&self) -> usize {
         self.columns.first().map(Column::rows).unwrap_or(0)
+    }
+
+    /// Bytes every column holds in memory.
+    pub fn held_bytes(&self) -> usize {
+        std::mem::size_of::<Frame>() + self.columns.iter().map(Column::held_bytes).sum::<usize>()
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {
