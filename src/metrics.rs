@@ -341,7 +341,7 @@ impl Metrics {
         .expect("valid metric");
         let inflight_body_bytes = IntGauge::new(
             "modelgate_inflight_body_bytes",
-            "Bytes of request bodies held by the requests in flight (bounded by server.max_inflight_body_bytes).",
+            "Bytes of request bodies, and of scoring answers not yet taken by their connections, held by the requests in flight (server.max_inflight_body_bytes bounds what new bodies may add).",
         )
         .expect("valid metric");
         let tls_reloads = IntCounterVec::new(

@@ -55,8 +55,8 @@ impl BodyBudget {
     }
 }
 
-/// A request's share of the body budget, given back when the request ends (it lives in the
-/// request's extensions, dropped with the request).
+/// A request's share of the body budget: its request body's bytes (from the request's
+/// extensions) and then its answer's, given back when the answer is written or abandoned.
 pub struct BodyHold {
     budget: Arc<BodyBudget>,
     bytes: usize,
@@ -66,6 +66,55 @@ impl Drop for BodyHold {
     fn drop(&mut self) {
         self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
         self.budget.gauge.sub(self.bytes as i64);
+    }
+}
+
+/// An answer's body that keeps the request's share of the budget, and adds its own bytes to
+/// it, until it is written: a caller that reads its answers slowly holds budget, not memory
+/// outside every bound.
+pub struct HeldBody {
+    bytes: Option<Bytes>,
+    _hold: Option<BodyHold>,
+}
+
+/// Bytes of an answer handed to the connection at a time.
+const ANSWER_SLICE: usize = 64 * 1024;
+
+/// The answer `body` of `req`, counted in the body budget until it is sent. Answers are
+/// counted, never refused: the work is done, and new requests are what the budget turns away.
+pub fn held_answer(req: &HttpRequest, body: Bytes) -> HeldBody {
+    let mut hold = req.extensions_mut().remove::<BodyHold>();
+    if let Some(h) = hold.as_mut() {
+        h.budget.held.fetch_add(body.len(), Ordering::AcqRel);
+        h.budget.gauge.add(body.len() as i64);
+        h.bytes += body.len();
+    }
+    HeldBody {
+        bytes: Some(body),
+        _hold: hold,
+    }
+}
+
+impl actix_web::body::MessageBody for HeldBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        actix_web::body::BodySize::Sized(self.bytes.as_ref().map_or(0, |b| b.len() as u64))
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
+        // In slices: the server asks for the next one only as the connection drains, so the
+        // hold (given back when this body is dropped, after the last slice or when the
+        // connection goes) lasts as long as the bytes wait for a slow reader.
+        let this = self.get_mut();
+        let next = match this.bytes.as_mut() {
+            Some(b) if b.len() > ANSWER_SLICE => Some(b.split_to(ANSWER_SLICE)),
+            _ => this.bytes.take().filter(|b| !b.is_empty()),
+        };
+        std::task::Poll::Ready(next.map(Ok))
     }
 }
 
@@ -152,4 +201,70 @@ async fn read_body(
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    fn budget(max: usize) -> Arc<BodyBudget> {
+        BodyBudget::new(max, prometheus::IntGauge::new("g", "held").unwrap())
+    }
+
+    #[test]
+    fn an_answer_holds_its_request_and_its_own_bytes_until_it_is_written() {
+        let b = budget(1 << 20);
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        let mut hold = BodyHold {
+            budget: b.clone(),
+            bytes: 0,
+        };
+        b.take(&mut hold, 1000).unwrap();
+        req.extensions_mut().insert(hold);
+        let answer = Bytes::from(vec![b'x'; 3 * ANSWER_SLICE + 10]);
+        let mut body = held_answer(&req, answer.clone());
+        // The request's bytes moved into the answer, which adds its own.
+        drop(req);
+        assert_eq!(b.held(), 1000 + answer.len());
+        assert_eq!(b.gauge.get() as usize, b.held());
+        let mut sent = Vec::new();
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        while let std::task::Poll::Ready(Some(Ok(slice))) =
+            std::pin::Pin::new(&mut body).poll_next(&mut cx)
+        {
+            assert!(slice.len() <= ANSWER_SLICE);
+            // Still held while slices go out.
+            assert_eq!(b.held(), 1000 + answer.len());
+            sent.extend_from_slice(&slice);
+        }
+        assert_eq!(sent, answer);
+        drop(body);
+        assert_eq!(b.held(), 0);
+        assert_eq!(b.gauge.get(), 0);
+    }
+
+    #[test]
+    fn the_budget_refuses_past_its_bound_and_gives_back_on_drop() {
+        let b = budget(100);
+        let mut hold = BodyHold {
+            budget: b.clone(),
+            bytes: 0,
+        };
+        b.take(&mut hold, 60).unwrap();
+        let mut other = BodyHold {
+            budget: b.clone(),
+            bytes: 0,
+        };
+        let refused = b.take(&mut other, 41).unwrap_err();
+        assert_eq!(refused.exceeded(), Some(Limit::InflightBodyBytes));
+        assert!(refused.to_string().contains("server.max_inflight_body_bytes"));
+        b.take(&mut other, 40).unwrap();
+        drop(hold);
+        assert_eq!(b.held(), 40);
+        drop(other);
+        assert_eq!(b.held(), 0);
+    }
 }

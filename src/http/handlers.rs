@@ -110,7 +110,7 @@ async fn score(
             .insert_header((SERVED_VERSION_HEADER, &*answer.served.versions()))
             .insert_header((REQUEST_ID_HEADER, &*request_id.text))
             .content_type(ContentType::json())
-            .body(answer.body),
+            .body(super::body::held_answer(&req, answer.body)),
         Err(f) => {
             let mut resp = with_request_id(mlflow_error(&f.error), &request_id);
             if let Some(name) = f.served_name {

@@ -148,7 +148,7 @@ pub async fn infer(
             .insert_header((SERVED_VERSION_HEADER, &*answer.served.versions()))
             .insert_header((REQUEST_ID_HEADER, &*request_id.text))
             .content_type(ContentType::json())
-            .body(answer.body),
+            .body(super::body::held_answer(&req, answer.body)),
         Err(f) => with_request_id(v2_error(&f.error), &request_id),
     }
 }
