@@ -260,7 +260,9 @@ mod tests {
         };
         let refused = b.take(&mut other, 41).unwrap_err();
         assert_eq!(refused.exceeded(), Some(Limit::InflightBodyBytes));
-        assert!(refused.to_string().contains("server.max_inflight_body_bytes"));
+        assert!(refused
+            .to_string()
+            .contains("server.max_inflight_body_bytes"));
         b.take(&mut other, 40).unwrap();
         drop(hold);
         assert_eq!(b.held(), 40);
