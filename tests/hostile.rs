@@ -709,3 +709,43 @@ fn made_up_label_keys_never_become_columns() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_memory_bounded(&gw);
 }
+
+#[test]
+fn printed_settings_never_show_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(
+        &file,
+        "registry:\n  kind: mlflow\n  uri: https://ops:uri-secret@mlflow.internal:5000\n  token: token-secret\n  password: password-secret\n  webhook_secret: hook-secret\nfeatures:\n  redis: {url: 'redis://:redis-secret@cache:6379/0'}\ninference_log:\n  storage_options: {AWS_SECRET_ACCESS_KEY: s3-secret, AWS_REGION: eu-west-1}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["check-config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{printed}");
+    for secret in [
+        "uri-secret",
+        "token-secret",
+        "password-secret",
+        "hook-secret",
+        "redis-secret",
+        "s3-secret",
+    ] {
+        assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+    }
+    // What is not secret stays readable.
+    for kept in [
+        "mlflow.internal:5000",
+        "cache:6379/0",
+        "eu-west-1",
+        "<redacted>",
+    ] {
+        assert!(printed.contains(kept), "{kept} missing:\n{printed}");
+    }
+}
