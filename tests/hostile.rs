@@ -749,3 +749,38 @@ fn printed_settings_never_show_secrets() {
         assert!(printed.contains(kept), "{kept} missing:\n{printed}");
     }
 }
+
+#[test]
+fn connections_beyond_the_bound_wait_until_one_closes() {
+    // Two HTTP workers, four connections each.
+    let gw = gateway("server:\n  http_workers: 2\n  max_connections: 8\n");
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let ask = |s: &mut TcpStream| {
+        s.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+    };
+    let answered = |s: &mut TcpStream, wait: Duration| {
+        s.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = [0u8; 512];
+        matches!(s.read(&mut buf), Ok(n) if n > 0 && buf.starts_with(b"HTTP/1.1 200"))
+    };
+    // Eight kept-alive connections, each answered once: the bound is taken.
+    let mut held: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            ask(&mut s);
+            assert!(answered(&mut s, REFUSAL_BOUND));
+            s
+        })
+        .collect();
+    // A ninth is not served while they stay open.
+    let mut ninth = TcpStream::connect(&addr).unwrap();
+    ask(&mut ninth);
+    assert!(
+        !answered(&mut ninth, Duration::from_millis(1500)),
+        "a ninth connection was served beyond server.max_connections"
+    );
+    // One closes: the ninth is served.
+    held.clear();
+    assert!(answered(&mut ninth, REFUSAL_BOUND));
+}
