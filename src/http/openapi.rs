@@ -212,6 +212,11 @@ fn operation(r: &Route) -> Value {
     if !matches!(r.access, Open) {
         refusals.extend(["401", "403"]);
     }
+    if r.body.is_some() {
+        // Every body is read within server.max_body_bytes, server.body_read_timeout_ms and
+        // the shared server.max_inflight_body_bytes.
+        refusals.extend(["408", "413", "503"]);
+    }
     if matches!(r.access, Query) && r.method == "post" {
         refusals.extend(["429", "504"]);
     }
@@ -254,7 +259,10 @@ fn describe(code: &str) -> &'static str {
     match code {
         "401" => "No known bearer token (auth.enabled)",
         "403" => "The token lacks the route's scope",
-        "429" => "A rate limit or the bound on requests in flight (Retry-After)",
+        "408" => "The body did not arrive within server.body_read_timeout_ms",
+        "413" => "Over a size bound: server.max_body_bytes, or for scoring limits.max_cells, limits.max_string_bytes, limits.max_id_bytes, limits.max_response_bytes",
+        "503" => "Bodies in flight fill server.max_inflight_body_bytes, or the inference queue is full (Retry-After)",
+        "429" => "A rate limit, the bound on requests in flight or on requests per connection (Retry-After)",
         "504" => "Past server.request_timeout_ms",
         _ => "An error; the body names the field, column, row or limit",
     }
