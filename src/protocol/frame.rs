@@ -151,6 +151,10 @@ pub fn write_float(out: &mut String, x: f64) -> std::fmt::Result {
     }
 }
 
+/// Up to this many columns, duplicate names are found by comparing pairs (at most a few
+/// hundred comparisons); beyond it by hashing.
+const FEW_COLUMNS: usize = 16;
+
 /// A batch of rows as named, typed columns.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Frame {
@@ -198,10 +202,16 @@ impl Frame {
                 ),
             ));
         }
-        // One hash per name: linear in the number of columns, however many there are.
-        let mut names = std::collections::HashSet::with_capacity(self.columns.len());
-        for col in &self.columns {
-            if !names.insert(col.name.as_str()) {
+        // Few columns (the common case) are compared pairwise, without allocating; many are
+        // hashed, so the check stays linear however wide the request.
+        let mut names = (self.columns.len() > FEW_COLUMNS)
+            .then(|| std::collections::HashSet::with_capacity(self.columns.len()));
+        for (i, col) in self.columns.iter().enumerate() {
+            let repeated = match names.as_mut() {
+                Some(seen) => !seen.insert(col.name.as_str()),
+                None => self.columns[..i].iter().any(|c| c.name == col.name),
+            };
+            if repeated {
                 return Err(RequestError::bad(format!(
                     "column '{}' is given twice",
                     col.name
@@ -304,6 +314,21 @@ mod tests {
             columns: vec![f64_col("a", &[1.0]), f64_col("a", &[2.0])],
         };
         assert_eq!(message(frame.validate(10)), "column 'a' is given twice");
+    }
+
+    #[test]
+    fn duplicate_names_are_found_in_wide_frames_too() {
+        let mut columns: Vec<Column> = (0..100)
+            .map(|i| f64_col(&format!("c{i}"), &[1.0]))
+            .collect();
+        Frame {
+            columns: columns.clone(),
+        }
+        .validate(10)
+        .unwrap();
+        columns.push(f64_col("c42", &[1.0]));
+        let m = message(Frame { columns }.validate(10));
+        assert_eq!(m, "column 'c42' is given twice");
     }
 
     #[test]
