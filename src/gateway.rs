@@ -679,7 +679,7 @@ impl Gateway {
         }
         if let Some(limiter) = &generation.rate_limiter {
             let who = inv.requester.as_deref().unwrap_or("");
-            let now = crate::endpoint::now_ms();
+            let now = crate::clock::now_ms();
             if let Err((calls, wait)) = limiter.check(who, now) {
                 return Err(RequestError::TooManyRequests {
                     message: format!(
@@ -1299,8 +1299,5 @@ pub fn mirror(plan: &Plan, frame: Arc<Frame>) {
 
 /// Microseconds since the Unix epoch at `received`.
 fn arrival_us(received: Instant) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    (now.saturating_sub(received.elapsed())).as_micros() as i64
+    crate::clock::epoch_us_at(received)
 }

@@ -3,6 +3,7 @@
 //! [`start`] loads every endpoint's model and binds the HTTP server; [`Started::serve_until`]
 //! serves until a shutdown signal, then drains. [`run`] does both; `main` and tests call it.
 
+pub mod clock;
 pub mod demo;
 pub mod drift;
 pub mod endpoint;
@@ -25,10 +26,11 @@ use std::time::Duration;
 use actix_web::{web, HttpServer};
 use tracing::{info, warn};
 
+use crate::clock::now_ms;
 use crate::endpoint::control::ControlPlane;
 use crate::endpoint::directory::Endpoints;
 use crate::endpoint::updater::{SwapOutcome, Trigger, Updater};
-use crate::endpoint::{now_ms, Endpoint, Generation};
+use crate::endpoint::{Endpoint, Generation};
 use crate::engine::pool::InferencePool;
 use crate::engine::{EngineError, Engines};
 use crate::gateway::Gateway;

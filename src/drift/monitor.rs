@@ -245,9 +245,9 @@ fn window_report(
     }
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, as monitoring stores them.
 pub fn now_ms() -> i64 {
-    crate::endpoint::now_ms() as i64
+    crate::clock::now_ms() as i64
 }
 
 /// A row's predicted class (binary classifiers: class 1 is positive) and the positive class's

@@ -16,7 +16,8 @@ use super::config::{EndpointConfig, EndpointSettings, Violation};
 use super::directory::Endpoints;
 use super::persist::{self, SavedEndpoint, StateFile};
 use super::updater::{SwapOutcome, Trigger, Updater};
-use super::{now_ms, Endpoint, EntitySlot, Generation, PendingConfig, UpdateGuard};
+use super::{Endpoint, EntitySlot, Generation, PendingConfig, UpdateGuard};
+use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::registry::RegistryError;
 

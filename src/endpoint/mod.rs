@@ -329,17 +329,7 @@ pub struct Endpoint {
     pub pending_labels: Arc<crate::drift::PendingLabels>,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    epoch_ms(SystemTime::now())
-}
-
-/// Milliseconds since the Unix epoch at `t` (0 before it).
-pub fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use crate::clock::now_ms;
 
 /// Clears [`Endpoint`]'s update flag when the update ends, however it ends.
 pub struct UpdateGuard(Arc<Endpoint>);

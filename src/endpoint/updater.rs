@@ -72,7 +72,7 @@ pub struct Updater {
 
 /// Seconds since the Unix epoch.
 fn now() -> f64 {
-    super::now_ms() as f64 / 1000.0
+    crate::clock::now_ms() as f64 / 1000.0
 }
 
 impl Updater {

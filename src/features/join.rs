@@ -352,7 +352,7 @@ impl JoinPlan {
             .as_ref()
             .and_then(|c| env.iter().find(|(n, _)| n == c))
             .map(|(_, v)| v.clone());
-        let now = crate::endpoint::now_ms() as i64;
+        let now = crate::clock::now_ms() as i64;
         // What must be looked up or computed: the model's columns the request did not send, and
         // (last function first) what the functions that make them read.
         let mut wanted: Vec<&str> = self

@@ -10,12 +10,13 @@ use serde_json::{json, Value};
 
 use super::body::read_limited;
 use super::AppState;
+use crate::clock::epoch_ms;
 use crate::endpoint::config::{
     EndpointConfig, EndpointSettings, Route, ServedEntitySettings, TrafficConfig,
 };
 use crate::endpoint::control::ControlError;
 use crate::endpoint::updater::{SwapOutcome, Trigger};
-use crate::endpoint::{epoch_ms, ConfigUpdate, Endpoint, EntitySlot, Generation};
+use crate::endpoint::{ConfigUpdate, Endpoint, EntitySlot, Generation};
 
 fn reply(status: StatusCode, body: Value) -> HttpResponse {
     HttpResponse::build(status)

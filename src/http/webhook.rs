@@ -112,10 +112,7 @@ pub async fn mlflow_webhook(
         Ok(b) => b,
         Err(e) => return mlflow_error(&e),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = crate::clock::now_s();
     if let Err(why) = verify(&secret, id, ts, &body, sig, now) {
         tracing::warn!(delivery = id, "refused an MLflow webhook: {why}");
         return unauthorized(why);
