@@ -123,15 +123,7 @@ impl From<RequestError> for Failure {
     }
 }
 
-/// Seconds spent per stage of one request.
-#[derive(Debug, Clone, Copy)]
-pub struct Timings {
-    pub queued: f64,
-    pub decode: f64,
-    pub inference: f64,
-    pub encode: f64,
-    pub rows: usize,
-}
+pub use crate::inference_log::record::Timings;
 
 /// Who scored a request: one served entity (its name and the version it served), or several
 /// when a batch was split across arms. Names are shared, not copied, per request.

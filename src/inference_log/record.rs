@@ -18,7 +18,6 @@ use crate::endpoint::ServedEntity;
 use crate::engine::outputs::OutputMapping;
 use crate::engine::tensor::{ElemType, NamedTensor, TensorData};
 use crate::features::expr::Value;
-use crate::gateway::Timings;
 use crate::protocol::frame::{Column, ColumnData, Frame};
 
 /// Logging error code of a request body over the size cap (logged as null).
@@ -161,6 +160,16 @@ fn tensor_bytes(t: &TensorData) -> usize {
             .map(|s| std::mem::size_of::<String>() + s.len())
             .sum(),
     }
+}
+
+/// Seconds spent per stage of one request (its prediction rows carry them).
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    pub queued: f64,
+    pub decode: f64,
+    pub inference: f64,
+    pub encode: f64,
+    pub rows: usize,
 }
 
 /// A label: ground truth for a logged prediction, by request id (and row) or by key columns
