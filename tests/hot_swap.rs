@@ -298,10 +298,18 @@ fn admin_reload_and_rollback() {
         endpoint_state(&gw)["config"]["served_entities"][0]["last_swap"]["trigger"],
         "startup"
     );
-    // Without the watcher, nothing follows the alias until an admin reload.
+    // Without the watcher, nothing follows the alias until an admin reload: watched for longer
+    // than a watcher takes to swap here (settle 20 ms, a load well under a second).
     set_alias(&model, "2");
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(served_version(&gw), "1");
+    let until = std::time::Instant::now() + Duration::from_millis(2500);
+    while std::time::Instant::now() < until {
+        assert_eq!(
+            served_version(&gw),
+            "1",
+            "the alias was followed without a reload"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let reply = gw.post_json("/api/2.0/serving-endpoints/t/reload", &json!({}));
     assert_eq!(reply.status, 200, "{}", reply.text);
     let v = reply.json();
