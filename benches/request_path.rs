@@ -138,7 +138,6 @@ fn plan(
         pinned: None,
         header_key: None,
         format: Format::MlflowJson,
-        max_rows: 10_000,
         limits: Default::default(),
         deadline: None,
         abandoned: prometheus::IntCounter::new("abandoned", "jobs past their deadline").unwrap(),

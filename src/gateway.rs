@@ -254,7 +254,6 @@ pub struct Plan {
     /// The routing-key header's value.
     pub header_key: Option<Vec<u8>>,
     pub format: Format,
-    pub max_rows: usize,
     /// Bounds on what the request may hold (`max_rows` included).
     pub limits: crate::protocol::limits::DecodeLimits,
     /// When the caller stops waiting: a job started after it is not run, and a long one
@@ -275,8 +274,10 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     log: Arc<InferenceLog>,
     monitoring: Option<Arc<MonitorConfig>>,
-    max_batch_rows: usize,
+    /// `limits.decode.max_rows` is `inference.max_batch_rows`.
     limits: Limits,
+    /// `limit_refusals_total{limit="deadline"}`, looked up once.
+    deadline_refusals: prometheus::IntCounter,
     in_flight: std::sync::atomic::AtomicUsize,
     /// The pool's skipped-job count already added to `limit_refusals_total{limit="deadline"}`.
     pool_abandoned_seen: std::sync::atomic::AtomicU64,
@@ -294,14 +295,23 @@ impl Gateway {
         max_batch_rows: usize,
         limits: Limits,
     ) -> Self {
+        let deadline_refusals = metrics
+            .limit_refusals
+            .with_label_values(&[crate::error::Limit::Deadline.name()]);
         Self {
             endpoints,
             pool,
             metrics,
             log,
             monitoring,
-            max_batch_rows,
-            limits,
+            deadline_refusals,
+            limits: Limits {
+                decode: crate::protocol::limits::DecodeLimits {
+                    max_rows: max_batch_rows,
+                    ..limits.decode
+                },
+                ..limits
+            },
             in_flight: Default::default(),
             pool_abandoned_seen: Default::default(),
             scrape: Default::default(),
@@ -537,10 +547,7 @@ impl Gateway {
         // (or they hung up) before a worker took them.
         let skipped = self.pool.abandoned();
         let seen = self.pool_abandoned_seen.swap(skipped, Ordering::AcqRel);
-        self.metrics
-            .limit_refusals
-            .with_label_values(&[crate::error::Limit::Deadline.name()])
-            .inc_by(skipped.saturating_sub(seen));
+        self.deadline_refusals.inc_by(skipped.saturating_sub(seen));
         self.metrics
             .loaded_versions
             .set(crate::endpoint::live_versions() as i64);
@@ -714,16 +721,9 @@ impl Gateway {
             pinned,
             header_key,
             format: inv.format.clone(),
-            max_rows: self.max_batch_rows,
-            limits: crate::protocol::limits::DecodeLimits {
-                max_rows: self.max_batch_rows,
-                ..self.limits.decode
-            },
+            limits: self.limits.decode,
             deadline: self.limits.timeout.map(|t| inv.received + t),
-            abandoned: self
-                .metrics
-                .limit_refusals
-                .with_label_values(&[crate::error::Limit::Deadline.name()]),
+            abandoned: self.deadline_refusals.clone(),
             pool: self.pool.clone(),
             log,
             monitor: self.monitoring.as_ref().map(|config| MonitorPlan {
@@ -937,7 +937,7 @@ pub fn score(
             (frame, Some(req), false, id)
         }
     };
-    frame.validate(plan.max_rows).map_err(no_arm)?;
+    frame.validate(plan.limits.max_rows).map_err(no_arm)?;
     check_deadline(plan, "after decoding").map_err(no_arm)?;
     // Shared with the shadow jobs and the inference log without a copy.
     let frame = Arc::new(frame);

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,9 +17,7 @@ use modelgate::inference_log::{Capture, InferenceLog, InferenceLogSettings, Labe
 use modelgate::metrics::Metrics;
 use serde_json::Value;
 
-fn python() -> PathBuf {
-    common::path_from_env_or_script("MODELGATE_DELTA_PYTHON", "scripts/delta-venv.sh")
-}
+use common::delta_python as python;
 
 fn capture(log: &InferenceLog, endpoint: &str) -> Arc<Capture> {
     let config: AutoCaptureConfig = serde_json::from_str("{}").unwrap();

@@ -7,20 +7,12 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{demo_config, Gateway};
 use serde_json::{json, Value};
 
-/// The Python with `deltalake` and `duckdb` (made once by scripts/delta-venv.sh).
-fn python() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        common::path_from_env_or_script("MODELGATE_DELTA_PYTHON", "scripts/delta-venv.sh")
-    })
-    .clone()
-}
+use common::delta_python as python;
 
 /// Both readers' view of each table (`null` for a table that was never created); tables in an
 /// object store are reached with `storage_options`.

@@ -262,6 +262,10 @@ pub fn requester(req: &actix_web::HttpRequest) -> Option<Arc<str>> {
         .app_data::<actix_web::web::Data<AppState>>()
         .map(|s| s.trusted_proxies.as_slice())
         .unwrap_or(&[]);
+    if trusted.is_empty() {
+        // No proxy is believed: the peer, without reading the header.
+        return Some(peer.to_string().into());
+    }
     let forwarded: Vec<&str> = req
         .headers()
         .get_all("x-forwarded-for")

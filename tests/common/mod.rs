@@ -403,3 +403,11 @@ pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The Python with `deltalake` and `duckdb`, the independent readers of the inference tables
+/// (`MODELGATE_DELTA_PYTHON`, else made once by scripts/delta-venv.sh).
+pub fn delta_python() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| path_from_env_or_script("MODELGATE_DELTA_PYTHON", "scripts/delta-venv.sh"))
+        .clone()
+}
