@@ -258,7 +258,8 @@ pub struct Plan {
     pub limits: crate::protocol::limits::DecodeLimits,
     /// When the caller stops waiting: a job started after it is not run, and a long one
     /// stops between stages (each counted in `limit_refusals_total{limit="deadline"}`).
-    pub deadline: Option<Instant>,
+    /// The deadline, and the timeout it came from (named in the refusal).
+    pub deadline: Option<(Instant, std::time::Duration)>,
     pub abandoned: prometheus::IntCounter,
     /// Where shadow copies run.
     pub pool: Arc<InferencePool>,
@@ -722,7 +723,7 @@ impl Gateway {
             header_key,
             format: inv.format.clone(),
             limits: self.limits.decode,
-            deadline: self.limits.timeout.map(|t| inv.received + t),
+            deadline: self.limits.timeout.map(|t| (inv.received + t, t)),
             abandoned: self.deadline_refusals.clone(),
             pool: self.pool.clone(),
             log,
@@ -1074,12 +1075,14 @@ fn check_requested_outputs(
 /// A job whose caller has gone (its deadline passed) does no more work.
 fn check_deadline(plan: &Plan, when: &str) -> Result<(), RequestError> {
     match plan.deadline {
-        Some(d) if Instant::now() >= d => {
+        Some((d, timeout)) if Instant::now() >= d => {
             plan.abandoned.inc();
+            // The same words as the caller's own timer: whichever fires first answers.
             Err(RequestError::limit(
                 crate::error::Limit::Deadline,
                 format!(
-                    "the request passed its deadline {when} (server.request_timeout_ms): not run further"
+                    "the request did not finish within its deadline of {} ms (server.request_timeout_ms): passed {when}, not run further",
+                    timeout.as_millis()
                 ),
             ))
         }
