@@ -16,8 +16,8 @@ use modelgate::endpoint::Generation;
 use modelgate::endpoint::ServedEntity;
 use modelgate::engine::pool::InferencePool;
 use modelgate::engine::{EngineChoice, Engines};
-use modelgate::gateway::{mirror, score, Format, Plan};
 use modelgate::metrics::Metrics;
+use modelgate::pipeline::{mirror, score, Format, Plan};
 use modelgate::protocol::mlflow;
 use modelgate::registry::file::FileRegistry;
 use modelgate::settings::{InferenceSettings, ServedEntitySettings};
@@ -140,10 +140,8 @@ fn plan(
         format: Format::MlflowJson,
         limits: Default::default(),
         deadline: None,
-        abandoned: prometheus::IntCounter::new("abandoned", "jobs past their deadline").unwrap(),
         pool: pool.clone(),
-        log: None,
-        monitor: None,
+        sinks: Default::default(),
     }
 }
 
@@ -177,7 +175,7 @@ fn bench(c: &mut Criterion) {
             });
             // The same with drift profiling and the wait for labels (monitoring's defaults).
             let mut monitored = plan(entity, None, &pool, &metrics);
-            monitored.monitor = Some(MonitorPlan {
+            monitored.sinks.monitor = Some(MonitorPlan {
                 config: MonitorConfig::new(&MonitoringSettings::default()).expect("enabled"),
                 pending: Default::default(),
                 request_id: "bench".into(),

@@ -49,6 +49,40 @@ pub enum RequestError {
     /// A bound on what one request (or all requests together) may make the gateway hold.
     #[error("{message}")]
     LimitExceeded { limit: Limit, message: String },
+    /// A config or request whose fields break rules, each named (field, what is wrong).
+    #[error("{message}")]
+    InvalidParameters {
+        message: String,
+        violations: Vec<(String, String)>,
+    },
+    /// What the caller would create exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The resource is in a state that refuses the call now (an update in progress).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// The wire protocol a request speaks: decides the shape of its error body and its
+/// `protocol` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// MLflow / Databricks scoring and REST: `{"error_code", "message"}`.
+    Mlflow,
+    /// Open Inference Protocol V2: `{"error"}`.
+    V2,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 2] = [Protocol::Mlflow, Protocol::V2];
+
+    /// The `protocol` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mlflow => "mlflow",
+            Self::V2 => "v2",
+        }
+    }
 }
 
 /// Every bound a caller can run into, each a setting, named in its error and counted in
@@ -134,7 +168,10 @@ impl Limit {
 impl RequestError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Malformed(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Malformed(_) | Self::BadRequest(_) | Self::InvalidParameters { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::AlreadyExists(_) | Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -156,6 +193,9 @@ impl RequestError {
             Self::Malformed(_) => "BAD_REQUEST",
             Self::BadRequest(_) | Self::Unprocessable(_) => "BAD_REQUEST",
             Self::NotFound(_) => "RESOURCE_DOES_NOT_EXIST",
+            Self::InvalidParameters { .. } => "INVALID_PARAMETER_VALUE",
+            Self::AlreadyExists(_) => "RESOURCE_ALREADY_EXISTS",
+            Self::Conflict(_) => "RESOURCE_CONFLICT",
             Self::UnsupportedMediaType(_) => "BAD_REQUEST",
             Self::Overloaded(_) => "TEMPORARILY_UNAVAILABLE",
             Self::Unavailable(_) => "TEMPORARILY_UNAVAILABLE",
@@ -178,9 +218,12 @@ impl RequestError {
     }
 
     /// Every value [`RequestError::code`] can take.
-    pub const CODES: [&'static str; 8] = [
+    pub const CODES: [&'static str; 11] = [
         "BAD_REQUEST",
+        "INVALID_PARAMETER_VALUE",
         "RESOURCE_DOES_NOT_EXIST",
+        "RESOURCE_ALREADY_EXISTS",
+        "RESOURCE_CONFLICT",
         "TEMPORARILY_UNAVAILABLE",
         "INTERNAL_ERROR",
         "UNAUTHENTICATED",
@@ -203,18 +246,32 @@ impl RequestError {
         }
     }
 
-    /// The error body of `protocol` (`v2`, else MLflow's).
-    pub fn body(&self, protocol: &str) -> String {
-        if protocol == "v2" {
-            self.v2_body()
-        } else {
-            self.mlflow_body()
+    /// The error body of `protocol`.
+    pub fn body(&self, protocol: Protocol) -> String {
+        match protocol {
+            Protocol::V2 => self.v2_body(),
+            Protocol::Mlflow => self.mlflow_body(),
         }
     }
 
-    /// The MLflow / Databricks JSON error body.
+    /// The MLflow / Databricks JSON error body; invalid fields listed in `details` as
+    /// `google.rpc.BadRequest`, as Databricks details its errors.
     pub fn mlflow_body(&self) -> String {
-        serde_json::json!({ "error_code": self.code(), "message": self.to_string() }).to_string()
+        let mut body =
+            serde_json::json!({ "error_code": self.code(), "message": self.to_string() });
+        if let Self::InvalidParameters { violations, .. } = self {
+            if violations.is_empty() {
+                return body.to_string();
+            }
+            body["details"] = serde_json::json!([{
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "field_violations": violations
+                    .iter()
+                    .map(|(field, description)| serde_json::json!({"field": field, "description": description}))
+                    .collect::<Vec<_>>(),
+            }]);
+        }
+        body.to_string()
     }
 
     /// The Open Inference Protocol V2 error body.

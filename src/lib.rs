@@ -10,10 +10,10 @@ pub mod endpoint;
 pub mod engine;
 pub mod error;
 pub mod features;
-pub mod gateway;
 pub mod http;
 pub mod inference_log;
 pub mod metrics;
+pub mod pipeline;
 pub mod protocol;
 pub mod registry;
 pub mod settings;
@@ -33,8 +33,8 @@ use crate::endpoint::updater::{SwapOutcome, Trigger, Updater};
 use crate::endpoint::{Endpoint, Generation};
 use crate::engine::pool::InferencePool;
 use crate::engine::{EngineError, Engines};
-use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::pipeline::Gateway;
 use crate::registry::file::FileRegistry;
 use crate::registry::mlflow::MlflowRegistry;
 use crate::registry::Registry;
@@ -211,7 +211,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         Arc::new(log),
         crate::drift::MonitorConfig::new(&settings.monitoring),
         settings.inference.max_batch_rows,
-        crate::gateway::Limits {
+        crate::pipeline::Limits {
             max_in_flight: settings.server.max_concurrent_requests,
             timeout: (settings.server.request_timeout_ms > 0)
                 .then(|| Duration::from_millis(settings.server.request_timeout_ms)),

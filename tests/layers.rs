@@ -19,7 +19,7 @@ const LAYERS: &[&str] = &[
     "inference_log",
     "drift",
     "demo",
-    "gateway",
+    "pipeline",
     "http",
 ];
 

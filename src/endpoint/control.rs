@@ -18,6 +18,7 @@ use super::persist::{self, SavedEndpoint, StateFile};
 use super::updater::{SwapOutcome, Trigger, Updater};
 use super::{Endpoint, EntitySlot, Generation, PendingConfig, UpdateGuard};
 use crate::clock::now_ms;
+use crate::error::RequestError;
 use crate::metrics::Metrics;
 use crate::registry::RegistryError;
 
@@ -375,5 +376,23 @@ impl ControlPlane {
             warn!("{e}");
             ControlError::Persist(e)
         })
+    }
+}
+
+/// The control plane's errors as the API answers them (Databricks' codes).
+impl From<ControlError> for RequestError {
+    fn from(e: ControlError) -> Self {
+        let message = e.to_string();
+        match e {
+            ControlError::Invalid(violations) => RequestError::InvalidParameters {
+                message,
+                violations: violations.into_iter().map(|v| (v.key, v.message)).collect(),
+            },
+            ControlError::NotFound(_) => RequestError::NotFound(message),
+            ControlError::AlreadyExists(_) => RequestError::AlreadyExists(message),
+            ControlError::Busy(_) => RequestError::Conflict(message),
+            ControlError::RegistryUnavailable(_) => RequestError::Unavailable(message),
+            ControlError::Persist(_) => RequestError::Internal(message),
+        }
     }
 }

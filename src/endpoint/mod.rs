@@ -8,8 +8,10 @@ pub mod directory;
 pub mod loader;
 pub mod persist;
 pub mod rate_limit;
+pub mod resolve;
 pub mod router;
 pub mod updater;
+pub mod view;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 
-use actix_web::http::Method;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -156,12 +155,11 @@ impl Auth {
     /// token name, or the refusal (401 without a known token, 403 without the scope).
     pub fn check(
         &self,
-        method: &Method,
-        path: &str,
+        class: RouteClass,
         authorization: Option<&[u8]>,
         client_certificate: bool,
     ) -> Result<Option<Caller>, RequestError> {
-        let scope = self.scope_of(method, path);
+        let scope = self.scope_of(class);
         if self.admin_needs_client_cert && scope == Some(Scope::Manage) && !client_certificate {
             return Err(RequestError::PermissionDenied(
                 "the admin API needs a client certificate signed by server.tls.client_ca_file"
@@ -210,8 +208,8 @@ impl Auth {
     }
 
     /// The scope a route needs; none for the open ones.
-    fn scope_of(&self, method: &Method, path: &str) -> Option<Scope> {
-        match route_class(method, path) {
+    fn scope_of(&self, class: RouteClass) -> Option<Scope> {
+        match class {
             RouteClass::Health if self.open_health => None,
             RouteClass::Metrics if self.open_metrics => None,
             RouteClass::Webhook => None,
@@ -221,51 +219,7 @@ impl Auth {
     }
 }
 
-/// What a route is, for its scope and for the listener that serves it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteClass {
-    /// Liveness, readiness, version: every listener.
-    Health,
-    /// `/metrics`: every listener.
-    Metrics,
-    /// MLflow webhooks (signed with their own secret): the main listener.
-    Webhook,
-    /// Scoring and model metadata: the main listener.
-    Query,
-    /// The control plane, labels, feature pushes: the admin listener when there is one.
-    Manage,
-}
-
-pub fn route_class(method: &Method, path: &str) -> RouteClass {
-    let health = matches!(
-        path,
-        "/livez"
-            | "/readyz"
-            | "/ping"
-            | "/health"
-            | "/version"
-            | "/v2/health/live"
-            | "/v2/health/ready"
-    );
-    if health {
-        return RouteClass::Health;
-    }
-    if path == "/metrics" {
-        return RouteClass::Metrics;
-    }
-    if path == "/api/2.0/webhooks/mlflow" {
-        return RouteClass::Webhook;
-    }
-    let scoring = path == "/invocations"
-        || (path.starts_with("/serving-endpoints/") && path.ends_with("/invocations"))
-        || path == "/v2"
-        || (path.starts_with("/v2/models/") && (method == Method::GET || path.ends_with("/infer")));
-    if scoring {
-        RouteClass::Query
-    } else {
-        RouteClass::Manage
-    }
-}
+pub use super::routes::RouteClass;
 
 fn add_tokens(out: &mut Vec<Token>, list: TokenList, source: &str) -> Result<(), AuthError> {
     let entries = match list {
@@ -342,13 +296,15 @@ mod tests {
     #[test]
     fn scopes_decide_routes() {
         let a = auth();
-        let post = Method::POST;
-        let get = Method::GET;
+        let (post, get) = ((), ());
         let invoke = "/serving-endpoints/tx/invocations";
         let admin = "/api/2.0/serving-endpoints";
-        let code = |method: &Method, path: &str, header: Option<&[u8]>| match a
-            .check(method, path, header, false)
-        {
+        // The class comes from the route table, whatever the method.
+        let code = |_: &(), path: &str, header: Option<&[u8]>| match a.check(
+            super::super::routes::class_of(path),
+            header,
+            false,
+        ) {
             Ok(Some(c)) => c.0.to_string(),
             Ok(None) => "open".into(),
             Err(e) => e.code().into(),
@@ -374,13 +330,11 @@ mod tests {
     #[test]
     fn the_admin_api_can_need_a_client_certificate() {
         let a = Auth::load(&AuthSettings::default(), true).unwrap();
-        let admin = "/api/2.0/serving-endpoints";
-        let denied = a.check(&Method::GET, admin, None, false).unwrap_err();
+        let denied = a.check(RouteClass::Manage, None, false).unwrap_err();
         assert_eq!(denied.code(), "PERMISSION_DENIED");
-        assert!(a.check(&Method::GET, admin, None, true).unwrap().is_none());
+        assert!(a.check(RouteClass::Manage, None, true).unwrap().is_none());
         // Scoring does not need one.
-        let invoke = "/serving-endpoints/tx/invocations";
-        assert!(a.check(&Method::POST, invoke, None, false).is_ok());
+        assert!(a.check(RouteClass::Query, None, false).is_ok());
     }
 
     #[test]

@@ -6,7 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::body::read_limited;
-use super::{mlflow_error, AppState};
+use super::error::ApiError;
+use super::AppState;
 use crate::error::RequestError;
 use crate::features::embedded::{Push, PushError};
 
@@ -15,16 +16,14 @@ pub async fn push_rows(
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let Some(store) = state.store.clone() else {
-        return mlflow_error(&RequestError::NotFound(
+        return Err(RequestError::NotFound(
             "the push API writes to the embedded online store, and this gateway has none (features.store: embedded with features.tables)".into(),
-        ));
+        )
+        .into());
     };
-    let body = match read_limited(&req, payload, state.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return mlflow_error(&e),
-    };
+    let body = read_limited(&req, payload, state.max_body_bytes).await?;
     let table = path.into_inner();
     // Rows are parsed and applied off the HTTP workers: a push may be large.
     let pushed = web::block(move || {
@@ -39,13 +38,9 @@ pub async fn push_rows(
         })
     })
     .await;
-    match pushed {
-        Ok(Ok((upserted, deleted))) => HttpResponse::Ok()
-            .content_type(ContentType::json())
-            .body(json!({"upserted": upserted, "deleted": deleted}).to_string()),
-        Ok(Err(e)) => mlflow_error(&e),
-        Err(e) => mlflow_error(&RequestError::Internal(format!(
-            "the push did not run: {e}"
-        ))),
-    }
+    let (upserted, deleted) =
+        pushed.map_err(|e| ApiError::blocked("the push did not run", e))??;
+    Ok(HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(json!({"upserted": upserted, "deleted": deleted}).to_string()))
 }

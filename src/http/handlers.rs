@@ -6,10 +6,11 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::body::read_limited;
-use super::{mlflow_error, AppState};
-use crate::error::RequestError;
-use crate::gateway::{Format, Invocation};
+use super::error::ApiError;
+use super::AppState;
+use crate::error::{Protocol, RequestError};
 use crate::inference_log::RequestId;
+use crate::pipeline::{Answer, Failure, Format, Invocation};
 
 /// Header naming the served entity that answered, as Databricks Model Serving sends it.
 pub const SERVED_MODEL_HEADER: &str = "served-model-name";
@@ -19,21 +20,12 @@ pub const SERVED_VERSION_HEADER: &str = "served-model-version";
 /// refer to it).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Sets the request-id header on a response.
-pub fn with_request_id(mut resp: HttpResponse, id: &RequestId) -> HttpResponse {
-    if let Ok(v) = header::HeaderValue::from_str(&id.text) {
-        resp.headers_mut()
-            .insert(header::HeaderName::from_static(REQUEST_ID_HEADER), v);
-    }
-    resp
-}
-
 pub async fn invocations(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     score(req, path.into_inner(), None, payload, state).await
 }
 
@@ -43,7 +35,7 @@ pub async fn pinned_invocations(
     path: web::Path<(String, String)>,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let (endpoint, served) = path.into_inner();
     score(req, endpoint, Some(served), payload, state).await
 }
@@ -53,7 +45,7 @@ pub async fn sole_invocations(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let Some(endpoint) = state.gateway.sole_endpoint().map(|e| e.name.clone()) else {
         let err = RequestError::NotFound(
             "/invocations serves only when exactly one endpoint is configured: use /serving-endpoints/{name}/invocations".into(),
@@ -61,8 +53,8 @@ pub async fn sole_invocations(
         let id = RequestId::new();
         state
             .gateway
-            .record_rejected("", "mlflow", &err, Instant::now(), &id);
-        return with_request_id(mlflow_error(&err), &id);
+            .record_rejected("", Protocol::Mlflow, &err, Instant::now(), &id);
+        return Err(ApiError::from(err).with_request_id(&id.text));
     };
     score(req, endpoint, None, payload, state).await
 }
@@ -73,7 +65,7 @@ async fn score(
     pin: Option<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let request_id = RequestId::new();
     let checked = match mlflow_format(&req) {
@@ -82,45 +74,47 @@ async fn score(
             .map(|body| (format, body)),
         Err(e) => Err(e),
     };
-    let (format, body) = match checked {
-        Ok(ok) => ok,
-        Err(e) => {
-            state
-                .gateway
-                .record_rejected(&endpoint, "mlflow", &e, received, &request_id);
-            return with_request_id(mlflow_error(&e), &request_id);
-        }
+    let (format, body) = checked.map_err(|e| {
+        let gateway = &state.gateway;
+        gateway.record_rejected(&endpoint, Protocol::Mlflow, &e, received, &request_id);
+        ApiError::from(e).with_request_id(&request_id.text)
+    })?;
+    let invocation = Invocation {
+        endpoint,
+        format,
+        body,
+        received,
+        headers: Some(req.headers()),
+        pin,
+        request_id: request_id.clone(),
+        requester: super::requester(&req),
     };
-    match state
-        .gateway
-        .invoke(Invocation {
-            endpoint,
-            format,
-            body,
-            received,
-            headers: Some(req.headers()),
-            pin,
-            request_id: request_id.clone(),
-            requester: super::requester(&req),
-        })
-        .await
-    {
-        Ok(answer) => HttpResponse::Ok()
+    answer(
+        &req,
+        state.gateway.invoke(invocation).await,
+        Protocol::Mlflow,
+        &request_id,
+    )
+}
+
+/// A scoring answer with the headers that name who served it and the request's id; the body
+/// is held in the body budget until the connection takes it.
+pub fn answer(
+    req: &HttpRequest,
+    result: Result<Answer, Failure>,
+    protocol: Protocol,
+    request_id: &RequestId,
+) -> Result<HttpResponse, ApiError> {
+    match result {
+        Ok(answer) => Ok(HttpResponse::Ok()
             .insert_header((SERVED_MODEL_HEADER, &*answer.served.names()))
             .insert_header((SERVED_VERSION_HEADER, &*answer.served.versions()))
             .insert_header((REQUEST_ID_HEADER, &*request_id.text))
             .content_type(ContentType::json())
-            .body(super::body::held_answer(&req, answer.body)),
-        Err(f) => {
-            let mut resp = with_request_id(mlflow_error(&f.error), &request_id);
-            if let Some(name) = f.served_name {
-                if let Ok(v) = header::HeaderValue::from_str(&name) {
-                    resp.headers_mut()
-                        .insert(header::HeaderName::from_static(SERVED_MODEL_HEADER), v);
-                }
-            }
-            resp
-        }
+            .body(super::body::held_answer(req, answer.body))),
+        Err(f) => Err(ApiError::new(f.error, protocol)
+            .with_request_id(&request_id.text)
+            .served_by(f.served_name)),
     }
 }
 
@@ -192,24 +186,18 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .body(body.to_string())
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     // Monitoring's reports close windows and take the served entities' locks: off the worker.
     let gateway = state.gateway.clone();
-    match web::block(move || gateway.render_metrics()).await {
-        Ok(text) => HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4; charset=utf-8")
-            .body(text),
-        Err(e) => mlflow_error(&RequestError::Internal(format!(
-            "the metrics were not rendered: {e}"
-        ))),
-    }
+    let text = web::block(move || gateway.render_metrics())
+        .await
+        .map_err(|e| ApiError::blocked("the metrics were not rendered", e))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
 }
 
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let err = RequestError::NotFound(format!("no route for {} {}", req.method(), req.path()));
-    if req.path().starts_with("/v2") {
-        super::v2_error(&err)
-    } else {
-        mlflow_error(&err)
-    }
+    Err(ApiError::new(err, super::protocol_of(req.path())))
 }

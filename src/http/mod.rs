@@ -1,25 +1,27 @@
 //! The HTTP adapter: actix-web app, routes and handlers. Handlers map HTTP to one call of the
-//! core ([`crate::gateway::Gateway`]) and its result back; they hold no serving logic.
+//! core ([`crate::pipeline::Gateway`]) and its result back; they hold no serving logic.
 
 mod admin;
 pub mod auth;
 pub mod body;
+pub mod error;
 mod feature_push;
 mod handlers;
 mod labels;
 mod monitoring;
 pub mod openapi;
 pub mod proxy;
+pub mod routes;
 pub mod tls;
 mod v2_handlers;
 mod webhook;
 
 use std::sync::Arc;
 
-use actix_web::{web, App, HttpResponse};
+use actix_web::{web, App};
 
-use crate::error::RequestError;
-use crate::gateway::Gateway;
+use crate::error::{Protocol, RequestError};
+use crate::pipeline::Gateway;
 
 /// Shared state of every handler.
 pub struct AppState {
@@ -64,12 +66,12 @@ pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions
 
 /// A route served on the other listener is not found on this one.
 fn listener_refusal(
-    class: auth::RouteClass,
+    class: routes::RouteClass,
     on_admin: bool,
     method: &actix_web::http::Method,
     path: &str,
 ) -> Option<RequestError> {
-    use auth::RouteClass;
+    use routes::RouteClass;
     match (class, on_admin) {
         (RouteClass::Manage, false) => Some(RequestError::NotFound(format!(
             "no route for {method} {path} on this listener: the admin API is served on server.admin_listen"
@@ -81,89 +83,7 @@ fn listener_refusal(
     }
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/serving-endpoints/{endpoint}/invocations",
-        web::post().to(handlers::invocations),
-    )
-    .route(
-        "/serving-endpoints/{endpoint}/served-models/{served}/invocations",
-        web::post().to(handlers::pinned_invocations),
-    )
-    .route("/invocations", web::post().to(handlers::sole_invocations))
-    .route("/ping", web::get().to(handlers::ping))
-    .route("/health", web::get().to(handlers::ping))
-    .route("/version", web::get().to(handlers::version))
-    .route("/livez", web::get().to(handlers::livez))
-    .route("/readyz", web::get().to(handlers::readyz))
-    .route("/metrics", web::get().to(handlers::metrics))
-    .route("/api/2.0/serving-endpoints", web::get().to(admin::list))
-    .route("/api/2.0/serving-endpoints", web::post().to(admin::create))
-    .route(
-        "/api/2.0/serving-endpoints/{name}",
-        web::get().to(admin::get_endpoint),
-    )
-    .route(
-        "/api/2.0/serving-endpoints/{name}",
-        web::delete().to(admin::delete),
-    )
-    .route(
-        "/api/2.0/serving-endpoints/{name}/config",
-        web::put().to(admin::update_config),
-    )
-    .route(
-        "/api/2.0/serving-endpoints/{name}/reload",
-        web::post().to(admin::reload),
-    )
-    .route(
-        "/api/2.0/serving-endpoints/{name}/rollback",
-        web::post().to(admin::rollback),
-    )
-    .route(
-        "/api/2.0/serving-endpoints/{name}/labels",
-        web::post().to(labels::post_labels),
-    )
-    .route(
-        "/api/2.0/serving-endpoints/{name}/monitoring",
-        web::get().to(monitoring::get_monitoring),
-    )
-    .route(
-        "/api/2.0/feature-tables/{table}/rows",
-        web::post().to(feature_push::push_rows),
-    )
-    .route(
-        "/api/2.0/webhooks/mlflow",
-        web::post().to(webhook::mlflow_webhook),
-    )
-    .route("/v2", web::get().to(v2_handlers::server_metadata))
-    .route("/v2/health/live", web::get().to(v2_handlers::live))
-    .route("/v2/health/ready", web::get().to(v2_handlers::ready))
-    .route(
-        "/v2/models/{model}",
-        web::get().to(v2_handlers::model_metadata),
-    )
-    .route(
-        "/v2/models/{model}/ready",
-        web::get().to(v2_handlers::model_ready),
-    )
-    .route(
-        "/v2/models/{model}/infer",
-        web::post().to(v2_handlers::infer),
-    )
-    .route(
-        "/v2/models/{model}/versions/{version}",
-        web::get().to(v2_handlers::model_metadata),
-    )
-    .route(
-        "/v2/models/{model}/versions/{version}/ready",
-        web::get().to(v2_handlers::model_ready),
-    )
-    .route(
-        "/v2/models/{model}/versions/{version}/infer",
-        web::post().to(v2_handlers::infer),
-    )
-    .default_service(web::to(handlers::not_found));
-}
+pub use routes::configure;
 
 /// Builds the app for one HTTP worker.
 pub fn app(
@@ -188,18 +108,15 @@ pub fn app(
             use actix_web::dev::Service;
             use actix_web::HttpMessage;
             use futures_util::future::{ready, Either, FutureExt};
-            let protocol = if req.path().starts_with("/v2") {
-                "v2"
-            } else {
-                "mlflow"
-            };
+            let protocol = protocol_of(req.path());
             let refused = |req: actix_web::dev::ServiceRequest, e: RequestError| {
-                let response = error_response(&e, e.body(protocol));
+                use actix_web::ResponseError;
+                let response = error::ApiError::new(e, protocol).error_response();
                 ready(Ok(req.into_response(response)))
             };
+            let class = routes::class_of(req.path());
             if let Some(admin) = admin_addr {
                 let on_admin = req.app_config().local_addr() == admin;
-                let class = auth::route_class(req.method(), req.path());
                 if let Some(e) = listener_refusal(class, on_admin, req.method(), req.path()) {
                     return Either::Right(refused(req, e));
                 }
@@ -232,7 +149,7 @@ pub fn app(
                 .get(actix_web::http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
             let client_certificate = req.conn_data::<tls::ClientCertificate>().is_some();
-            match auth.check(req.method(), req.path(), authorization, client_certificate) {
+            match auth.check(class, authorization, client_certificate) {
                 Ok(caller) => {
                     if let Some(caller) = caller {
                         req.extensions_mut().insert(caller);
@@ -278,23 +195,11 @@ pub fn requester(req: &actix_web::HttpRequest) -> Option<Arc<str>> {
     )
 }
 
-/// The MLflow-style JSON error body.
-pub fn mlflow_error(err: &RequestError) -> HttpResponse {
-    error_response(err, err.mlflow_body())
-}
-
-/// The V2 error body.
-pub fn v2_error(err: &RequestError) -> HttpResponse {
-    error_response(err, err.v2_body())
-}
-
-fn error_response(err: &RequestError, body: String) -> HttpResponse {
-    let mut resp = HttpResponse::build(err.status());
-    if let Some(seconds) = err.retry_after() {
-        resp.insert_header((actix_web::http::header::RETRY_AFTER, seconds.to_string()));
+/// The protocol of a path: V2 routes answer errors in V2's shape, the rest in MLflow's.
+pub fn protocol_of(path: &str) -> Protocol {
+    if path.starts_with("/v2") {
+        Protocol::V2
+    } else {
+        Protocol::Mlflow
     }
-    if matches!(err, RequestError::Unauthenticated(_)) {
-        resp.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"));
-    }
-    resp.content_type("application/json").body(body)
 }

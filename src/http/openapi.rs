@@ -4,7 +4,10 @@
 
 use serde_json::{json, Map, Value};
 
-/// Who may call a route (see [`super::auth`]).
+use super::routes::{Route, RouteClass, ROUTES};
+
+/// Who may call a route, as documented: health, metrics and webhooks are open by default
+/// (settings can close the first two; webhooks carry their own signature).
 #[derive(Clone, Copy)]
 enum Access {
     Open,
@@ -12,73 +15,19 @@ enum Access {
     Manage,
 }
 
-/// A route's documentation: method, path, summary, access, request body and answer schemas
-/// (names in `components.schemas`; none for no body).
-struct Route {
-    method: &'static str,
-    path: &'static str,
-    summary: &'static str,
-    access: Access,
-    body: Option<&'static str>,
-    answer: &'static str,
-}
-
-const fn route(
-    method: &'static str,
-    path: &'static str,
-    summary: &'static str,
-    access: Access,
-    body: Option<&'static str>,
-    answer: &'static str,
-) -> Route {
-    Route {
-        method,
-        path,
-        summary,
-        access,
-        body,
-        answer,
+fn access(r: &Route) -> Access {
+    match r.class {
+        RouteClass::Health | RouteClass::Metrics | RouteClass::Webhook => Access::Open,
+        RouteClass::Query => Access::Query,
+        RouteClass::Manage => Access::Manage,
     }
 }
 
 use Access::{Manage, Open, Query};
 
-/// Every route the app serves, in the order of [`super::configure`].
-const ROUTES: &[Route] = &[
-    route("post", "/serving-endpoints/{endpoint}/invocations", "Score rows (MLflow scoring protocol: dataframe_split, dataframe_records, instances, inputs, or CSV)", Query, Some("ScoringRequest"), "Predictions"),
-    route("post", "/serving-endpoints/{endpoint}/served-models/{served}/invocations", "Score rows on one served entity, without routing", Query, Some("ScoringRequest"), "Predictions"),
-    route("post", "/invocations", "Score rows on the only endpoint (MLflow's scoring server path)", Query, Some("ScoringRequest"), "Predictions"),
-    route("get", "/ping", "Liveness, as MLflow's scoring server answers it", Open, None, "Empty"),
-    route("get", "/health", "Liveness, as MLflow's scoring server answers it", Open, None, "Empty"),
-    route("get", "/version", "The gateway's version", Open, None, "Text"),
-    route("get", "/livez", "The process is up", Open, None, "Text"),
-    route("get", "/readyz", "Every config-file endpoint serves a loaded, validated model", Open, None, "Object"),
-    route("get", "/metrics", "Prometheus text exposition", Open, None, "Text"),
-    route("get", "/api/2.0/serving-endpoints", "List endpoints (Databricks serving REST)", Manage, None, "EndpointList"),
-    route("post", "/api/2.0/serving-endpoints", "Create an endpoint", Manage, Some("CreateEndpoint"), "Endpoint"),
-    route("get", "/api/2.0/serving-endpoints/{name}", "An endpoint, its config, state and pending config", Manage, None, "Endpoint"),
-    route("delete", "/api/2.0/serving-endpoints/{name}", "Delete an endpoint", Manage, None, "Object"),
-    route("put", "/api/2.0/serving-endpoints/{name}/config", "Update an endpoint's config (answers at once; the update runs in the background)", Manage, Some("EndpointConfig"), "Endpoint"),
-    route("post", "/api/2.0/serving-endpoints/{name}/reload", "Follow the registry now (aliases, versions)", Manage, None, "Object"),
-    route("post", "/api/2.0/serving-endpoints/{name}/rollback", "Serve the version served before the last swap", Manage, None, "Object"),
-    route("post", "/api/2.0/serving-endpoints/{name}/labels", "Ground truth for logged or waiting predictions", Manage, Some("Labels"), "LabelsAccepted"),
-    route("get", "/api/2.0/serving-endpoints/{name}/monitoring", "Drift per served entity and feature, flags and quality", Manage, None, "Object"),
-    route("post", "/api/2.0/feature-tables/{table}/rows", "Push rows into an embedded online table", Manage, Some("Object"), "Object"),
-    route("post", "/api/2.0/webhooks/mlflow", "MLflow model-registry webhook (HMAC-signed)", Open, Some("Object"), "Object"),
-    route("get", "/v2", "Open Inference Protocol V2: server metadata", Query, None, "Object"),
-    route("get", "/v2/health/live", "V2 liveness", Open, None, "Empty"),
-    route("get", "/v2/health/ready", "V2 readiness", Open, None, "Empty"),
-    route("get", "/v2/models/{model}", "V2 model metadata", Query, None, "Object"),
-    route("get", "/v2/models/{model}/ready", "V2 model readiness", Query, None, "Empty"),
-    route("post", "/v2/models/{model}/infer", "V2 inference", Query, Some("V2InferRequest"), "V2InferResponse"),
-    route("get", "/v2/models/{model}/versions/{version}", "V2 model metadata of a version", Query, None, "Object"),
-    route("get", "/v2/models/{model}/versions/{version}/ready", "V2 readiness of a version", Query, None, "Empty"),
-    route("post", "/v2/models/{model}/versions/{version}/infer", "V2 inference on a version", Query, Some("V2InferRequest"), "V2InferResponse"),
-];
-
 /// Every documented (method, path), for tests.
 pub fn routes() -> Vec<(&'static str, &'static str)> {
-    ROUTES.iter().map(|r| (r.method, r.path)).collect()
+    ROUTES.iter().map(|r| (r.method.as_str(), r.path)).collect()
 }
 
 fn reference(name: &str) -> Value {
@@ -209,7 +158,8 @@ fn operation(r: &Route) -> Value {
         json!({"description": "OK", "content": content(r.answer)}),
     );
     let mut refusals = vec!["default"];
-    if !matches!(r.access, Open) {
+    let method = r.method.as_str();
+    if !matches!(access(r), Open) {
         refusals.extend(["401", "403"]);
     }
     if r.body.is_some() {
@@ -217,7 +167,7 @@ fn operation(r: &Route) -> Value {
         // the shared server.max_inflight_body_bytes.
         refusals.extend(["408", "413", "503"]);
     }
-    if matches!(r.access, Query) && r.method == "post" {
+    if matches!(access(r), Query) && method == "post" {
         refusals.extend(["429", "504"]);
     }
     for code in refusals {
@@ -247,7 +197,7 @@ fn operation(r: &Route) -> Value {
         }
         op["requestBody"] = json!({"required": true, "content": media});
     }
-    op["security"] = match r.access {
+    op["security"] = match access(r) {
         Open => json!([]),
         Query => json!([{"bearer": ["query"]}]),
         Manage => json!([{"bearer": ["manage"]}]),
@@ -269,7 +219,7 @@ fn describe(code: &str) -> &'static str {
 }
 
 fn operation_id(r: &Route) -> String {
-    let mut id = r.method.to_owned();
+    let mut id = r.method.as_str().to_owned();
     for part in r.path.split('/').filter(|p| !p.is_empty()) {
         let part = part.trim_start_matches('{').trim_end_matches('}');
         id.push('_');
@@ -286,7 +236,7 @@ pub fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
         let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
-        entry[r.method] = operation(r);
+        entry[r.method.as_str()] = operation(r);
     }
     json!({
         "openapi": "3.1.0",

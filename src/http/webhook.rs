@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use super::body::read_limited;
-use super::{mlflow_error, AppState};
+use super::error::ApiError;
+use super::AppState;
 use crate::endpoint::updater::Trigger;
 use crate::error::RequestError;
 
@@ -45,6 +46,8 @@ impl SeenDeliveries {
     }
 }
 
+/// A delivery without a valid signature. Not [`ApiError`]: webhooks are not bearer-token
+/// routes, so the answer carries no `WWW-Authenticate: Bearer` challenge.
 fn unauthorized(message: &str) -> HttpResponse {
     HttpResponse::Unauthorized()
         .content_type(ContentType::json())
@@ -92,11 +95,12 @@ pub async fn mlflow_webhook(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let Some(secret) = state.webhook_secret.clone() else {
-        return mlflow_error(&RequestError::NotFound(
+        return Err(RequestError::NotFound(
             "MLflow webhooks are not enabled: set registry.webhook_secret".into(),
-        ));
+        )
+        .into());
     };
     // Headers first: nothing unsigned is read beyond them.
     let (Some(id), Some(ts), Some(sig)) = (
@@ -104,51 +108,28 @@ pub async fn mlflow_webhook(
         header(&req, "x-mlflow-timestamp"),
         header(&req, "x-mlflow-signature"),
     ) else {
-        return unauthorized(
+        return Ok(unauthorized(
             "X-MLflow-Delivery-Id, X-MLflow-Timestamp and X-MLflow-Signature are required",
-        );
+        ));
     };
-    let body = match read_limited(&req, payload, MAX_EVENT_BYTES.min(state.max_body_bytes)).await {
-        Ok(b) => b,
-        Err(e) => return mlflow_error(&e),
-    };
+    let body = read_limited(&req, payload, MAX_EVENT_BYTES.min(state.max_body_bytes)).await?;
     let now = crate::clock::now_s();
     if let Err(why) = verify(&secret, id, ts, &body, sig, now) {
         tracing::warn!(delivery = id, "refused an MLflow webhook: {why}");
-        return unauthorized(why);
+        return Ok(unauthorized(why));
     }
     if !state.webhook_deliveries.first_time(id, now) {
-        return HttpResponse::Ok()
+        return Ok(HttpResponse::Ok()
             .content_type(ContentType::json())
-            .body(json!({ "accepted": true, "duplicate": true }).to_string());
+            .body(json!({ "accepted": true, "duplicate": true }).to_string()));
     }
-    let event: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return mlflow_error(&RequestError::bad(format!(
-                "the webhook body is not JSON: {e}"
-            )))
-        }
-    };
+    let event: Value = serde_json::from_slice(&body)
+        .map_err(|e| RequestError::bad(format!("the webhook body is not JSON: {e}")))?;
     let model = event["data"]["name"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let mut names = Vec::new();
-    let mut slots = Vec::new();
-    for ep in state.gateway.endpoints() {
-        let generation = ep.generation();
-        let serving: Vec<_> = generation
-            .slots
-            .iter()
-            .filter(|s| s.settings.entity_name == model)
-            .cloned()
-            .collect();
-        if !serving.is_empty() {
-            names.push(ep.name.clone());
-            slots.extend(serving);
-        }
-    }
+    let (names, slots) = state.gateway.serving_model(&model);
     tracing::info!(delivery = id, event = %format!("{}.{}", event["entity"].as_str().unwrap_or("?"), event["action"].as_str().unwrap_or("?")), model = %model, endpoints = ?names, "MLflow webhook");
     // Answer at once (MLflow waits for us); the refresh runs on the blocking pool.
     let updater = state.updater.clone();
@@ -157,9 +138,9 @@ pub async fn mlflow_webhook(
             updater.refresh(slot, Trigger::Webhook, false);
         }
     });
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
-        .body(json!({ "accepted": true, "model": model, "endpoints": names }).to_string())
+        .body(json!({ "accepted": true, "model": model, "endpoints": names }).to_string()))
 }
 
 #[cfg(test)]

@@ -1,0 +1,127 @@
+//! An endpoint as the Databricks serving-endpoints API shows it (`ServingEndpointDetailed`):
+//! its config, each served entity's deployment state derived from what it serves and its last
+//! swap, the pending config and the last failed update.
+
+use serde_json::{json, Value};
+
+use crate::clock::epoch_ms;
+use crate::endpoint::config::{EndpointSettings, Route, ServedEntitySettings, TrafficConfig};
+use crate::endpoint::{ConfigUpdate, Endpoint, EntitySlot, Generation};
+
+/// A served entity as this config has it (a slot kept from an earlier config may carry older
+/// settings of the same model), with its deployment state and what it serves now.
+fn entity_json(settings: &ServedEntitySettings, slot: &EntitySlot) -> Value {
+    let mut v = serde_json::to_value(settings).unwrap_or_default();
+    v["name"] = json!(slot.name);
+    let state = slot.state();
+    let served = slot.served();
+    let (deployment, message) = match (&served, state.config_update, &state.last_swap) {
+        (Some(e), ConfigUpdate::UpdateFailed, Some(r)) => (
+            "DEPLOYMENT_READY",
+            format!(
+                "serving version {}; the update to version {} failed: {}",
+                e.version,
+                r.to_version.as_deref().unwrap_or("?"),
+                r.message.as_deref().unwrap_or("")
+            ),
+        ),
+        (Some(e), _, _) => (
+            "DEPLOYMENT_READY",
+            format!("serving version {} on {}", e.version, e.engine),
+        ),
+        (None, ConfigUpdate::UpdateFailed, r) => (
+            "DEPLOYMENT_FAILED",
+            r.as_ref()
+                .and_then(|r| r.message.clone())
+                .unwrap_or_default(),
+        ),
+        (None, _, _) => ("DEPLOYMENT_CREATING", "loading".to_owned()),
+    };
+    v["state"] = json!({ "deployment": deployment, "deployment_state_message": message });
+    v["served_version"] = json!(served.as_ref().map(|e| e.version.clone()));
+    v["served_engine"] = json!(served.as_ref().map(|e| e.engine));
+    v["loaded_at"] = json!(served
+        .as_ref()
+        .map(|e| epoch_ms(e.loaded_at) as f64 / 1000.0));
+    v["last_swap"] = json!(state.last_swap);
+    v["previous_version"] = json!(state.previous_version);
+    v["pinned_version"] = json!(state.pinned.map(|p| p.version));
+    v
+}
+
+/// The routes as Databricks shows them: always explicit, even when the config had none.
+fn traffic_json(settings: &EndpointSettings) -> Value {
+    let tc = settings
+        .traffic_config
+        .clone()
+        .unwrap_or_else(|| TrafficConfig {
+            routes: settings
+                .served_entities
+                .first()
+                .map(|s| Route {
+                    served_entity_name: s.served_name(),
+                    traffic_percentage: 100,
+                    shadow: false,
+                    shadow_percentage: None,
+                })
+                .into_iter()
+                .collect(),
+        });
+    serde_json::to_value(tc).unwrap_or_default()
+}
+
+fn config_json(g: &Generation) -> Value {
+    let mut v = json!({
+        "served_entities": g
+            .slots
+            .iter()
+            .zip(&g.settings.served_entities)
+            .map(|(slot, settings)| entity_json(settings, slot))
+            .collect::<Vec<_>>(),
+        "traffic_config": traffic_json(&g.settings),
+        "routing": g.settings.routing,
+        "config_version": g.config_version,
+    });
+    add_capture(&mut v, &g.settings);
+    v
+}
+
+/// The endpoint's `auto_capture_config` as Databricks shows it, when it has one.
+fn add_capture(v: &mut Value, settings: &EndpointSettings) {
+    if let Some(capture) = &settings.auto_capture_config {
+        v["auto_capture_config"] = json!(capture);
+    }
+}
+
+/// `ServingEndpointDetailed`.
+pub fn endpoint_json(ep: &Endpoint) -> Value {
+    let g = ep.generation();
+    let control = ep.control();
+    let mut v = json!({
+        "name": ep.name,
+        "id": ep.name,
+        "creator": "modelgate",
+        "creation_timestamp": ep.created_ms,
+        "last_updated_timestamp": g.updated_ms.max(ep.created_ms),
+        "state": {
+            "ready": if g.is_ready() { "READY" } else { "NOT_READY" },
+            "config_update": ep.config_update(),
+        },
+        "config": config_json(&g),
+        "permission_level": "CAN_MANAGE",
+    });
+    if let Some(p) = control.pending {
+        v["pending_config"] = json!({
+            "served_entities": p.settings.served_entities,
+            "traffic_config": traffic_json(&p.settings),
+            "routing": p.settings.routing,
+            "config_version": p.config_version,
+            "start_time": p.start_ms,
+        });
+        add_capture(&mut v["pending_config"], &p.settings);
+    }
+    if let Some(f) = control.failure {
+        v["last_config_update_error"] = json!(f);
+    }
+    v
+}

@@ -1,0 +1,193 @@
+//! The one route table: each route's method, path, class (its auth scope and listener), its
+//! documentation and its handler. It drives actix's routing ([`configure`]), the auth scopes
+//! and listener split ([`class_of`]) and the OpenAPI document ([`super::openapi`]).
+
+use actix_web::web;
+
+use super::{admin, feature_push, handlers, labels, monitoring, v2_handlers, webhook};
+
+/// What a route is, for its scope and for the listener that serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteClass {
+    /// Liveness, readiness, version: every listener.
+    Health,
+    /// `/metrics`: every listener.
+    Metrics,
+    /// MLflow webhooks (signed with their own secret): the main listener.
+    Webhook,
+    /// Scoring and model metadata: the main listener.
+    Query,
+    /// The control plane, labels, feature pushes: the admin listener when there is one.
+    Manage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    /// The lower-case name OpenAPI keys operations by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::Post => "post",
+            Self::Put => "put",
+            Self::Delete => "delete",
+        }
+    }
+
+    fn route(self) -> actix_web::Route {
+        match self {
+            Self::Get => web::get(),
+            Self::Post => web::post(),
+            Self::Put => web::put(),
+            Self::Delete => web::delete(),
+        }
+    }
+}
+
+/// One route of the HTTP API.
+pub struct Route {
+    pub method: Method,
+    /// actix's pattern, `{name}` for a path segment (OpenAPI's syntax too).
+    pub path: &'static str,
+    pub class: RouteClass,
+    pub summary: &'static str,
+    /// The request body's schema (in the OpenAPI document's `components.schemas`), if any.
+    pub body: Option<&'static str>,
+    /// The answer's schema.
+    pub answer: &'static str,
+    /// Attaches the handler to the route.
+    pub handler: fn(actix_web::Route) -> actix_web::Route,
+}
+
+use Method::{Delete, Get, Post, Put};
+use RouteClass::{Health, Manage, Metrics, Query, Webhook};
+
+macro_rules! route {
+    ($method:expr, $path:literal, $class:expr, $summary:literal, $body:expr, $answer:literal, $handler:path) => {
+        Route {
+            method: $method,
+            path: $path,
+            class: $class,
+            summary: $summary,
+            body: $body,
+            answer: $answer,
+            handler: |r| r.to($handler),
+        }
+    };
+}
+
+/// Every route the app serves. Scoring first: [`class_of`] scans in this order.
+pub const ROUTES: &[Route] = &[
+    route!(Post, "/serving-endpoints/{endpoint}/invocations", Query, "Score rows (MLflow scoring protocol: dataframe_split, dataframe_records, instances, inputs, or CSV)", Some("ScoringRequest"), "Predictions", handlers::invocations),
+    route!(Post, "/serving-endpoints/{endpoint}/served-models/{served}/invocations", Query, "Score rows on one served entity, without routing", Some("ScoringRequest"), "Predictions", handlers::pinned_invocations),
+    route!(Post, "/invocations", Query, "Score rows on the only endpoint (MLflow's scoring server path)", Some("ScoringRequest"), "Predictions", handlers::sole_invocations),
+    route!(Get, "/ping", Health, "Liveness, as MLflow's scoring server answers it", None, "Empty", handlers::ping),
+    route!(Get, "/health", Health, "Liveness, as MLflow's scoring server answers it", None, "Empty", handlers::ping),
+    route!(Get, "/version", Health, "The gateway's version", None, "Text", handlers::version),
+    route!(Get, "/livez", Health, "The process is up", None, "Text", handlers::livez),
+    route!(Get, "/readyz", Health, "Every config-file endpoint serves a loaded, validated model", None, "Object", handlers::readyz),
+    route!(Get, "/metrics", Metrics, "Prometheus text exposition", None, "Text", handlers::metrics),
+    route!(Get, "/api/2.0/serving-endpoints", Manage, "List endpoints (Databricks serving REST)", None, "EndpointList", admin::list),
+    route!(Post, "/api/2.0/serving-endpoints", Manage, "Create an endpoint", Some("CreateEndpoint"), "Endpoint", admin::create),
+    route!(Get, "/api/2.0/serving-endpoints/{name}", Manage, "An endpoint, its config, state and pending config", None, "Endpoint", admin::get_endpoint),
+    route!(Delete, "/api/2.0/serving-endpoints/{name}", Manage, "Delete an endpoint", None, "Object", admin::delete),
+    route!(Put, "/api/2.0/serving-endpoints/{name}/config", Manage, "Update an endpoint's config (answers at once; the update runs in the background)", Some("EndpointConfig"), "Endpoint", admin::update_config),
+    route!(Post, "/api/2.0/serving-endpoints/{name}/reload", Manage, "Follow the registry now (aliases, versions)", None, "Object", admin::reload),
+    route!(Post, "/api/2.0/serving-endpoints/{name}/rollback", Manage, "Serve the version served before the last swap", None, "Object", admin::rollback),
+    route!(Post, "/api/2.0/serving-endpoints/{name}/labels", Manage, "Ground truth for logged or waiting predictions", Some("Labels"), "LabelsAccepted", labels::post_labels),
+    route!(Get, "/api/2.0/serving-endpoints/{name}/monitoring", Manage, "Drift per served entity and feature, flags and quality", None, "Object", monitoring::get_monitoring),
+    route!(Post, "/api/2.0/feature-tables/{table}/rows", Manage, "Push rows into an embedded online table", Some("Object"), "Object", feature_push::push_rows),
+    route!(Post, "/api/2.0/webhooks/mlflow", Webhook, "MLflow model-registry webhook (HMAC-signed)", Some("Object"), "Object", webhook::mlflow_webhook),
+    route!(Get, "/v2", Query, "Open Inference Protocol V2: server metadata", None, "Object", v2_handlers::server_metadata),
+    route!(Get, "/v2/health/live", Health, "V2 liveness", None, "Empty", v2_handlers::live),
+    route!(Get, "/v2/health/ready", Health, "V2 readiness", None, "Empty", v2_handlers::ready),
+    route!(Get, "/v2/models/{model}", Query, "V2 model metadata", None, "Object", v2_handlers::model_metadata),
+    route!(Get, "/v2/models/{model}/ready", Query, "V2 model readiness", None, "Empty", v2_handlers::model_ready),
+    route!(Post, "/v2/models/{model}/infer", Query, "V2 inference", Some("V2InferRequest"), "V2InferResponse", v2_handlers::infer),
+    route!(Get, "/v2/models/{model}/versions/{version}", Query, "V2 model metadata of a version", None, "Object", v2_handlers::model_metadata),
+    route!(Get, "/v2/models/{model}/versions/{version}/ready", Query, "V2 readiness of a version", None, "Empty", v2_handlers::model_ready),
+    route!(Post, "/v2/models/{model}/versions/{version}/infer", Query, "V2 inference on a version", Some("V2InferRequest"), "V2InferResponse", v2_handlers::infer),
+];
+
+/// Registers every route, and the JSON 404 for the rest.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    for r in ROUTES {
+        cfg.route(r.path, (r.handler)(r.method.route()));
+    }
+    cfg.default_service(web::to(handlers::not_found));
+}
+
+/// The class of the route a path falls on, whatever the method (all routes of one path share
+/// a class). A path no route serves is `Manage`: refused without a manage token before it is
+/// found missing, so unknown paths reveal nothing to strangers.
+pub fn class_of(path: &str) -> RouteClass {
+    ROUTES
+        .iter()
+        .find(|r| matches(r.path, path))
+        .map_or(RouteClass::Manage, |r| r.class)
+}
+
+/// Whether `path` fits `pattern`, a `{name}` standing for one non-empty segment.
+fn matches(pattern: &str, path: &str) -> bool {
+    let mut want = pattern.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), Some(g)) => {
+                let fits = if w.starts_with('{') {
+                    !g.is_empty()
+                } else {
+                    w == g
+                };
+                if !fits {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_fall_on_their_routes_class() {
+        assert_eq!(class_of("/serving-endpoints/tx/invocations"), Query);
+        assert_eq!(
+            class_of("/serving-endpoints/tx/served-models/a/invocations"),
+            Query
+        );
+        assert_eq!(class_of("/v2/models/tx/versions/3/infer"), Query);
+        assert_eq!(class_of("/v2/models/tx"), Query);
+        assert_eq!(class_of("/v2/health/ready"), Health);
+        assert_eq!(class_of("/metrics"), Metrics);
+        assert_eq!(class_of("/api/2.0/webhooks/mlflow"), Webhook);
+        assert_eq!(class_of("/api/2.0/serving-endpoints/tx/labels"), Manage);
+        // Not routes: an empty segment, a longer or shorter path, an unknown one.
+        assert_eq!(class_of("/serving-endpoints//invocations"), Manage);
+        assert_eq!(class_of("/serving-endpoints/tx/invocations/x"), Manage);
+        assert_eq!(class_of("/serving-endpoints/tx"), Manage);
+        assert_eq!(class_of("/admin"), Manage);
+    }
+
+    #[test]
+    fn routes_of_one_path_share_a_class_and_pairs_are_unique() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                if a.path == b.path {
+                    assert_eq!(a.class, b.class, "{}", a.path);
+                    assert_ne!(a.method, b.method, "{} twice", a.path);
+                }
+            }
+        }
+    }
+}

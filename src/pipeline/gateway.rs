@@ -1,0 +1,392 @@
+//! The gateway: one call per prediction request, whatever the protocol. It finds the
+//! endpoint, loads its config (generation) once, admits the request, and runs [`score`] as one
+//! job on the inference pool (so no CPU-heavy work runs on the HTTP workers), queues shadow
+//! copies, then records the request's metrics and its inference-table row.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::drift::monitor::MonitorPlan;
+use crate::drift::MonitorConfig;
+use crate::endpoint::directory::Endpoints;
+use crate::endpoint::{Endpoint, Generation, ServedEntity};
+use crate::engine::pool::{InferencePool, SubmitError};
+use crate::error::{Limit, Protocol, RequestError};
+use crate::inference_log::{Capture, InferenceLog, RequestId};
+use crate::metrics::{status_class, Metrics, UNKNOWN_ENDPOINT};
+
+use super::admission::{within, Admission, Deadline, Limits};
+use super::request::{Answer, Failure, Format, Invocation, Scored};
+use super::score::{score, Plan};
+use super::shadow::mirror;
+use super::sinks::{LogPlan, Sinks};
+
+pub struct Gateway {
+    pub(super) endpoints: Arc<Endpoints>,
+    pub(super) pool: Arc<InferencePool>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) log: Arc<InferenceLog>,
+    pub(super) monitoring: Option<Arc<MonitorConfig>>,
+    /// `limits.decode.max_rows` is `inference.max_batch_rows`.
+    limits: Limits,
+    admission: Admission,
+    /// `limit_refusals_total{limit="deadline"}`, looked up once.
+    pub(super) deadline_refusals: prometheus::IntCounter,
+    /// The pool's skipped-job count already added to `limit_refusals_total{limit="deadline"}`.
+    pub(super) pool_abandoned_seen: std::sync::atomic::AtomicU64,
+    pub(super) scrape: std::sync::Mutex<()>,
+    shutting_down: AtomicBool,
+}
+
+impl Gateway {
+    pub fn new(
+        endpoints: Arc<Endpoints>,
+        pool: Arc<InferencePool>,
+        metrics: Arc<Metrics>,
+        log: Arc<InferenceLog>,
+        monitoring: Option<Arc<MonitorConfig>>,
+        max_batch_rows: usize,
+        limits: Limits,
+    ) -> Self {
+        let deadline_refusals = metrics
+            .limit_refusals
+            .with_label_values(&[Limit::Deadline.name()]);
+        Self {
+            endpoints,
+            pool,
+            metrics,
+            log,
+            monitoring,
+            deadline_refusals,
+            admission: Admission::new(limits.max_in_flight),
+            limits: Limits {
+                decode: crate::protocol::limits::DecodeLimits {
+                    max_rows: max_batch_rows,
+                    ..limits.decode
+                },
+                ..limits
+            },
+            pool_abandoned_seen: Default::default(),
+            scrape: Default::default(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn inference_log(&self) -> &Arc<InferenceLog> {
+        &self.log
+    }
+
+    /// Monitoring's settings; none when it is off.
+    pub fn monitoring(&self) -> Option<&Arc<MonitorConfig>> {
+        self.monitoring.as_ref()
+    }
+
+    /// The inference-table capture of an endpoint config, when it logs.
+    pub fn capture(&self, generation: &Generation) -> Option<Arc<Capture>> {
+        generation
+            .capture
+            .get_or_init(|| {
+                let settings = &generation.settings;
+                let config = settings.auto_capture_config.as_ref()?;
+                self.log.capture(&settings.name, config).map(Arc::new)
+            })
+            .clone()
+    }
+
+    /// The log plan of a request to `generation`, when its endpoint logs and samples it.
+    fn log_plan(
+        &self,
+        generation: &Generation,
+        id: &RequestId,
+        received: Instant,
+    ) -> Option<LogPlan> {
+        let capture = self.capture(generation)?;
+        if !capture.samples(id) {
+            return None;
+        }
+        Some(LogPlan {
+            log: self.log.clone(),
+            capture,
+            request_id: id.text.clone(),
+            time_us: crate::clock::epoch_us_at(received),
+        })
+    }
+
+    pub fn endpoint(&self, name: &str) -> Option<Arc<Endpoint>> {
+        self.endpoints.get(name)
+    }
+
+    /// Endpoints sorted by name.
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        self.endpoints.list()
+    }
+
+    /// The only endpoint, when exactly one exists (for `/invocations`).
+    pub fn sole_endpoint(&self) -> Option<Arc<Endpoint>> {
+        self.endpoints.sole()
+    }
+
+    /// Ready: not shutting down, and every endpoint of the config file can answer. Endpoints
+    /// created through the control plane report their own state and do not hold the server.
+    pub fn is_ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::Acquire)
+            && self
+                .endpoints
+                .list()
+                .iter()
+                .all(|e| !e.from_config_file || e.is_ready())
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// Serves one prediction request and records its metrics and its inference-table row.
+    pub async fn invoke(&self, inv: Invocation<'_>) -> Result<Answer, Failure> {
+        let protocol = inv.format.protocol();
+        let (scored, log_plan) = self.serve(&inv).await;
+        let requester = inv.requester.as_deref();
+        let result = match scored {
+            Ok(s) => {
+                let body = Bytes::from(s.body);
+                if let Some(plan) = log_plan {
+                    let mut call = plan.call(200, Some(inv.body.clone()), body.clone(), requester);
+                    call.client_request_id = s.client_request_id;
+                    call.execution_ms = Some((s.timings.inference * 1000.0).round() as i64);
+                    call.served_entity = Some(s.served.id());
+                    plan.log.log_call(plan.capture, call, s.logged);
+                }
+                Ok(Answer {
+                    body,
+                    served: s.served,
+                })
+            }
+            Err(f) => {
+                if let Some(plan) = log_plan {
+                    let body = Bytes::from(f.error.body(protocol));
+                    let status = f.error.status().as_u16();
+                    let mut call = plan.call(status, Some(inv.body.clone()), body, requester);
+                    call.served_entity = f.served_name.clone();
+                    plan.log.log_call(plan.capture, call, Vec::new());
+                }
+                Err(f)
+            }
+        };
+        let (status, entity_label) = match &result {
+            Ok(a) => (200, a.served.label()),
+            Err(f) => (
+                f.error.status().as_u16(),
+                f.served_name.as_deref().unwrap_or(""),
+            ),
+        };
+        let endpoint = self.endpoint_label(&inv.endpoint);
+        self.count_request(endpoint, entity_label, protocol, status, inv.received);
+        if let Err(f) = &result {
+            self.count_error(endpoint, &f.error);
+        }
+        result
+    }
+
+    /// The endpoint's name as a metric label: bounded, so an unknown name is one value.
+    fn endpoint_label<'a>(&self, endpoint: &'a str) -> &'a str {
+        if self.endpoints.contains(endpoint) {
+            endpoint
+        } else {
+            UNKNOWN_ENDPOINT
+        }
+    }
+
+    fn count_request(
+        &self,
+        endpoint: &str,
+        entity: &str,
+        protocol: Protocol,
+        status: u16,
+        received: Instant,
+    ) {
+        let class = status_class(status);
+        let m = &self.metrics;
+        let labels = [endpoint, entity, protocol.as_str(), class];
+        m.requests.with_label_values(&labels).inc();
+        m.request_duration
+            .with_label_values(&labels)
+            .observe(received.elapsed().as_secs_f64());
+    }
+
+    fn count_error(&self, endpoint: &str, error: &RequestError) {
+        self.count_refusal(error);
+        let m = &self.metrics;
+        m.request_errors
+            .with_label_values(&[endpoint, error.code()])
+            .inc();
+        if matches!(error, RequestError::Overloaded(_)) {
+            m.queue_rejections.with_label_values(&[endpoint]).inc();
+        }
+    }
+
+    /// The endpoint of a V2 model name and the served entity of `version` (a served entity's
+    /// name or the model version it serves), or of the endpoint's largest route.
+    pub fn v2_target(
+        &self,
+        model: &str,
+        version: Option<&str>,
+    ) -> Result<(Arc<Generation>, Arc<ServedEntity>), RequestError> {
+        let ep = self
+            .endpoints
+            .get(model)
+            .ok_or_else(|| RequestError::NotFound(format!("model '{model}' does not exist")))?;
+        let generation = ep.generation();
+        let arm = match version {
+            Some(v) => generation.find_version(v)?,
+            None => generation.primary_arm()?,
+        };
+        let entity = generation.ready_entity(arm)?;
+        Ok((generation, entity))
+    }
+
+    /// Counts (and logs, when the endpoint logs) a request refused before it reached
+    /// [`Gateway::invoke`] (content type, body size).
+    pub fn record_rejected(
+        &self,
+        endpoint: &str,
+        protocol: Protocol,
+        error: &RequestError,
+        received: Instant,
+        request_id: &RequestId,
+    ) {
+        if let Some(plan) = self
+            .endpoints
+            .get(endpoint)
+            .and_then(|e| self.log_plan(&e.generation(), request_id, received))
+        {
+            // The body was not read: logged as null.
+            let body = Bytes::from(error.body(protocol));
+            let mut call = plan.call(error.status().as_u16(), None, body, None);
+            if error.exceeded() == Some(Limit::BodyBytes) {
+                call.logging_error_codes
+                    .push(crate::inference_log::record::MAX_REQUEST_SIZE_EXCEEDED);
+            }
+            plan.log.log_call(plan.capture, call, Vec::new());
+        }
+        let label = self.endpoint_label(endpoint);
+        self.count_request(label, "", protocol, error.status().as_u16(), received);
+        // Bounds met while reading the body were counted there (`read_limited`).
+        self.metrics
+            .request_errors
+            .with_label_values(&[label, error.code()])
+            .inc();
+    }
+
+    /// Counts a refusal at a bound in `modelgate_limit_refusals_total`.
+    pub fn count_refusal(&self, error: &RequestError) {
+        // Deadline refusals are counted where the job stops (and where the pool skips it).
+        if let Some(limit) = error.exceeded().filter(|l| *l != Limit::Deadline) {
+            self.metrics
+                .limit_refusals
+                .with_label_values(&[limit.name()])
+                .inc();
+        }
+    }
+
+    /// Serves a request; with the log plan when it is to be logged.
+    async fn serve(&self, inv: &Invocation<'_>) -> (Result<Scored, Failure>, Option<LogPlan>) {
+        let Some(endpoint) = self.endpoints.get(&inv.endpoint) else {
+            let error =
+                RequestError::NotFound(format!("endpoint '{}' does not exist", inv.endpoint));
+            return (Err(error.into()), None);
+        };
+        let generation = endpoint.generation();
+        let log_plan = self.log_plan(&generation, &inv.request_id, inv.received);
+        let now = crate::clock::now_ms();
+        let _counted = match self
+            .admission
+            .admit(&generation, inv.requester.as_deref(), now)
+        {
+            Ok(c) => c,
+            Err(e) => return (Err(e.into()), log_plan),
+        };
+        let work = self.serve_endpoint(inv, &endpoint, generation, log_plan.clone());
+        let result = within(self.limits.timeout, inv.received, work).await;
+        (result, log_plan)
+    }
+
+    /// The job's plan, run on the pool; the pool's refusals mapped to errors.
+    async fn serve_endpoint(
+        &self,
+        inv: &Invocation<'_>,
+        endpoint: &Endpoint,
+        generation: Arc<Generation>,
+        log: Option<LogPlan>,
+    ) -> Result<Scored, Failure> {
+        let pinned = match (&inv.pin, &inv.format) {
+            (Some(name), _) => Some(generation.pinned_slot(name)?),
+            (None, Format::V2 { version: Some(v) }) => Some(generation.find_version(v)?),
+            _ => None,
+        };
+        let header_key = match (pinned, inv.headers) {
+            (None, Some(h)) => h.get(&generation.key_header).map(|v| v.as_bytes().to_vec()),
+            _ => None,
+        };
+        let plan = Plan {
+            generation: generation.clone(),
+            pinned,
+            header_key,
+            format: inv.format.clone(),
+            limits: self.limits.decode,
+            deadline: self
+                .limits
+                .timeout
+                .map(|t| Deadline::new(inv.received, t, self.deadline_refusals.clone())),
+            pool: self.pool.clone(),
+            sinks: Sinks {
+                log,
+                monitor: self.monitoring.as_ref().map(|config| MonitorPlan {
+                    config: config.clone(),
+                    pending: endpoint.pending_labels.clone(),
+                    request_id: inv.request_id.text.clone(),
+                }),
+            },
+        };
+        let body = inv.body.clone();
+        let submitted = Instant::now();
+        let outcome = self
+            .pool
+            .run_then(move |worker| {
+                let mut scored = score(&plan, worker, &body, submitted);
+                // Copies for the shadows are queued after the answer is on its way.
+                let frame = scored.as_mut().ok().and_then(|s| s.shadow.take());
+                (scored, frame.map(|f| move || mirror(&plan, f)))
+            })
+            .await;
+        let error = match outcome {
+            Ok(Ok(done)) => {
+                let [queue, decode, inference, encode] = &generation.stages;
+                let t = &done.timings;
+                queue.observe(t.queued);
+                decode.observe(t.decode);
+                inference.observe(t.inference);
+                encode.observe(t.encode);
+                return Ok(done);
+            }
+            Ok(Err(failure)) => return Err(failure),
+            Err(SubmitError::Full(n)) => RequestError::Overloaded(format!(
+                "the inference queue is full ({n} requests waiting): retry later"
+            )),
+            Err(SubmitError::Panicked(message) | SubmitError::Failed(message)) => {
+                tracing::error!(endpoint = %endpoint.name, "inference panicked: {message}");
+                RequestError::Internal(format!("inference failed unexpectedly: {message}"))
+            }
+            Err(SubmitError::Closed) => {
+                RequestError::Unavailable("the server is shutting down".into())
+            }
+        };
+        Err(error.into())
+    }
+}

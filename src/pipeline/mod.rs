@@ -1,0 +1,29 @@
+//! The request pipeline, one stage per file:
+//!
+//! - [`gateway`]: the entry point; finds the endpoint, admits, runs the job on the pool,
+//!   records the request's metrics and inference-table row.
+//! - [`admission`]: requests in flight, rate limits, the deadline.
+//! - [`score`]: the job on a pool worker: [`decode`] -> route (`endpoint::resolve`) -> join
+//!   and infer -> [`encode`], with [`split`] for a batch routed to several arms.
+//! - [`sinks`]: the one after-inference hook (row metrics, monitor, inference log).
+//! - [`shadow`]: copies for shadow routes, after the answer.
+//! - [`views`]: the metrics scrape, monitoring reports, label joins.
+
+pub mod admission;
+pub mod decode;
+pub mod encode;
+mod gateway;
+pub mod labels;
+pub mod request;
+pub mod score;
+pub mod shadow;
+pub mod sinks;
+mod split;
+mod views;
+
+pub use admission::Limits;
+pub use gateway::Gateway;
+pub use request::{Answer, Failure, Format, Invocation, Scored, ServedBy, Timings};
+pub use score::{score, Plan};
+pub use shadow::mirror;
+pub use sinks::{LogPlan, Sinks};

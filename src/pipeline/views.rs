@@ -1,0 +1,213 @@
+//! What the gateway shows besides answers: the Prometheus scrape (gauges sampled now), the
+//! monitoring report of each served entity, and the outcome of joining posted labels.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
+
+use crate::drift::monitor::{slot_monitor, LabelOutcomes};
+use crate::drift::report::EntityReport;
+use crate::endpoint::Endpoint;
+use crate::error::RequestError;
+use crate::inference_log::LabelRecord;
+
+use super::Gateway;
+
+impl Gateway {
+    /// The Prometheus exposition, with gauges sampled now.
+    pub fn render_metrics(&self) -> Vec<u8> {
+        let (bytes, records) = self.log.depth();
+        self.metrics.log_queue_bytes.set(bytes as i64);
+        self.metrics.log_queue_records.set(records as i64);
+        self.metrics
+            .inference_queue_depth
+            .set(self.pool.queued() as i64);
+        // Jobs the pool skipped since the last scrape: their callers' deadlines had passed
+        // (or they hung up) before a worker took them.
+        let skipped = self.pool.abandoned();
+        let seen = self.pool_abandoned_seen.swap(skipped, Ordering::AcqRel);
+        self.deadline_refusals.inc_by(skipped.saturating_sub(seen));
+        self.metrics
+            .loaded_versions
+            .set(crate::endpoint::live_versions() as i64);
+        let reports: Vec<_> = match self.monitoring {
+            None => Vec::new(),
+            Some(_) => self
+                .endpoints()
+                .into_iter()
+                .map(|e| (self.monitoring_reports(&e), e))
+                .collect(),
+        };
+        // The monitoring gauges are cleared and set again: one scrape at a time, so another
+        // never renders them half set.
+        let _one_scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        if self.monitoring.is_some() {
+            let m = &self.metrics.monitoring;
+            m.clear();
+            for (entities, endpoint) in &reports {
+                for report in entities {
+                    m.publish(&endpoint.name, report);
+                }
+                m.publish_pending(&endpoint.name, &endpoint.pending_labels);
+            }
+        }
+        self.metrics.render()
+    }
+
+    /// The drift and quality report of each served entity of `endpoint` that has been
+    /// monitored (closing the windows that ended).
+    pub fn monitoring_reports(&self, endpoint: &Endpoint) -> Vec<EntityReport> {
+        let now = crate::drift::monitor::now_ms();
+        let Some(config) = &self.monitoring else {
+            return Vec::new();
+        };
+        endpoint
+            .generation()
+            .slots
+            .iter()
+            .map(|s| {
+                let mut report = slot_monitor(s, config).report(&s.name, now);
+                if report.model.is_none() {
+                    // Nothing scored yet: show what the slot serves.
+                    let served = s.served();
+                    report.model = served.as_ref().map(|e| e.model.clone());
+                    report.version = served.as_ref().map(|e| e.version.clone());
+                    report.baseline = served.is_some_and(|e| e.profile.is_some());
+                }
+                report
+            })
+            .collect()
+    }
+
+    /// V2 model metadata of `model` (an endpoint) at `version` (a served entity's name or the
+    /// model version it serves), else of its largest route: the versions it answers with, the
+    /// platform and the tensors.
+    pub fn v2_model_metadata(
+        &self,
+        model: &str,
+        version: Option<&str>,
+    ) -> Result<serde_json::Value, crate::error::RequestError> {
+        let (generation, entity) = self.v2_target(model, version)?;
+        // Every version the model name answers with: the served versions of its routed entities.
+        let versions: Vec<String> = match version {
+            Some(_) => vec![entity.version.clone()],
+            None => {
+                let mut versions: Vec<String> = Vec::new();
+                for &arm in &generation.router.split_arms {
+                    if let Some(e) = generation.slots[arm].served() {
+                        if !versions.contains(&e.version) {
+                            versions.push(e.version.clone());
+                        }
+                    }
+                }
+                versions
+            }
+        };
+        let tensors = |specs: &[crate::engine::TensorSpec]| -> Vec<serde_json::Value> {
+            specs
+                .iter()
+                .map(|s| serde_json::json!({ "name": s.name, "datatype": s.elem.v2_name(), "shape": s.v2_shape() }))
+                .collect()
+        };
+        Ok(serde_json::json!({
+            "name": model,
+            "versions": versions,
+            // The platform name the V2 specification lists for ONNX models.
+            "platform": "onnx_onnxv1",
+            "inputs": tensors(entity.loaded.inputs()),
+            "outputs": tensors(entity.loaded.outputs()),
+        }))
+    }
+
+    /// The endpoints that serve registered model `model`, and the served entities serving it
+    /// (an MLflow webhook about the model refreshes them).
+    pub fn serving_model(
+        &self,
+        model: &str,
+    ) -> (
+        Vec<String>,
+        Vec<std::sync::Arc<crate::endpoint::EntitySlot>>,
+    ) {
+        let mut names = Vec::new();
+        let mut slots = Vec::new();
+        for ep in self.endpoints() {
+            let generation = ep.generation();
+            let serving: Vec<_> = generation
+                .slots
+                .iter()
+                .filter(|s| s.settings.entity_name == model)
+                .cloned()
+                .collect();
+            if !serving.is_empty() {
+                names.push(ep.name.clone());
+                slots.extend(serving);
+            }
+        }
+        (names, slots)
+    }
+
+    /// The monitoring page of an endpoint: drift per served entity and feature, the flags,
+    /// the quality of labelled predictions by window with every served entity side by side
+    /// (champion against challenger), and the labels still pending. Blocking: it closes
+    /// windows and takes the served entities' locks.
+    pub fn monitoring_view(&self, endpoint: &Endpoint) -> Result<serde_json::Value, RequestError> {
+        let Some(config) = &self.monitoring else {
+            return Err(RequestError::bad(
+                "monitoring is off (monitoring.enabled: false)",
+            ));
+        };
+        let reports = self.monitoring_reports(endpoint);
+        let mut comparison: Vec<serde_json::Value> = Vec::new();
+        for report in &reports {
+            for q in &report.quality {
+                let at = match comparison.iter().position(|c| c["window"] == q.window) {
+                    Some(i) => i,
+                    None => {
+                        comparison.push(json!({"window": q.window, "served_entities": {}}));
+                        comparison.len() - 1
+                    }
+                };
+                comparison[at]["served_entities"][&report.served_entity] = json!(q.figures);
+            }
+        }
+        let pending = endpoint.pending_labels.figures();
+        Ok(json!({
+            "endpoint": endpoint.name,
+            "time": crate::drift::report::iso(crate::drift::monitor::now_ms()),
+            "windows": config.widths.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            "min_count": config.min_count,
+            "thresholds": config.thresholds,
+            "drift": reports.iter().any(|r| r.drift),
+            "served_entities": reports,
+            "quality_comparison": comparison,
+            "labels": {
+                "pending_rows": pending.rows,
+                "pending_bytes": pending.bytes,
+            },
+        }))
+    }
+
+    /// Joins posted labels to the predictions waiting for them; counted by outcome.
+    pub fn join_labels(
+        &self,
+        endpoint: &Endpoint,
+        labels: &[LabelRecord],
+    ) -> Option<LabelOutcomes> {
+        let config = self.monitoring.as_ref()?;
+        let out = endpoint.pending_labels.join(&config.labels, labels);
+        let counter = &self.metrics.monitoring.labels;
+        for (outcome, n) in [
+            ("joined", out.joined),
+            ("unmatched", out.unmatched),
+            ("duplicate", out.duplicate),
+            ("invalid", out.invalid),
+        ] {
+            if n > 0 {
+                counter
+                    .with_label_values(&[&endpoint.name, outcome])
+                    .inc_by(n);
+            }
+        }
+        Some(out)
+    }
+}
