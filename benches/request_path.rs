@@ -102,7 +102,10 @@ fn plan(
     pool: &Arc<InferencePool>,
     metrics: &Arc<Metrics>,
 ) -> Plan {
-    let mut entities = vec![ServedEntitySettings::new("transactions", &entity.version)];
+    let mut entities = vec![ServedEntitySettings::new(
+        "transactions",
+        &entity.meta.version,
+    )];
     let mut routes = vec![Route {
         served_entity_name: entities[0].served_name(),
         traffic_percentage: 100,
@@ -110,7 +113,7 @@ fn plan(
         shadow_percentage: None,
     }];
     if let Some(s) = shadow {
-        let mut se = ServedEntitySettings::new("transactions", &s.version);
+        let mut se = ServedEntitySettings::new("transactions", &s.meta.version);
         se.name = Some("shadow".into());
         entities.push(se);
         routes.push(Route {
@@ -165,7 +168,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| mlflow::decode_json(&body).unwrap())
         });
         for (name, entity) in &arms {
-            let tensors = entity.binding.bind(&frame).unwrap();
+            let tensors = entity.meta.binding.bind(&frame).unwrap();
             group.bench_with_input(BenchmarkId::new("raw_inference", name), &tensors, |b, t| {
                 b.iter(|| entity.loaded.run(0, t.clone()).unwrap())
             });

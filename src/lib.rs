@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod protocol;
 pub mod registry;
 pub mod settings;
+pub mod version;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -87,7 +88,7 @@ pub struct Started {
     pub store: Option<Arc<crate::features::embedded::EmbeddedStore>>,
     auth: Arc<crate::http::auth::Auth>,
     tls: Option<(rustls::ServerConfig, Arc<crate::http::tls::CertResolver>)>,
-    _watch: Option<registry::watch::WatchHandle>,
+    _watch: Option<endpoint::watch::WatchHandle>,
     _store_watch: Option<crate::features::embedded::SnapshotWatch>,
     listener: TcpListener,
     settings: Settings,
@@ -193,7 +194,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         }
     }
     let watch = settings.registry.watch.then(|| {
-        registry::watch::spawn(
+        endpoint::watch::spawn(
             updater.registry.watch_root().as_deref(),
             endpoints.clone(),
             updater.clone(),

@@ -14,10 +14,11 @@ const LAYERS: &[&str] = &[
     "protocol",
     "engine",
     "features",
-    "registry",
-    "endpoint",
+    "version",
     "inference_log",
     "drift",
+    "registry",
+    "endpoint",
     "demo",
     "pipeline",
     "http",
@@ -37,12 +38,8 @@ const KNOWN_BACK_EDGES: &[(&str, &str)] = &[
     ("metrics", "drift"),
     // Tensor types and JSON writers are the engine's: a data layer under both.
     ("protocol", "engine"),
-    // Served entities and endpoint settings: VersionMeta for the side channels, settings types
-    // below the registry.
-    ("registry", "endpoint"),
-    ("registry", "drift"),
-    ("endpoint", "drift"),
-    ("endpoint", "inference_log"),
+    // An endpoint's auto_capture_config is an endpoint config type: settings types below.
+    ("inference_log", "endpoint"),
 ];
 
 /// The top-level module of a path under `src/`.

@@ -10,12 +10,12 @@ use super::quality::QualityCounts;
 use super::report::{column_report, iso, EntityReport, OpenWindow, QualityReport, WindowReport};
 use super::settings::{LabelSettings, MonitoringSettings, Thresholds};
 use super::window::{Window, Windowed};
-use crate::endpoint::ServedEntity;
 use crate::engine::outputs::OutputMapping;
 use crate::engine::tensor::{NamedTensor, TensorData};
 use crate::features::expr::Value;
 use crate::inference_log::LabelRecord;
 use crate::protocol::frame::{ColumnData, Frame};
+use crate::version::VersionMeta;
 
 /// The settings every monitor shares, checked once.
 #[derive(Debug)]
@@ -52,6 +52,13 @@ pub struct SlotMonitor {
     state: Mutex<SlotState>,
 }
 
+/// A version as monitoring sees it: its description and what its baseline says to count.
+#[derive(Clone, Copy)]
+pub struct Version<'a> {
+    pub meta: &'a VersionMeta,
+    pub profile: Option<&'a Arc<ProfilePlan>>,
+}
+
 struct SlotState {
     /// The version the windows belong to, and a number that changes with it (what waiting
     /// predictions remember instead of the names).
@@ -64,17 +71,18 @@ struct SlotState {
 }
 
 impl SlotState {
-    /// Starts over when `entity` is another version than the one counted so far.
-    fn follow(&mut self, entity: &ServedEntity, config: &MonitorConfig, now_ms: i64) {
-        if self.version.as_deref() == Some(&entity.version)
-            && self.model.as_deref() == Some(&entity.model)
+    /// Starts over when `meta` is another version than the one counted so far.
+    fn follow(&mut self, version: Version<'_>, config: &MonitorConfig, now_ms: i64) {
+        let meta = version.meta;
+        if self.version.as_deref() == Some(&meta.version)
+            && self.model.as_deref() == Some(&meta.model)
         {
             return;
         }
-        self.model = Some(entity.model.clone());
-        self.version = Some(entity.version.clone());
+        self.model = Some(meta.model.clone());
+        self.version = Some(meta.version.clone());
         self.epoch += 1;
-        self.plan = entity.profile.clone();
+        self.plan = version.profile.cloned();
         self.drift = self
             .plan
             .as_ref()
@@ -109,25 +117,25 @@ impl SlotMonitor {
         }
     }
 
-    /// Counts a batch `entity` scored: `frame` is what the model took (the joined frame when
+    /// Counts a batch `version` scored: `frame` is what the model took (the joined frame when
     /// features were looked up), `defaulted` (frame column, values) what the join defaulted.
     /// Returns the epoch of the version's windows (for its labels).
     pub fn observe(
         &self,
-        entity: &ServedEntity,
+        version: Version<'_>,
         frame: &Frame,
         outputs: &[NamedTensor],
         defaulted: &[(usize, u32)],
     ) -> u64 {
         let now = now_ms();
-        let Some(plan) = &entity.profile else {
+        let Some(plan) = version.profile else {
             let mut state = lock(&self.state);
-            state.follow(entity, &self.config, now);
+            state.follow(version, &self.config, now);
             return state.epoch;
         };
         // Binned before the lock: the lock only covers the additions.
         let mut bins = Vec::new();
-        plan.bin(frame, &entity.outputs, outputs, &mut bins);
+        plan.bin(frame, &version.meta.outputs, outputs, &mut bins);
         let defaulted: Vec<(usize, u32)> = defaulted
             .iter()
             .filter_map(|&(i, n)| {
@@ -141,7 +149,7 @@ impl SlotMonitor {
             .collect();
         let rows = frame.rows();
         let mut state = lock(&self.state);
-        state.follow(entity, &self.config, now);
+        state.follow(version, &self.config, now);
         if let Some(drift) = &mut state.drift {
             drift.update(now, |c| c.add(&bins, rows, &defaulted));
         }
@@ -711,16 +719,6 @@ fn event_times(col: &crate::protocol::frame::Column) -> Vec<Option<i64>> {
     }
 }
 
-/// The monitor of a slot, made on first use.
-pub fn slot_monitor(
-    slot: &crate::endpoint::EntitySlot,
-    config: &Arc<MonitorConfig>,
-) -> Arc<SlotMonitor> {
-    slot.monitor
-        .get_or_init(|| Arc::new(SlotMonitor::new(config.clone())))
-        .clone()
-}
-
 /// What one request's job needs to feed monitoring.
 #[derive(Clone)]
 pub struct MonitorPlan {
@@ -730,20 +728,19 @@ pub struct MonitorPlan {
 }
 
 impl MonitorPlan {
-    /// Counts a batch `entity` scored for `slot`; for a binary classifier, its predictions
-    /// to wait for labels. `model_frame` is what the model took.
+    /// Counts a batch `version` scored in `monitor` (its served entity's); for a binary
+    /// classifier, its predictions to wait for labels. `model_frame` is what the model took.
     pub fn observe(
         &self,
-        slot: &crate::endpoint::EntitySlot,
-        entity: &ServedEntity,
+        monitor: Arc<SlotMonitor>,
+        version: Version<'_>,
         model_frame: &Frame,
         defaulted: &[(usize, u32)],
         outputs: &[NamedTensor],
         request_rows: Option<Vec<usize>>,
     ) -> Option<Scorer> {
-        let monitor = slot_monitor(slot, &self.config);
-        let epoch = monitor.observe(entity, model_frame, outputs, defaulted);
-        let predictions = binary_predictions(&entity.outputs, outputs, model_frame.rows())?;
+        let epoch = monitor.observe(version, model_frame, outputs, defaulted);
+        let predictions = binary_predictions(&version.meta.outputs, outputs, model_frame.rows())?;
         Some(Scorer {
             monitor,
             epoch,
@@ -753,8 +750,8 @@ impl MonitorPlan {
     }
 
     /// Holds the request's scored rows for their labels.
-    pub fn expect(&self, frame: Arc<Frame>, entity: &ServedEntity, scorers: Vec<Scorer>) {
-        let timestamp = entity.features.as_ref().and_then(|f| f.request_timestamp());
+    pub fn expect(&self, frame: Arc<Frame>, meta: &VersionMeta, scorers: Vec<Scorer>) {
+        let timestamp = meta.request_timestamp.as_deref();
         self.pending.expect(
             &self.config.labels,
             self.request_id.clone(),

@@ -120,13 +120,20 @@ pub fn load_served_entity(
             Some(JoinPlan::compile(spec, store.clone(), ctx.metrics).map_err(features_error)?)
         }
     };
-    let entity = Arc::new(ServedEntity {
+    let meta = crate::version::VersionMeta {
         model: mv.model.clone(),
         version: version.clone(),
+        outputs,
+        binding,
+        request_timestamp: features
+            .as_ref()
+            .and_then(|f| f.request_timestamp())
+            .map(str::to_owned),
+    };
+    let entity = Arc::new(ServedEntity {
+        meta: Arc::new(meta),
         engine: loaded.engine(),
         loaded,
-        binding,
-        outputs,
         signature: mv.signature.clone(),
         input_example: mv.input_example.clone(),
         live: super::LiveGuard::new(),
@@ -161,7 +168,10 @@ pub fn load_served_entity(
         check_rows(&outputs, rows).map_err(fail)?;
         if let Some(expected) = &mv.expected_output {
             let mut buf = Vec::new();
-            entity.outputs.write_predictions(&outputs, rows, &mut buf);
+            entity
+                .meta
+                .outputs
+                .write_predictions(&outputs, rows, &mut buf);
             let got: Value = serde_json::from_slice(&buf).map_err(|e| fail(e.to_string()))?;
             let want = expected.get("predictions").unwrap_or(expected);
             if let Err(path) = compare(
@@ -228,14 +238,14 @@ fn compare(got: &Value, want: &Value, tol: f64, path: &str) -> Result<(), String
 /// A new version fits when callers can keep sending what they send: the same request columns,
 /// and where both versions have an MLflow signature, the same column types.
 fn fits(current: &ServedEntity, new: &ServedEntity) -> Result<(), String> {
-    let have: BTreeSet<&String> = current.binding.expected_columns().iter().collect();
-    let want: BTreeSet<&String> = new.binding.expected_columns().iter().collect();
+    let have: BTreeSet<&String> = current.meta.binding.expected_columns().iter().collect();
+    let want: BTreeSet<&String> = new.meta.binding.expected_columns().iter().collect();
     if have != want {
         let missing: Vec<&&String> = want.difference(&have).collect();
         let dropped: Vec<&&String> = have.difference(&want).collect();
         return Err(format!(
             "version {} does not fit the endpoint: it takes columns {missing:?} that requests do not carry and drops {dropped:?}",
-            new.version
+            new.meta.version
         ));
     }
     if let (Some(a), Some(b)) = (&current.signature, &new.signature) {
@@ -244,7 +254,7 @@ fn fits(current: &ServedEntity, new: &ServedEntity) -> Result<(), String> {
             if let Some(before) = before.filter(|before| before.kind != entry.kind) {
                 return Err(format!(
                     "version {} does not fit the endpoint: column '{}' changes type from {} to {}",
-                    new.version,
+                    new.meta.version,
                     entry.name.as_deref().unwrap_or("?"),
                     before.kind,
                     entry.kind

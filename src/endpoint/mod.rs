@@ -12,6 +12,7 @@ pub mod resolve;
 pub mod router;
 pub mod updater;
 pub mod view;
+pub mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,19 +24,16 @@ use self::config::{EndpointSettings, ServedEntitySettings};
 use self::router::Router;
 use crate::metrics::{ArmMetrics, Metrics};
 
-use crate::engine::binding::InputBinding;
-use crate::engine::outputs::OutputMapping;
 use crate::engine::{EngineKind, LoadedModel};
 use crate::registry::Signature;
+use crate::version::VersionMeta;
 
 /// A model version loaded, validated and warmed: everything a request needs, fixed at load time.
 pub struct ServedEntity {
-    pub model: String,
-    pub version: String,
+    /// Model, version, outputs and input binding: what the side channels keep of it.
+    pub meta: Arc<VersionMeta>,
     pub engine: EngineKind,
     pub loaded: Arc<dyn LoadedModel>,
-    pub binding: InputBinding,
-    pub outputs: OutputMapping,
     pub signature: Option<Signature>,
     /// The version's input example as a scoring body, when it ships one.
     pub input_example: Option<Vec<u8>>,
@@ -133,6 +131,16 @@ pub struct EntitySlot {
 }
 
 impl EntitySlot {
+    /// The drift and quality monitor of this served entity, made on first use.
+    pub fn monitor(
+        &self,
+        config: &Arc<crate::drift::MonitorConfig>,
+    ) -> Arc<crate::drift::SlotMonitor> {
+        self.monitor
+            .get_or_init(|| Arc::new(crate::drift::SlotMonitor::new(config.clone())))
+            .clone()
+    }
+
     pub fn new(endpoint: &str, settings: ServedEntitySettings, metrics: &Arc<Metrics>) -> Self {
         let name: Arc<str> = settings.served_name().into();
         Self {
@@ -183,8 +191,8 @@ impl EntitySlot {
         [
             &self.endpoint,
             &self.name,
-            &e.model,
-            &e.version,
+            &e.meta.model,
+            &e.meta.version,
             e.engine.as_str(),
         ]
     }
@@ -222,6 +230,23 @@ pub struct Generation {
 }
 
 impl Generation {
+    /// The key columns an endpoint declares: its `routing.key_column` and the `lookup_key`
+    /// columns of the feature specs of the versions it serves now (each once, in that order).
+    pub fn label_key_columns(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.settings.routing.key_column.iter().cloned().collect();
+        for slot in &self.slots {
+            let Some(entity) = slot.served() else {
+                continue;
+            };
+            for key in entity.features.iter().flat_map(|f| f.lookup_keys()) {
+                if !keys.iter().any(|k| k == key) {
+                    keys.push(key.to_owned());
+                }
+            }
+        }
+        keys
+    }
+
     /// Compiles `settings` (validated). Served entities with the same name and model as one of
     /// `previous` keep its slot (and the version it serves); the others start empty. The
     /// routes rebalance from `previous`'s bucket table, or from `table` when given (a restart).
@@ -414,6 +439,14 @@ impl Endpoint {
 }
 
 impl ServedEntity {
+    /// This version as monitoring sees it.
+    pub fn monitored(&self) -> crate::drift::monitor::Version<'_> {
+        crate::drift::monitor::Version {
+            meta: &self.meta,
+            profile: self.profile.as_ref(),
+        }
+    }
+
     /// Binds a frame and runs the model on the calling pool worker.
     pub fn infer(
         &self,
@@ -439,7 +472,7 @@ impl ServedEntity {
             return Ok((self.infer_ignoring(worker, frame, ignore)?, None));
         };
         let joined = plan.join(frame, ignore)?;
-        let inputs = self.binding.bind(&joined.frame)?;
+        let inputs = self.meta.binding.bind(&joined.frame)?;
         let outputs = self
             .loaded
             .run(worker, inputs)
@@ -458,7 +491,7 @@ impl ServedEntity {
         if self.features.is_some() {
             return Ok(self.infer_joined(worker, frame, ignore, false)?.0);
         }
-        let inputs = self.binding.bind_ignoring(frame, ignore)?;
+        let inputs = self.meta.binding.bind_ignoring(frame, ignore)?;
         self.loaded
             .run(worker, inputs)
             .map_err(|e| crate::error::RequestError::Internal(e.to_string()))

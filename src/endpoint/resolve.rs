@@ -57,7 +57,7 @@ impl Generation {
             .or_else(|| {
                 self.slots
                     .iter()
-                    .position(|s| s.served().is_some_and(|e| e.version == v))
+                    .position(|s| s.served().is_some_and(|e| e.meta.version == v))
             })
             .ok_or_else(|| {
                 RequestError::NotFound(format!(
@@ -66,7 +66,7 @@ impl Generation {
                     self.slots
                         .iter()
                         .map(|s| match s.served() {
-                            Some(e) => format!("{} (version {})", s.name, e.version),
+                            Some(e) => format!("{} (version {})", s.name, e.meta.version),
                             None => format!("{} (not loaded)", s.name),
                         })
                         .collect::<Vec<_>>()

@@ -103,7 +103,7 @@ impl Updater {
         });
         let target = pinned.unwrap_or(target);
         let current = slot.served();
-        if !force && current.as_ref().is_some_and(|c| c.version == target) {
+        if !force && current.as_ref().is_some_and(|c| c.meta.version == target) {
             // Serving what the config asks for: an earlier failed attempt no longer matters.
             slot.with_state(|s| {
                 if s.config_update == ConfigUpdate::UpdateFailed {
@@ -121,7 +121,7 @@ impl Updater {
         });
         if trigger == Trigger::Poll && failed_before && !force {
             return SwapOutcome::Unchanged {
-                version: current.map(|c| c.version.clone()),
+                version: current.map(|c| c.meta.version.clone()),
             };
         }
         self.swap_to(slot, current, &target, trigger)
@@ -166,7 +166,7 @@ impl Updater {
         version: &str,
         trigger: Trigger,
     ) -> SwapOutcome {
-        let from = current.as_ref().map(|c| c.version.clone());
+        let from = current.as_ref().map(|c| c.meta.version.clone());
         slot.with_state(|s| s.config_update = ConfigUpdate::InProgress);
         let ctx = LoadContext {
             registry: self.registry.as_ref(),
@@ -212,7 +212,7 @@ impl Updater {
             .with_label_values(&[&slot.endpoint, "success"])
             .inc();
         info!(
-            endpoint = %slot.endpoint, served_entity = %slot.name, trigger = trigger.as_str(), from = ?from, to = %entity.version,
+            endpoint = %slot.endpoint, served_entity = %slot.name, trigger = trigger.as_str(), from = ?from, to = %entity.meta.version,
             engine = %entity.engine, seconds = loaded.seconds, "serving a new version"
         );
         slot.with_state(|s| {
@@ -224,14 +224,14 @@ impl Updater {
                 outcome: "success",
                 trigger: trigger.as_str(),
                 from_version: from.clone(),
-                to_version: Some(entity.version.clone()),
+                to_version: Some(entity.meta.version.clone()),
                 message: None,
                 at: now(),
             });
         });
         SwapOutcome::Swapped {
             from,
-            to: entity.version.clone(),
+            to: entity.meta.version.clone(),
         }
     }
 
@@ -257,7 +257,7 @@ impl Updater {
             .model_swaps
             .with_label_values(&[&slot.endpoint, "failure"])
             .inc();
-        let from = slot.served().map(|c| c.version.clone());
+        let from = slot.served().map(|c| c.meta.version.clone());
         slot.with_state(|s| {
             s.config_update = ConfigUpdate::UpdateFailed;
             s.last_swap = Some(SwapRecord {

@@ -20,14 +20,14 @@ fn entity_json(settings: &ServedEntitySettings, slot: &EntitySlot) -> Value {
             "DEPLOYMENT_READY",
             format!(
                 "serving version {}; the update to version {} failed: {}",
-                e.version,
+                e.meta.version,
                 r.to_version.as_deref().unwrap_or("?"),
                 r.message.as_deref().unwrap_or("")
             ),
         ),
         (Some(e), _, _) => (
             "DEPLOYMENT_READY",
-            format!("serving version {} on {}", e.version, e.engine),
+            format!("serving version {} on {}", e.meta.version, e.engine),
         ),
         (None, ConfigUpdate::UpdateFailed, r) => (
             "DEPLOYMENT_FAILED",
@@ -38,7 +38,7 @@ fn entity_json(settings: &ServedEntitySettings, slot: &EntitySlot) -> Value {
         (None, _, _) => ("DEPLOYMENT_CREATING", "loading".to_owned()),
     };
     v["state"] = json!({ "deployment": deployment, "deployment_state_message": message });
-    v["served_version"] = json!(served.as_ref().map(|e| e.version.clone()));
+    v["served_version"] = json!(served.as_ref().map(|e| e.meta.version.clone()));
     v["served_engine"] = json!(served.as_ref().map(|e| e.engine));
     v["loaded_at"] = json!(served
         .as_ref()

@@ -168,7 +168,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                     serde_json::json!({
                         "name": s.name,
                         "ready": s.is_ready(),
-                        "version": s.served().map(|x| x.version.clone()),
+                        "version": s.served().map(|x| x.meta.version.clone()),
                     })
                 })
                 .collect();

@@ -11,7 +11,6 @@
 use serde_json::Value as Json;
 
 use super::LabelRecord;
-use crate::endpoint::Generation;
 use crate::error::{Limit, RequestError};
 use crate::features::embedded::json_value;
 use crate::features::expr::parse_timestamp;
@@ -83,29 +82,6 @@ impl From<LabelError> for RequestError {
             }
         }
     }
-}
-
-/// The key columns an endpoint declares: its `routing.key_column` and the `lookup_key`
-/// columns of the feature specs of the versions it serves now (each once, in that order).
-pub fn key_columns(generation: &Generation) -> Vec<String> {
-    let mut keys: Vec<String> = generation
-        .settings
-        .routing
-        .key_column
-        .iter()
-        .cloned()
-        .collect();
-    for slot in &generation.slots {
-        let Some(entity) = slot.served() else {
-            continue;
-        };
-        for key in entity.features.iter().flat_map(|f| f.lookup_keys()) {
-            if !keys.iter().any(|k| k == key) {
-                keys.push(key.to_owned());
-            }
-        }
-    }
-    keys
 }
 
 /// Parses and checks a labels body with the default bounds and no key column.

@@ -14,11 +14,11 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::rows::{Cell, Kind, TableRows};
-use crate::endpoint::ServedEntity;
 use crate::engine::outputs::OutputMapping;
 use crate::engine::tensor::{ElemType, NamedTensor, TensorData};
 use crate::features::expr::Value;
 use crate::protocol::frame::{Column, ColumnData, Frame};
+use crate::version::VersionMeta;
 
 /// Logging error code of a request body over the size cap (logged as null).
 pub const MAX_REQUEST_SIZE_EXCEEDED: &str = "MAX_REQUEST_SIZE_EXCEEDED";
@@ -82,7 +82,9 @@ pub struct ScoredRows {
     pub request_id: Arc<str>,
     pub time_us: i64,
     pub served_entity: Arc<str>,
-    pub entity: Arc<ServedEntity>,
+    /// The version that scored them (not the served entity: a record must not keep a
+    /// replaced model loaded until the writer commits).
+    pub meta: Arc<VersionMeta>,
     pub shadow: bool,
     pub inputs: Inputs,
     pub outputs: Vec<NamedTensor>,
@@ -319,7 +321,7 @@ fn predictions_head() -> TableRows {
 pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<RecordBatch, ArrowError> {
     let mut t = predictions_head();
     for s in scored {
-        let e = &s.entity;
+        let e = &s.meta;
         for r in 0..s.rows() {
             let row_index = s
                 .request_rows
@@ -338,7 +340,7 @@ pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<Record
             match &s.inputs {
                 Inputs::Frame(f) => {
                     for c in &f.columns {
-                        let kind = e.binding.column_type(&c.name);
+                        let kind = e.column_type(&c.name);
                         set_column_cell(&mut t, &input_name(&c.name), c, kind, r);
                     }
                 }

@@ -68,7 +68,7 @@ impl Reply {
         match self {
             Self::Mlflow { echo_features } => {
                 buf.extend_from_slice(b"{\"predictions\":");
-                entity.outputs.write_predictions(outputs, rows, buf);
+                entity.meta.outputs.write_predictions(outputs, rows, buf);
                 if let (true, Some(joined)) = (echo_features, joined) {
                     buf.extend_from_slice(b",\"features\":");
                     crate::features::join::write_records(&joined.env, rows, buf);
@@ -78,7 +78,7 @@ impl Reply {
             }
             Self::V2(req) => v2::write_response(
                 endpoint,
-                &entity.version,
+                &entity.meta.version,
                 req.id.as_deref(),
                 outputs,
                 req.outputs.as_deref(),

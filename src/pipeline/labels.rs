@@ -44,7 +44,7 @@ impl Gateway {
         received_us: i64,
     ) -> Result<Value, RequestError> {
         // Label keys become columns of the labels table: only the endpoint's declared ones.
-        let key_columns = labels::key_columns(&target.endpoint.generation());
+        let key_columns = target.endpoint.generation().label_key_columns();
         let (max_labels, max_keys) = self.inference_log().label_bounds();
         let rules = labels::LabelRules {
             max_labels,

@@ -6,11 +6,11 @@ use std::time::Instant;
 use actix_web::http::header::HeaderMap;
 use bytes::Bytes;
 
-use crate::endpoint::ServedEntity;
 use crate::error::{Protocol, RequestError};
 use crate::inference_log::{RequestId, ScoredRows};
 use crate::metrics::MIXED_ARMS;
 use crate::protocol::frame::Frame;
+use crate::version::VersionMeta;
 
 pub use crate::inference_log::record::Timings;
 
@@ -87,8 +87,8 @@ impl From<RequestError> for Failure {
 /// when a batch was split across arms. Names are shared, not copied, per request.
 #[derive(Clone)]
 pub enum ServedBy {
-    One(Arc<str>, Arc<ServedEntity>),
-    Mixed(Vec<(Arc<str>, Arc<ServedEntity>)>),
+    One(Arc<str>, Arc<VersionMeta>),
+    Mixed(Vec<(Arc<str>, Arc<VersionMeta>)>),
 }
 
 impl ServedBy {

@@ -156,5 +156,5 @@ fn score_whole(
     answer
         .logged
         .extend(sinks.keep(&slot.name, &entity, frame, joined, outputs));
-    Ok((ServedBy::One(slot.name.clone(), entity), t2))
+    Ok((ServedBy::One(slot.name.clone(), entity.meta.clone()), t2))
 }

@@ -13,6 +13,7 @@ use crate::features::join::Joined;
 use crate::inference_log::{CallRecord, Capture, InferenceLog, Inputs, ScoredRows};
 use crate::metrics::ArmMetrics;
 use crate::protocol::frame::Frame;
+use crate::version::VersionMeta;
 
 /// A request that the inference log keeps: where, and under which id and time.
 #[derive(Clone)]
@@ -51,7 +52,7 @@ impl LogPlan {
     pub fn rows(
         &self,
         served_entity: &Arc<str>,
-        entity: Arc<ServedEntity>,
+        meta: Arc<VersionMeta>,
         inputs: Inputs,
         outputs: Vec<NamedTensor>,
     ) -> ScoredRows {
@@ -59,7 +60,7 @@ impl LogPlan {
             request_id: self.request_id.clone(),
             time_us: self.time_us,
             served_entity: served_entity.clone(),
-            entity,
+            meta,
             shadow: false,
             inputs,
             outputs,
@@ -107,13 +108,20 @@ impl Sinks {
             Some(j) => (&j.frame, j.defaulted.as_slice()),
             None => (scored, &[][..]),
         };
-        monitor.observe(slot, entity, model_frame, defaulted, outputs, request_rows)
+        monitor.observe(
+            slot.monitor(&monitor.config),
+            entity.monitored(),
+            model_frame,
+            defaulted,
+            outputs,
+            request_rows,
+        )
     }
 
     /// The request's predictions wait for labels with the scorers of its arms.
     pub fn expect(&self, request: Arc<Frame>, entity: &ServedEntity, scorers: Vec<Scorer>) {
         if let Some(monitor) = &self.monitor {
-            monitor.expect(request, entity, scorers);
+            monitor.expect(request, &entity.meta, scorers);
         }
     }
 
@@ -139,7 +147,7 @@ impl Sinks {
             Some(j) => Inputs::Joined(j.env),
             None => Inputs::Frame(scored.clone()),
         };
-        Some(log.rows(slot_name, entity.clone(), inputs, outputs))
+        Some(log.rows(slot_name, entity.meta.clone(), inputs, outputs))
     }
 }
 
@@ -160,6 +168,7 @@ fn record_rows(
     // One flush for the whole batch instead of an atomic add per row.
     let local = hist.local();
     entity
+        .meta
         .outputs
         .for_each_probability(outputs, rows, |p| local.observe(p));
     local.flush();

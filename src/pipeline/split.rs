@@ -68,17 +68,17 @@ pub(super) fn score_split(
     let writers: Vec<_> = parts
         .iter()
         .zip(&scored)
-        .map(|(p, (_, outputs, _))| (&p.entity.outputs, outputs.as_slice()))
+        .map(|(p, (_, outputs, _))| (&p.entity.meta.outputs, outputs.as_slice()))
         .collect();
     write_split(&writers, &part_of_row, &mut answer.buf);
     let name = |a: usize| generation.slots[a].name.clone();
     let served = if parts.len() == 1 {
-        ServedBy::One(name(parts[0].arm), parts[0].entity.clone())
+        ServedBy::One(name(parts[0].arm), parts[0].entity.meta.clone())
     } else {
         ServedBy::Mixed(
             parts
                 .iter()
-                .map(|p| (name(p.arm), p.entity.clone()))
+                .map(|p| (name(p.arm), p.entity.meta.clone()))
                 .collect(),
         )
     };

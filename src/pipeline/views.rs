@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::json;
 
-use crate::drift::monitor::{slot_monitor, LabelOutcomes};
+use crate::drift::monitor::LabelOutcomes;
 use crate::drift::report::EntityReport;
 use crate::endpoint::Endpoint;
 use crate::error::RequestError;
@@ -66,12 +66,12 @@ impl Gateway {
             .slots
             .iter()
             .map(|s| {
-                let mut report = slot_monitor(s, config).report(&s.name, now);
+                let mut report = s.monitor(config).report(&s.name, now);
                 if report.model.is_none() {
                     // Nothing scored yet: show what the slot serves.
                     let served = s.served();
-                    report.model = served.as_ref().map(|e| e.model.clone());
-                    report.version = served.as_ref().map(|e| e.version.clone());
+                    report.model = served.as_ref().map(|e| e.meta.model.clone());
+                    report.version = served.as_ref().map(|e| e.meta.version.clone());
                     report.baseline = served.is_some_and(|e| e.profile.is_some());
                 }
                 report
@@ -90,13 +90,13 @@ impl Gateway {
         let (generation, entity) = self.v2_target(model, version)?;
         // Every version the model name answers with: the served versions of its routed entities.
         let versions: Vec<String> = match version {
-            Some(_) => vec![entity.version.clone()],
+            Some(_) => vec![entity.meta.version.clone()],
             None => {
                 let mut versions: Vec<String> = Vec::new();
                 for &arm in &generation.router.split_arms {
                     if let Some(e) = generation.slots[arm].served() {
-                        if !versions.contains(&e.version) {
-                            versions.push(e.version.clone());
+                        if !versions.contains(&e.meta.version) {
+                            versions.push(e.meta.version.clone());
                         }
                     }
                 }

@@ -3,7 +3,6 @@
 pub mod file;
 pub mod mlflow;
 pub mod mlmodel;
-pub mod watch;
 
 use std::path::PathBuf;
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tracing::{info, warn};
 
-use crate::endpoint::directory::Endpoints;
-use crate::endpoint::updater::{SwapOutcome, Trigger, Updater};
+use super::directory::Endpoints;
+use super::updater::{SwapOutcome, Trigger, Updater};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
