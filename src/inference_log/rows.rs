@@ -320,12 +320,7 @@ mod tests {
         t.end_row();
         let batch = t.finish().unwrap();
         assert_eq!(batch.num_rows(), 2);
-        let names: Vec<&str> = batch
-            .schema_ref()
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
+        let names = column_names(&batch);
         assert_eq!(names, ["id", "x", "y"]);
         let x = batch.column(1).as_primitive::<Int64Type>();
         assert_eq!((x.value(0), x.is_null(1)), (1, true));
@@ -336,6 +331,15 @@ mod tests {
         assert!(!batch.schema_ref().field(0).is_nullable());
     }
 
+    fn column_names(batch: &RecordBatch) -> Vec<&str> {
+        batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect()
+    }
+
     #[test]
     fn a_name_with_a_second_type_gets_its_own_column() {
         let mut t = TableRows::default();
@@ -344,12 +348,7 @@ mod tests {
         t.set("Amount", Cell::Str("n/a"));
         t.end_row();
         let batch = t.finish().unwrap();
-        let names: Vec<&str> = batch
-            .schema_ref()
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
+        let names = column_names(&batch);
         assert_eq!(names, ["Amount", "Amount__string"]);
         assert_eq!(batch.column(1).as_string::<i32>().value(1), "n/a");
     }
