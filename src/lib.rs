@@ -457,7 +457,7 @@ impl Started {
             body_reading: http::body::BodyReading {
                 budget: http::body::BodyBudget::new(
                     self.settings.server.max_inflight_body_bytes,
-                    self.gateway.metrics().inflight_body_bytes.clone(),
+                    self.gateway.metrics().access.inflight_body_bytes.clone(),
                 ),
                 timeout: Duration::from_millis(self.settings.server.body_read_timeout_ms),
             },
@@ -493,7 +493,7 @@ impl Started {
                 crate::http::tls::watch(
                     tls_settings,
                     resolver,
-                    self.gateway.metrics().tls_reloads.clone(),
+                    self.gateway.metrics().access.tls_reloads.clone(),
                 )
                 .map_err(StartError::Serve)?;
                 listeners.into_iter().try_fold(server, |server, l| {

@@ -40,14 +40,16 @@ fn labels(prefix: &str, n: usize) -> Vec<LabelRecord> {
 
 fn counter(metrics: &Metrics, endpoint: &str, reason: &str) -> u64 {
     metrics
-        .log_dropped_rows
+        .log
+        .dropped_rows
         .with_label_values(&[endpoint, "labels", reason])
         .get()
 }
 
 fn committed(metrics: &Metrics, endpoint: &str) -> u64 {
     metrics
-        .log_rows
+        .log
+        .rows
         .with_label_values(&[endpoint, "labels"])
         .get()
 }
@@ -106,7 +108,8 @@ fn a_retry_after_a_post_commit_failure_does_not_append_the_batch_twice() {
     assert_eq!(committed(&metrics, "e"), n as u64);
     assert!(
         metrics
-            .log_commit_retries
+            .log
+            .commit_retries
             .with_label_values(&["e", "labels"])
             .get()
             >= 1,

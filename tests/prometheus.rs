@@ -3,7 +3,7 @@
 //! unit-tests deploy/prometheus/rules.yml and lints the gateway's `/metrics`; a real Prometheus
 //! on a free loopback port scrapes a gateway with the rules loaded and is queried back; the
 //! rules' and the dashboard's expressions name only metric families and labels the gateway
-//! defines (read from src/metrics.rs and src/drift/gauges.rs).
+//! defines (the registry's descriptors, `Metrics::families`).
 
 mod common;
 
@@ -87,42 +87,26 @@ struct Family {
     histogram: bool,
 }
 
-/// The metric families the gateway registers, with their labels: the `modelgate_*` names in
-/// the `Opts` of src/metrics.rs and src/drift/gauges.rs, one per `.expect("valid metric")`.
+/// The metric families the gateway registers, with their labels: the registry's own
+/// descriptors (`Metrics::families`), not the source text.
 fn families() -> BTreeMap<String, Family> {
-    let mut out = BTreeMap::new();
-    for file in ["src/metrics.rs", "src/drift/gauges.rs"] {
-        let text = std::fs::read_to_string(common::repo().join(file)).unwrap();
-        let chunks: Vec<&str> = text.split(".expect(\"valid metric\")").collect();
-        // The text after the last constructor has none.
-        for chunk in &chunks[..chunks.len() - 1] {
-            let start = chunk
-                .find("\"modelgate_")
-                .unwrap_or_else(|| panic!("{file}: a metric without a modelgate_ name"));
-            let decl = &chunk[chunk[..start].rfind("let ").unwrap_or(0)..];
-            let name: String = chunk[start + 1..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            let after = &chunk[start..];
-            let labels = if after.contains("&table_labels") {
-                vec!["endpoint".to_owned(), "table".to_owned()]
-            } else if let Some(i) = after.find("&[") {
-                let list = &after[i + 2..i + 2 + after[i + 2..].find(']').unwrap()];
-                list.split(',')
-                    .map(|s| s.trim().trim_matches('"').to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            } else {
-                Vec::new()
+    let metrics = modelgate::metrics::Metrics::new();
+    let out: BTreeMap<String, Family> = metrics
+        .families()
+        .iter()
+        .map(|f| {
+            let family = Family {
+                labels: f.labels.clone(),
+                histogram: f.kind == prometheus::proto::MetricType::HISTOGRAM,
             };
-            let histogram = decl.contains("HistogramOpts");
-            out.insert(name, Family { labels, histogram });
-        }
-    }
+            (f.name.clone(), family)
+        })
+        .collect();
     assert!(
-        out.len() >= 30 && out.contains_key("modelgate_quality"),
-        "reading the families from src/ went wrong: {:?}",
+        out.len() >= 30
+            && out.contains_key("modelgate_quality")
+            && out.values().any(|f| f.histogram),
+        "the registry's families: {:?}",
         out.keys().collect::<Vec<_>>()
     );
     out
@@ -762,7 +746,7 @@ fn prometheus_scrapes_the_gateway_and_evaluates_the_rules() {
             let name = rest.split(' ').next().unwrap();
             assert!(
                 families.contains_key(name),
-                "{name} is exported but not registered in src/metrics.rs or src/drift/gauges.rs, where this test reads the families"
+                "{name} is exported but is not one of the registry's families"
             );
         }
     }

@@ -4,136 +4,13 @@
 //! bounded: endpoint and served entity names come from the config, features from baselines,
 //! statistics and windows from fixed lists and the config.
 
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
-
-use super::monitor::{Dropped, PendingLabels};
+use super::monitor::PendingLabels;
 use super::report::EntityReport;
+use crate::metrics::labels::PendingDrop;
+pub use crate::metrics::monitoring::MonitoringMetrics;
 
-pub struct MonitoringMetrics {
-    statistic: GaugeVec,
-    status: IntGaugeVec,
-    detected: IntGaugeVec,
-    values: IntGaugeVec,
-    quality: GaugeVec,
-    pub labels: IntCounterVec,
-    pending: IntGaugeVec,
-    pending_bytes: IntGaugeVec,
-    pending_dropped: IntCounterVec,
-}
-
+/// Drift sets the families from its reports; the metrics module registers and forgets them.
 impl MonitoringMetrics {
-    pub fn new(registry: &Registry) -> Self {
-        let statistic = GaugeVec::new(
-            Opts::new(
-                "modelgate_drift_statistic",
-                "Drift statistic of a feature or prediction output over the last closed window (or the since-load total), against the baseline or the previous window.",
-            ),
-            &["endpoint", "served_entity", "feature", "statistic", "window", "reference"],
-        )
-        .expect("valid metric");
-        let status = IntGaugeVec::new(
-            Opts::new(
-                "modelgate_drift_status",
-                "Drift state of a feature or prediction output against the baseline over the last closed window: 0 ok, 1 warn, 2 drift.",
-            ),
-            &["endpoint", "served_entity", "feature", "window"],
-        )
-        .expect("valid metric");
-        let detected = IntGaugeVec::new(
-            Opts::new(
-                "modelgate_drift_detected",
-                "1 when some feature or output of the served entity drifted from its baseline over the last closed window.",
-            ),
-            &["endpoint", "served_entity", "window"],
-        )
-        .expect("valid metric");
-        let values = IntGaugeVec::new(
-            Opts::new(
-                "modelgate_drift_window_values",
-                "Values of a feature in the last closed window, by kind: count (binned), null, defaulted (filled by the feature's default), out_of_range (outside the baseline's range).",
-            ),
-            &["endpoint", "served_entity", "feature", "window", "kind"],
-        )
-        .expect("valid metric");
-        let quality = GaugeVec::new(
-            Opts::new(
-                "modelgate_quality",
-                "Prediction quality from posted labels, by metric (labels, accuracy, precision, recall, f1, log_loss, auc), over the last closed window of labels or the since-load total.",
-            ),
-            &["endpoint", "served_entity", "metric", "window"],
-        )
-        .expect("valid metric");
-        let labels = IntCounterVec::new(
-            Opts::new(
-                "modelgate_labels_total",
-                "Labels posted, by outcome: joined (met its prediction), unmatched, duplicate, invalid (not 0/1).",
-            ),
-            &["endpoint", "outcome"],
-        )
-        .expect("valid metric");
-        let pending = IntGaugeVec::new(
-            Opts::new(
-                "modelgate_labels_pending_rows",
-                "Scored rows waiting for their labels (bounded by monitoring.labels.max_pending_rows).",
-            ),
-            &["endpoint"],
-        )
-        .expect("valid metric");
-        let pending_bytes = IntGaugeVec::new(
-            Opts::new(
-                "modelgate_labels_pending_bytes",
-                "Bytes held by the scored requests waiting for their labels (bounded by monitoring.labels.max_pending_bytes).",
-            ),
-            &["endpoint"],
-        )
-        .expect("valid metric");
-        let pending_dropped = IntCounterVec::new(
-            Opts::new(
-                "modelgate_labels_pending_dropped_rows_total",
-                "Scored rows that left the pending-labels queue before their label came, by reason: expired (monitoring.labels.wait_seconds), max_pending_rows, max_pending_bytes (the oldest leave first; a request over a bound on its own is never held).",
-            ),
-            &["endpoint", "reason"],
-        )
-        .expect("valid metric");
-        for c in [
-            Box::new(statistic.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(status.clone()),
-            Box::new(detected.clone()),
-            Box::new(values.clone()),
-            Box::new(quality.clone()),
-            Box::new(labels.clone()),
-            Box::new(pending.clone()),
-            Box::new(pending_bytes.clone()),
-            Box::new(pending_dropped.clone()),
-        ] {
-            registry
-                .register(c)
-                .expect("metric families are registered once");
-        }
-        Self {
-            statistic,
-            status,
-            detected,
-            values,
-            quality,
-            labels,
-            pending,
-            pending_bytes,
-            pending_dropped,
-        }
-    }
-
-    /// Clears the gauges before a scrape sets them again from the reports.
-    pub fn clear(&self) {
-        self.statistic.reset();
-        self.status.reset();
-        self.detected.reset();
-        self.values.reset();
-        self.quality.reset();
-        self.pending.reset();
-        self.pending_bytes.reset();
-    }
-
     pub fn set_pending(&self, endpoint: &str, rows: usize) {
         self.pending.with_label_values(&[endpoint]).set(rows as i64);
     }
@@ -146,10 +23,10 @@ impl MonitoringMetrics {
         self.pending_bytes
             .with_label_values(&[endpoint])
             .set(figures.bytes as i64);
-        for (reason, total) in Dropped::ALL.iter().zip(figures.dropped) {
+        for (reason, total) in PendingDrop::ALL.iter().zip(figures.dropped) {
             let counter = self
                 .pending_dropped
-                .with_label_values(&[endpoint, reason.reason()]);
+                .with_label_values(&[endpoint, reason.as_str()]);
             counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
@@ -215,18 +92,6 @@ impl MonitoringMetrics {
             }
         }
     }
-
-    /// Drops a deleted endpoint's label counters.
-    pub fn forget_endpoint(&self, endpoint: &str) {
-        for outcome in ["joined", "unmatched", "duplicate", "invalid"] {
-            let _ = self.labels.remove_label_values(&[endpoint, outcome]);
-        }
-        for reason in Dropped::ALL {
-            let _ = self
-                .pending_dropped
-                .remove_label_values(&[endpoint, reason.reason()]);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -234,20 +99,15 @@ mod tests {
     use super::*;
     use crate::drift::settings::LabelSettings;
     use crate::protocol::frame::{Column, ColumnData, Frame};
-    use prometheus::Encoder;
 
-    fn rendered(registry: &Registry) -> String {
-        let mut out = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&registry.gather(), &mut out)
-            .unwrap();
-        String::from_utf8(out).unwrap()
+    fn rendered(metrics: &crate::metrics::Metrics) -> String {
+        String::from_utf8(metrics.render()).unwrap()
     }
 
     #[test]
     fn pending_labels_show_their_rows_bytes_and_dropped_rows() {
-        let registry = Registry::new();
-        let m = MonitoringMetrics::new(&registry);
+        let metrics = crate::metrics::Metrics::new();
+        let m = &metrics.monitoring;
         let pending = PendingLabels::default();
         let settings = LabelSettings {
             max_pending_rows: 2,
@@ -269,7 +129,7 @@ mod tests {
         }
         m.publish_pending("e", &pending);
         m.publish_pending("e", &pending);
-        let text = rendered(&registry);
+        let text = rendered(&metrics);
         let bytes = pending.bytes();
         assert!(bytes > 0);
         for line in [
@@ -283,6 +143,6 @@ mod tests {
         }
         m.forget_endpoint("e");
         m.clear();
-        assert!(!rendered(&registry).contains("endpoint=\"e\""));
+        assert!(!rendered(&metrics).contains("endpoint=\"e\""));
     }
 }

@@ -343,28 +343,9 @@ struct PendingRequest {
 }
 
 /// Why scored rows left the queue before their label came (the `reason` of
-/// `modelgate_labels_pending_dropped_rows_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dropped {
-    /// Waited `monitoring.labels.wait_seconds`.
-    Expired,
-    /// Pushed out (or never held) by `monitoring.labels.max_pending_rows`.
-    MaxPendingRows,
-    /// Pushed out (or never held) by `monitoring.labels.max_pending_bytes`.
-    MaxPendingBytes,
-}
-
-impl Dropped {
-    pub const ALL: [Self; 3] = [Self::Expired, Self::MaxPendingRows, Self::MaxPendingBytes];
-
-    pub fn reason(self) -> &'static str {
-        match self {
-            Self::Expired => "expired",
-            Self::MaxPendingRows => "max_pending_rows",
-            Self::MaxPendingBytes => "max_pending_bytes",
-        }
-    }
-}
+/// `modelgate_labels_pending_dropped_rows_total`): waited `monitoring.labels.wait_seconds`, or
+/// pushed out (or never held) by `max_pending_rows` or `max_pending_bytes`.
+pub use crate::metrics::labels::PendingDrop as Dropped;
 
 /// Bytes of a `by_time` key and its list, beside the entries the requests count.
 const TIME_KEY_BYTES: usize = std::mem::size_of::<(i64, VecDeque<(Arc<str>, usize)>)>();

@@ -19,6 +19,7 @@ use super::updater::{SwapOutcome, Trigger, Updater};
 use super::{Endpoint, EntitySlot, Generation, PendingConfig, UpdateGuard};
 use crate::clock::now_ms;
 use crate::error::RequestError;
+use crate::metrics::labels::Outcome;
 use crate::metrics::Metrics;
 use crate::registry::RegistryError;
 
@@ -310,10 +311,12 @@ impl ControlPlane {
     }
 
     fn count(&self, endpoint: &str, success: bool) {
-        self.metrics
-            .config_updates
-            .with_label_values(&[endpoint, if success { "success" } else { "failure" }])
-            .inc();
+        let outcome = if success {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        self.metrics.swaps.count_config_update(endpoint, outcome);
     }
 
     fn in_background(

@@ -125,7 +125,7 @@ pub struct EntitySlot {
     /// Held for the whole of an update, so triggers never load two versions at once.
     pub(crate) update_lock: Mutex<()>,
     pub metrics: ArmMetrics,
-    registry: Arc<Metrics>,
+    shared_metrics: Arc<Metrics>,
     /// Drift and quality of the version it serves, made on first use (when monitoring is on).
     pub monitor: std::sync::OnceLock<Arc<crate::drift::SlotMonitor>>,
 }
@@ -145,8 +145,8 @@ impl EntitySlot {
         let name: Arc<str> = settings.served_name().into();
         Self {
             endpoint: endpoint.to_owned(),
-            metrics: ArmMetrics::new(metrics, endpoint, &name),
-            registry: metrics.clone(),
+            metrics: ArmMetrics::new(&metrics.serving, endpoint, &name),
+            shared_metrics: metrics.clone(),
             name,
             settings,
             served: ArcSwapOption::empty(),
@@ -180,9 +180,13 @@ impl EntitySlot {
     /// Makes `entity` what new requests get; requests in flight keep the one they loaded.
     pub fn publish(&self, entity: Arc<ServedEntity>) -> Option<Arc<ServedEntity>> {
         let old = self.served.swap(Some(entity.clone()));
-        self.registry.served_model_up(&self.info_labels(&entity));
+        self.shared_metrics
+            .swaps
+            .served_model_up(&self.info_labels(&entity));
         if let Some(old) = &old {
-            self.registry.served_model_down(&self.info_labels(old));
+            self.shared_metrics
+                .swaps
+                .served_model_down(&self.info_labels(old));
         }
         old
     }
@@ -203,9 +207,13 @@ impl Drop for EntitySlot {
     /// series go unless another config still has a slot of the same name.
     fn drop(&mut self) {
         if let Some(e) = self.served.load_full() {
-            self.registry.served_model_down(&self.info_labels(&e));
+            self.shared_metrics
+                .swaps
+                .served_model_down(&self.info_labels(&e));
         }
-        self.registry.release_arm(&self.endpoint, &self.name);
+        self.shared_metrics
+            .serving
+            .release_arm(&self.endpoint, &self.name);
     }
 }
 
@@ -277,11 +285,7 @@ impl Generation {
                 .unwrap_or_else(|_| {
                     actix_web::http::header::HeaderName::from_static("x-routing-key")
                 });
-        let stages = crate::metrics::STAGES.map(|stage| {
-            metrics
-                .stage_duration
-                .with_label_values(&[&settings.name, stage])
-        });
+        let stages = metrics.serving.stages(&settings.name);
         Self {
             key_header,
             stages,

@@ -12,6 +12,7 @@ use super::loader::{load_served_entity, LoadContext, LoadError};
 use super::{ConfigUpdate, EntitySlot, Pin, ServedEntity, SwapRecord};
 use crate::engine::pool::InferencePool;
 use crate::engine::{EngineChoice, Engines};
+use crate::metrics::labels::Outcome;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
 use crate::settings::InferenceSettings;
@@ -194,22 +195,25 @@ impl Updater {
             }
             Err(e) => {
                 self.metrics
+                    .swaps
                     .model_load_duration
-                    .with_label_values(&[&slot.endpoint, "failure"])
+                    .with_label_values(&[&slot.endpoint, Outcome::Failure.as_str()])
                     .observe(started.elapsed().as_secs_f64());
                 return self.fail(slot, trigger, Some(version), e.to_string());
             }
         };
         let entity = loaded.entity;
         self.metrics
+            .swaps
             .model_load_duration
-            .with_label_values(&[&slot.endpoint, "success"])
+            .with_label_values(&[&slot.endpoint, Outcome::Success.as_str()])
             .observe(loaded.seconds);
         let old = slot.publish(entity.clone());
         drop(old);
         self.metrics
+            .swaps
             .model_swaps
-            .with_label_values(&[&slot.endpoint, "success"])
+            .with_label_values(&[&slot.endpoint, Outcome::Success.as_str()])
             .inc();
         info!(
             endpoint = %slot.endpoint, served_entity = %slot.name, trigger = trigger.as_str(), from = ?from, to = %entity.meta.version,
@@ -239,6 +243,7 @@ impl Updater {
     fn unavailable(&self, slot: &EntitySlot, trigger: Trigger, message: String) -> SwapOutcome {
         warn!(endpoint = %slot.endpoint, served_entity = %slot.name, trigger = trigger.as_str(), "the model registry is unreachable, the served version stays: {message}");
         self.metrics
+            .swaps
             .registry_errors
             .with_label_values(&[&slot.endpoint])
             .inc();
@@ -254,8 +259,9 @@ impl Updater {
     ) -> SwapOutcome {
         error!(endpoint = %slot.endpoint, served_entity = %slot.name, trigger = trigger.as_str(), version = ?version, "update failed, the served version stays: {message}");
         self.metrics
+            .swaps
             .model_swaps
-            .with_label_values(&[&slot.endpoint, "failure"])
+            .with_label_values(&[&slot.endpoint, Outcome::Failure.as_str()])
             .inc();
         let from = slot.served().map(|c| c.meta.version.clone());
         slot.with_state(|s| {

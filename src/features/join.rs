@@ -26,7 +26,8 @@ struct FeatureCounters {
 impl FeatureCounters {
     fn new(m: &crate::metrics::Metrics, table: &str, feature: &str) -> Self {
         let c = |outcome: &str| {
-            m.feature_values
+            m.features
+                .values
                 .with_label_values(&[table, feature, outcome])
         };
         Self {
@@ -210,7 +211,7 @@ impl JoinPlan {
                 });
             }
             lookups.push(PlannedLookup {
-                age: metrics.map(|m| m.feature_age.with_label_values(&[&l.table])),
+                age: metrics.map(|m| m.features.age.with_label_values(&[&l.table])),
                 table: l.table.clone(),
                 keys: l.lookup_key.clone(),
                 as_of: l.timestamp_lookup_key.clone(),
@@ -285,8 +286,11 @@ impl JoinPlan {
             lookups,
             functions,
             model_columns,
-            lookup_duration: metrics
-                .map(|m| m.feature_lookup_duration.with_label_values(&[store.kind()])),
+            lookup_duration: metrics.map(|m| {
+                m.features
+                    .lookup_duration
+                    .with_label_values(&[store.kind()])
+            }),
             store,
         })
     }

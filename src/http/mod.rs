@@ -129,8 +129,8 @@ pub fn app(
                     let guard = StreamGuard(count.clone());
                     if before >= max_streams {
                         metrics
-                            .limit_refusals
-                            .with_label_values(&[crate::error::Limit::StreamsPerConnection.name()])
+                            .access
+                            .refusals(crate::error::Limit::StreamsPerConnection)
                             .inc();
                         let e = RequestError::limit(
                             crate::error::Limit::StreamsPerConnection,
@@ -160,7 +160,11 @@ pub fn app(
                     }))
                 }
                 Err(e) => {
-                    metrics.auth_refusals.with_label_values(&[e.code()]).inc();
+                    metrics
+                        .access
+                        .auth_refusals
+                        .with_label_values(&[e.code()])
+                        .inc();
                     Either::Right(refused(req, e))
                 }
             }

@@ -14,6 +14,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::labels::Outcome;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
@@ -173,14 +175,18 @@ pub fn watch(
                         resolver.current.store(Arc::new(pair));
                         loaded = now;
                         failed = None;
-                        reloads.with_label_values(&["success"]).inc();
+                        reloads
+                            .with_label_values(&[Outcome::Success.as_str()])
+                            .inc();
                         tracing::info!("TLS certificate reloaded");
                     }
                     // Perhaps one file is written and the other not yet: every poll retries,
                     // and each new state of the files is reported once.
                     Err(e) => {
                         if failed != Some(now) {
-                            reloads.with_label_values(&["failure"]).inc();
+                            reloads
+                                .with_label_values(&[Outcome::Failure.as_str()])
+                                .inc();
                             tracing::warn!("TLS certificate not reloaded (the old one stays): {e}");
                             failed = Some(now);
                         }

@@ -305,7 +305,8 @@ impl InferenceLog {
         };
         for &(table, n) in rows.iter().filter(|(_, n)| *n > 0) {
             self.metrics
-                .log_dropped_rows
+                .log
+                .dropped_rows
                 .with_label_values(&[&*capture.endpoint, table, reason])
                 .inc_by(n as u64);
         }

@@ -317,11 +317,13 @@ impl Writer {
         match outcome {
             Ok(written) => {
                 self.metrics
-                    .log_rows
+                    .log
+                    .rows
                     .with_label_values(&labels)
                     .inc_by(rows as u64);
                 self.metrics
-                    .log_bytes
+                    .log
+                    .bytes
                     .with_label_values(&labels)
                     .inc_by(written as u64);
             }
@@ -331,7 +333,8 @@ impl Writer {
                     self.dropped_closing += rows;
                 }
                 self.metrics
-                    .log_dropped_rows
+                    .log
+                    .dropped_rows
                     .with_label_values(&[endpoint, table.kind, reason])
                     .inc_by(rows as u64);
             }
@@ -358,7 +361,8 @@ impl Writer {
                 .sink
                 .append(&table.uri, batch, txn, attempt > 1, &self.stop);
             self.metrics
-                .log_commit_duration
+                .log
+                .commit_duration
                 .with_label_values(&labels)
                 .observe(started.elapsed().as_secs_f64());
             match result {
@@ -388,7 +392,8 @@ impl Writer {
                         return Err("shutdown");
                     }
                     self.metrics
-                        .log_commit_retries
+                        .log
+                        .commit_retries
                         .with_label_values(&labels)
                         .inc();
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -478,11 +483,12 @@ mod tests {
         let mut w = writer(&metrics, &queued);
         let dropped = |reason: &str| {
             metrics
-                .log_dropped_rows
+                .log
+                .dropped_rows
                 .with_label_values(&["e", "labels", reason])
                 .get()
         };
-        let written = || metrics.log_rows.with_label_values(&["e", "labels"]).get();
+        let written = || metrics.log.rows.with_label_values(&["e", "labels"]).get();
 
         let first = [label("a")];
         w.commit(&capture, &capture.labels, 1, 100, || labels_batch(&first));

@@ -16,7 +16,7 @@ use crate::endpoint::{Endpoint, Generation, ServedEntity};
 use crate::engine::pool::{InferencePool, SubmitError};
 use crate::error::{Limit, Protocol, RequestError};
 use crate::inference_log::{Capture, InferenceLog, RequestId};
-use crate::metrics::{status_class, Metrics, UNKNOWN_ENDPOINT};
+use crate::metrics::{Metrics, UNKNOWN_ENDPOINT};
 
 use super::admission::{within, Admission, Deadline, Limits};
 use super::request::{Answer, Failure, Format, Invocation, Scored};
@@ -51,9 +51,7 @@ impl Gateway {
         max_batch_rows: usize,
         limits: Limits,
     ) -> Self {
-        let deadline_refusals = metrics
-            .limit_refusals
-            .with_label_values(&[Limit::Deadline.name()]);
+        let deadline_refusals = metrics.access.refusals(Limit::Deadline);
         Self {
             endpoints,
             pool,
@@ -211,24 +209,13 @@ impl Gateway {
         status: u16,
         received: Instant,
     ) {
-        let class = status_class(status);
-        let m = &self.metrics;
-        let labels = [endpoint, entity, protocol.as_str(), class];
-        m.requests.with_label_values(&labels).inc();
-        m.request_duration
-            .with_label_values(&labels)
-            .observe(received.elapsed().as_secs_f64());
+        let seconds = received.elapsed().as_secs_f64();
+        (self.metrics.serving).count_request(endpoint, entity, protocol, status, seconds);
     }
 
     fn count_error(&self, endpoint: &str, error: &RequestError) {
         self.count_refusal(error);
-        let m = &self.metrics;
-        m.request_errors
-            .with_label_values(&[endpoint, error.code()])
-            .inc();
-        if matches!(error, RequestError::Overloaded(_)) {
-            m.queue_rejections.with_label_values(&[endpoint]).inc();
-        }
+        self.metrics.serving.count_error(endpoint, error);
     }
 
     /// The endpoint of a V2 model name and the served entity of `version` (a served entity's
@@ -278,8 +265,7 @@ impl Gateway {
         let label = self.endpoint_label(endpoint);
         self.count_request(label, "", protocol, error.status().as_u16(), received);
         // Bounds met while reading the body were counted there (`read_limited`).
-        self.metrics
-            .request_errors
+        (self.metrics.serving.request_errors)
             .with_label_values(&[label, error.code()])
             .inc();
     }
@@ -288,10 +274,7 @@ impl Gateway {
     pub fn count_refusal(&self, error: &RequestError) {
         // Deadline refusals are counted where the job stops (and where the pool skips it).
         if let Some(limit) = error.exceeded().filter(|l| *l != Limit::Deadline) {
-            self.metrics
-                .limit_refusals
-                .with_label_values(&[limit.name()])
-                .inc();
+            self.metrics.access.refusals(limit).inc();
         }
     }
 

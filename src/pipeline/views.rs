@@ -17,9 +17,10 @@ impl Gateway {
     /// The Prometheus exposition, with gauges sampled now.
     pub fn render_metrics(&self) -> Vec<u8> {
         let (bytes, records) = self.log.depth();
-        self.metrics.log_queue_bytes.set(bytes as i64);
-        self.metrics.log_queue_records.set(records as i64);
-        self.metrics
+        let m = &self.metrics;
+        m.log.queue_bytes.set(bytes as i64);
+        m.log.queue_records.set(records as i64);
+        m.serving
             .inference_queue_depth
             .set(self.pool.queued() as i64);
         // Jobs the pool skipped since the last scrape: their callers' deadlines had passed
@@ -27,7 +28,7 @@ impl Gateway {
         let skipped = self.pool.abandoned();
         let seen = self.pool_abandoned_seen.swap(skipped, Ordering::AcqRel);
         self.deadline_refusals.inc_by(skipped.saturating_sub(seen));
-        self.metrics
+        m.swaps
             .loaded_versions
             .set(crate::endpoint::live_versions() as i64);
         let reports: Vec<_> = match self.monitoring {

@@ -1,0 +1,121 @@
+//! Label values from closed sets, as enums: the recording side and the forgetting side use
+//! the same `ALL` list, so a new value cannot leave series behind when an endpoint goes.
+
+macro_rules! label_values {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+    };
+}
+
+label_values!(
+    /// `status_class`: a response status by its hundreds.
+    StatusClass {
+        Informational => "1xx",
+        Success => "2xx",
+        Redirection => "3xx",
+        ClientError => "4xx",
+        ServerError => "5xx",
+    }
+);
+
+impl StatusClass {
+    pub fn of(status: u16) -> Self {
+        match status {
+            100..=199 => Self::Informational,
+            200..=299 => Self::Success,
+            300..=399 => Self::Redirection,
+            400..=499 => Self::ClientError,
+            _ => Self::ServerError,
+        }
+    }
+}
+
+label_values!(
+    /// `stage`: a stage of the request path, in request order.
+    Stage {
+        Queue => "queue",
+        Decode => "decode",
+        Inference => "inference",
+        Encode => "encode",
+    }
+);
+
+label_values!(
+    /// `outcome` of swaps, loads, config updates and TLS reloads.
+    Outcome {
+        Success => "success",
+        Failure => "failure",
+    }
+);
+
+label_values!(
+    /// `outcome` of a shadow copy.
+    ShadowOutcome {
+        Success => "success",
+        Error => "error",
+        Dropped => "dropped",
+    }
+);
+
+label_values!(
+    /// `table`: an inference table of an endpoint.
+    LogTable {
+        Payload => "payload",
+        Predictions => "predictions",
+        Labels => "labels",
+    }
+);
+
+label_values!(
+    /// `reason` rows were not logged.
+    DropReason {
+        QueueFull => "queue_full",
+        CommitFailed => "commit_failed",
+        Shutdown => "shutdown",
+        InvalidRows => "invalid_rows",
+        WriterPanic => "writer_panic",
+    }
+);
+
+label_values!(
+    /// `outcome` of a posted label.
+    LabelOutcome {
+        Joined => "joined",
+        Unmatched => "unmatched",
+        Duplicate => "duplicate",
+        Invalid => "invalid",
+    }
+);
+
+label_values!(
+    /// `reason` scored rows left the pending-labels queue unlabelled.
+    PendingDrop {
+        Expired => "expired",
+        MaxPendingRows => "max_pending_rows",
+        MaxPendingBytes => "max_pending_bytes",
+    }
+);
+
+/// `shadow`: whether rows were a shadow's copy.
+pub fn shadow(is_shadow: bool) -> &'static str {
+    if is_shadow {
+        "true"
+    } else {
+        "false"
+    }
+}
