@@ -232,8 +232,8 @@ impl MonitoringMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::frame::{Column, ColumnData, Frame};
     use crate::drift::settings::LabelSettings;
-    use crate::protocol::frame::{Column, ColumnData, Frame};
     use prometheus::Encoder;
 
     fn rendered(registry: &Registry) -> String {

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::expr::{parse_timestamp, Expr, Type, Value};
+use super::expr::{Expr, Type, Value};
 use super::spec::{policy, FeatureSpec, Policy};
 use super::store::{key_text, OnlineStore, Query, StoreError, KEY_SEPARATOR};
-use crate::engine::binding::convert;
-use crate::engine::tensor::{ElemType, TensorData};
+use crate::data::cast::{convert, parse_bool};
+use crate::data::frame::{Column, ColumnData, Frame};
+use crate::data::tensor::{ElemType, TensorData};
+use crate::data::time::{parse_timestamp, text_timestamp};
 use crate::error::{RequestError, RequestResult};
-use crate::protocol::frame::{Column, ColumnData, Frame};
 
 /// Per-feature outcome counters, looked up once when the plan compiles.
 struct FeatureCounters {
@@ -115,7 +116,7 @@ fn coerce(v: Value, ty: Type) -> Option<Value> {
             .ok()
             .filter(|f| f.is_finite())
             .map(Value::Float),
-        (Type::Bool, Value::String(s)) => crate::engine::binding::parse_bool(&s).map(Value::Bool),
+        (Type::Bool, Value::String(s)) => parse_bool(&s).map(Value::Bool),
         (Type::Bool, Value::Bool(b)) => Some(Value::Bool(b)),
         (Type::String, Value::String(s)) => Some(Value::String(s)),
         (Type::Timestamp, Value::Timestamp(t) | Value::Int(t)) => Some(Value::Timestamp(t)),
@@ -663,12 +664,6 @@ fn request_values(col: &Column, ty: Type) -> RequestResult<Vec<Value>> {
         TensorData::Bool(v) => v.into_iter().map(Value::Bool).collect(),
         TensorData::Str(v) => v.into_iter().map(Value::String).collect(),
     })
-}
-
-/// A timestamp column: ISO 8601 text or epoch milliseconds.
-/// A timestamp sent as text: ISO 8601, or epoch milliseconds in a CSV cell (`from_text`).
-pub fn text_timestamp(s: &str, from_text: bool) -> Option<i64> {
-    parse_timestamp(s).or_else(|| from_text.then(|| s.parse().ok()).flatten())
 }
 
 fn timestamps(col: &Column) -> RequestResult<Vec<Value>> {

@@ -66,14 +66,14 @@ pub trait OnlineStore: Send + Sync {
 /// Separates the parts of a composite key.
 pub const KEY_SEPARATOR: char = '\u{1f}';
 
-/// The key text of a JSON-like value, the same text [`crate::protocol::frame::Column::key_text`]
+/// The key text of a JSON-like value, the same text [`crate::data::frame::Column::key_text`]
 /// gives the request's value: `1234`, `1234.0` and `"1234"` are one key.
 pub fn key_text(v: &Value, out: &mut String) {
     use std::fmt::Write;
     let _ = match v {
         Value::Null => Ok(()),
         Value::Int(i) | Value::Timestamp(i) => write!(out, "{i}"),
-        Value::Float(x) => crate::protocol::frame::write_float(out, *x),
+        Value::Float(x) => crate::data::frame::write_float(out, *x),
         Value::Bool(b) => write!(out, "{b}"),
         Value::String(s) => {
             out.push_str(s);
