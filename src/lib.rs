@@ -4,6 +4,7 @@
 //! serves until a shutdown signal, then drains. [`run`] does both; `main` and tests call it.
 
 pub mod clock;
+pub mod data;
 pub mod demo;
 pub mod drift;
 pub mod endpoint;

@@ -319,10 +319,10 @@ fn csv_field(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::frame::{ColumnData, Frame};
+    use crate::data::time::parse_timestamp;
     use crate::demo::TransactionStream;
     use crate::error::RequestError;
-    use crate::features::expr::parse_timestamp;
-    use crate::protocol::frame::{ColumnData, Frame};
     use crate::protocol::{mlflow, v2};
 
     const START: i64 = 1_795_000_000_000;

@@ -97,8 +97,8 @@ impl MonitoringMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::frame::{Column, ColumnData, Frame};
     use crate::drift::settings::LabelSettings;
-    use crate::protocol::frame::{Column, ColumnData, Frame};
 
     fn rendered(metrics: &crate::metrics::Metrics) -> String {
         String::from_utf8(metrics.render()).unwrap()

@@ -10,11 +10,11 @@ use super::quality::QualityCounts;
 use super::report::{column_report, iso, EntityReport, OpenWindow, QualityReport, WindowReport};
 use super::settings::{LabelSettings, MonitoringSettings, Thresholds};
 use super::window::{Window, Windowed};
+use crate::data::frame::{ColumnData, Frame};
+use crate::data::tensor::{NamedTensor, TensorData};
 use crate::engine::outputs::OutputMapping;
-use crate::engine::tensor::{NamedTensor, TensorData};
 use crate::features::expr::Value;
 use crate::inference_log::LabelRecord;
-use crate::protocol::frame::{ColumnData, Frame};
 use crate::version::VersionMeta;
 
 /// The settings every monitor shares, checked once.
@@ -689,11 +689,11 @@ fn cell_equals(data: &ColumnData, row: usize, v: &Value) -> bool {
 }
 
 /// Each row's event time, read as the feature join reads its request timestamp.
-fn event_times(col: &crate::protocol::frame::Column) -> Vec<Option<i64>> {
+fn event_times(col: &crate::data::frame::Column) -> Vec<Option<i64>> {
     match &col.data {
         ColumnData::Str(v) => v
             .iter()
-            .map(|s| crate::features::join::text_timestamp(s, col.from_text))
+            .map(|s| crate::data::time::text_timestamp(s, col.from_text))
             .collect(),
         ColumnData::I64(v) => v.iter().map(|&t| Some(t)).collect(),
         _ => Vec::new(),
@@ -746,8 +746,8 @@ impl MonitorPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::features::expr::parse_timestamp;
-    use crate::protocol::frame::Column;
+    use crate::data::frame::Column;
+    use crate::data::time::parse_timestamp;
 
     fn config() -> Arc<MonitorConfig> {
         MonitorConfig::new(&MonitoringSettings {
@@ -988,7 +988,7 @@ mod tests {
 #[cfg(test)]
 mod event_time_tests {
     use super::*;
-    use crate::protocol::frame::Column;
+    use crate::data::frame::Column;
 
     #[test]
     fn csv_cells_in_epoch_milliseconds_are_event_times_as_in_the_join() {

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use super::baseline::{Baseline, ColumnBaseline};
+use crate::data::frame::{ColumnData, Frame};
+use crate::data::tensor::{NamedTensor, TensorData};
 use crate::engine::outputs::OutputMapping;
-use crate::engine::tensor::{NamedTensor, TensorData};
-use crate::protocol::frame::{ColumnData, Frame};
 
 /// The bin index standing for "no value" in a row's bins.
 pub const NULL: u32 = u32::MAX;
@@ -307,8 +307,8 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::frame::Column;
     use crate::drift::baseline::{CategoricalBaseline, Category, NumericBaseline};
-    use crate::protocol::frame::Column;
 
     fn numeric(edges: Vec<f64>) -> ColumnBaseline {
         let bins = edges.len() + 1;

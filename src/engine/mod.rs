@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-pub use tensor::{ElemType, NamedTensor, Tensor, TensorData, TensorSpec};
+// The request path and the endpoints name the tensors here.
+pub use crate::data::tensor::{ElemType, NamedTensor, Tensor, TensorData};
+pub use tensor::TensorSpec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

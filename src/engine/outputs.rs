@@ -8,9 +8,9 @@
 //!   tensor;
 //! - anything else: one record per row with every output by name.
 
-use std::io::Write;
-
-use super::tensor::{ElemType, NamedTensor, TensorData, TensorSpec};
+use super::tensor::TensorSpec;
+use crate::data::tensor::{ElemType, NamedTensor, TensorData};
+use crate::protocol::json_write::{write_json_str, write_value};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum OutputMapping {
@@ -170,56 +170,12 @@ fn write_row(o: &NamedTensor, r: usize, buf: &mut Vec<u8>) {
     }
 }
 
-/// One element as JSON; non-finite floats become `null` (JSON has no NaN).
-/// An index past the data writes `null`; callers check shapes first ([`check_rows`]), this only
-/// keeps a shape bug from panicking a worker.
-pub fn write_value(data: &TensorData, i: usize, buf: &mut Vec<u8>) {
-    let written = match data {
-        TensorData::F32(v) => v.get(i).map(|x| write_f32(*x, buf)),
-        TensorData::F64(v) => v.get(i).map(|x| write_f64(*x, buf)),
-        TensorData::I64(v) => v.get(i).map(|x| {
-            let _ = write!(buf, "{x}");
-        }),
-        TensorData::I32(v) => v.get(i).map(|x| {
-            let _ = write!(buf, "{x}");
-        }),
-        TensorData::Bool(v) => v
-            .get(i)
-            .map(|b| buf.extend_from_slice(if *b { b"true" } else { b"false" })),
-        TensorData::Str(v) => v.get(i).map(|s| write_json_str(s, buf)),
-    };
-    if written.is_none() {
-        buf.extend_from_slice(b"null");
-    }
-}
-
-fn write_f32(x: f32, buf: &mut Vec<u8>) {
-    if x.is_finite() {
-        // serde_json prints the shortest text that reads back as the same f32.
-        let _ = serde_json::to_writer(&mut *buf, &x);
-    } else {
-        buf.extend_from_slice(b"null");
-    }
-}
-
-fn write_f64(x: f64, buf: &mut Vec<u8>) {
-    if x.is_finite() {
-        let _ = serde_json::to_writer(&mut *buf, &x);
-    } else {
-        buf.extend_from_slice(b"null");
-    }
-}
-
-pub fn write_json_str(s: &str, buf: &mut Vec<u8>) {
-    let _ = serde_json::to_writer(&mut *buf, s);
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::engine::tensor::Tensor;
+    use crate::data::tensor::Tensor;
 
     fn spec(name: &str, elem: ElemType, shape: &[Option<usize>]) -> TensorSpec {
         TensorSpec::new(name, elem, shape)
@@ -496,14 +452,6 @@ mod tests {
         let o = [out("y", vec![1], TensorData::F64(vec![0.1 + 0.2]))];
         let v: Value = serde_json::from_str(&write(&m, &o, 1)).unwrap();
         assert_eq!(v[0].as_f64(), Some(0.1 + 0.2));
-    }
-
-    #[test]
-    fn json_strings_are_escaped() {
-        let mut buf = Vec::new();
-        write_json_str("a\"\\\n\u{1}é", &mut buf);
-        let back: String = serde_json::from_slice(&buf).unwrap();
-        assert_eq!(back, "a\"\\\n\u{1}é");
     }
 
     #[test]

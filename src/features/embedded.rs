@@ -9,8 +9,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
-use super::expr::{parse_timestamp, Value};
+use super::expr::Value;
 use super::store::{key_text, Found, OnlineStore, Query, StoreError, TableSettings, KEY_SEPARATOR};
+use crate::data::time::parse_timestamp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

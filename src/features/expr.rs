@@ -881,24 +881,10 @@ fn apply(f: Func, a: &[Node], args: &[Value]) -> Value {
     }
 }
 
-/// Milliseconds since the epoch of an RFC 3339 / ISO 8601 timestamp (`2026-11-22T10:19:05.123Z`).
-pub fn parse_timestamp(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s.trim())
-        .ok()
-        .map(|t| t.timestamp_millis())
-        .or_else(|| {
-            chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%dT%H:%M:%S%.f")
-                .or_else(|_| {
-                    chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S%.f")
-                })
-                .ok()
-                .map(|t| t.and_utc().timestamp_millis())
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::time::parse_timestamp;
     use proptest::prelude::*;
 
     fn vars() -> Vec<(String, Type)> {

@@ -21,7 +21,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
 use super::embedded::{json_value, snapshot_rows, time_of, LoadError};
-use super::store::{Found, OnlineStore, Query, StoreError, TableSettings};
+use super::store::{Answer, Found, OnlineStore, Pending, Query, StoreError, TableSettings};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,6 +59,8 @@ pub struct RedisStore {
     runtime: Option<tokio::runtime::Runtime>,
     conn: ConnectionManager,
     tables: Vec<TableSettings>,
+    /// Each table's event time column (`event_timestamp`, else `timestamp_key`), by index.
+    events: std::sync::Arc<[Option<String>]>,
     prefix: String,
     deadline: Duration,
 }
@@ -98,17 +100,22 @@ impl RedisStore {
                 .get_connection_manager_lazy(config)
                 .map_err(|e| redis_error(&settings.url, e))?
         };
+        let events = tables
+            .iter()
+            .map(|t| {
+                t.event_timestamp
+                    .clone()
+                    .or_else(|| t.timestamp_key.clone())
+            })
+            .collect();
         Ok(Self {
             runtime: Some(runtime),
             conn,
+            events,
             tables,
             prefix: settings.key_prefix.clone(),
             deadline,
         })
-    }
-
-    fn settings(&self, name: &str) -> Option<&TableSettings> {
-        self.tables.iter().find(|t| t.name == name)
     }
 
     fn redis_key(&self, table: &str, key: &str) -> String {
@@ -188,24 +195,26 @@ impl Drop for RedisStore {
     }
 }
 
-impl OnlineStore for RedisStore {
-    fn lookup(
+impl RedisStore {
+    /// One pipeline for the batch (one command per distinct table, key and time), and for each
+    /// query the command whose reply it reads and its table.
+    fn pipeline(
         &self,
         queries: &[Query<'_>],
-        columns: &[&[String]],
-    ) -> Result<Vec<Option<Found>>, StoreError> {
-        // One command per distinct (table, key, time).
+    ) -> Result<(redis::Pipeline, Vec<(usize, usize)>), StoreError> {
         let mut slots: HashMap<(&str, &str, Option<i64>), usize> = HashMap::new();
         let mut order = Vec::with_capacity(queries.len());
         let mut pipe = redis::pipe();
         for q in queries {
-            let table = self
-                .settings(q.table)
+            let t = self
+                .tables
+                .iter()
+                .position(|t| t.name == q.table)
                 .ok_or_else(|| StoreError::UnknownTable(q.table.to_owned()))?;
             let next = slots.len();
             let slot = *slots.entry((q.table, q.key, q.as_of)).or_insert_with(|| {
                 let k = self.redis_key(q.table, q.key);
-                match (&table.timestamp_key, q.as_of) {
+                match (&self.tables[t].timestamp_key, q.as_of) {
                     (Some(_), at) => {
                         pipe.cmd("ZRANGE")
                             .arg(k)
@@ -223,14 +232,68 @@ impl OnlineStore for RedisStore {
                 }
                 next
             });
-            order.push(slot);
+            order.push((slot, t));
         }
         // One bad key (a wrong type, say) must not fail the others: its reply is an error value.
         pipe.ignore_errors();
+        Ok((pipe, order))
+    }
+}
+
+/// Each query's row from the pipeline's replies: the asked columns of the first JSON object of
+/// its command's reply, and its event time.
+fn decode_rows(
+    replies: &[redis::Value],
+    order: &[(usize, usize)],
+    events: &[Option<String>],
+    columns: &[&[String]],
+) -> Vec<Option<Found>> {
+    order
+        .iter()
+        .zip(columns)
+        .map(|(&(slot, table), cols)| {
+            let row = replies.get(slot).and_then(reply_object)?;
+            Some(Found {
+                values: cols
+                    .iter()
+                    .map(|c| row.get(c).map_or(super::expr::Value::Null, json_value))
+                    .collect(),
+                event_ms: events[table]
+                    .as_ref()
+                    .and_then(|c| row.get(c))
+                    .map(json_value)
+                    .as_ref()
+                    .and_then(time_of),
+            })
+        })
+        .collect()
+}
+
+impl OnlineStore for RedisStore {
+    fn lookup(
+        &self,
+        queries: &[Query<'_>],
+        columns: &[&[String]],
+    ) -> Result<Vec<Option<Found>>, StoreError> {
+        let pending = self.start_lookup(queries, columns);
+        let runtime = self.runtime.as_ref().ok_or(StoreError::Timeout)?;
+        Ok(runtime.block_on(pending)?.into_rows(columns))
+    }
+
+    /// The round trip runs on the store's own runtime, which drives the connection; the caller
+    /// awaits its answer from any executor.
+    fn start_lookup(&self, queries: &[Query<'_>], _columns: &[&[String]]) -> Pending {
+        let ready = |r| -> Pending { Box::pin(std::future::ready(r)) };
+        let (pipe, order) = match self.pipeline(queries) {
+            Ok(p) => p,
+            Err(e) => return ready(Err(e)),
+        };
+        let Some(runtime) = self.runtime.as_ref() else {
+            return ready(Err(StoreError::Timeout));
+        };
         let mut conn = self.conn.clone();
         let deadline = self.deadline;
-        let runtime = self.runtime.as_ref().ok_or(StoreError::Timeout)?;
-        let replies: Vec<redis::Value> = runtime.block_on(async move {
+        let replies = runtime.spawn(async move {
             match tokio::time::timeout(deadline, pipe.query_async::<Vec<redis::Value>>(&mut conn))
                 .await
             {
@@ -239,31 +302,17 @@ impl OnlineStore for RedisStore {
                 Ok(Err(e)) => Err(StoreError::Unreachable(e.to_string())),
                 Err(_) => Err(StoreError::Timeout),
             }
-        })?;
-        Ok(queries
-            .iter()
-            .zip(order)
-            .zip(columns)
-            .map(|((q, slot), cols)| {
-                let row = replies.get(slot).and_then(reply_object)?;
-                let table = self.settings(q.table)?;
-                let event = table
-                    .event_timestamp
-                    .as_ref()
-                    .or(table.timestamp_key.as_ref());
-                Some(Found {
-                    values: cols
-                        .iter()
-                        .map(|c| row.get(c).map_or(super::expr::Value::Null, json_value))
-                        .collect(),
-                    event_ms: event
-                        .and_then(|c| row.get(c))
-                        .map(json_value)
-                        .as_ref()
-                        .and_then(time_of),
-                })
-            })
-            .collect())
+        });
+        let events = self.events.clone();
+        Box::pin(async move {
+            // The runtime went away (the store is being dropped): no answer is coming.
+            let replies = replies
+                .await
+                .map_err(|e| StoreError::Unreachable(e.to_string()))??;
+            Ok(Answer::Undecoded(Box::new(move |columns| {
+                decode_rows(&replies, &order, &events, columns)
+            })))
+        })
     }
 
     fn table(&self, name: &str) -> Option<TableSettings> {

@@ -11,9 +11,9 @@
 use serde_json::Value as Json;
 
 use super::LabelRecord;
+use crate::data::time::parse_timestamp;
 use crate::error::{Limit, RequestError};
 use crate::features::embedded::json_value;
-use crate::features::expr::parse_timestamp;
 
 /// Labels one call may carry by default (`inference_log.max_labels_per_request`).
 pub const MAX_LABELS: usize = 10_000;

@@ -14,10 +14,10 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::rows::{Cell, Kind, TableRows};
+use crate::data::frame::{Column, ColumnData, Frame};
+use crate::data::tensor::{ElemType, NamedTensor, TensorData};
 use crate::engine::outputs::OutputMapping;
-use crate::engine::tensor::{ElemType, NamedTensor, TensorData};
 use crate::features::expr::Value;
-use crate::protocol::frame::{Column, ColumnData, Frame};
 use crate::version::VersionMeta;
 
 /// Logging error code of a request body over the size cap (logged as null).
@@ -570,7 +570,7 @@ pub fn labels_batch(labels: &[LabelRecord]) -> Result<RecordBatch, ArrowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::tensor::Tensor;
+    use crate::data::tensor::Tensor;
     use deltalake::arrow::array::{Array, AsArray};
 
     fn output(name: &str, shape: Vec<usize>, data: TensorData) -> NamedTensor {

@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use super::frame::{Column, ColumnData};
 use super::limits::Budget;
+use crate::data::frame::{Column, ColumnData};
 use crate::error::{RequestError, RequestResult};
 
 /// One JSON leaf value, borrowed.

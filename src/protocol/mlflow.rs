@@ -8,9 +8,9 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::columns::ColumnBuilder;
-use super::frame::{Column, ColumnData, Frame};
 use super::limits::{Budget, DecodeLimits};
 use super::mlflow_json::{Ctx, RecordsSeed, SplitSeed};
+use crate::data::frame::{Column, ColumnData, Frame, UNNAMED_TENSOR};
 use crate::error::{RequestError, RequestResult};
 
 const DATA_KEYS: [&str; 4] = [
@@ -31,7 +31,7 @@ pub struct ScoringRequest {
 /// Decodes a JSON scoring body.
 ///
 /// ```
-/// use modelgate::protocol::frame::ColumnData;
+/// use modelgate::data::frame::ColumnData;
 /// let body = br#"{"dataframe_split": {"columns": ["Amount", "Product"], "data": [[1.5, "A"], [2, "B"]]}}"#;
 /// let req = modelgate::protocol::mlflow::decode_json(body).unwrap();
 /// assert_eq!(req.frame.rows(), 2);
@@ -259,9 +259,6 @@ fn decode_tensor_input(data: Value, field: &str, ctx: &Ctx) -> RequestResult<Fra
         ))),
     }
 }
-
-/// Name given to a tensor sent without a name; it binds to a model's only input.
-pub const UNNAMED_TENSOR: &str = "";
 
 /// Decodes a `text/csv` body: a header row of column names, then one line per row. Values stay
 /// text until the model's schema says what they are.

@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use super::bounded::{BoundedValue, NodeBudget};
 use super::columns::{ColumnBuilder, Scalar};
-use super::frame::Frame;
 use super::limits::{Budget, DecodeLimits};
+use crate::data::frame::Frame;
 use crate::error::RequestError;
 
 /// The first domain error of a decode, and what the decode has taken of its limits.
@@ -524,11 +524,11 @@ impl<'de> Visitor<'de> for CellSeed<'_> {
 mod tests {
     use serde_json::json;
 
+    use crate::data::frame::ColumnData;
     use crate::error::RequestError;
-    use crate::protocol::frame::ColumnData;
     use crate::protocol::mlflow::decode_json;
 
-    fn frame(v: serde_json::Value) -> crate::protocol::frame::Frame {
+    fn frame(v: serde_json::Value) -> crate::data::frame::Frame {
         decode_json(v.to_string().as_bytes()).unwrap().frame
     }
 

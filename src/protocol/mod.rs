@@ -3,6 +3,7 @@
 pub mod bounded;
 pub mod columns;
 pub mod frame;
+pub mod json_write;
 pub mod limits;
 pub mod mlflow;
 pub mod mlflow_json;

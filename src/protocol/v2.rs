@@ -8,10 +8,10 @@ use serde_json::Value;
 
 use super::bounded::{within, Bounded, NodeBudget};
 use super::columns::check_rectangular;
-use super::frame::{Column, ColumnData, Frame};
+use super::json_write::{write_json_str, write_value};
 use super::limits::{Budget, DecodeLimits};
-use crate::engine::outputs::{write_json_str, write_value};
-use crate::engine::NamedTensor;
+use crate::data::frame::{Column, ColumnData, Frame};
+use crate::data::tensor::NamedTensor;
 use crate::error::{RequestError, RequestResult};
 
 #[derive(Debug, Deserialize)]
@@ -336,7 +336,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::engine::{Tensor, TensorData};
+    use crate::data::tensor::{Tensor, TensorData};
 
     fn dec(v: Value) -> RequestResult<InferRequest> {
         decode(v.to_string().as_bytes())
