@@ -203,3 +203,108 @@ fn redis_joins_like_the_embedded_store_and_survives_an_outage() {
     );
     assert!(statuses.get(&200).is_some_and(|n| *n > 0), "{statuses:?}");
 }
+
+/// A TCP relay between the gateway and Redis that can hold Redis's replies back: the lookups
+/// sent while it holds are seen (a condition to wait on) and never answered.
+struct Relay {
+    port: u16,
+    holding: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sent_while_holding: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Relay {
+    fn start(redis_port: u16) -> Relay {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let holding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (h, s) = (holding.clone(), sent.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", redis_port)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut s_in, mut c_out) = (server, client);
+                let (h1, s1) = (h.clone(), s.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = c_in.read(&mut buf) {
+                        if h1.load(Ordering::Acquire) {
+                            s1.fetch_add(1, Ordering::AcqRel);
+                        }
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let h2 = h.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                        // Held replies are dropped: the caller waits until its deadline.
+                        if !h2.load(Ordering::Acquire) && c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Relay {
+            port,
+            holding,
+            sent_while_holding: sent,
+        }
+    }
+}
+
+/// A request waiting for Redis holds no inference worker: with one worker and Redis's replies
+/// held back, a request that needs no lookup is answered while the other still waits (before
+/// the lookup was awaited off the pool, it waited for the lookup's deadline behind it).
+#[test]
+fn a_request_waiting_for_redis_holds_no_inference_worker() {
+    use std::sync::atomic::Ordering;
+    let redis_port = free_port();
+    let _redis = Redis::start_on(redis_port);
+    load(&config(redis_port));
+    let relay = Relay::start(redis_port);
+    let config = config(relay.port)
+        .replace("timeout_ms: 100", "timeout_ms: 3000")
+        .replace("workers: 2", "workers: 1");
+    let gw = start(&config, true);
+    let f = join_cases();
+    // Connected and answering through the relay first.
+    check_predictions(&gw, &f);
+
+    relay.holding.store(true, Ordering::Release);
+    let waiting = json!({"dataframe_split": {"columns": f["columns"], "data": [f["data"][0]]}});
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let reply = gw.invoke("v1", &waiting);
+            done_tx.send(("lookup", reply.status)).unwrap();
+        });
+        // The lookup has reached the relay: its request holds no worker now, or the only one.
+        eventually(Duration::from_secs(20), || {
+            relay.sent_while_holding.load(Ordering::Acquire) > 0
+        });
+        // Every column the model takes, sent by the caller: nothing to look up.
+        let complete = json!({"dataframe_split": {
+            "columns": ["Product", "Amount", "transactionCount", "isTimeout", "MaxProductAmount", "MaxDifferenceRatio"],
+            "data": [["Product A", 12.5, 3, false, 20.0, 0.38]]}});
+        let reply = gw.invoke("v1", &complete);
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        done_tx.send(("no lookup", reply.status)).unwrap();
+        let first = done_rx.recv().unwrap();
+        assert_eq!(
+            first.0, "no lookup",
+            "the request without a lookup waited behind the one waiting for Redis"
+        );
+        // The waiting one ends at the store's deadline, by its features' policies.
+        let second = done_rx.recv().unwrap();
+        assert_eq!(second.0, "lookup");
+    });
+}

@@ -475,7 +475,37 @@ impl ServedEntity {
         let Some(plan) = &self.features else {
             return Ok((self.infer_ignoring(worker, frame, ignore)?, None));
         };
-        let joined = plan.join(frame, ignore)?;
+        self.infer_with(worker, plan.join(frame, ignore)?, keep_joined)
+    }
+
+    /// As [`ServedEntity::infer_joined`], for features already looked up
+    /// ([`crate::features::join::JoinPlan::lookup`]): the join's CPU stages, bind and run.
+    pub fn infer_looked(
+        &self,
+        worker: usize,
+        looked: crate::features::join::Looked,
+        keep_joined: bool,
+    ) -> crate::error::RequestResult<(
+        Vec<crate::engine::NamedTensor>,
+        Option<crate::features::join::Joined>,
+    )> {
+        let plan = self.features.as_ref().ok_or_else(|| {
+            crate::error::RequestError::Internal(
+                "features were looked up for a version without a feature spec".into(),
+            )
+        })?;
+        self.infer_with(worker, plan.complete(looked)?, keep_joined)
+    }
+
+    fn infer_with(
+        &self,
+        worker: usize,
+        joined: crate::features::join::Joined,
+        keep_joined: bool,
+    ) -> crate::error::RequestResult<(
+        Vec<crate::engine::NamedTensor>,
+        Option<crate::features::join::Joined>,
+    )> {
         let inputs = self.meta.binding.bind(&joined.frame)?;
         let outputs = self
             .loaded

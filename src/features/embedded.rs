@@ -529,6 +529,10 @@ pub fn watch(
 }
 
 impl OnlineStore for EmbeddedStore {
+    fn answers_inline(&self) -> bool {
+        true
+    }
+
     fn lookup(
         &self,
         queries: &[Query<'_>],

@@ -97,6 +97,11 @@ pub trait OnlineStore: Send + Sync {
     fn columns(&self, table: &str) -> Option<Vec<String>>;
     /// `embedded` or `redis`, for metrics.
     fn kind(&self) -> &'static str;
+    /// Whether [`OnlineStore::start_lookup`] answers at once (a store in the process): then a
+    /// request looks its features up inside its inference job, with no second hop to the pool.
+    fn answers_inline(&self) -> bool {
+        false
+    }
 }
 
 /// Separates the parts of a composite key.

@@ -13,15 +13,14 @@ use crate::drift::monitor::MonitorPlan;
 use crate::drift::MonitorConfig;
 use crate::endpoint::directory::Endpoints;
 use crate::endpoint::{Endpoint, Generation, ServedEntity};
-use crate::engine::pool::{InferencePool, SubmitError};
+use crate::engine::pool::InferencePool;
 use crate::error::{Limit, Protocol, RequestError};
 use crate::inference_log::{Capture, InferenceLog, RequestId};
 use crate::metrics::{Metrics, UNKNOWN_ENDPOINT};
 
 use super::admission::{within, Admission, Deadline, Limits};
 use super::request::{Answer, Failure, Format, Invocation, Scored};
-use super::score::{score, Plan};
-use super::shadow::mirror;
+use super::score::Plan;
 use super::sinks::{LogPlan, Sinks};
 
 pub struct Gateway {
@@ -337,39 +336,13 @@ impl Gateway {
                 }),
             },
         };
-        let body = inv.body.clone();
-        let submitted = Instant::now();
-        let outcome = self
-            .pool
-            .run_then(move |worker| {
-                let mut scored = score(&plan, worker, &body, submitted);
-                // Copies for the shadows are queued after the answer is on its way.
-                let frame = scored.as_mut().ok().and_then(|s| s.shadow.take());
-                (scored, frame.map(|f| move || mirror(&plan, f)))
-            })
-            .await;
-        let error = match outcome {
-            Ok(Ok(done)) => {
-                let [queue, decode, inference, encode] = &generation.stages;
-                let t = &done.timings;
-                queue.observe(t.queued);
-                decode.observe(t.decode);
-                inference.observe(t.inference);
-                encode.observe(t.encode);
-                return Ok(done);
-            }
-            Ok(Err(failure)) => return Err(failure),
-            Err(SubmitError::Full(n)) => RequestError::Overloaded(format!(
-                "the inference queue is full ({n} requests waiting): retry later"
-            )),
-            Err(SubmitError::Panicked(message) | SubmitError::Failed(message)) => {
-                tracing::error!(endpoint = %endpoint.name, "inference panicked: {message}");
-                RequestError::Internal(format!("inference failed unexpectedly: {message}"))
-            }
-            Err(SubmitError::Closed) => {
-                RequestError::Unavailable("the server is shutting down".into())
-            }
-        };
-        Err(error.into())
+        let done = super::job::run(&self.pool, plan, inv.body.clone()).await?;
+        let [queue, decode, inference, encode] = &generation.stages;
+        let t = &done.timings;
+        queue.observe(t.queued);
+        decode.observe(t.decode);
+        inference.observe(t.inference);
+        encode.observe(t.encode);
+        Ok(done)
     }
 }

@@ -3,6 +3,8 @@
 //! - [`gateway`]: the entry point; finds the endpoint, admits, runs the job on the pool,
 //!   records the request's metrics and inference-table row.
 //! - [`admission`]: requests in flight, rate limits, the deadline.
+//! - `job`: the request's work on the inference pool: one job, or two around a lookup in a
+//!   remote online store (awaited without holding a worker).
 //! - [`score`]: the job on a pool worker: [`decode`] -> route (`endpoint::resolve`) -> join
 //!   and infer -> [`encode`], with [`split`] for a batch routed to several arms.
 //! - [`sinks`]: the one after-inference hook (row metrics, monitor, inference log).
@@ -13,6 +15,7 @@ pub mod admission;
 pub mod decode;
 pub mod encode;
 mod gateway;
+mod job;
 pub mod labels;
 pub mod request;
 pub mod score;
@@ -24,6 +27,6 @@ mod views;
 pub use admission::Limits;
 pub use gateway::Gateway;
 pub use request::{Answer, Failure, Format, Invocation, Scored, ServedBy, Timings};
-pub use score::{score, Plan};
+pub use score::{finish, route, score, Plan};
 pub use shadow::mirror;
 pub use sinks::{LogPlan, Sinks};

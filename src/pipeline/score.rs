@@ -1,14 +1,20 @@
 //! The job a pool worker runs for one request: decode, route, join and infer, encode, with
-//! the side channels fed after inference. Public so the benchmarks measure what the server runs.
+//! the side channels fed after inference. A version whose features live in a remote store
+//! splits it in two: [`route`] (decode, route, start the lookups), the lookups awaited off the
+//! pool, then [`finish`]. Public so the benchmarks measure what the server runs.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::endpoint::resolve::{Assignment, RouteHints};
-use crate::endpoint::Generation;
+use crate::endpoint::{Generation, ServedEntity};
 use crate::engine::outputs::check_rows;
 use crate::engine::pool::InferencePool;
-use crate::error::RequestError;
+use crate::engine::NamedTensor;
+use crate::error::{RequestError, RequestResult};
+use crate::features::join::{Joined, Looked};
 use crate::inference_log::ScoredRows;
 use crate::protocol::frame::Frame;
 use crate::protocol::limits::DecodeLimits;
@@ -18,6 +24,7 @@ use super::decode::decode;
 use super::encode::Reply;
 use super::request::{Failure, Format, Scored, ServedBy, Timings};
 use super::sinks::Sinks;
+use super::split::{self, Parts};
 
 /// Everything one request's job needs, loaded once when it starts.
 pub struct Plan {
@@ -37,67 +44,195 @@ pub struct Plan {
 
 impl Plan {
     /// Refused once the caller's deadline has passed; `when` names the stage.
-    fn check_deadline(&self, when: &str) -> Result<(), RequestError> {
+    pub(super) fn check_deadline(&self, when: &str) -> Result<(), RequestError> {
         match &self.deadline {
             Some(d) => d.check(Instant::now(), when),
             None => Ok(()),
         }
     }
+
+    /// The column the routing key travels in, which the models do not take.
+    pub(super) fn ignored_column(&self) -> Option<&str> {
+        self.generation.settings.routing.key_column.as_deref()
+    }
 }
 
+/// A request decoded and routed: who scores which rows.
+pub struct Routed {
+    started: Instant,
+    queued: f64,
+    decoded: Instant,
+    frame: Arc<Frame>,
+    reply: Reply,
+    client_request_id: Option<String>,
+    units: Units,
+}
+
+/// Who scores a request's rows.
+enum Units {
+    /// One arm, all rows.
+    Whole {
+        arm: usize,
+        entity: Arc<ServedEntity>,
+    },
+    /// A batch whose rows route to several arms.
+    Split(Parts),
+}
+
+/// A unit's features being looked up in a remote store.
+pub type Lookup = Pin<Box<dyn Future<Output = RequestResult<Looked>> + Send>>;
+
+/// Features looked up before the job that infers, by unit (whole request, or split part).
+pub type Lookups = Vec<Option<Looked>>;
+
 /// Decodes, validates, routes, joins and infers, and encodes one request on pool worker
-/// `worker`. `submitted`: when it was queued (the queue stage's time).
+/// `worker`, in one job (features from a remote store are waited for here).
+/// `submitted`: when it was queued (the queue stage's time).
 pub fn score(
     plan: &Plan,
     worker: usize,
     body: &[u8],
     submitted: Instant,
 ) -> Result<Scored, Failure> {
-    let t0 = Instant::now();
+    let routed = route(plan, body, submitted)?;
+    finish(plan, worker, routed, Vec::new())
+}
+
+/// The first half of a request's job: decode, validate, route, and resolve who serves.
+pub fn route(plan: &Plan, body: &[u8], submitted: Instant) -> Result<Routed, Failure> {
+    let started = Instant::now();
     plan.check_deadline("before it started")?;
     let decoded = decode(&plan.format, body, &plan.limits, plan.sinks.log.is_some())?;
     decoded.frame.validate(plan.limits.max_rows)?;
     plan.check_deadline("after decoding")?;
     // Shared with the shadow jobs and the inference log without a copy.
     let frame = Arc::new(decoded.frame);
-    let reply = decoded.reply;
-    let rows = frame.rows();
     let generation = &plan.generation;
-    let t1 = Instant::now();
-    let mut answer = Answering {
-        buf: Vec::with_capacity(64 + rows * 48),
-        logged: Vec::new(),
-    };
     let hints = RouteHints {
         pinned: plan.pinned,
         header_key: plan.header_key.as_deref(),
         whole_batch: matches!(plan.format, Format::V2 { .. }),
     };
-    let (served, t2) = match generation.assign(hints, &frame) {
-        Assignment::Whole(arm) => score_whole(plan, worker, &frame, arm, &reply, &mut answer)?,
-        Assignment::Rows(arm_of_row) => {
-            super::split::score_split(plan, worker, &frame, &arm_of_row, &mut answer)?
+    let units = match generation.assign(hints, &frame) {
+        Assignment::Whole(arm) => {
+            // A pin answers from its own served entity or not at all; a route falls back.
+            let (arm, entity) = if plan.pinned.is_some() {
+                (arm, generation.ready_entity(arm)?)
+            } else {
+                generation.routed_entity(arm)?
+            };
+            let slot = &generation.slots[arm];
+            decoded
+                .reply
+                .check_outputs(&entity)
+                .map_err(Failure::by(&slot.name))?;
+            Units::Whole { arm, entity }
         }
+        Assignment::Rows(arm_of_row) => Units::Split(split::route(plan, &frame, &arm_of_row)?),
+    };
+    Ok(Routed {
+        started,
+        queued: (started - submitted).as_secs_f64(),
+        decoded: Instant::now(),
+        frame,
+        reply: decoded.reply,
+        client_request_id: decoded.client_request_id,
+        units,
+    })
+}
+
+impl Routed {
+    /// The lookups in remote stores this request's units wait for, started now: none when
+    /// every unit's features are in the process (or absent), else one slot per unit.
+    pub fn start_lookups(&self, plan: &Plan) -> Option<Vec<Option<Lookup>>> {
+        let ignore = plan.ignored_column();
+        let start = |entity: &ServedEntity, frame: &Frame| -> Option<Lookup> {
+            let features = entity.features.as_ref()?;
+            features
+                .waits_for_store()
+                .then(|| Box::pin(features.lookup(frame, ignore)) as Lookup)
+        };
+        let lookups: Vec<Option<Lookup>> = match &self.units {
+            Units::Whole { entity, .. } => vec![start(entity, &self.frame)],
+            Units::Split(parts) => parts
+                .units()
+                .map(|(entity, frame)| start(entity, frame))
+                .collect(),
+        };
+        lookups.iter().any(Option::is_some).then_some(lookups)
+    }
+}
+
+/// Awaits the lookups: each unit's features, in order.
+pub async fn await_lookups(lookups: Vec<Option<Lookup>>) -> Result<Lookups, Failure> {
+    let mut looked = Vec::with_capacity(lookups.len());
+    for lookup in lookups {
+        looked.push(match lookup {
+            Some(l) => Some(l.await?),
+            None => None,
+        });
+    }
+    Ok(looked)
+}
+
+/// The second half of a request's job: join (with `looked`, the features awaited before it,
+/// by unit; or looked up here), infer, feed the side channels, encode.
+pub fn finish(
+    plan: &Plan,
+    worker: usize,
+    routed: Routed,
+    looked: Lookups,
+) -> Result<Scored, Failure> {
+    let Routed {
+        started,
+        queued,
+        decoded,
+        frame,
+        reply,
+        client_request_id,
+        units,
+    } = routed;
+    let rows = frame.rows();
+    let mut answer = Answering {
+        buf: Vec::with_capacity(64 + rows * 48),
+        logged: Vec::new(),
+    };
+    let mut looked = looked.into_iter();
+    let (served, inferred) = match units {
+        Units::Whole { arm, entity } => {
+            let looked = looked.next().flatten();
+            score_whole(
+                plan,
+                worker,
+                &frame,
+                arm,
+                entity,
+                looked,
+                &reply,
+                &mut answer,
+            )?
+        }
+        Units::Split(parts) => split::finish(plan, worker, &frame, parts, looked, &mut answer)?,
     };
     plan.limits.response(answer.buf.len())?;
-    let t3 = Instant::now();
+    let encoded = Instant::now();
     let timings = Timings {
-        queued: (t0 - submitted).as_secs_f64(),
-        decode: (t1 - t0).as_secs_f64(),
-        inference: (t2 - t1).as_secs_f64(),
-        encode: (t3 - t2).as_secs_f64(),
+        queued,
+        decode: (decoded - started).as_secs_f64(),
+        inference: (inferred - decoded).as_secs_f64(),
+        encode: (encoded - inferred).as_secs_f64(),
         rows,
     };
     for s in &mut answer.logged {
         s.stages = Some(timings);
     }
     Ok(Scored {
-        shadow: (!generation.router.shadows.is_empty()).then_some(frame),
+        shadow: (!plan.generation.router.shadows.is_empty()).then_some(frame),
         body: answer.buf,
         timings,
         served,
         logged: answer.logged,
-        client_request_id: decoded.client_request_id,
+        client_request_id,
     })
 }
 
@@ -107,36 +242,45 @@ pub(super) struct Answering {
     pub logged: Vec<ScoredRows>,
 }
 
+/// Joins (from `looked` when the features were awaited before this job) and infers `frame`
+/// with `entity`; `keep`: the joined columns are wanted afterwards.
+pub(super) fn infer(
+    plan: &Plan,
+    worker: usize,
+    entity: &ServedEntity,
+    frame: &Frame,
+    looked: Option<Looked>,
+    keep: bool,
+) -> RequestResult<(Vec<NamedTensor>, Option<Joined>)> {
+    match looked {
+        Some(looked) => entity.infer_looked(worker, looked, keep),
+        None => entity.infer_joined(worker, frame, plan.ignored_column(), keep),
+    }
+}
+
 /// One arm answers the whole request. Returns who served it and when inference ended.
+#[allow(clippy::too_many_arguments)]
 fn score_whole(
     plan: &Plan,
     worker: usize,
     frame: &Arc<Frame>,
     arm: usize,
+    entity: Arc<ServedEntity>,
+    looked: Option<Looked>,
     reply: &Reply,
     answer: &mut Answering,
 ) -> Result<(ServedBy, Instant), Failure> {
     let generation = &plan.generation;
-    // A pin answers from its own served entity or not at all; a route falls back.
-    let (arm, entity) = if plan.pinned.is_some() {
-        (arm, generation.ready_entity(arm)?)
-    } else {
-        generation.routed_entity(arm)?
-    };
     let slot = &generation.slots[arm];
     let failed = Failure::by(&slot.name);
-    reply.check_outputs(&entity).map_err(failed)?;
-    let ignore = generation.settings.routing.key_column.as_deref();
     let keep = reply.echoes_features() || plan.sinks.keeps_inputs();
-    let (outputs, joined) = entity
-        .infer_joined(worker, frame, ignore, keep)
-        .map_err(failed)?;
+    let (outputs, joined) = infer(plan, worker, &entity, frame, looked, keep).map_err(failed)?;
     let rows = frame.rows();
     // Encoders index outputs by row: a model whose outputs are not one row per input row is
     // refused here, not by a panic.
     check_rows(&outputs, rows).map_err(|m| failed(RequestError::Internal(m)))?;
     plan.check_deadline("after inference").map_err(failed)?;
-    let t2 = Instant::now();
+    let inferred = Instant::now();
     let sinks = &plan.sinks;
     if let Some(scorer) =
         sinks.observe(slot, &entity, frame, joined.as_ref(), &outputs, None, false)
@@ -156,5 +300,8 @@ fn score_whole(
     answer
         .logged
         .extend(sinks.keep(&slot.name, &entity, frame, joined, outputs));
-    Ok((ServedBy::One(slot.name.clone(), entity.meta.clone()), t2))
+    Ok((
+        ServedBy::One(slot.name.clone(), entity.meta.clone()),
+        inferred,
+    ))
 }

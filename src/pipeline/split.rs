@@ -9,12 +9,12 @@ use crate::endpoint::ServedEntity;
 use crate::engine::outputs::check_rows;
 use crate::engine::NamedTensor;
 use crate::error::RequestError;
-use crate::features::join::Joined;
+use crate::features::join::{Joined, Looked};
 use crate::protocol::frame::Frame;
 
 use super::encode::write_split;
 use super::request::{Failure, ServedBy};
-use super::score::{Answering, Plan};
+use super::score::{infer, Answering, Plan};
 
 /// One serving arm's share of the batch.
 struct Part {
@@ -22,45 +22,104 @@ struct Part {
     entity: Arc<ServedEntity>,
     /// The rows' places in the request.
     rows: Vec<usize>,
+    /// Those rows.
+    frame: Arc<Frame>,
 }
 
-/// Scores `frame` with row `r` routed to `routed_of_row[r]`. Returns who served it and when
+/// A batch's parts, and each row's part.
+pub(super) struct Parts {
+    parts: Vec<Part>,
+    part_of_row: Vec<usize>,
+}
+
+impl Parts {
+    /// Each part's served entity and rows, in order.
+    pub fn units(&self) -> impl Iterator<Item = (&ServedEntity, &Frame)> {
+        self.parts.iter().map(|p| (&*p.entity, &*p.frame))
+    }
+}
+
+/// Routed arms resolve to serving ones first (fallbacks), then rows group by the serving arm:
+/// row `r` of `frame` is routed to `routed_of_row[r]`.
+pub(super) fn route(plan: &Plan, frame: &Frame, routed_of_row: &[usize]) -> Result<Parts, Failure> {
+    let generation = &plan.generation;
+    // (routed arm, its part)
+    let mut part_of_routed: Vec<(usize, usize)> = Vec::new();
+    let mut parts: Vec<(usize, Arc<ServedEntity>, Vec<usize>)> = Vec::new();
+    let mut part_of_row = Vec::with_capacity(routed_of_row.len());
+    for (row, &routed) in routed_of_row.iter().enumerate() {
+        let part = match part_of_routed.iter().find(|(r, _)| *r == routed) {
+            Some(&(_, p)) => p,
+            None => {
+                let (serving, entity) = generation.routed_entity(routed)?;
+                let p = match parts.iter().position(|(arm, _, _)| *arm == serving) {
+                    Some(p) => p,
+                    None => {
+                        parts.push((serving, entity, Vec::new()));
+                        parts.len() - 1
+                    }
+                };
+                part_of_routed.push((routed, p));
+                p
+            }
+        };
+        parts[part].2.push(row);
+        part_of_row.push(part);
+    }
+    let parts = parts
+        .into_iter()
+        .map(|(arm, entity, rows)| Part {
+            frame: Arc::new(frame.take_rows(&rows)),
+            arm,
+            entity,
+            rows,
+        })
+        .collect();
+    Ok(Parts { parts, part_of_row })
+}
+
+/// Scores each part (with `looked`, its features awaited before this job, in part order),
+/// and writes the predictions in the request's row order. Returns who served it and when
 /// inference ended.
-pub(super) fn score_split(
+pub(super) fn finish(
     plan: &Plan,
     worker: usize,
     frame: &Arc<Frame>,
-    routed_of_row: &[usize],
+    parts: Parts,
+    mut looked: impl Iterator<Item = Option<Looked>>,
     answer: &mut Answering,
 ) -> Result<(ServedBy, Instant), Failure> {
     let generation = &plan.generation;
-    let (parts, part_of_row) = group_rows(plan, routed_of_row)?;
-    let ignore = generation.settings.routing.key_column.as_deref();
+    let Parts { parts, part_of_row } = parts;
     let sinks = &plan.sinks;
-    let mut scored: Vec<(Arc<Frame>, Vec<NamedTensor>, Option<Joined>)> =
-        Vec::with_capacity(parts.len());
+    let mut scored: Vec<(Vec<NamedTensor>, Option<Joined>)> = Vec::with_capacity(parts.len());
     let mut scorers: Vec<Scorer> = Vec::new();
     for part in &parts {
         let slot = &generation.slots[part.arm];
         let failed = Failure::by(&slot.name);
-        let rows = Arc::new(frame.take_rows(&part.rows));
-        let (outputs, joined) = part
-            .entity
-            .infer_joined(worker, &rows, ignore, sinks.keeps_inputs())
-            .map_err(failed)?;
+        let looked = looked.next().flatten();
+        let (outputs, joined) = infer(
+            plan,
+            worker,
+            &part.entity,
+            &part.frame,
+            looked,
+            sinks.keeps_inputs(),
+        )
+        .map_err(failed)?;
         check_rows(&outputs, part.rows.len()).map_err(|m| failed(RequestError::Internal(m)))?;
         scorers.extend(sinks.observe(
             slot,
             &part.entity,
-            &rows,
+            &part.frame,
             joined.as_ref(),
             &outputs,
             Some(part.rows.clone()),
             false,
         ));
-        scored.push((rows, outputs, joined));
+        scored.push((outputs, joined));
     }
-    let t2 = Instant::now();
+    let inferred = Instant::now();
     if let Some(first) = parts.first() {
         // Labels are joined per request: its rows wait once, with every arm's scorer.
         sinks.expect(frame.clone(), &first.entity, scorers);
@@ -68,7 +127,7 @@ pub(super) fn score_split(
     let writers: Vec<_> = parts
         .iter()
         .zip(&scored)
-        .map(|(p, (_, outputs, _))| (&p.entity.meta.outputs, outputs.as_slice()))
+        .map(|(p, (outputs, _))| (&p.entity.meta.outputs, outputs.as_slice()))
         .collect();
     write_split(&writers, &part_of_row, &mut answer.buf);
     let name = |a: usize| generation.slots[a].name.clone();
@@ -82,46 +141,12 @@ pub(super) fn score_split(
                 .collect(),
         )
     };
-    for (part, (rows, outputs, joined)) in parts.into_iter().zip(scored) {
+    for (part, (outputs, joined)) in parts.into_iter().zip(scored) {
         let slot_name = &generation.slots[part.arm].name;
-        if let Some(mut kept) = sinks.keep(slot_name, &part.entity, &rows, joined, outputs) {
+        if let Some(mut kept) = sinks.keep(slot_name, &part.entity, &part.frame, joined, outputs) {
             kept.request_rows = Some(part.rows);
             answer.logged.push(kept);
         }
     }
-    Ok((served, t2))
-}
-
-/// Routed arms resolve to serving ones first (fallbacks), then rows group by the serving arm.
-/// Returns the parts and each row's part.
-fn group_rows(plan: &Plan, routed_of_row: &[usize]) -> Result<(Vec<Part>, Vec<usize>), Failure> {
-    let generation = &plan.generation;
-    // (routed arm, its part)
-    let mut part_of_routed: Vec<(usize, usize)> = Vec::new();
-    let mut parts: Vec<Part> = Vec::new();
-    let mut part_of_row = Vec::with_capacity(routed_of_row.len());
-    for (row, &routed) in routed_of_row.iter().enumerate() {
-        let part = match part_of_routed.iter().find(|(r, _)| *r == routed) {
-            Some(&(_, p)) => p,
-            None => {
-                let (serving, entity) = generation.routed_entity(routed)?;
-                let p = match parts.iter().position(|p| p.arm == serving) {
-                    Some(p) => p,
-                    None => {
-                        parts.push(Part {
-                            arm: serving,
-                            entity,
-                            rows: Vec::new(),
-                        });
-                        parts.len() - 1
-                    }
-                };
-                part_of_routed.push((routed, p));
-                p
-            }
-        };
-        parts[part].rows.push(row);
-        part_of_row.push(part);
-    }
-    Ok((parts, part_of_row))
+    Ok((served, inferred))
 }

@@ -128,6 +128,12 @@ impl JoinPlan {
         self.complete(Looked { joining, fetched })
     }
 
+    /// Whether a lookup waits for a remote store: then it is awaited between two jobs on the
+    /// inference pool ([`JoinPlan::lookup`] then [`JoinPlan::complete`]), not on a worker.
+    pub fn waits_for_store(&self) -> bool {
+        !self.store.answers_inline()
+    }
+
     /// Sends the batch to the store, when there is one: the pending answer and when it left.
     fn start_lookup(&self, joining: &Joining) -> Option<(Pending, Instant)> {
         if joining.keys.is_empty() {

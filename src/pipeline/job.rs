@@ -1,0 +1,96 @@
+//! A request's work on the inference pool: one job, or two when its features live in a remote
+//! store (the lookup is awaited between them, holding no worker). Shadow copies are queued
+//! after the answer is on its way; the pool's refusals become errors.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::engine::pool::{InferencePool, SubmitError};
+use crate::error::RequestError;
+
+use super::request::{Failure, Scored};
+use super::score::{await_lookups, finish, route, Lookup, Plan, Routed};
+use super::shadow::mirror;
+
+/// What the first job ends with.
+enum Step {
+    Scored(Scored),
+    /// Routed, waiting for its features from a remote store.
+    Waiting(Box<Routed>, Vec<Option<Lookup>>),
+}
+
+/// Runs `plan`'s request (`body`) on `pool`.
+pub async fn run(pool: &InferencePool, plan: Plan, body: Bytes) -> Result<Scored, Failure> {
+    let endpoint = plan.generation.settings.name.clone();
+    let refused = |e| refused(&endpoint, e);
+    let plan = Arc::new(plan);
+    let submitted = Instant::now();
+    let job_plan = plan.clone();
+    let first = pool
+        .run_then(move |worker| {
+            let plan = job_plan;
+            let step = route(&plan, &body, submitted).and_then(|routed| {
+                match routed.start_lookups(&plan) {
+                    Some(lookups) => Ok(Step::Waiting(Box::new(routed), lookups)),
+                    None => finish(&plan, worker, routed, Vec::new()).map(Step::Scored),
+                }
+            });
+            let (step, shadow) = with_shadow(step, &plan);
+            (step, shadow)
+        })
+        .await
+        .map_err(refused)??;
+    let (routed, lookups) = match first {
+        Step::Scored(scored) => return Ok(scored),
+        Step::Waiting(routed, lookups) => (routed, lookups),
+    };
+    let looked = await_lookups(lookups).await?;
+    let submitted = Instant::now();
+    pool.run_then(move |worker| {
+        let step = plan
+            .check_deadline("after the feature lookup")
+            .map_err(Failure::from)
+            .and_then(|()| finish(&plan, worker, *routed, looked))
+            .map(|mut scored| {
+                scored.timings.queued += submitted.elapsed().as_secs_f64();
+                Step::Scored(scored)
+            });
+        with_shadow(step, &plan)
+    })
+    .await
+    .map_err(refused)?
+    .map(|step| match step {
+        Step::Scored(scored) => scored,
+        Step::Waiting(..) => unreachable!("the second job always finishes"),
+    })
+}
+
+/// The step, and the shadow copies to queue once it is handed over (when it is an answer).
+fn with_shadow(
+    mut step: Result<Step, Failure>,
+    plan: &Arc<Plan>,
+) -> (Result<Step, Failure>, Option<impl FnOnce()>) {
+    let frame = match &mut step {
+        Ok(Step::Scored(s)) => s.shadow.take(),
+        _ => None,
+    };
+    let plan = plan.clone();
+    (step, frame.map(|f| move || mirror(&plan, f)))
+}
+
+/// The pool's refusal of a job, as the caller's error.
+fn refused(endpoint: &str, e: SubmitError) -> Failure {
+    match e {
+        SubmitError::Full(n) => RequestError::Overloaded(format!(
+            "the inference queue is full ({n} requests waiting): retry later"
+        )),
+        SubmitError::Panicked(message) | SubmitError::Failed(message) => {
+            tracing::error!(endpoint, "inference panicked: {message}");
+            RequestError::Internal(format!("inference failed unexpectedly: {message}"))
+        }
+        SubmitError::Closed => RequestError::Unavailable("the server is shutting down".into()),
+    }
+    .into()
+}
