@@ -180,21 +180,7 @@ pub fn parse_bool(s: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn scalar(name: &str, data: ColumnData) -> Column {
-        Column::scalar(name, data)
-    }
-
-    fn text(name: &str, v: &[&str]) -> Column {
-        Column {
-            from_text: true,
-            ..Column::scalar(name, ColumnData::Str(names(v)))
-        }
-    }
+    use crate::data::frame::testing::{names, scalar, text};
 
     fn bad<T: std::fmt::Debug>(r: RequestResult<T>) -> String {
         match r {

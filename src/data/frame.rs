@@ -443,3 +443,25 @@ mod tests {
         assert_eq!(text, "true");
     }
 }
+
+/// Columns for tests, as a decoder would make them.
+#[cfg(test)]
+pub mod testing {
+    use super::{Column, ColumnData};
+
+    pub fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    pub fn scalar(name: &str, data: ColumnData) -> Column {
+        Column::scalar(name, data)
+    }
+
+    /// A string column as CSV or a JSON string gives it (read as text, castable).
+    pub fn text(name: &str, v: &[&str]) -> Column {
+        Column {
+            from_text: true,
+            ..Column::scalar(name, ColumnData::Str(names(v)))
+        }
+    }
+}

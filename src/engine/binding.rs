@@ -280,25 +280,11 @@ fn interleave<T: Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::frame::testing::{names, scalar, text};
     use crate::data::frame::ColumnData;
 
     fn spec(name: &str, elem: ElemType, shape: &[Option<usize>]) -> TensorSpec {
         TensorSpec::new(name, elem, shape)
-    }
-
-    fn names(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn scalar(name: &str, data: ColumnData) -> Column {
-        Column::scalar(name, data)
-    }
-
-    fn text(name: &str, v: &[&str]) -> Column {
-        Column {
-            from_text: true,
-            ..Column::scalar(name, ColumnData::Str(names(v)))
-        }
     }
 
     fn frame(columns: Vec<Column>) -> Frame {
