@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::profile::{Counts, ProfilePlan, Role};
 use super::quality::QualityCounts;
 use super::report::{column_report, iso, EntityReport, OpenWindow, QualityReport, WindowReport};
-use super::settings::{LabelSettings, MonitoringSettings, Thresholds};
 use super::window::{Window, Windowed};
 use crate::data::frame::{ColumnData, Frame};
 use crate::data::tensor::{NamedTensor, TensorData};
 use crate::engine::outputs::OutputMapping;
 use crate::features::expr::Value;
 use crate::inference_log::LabelRecord;
+use crate::settings::monitoring::{LabelSettings, MonitoringSettings, Thresholds};
 use crate::version::VersionMeta;
 
 /// The settings every monitor shares, checked once.

@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::profile::{ColumnCounts, ColumnPlan, Role};
 use super::quality::QualityFigures;
-use super::settings::Thresholds;
 use super::stats;
+use crate::settings::monitoring::Thresholds;
 
 /// A column's or a served entity's drift state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -427,8 +427,8 @@ fn has_rows(t: &Tables) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::config::AutoCaptureConfig;
     use crate::features::expr::Value;
+    use crate::settings::capture::AutoCaptureConfig;
 
     fn label(text: &str) -> LabelRecord {
         LabelRecord {
