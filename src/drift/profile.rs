@@ -19,6 +19,16 @@ pub enum Role {
     Output,
 }
 
+/// How a column is profiled: the `kind` of a column in monitoring reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnKind {
+    /// Binned on the baseline's edges.
+    Numeric,
+    /// One bin per baseline category, and one for the rest.
+    Categorical,
+}
+
 /// How a column's values map to bins.
 #[derive(Debug)]
 pub enum Binner {
@@ -71,8 +81,11 @@ impl Binner {
         }
     }
 
-    pub fn is_numeric(&self) -> bool {
-        matches!(self, Self::Numeric { .. })
+    pub fn kind(&self) -> ColumnKind {
+        match self {
+            Self::Numeric { .. } => ColumnKind::Numeric,
+            Self::Categorical { .. } => ColumnKind::Categorical,
+        }
     }
 
     /// The bin of a number; NaN has none.
@@ -360,6 +373,10 @@ mod tests {
         assert_eq!(b.number(1.5), 3);
         assert_eq!(b.boolean(true), 0);
         assert_eq!(b.boolean(false), 3);
+        // The `kind` of a column in monitoring reports.
+        assert_eq!(serde_json::to_value(b.kind()).unwrap(), "categorical");
+        let n = Binner::compile(&numeric(vec![0.0, 1.0]));
+        assert_eq!(serde_json::to_value(n.kind()).unwrap(), "numeric");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::profile::{ColumnCounts, ColumnPlan, Role};
+use super::profile::{ColumnCounts, ColumnKind, ColumnPlan, Role};
 use super::quality::QualityFigures;
 use super::stats;
 use crate::settings::monitoring::Thresholds;
@@ -124,7 +124,7 @@ pub fn compare(
 pub struct ColumnReport {
     pub name: String,
     pub role: Role,
-    pub kind: &'static str,
+    pub kind: ColumnKind,
     /// Values counted on the bins (nulls excluded).
     pub count: u64,
     pub nulls: u64,
@@ -173,11 +173,7 @@ pub fn column_report(
     ColumnReport {
         name: column.name.clone(),
         role: column.role,
-        kind: if column.binner.is_numeric() {
-            "numeric"
-        } else {
-            "categorical"
-        },
+        kind: column.binner.kind(),
         count,
         nulls: counts.nulls,
         defaulted: counts.defaulted,

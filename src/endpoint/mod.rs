@@ -86,9 +86,8 @@ pub enum ConfigUpdate {
 /// The result of the last attempt to change what an endpoint serves.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SwapRecord {
-    /// `success` or `failure`.
-    pub outcome: &'static str,
-    pub trigger: &'static str,
+    pub outcome: crate::metrics::labels::Outcome,
+    pub trigger: updater::Trigger,
     pub from_version: Option<String>,
     pub to_version: Option<String>,
     pub message: Option<String>,

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::metrics::labels::{DropReason, LogTable};
 use crate::metrics::Metrics;
 use crate::settings::capture::AutoCaptureConfig;
 pub use crate::settings::inference_log::InferenceLogSettings;
@@ -68,8 +69,8 @@ impl Default for RequestId {
 /// One table of a capture.
 pub struct TableTarget {
     pub uri: String,
-    /// `payload`, `predictions` or `labels` (the `table` label of the metrics).
-    pub kind: &'static str,
+    /// The table's name suffix and the `table` label of the metrics.
+    pub kind: LogTable,
 }
 
 /// An endpoint's capture config, resolved once per endpoint config.
@@ -184,8 +185,8 @@ impl InferenceLog {
         }
         let root = self.settings.table_root(config);
         let prefix = config.prefix(endpoint);
-        let target = |kind: &'static str| TableTarget {
-            uri: format!("{root}/{prefix}_{kind}"),
+        let target = |kind: LogTable| TableTarget {
+            uri: format!("{root}/{prefix}_{}", kind.as_str()),
             kind,
         };
         let f = config.sampling_fraction.clamp(0.0, 1.0);
@@ -193,29 +194,29 @@ impl InferenceLog {
             endpoint: Arc::from(endpoint),
             sampling_fraction: f,
             threshold: (f * u64::MAX as f64) as u64,
-            payload: target("payload"),
-            predictions: target("predictions"),
-            labels: target("labels"),
+            payload: target(LogTable::Payload),
+            predictions: target(LogTable::Predictions),
+            labels: target(LogTable::Labels),
         })
     }
 
     /// Takes `bytes` of queue space, or counts the records' rows dropped, per table.
-    fn reserve(&self, bytes: usize, capture: &Capture, rows: &[(&str, usize)]) -> bool {
+    fn reserve(&self, bytes: usize, capture: &Capture, rows: &[(LogTable, usize)]) -> bool {
         let reason = if self.closed.load(Ordering::Acquire) {
-            "shutdown"
+            DropReason::Shutdown
         } else {
             let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
             if before + bytes <= self.settings.queue_bytes {
                 return true;
             }
             self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            "queue_full"
+            DropReason::QueueFull
         };
         for &(table, n) in rows.iter().filter(|(_, n)| *n > 0) {
             self.metrics
                 .log
                 .dropped_rows
-                .with_label_values(&[&*capture.endpoint, table, reason])
+                .with_label_values(&[&*capture.endpoint, table.as_str(), reason.as_str()])
                 .inc_by(n as u64);
         }
         false
@@ -229,7 +230,7 @@ impl InferenceLog {
             scored.iter().map(ScoredRows::approx_bytes).sum(),
         ];
         let rows: usize = scored.iter().map(ScoredRows::rows).sum();
-        let drops = [("payload", 1), ("predictions", rows)];
+        let drops = [(LogTable::Payload, 1), (LogTable::Predictions, rows)];
         if self.reserve(bytes[0] + bytes[1], &capture, &drops) {
             self.send(Entry::Call {
                 capture,
@@ -243,7 +244,7 @@ impl InferenceLog {
     /// Logs the rows a shadow served entity scored for a copy of a request.
     pub fn log_shadow(&self, capture: Arc<Capture>, scored: ScoredRows) {
         let bytes = scored.approx_bytes();
-        if self.reserve(bytes, &capture, &[("predictions", scored.rows())]) {
+        if self.reserve(bytes, &capture, &[(LogTable::Predictions, scored.rows())]) {
             self.send(Entry::Shadow {
                 capture,
                 scored,
