@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::profile::{ColumnCounts, ColumnKind, ColumnPlan, Role};
+use super::profile::{ColumnCounts, ColumnKind, ProfiledColumn, Role};
 use super::quality::QualityFigures;
 use super::stats;
 use crate::settings::monitoring::Thresholds;
@@ -84,7 +84,7 @@ fn as_f64(counts: &[u64]) -> Vec<f64> {
 
 /// `observed` against `reference` weights (shares or counts) over `reference_count` values.
 pub fn compare(
-    column: &ColumnPlan,
+    column: &ProfiledColumn,
     reference: &[f64],
     reference_count: f64,
     observed: &ColumnCounts,
@@ -144,7 +144,7 @@ pub struct ColumnReport {
 
 /// One column of a window: its counts and, with enough values, its statistics.
 pub fn column_report(
-    column: &ColumnPlan,
+    column: &ProfiledColumn,
     counts: &ColumnCounts,
     previous: Option<&ColumnCounts>,
     min_count: u64,

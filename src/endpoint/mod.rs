@@ -42,7 +42,7 @@ pub struct ServedEntity {
     /// The version's feature spec compiled against the online store, when it has one.
     pub features: Option<crate::features::join::JoinPlan>,
     /// What drift monitoring counts, from the version's `baseline.json`.
-    pub profile: Option<Arc<crate::drift::profile::ProfilePlan>>,
+    pub profile: Option<Arc<crate::drift::profile::Profiler>>,
 }
 
 /// Model versions loaded in this process now (served, loading, or finishing requests).
