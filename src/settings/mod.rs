@@ -68,8 +68,8 @@ fn load_error(e: figment::Error) -> SettingsError {
     }
     let from = match e.metadata.as_ref() {
         Some(m) => match &m.source {
-            Some(figment::Source::File(path)) => format!(" (in {})", path.display()),
-            _ => format!(" (from the {})", m.name),
+            Some(figment::Source::File(path)) => format!(", in {}", path.display()),
+            _ => format!(", from the {}", m.name),
         },
         None => String::new(),
     };
