@@ -40,7 +40,7 @@ use crate::pipeline::Gateway;
 use crate::registry::file::FileRegistry;
 use crate::registry::mlflow::MlflowRegistry;
 use crate::registry::Registry;
-use crate::settings::{Settings, SettingsError};
+use crate::settings::{RegistryKind, Settings, SettingsError, StoreKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -133,9 +133,9 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     );
     let metrics = Arc::new(Metrics::new());
     let settle = Duration::from_millis(settings.registry.settle_ms);
-    let registry: Arc<dyn Registry> = match settings.registry.kind.as_str() {
+    let registry: Arc<dyn Registry> = match settings.registry.kind {
         // Its blocking HTTP client must be made off the async runtime.
-        "mlflow" => {
+        RegistryKind::Mlflow => {
             let registry_settings = settings.registry.clone();
             Arc::new(
                 tokio::task::spawn_blocking(move || MlflowRegistry::new(&registry_settings))
@@ -143,7 +143,9 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
                     .map_err(StartError::Registry)?,
             )
         }
-        _ => Arc::new(FileRegistry::new(settings.registry.path.clone()).with_settle(settle)),
+        RegistryKind::File => {
+            Arc::new(FileRegistry::new(settings.registry.path.clone()).with_settle(settle))
+        }
     };
     info!("registry: {}", registry.describe());
     let (online, store) = open_store(&settings).await?;
@@ -274,7 +276,7 @@ async fn open_store(settings: &Settings) -> Result<Stores, StartError> {
     if tables.is_empty() {
         return Ok((None, None));
     }
-    if settings.features.store == "redis" {
+    if settings.features.store == StoreKind::Redis {
         let redis = settings.features.redis.clone();
         let store = tokio::task::spawn_blocking(move || {
             crate::features::redis_store::RedisStore::open(&redis, tables)

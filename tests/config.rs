@@ -61,7 +61,8 @@ fn invalid_configs_name_the_key() {
         ("server:\n  listen: nowhere\n", "server.listen"),
         ("inference:\n  workers: many\n", "inference.workers"),
         ("inference:\n  max_batch_rows: 0\n", "inference.max_batch_rows"),
-        ("registry:\n  kind: s3\n", "registry.kind"),
+        ("registry:\n  kind: s3\n", "registry.kind: unknown value 's3' (known: file, mlflow)"),
+        ("features:\n  store: memcached\n", "features.store: unknown value 'memcached' (known: embedded, redis)"),
         ("endpoints:\n  - name: a\n    served_entities: [{entity_name: m, entity_version: '1', name: x}, {entity_name: m, entity_version: '2', name: y}]\n    traffic_config: {routes: [{served_entity_name: x, traffic_percentage: 50}]}\n", "endpoints[0].traffic_config.routes"),
         ("endpoints:\n  - name: a\n    served_entities: [{entity_name: m, entity_version: '1'}]\n    routing: {batch: sometimes}\n", "batch"),
         ("endpoints:\n  - name: 'a b'\n    served_entities: [{entity_name: m, entity_version: '1'}]\n", "endpoints[0].name"),
@@ -78,6 +79,11 @@ fn invalid_configs_name_the_key() {
         assert!(!ok, "{yaml} must be refused");
         assert!(err.contains(key), "{yaml}: '{err}' does not name '{key}'");
     }
+    let (ok, _, err) = check_config(VALID, &[("MODELGATE__REGISTRY__KIND", "S3")]);
+    assert!(
+        !ok && err.contains("registry.kind: unknown value 'S3' (known: file, mlflow)"),
+        "{err}"
+    );
     let (ok, _, err) = check_config(VALID, &[("MODELGATE__SERVER__MAX_BODY_BYTES", "lots")]);
     assert!(
         !ok && err.to_lowercase().contains("server.max_body_bytes"),

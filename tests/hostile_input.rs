@@ -57,7 +57,7 @@ fn mlmodel(bytes: &[u8]) {
 
 fn baseline(bytes: &[u8]) {
     if let Ok(b) = Baseline::parse(bytes) {
-        let _ = modelgate::drift::profile::ProfilePlan::compile(&b);
+        let _ = modelgate::drift::profile::Profiler::compile(&b);
     }
 }
 

@@ -98,7 +98,7 @@ impl MonitoringMetrics {
 mod tests {
     use super::*;
     use crate::data::frame::{Column, ColumnData, Frame};
-    use crate::drift::settings::LabelSettings;
+    use crate::settings::monitoring::LabelSettings;
 
     fn rendered(metrics: &crate::metrics::Metrics) -> String {
         String::from_utf8(metrics.render()).unwrap()

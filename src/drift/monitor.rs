@@ -5,16 +5,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::profile::{Counts, ProfilePlan, Role};
+use super::profile::{Counts, Profiler, Role};
 use super::quality::QualityCounts;
 use super::report::{column_report, iso, EntityReport, OpenWindow, QualityReport, WindowReport};
-use super::settings::{LabelSettings, MonitoringSettings, Thresholds};
 use super::window::{Window, Windowed};
 use crate::data::frame::{ColumnData, Frame};
 use crate::data::tensor::{NamedTensor, TensorData};
 use crate::engine::outputs::OutputMapping;
 use crate::features::expr::Value;
 use crate::inference_log::LabelRecord;
+use crate::settings::monitoring::{LabelSettings, MonitoringSettings, Thresholds};
 use crate::version::VersionMeta;
 
 /// The settings every monitor shares, checked once.
@@ -56,7 +56,7 @@ pub struct SlotMonitor {
 #[derive(Clone, Copy)]
 pub struct Version<'a> {
     pub meta: &'a VersionMeta,
-    pub profile: Option<&'a Arc<ProfilePlan>>,
+    pub profile: Option<&'a Arc<Profiler>>,
 }
 
 struct SlotState {
@@ -65,7 +65,7 @@ struct SlotState {
     model: Option<String>,
     version: Option<String>,
     epoch: u64,
-    plan: Option<Arc<ProfilePlan>>,
+    profiler: Option<Arc<Profiler>>,
     drift: Option<Windowed<Counts>>,
     quality: Windowed<QualityCounts>,
 }
@@ -82,9 +82,9 @@ impl SlotState {
         self.model = Some(meta.model.clone());
         self.version = Some(meta.version.clone());
         self.epoch += 1;
-        self.plan = version.profile.cloned();
+        self.profiler = version.profile.cloned();
         self.drift = self
-            .plan
+            .profiler
             .as_ref()
             .map(|p| Windowed::new(Counts::zero(p), &config.widths, config.kept, now_ms));
         self.quality = Windowed::new(
@@ -110,7 +110,7 @@ impl SlotMonitor {
                 model: None,
                 version: None,
                 epoch: 0,
-                plan: None,
+                profiler: None,
                 drift: None,
                 quality,
             }),
@@ -128,19 +128,19 @@ impl SlotMonitor {
         defaulted: &[(usize, u32)],
     ) -> u64 {
         let now = now_ms();
-        let Some(plan) = version.profile else {
+        let Some(profiler) = version.profile else {
             let mut state = lock(&self.state);
             state.follow(version, &self.config, now);
             return state.epoch;
         };
         // Binned before the lock: the lock only covers the additions.
         let mut bins = Vec::new();
-        plan.bin(frame, &version.meta.outputs, outputs, &mut bins);
+        profiler.bin(frame, &version.meta.outputs, outputs, &mut bins);
         let defaulted: Vec<(usize, u32)> = defaulted
             .iter()
             .filter_map(|&(i, n)| {
                 let name = &frame.columns.get(i)?.name;
-                let c = plan
+                let c = profiler
                     .columns
                     .iter()
                     .position(|c| c.role == Role::Feature && c.name == *name)?;
@@ -179,7 +179,7 @@ impl SlotMonitor {
         let config = &self.config;
         let mut windows = Vec::new();
         let mut open_windows = Vec::new();
-        if let (Some(drift), Some(plan)) = (&mut state.drift, &state.plan) {
+        if let (Some(drift), Some(profiler)) = (&mut state.drift, &state.profiler) {
             drift.rotate(now_ms);
             for s in &drift.series {
                 open_windows.push(OpenWindow {
@@ -190,10 +190,10 @@ impl SlotMonitor {
                 });
                 let (last, before) = s.last_two();
                 if let Some(last) = last {
-                    windows.push(window_report(&s.name, last, before, plan, config));
+                    windows.push(window_report(&s.name, last, before, profiler, config));
                 }
             }
-            windows.push(window_report("total", &drift.total, None, plan, config));
+            windows.push(window_report("total", &drift.total, None, profiler, config));
         }
         state.quality.rotate(now_ms);
         let mut quality = Vec::new();
@@ -215,7 +215,7 @@ impl SlotMonitor {
             served_entity: served_entity.to_owned(),
             model: state.model.clone(),
             version: state.version.clone(),
-            baseline: state.plan.is_some(),
+            baseline: state.profiler.is_some(),
             status,
             drift: windows.iter().any(|w| w.drift),
             windows,
@@ -229,17 +229,17 @@ fn window_report(
     name: &str,
     w: &Window<Counts>,
     previous: Option<&Window<Counts>>,
-    plan: &ProfilePlan,
+    profiler: &Profiler,
     config: &MonitorConfig,
 ) -> WindowReport {
-    let columns: Vec<_> = plan
+    let columns: Vec<_> = profiler
         .columns
         .iter()
         .zip(&w.value.columns)
         .enumerate()
-        .map(|(i, (plan, counts))| {
+        .map(|(i, (column, counts))| {
             let before = previous.and_then(|p| p.value.columns.get(i));
-            column_report(plan, counts, before, config.min_count, &config.thresholds)
+            column_report(column, counts, before, config.min_count, &config.thresholds)
         })
         .collect();
     let status = columns.iter().filter_map(|c| c.status).max();

@@ -19,6 +19,16 @@ pub enum Role {
     Output,
 }
 
+/// How a column is profiled: the `kind` of a column in monitoring reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnKind {
+    /// Binned on the baseline's edges.
+    Numeric,
+    /// One bin per baseline category, and one for the rest.
+    Categorical,
+}
+
 /// How a column's values map to bins.
 #[derive(Debug)]
 pub enum Binner {
@@ -71,8 +81,11 @@ impl Binner {
         }
     }
 
-    pub fn is_numeric(&self) -> bool {
-        matches!(self, Self::Numeric { .. })
+    pub fn kind(&self) -> ColumnKind {
+        match self {
+            Self::Numeric { .. } => ColumnKind::Numeric,
+            Self::Categorical { .. } => ColumnKind::Categorical,
+        }
     }
 
     /// The bin of a number; NaN has none.
@@ -141,25 +154,26 @@ fn numeric_bin(edges: &[f64], x: f64) -> u32 {
 
 /// One profiled column.
 #[derive(Debug)]
-pub struct ColumnPlan {
+pub struct ProfiledColumn {
     pub name: String,
     pub role: Role,
     pub binner: Binner,
     pub baseline: ColumnBaseline,
 }
 
-/// What a served entity profiles: its baseline's features, then its outputs.
+/// How a version's values are profiled: its baseline's features, then its outputs, each
+/// column with the binner its baseline compiles to.
 #[derive(Debug)]
-pub struct ProfilePlan {
-    pub columns: Vec<ColumnPlan>,
+pub struct Profiler {
+    pub columns: Vec<ProfiledColumn>,
     /// Rows of the training data the baseline came from.
     pub baseline_rows: Option<u64>,
 }
 
-impl ProfilePlan {
+impl Profiler {
     pub fn compile(baseline: &Baseline) -> Self {
         let column = |role: Role| {
-            move |(name, b): &(String, ColumnBaseline)| ColumnPlan {
+            move |(name, b): &(String, ColumnBaseline)| ProfiledColumn {
                 name: name.clone(),
                 role,
                 binner: Binner::compile(b),
@@ -219,7 +233,7 @@ fn bin_column(binner: &Binner, data: &ColumnData, out: &mut Vec<u32>) {
 /// `probability` is the classifier's positive-class (or top) probability; any other name is an
 /// output tensor with one value per row.
 fn bin_output(
-    c: &ColumnPlan,
+    c: &ProfiledColumn,
     mapping: &OutputMapping,
     outputs: &[NamedTensor],
     rows: usize,
@@ -270,9 +284,9 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub fn zero(plan: &ProfilePlan) -> Self {
+    pub fn zero(profiler: &Profiler) -> Self {
         Self {
-            columns: plan
+            columns: profiler
                 .columns
                 .iter()
                 .map(|c| ColumnCounts {
@@ -283,7 +297,7 @@ impl Counts {
         }
     }
 
-    /// Adds a batch binned by [`ProfilePlan::bin`]; `defaulted` is (column, values).
+    /// Adds a batch binned by [`Profiler::bin`]; `defaulted` is (column, values).
     pub fn add(&mut self, bins: &[u32], rows: usize, defaulted: &[(usize, u32)]) {
         for (c, counts) in self.columns.iter_mut().enumerate() {
             let Some(column) = bins.get(c * rows..(c + 1) * rows) else {
@@ -360,6 +374,10 @@ mod tests {
         assert_eq!(b.number(1.5), 3);
         assert_eq!(b.boolean(true), 0);
         assert_eq!(b.boolean(false), 3);
+        // The `kind` of a column in monitoring reports.
+        assert_eq!(serde_json::to_value(b.kind()).unwrap(), "categorical");
+        let n = Binner::compile(&numeric(vec![0.0, 1.0]));
+        assert_eq!(serde_json::to_value(n.kind()).unwrap(), "numeric");
     }
 
     #[test]
@@ -373,7 +391,7 @@ mod tests {
             ],
             outputs: vec![],
         };
-        let plan = ProfilePlan::compile(&baseline);
+        let profiler = Profiler::compile(&baseline);
         let frame = Frame {
             columns: vec![Column::scalar(
                 "x",
@@ -381,9 +399,9 @@ mod tests {
             )],
         };
         let mut bins = Vec::new();
-        plan.bin(&frame, &OutputMapping::Records, &[], &mut bins);
+        profiler.bin(&frame, &OutputMapping::Records, &[], &mut bins);
         assert_eq!(bins, vec![0, 1, NULL, NULL, NULL, NULL]);
-        let mut counts = Counts::zero(&plan);
+        let mut counts = Counts::zero(&profiler);
         counts.add(&bins, 3, &[(1, 3)]);
         assert_eq!(counts.columns[0].bins, vec![1, 1, 0]);
         assert_eq!(counts.columns[0].nulls, 1);

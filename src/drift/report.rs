@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
-use super::profile::{ColumnCounts, ColumnPlan, Role};
+use super::profile::{ColumnCounts, ColumnKind, ProfiledColumn, Role};
 use super::quality::QualityFigures;
-use super::settings::Thresholds;
 use super::stats;
+use crate::settings::monitoring::Thresholds;
 
 /// A column's or a served entity's drift state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -84,7 +84,7 @@ fn as_f64(counts: &[u64]) -> Vec<f64> {
 
 /// `observed` against `reference` weights (shares or counts) over `reference_count` values.
 pub fn compare(
-    column: &ColumnPlan,
+    column: &ProfiledColumn,
     reference: &[f64],
     reference_count: f64,
     observed: &ColumnCounts,
@@ -124,7 +124,7 @@ pub fn compare(
 pub struct ColumnReport {
     pub name: String,
     pub role: Role,
-    pub kind: &'static str,
+    pub kind: ColumnKind,
     /// Values counted on the bins (nulls excluded).
     pub count: u64,
     pub nulls: u64,
@@ -144,7 +144,7 @@ pub struct ColumnReport {
 
 /// One column of a window: its counts and, with enough values, its statistics.
 pub fn column_report(
-    column: &ColumnPlan,
+    column: &ProfiledColumn,
     counts: &ColumnCounts,
     previous: Option<&ColumnCounts>,
     min_count: u64,
@@ -173,11 +173,7 @@ pub fn column_report(
     ColumnReport {
         name: column.name.clone(),
         role: column.role,
-        kind: if column.binner.is_numeric() {
-            "numeric"
-        } else {
-            "categorical"
-        },
+        kind: column.binner.kind(),
         count,
         nulls: counts.nulls,
         defaulted: counts.defaulted,

@@ -141,7 +141,7 @@ pub fn load_served_entity(
         profile: mv
             .baseline
             .as_ref()
-            .map(|b| Arc::new(crate::drift::profile::ProfilePlan::compile(b))),
+            .map(|b| Arc::new(crate::drift::profile::Profiler::compile(b))),
         loaded_at: SystemTime::now(),
     });
     let fail = |message: String| LoadError::Validation {

@@ -42,7 +42,7 @@ pub struct ServedEntity {
     /// The version's feature spec compiled against the online store, when it has one.
     pub features: Option<crate::features::join::JoinPlan>,
     /// What drift monitoring counts, from the version's `baseline.json`.
-    pub profile: Option<Arc<crate::drift::profile::ProfilePlan>>,
+    pub profile: Option<Arc<crate::drift::profile::Profiler>>,
 }
 
 /// Model versions loaded in this process now (served, loading, or finishing requests).
@@ -86,9 +86,8 @@ pub enum ConfigUpdate {
 /// The result of the last attempt to change what an endpoint serves.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SwapRecord {
-    /// `success` or `failure`.
-    pub outcome: &'static str,
-    pub trigger: &'static str,
+    pub outcome: crate::metrics::labels::Outcome,
+    pub trigger: updater::Trigger,
     pub from_version: Option<String>,
     pub to_version: Option<String>,
     pub message: Option<String>,

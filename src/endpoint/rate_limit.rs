@@ -6,38 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum RateLimitKey {
-    User,
-    Endpoint,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum RenewalPeriod {
-    Minute,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimit {
-    pub calls: u64,
-    #[serde(default = "endpoint_key")]
-    pub key: RateLimitKey,
-    #[serde(default = "minute")]
-    pub renewal_period: RenewalPeriod,
-}
-
-fn endpoint_key() -> RateLimitKey {
-    RateLimitKey::Endpoint
-}
-
-fn minute() -> RenewalPeriod {
-    RenewalPeriod::Minute
-}
+pub use crate::settings::endpoint::{RateLimit, RateLimitKey, RenewalPeriod};
 
 /// Callers counted apart within one minute; beyond it the rest share one count (memory stays
 /// bounded whatever the callers).

@@ -17,8 +17,9 @@ use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistryError};
 use crate::settings::InferenceSettings;
 
-/// What started an update; named in logs, state and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What started an update; named in logs and in an endpoint's state (`last_swap.trigger`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Trigger {
     Startup,
     Watch,
@@ -32,6 +33,16 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    pub const ALL: [Self; 7] = [
+        Self::Startup,
+        Self::Watch,
+        Self::Poll,
+        Self::Admin,
+        Self::Webhook,
+        Self::Rollback,
+        Self::Config,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Startup => "startup",
@@ -118,7 +129,7 @@ impl Updater {
         // A timer does not retry a version that already failed: registry versions do not
         // change in place, and file changes (watch), webhooks and admin reloads do retry.
         let failed_before = slot.state().last_swap.is_some_and(|r| {
-            r.outcome == "failure" && r.to_version.as_deref() == Some(target.as_str())
+            r.outcome == Outcome::Failure && r.to_version.as_deref() == Some(target.as_str())
         });
         if trigger == Trigger::Poll && failed_before && !force {
             return SwapOutcome::Unchanged {
@@ -225,8 +236,8 @@ impl Updater {
                 s.previous_version = from.clone();
             }
             s.last_swap = Some(SwapRecord {
-                outcome: "success",
-                trigger: trigger.as_str(),
+                outcome: Outcome::Success,
+                trigger,
                 from_version: from.clone(),
                 to_version: Some(entity.meta.version.clone()),
                 message: None,
@@ -267,8 +278,8 @@ impl Updater {
         slot.with_state(|s| {
             s.config_update = ConfigUpdate::UpdateFailed;
             s.last_swap = Some(SwapRecord {
-                outcome: "failure",
-                trigger: trigger.as_str(),
+                outcome: Outcome::Failure,
+                trigger,
                 from_version: from,
                 to_version: version.map(str::to_owned),
                 message: Some(message.clone()),
@@ -282,7 +293,35 @@ impl Updater {
 /// After a deferred load, the state goes back to what the last attempt left.
 fn previous_update_state(s: &super::UpdateState) -> ConfigUpdate {
     match &s.last_swap {
-        Some(r) if r.outcome == "failure" => ConfigUpdate::UpdateFailed,
+        Some(r) if r.outcome == Outcome::Failure => ConfigUpdate::UpdateFailed,
         _ => ConfigUpdate::NotUpdating,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_swap_record_keeps_its_json_words() {
+        for t in Trigger::ALL {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        for o in Outcome::ALL {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+        let record = SwapRecord {
+            outcome: Outcome::Failure,
+            trigger: Trigger::Webhook,
+            from_version: Some("1".into()),
+            to_version: Some("2".into()),
+            message: Some("no".into()),
+            at: 1.5,
+        };
+        assert_eq!(
+            serde_json::to_value(&record).unwrap(),
+            serde_json::json!({"outcome": "failure", "trigger": "webhook", "from_version": "1",
+                "to_version": "2", "message": "no", "at": 1.5})
+        );
     }
 }

@@ -18,33 +18,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde::{Deserialize, Serialize};
 
 use super::embedded::{json_value, snapshot_rows, time_of, LoadError};
 use super::store::{Answer, Found, OnlineStore, Pending, Query, StoreError, TableSettings};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RedisSettings {
-    pub url: String,
-    pub key_prefix: String,
-    /// Deadline of one request's whole lookup; past it, values are missing (timed out) and
-    /// follow their features' policies.
-    pub timeout_ms: u64,
-    /// Deadline of one connection attempt.
-    pub connect_timeout_ms: u64,
-}
-
-impl Default for RedisSettings {
-    fn default() -> Self {
-        Self {
-            url: "redis://127.0.0.1:6379".into(),
-            key_prefix: "modelgate:".into(),
-            timeout_ms: 50,
-            connect_timeout_ms: 1000,
-        }
-    }
-}
+pub use crate::settings::features::RedisSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisStoreError {

@@ -1,27 +1,8 @@
 //! Online stores behind one trait: a batch of key lookups in, the rows found out.
 
-use serde::{Deserialize, Serialize};
-
 use super::expr::Value;
 
-/// One online table as the gateway knows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TableSettings {
-    pub name: String,
-    /// Snapshot file loaded at start: `.jsonl` / `.json` (one object per line), `.csv` or
-    /// `.parquet`.
-    pub path: std::path::PathBuf,
-    /// Key columns, in order.
-    pub primary_keys: Vec<String>,
-    /// A timestamp column that is part of the key: as-of lookups take the newest row at or
-    /// before the request's time. Without it, a key has one row (the last one loaded wins).
-    #[serde(default)]
-    pub timestamp_key: Option<String>,
-    /// When a row's values were computed, for `max_age_seconds` (defaults to `timestamp_key`).
-    #[serde(default)]
-    pub event_timestamp: Option<String>,
-}
+pub use crate::settings::features::TableSettings;
 
 /// One lookup: a table, the key text (see [`key_text`]) and, for as-of tables, the time.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,10 +15,7 @@ use crate::data::time::parse_timestamp;
 use crate::error::{Limit, RequestError};
 use crate::features::embedded::json_value;
 
-/// Labels one call may carry by default (`inference_log.max_labels_per_request`).
-pub const MAX_LABELS: usize = 10_000;
-/// Key columns one label may carry by default (`inference_log.max_keys_per_label`).
-pub const MAX_KEYS: usize = 4;
+pub use crate::settings::inference_log::{MAX_KEYS, MAX_LABELS};
 
 /// What one labels call may carry.
 #[derive(Debug, Clone, Copy)]

@@ -13,109 +13,18 @@ pub mod record;
 pub mod rows;
 mod writer;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use crate::endpoint::config::AutoCaptureConfig;
+use crate::metrics::labels::{DropReason, LogTable};
 use crate::metrics::Metrics;
+use crate::settings::capture::AutoCaptureConfig;
+pub use crate::settings::inference_log::InferenceLogSettings;
 pub use record::{CallRecord, Inputs, LabelRecord, ScoredRows};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct InferenceLogSettings {
-    /// Root of the inference tables: a folder (relative to the working directory) or a
-    /// `file://` URL.
-    pub location: String,
-    /// Options of the object store under `location` (credentials, endpoint, ...), passed to
-    /// the Delta writer as they are.
-    pub storage_options: BTreeMap<String, String>,
-    /// Records waiting to be written, in bytes (bodies, inputs and outputs); beyond it new
-    /// records are dropped and counted (`reason="queue_full"`).
-    pub queue_bytes: usize,
-    /// A table's batch is committed when it has this many rows...
-    pub flush_rows: usize,
-    /// ... or this many bytes ...
-    pub flush_bytes: usize,
-    /// ... or when its oldest row is this old.
-    pub flush_interval_ms: u64,
-    /// Request and response bodies larger than this are logged as null with
-    /// `MAX_REQUEST_SIZE_EXCEEDED` / `MAX_RESPONSE_SIZE_EXCEEDED`.
-    pub max_payload_bytes: usize,
-    /// Attempts per commit (with backoff from 100 ms, doubling, up to 5 s) before its rows are
-    /// dropped and counted (`reason="commit_failed"`).
-    pub commit_attempts: u32,
-    /// At shutdown, how long the writer may take to commit what is queued; no attempt starts
-    /// after it and one in flight is abandoned (`reason="shutdown"`).
-    pub shutdown_deadline_seconds: u64,
-    /// Labels one call to the labels API may carry (beyond: 413, `limit="labels"`).
-    pub max_labels_per_request: usize,
-    /// Key columns one label may carry (beyond: 400, `limit="label_keys"`); the names must be
-    /// the endpoint's declared key columns.
-    pub max_keys_per_label: usize,
-}
-
-impl Default for InferenceLogSettings {
-    fn default() -> Self {
-        Self {
-            location: "inference-tables".into(),
-            storage_options: BTreeMap::new(),
-            queue_bytes: 64 * 1024 * 1024,
-            flush_rows: 10_000,
-            flush_bytes: 8 * 1024 * 1024,
-            flush_interval_ms: 1000,
-            max_payload_bytes: 1024 * 1024,
-            commit_attempts: 5,
-            shutdown_deadline_seconds: 10,
-            max_labels_per_request: labels::MAX_LABELS,
-            max_keys_per_label: labels::MAX_KEYS,
-        }
-    }
-}
-
+/// Where an endpoint's tables are; here because only the writer needs it.
 impl InferenceLogSettings {
-    /// The first problem, as (key, message).
-    pub fn problem(&self) -> Option<(&'static str, String)> {
-        const SCHEMES: [&str; 3] = ["file", "s3", "s3a"];
-        let l = &self.location;
-        if l.trim().is_empty() {
-            return Some(("location", "must name a folder or a file:// URL".into()));
-        }
-        if let Some((scheme, rest)) = l.split_once("://") {
-            if !SCHEMES.contains(&scheme) {
-                return Some((
-                    "location",
-                    format!("'{scheme}://' is not supported: use a folder, a file:// URL or an s3:// URL (S3 and S3-compatible stores)"),
-                ));
-            }
-            if scheme != "file" && rest.trim_matches('/').is_empty() {
-                return Some(("location", format!("'{l}' names no bucket")));
-            }
-        }
-        for (key, value) in [
-            ("queue_bytes", self.queue_bytes),
-            ("flush_rows", self.flush_rows),
-            ("flush_bytes", self.flush_bytes),
-            ("max_payload_bytes", self.max_payload_bytes),
-            ("max_labels_per_request", self.max_labels_per_request),
-            ("max_keys_per_label", self.max_keys_per_label),
-        ] {
-            if value == 0 {
-                return Some((key, "must be above 0".into()));
-            }
-        }
-        if self.flush_interval_ms == 0 {
-            return Some(("flush_interval_ms", "must be above 0".into()));
-        }
-        if self.commit_attempts == 0 {
-            return Some(("commit_attempts", "must be at least 1".into()));
-        }
-        None
-    }
-
     /// Where the tables of a capture config live.
     fn table_root(&self, capture: &AutoCaptureConfig) -> String {
         let mut root = self.location.trim_end_matches('/').to_owned();
@@ -160,8 +69,8 @@ impl Default for RequestId {
 /// One table of a capture.
 pub struct TableTarget {
     pub uri: String,
-    /// `payload`, `predictions` or `labels` (the `table` label of the metrics).
-    pub kind: &'static str,
+    /// The table's name suffix and the `table` label of the metrics.
+    pub kind: LogTable,
 }
 
 /// An endpoint's capture config, resolved once per endpoint config.
@@ -276,8 +185,8 @@ impl InferenceLog {
         }
         let root = self.settings.table_root(config);
         let prefix = config.prefix(endpoint);
-        let target = |kind: &'static str| TableTarget {
-            uri: format!("{root}/{prefix}_{kind}"),
+        let target = |kind: LogTable| TableTarget {
+            uri: format!("{root}/{prefix}_{}", kind.as_str()),
             kind,
         };
         let f = config.sampling_fraction.clamp(0.0, 1.0);
@@ -285,29 +194,29 @@ impl InferenceLog {
             endpoint: Arc::from(endpoint),
             sampling_fraction: f,
             threshold: (f * u64::MAX as f64) as u64,
-            payload: target("payload"),
-            predictions: target("predictions"),
-            labels: target("labels"),
+            payload: target(LogTable::Payload),
+            predictions: target(LogTable::Predictions),
+            labels: target(LogTable::Labels),
         })
     }
 
     /// Takes `bytes` of queue space, or counts the records' rows dropped, per table.
-    fn reserve(&self, bytes: usize, capture: &Capture, rows: &[(&str, usize)]) -> bool {
+    fn reserve(&self, bytes: usize, capture: &Capture, rows: &[(LogTable, usize)]) -> bool {
         let reason = if self.closed.load(Ordering::Acquire) {
-            "shutdown"
+            DropReason::Shutdown
         } else {
             let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
             if before + bytes <= self.settings.queue_bytes {
                 return true;
             }
             self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            "queue_full"
+            DropReason::QueueFull
         };
         for &(table, n) in rows.iter().filter(|(_, n)| *n > 0) {
             self.metrics
                 .log
                 .dropped_rows
-                .with_label_values(&[&*capture.endpoint, table, reason])
+                .with_label_values(&[&*capture.endpoint, table.as_str(), reason.as_str()])
                 .inc_by(n as u64);
         }
         false
@@ -321,7 +230,7 @@ impl InferenceLog {
             scored.iter().map(ScoredRows::approx_bytes).sum(),
         ];
         let rows: usize = scored.iter().map(ScoredRows::rows).sum();
-        let drops = [("payload", 1), ("predictions", rows)];
+        let drops = [(LogTable::Payload, 1), (LogTable::Predictions, rows)];
         if self.reserve(bytes[0] + bytes[1], &capture, &drops) {
             self.send(Entry::Call {
                 capture,
@@ -335,7 +244,7 @@ impl InferenceLog {
     /// Logs the rows a shadow served entity scored for a copy of a request.
     pub fn log_shadow(&self, capture: Arc<Capture>, scored: ScoredRows) {
         let bytes = scored.approx_bytes();
-        if self.reserve(bytes, &capture, &[("predictions", scored.rows())]) {
+        if self.reserve(bytes, &capture, &[(LogTable::Predictions, scored.rows())]) {
             self.send(Entry::Shadow {
                 capture,
                 scored,

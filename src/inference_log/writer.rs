@@ -23,6 +23,7 @@ use super::record::{labels_batch, payload_batch, predictions_batch};
 use super::{
     CallRecord, Capture, Entry, InferenceLogSettings, LabelRecord, ScoredRows, TableTarget,
 };
+use crate::metrics::labels::DropReason;
 use crate::metrics::Metrics;
 
 /// How long, past the deadline, the writer may ask a table whether an abandoned attempt
@@ -289,15 +290,15 @@ impl Writer {
             version: self.batch_seq,
         };
         let endpoint = &*capture.endpoint;
-        let labels = [endpoint, table.kind];
+        let labels = [endpoint, table.kind.as_str()];
         let outcome = if self.past_deadline() {
             // No new attempt past the shutdown deadline.
-            Err("shutdown")
+            Err(DropReason::Shutdown)
         } else {
             let attempt = catch_unwind(AssertUnwindSafe(|| match build() {
                 Err(e) => {
                     tracing::error!(table = %table.uri, "cannot build the inference-log rows: {e}");
-                    Err("invalid_rows")
+                    Err(DropReason::InvalidRows)
                 }
                 Ok(batch) => self.append_with_retries(capture, table, &batch, &txn),
             }));
@@ -310,7 +311,7 @@ impl Writer {
                 tracing::error!(table = %table.uri, rows, "the inference-log writer panicked on a batch; its rows are dropped and logging goes on: {what}");
                 // Whatever the sink held for the table may be half-updated.
                 self.sink.forget(&table.uri);
-                Err("writer_panic")
+                Err(DropReason::WriterPanic)
             })
         };
         self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
@@ -335,7 +336,7 @@ impl Writer {
                 self.metrics
                     .log
                     .dropped_rows
-                    .with_label_values(&[endpoint, table.kind, reason])
+                    .with_label_values(&[endpoint, table.kind.as_str(), reason.as_str()])
                     .inc_by(rows as u64);
             }
         }
@@ -347,13 +348,13 @@ impl Writer {
         table: &TableTarget,
         batch: &RecordBatch,
         txn: &Txn,
-    ) -> Result<usize, &'static str> {
-        let labels = [&*capture.endpoint, table.kind];
+    ) -> Result<usize, DropReason> {
+        let labels = [&*capture.endpoint, table.kind.as_str()];
         let size = batch.get_array_memory_size();
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=self.attempts {
             if self.past_deadline() {
-                return Err("shutdown");
+                return Err(DropReason::Shutdown);
             }
             let started = Instant::now();
             // A retry first asks the table whether an earlier attempt committed the batch.
@@ -381,7 +382,7 @@ impl Writer {
                         return Ok(size);
                     }
                     tracing::warn!(table = %table.uri, rows = batch.num_rows(), "inference-log commit abandoned at the shutdown deadline");
-                    return Err("shutdown");
+                    return Err(DropReason::Shutdown);
                 }
                 Err(e) => {
                     tracing::warn!(table = %table.uri, attempt, "inference-log commit failed: {e}");
@@ -389,7 +390,7 @@ impl Writer {
                         break;
                     }
                     if !self.back_off(backoff) {
-                        return Err("shutdown");
+                        return Err(DropReason::Shutdown);
                     }
                     self.metrics
                         .log
@@ -401,7 +402,7 @@ impl Writer {
             }
         }
         tracing::error!(table = %table.uri, rows = batch.num_rows(), "inference-log rows dropped after {} attempts", self.attempts);
-        Err("commit_failed")
+        Err(DropReason::CommitFailed)
     }
 
     /// Takes what is still queued and commits everything, within the deadline when closing.
@@ -427,8 +428,9 @@ fn has_rows(t: &Tables) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::config::AutoCaptureConfig;
     use crate::features::expr::Value;
+    use crate::metrics::labels::LogTable;
+    use crate::settings::capture::AutoCaptureConfig;
 
     fn label(text: &str) -> LabelRecord {
         LabelRecord {
@@ -448,17 +450,22 @@ mod tests {
             ..Default::default()
         };
         let config: AutoCaptureConfig = serde_json::from_str("{}").unwrap();
-        let target = |kind: &'static str| TableTarget {
-            uri: format!("{}/{}_{kind}", settings.location, config.prefix("e")),
+        let target = |kind: LogTable| TableTarget {
+            uri: format!(
+                "{}/{}_{}",
+                settings.location,
+                config.prefix("e"),
+                kind.as_str()
+            ),
             kind,
         };
         Arc::new(Capture {
             endpoint: Arc::from("e"),
             sampling_fraction: 1.0,
             threshold: u64::MAX,
-            payload: target("payload"),
-            predictions: target("predictions"),
-            labels: target("labels"),
+            payload: target(LogTable::Payload),
+            predictions: target(LogTable::Predictions),
+            labels: target(LogTable::Labels),
         })
     }
 

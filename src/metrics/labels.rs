@@ -19,6 +19,13 @@ macro_rules! label_values {
                 }
             }
         }
+
+        /// As its label value, where one shows in JSON (an endpoint's `last_swap.outcome`).
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
     };
 }
 

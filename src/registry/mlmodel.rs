@@ -54,7 +54,7 @@ pub struct RawSignature {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SchemaEntry {
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ColumnType,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default = "default_required")]
@@ -80,9 +80,42 @@ pub struct Signature {
     pub outputs: Vec<SchemaEntry>,
 }
 
-const COLUMN_TYPES: [&str; 8] = [
-    "boolean", "integer", "long", "float", "double", "string", "binary", "datetime",
-];
+/// The `type` of a schema entry: an MLflow column type, or `tensor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    Boolean,
+    Integer,
+    Long,
+    Float,
+    Double,
+    String,
+    Binary,
+    Datetime,
+    Tensor,
+}
+
+impl ColumnType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Boolean => "boolean",
+            Self::Integer => "integer",
+            Self::Long => "long",
+            Self::Float => "float",
+            Self::Double => "double",
+            Self::String => "string",
+            Self::Binary => "binary",
+            Self::Datetime => "datetime",
+            Self::Tensor => "tensor",
+        }
+    }
+}
+
+impl std::fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl Signature {
     pub fn parse(raw: &RawSignature) -> Result<Self, String> {
@@ -90,21 +123,19 @@ impl Signature {
             let Some(text) = text else {
                 return Ok(Vec::new());
             };
-            let entries: Vec<SchemaEntry> = serde_json::from_str(text)
+            let raw: Vec<serde_json::Value> = serde_json::from_str(text)
                 .map_err(|e| format!("signature.{field} is not a valid MLflow schema: {e}"))?;
-            for (i, e) in entries.iter().enumerate() {
-                if e.kind == "tensor" {
-                    if e.tensor_spec.is_none() {
-                        return Err(format!(
-                            "signature.{field}[{i}] is a tensor without 'tensor-spec'"
-                        ));
-                    }
-                } else if !COLUMN_TYPES.contains(&e.kind.as_str()) {
+            // Entry by entry, so an error names its index (an unknown `type` with the known ones).
+            let mut entries = Vec::with_capacity(raw.len());
+            for (i, value) in raw.into_iter().enumerate() {
+                let e: SchemaEntry = serde_json::from_value(value)
+                    .map_err(|e| format!("signature.{field}[{i}]: {e}"))?;
+                if e.kind == ColumnType::Tensor && e.tensor_spec.is_none() {
                     return Err(format!(
-                        "signature.{field}[{i}] has unknown type '{}'",
-                        e.kind
+                        "signature.{field}[{i}] is a tensor without 'tensor-spec'"
                     ));
                 }
+                entries.push(e);
             }
             Ok(entries)
         };
@@ -120,5 +151,31 @@ impl Signature {
             return None;
         }
         self.inputs.iter().map(|e| e.name.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(inputs: &str) -> Result<Signature, String> {
+        Signature::parse(&RawSignature {
+            inputs: Some(inputs.to_owned()),
+            outputs: None,
+        })
+    }
+
+    #[test]
+    fn column_types_are_read_and_an_unknown_one_is_named_with_the_known_ones() {
+        let s = parse(r#"[{"type": "double", "name": "a"}, {"type": "datetime", "name": "t"}]"#)
+            .unwrap();
+        let kinds: Vec<ColumnType> = s.inputs.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [ColumnType::Double, ColumnType::Datetime]);
+        let err = parse(r#"[{"type": "long", "name": "a"}, {"type": "decimal", "name": "b"}]"#)
+            .unwrap_err();
+        assert!(err.starts_with("signature.inputs[1]: "), "{err}");
+        assert!(err.contains("decimal") && err.contains("datetime"), "{err}");
+        let err = parse(r#"[{"type": "tensor"}]"#).unwrap_err();
+        assert_eq!(err, "signature.inputs[0] is a tensor without 'tensor-spec'");
     }
 }

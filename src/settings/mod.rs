@@ -1,5 +1,18 @@
 //! Typed configuration: built-in defaults -> YAML file -> environment (`MODELGATE__SECTION__KEY`)
-//! -> command-line flags, validated once at start with errors that name the key.
+//! -> command-line flags, validated once at start with errors that name the key. One file per
+//! section of the config file; each section's checks live with its type.
+
+pub mod capture;
+pub mod control;
+pub mod endpoint;
+pub mod engine;
+pub mod features;
+pub mod inference;
+pub mod inference_log;
+pub mod monitoring;
+mod redact;
+pub mod registry;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,9 +21,16 @@ use figment::providers::{Env, Format, Serialized, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::endpoint::config::Violation;
-pub use crate::endpoint::config::{EndpointSettings, ServedEntitySettings};
-use crate::engine::EngineChoice;
+pub use self::control::ControlSettings;
+pub use self::endpoint::{EndpointSettings, ServedEntitySettings, Violation};
+pub use self::engine::EngineSettings;
+pub use self::features::{FeatureSettings, StoreKind};
+pub use self::inference::InferenceSettings;
+pub use self::inference_log::InferenceLogSettings;
+pub use self::monitoring::MonitoringSettings;
+pub use self::redact::{redact_url, REDACTED};
+pub use self::registry::{RegistryKind, RegistrySettings};
+pub use self::server::ServerSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -29,6 +49,39 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> SettingsError 
     }
 }
 
+/// A value outside an enum's set (`registry.kind: s3`) as an error that names the key, the value
+/// and the accepted values, like the checks of `validate`; other load errors as figment says them.
+fn load_error(e: figment::Error) -> SettingsError {
+    let figment::error::Kind::UnknownVariant(found, known) = &e.kind else {
+        return SettingsError::Load(Box::new(e));
+    };
+    let mut key = String::new();
+    for part in &e.path {
+        if part.parse::<usize>().is_ok() {
+            key.push_str(&format!("[{part}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+    }
+    let from = match e.metadata.as_ref() {
+        Some(m) => match &m.source {
+            Some(figment::Source::File(path)) => format!(", in {}", path.display()),
+            _ => format!(", from the {}", m.name),
+        },
+        None => String::new(),
+    };
+    invalid(
+        key,
+        format!(
+            "unknown value '{found}' (known: {}){from}",
+            known.join(", ")
+        ),
+    )
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -39,251 +92,14 @@ pub struct Settings {
     pub control: ControlSettings,
     pub features: FeatureSettings,
     /// Inference tables: where and how endpoints with `auto_capture_config` log.
-    pub inference_log: crate::inference_log::InferenceLogSettings,
+    pub inference_log: InferenceLogSettings,
     /// Drift and quality monitoring of every served entity (docs/monitoring.md).
-    pub monitoring: crate::drift::MonitoringSettings,
+    pub monitoring: MonitoringSettings,
     /// Bearer tokens with scopes (docs/operations.md).
     pub auth: crate::http::auth::AuthSettings,
     /// Bounds on what one request may hold (docs/operations.md, "Limits").
     pub limits: crate::protocol::limits::DecodeLimits,
     pub endpoints: Vec<EndpointSettings>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct FeatureSettings {
-    /// Online tables of the embedded store, each loaded from a snapshot file at start.
-    pub tables: Vec<crate::features::store::TableSettings>,
-    /// Reload the tables when their snapshot files change (embedded store).
-    pub watch: bool,
-    /// `embedded` (tables in process, from the snapshot files) or `redis`.
-    pub store: String,
-    pub redis: crate::features::redis_store::RedisSettings,
-}
-
-impl Default for FeatureSettings {
-    fn default() -> Self {
-        Self {
-            tables: Vec::new(),
-            watch: true,
-            store: "embedded".into(),
-            redis: Default::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerSettings {
-    /// Address to listen on; port 0 picks a free port (the bound address is logged).
-    pub listen: String,
-    /// HTTP worker threads; 0 means one per core.
-    pub http_workers: usize,
-    /// Largest request body accepted, in bytes.
-    pub max_body_bytes: usize,
-    /// How long in-flight requests may take to finish after SIGTERM.
-    pub shutdown_timeout_seconds: u64,
-    /// Scoring requests in flight at once; beyond it 429 with `Retry-After`.
-    pub max_concurrent_requests: usize,
-    /// A scoring request's deadline from its arrival, in ms (0: none); beyond it 504.
-    pub request_timeout_ms: u64,
-    /// HTTPS with these PEM files (reloaded when they change); plain HTTP without.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<crate::http::tls::TlsSettings>,
-    /// A second listener (HOST:PORT) for the admin API (routes of the `manage` scope); when set,
-    /// those routes answer only there and scoring only on `listen`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub admin_listen: Option<String>,
-    /// Bytes of request bodies held at once by all requests in flight; beyond it 503.
-    pub max_inflight_body_bytes: usize,
-    /// How long a request body may take to arrive, in ms; beyond it 408.
-    pub body_read_timeout_ms: u64,
-    /// Open connections at once, over all HTTP workers; beyond it new ones wait in the backlog.
-    pub max_connections: usize,
-    /// Requests in flight at once on one connection (HTTP/2 streams); beyond it 429.
-    pub max_streams_per_connection: usize,
-    /// Peers (addresses or CIDR ranges) whose `X-Forwarded-For` names the caller, for rate
-    /// limits per user and the inference tables' `requester` when no token names it.
-    pub trusted_proxies: Vec<String>,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8080".into(),
-            http_workers: 0,
-            max_body_bytes: 16 * 1024 * 1024,
-            shutdown_timeout_seconds: 30,
-            max_concurrent_requests: 1024,
-            request_timeout_ms: 30_000,
-            tls: None,
-            admin_listen: None,
-            max_inflight_body_bytes: 256 * 1024 * 1024,
-            body_read_timeout_ms: 10_000,
-            max_connections: 10_000,
-            max_streams_per_connection: 128,
-            trusted_proxies: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RegistrySettings {
-    /// `file`: MLflow model directories under `path`; `mlflow`: an MLflow tracking server's
-    /// model registry at `uri`.
-    pub kind: String,
-    /// MLflow tracking server, e.g. `http://mlflow:5000`.
-    pub uri: Option<String>,
-    /// Bearer token for the MLflow server (else `MLFLOW_TRACKING_TOKEN`).
-    pub token: Option<String>,
-    /// Basic-auth user and password for the MLflow server (else `MLFLOW_TRACKING_USERNAME` /
-    /// `MLFLOW_TRACKING_PASSWORD`).
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// Where downloaded MLflow versions are kept, one folder per model and version.
-    pub cache_dir: PathBuf,
-    /// Deadline of one call to the MLflow server.
-    pub timeout_seconds: u64,
-    /// Shared secret of MLflow webhooks; when set, `POST /api/2.0/webhooks/mlflow` takes
-    /// signed model-registry events and refreshes at once.
-    pub webhook_secret: Option<String>,
-    /// Root of the file registry, relative to the working directory.
-    pub path: PathBuf,
-    /// Follow aliases: watch the registry's files and swap versions when an alias moves.
-    pub watch: bool,
-    /// Rescan every endpoint this often, as a fallback for missed file events.
-    pub poll_interval_seconds: u64,
-    /// Wait this long after the last file event before rescanning, and treat version files
-    /// younger than this as still being written.
-    pub settle_ms: u64,
-}
-
-impl Default for RegistrySettings {
-    fn default() -> Self {
-        Self {
-            kind: "file".into(),
-            uri: None,
-            token: None,
-            username: None,
-            password: None,
-            cache_dir: PathBuf::from(".modelgate-cache"),
-            timeout_seconds: 10,
-            webhook_secret: None,
-            path: PathBuf::from("models"),
-            watch: true,
-            poll_interval_seconds: 10,
-            settle_ms: 200,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct EngineSettings {
-    /// `libonnxruntime.so`; when unset, `ORT_DYLIB_PATH` is used.
-    pub ort_dylib_path: Option<PathBuf>,
-    /// Refuse to start when ONNX Runtime does not load (instead of falling back to tract).
-    pub require_ort: bool,
-    /// Engine for served entities that do not choose one.
-    pub default: EngineChoice,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct InferenceSettings {
-    /// Inference worker threads; 0 means one per core.
-    pub workers: usize,
-    /// Requests that may wait for a worker; beyond it requests get 503 at once.
-    pub queue_capacity: usize,
-    /// Request copies waiting for shadow served entities; beyond it copies are dropped (and
-    /// counted), never the caller's request.
-    pub shadow_queue_capacity: usize,
-    /// Most rows one request may carry.
-    pub max_batch_rows: usize,
-    /// Runs of the input example after load, before a version serves.
-    pub warmup_runs: usize,
-    /// Largest absolute difference from a version's expected output that still validates.
-    pub validation_tolerance: f64,
-}
-
-impl Default for InferenceSettings {
-    fn default() -> Self {
-        Self {
-            workers: 0,
-            queue_capacity: 1024,
-            shadow_queue_capacity: 256,
-            max_batch_rows: 10_000,
-            warmup_runs: 3,
-            validation_tolerance: 1e-4,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct ControlSettings {
-    /// Where endpoints created or changed through the control plane are kept across restarts.
-    /// Defaults to `<config file stem>.endpoints.json` beside the config file (or
-    /// `modelgate.endpoints.json` in the working directory without one).
-    pub state_file: Option<PathBuf>,
-}
-
-/// What stands for a secret in printed settings and logs.
-pub const REDACTED: &str = "<redacted>";
-
-/// A URL with its password (`scheme://user:password@host`) replaced, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let shown = if userinfo.contains(':') {
-                format!("{user}:{REDACTED}")
-            } else if user.is_empty() {
-                String::new()
-            } else {
-                // `redis://token@host`: a lone user part is a password to Redis.
-                REDACTED.to_owned()
-            };
-            format!("{scheme}://{shown}@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
-/// Store options whose names say they hold a credential.
-fn is_secret_option(key: &str) -> bool {
-    let key = key.to_ascii_uppercase();
-    [
-        "SECRET",
-        "TOKEN",
-        "PASSWORD",
-        "SESSION",
-        "KEY",
-        "CREDENTIAL",
-        "SAS",
-    ]
-    .iter()
-    .any(|w| key.contains(w))
-}
-
-/// `<dir>/<stem>.endpoints.json` beside the config file, else in the working directory.
-fn default_state_file(config: Option<&Path>) -> PathBuf {
-    match config {
-        Some(path) => {
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "modelgate".into());
-            path.with_file_name(format!("{stem}.endpoints.json"))
-        }
-        None => PathBuf::from("modelgate.endpoints.json"),
-    }
 }
 
 impl Settings {
@@ -300,56 +116,26 @@ impl Settings {
         if let Some(listen) = listen_override {
             figment = figment.merge(("server.listen", listen));
         }
-        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        Self::extract(figment, file)
+    }
+
+    /// The settings of a layered figment, with the state file's default, validated.
+    fn extract(figment: Figment, file: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut settings: Settings = figment.extract().map_err(load_error)?;
         if settings.control.state_file.is_none() {
-            settings.control.state_file = Some(default_state_file(file));
+            settings.control.state_file = Some(control::default_state_file(file));
         }
         settings.validate()?;
         Ok(settings)
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, SettingsError> {
-        self.server.listen.parse().map_err(|e| {
-            invalid(
-                "server.listen",
-                format!("'{}' is not HOST:PORT: {e}", self.server.listen),
-            )
-        })
-    }
-
-    /// These settings with every secret replaced by [`REDACTED`], for `check-config` and logs:
-    /// registry credentials, the webhook secret, passwords in URLs, store credentials.
-    pub fn redacted(&self) -> Settings {
-        let mut s = self.clone();
-        let hide = |v: &mut Option<String>| {
-            if v.is_some() {
-                *v = Some(REDACTED.to_owned());
-            }
-        };
-        hide(&mut s.registry.token);
-        hide(&mut s.registry.password);
-        hide(&mut s.registry.webhook_secret);
-        s.registry.uri = s.registry.uri.as_deref().map(redact_url);
-        s.features.redis.url = redact_url(&s.features.redis.url);
-        for (key, value) in s.inference_log.storage_options.iter_mut() {
-            if is_secret_option(key) {
-                *value = REDACTED.to_owned();
-            }
-        }
-        s
+        self.server.listen_addr()
     }
 
     /// The admin listener's address, when the admin API has its own.
     pub fn admin_addr(&self) -> Result<Option<SocketAddr>, SettingsError> {
-        let Some(listen) = &self.server.admin_listen else {
-            return Ok(None);
-        };
-        listen.parse().map(Some).map_err(|e| {
-            invalid(
-                "server.admin_listen",
-                format!("'{listen}' is not HOST:PORT: {e}"),
-            )
-        })
+        self.server.admin_addr()
     }
 
     /// The decode limits, with the row bound of `inference.max_batch_rows`.
@@ -430,89 +216,12 @@ impl Settings {
                 format!("'{bad}' is not an IP address or CIDR range (10.0.0.0/8, ::1/128)"),
             ));
         }
-        for (key, value) in [
-            ("server.max_body_bytes", self.server.max_body_bytes),
-            (
-                "server.max_inflight_body_bytes",
-                self.server.max_inflight_body_bytes,
-            ),
-            ("server.max_connections", self.server.max_connections),
-            (
-                "server.max_streams_per_connection",
-                self.server.max_streams_per_connection,
-            ),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be above 0"));
-            }
-        }
-        if self.server.max_inflight_body_bytes < self.server.max_body_bytes {
-            return Err(invalid(
-                "server.max_inflight_body_bytes",
-                "must be at least server.max_body_bytes (else the largest body is never taken)",
-            ));
-        }
-        if self.server.body_read_timeout_ms == 0 {
-            return Err(invalid("server.body_read_timeout_ms", "must be above 0"));
-        }
+        self.server.check_bounds()?;
         if let Some((key, message)) = self.limits.problem() {
             return Err(invalid(key, message));
         }
-        match self.registry.kind.as_str() {
-            "file" => {}
-            "mlflow" => {
-                let uri = self.registry.uri.as_deref().unwrap_or("");
-                if !(uri.starts_with("http://") || uri.starts_with("https://")) {
-                    return Err(invalid(
-                        "registry.uri",
-                        format!("the mlflow registry needs an http(s) URI of the tracking server, got '{uri}'"),
-                    ));
-                }
-                if self.registry.timeout_seconds == 0 {
-                    return Err(invalid("registry.timeout_seconds", "must be above 0"));
-                }
-            }
-            other => {
-                return Err(invalid(
-                    "registry.kind",
-                    format!("unknown registry kind '{other}' (known: file, mlflow)"),
-                ))
-            }
-        }
-        if self.registry.poll_interval_seconds == 0 {
-            return Err(invalid("registry.poll_interval_seconds", "must be above 0"));
-        }
-        if !matches!(self.features.store.as_str(), "embedded" | "redis") {
-            return Err(invalid(
-                "features.store",
-                format!(
-                    "unknown store '{}' (known: embedded, redis)",
-                    self.features.store
-                ),
-            ));
-        }
-        if self.inference.shadow_queue_capacity == 0 {
-            return Err(invalid(
-                "inference.shadow_queue_capacity",
-                "must be above 0",
-            ));
-        }
-        if self.server.max_concurrent_requests == 0 {
-            return Err(invalid("server.max_concurrent_requests", "must be above 0"));
-        }
-        if self.inference.queue_capacity == 0 {
-            return Err(invalid("inference.queue_capacity", "must be above 0"));
-        }
-        if self.inference.max_batch_rows == 0 {
-            return Err(invalid("inference.max_batch_rows", "must be above 0"));
-        }
-        if self.inference.validation_tolerance.is_nan() || self.inference.validation_tolerance < 0.0
-        {
-            return Err(invalid(
-                "inference.validation_tolerance",
-                "must be a number >= 0",
-            ));
-        }
+        self.registry.check()?;
+        self.inference.check()?;
         if let Some((key, message)) = self.monitoring.problems().into_iter().next() {
             return Err(invalid(key, message));
         }
@@ -532,10 +241,9 @@ impl Settings {
             }
         }
         // Two endpoints logging into one set of inference tables would mix their rows.
-        if let Some(Violation { key, message }) =
-            crate::endpoint::config::shared_table_violations(&self.endpoints)
-                .into_iter()
-                .next()
+        if let Some(Violation { key, message }) = capture::shared_table_violations(&self.endpoints)
+            .into_iter()
+            .next()
         {
             return Err(invalid(key, message));
         }
@@ -547,6 +255,7 @@ impl Settings {
 mod tests {
     use super::*;
     use crate::endpoint::config::valid_name;
+    use crate::engine::EngineChoice;
 
     fn valid() -> Settings {
         Settings {
@@ -577,7 +286,8 @@ mod tests {
         assert_eq!(s.server.http_workers, 0);
         assert_eq!(s.server.max_body_bytes, 16 * 1024 * 1024);
         assert_eq!(s.server.shutdown_timeout_seconds, 30);
-        assert_eq!(s.registry.kind, "file");
+        assert_eq!(s.registry.kind, RegistryKind::File);
+        assert_eq!(s.features.store, StoreKind::Embedded);
         assert_eq!(s.registry.path, PathBuf::from("models"));
         assert_eq!(s.engine.ort_dylib_path, None);
         assert!(!s.engine.require_ort);
@@ -630,7 +340,6 @@ mod tests {
             (|s| s.server.listen = "nope".into(), "server.listen"),
             (|s| s.server.listen = "127.0.0.1".into(), "server.listen"),
             (|s| s.server.max_body_bytes = 0, "server.max_body_bytes"),
-            (|s| s.registry.kind = "s3".into(), "registry.kind"),
             (
                 |s| s.inference.queue_capacity = 0,
                 "inference.queue_capacity",
@@ -693,11 +402,54 @@ mod tests {
     #[test]
     fn messages_quote_the_bad_value() {
         let mut s = valid();
-        s.registry.kind = "s3".into();
-        assert!(invalid_key(&s).1.contains("'s3'"));
-        let mut s = valid();
         s.server.listen = "nope".into();
         assert!(invalid_key(&s).1.contains("'nope' is not HOST:PORT"));
+    }
+
+    /// Settings from defaults and a YAML text, as `load` layers them.
+    fn from_yaml(yaml: &str) -> Result<Settings, SettingsError> {
+        let figment =
+            Figment::from(Serialized::defaults(Settings::default())).merge(Yaml::string(yaml));
+        Settings::extract(figment, None)
+    }
+
+    #[test]
+    fn a_value_outside_its_set_names_the_key_the_value_and_the_accepted_ones() {
+        let cases = [
+            ("registry: {kind: s3}", "registry.kind", "'s3' (known: file, mlflow)"),
+            (
+                "features: {store: memcached}",
+                "features.store",
+                "'memcached' (known: embedded, redis)",
+            ),
+            ("engine: {default: gpu}", "engine.default", "'gpu' (known: auto, ort, tract)"),
+            (
+                "endpoints: [{name: a, served_entities: [{entity_name: m, entity_version: '1', engine: gpu}]}]",
+                "endpoints[0].served_entities[0].engine",
+                "'gpu' (known: auto, ort, tract)",
+            ),
+        ];
+        for (yaml, want_key, want) in cases {
+            match from_yaml(yaml) {
+                Err(SettingsError::Invalid { key, message }) => {
+                    assert_eq!(key, want_key, "{yaml}: {message}");
+                    assert!(message.contains(want), "{yaml}: {message}");
+                }
+                other => panic!("{yaml}: {other:?}"),
+            }
+        }
+        // The accepted spellings, as the config file writes them.
+        let s = from_yaml(
+            "registry: {kind: mlflow, uri: 'http://mlflow:5000'}\nfeatures: {store: redis}",
+        )
+        .unwrap();
+        assert_eq!(s.registry.kind, RegistryKind::Mlflow);
+        assert_eq!(s.features.store, StoreKind::Redis);
+        let text = serde_yaml::to_string(&s).unwrap();
+        assert!(
+            text.contains("kind: mlflow") && text.contains("store: redis"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -822,23 +574,6 @@ mod tests {
         ] {
             assert!(text.contains(kept), "{kept} lost:\n{text}");
         }
-    }
-
-    #[test]
-    fn urls_lose_their_passwords_only() {
-        assert_eq!(
-            redact_url("redis://user:pw@host:6379/1"),
-            "redis://user:<redacted>@host:6379/1"
-        );
-        assert_eq!(redact_url("redis://:pw@host"), "redis://:<redacted>@host");
-        assert_eq!(redact_url("redis://token@host"), "redis://<redacted>@host");
-        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
-        assert_eq!(redact_url("not a url"), "not a url");
-        assert_eq!(
-            redact_url("http://h/p?q=a@b"),
-            "http://h/p?q=a@b",
-            "an @ past the host is not userinfo"
-        );
     }
 
     #[test]

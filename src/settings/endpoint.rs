@@ -1,0 +1,512 @@
+//! `endpoints[]`: what an endpoint serves and how its traffic is shared, as the config file and
+//! the control plane (Databricks' `served_entities`, `traffic_config`, `rate_limits`) both write
+//! it, and the checks that name every violation at once.
+
+use serde::{Deserialize, Serialize};
+
+use super::capture::{capture_violations, AutoCaptureConfig};
+use crate::engine::EngineChoice;
+
+/// The header that carries a routing key when the endpoint does not name another.
+pub const DEFAULT_KEY_HEADER: &str = "X-Routing-Key";
+
+/// One endpoint as the config file writes it: a name and its config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSettings {
+    pub name: String,
+    #[serde(alias = "served_models")]
+    pub served_entities: Vec<ServedEntitySettings>,
+    /// Shares of traffic per served entity; optional with one served entity (it gets 100%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_config: Option<TrafficConfig>,
+    #[serde(default)]
+    pub routing: RoutingSettings,
+    /// Inference tables (Databricks' `auto_capture_config`): requests and predictions of this
+    /// endpoint logged to Delta tables under `inference_log.location`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_capture_config: Option<AutoCaptureConfig>,
+    /// Databricks' `rate_limits`: calls per minute for the endpoint or per caller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<RateLimit>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServedEntitySettings {
+    /// Name in routes and responses (`served-model-name`); defaults to
+    /// `<entity_name>-<entity_version>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Registered model name.
+    #[serde(alias = "model_name")]
+    pub entity_name: String,
+    /// Version number or alias (`champion`).
+    #[serde(alias = "model_version")]
+    pub entity_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineChoice>,
+    /// Accepted from Databricks clients; one process has no workload sizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_size: Option<String>,
+    /// Accepted from Databricks clients; a loaded model stays loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_to_zero_enabled: Option<bool>,
+    /// Accepted from Databricks clients; models run on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_type: Option<String>,
+}
+
+impl ServedEntitySettings {
+    pub fn new(entity_name: &str, entity_version: &str) -> Self {
+        Self {
+            name: None,
+            entity_name: entity_name.into(),
+            entity_version: entity_version.into(),
+            engine: None,
+            workload_size: None,
+            scale_to_zero_enabled: None,
+            workload_type: None,
+        }
+    }
+
+    /// The name routes, responses and metrics use.
+    pub fn served_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", self.entity_name, self.entity_version))
+    }
+
+    /// Same model, version and engine: a loaded entity can be kept across config updates.
+    pub fn same_model(&self, other: &Self) -> bool {
+        self.entity_name == other.entity_name
+            && self.entity_version == other.entity_version
+            && self.engine == other.engine
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficConfig {
+    pub routes: Vec<Route>,
+}
+
+/// A served entity's share of the traffic, or a mirror of it (`shadow: true`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    #[serde(alias = "served_model_name")]
+    pub served_entity_name: String,
+    /// Integer percent of requests answered by this entity; the split routes sum to 100.
+    #[serde(default)]
+    pub traffic_percentage: i64,
+    /// Gets a copy of requests instead of a share; its answers are recorded, never returned.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
+    /// Percent of requests a shadow route copies (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_percentage: Option<i64>,
+}
+
+/// How a request finds its arm.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingSettings {
+    /// A request column whose value keeps a caller on one arm (e.g. `CustomerID`). Models that do
+    /// not take the column never see it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_column: Option<String>,
+    /// A header whose value keeps a caller on one arm; it routes the whole request and wins over
+    /// `key_column`.
+    pub key_header: String,
+    /// A batch whose rows carry different keys: split by row, or route whole by the first key.
+    pub batch: BatchRouting,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        Self {
+            key_column: None,
+            key_header: DEFAULT_KEY_HEADER.into(),
+            batch: BatchRouting::SplitRows,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchRouting {
+    /// Each row goes to its key's arm; the answer keeps the request's row order.
+    #[default]
+    SplitRows,
+    /// The first row's key routes the whole request.
+    FirstKey,
+}
+
+/// A config problem: the key it is at and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Names, model names and versions: letters, digits, `-`, `_`, `.`; at most 63; no leading dot.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl EndpointSettings {
+    /// Every problem of this endpoint's config, keys prefixed by `prefix` (`endpoints[0]`, or
+    /// empty for an API body).
+    pub fn violations(&self, prefix: &str) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let key = |k: &str| {
+            if prefix.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
+        let mut add = |k: String, message: String| out.push(Violation { key: k, message });
+        if !valid_name(&self.name) {
+            add(
+                key("name"),
+                format!(
+                    "'{}' is not a valid endpoint name (letters, digits, '-', '_', '.'; at most 63)",
+                    self.name
+                ),
+            );
+        }
+        if self.served_entities.is_empty() {
+            add(
+                key("served_entities"),
+                "needs at least one served entity".into(),
+            );
+        }
+        let names: Vec<String> = self
+            .served_entities
+            .iter()
+            .map(ServedEntitySettings::served_name)
+            .collect();
+        for (j, se) in self.served_entities.iter().enumerate() {
+            let k = |f: &str| key(&format!("served_entities[{j}].{f}"));
+            if !valid_name(&se.entity_name) {
+                add(
+                    k("entity_name"),
+                    format!("'{}' is not a valid model name", se.entity_name),
+                );
+            }
+            if !valid_name(&se.entity_version) {
+                add(
+                    k("entity_version"),
+                    format!("'{}' is not a version number or alias", se.entity_version),
+                );
+            }
+            if !valid_name(&names[j]) {
+                add(
+                    k("name"),
+                    format!("'{}' is not a valid served entity name", names[j]),
+                );
+            } else if names[..j].contains(&names[j]) {
+                add(
+                    k("name"),
+                    format!(
+                        "served entity name '{}' is used twice (name each entity)",
+                        names[j]
+                    ),
+                );
+            }
+        }
+        match &self.traffic_config {
+            None if self.served_entities.len() > 1 => add(
+                key("traffic_config"),
+                "is required when an endpoint has more than one served entity".into(),
+            ),
+            None => {}
+            Some(tc) => route_violations(tc, &names, &key("traffic_config"), &mut add),
+        }
+        let r = &self.routing;
+        if let Some(col) = &r.key_column {
+            if col.is_empty() {
+                add(
+                    key("routing.key_column"),
+                    "must name a request column".into(),
+                );
+            }
+        }
+        if actix_web::http::header::HeaderName::from_bytes(r.key_header.as_bytes()).is_err() {
+            add(
+                key("routing.key_header"),
+                format!("'{}' is not a valid header name", r.key_header),
+            );
+        }
+        if let Some(capture) = &self.auto_capture_config {
+            capture_violations(capture, &self.name, &key("auto_capture_config"), &mut add);
+        }
+        for (i, limit) in self.rate_limits.iter().enumerate() {
+            if limit.calls == 0 {
+                add(
+                    key(&format!("rate_limits[{i}].calls")),
+                    "must be at least 1 (remove the limit to allow every call)".into(),
+                );
+            }
+        }
+        out
+    }
+}
+
+fn route_violations(
+    tc: &TrafficConfig,
+    names: &[String],
+    prefix: &str,
+    add: &mut impl FnMut(String, String),
+) {
+    let mut split_sum = 0i64;
+    for (i, route) in tc.routes.iter().enumerate() {
+        let k = |f: &str| format!("{prefix}.routes[{i}].{f}");
+        if !names.contains(&route.served_entity_name) {
+            add(
+                k("served_entity_name"),
+                format!(
+                    "'{}' is not a served entity of this endpoint (served entities: {})",
+                    route.served_entity_name,
+                    names.join(", ")
+                ),
+            );
+        } else if tc.routes[..i]
+            .iter()
+            .any(|r| r.served_entity_name == route.served_entity_name)
+        {
+            add(
+                k("served_entity_name"),
+                format!("'{}' has more than one route", route.served_entity_name),
+            );
+        }
+        if route.shadow {
+            if route.traffic_percentage != 0 {
+                add(
+                    k("traffic_percentage"),
+                    "a shadow route answers no traffic: leave it out or set 0 (shadow_percentage sets how much it copies)".into(),
+                );
+            }
+            if let Some(p) = route.shadow_percentage {
+                if !(1..=100).contains(&p) {
+                    add(
+                        k("shadow_percentage"),
+                        format!("{p} is not between 1 and 100"),
+                    );
+                }
+            }
+        } else {
+            if !(0..=100).contains(&route.traffic_percentage) {
+                add(
+                    k("traffic_percentage"),
+                    format!("{} is not between 0 and 100", route.traffic_percentage),
+                );
+            }
+            if route.shadow_percentage.is_some() {
+                add(
+                    k("shadow_percentage"),
+                    "only a shadow route (shadow: true) copies traffic".into(),
+                );
+            }
+            split_sum = split_sum.saturating_add(route.traffic_percentage);
+        }
+    }
+    if split_sum != 100 {
+        add(
+            format!("{prefix}.routes"),
+            format!("the traffic percentages of the routes that are not shadow sum to {split_sum}, not 100"),
+        );
+    }
+}
+
+/// Who a rate limit counts: each caller apart (`user`), or the whole endpoint.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitKey {
+    User,
+    Endpoint,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RenewalPeriod {
+    Minute,
+}
+
+/// Databricks' `rate_limits` entry: at most `calls` requests per minute for the whole endpoint
+/// or per caller. Counted by `endpoint::rate_limit`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub calls: u64,
+    #[serde(default = "endpoint_key")]
+    pub key: RateLimitKey,
+    #[serde(default = "minute")]
+    pub renewal_period: RenewalPeriod,
+}
+
+fn endpoint_key() -> RateLimitKey {
+    RateLimitKey::Endpoint
+}
+
+fn minute() -> RenewalPeriod {
+    RenewalPeriod::Minute
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::capture::shared_table_violations;
+
+    fn two_arms(a: i64, b: i64) -> EndpointSettings {
+        let mut a_entity = ServedEntitySettings::new("m", "1");
+        a_entity.name = Some("a".into());
+        let mut b_entity = ServedEntitySettings::new("m", "2");
+        b_entity.name = Some("b".into());
+        EndpointSettings {
+            name: "e".into(),
+            served_entities: vec![a_entity, b_entity],
+            traffic_config: Some(TrafficConfig {
+                routes: vec![route("a", a), route("b", b)],
+            }),
+            routing: RoutingSettings::default(),
+            auto_capture_config: None,
+            rate_limits: Vec::new(),
+        }
+    }
+
+    fn route(name: &str, pct: i64) -> Route {
+        Route {
+            served_entity_name: name.into(),
+            traffic_percentage: pct,
+            shadow: false,
+            shadow_percentage: None,
+        }
+    }
+
+    fn keys(v: &[Violation]) -> Vec<&str> {
+        v.iter().map(|v| v.key.as_str()).collect()
+    }
+
+    #[test]
+    fn a_ninety_ten_split_is_valid() {
+        assert_eq!(two_arms(90, 10).violations(""), vec![]);
+    }
+
+    #[test]
+    fn one_entity_needs_no_traffic_config_but_two_do() {
+        let mut e = two_arms(90, 10);
+        e.traffic_config = None;
+        assert_eq!(keys(&e.violations("")), ["traffic_config"]);
+        e.served_entities.pop();
+        assert_eq!(e.violations(""), vec![]);
+    }
+
+    #[test]
+    fn every_violation_is_named_at_once() {
+        let mut e = two_arms(120, 10);
+        e.served_entities[1].name = Some("a".into());
+        e.traffic_config
+            .as_mut()
+            .unwrap()
+            .routes
+            .push(route("ghost", -5));
+        e.routing.key_header = "bad header".into();
+        let v = e.violations("");
+        assert_eq!(
+            keys(&v),
+            [
+                "served_entities[1].name",
+                "traffic_config.routes[0].traffic_percentage",
+                "traffic_config.routes[1].served_entity_name",
+                "traffic_config.routes[2].served_entity_name",
+                "traffic_config.routes[2].traffic_percentage",
+                "traffic_config.routes",
+                "routing.key_header",
+            ],
+            "{v:?}"
+        );
+        assert!(v[5].message.contains("sum to 125"), "{}", v[5]);
+        assert!(v[3].message.contains("'ghost'"), "{}", v[3]);
+    }
+
+    #[test]
+    fn shadow_routes_copy_and_do_not_count_towards_the_split() {
+        let mut e = two_arms(100, 0);
+        let b = &mut e.traffic_config.as_mut().unwrap().routes[1];
+        b.shadow = true;
+        b.shadow_percentage = Some(50);
+        assert_eq!(e.violations(""), vec![]);
+        let b = &mut e.traffic_config.as_mut().unwrap().routes[1];
+        b.traffic_percentage = 10;
+        b.shadow_percentage = Some(0);
+        assert_eq!(
+            keys(&e.violations("")),
+            [
+                "traffic_config.routes[1].traffic_percentage",
+                "traffic_config.routes[1].shadow_percentage"
+            ]
+        );
+    }
+
+    #[test]
+    fn prefixes_keys_for_the_config_file() {
+        let mut e = two_arms(50, 40);
+        e.name = "a b".into();
+        assert_eq!(
+            keys(&e.violations("endpoints[2]")),
+            ["endpoints[2].name", "endpoints[2].traffic_config.routes"]
+        );
+    }
+
+    fn logging(name: &str, capture: &str) -> EndpointSettings {
+        let mut e = two_arms(90, 10);
+        e.name = name.into();
+        e.auto_capture_config = Some(serde_json::from_str(capture).unwrap());
+        e
+    }
+
+    #[test]
+    fn endpoints_that_would_share_inference_tables_are_named() {
+        let endpoints = [
+            logging("a", r#"{"table_name_prefix": "tx"}"#),
+            logging("b", r#"{"table_name_prefix": "TX"}"#),
+            logging("c", r#"{"catalog_name": "ml", "table_name_prefix": "tx"}"#),
+            logging("d", r#"{"schema_name": "ml", "table_name_prefix": "tx"}"#),
+            logging("tx", r#"{"enabled": false}"#),
+            logging("e", r#"{}"#),
+            logging("f", r#"{"table_name_prefix": "e"}"#),
+        ];
+        let v = shared_table_violations(&endpoints);
+        assert_eq!(
+            keys(&v),
+            [
+                "endpoints[1].auto_capture_config.table_name_prefix",
+                "endpoints[3].auto_capture_config.table_name_prefix",
+                "endpoints[6].auto_capture_config.table_name_prefix",
+            ],
+            "{v:?}"
+        );
+        assert!(
+            v[0].message.contains("'b' and 'a'") && v[0].message.contains("'TX_payload'"),
+            "{}",
+            v[0]
+        );
+        assert!(v[1].message.contains("'d' and 'c'"), "{}", v[1]);
+        assert!(v[2].message.contains("'f' and 'e'"), "{}", v[2]);
+        assert_eq!(endpoints[0].shared_tables(&endpoints[0]), None);
+        assert_eq!(endpoints[0].shared_tables(&endpoints[4]), None);
+    }
+}

@@ -1,0 +1,104 @@
+//! `inference_log`: where the inference tables are, how the writer batches and retries, and the
+//! bounds of the labels API.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Labels one call may carry by default (`inference_log.max_labels_per_request`).
+pub const MAX_LABELS: usize = 10_000;
+/// Key columns one label may carry by default (`inference_log.max_keys_per_label`).
+pub const MAX_KEYS: usize = 4;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceLogSettings {
+    /// Root of the inference tables: a folder (relative to the working directory) or a
+    /// `file://` URL.
+    pub location: String,
+    /// Options of the object store under `location` (credentials, endpoint, ...), passed to
+    /// the Delta writer as they are.
+    pub storage_options: BTreeMap<String, String>,
+    /// Records waiting to be written, in bytes (bodies, inputs and outputs); beyond it new
+    /// records are dropped and counted (`reason="queue_full"`).
+    pub queue_bytes: usize,
+    /// A table's batch is committed when it has this many rows...
+    pub flush_rows: usize,
+    /// ... or this many bytes ...
+    pub flush_bytes: usize,
+    /// ... or when its oldest row is this old.
+    pub flush_interval_ms: u64,
+    /// Request and response bodies larger than this are logged as null with
+    /// `MAX_REQUEST_SIZE_EXCEEDED` / `MAX_RESPONSE_SIZE_EXCEEDED`.
+    pub max_payload_bytes: usize,
+    /// Attempts per commit (with backoff from 100 ms, doubling, up to 5 s) before its rows are
+    /// dropped and counted (`reason="commit_failed"`).
+    pub commit_attempts: u32,
+    /// At shutdown, how long the writer may take to commit what is queued; no attempt starts
+    /// after it and one in flight is abandoned (`reason="shutdown"`).
+    pub shutdown_deadline_seconds: u64,
+    /// Labels one call to the labels API may carry (beyond: 413, `limit="labels"`).
+    pub max_labels_per_request: usize,
+    /// Key columns one label may carry (beyond: 400, `limit="label_keys"`); the names must be
+    /// the endpoint's declared key columns.
+    pub max_keys_per_label: usize,
+}
+
+impl Default for InferenceLogSettings {
+    fn default() -> Self {
+        Self {
+            location: "inference-tables".into(),
+            storage_options: BTreeMap::new(),
+            queue_bytes: 64 * 1024 * 1024,
+            flush_rows: 10_000,
+            flush_bytes: 8 * 1024 * 1024,
+            flush_interval_ms: 1000,
+            max_payload_bytes: 1024 * 1024,
+            commit_attempts: 5,
+            shutdown_deadline_seconds: 10,
+            max_labels_per_request: MAX_LABELS,
+            max_keys_per_label: MAX_KEYS,
+        }
+    }
+}
+
+impl InferenceLogSettings {
+    /// The first problem, as (key, message).
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        const SCHEMES: [&str; 3] = ["file", "s3", "s3a"];
+        let l = &self.location;
+        if l.trim().is_empty() {
+            return Some(("location", "must name a folder or a file:// URL".into()));
+        }
+        if let Some((scheme, rest)) = l.split_once("://") {
+            if !SCHEMES.contains(&scheme) {
+                return Some((
+                    "location",
+                    format!("'{scheme}://' is not supported: use a folder, a file:// URL or an s3:// URL (S3 and S3-compatible stores)"),
+                ));
+            }
+            if scheme != "file" && rest.trim_matches('/').is_empty() {
+                return Some(("location", format!("'{l}' names no bucket")));
+            }
+        }
+        for (key, value) in [
+            ("queue_bytes", self.queue_bytes),
+            ("flush_rows", self.flush_rows),
+            ("flush_bytes", self.flush_bytes),
+            ("max_payload_bytes", self.max_payload_bytes),
+            ("max_labels_per_request", self.max_labels_per_request),
+            ("max_keys_per_label", self.max_keys_per_label),
+        ] {
+            if value == 0 {
+                return Some((key, "must be above 0".into()));
+            }
+        }
+        if self.flush_interval_ms == 0 {
+            return Some(("flush_interval_ms", "must be above 0".into()));
+        }
+        if self.commit_attempts == 0 {
+            return Some(("commit_attempts", "must be at least 1".into()));
+        }
+        None
+    }
+}

@@ -1,0 +1,88 @@
+//! `registry`: where model versions come from, and how aliases are followed.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{invalid, SettingsError};
+
+/// `registry.kind`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryKind {
+    /// MLflow model directories under `registry.path`.
+    #[default]
+    File,
+    /// An MLflow tracking server's model registry at `registry.uri`.
+    Mlflow,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySettings {
+    pub kind: RegistryKind,
+    /// MLflow tracking server, e.g. `http://mlflow:5000`.
+    pub uri: Option<String>,
+    /// Bearer token for the MLflow server (else `MLFLOW_TRACKING_TOKEN`).
+    pub token: Option<String>,
+    /// Basic-auth user and password for the MLflow server (else `MLFLOW_TRACKING_USERNAME` /
+    /// `MLFLOW_TRACKING_PASSWORD`).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Where downloaded MLflow versions are kept, one folder per model and version.
+    pub cache_dir: PathBuf,
+    /// Deadline of one call to the MLflow server.
+    pub timeout_seconds: u64,
+    /// Shared secret of MLflow webhooks; when set, `POST /api/2.0/webhooks/mlflow` takes
+    /// signed model-registry events and refreshes at once.
+    pub webhook_secret: Option<String>,
+    /// Root of the file registry, relative to the working directory.
+    pub path: PathBuf,
+    /// Follow aliases: watch the registry's files and swap versions when an alias moves.
+    pub watch: bool,
+    /// Rescan every endpoint this often, as a fallback for missed file events.
+    pub poll_interval_seconds: u64,
+    /// Wait this long after the last file event before rescanning, and treat version files
+    /// younger than this as still being written.
+    pub settle_ms: u64,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            kind: RegistryKind::File,
+            uri: None,
+            token: None,
+            username: None,
+            password: None,
+            cache_dir: PathBuf::from(".modelgate-cache"),
+            timeout_seconds: 10,
+            webhook_secret: None,
+            path: PathBuf::from("models"),
+            watch: true,
+            poll_interval_seconds: 10,
+            settle_ms: 200,
+        }
+    }
+}
+
+impl RegistrySettings {
+    pub(super) fn check(&self) -> Result<(), SettingsError> {
+        if self.kind == RegistryKind::Mlflow {
+            let uri = self.uri.as_deref().unwrap_or("");
+            if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+                return Err(invalid(
+                    "registry.uri",
+                    format!("the mlflow registry needs an http(s) URI of the tracking server, got '{uri}'"),
+                ));
+            }
+            if self.timeout_seconds == 0 {
+                return Err(invalid("registry.timeout_seconds", "must be above 0"));
+            }
+        }
+        if self.poll_interval_seconds == 0 {
+            return Err(invalid("registry.poll_interval_seconds", "must be above 0"));
+        }
+        Ok(())
+    }
+}
