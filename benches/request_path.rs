@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use modelgate::drift::monitor::MonitorPlan;
+use modelgate::drift::monitor::RequestMonitor;
 use modelgate::drift::{MonitorConfig, MonitoringSettings};
 use modelgate::endpoint::config::{EndpointSettings, Route, RoutingSettings, TrafficConfig};
 use modelgate::endpoint::loader::{load_served_entity, LoadContext};
@@ -17,7 +17,7 @@ use modelgate::endpoint::ServedEntity;
 use modelgate::engine::pool::InferencePool;
 use modelgate::engine::{EngineChoice, Engines};
 use modelgate::metrics::Metrics;
-use modelgate::pipeline::{mirror, score, Format, Plan};
+use modelgate::pipeline::{mirror, score, Format, Job};
 use modelgate::protocol::mlflow;
 use modelgate::registry::file::FileRegistry;
 use modelgate::settings::{InferenceSettings, ServedEntitySettings};
@@ -94,14 +94,14 @@ fn body(rows: usize) -> Vec<u8> {
         .unwrap()
 }
 
-/// The request plan of an endpoint serving `entity`, optionally mirroring every request to
+/// The request job of an endpoint serving `entity`, optionally mirroring every request to
 /// `shadow` (as a second served entity with a shadow route).
-fn plan(
+fn job(
     entity: &Arc<ServedEntity>,
     shadow: Option<&Arc<ServedEntity>>,
     pool: &Arc<InferencePool>,
     metrics: &Arc<Metrics>,
-) -> Plan {
+) -> Job {
     let mut entities = vec![ServedEntitySettings::new(
         "transactions",
         &entity.meta.version,
@@ -136,7 +136,7 @@ fn plan(
     if let Some(s) = shadow {
         generation.slots[1].publish(s.clone());
     }
-    Plan {
+    Job {
         generation: Arc::new(generation),
         pinned: None,
         header_key: None,
@@ -172,13 +172,13 @@ fn bench(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("raw_inference", name), &tensors, |b, t| {
                 b.iter(|| entity.loaded.run(0, t.clone()).unwrap())
             });
-            let plain = plan(entity, None, &pool, &metrics);
+            let plain = job(entity, None, &pool, &metrics);
             group.bench_with_input(BenchmarkId::new("request_path", name), &body, |b, body| {
                 b.iter(|| score(&plain, 0, body, Instant::now()).unwrap())
             });
             // The same with drift profiling and the wait for labels (monitoring's defaults).
-            let mut monitored = plan(entity, None, &pool, &metrics);
-            monitored.sinks.monitor = Some(MonitorPlan {
+            let mut monitored = job(entity, None, &pool, &metrics);
+            monitored.sinks.monitor = Some(RequestMonitor {
                 config: MonitorConfig::new(&MonitoringSettings::default()).expect("enabled"),
                 pending: Default::default(),
                 request_id: "bench".into(),
@@ -194,7 +194,7 @@ fn bench(c: &mut Criterion) {
         // runs the copies meanwhile, or drops them when its queue is full.
         let (_, first) = &arms[0];
         let (_, last) = &arms[arms.len() - 1];
-        let mirrored = plan(first, Some(last), &pool, &metrics);
+        let mirrored = job(first, Some(last), &pool, &metrics);
         group.bench_with_input(
             BenchmarkId::new("request_path_with_shadow", arms[0].0),
             &body,

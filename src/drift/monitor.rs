@@ -702,13 +702,13 @@ fn event_times(col: &crate::data::frame::Column) -> Vec<Option<i64>> {
 
 /// What one request's job needs to feed monitoring.
 #[derive(Clone)]
-pub struct MonitorPlan {
+pub struct RequestMonitor {
     pub config: Arc<MonitorConfig>,
     pub pending: Arc<PendingLabels>,
     pub request_id: Arc<str>,
 }
 
-impl MonitorPlan {
+impl RequestMonitor {
     /// Counts a batch `version` scored in `monitor` (its served entity's); for a binary
     /// classifier, its predictions to wait for labels. `model_frame` is what the model took.
     pub fn observe(

@@ -11,7 +11,7 @@ pub mod tract_engine;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 // The request path and the endpoints name the tensors here.
 pub use crate::data::tensor::{ElemType, NamedTensor, Tensor, TensorData};
 pub use tensor::TensorSpec;
@@ -34,16 +34,7 @@ pub enum EngineError {
     Run(String),
 }
 
-/// Which engine a served entity asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineChoice {
-    /// ort when its library loads, else tract.
-    #[default]
-    Auto,
-    Ort,
-    Tract,
-}
+pub use crate::settings::engine::EngineChoice;
 
 /// The engine that actually runs a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

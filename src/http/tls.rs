@@ -3,7 +3,7 @@
 //! drops nothing. A file pair that does not load (half written, mismatched) keeps the old
 //! certificate and is retried. ALPN offers HTTP/2 and HTTP/1.1.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -12,25 +12,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use serde::{Deserialize, Serialize};
 
 use crate::metrics::labels::Outcome;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSettings {
-    /// PEM certificate chain, leaf first.
-    pub cert_file: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
-    pub key_file: PathBuf,
-    /// How often the files are checked for changes, in ms.
-    #[serde(default = "default_reload_ms")]
-    pub reload_interval_ms: u64,
-    /// PEM CA certificates: the admin API (routes of the `manage` scope) then needs a client
-    /// certificate they signed; other routes take connections with or without one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_ca_file: Option<PathBuf>,
-}
+pub use crate::settings::tls::TlsSettings;
 
 /// Marks a connection whose client presented a certificate the client CA verified.
 #[derive(Debug, Clone, Copy)]
@@ -50,10 +35,6 @@ pub fn on_connect(conn: &dyn std::any::Any, ext: &mut actix_web::dev::Extensions
             ext.insert(ClientCertificate);
         }
     }
-}
-
-fn default_reload_ms() -> u64 {
-    1000
 }
 
 #[derive(Debug, thiserror::Error)]

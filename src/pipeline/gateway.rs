@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::drift::monitor::MonitorPlan;
+use crate::drift::monitor::RequestMonitor;
 use crate::drift::MonitorConfig;
 use crate::endpoint::directory::Endpoints;
 use crate::endpoint::{Endpoint, Generation, ServedEntity};
@@ -20,8 +20,8 @@ use crate::metrics::{Metrics, UNKNOWN_ENDPOINT};
 
 use super::admission::{within, Admission, Deadline, Limits};
 use super::request::{Answer, Failure, Format, Invocation, Scored};
-use super::score::Plan;
-use super::sinks::{LogPlan, Sinks};
+use super::score::Job;
+use super::sinks::{LogTicket, Sinks};
 
 pub struct Gateway {
     pub(super) endpoints: Arc<Endpoints>,
@@ -97,18 +97,18 @@ impl Gateway {
             .clone()
     }
 
-    /// The log plan of a request to `generation`, when its endpoint logs and samples it.
-    fn log_plan(
+    /// The log ticket of a request to `generation`, when its endpoint logs and samples it.
+    fn log_ticket(
         &self,
         generation: &Generation,
         id: &RequestId,
         received: Instant,
-    ) -> Option<LogPlan> {
+    ) -> Option<LogTicket> {
         let capture = self.capture(generation)?;
         if !capture.samples(id) {
             return None;
         }
-        Some(LogPlan {
+        Some(LogTicket {
             log: self.log.clone(),
             capture,
             request_id: id.text.clone(),
@@ -148,17 +148,18 @@ impl Gateway {
     /// Serves one prediction request and records its metrics and its inference-table row.
     pub async fn invoke(&self, inv: Invocation<'_>) -> Result<Answer, Failure> {
         let protocol = inv.format.protocol();
-        let (scored, log_plan) = self.serve(&inv).await;
+        let (scored, log_ticket) = self.serve(&inv).await;
         let requester = inv.requester.as_deref();
         let result = match scored {
             Ok(s) => {
                 let body = Bytes::from(s.body);
-                if let Some(plan) = log_plan {
-                    let mut call = plan.call(200, Some(inv.body.clone()), body.clone(), requester);
+                if let Some(ticket) = log_ticket {
+                    let mut call =
+                        ticket.call(200, Some(inv.body.clone()), body.clone(), requester);
                     call.client_request_id = s.client_request_id;
                     call.execution_ms = Some((s.timings.inference * 1000.0).round() as i64);
                     call.served_entity = Some(s.served.id());
-                    plan.log.log_call(plan.capture, call, s.logged);
+                    ticket.log.log_call(ticket.capture, call, s.logged);
                 }
                 Ok(Answer {
                     body,
@@ -166,12 +167,12 @@ impl Gateway {
                 })
             }
             Err(f) => {
-                if let Some(plan) = log_plan {
+                if let Some(ticket) = log_ticket {
                     let body = Bytes::from(f.error.body(protocol));
                     let status = f.error.status().as_u16();
-                    let mut call = plan.call(status, Some(inv.body.clone()), body, requester);
+                    let mut call = ticket.call(status, Some(inv.body.clone()), body, requester);
                     call.served_entity = f.served_name.clone();
-                    plan.log.log_call(plan.capture, call, Vec::new());
+                    ticket.log.log_call(ticket.capture, call, Vec::new());
                 }
                 Err(f)
             }
@@ -247,19 +248,19 @@ impl Gateway {
         received: Instant,
         request_id: &RequestId,
     ) {
-        if let Some(plan) = self
+        if let Some(ticket) = self
             .endpoints
             .get(endpoint)
-            .and_then(|e| self.log_plan(&e.generation(), request_id, received))
+            .and_then(|e| self.log_ticket(&e.generation(), request_id, received))
         {
             // The body was not read: logged as null.
             let body = Bytes::from(error.body(protocol));
-            let mut call = plan.call(error.status().as_u16(), None, body, None);
+            let mut call = ticket.call(error.status().as_u16(), None, body, None);
             if error.exceeded() == Some(Limit::BodyBytes) {
                 call.logging_error_codes
                     .push(crate::inference_log::record::MAX_REQUEST_SIZE_EXCEEDED);
             }
-            plan.log.log_call(plan.capture, call, Vec::new());
+            ticket.log.log_call(ticket.capture, call, Vec::new());
         }
         let label = self.endpoint_label(endpoint);
         self.count_request(label, "", protocol, error.status().as_u16(), received);
@@ -277,35 +278,35 @@ impl Gateway {
         }
     }
 
-    /// Serves a request; with the log plan when it is to be logged.
-    async fn serve(&self, inv: &Invocation<'_>) -> (Result<Scored, Failure>, Option<LogPlan>) {
+    /// Serves a request; with the log ticket when it is to be logged.
+    async fn serve(&self, inv: &Invocation<'_>) -> (Result<Scored, Failure>, Option<LogTicket>) {
         let Some(endpoint) = self.endpoints.get(&inv.endpoint) else {
             let error =
                 RequestError::NotFound(format!("endpoint '{}' does not exist", inv.endpoint));
             return (Err(error.into()), None);
         };
         let generation = endpoint.generation();
-        let log_plan = self.log_plan(&generation, &inv.request_id, inv.received);
+        let log_ticket = self.log_ticket(&generation, &inv.request_id, inv.received);
         let now = crate::clock::now_ms();
         let _counted = match self
             .admission
             .admit(&generation, inv.requester.as_deref(), now)
         {
             Ok(c) => c,
-            Err(e) => return (Err(e.into()), log_plan),
+            Err(e) => return (Err(e.into()), log_ticket),
         };
-        let work = self.serve_endpoint(inv, &endpoint, generation, log_plan.clone());
+        let work = self.serve_endpoint(inv, &endpoint, generation, log_ticket.clone());
         let result = within(self.limits.timeout, inv.received, work).await;
-        (result, log_plan)
+        (result, log_ticket)
     }
 
-    /// The job's plan, run on the pool; the pool's refusals mapped to errors.
+    /// The request's job, run on the pool; the pool's refusals mapped to errors.
     async fn serve_endpoint(
         &self,
         inv: &Invocation<'_>,
         endpoint: &Endpoint,
         generation: Arc<Generation>,
-        log: Option<LogPlan>,
+        log: Option<LogTicket>,
     ) -> Result<Scored, Failure> {
         let pinned = match (&inv.pin, &inv.format) {
             (Some(name), _) => Some(generation.pinned_slot(name)?),
@@ -316,7 +317,7 @@ impl Gateway {
             (None, Some(h)) => h.get(&generation.key_header).map(|v| v.as_bytes().to_vec()),
             _ => None,
         };
-        let plan = Plan {
+        let job = Job {
             generation: generation.clone(),
             pinned,
             header_key,
@@ -329,14 +330,14 @@ impl Gateway {
             pool: self.pool.clone(),
             sinks: Sinks {
                 log,
-                monitor: self.monitoring.as_ref().map(|config| MonitorPlan {
+                monitor: self.monitoring.as_ref().map(|config| RequestMonitor {
                     config: config.clone(),
                     pending: endpoint.pending_labels.clone(),
                     request_id: inv.request_id.text.clone(),
                 }),
             },
         };
-        let done = super::job::run(&self.pool, plan, inv.body.clone()).await?;
+        let done = super::job::run(&self.pool, job, inv.body.clone()).await?;
         let [queue, decode, inference, encode] = &generation.stages;
         let t = &done.timings;
         queue.observe(t.queued);

@@ -11,7 +11,7 @@ use crate::engine::pool::{InferencePool, SubmitError};
 use crate::error::RequestError;
 
 use super::request::{Failure, Scored};
-use super::score::{await_lookups, finish, route, Lookup, Plan, Routed};
+use super::score::{await_lookups, finish, route, Job, Lookup, Routed};
 use super::shadow::mirror;
 
 /// What the first job ends with.
@@ -21,23 +21,22 @@ enum Step {
     Waiting(Box<Routed>, Vec<Option<Lookup>>),
 }
 
-/// Runs `plan`'s request (`body`) on `pool`.
-pub async fn run(pool: &InferencePool, plan: Plan, body: Bytes) -> Result<Scored, Failure> {
-    let endpoint = plan.generation.settings.name.clone();
+/// Runs `job`'s request (`body`) on `pool`.
+pub async fn run(pool: &InferencePool, job: Job, body: Bytes) -> Result<Scored, Failure> {
+    let endpoint = job.generation.settings.name.clone();
     let refused = |e| refused(&endpoint, e);
-    let plan = Arc::new(plan);
+    let job = Arc::new(job);
     let submitted = Instant::now();
-    let job_plan = plan.clone();
+    let job_copy = job.clone();
     let first = pool
         .run_then(move |worker| {
-            let plan = job_plan;
-            let step = route(&plan, &body, submitted).and_then(|routed| {
-                match routed.start_lookups(&plan) {
+            let job = job_copy;
+            let step =
+                route(&job, &body, submitted).and_then(|routed| match routed.start_lookups(&job) {
                     Some(lookups) => Ok(Step::Waiting(Box::new(routed), lookups)),
-                    None => finish(&plan, worker, routed, Vec::new()).map(Step::Scored),
-                }
-            });
-            let (step, shadow) = with_shadow(step, &plan);
+                    None => finish(&job, worker, routed, Vec::new()).map(Step::Scored),
+                });
+            let (step, shadow) = with_shadow(step, &job);
             (step, shadow)
         })
         .await
@@ -49,15 +48,15 @@ pub async fn run(pool: &InferencePool, plan: Plan, body: Bytes) -> Result<Scored
     let looked = await_lookups(lookups).await?;
     let submitted = Instant::now();
     pool.run_then(move |worker| {
-        let step = plan
+        let step = job
             .check_deadline("after the feature lookup")
             .map_err(Failure::from)
-            .and_then(|()| finish(&plan, worker, *routed, looked))
+            .and_then(|()| finish(&job, worker, *routed, looked))
             .map(|mut scored| {
                 scored.timings.queued += submitted.elapsed().as_secs_f64();
                 Step::Scored(scored)
             });
-        with_shadow(step, &plan)
+        with_shadow(step, &job)
     })
     .await
     .map_err(refused)?
@@ -70,14 +69,14 @@ pub async fn run(pool: &InferencePool, plan: Plan, body: Bytes) -> Result<Scored
 /// The step, and the shadow copies to queue once it is handed over (when it is an answer).
 fn with_shadow(
     mut step: Result<Step, Failure>,
-    plan: &Arc<Plan>,
+    job: &Arc<Job>,
 ) -> (Result<Step, Failure>, Option<impl FnOnce()>) {
     let frame = match &mut step {
         Ok(Step::Scored(s)) => s.shadow.take(),
         _ => None,
     };
-    let plan = plan.clone();
-    (step, frame.map(|f| move || mirror(&plan, f)))
+    let job = job.clone();
+    (step, frame.map(|f| move || mirror(&job, f)))
 }
 
 /// The pool's refusal of a job, as the caller's error.

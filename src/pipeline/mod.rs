@@ -27,6 +27,6 @@ mod views;
 pub use admission::Limits;
 pub use gateway::Gateway;
 pub use request::{Answer, Failure, Format, Invocation, Scored, ServedBy, Timings};
-pub use score::{finish, route, score, Plan};
+pub use score::{finish, route, score, Job};
 pub use shadow::mirror;
-pub use sinks::{LogPlan, Sinks};
+pub use sinks::{LogTicket, Sinks};

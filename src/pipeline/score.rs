@@ -27,7 +27,7 @@ use super::sinks::Sinks;
 use super::split::{self, Parts};
 
 /// Everything one request's job needs, loaded once when it starts.
-pub struct Plan {
+pub struct Job {
     pub generation: Arc<Generation>,
     /// A served entity named by the request's path; no routing.
     pub pinned: Option<usize>,
@@ -42,7 +42,7 @@ pub struct Plan {
     pub sinks: Sinks,
 }
 
-impl Plan {
+impl Job {
     /// Refused once the caller's deadline has passed; `when` names the stage.
     pub(super) fn check_deadline(&self, when: &str) -> Result<(), RequestError> {
         match &self.deadline {
@@ -88,35 +88,30 @@ pub type Lookups = Vec<Option<Looked>>;
 /// Decodes, validates, routes, joins and infers, and encodes one request on pool worker
 /// `worker`, in one job (features from a remote store are waited for here).
 /// `submitted`: when it was queued (the queue stage's time).
-pub fn score(
-    plan: &Plan,
-    worker: usize,
-    body: &[u8],
-    submitted: Instant,
-) -> Result<Scored, Failure> {
-    let routed = route(plan, body, submitted)?;
-    finish(plan, worker, routed, Vec::new())
+pub fn score(job: &Job, worker: usize, body: &[u8], submitted: Instant) -> Result<Scored, Failure> {
+    let routed = route(job, body, submitted)?;
+    finish(job, worker, routed, Vec::new())
 }
 
 /// The first half of a request's job: decode, validate, route, and resolve who serves.
-pub fn route(plan: &Plan, body: &[u8], submitted: Instant) -> Result<Routed, Failure> {
+pub fn route(job: &Job, body: &[u8], submitted: Instant) -> Result<Routed, Failure> {
     let started = Instant::now();
-    plan.check_deadline("before it started")?;
-    let decoded = decode(&plan.format, body, &plan.limits, plan.sinks.log.is_some())?;
-    decoded.frame.validate(plan.limits.max_rows)?;
-    plan.check_deadline("after decoding")?;
+    job.check_deadline("before it started")?;
+    let decoded = decode(&job.format, body, &job.limits, job.sinks.log.is_some())?;
+    decoded.frame.validate(job.limits.max_rows)?;
+    job.check_deadline("after decoding")?;
     // Shared with the shadow jobs and the inference log without a copy.
     let frame = Arc::new(decoded.frame);
-    let generation = &plan.generation;
+    let generation = &job.generation;
     let hints = RouteHints {
-        pinned: plan.pinned,
-        header_key: plan.header_key.as_deref(),
-        whole_batch: matches!(plan.format, Format::V2 { .. }),
+        pinned: job.pinned,
+        header_key: job.header_key.as_deref(),
+        whole_batch: matches!(job.format, Format::V2 { .. }),
     };
     let units = match generation.assign(hints, &frame) {
         Assignment::Whole(arm) => {
             // A pin answers from its own served entity or not at all; a route falls back.
-            let (arm, entity) = if plan.pinned.is_some() {
+            let (arm, entity) = if job.pinned.is_some() {
                 (arm, generation.ready_entity(arm)?)
             } else {
                 generation.routed_entity(arm)?
@@ -128,7 +123,7 @@ pub fn route(plan: &Plan, body: &[u8], submitted: Instant) -> Result<Routed, Fai
                 .map_err(Failure::by(&slot.name))?;
             Units::Whole { arm, entity }
         }
-        Assignment::Rows(arm_of_row) => Units::Split(split::route(plan, &frame, &arm_of_row)?),
+        Assignment::Rows(arm_of_row) => Units::Split(split::route(job, &frame, &arm_of_row)?),
     };
     Ok(Routed {
         started,
@@ -144,8 +139,8 @@ pub fn route(plan: &Plan, body: &[u8], submitted: Instant) -> Result<Routed, Fai
 impl Routed {
     /// The lookups in remote stores this request's units wait for, started now: none when
     /// every unit's features are in the process (or absent), else one slot per unit.
-    pub fn start_lookups(&self, plan: &Plan) -> Option<Vec<Option<Lookup>>> {
-        let ignore = plan.ignored_column();
+    pub fn start_lookups(&self, job: &Job) -> Option<Vec<Option<Lookup>>> {
+        let ignore = job.ignored_column();
         let start = |entity: &ServedEntity, frame: &Frame| -> Option<Lookup> {
             let features = entity.features.as_ref()?;
             features
@@ -178,7 +173,7 @@ pub async fn await_lookups(lookups: Vec<Option<Lookup>>) -> Result<Lookups, Fail
 /// The second half of a request's job: join (with `looked`, the features awaited before it,
 /// by unit; or looked up here), infer, feed the side channels, encode.
 pub fn finish(
-    plan: &Plan,
+    job: &Job,
     worker: usize,
     routed: Routed,
     looked: Lookups,
@@ -202,7 +197,7 @@ pub fn finish(
         Units::Whole { arm, entity } => {
             let looked = looked.next().flatten();
             score_whole(
-                plan,
+                job,
                 worker,
                 &frame,
                 arm,
@@ -212,9 +207,9 @@ pub fn finish(
                 &mut answer,
             )?
         }
-        Units::Split(parts) => split::finish(plan, worker, &frame, parts, looked, &mut answer)?,
+        Units::Split(parts) => split::finish(job, worker, &frame, parts, looked, &mut answer)?,
     };
-    plan.limits.response(answer.buf.len())?;
+    job.limits.response(answer.buf.len())?;
     let encoded = Instant::now();
     let timings = Timings {
         queued,
@@ -227,7 +222,7 @@ pub fn finish(
         s.stages = Some(timings);
     }
     Ok(Scored {
-        shadow: (!plan.generation.router.shadows.is_empty()).then_some(frame),
+        shadow: (!job.generation.router.shadows.is_empty()).then_some(frame),
         body: answer.buf,
         timings,
         served,
@@ -245,7 +240,7 @@ pub(super) struct Answering {
 /// Joins (from `looked` when the features were awaited before this job) and infers `frame`
 /// with `entity`; `keep`: the joined columns are wanted afterwards.
 pub(super) fn infer(
-    plan: &Plan,
+    job: &Job,
     worker: usize,
     entity: &ServedEntity,
     frame: &Frame,
@@ -254,14 +249,14 @@ pub(super) fn infer(
 ) -> RequestResult<(Vec<NamedTensor>, Option<Joined>)> {
     match looked {
         Some(looked) => entity.infer_looked(worker, looked, keep),
-        None => entity.infer_joined(worker, frame, plan.ignored_column(), keep),
+        None => entity.infer_joined(worker, frame, job.ignored_column(), keep),
     }
 }
 
 /// One arm answers the whole request. Returns who served it and when inference ended.
 #[allow(clippy::too_many_arguments)]
 fn score_whole(
-    plan: &Plan,
+    job: &Job,
     worker: usize,
     frame: &Arc<Frame>,
     arm: usize,
@@ -270,18 +265,18 @@ fn score_whole(
     reply: &Reply,
     answer: &mut Answering,
 ) -> Result<(ServedBy, Instant), Failure> {
-    let generation = &plan.generation;
+    let generation = &job.generation;
     let slot = &generation.slots[arm];
     let failed = Failure::by(&slot.name);
-    let keep = reply.echoes_features() || plan.sinks.keeps_inputs();
-    let (outputs, joined) = infer(plan, worker, &entity, frame, looked, keep).map_err(failed)?;
+    let keep = reply.echoes_features() || job.sinks.keeps_inputs();
+    let (outputs, joined) = infer(job, worker, &entity, frame, looked, keep).map_err(failed)?;
     let rows = frame.rows();
     // Encoders index outputs by row: a model whose outputs are not one row per input row is
     // refused here, not by a panic.
     check_rows(&outputs, rows).map_err(|m| failed(RequestError::Internal(m)))?;
-    plan.check_deadline("after inference").map_err(failed)?;
+    job.check_deadline("after inference").map_err(failed)?;
     let inferred = Instant::now();
-    let sinks = &plan.sinks;
+    let sinks = &job.sinks;
     if let Some(scorer) =
         sinks.observe(slot, &entity, frame, joined.as_ref(), &outputs, None, false)
     {

@@ -7,12 +7,12 @@ use std::time::Instant;
 use crate::engine::outputs::check_rows;
 use crate::protocol::frame::Frame;
 
-use super::score::Plan;
+use super::score::Job;
 
-/// Queues the copies of `frame` for the shadow routes of the plan's config. Logged requests
+/// Queues the copies of `frame` for the shadow routes of the job's config. Logged requests
 /// log the shadows' rows; monitored ones add their scorers to the request's.
-pub fn mirror(plan: &Plan, frame: Arc<Frame>) {
-    let generation = &plan.generation;
+pub fn mirror(job: &Job, frame: Arc<Frame>) {
+    let generation = &job.generation;
     for route in &generation.router.shadows {
         if route.percent < 100 && fastrand::u8(..100) >= route.percent {
             continue;
@@ -24,8 +24,8 @@ pub fn mirror(plan: &Plan, frame: Arc<Frame>) {
         };
         let frame = frame.clone();
         // The job keeps the config it was copied under (its slot and routing key column).
-        let (job_generation, arm, sinks) = (generation.clone(), route.arm, plan.sinks.clone());
-        let queued = plan.pool.try_background(move |worker| {
+        let (job_generation, arm, sinks) = (generation.clone(), route.arm, job.sinks.clone());
+        let queued = job.pool.try_background(move |worker| {
             let started = Instant::now();
             let slot = &job_generation.slots[arm];
             let m = &slot.metrics;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::drift::monitor::{MonitorPlan, Scorer};
+use crate::drift::monitor::{RequestMonitor, Scorer};
 use crate::endpoint::{EntitySlot, ServedEntity};
 use crate::engine::NamedTensor;
 use crate::features::join::Joined;
@@ -17,7 +17,7 @@ use crate::version::VersionMeta;
 
 /// A request that the inference log keeps: where, and under which id and time.
 #[derive(Clone)]
-pub struct LogPlan {
+pub struct LogTicket {
     pub log: Arc<InferenceLog>,
     pub capture: Arc<Capture>,
     pub request_id: Arc<str>,
@@ -25,7 +25,7 @@ pub struct LogPlan {
     pub time_us: i64,
 }
 
-impl LogPlan {
+impl LogTicket {
     /// The payload row of this request, answered with `status_code` and `response`.
     pub fn call(
         &self,
@@ -75,9 +75,9 @@ impl LogPlan {
 #[derive(Clone, Default)]
 pub struct Sinks {
     /// Set when this request is logged to the endpoint's inference tables.
-    pub log: Option<LogPlan>,
+    pub log: Option<LogTicket>,
     /// Set when monitoring is on.
-    pub monitor: Option<MonitorPlan>,
+    pub monitor: Option<RequestMonitor>,
 }
 
 impl Sinks {

@@ -14,7 +14,7 @@ use crate::protocol::frame::Frame;
 
 use super::encode::write_split;
 use super::request::{Failure, ServedBy};
-use super::score::{infer, Answering, Plan};
+use super::score::{infer, Answering, Job};
 
 /// One serving arm's share of the batch.
 struct Part {
@@ -41,8 +41,8 @@ impl Parts {
 
 /// Routed arms resolve to serving ones first (fallbacks), then rows group by the serving arm:
 /// row `r` of `frame` is routed to `routed_of_row[r]`.
-pub(super) fn route(plan: &Plan, frame: &Frame, routed_of_row: &[usize]) -> Result<Parts, Failure> {
-    let generation = &plan.generation;
+pub(super) fn route(job: &Job, frame: &Frame, routed_of_row: &[usize]) -> Result<Parts, Failure> {
+    let generation = &job.generation;
     // (routed arm, its part)
     let mut part_of_routed: Vec<(usize, usize)> = Vec::new();
     let mut parts: Vec<(usize, Arc<ServedEntity>, Vec<usize>)> = Vec::new();
@@ -82,16 +82,16 @@ pub(super) fn route(plan: &Plan, frame: &Frame, routed_of_row: &[usize]) -> Resu
 /// and writes the predictions in the request's row order. Returns who served it and when
 /// inference ended.
 pub(super) fn finish(
-    plan: &Plan,
+    job: &Job,
     worker: usize,
     frame: &Arc<Frame>,
     parts: Parts,
     mut looked: impl Iterator<Item = Option<Looked>>,
     answer: &mut Answering,
 ) -> Result<(ServedBy, Instant), Failure> {
-    let generation = &plan.generation;
+    let generation = &job.generation;
     let Parts { parts, part_of_row } = parts;
-    let sinks = &plan.sinks;
+    let sinks = &job.sinks;
     let mut scored: Vec<(Vec<NamedTensor>, Option<Joined>)> = Vec::with_capacity(parts.len());
     let mut scorers: Vec<Scorer> = Vec::new();
     for part in &parts {
@@ -99,7 +99,7 @@ pub(super) fn finish(
         let failed = Failure::by(&slot.name);
         let looked = looked.next().flatten();
         let (outputs, joined) = infer(
-            plan,
+            job,
             worker,
             &part.entity,
             &part.frame,

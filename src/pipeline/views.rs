@@ -9,6 +9,7 @@ use crate::drift::monitor::LabelOutcomes;
 use crate::drift::report::EntityReport;
 use crate::endpoint::Endpoint;
 use crate::error::RequestError;
+use crate::metrics::labels::LabelOutcome;
 use crate::inference_log::LabelRecord;
 
 use super::Gateway;
@@ -198,14 +199,14 @@ impl Gateway {
         let out = endpoint.pending_labels.join(&config.labels, labels);
         let counter = &self.metrics.monitoring.labels;
         for (outcome, n) in [
-            ("joined", out.joined),
-            ("unmatched", out.unmatched),
-            ("duplicate", out.duplicate),
-            ("invalid", out.invalid),
+            (LabelOutcome::Joined, out.joined),
+            (LabelOutcome::Unmatched, out.unmatched),
+            (LabelOutcome::Duplicate, out.duplicate),
+            (LabelOutcome::Invalid, out.invalid),
         ] {
             if n > 0 {
                 counter
-                    .with_label_values(&[&endpoint.name, outcome])
+                    .with_label_values(&[&endpoint.name, outcome.as_str()])
                     .inc_by(n);
             }
         }

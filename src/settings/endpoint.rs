@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::capture::{capture_violations, AutoCaptureConfig};
-use crate::engine::EngineChoice;
+use super::engine::EngineChoice;
 
 /// The header that carries a routing key when the endpoint does not name another.
 pub const DEFAULT_KEY_HEADER: &str = "X-Routing-Key";

@@ -4,9 +4,6 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-// EngineChoice still lives in `engine` (the settings -> engine back edge, tests/layers.rs).
-use crate::engine::EngineChoice;
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct EngineSettings {
@@ -16,4 +13,15 @@ pub struct EngineSettings {
     pub require_ort: bool,
     /// Engine for served entities that do not choose one.
     pub default: EngineChoice,
+}
+
+/// Which engine a served entity asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// ort when its library loads, else tract.
+    #[default]
+    Auto,
+    Ort,
+    Tract,
 }

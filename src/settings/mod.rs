@@ -2,6 +2,7 @@
 //! -> command-line flags, validated once at start with errors that name the key. One file per
 //! section of the config file; each section's checks live with its type.
 
+pub mod auth;
 pub mod capture;
 pub mod control;
 pub mod endpoint;
@@ -9,10 +10,13 @@ pub mod engine;
 pub mod features;
 pub mod inference;
 pub mod inference_log;
+pub mod limits;
 pub mod monitoring;
+pub mod proxies;
 mod redact;
 pub mod registry;
 pub mod server;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -96,9 +100,9 @@ pub struct Settings {
     /// Drift and quality monitoring of every served entity (docs/monitoring.md).
     pub monitoring: MonitoringSettings,
     /// Bearer tokens with scopes (docs/operations.md).
-    pub auth: crate::http::auth::AuthSettings,
+    pub auth: auth::AuthSettings,
     /// Bounds on what one request may hold (docs/operations.md, "Limits").
-    pub limits: crate::protocol::limits::DecodeLimits,
+    pub limits: limits::DecodeLimits,
     pub endpoints: Vec<EndpointSettings>,
 }
 
@@ -139,8 +143,8 @@ impl Settings {
     }
 
     /// The decode limits, with the row bound of `inference.max_batch_rows`.
-    pub fn decode_limits(&self) -> crate::protocol::limits::DecodeLimits {
-        crate::protocol::limits::DecodeLimits {
+    pub fn decode_limits(&self) -> limits::DecodeLimits {
+        limits::DecodeLimits {
             max_rows: self.inference.max_batch_rows,
             ..self.limits
         }
@@ -209,7 +213,7 @@ impl Settings {
             .server
             .trusted_proxies
             .iter()
-            .find(|p| crate::http::proxy::parse_range(p).is_none())
+            .find(|p| proxies::parse_range(p).is_none())
         {
             return Err(invalid(
                 "server.trusted_proxies",
@@ -255,7 +259,7 @@ impl Settings {
 mod tests {
     use super::*;
     use crate::endpoint::config::valid_name;
-    use crate::engine::EngineChoice;
+    use crate::settings::engine::EngineChoice;
 
     fn valid() -> Settings {
         Settings {

@@ -23,7 +23,7 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// HTTPS with these PEM files (reloaded when they change); plain HTTP without.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<crate::http::tls::TlsSettings>,
+    pub tls: Option<super::tls::TlsSettings>,
     /// A second listener (HOST:PORT) for the admin API (routes of the `manage` scope); when set,
     /// those routes answer only there and scoring only on `listen`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
