@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{demo_config, Gateway};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -203,12 +205,22 @@ fn rate_limits_per_endpoint_and_per_user() {
         "{ENDPOINT}    rate_limits:\n      - {{calls: 3, key: endpoint, renewal_period: minute}}\n"
     );
     let gw = common::start(&demo_config(&endpoint, ""), false);
-    // A minute boundary between calls would reset the window: start early in a minute.
-    wait_for_early_in_a_minute();
-    for _ in 0..3 {
-        assert_eq!(gw.invoke("tx", &rows(1)).status, 200);
-    }
-    let limited = gw.invoke("tx", &rows(1));
+    // The three calls, the refused fourth, a config update and one more call, in one window.
+    let (passed, limited, after_update) = in_one_clock_minute(|| {
+        let passed: Vec<u16> = (0..3).map(|_| gw.invoke("tx", &rows(1)).status).collect();
+        let limited = gw.invoke("tx", &rows(1));
+        // A config update keeps the limits and the minute's count.
+        let config = json!({"served_entities": [
+            {"entity_name": "transactions", "entity_version": "1", "engine": "tract"}]});
+        let updated = gw.put_json("/api/2.0/serving-endpoints/tx/config", &config);
+        assert_eq!(updated.status, 200, "{}", updated.text);
+        common::wait_for("the update to finish", Duration::from_secs(30), || {
+            let state = gw.get("/api/2.0/serving-endpoints/tx").json();
+            (state["state"]["config_update"] == "NOT_UPDATING").then_some(())
+        });
+        (passed, limited, gw.invoke("tx", &rows(1)).status)
+    });
+    assert_eq!(passed, [200, 200, 200]);
     let message = limited.mlflow_error(429);
     assert!(
         message.contains("rate limit of 3 calls per minute"),
@@ -217,21 +229,7 @@ fn rate_limits_per_endpoint_and_per_user() {
     assert_eq!(limited.json()["error_code"], "REQUEST_LIMIT_EXCEEDED");
     let wait: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
-    // A config update keeps the limits and the minute's count.
-    let config = json!({"served_entities": [
-        {"entity_name": "transactions", "entity_version": "1", "engine": "tract"}]});
-    let updated = gw.put_json("/api/2.0/serving-endpoints/tx/config", &config);
-    assert_eq!(updated.status, 200, "{}", updated.text);
-    let started = std::time::Instant::now();
-    while gw.get("/api/2.0/serving-endpoints/tx").json()["state"]["config_update"] != "NOT_UPDATING"
-    {
-        assert!(
-            started.elapsed().as_secs() < 30,
-            "the update did not finish"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert_eq!(gw.invoke("tx", &rows(1)).status, 429);
+    assert_eq!(after_update, 429);
 
     // Per user, created through the control plane in Databricks' shape.
     let create = json!({"name": "peruser", "config": {"served_entities": [
@@ -239,19 +237,17 @@ fn rate_limits_per_endpoint_and_per_user() {
         "rate_limits": [{"calls": 2, "key": "user", "renewal_period": "minute"}]});
     let created = gw.post_json("/api/2.0/serving-endpoints", &create);
     assert_eq!(created.status, 200, "{}", created.text);
-    let ready = std::time::Instant::now();
-    while gw.get("/api/2.0/serving-endpoints/peruser").json()["state"]["ready"] != "READY" {
-        assert!(
-            ready.elapsed().as_secs() < 30,
-            "peruser did not become ready"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    wait_for_early_in_a_minute();
-    for _ in 0..2 {
-        assert_eq!(gw.invoke("peruser", &rows(1)).status, 200);
-    }
-    assert_eq!(gw.invoke("peruser", &rows(1)).status, 429);
+    common::wait_for("peruser to be ready", Duration::from_secs(30), || {
+        let state = gw.get("/api/2.0/serving-endpoints/peruser").json();
+        (state["state"]["ready"] == "READY").then_some(())
+    });
+    // Two calls pass in a clock minute (the window) and the third is refused.
+    let statuses = in_one_clock_minute(|| {
+        (0..3)
+            .map(|_| gw.invoke("peruser", &rows(1)).status)
+            .collect::<Vec<u16>>()
+    });
+    assert_eq!(statuses, [200, 200, 429]);
     let bad = json!({"name": "bad", "config": {"served_entities": [
         {"entity_name": "transactions", "entity_version": "1"}]},
         "rate_limits": [{"calls": 0}]});
@@ -259,17 +255,30 @@ fn rate_limits_per_endpoint_and_per_user() {
     assert!(refused.mlflow_error(400).contains("rate_limits[0].calls"));
 }
 
-fn wait_for_early_in_a_minute() {
-    let second = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            % 60
-    };
-    while second() > 45 {
-        std::thread::sleep(std::time::Duration::from_millis(200));
+/// Runs `calls` within one clock minute, a rate limit's window. When a minute boundary falls
+/// inside them their counts are split across two windows: the minute after (a fresh window)
+/// is waited for and they run again. Deterministic whatever the second the test starts at.
+fn in_one_clock_minute<T>(mut calls: impl FnMut() -> T) -> T {
+    loop {
+        let before = clock_minute();
+        let out = calls();
+        let after = clock_minute();
+        if before == after {
+            return out;
+        }
+        common::wait_for("a fresh clock minute", Duration::from_secs(61), || {
+            (clock_minute() != after).then_some(())
+        });
     }
+}
+
+/// Minutes since the Unix epoch: the rate limits' windows.
+fn clock_minute() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60
 }
 
 #[test]

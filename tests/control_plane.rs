@@ -6,9 +6,9 @@ mod common;
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{demo_config, Gateway};
+use common::{demo_config, wait_for, Gateway};
 use serde_json::{json, Value};
 
 use common::delta_python as python;
@@ -37,31 +37,11 @@ fn logged_ids(table: &Path) -> Vec<String> {
 
 /// The endpoint's state once no config update runs.
 fn settled(gw: &Gateway, name: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let what = format!("{name}'s config update to end");
+    wait_for(&what, Duration::from_secs(60), || {
         let s = gw.get(&format!("/api/2.0/serving-endpoints/{name}")).json();
-        if s["state"]["config_update"] != "IN_PROGRESS" {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{name} still updating: {s}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits until the metric line reaches `at_least`.
-fn wait_for_metric(gw: &Gateway, line_prefix: &str, at_least: f64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = gw.metric(line_prefix).unwrap_or(0.0);
-        if v >= at_least {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{line_prefix} stayed at {v}, below {at_least}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (s["state"]["config_update"] != "IN_PROGRESS").then_some(s)
+    })
 }
 
 /// `n` scored calls to `endpoint`, each answered by `served_entity`; their request ids.
@@ -101,7 +81,7 @@ fn a_config_update_keeps_logging_until_auto_capture_is_turned_off() {
     );
     let gw = common::start(&demo_config(&endpoint, &settings), false);
     let mut logged = calls(&gw, "e", "transactions-1", 2);
-    wait_for_metric(&gw, PAYLOAD_ROWS, 2.0);
+    gw.wait_for_metric(PAYLOAD_ROWS, 2.0);
 
     // An update that says nothing of auto_capture_config (nor of routing) keeps them.
     let r = gw.put_json("/api/2.0/serving-endpoints/e/config", &version_1("one"));
@@ -116,7 +96,7 @@ fn a_config_update_keeps_logging_until_auto_capture_is_turned_off() {
     );
     assert_eq!(s["config"]["routing"]["key_header"], "X-Customer", "{s}");
     logged.extend(calls(&gw, "e", "one", 3));
-    wait_for_metric(&gw, PAYLOAD_ROWS, 5.0);
+    gw.wait_for_metric(PAYLOAD_ROWS, 5.0);
 
     // enabled: false turns it off, keeping the rest of the capture for a later enabled: true.
     let mut off = version_1("two");

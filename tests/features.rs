@@ -255,29 +255,16 @@ fn pushed_rows_and_changed_snapshots_are_served() {
     let tmp = dir.path().join("transaction_count_ft.jsonl.tmp");
     std::fs::write(&tmp, changed + "\n").unwrap();
     std::fs::rename(&tmp, &file).unwrap();
-    let start = std::time::Instant::now();
-    while features_of(&gw, 1240)["transactionCount"] != 17 {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "the snapshot was not reloaded"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let ten_seconds = std::time::Duration::from_secs(10);
+    wait_for("the snapshot to be reloaded", ten_seconds, || {
+        (features_of(&gw, 1240)["transactionCount"] == 17).then_some(())
+    });
     // A snapshot that does not parse leaves the loaded tables serving.
     std::fs::write(&tmp, "not json\n").unwrap();
     std::fs::rename(&tmp, &file).unwrap();
-    let start = std::time::Instant::now();
-    while !gw
-        .stderr
-        .lock()
-        .unwrap()
-        .contains("feature tables not reloaded")
-    {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "the bad snapshot was never read"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for("the bad snapshot to be read", ten_seconds, || {
+        let stderr = gw.stderr.lock().unwrap();
+        stderr.contains("feature tables not reloaded").then_some(())
+    });
     assert_eq!(features_of(&gw, 1240)["transactionCount"], 17);
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{demo_config, Gateway};
+use common::demo_config;
 use serde_json::{json, Value};
 
 use common::delta_python as python;
@@ -109,22 +109,6 @@ fn raw_rows(n: usize, first_customer: i64) -> Value {
     json!({"dataframe_split": {"columns": ["CustomerID", "TransactionTimestamp", "Product", "Amount"], "data": data}})
 }
 
-/// Waits until a metric reaches `at_least`; its value then.
-fn wait_for_metric(gw: &Gateway, line_prefix: &str, at_least: f64) -> f64 {
-    let start = Instant::now();
-    loop {
-        let v = gw.metric(line_prefix).unwrap_or(0.0);
-        if v >= at_least {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{line_prefix} stayed at {v}, below {at_least}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 const PAYLOAD_COLUMNS: [(&str, &str, &str); 12] = [
     ("request_date", "date32[day]", "DATE"),
     ("databricks_request_id", "string", "VARCHAR"),
@@ -191,8 +175,7 @@ fn every_call_is_logged_once_with_its_rows_and_flushed_at_sigterm() {
     sent.insert(request_id(&reply), (404, 0));
     // Shadow copies are scored after the answers; let them finish before stopping.
     let scored: usize = sent.values().map(|(_, r)| r).sum();
-    wait_for_metric(
-        &gw,
+    gw.wait_for_metric(
         "modelgate_predicted_rows_total{endpoint=\"sh\",served_entity=\"shadow\",shadow=\"true\"}",
         scored as f64,
     );
@@ -413,8 +396,7 @@ fn a_new_version_adds_its_columns_without_rewriting_old_rows() {
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert_eq!(reply.header("served-model-version").as_deref(), Some("1"));
     }
-    let committed = wait_for_metric(
-        &gw,
+    let committed = gw.wait_for_metric(
         "modelgate_inference_log_rows_total{endpoint=\"e\",table=\"predictions\"}",
         3.0,
     );
@@ -538,8 +520,7 @@ fn append_from_two_gateways(settings: &str) -> Vec<String> {
     // Each gateway commits its own calls (retrying lost races), none dropped, before it stops.
     for gw in &gateways {
         let sent = (2 * per_caller) as f64;
-        wait_for_metric(
-            gw,
+        gw.wait_for_metric(
             "modelgate_inference_log_rows_total{endpoint=\"e\",table=\"payload\"}",
             sent,
         );
@@ -620,9 +601,7 @@ fn failed_commits_are_retried_then_counted_and_requests_still_answer() {
     for i in 0..3 {
         assert_eq!(gw.invoke("e", &raw_rows(1, i)).status, 200);
     }
-    let failed = wait_for_metric(
-        &gw,
-        "modelgate_inference_log_dropped_rows_total{endpoint=\"e\",reason=\"commit_failed\",table=\"payload\"}",
+    let failed = gw.wait_for_metric("modelgate_inference_log_dropped_rows_total{endpoint=\"e\",reason=\"commit_failed\",table=\"payload\"}",
         3.0,
     );
     assert_eq!(failed, 3.0);

@@ -115,13 +115,17 @@ fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     // The request is in flight (headers and half the body sent) when SIGTERM arrives.
     conn.write_all(head.as_bytes()).unwrap();
     conn.write_all(&body.as_bytes()[..body.len() / 2]).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The gateway holds the half body it has read: the request is in flight.
+    wait_for("the half body to be read", Duration::from_secs(20), || {
+        gw.metric("modelgate_inflight_body_bytes")
+            .filter(|b| *b > 0.0)
+    });
     signal_term(&gw.child);
-    std::thread::sleep(Duration::from_millis(500));
     // New connections are no longer accepted while draining.
-    assert!(
-        TcpStream::connect(&addr).is_err(),
-        "the listener must close on SIGTERM"
+    wait_for(
+        "the listener to close on SIGTERM",
+        Duration::from_secs(10),
+        || TcpStream::connect(&addr).is_err().then_some(()),
     );
     conn.write_all(&body.as_bytes()[body.len() / 2..]).unwrap();
     let mut response = String::new();

@@ -128,13 +128,10 @@ fn the_demo_confusion_matrix_from_posted_labels() {
     }
     // The shadow's copies run after the answers: wait until it has scored every row.
     let scored = (positives.len() + negatives.len()) as f64;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while gw.metric("modelgate_predicted_rows_total{endpoint=\"tx\",served_entity=\"challenger\",shadow=\"true\"}")
-        != Some(scored)
-    {
-        assert!(std::time::Instant::now() < deadline, "the shadow did not score every row");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    gw.wait_for_metric(
+        "modelgate_predicted_rows_total{endpoint=\"tx\",served_entity=\"challenger\",shadow=\"true\"}",
+        scored,
+    );
     // DEMO.md's check: TP 5, FP 10, FN 15, TN 70.
     let mut labels = Vec::new();
     for (i, (id, row)) in positives.iter().take(15).enumerate() {

@@ -6,8 +6,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::wait_for;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
@@ -209,20 +210,24 @@ fn https_with_http2_and_a_certificate_reloaded_mid_traffic() {
                 }
             }
         });
-        std::thread::sleep(Duration::from_millis(300));
+        // Traffic before the change, across it, and after it.
+        let answered = |n: usize| {
+            let what = format!("{n} requests answered");
+            wait_for(&what, Duration::from_secs(30), || {
+                (sent.load(Ordering::Relaxed) >= n).then_some(())
+            })
+        };
+        answered(5);
         install(&s.dir.join("second.key"), &s.dir.join("server.key"));
         install(&s.dir.join("second.pem"), &s.dir.join("server.pem"));
         let second = der(&s.dir.join("second.pem"));
-        let deadline = Instant::now() + Duration::from_secs(15);
         // New connections get the new certificate.
-        while served_cert(&client(&ca), &url("/livez")) != second {
-            assert!(
-                Instant::now() < deadline,
-                "the new certificate was not served"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        std::thread::sleep(Duration::from_millis(300));
+        wait_for(
+            "the new certificate to be served",
+            Duration::from_secs(15),
+            || (served_cert(&client(&ca), &url("/livez")) == second).then_some(()),
+        );
+        answered(sent.load(Ordering::Relaxed) + 5);
         stop.store(true, Ordering::Relaxed);
     });
     assert!(sent.load(Ordering::Relaxed) > 10);
@@ -235,19 +240,16 @@ fn https_with_http2_and_a_certificate_reloaded_mid_traffic() {
     // A key that does not fit keeps the certificate that works.
     install(&s.dir.join("first.key"), &s.dir.join("server.key"));
     let metrics = client(&ca);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let text = metrics.get(url("/metrics")).send().unwrap().text().unwrap();
-        if text.contains("modelgate_tls_reloads_total{outcome=\"failure\"} 1") {
-            assert!(text.contains("modelgate_tls_reloads_total{outcome=\"success\"}"));
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the bad reload was not counted: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let text = wait_for(
+        "the bad reload to be counted",
+        Duration::from_secs(15),
+        || {
+            let text = metrics.get(url("/metrics")).send().unwrap().text().unwrap();
+            text.contains("modelgate_tls_reloads_total{outcome=\"failure\"} 1")
+                .then_some(text)
+        },
+    );
+    assert!(text.contains("modelgate_tls_reloads_total{outcome=\"success\"}"));
     assert_eq!(
         served_cert(&client(&ca), &url("/livez")),
         der(&s.dir.join("second.pem"))

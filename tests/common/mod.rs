@@ -97,7 +97,7 @@ pub fn try_start(
     }
     let mut child = cmd.spawn().expect("spawning modelgate");
     let stderr_buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    {
+    let stderr_reader = {
         let mut stderr = child.stderr.take().unwrap();
         let buf = stderr_buf.clone();
         std::thread::spawn(move || {
@@ -110,8 +110,8 @@ pub fn try_start(
                     .unwrap()
                     .push_str(&String::from_utf8_lossy(&chunk[..n]));
             }
-        });
-    }
+        })
+    };
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let mut admin = None;
@@ -127,7 +127,8 @@ pub fn try_start(
             }
             _ => {
                 let _ = child.wait();
-                std::thread::sleep(Duration::from_millis(100));
+                // Its stderr is whole once the reader has seen it close.
+                let _ = stderr_reader.join();
                 return Err(stderr_buf.lock().unwrap().clone());
             }
         }
@@ -280,6 +281,14 @@ impl Gateway {
     }
 
     /// A Prometheus sample's value: the line starting with `line_prefix` (name and labels).
+    /// Waits until the metric line reaches `at_least` (within a minute); its value then.
+    pub fn wait_for_metric(&self, line_prefix: &str, at_least: f64) -> f64 {
+        let what = format!("{line_prefix} to reach {at_least}");
+        wait_for(&what, Duration::from_secs(60), || {
+            self.metric(line_prefix).filter(|v| *v >= at_least)
+        })
+    }
+
     pub fn metric(&self, line_prefix: &str) -> Option<f64> {
         self.get("/metrics")
             .text
@@ -310,14 +319,16 @@ pub fn signal_term(child: &Child) {
 }
 
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let start = std::time::Instant::now();
-    while start.elapsed() < limit {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
         if let Some(s) = child.try_wait().unwrap() {
             return Some(s);
         }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
-    None
 }
 
 impl Drop for Gateway {
@@ -392,16 +403,54 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Polls `condition` until it holds; panics naming the wait when `limit` passes first.
-pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) {
+/// Polls `probe` until it gives a value, every 20 ms; panics naming `what` when `limit`
+/// passes first. The one polling loop of the tests: no test waits by sleeping a fixed time.
+pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + limit;
-    while !condition() {
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "the condition did not hold within {limit:?}"
+            "{what}: not within {limit:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Polls `condition` until it holds; panics when `limit` passes first.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) {
+    wait_for("the condition", limit, || condition().then_some(()));
+}
+
+/// Load from `threads` callers while `during` runs: each caller calls `call(thread)` again
+/// and again until `during` returns; every result, by caller. For tests that change
+/// something under traffic.
+pub fn hammer<T: Send>(
+    threads: usize,
+    call: impl Fn(usize) -> T + Sync,
+    during: impl FnOnce(),
+) -> Vec<Vec<T>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let callers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (call, stop) = (&call, &stop);
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    while !stop.load(Ordering::Acquire) {
+                        out.push(call(t));
+                    }
+                    out
+                })
+            })
+            .collect();
+        during();
+        stop.store(true, Ordering::Release);
+        callers.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }
 
 /// The Python with `deltalake` and `duckdb`, the independent readers of the inference tables

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -13,9 +13,18 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Starts the server with `python` (which has moto) and waits until it answers.
+    /// Starts the server with `python` (which has moto) and waits until it answers as S3. A
+    /// port taken between choosing it and binding it ends the child: another one is tried.
     pub fn start(python: &Path) -> Self {
-        let port = super::free_port();
+        for _ in 0..5 {
+            if let Some(server) = Self::start_on(python, super::free_port()) {
+                return server;
+            }
+        }
+        panic!("moto's server did not start on any of five free ports");
+    }
+
+    fn start_on(python: &Path, port: u16) -> Option<Self> {
         let child = Command::new(python)
             .args([
                 "-m",
@@ -29,18 +38,23 @@ impl MotoServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting moto's S3 server");
-        let server = Self {
+        let mut server = Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if super::client().get(&server.endpoint).send().is_ok() {
-                return server;
+        let up = super::wait_for("moto's server to answer", Duration::from_secs(60), || {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return Some(false);
             }
-            assert!(Instant::now() < deadline, "moto's server did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            // Its own answer (S3's bucket list), not another server's on a taken port.
+            let reply = super::client().get(&server.endpoint).send().ok()?;
+            reply
+                .text()
+                .ok()
+                .filter(|t| t.contains("ListAllMyBucketsResult"))
+                .map(|_| true)
+        });
+        up.then_some(server)
     }
 
     /// Creates a bucket and returns its name.
