@@ -144,6 +144,7 @@ fn job(
         limits: Default::default(),
         deadline: None,
         pool: pool.clone(),
+        runtime: None,
         sinks: Default::default(),
     }
 }

@@ -308,3 +308,35 @@ fn a_request_waiting_for_redis_holds_no_inference_worker() {
         assert_eq!(second.0, "lookup");
     });
 }
+
+/// A request whose caller's deadline passes while Redis has not answered gets its 504, and is
+/// counted as a job stopped at its deadline (it never reaches a worker's own check).
+#[test]
+fn a_deadline_passing_during_the_lookup_is_counted() {
+    use std::sync::atomic::Ordering;
+    let redis_port = free_port();
+    let _redis = Redis::start_on(redis_port);
+    load(&config(redis_port));
+    let relay = Relay::start(redis_port);
+    let config = config(relay.port).replace("timeout_ms: 100", "timeout_ms: 3000")
+        + "server:\n  request_timeout_ms: 300\n";
+    let gw = start(&config, true);
+    let f = join_cases();
+    check_predictions(&gw, &f);
+    // A request the join refuses before its lookup is sent names who refused it.
+    let untyped = json!({"dataframe_split": {"columns": ["CustomerID", "TransactionTimestamp", "Product", "Amount"],
+        "data": [[1240, "2026-11-22T10:19:05Z", "Product A", "not a number"]]}});
+    let refused = gw.invoke("v1", &untyped);
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(refused
+        .header("served-model-name")
+        .is_some_and(|n| !n.is_empty()));
+    let deadline = "modelgate_limit_refusals_total{limit=\"deadline\"}";
+    let before = gw.metric(deadline).unwrap();
+    relay.holding.store(true, Ordering::Release);
+    let waiting = json!({"dataframe_split": {"columns": f["columns"], "data": [f["data"][0]]}});
+    let reply = gw.invoke("v1", &waiting);
+    assert_eq!(reply.status, 504, "{}", reply.text);
+    assert!(relay.sent_while_holding.load(Ordering::Acquire) > 0);
+    gw.wait_for_metric(deadline, before + 1.0);
+}

@@ -114,8 +114,10 @@ pub fn app(
                 let response = error::ApiError::new(e, protocol).error_response();
                 ready(Ok(req.into_response(response)))
             };
-            let class = routes::class_of(req.path());
-            if let Some(admin) = admin_addr {
+            let route = routes::route_of(req.path());
+            let class = route.map_or(routes::RouteClass::Manage, |r| r.class);
+            // A path no route serves is not found on either listener (after auth, as Manage).
+            if let (Some(admin), Some(_)) = (admin_addr, route) {
                 let on_admin = req.app_config().local_addr() == admin;
                 if let Some(e) = listener_refusal(class, on_admin, req.method(), req.path()) {
                     return Either::Right(refused(req, e));

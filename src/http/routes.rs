@@ -127,10 +127,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// a class). A path no route serves is `Manage`: refused without a manage token before it is
 /// found missing, so unknown paths reveal nothing to strangers.
 pub fn class_of(path: &str) -> RouteClass {
-    ROUTES
-        .iter()
-        .find(|r| matches(r.path, path))
-        .map_or(RouteClass::Manage, |r| r.class)
+    route_of(path).map_or(RouteClass::Manage, |r| r.class)
+}
+
+/// The route a path falls on, whatever the method; none for a path no route serves.
+pub fn route_of(path: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| matches(r.path, path))
 }
 
 /// Whether `path` fits `pattern`, a `{name}` standing for one non-empty segment.

@@ -105,6 +105,11 @@ impl Deadline {
         }
     }
 
+    /// Counts a job stopped because its caller's deadline passed (or the caller went).
+    pub fn count_refusal(&self) {
+        self.refusals.inc();
+    }
+
     /// A job whose caller has gone does no more work: refused (and counted) once `now` is
     /// past the deadline; `when` says at which stage.
     pub fn check(&self, now: Instant, when: &str) -> Result<(), RequestError> {

@@ -1,7 +1,8 @@
 //! The gateway: one call per prediction request, whatever the protocol. It finds the
-//! endpoint, loads its config (generation) once, admits the request, and runs [`score`] as one
-//! job on the inference pool (so no CPU-heavy work runs on the HTTP workers), queues shadow
-//! copies, then records the request's metrics and its inference-table row.
+//! endpoint, loads its config (generation) once, admits the request, and runs it on the
+//! inference pool ([`super::job`]: one job, two around a lookup in a remote store; no
+//! CPU-heavy work runs on the HTTP workers), then records the request's metrics and its
+//! inference-table row.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -328,6 +329,7 @@ impl Gateway {
                 .timeout
                 .map(|t| Deadline::new(inv.received, t, self.deadline_refusals.clone())),
             pool: self.pool.clone(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
             sinks: Sinks {
                 log,
                 monitor: self.monitoring.as_ref().map(|config| RequestMonitor {

@@ -11,7 +11,7 @@ use crate::engine::pool::{InferencePool, SubmitError};
 use crate::error::RequestError;
 
 use super::request::{Failure, Scored};
-use super::score::{await_lookups, finish, route, Job, Lookup, Routed};
+use super::score::{await_lookups, finish, route, Job, Lookup, Routed, Started};
 use super::shadow::mirror;
 
 /// What the first job ends with.
@@ -31,13 +31,16 @@ pub async fn run(pool: &InferencePool, job: Job, body: Bytes) -> Result<Scored, 
     let first = pool
         .run_then(move |worker| {
             let job = job_copy;
-            let step =
-                route(&job, &body, submitted).and_then(|routed| match routed.start_lookups(&job) {
-                    Some(lookups) => Ok(Step::Waiting(Box::new(routed), lookups)),
+            let step = route(&job, &body, submitted).and_then(|routed| {
+                match routed.start_lookups(&job)? {
+                    Some(Started::Waiting(lookups)) => Ok(Step::Waiting(Box::new(routed), lookups)),
+                    Some(Started::Ready(looked)) => {
+                        finish(&job, worker, routed, looked).map(Step::Scored)
+                    }
                     None => finish(&job, worker, routed, Vec::new()).map(Step::Scored),
-                });
-            let (step, shadow) = with_shadow(step, &job);
-            (step, shadow)
+                }
+            });
+            with_shadow(step, &job)
         })
         .await
         .map_err(refused)??;
@@ -45,17 +48,20 @@ pub async fn run(pool: &InferencePool, job: Job, body: Bytes) -> Result<Scored, 
         Step::Scored(scored) => return Ok(scored),
         Step::Waiting(routed, lookups) => (routed, lookups),
     };
+    // Dropped here when the caller's deadline passes (or it hangs up) while the store has
+    // not answered: counted as a job stopped at its deadline, as the pool counts skipped ones.
+    let unanswered = Abandoned(job.deadline.as_ref());
     let looked = await_lookups(lookups).await?;
+    std::mem::forget(unanswered);
     let submitted = Instant::now();
+    let mut routed = *routed;
     pool.run_then(move |worker| {
+        routed.resume(submitted);
         let step = job
             .check_deadline("after the feature lookup")
             .map_err(Failure::from)
-            .and_then(|()| finish(&job, worker, *routed, looked))
-            .map(|mut scored| {
-                scored.timings.queued += submitted.elapsed().as_secs_f64();
-                Step::Scored(scored)
-            });
+            .and_then(|()| finish(&job, worker, routed, looked))
+            .map(Step::Scored);
         with_shadow(step, &job)
     })
     .await
@@ -64,6 +70,17 @@ pub async fn run(pool: &InferencePool, job: Job, body: Bytes) -> Result<Scored, 
         Step::Scored(scored) => scored,
         Step::Waiting(..) => unreachable!("the second job always finishes"),
     })
+}
+
+/// Counts a deadline refusal when dropped: a request whose lookup was still waiting.
+struct Abandoned<'a>(Option<&'a super::admission::Deadline>);
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(deadline) = self.0 {
+            deadline.count_refusal();
+        }
+    }
 }
 
 /// The step, and the shadow copies to queue once it is handed over (when it is an answer).

@@ -39,6 +39,8 @@ pub struct Job {
     pub deadline: Option<Deadline>,
     /// Where shadow copies run.
     pub pool: Arc<InferencePool>,
+    /// Where a shadow copy waits for its features from a remote store (none: on its worker).
+    pub runtime: Option<tokio::runtime::Handle>,
     pub sinks: Sinks,
 }
 
@@ -62,6 +64,8 @@ pub struct Routed {
     started: Instant,
     queued: f64,
     decoded: Instant,
+    /// When the join and inference began: after decoding, or when the second job started.
+    inferring_from: Instant,
     frame: Arc<Frame>,
     reply: Reply,
     client_request_id: Option<String>,
@@ -78,9 +82,6 @@ enum Units {
     /// A batch whose rows route to several arms.
     Split(Parts),
 }
-
-/// A unit's features being looked up in a remote store.
-pub type Lookup = Pin<Box<dyn Future<Output = RequestResult<Looked>> + Send>>;
 
 /// Features looked up before the job that infers, by unit (whole request, or split part).
 pub type Lookups = Vec<Option<Looked>>;
@@ -100,6 +101,7 @@ pub fn route(job: &Job, body: &[u8], submitted: Instant) -> Result<Routed, Failu
     let decoded = decode(&job.format, body, &job.limits, job.sinks.log.is_some())?;
     decoded.frame.validate(job.limits.max_rows)?;
     job.check_deadline("after decoding")?;
+    let decoded_at = Instant::now();
     // Shared with the shadow jobs and the inference log without a copy.
     let frame = Arc::new(decoded.frame);
     let generation = &job.generation;
@@ -128,7 +130,8 @@ pub fn route(job: &Job, body: &[u8], submitted: Instant) -> Result<Routed, Failu
     Ok(Routed {
         started,
         queued: (started - submitted).as_secs_f64(),
-        decoded: Instant::now(),
+        decoded: decoded_at,
+        inferring_from: decoded_at,
         frame,
         reply: decoded.reply,
         client_request_id: decoded.client_request_id,
@@ -137,24 +140,98 @@ pub fn route(job: &Job, body: &[u8], submitted: Instant) -> Result<Routed, Failu
 }
 
 impl Routed {
-    /// The lookups in remote stores this request's units wait for, started now: none when
-    /// every unit's features are in the process (or absent), else one slot per unit.
-    pub fn start_lookups(&self, job: &Job) -> Option<Vec<Option<Lookup>>> {
+    /// Starts the lookups in remote stores of this request's units: `None` when no unit's
+    /// features live in one; else each unit's lookup, already answered or still waiting.
+    pub fn start_lookups(&self, job: &Job) -> Result<Option<Started>, Failure> {
+        let generation = &job.generation;
         let ignore = job.ignored_column();
-        let start = |entity: &ServedEntity, frame: &Frame| -> Option<Lookup> {
+        let start = |arm: usize, entity: &ServedEntity, frame: &Frame| -> Option<Lookup> {
             let features = entity.features.as_ref()?;
-            features
-                .waits_for_store()
-                .then(|| Box::pin(features.lookup(frame, ignore)) as Lookup)
+            features.waits_for_store().then(|| Lookup {
+                served: generation.slots[arm].name.clone(),
+                state: LookupState::Pending(Box::pin(features.lookup(frame, ignore))),
+            })
         };
-        let lookups: Vec<Option<Lookup>> = match &self.units {
-            Units::Whole { entity, .. } => vec![start(entity, &self.frame)],
+        let mut lookups: Vec<Option<Lookup>> = match &self.units {
+            Units::Whole { arm, entity } => vec![start(*arm, entity, &self.frame)],
             Units::Split(parts) => parts
                 .units()
-                .map(|(entity, frame)| start(entity, frame))
+                .map(|(arm, entity, frame)| start(arm, entity, frame))
                 .collect(),
         };
-        lookups.iter().any(Option::is_some).then_some(lookups)
+        if lookups.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        // A lookup with nothing to ask (every feature sent by the caller) is answered now:
+        // such a request takes no second job.
+        let mut waiting = false;
+        for lookup in lookups.iter_mut().flatten() {
+            waiting |= !lookup.answered_now()?;
+        }
+        Ok(Some(if waiting {
+            Started::Waiting(lookups)
+        } else {
+            Started::Ready(lookups.into_iter().map(|l| l.map(Lookup::done)).collect())
+        }))
+    }
+
+    /// The second job starts: its queue wait is the request's too, and the join and inference
+    /// are timed from now (the lookup's wait is `modelgate_feature_lookup_duration_seconds`).
+    pub fn resume(&mut self, submitted: Instant) {
+        let now = Instant::now();
+        self.queued += (now - submitted).as_secs_f64();
+        self.inferring_from = now;
+    }
+}
+
+/// A request's lookups, started.
+pub enum Started {
+    /// Every unit's features are here (or it needs none).
+    Ready(Lookups),
+    /// Some unit waits for a remote store.
+    Waiting(Vec<Option<Lookup>>),
+}
+
+/// One unit's lookup in a remote store, named by the served entity it is for.
+pub struct Lookup {
+    served: Arc<str>,
+    state: LookupState,
+}
+
+enum LookupState {
+    Pending(Pin<Box<dyn Future<Output = RequestResult<Looked>> + Send>>),
+    Done(Looked),
+}
+
+impl Lookup {
+    /// Takes the answer if the store has given it already; a failure names the served entity.
+    fn answered_now(&mut self) -> Result<bool, Failure> {
+        use futures_util::FutureExt;
+        let LookupState::Pending(pending) = &mut self.state else {
+            return Ok(true);
+        };
+        match pending.as_mut().now_or_never() {
+            None => Ok(false),
+            Some(answer) => {
+                self.state = LookupState::Done(answer.map_err(Failure::by(&self.served))?);
+                Ok(true)
+            }
+        }
+    }
+
+    fn done(self) -> Looked {
+        match self.state {
+            LookupState::Done(looked) => looked,
+            LookupState::Pending(_) => unreachable!("only answered lookups are taken"),
+        }
+    }
+
+    /// Waits for the store's answer (bounded by its own deadline).
+    async fn answer(self) -> Result<Looked, Failure> {
+        match self.state {
+            LookupState::Done(looked) => Ok(looked),
+            LookupState::Pending(pending) => pending.await.map_err(Failure::by(&self.served)),
+        }
     }
 }
 
@@ -163,7 +240,7 @@ pub async fn await_lookups(lookups: Vec<Option<Lookup>>) -> Result<Lookups, Fail
     let mut looked = Vec::with_capacity(lookups.len());
     for lookup in lookups {
         looked.push(match lookup {
-            Some(l) => Some(l.await?),
+            Some(l) => Some(l.answer().await?),
             None => None,
         });
     }
@@ -182,6 +259,7 @@ pub fn finish(
         started,
         queued,
         decoded,
+        inferring_from,
         frame,
         reply,
         client_request_id,
@@ -214,7 +292,7 @@ pub fn finish(
     let timings = Timings {
         queued,
         decode: (decoded - started).as_secs_f64(),
-        inference: (inferred - decoded).as_secs_f64(),
+        inference: (inferred - inferring_from).as_secs_f64(),
         encode: (encoded - inferred).as_secs_f64(),
         rows,
     };

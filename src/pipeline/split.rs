@@ -33,9 +33,9 @@ pub(super) struct Parts {
 }
 
 impl Parts {
-    /// Each part's served entity and rows, in order.
-    pub fn units(&self) -> impl Iterator<Item = (&ServedEntity, &Frame)> {
-        self.parts.iter().map(|p| (&*p.entity, &*p.frame))
+    /// Each part's arm, served entity and rows, in order.
+    pub fn units(&self) -> impl Iterator<Item = (usize, &ServedEntity, &Frame)> {
+        self.parts.iter().map(|p| (p.arm, &*p.entity, &*p.frame))
     }
 }
 

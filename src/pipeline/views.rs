@@ -9,8 +9,8 @@ use crate::drift::monitor::LabelOutcomes;
 use crate::drift::report::EntityReport;
 use crate::endpoint::Endpoint;
 use crate::error::RequestError;
-use crate::metrics::labels::LabelOutcome;
 use crate::inference_log::LabelRecord;
+use crate::metrics::labels::LabelOutcome;
 
 use super::Gateway;
 
