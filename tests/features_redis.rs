@@ -4,6 +4,8 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,9 +17,40 @@ struct Redis {
 }
 
 impl Redis {
-    fn start_on(port: u16) -> Redis {
+    /// A server on a free port. The port was free when picked, not reserved: another process
+    /// may take it before redis-server binds, so a start that finds it taken tries another
+    /// (a few times).
+    fn start() -> Redis {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start_on(free_port()) {
+                Ok(redis) => return redis,
+                Err(why) => last = why,
+            }
+        }
+        panic!("redis-server did not start on 5 free ports: {last}");
+    }
+
+    /// A server on `port` again (a restart after an outage: the gateway knows this port);
+    /// retries a few times while the port is taken.
+    fn restart_on(port: u16) -> Redis {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start_on(port) {
+                Ok(redis) => return redis,
+                Err(why) => last = why,
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("redis-server did not start again on port {port}: {last}");
+    }
+
+    /// Ready when redis-server itself says so in its log (a PONG alone could come from a
+    /// server that took the port first); `Err` when it exits instead (e.g. the port is taken).
+    fn try_start_on(port: u16) -> Result<Redis, String> {
         let binary = path_from_env_or_script("MODELGATE_REDIS_SERVER", "scripts/redis-server.sh");
-        let child = Command::new(binary)
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = Command::new(binary)
             .args([
                 "--port",
                 &port.to_string(),
@@ -27,20 +60,37 @@ impl Redis {
                 "",
                 "--appendonly",
                 "no",
+                "--logfile",
+                log.path().to_str().unwrap(),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting redis-server");
         let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
+        loop {
+            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("redis-server exited ({status}): {text}"));
+            }
+            if text.contains("Ready to accept connections") {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("redis-server did not start: {text}"));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Redis { child, port }
+        let mut redis = Redis { child, port };
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            redis.stop();
+            return Err(format!(
+                "redis-server on {port} does not accept connections"
+            ));
+        }
+        Ok(redis)
     }
 
     fn stop(&mut self) {
@@ -103,9 +153,8 @@ fn check_predictions(gw: &Gateway, f: &Value) {
 
 #[test]
 fn redis_joins_like_the_embedded_store_and_survives_an_outage() {
-    let port = free_port();
-    let mut redis = Redis::start_on(port);
-    let config = config(port);
+    let mut redis = Redis::start();
+    let config = config(redis.port);
     let out = load(&config);
     assert!(
         out.contains("transaction_count_ft: 27 rows loaded"),
@@ -119,78 +168,131 @@ fn redis_joins_like_the_embedded_store_and_survives_an_outage() {
         .metric("modelgate_feature_lookup_duration_seconds_count{store=\"redis\"}")
         .is_some_and(|n| n >= 1.0));
 
-    // Callers keep sending while Redis goes away and comes back.
+    // Callers keep sending while Redis goes away and comes back. They can be paused: a
+    // caller counts itself active before it looks at the pause flag, so once the flag is set
+    // and no caller is active, none sends until it is cleared.
     let body = json!({"dataframe_split": {"columns": f["columns"], "data": [f["data"][0]]}});
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let paused = std::sync::Arc::new(AtomicBool::new(false));
+    let active = std::sync::Arc::new(AtomicUsize::new(0));
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
     let callers: Vec<_> = (0..3)
         .map(|_| {
-            let (url, body, stop) = (
+            let (url, body, stop, paused, active, sent) = (
                 gw.url("/serving-endpoints/v1/invocations"),
                 body.to_string(),
                 stop.clone(),
+                paused.clone(),
+                active.clone(),
+                sent.clone(),
             );
             std::thread::spawn(move || {
                 let client = client();
                 let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                while !stop.load(SeqCst) {
+                    active.fetch_add(1, SeqCst);
+                    if paused.load(SeqCst) {
+                        active.fetch_sub(1, SeqCst);
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
                     let r = client
                         .post(&url)
                         .header("content-type", "application/json")
                         .body(body.clone())
                         .send()
                         .unwrap();
+                    active.fetch_sub(1, SeqCst);
+                    sent.fetch_add(1, SeqCst);
                     *statuses.entry(r.status().as_u16()).or_default() += 1;
                 }
                 statuses
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let pause = |on: bool| {
+        paused.store(on, SeqCst);
+        if on {
+            eventually(Duration::from_secs(30), || active.load(SeqCst) == 0);
+        }
+    };
+    // The callers are under way before Redis goes.
+    let before = sent.load(SeqCst);
+    eventually(Duration::from_secs(30), || sent.load(SeqCst) >= before + 10);
 
-    // Redis goes away under load: answers follow the policies (the demo's max price rejects
-    // when it cannot be looked up), never a 5xx, and the deadline keeps them fast.
+    // Redis goes away under load. Then, with the callers paused so that every counted lookup
+    // is one of ours: docs/features.md, "Redis": a lookup while Redis is down counts as
+    // `timed_out` and follows each feature's policy. The demo's spec (models/transactions/1/
+    // feature_spec.yaml): transactionCount and isTimeout default, MaxProductAmount rejects.
+    // So each one-row request is a 422 naming MaxProductAmount, its key and table; each
+    // counts one `timed_out` for all three features and one `defaulted` for the first two.
     redis.stop();
+    let callers_during_outage = sent.load(SeqCst);
+    eventually(Duration::from_secs(30), || {
+        sent.load(SeqCst) >= callers_during_outage + 3
+    });
+    pause(true);
+    let value = |feature: &str, table: &str, outcome: &str| {
+        gw.metric(&format!(
+            "modelgate_feature_values_total{{feature=\"{feature}\",outcome=\"{outcome}\",table=\"{table}\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    let (counts, prices) = ("transaction_count_ft", "product_3minute_max_price_ft");
+    let counted = |v: &dyn Fn(&str, &str, &str) -> f64| {
+        [
+            v("transactionCount", counts, "timed_out"),
+            v("isTimeout", counts, "timed_out"),
+            v("MaxProductAmount", prices, "timed_out"),
+            v("transactionCount", counts, "defaulted"),
+            v("isTimeout", counts, "defaulted"),
+            v("MaxProductAmount", prices, "present"),
+            v("transactionCount", counts, "present"),
+        ]
+    };
+    let at_outage = counted(&value);
     let started = Instant::now();
-    for _ in 0..20 {
+    const OUTAGE_REQUESTS: usize = 20;
+    for _ in 0..OUTAGE_REQUESTS {
         let r = gw.invoke("v1", &body);
+        assert_eq!(r.status, 422, "{}", r.text);
         assert!(
-            r.status == 200 || r.status == 422,
-            "{}: {}",
-            r.status,
+            r.text.contains(&format!(
+                "row 0: feature 'MaxProductAmount' for Product={} in table '{prices}' could not be looked up (the online store did not answer in time)",
+                f["data"][0][2].as_str().unwrap()
+            )),
+            "{}",
             r.text
         );
-        if r.status == 422 {
-            assert!(r.text.contains("could not be looked up"), "{}", r.text);
-        }
     }
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "lookups did not honour the deadline"
     );
-    let timed_out = gw
-        .metric("modelgate_feature_values_total{feature=\"MaxProductAmount\",outcome=\"timed_out\",table=\"product_3minute_max_price_ft\"}")
-        .unwrap_or(0.0);
-    assert!(timed_out >= 1.0, "no timed-out lookups counted");
+    let n = OUTAGE_REQUESTS as f64;
+    let grown: Vec<f64> = counted(&value)
+        .iter()
+        .zip(at_outage)
+        .map(|(after, before)| after - before)
+        .collect();
+    assert_eq!(
+        grown,
+        [n, n, n, n, n, 0.0, 0.0],
+        "timed_out (3 features), defaulted (2), present (2) during the outage"
+    );
+    pause(false);
 
     // Back, reloaded: the gateway recovers by itself.
-    let _redis = Redis::start_on(redis.port);
+    let _redis = Redis::restart_on(redis.port);
     load(&config);
-    let start = Instant::now();
-    loop {
-        let r = gw.invoke("v1", &body);
-        if r.status == 200 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no recovery: {}",
-            r.text
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(30), || {
+        gw.invoke("v1", &body).status == 200
+    });
     check_predictions(&gw, &f);
-    std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The callers are answered again, too.
+    let back = sent.load(SeqCst);
+    eventually(Duration::from_secs(30), || sent.load(SeqCst) >= back + 10);
+    stop.store(true, SeqCst);
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     for c in callers {
         for (s, n) in c.join().unwrap() {
@@ -267,8 +369,8 @@ impl Relay {
 #[test]
 fn a_request_waiting_for_redis_holds_no_inference_worker() {
     use std::sync::atomic::Ordering;
-    let redis_port = free_port();
-    let _redis = Redis::start_on(redis_port);
+    let _redis = Redis::start();
+    let redis_port = _redis.port;
     load(&config(redis_port));
     let relay = Relay::start(redis_port);
     let config = config(relay.port)

@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -67,18 +67,14 @@ fn state(gw: &Gateway, name: &str) -> Value {
 
 /// Waits until the endpoint has no update in progress; returns its state.
 fn settled(gw: &Gateway, name: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let s = state(gw, name);
-        if s["state"]["config_update"] != "IN_PROGRESS" {
-            return s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "endpoint {name} still updating: {s}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let what = format!("endpoint {name} to finish updating");
+    let _note = Waiting(&what);
+    let mut s = Value::Null;
+    eventually(Duration::from_secs(60), || {
+        s = state(gw, name);
+        s["state"]["config_update"] != "IN_PROGRESS"
+    });
+    s
 }
 
 fn arm_of_key(gw: &Gateway, endpoint: &str, key: i64) -> String {
@@ -87,18 +83,25 @@ fn arm_of_key(gw: &Gateway, endpoint: &str, key: i64) -> String {
     r.header("served-model-name").unwrap()
 }
 
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
+/// Says what was waited for when a wait in scope ends in a panic.
+struct Waiting<'a>(&'a str);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("while waiting for {}", self.0);
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let _note = Waiting(what);
+    let mut value = None;
+    eventually(Duration::from_secs(30), || {
+        value = f();
+        value.is_some()
+    });
+    value.unwrap_or_else(|| unreachable!("{what}"))
 }
 
 #[test]
@@ -389,15 +392,22 @@ fn shadow_copies_never_change_the_answer_and_are_counted() {
         gw.metric(&format!("modelgate_shadow_requests_total{{endpoint=\"half\",outcome=\"{outcome}\",served_entity=\"shadow\"}}"))
             .unwrap_or(0.0)
     };
-    // Copies still running are not counted yet: wait until the tally stops moving.
-    let copied = || half("success") + half("dropped") + half("error");
-    let mut last = -1.0;
-    let settled = wait_for("the 50 % shadow's tally to settle", || {
-        let now = copied();
-        std::thread::sleep(Duration::from_millis(300));
-        let (before, after) = (std::mem::replace(&mut last, now), now);
-        (after == before).then_some(after)
+    // Copies still running are not counted yet. Background work runs one job at a time
+    // (two workers, one kept for requests) in the order it was queued: once a copy of `sh`
+    // queued after all of them has been scored, every copy of `half` has finished.
+    let scored = gw.metric(&label("success")).unwrap();
+    let mut markers = 0;
+    wait_for("a copy queued after the 50 % shadow's to be scored", || {
+        assert_eq!(gw.invoke("sh", &one_row()).status, 200);
+        markers += 1;
+        wait_for("the marker copy to be counted", || {
+            let ok = gw.metric(&label("success")).unwrap_or(0.0);
+            let dropped = gw.metric(&label("dropped")).unwrap_or(0.0);
+            (ok + dropped == (n + markers) as f64).then_some(())
+        });
+        (gw.metric(&label("success")).unwrap() > scored).then_some(())
     });
+    let settled = half("success") + half("dropped") + half("error");
     assert!(
         (72.0..=128.0).contains(&settled),
         "{settled} of 200 requests copied at 50 %"
@@ -591,6 +601,22 @@ fn configs_are_refused_whole_and_a_second_update_gets_409() {
     let after = state(&gw, "ab");
     assert_eq!(after["config"], before["config"]);
 
+    // A key the old config sends to its challenger (version 2): no arm of the new config has
+    // that name or version, so an answer tells the configs apart.
+    let key = (0..1000)
+        .find(|&k| arm_of_key(&gw, "ab", k) == "challenger")
+        .expect("a key of the challenger's 10 %");
+    let served = |gw: &Gateway| {
+        let r = gw.invoke("ab", &keyed(&[key as usize], &[key]));
+        assert_eq!(r.status, 200, "{}", r.text);
+        (
+            r.header("served-model-name").unwrap(),
+            r.header("served-model-version").unwrap(),
+        )
+    };
+    let old = ("challenger".to_owned(), "2".to_owned());
+    assert_eq!(served(&gw), old);
+
     // A valid update that loads a new served entity, and a second one while it runs.
     let mut next = ab_entities(50, 50);
     next["served_entities"][1]["name"] = json!("challenger-tract");
@@ -604,12 +630,33 @@ fn configs_are_refused_whole_and_a_second_update_gets_409() {
     let r = gw.put_json("/api/2.0/serving-endpoints/ab/config", &ab_entities(70, 30));
     assert_eq!(r.status, 409, "{}", r.text);
     assert_eq!(r.json()["error_code"], "RESOURCE_CONFLICT");
-    // Meanwhile the old config answers.
-    let name = gw
-        .invoke("ab", &one_row())
-        .header("served-model-name")
-        .unwrap();
-    assert!(name == "champion" || name == "challenger", "{name}");
+    // Meanwhile the old config answers: the key still gets the challenger, version 2. (The
+    // warm-up, which holds every worker, keeps the update in progress well past this, as it
+    // does for the 409 above.)
+    assert_eq!(served(&gw), old, "answered during the update");
+    // Until the publish, the old config; from it on, the new one, never the old one again.
+    // The state's config is the published one: it changes with the publish.
+    let new_config = |answer: &(String, String)| {
+        (answer.0 == "champion" || answer.0 == "challenger-tract") && answer.1 == "1"
+    };
+    let (mut published, mut new_seen) = (false, false);
+    eventually(Duration::from_secs(60), || {
+        let answer = served(&gw);
+        if published {
+            assert!(new_config(&answer), "{answer:?} after the publish");
+            return true;
+        }
+        if answer == old {
+            assert!(!new_seen, "the old config answered after the new one");
+        } else {
+            assert!(new_config(&answer), "{answer:?}");
+            new_seen = true;
+        }
+        published = state(&gw, "ab")["config"]["config_version"] == 2;
+        false
+    });
+    let answer = served(&gw);
+    assert!(new_config(&answer), "{answer:?} after the publish");
     let s = settled(&gw, "ab");
     assert_eq!(s["config"]["config_version"], 2, "{s}");
     assert_eq!(

@@ -457,8 +457,31 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream() {
-        assert_eq!(run(21, 2_000), run(21, 2_000));
-        assert_ne!(run(21, 200), run(22, 200));
+        let whole = run(21, 2_000);
+        // A second stream of the seed, advanced in step with a third of another seed and
+        // read in pieces: no state is shared between streams or kept between calls.
+        let mut again = TransactionStream::new(21, START);
+        let mut other = TransactionStream::new(22, START);
+        let mut pieces = Vec::new();
+        let mut others = Vec::new();
+        while pieces.len() < whole.len() {
+            pieces.extend(again.by_ref().take(7));
+            others.push(other.next().unwrap());
+        }
+        pieces.truncate(whole.len());
+        assert_eq!(whole, pieces);
+        // Another seed is another stream: different times, customers and amounts.
+        let n = others.len();
+        let differs = |f: fn(&Transaction) -> String| {
+            whole[..n]
+                .iter()
+                .zip(&others)
+                .filter(|(a, b)| f(a) != f(b))
+                .count()
+        };
+        assert!(differs(|t| t.timestamp_ms.to_string()) > n * 9 / 10);
+        assert!(differs(|t| t.customer_id.to_string()) > n / 2);
+        assert!(differs(|t| t.amount.to_string()) > n / 2);
     }
 
     #[test]
@@ -490,11 +513,17 @@ mod tests {
     fn drift_knob_flips_mid_stream() {
         let mut s = TransactionStream::new(41, START);
         assert!(!s.drift());
-        let _ = s.by_ref().take(100).count();
-        let clock = s.clock_ms();
+        assert_eq!(s.clock_ms(), None, "no transaction emitted yet");
+        let emitted: Vec<Transaction> = s.by_ref().take(100).collect();
+        // The clock is the last emitted transaction's time, and flipping the knob leaves it.
+        let last = emitted[99].timestamp_ms;
+        assert_eq!(s.clock_ms(), Some(last));
         s.set_drift(true);
         assert!(s.drift());
-        assert!(s.clock_ms() == clock && clock.is_some());
+        assert_eq!(s.clock_ms(), Some(last));
+        let next = s.next().unwrap();
+        assert!(next.timestamp_ms > last);
+        assert_eq!(s.clock_ms(), Some(next.timestamp_ms));
         s.set_drift(false);
         assert!(!s.drift());
         // Flipped mid-stream: the same transactions up to the flip, the same arrivals after

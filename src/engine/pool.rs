@@ -326,36 +326,80 @@ mod tests {
         queued.join().unwrap().unwrap();
     }
 
+    /// Whether thread `tid` of this process is asleep (blocked), from /proc.
+    fn asleep(tid: libc::pid_t) -> bool {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap()
+                .trim_start()
+                .starts_with('S')
+        })
+    }
+
+    fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !condition() {
+            assert!(std::time::Instant::now() < deadline, "waited for {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// A job that holds its worker until the test says so; the receiver says it started.
+    fn hold(
+        pool: &Arc<InferencePool>,
+    ) -> (std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>) {
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            pool.run_blocking(move |_| {
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+        });
+        (release_tx, started_rx)
+    }
+
     #[test]
     fn concurrent_broadcasts_take_turns_instead_of_deadlocking() {
-        // Queue of one: two broadcasters block mid-send while both workers are held, so when
-        // the workers free up, the groups' jobs race into the queue. Without turns, one round
-        // in two ends with each group holding one worker at its barrier, forever.
+        // Two workers, a queue of one. Both workers held and the slot taken by a held job F,
+        // two broadcasters X and Y block on their first job. Freeing the slot lets X's first
+        // job in; X then waits for the slot behind Y. Without turns, the next free slot goes
+        // to Y's first job: each group holds one worker at its barrier, forever. With turns,
+        // Y waits for X to finish and the slot goes to X's second job.
         let pool = InferencePool::new(2, 1);
-        for _round in 0..12 {
-            let gate = Arc::new(Barrier::new(3));
-            let (started_tx, started_rx) = std::sync::mpsc::channel();
-            for _ in 0..2 {
-                let (pool, gate, started) = (pool.clone(), gate.clone(), started_tx.clone());
-                std::thread::spawn(move || {
-                    pool.run_blocking(move |_| {
-                        started.send(()).unwrap();
-                        gate.wait();
-                    })
-                });
-            }
-            started_rx.recv().unwrap();
-            started_rx.recv().unwrap();
+        for _round in 0..3 {
+            let (release_0, started_0) = hold(&pool);
+            let (release_1, started_1) = hold(&pool);
+            started_0.recv().unwrap();
+            started_1.recv().unwrap();
+            let (release_f, started_f) = hold(&pool);
+            wait_until("F queued", || pool.queued() == 1);
             let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let (tid_tx, tid_rx) = std::sync::mpsc::channel();
             for _ in 0..2 {
-                let (pool, done) = (pool.clone(), done_tx.clone());
+                let (pool, done, tid) = (pool.clone(), done_tx.clone(), tid_tx.clone());
                 std::thread::spawn(move || {
+                    // SAFETY: gettid has no preconditions.
+                    tid.send(unsafe { libc::gettid() }).unwrap();
                     done.send(pool.run_on_each_worker(|_| Ok(())).is_ok())
                         .unwrap();
                 });
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            gate.wait();
+            let tids = [tid_rx.recv().unwrap(), tid_rx.recv().unwrap()];
+            // Both broadcasters are blocked: on the full queue, or waiting for their turn.
+            wait_until("both broadcasters blocked", || {
+                tids.iter().all(|&t| asleep(t))
+            });
+            assert_eq!(pool.queued(), 1);
+            // A worker takes F (and keeps it): the slot goes to a broadcaster's first job.
+            release_0.send(()).unwrap();
+            started_f.recv().unwrap();
+            wait_until("a broadcast job queued", || pool.queued() == 1);
+            // The other worker takes that job; then F ends and its worker takes the next.
+            release_1.send(()).unwrap();
+            release_f.send(()).unwrap();
             for _ in 0..2 {
                 let ok = done_rx
                     .recv_timeout(std::time::Duration::from_secs(5))

@@ -1,6 +1,6 @@
-//! A real `mlflow server` (sqlite store, artifacts in a temp dir, 127.0.0.1, a free port) and
-//! the REST calls a data scientist's client makes: log a model's files to a run, register a
-//! version from `runs:/<run>/model`, move aliases and stages.
+//! A real `mlflow server` (sqlite store, artifacts in a temp dir, 127.0.0.1, a port it binds
+//! itself) and the REST calls a data scientist's client makes: log a model's files to a run,
+//! register a version from `runs:/<run>/model`, move aliases and stages.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::RequestBuilder;
 use serde_json::{json, Value};
 
-use super::{client, free_port};
+use super::client;
 
 /// The admin MLflow's auth app creates at start (the password comes from the environment).
 pub const ADMIN: (&str, &str) = ("admin", "modelgate-admin-pw");
@@ -45,7 +45,7 @@ impl MlflowServer {
     }
 
     fn start_with(auth: bool) -> Self {
-        let mut server = Self::spawn(tempfile::tempdir().unwrap(), free_port(), auth);
+        let mut server = Self::spawn(tempfile::tempdir().unwrap(), auth);
         server.experiment_id = server.call(
             "POST",
             "experiments/create",
@@ -57,7 +57,9 @@ impl MlflowServer {
         server
     }
 
-    fn spawn(dir: tempfile::TempDir, port: u16, auth: bool) -> Self {
+    /// Starts `mlflow server` on port 0: the server binds a port the system picks (nothing can
+    /// take it between a pick and the bind) and says which in its log.
+    fn spawn(dir: tempfile::TempDir, auth: bool) -> Self {
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let mut cmd = Command::new(mlflow_command());
         cmd.arg("server");
@@ -76,7 +78,7 @@ impl MlflowServer {
                 "--host",
                 "127.0.0.1",
                 "--port",
-                &port.to_string(),
+                "0",
                 "--workers",
                 "1",
             ])
@@ -93,29 +95,35 @@ impl MlflowServer {
             .stderr(log)
             .spawn()
             .expect("starting mlflow server");
-        let server = Self {
+        let mut server = Self {
             child,
-            uri: format!("http://127.0.0.1:{port}"),
+            uri: String::new(),
             dir,
             experiment_id: String::new(),
             auth: auth.then(|| (ADMIN.0.to_owned(), ADMIN.1.to_owned())),
         };
         let start = Instant::now();
-        let mut server = server;
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("mlflow server exited ({status}): {}", server.log());
             }
-            let health = server.request(client().get(format!("{}/health", server.uri)));
-            if health.send().is_ok_and(|r| r.status().is_success()) {
-                return server;
+            if server.uri.is_empty() {
+                if let Some(port) = listening_port(&server.log()) {
+                    server.uri = format!("http://127.0.0.1:{port}");
+                }
+            }
+            if !server.uri.is_empty() {
+                let health = server.request(client().get(format!("{}/health", server.uri)));
+                if health.send().is_ok_and(|r| r.status().is_success()) {
+                    return server;
+                }
             }
             assert!(
                 start.elapsed() < Duration::from_secs(120),
                 "mlflow server did not come up: {}",
                 server.log()
             );
-            std::thread::sleep(Duration::from_millis(250));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -232,6 +240,20 @@ impl MlflowServer {
             json!({"name": name, "version": version, "stage": stage, "archive_existing_versions": false}),
         );
     }
+}
+
+/// The port in the server's "running on" line (uvicorn; gunicorn says "Listening at").
+fn listening_port(log: &str) -> Option<u16> {
+    [
+        "Uvicorn running on http://127.0.0.1:",
+        "Listening at: http://127.0.0.1:",
+    ]
+    .iter()
+    .find_map(|marker| {
+        let rest = &log[log.find(marker)? + marker.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok().filter(|&port| port != 0)
+    })
 }
 
 impl Drop for MlflowServer {
