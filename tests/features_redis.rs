@@ -416,10 +416,9 @@ fn a_request_waiting_for_redis_holds_no_inference_worker() {
 #[test]
 fn a_deadline_passing_during_the_lookup_is_counted() {
     use std::sync::atomic::Ordering;
-    let redis_port = free_port();
-    let _redis = Redis::start_on(redis_port);
-    load(&config(redis_port));
-    let relay = Relay::start(redis_port);
+    let redis = Redis::start();
+    load(&config(redis.port));
+    let relay = Relay::start(redis.port);
     let config = config(relay.port).replace("timeout_ms: 100", "timeout_ms: 3000")
         + "server:\n  request_timeout_ms: 300\n";
     let gw = start(&config, true);
