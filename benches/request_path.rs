@@ -183,6 +183,7 @@ fn bench(c: &mut Criterion) {
                 config: MonitorConfig::new(&MonitoringSettings::default()).expect("enabled"),
                 pending: Default::default(),
                 request_id: "bench".into(),
+                now_ms: modelgate::clock::now_ms() as i64,
             });
             group.bench_with_input(
                 BenchmarkId::new("request_path_monitored", name),

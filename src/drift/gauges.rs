@@ -98,6 +98,7 @@ impl MonitoringMetrics {
 mod tests {
     use super::*;
     use crate::data::frame::{Column, ColumnData, Frame};
+    use crate::drift::monitor::now_ms;
     use crate::settings::monitoring::LabelSettings;
 
     fn rendered(metrics: &crate::metrics::Metrics) -> String {
@@ -114,7 +115,7 @@ mod tests {
             ..Default::default()
         };
         let config = crate::drift::MonitorConfig::new(&Default::default()).unwrap();
-        let monitor = std::sync::Arc::new(crate::drift::SlotMonitor::new(config));
+        let monitor = std::sync::Arc::new(crate::drift::SlotMonitor::new(config, now_ms()));
         for id in ["a", "b"] {
             let frame = Frame {
                 columns: vec![Column::scalar("x", ColumnData::I64(vec![1, 2]))],
@@ -125,7 +126,14 @@ mod tests {
                 request_rows: None,
                 predictions: Vec::new(),
             };
-            pending.expect(&settings, id.into(), frame.into(), None, vec![scorer]);
+            pending.expect(
+                &settings,
+                id.into(),
+                frame.into(),
+                None,
+                vec![scorer],
+                now_ms(),
+            );
         }
         m.publish_pending("e", &pending);
         m.publish_pending("e", &pending);

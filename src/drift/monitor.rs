@@ -97,12 +97,13 @@ impl SlotState {
 }
 
 impl SlotMonitor {
-    pub fn new(config: Arc<MonitorConfig>) -> Self {
+    /// A monitor whose first windows open at `now_ms`.
+    pub fn new(config: Arc<MonitorConfig>, now_ms: i64) -> Self {
         let quality = Windowed::new(
             QualityCounts::default(),
             &config.widths,
             config.kept,
-            now_ms(),
+            now_ms,
         );
         Self {
             config,
@@ -119,15 +120,15 @@ impl SlotMonitor {
 
     /// Counts a batch `version` scored: `frame` is what the model took (the joined frame when
     /// features were looked up), `defaulted` (frame column, values) what the join defaulted.
-    /// Returns the epoch of the version's windows (for its labels).
+    /// Returns the epoch of the version's windows (for its labels). `now`: the batch's time.
     pub fn observe(
         &self,
         version: Version<'_>,
         frame: &Frame,
         outputs: &[NamedTensor],
         defaulted: &[(usize, u32)],
+        now: i64,
     ) -> u64 {
-        let now = now_ms();
         let Some(profiler) = version.profile else {
             let mut state = lock(&self.state);
             state.follow(version, &self.config, now);
@@ -158,7 +159,7 @@ impl SlotMonitor {
 
     /// Counts a labelled prediction made in `epoch`; false when the slot serves another
     /// version now (the label is too late for these windows).
-    fn label(&self, epoch: u64, actual: bool, p: Prediction) -> bool {
+    fn label(&self, epoch: u64, actual: bool, p: Prediction, now: i64) -> bool {
         let mut state = lock(&self.state);
         if state.epoch != epoch {
             return false;
@@ -168,7 +169,7 @@ impl SlotMonitor {
         };
         state
             .quality
-            .update(now_ms(), |q| q.add(actual, predicted, p.probability));
+            .update(now, |q| q.add(actual, predicted, p.probability));
         true
     }
 
@@ -498,6 +499,7 @@ impl PendingLabels {
         frame: Arc<Frame>,
         timestamp_column: Option<&str>,
         scorers: Vec<Scorer>,
+        now: i64,
     ) {
         let rows = frame.rows();
         if scorers.is_empty() || rows == 0 {
@@ -523,7 +525,6 @@ impl PendingLabels {
         } else {
             None
         };
-        let now = now_ms();
         let mut p = lock(&self.inner);
         p.settings = Some(settings.clone());
         if let Some(reason) = too_big {
@@ -551,7 +552,7 @@ impl PendingLabels {
     }
 
     /// Adds a shadow's predictions to a request already waiting.
-    pub fn add_scorer(&self, id: &str, scorer: Scorer) {
+    pub fn add_scorer(&self, id: &str, scorer: Scorer, now: i64) {
         let bytes = scorer_bytes(&scorer);
         let mut p = lock(&self.inner);
         let Some(r) = p.requests.get_mut(id) else {
@@ -560,7 +561,7 @@ impl PendingLabels {
         r.scorers.push(scorer);
         r.bytes += bytes;
         p.request_bytes += bytes;
-        p.expire(now_ms());
+        p.expire(now);
     }
 
     pub fn rows(&self) -> usize {
@@ -583,11 +584,17 @@ impl PendingLabels {
     }
 
     /// Joins labels to their waiting predictions and counts them in each scorer's quality.
-    pub fn join(&self, settings: &LabelSettings, labels: &[LabelRecord]) -> LabelOutcomes {
+    /// `now`: when the labels came (expiry and the quality windows go by it).
+    pub fn join(
+        &self,
+        settings: &LabelSettings,
+        labels: &[LabelRecord],
+        now: i64,
+    ) -> LabelOutcomes {
         let mut out = LabelOutcomes::default();
         let mut p = lock(&self.inner);
         p.settings = Some(settings.clone());
-        p.expire(now_ms());
+        p.expire(now);
         for label in labels {
             let actual = match label.label {
                 Some(1.0) => true,
@@ -625,7 +632,7 @@ impl PendingLabels {
                 fresh = true;
                 for s in &r.scorers {
                     if let Some(pred) = s.prediction(row) {
-                        s.monitor.label(s.epoch, actual, pred);
+                        s.monitor.label(s.epoch, actual, pred, now);
                     }
                 }
             }
@@ -706,6 +713,8 @@ pub struct RequestMonitor {
     pub config: Arc<MonitorConfig>,
     pub pending: Arc<PendingLabels>,
     pub request_id: Arc<str>,
+    /// The request's time (ms since the Unix epoch): the windows its rows count in.
+    pub now_ms: i64,
 }
 
 impl RequestMonitor {
@@ -720,7 +729,7 @@ impl RequestMonitor {
         outputs: &[NamedTensor],
         request_rows: Option<Vec<usize>>,
     ) -> Option<Scorer> {
-        let epoch = monitor.observe(version, model_frame, outputs, defaulted);
+        let epoch = monitor.observe(version, model_frame, outputs, defaulted, self.now_ms);
         let predictions = binary_predictions(&version.meta.outputs, outputs, model_frame.rows())?;
         Some(Scorer {
             monitor,
@@ -739,7 +748,14 @@ impl RequestMonitor {
             frame,
             timestamp,
             scorers,
+            self.now_ms,
         );
+    }
+
+    /// A shadow's scorer joins the request's that waits for labels.
+    pub fn add_shadow(&self, scorer: Scorer) {
+        self.pending
+            .add_scorer(&self.request_id, scorer, self.now_ms);
     }
 }
 
@@ -799,10 +815,34 @@ mod tests {
         }
     }
 
+    /// Time is passed in, not read inside: the same label joins within the wait and finds
+    /// nothing after it, by the times given alone.
+    #[test]
+    fn the_wait_for_labels_goes_by_the_times_passed_in() {
+        let t0 = 1_790_000_000_000;
+        let monitor = Arc::new(SlotMonitor::new(config(), t0));
+        let settings = LabelSettings {
+            wait_seconds: 60,
+            ..Default::default()
+        };
+        let at = "2026-11-22T10:19:05.123Z";
+        for (joined_at, joined, unmatched) in [(t0 + 59_000, 1, 0), (t0 + 61_000, 0, 1)] {
+            let pending = PendingLabels::default();
+            let scorers = vec![scorer(&monitor, &[true])];
+            pending.expect(&settings, "a".into(), request(&[1], at), None, scorers, t0);
+            let out = pending.join(&settings, &[label(Some("a"), &[], None, 1.0)], joined_at);
+            assert_eq!(
+                (out.joined, out.unmatched),
+                (joined, unmatched),
+                "at {joined_at}"
+            );
+        }
+    }
+
     #[test]
     fn labels_join_by_id_and_by_key_once_and_the_oldest_rows_leave_first() {
         let config = config();
-        let monitor = Arc::new(SlotMonitor::new(config.clone()));
+        let monitor = Arc::new(SlotMonitor::new(config.clone(), now_ms()));
         let pending = PendingLabels::default();
         let settings = LabelSettings {
             wait_seconds: 60,
@@ -818,6 +858,7 @@ mod tests {
                 request(&customers, at),
                 Some("TransactionTimestamp"),
                 vec![scorer(&monitor, &[true, false])],
+                now_ms(),
             );
         }
         // Six rows came, four are held: request a left.
@@ -832,6 +873,7 @@ mod tests {
                 label(None, &[("CustomerID", 6)], Some(at_ms + 1), 0.0),
                 label(Some("c"), &[], None, 0.5),
             ],
+            now_ms(),
         );
         assert_eq!(
             out,
@@ -852,7 +894,7 @@ mod tests {
 
     #[test]
     fn many_rows_at_one_event_time_leave_in_order() {
-        let monitor = Arc::new(SlotMonitor::new(config()));
+        let monitor = Arc::new(SlotMonitor::new(config(), now_ms()));
         let pending = PendingLabels::default();
         let settings = LabelSettings {
             wait_seconds: 60,
@@ -867,6 +909,7 @@ mod tests {
                 request(&[i], at),
                 Some("TransactionTimestamp"),
                 vec![scorer(&monitor, &[true])],
+                now_ms(),
             );
         }
         assert_eq!(pending.rows(), 100);
@@ -887,7 +930,7 @@ mod tests {
     }
 
     fn hold(pending: &PendingLabels, settings: &LabelSettings, id: &str, frame: Arc<Frame>) {
-        let monitor = Arc::new(SlotMonitor::new(config()));
+        let monitor = Arc::new(SlotMonitor::new(config(), now_ms()));
         let predicted = vec![true; frame.rows()];
         pending.expect(
             settings,
@@ -895,6 +938,7 @@ mod tests {
             frame,
             None,
             vec![scorer(&monitor, &predicted)],
+            now_ms(),
         );
     }
 
@@ -916,9 +960,9 @@ mod tests {
         let predictions = 10 * std::mem::size_of::<Prediction>();
         assert!(small > values + predictions + 10, "{small}");
         // A shadow's predictions add theirs.
-        let monitor = Arc::new(SlotMonitor::new(config()));
+        let monitor = Arc::new(SlotMonitor::new(config(), now_ms()));
         let before = pending.bytes();
-        pending.add_scorer("a", scorer(&monitor, &[false; 10]));
+        pending.add_scorer("a", scorer(&monitor, &[false; 10]), now_ms());
         assert_eq!(
             pending.bytes() - before,
             scorer_bytes(&scorer(&monitor, &[false; 10]))
@@ -953,6 +997,7 @@ mod tests {
                 label(Some("r1"), &[], None, 1.0),
                 label(Some("r4"), &[], None, 1.0),
             ],
+            now_ms(),
         );
         assert_eq!((out.joined, out.unmatched), (1, 2));
 

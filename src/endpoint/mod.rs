@@ -131,12 +131,14 @@ pub struct EntitySlot {
 
 impl EntitySlot {
     /// The drift and quality monitor of this served entity, made on first use.
+    /// Made at `now_ms` when it is first needed.
     pub fn monitor(
         &self,
         config: &Arc<crate::drift::MonitorConfig>,
+        now_ms: i64,
     ) -> Arc<crate::drift::SlotMonitor> {
         self.monitor
-            .get_or_init(|| Arc::new(crate::drift::SlotMonitor::new(config.clone())))
+            .get_or_init(|| Arc::new(crate::drift::SlotMonitor::new(config.clone(), now_ms)))
             .clone()
     }
 

@@ -336,6 +336,7 @@ impl Gateway {
                     config: config.clone(),
                     pending: endpoint.pending_labels.clone(),
                     request_id: inv.request_id.text.clone(),
+                    now_ms: crate::clock::epoch_us_at(inv.received) / 1000,
                 }),
             },
         };

@@ -109,7 +109,7 @@ impl Sinks {
             None => (scored, &[][..]),
         };
         monitor.observe(
-            slot.monitor(&monitor.config),
+            slot.monitor(&monitor.config, monitor.now_ms),
             entity.monitored(),
             model_frame,
             defaulted,
@@ -128,7 +128,7 @@ impl Sinks {
     /// A shadow's scorer joins the request's that waits for labels.
     pub fn expect_shadow(&self, scorer: Scorer) {
         if let Some(monitor) = &self.monitor {
-            monitor.pending.add_scorer(&monitor.request_id, scorer);
+            monitor.add_shadow(scorer);
         }
     }
 

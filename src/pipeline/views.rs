@@ -68,7 +68,7 @@ impl Gateway {
             .slots
             .iter()
             .map(|s| {
-                let mut report = s.monitor(config).report(&s.name, now);
+                let mut report = s.monitor(config, now).report(&s.name, now);
                 if report.model.is_none() {
                     // Nothing scored yet: show what the slot serves.
                     let served = s.served();
@@ -196,7 +196,8 @@ impl Gateway {
         labels: &[LabelRecord],
     ) -> Option<LabelOutcomes> {
         let config = self.monitoring.as_ref()?;
-        let out = endpoint.pending_labels.join(&config.labels, labels);
+        let now = crate::drift::monitor::now_ms();
+        let out = endpoint.pending_labels.join(&config.labels, labels, now);
         let counter = &self.metrics.monitoring.labels;
         for (outcome, n) in [
             (LabelOutcome::Joined, out.joined),
