@@ -118,6 +118,9 @@ fn main() -> ExitCode {
                 }
             };
             let result = actix_web::rt::System::new().block_on(async move {
+                // Taken over before anything is bound or printed: a SIGTERM from then on
+                // drains and exits 0, however soon it comes.
+                let shutdown = shutdown_signal();
                 let started = modelgate::start(settings).await?;
                 if let Some(admin) = started.admin_addr {
                     println!(
@@ -135,7 +138,7 @@ fn main() -> ExitCode {
                 if let Some(curl) = started.example_curl() {
                     println!("try it:\n  {curl}");
                 }
-                started.serve_until(shutdown_signal()).await
+                started.serve_until(shutdown).await
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -148,25 +151,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C. SIGTERM's handler is installed when this is called, not
+/// when the future is first polled: a signal in between is kept for it, not fatal.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
             }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
