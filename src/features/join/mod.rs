@@ -197,24 +197,25 @@ functions:
 model_columns: [n, ratio, must, strict]
 "#;
 
-    fn plan(dir: &std::path::Path) -> JoinPlan {
+    /// Table `t` (key `id`, event time `ts`) with `rows`, one JSON object a line.
+    fn table_of(dir: &std::path::Path, rows: &str) -> TableSettings {
         let path = dir.join("t.jsonl");
-        std::fs::write(
-            &path,
-            concat!(
-                "{\"id\": 1, \"n\": 5, \"x\": 2.0, \"must\": 1.5, \"ts\": \"2026-11-22T10:00:00Z\"}\n",
-                "{\"id\": 2, \"n\": 7, \"must\": 2.5, \"ts\": \"2026-11-22T09:00:00Z\"}\n",
-            ),
-        )
-        .unwrap();
-        let store = EmbeddedStore::open(vec![TableSettings {
+        std::fs::write(&path, rows).unwrap();
+        TableSettings {
             name: "t".into(),
             path,
             primary_keys: vec!["id".into()],
             timestamp_key: None,
             event_timestamp: Some("ts".into()),
-        }])
-        .unwrap();
+        }
+    }
+
+    fn plan(dir: &std::path::Path) -> JoinPlan {
+        let rows = concat!(
+            "{\"id\": 1, \"n\": 5, \"x\": 2.0, \"must\": 1.5, \"ts\": \"2026-11-22T10:00:00Z\"}\n",
+            "{\"id\": 2, \"n\": 7, \"must\": 2.5, \"ts\": \"2026-11-22T09:00:00Z\"}\n",
+        );
+        let store = EmbeddedStore::open(vec![table_of(dir, rows)]).unwrap();
         let spec: FeatureSpec = serde_yaml::from_str(SPEC).unwrap();
         JoinPlan::compile(&spec, Arc::new(store), None).unwrap()
     }
@@ -420,22 +421,11 @@ model_columns: [n, k]
 "#;
 
     fn table(dir: &std::path::Path) -> TableSettings {
-        let path = dir.join("t.jsonl");
-        std::fs::write(
-            &path,
-            concat!(
-                "{\"id\": 1, \"n\": 5, \"k\": 1, \"ts\": \"2026-11-22T10:00:00Z\"}\n",
-                "{\"id\": 2, \"n\": 7, \"k\": 2, \"ts\": \"2026-11-22T09:00:00Z\"}\n",
-            ),
-        )
-        .unwrap();
-        TableSettings {
-            name: "t".into(),
-            path,
-            primary_keys: vec!["id".into()],
-            timestamp_key: None,
-            event_timestamp: Some("ts".into()),
-        }
+        let rows = concat!(
+            "{\"id\": 1, \"n\": 5, \"k\": 1, \"ts\": \"2026-11-22T10:00:00Z\"}\n",
+            "{\"id\": 2, \"n\": 7, \"k\": 2, \"ts\": \"2026-11-22T09:00:00Z\"}\n",
+        );
+        table_of(dir, rows)
     }
 
     /// A store that knows table `t` and answers every lookup with `error`.
