@@ -39,6 +39,19 @@ pub struct InferencePool {
     broadcast: Mutex<()>,
     /// Jobs skipped because their caller had gone (deadline passed, client disconnected).
     abandoned: Arc<std::sync::atomic::AtomicU64>,
+    /// Background work promised a place but not queued yet (a shadow copy waiting for its
+    /// features): it counts against the background queue's capacity.
+    promised: Arc<AtomicUsize>,
+    background_capacity: usize,
+}
+
+/// A place in the background queue, held until the work is queued or given up.
+pub struct Promise(Arc<AtomicUsize>);
+
+impl Drop for Promise {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -119,6 +132,8 @@ impl InferencePool {
             handles: Mutex::new(handles),
             broadcast: Mutex::new(()),
             abandoned: Default::default(),
+            promised: Default::default(),
+            background_capacity: background_capacity.max(1),
         })
     }
 
@@ -182,6 +197,14 @@ impl InferencePool {
 
     /// Queues `f` to run when a worker is idle, without waiting for it; false (and `f` is
     /// dropped) when the background queue is full.
+    /// A place for background work that must wait for something first (a shadow copy's
+    /// features), or none when the queued and promised work fill the background capacity.
+    pub fn promise_background(&self) -> Option<Promise> {
+        let before = self.promised.fetch_add(1, Ordering::AcqRel);
+        let promise = Promise(self.promised.clone());
+        (before + self.background.len() < self.background_capacity).then_some(promise)
+    }
+
     pub fn try_background(&self, f: impl FnOnce(usize) + Send + 'static) -> bool {
         let job: Job = Box::new(move |worker| {
             let _ = guarded(|| f(worker));
@@ -247,6 +270,19 @@ impl Drop for InferencePool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Work promised a background place counts against the capacity until it lets go.
+    #[test]
+    fn promised_background_places_count_against_the_capacity() {
+        let pool = InferencePool::with_background(1, 4, 2);
+        let first = pool.promise_background().expect("a free place");
+        let second = pool.promise_background().expect("a free place");
+        assert!(pool.promise_background().is_none(), "over the capacity");
+        drop(first);
+        let third = pool.promise_background().expect("the place let go");
+        drop((second, third));
+        assert!(pool.promise_background().is_some());
+    }
 
     #[test]
     fn a_panicking_job_is_an_error_and_the_worker_survives() {

@@ -3,7 +3,6 @@
 
 use prometheus::{IntCounterVec, IntGauge};
 
-use super::labels::Outcome;
 use super::{make, Registrar};
 use crate::error::Limit;
 
@@ -49,11 +48,5 @@ impl AccessMetrics {
     /// The refusals at `limit`.
     pub fn refusals(&self, limit: Limit) -> prometheus::IntCounter {
         self.limit_refusals.with_label_values(&[limit.name()])
-    }
-
-    pub fn count_tls_reload(&self, outcome: Outcome) {
-        self.tls_reloads
-            .with_label_values(&[outcome.as_str()])
-            .inc();
     }
 }

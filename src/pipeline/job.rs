@@ -23,8 +23,9 @@ enum Step {
 
 /// Runs `job`'s request (`body`) on `pool`.
 pub async fn run(pool: &InferencePool, job: Job, body: Bytes) -> Result<Scored, Failure> {
-    let endpoint = job.generation.settings.name.clone();
-    let refused = |e| refused(&endpoint, e);
+    // The config, for the endpoint's name in a refusal (no copy of it per request).
+    let generation = job.generation.clone();
+    let refused = |e| refused(&generation.settings.name, e);
     let job = Arc::new(job);
     let submitted = Instant::now();
     let job_copy = job.clone();
@@ -92,8 +93,11 @@ fn with_shadow(
         Ok(Step::Scored(s)) => s.shadow.take(),
         _ => None,
     };
-    let job = job.clone();
-    (step, frame.map(|f| move || mirror(&job, f)))
+    let shadow = frame.map(|f| {
+        let job = job.clone();
+        move || mirror(&job, f)
+    });
+    (step, shadow)
 }
 
 /// The pool's refusal of a job, as the caller's error.

@@ -41,11 +41,19 @@ pub fn mirror(job: &Job, frame: Arc<Frame>) {
             .filter(|f| f.waits_for_store());
         match (remote, &job.runtime) {
             (Some(features), Some(runtime)) => {
+                // A copy waiting for its features holds a place in the shadow queue
+                // (`inference.shadow_queue_capacity`): a slow store cannot pile copies up.
+                let Some(place) = job.pool.promise_background() else {
+                    slot.metrics.shadow_dropped.inc();
+                    continue;
+                };
                 let ignore = generation.settings.routing.key_column.as_deref();
                 let lookup = features.lookup(&copy.frame, ignore);
                 let pool = job.pool.clone();
                 runtime.spawn(async move {
-                    match lookup.await {
+                    let looked = lookup.await;
+                    drop(place);
+                    match looked {
                         Ok(looked) => queue(&pool, copy, Some(looked)),
                         Err(_) => copy.slot().metrics.shadow_failed.inc(),
                     }
