@@ -3,107 +3,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
 
+use common::redis::Redis;
 use common::*;
 use serde_json::{json, Value};
-
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    /// A server on a free port. The port was free when picked, not reserved: another process
-    /// may take it before redis-server binds, so a start that finds it taken tries another
-    /// (a few times).
-    fn start() -> Redis {
-        let mut last = String::new();
-        for _ in 0..5 {
-            match Self::try_start_on(free_port()) {
-                Ok(redis) => return redis,
-                Err(why) => last = why,
-            }
-        }
-        panic!("redis-server did not start on 5 free ports: {last}");
-    }
-
-    /// A server on `port` again (a restart after an outage: the gateway knows this port);
-    /// retries a few times while the port is taken.
-    fn restart_on(port: u16) -> Redis {
-        let mut last = String::new();
-        for _ in 0..5 {
-            match Self::try_start_on(port) {
-                Ok(redis) => return redis,
-                Err(why) => last = why,
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("redis-server did not start again on port {port}: {last}");
-    }
-
-    /// Ready when redis-server itself says so in its log (a PONG alone could come from a
-    /// server that took the port first); `Err` when it exits instead (e.g. the port is taken).
-    fn try_start_on(port: u16) -> Result<Redis, String> {
-        let binary = path_from_env_or_script("MODELGATE_REDIS_SERVER", "scripts/redis-server.sh");
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let mut child = Command::new(binary)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--logfile",
-                log.path().to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting redis-server");
-        let start = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(log.path()).unwrap_or_default();
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("redis-server exited ({status}): {text}"));
-            }
-            if text.contains("Ready to accept connections") {
-                break;
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("redis-server did not start: {text}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let mut redis = Redis { child, port };
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            redis.stop();
-            return Err(format!(
-                "redis-server on {port} does not accept connections"
-            ));
-        }
-        Ok(redis)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 fn config(port: u16) -> String {
     let tables = demo_feature_tables().replace(

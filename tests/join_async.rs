@@ -4,54 +4,15 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::redis::Redis;
 use modelgate::data::frame::{Column, ColumnData, Frame};
 use modelgate::features::join::JoinPlan;
 use modelgate::features::redis_store::{load_snapshots, RedisSettings, RedisStore};
 use modelgate::features::store::TableSettings;
 use modelgate::metrics::Metrics;
-
-struct Redis(Child);
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        let binary = path_from_env_or_script("MODELGATE_REDIS_SERVER", "scripts/redis-server.sh");
-        let child = Command::new(binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting redis-server");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis(child)
-    }
-
-    /// Stops (or resumes) the process: its socket stays open and nothing answers.
-    fn pause(&self, paused: bool) {
-        let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
-        assert_eq!(unsafe { libc::kill(self.0.id() as i32, signal) }, 0);
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.pause(false);
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const SPEC: &str = "
 request_columns: [{name: id, type: int}]
@@ -77,8 +38,8 @@ fn counted(m: &Metrics, outcome: &str) -> u64 {
 
 #[test]
 fn the_lookup_is_awaited_without_holding_the_worker_and_completes_like_the_join() {
-    let port = free_port();
-    let redis = Redis::start(port);
+    let redis = Redis::start();
+    let port = redis.port;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.jsonl");
     std::fs::write(&path, "{\"id\": 1, \"n\": 5}\n{\"id\": 2, \"n\": 7}\n").unwrap();

@@ -592,21 +592,33 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let port = common::free_port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(prometheus_binary())
+        let mut child = Command::new(prometheus_binary())
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // Port 0: it binds a port of its own and says which in its log.
+            .arg("--web.listen-address=127.0.0.1:0")
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", prometheus_binary().display()));
+        let log_path = dir.path().join("prometheus.log");
+        let port = common::wait_for(
+            "Prometheus to say its port",
+            Duration::from_secs(60),
+            || {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("prometheus exited ({status}):\n{log}");
+                }
+                listening_port(&log)
+            },
+        );
         let mut p = Prometheus {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -627,7 +639,17 @@ impl Prometheus {
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
     }
+}
 
+/// The port in Prometheus's `msg="Listening on" address=127.0.0.1:PORT` line.
+fn listening_port(log: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains("msg=\"Listening on\""))?;
+    let digits = line.split("address=127.0.0.1:").nth(1)?;
+    let digits: String = digits.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|&port| port != 0)
+}
+
+impl Prometheus {
     /// Polls `f` every 200 ms up to `limit`; panics with the log when it never answers.
     fn wait_for<T>(
         &mut self,

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mlflow;
+pub mod redis;
 pub mod s3;
 
 use std::io::{BufRead, BufReader, Read};
