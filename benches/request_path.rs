@@ -146,6 +146,7 @@ fn job(
         pool: pool.clone(),
         runtime: None,
         sinks: Default::default(),
+        measured: false,
     }
 }
 

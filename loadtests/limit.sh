@@ -19,6 +19,7 @@
 # criterion's raw_inference time), against the targets: >= 60 % and < 1 ms.
 #
 #   loadtests/limit.sh [--out FILE]   # DURATION=10 CONCURRENCY=16 WARMUP=1 BENCH_TIME=3
+#   loadtests/limit.sh --pin [ARGS]   # one core: runs loadtests/pin.sh (see its --help)
 #
 # Needs oha (installed with `cargo install --locked oha` when it is missing), python3, curl,
 # and what loadtests/common.sh needs. Everything listens on 127.0.0.1 only; every process this
@@ -33,6 +34,7 @@ BUILD_TIMEOUT="${BUILD_TIMEOUT:-3600}"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 out=""
+[ "${1:-}" != --pin ] || { shift; exec "$(dirname "${BASH_SOURCE[0]}")/pin.sh" "$@"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) [ $# -ge 2 ] || { echo "--out needs a file" >&2; exit 2; }; out="$(realpath -m "$2")"; shift 2 ;;

@@ -117,19 +117,26 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         .map(crate::http::tls::server_config)
         .transpose()?;
     let workers = settings.inference_workers();
+    // Each HTTP worker may run small jobs itself, with a session of its own.
+    let inline_sessions = if settings.inference.inline.enabled() {
+        settings.http_workers()
+    } else {
+        0
+    };
     let engines = Engines::init(
         settings.engine.ort_dylib_path.clone(),
-        workers,
+        workers + inline_sessions,
         settings.engine.require_ort,
     )?;
     match engines.ort_problem() {
         None => info!("ONNX Runtime loaded; engine 'auto' uses ort"),
         Some(p) => warn!("ONNX Runtime unavailable ({p}); engine 'auto' uses tract"),
     }
-    let pool = InferencePool::with_background(
+    let pool = InferencePool::with_inline(
         workers,
         settings.inference.queue_capacity,
         settings.inference.shadow_queue_capacity,
+        inline_sessions,
     );
     let metrics = Arc::new(Metrics::new());
     let settle = Duration::from_millis(settings.registry.settle_ms);
@@ -220,6 +227,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
             timeout: (settings.server.request_timeout_ms > 0)
                 .then(|| Duration::from_millis(settings.server.request_timeout_ms)),
             decode: settings.decode_limits(),
+            inline: settings.inference.inline,
         },
     ));
     if settings.anonymous_beyond_loopback() {

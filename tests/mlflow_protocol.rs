@@ -334,3 +334,63 @@ fn metrics_count_requests_by_endpoint_entity_and_status_class() {
         assert!(text.contains(needle), "metrics lack {needle}\n{text}");
     }
 }
+
+/// `modelgate_inference_jobs_total` of endpoint `transactions` in `lane` (0 before any).
+fn jobs(gw: &Gateway, lane: &str) -> f64 {
+    let line = format!("modelgate_inference_jobs_total{{endpoint=\"transactions\",lane=\"{lane}\"}}");
+    gw.metric(&line).unwrap_or(0.0)
+}
+
+/// Small requests to a version measured within `inference.inline.max_us` run on the HTTP worker
+/// that decoded them; a body over `max_body_bytes`, or a version slower than the bound, goes to
+/// the pool; both lanes answer alike.
+#[test]
+fn small_requests_on_fast_versions_run_inline_and_the_rest_on_the_pool() {
+    let cols = [
+        "Product",
+        "Amount",
+        "transactionCount",
+        "isTimeout",
+        "MaxProductAmount",
+        "MaxDifferenceRatio",
+    ];
+    let row = json!(["Product B", 44.15, 5, false, 355.2, 0.88]);
+    let small = json!({"dataframe_split": {"columns": cols, "data": [row]}});
+    let large = json!({"dataframe_split": {"columns": cols, "data": vec![row.clone(); 60]}});
+    assert!(small.to_string().len() <= 2048 && large.to_string().len() > 2048);
+    // A debug build's model is slow: a wide bound keeps the lanes about the body size here.
+    let gw = start(
+        &demo_config(
+            &endpoint("transactions", "champion", "tract"),
+            "  inline: {max_us: 100000, max_body_bytes: 2048}\n",
+        ),
+        false,
+    );
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        answers.push(assert_one_prediction(&gw.invoke("transactions", &small))[0].clone());
+    }
+    assert_eq!(jobs(&gw, "inline"), 5.0, "measured at warm-up: every small one inline");
+    assert_eq!(jobs(&gw, "pool"), 0.0);
+    let reply = gw.invoke("transactions", &large);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(jobs(&gw, "pool"), 1.0, "the large body went to the pool");
+    assert_eq!(jobs(&gw, "inline"), 5.0);
+    let pooled = reply.json()["predictions"].clone();
+    assert_eq!(pooled.as_array().unwrap().len(), 60);
+    assert!(answers.iter().all(|a| *a == pooled[0]), "{answers:?} vs {}", pooled[0]);
+
+    // No version infers within a microsecond: everything on the pool.
+    let slow = start(
+        &demo_config(
+            &endpoint("transactions", "champion", "tract"),
+            "  inline: {max_us: 1}\n",
+        ),
+        false,
+    );
+    for _ in 0..3 {
+        assert_one_prediction(&slow.invoke("transactions", &small));
+    }
+    assert_eq!(jobs(&slow, "pool"), 3.0);
+    assert_eq!(jobs(&slow, "inline"), 0.0);
+}

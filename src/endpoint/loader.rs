@@ -143,6 +143,7 @@ pub fn load_served_entity(
             .as_ref()
             .map(|b| Arc::new(crate::drift::profile::Profiler::compile(b))),
         loaded_at: SystemTime::now(),
+        cost: Default::default(),
     });
     let fail = |message: String| LoadError::Validation {
         context: context.clone(),
@@ -186,18 +187,28 @@ pub fn load_served_entity(
                 )));
             }
         }
-        // Warm every worker's own session (ort keeps one per worker).
+        // Warm every worker's own session (ort keeps one per worker), timing each run: the
+        // version's cost, which decides whether its small jobs may run inline.
         let (warm_entity, runs) = (entity.clone(), ctx.inference.warmup_runs);
-        ctx.pool
-            .run_on_each_worker(move |worker| {
-                (0..runs).try_for_each(|_| {
-                    warm_entity
-                        .infer(worker, &frame)
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                })
+        let warm = move |worker: usize| {
+            (0..runs).try_for_each(|_| {
+                let started = std::time::Instant::now();
+                warm_entity
+                    .infer(worker, &frame)
+                    .map(|_| warm_entity.cost.record(started.elapsed()))
+                    .map_err(|e| e.to_string())
             })
+        };
+        let warm = Arc::new(warm);
+        let on_workers = warm.clone();
+        ctx.pool
+            .run_on_each_worker(move |worker| on_workers(worker))
             .map_err(|e| fail(format!("its input example failed during warm-up: {e}")))?;
+        // And the sessions of inline jobs, here: HTTP workers run no warm-up.
+        for index in ctx.pool.inline_indices() {
+            warm(index)
+                .map_err(|e| fail(format!("its input example failed during warm-up: {e}")))?;
+        }
     }
     Ok(Loaded {
         entity,

@@ -43,6 +43,9 @@ pub struct ServedEntity {
     pub features: Option<crate::features::join::JoinPlan>,
     /// What drift monitoring counts, from the version's `baseline.json`.
     pub profile: Option<Arc<crate::drift::profile::Profiler>>,
+    /// Its inference time per small call, measured at warm-up and on small requests: whether
+    /// its small jobs may run inline.
+    pub cost: crate::engine::cost::InferCost,
 }
 
 /// Model versions loaded in this process now (served, loading, or finishing requests).
@@ -232,6 +235,8 @@ pub struct Generation {
     pub key_header: actix_web::http::header::HeaderName,
     /// Stage histograms (queue, decode, inference, encode), looked up once.
     pub stages: [prometheus::Histogram; 4],
+    /// Jobs run inline and on the pool, looked up once.
+    pub lanes: [prometheus::IntCounter; 2],
     /// The inference-table capture of this config, resolved on first use.
     pub capture: std::sync::OnceLock<Option<Arc<crate::inference_log::Capture>>>,
     /// The counters of the config's rate limits (none without limits).
@@ -287,9 +292,11 @@ impl Generation {
                     actix_web::http::header::HeaderName::from_static("x-routing-key")
                 });
         let stages = metrics.serving.stages(&settings.name);
+        let lanes = metrics.serving.lanes(&settings.name);
         Self {
             key_header,
             stages,
+            lanes,
             capture: Default::default(),
             // The same limits keep their counts across a config update.
             rate_limiter: previous

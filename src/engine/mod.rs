@@ -2,6 +2,7 @@
 //! loaded at run time from `libonnxruntime.so`) and tract (pure Rust, needs nothing).
 
 pub mod binding;
+pub mod cost;
 pub mod ort_engine;
 pub mod outputs;
 pub mod pool;
@@ -59,8 +60,9 @@ impl std::fmt::Display for EngineKind {
     }
 }
 
-/// A model ready to run. `run` takes inputs in the order of `inputs()`; `worker` is the index of
-/// the pool thread calling it (below `workers` given at load).
+/// A model ready to run. `run` takes inputs in the order of `inputs()`; `worker` is the session
+/// index of the thread calling it (a pool worker's, or an inline caller's; below the
+/// `sessions` given at load).
 pub trait LoadedModel: Send + Sync {
     fn engine(&self) -> EngineKind;
     fn inputs(&self) -> &[TensorSpec];
@@ -72,15 +74,17 @@ pub trait LoadedModel: Send + Sync {
 pub struct Engines {
     ort: Option<ort_engine::OrtEngine>,
     ort_problem: Option<String>,
-    workers: usize,
+    /// Sessions a model keeps (ort): one per pool worker and per inline caller.
+    sessions: usize,
 }
 
 impl Engines {
     /// Loads ONNX Runtime from `ort_dylib` when given (else `ORT_DYLIB_PATH`). A missing or wrong
     /// library is an error only when `require_ort`; otherwise `auto` falls back to tract.
+    /// `sessions`: the session indices jobs use ([`pool::InferencePool::sessions`]).
     pub fn init(
         ort_dylib: Option<PathBuf>,
-        workers: usize,
+        sessions: usize,
         require_ort: bool,
     ) -> Result<Self, EngineError> {
         let path = ort_dylib.or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from));
@@ -102,7 +106,7 @@ impl Engines {
         Ok(Self {
             ort,
             ort_problem,
-            workers,
+            sessions,
         })
     }
 
@@ -122,7 +126,7 @@ impl Engines {
     ) -> Result<Arc<dyn LoadedModel>, EngineError> {
         match (choice, &self.ort) {
             (EngineChoice::Ort | EngineChoice::Auto, Some(ort)) => {
-                Ok(Arc::new(ort.load(onnx, self.workers)?))
+                Ok(Arc::new(ort.load(onnx, self.sessions)?))
             }
             (EngineChoice::Ort, None) => Err(EngineError::OrtUnavailable(
                 self.ort_problem

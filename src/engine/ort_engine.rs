@@ -1,7 +1,8 @@
 //! ONNX Runtime through `ort`, with the library loaded at run time (`load-dynamic`).
 //!
-//! `Session::run` takes `&mut self`, so a model holds one session per inference worker; a
-//! worker only ever locks its own, so the locks are never contended.
+//! `Session::run` takes `&mut self`, so a model holds one session per session index (each pool
+//! worker, each HTTP worker running inline jobs); a thread only ever locks its own, so the
+//! locks are not contended.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -62,7 +63,7 @@ impl OrtEngine {
             .commit_from_memory(onnx)
     }
 
-    pub fn load(&self, onnx: &[u8], workers: usize) -> Result<OrtModel, EngineError> {
+    pub fn load(&self, onnx: &[u8], session_count: usize) -> Result<OrtModel, EngineError> {
         let first = self.session(onnx).map_err(load_err)?;
         let inputs = first
             .inputs()
@@ -75,7 +76,7 @@ impl OrtEngine {
             .map(|o| spec(o.name(), o.dtype(), "output"))
             .collect::<Result<Vec<_>, _>>()?;
         let mut sessions = vec![Mutex::new(first)];
-        for _ in 1..workers.max(1) {
+        for _ in 1..session_count.max(1) {
             sessions.push(Mutex::new(self.session(onnx).map_err(load_err)?));
         }
         Ok(OrtModel {

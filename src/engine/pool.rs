@@ -1,10 +1,16 @@
-//! The bounded inference worker pool: inference never runs on the HTTP workers.
+//! The bounded inference worker pool, and the inline lane beside it.
 //!
 //! A fixed set of OS threads takes jobs from one bounded queue. A job learns its worker index,
 //! so an engine that needs a session per thread (ort) picks its own without contention. When
 //! the queue is full the caller is refused at once (503), never parked. A job that panics is
 //! reported to its caller as an error and its worker lives on.
+//!
+//! A small job (the pipeline decides which: a small body on a version measured fast) may
+//! instead run on the calling thread, an HTTP worker, with [`InferencePool::run_inline`]: no
+//! hand-off between threads, which on one core costs more than a microsecond model. Each
+//! calling thread takes a session index of its own above the workers' (`workers..sessions`).
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -43,6 +49,16 @@ pub struct InferencePool {
     /// features): it counts against the background queue's capacity.
     promised: Arc<AtomicUsize>,
     background_capacity: usize,
+    /// Session indices for jobs run inline, above the workers' (0: never inline).
+    inline_sessions: usize,
+}
+
+/// Threads that have run an inline job so far (process-wide): each thread's own number.
+static INLINE_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's number among those that run inline jobs, taken on its first.
+    static INLINE_THREAD: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// A place in the background queue, held until the work is queued or given up.
@@ -77,6 +93,18 @@ impl InferencePool {
         workers: usize,
         capacity: usize,
         background_capacity: usize,
+    ) -> Arc<Self> {
+        Self::with_inline(workers, capacity, background_capacity, 0)
+    }
+
+    /// A pool whose callers may run small jobs themselves, on `inline_sessions` session
+    /// indices of their own (one per HTTP worker); engines load `workers + inline_sessions`
+    /// sessions ([`InferencePool::sessions`]).
+    pub fn with_inline(
+        workers: usize,
+        capacity: usize,
+        background_capacity: usize,
+        inline_sessions: usize,
     ) -> Arc<Self> {
         let workers = workers.max(1);
         let (sender, receiver) = bounded::<Job>(capacity.max(1));
@@ -134,7 +162,57 @@ impl InferencePool {
             abandoned: Default::default(),
             promised: Default::default(),
             background_capacity: background_capacity.max(1),
+            inline_sessions,
         })
+    }
+
+    /// Session indices an engine needs: one per worker, one per inline caller.
+    pub fn sessions(&self) -> usize {
+        self.workers + self.inline_sessions
+    }
+
+    /// The session indices inline jobs use (empty when none may run inline).
+    pub fn inline_indices(&self) -> std::ops::Range<usize> {
+        self.workers..self.sessions()
+    }
+
+    /// Whether callers may run jobs inline at all.
+    pub fn runs_inline(&self) -> bool {
+        self.inline_sessions > 0
+    }
+
+    /// The session index of inline jobs on this thread: its own when there are as many
+    /// indices as calling threads (the HTTP workers); shared, behind the engine's lock, when
+    /// more threads call (tests, benches).
+    fn inline_index(&self) -> usize {
+        let thread = INLINE_THREAD.with(|t| {
+            t.get().unwrap_or_else(|| {
+                let n = INLINE_THREADS.fetch_add(1, Ordering::Relaxed);
+                t.set(Some(n));
+                n
+            })
+        });
+        self.workers + thread % self.inline_sessions.max(1)
+    }
+
+    /// Runs `f` here, on the calling thread, with an inline session index: for jobs small
+    /// enough to hold an async worker (the caller decides). A panic is an error, as on a
+    /// worker; the follow-up work runs after `f`, before the result is returned.
+    pub fn run_inline<T, F, G>(&self, f: F) -> Result<T, SubmitError>
+    where
+        F: FnOnce(usize) -> (T, Option<G>),
+        G: FnOnce(),
+    {
+        if !self.runs_inline() {
+            return Err(SubmitError::Failed(
+                "this pool runs no job inline (no inline sessions)".into(),
+            ));
+        }
+        let (result, then) = guarded(|| f(self.inline_index()))?;
+        if let Some(then) = then {
+            let _ = guarded(then);
+        }
+        Ok(result)
     }
 
     pub fn workers(&self) -> usize {
@@ -282,6 +360,40 @@ mod tests {
         let third = pool.promise_background().expect("the place let go");
         drop((second, third));
         assert!(pool.promise_background().is_some());
+    }
+
+    /// Inline jobs run on the calling thread with an index above the workers', one per
+    /// thread while there are indices enough; a panic is an error and the thread goes on.
+    #[test]
+    fn inline_jobs_run_on_the_caller_with_sessions_of_their_own() {
+        let pool = InferencePool::with_inline(2, 4, 4, 2);
+        assert_eq!(pool.sessions(), 4);
+        assert_eq!(pool.inline_indices(), 2..4);
+        let here = std::thread::current().id();
+        let (thread, index) = pool
+            .run_inline(|i| ((std::thread::current().id(), i), None::<fn()>))
+            .unwrap();
+        assert_eq!(thread, here, "ran on the caller");
+        assert!(pool.inline_indices().contains(&index), "{index}");
+        let again = pool.run_inline(|i| (i, None::<fn()>)).unwrap();
+        assert_eq!(again, index, "one thread keeps its index");
+        let other = std::thread::scope(|s| {
+            s.spawn(|| pool.run_inline(|i| (i, None::<fn()>)).unwrap())
+                .join()
+                .unwrap()
+        });
+        assert!(pool.inline_indices().contains(&other));
+        let followed = AtomicUsize::new(0);
+        let r: Result<(), _> = pool.run_inline(|_| ((), Some(|| panic!("after"))));
+        assert!(r.is_ok(), "a panicking follow-up does not fail the job");
+        let r: Result<(), _> = pool.run_inline(|_| -> ((), Option<fn()>) { panic!("boom") });
+        assert!(matches!(r, Err(SubmitError::Panicked(m)) if m == "boom"));
+        pool.run_inline(|_| ((), Some(|| followed.store(1, Ordering::Relaxed))))
+            .unwrap();
+        assert_eq!(followed.load(Ordering::Relaxed), 1, "the follow-up ran");
+        let none = InferencePool::new(1, 4);
+        assert!(!none.runs_inline());
+        assert!(none.run_inline(|_| ((), None::<fn()>)).is_err());
     }
 
     #[test]

@@ -53,6 +53,14 @@ impl StatusClass {
 }
 
 label_values!(
+    /// `lane`: where a request's job ran: on the HTTP worker that decoded it, or on the pool.
+    Lane {
+        Inline => "inline",
+        Pool => "pool",
+    }
+);
+
+label_values!(
     /// `stage`: a stage of the request path, in request order.
     Stage {
         Queue => "queue",

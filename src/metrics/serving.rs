@@ -3,7 +3,7 @@
 
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge};
 
-use super::labels::{shadow, ShadowOutcome, Stage, StatusClass};
+use super::labels::{shadow, Lane, ShadowOutcome, Stage, StatusClass};
 use super::{latency_buckets, make, Registrar, Users, MIXED_ARMS};
 use crate::error::{Protocol, RequestError};
 
@@ -15,6 +15,7 @@ pub struct ServingMetrics {
     pub rows: IntCounterVec,
     pub queue_rejections: IntCounterVec,
     pub inference_queue_depth: IntGauge,
+    pub jobs: IntCounterVec,
     pub predicted_probability: HistogramVec,
     pub route_fallbacks: IntCounterVec,
     pub shadow_requests: IntCounterVec,
@@ -63,6 +64,11 @@ impl ServingMetrics {
             inference_queue_depth: r.add(make::gauge(
                 "modelgate_inference_queue_depth",
                 "Requests waiting for an inference worker, sampled at scrape time.",
+            )),
+            jobs: r.add(make::counters(
+                "modelgate_inference_jobs_total",
+                "Prediction requests by where their job ran: inline (on the HTTP worker that decoded it: a small body on versions measured fast, see inference.inline) or pool.",
+                &["endpoint", "lane"],
             )),
             predicted_probability: r.add(make::histograms(
                 "modelgate_predicted_probability",
@@ -125,6 +131,12 @@ impl ServingMetrics {
         })
     }
 
+    /// An endpoint config's job counters, in [`Lane::ALL`] order.
+    pub fn lanes(&self, endpoint: &str) -> [IntCounter; 2] {
+        [Lane::Inline, Lane::Pool]
+            .map(|lane| self.jobs.with_label_values(&[endpoint, lane.as_str()]))
+    }
+
     /// Removes the per-request series of a deleted endpoint (`served` names its served entities).
     pub fn forget_endpoint(&self, endpoint: &str, served: &[String]) {
         let mut entities: Vec<&str> = served.iter().map(String::as_str).collect();
@@ -147,6 +159,9 @@ impl ServingMetrics {
                 .remove_label_values(&[endpoint, stage.as_str()]);
         }
         let _ = self.queue_rejections.remove_label_values(&[endpoint]);
+        for lane in Lane::ALL {
+            let _ = self.jobs.remove_label_values(&[endpoint, lane.as_str()]);
+        }
     }
 
     /// Removes a served entity's own series when its last user goes.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::endpoint::Generation;
 use crate::error::{Limit, RequestError};
 use crate::protocol::limits::DecodeLimits;
+use crate::settings::inference::InlineSettings;
 
 /// Bounds on the scoring requests a gateway takes.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +18,8 @@ pub struct Limits {
     pub timeout: Option<Duration>,
     /// Bounds on what one request may hold, checked while decoding.
     pub decode: DecodeLimits,
+    /// Which jobs may run on the HTTP worker (`inference.inline`).
+    pub inline: InlineSettings,
 }
 
 impl Default for Limits {
@@ -25,6 +28,7 @@ impl Default for Limits {
             max_in_flight: usize::MAX,
             timeout: None,
             decode: Default::default(),
+            inline: Default::default(),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The gateway: one call per prediction request, whatever the protocol. It finds the
-//! endpoint, loads its config (generation) once, admits the request, and runs it on the
-//! inference pool ([`super::job`]: one job, two around a lookup in a remote store; no
-//! CPU-heavy work runs on the HTTP workers), then records the request's metrics and its
-//! inference-table row.
+//! endpoint, loads its config (generation) once, admits the request, and runs its job inline
+//! or on the inference pool ([`super::lane`], [`super::job`]: one job, two around a lookup in
+//! a remote store; only small jobs on versions measured fast run on the HTTP workers), then
+//! records the request's metrics and its inference-table row.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -301,7 +301,7 @@ impl Gateway {
         (result, log_ticket)
     }
 
-    /// The request's job, run on the pool; the pool's refusals mapped to errors.
+    /// The request's job, run inline or on the pool; the pool's refusals mapped to errors.
     async fn serve_endpoint(
         &self,
         inv: &Invocation<'_>,
@@ -339,8 +339,12 @@ impl Gateway {
                     now_ms: crate::clock::epoch_us_at(inv.received) / 1000,
                 }),
             },
+            measured: super::lane::measures(&self.limits.inline, inv.body.len()),
         };
-        let done = super::job::run(&self.pool, job, inv.body.clone()).await?;
+        let lane =
+            super::lane::choose(&self.pool, &self.limits.inline, &generation, inv.body.len());
+        generation.lanes[lane as usize].inc();
+        let done = super::job::run(&self.pool, lane, job, inv.body.clone()).await?;
         let [queue, decode, inference, encode] = &generation.stages;
         let t = &done.timings;
         queue.observe(t.queued);

@@ -1,6 +1,7 @@
-//! A request's work on the inference pool: one job, or two when its features live in a remote
-//! store (the lookup is awaited between them, holding no worker). Shadow copies are queued
-//! after the answer is on its way; the pool's refusals become errors.
+//! A request's work, inline on its HTTP worker or on the inference pool ([`super::lane`]): one
+//! job, or two when its features live in a remote store (the lookup is awaited between them,
+//! holding no thread). Shadow copies are queued after the answer is on its way; the pool's
+//! refusals become errors.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use bytes::Bytes;
 
 use crate::engine::pool::{InferencePool, SubmitError};
 use crate::error::RequestError;
+use crate::metrics::labels::Lane;
 
 use super::request::{Failure, Scored};
 use super::score::{await_lookups, finish, route, Job, Lookup, Routed, Started};
@@ -21,30 +23,46 @@ enum Step {
     Waiting(Box<Routed>, Vec<Option<Lookup>>),
 }
 
-/// Runs `job`'s request (`body`) on `pool`.
-pub async fn run(pool: &InferencePool, job: Job, body: Bytes) -> Result<Scored, Failure> {
+/// Runs `f` in `lane`: here, or on a pool worker (awaited).
+async fn run_in<T, F, G>(pool: &InferencePool, lane: Lane, f: F) -> Result<T, SubmitError>
+where
+    T: Send + 'static,
+    F: FnOnce(usize) -> (T, Option<G>) + Send + 'static,
+    G: FnOnce(),
+{
+    match lane {
+        Lane::Inline => pool.run_inline(f),
+        Lane::Pool => pool.run_then(f).await,
+    }
+}
+
+/// Runs `job`'s request (`body`) in `lane`.
+pub async fn run(
+    pool: &InferencePool,
+    lane: Lane,
+    job: Job,
+    body: Bytes,
+) -> Result<Scored, Failure> {
     // The config, for the endpoint's name in a refusal (no copy of it per request).
     let generation = job.generation.clone();
     let refused = |e| refused(&generation.settings.name, e);
     let job = Arc::new(job);
     let submitted = Instant::now();
     let job_copy = job.clone();
-    let first = pool
-        .run_then(move |worker| {
-            let job = job_copy;
-            let step = route(&job, &body, submitted).and_then(|routed| {
-                match routed.start_lookups(&job)? {
-                    Some(Started::Waiting(lookups)) => Ok(Step::Waiting(Box::new(routed), lookups)),
-                    Some(Started::Ready(looked)) => {
-                        finish(&job, worker, routed, looked).map(Step::Scored)
-                    }
-                    None => finish(&job, worker, routed, Vec::new()).map(Step::Scored),
+    let first = run_in(pool, lane, move |worker| {
+        let job = job_copy;
+        let step =
+            route(&job, &body, submitted).and_then(|routed| match routed.start_lookups(&job)? {
+                Some(Started::Waiting(lookups)) => Ok(Step::Waiting(Box::new(routed), lookups)),
+                Some(Started::Ready(looked)) => {
+                    finish(&job, worker, routed, looked).map(Step::Scored)
                 }
+                None => finish(&job, worker, routed, Vec::new()).map(Step::Scored),
             });
-            with_shadow(step, &job)
-        })
-        .await
-        .map_err(refused)??;
+        with_shadow(step, &job)
+    })
+    .await
+    .map_err(refused)??;
     let (routed, lookups) = match first {
         Step::Scored(scored) => return Ok(scored),
         Step::Waiting(routed, lookups) => (routed, lookups),
@@ -56,7 +74,7 @@ pub async fn run(pool: &InferencePool, job: Job, body: Bytes) -> Result<Scored, 
     std::mem::forget(unanswered);
     let submitted = Instant::now();
     let mut routed = *routed;
-    pool.run_then(move |worker| {
+    run_in(pool, lane, move |worker| {
         routed.resume(submitted);
         let step = job
             .check_deadline("after the feature lookup")

@@ -1,12 +1,14 @@
 //! The request pipeline, one stage per file:
 //!
-//! - [`gateway`]: the entry point; finds the endpoint, admits, runs the job on the pool,
-//!   records the request's metrics and inference-table row.
+//! - [`gateway`]: the entry point; finds the endpoint, admits, runs the job, records the
+//!   request's metrics and inference-table row.
 //! - [`admission`]: requests in flight, rate limits, the deadline.
-//! - `job`: the request's work on the inference pool: one job, or two around a lookup in a
-//!   remote online store (awaited without holding a worker).
-//! - [`score`]: the job on a pool worker: [`decode`] -> route (`endpoint::resolve`) -> join
-//!   and infer -> [`encode`], with [`split`] for a batch routed to several arms.
+//! - [`lane`]: where the job runs: inline on the HTTP worker (small, on fast versions) or on
+//!   the inference pool.
+//! - `job`: the request's work: one job, or two around a lookup in a remote online store
+//!   (awaited without holding a thread).
+//! - [`score`]: the job itself: [`decode`] -> route (`endpoint::resolve`) -> join and infer
+//!   -> [`encode`], with [`split`] for a batch routed to several arms.
 //! - [`sinks`]: the one after-inference hook (row metrics, monitor, inference log).
 //! - [`shadow`]: copies for shadow routes, after the answer.
 //! - [`views`]: the metrics scrape, monitoring reports, label joins.
@@ -17,6 +19,7 @@ pub mod encode;
 mod gateway;
 mod job;
 pub mod labels;
+pub mod lane;
 pub mod request;
 pub mod score;
 pub mod shadow;

@@ -42,6 +42,8 @@ pub struct Job {
     /// Where a shadow copy waits for its features from a remote store (none: on its worker).
     pub runtime: Option<tokio::runtime::Handle>,
     pub sinks: Sinks,
+    /// Its inference times feed the versions' costs ([`super::lane::measures`]).
+    pub measured: bool,
 }
 
 impl Job {
@@ -325,10 +327,15 @@ pub(super) fn infer(
     looked: Option<Looked>,
     keep: bool,
 ) -> RequestResult<(Vec<NamedTensor>, Option<Joined>)> {
-    match looked {
+    let started = Instant::now();
+    let inferred = match looked {
         Some(looked) => entity.infer_looked(worker, looked, keep),
         None => entity.infer_joined(worker, frame, job.ignored_column(), keep),
+    };
+    if job.measured && inferred.is_ok() {
+        entity.cost.record(started.elapsed());
     }
+    inferred
 }
 
 /// One arm answers the whole request. Returns who served it and when inference ended.

@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# The full path beside the limit of one core (issue 17): in one run, with the server pinned to
+# one CPU and the load generator to another,
+#   bare     the bare actix-web server (loadtests/bare), a fixed small JSON answer to every POST;
+#   serving  the release gateway serving demo version 1 on ONNX Runtime, nothing logged,
+#            monitoring off (the request carries every feature: its join looks nothing up);
+#   logged   the same endpoint with every request logged to inference tables
+#            (auto_capture_config, in a temp dir) and monitoring on (the demo's defaults).
+# Each target, at each connection count in CONNECTIONS: a warm-up, then wrk closed loop for
+# DURATION s (its maximum), then oha open loop at half that maximum with --latency-correction
+# (percentiles from each request's scheduled send time: no coordinated omission). The gateway
+# targets start the open-loop run once the inference-log queue has drained.
+# Prints a markdown section (and writes it to --out FILE) with the ratios the issue sets:
+# serving >= 50 % of bare's req/s with p99 <= 2x bare's; logged >= 85 % of serving's req/s
+# with p99 <= 1.5x serving's, closed loop and open loop.
+#
+#   loadtests/pin.sh [--out FILE] [--unpinned]
+#   DURATION=15 WARMUP=3 CONNECTIONS="8 32" ROWS=1 SERVER_CPUS=0 CLIENT_CPUS=1
+#   GATEWAY_BIN=... BARE_BIN=... (prebuilt binaries; else built here in release)
+#
+# --unpinned runs the same without taskset (server and client share every core). Needs wrk
+# (apt-get install -y wrk), oha (cargo install --locked oha --version 1.16.0), taskset,
+# python3 and curl. Everything listens on 127.0.0.1; every process started here is stopped
+# when the script exits.
+set -euo pipefail
+DURATION="${DURATION:-15}"
+WARMUP="${WARMUP:-3}"
+CONNECTIONS="${CONNECTIONS:-8 32}"
+ROWS="${ROWS:-1}"
+SERVER_CPUS="${SERVER_CPUS:-0}"
+CLIENT_CPUS="${CLIENT_CPUS:-1}"
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+out="" pinned=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) [ $# -ge 2 ] || { echo "--out needs a file" >&2; exit 2; }; out="$(realpath -m "$2")"; shift 2 ;;
+    --out=*) out="$(realpath -m "${1#--out=}")"; shift ;;
+    --unpinned) pinned=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+for n in DURATION WARMUP ROWS; do
+  [[ "${!n}" =~ ^[1-9][0-9]*$ ]] || { echo "$n must be a positive whole number" >&2; exit 2; }
+done
+for c in $CONNECTIONS; do
+  [[ "$c" =~ ^[1-9][0-9]*$ ]] || { echo "CONNECTIONS must be positive whole numbers" >&2; exit 2; }
+done
+command -v wrk >/dev/null || { echo "needs wrk: apt-get install -y wrk" >&2; exit 2; }
+OHA="$(command -v oha || echo "$HOME/.cargo/bin/oha")"
+[ -x "$OHA" ] || { echo "needs oha: cargo install --locked oha --version 1.16.0" >&2; exit 2; }
+command -v taskset >/dev/null || { echo "needs taskset (util-linux)" >&2; exit 2; }
+started_at=$SECONDS
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/modelgate-target}"
+ORT_DYLIB_PATH="$(scripts/fetch-onnxruntime.sh)"
+export ORT_DYLIB_PATH RUST_LOG=warn
+if [ -z "${GATEWAY_BIN:-}" ]; then
+  cargo build --release --locked --bin modelgate >&2
+  GATEWAY_BIN="$CARGO_TARGET_DIR/release/modelgate"
+fi
+if [ -z "${BARE_BIN:-}" ]; then
+  cargo build --release --locked -p modelgate-bare >&2
+  BARE_BIN="$CARGO_TARGET_DIR/release/modelgate-bare"
+fi
+
+server=() client=()
+if [ "$pinned" = 1 ]; then
+  server=(taskset -c "$SERVER_CPUS")
+  client=(taskset -c "$CLIENT_CPUS")
+fi
+
+work="$(mktemp -d)" pid=""
+cleanup() {
+  [ -z "$pid" ] || { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# The request: the first ROWS rows of the v1 fixture (every feature given) as dataframe_split.
+python3 - "$work/body.json" "$ROWS" <<'PY'
+import json, sys
+cases = json.load(open("tests/fixtures/transactions_v1_cases.json"))
+data = [cases["data"][i % len(cases["data"])] for i in range(int(sys.argv[2]))]
+json.dump({"dataframe_split": {"columns": cases["columns"], "data": data}}, open(sys.argv[1], "w"))
+PY
+# wrk posts the body and prints its summary as one JSON line.
+python3 - "$work/body.json" "$work/post.lua" <<'PY'
+import json, sys
+body = open(sys.argv[1]).read()
+open(sys.argv[2], "w").write(f"""wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = {json.dumps(body)}
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{{"requests": %d, "duration_us": %d, "non2xx": %d, "errors": %d, "p50_us": %d, "p99_us": %d, "p999_us": %d}}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
+""")
+PY
+
+# Starts SERVER ARGS..., whose first stdout line says "... listening on URL"; sets `base`.
+start() {  # $1: prefix of the line, rest: command
+  local prefix=$1; shift
+  "${server[@]}" "$@" > "$work/out" 2> "$work/err" &
+  pid=$!
+  base=""
+  for _ in $(seq 300); do
+    base="$(sed -n "s/^$prefix listening on //p" "$work/out")"
+    [ -n "$base" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$base" ] || { cat "$work/err" >&2; echo "pin.sh: $* did not start" >&2; exit 1; }
+}
+# SIGTERM (a gateway drains and commits its tables), SIGKILL after 60 s.
+stop() {
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=""
+}
+# Waits (at most 120 s) until a gateway's inference-log queue is empty.
+drained() {
+  local queued waited=0
+  while queued="$(curl -s -m 5 "$base/metrics" | awk '/^modelgate_inference_log_queue_bytes / { print $2 }')" \
+    && [ -n "$queued" ] && [ "$queued" != 0 ] && [ "$waited" -lt 1200 ]; do
+    sleep 0.1; waited=$((waited + 1))
+  done
+}
+
+: > "$work/commands.txt"
+# Closed loop then open loop at half its rate, at each connection count; reports in $work.
+measure() {  # $1: target key
+  local key=$1 url="$base/serving-endpoints/t/invocations" status c
+  status="$(curl -s -m 10 -o "$work/$key-answer.json" -w '%{http_code}' -H 'content-type: application/json' \
+    --data-binary "@$work/body.json" "$url")" || true
+  [ "$status" = 200 ] || { echo "pin.sh: $key answered $status: $(head -c 500 "$work/$key-answer.json")" >&2; exit 1; }
+  for c in $CONNECTIONS; do
+    echo "pin.sh: $key c=$c: warm-up ${WARMUP}s, closed loop ${DURATION}s" >&2
+    "${client[@]}" wrk -t1 -c"$c" -d"${WARMUP}s" -s "$work/post.lua" "$url" > /dev/null
+    [ "$key" = bare ] || drained
+    local cmd=(wrk -t1 -c"$c" -d"${DURATION}s" --timeout 10s -s "$work/post.lua" "$url")
+    echo "${client[*]} ${cmd[*]}" >> "$work/commands.txt"
+    "${client[@]}" "${cmd[@]}" | tail -n 1 > "$work/$key-closed-$c.json"
+    local rate
+    rate="$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(max(1, int((d["requests"] - d["non2xx"]) / (d["duration_us"] / 1e6) / 2)))' "$work/$key-closed-$c.json")"
+    [ "$key" = bare ] || drained
+    echo "pin.sh: $key c=$c: open loop ${DURATION}s at $rate req/s" >&2
+    cmd=("$OHA" -z "${DURATION}s" -c "$c" -q "$rate" --latency-correction -w -t 10s --no-tui
+      --output-format json -m POST -T application/json -D "$work/body.json" "$url")
+    echo "${client[*]} oha ${cmd[*]:1}" >> "$work/commands.txt"
+    "${client[@]}" "${cmd[@]}" > "$work/$key-open-$c.json"
+  done
+}
+
+start bare "$BARE_BIN" --listen 127.0.0.1:0
+echo "${server[*]} $BARE_BIN --listen 127.0.0.1:0" >> "$work/commands.txt"
+measure bare
+stop
+
+# Serving only, then logged and monitored: one endpoint, version 1, ONNX Runtime.
+config() {  # $1: serving|logged
+  echo "registry: {path: models, watch: false}"
+  # Version 1 joins features; the request carries them all, so nothing is looked up.
+  echo "features:"
+  echo "  tables:"
+  echo "    - {name: transaction_count_ft, path: models/feature_tables/transaction_count_ft.jsonl, primary_keys: [CustomerID], event_timestamp: eventTimestamp}"
+  echo "    - {name: product_3minute_max_price_ft, path: models/feature_tables/product_3minute_max_price_ft.jsonl, primary_keys: [Product], timestamp_key: LookupTimestamp}"
+  echo "control: {state_file: $work/state-$1.json}"
+  if [ "$1" = serving ]; then
+    echo "monitoring: {enabled: false}"
+  else
+    echo "inference_log: {location: $work/tables}"
+  fi
+  echo "endpoints:"
+  echo "  - name: t"
+  echo "    served_entities: [{entity_name: transactions, entity_version: \"1\", engine: ort}]"
+  [ "$1" = serving ] || echo "    auto_capture_config: {table_name_prefix: t}"
+}
+for key in serving logged; do
+  config "$key" > "$work/$key.yaml"
+  start modelgate "$GATEWAY_BIN" serve --config "$work/$key.yaml" --listen 127.0.0.1:0
+  echo "RUST_LOG=warn ${server[*]} $GATEWAY_BIN serve --config \$WORK/$key.yaml --listen 127.0.0.1:0" >> "$work/commands.txt"
+  measure "$key"
+  stop
+done
+
+section="$(python3 - "$work" "$pinned" "$SERVER_CPUS" "$CLIENT_CPUS" "$DURATION" "$WARMUP" "$ROWS" \
+  "$CONNECTIONS" "$((SECONDS - started_at))" "$("$OHA" --version)" "$(wrk --version 2>&1 | head -1 | awk '{ print $2 }')" \
+  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+  "$(git status --porcelain 2>/dev/null | grep -q . && echo ' (with local changes)' || true)" <<'PY'
+import json, os, platform, sys, time
+
+(work, pinned, server_cpus, client_cpus, duration, warmup, rows, conns, took, oha, wrk,
+ rev, dirty) = sys.argv[1:]
+pinned = pinned == "1"
+conns = [int(c) for c in conns.split()]
+
+def closed(key, c):
+    d = json.load(open(f"{work}/{key}-closed-{c}.json"))
+    secs = d["duration_us"] / 1e6
+    return {"rps": (d["requests"] - d["non2xx"]) / secs, "p50": d["p50_us"] / 1000,
+            "p99": d["p99_us"] / 1000, "p999": d["p999_us"] / 1000, "bad": d["non2xx"] + d["errors"]}
+
+def opened(key, c):
+    d = json.load(open(f"{work}/{key}-open-{c}.json"))
+    codes = d["statusCodeDistribution"]
+    ok = sum(n for code, n in codes.items() if code.startswith("2"))
+    bad = sum(n for code, n in codes.items() if not code.startswith("2")) + sum(d.get("errorDistribution", {}).values())
+    pct = d["latencyPercentiles"]
+    ms = lambda p: (pct.get(p) or 0.0) * 1000
+    return {"rps": ok / d["summary"]["total"], "p50": ms("p50"), "p99": ms("p99"), "p999": ms("p99.9"), "bad": bad}
+
+keys = [("bare", "bare actix-web"), ("serving", "gateway, serving only"),
+        ("logged", "gateway, logged + monitored")]
+r = {(k, c): {"closed": closed(k, c), "open": opened(k, c)} for k, _ in keys for c in conns}
+met = lambda ok: "met" if ok else "**missed**"
+
+o = ["## The full path beside the limit of one core" + ("" if pinned else " (unpinned)"), ""]
+where = (f"the server pinned to CPU {server_cpus} and the load generator to CPU {client_cpus} (taskset)"
+         if pinned else "server and load generator unpinned, sharing every core")
+o.append(f"One run of `loadtests/pin.sh{'' if pinned else ' --unpinned'}` at "
+         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (commit {rev}{dirty}) on "
+         f"{os.cpu_count()} cores, Linux {platform.release()}, {where}; it took {took} s. "
+         f"{rows} row(s) of the v1 fixture per `dataframe_split` request; gateway workers at their "
+         f"defaults. Closed loop: wrk {wrk}, {warmup} s warm-up then {duration} s. Open loop: "
+         f"oha {oha.split()[-1]} at half the closed loop's rate for {duration} s with "
+         f"`--latency-correction`.")
+o.append("")
+o.append("| target | c | closed req/s | share | p50 ms | p99 ms | p99.9 ms | open rate | open p50 ms | open p99 ms | open p99.9 ms | non-2xx + errors |")
+o.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for k, label in keys:
+    for c in conns:
+        cl, op = r[(k, c)]["closed"], r[(k, c)]["open"]
+        ref = r[("bare", c)]["closed"]["rps"] if k != "logged" else r[("serving", c)]["closed"]["rps"]
+        share = "100 %" if k == "bare" else f"{100 * cl['rps'] / ref:.0f} % of {'bare' if k == 'serving' else 'serving'}"
+        o.append(f"| {label} | {c} | {cl['rps']:.0f} | {share} | {cl['p50']:.3f} | {cl['p99']:.3f} | "
+                 f"{cl['p999']:.3f} | {int(cl['rps']) // 2} | {op['p50']:.3f} | {op['p99']:.3f} | "
+                 f"{op['p999']:.3f} | {cl['bad']} / {op['bad']} |")
+o.append("")
+o.append("Against the targets:")
+o.append("")
+o.append("| c | serving req/s / bare | serving p99 / bare | logged req/s / serving | logged p99 / serving, closed | logged p99 / serving, open |")
+o.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
+for c in conns:
+    b, s, l = (r[(k, c)] for k in ("bare", "serving", "logged"))
+    a = s["closed"]["rps"] / b["closed"]["rps"]
+    p = s["closed"]["p99"] / b["closed"]["p99"]
+    g = l["closed"]["rps"] / s["closed"]["rps"]
+    pc = l["closed"]["p99"] / s["closed"]["p99"]
+    po = l["open"]["p99"] / s["open"]["p99"]
+    o.append(f"| {c} | {100 * a:.0f} % ({met(a >= 0.5)}, >= 50 %) | {p:.2f}x ({met(p <= 2)}, <= 2x) | "
+             f"{100 * g:.0f} % ({met(g >= 0.85)}, >= 85 %) | {pc:.2f}x ({met(pc <= 1.5)}, <= 1.5x) | "
+             f"{po:.2f}x ({met(po <= 1.5)}, <= 1.5x) |")
+o.append("")
+o.append("Commands, in the order run (`$WORK` is the run's temp dir):")
+o.append("")
+o.append("```sh")
+o.extend(l.rstrip("\n").replace(work, "$WORK") for l in open(f"{work}/commands.txt"))
+o.append("```")
+print("\n".join(o))
+PY
+)"
+echo "$section"
+[ -z "$out" ] || { mkdir -p "$(dirname "$out")"; echo "$section" > "$out"; }
+echo "pin.sh: done in $((SECONDS - started_at)) s" >&2

@@ -1,0 +1,44 @@
+//! Where a request's job runs: inline on the HTTP worker that decoded it, or on the pool.
+//!
+//! Handing a job to a pool worker and its answer back costs two thread wake-ups, more than a
+//! microsecond model takes. So a small job runs where it is: a body of at most
+//! `inference.inline.max_body_bytes`, to an endpoint whose every served version has been
+//! measured (`ServedEntity::cost`: warm-up runs, then its small requests) to infer within
+//! `inference.inline.max_us` on average. Everything else, and a version not measured yet, goes
+//! to the pool, which bounds its queue and keeps the HTTP workers free for I/O.
+
+use crate::endpoint::Generation;
+use crate::engine::pool::InferencePool;
+use crate::metrics::labels::Lane;
+use crate::settings::inference::InlineSettings;
+
+/// The lane of a request with `body_len` bytes to `generation`.
+pub fn choose(
+    pool: &InferencePool,
+    inline: &InlineSettings,
+    generation: &Generation,
+    body_len: usize,
+) -> Lane {
+    if !pool.runs_inline() || !inline.enabled() || body_len > inline.max_body_bytes {
+        return Lane::Pool;
+    }
+    let bound = inline.max_inference();
+    let mut served = 0;
+    for entity in generation.slots.iter().filter_map(|slot| slot.served()) {
+        if !entity.cost.within(bound) {
+            return Lane::Pool;
+        }
+        served += 1;
+    }
+    if served == 0 {
+        Lane::Pool
+    } else {
+        Lane::Inline
+    }
+}
+
+/// Whether a request's inference times feed its version's cost: only small requests, the
+/// ones the cost decides about.
+pub fn measures(inline: &InlineSettings, body_len: usize) -> bool {
+    body_len <= inline.max_body_bytes
+}
