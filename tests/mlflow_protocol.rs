@@ -337,7 +337,8 @@ fn metrics_count_requests_by_endpoint_entity_and_status_class() {
 
 /// `modelgate_inference_jobs_total` of endpoint `transactions` in `lane` (0 before any).
 fn jobs(gw: &Gateway, lane: &str) -> f64 {
-    let line = format!("modelgate_inference_jobs_total{{endpoint=\"transactions\",lane=\"{lane}\"}}");
+    let line =
+        format!("modelgate_inference_jobs_total{{endpoint=\"transactions\",lane=\"{lane}\"}}");
     gw.metric(&line).unwrap_or(0.0)
 }
 
@@ -370,7 +371,11 @@ fn small_requests_on_fast_versions_run_inline_and_the_rest_on_the_pool() {
     for _ in 0..5 {
         answers.push(assert_one_prediction(&gw.invoke("transactions", &small))[0].clone());
     }
-    assert_eq!(jobs(&gw, "inline"), 5.0, "measured at warm-up: every small one inline");
+    assert_eq!(
+        jobs(&gw, "inline"),
+        5.0,
+        "measured at warm-up: every small one inline"
+    );
     assert_eq!(jobs(&gw, "pool"), 0.0);
     let reply = gw.invoke("transactions", &large);
     assert_eq!(reply.status, 200, "{}", reply.text);
@@ -378,7 +383,11 @@ fn small_requests_on_fast_versions_run_inline_and_the_rest_on_the_pool() {
     assert_eq!(jobs(&gw, "inline"), 5.0);
     let pooled = reply.json()["predictions"].clone();
     assert_eq!(pooled.as_array().unwrap().len(), 60);
-    assert!(answers.iter().all(|a| *a == pooled[0]), "{answers:?} vs {}", pooled[0]);
+    assert!(
+        answers.iter().all(|a| *a == pooled[0]),
+        "{answers:?} vs {}",
+        pooled[0]
+    );
 
     // No version infers within a microsecond: everything on the pool.
     let slow = start(
