@@ -57,6 +57,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/modelgate-target}"
 ORT_DYLIB_PATH="$(scripts/fetch-onnxruntime.sh)"
 export ORT_DYLIB_PATH RUST_LOG=warn
+PREBUILT="${GATEWAY_BIN:+1}"   # a prebuilt gateway is named in the table, not this commit
 if [ -z "${GATEWAY_BIN:-}" ]; then
   cargo build --release --locked --bin modelgate >&2
   GATEWAY_BIN="$CARGO_TARGET_DIR/release/modelgate"
@@ -195,11 +196,12 @@ done
 section="$(python3 - "$work" "$pinned" "$SERVER_CPUS" "$CLIENT_CPUS" "$DURATION" "$WARMUP" "$ROWS" \
   "$CONNECTIONS" "$((SECONDS - started_at))" "$("$OHA" --version)" "$(wrk --version 2>&1 | head -1 | awk '{ print $2 }')" \
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-  "$(git status --porcelain 2>/dev/null | grep -q . && echo ' (with local changes)' || true)" <<'PY'
+  "$(git status --porcelain 2>/dev/null | grep -q . && echo ' (with local changes)' || true)" \
+  "${PREBUILT:+$GATEWAY_BIN}" <<'PY'
 import json, os, platform, sys, time
 
 (work, pinned, server_cpus, client_cpus, duration, warmup, rows, conns, took, oha, wrk,
- rev, dirty) = sys.argv[1:]
+ rev, dirty, prebuilt) = sys.argv[1:]
 pinned = pinned == "1"
 conns = [int(c) for c in conns.split()]
 
@@ -227,7 +229,8 @@ o = ["## The full path beside the limit of one core" + ("" if pinned else " (unp
 where = (f"the server pinned to CPU {server_cpus} and the load generator to CPU {client_cpus} (taskset)"
          if pinned else "server and load generator unpinned, sharing every core")
 o.append(f"One run of `loadtests/pin.sh{'' if pinned else ' --unpinned'}` at "
-         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (commit {rev}{dirty}) on "
+         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+         f"({f'gateway binary {prebuilt}, scripts at commit {rev}' if prebuilt else f'commit {rev}{dirty}'}) on "
          f"{os.cpu_count()} cores, Linux {platform.release()}, {where}; it took {took} s. "
          f"{rows} row(s) of the v1 fixture per `dataframe_split` request; gateway workers at their "
          f"defaults. Closed loop: wrk {wrk}, {warmup} s warm-up then {duration} s. Open loop: "

@@ -22,6 +22,7 @@ use deltalake::kernel::StructType;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::DeltaTable;
 
+use super::compact::Compacted;
 use super::rows::Kind;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,9 +59,12 @@ pub struct DeltaSink {
 }
 
 impl DeltaSink {
-    pub fn new(storage_options: HashMap<String, String>) -> std::io::Result<Self> {
+    /// A sink whose runtime's helper threads (blocking file I/O) run `nice` lower than the
+    /// serving threads, as the writer thread that drives it does.
+    pub fn new(storage_options: HashMap<String, String>, nice: i32) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_start(move || super::priority::lower_this_thread(nice))
             .build()?;
         Ok(Self {
             runtime,
@@ -145,6 +149,40 @@ impl DeltaSink {
         })
     }
 
+    /// Compacts the table at `uri`, when this sink has it open (it has committed to it):
+    /// see [`super::compact`]. Abandoned as soon as `stop` is set (shutdown began: what is
+    /// queued goes first; the table is whole whether the swap landed or not); on any failure
+    /// the table is reopened on next use.
+    pub fn compact(
+        &mut self,
+        uri: &str,
+        max_bytes: u64,
+        stop: &OnceLock<Instant>,
+    ) -> Result<Compacted, SinkError> {
+        let Some(mut table) = self.tables.remove(uri) else {
+            return Ok(Compacted::default());
+        };
+        let outcome = self.runtime.block_on(async {
+            tokio::select! {
+                r = super::compact::rewrite_small_files(&mut table, max_bytes) => Some(r),
+                () = closing(stop) => None,
+            }
+        });
+        match outcome {
+            Some(Ok(compacted)) => {
+                self.tables.insert(uri.to_owned(), table);
+                Ok(compacted)
+            }
+            Some(Err(e)) => Err(SinkError::Table {
+                uri: uri.to_owned(),
+                message: e.to_string(),
+            }),
+            None => Err(SinkError::Abandoned {
+                uri: uri.to_owned(),
+            }),
+        }
+    }
+
     /// Forgets the open table at `uri` (reopened on next use).
     pub fn forget(&mut self, uri: &str) {
         self.tables.remove(uri);
@@ -158,6 +196,13 @@ async fn committed(table: &DeltaTable, txn: &Txn) -> Result<bool, deltalake::Del
         .transaction_version(table.log_store().as_ref(), &*txn.app_id)
         .await?;
     Ok(seen.is_some_and(|v| v >= txn.version))
+}
+
+/// Resolves once `stop` is set (shutdown began).
+async fn closing(stop: &OnceLock<Instant>) {
+    while stop.get().is_none() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Resolves when `stop` is set and has passed; never before.
@@ -209,7 +254,7 @@ async fn open_or_create(
 /// Fits `batch` to the table's columns: a column whose type differs from the table's is cast
 /// when that keeps its values (a whole number to a double, anything to text); otherwise it is
 /// renamed `<name>__<type>` and becomes a new column.
-fn conform(batch: &RecordBatch, table: &Schema) -> Result<RecordBatch, String> {
+pub(super) fn conform(batch: &RecordBatch, table: &Schema) -> Result<RecordBatch, String> {
     let mut fields: Vec<Field> = Vec::with_capacity(batch.num_columns());
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     let schema = batch.schema();

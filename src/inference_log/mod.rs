@@ -7,8 +7,10 @@
 //! Delta version per table and batch, retrying failed commits with backoff. At shutdown the
 //! queue is flushed within a deadline. See docs/inference-tables.md.
 
+mod compact;
 pub mod delta;
 pub mod labels;
+mod priority;
 pub mod record;
 pub mod rows;
 mod writer;
@@ -123,6 +125,9 @@ pub enum EnqueueError {
 /// The queue in front of the writer thread.
 pub struct InferenceLog {
     settings: InferenceLogSettings,
+    /// The writer thread, unparked when a batch's worth of bytes is queued and at `close`;
+    /// otherwise it looks at the queue on its own tick (senders do not wake it).
+    writer: std::thread::Thread,
     tx: crossbeam_channel::Sender<Entry>,
     queued_bytes: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
@@ -147,6 +152,7 @@ impl InferenceLog {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            settings.writer_nice,
         )?;
         let stop = Arc::new(OnceLock::new());
         let writer = writer::Writer::new(
@@ -157,18 +163,23 @@ impl InferenceLog {
             sink,
             stop.clone(),
         );
-        std::thread::Builder::new()
+        let nice = settings.writer_nice;
+        let thread = std::thread::Builder::new()
             .name("inference-log".into())
             .spawn(move || {
+                priority::lower_this_thread(nice);
                 let mut writer = writer;
                 let all_committed = writer.run();
                 let _ = done_tx.send(all_committed);
                 // Only then: dropping the Delta sink's runtime waits for its blocking tasks
                 // (say, requests to a store that does not answer); `close` does not.
                 drop(writer);
-            })?;
+            })?
+            .thread()
+            .clone();
         Ok(Self {
             settings,
+            writer: thread,
             tx,
             queued_bytes,
             metrics,
@@ -200,14 +211,20 @@ impl InferenceLog {
         })
     }
 
-    /// Takes `bytes` of queue space, or counts the records' rows dropped, per table.
-    fn reserve(&self, bytes: usize, capture: &Capture, rows: &[(LogTable, usize)]) -> bool {
+    /// Takes `bytes` of queue space (the bytes queued before them), or counts the records'
+    /// rows dropped, per table.
+    fn reserve(
+        &self,
+        bytes: usize,
+        capture: &Capture,
+        rows: &[(LogTable, usize)],
+    ) -> Option<usize> {
         let reason = if self.closed.load(Ordering::Acquire) {
             DropReason::Shutdown
         } else {
             let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
             if before + bytes <= self.settings.queue_bytes {
-                return true;
+                return Some(before);
             }
             self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             DropReason::QueueFull
@@ -219,7 +236,7 @@ impl InferenceLog {
                 .with_label_values(&[&*capture.endpoint, table.as_str(), reason.as_str()])
                 .inc_by(n as u64);
         }
-        false
+        None
     }
 
     /// Logs a call and the rows it scored, together: both are queued or both dropped.
@@ -231,25 +248,32 @@ impl InferenceLog {
         ];
         let rows: usize = scored.iter().map(ScoredRows::rows).sum();
         let drops = [(LogTable::Payload, 1), (LogTable::Predictions, rows)];
-        if self.reserve(bytes[0] + bytes[1], &capture, &drops) {
-            self.send(Entry::Call {
-                capture,
-                call,
-                scored,
-                bytes,
-            });
+        let total = bytes[0] + bytes[1];
+        if let Some(before) = self.reserve(total, &capture, &drops) {
+            self.send(
+                Entry::Call {
+                    capture,
+                    call,
+                    scored,
+                    bytes,
+                },
+                before,
+                total,
+            );
         }
     }
 
     /// Logs the rows a shadow served entity scored for a copy of a request.
     pub fn log_shadow(&self, capture: Arc<Capture>, scored: ScoredRows) {
         let bytes = scored.approx_bytes();
-        if self.reserve(bytes, &capture, &[(LogTable::Predictions, scored.rows())]) {
-            self.send(Entry::Shadow {
+        let drops = [(LogTable::Predictions, scored.rows())];
+        if let Some(before) = self.reserve(bytes, &capture, &drops) {
+            let entry = Entry::Shadow {
                 capture,
                 scored,
                 bytes,
-            });
+            };
+            self.send(entry, before, bytes);
         }
     }
 
@@ -268,17 +292,25 @@ impl InferenceLog {
             self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             return Err(EnqueueError::Full);
         }
-        self.send(Entry::Labels {
+        let entry = Entry::Labels {
             capture,
             labels,
             bytes,
-        });
+        };
+        self.send(entry, before, bytes);
         Ok(())
     }
 
-    fn send(&self, entry: Entry) {
+    /// Queues `entry`, which took `bytes` of the queue on top of `before`. The writer is woken
+    /// when the queue crosses a batch's bytes (`flush_bytes`), so a burst commits without
+    /// waiting for its tick: once per crossing, not per record.
+    fn send(&self, entry: Entry, before: usize, bytes: usize) {
         // The writer holds the receiver until `close`; after that `reserve` refuses first.
         let _ = self.tx.send(entry);
+        let at = self.settings.flush_bytes;
+        if before < at && before + bytes >= at {
+            self.writer.unpark();
+        }
     }
 
     /// Labels per call and key columns per label the labels API takes.
@@ -304,6 +336,7 @@ impl InferenceLog {
         // Set before the writer hears of it: an attempt in flight (or backing off) sees it.
         let _ = self.stop.set(Instant::now() + deadline);
         let _ = self.tx.send(Entry::Close);
+        self.writer.unpark();
         let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
         match done {
             Some(rx) => rx
@@ -317,6 +350,47 @@ impl InferenceLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The nice values of this process's threads named `name` (from /proc).
+    #[cfg(target_os = "linux")]
+    fn nice_of_threads(name: &str) -> Vec<i32> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Fields after the parenthesised name: state is field 3, nice field 19.
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            found.push(after.split(' ').nth(16).unwrap().parse().unwrap());
+        }
+        found
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writer_runs_nicer_than_the_serving_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = InferenceLogSettings {
+            location: dir.path().display().to_string(),
+            writer_nice: 3,
+            ..Default::default()
+        };
+        let ours = priority::this_thread();
+        let log = InferenceLog::start(settings, Arc::new(Metrics::new())).unwrap();
+        let want = (ours + 3).min(19);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !nice_of_threads("inference-log").contains(&want) {
+            assert!(
+                Instant::now() < deadline,
+                "no writer thread at nice {want}: {:?}",
+                nice_of_threads("inference-log")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(log.close(Duration::from_secs(5)));
+    }
 
     #[test]
     fn locations_are_folders_file_or_s3_urls() {

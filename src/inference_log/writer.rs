@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, TryRecvError};
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
@@ -23,7 +23,7 @@ use super::record::{labels_batch, payload_batch, predictions_batch};
 use super::{
     CallRecord, Capture, Entry, InferenceLogSettings, LabelRecord, ScoredRows, TableTarget,
 };
-use crate::metrics::labels::DropReason;
+use crate::metrics::labels::{DropReason, Outcome};
 use crate::metrics::Metrics;
 
 /// How long, past the deadline, the writer may ask a table whether an abandoned attempt
@@ -97,6 +97,11 @@ pub(super) struct Writer {
     app_id: Arc<str>,
     /// The number of the last batch given to `commit` (its transaction version).
     batch_seq: i64,
+    /// Commits to a table (by URI) before it is compacted; 0: never.
+    compact_every: u32,
+    compact_max_bytes: u64,
+    /// This writer's commits to each table since its last compaction.
+    since_compaction: HashMap<String, u32>,
 }
 
 impl Writer {
@@ -124,6 +129,9 @@ impl Writer {
             stop,
             app_id: app_id.into(),
             batch_seq: 0,
+            compact_every: settings.compact_every_commits,
+            compact_max_bytes: settings.compact_max_bytes,
+            since_compaction: HashMap::new(),
         }
     }
 
@@ -147,28 +155,29 @@ impl Writer {
         }
     }
 
-    /// Runs until closed; true when everything queued was committed.
+    /// How long the writer sleeps between looks at its queue: short beside the flush interval,
+    /// so a batch commits at most a tick late, and long enough that a busy server's records
+    /// are taken in bulk rather than each waking the writer (a wake-up per logged request
+    /// costs the serving core a context switch).
+    fn tick(&self) -> Duration {
+        (self.interval / 10).clamp(Duration::from_millis(5), Duration::from_millis(100))
+    }
+
+    /// Runs until closed; true when everything queued was committed. Senders never wake the
+    /// writer (it does not block on the channel): it takes what is queued every tick, or
+    /// sooner when [`super::InferenceLog`] unparks it (a full batch's bytes, `close`).
     pub(super) fn run(&mut self) -> bool {
+        let tick = self.tick();
         loop {
-            let entry = if self.tables.values().any(has_rows) {
-                match self.rx.recv_timeout(self.interval / 4) {
-                    Ok(e) => Some(e),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return self.finish(),
+            loop {
+                match self.rx.try_recv() {
+                    Ok(Entry::Close) | Err(TryRecvError::Disconnected) => return self.finish(),
+                    Ok(e) => self.take(e),
+                    Err(TryRecvError::Empty) => break,
                 }
-            } else {
-                match self.rx.recv() {
-                    Ok(e) => Some(e),
-                    Err(_) => return self.finish(),
-                }
-            };
-            if let Some(Entry::Close) = entry {
-                return self.finish();
-            }
-            if let Some(e) = entry {
-                self.take(e);
             }
             self.flush_due(false);
+            std::thread::park_timeout(tick);
         }
     }
 
@@ -327,6 +336,7 @@ impl Writer {
                     .bytes
                     .with_label_values(&labels)
                     .inc_by(written as u64);
+                self.compact_when_due(capture, table);
             }
             Err(reason) => {
                 self.dropped += rows;
@@ -340,6 +350,57 @@ impl Writer {
                     .inc_by(rows as u64);
             }
         }
+    }
+
+    /// Counts a commit to `table` and compacts the table every `compact_every` of them; not
+    /// once closing (the deadline is for what is queued). A failure or panic is logged and
+    /// counted and leaves the table as it was; the count starts again either way.
+    fn compact_when_due(&mut self, capture: &Capture, table: &TableTarget) {
+        if self.compact_every == 0 || self.stop.get().is_some() {
+            return;
+        }
+        let since = self.since_compaction.entry(table.uri.clone()).or_default();
+        *since += 1;
+        if *since < self.compact_every {
+            return;
+        }
+        *since = 0;
+        let started = Instant::now();
+        let (max_bytes, stop) = (self.compact_max_bytes, self.stop.clone());
+        let sink = &mut self.sink;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            sink.compact(&table.uri, max_bytes, &stop)
+        }))
+        .unwrap_or_else(|_| {
+            Err(SinkError::Table {
+                uri: table.uri.clone(),
+                message: "the compaction panicked".into(),
+            })
+        });
+        let endpoint = &*capture.endpoint;
+        let outcome = match result {
+            Ok(done) => {
+                if done.files_removed > 0 {
+                    tracing::info!(table = %table.uri, files = done.files_removed, into = done.files_added, rows = done.rows, elapsed_ms = started.elapsed().as_millis() as u64, "inference table compacted");
+                    self.metrics
+                        .log
+                        .compacted_files
+                        .with_label_values(&[endpoint, table.kind.as_str()])
+                        .inc_by(done.files_removed as u64);
+                }
+                Outcome::Success
+            }
+            Err(e) => {
+                tracing::warn!(table = %table.uri, "inference table not compacted (its rows are as they were): {e}");
+                self.sink.forget(&table.uri);
+                Outcome::Failure
+            }
+        };
+        self.metrics
+            .log
+            .compactions
+            .with_label_values(&[endpoint, table.kind.as_str(), outcome.as_str()])
+            .inc();
     }
 
     fn append_with_retries(
@@ -421,10 +482,6 @@ impl Writer {
     }
 }
 
-fn has_rows(t: &Tables) -> bool {
-    t.calls.rows > 0 || t.scored.rows > 0 || t.labels.rows > 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,7 +533,7 @@ mod tests {
             rx,
             queued.clone(),
             metrics.clone(),
-            DeltaSink::new(HashMap::new()).unwrap(),
+            DeltaSink::new(HashMap::new(), 0).unwrap(),
             Arc::new(OnceLock::new()),
         )
     }

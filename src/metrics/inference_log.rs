@@ -3,7 +3,7 @@
 
 use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge};
 
-use super::labels::{DropReason, LogTable};
+use super::labels::{DropReason, LogTable, Outcome};
 use super::{make, Registrar};
 
 pub struct LogMetrics {
@@ -12,6 +12,8 @@ pub struct LogMetrics {
     pub commit_duration: HistogramVec,
     pub commit_retries: IntCounterVec,
     pub dropped_rows: IntCounterVec,
+    pub compactions: IntCounterVec,
+    pub compacted_files: IntCounterVec,
     pub queue_bytes: IntGauge,
     pub queue_records: IntGauge,
 }
@@ -46,6 +48,16 @@ impl LogMetrics {
                 "Rows not logged, by reason: queue_full (the writer's queue was at its byte limit), commit_failed (every commit attempt failed), shutdown (not committed by the shutdown deadline), invalid_rows, writer_panic (the writer panicked on the batch; later batches are still written).",
                 &["endpoint", "table", "reason"],
             )),
+            compactions: r.add(make::counters(
+                "modelgate_inference_log_compactions_total",
+                "Compactions of an inference table's small files by the writer (inference_log.compact_every_commits), by outcome; a failed one leaves the table as it was.",
+                &["endpoint", "table", "outcome"],
+            )),
+            compacted_files: r.add(make::counters(
+                "modelgate_inference_log_compacted_files_total",
+                "Small files of an inference table rewritten into larger ones by compactions.",
+                &table,
+            )),
             queue_bytes: r.add(make::gauge(
                 "modelgate_inference_log_queue_bytes",
                 "Bytes of records waiting to be committed to inference tables (bounded by inference_log.queue_bytes).",
@@ -70,6 +82,14 @@ impl LogMetrics {
             let _ = self.bytes.remove_label_values(&l);
             let _ = self.commit_duration.remove_label_values(&l);
             let _ = self.commit_retries.remove_label_values(&l);
+            let _ = self.compacted_files.remove_label_values(&l);
+            for outcome in Outcome::ALL {
+                let _ = self.compactions.remove_label_values(&[
+                    endpoint,
+                    table.as_str(),
+                    outcome.as_str(),
+                ]);
+            }
             for reason in DropReason::ALL {
                 let _ = self.dropped_rows.remove_label_values(&[
                     endpoint,

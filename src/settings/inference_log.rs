@@ -42,6 +42,16 @@ pub struct InferenceLogSettings {
     /// Key columns one label may carry (beyond: 400, `limit="label_keys"`); the names must be
     /// the endpoint's declared key columns.
     pub max_keys_per_label: usize,
+    /// The writer's threads run this much nicer than the serving threads (0 to 19, capped at
+    /// nice 19; 0: the same), so a commit's encoding yields the core to requests rather than
+    /// stalling them.
+    pub writer_nice: i32,
+    /// Every this many of the writer's commits to a table, it compacts the table's small files
+    /// (0: never).
+    pub compact_every_commits: u32,
+    /// One compaction rewrites files under half of this size, at most this many bytes of them
+    /// (the bound on its CPU time and on the file it buffers).
+    pub compact_max_bytes: u64,
 }
 
 impl Default for InferenceLogSettings {
@@ -58,6 +68,9 @@ impl Default for InferenceLogSettings {
             shutdown_deadline_seconds: 10,
             max_labels_per_request: MAX_LABELS,
             max_keys_per_label: MAX_KEYS,
+            writer_nice: 10,
+            compact_every_commits: 50,
+            compact_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -98,6 +111,24 @@ impl InferenceLogSettings {
         }
         if self.commit_attempts == 0 {
             return Some(("commit_attempts", "must be at least 1".into()));
+        }
+        if self.compact_every_commits > 0 && self.compact_max_bytes < 1024 * 1024 {
+            return Some((
+                "compact_max_bytes",
+                format!(
+                    "must be at least 1 MiB (1048576) when compacting, not {}",
+                    self.compact_max_bytes
+                ),
+            ));
+        }
+        if !(0..=19).contains(&self.writer_nice) {
+            return Some((
+                "writer_nice",
+                format!(
+                    "must be 0 to 19 (added to the nice value), not {}",
+                    self.writer_nice
+                ),
+            ));
         }
         None
     }
