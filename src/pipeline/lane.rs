@@ -1,7 +1,9 @@
 //! Where a request's job runs: inline on the HTTP worker that decoded it, or on the pool.
 //!
 //! Handing a job to a pool worker and its answer back costs two thread wake-ups, more than a
-//! microsecond model takes. So a small job runs where it is: a body of at most
+//! microsecond model takes. So, when `inference.inline.max_us` is set (it is off by default:
+//! under concurrent load the pool, taking several requests per wake-up, serves more on the
+//! same core), a small job runs where it is: a body of at most
 //! `inference.inline.max_body_bytes`, to an endpoint whose every served version has been
 //! measured (`ServedEntity::cost`: warm-up runs, then its small requests) to infer within
 //! `inference.inline.max_us` on average. Everything else, and a version not measured yet, goes

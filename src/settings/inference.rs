@@ -29,10 +29,15 @@ pub struct InferenceSettings {
 /// its small requests) to infer in at most `max_us` microseconds on average. So an HTTP worker
 /// is held at most about that long by one request, plus its decoding, which the body bound
 /// limits. Larger requests and slower versions go to the pool.
+///
+/// Off by default (`max_us: 0`): inline jobs answer one caller at a time faster, but under
+/// concurrent load the pool, which takes several requests per wake-up, serves more on the same
+/// core (docs/benchmarks.md).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct InlineSettings {
-    /// Largest average inference time of a version whose small jobs run inline; 0: none do.
+    /// Largest average inference time of a version whose small jobs run inline; 0 (the
+    /// default): none do.
     pub max_us: u64,
     /// Largest request body that runs inline.
     pub max_body_bytes: usize,
@@ -41,7 +46,7 @@ pub struct InlineSettings {
 impl Default for InlineSettings {
     fn default() -> Self {
         Self {
-            max_us: 100,
+            max_us: 0,
             max_body_bytes: 8 * 1024,
         }
     }
