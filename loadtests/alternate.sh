@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Two (or more) gateway binaries, or one binary under two settings, compared in alternating
+# short runs on the pinned setup of pin.sh (server on CPU 0, load generator on CPU 1): on a
+# shared machine whose speed drifts from minute to minute, runs taken in turn are comparable
+# where two pin.sh runs minutes apart are not.
+#
+#   loadtests/alternate.sh [--logged] [--rate N] [--connections C] [--seconds S] [--rounds R]
+#                          BIN[::YAML] BIN[::YAML] ...
+#
+# Each BIN starts fresh for every run (one endpoint, demo version 1 on ONNX Runtime, a one-row
+# request carrying every feature; with --logged every request is logged to inference tables in
+# a temp dir and monitoring is on, as in pin.sh), gets 2 s of warm-up, then S s (5) of wrk
+# closed loop at C connections (8), or with --rate N of oha open loop at N req/s with
+# --latency-correction. YAML after `::` is added to that binary's config under `inference:`
+# (say `BIN::"inline: {max_us: 100}"`); LOG_YAML adds keys under `inference_log:` for every
+# run. Prints one line per run: label, req/s, p99 ms (open loop: also p50 and p99.9). Needs wrk,
+# oha, taskset and python3, as pin.sh does.
+set -euo pipefail
+logged=0 rate="" c=8 secs=5 rounds=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --logged) logged=1; shift ;;
+    --rate) rate="$2"; shift 2 ;;
+    --connections) c="$2"; shift 2 ;;
+    --seconds) secs="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "unknown option '$1' (see --help)" >&2; exit 2 ;;
+    *) break ;;
+  esac
+done
+[ $# -ge 1 ] || { echo "name at least one gateway binary (see --help)" >&2; exit 2; }
+for n in "$c" "$secs" "$rounds" ${rate:+"$rate"}; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "counts must be positive whole numbers, not '$n'" >&2; exit 2; }
+done
+command -v wrk >/dev/null || { echo "needs wrk: apt-get install -y wrk" >&2; exit 2; }
+OHA="$(command -v oha || echo "$HOME/.cargo/bin/oha")"
+[ -z "$rate" ] || [ -x "$OHA" ] || { echo "needs oha: cargo install --locked oha --version 1.16.0" >&2; exit 2; }
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ORT_DYLIB_PATH="$(scripts/fetch-onnxruntime.sh)"
+export ORT_DYLIB_PATH RUST_LOG=warn
+work="$(mktemp -d)" pid=""
+cleanup() {
+  [ -z "$pid" ] || { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+cases = json.load(open("tests/fixtures/transactions_v1_cases.json"))
+body = json.dumps({"dataframe_split": {"columns": cases["columns"], "data": [cases["data"][0]]}})
+open(f"{work}/body.json", "w").write(body)
+open(f"{work}/post.lua", "w").write(f'''wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = {json.dumps(body)}
+done = function(summary, latency, requests)
+  io.write(string.format("%d req/s, p99 %.3f ms\\n", summary.requests / (summary.duration / 1e6), latency:percentile(99) / 1000))
+end
+''')
+PY
+
+config() {  # $1: run number, $2: YAML under inference:
+  echo "registry: {path: models, watch: false}"
+  echo "features:"
+  echo "  tables:"
+  echo "    - {name: transaction_count_ft, path: models/feature_tables/transaction_count_ft.jsonl, primary_keys: [CustomerID], event_timestamp: eventTimestamp}"
+  echo "    - {name: product_3minute_max_price_ft, path: models/feature_tables/product_3minute_max_price_ft.jsonl, primary_keys: [Product], timestamp_key: LookupTimestamp}"
+  echo "control: {state_file: $work/state-$1.json}"
+  [ -z "$2" ] || { echo "inference:"; echo "  $2"; }
+  if [ "$logged" = 1 ]; then
+    echo "inference_log:"
+    echo "  location: $work/tables-$1"
+    [ -z "${LOG_YAML:-}" ] || echo "  ${LOG_YAML}"
+  else
+    echo "monitoring: {enabled: false}"
+  fi
+  echo "endpoints:"
+  echo "  - name: t"
+  echo "    served_entities: [{entity_name: transactions, entity_version: \"1\", engine: ort}]"
+  [ "$logged" = 0 ] || echo "    auto_capture_config: {table_name_prefix: t}"
+}
+
+run=0
+for round in $(seq "$rounds"); do
+  for target in "$@"; do
+    run=$((run + 1))
+    bin="${target%%::*}" extra=""
+    [ "$bin" = "$target" ] || extra="${target#*::}"
+    config "$run" "$extra" > "$work/c.yaml"
+    taskset -c 0 "$bin" serve --config "$work/c.yaml" --listen 127.0.0.1:0 > "$work/out" 2> "$work/err" &
+    pid=$!
+    base=""
+    for _ in $(seq 300); do
+      base="$(sed -n 's/^modelgate listening on //p' "$work/out")"
+      [ -n "$base" ] && break
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    [ -n "$base" ] || { cat "$work/err" >&2; echo "alternate.sh: $target did not start" >&2; exit 1; }
+    url="$base/serving-endpoints/t/invocations"
+    taskset -c 1 wrk -t1 -c"$c" -d2s -s "$work/post.lua" "$url" > /dev/null
+    if [ -n "$rate" ]; then
+      result="$(taskset -c 1 "$OHA" -z "${secs}s" -c "$c" -q "$rate" --latency-correction -w -t 10s --no-tui \
+        --output-format json -m POST -T application/json -D "$work/body.json" "$url" | python3 -c '
+import json, sys
+d = json.load(sys.stdin); p = d["latencyPercentiles"]
+ok = sum(n for code, n in d["statusCodeDistribution"].items() if code.startswith("2"))
+ms = [p[k] * 1000 for k in ("p50", "p99", "p99.9")]
+print("%.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms" % (ok / d["summary"]["total"], *ms))')"
+    else
+      result="$(taskset -c 1 wrk -t1 -c"$c" -d"${secs}s" -s "$work/post.lua" "$url" | tail -1)"
+    fi
+    echo "round $round, $(basename "$bin")${extra:+ ($extra)}, c=$c${rate:+, open loop at $rate req/s}: $result"
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+  done
+done
