@@ -62,34 +62,17 @@ end
 ''')
 PY
 
-config() {  # $1: run number, $2: YAML under inference:
-  echo "registry: {path: models, watch: false}"
-  echo "features:"
-  echo "  tables:"
-  echo "    - {name: transaction_count_ft, path: models/feature_tables/transaction_count_ft.jsonl, primary_keys: [CustomerID], event_timestamp: eventTimestamp}"
-  echo "    - {name: product_3minute_max_price_ft, path: models/feature_tables/product_3minute_max_price_ft.jsonl, primary_keys: [Product], timestamp_key: LookupTimestamp}"
-  echo "control: {state_file: $work/state-$1.json}"
-  [ -z "$2" ] || { echo "inference:"; echo "  $2"; }
-  if [ "$logged" = 1 ]; then
-    echo "inference_log:"
-    echo "  location: $work/tables-$1"
-    [ -z "${LOG_YAML:-}" ] || echo "  ${LOG_YAML}"
-  else
-    echo "monitoring: {enabled: false}"
-  fi
-  echo "endpoints:"
-  echo "  - name: t"
-  echo "    served_entities: [{entity_name: transactions, entity_version: \"1\", engine: ort}]"
-  [ "$logged" = 0 ] || echo "    auto_capture_config: {table_name_prefix: t}"
-}
-
+# shellcheck source=loadtests/pinned_config.sh
+source loadtests/pinned_config.sh
 run=0
 for round in $(seq "$rounds"); do
   for target in "$@"; do
     run=$((run + 1))
     bin="${target%%::*}" extra=""
     [ "$bin" = "$target" ] || extra="${target#*::}"
-    config "$run" "$extra" > "$work/c.yaml"
+    kind=serving
+    [ "$logged" = 0 ] || kind=logged
+    pinned_config "$kind" "$work/run-$run" "$extra" "${LOG_YAML:-}" > "$work/c.yaml"
     taskset -c 0 "$bin" serve --config "$work/c.yaml" --listen 127.0.0.1:0 > "$work/out" 2> "$work/err" &
     pid=$!
     base=""

@@ -167,26 +167,10 @@ measure bare
 stop
 
 # Serving only, then logged and monitored: one endpoint, version 1, ONNX Runtime.
-config() {  # $1: serving|logged
-  echo "registry: {path: models, watch: false}"
-  # Version 1 joins features; the request carries them all, so nothing is looked up.
-  echo "features:"
-  echo "  tables:"
-  echo "    - {name: transaction_count_ft, path: models/feature_tables/transaction_count_ft.jsonl, primary_keys: [CustomerID], event_timestamp: eventTimestamp}"
-  echo "    - {name: product_3minute_max_price_ft, path: models/feature_tables/product_3minute_max_price_ft.jsonl, primary_keys: [Product], timestamp_key: LookupTimestamp}"
-  echo "control: {state_file: $work/state-$1.json}"
-  if [ "$1" = serving ]; then
-    echo "monitoring: {enabled: false}"
-  else
-    echo "inference_log: {location: $work/tables}"
-  fi
-  echo "endpoints:"
-  echo "  - name: t"
-  echo "    served_entities: [{entity_name: transactions, entity_version: \"1\", engine: ort}]"
-  [ "$1" = serving ] || echo "    auto_capture_config: {table_name_prefix: t}"
-}
+# shellcheck source=loadtests/pinned_config.sh
+source loadtests/pinned_config.sh
 for key in serving logged; do
-  config "$key" > "$work/$key.yaml"
+  pinned_config "$key" "$work/$key" > "$work/$key.yaml"
   start modelgate "$GATEWAY_BIN" serve --config "$work/$key.yaml" --listen 127.0.0.1:0
   echo "RUST_LOG=warn ${server[*]} $GATEWAY_BIN serve --config \$WORK/$key.yaml --listen 127.0.0.1:0" >> "$work/commands.txt"
   measure "$key"

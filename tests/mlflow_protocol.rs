@@ -31,9 +31,8 @@ fn assert_one_prediction(reply: &Reply) -> Value {
     preds
 }
 
-#[test]
-fn every_body_format_scores_the_same_row() {
-    let gw = gateway();
+/// Version 1's columns (every feature given) and one row of them.
+fn v1_row() -> ([&'static str; 6], Value) {
     let cols = [
         "Product",
         "Amount",
@@ -42,7 +41,13 @@ fn every_body_format_scores_the_same_row() {
         "MaxProductAmount",
         "MaxDifferenceRatio",
     ];
-    let row = json!(["Product B", 44.15, 5, false, 355.2, 0.88]);
+    (cols, json!(["Product B", 44.15, 5, false, 355.2, 0.88]))
+}
+
+#[test]
+fn every_body_format_scores_the_same_row() {
+    let gw = gateway();
+    let (cols, row) = v1_row();
     let record: serde_json::Map<String, Value> = cols
         .iter()
         .zip(row.as_array().unwrap())
@@ -347,15 +352,7 @@ fn jobs(gw: &Gateway, lane: &str) -> f64 {
 /// the pool; both lanes answer alike.
 #[test]
 fn small_requests_on_fast_versions_run_inline_and_the_rest_on_the_pool() {
-    let cols = [
-        "Product",
-        "Amount",
-        "transactionCount",
-        "isTimeout",
-        "MaxProductAmount",
-        "MaxDifferenceRatio",
-    ];
-    let row = json!(["Product B", 44.15, 5, false, 355.2, 0.88]);
+    let (cols, row) = v1_row();
     let small = json!({"dataframe_split": {"columns": cols, "data": [row]}});
     let large = json!({"dataframe_split": {"columns": cols, "data": vec![row.clone(); 60]}});
     assert!(small.to_string().len() <= 2048 && large.to_string().len() > 2048);
