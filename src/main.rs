@@ -6,11 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use modelgate::settings::Settings;
 
-// mimalloc's per-thread free lists: glibc's malloc and free took about a tenth of a small
-// request's CPU time (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "modelgate",
