@@ -8,8 +8,9 @@
 //! table's small files, at most `compact_max_bytes` of them at once: the bound on one
 //! compaction's CPU time and on the output it buffers.
 //!
-//! It never loses or repeats a row: the new file's rows are counted against the removed files'
-//! statistics before anything is committed, and the swap commits only on a table version where
+//! It never loses or repeats a row: the rows read from each file are counted against its
+//! statistics, and the new files' statistics against the rows read, before anything is
+//! committed (files with deletion vectors or without row counts are left alone), and the swap commits only on a table version where
 //! every file it removes is still live, so a file another process removed first (say its own
 //! compaction) fails this one instead of being removed twice. A failure leaves the table as it
 //! was (at worst an unreferenced file that `VACUUM` deletes).
@@ -17,7 +18,7 @@
 use deltalake::arrow::record_batch::RecordBatch;
 use std::collections::HashSet;
 
-use deltalake::kernel::transaction::{CommitBuilder, TransactionError};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Remove};
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -39,7 +40,7 @@ pub struct Compacted {
 /// A file chosen for rewriting.
 struct Small {
     path: Path,
-    rows: Option<usize>,
+    rows: usize,
     remove: Remove,
 }
 
@@ -73,9 +74,9 @@ pub(super) async fn rewrite_small_files(
             in_file += batch.num_rows();
             writer.write(batch).await?;
         }
-        if file.rows.is_some_and(|n| n != in_file) {
+        if in_file != file.rows {
             return Err(DeltaTableError::Generic(format!(
-                "file {} holds {in_file} rows where the log says {:?}: not compacted",
+                "file {} holds {in_file} rows where the log says {}: not compacted",
                 file.path, file.rows
             )));
         }
@@ -83,6 +84,19 @@ pub(super) async fn rewrite_small_files(
     }
     let adds = writer.flush().await?;
     let files_added = adds.len();
+    // The new files must hold every row read, by their own statistics.
+    let mut written = 0;
+    for add in &adds {
+        let stats = add.get_stats().map_err(|e| {
+            DeltaTableError::Generic(format!("the new file's statistics do not parse: {e}"))
+        })?;
+        written += stats.map_or(0, |s| s.num_records.max(0) as usize);
+    }
+    if written != rows {
+        return Err(DeltaTableError::Generic(format!(
+            "the new files hold {written} rows where {rows} were read: not compacted"
+        )));
+    }
     let mut actions: Vec<Action> = adds
         .into_iter()
         .map(|mut add| {
@@ -114,10 +128,13 @@ async fn commit_swap(
 ) -> Result<(), DeltaTableError> {
     const ATTEMPTS: usize = 5;
     for _ in 0..ATTEMPTS {
+        // Live as chosen: a file that has since got a deletion vector is not removed by our
+        // Remove (which carries none), and its rows would be in the table twice.
         let live: HashSet<String> = table
             .snapshot()?
             .log_data()
             .iter()
+            .filter(|f| f.deletion_vector_descriptor().is_none())
             .map(|f| f.path().into_owned())
             .collect();
         if let Some(gone) = paths.iter().find(|p| !live.contains(p.as_str())) {
@@ -130,8 +147,8 @@ async fn commit_swap(
             target_size: max_bytes as i64,
         };
         // No retry inside: a newer version means checking the files again, here.
-        let committed = CommitBuilder::default()
-            .with_max_retries(0)
+        // With the post-commit hook of an append (a checkpoint every checkpointInterval).
+        let committed = CommitBuilder::from(CommitProperties::default().with_max_retries(0))
             .with_actions(actions.clone())
             .build(Some(table.snapshot()?), table.log_store(), operation)
             .await;
@@ -162,7 +179,10 @@ fn choose(table: &DeltaTable, max_bytes: u64) -> Result<Vec<Small>, DeltaTableEr
         .snapshot()?
         .log_data()
         .iter()
+        // A file with a deletion vector (another engine's DELETE) would bring its deleted rows
+        // back; one without a row count cannot be checked: both are left as they are.
         .filter(|f| (f.size().max(0) as u64) < small)
+        .filter(|f| f.deletion_vector_descriptor().is_none() && f.num_records().is_some())
         .collect();
     candidates.sort_by_key(|f| (f.modification_time(), f.path().into_owned()));
     let mut total = 0u64;
@@ -175,7 +195,7 @@ fn choose(table: &DeltaTable, max_bytes: u64) -> Result<Vec<Small>, DeltaTableEr
         total += size;
         chosen.push(Small {
             path: file.object_store_path(),
-            rows: file.num_records(),
+            rows: file.num_records().unwrap_or_default(),
             remove: file.remove_action(false),
         });
     }

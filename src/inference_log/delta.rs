@@ -59,11 +59,12 @@ pub struct DeltaSink {
 }
 
 impl DeltaSink {
-    /// A sink whose runtime's helper threads (blocking file I/O) run `nice` lower than the
-    /// serving threads, as the writer thread that drives it does.
+    /// A sink whose runtime's helper threads (blocking file I/O) run at nice value `nice`, as
+    /// the writer thread that drives it does (0: as the thread that starts them).
     pub fn new(storage_options: HashMap<String, String>, nice: i32) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .thread_name("inference-log-io")
             .on_thread_start(move || super::priority::lower_this_thread(nice))
             .build()?;
         Ok(Self {

@@ -146,13 +146,15 @@ impl InferenceLog {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let queued_bytes = Arc::new(AtomicUsize::new(0));
+        // One absolute value for the writer and the I/O threads it starts (they inherit its).
+        let nice = priority::target(settings.writer_nice);
         let sink = delta::DeltaSink::new(
             settings
                 .storage_options
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            settings.writer_nice,
+            nice,
         )?;
         let stop = Arc::new(OnceLock::new());
         let writer = writer::Writer::new(
@@ -163,7 +165,6 @@ impl InferenceLog {
             sink,
             stop.clone(),
         );
-        let nice = settings.writer_nice;
         let thread = std::thread::Builder::new()
             .name("inference-log".into())
             .spawn(move || {
@@ -362,7 +363,9 @@ mod tests {
             }
             let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
             // Fields after the parenthesised name: state is field 3, nice field 19.
-            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            // A thread that ended between the two reads: its stat is gone.
+            let Some(end) = stat.rfind(')') else { continue };
+            let after = &stat[end + 2..];
             found.push(after.split(' ').nth(16).unwrap().parse().unwrap());
         }
         found
