@@ -132,6 +132,10 @@ pub struct InferenceLog {
     queued_bytes: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     closed: AtomicBool,
+    /// Held (shared) by every call from its `closed` check to its send, and taken alone by
+    /// `close` to set `closed`: so every record let in is in the queue before `Entry::Close`,
+    /// where the writer's last drain finds it, and none is sent unseen after that.
+    gate: std::sync::RwLock<()>,
     /// The shutdown deadline, set once by `close`; the writer starts no attempt after it.
     stop: Arc<OnceLock<Instant>>,
     done: Mutex<Option<crossbeam_channel::Receiver<bool>>>,
@@ -185,6 +189,7 @@ impl InferenceLog {
             queued_bytes,
             metrics,
             closed: AtomicBool::new(false),
+            gate: std::sync::RwLock::new(()),
             stop,
             done: Mutex::new(Some(done_rx)),
         })
@@ -242,6 +247,7 @@ impl InferenceLog {
 
     /// Logs a call and the rows it scored, together: both are queued or both dropped.
     pub fn log_call(&self, capture: Arc<Capture>, mut call: CallRecord, scored: Vec<ScoredRows>) {
+        let _open = self.open();
         call.cap_payloads(self.settings.max_payload_bytes);
         let bytes = [
             call.approx_bytes(),
@@ -266,6 +272,7 @@ impl InferenceLog {
 
     /// Logs the rows a shadow served entity scored for a copy of a request.
     pub fn log_shadow(&self, capture: Arc<Capture>, scored: ScoredRows) {
+        let _open = self.open();
         let bytes = scored.approx_bytes();
         let drops = [(LogTable::Predictions, scored.rows())];
         if let Some(before) = self.reserve(bytes, &capture, &drops) {
@@ -284,6 +291,7 @@ impl InferenceLog {
         capture: Arc<Capture>,
         labels: Vec<LabelRecord>,
     ) -> Result<(), EnqueueError> {
+        let _open = self.open();
         if self.closed.load(Ordering::Acquire) {
             return Err(EnqueueError::Closed);
         }
@@ -300,6 +308,11 @@ impl InferenceLog {
         };
         self.send(entry, before, bytes);
         Ok(())
+    }
+
+    /// The shared side of `gate`, for one call from its `closed` check to its send.
+    fn open(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues `entry`, which took `bytes` of the queue on top of `before`. The writer is woken
@@ -331,7 +344,11 @@ impl InferenceLog {
     /// passes: no commit attempt starts after it, one in flight is abandoned, and every row
     /// left is counted as dropped (`reason="shutdown"`). True when it all made it.
     pub fn close(&self, deadline: Duration) -> bool {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        let already = {
+            let _shut = self.gate.write().unwrap_or_else(|e| e.into_inner());
+            self.closed.swap(true, Ordering::AcqRel)
+        };
+        if already {
             return true;
         }
         // Set before the writer hears of it: an attempt in flight (or backing off) sees it.
@@ -369,6 +386,61 @@ mod tests {
             found.push(after.split(' ').nth(16).unwrap().parse().unwrap());
         }
         found
+    }
+
+    /// Callers logging while the log closes: every call is committed or counted as dropped at
+    /// shutdown, none lost between the two.
+    #[test]
+    fn every_call_around_close_is_committed_or_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = InferenceLogSettings {
+            location: dir.path().display().to_string(),
+            flush_interval_ms: 10,
+            ..Default::default()
+        };
+        let metrics = Arc::new(Metrics::new());
+        let log = InferenceLog::start(settings, metrics.clone()).unwrap();
+        let config: AutoCaptureConfig = serde_json::from_str("{}").unwrap();
+        let capture = Arc::new(log.capture("e", &config).unwrap());
+        let sent = AtomicUsize::new(0);
+        let call = || record::CallRecord {
+            request_id: Arc::from("id"),
+            client_request_id: None,
+            time_us: 0,
+            status_code: 200,
+            execution_ms: None,
+            request: None,
+            response: None,
+            served_entity: None,
+            logging_error_codes: Vec::new(),
+            requester: None,
+        };
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    while !log.closed.load(Ordering::Acquire) {
+                        log.log_call(capture.clone(), call(), Vec::new());
+                        sent.fetch_add(1, Ordering::AcqRel);
+                    }
+                });
+            }
+            while sent.load(Ordering::Acquire) < 2000 {
+                std::thread::yield_now();
+            }
+            assert!(log.close(Duration::from_secs(30)));
+        });
+        let payload = |m: &prometheus::IntCounterVec, l: &[&str]| m.with_label_values(l).get();
+        let committed = payload(&metrics.log.rows, &["e", "payload"]);
+        let dropped = payload(
+            &metrics.log.dropped_rows,
+            &["e", "payload", DropReason::Shutdown.as_str()],
+        );
+        assert_eq!(
+            committed + dropped,
+            sent.load(Ordering::Acquire) as u64,
+            "committed {committed}, dropped {dropped}"
+        );
+        assert_eq!(log.depth().0, 0, "every byte released");
     }
 
     #[cfg(target_os = "linux")]
