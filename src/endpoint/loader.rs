@@ -187,8 +187,8 @@ pub fn load_served_entity(
                 )));
             }
         }
-        // Warm every worker's own session (ort keeps one per worker), timing each run: the
-        // version's cost, which decides whether its small jobs may run inline.
+        // Warm every session (ort keeps one per pool worker and per inline caller), timing each
+        // run: the version's cost, which decides whether its small jobs may run inline.
         let (warm_entity, runs) = (entity.clone(), ctx.inference.warmup_runs);
         let warm = move |worker: usize| {
             (0..runs).try_for_each(|_| {

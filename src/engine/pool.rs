@@ -273,8 +273,6 @@ impl InferencePool {
         rx.await.map_err(|_| SubmitError::Closed)?
     }
 
-    /// Queues `f` to run when a worker is idle, without waiting for it; false (and `f` is
-    /// dropped) when the background queue is full.
     /// A place for background work that must wait for something first (a shadow copy's
     /// features), or none when the queued and promised work fill the background capacity.
     pub fn promise_background(&self) -> Option<Promise> {
@@ -283,7 +281,22 @@ impl InferencePool {
         (before + self.background.len() < self.background_capacity).then_some(promise)
     }
 
+    /// Queues `f` to run when a worker is idle, without waiting for it; false (and `f` is
+    /// dropped) when the queued and promised work fill the background capacity.
     pub fn try_background(&self, f: impl FnOnce(usize) + Send + 'static) -> bool {
+        let promised = self.promised.load(Ordering::Acquire);
+        promised + self.background.len() < self.background_capacity && self.send_background(f)
+    }
+
+    /// Queues `f` in the place `promise` held (let go once `f` is queued); false when the
+    /// queue is full all the same.
+    pub fn fulfil(&self, promise: Promise, f: impl FnOnce(usize) + Send + 'static) -> bool {
+        let queued = self.send_background(f);
+        drop(promise);
+        queued
+    }
+
+    fn send_background(&self, f: impl FnOnce(usize) + Send + 'static) -> bool {
         let job: Job = Box::new(move |worker| {
             let _ = guarded(|| f(worker));
         });
@@ -356,9 +369,17 @@ mod tests {
         let first = pool.promise_background().expect("a free place");
         let second = pool.promise_background().expect("a free place");
         assert!(pool.promise_background().is_none(), "over the capacity");
-        drop(first);
-        let third = pool.promise_background().expect("the place let go");
-        drop((second, third));
+        assert!(
+            !pool.try_background(|_| ()),
+            "promised places count against new work too"
+        );
+        assert!(
+            pool.fulfil(first, |_| ()),
+            "a promised place takes its work"
+        );
+        let third = pool.promise_background();
+        assert!(third.is_none(), "the fulfilled work holds the place now");
+        drop(second);
         assert!(pool.promise_background().is_some());
     }
 

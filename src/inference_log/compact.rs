@@ -238,20 +238,32 @@ mod tests {
         })
     }
 
+    /// A table `t` under `dir`, a sink to append to it, and a shutdown deadline never set.
+    fn table_in(dir: &tempfile::TempDir) -> (String, DeltaSink, OnceLock<std::time::Instant>) {
+        let uri = dir.path().join("t").display().to_string();
+        (
+            uri,
+            DeltaSink::new(HashMap::new(), 0).unwrap(),
+            OnceLock::new(),
+        )
+    }
+
+    /// The application transaction of this test writer's batch `version`.
+    fn txn(version: i64) -> Txn {
+        Txn {
+            app_id: "test".into(),
+            version,
+        }
+    }
+
     /// Another writer compacts the same files between our choice and our commit: our swap is
     /// refused (delta-rs alone would commit it, and the rows would be in the table twice).
     #[test]
     fn a_swap_of_files_another_writer_compacted_first_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let uri = dir.path().join("t").display().to_string();
-        let mut sink = DeltaSink::new(HashMap::new(), 0).unwrap();
-        let stop = OnceLock::new();
+        let (uri, mut sink, stop) = table_in(&dir);
         for version in 1..=2 {
-            let txn = Txn {
-                app_id: "test".into(),
-                version,
-            };
-            sink.append(&uri, &batch(&[version], None), &txn, false, &stop)
+            sink.append(&uri, &batch(&[version], None), &txn(version), false, &stop)
                 .unwrap();
         }
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -286,13 +298,7 @@ mod tests {
     #[test]
     fn small_files_become_one_with_every_row_and_the_newer_columns() {
         let dir = tempfile::tempdir().unwrap();
-        let uri = dir.path().join("t").display().to_string();
-        let mut sink = DeltaSink::new(HashMap::new(), 0).unwrap();
-        let stop = OnceLock::new();
-        let txn = |version| Txn {
-            app_id: "test".into(),
-            version,
-        };
+        let (uri, mut sink, stop) = table_in(&dir);
         sink.append(&uri, &batch(&[1, 2], None), &txn(1), false, &stop)
             .unwrap();
         // A later batch adds a column (schema evolution): the older file lacks it.

@@ -388,38 +388,38 @@ mod tests {
         found
     }
 
+    /// A log writing under `dir`, with `settings` otherwise.
+    fn start_in(
+        dir: &tempfile::TempDir,
+        settings: InferenceLogSettings,
+        metrics: &Arc<Metrics>,
+    ) -> InferenceLog {
+        let settings = InferenceLogSettings {
+            location: dir.path().display().to_string(),
+            ..settings
+        };
+        InferenceLog::start(settings, metrics.clone()).unwrap()
+    }
+
     /// Callers logging while the log closes: every call is committed or counted as dropped at
     /// shutdown, none lost between the two.
     #[test]
     fn every_call_around_close_is_committed_or_counted() {
         let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
         let settings = InferenceLogSettings {
-            location: dir.path().display().to_string(),
             flush_interval_ms: 10,
             ..Default::default()
         };
-        let metrics = Arc::new(Metrics::new());
-        let log = InferenceLog::start(settings, metrics.clone()).unwrap();
+        let log = start_in(&dir, settings, &metrics);
         let config: AutoCaptureConfig = serde_json::from_str("{}").unwrap();
         let capture = Arc::new(log.capture("e", &config).unwrap());
         let sent = AtomicUsize::new(0);
-        let call = || record::CallRecord {
-            request_id: Arc::from("id"),
-            client_request_id: None,
-            time_us: 0,
-            status_code: 200,
-            execution_ms: None,
-            request: None,
-            response: None,
-            served_entity: None,
-            logging_error_codes: Vec::new(),
-            requester: None,
-        };
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
                     while !log.closed.load(Ordering::Acquire) {
-                        log.log_call(capture.clone(), call(), Vec::new());
+                        log.log_call(capture.clone(), CallRecord::for_tests(), Vec::new());
                         sent.fetch_add(1, Ordering::AcqRel);
                     }
                 });
@@ -448,13 +448,11 @@ mod tests {
     fn the_writer_runs_nicer_than_the_serving_threads() {
         let dir = tempfile::tempdir().unwrap();
         let settings = InferenceLogSettings {
-            location: dir.path().display().to_string(),
             writer_nice: 3,
             ..Default::default()
         };
-        let ours = priority::this_thread();
-        let log = InferenceLog::start(settings, Arc::new(Metrics::new())).unwrap();
-        let want = (ours + 3).min(19);
+        let want = priority::target(3);
+        let log = start_in(&dir, settings, &Arc::new(Metrics::new()));
         let deadline = Instant::now() + Duration::from_secs(10);
         while !nice_of_threads("inference-log").contains(&want) {
             assert!(

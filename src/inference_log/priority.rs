@@ -58,15 +58,13 @@ fn set_nice(_nice: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The calling thread's nice value (Linux), for tests.
-#[cfg(all(test, target_os = "linux"))]
-pub fn this_thread() -> i32 {
-    current().expect("getpriority")
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    fn this_thread() -> i32 {
+        current().expect("getpriority")
+    }
 
     #[test]
     fn a_thread_is_lowered_alone() {

@@ -42,6 +42,23 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
+    /// A 200 call with nothing in it, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        CallRecord {
+            request_id: Arc::from("id"),
+            client_request_id: None,
+            time_us: 0,
+            status_code: 200,
+            execution_ms: None,
+            request: None,
+            response: None,
+            served_entity: None,
+            logging_error_codes: Vec::new(),
+            requester: None,
+        }
+    }
+
     /// Bodies over `cap` bytes are dropped here, before they take queue memory, and named in
     /// `logging_error_codes`.
     pub fn cap_payloads(&mut self, cap: usize) {
@@ -621,16 +638,9 @@ mod tests {
 
     fn call(client_request_id: Option<String>) -> CallRecord {
         CallRecord {
-            request_id: Arc::from("id"),
             client_request_id,
-            time_us: 0,
-            status_code: 200,
-            execution_ms: None,
             request: Some(Bytes::from_static(b"{}")),
-            response: None,
-            served_entity: None,
-            logging_error_codes: Vec::new(),
-            requester: None,
+            ..CallRecord::for_tests()
         }
     }
 

@@ -133,8 +133,10 @@ impl ServingMetrics {
 
     /// An endpoint config's job counters, in [`Lane::ALL`] order.
     pub fn lanes(&self, endpoint: &str) -> [IntCounter; 2] {
-        [Lane::Inline, Lane::Pool]
-            .map(|lane| self.jobs.with_label_values(&[endpoint, lane.as_str()]))
+        std::array::from_fn(|i| {
+            self.jobs
+                .with_label_values(&[endpoint, Lane::ALL[i].as_str()])
+        })
     }
 
     /// Removes the per-request series of a deleted endpoint (`served` names its served entities).

@@ -70,8 +70,10 @@ pub async fn run(
     // Dropped here when the caller's deadline passes (or it hangs up) while the store has
     // not answered: counted as a job stopped at its deadline, as the pool counts skipped ones.
     let unanswered = Abandoned(job.deadline.as_ref());
-    let looked = await_lookups(lookups).await?;
+    let looked = await_lookups(lookups).await;
+    // Answered (a value or the store's error): not a deadline refusal.
     std::mem::forget(unanswered);
+    let looked = looked?;
     let submitted = Instant::now();
     let mut routed = *routed;
     run_in(pool, lane, move |worker| {

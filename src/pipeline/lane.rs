@@ -40,7 +40,7 @@ pub fn choose(
 }
 
 /// Whether a request's inference times feed its version's cost: only small requests, the
-/// ones the cost decides about.
+/// ones the cost decides about, and only when any may run inline.
 pub fn measures(inline: &InlineSettings, body_len: usize) -> bool {
-    body_len <= inline.max_body_bytes
+    inline.enabled() && body_len <= inline.max_body_bytes
 }

@@ -135,7 +135,7 @@ impl ServedBy {
     }
 }
 
-/// A scored request, from the pool worker.
+/// A scored request, from its job (on a pool worker or inline).
 pub struct Scored {
     pub body: Vec<u8>,
     pub timings: Timings,

@@ -1,4 +1,4 @@
-//! The job a pool worker runs for one request: decode, route, join and infer, encode, with
+//! The job for one request, on a pool worker or inline on its HTTP worker: decode, route, join and infer, encode, with
 //! the side channels fed after inference. A version whose features live in a remote store
 //! splits it in two: [`route`] (decode, route, start the lookups), the lookups awaited off the
 //! pool, then [`finish`]. Public so the benchmarks measure what the server runs.

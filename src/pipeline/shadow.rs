@@ -51,10 +51,8 @@ pub fn mirror(job: &Job, frame: Arc<Frame>) {
                 let lookup = features.lookup(&copy.frame, ignore);
                 let pool = job.pool.clone();
                 runtime.spawn(async move {
-                    let looked = lookup.await;
-                    drop(place);
-                    match looked {
-                        Ok(looked) => queue(&pool, copy, Some(looked)),
+                    match lookup.await {
+                        Ok(looked) => queue(&pool, copy, Some((place, looked))),
                         Err(_) => copy.slot().metrics.shadow_failed.inc(),
                     }
                 });
@@ -124,10 +122,19 @@ impl Copy {
     }
 }
 
-/// Queues the copy in the pool's background; a full queue drops it (counted).
-fn queue(pool: &crate::engine::pool::InferencePool, copy: Copy, looked: Option<Looked>) {
+/// Queues the copy in the pool's background, in the place it was promised when it waited for
+/// its features; a full queue drops it (counted).
+fn queue(
+    pool: &crate::engine::pool::InferencePool,
+    copy: Copy,
+    looked: Option<(crate::engine::pool::Promise, Looked)>,
+) {
     let dropped = copy.slot().metrics.shadow_dropped.clone();
-    if !pool.try_background(move |worker| copy.run(worker, looked)) {
+    let queued = match looked {
+        Some((place, looked)) => pool.fulfil(place, move |worker| copy.run(worker, Some(looked))),
+        None => pool.try_background(move |worker| copy.run(worker, None)),
+    };
+    if !queued {
         dropped.inc();
     }
 }

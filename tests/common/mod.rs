@@ -405,7 +405,9 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Polls `probe` until it gives a value, every 20 ms; panics naming `what` when `limit`
-/// passes first. The one polling loop of the tests: no test waits by sleeping a fixed time.
+/// passes first. The polling loop of the tests (the helpers that start mlflow, Redis and
+/// Prometheus keep their own, with their start-up errors): no test waits by sleeping a fixed
+/// time.
 pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + limit;
     loop {
