@@ -133,6 +133,7 @@ pub fn load_served_entity(
     let entity = Arc::new(ServedEntity {
         meta: Arc::new(meta),
         engine: loaded.engine(),
+        batch: crate::engine::batch::Batcher::new(loaded.clone()),
         loaded,
         signature: mv.signature.clone(),
         input_example: mv.input_example.clone(),
@@ -149,6 +150,13 @@ pub fn load_served_entity(
         context: context.clone(),
         message,
     };
+    if cfg.batching.is_some() {
+        if let Some(why) = entity.batch.unbatchable() {
+            return Err(fail(format!(
+                "batching is on for it (served_entities[].batching) and {why}"
+            )));
+        }
+    }
     // Before validation and warm-up: a version that does not fit is refused at once.
     if let Some(current) = ctx.replaces {
         fits(current, &entity).map_err(LoadError::Misfit)?;

@@ -46,6 +46,8 @@ pub struct ServedEntity {
     /// Its inference time per small call, measured at warm-up and on small requests: whether
     /// its small jobs may run inline.
     pub cost: crate::engine::cost::InferCost,
+    /// Its open batch, for served entities with batching on.
+    pub batch: Arc<crate::engine::batch::Batcher>,
 }
 
 /// Model versions loaded in this process now (served, loading, or finishing requests).
@@ -130,6 +132,15 @@ pub struct EntitySlot {
     shared_metrics: Arc<Metrics>,
     /// Drift and quality of the version it serves, made on first use (when monitoring is on).
     pub monitor: std::sync::OnceLock<Arc<crate::drift::SlotMonitor>>,
+    /// When its requests are batched, and where the batches' sizes are counted.
+    pub batching: Option<SlotBatching>,
+}
+
+/// A served entity's batching (`served_entities[].batching`).
+pub struct SlotBatching {
+    pub limits: crate::engine::batch::BatchLimits,
+    /// `modelgate_inference_batch_requests` of this served entity.
+    pub sizes: prometheus::Histogram,
 }
 
 impl EntitySlot {
@@ -147,8 +158,19 @@ impl EntitySlot {
 
     pub fn new(endpoint: &str, settings: ServedEntitySettings, metrics: &Arc<Metrics>) -> Self {
         let name: Arc<str> = settings.served_name().into();
+        let batching = settings.batching.map(|b| SlotBatching {
+            limits: crate::engine::batch::BatchLimits {
+                max_rows: b.max_rows,
+                max_delay: b.max_delay(),
+            },
+            sizes: metrics
+                .serving
+                .batch_requests
+                .with_label_values(&[endpoint, &name]),
+        });
         Self {
             endpoint: endpoint.to_owned(),
+            batching,
             metrics: ArmMetrics::new(&metrics.serving, endpoint, &name),
             shared_metrics: metrics.clone(),
             name,
@@ -520,6 +542,30 @@ impl ServedEntity {
             .run(worker, inputs)
             .map_err(|e| crate::error::RequestError::Internal(e.to_string()))?;
         Ok((outputs, keep_joined.then_some(joined)))
+    }
+
+    /// The model's inputs for `frame`, without running it: joined with the version's features
+    /// (from `looked` when they were looked up before), and the joined columns when
+    /// `keep_joined`. What a batch combines.
+    pub fn bind_request(
+        &self,
+        frame: &crate::protocol::frame::Frame,
+        looked: Option<crate::features::join::Looked>,
+        ignore: Option<&str>,
+        keep_joined: bool,
+    ) -> crate::error::RequestResult<(
+        Vec<crate::engine::Tensor>,
+        Option<crate::features::join::Joined>,
+    )> {
+        let Some(plan) = &self.features else {
+            return Ok((self.meta.binding.bind_ignoring(frame, ignore)?, None));
+        };
+        let joined = match looked {
+            Some(looked) => plan.complete(looked)?,
+            None => plan.join(frame, ignore)?,
+        };
+        let inputs = self.meta.binding.bind(&joined.frame)?;
+        Ok((inputs, keep_joined.then_some(joined)))
     }
 
     /// As [`ServedEntity::infer`], where the frame may also carry `ignore` (a routing key

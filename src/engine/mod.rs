@@ -1,6 +1,7 @@
 //! Engines run ONNX graphs. Two implementations sit behind one small trait: ONNX Runtime (`ort`,
 //! loaded at run time from `libonnxruntime.so`) and tract (pure Rust, needs nothing).
 
+pub mod batch;
 pub mod binding;
 pub mod cost;
 pub mod ort_engine;

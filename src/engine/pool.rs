@@ -15,6 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, select_biased, Receiver, Sender, TrySendError};
 
@@ -51,6 +52,94 @@ pub struct InferencePool {
     background_capacity: usize,
     /// Session indices for jobs run inline, above the workers' (0: never inline).
     inline_sessions: usize,
+    /// Work that waits for later requests (a batch), run by the next free worker when due.
+    deferred: Arc<Deferred>,
+}
+
+/// Work put off until `due`, or until no request is queued: the workers look here before
+/// taking a job, so it never waits behind an idle queue.
+#[derive(Default)]
+struct Deferred {
+    /// Entries, so an empty list costs the workers one atomic load.
+    len: AtomicUsize,
+    entries: Mutex<Vec<(Instant, Job)>>,
+}
+
+impl Deferred {
+    fn push(&self, due: Instant, job: Job) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.push((due, job));
+        self.len.store(entries.len(), Ordering::Release);
+    }
+
+    /// The oldest entry when `idle` (no request queued), else the first one due by `now`.
+    fn take(&self, now: Instant, idle: bool) -> Option<Job> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let at = if idle {
+            (!entries.is_empty()).then_some(0)
+        } else {
+            entries.iter().position(|(due, _)| *due <= now)
+        }?;
+        let (_, job) = entries.remove(at);
+        self.len.store(entries.len(), Ordering::Release);
+        Some(job)
+    }
+}
+
+/// Runs a job on worker `index`; a panic is logged and the worker lives on (jobs that answer
+/// a caller report their own panics to it).
+fn run_logged(job: Job, index: usize) {
+    if let Err(SubmitError::Panicked(message)) = guarded(|| job(index)) {
+        tracing::error!(worker = index, "an inference job panicked: {message}");
+    }
+}
+
+/// The caller's end of a job's answer: sent once, by the job or by work it hands its answer
+/// to (a batch that runs later, on any worker). Dropped unsent, it answers with an error.
+pub struct Responder<T: Send + 'static> {
+    tx: Option<tokio::sync::oneshot::Sender<Result<T, SubmitError>>>,
+}
+
+impl<T: Send + 'static> Responder<T> {
+    pub fn send(mut self, value: T) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Ok(value));
+        }
+    }
+
+    /// Nobody waits for the answer any more (the caller hung up or its deadline passed).
+    pub fn is_gone(&self) -> bool {
+        self.tx.as_ref().is_none_or(|tx| tx.is_closed())
+    }
+}
+
+impl<T: Send + 'static> Drop for Responder<T> {
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        if std::thread::panicking() {
+            // The panic's message is known where it is caught ([`guarded`]): answer there.
+            UNWOUND.with(|unwound| {
+                unwound.borrow_mut().push(Box::new(move |message: &str| {
+                    let _ = tx.send(Err(SubmitError::Panicked(message.to_owned())));
+                }))
+            });
+        } else {
+            let _ = tx.send(Err(SubmitError::Failed(
+                "the job ended without an answer".into(),
+            )));
+        }
+    }
+}
+
+/// An answer dropped by a panic: it sends the panic's message once that is caught.
+type Unwound = Box<dyn FnOnce(&str)>;
+
+thread_local! {
+    /// Answers dropped by a panic on this thread, waiting for its message.
+    static UNWOUND: std::cell::RefCell<Vec<Unwound>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Threads that have run an inline job so far (process-wide): each thread's own number.
@@ -78,9 +167,16 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
-/// Runs `f`, turning a panic into an error.
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, SubmitError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| SubmitError::Panicked(panic_message(&*p)))
+/// Runs `f`, turning a panic into an error; answers the [`Responder`]s the panic dropped with
+/// its message.
+pub fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, SubmitError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| {
+        let message = panic_message(&*p);
+        for answer in UNWOUND.with(|unwound| std::mem::take(&mut *unwound.borrow_mut())) {
+            answer(&message);
+        }
+        SubmitError::Panicked(message)
+    })
 }
 
 impl InferencePool {
@@ -112,14 +208,22 @@ impl InferencePool {
         // Background work never holds every worker: one stays free for requests.
         let background_limit = workers.saturating_sub(1).max(1);
         let background_slots = Arc::new(AtomicUsize::new(0));
+        let deferred = Arc::new(Deferred::default());
         let handles = (0..workers)
             .map(|index| {
                 let rx: Receiver<Job> = receiver.clone();
                 let bg: Receiver<Job> = background_rx.clone();
                 let slots = background_slots.clone();
+                let deferred = deferred.clone();
                 std::thread::Builder::new()
                     .name(format!("modelgate-infer-{index}"))
                     .spawn(move || loop {
+                        // Deferred work (a batch waiting for more requests) whose wait is
+                        // over, or any when no request is queued that could join it.
+                        if let Some(job) = deferred.take(Instant::now(), rx.is_empty()) {
+                            run_logged(job, index);
+                            continue;
+                        }
                         // A worker may take background work only with a slot reserved.
                         let reserved = slots.fetch_add(1, Ordering::AcqRel) < background_limit;
                         let job = if reserved {
@@ -142,9 +246,14 @@ impl InferencePool {
                             slots.fetch_sub(1, Ordering::AcqRel);
                             rx.recv().map(|j| (j, false))
                         };
-                        let Ok((job, background)) = job else { break };
-                        // Jobs catch their own panics; this keeps the worker alive regardless.
-                        let _ = guarded(|| job(index));
+                        let Ok((job, background)) = job else {
+                            // Closed: what was deferred still runs before the worker ends.
+                            while let Some(job) = deferred.take(Instant::now(), true) {
+                                run_logged(job, index);
+                            }
+                            break;
+                        };
+                        run_logged(job, index);
                         if background {
                             slots.fetch_sub(1, Ordering::AcqRel);
                         }
@@ -163,6 +272,7 @@ impl InferencePool {
             promised: Default::default(),
             background_capacity: background_capacity.max(1),
             inline_sessions,
+            deferred,
         })
     }
 
@@ -195,26 +305,6 @@ impl InferencePool {
         self.workers + thread % self.inline_sessions.max(1)
     }
 
-    /// Runs `f` here, on the calling thread, with an inline session index: for jobs small
-    /// enough to hold an async worker (the caller decides). A panic is an error, as on a
-    /// worker; the follow-up work runs after `f`, before the result is returned.
-    pub fn run_inline<T, F, G>(&self, f: F) -> Result<T, SubmitError>
-    where
-        F: FnOnce(usize) -> (T, Option<G>),
-        G: FnOnce(),
-    {
-        if !self.runs_inline() {
-            return Err(SubmitError::Failed(
-                "this pool runs no job inline (no inline sessions)".into(),
-            ));
-        }
-        let (result, then) = guarded(|| f(self.inline_index()))?;
-        if let Some(then) = then {
-            let _ = guarded(then);
-        }
-        Ok(result)
-    }
-
     pub fn workers(&self) -> usize {
         self.workers
     }
@@ -236,16 +326,17 @@ impl InferencePool {
         T: Send + 'static,
         F: FnOnce(usize) -> T + Send + 'static,
     {
-        self.run_then(move |worker| (f(worker), None::<fn()>)).await
+        self.run_responding(move |worker, respond| respond.send(f(worker)))
+            .await
     }
 
-    /// As [`InferencePool::run`], where `f` may also return follow-up work that runs on the same
-    /// worker after the result is handed to the caller, so the caller never waits for it.
-    pub async fn run_then<T, F, G>(&self, f: F) -> Result<T, SubmitError>
+    /// Runs `f` on a worker with the caller's end of its answer, and awaits the answer: `f`
+    /// sends it, or hands the [`Responder`] on to work that will ([`InferencePool::defer`]).
+    /// Refuses at once when the queue is full; skips the job when its caller has gone.
+    pub async fn run_responding<T, F>(&self, f: F) -> Result<T, SubmitError>
     where
         T: Send + 'static,
-        F: FnOnce(usize) -> (T, Option<G>) + Send + 'static,
-        G: FnOnce(),
+        F: FnOnce(usize, Responder<T>) + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let abandoned = self.abandoned.clone();
@@ -254,23 +345,44 @@ impl InferencePool {
                 abandoned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
-            match guarded(|| f(worker)) {
-                Ok((result, then)) => {
-                    let _ = tx.send(Ok(result));
-                    if let Some(then) = then {
-                        let _ = guarded(then);
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            }
+            f(worker, Responder { tx: Some(tx) });
         });
         self.sender.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => SubmitError::Full(self.capacity),
             TrySendError::Disconnected(_) => SubmitError::Closed,
         })?;
         rx.await.map_err(|_| SubmitError::Closed)?
+    }
+
+    /// As [`InferencePool::run_responding`], here, on the calling thread, with an inline
+    /// session index: for jobs small enough to hold an async worker (the caller decides). A
+    /// panic is an error, as on a worker.
+    pub async fn run_inline<T, F>(&self, f: F) -> Result<T, SubmitError>
+    where
+        T: Send + 'static,
+        F: FnOnce(usize, Responder<T>),
+    {
+        if !self.runs_inline() {
+            return Err(SubmitError::Failed(
+                "this pool runs no job inline (no inline sessions)".into(),
+            ));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let index = self.inline_index();
+        guarded(|| f(index, Responder { tx: Some(tx) }))?;
+        rx.await.map_err(|_| SubmitError::Closed)?
+    }
+
+    /// Whether requests wait in the queue now (work that could join a batch).
+    pub fn requests_waiting(&self) -> bool {
+        !self.sender.is_empty()
+    }
+
+    /// Runs `f` on the next worker free after `due`, or before that as soon as a worker finds
+    /// no request queued. Deferred work is not bounded here: its owner holds one entry at most
+    /// per open batch.
+    pub fn defer(&self, due: Instant, f: impl FnOnce(usize) + Send + 'static) {
+        self.deferred.push(due, Box::new(f));
     }
 
     /// A place for background work that must wait for something first (a shadow copy's
@@ -387,34 +499,69 @@ mod tests {
     /// thread while there are indices enough; a panic is an error and the thread goes on.
     #[test]
     fn inline_jobs_run_on_the_caller_with_sessions_of_their_own() {
+        use futures_util::FutureExt;
         let pool = InferencePool::with_inline(2, 4, 4, 2);
         assert_eq!(pool.sessions(), 4);
         assert_eq!(pool.inline_indices(), 2..4);
+        let inline = |pool: &InferencePool| {
+            pool.run_inline(|i, r: Responder<(std::thread::ThreadId, usize)>| {
+                r.send((std::thread::current().id(), i))
+            })
+            .now_or_never()
+            .expect("answered before it returns")
+        };
         let here = std::thread::current().id();
-        let (thread, index) = pool
-            .run_inline(|i| ((std::thread::current().id(), i), None::<fn()>))
-            .unwrap();
+        let (thread, index) = inline(&pool).unwrap();
         assert_eq!(thread, here, "ran on the caller");
         assert!(pool.inline_indices().contains(&index), "{index}");
-        let again = pool.run_inline(|i| (i, None::<fn()>)).unwrap();
-        assert_eq!(again, index, "one thread keeps its index");
-        let other = std::thread::scope(|s| {
-            s.spawn(|| pool.run_inline(|i| (i, None::<fn()>)).unwrap())
-                .join()
-                .unwrap()
-        });
+        assert_eq!(
+            inline(&pool).unwrap().1,
+            index,
+            "one thread keeps its index"
+        );
+        let other = std::thread::scope(|s| s.spawn(|| inline(&pool).unwrap().1).join().unwrap());
         assert!(pool.inline_indices().contains(&other));
-        let followed = AtomicUsize::new(0);
-        let r: Result<(), _> = pool.run_inline(|_| ((), Some(|| panic!("after"))));
-        assert!(r.is_ok(), "a panicking follow-up does not fail the job");
-        let r: Result<(), _> = pool.run_inline(|_| -> ((), Option<fn()>) { panic!("boom") });
-        assert!(matches!(r, Err(SubmitError::Panicked(m)) if m == "boom"));
-        pool.run_inline(|_| ((), Some(|| followed.store(1, Ordering::Relaxed))))
+        let r: Result<(), _> = pool
+            .run_inline(|_, _: Responder<()>| panic!("boom"))
+            .now_or_never()
             .unwrap();
-        assert_eq!(followed.load(Ordering::Relaxed), 1, "the follow-up ran");
+        assert!(matches!(r, Err(SubmitError::Panicked(m)) if m == "boom"));
         let none = InferencePool::new(1, 4);
         assert!(!none.runs_inline());
-        assert!(none.run_inline(|_| ((), None::<fn()>)).is_err());
+        assert!(none
+            .run_inline(|_, r: Responder<()>| r.send(()))
+            .now_or_never()
+            .unwrap()
+            .is_err());
+    }
+
+    /// A job that hands its answer on is answered by whoever sends it, on any worker; one
+    /// dropped unsent answers with an error, never leaves its caller waiting.
+    #[test]
+    fn a_responder_handed_on_answers_from_deferred_work() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let pool = InferencePool::new(1, 4);
+        let p = pool.clone();
+        let answer = rt.block_on(pool.run_responding(move |_, r: Responder<usize>| {
+            // Deferred while nothing is queued: it runs as soon as this job ends.
+            p.defer(
+                Instant::now() + std::time::Duration::from_secs(3600),
+                move |w| r.send(w + 7),
+            );
+        }));
+        assert_eq!(answer.unwrap(), 7);
+        let dropped: Result<usize, _> = rt.block_on(pool.run_responding(|_, r| drop(r)));
+        assert!(
+            matches!(dropped, Err(SubmitError::Failed(_))),
+            "{dropped:?}"
+        );
+        let panicked: Result<usize, _> = rt.block_on(pool.run_responding(|_, _r| panic!("boom")));
+        assert!(
+            matches!(&panicked, Err(SubmitError::Panicked(m)) if m == "boom"),
+            "{panicked:?}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub struct ServingMetrics {
     pub route_fallbacks: IntCounterVec,
     pub shadow_requests: IntCounterVec,
     pub shadow_duration: HistogramVec,
+    pub batch_requests: HistogramVec,
     /// Live users of each served entity's series: two configs can share them.
     arms: Users,
 }
@@ -90,6 +91,12 @@ impl ServingMetrics {
                 "modelgate_shadow_inference_duration_seconds",
                 "Inference time of shadow copies, by served entity.",
                 latency_buckets(),
+                &arm,
+            )),
+            batch_requests: r.add(make::histograms(
+                "modelgate_inference_batch_requests",
+                "Requests combined into one engine call, by served entity (only served entities with batching on).",
+                prometheus::exponential_buckets(1.0, 2.0, 11).expect("valid bucket parameters"),
                 &arm,
             )),
             arms: Users::default(),
@@ -188,6 +195,9 @@ impl ServingMetrics {
             .remove_label_values(&[endpoint, served_entity]);
         let _ = self
             .shadow_duration
+            .remove_label_values(&[endpoint, served_entity]);
+        let _ = self
+            .batch_requests
             .remove_label_values(&[endpoint, served_entity]);
     }
 }

@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::engine::pool::{InferencePool, SubmitError};
+use crate::engine::pool::{InferencePool, Responder, SubmitError};
 use crate::error::RequestError;
 use crate::metrics::labels::Lane;
 
 use super::request::{Failure, Scored};
-use super::score::{await_lookups, finish, route, Job, Lookup, Routed, Started};
+use super::score::{await_lookups, finish_then, route, Deliver, Job, Lookup, Routed, Started};
 use super::shadow::mirror;
 
 /// What the first job ends with.
@@ -23,16 +23,22 @@ enum Step {
     Waiting(Box<Routed>, Vec<Option<Lookup>>),
 }
 
-/// Runs `f` in `lane`: here, or on a pool worker (awaited).
-async fn run_in<T, F, G>(pool: &InferencePool, lane: Lane, f: F) -> Result<T, SubmitError>
+/// The caller's end of a job's answer.
+type Respond = Responder<Result<Step, Failure>>;
+
+/// Runs `f` in `lane`: here, or on a pool worker; awaits what it (or the batch it hands its
+/// answer to) sends.
+async fn run_in<F>(
+    pool: &InferencePool,
+    lane: Lane,
+    f: F,
+) -> Result<Result<Step, Failure>, SubmitError>
 where
-    T: Send + 'static,
-    F: FnOnce(usize) -> (T, Option<G>) + Send + 'static,
-    G: FnOnce(),
+    F: FnOnce(usize, Respond) + Send + 'static,
 {
     match lane {
-        Lane::Inline => pool.run_inline(f),
-        Lane::Pool => pool.run_then(f).await,
+        Lane::Inline => pool.run_inline(f).await,
+        Lane::Pool => pool.run_responding(f).await,
     }
 }
 
@@ -49,17 +55,26 @@ pub async fn run(
     let job = Arc::new(job);
     let submitted = Instant::now();
     let job_copy = job.clone();
-    let first = run_in(pool, lane, move |worker| {
+    let first = run_in(pool, lane, move |worker, respond| {
         let job = job_copy;
-        let step =
-            route(&job, &body, submitted).and_then(|routed| match routed.start_lookups(&job)? {
-                Some(Started::Waiting(lookups)) => Ok(Step::Waiting(Box::new(routed), lookups)),
-                Some(Started::Ready(looked)) => {
-                    finish(&job, worker, routed, looked).map(Step::Scored)
-                }
-                None => finish(&job, worker, routed, Vec::new()).map(Step::Scored),
-            });
-        with_shadow(step, &job)
+        let routed = match route(&job, &body, submitted) {
+            Ok(routed) => routed,
+            Err(e) => return respond.send(Err(e)),
+        };
+        match routed.start_lookups(&job) {
+            Err(e) => respond.send(Err(e)),
+            Ok(Some(Started::Waiting(lookups))) => {
+                respond.send(Ok(Step::Waiting(Box::new(routed), lookups)))
+            }
+            Ok(Some(Started::Ready(looked))) => {
+                let answer = Answer::new(&job, respond);
+                finish_then(&job, worker, routed, looked, answer)
+            }
+            Ok(None) => {
+                let answer = Answer::new(&job, respond);
+                finish_then(&job, worker, routed, Vec::new(), answer)
+            }
+        }
     })
     .await
     .map_err(refused)??;
@@ -76,14 +91,15 @@ pub async fn run(
     let looked = looked?;
     let submitted = Instant::now();
     let mut routed = *routed;
-    run_in(pool, lane, move |worker| {
+    run_in(pool, lane, move |worker, respond| {
         routed.resume(submitted);
-        let step = job
-            .check_deadline("after the feature lookup")
-            .map_err(Failure::from)
-            .and_then(|()| finish(&job, worker, routed, looked))
-            .map(Step::Scored);
-        with_shadow(step, &job)
+        match job.check_deadline("after the feature lookup") {
+            Err(e) => respond.send(Err(e.into())),
+            Ok(()) => {
+                let answer = Answer::new(&job, respond);
+                finish_then(&job, worker, routed, looked, answer)
+            }
+        }
     })
     .await
     .map_err(refused)?
@@ -91,6 +107,36 @@ pub async fn run(
         Step::Scored(scored) => scored,
         Step::Waiting(..) => unreachable!("the second job always finishes"),
     })
+}
+
+/// Where a scored request goes: to its caller, then its shadow copies to the queue (the
+/// caller never waits for them).
+struct Answer {
+    job: Arc<Job>,
+    respond: Respond,
+}
+
+impl Answer {
+    fn new(job: &Arc<Job>, respond: Respond) -> Self {
+        Self {
+            job: job.clone(),
+            respond,
+        }
+    }
+}
+
+impl Deliver for Answer {
+    fn gone(&self) -> bool {
+        self.respond.is_gone()
+    }
+
+    fn deliver(self, result: Result<Scored, Failure>) {
+        let (step, shadow) = with_shadow(result.map(Step::Scored), &self.job);
+        self.respond.send(step);
+        if let Some(shadow) = shadow {
+            shadow();
+        }
+    }
 }
 
 /// Counts a deadline refusal when dropped: a request whose lookup was still waiting.

@@ -6,8 +6,9 @@
 //! same core), a small job runs where it is: a body of at most
 //! `inference.inline.max_body_bytes`, to an endpoint whose every served version has been
 //! measured (`ServedEntity::cost`: warm-up runs, then its small requests) to infer within
-//! `inference.inline.max_us` on average. Everything else, and a version not measured yet, goes
-//! to the pool, which bounds its queue and keeps the HTTP workers free for I/O.
+//! `inference.inline.max_us` on average. Everything else, a version not measured yet and an
+//! endpoint with batching on goes to the pool, which bounds its queue and keeps the HTTP
+//! workers free for I/O.
 
 use crate::endpoint::Generation;
 use crate::engine::pool::InferencePool;
@@ -26,7 +27,14 @@ pub fn choose(
     }
     let bound = inline.max_inference();
     let mut served = 0;
-    for entity in generation.slots.iter().filter_map(|slot| slot.served()) {
+    for slot in generation.slots.iter() {
+        // A batch gathers requests on the pool's workers.
+        if slot.batching.is_some() {
+            return Lane::Pool;
+        }
+        let Some(entity) = slot.served() else {
+            continue;
+        };
         if !entity.cost.within(bound) {
             return Lane::Pool;
         }

@@ -14,6 +14,7 @@
 //! - [`views`]: the metrics scrape, monitoring reports, label joins.
 
 pub mod admission;
+mod batch;
 pub mod decode;
 pub mod encode;
 mod gateway;

@@ -20,6 +20,7 @@ use crate::protocol::frame::Frame;
 use crate::protocol::limits::DecodeLimits;
 
 use super::admission::Deadline;
+use super::batch;
 use super::decode::decode;
 use super::encode::Reply;
 use super::request::{Failure, Format, Scored, ServedBy, Timings};
@@ -63,19 +64,19 @@ impl Job {
 
 /// A request decoded and routed: who scores which rows.
 pub struct Routed {
-    started: Instant,
-    queued: f64,
-    decoded: Instant,
+    pub(super) started: Instant,
+    pub(super) queued: f64,
+    pub(super) decoded: Instant,
     /// When the join and inference began: after decoding, or when the second job started.
-    inferring_from: Instant,
-    frame: Arc<Frame>,
-    reply: Reply,
-    client_request_id: Option<String>,
-    units: Units,
+    pub(super) inferring_from: Instant,
+    pub(super) frame: Arc<Frame>,
+    pub(super) reply: Reply,
+    pub(super) client_request_id: Option<String>,
+    pub(super) units: Units,
 }
 
 /// Who scores a request's rows.
-enum Units {
+pub(super) enum Units {
     /// One arm, all rows.
     Whole {
         arm: usize,
@@ -267,11 +268,13 @@ pub fn finish(
         client_request_id,
         units,
     } = routed;
-    let rows = frame.rows();
-    let mut answer = Answering {
-        buf: Vec::with_capacity(64 + rows * 48),
-        logged: Vec::new(),
+    let times = Times {
+        started,
+        queued,
+        decoded,
+        inferring_from,
     };
+    let mut answer = Answering::for_rows(frame.rows());
     let mut looked = looked.into_iter();
     let (served, inferred) = match units {
         Units::Whole { arm, entity } => {
@@ -289,14 +292,66 @@ pub fn finish(
         }
         Units::Split(parts) => split::finish(job, worker, &frame, parts, looked, &mut answer)?,
     };
+    conclude(
+        job,
+        frame,
+        answer,
+        served,
+        times,
+        inferred,
+        client_request_id,
+    )
+}
+
+/// Where a request's result goes, once it is scored: on the worker that scored it, which is
+/// another request's when its inference was batched.
+pub trait Deliver: Send + 'static {
+    /// Nobody waits for the result any more.
+    fn gone(&self) -> bool;
+    fn deliver(self, result: Result<Scored, Failure>);
+}
+
+/// As [`finish`], handing the result to `deliver`; a request to a served entity with batching
+/// on joins that entity's batch ([`crate::engine::batch`]) and is delivered when it has run.
+pub fn finish_then(
+    job: &Arc<Job>,
+    worker: usize,
+    routed: Routed,
+    looked: Lookups,
+    deliver: impl Deliver,
+) {
+    match batch::joins(job, &routed) {
+        Some(batching) => batch::submit(job, worker, routed, looked, batching, deliver),
+        None => deliver.deliver(finish(job, worker, routed, looked)),
+    }
+}
+
+/// When a request's stages began, for its timings.
+pub(super) struct Times {
+    pub started: Instant,
+    pub queued: f64,
+    pub decoded: Instant,
+    pub inferring_from: Instant,
+}
+
+/// A request's answer, once every unit is scored: checked against the response bound, timed.
+pub(super) fn conclude(
+    job: &Job,
+    frame: Arc<Frame>,
+    mut answer: Answering,
+    served: ServedBy,
+    times: Times,
+    inferred: Instant,
+    client_request_id: Option<String>,
+) -> Result<Scored, Failure> {
     job.limits.response(answer.buf.len())?;
     let encoded = Instant::now();
     let timings = Timings {
-        queued,
-        decode: (decoded - started).as_secs_f64(),
-        inference: (inferred - inferring_from).as_secs_f64(),
+        queued: times.queued,
+        decode: (times.decoded - times.started).as_secs_f64(),
+        inference: (inferred - times.inferring_from).as_secs_f64(),
         encode: (encoded - inferred).as_secs_f64(),
-        rows,
+        rows: frame.rows(),
     };
     for s in &mut answer.logged {
         s.stages = Some(timings);
@@ -315,6 +370,15 @@ pub fn finish(
 pub(super) struct Answering {
     pub buf: Vec<u8>,
     pub logged: Vec<ScoredRows>,
+}
+
+impl Answering {
+    pub fn for_rows(rows: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(64 + rows * 48),
+            logged: Vec::new(),
+        }
+    }
 }
 
 /// Joins (from `looked` when the features were awaited before this job) and infers `frame`
@@ -350,11 +414,28 @@ fn score_whole(
     reply: &Reply,
     answer: &mut Answering,
 ) -> Result<(ServedBy, Instant), Failure> {
+    let slot = &job.generation.slots[arm];
+    let keep = reply.echoes_features() || job.sinks.keeps_inputs();
+    let (outputs, joined) =
+        infer(job, worker, &entity, frame, looked, keep).map_err(Failure::by(&slot.name))?;
+    answer_whole(job, frame, arm, entity, outputs, joined, reply, answer)
+}
+
+/// The whole request's answer from its outputs: checked, fed to the side channels, encoded.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn answer_whole(
+    job: &Job,
+    frame: &Arc<Frame>,
+    arm: usize,
+    entity: Arc<ServedEntity>,
+    outputs: Vec<NamedTensor>,
+    joined: Option<Joined>,
+    reply: &Reply,
+    answer: &mut Answering,
+) -> Result<(ServedBy, Instant), Failure> {
     let generation = &job.generation;
     let slot = &generation.slots[arm];
     let failed = Failure::by(&slot.name);
-    let keep = reply.echoes_features() || job.sinks.keeps_inputs();
-    let (outputs, joined) = infer(job, worker, &entity, frame, looked, keep).map_err(failed)?;
     let rows = frame.rows();
     // Encoders index outputs by row: a model whose outputs are not one row per input row is
     // refused here, not by a panic.

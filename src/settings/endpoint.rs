@@ -55,6 +55,52 @@ pub struct ServedEntitySettings {
     /// Accepted from Databricks clients; models run on the CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_type: Option<String>,
+    /// Ours: concurrent requests to this served entity combined into one engine call
+    /// (adaptive batching); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<BatchingSettings>,
+}
+
+/// Adaptive batching of one served entity: while other requests wait in the inference queue,
+/// a request's rows wait (at most `max_delay_us`) for theirs, and the batch runs as one engine
+/// call of at most `max_rows` rows. A request never waits on an idle queue.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingSettings {
+    /// Rows in one engine call; a request with more runs alone.
+    #[serde(default = "BatchingSettings::default_max_rows")]
+    pub max_rows: usize,
+    /// The longest a request waits for others to join its batch, in microseconds.
+    #[serde(default = "BatchingSettings::default_max_delay_us")]
+    pub max_delay_us: u64,
+}
+
+impl BatchingSettings {
+    /// The largest `max_rows`: a batch's inputs are copied into one set of tensors.
+    pub const MAX_ROWS: usize = 65_536;
+    /// The largest `max_delay_us` (one second).
+    pub const MAX_DELAY_US: u64 = 1_000_000;
+
+    fn default_max_rows() -> usize {
+        64
+    }
+
+    fn default_max_delay_us() -> u64 {
+        1_000
+    }
+
+    pub fn max_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.max_delay_us)
+    }
+}
+
+impl Default for BatchingSettings {
+    fn default() -> Self {
+        Self {
+            max_rows: Self::default_max_rows(),
+            max_delay_us: Self::default_max_delay_us(),
+        }
+    }
 }
 
 impl ServedEntitySettings {
@@ -67,6 +113,7 @@ impl ServedEntitySettings {
             workload_size: None,
             scale_to_zero_enabled: None,
             workload_type: None,
+            batching: None,
         }
     }
 
@@ -225,6 +272,28 @@ impl EndpointSettings {
                         names[j]
                     ),
                 );
+            }
+            if let Some(b) = &se.batching {
+                if !(1..=BatchingSettings::MAX_ROWS).contains(&b.max_rows) {
+                    add(
+                        k("batching.max_rows"),
+                        format!(
+                            "{} is outside 1..={} (rows in one engine call)",
+                            b.max_rows,
+                            BatchingSettings::MAX_ROWS
+                        ),
+                    );
+                }
+                if !(1..=BatchingSettings::MAX_DELAY_US).contains(&b.max_delay_us) {
+                    add(
+                        k("batching.max_delay_us"),
+                        format!(
+                            "{} is outside 1..={} (microseconds a request may wait for others)",
+                            b.max_delay_us,
+                            BatchingSettings::MAX_DELAY_US
+                        ),
+                    );
+                }
             }
         }
         match &self.traffic_config {
