@@ -5,16 +5,17 @@
 # where two pin.sh runs minutes apart are not.
 #
 #   loadtests/alternate.sh [--logged] [--rate N] [--connections C] [--seconds S] [--rounds R]
-#                          BIN[::YAML] BIN[::YAML] ...
+#                          BIN[::YAML[::ENTITY]] BIN[::YAML[::ENTITY]] ...
 #
-# Each BIN starts fresh for every run (one endpoint, demo version 1 on ONNX Runtime, a one-row
-# request carrying every feature; with --logged every request is logged to inference tables in
-# a temp dir and monitoring is on, as in pin.sh), gets 2 s of warm-up, then S s (5) of wrk
-# closed loop at C connections (8), or with --rate N of oha open loop at N req/s with
-# --latency-correction. YAML after `::` is added to that binary's config under `inference:`
-# (say `BIN::"inline: {max_us: 100}"`); LOG_YAML adds keys under `inference_log:` for every
-# run. Prints one line per run: label, req/s, p99 ms (open loop: also p50 and p99.9). Needs wrk,
-# oha, taskset and python3, as pin.sh does.
+# Each BIN starts fresh for every run (one endpoint, demo version 1 on ONNX Runtime, or
+# MODEL_VERSION=2 for the gradient-boosted trees, a one-row request carrying every feature;
+# with --logged every request is logged to inference tables in a temp dir and monitoring is on,
+# as in pin.sh), gets 2 s of warm-up, then S s (5) of wrk closed loop at C connections (8), or
+# with --rate N of oha open loop at N req/s with --latency-correction. YAML after `::` is added
+# to that binary's config under `inference:` (say `BIN::"inline: {max_us: 100}"`), ENTITY after
+# a second `::` to its served entity (say `BIN::::"batching: {max_rows: 32}"`); LOG_YAML adds
+# keys under `inference_log:` for every run. Prints one line per run: label, req/s, p99 ms (open
+# loop: also p50 and p99.9). Needs wrk, oha, taskset and python3, as pin.sh does.
 set -euo pipefail
 logged=0 rate="" c=8 secs=5 rounds=3
 while [ $# -gt 0 ]; do
@@ -47,10 +48,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 - "$work" <<'PY'
+python3 - "$work" "${MODEL_VERSION:-1}" <<'PY'
 import json, sys
 work = sys.argv[1]
-cases = json.load(open("tests/fixtures/transactions_v1_cases.json"))
+cases = json.load(open(f"tests/fixtures/transactions_v{sys.argv[2]}_cases.json"))
 body = json.dumps({"dataframe_split": {"columns": cases["columns"], "data": [cases["data"][0]]}})
 open(f"{work}/body.json", "w").write(body)
 open(f"{work}/post.lua", "w").write(f'''wrk.method = "POST"
@@ -68,11 +69,12 @@ run=0
 for round in $(seq "$rounds"); do
   for target in "$@"; do
     run=$((run + 1))
-    bin="${target%%::*}" extra=""
+    bin="${target%%::*}" extra="" entity=""
     [ "$bin" = "$target" ] || extra="${target#*::}"
+    case "$extra" in *::*) entity="${extra#*::}" extra="${extra%%::*}" ;; esac
     kind=serving
     [ "$logged" = 0 ] || kind=logged
-    pinned_config "$kind" "$work/run-$run" "$extra" "${LOG_YAML:-}" > "$work/c.yaml"
+    pinned_config "$kind" "$work/run-$run" "$extra" "${LOG_YAML:-}" "$entity" > "$work/c.yaml"
     taskset -c 0 "$bin" serve --config "$work/c.yaml" --listen 127.0.0.1:0 > "$work/out" 2> "$work/err" &
     pid=$!
     base=""
@@ -96,7 +98,7 @@ print("%.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms" % (ok / d["summary"]
     else
       result="$(taskset -c 1 wrk -t1 -c"$c" -d"${secs}s" -s "$work/post.lua" "$url" | tail -1)"
     fi
-    echo "round $round, $(basename "$bin")${extra:+ ($extra)}, c=$c${rate:+, open loop at $rate req/s}: $result"
+    echo "round $round, $(basename "$bin")${extra:+ ($extra)}${entity:+ [$entity]}, c=$c${rate:+, open loop at $rate req/s}: $result"
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   done
 done

@@ -1,13 +1,16 @@
 # The gateway config of the pinned load tests (pin.sh, alternate.sh); source it.
 #
 #   pinned_config serving|logged DIR [YAML under inference:] [YAML under inference_log:]
+#                 [keys of the served entity]
 #
-# One endpoint `t` serving demo version 1 on ONNX Runtime; the request carries every feature,
+# One endpoint `t` serving demo version MODEL_VERSION (1, the logistic regression, unless set;
+# 2 is the gradient-boosted trees) on ONNX Runtime; the served entity gets the last argument's
+# keys (say `batching: {max_rows: 32}`); the request carries every feature,
 # so its join looks nothing up. `serving`: monitoring off and nothing logged; `logged`: every
 # request logged to inference tables under DIR/tables, monitoring on (the demo's defaults).
 # The control plane's state file is DIR/state.json (DIR is made).
 pinned_config() {
-  local kind=$1 dir=$2 inference=${3:-} log=${4:-}
+  local kind=$1 dir=$2 inference=${3:-} log=${4:-} entity=${5:-}
   mkdir -p "$dir"
   echo "registry: {path: models, watch: false}"
   echo "features:"
@@ -24,6 +27,6 @@ pinned_config() {
   fi
   echo "endpoints:"
   echo "  - name: t"
-  echo "    served_entities: [{entity_name: transactions, entity_version: \"1\", engine: ort}]"
+  echo "    served_entities: [{entity_name: transactions, entity_version: \"${MODEL_VERSION:-1}\", engine: ort${entity:+, $entity}}]"
   [ "$kind" = serving ] || echo "    auto_capture_config: {table_name_prefix: t}"
 }

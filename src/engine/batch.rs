@@ -1,9 +1,11 @@
 //! Adaptive batching: concurrent requests to one loaded model run as one engine call.
 //!
-//! A request's inputs join its model's open batch. The batch runs, on the worker that fills
-//! it, when it holds `max_rows` rows, when no other request waits in the inference queue (none
-//! could join it), or when its first request has waited `max_delay`; until then it is deferred
-//! in the pool ([`InferencePool::defer`]) and the worker takes the next queued request. The
+//! A request's inputs join its model's open batch. The batch runs on the worker that fills it
+//! (`max_rows` rows) or finds its first request has waited `max_delay`; until then it is
+//! deferred in the pool ([`InferencePool::defer`]): the worker goes on with the queued
+//! requests, which may join it, and runs it as soon as it finds the queue empty (after one
+//! yield to the threads that queue requests). So a lone request never waits for company, and
+//! under load the batch grows with the queue. The
 //! inputs are concatenated along their first (row) dimension, the model runs once, and each
 //! request gets its own rows of every output back, in its own continuation ([`Waiting`]).
 
@@ -102,9 +104,9 @@ impl Batcher {
     }
 
     /// Adds `item` to the open batch, on pool worker `worker`, and runs the batch here when it
-    /// is full, when no request waits in `pool`'s queue, or when its wait is over; else defers
-    /// it. A request of more than `max_rows` rows runs alone. `sizes` counts the requests of
-    /// each engine call.
+    /// is full or its wait is over; else defers it in `pool` (the first request of a batch
+    /// does). A request of more than `max_rows` rows runs alone. `sizes` counts the requests
+    /// of each engine call.
     pub fn submit(
         self: &Arc<Self>,
         pool: &InferencePool,
@@ -131,7 +133,7 @@ impl Batcher {
         open.rows += item.rows;
         open.items.push(item);
         let due = since + limits.max_delay;
-        if open.rows >= limits.max_rows || now >= due || !pool.requests_waiting() {
+        if open.rows >= limits.max_rows || now >= due {
             let batch = open.take();
             drop(open);
             self.run(worker, batch);

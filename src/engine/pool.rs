@@ -57,7 +57,9 @@ pub struct InferencePool {
 }
 
 /// Work put off until `due`, or until no request is queued: the workers look here before
-/// taking a job, so it never waits behind an idle queue.
+/// taking a job, so it never waits behind an idle queue. A worker that finds the queue empty
+/// yields once before running it, so requests the HTTP workers are reading on the same core
+/// can still join (at one connection the yield finds nothing to run and costs a syscall).
 #[derive(Default)]
 struct Deferred {
     /// Entries, so an empty list costs the workers one atomic load.
@@ -73,10 +75,11 @@ impl Deferred {
     }
 
     /// The oldest entry when `idle` (no request queued), else the first one due by `now`.
-    fn take(&self, now: Instant, idle: bool) -> Option<Job> {
+    fn take(&self, now: Instant, idle: impl FnOnce() -> bool) -> Option<Job> {
         if self.len.load(Ordering::Acquire) == 0 {
             return None;
         }
+        let idle = idle();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let at = if idle {
             (!entries.is_empty()).then_some(0)
@@ -220,7 +223,14 @@ impl InferencePool {
                     .spawn(move || loop {
                         // Deferred work (a batch waiting for more requests) whose wait is
                         // over, or any when no request is queued that could join it.
-                        if let Some(job) = deferred.take(Instant::now(), rx.is_empty()) {
+                        if let Some(job) = deferred.take(Instant::now(), || {
+                            // Before deciding the queue is idle, let the threads that read
+                            // requests run: what they queue now can join the batch.
+                            rx.is_empty() && {
+                                std::thread::yield_now();
+                                rx.is_empty()
+                            }
+                        }) {
                             run_logged(job, index);
                             continue;
                         }
@@ -248,7 +258,7 @@ impl InferencePool {
                         };
                         let Ok((job, background)) = job else {
                             // Closed: what was deferred still runs before the worker ends.
-                            while let Some(job) = deferred.take(Instant::now(), true) {
+                            while let Some(job) = deferred.take(Instant::now(), || true) {
                                 run_logged(job, index);
                             }
                             break;
@@ -373,14 +383,9 @@ impl InferencePool {
         rx.await.map_err(|_| SubmitError::Closed)?
     }
 
-    /// Whether requests wait in the queue now (work that could join a batch).
-    pub fn requests_waiting(&self) -> bool {
-        !self.sender.is_empty()
-    }
-
     /// Runs `f` on the next worker free after `due`, or before that as soon as a worker finds
-    /// no request queued. Deferred work is not bounded here: its owner holds one entry at most
-    /// per open batch.
+    /// no request queued (having yielded once to the threads that queue them). Deferred work is
+    /// not bounded here: its owner holds one entry at most per open batch.
     pub fn defer(&self, due: Instant, f: impl FnOnce(usize) + Send + 'static) {
         self.deferred.push(due, Box::new(f));
     }
@@ -562,6 +567,36 @@ mod tests {
             matches!(&panicked, Err(SubmitError::Panicked(m)) if m == "boom"),
             "{panicked:?}"
         );
+    }
+
+    /// Deferred work waits while requests are queued (they may join it) and runs once the
+    /// queue is empty; when its time is due it runs before the queued requests.
+    #[test]
+    fn deferred_work_runs_when_the_queue_empties_or_when_due() {
+        for (due_in, order) in [(3600, ["A", "B", "X"]), (0, ["A", "X", "B"])] {
+            let pool = InferencePool::new(1, 4);
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let (started_tx, started_rx) = std::sync::mpsc::channel();
+            let (p, s) = (pool.clone(), seen.clone());
+            let first = std::thread::spawn(move || {
+                let q = p.clone();
+                p.run_blocking(move |_| {
+                    started_tx.send(()).unwrap();
+                    wait_until("B queued", || q.queued() == 1);
+                    s.lock().unwrap().push("A");
+                    let s = s.clone();
+                    let due = Instant::now() + std::time::Duration::from_secs(due_in);
+                    q.defer(due, move |_| s.lock().unwrap().push("X"));
+                })
+            });
+            started_rx.recv().unwrap();
+            let s = seen.clone();
+            pool.run_blocking(move |_| s.lock().unwrap().push("B"))
+                .unwrap();
+            first.join().unwrap().unwrap();
+            wait_until("X ran", || seen.lock().unwrap().len() == 3);
+            assert_eq!(*seen.lock().unwrap(), order, "due in {due_in} s");
+        }
     }
 
     #[test]
