@@ -8,9 +8,9 @@
 #                          BIN[::YAML[::ENTITY]] BIN[::YAML[::ENTITY]] ...
 #
 # Each BIN starts fresh for every run (one endpoint, demo version 1 on ONNX Runtime, or
-# MODEL_VERSION=2 for the gradient-boosted trees, a one-row request carrying every feature;
-# with --logged every request is logged to inference tables in a temp dir and monitoring is on,
-# as in pin.sh), gets 2 s of warm-up, then S s (5) of wrk closed loop at C connections (8), or
+# MODEL_VERSION=2 for the gradient-boosted trees, a one-row request carrying every feature, or
+# with ROWS=n (at most 64) n rows; with --logged every request is logged to inference tables in
+# a temp dir and monitoring is on, as in pin.sh), gets 2 s of warm-up, then S s (5) of wrk closed loop at C connections (8), or
 # with --rate N of oha open loop at N req/s with --latency-correction. YAML after `::` is added
 # to that binary's config under `inference:` (say `BIN::"inline: {max_us: 100}"`), ENTITY after
 # a second `::` to its served entity (say `BIN::::"batching: {max_rows: 32}"`); LOG_YAML adds
@@ -48,11 +48,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 - "$work" "${MODEL_VERSION:-1}" <<'PY'
+python3 - "$work" "${MODEL_VERSION:-1}" "${ROWS:-1}" <<'PY'
 import json, sys
 work = sys.argv[1]
 cases = json.load(open(f"tests/fixtures/transactions_v{sys.argv[2]}_cases.json"))
-body = json.dumps({"dataframe_split": {"columns": cases["columns"], "data": [cases["data"][0]]}})
+body = json.dumps({"dataframe_split": {"columns": cases["columns"], "data": cases["data"][:int(sys.argv[3])]}})
 open(f"{work}/body.json", "w").write(body)
 open(f"{work}/post.lua", "w").write(f'''wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

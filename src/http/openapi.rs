@@ -104,7 +104,10 @@ fn schemas() -> Value {
             "properties": {
                 "served_entities": {"type": "array", "items": {"type": "object", "required": ["entity_name", "entity_version"], "properties": {
                     "name": {"type": "string"}, "entity_name": {"type": "string"}, "entity_version": {"type": "string"},
-                    "engine": {"type": "string", "enum": ["auto", "ort", "tract"]}}}},
+                    "engine": {"type": "string", "enum": ["auto", "ort", "tract"]},
+                    "batching": {"type": "object", "description": "Adaptive batching (ours; off when absent): concurrent requests combined into one engine call.", "properties": {
+                        "max_rows": {"type": "integer", "minimum": 1, "maximum": 65536, "default": 64},
+                        "max_delay_us": {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1000}}}}}},
                 "traffic_config": {"type": "object", "properties": {"routes": {"type": "array", "items": {"type": "object", "properties": {
                     "served_entity_name": {"type": "string"}, "traffic_percentage": {"type": "integer"},
                     "shadow": {"type": "boolean"}, "shadow_percentage": {"type": "integer"}}}}}},
