@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use modelgate::settings::Settings;
 
+// mimalloc's per-thread free lists: glibc's malloc and free took about a tenth of a small
+// request's CPU time (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "modelgate",
@@ -52,7 +57,23 @@ enum FeaturesCommand {
     },
 }
 
+/// mimalloc's `mi_option_arena_purge_mult` (position 24 of its v3 option list, which the
+/// `MIMALLOC_ARENA_PURGE_MULT` variable sets too): arena memory is purged `purge_delay` (10 ms)
+/// times this after it is freed.
+const MI_OPTION_ARENA_PURGE_MULT: libmimalloc_sys::mi_option_t = 24;
+
+/// Large blocks (request bodies, a parse's value tree) live in mimalloc's arenas; with their
+/// free memory kept 10 ms before it goes back to the OS, a burst of large bodies piles up (the
+/// JSON-bomb test's peak RSS was 650-730 MiB, over its 512 MiB bound; about 415 with arenas
+/// purged at once). Small pages keep the delay, which is what makes mimalloc fast: purging them
+/// at once too (`MIMALLOC_PURGE_DELAY=0`) lost the serving gain.
+fn tune_allocator() {
+    // SAFETY: an option setter of the allocator, called before any other thread starts.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_PURGE_MULT, 0) }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
