@@ -39,17 +39,14 @@ pub(super) fn submit(
     deliver: impl Deliver,
 ) {
     let Routed {
-        started,
-        queued,
-        decoded,
-        inferring_from,
+        times,
         frame,
         reply,
         client_request_id,
         units,
     } = routed;
     let Units::Whole { arm, entity } = units else {
-        unreachable!("only whole requests join a batch ({})", "joins");
+        unreachable!("only whole requests join a batch (see `joins`)");
     };
     let slot = &job.generation.slots[arm];
     let keep = reply.echoes_features() || job.sinks.keeps_inputs();
@@ -66,12 +63,7 @@ pub(super) fn submit(
         frame,
         reply,
         joined,
-        times: Times {
-            started,
-            queued,
-            decoded,
-            inferring_from,
-        },
+        times,
         client_request_id,
         deliver,
     });

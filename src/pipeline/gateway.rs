@@ -330,7 +330,10 @@ impl Gateway {
                 .timeout
                 .map(|t| Deadline::new(inv.received, t, self.deadline_refusals.clone())),
             pool: self.pool.clone(),
-            runtime: tokio::runtime::Handle::try_current().ok(),
+            // Only shadow copies wait on it (for their features): no clone per request else.
+            runtime: (!generation.router.shadows.is_empty())
+                .then(tokio::runtime::Handle::try_current)
+                .and_then(Result::ok),
             sinks: Sinks {
                 log,
                 monitor: self.monitoring.as_ref().map(|config| RequestMonitor {

@@ -64,11 +64,7 @@ impl Job {
 
 /// A request decoded and routed: who scores which rows.
 pub struct Routed {
-    pub(super) started: Instant,
-    pub(super) queued: f64,
-    pub(super) decoded: Instant,
-    /// When the join and inference began: after decoding, or when the second job started.
-    pub(super) inferring_from: Instant,
+    pub(super) times: Times,
     pub(super) frame: Arc<Frame>,
     pub(super) reply: Reply,
     pub(super) client_request_id: Option<String>,
@@ -131,10 +127,12 @@ pub fn route(job: &Job, body: &[u8], submitted: Instant) -> Result<Routed, Failu
         Assignment::Rows(arm_of_row) => Units::Split(split::route(job, &frame, &arm_of_row)?),
     };
     Ok(Routed {
-        started,
-        queued: (started - submitted).as_secs_f64(),
-        decoded: decoded_at,
-        inferring_from: decoded_at,
+        times: Times {
+            started,
+            queued: (started - submitted).as_secs_f64(),
+            decoded: decoded_at,
+            inferring_from: decoded_at,
+        },
         frame,
         reply: decoded.reply,
         client_request_id: decoded.client_request_id,
@@ -182,8 +180,8 @@ impl Routed {
     /// are timed from now (the lookup's wait is `modelgate_feature_lookup_duration_seconds`).
     pub fn resume(&mut self, submitted: Instant) {
         let now = Instant::now();
-        self.queued += (now - submitted).as_secs_f64();
-        self.inferring_from = now;
+        self.times.queued += (now - submitted).as_secs_f64();
+        self.times.inferring_from = now;
     }
 }
 
@@ -259,21 +257,12 @@ pub fn finish(
     looked: Lookups,
 ) -> Result<Scored, Failure> {
     let Routed {
-        started,
-        queued,
-        decoded,
-        inferring_from,
+        times,
         frame,
         reply,
         client_request_id,
         units,
     } = routed;
-    let times = Times {
-        started,
-        queued,
-        decoded,
-        inferring_from,
-    };
     let mut answer = Answering::for_rows(frame.rows());
     let mut looked = looked.into_iter();
     let (served, inferred) = match units {
@@ -329,8 +318,10 @@ pub fn finish_then(
 /// When a request's stages began, for its timings.
 pub(super) struct Times {
     pub started: Instant,
+    /// Seconds waiting for a worker (both jobs' waits when there are two).
     pub queued: f64,
     pub decoded: Instant,
+    /// When the join and inference began: after decoding, or when the second job started.
     pub inferring_from: Instant,
 }
 
