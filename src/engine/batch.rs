@@ -21,6 +21,8 @@ use super::{EngineError, LoadedModel, NamedTensor, Tensor, TensorData};
 pub trait Waiting: Send {
     /// Nobody waits for the answer any more: its rows are left out of the batch.
     fn gone(&self) -> bool;
+    /// Left out because it was gone (counted as the pool counts the jobs it skips).
+    fn abandon(self: Box<Self>);
     /// Goes on with the request's outputs (its rows only), on worker `worker`.
     fn resume(self: Box<Self>, worker: usize, outputs: Result<Vec<NamedTensor>, EngineError>);
 }
@@ -163,7 +165,9 @@ impl Batcher {
         let Batch { items, sizes } = batch;
         let (mut items, gone): (Vec<Item>, Vec<Item>) =
             items.into_iter().partition(|i| !i.waiting.gone());
-        drop(gone);
+        for item in gone {
+            item.waiting.abandon();
+        }
         if let Some(sizes) = &sizes {
             if !items.is_empty() {
                 sizes.observe(items.len() as f64);
@@ -350,6 +354,8 @@ mod tests {
             false
         }
 
+        fn abandon(self: Box<Self>) {}
+
         fn resume(self: Box<Self>, _: usize, outputs: Result<Vec<NamedTensor>, EngineError>) {
             self.0.send(outputs).unwrap();
         }
@@ -437,6 +443,11 @@ mod tests {
         assert_eq!(items[0].inputs[0].data.len(), 2, "left in place");
     }
 
+    fn demo_onnx() -> Vec<u8> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(dir.join("models/transactions/1/model.onnx")).unwrap()
+    }
+
     /// The demo's logistic regression on tract, its input binding, and `rows` rows of
     /// different inputs bound to its tensors.
     fn demo_inputs(model: &TractModel, first: usize, rows: usize) -> Vec<Tensor> {
@@ -465,12 +476,7 @@ mod tests {
     /// gets exactly the outputs it gets alone.
     #[test]
     fn a_request_waits_for_a_queued_one_and_both_get_their_own_rows() {
-        let onnx = std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("models/transactions/1/model.onnx"),
-        )
-        .unwrap();
-        let model = Arc::new(TractModel::load(&onnx).unwrap());
+        let model = Arc::new(TractModel::load(&demo_onnx()).unwrap());
         let alone: Vec<Vec<NamedTensor>> = [(0, 2), (2, 1)]
             .iter()
             .map(|&(first, rows)| model.run(0, demo_inputs(&model, first, rows)).unwrap())
@@ -520,5 +526,47 @@ mod tests {
         assert_eq!(second, alone[1]);
         assert_eq!(sizes.get_sample_count(), 1, "one engine call");
         assert_eq!(sizes.get_sample_sum(), 2.0, "of both requests");
+    }
+
+    /// A request whose caller has gone is left out of the call and counted, not answered.
+    #[test]
+    fn a_request_whose_caller_went_is_left_out_and_counted() {
+        struct Gone(Arc<std::sync::atomic::AtomicUsize>);
+        impl Waiting for Gone {
+            fn gone(&self) -> bool {
+                true
+            }
+            fn abandon(self: Box<Self>) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            fn resume(self: Box<Self>, _: usize, _: Result<Vec<NamedTensor>, EngineError>) {
+                panic!("a gone request is not resumed");
+            }
+        }
+        let model = Arc::new(TractModel::load(&demo_onnx()).unwrap());
+        let alone = model.run(0, demo_inputs(&model, 5, 2)).unwrap();
+        let batcher = Batcher::new(model.clone());
+        let abandoned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (kept, kept_rx) = item(demo_inputs(&model, 5, 2), 2);
+        let gone = Item {
+            inputs: demo_inputs(&model, 0, 1),
+            rows: 1,
+            waiting: Box::new(Gone(abandoned.clone())),
+        };
+        let sizes = Histogram::with_opts(prometheus::HistogramOpts::new("t", "t")).unwrap();
+        batcher.run(
+            0,
+            Batch {
+                items: vec![gone, kept],
+                sizes: Some(sizes.clone()),
+            },
+        );
+        assert_eq!(kept_rx.try_recv().unwrap().unwrap(), alone);
+        assert_eq!(abandoned.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            sizes.get_sample_sum(),
+            1.0,
+            "the call held the one request left"
+        );
     }
 }

@@ -324,6 +324,11 @@ impl InferencePool {
         self.sender.len()
     }
 
+    /// Counts a job skipped elsewhere (a batch) because nobody waited for its result.
+    pub fn count_abandoned(&self) {
+        self.abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Jobs skipped so far because nobody waited for their result any more.
     pub fn abandoned(&self) -> u64 {
         self.abandoned.load(std::sync::atomic::Ordering::Relaxed)

@@ -95,6 +95,11 @@ impl<D: Deliver> Waiting for InBatch<D> {
         self.deliver.gone()
     }
 
+    /// Its caller went (deadline or hang-up) while it waited: counted as a skipped job.
+    fn abandon(self: Box<Self>) {
+        self.job.pool.count_abandoned();
+    }
+
     fn resume(self: Box<Self>, _worker: usize, outputs: Result<Vec<NamedTensor>, EngineError>) {
         let InBatch {
             job,
