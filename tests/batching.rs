@@ -196,3 +196,58 @@ fn batching_settings_out_of_range_are_named() {
         assert!(err.contains(key), "{bad}: {err}");
     }
 }
+
+/// A config update that turns batching on, or off, takes effect (the served entity is loaded
+/// anew, with the load's checks), as any change to how it is served does.
+#[test]
+fn a_config_update_turns_batching_on_and_off() {
+    let plain = batched_endpoint("").replace(
+        "        batching: {max_rows: 64, max_delay_us: 100000}\n",
+        "",
+    );
+    let gw = start(&demo_config(&plain, ""), true);
+    let cases = cases(2);
+    let send = |n: usize| {
+        for i in 0..n {
+            assert_own_rows(&gw.invoke("b", &rows(&cases, i, 1)), &cases, i, 1);
+        }
+    };
+    send(2);
+    assert_eq!(gw.metric(CALLS), None, "no batching yet");
+    let config = |batching: Option<Value>| {
+        let mut entity =
+            json!({"entity_name": "transactions", "entity_version": "2", "engine": "ort"});
+        if let Some(b) = batching {
+            entity["batching"] = b;
+        }
+        json!({"served_entities": [entity]})
+    };
+    let settle = |version: u64| {
+        wait_for("the config update", Duration::from_secs(60), || {
+            let s = gw.get("/api/2.0/serving-endpoints/b").json();
+            (s["state"]["config_update"] != "IN_PROGRESS"
+                && s["config"]["config_version"] == version)
+                .then_some(s)
+        })
+    };
+    let on = config(Some(json!({"max_rows": 16, "max_delay_us": 500})));
+    let r = gw.put_json("/api/2.0/serving-endpoints/b/config", &on);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let s = settle(2);
+    assert_eq!(
+        s["config"]["served_entities"][0]["batching"],
+        json!({"max_rows": 16, "max_delay_us": 500}),
+        "{s}"
+    );
+    send(3);
+    assert_eq!(
+        gw.metric(CALLS),
+        Some(3.0),
+        "each request one call of its batch"
+    );
+    let r = gw.put_json("/api/2.0/serving-endpoints/b/config", &config(None));
+    assert_eq!(r.status, 200, "{}", r.text);
+    settle(3);
+    send(3);
+    assert_eq!(gw.metric(CALLS), Some(3.0), "batching off: no more batched calls");
+}

@@ -52,11 +52,12 @@ pub struct Batcher {
 
 #[derive(Default)]
 struct Open {
-    /// Numbers the batches, so a deferred run finds whether its batch already ran.
-    id: u64,
     items: Vec<Item>,
     rows: usize,
     since: Option<Instant>,
+    /// A deferred run of this batcher is pending in the pool: at most one at a time, and one
+    /// whenever the open batch holds anything.
+    armed: bool,
     /// Where the batch's size is counted (its first request's served entity's histogram).
     sizes: Option<Histogram>,
 }
@@ -106,9 +107,9 @@ impl Batcher {
     }
 
     /// Adds `item` to the open batch, on pool worker `worker`, and runs the batch here when it
-    /// is full or its wait is over; else defers it in `pool` (the first request of a batch
-    /// does). A request of more than `max_rows` rows runs alone. `sizes` counts the requests
-    /// of each engine call.
+    /// is full or its wait is over; else leaves it to this batcher's deferred run in `pool`
+    /// (armed by the batch's first request). A request of more than `max_rows` rows runs
+    /// alone. `sizes` counts the requests of each engine call.
     pub fn submit(
         self: &Arc<Self>,
         pool: &InferencePool,
@@ -117,7 +118,6 @@ impl Batcher {
         item: Item,
         sizes: &Histogram,
     ) {
-        let now = Instant::now();
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.rows + item.rows > limits.max_rows && !open.items.is_empty() {
             // It does not fit: the open batch runs first, this one starts the next.
@@ -126,10 +126,9 @@ impl Batcher {
             self.run(worker, full);
             open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         }
+        let now = Instant::now();
         let since = *open.since.get_or_insert(now);
-        let first = open.items.is_empty();
-        if first {
-            open.id += 1;
+        if open.items.is_empty() {
             open.sizes = Some(sizes.clone());
         }
         open.rows += item.rows;
@@ -139,18 +138,20 @@ impl Batcher {
             let batch = open.take();
             drop(open);
             self.run(worker, batch);
-        } else if first {
-            let id = open.id;
+        } else if !open.armed {
+            open.armed = true;
             drop(open);
             let batcher = self.clone();
-            pool.defer(due, move |worker| batcher.run_deferred(worker, id));
+            pool.defer(due, move |worker| batcher.run_deferred(worker));
         }
     }
 
-    /// Runs batch `id` if it is still open (it may have filled and run already).
-    fn run_deferred(&self, worker: usize, id: u64) {
+    /// The deferred run: whatever the open batch holds now (a batch that filled has run
+    /// already; a later one runs early rather than wait for an entry of its own).
+    fn run_deferred(&self, worker: usize) {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if open.id != id || open.items.is_empty() {
+        open.armed = false;
+        if open.items.is_empty() {
             return;
         }
         let batch = open.take();
@@ -159,8 +160,9 @@ impl Batcher {
     }
 
     /// One engine call for `items` (those whose caller has gone are left out), and each
-    /// request's rows back to it. When the combined call fails, every request in it gets the
-    /// engine's error; inputs that cannot be combined run one request at a time.
+    /// request's rows back to it. When the combined call fails, or its outputs cannot be cut
+    /// into each request's rows, each request runs alone: it gets the answer, or the error,
+    /// it would have got without batching.
     fn run(&self, worker: usize, batch: Batch) {
         let Batch { items, sizes } = batch;
         let (mut items, gone): (Vec<Item>, Vec<Item>) =
@@ -168,62 +170,57 @@ impl Batcher {
         for item in gone {
             item.waiting.abandon();
         }
-        if let Some(sizes) = &sizes {
-            if !items.is_empty() {
-                sizes.observe(items.len() as f64);
-            }
-        }
         if items.len() <= 1 {
             if let Some(item) = items.pop() {
+                observe(&sizes, 1);
                 self.run_alone(worker, item);
             }
             return;
         }
+        let Ok(inputs) = concat(&items) else {
+            return self.run_each(worker, items, &sizes);
+        };
         let rows: Vec<usize> = items.iter().map(|i| i.rows).collect();
-        let (inputs, waiting) = match concat(&mut items) {
-            Ok(inputs) => (
-                inputs,
-                items.into_iter().map(|i| i.waiting).collect::<Vec<_>>(),
-            ),
-            Err(_) => return self.run_each(worker, items),
-        };
-        let total: usize = rows.iter().sum();
-        let outputs = match self.model.run(worker, inputs) {
-            Ok(outputs) => outputs,
-            Err(e) => {
-                let message = format!(
-                    "a batched call of {} requests ({total} rows) failed: {e}",
-                    waiting.len()
-                );
-                for w in waiting {
-                    resume(w, worker, Err(EngineError::Run(message.clone())));
-                }
-                return;
-            }
-        };
-        match split(outputs, &rows) {
+        let combined = guarded(|| self.model.run(worker, inputs))
+            .map_err(|e| e.to_string())
+            .and_then(|outputs| outputs.map_err(|e| e.to_string()))
+            .and_then(|outputs| split(outputs, &rows));
+        match combined {
             Ok(parts) => {
-                for (w, part) in waiting.into_iter().zip(parts) {
-                    resume(w, worker, Ok(part));
+                observe(&sizes, items.len());
+                for (item, part) in items.into_iter().zip(parts) {
+                    resume(item.waiting, worker, Ok(part));
                 }
             }
-            Err(message) => {
-                for w in waiting {
-                    resume(w, worker, Err(EngineError::Run(message.clone())));
-                }
+            Err(why) => {
+                tracing::warn!(
+                    requests = items.len(),
+                    "a batched engine call failed ({why}); its requests run one by one"
+                );
+                self.run_each(worker, items, &sizes);
             }
         }
     }
 
+    /// One request's own engine call; a panic in it is that request's error alone.
     fn run_alone(&self, worker: usize, item: Item) {
-        let outputs = self.model.run(worker, item.inputs);
+        let outputs = guarded(|| self.model.run(worker, item.inputs))
+            .unwrap_or_else(|e| Err(EngineError::Run(e.to_string())));
         resume(item.waiting, worker, outputs);
     }
 
-    fn run_each(&self, worker: usize, items: Vec<Item>) {
+    fn run_each(&self, worker: usize, items: Vec<Item>, sizes: &Option<Histogram>) {
         for item in items {
+            observe(sizes, 1);
             self.run_alone(worker, item);
         }
+    }
+}
+
+/// Counts one engine call of `requests` requests.
+fn observe(sizes: &Option<Histogram>, requests: usize) {
+    if let Some(sizes) = sizes {
+        sizes.observe(requests as f64);
     }
 }
 
@@ -234,9 +231,10 @@ fn resume(w: Box<dyn Waiting>, worker: usize, outputs: Result<Vec<NamedTensor>, 
     }
 }
 
-/// The items' inputs concatenated along the row dimension, each item's inputs taken (left
-/// in place when they do not line up: different counts, types or row shapes).
-fn concat(items: &mut [Item]) -> Result<Vec<Tensor>, String> {
+/// The items' inputs concatenated along the row dimension (copied: each item keeps its own,
+/// to run alone should the combined call fail); an error when they do not line up
+/// (different counts, types or row shapes).
+fn concat(items: &[Item]) -> Result<Vec<Tensor>, String> {
     let first = &items[0].inputs;
     for item in &items[1..] {
         if item.inputs.len() != first.len() {
@@ -253,13 +251,13 @@ fn concat(items: &mut [Item]) -> Result<Vec<Tensor>, String> {
     }
     let total: usize = items.iter().map(|i| i.rows).sum();
     let mut out = Vec::with_capacity(first.len());
-    for j in 0..first.len() {
-        let mut shape = items[0].inputs[j].shape.clone();
+    for (j, input) in first.iter().enumerate() {
+        let mut shape = input.shape.clone();
         shape[0] = total;
         let len = items.iter().map(|i| i.inputs[j].data.len()).sum();
-        let mut data = empty_like(&items[0].inputs[j].data, len);
-        for item in items.iter_mut() {
-            append(&mut data, &mut item.inputs[j].data);
+        let mut data = empty_like(&input.data, len);
+        for item in items {
+            append(&mut data, &item.inputs[j].data);
         }
         out.push(Tensor { shape, data });
     }
@@ -277,15 +275,15 @@ fn empty_like(data: &TensorData, capacity: usize) -> TensorData {
     }
 }
 
-/// Moves `from`'s values to the end of `to` (same type, checked by the caller).
-fn append(to: &mut TensorData, from: &mut TensorData) {
+/// Copies `from`'s values to the end of `to` (same type, checked by the caller).
+fn append(to: &mut TensorData, from: &TensorData) {
     match (to, from) {
-        (TensorData::F32(a), TensorData::F32(b)) => a.append(b),
-        (TensorData::F64(a), TensorData::F64(b)) => a.append(b),
-        (TensorData::I64(a), TensorData::I64(b)) => a.append(b),
-        (TensorData::I32(a), TensorData::I32(b)) => a.append(b),
-        (TensorData::Bool(a), TensorData::Bool(b)) => a.append(b),
-        (TensorData::Str(a), TensorData::Str(b)) => a.append(b),
+        (TensorData::F32(a), TensorData::F32(b)) => a.extend_from_slice(b),
+        (TensorData::F64(a), TensorData::F64(b)) => a.extend_from_slice(b),
+        (TensorData::I64(a), TensorData::I64(b)) => a.extend_from_slice(b),
+        (TensorData::I32(a), TensorData::I32(b)) => a.extend_from_slice(b),
+        (TensorData::Bool(a), TensorData::Bool(b)) => a.extend_from_slice(b),
+        (TensorData::Str(a), TensorData::Str(b)) => a.extend_from_slice(b),
         _ => unreachable!("types checked before appending"),
     }
 }
@@ -384,7 +382,7 @@ mod tests {
     #[test]
     fn inputs_concatenate_by_row_and_outputs_split_back_in_order() {
         let rows = [2, 1, 3];
-        let mut items: Vec<Item> = rows
+        let items: Vec<Item> = rows
             .iter()
             .enumerate()
             .map(|(i, &n)| {
@@ -397,7 +395,7 @@ mod tests {
                 item(inputs, n).0
             })
             .collect();
-        let joined = concat(&mut items).unwrap();
+        let joined = concat(&items).unwrap();
         assert_eq!(joined[0].shape, [6, 2]);
         assert_eq!(
             joined[0].data,
@@ -435,12 +433,11 @@ mod tests {
             e.contains("'total'") && e.contains("cannot be batched"),
             "{e}"
         );
-        let mut items = vec![
+        let items = vec![
             item(vec![tensor(&[1, 2], TensorData::F32(vec![1., 2.]))], 1).0,
             item(vec![tensor(&[1, 3], TensorData::F32(vec![1., 2., 3.]))], 1).0,
         ];
-        assert!(concat(&mut items).is_err());
-        assert_eq!(items[0].inputs[0].data.len(), 2, "left in place");
+        assert!(concat(&items).is_err());
     }
 
     fn demo_onnx() -> Vec<u8> {
@@ -568,5 +565,30 @@ mod tests {
             1.0,
             "the call held the one request left"
         );
+    }
+
+    /// A request the model refuses does not fail the others of its batch: they run one by
+    /// one and each gets what it would alone.
+    #[test]
+    fn a_bad_request_in_a_batch_fails_alone() {
+        let model = Arc::new(TractModel::load(&demo_onnx()).unwrap());
+        let alone = model.run(0, demo_inputs(&model, 3, 2)).unwrap();
+        let batcher = Batcher::new(model.clone());
+        let (good, good_rx) = item(demo_inputs(&model, 3, 2), 2);
+        let mut bad_inputs = demo_inputs(&model, 0, 1);
+        bad_inputs.pop();
+        let (bad, bad_rx) = item(bad_inputs, 1);
+        let sizes = Histogram::with_opts(prometheus::HistogramOpts::new("t", "t")).unwrap();
+        batcher.run(
+            0,
+            Batch {
+                items: vec![bad, good],
+                sizes: Some(sizes.clone()),
+            },
+        );
+        assert_eq!(good_rx.try_recv().unwrap().unwrap(), alone);
+        assert!(bad_rx.try_recv().unwrap().is_err());
+        assert_eq!(sizes.get_sample_count(), 2, "two calls of one request");
+        assert_eq!(sizes.get_sample_sum(), 2.0);
     }
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{bounded, select_biased, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, select_biased, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 type Job = Box<dyn FnOnce(usize) + Send + 'static>;
 
@@ -56,6 +56,9 @@ pub struct InferencePool {
     deferred: Arc<Deferred>,
 }
 
+/// The longest a worker waits for a request while deferred work is pending.
+const DEFERRED_POLL: std::time::Duration = std::time::Duration::from_micros(100);
+
 /// Work put off until `due`, or until no request is queued: the workers look here before
 /// taking a job, so it never waits behind an idle queue. A worker that finds the queue empty
 /// yields once before running it, so requests the HTTP workers are reading on the same core
@@ -72,6 +75,15 @@ impl Deferred {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.push((due, job));
         self.len.store(entries.len(), Ordering::Release);
+    }
+
+    /// When the first entry is due, if there is one.
+    fn earliest(&self) -> Option<Instant> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.iter().map(|(due, _)| *due).min()
     }
 
     /// The oldest entry when `idle` (no request queued), else the first one due by `now`.
@@ -234,6 +246,25 @@ impl InferencePool {
                             run_logged(job, index);
                             continue;
                         }
+                        if let Some(due) = deferred.earliest() {
+                            // Deferred work that is neither due nor alone (requests were
+                            // queued a moment ago): wait for a request briefly, then look
+                            // again, in case another worker took it and the queue is empty.
+                            let wait = due
+                                .saturating_duration_since(Instant::now())
+                                .min(DEFERRED_POLL);
+                            match rx.recv_timeout(wait) {
+                                Ok(job) => run_logged(job, index),
+                                Err(RecvTimeoutError::Timeout) => {}
+                                Err(RecvTimeoutError::Disconnected) => {
+                                    while let Some(job) = deferred.take(Instant::now(), || true) {
+                                        run_logged(job, index);
+                                    }
+                                    break;
+                                }
+                            }
+                            continue;
+                        }
                         // A worker may take background work only with a slot reserved.
                         let reserved = slots.fetch_add(1, Ordering::AcqRel) < background_limit;
                         let job = if reserved {
@@ -384,13 +415,17 @@ impl InferencePool {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let index = self.inline_index();
-        guarded(|| f(index, Responder { tx: Some(tx) }))?;
+        // A panic before the answer is sent reaches it (its Responder was dropped by the
+        // panic); one after it (queueing shadow copies) leaves the answer as it was.
+        if let Err(e) = guarded(|| f(index, Responder { tx: Some(tx) })) {
+            tracing::error!("an inline inference job panicked: {e}");
+        }
         rx.await.map_err(|_| SubmitError::Closed)?
     }
 
     /// Runs `f` on the next worker free after `due`, or before that as soon as a worker finds
     /// no request queued (having yielded once to the threads that queue them). Deferred work is
-    /// not bounded here: its owner holds one entry at most per open batch.
+    /// not bounded here: each batcher holds one entry at most.
     pub fn defer(&self, due: Instant, f: impl FnOnce(usize) + Send + 'static) {
         self.deferred.push(due, Box::new(f));
     }
@@ -536,6 +571,14 @@ mod tests {
             .now_or_never()
             .unwrap();
         assert!(matches!(r, Err(SubmitError::Panicked(m)) if m == "boom"));
+        let r = pool
+            .run_inline(|_, r: Responder<u8>| {
+                r.send(1);
+                panic!("after the answer");
+            })
+            .now_or_never()
+            .unwrap();
+        assert_eq!(r.unwrap(), 1, "a panic after the answer does not fail it");
         let none = InferencePool::new(1, 4);
         assert!(!none.runs_inline());
         assert!(none

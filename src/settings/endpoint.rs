@@ -124,11 +124,14 @@ impl ServedEntitySettings {
             .unwrap_or_else(|| format!("{}-{}", self.entity_name, self.entity_version))
     }
 
-    /// Same model, version and engine: a loaded entity can be kept across config updates.
+    /// Same model, version, engine and batching: a served entity's slot (its loaded version,
+    /// its batching) can be kept across config updates; any other change loads it anew, with
+    /// the load's checks (a model that cannot take batches is refused there).
     pub fn same_model(&self, other: &Self) -> bool {
         self.entity_name == other.entity_name
             && self.entity_version == other.entity_version
             && self.engine == other.engine
+            && self.batching == other.batching
     }
 }
 
