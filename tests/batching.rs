@@ -249,5 +249,9 @@ fn a_config_update_turns_batching_on_and_off() {
     assert_eq!(r.status, 200, "{}", r.text);
     settle(3);
     send(3);
-    assert_eq!(gw.metric(CALLS), Some(3.0), "batching off: no more batched calls");
+    assert_eq!(
+        gw.metric(CALLS),
+        Some(3.0),
+        "batching off: no more batched calls"
+    );
 }
