@@ -536,12 +536,32 @@ impl ServedEntity {
         Vec<crate::engine::NamedTensor>,
         Option<crate::features::join::Joined>,
     )> {
+        let (inputs, joined) = self.bind_joined(joined, keep_joined)?;
+        Ok((self.run(worker, inputs)?, joined))
+    }
+
+    /// The model's inputs from joined columns, and those columns when `keep_joined`.
+    fn bind_joined(
+        &self,
+        joined: crate::features::join::Joined,
+        keep_joined: bool,
+    ) -> crate::error::RequestResult<(
+        Vec<crate::engine::Tensor>,
+        Option<crate::features::join::Joined>,
+    )> {
         let inputs = self.meta.binding.bind(&joined.frame)?;
-        let outputs = self
-            .loaded
+        Ok((inputs, keep_joined.then_some(joined)))
+    }
+
+    /// Runs the model on bound inputs, on the calling pool worker's session.
+    fn run(
+        &self,
+        worker: usize,
+        inputs: Vec<crate::engine::Tensor>,
+    ) -> crate::error::RequestResult<Vec<crate::engine::NamedTensor>> {
+        self.loaded
             .run(worker, inputs)
-            .map_err(|e| crate::error::RequestError::Internal(e.to_string()))?;
-        Ok((outputs, keep_joined.then_some(joined)))
+            .map_err(|e| crate::error::RequestError::Internal(e.to_string()))
     }
 
     /// The model's inputs for `frame`, without running it: joined with the version's features
@@ -564,8 +584,7 @@ impl ServedEntity {
             Some(looked) => plan.complete(looked)?,
             None => plan.join(frame, ignore)?,
         };
-        let inputs = self.meta.binding.bind(&joined.frame)?;
-        Ok((inputs, keep_joined.then_some(joined)))
+        self.bind_joined(joined, keep_joined)
     }
 
     /// As [`ServedEntity::infer`], where the frame may also carry `ignore` (a routing key
@@ -580,8 +599,6 @@ impl ServedEntity {
             return Ok(self.infer_joined(worker, frame, ignore, false)?.0);
         }
         let inputs = self.meta.binding.bind_ignoring(frame, ignore)?;
-        self.loaded
-            .run(worker, inputs)
-            .map_err(|e| crate::error::RequestError::Internal(e.to_string()))
+        self.run(worker, inputs)
     }
 }

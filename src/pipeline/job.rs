@@ -67,11 +67,11 @@ pub async fn run(
                 respond.send(Ok(Step::Waiting(Box::new(routed), lookups)))
             }
             Ok(Some(Started::Ready(looked))) => {
-                let answer = Answer::new(&job, respond);
+                let answer = ToCaller::new(&job, respond);
                 finish_then(&job, worker, routed, looked, answer)
             }
             Ok(None) => {
-                let answer = Answer::new(&job, respond);
+                let answer = ToCaller::new(&job, respond);
                 finish_then(&job, worker, routed, Vec::new(), answer)
             }
         }
@@ -96,7 +96,7 @@ pub async fn run(
         match job.check_deadline("after the feature lookup") {
             Err(e) => respond.send(Err(e.into())),
             Ok(()) => {
-                let answer = Answer::new(&job, respond);
+                let answer = ToCaller::new(&job, respond);
                 finish_then(&job, worker, routed, looked, answer)
             }
         }
@@ -111,12 +111,12 @@ pub async fn run(
 
 /// Where a scored request goes: to its caller, then its shadow copies to the queue (the
 /// caller never waits for them).
-struct Answer {
+struct ToCaller {
     job: Arc<Job>,
     respond: Respond,
 }
 
-impl Answer {
+impl ToCaller {
     fn new(job: &Arc<Job>, respond: Respond) -> Self {
         Self {
             job: job.clone(),
@@ -125,7 +125,7 @@ impl Answer {
     }
 }
 
-impl Deliver for Answer {
+impl Deliver for ToCaller {
     fn gone(&self) -> bool {
         self.respond.is_gone()
     }
