@@ -31,6 +31,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ $# -ge 1 ] || { echo "name at least one gateway binary (see --help)" >&2; exit 2; }
+rows="${ROWS:-1}"
+[[ "$rows" =~ ^[1-9][0-9]*$ ]] && [ "$rows" -le 64 ] || { echo "ROWS must be 1 to 64 (the fixture's rows), not '$rows'" >&2; exit 2; }
 for n in "$c" "$secs" "$rounds" ${rate:+"$rate"}; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "counts must be positive whole numbers, not '$n'" >&2; exit 2; }
 done
@@ -48,7 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 - "$work" "${MODEL_VERSION:-1}" "${ROWS:-1}" <<'PY'
+python3 - "$work" "${MODEL_VERSION:-1}" "$rows" <<'PY'
 import json, sys
 work = sys.argv[1]
 cases = json.load(open(f"tests/fixtures/transactions_v{sys.argv[2]}_cases.json"))

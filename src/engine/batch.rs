@@ -4,8 +4,9 @@
 //! (`max_rows` rows) or finds its first request has waited `max_delay`; until then it is
 //! deferred in the pool ([`InferencePool::defer`]): the worker goes on with the queued
 //! requests, which may join it, and runs it as soon as it finds the queue empty (after one
-//! yield to the threads that queue requests). So a lone request never waits for company, and
-//! under load the batch grows with the queue. The
+//! yield to the threads that queue requests). So a request waits for company only while other
+//! requests are queued (any endpoint's: the queue is the pool's), and under load the batch
+//! grows with the queue. The
 //! inputs are concatenated along their first (row) dimension, the model runs once, and each
 //! request gets its own rows of every output back, in its own continuation ([`Waiting`]).
 

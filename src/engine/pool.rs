@@ -60,9 +60,9 @@ pub struct InferencePool {
 const DEFERRED_POLL: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// Work put off until `due`, or until no request is queued: the workers look here before
-/// taking a job, so it never waits behind an idle queue. A worker that finds the queue empty
-/// yields once before running it, so requests the HTTP workers are reading on the same core
-/// can still join (at one connection the yield finds nothing to run and costs a syscall).
+/// taking a job (and at least every 100 µs while it is pending), so it does not wait behind an
+/// idle queue. A worker that finds the queue empty yields once before running it, so requests
+/// the HTTP workers are reading on the same core can still join (at one connection the yield finds nothing to run and costs a syscall).
 #[derive(Default)]
 struct Deferred {
     /// Entries, so an empty list costs the workers one atomic load.

@@ -63,7 +63,8 @@ pub struct ServedEntitySettings {
 
 /// Adaptive batching of one served entity: while other requests wait in the inference queue,
 /// a request's rows wait (at most `max_delay_us`) for theirs, and the batch runs as one engine
-/// call of at most `max_rows` rows. A request never waits on an empty queue.
+/// call of at most `max_rows` rows. The batch runs as soon as a worker finds the (pool-wide)
+/// queue empty.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BatchingSettings {
