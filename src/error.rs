@@ -104,10 +104,12 @@ pub enum Limit {
     Labels,
     /// `server.request_timeout_ms` as a bound on CPU time: a job whose caller has gone.
     Deadline,
+    /// `inference_log.queue_bytes`, for an endpoint whose `backpressure` is `reject`.
+    InferenceLogQueue,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 14] = [
+    pub const ALL: [Limit; 15] = [
         Limit::BodyBytes,
         Limit::InflightBodyBytes,
         Limit::BodyReadTimeout,
@@ -122,6 +124,7 @@ impl Limit {
         Limit::LabelKeys,
         Limit::Labels,
         Limit::Deadline,
+        Limit::InferenceLogQueue,
     ];
 
     /// The `limit` label value.
@@ -141,6 +144,7 @@ impl Limit {
             Limit::LabelKeys => "label_keys",
             Limit::Labels => "labels",
             Limit::Deadline => "deadline",
+            Limit::InferenceLogQueue => "inference_log_queue",
         }
     }
 
@@ -159,7 +163,9 @@ impl Limit {
             }
             Limit::BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
             Limit::InflightBodyBytes => StatusCode::SERVICE_UNAVAILABLE,
-            Limit::StreamsPerConnection => StatusCode::TOO_MANY_REQUESTS,
+            Limit::StreamsPerConnection | Limit::InferenceLogQueue => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Limit::Deadline => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -210,7 +216,9 @@ impl RequestError {
             // and retry a body that can never succeed).
             Self::LimitExceeded { limit, .. } => match limit {
                 Limit::InflightBodyBytes => "TEMPORARILY_UNAVAILABLE",
-                Limit::StreamsPerConnection => "REQUEST_LIMIT_EXCEEDED",
+                Limit::StreamsPerConnection | Limit::InferenceLogQueue => {
+                    "REQUEST_LIMIT_EXCEEDED"
+                }
                 Limit::Deadline => "DEADLINE_EXCEEDED",
                 _ => "BAD_REQUEST",
             },
@@ -239,7 +247,10 @@ impl RequestError {
             Self::Overloaded(_) => Some(1),
             Self::TooManyRequests { retry_after_s, .. } => Some(*retry_after_s),
             Self::LimitExceeded {
-                limit: Limit::InflightBodyBytes | Limit::StreamsPerConnection,
+                limit:
+                    Limit::InflightBodyBytes
+                    | Limit::StreamsPerConnection
+                    | Limit::InferenceLogQueue,
                 ..
             } => Some(1),
             _ => None,

@@ -582,7 +582,10 @@ fn a_full_queue_drops_and_counts_rows_but_never_fails_a_request() {
     let root = dir.path().join("tables");
     let endpoint = common::endpoint("e", "1", "tract") + &capture("");
     // A queue that holds a few calls, and nothing committed until the shutdown.
-    let settings = log_settings(&root, "  queue_bytes: 8000\n  flush_interval_ms: 600000\n");
+    let settings = log_settings(
+        &root,
+        "  queue_bytes: 8000\n  flush_interval_ms: 600000\n  catch_up: false\n",
+    );
     let gw = common::start(&demo_config(&endpoint, &settings), false);
     let n = 40;
     for i in 0..n {
@@ -745,4 +748,216 @@ fn labels_are_appended_by_request_id_or_by_keys() {
         .unwrap()
         .starts_with("2026-11-22T10:19:05.123"));
     assert!(t.payload.is_object());
+}
+
+/// The top byte of the bits that decide whether a request is sampled: the eighth byte of its
+/// id (`RequestId`: the bits are the id's first eight random bytes, little-endian, and the
+/// hyphenated text shows byte 7 at characters 16-17; the version nibble is in byte 6).
+fn sampling_byte(id: &str) -> u8 {
+    u8::from_str_radix(&id[16..18], 16).unwrap()
+}
+
+/// The halvings of the sampling fraction a row was written at (1.0: 0, 0.5: 1, ...).
+fn halvings(fraction: f64) -> u32 {
+    let level = (1.0 / fraction).log2().round() as u32;
+    assert_eq!(fraction, 1.0 / f64::from(1u32 << level), "{fraction}");
+    level
+}
+
+#[test]
+fn sample_backpressure_logs_a_smaller_share_and_records_it_in_each_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tables");
+    let endpoint = common::endpoint("e", "1", "tract") + &capture(", backpressure: sample");
+    // Nothing is committed (nor its bytes released) until the shutdown: the queue only fills,
+    // so the share a request is logged at can only fall as the test goes on.
+    let queue_bytes = 200_000.0;
+    let settings = log_settings(
+        &root,
+        &format!("  queue_bytes: {queue_bytes}\n  flush_interval_ms: 600000\n  catch_up: false\n"),
+    );
+    let gw = common::start(&demo_config(&endpoint, &settings), false);
+    // Requests until the queue is past three halvings (half, then three sixteenths more).
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let reply = gw.invoke("e", &raw_rows(1, ids.len() as i64));
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        ids.push(request_id(&reply));
+        let queued = gw.metric("modelgate_inference_log_queue_bytes").unwrap();
+        if queued >= queue_bytes * (0.5 + 3.0 / 16.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queue did not fill: {queued}");
+    }
+    let sampled_down = gw
+        .metric("modelgate_inference_log_dropped_rows_total{endpoint=\"e\",reason=\"sampled_down\",table=\"payload\"}")
+        .unwrap_or(0.0) as usize;
+    assert!(gw.terminate().success());
+
+    let t = read_endpoint(&root, "tx");
+    let payload = rows(&t.payload);
+    let level_of: HashMap<String, u32> = payload
+        .iter()
+        .map(|r| {
+            let id = r["databricks_request_id"].as_str().unwrap().to_owned();
+            (id, halvings(r["sampling_fraction"].as_f64().unwrap()))
+        })
+        .collect();
+    assert_eq!(
+        level_of.len() + sampled_down,
+        ids.len(),
+        "every request is logged or counted as sampled down"
+    );
+    assert!(sampled_down > 0, "the backlog thinned the log");
+    // In the order sent, the share only falls; each request kept at a level has the bits of
+    // that level (its top `level` bits zero), and each one left out between two kept at the
+    // same level has not.
+    let mut last_kept: Option<(usize, u32)> = None;
+    let mut levels_seen = HashSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        let Some(&level) = level_of.get(id) else {
+            continue;
+        };
+        levels_seen.insert(level);
+        assert!(
+            u32::from(sampling_byte(id)) < 256 >> level,
+            "{id} kept at 1/2^{level}"
+        );
+        if let Some((before, previous)) = last_kept {
+            assert!(level >= previous, "the share rose from 1/2^{previous} to 1/2^{level}");
+            if level == previous && level > 0 {
+                for skipped in &ids[before + 1..i] {
+                    assert!(
+                        u32::from(sampling_byte(skipped)) >= 256 >> level,
+                        "{skipped} was left out at 1/2^{level} though its bits keep it"
+                    );
+                }
+            }
+        }
+        last_kept = Some((i, level));
+    }
+    assert!(
+        levels_seen.contains(&0) && levels_seen.iter().any(|l| *l > 0),
+        "{levels_seen:?}"
+    );
+    // Weighted by their inverse share, the rows count the requests (Horvitz-Thompson): within
+    // a third here (the few rows at 1/8 each weigh eight).
+    let weighted: f64 = payload
+        .iter()
+        .map(|r| 1.0 / r["sampling_fraction"].as_f64().unwrap())
+        .sum();
+    let n = ids.len() as f64;
+    assert!(
+        (weighted - n).abs() <= n / 3.0,
+        "rows weighted by 1/sampling_fraction: {weighted}, requests: {n}"
+    );
+    assert_eq!(rows(&t.predictions).len(), payload.len());
+}
+
+#[test]
+fn reject_backpressure_answers_only_what_it_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tables");
+    let endpoint = common::endpoint("e", "1", "tract") + &capture(", backpressure: reject");
+    let settings = log_settings(
+        &root,
+        "  queue_bytes: 8000\n  flush_interval_ms: 600000\n  catch_up: false\n",
+    );
+    let gw = common::start(&demo_config(&endpoint, &settings), false);
+    let mut answered = HashSet::new();
+    let mut refused = 0;
+    // The first request is scored (the queue is empty) but its rows could never fit: refused
+    // after scoring. Then calls are answered until the queue is seven eighths full, and
+    // refused before they are scored.
+    let sizes = std::iter::once(100).chain(std::iter::repeat_n(4, 40));
+    for (i, size) in sizes.enumerate() {
+        let reply = gw.invoke("e", &raw_rows(size, i as i64));
+        if i == 0 {
+            assert_eq!(reply.status, 429, "{}", reply.text);
+        }
+        match reply.status {
+            200 => {
+                answered.insert(request_id(&reply));
+            }
+            429 => {
+                refused += 1;
+                let body: Value = serde_json::from_str(&reply.text).unwrap();
+                assert_eq!(body["error_code"], "REQUEST_LIMIT_EXCEEDED");
+                let message = body["message"].as_str().unwrap();
+                assert!(
+                    message.contains("inference_log.queue_bytes = 8000")
+                        && message.contains("backpressure: reject"),
+                    "{message}"
+                );
+                assert_eq!(reply.header("retry-after").as_deref(), Some("1"));
+            }
+            other => panic!("{other}: {}", reply.text),
+        }
+    }
+    assert!(!answered.is_empty() && refused > 1, "{refused} refused");
+    // Past seven eighths of the queue, refused before they are scored: at most one small call
+    // scored and not answered (admitted just below the mark, its rows past the end).
+    let scored = gw
+        .metric("modelgate_predicted_rows_total{endpoint=\"e\",served_entity=\"transactions-1\",shadow=\"false\"}")
+        .unwrap() as usize;
+    assert!(
+        scored <= 100 + 4 * (answered.len() + 1),
+        "{scored} rows scored for {} answered calls",
+        answered.len()
+    );
+    assert_eq!(
+        gw.metric("modelgate_limit_refusals_total{limit=\"inference_log_queue\"}"),
+        Some(refused as f64)
+    );
+    assert_eq!(
+        gw.metric("modelgate_inference_log_dropped_rows_total{endpoint=\"e\",reason=\"queue_full\",table=\"payload\"}")
+            .unwrap_or(0.0),
+        0.0,
+        "nothing answered was dropped"
+    );
+    assert!(gw.terminate().success());
+    let t = read_endpoint(&root, "tx");
+    let logged: HashSet<String> = rows(&t.payload)
+        .iter()
+        .map(|r| r["databricks_request_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(logged, answered, "every answered request is logged, and only those");
+    assert_eq!(rows(&t.predictions).len(), 4 * answered.len());
+}
+
+#[test]
+fn a_backlog_is_committed_without_waiting_for_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tables");
+    let endpoint = common::endpoint("e", "1", "tract") + &capture("");
+    // The niced writer alone would commit nothing before the shutdown: the flush interval is
+    // ten minutes, a batch's rows and bytes far off.
+    let queue_bytes = 40_000.0;
+    let settings = log_settings(
+        &root,
+        &format!("  queue_bytes: {queue_bytes}\n  flush_interval_ms: 600000\n"),
+    );
+    let gw = common::start(&demo_config(&endpoint, &settings), false);
+    // Calls until the queue holds a quarter of its bytes: the catch-up thread's mark.
+    let mut n = 0;
+    loop {
+        assert_eq!(gw.invoke("e", &raw_rows(2, n)).status, 200);
+        n += 1;
+        let queued = gw.metric("modelgate_inference_log_queue_bytes").unwrap();
+        if queued >= queue_bytes / 4.0 {
+            break;
+        }
+        assert!(n < 100, "the queue did not fill: {queued}");
+    }
+    let committed = gw.wait_for_metric(
+        "modelgate_inference_log_rows_total{endpoint=\"e\",table=\"payload\"}",
+        n as f64,
+    );
+    assert_eq!(committed, n as f64, "every queued call committed");
+    assert!(gw.metric("modelgate_inference_log_queue_bytes").unwrap() < queue_bytes / 8.0);
+    assert!(gw.terminate().success());
+    let t = read_endpoint(&root, "tx");
+    assert_eq!(rows(&t.payload).len(), n as usize);
+    assert_eq!(rows(&t.predictions).len(), 2 * n as usize);
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::capture::{all_requests, enabled_by_default};
+use crate::settings::capture::{all_requests, enabled_by_default, Backpressure};
 pub use crate::settings::capture::{shared_table_violations, AutoCaptureConfig};
 pub use crate::settings::endpoint::{
     valid_name, BatchRouting, EndpointSettings, Route, RoutingSettings, ServedEntitySettings,
@@ -39,6 +39,8 @@ pub struct AutoCaptureConfigInput {
     pub table_name_prefix: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling_fraction: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backpressure: Option<Backpressure>,
     /// Databricks reports the table state here; accepted from its clients and ignored.
     #[serde(default, skip_serializing)]
     pub state: Option<serde_json::Value>,
@@ -77,6 +79,10 @@ impl AutoCaptureConfigInput {
                 .sampling_fraction
                 .or(current.map(|c| c.sampling_fraction))
                 .unwrap_or_else(all_requests),
+            backpressure: self
+                .backpressure
+                .or(current.map(|c| c.backpressure))
+                .unwrap_or_default(),
             state: None,
         }
     }

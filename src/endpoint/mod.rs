@@ -462,7 +462,10 @@ impl Endpoint {
             .iter()
             .map(|s| s.state().config_update)
             .collect::<Vec<_>>();
-        if control.pending.is_some() || slots.contains(&ConfigUpdate::InProgress) {
+        // Until the update lets go of the endpoint (after saving the state file), so that a
+        // caller who sees it settled can update again at once instead of getting 409.
+        let claimed = self.updating.load(Ordering::Acquire);
+        if claimed || control.pending.is_some() || slots.contains(&ConfigUpdate::InProgress) {
             ConfigUpdate::InProgress
         } else if control.failure.is_some() || slots.contains(&ConfigUpdate::UpdateFailed) {
             ConfigUpdate::UpdateFailed

@@ -114,7 +114,9 @@ fn schemas() -> Value {
                 "routing": {"type": "object"},
                 "auto_capture_config": {"type": "object", "properties": {
                     "enabled": {"type": "boolean"}, "catalog_name": {"type": "string"}, "schema_name": {"type": "string"},
-                    "table_name_prefix": {"type": "string"}, "sampling_fraction": {"type": "number"}}}
+                    "table_name_prefix": {"type": "string"}, "sampling_fraction": {"type": "number"},
+                    "backpressure": {"type": "string", "enum": ["drop", "sample", "reject"], "default": "drop",
+                        "description": "When the inference log falls behind: drop rows and count them, log a smaller share (recorded in sampling_fraction), or refuse requests with 429."}}}
             }
         },
         "RateLimit": {

@@ -62,7 +62,11 @@ impl DeltaSink {
     /// A sink whose runtime's helper threads (blocking file I/O) run at nice value `nice`, as
     /// the writer thread that drives it does (0: as the thread that starts them).
     pub fn new(storage_options: HashMap<String, String>, nice: i32) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // A multi-threaded runtime (of one worker): on a current-thread one the Delta kernel
+        // starts a thread and runtime of its own for every table it opens and blocks on them
+        // from inside our task (its "block_on was called in a nested fashion" warning).
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .thread_name("inference-log-io")
             .on_thread_start(move || super::priority::lower_this_thread(nice))
@@ -317,4 +321,70 @@ fn lossless(
             | (Some(Kind::IntList), Some(Kind::FloatList))
             | (Some(Kind::Int | Kind::Float | Kind::Bool), Some(Kind::Str))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use deltalake::arrow::array::Int64Array;
+
+    use super::*;
+
+    /// What every crate logs at INFO and above on this thread while `f` runs.
+    fn logged_while(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buffer {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// The Delta kernel warns (at INFO) when it blocks on its own runtime from inside ours, as
+    /// it did for every table read on a current-thread runtime.
+    #[test]
+    fn appends_and_retries_block_on_nothing_nested() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().join("t").display().to_string();
+        let mut sink = DeltaSink::new(HashMap::new(), 0).unwrap();
+        let stop = OnceLock::new();
+        let column: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+        let batch = RecordBatch::try_from_iter([("x", column)]).unwrap();
+        let logged = logged_while(|| {
+            for version in 1..=3 {
+                let txn = Txn {
+                    app_id: "test".into(),
+                    version,
+                };
+                // A retry (check) reads the table's transactions first.
+                let appended = sink.append(&uri, &batch, &txn, version > 1, &stop).unwrap();
+                assert_eq!(appended, Appended::Committed(version));
+            }
+            sink.forget(&uri);
+            let again = Txn {
+                app_id: "test".into(),
+                version: 3,
+            };
+            let reopened = sink.append(&uri, &batch, &again, true, &stop).unwrap();
+            assert_eq!(reopened, Appended::AlreadyCommitted);
+        });
+        assert!(!logged.contains("nested fashion"), "{logged}");
+    }
 }

@@ -2,11 +2,14 @@
 //! `auto_capture_config` appended to Delta tables (`<prefix>_payload`, `<prefix>_predictions`,
 //! `<prefix>_labels`), off the request path.
 //!
-//! The request path only hands records to a queue bounded in bytes (a full queue drops the
-//! record and counts it); one writer thread batches them by rows, bytes or age and commits one
-//! Delta version per table and batch, retrying failed commits with backoff. At shutdown the
-//! queue is flushed within a deadline. See docs/inference-tables.md.
+//! The request path only hands records to a queue bounded in bytes (when it is full, the
+//! endpoint's `backpressure` drops and counts the record, logs a smaller share, or refuses the
+//! request); one writer batches them by rows, bytes or age and commits one Delta version per
+//! table and batch, retrying failed commits with backoff. It runs niced, and a thread at normal
+//! priority catches up on a backlog ([`catch_up`]). At shutdown the queue is flushed within a
+//! deadline. See docs/inference-tables.md.
 
+mod catch_up;
 mod compact;
 pub mod delta;
 pub mod labels;
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::labels::{DropReason, LogTable};
 use crate::metrics::Metrics;
-use crate::settings::capture::AutoCaptureConfig;
+use crate::settings::capture::{AutoCaptureConfig, Backpressure};
 pub use crate::settings::inference_log::InferenceLogSettings;
 pub use record::{CallRecord, Inputs, LabelRecord, ScoredRows};
 
@@ -46,7 +49,7 @@ impl InferenceLogSettings {
 #[derive(Debug, Clone)]
 pub struct RequestId {
     pub text: Arc<str>,
-    bits: u64,
+    pub bits: u64,
 }
 
 impl RequestId {
@@ -84,11 +87,65 @@ pub struct Capture {
     pub payload: TableTarget,
     pub predictions: TableTarget,
     pub labels: TableTarget,
+    /// What happens to this endpoint's requests when the queue fills.
+    pub backpressure: Backpressure,
 }
 
 impl Capture {
     pub fn samples(&self, id: &RequestId) -> bool {
         self.sampling_fraction >= 1.0 || id.bits < self.threshold
+    }
+
+    /// Whether a sampled request whose id has `bits` is still logged `level` halvings below the
+    /// sampling fraction: the same bits decide, so a request kept at a level is kept at every
+    /// lower one (its payload and prediction rows go together).
+    fn keeps(&self, bits: u64, level: u32) -> bool {
+        level == 0 || bits < self.threshold >> level
+    }
+}
+
+/// The most halvings of the sampling fraction `backpressure: sample` applies (1/512).
+const MAX_SAMPLE_LEVEL: u32 = 9;
+
+/// A call that an endpoint with `backpressure: reject` could not log (the queue is full): the
+/// caller refuses the request instead of answering it, or has its rows counted as dropped with
+/// [`InferenceLog::count_unlogged`].
+#[must_use = "refuse the request or count its rows"]
+pub struct Unlogged {
+    capture: Arc<Capture>,
+    rows: [(LogTable, usize); 2],
+}
+
+/// How full the queue is, for the error of a refused request.
+#[derive(Debug, Clone, Copy)]
+pub struct Backlog {
+    pub queued_bytes: usize,
+    pub queue_bytes: usize,
+}
+
+/// At most one warning per [`DropWarning::EVERY_MS`] about rows not logged, with the count
+/// since the last one: a log line per dropped row would flood stderr exactly when the server is
+/// busiest.
+#[derive(Default)]
+struct DropWarning {
+    next_ms: std::sync::atomic::AtomicU64,
+    pending: std::sync::atomic::AtomicU64,
+}
+
+impl DropWarning {
+    const EVERY_MS: u64 = 10_000;
+
+    /// Adds `rows`; when a warning is due at `now_ms`, the rows it reports (taken).
+    fn note(&self, now_ms: u64, rows: u64) -> Option<u64> {
+        self.pending.fetch_add(rows, Ordering::AcqRel);
+        let next = self.next_ms.load(Ordering::Acquire);
+        if now_ms < next {
+            return None;
+        }
+        self.next_ms
+            .compare_exchange(next, now_ms + Self::EVERY_MS, Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        Some(self.pending.swap(0, Ordering::AcqRel))
     }
 }
 
@@ -128,6 +185,9 @@ pub struct InferenceLog {
     /// The writer thread, unparked when a batch's worth of bytes is queued and at `close`;
     /// otherwise it looks at the queue on its own tick (senders do not wake it).
     writer: std::thread::Thread,
+    /// The thread that takes the writer over while the queue is backed up
+    /// ([`catch_up`]), unparked when the queue crosses that mark and at `close`.
+    catch_up: std::thread::Thread,
     tx: crossbeam_channel::Sender<Entry>,
     queued_bytes: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
@@ -139,6 +199,7 @@ pub struct InferenceLog {
     /// The shutdown deadline, set once by `close`; the writer starts no attempt after it.
     stop: Arc<OnceLock<Instant>>,
     done: Mutex<Option<crossbeam_channel::Receiver<bool>>>,
+    warning: DropWarning,
 }
 
 impl InferenceLog {
@@ -169,22 +230,35 @@ impl InferenceLog {
             sink,
             stop.clone(),
         );
+        let shared = Arc::new(catch_up::Shared::new(
+            writer,
+            settings.queue_bytes,
+            settings.catch_up,
+            queued_bytes.clone(),
+            stop.clone(),
+            done_tx,
+        ));
+        // The last of the two to leave drops the writer, after `done` was sent: dropping the
+        // Delta sink's runtime waits for its blocking tasks (say, requests to a store that
+        // does not answer); `close` does not.
+        let niced = shared.clone();
         let thread = std::thread::Builder::new()
             .name("inference-log".into())
             .spawn(move || {
                 priority::lower_this_thread(nice);
-                let mut writer = writer;
-                let all_committed = writer.run();
-                let _ = done_tx.send(all_committed);
-                // Only then: dropping the Delta sink's runtime waits for its blocking tasks
-                // (say, requests to a store that does not answer); `close` does not.
-                drop(writer);
+                niced.run_niced();
             })?
+            .thread()
+            .clone();
+        let catch_up = std::thread::Builder::new()
+            .name("log-catch-up".into())
+            .spawn(move || shared.run_catch_up())?
             .thread()
             .clone();
         Ok(Self {
             settings,
             writer: thread,
+            catch_up,
             tx,
             queued_bytes,
             metrics,
@@ -192,6 +266,7 @@ impl InferenceLog {
             gate: std::sync::RwLock::new(()),
             stop,
             done: Mutex::new(Some(done_rx)),
+            warning: DropWarning::default(),
         })
     }
 
@@ -214,74 +289,165 @@ impl InferenceLog {
             payload: target(LogTable::Payload),
             predictions: target(LogTable::Predictions),
             labels: target(LogTable::Labels),
+            backpressure: config.backpressure,
         })
     }
 
-    /// Takes `bytes` of queue space (the bytes queued before them), or counts the records'
-    /// rows dropped, per table.
-    fn reserve(
-        &self,
-        bytes: usize,
-        capture: &Capture,
-        rows: &[(LogTable, usize)],
-    ) -> Option<usize> {
-        let reason = if self.closed.load(Ordering::Acquire) {
-            DropReason::Shutdown
-        } else {
-            let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
-            if before + bytes <= self.settings.queue_bytes {
-                return Some(before);
-            }
-            self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            DropReason::QueueFull
-        };
-        for &(table, n) in rows.iter().filter(|(_, n)| *n > 0) {
-            self.metrics
-                .log
-                .dropped_rows
-                .with_label_values(&[&*capture.endpoint, table.as_str(), reason.as_str()])
-                .inc_by(n as u64);
+    /// Takes `bytes` of queue space: the bytes queued before them, or why not.
+    fn reserve(&self, bytes: usize) -> Result<usize, DropReason> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(DropReason::Shutdown);
         }
-        None
+        let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if before + bytes <= self.settings.queue_bytes {
+            return Ok(before);
+        }
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        Err(DropReason::QueueFull)
     }
 
-    /// Logs a call and the rows it scored, together: both are queued or both dropped.
-    pub fn log_call(&self, capture: Arc<Capture>, mut call: CallRecord, scored: Vec<ScoredRows>) {
+    /// Counts rows not logged, per table, and warns (at most every ten seconds) while the
+    /// queue turns them away.
+    fn count_dropped(&self, capture: &Capture, rows: &[(LogTable, usize)], reason: DropReason) {
+        for &(table, n) in rows.iter().filter(|(_, n)| *n > 0) {
+            (self.metrics.log)
+                .dropped(&capture.endpoint, table, reason)
+                .inc_by(n as u64);
+        }
+        if reason != DropReason::Shutdown {
+            self.warn_behind(capture, reason.as_str(), rows.iter().map(|r| r.1).sum());
+        }
+    }
+
+    /// The rate-limited warning that the writer is behind.
+    fn warn_behind(&self, capture: &Capture, what: &str, rows: usize) {
+        let now_ms = crate::clock::now_ms();
+        if let Some(rows) = self.warning.note(now_ms, rows as u64) {
+            let backlog = self.backlog();
+            tracing::warn!(
+                endpoint = %capture.endpoint,
+                latest = what,
+                "the inference-log writer is behind: {rows} rows not logged in the last {} s or so (queue at {} of inference_log.queue_bytes = {}; auto_capture_config.backpressure decides what gives; modelgate_inference_log_dropped_rows_total counts them by reason)",
+                DropWarning::EVERY_MS / 1000,
+                backlog.queued_bytes,
+                backlog.queue_bytes,
+            );
+        }
+    }
+
+    /// How full the queue is.
+    pub fn backlog(&self) -> Backlog {
+        Backlog {
+            queued_bytes: self.queued_bytes.load(Ordering::Relaxed),
+            queue_bytes: self.settings.queue_bytes,
+        }
+    }
+
+    /// Halvings of the sampling fraction `backpressure: sample` applies now: none below half
+    /// the queue, then one more for every further sixteenth of it taken.
+    fn sample_level(&self) -> u32 {
+        let queued = self.queued_bytes.load(Ordering::Relaxed) as u128;
+        let cap = self.settings.queue_bytes as u128;
+        if queued * 2 < cap {
+            return 0;
+        }
+        let past_half = queued.saturating_sub(cap / 2);
+        (1 + past_half * 16 / cap).min(u128::from(MAX_SAMPLE_LEVEL)) as u32
+    }
+
+    /// The backlog, when an endpoint with `backpressure: reject` refuses new requests: once
+    /// the queue is seven eighths full (a request's record is made after it is scored, so
+    /// refusing only at full would waste the scoring of many).
+    pub fn refuses_new(&self, capture: &Capture) -> Option<Backlog> {
+        let backlog = self.backlog();
+        let refuse = capture.backpressure == Backpressure::Reject
+            && backlog.queued_bytes as u128 * 8 >= backlog.queue_bytes as u128 * 7;
+        if refuse {
+            self.warn_behind(capture, "refused", 1);
+        }
+        refuse.then_some(backlog)
+    }
+
+    /// Logs a call and the rows it scored, together: both are queued or both left out. A call
+    /// that `sample_bits` (its request id's) leave out under `backpressure: sample` is counted
+    /// (`sampled_down`); one that does not fit the queue is counted (`queue_full`), or under
+    /// `backpressure: reject` handed back for the caller to refuse.
+    pub fn log_call(
+        &self,
+        capture: Arc<Capture>,
+        sample_bits: u64,
+        mut call: CallRecord,
+        scored: Vec<ScoredRows>,
+    ) -> Result<(), Unlogged> {
         let _open = self.open();
+        let rows: usize = scored.iter().map(ScoredRows::rows).sum();
+        let drops = [(LogTable::Payload, 1), (LogTable::Predictions, rows)];
+        if capture.backpressure == Backpressure::Sample {
+            let level = self.sample_level();
+            if !capture.keeps(sample_bits, level) {
+                self.count_dropped(&capture, &drops, DropReason::SampledDown);
+                return Ok(());
+            }
+            call.sampling_fraction = capture.sampling_fraction / f64::from(1u32 << level);
+        }
         call.cap_payloads(self.settings.max_payload_bytes);
         let bytes = [
             call.approx_bytes(),
             scored.iter().map(ScoredRows::approx_bytes).sum(),
         ];
-        let rows: usize = scored.iter().map(ScoredRows::rows).sum();
-        let drops = [(LogTable::Payload, 1), (LogTable::Predictions, rows)];
         let total = bytes[0] + bytes[1];
-        if let Some(before) = self.reserve(total, &capture, &drops) {
-            self.send(
-                Entry::Call {
+        match self.reserve(total) {
+            Ok(before) => {
+                let entry = Entry::Call {
                     capture,
                     call,
                     scored,
                     bytes,
-                },
-                before,
-                total,
-            );
+                };
+                self.send(entry, before, total);
+                Ok(())
+            }
+            Err(DropReason::QueueFull) if capture.backpressure == Backpressure::Reject => {
+                self.warn_behind(&capture, "refused", 1);
+                Err(Unlogged {
+                    capture,
+                    rows: drops,
+                })
+            }
+            Err(reason) => {
+                self.count_dropped(&capture, &drops, reason);
+                Ok(())
+            }
         }
     }
 
-    /// Logs the rows a shadow served entity scored for a copy of a request.
-    pub fn log_shadow(&self, capture: Arc<Capture>, scored: ScoredRows) {
+    /// Counts the rows of a call that was not refused although it could not be logged.
+    pub fn count_unlogged(&self, unlogged: Unlogged) {
+        self.count_dropped(&unlogged.capture, &unlogged.rows, DropReason::QueueFull);
+    }
+
+    /// Logs the rows a shadow served entity scored for a copy of a request (`sample_bits`: its
+    /// id's, as for [`InferenceLog::log_call`]).
+    pub fn log_shadow(&self, capture: Arc<Capture>, sample_bits: u64, scored: ScoredRows) {
         let _open = self.open();
-        let bytes = scored.approx_bytes();
         let drops = [(LogTable::Predictions, scored.rows())];
-        if let Some(before) = self.reserve(bytes, &capture, &drops) {
-            let entry = Entry::Shadow {
-                capture,
-                scored,
-                bytes,
-            };
-            self.send(entry, before, bytes);
+        if capture.backpressure == Backpressure::Sample
+            && !capture.keeps(sample_bits, self.sample_level())
+        {
+            self.count_dropped(&capture, &drops, DropReason::SampledDown);
+            return;
+        }
+        let bytes = scored.approx_bytes();
+        match self.reserve(bytes) {
+            Ok(before) => {
+                let entry = Entry::Shadow {
+                    capture,
+                    scored,
+                    bytes,
+                };
+                self.send(entry, before, bytes);
+            }
+            Err(reason) => self.count_dropped(&capture, &drops, reason),
         }
     }
 
@@ -321,9 +487,12 @@ impl InferenceLog {
     fn send(&self, entry: Entry, before: usize, bytes: usize) {
         // The writer holds the receiver until `close`; after that `reserve` refuses first.
         let _ = self.tx.send(entry);
-        let at = self.settings.flush_bytes;
-        if before < at && before + bytes >= at {
+        let crossed = |at: usize| before < at && before + bytes >= at;
+        if crossed(self.settings.flush_bytes) {
             self.writer.unpark();
+        }
+        if crossed(catch_up::catch_up_at(self.settings.queue_bytes)) {
+            self.catch_up.unpark();
         }
     }
 
@@ -355,6 +524,7 @@ impl InferenceLog {
         let _ = self.stop.set(Instant::now() + deadline);
         let _ = self.tx.send(Entry::Close);
         self.writer.unpark();
+        self.catch_up.unpark();
         let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
         match done {
             Some(rx) => rx
@@ -419,7 +589,8 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     while !log.closed.load(Ordering::Acquire) {
-                        log.log_call(capture.clone(), CallRecord::for_tests(), Vec::new());
+                        let call = CallRecord::for_tests();
+                        let _ = log.log_call(capture.clone(), 0, call, Vec::new());
                         sent.fetch_add(1, Ordering::AcqRel);
                     }
                 });
@@ -462,6 +633,44 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
+        assert!(log.close(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn drops_are_warned_about_at_most_every_ten_seconds_with_their_count() {
+        let w = DropWarning::default();
+        assert_eq!(w.note(1_000_000, 3), Some(3), "the first drop warns");
+        assert_eq!(w.note(1_000_001, 4), None);
+        assert_eq!(w.note(1_009_999, 5), None);
+        assert_eq!(w.note(1_010_000, 1), Some(10), "every row since the last warning");
+        assert_eq!(w.note(1_010_001, 1), None);
+    }
+
+    #[test]
+    fn sampling_halves_for_every_sixteenth_past_half_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = InferenceLogSettings {
+            queue_bytes: 1600,
+            ..Default::default()
+        };
+        let log = start_in(&dir, settings, &Arc::new(Metrics::new()));
+        let level_at = |queued: usize| {
+            log.queued_bytes.store(queued, Ordering::Release);
+            log.sample_level()
+        };
+        let levels: Vec<u32> = [0, 799, 800, 899, 900, 1000, 1599, 1600]
+            .into_iter()
+            .map(level_at)
+            .collect();
+        assert_eq!(levels, [0, 0, 1, 1, 2, 3, 8, 9]);
+        log.queued_bytes.store(0, Ordering::Release);
+
+        let config: AutoCaptureConfig =
+            serde_json::from_str(r#"{"sampling_fraction": 0.5, "backpressure": "sample"}"#).unwrap();
+        let capture = log.capture("e", &config).unwrap();
+        // Half the requests are sampled (bits below 2^63); two halvings below, an eighth.
+        assert!(capture.keeps((1 << 63) - 1, 0));
+        assert!(capture.keeps((1 << 61) - 1, 2) && !capture.keeps(1 << 61, 2));
         assert!(log.close(Duration::from_secs(5)));
     }
 

@@ -39,6 +39,9 @@ pub struct CallRecord {
     pub served_entity: Option<Arc<str>>,
     pub logging_error_codes: Vec<&'static str>,
     pub requester: Option<String>,
+    /// The share of requests logged when this one was (the endpoint's `sampling_fraction`,
+    /// smaller while its `backpressure: sample` thins a backlog); set by the log.
+    pub sampling_fraction: f64,
 }
 
 impl CallRecord {
@@ -56,6 +59,7 @@ impl CallRecord {
             served_entity: None,
             logging_error_codes: Vec::new(),
             requester: None,
+            sampling_fraction: 1.0,
         }
     }
 
@@ -243,7 +247,7 @@ fn payload_schema() -> SchemaRef {
     ]))
 }
 
-pub fn payload_batch(calls: &[CallRecord], sampling: f64) -> Result<RecordBatch, ArrowError> {
+pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
     // Bodies go into the column without a copy when they are UTF-8 (JSON and CSV are).
     fn text(b: &Option<Bytes>) -> Option<std::borrow::Cow<'_, str>> {
         b.as_ref().map(|b| String::from_utf8_lossy(b))
@@ -277,7 +281,7 @@ pub fn payload_batch(calls: &[CallRecord], sampling: f64) -> Result<RecordBatch,
             calls.iter().map(|c| i32::from(c.status_code)),
         )),
         Arc::new(Float64Array::from_iter_values(
-            calls.iter().map(|_| sampling),
+            calls.iter().map(|c| c.sampling_fraction),
         )),
         Arc::new(Int64Array::from_iter(calls.iter().map(|c| c.execution_ms))),
         Arc::new(StringArray::from_iter(

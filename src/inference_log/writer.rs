@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -159,26 +159,25 @@ impl Writer {
     /// so a batch commits at most a tick late, and long enough that a busy server's records
     /// are taken in bulk rather than each waking the writer (a wake-up per logged request
     /// costs the serving core a context switch).
-    fn tick(&self) -> Duration {
+    pub(super) fn tick(&self) -> Duration {
         (self.interval / 10).clamp(Duration::from_millis(5), Duration::from_millis(100))
     }
 
-    /// Runs until closed; true when everything queued was committed. Senders never wake the
-    /// writer (it does not block on the channel): it takes what is queued every tick, or
-    /// sooner when [`super::InferenceLog`] unparks it (a full batch's bytes, `close`).
-    pub(super) fn run(&mut self) -> bool {
-        let tick = self.tick();
+    /// One look at the queue: takes what is queued and commits the batches that are due (every
+    /// pending one when `all`), stopping between commits once `yield_to` is set. Senders never
+    /// wake the writer (it does not block on the channel); its threads call this every tick,
+    /// or sooner when [`super::InferenceLog`] unparks them. `Some(all committed)` once `close`
+    /// was heard and everything was committed or counted.
+    pub(super) fn step(&mut self, all: bool, yield_to: Option<&AtomicBool>) -> Option<bool> {
         loop {
-            loop {
-                match self.rx.try_recv() {
-                    Ok(Entry::Close) | Err(TryRecvError::Disconnected) => return self.finish(),
-                    Ok(e) => self.take(e),
-                    Err(TryRecvError::Empty) => break,
-                }
+            match self.rx.try_recv() {
+                Ok(Entry::Close) | Err(TryRecvError::Disconnected) => return Some(self.finish()),
+                Ok(e) => self.take(e),
+                Err(TryRecvError::Empty) => break,
             }
-            self.flush_due(false);
-            std::thread::park_timeout(tick);
         }
+        self.flush_due(all, yield_to);
+        None
     }
 
     fn tables_of(&mut self, capture: &Arc<Capture>) -> &mut Tables {
@@ -191,7 +190,7 @@ impl Writer {
                 scored: Pending::default(),
                 labels: Pending::default(),
             });
-        // Rows from a newer config carry its sampling fraction.
+        // The newer config's capture (its backpressure, for what it still holds).
         if !Arc::ptr_eq(&t.capture, capture) {
             t.capture = capture.clone();
         }
@@ -239,8 +238,9 @@ impl Writer {
         }
     }
 
-    /// Commits every batch that is due (all of them when `all`).
-    fn flush_due(&mut self, all: bool) {
+    /// Commits every batch that is due (all of them when `all`), one at a time, until
+    /// `yield_to` is set (the rest stay pending for the next look).
+    fn flush_due(&mut self, all: bool, yield_to: Option<&AtomicBool>) {
         let (flush_rows, flush_bytes, interval) =
             (self.flush_rows, self.flush_bytes, self.interval);
         let due = |rows: usize, bytes: usize, since: Option<Instant>| {
@@ -250,35 +250,46 @@ impl Writer {
                     || bytes >= flush_bytes
                     || since.is_some_and(|s| s.elapsed() >= interval))
         };
-        let mut work = Vec::new();
-        for t in self.tables.values_mut() {
-            if due(t.calls.rows, t.calls.bytes, t.calls.since) {
-                work.push((t.capture.clone(), Batch::Calls(t.calls.take())));
-            }
-            if due(t.scored.rows, t.scored.bytes, t.scored.since) {
-                work.push((t.capture.clone(), Batch::Scored(t.scored.take())));
-            }
-            if due(t.labels.rows, t.labels.bytes, t.labels.since) {
-                work.push((t.capture.clone(), Batch::Labels(t.labels.take())));
+        let uris: Vec<String> = self.tables.keys().cloned().collect();
+        for uri in uris {
+            for kind in 0..3 {
+                if yield_to.is_some_and(|y| y.load(Ordering::Acquire)) {
+                    return;
+                }
+                let Some(t) = self.tables.get_mut(&uri) else {
+                    break;
+                };
+                let batch = match kind {
+                    0 if due(t.calls.rows, t.calls.bytes, t.calls.since) => {
+                        Batch::Calls(t.calls.take())
+                    }
+                    1 if due(t.scored.rows, t.scored.bytes, t.scored.since) => {
+                        Batch::Scored(t.scored.take())
+                    }
+                    2 if due(t.labels.rows, t.labels.bytes, t.labels.since) => {
+                        Batch::Labels(t.labels.take())
+                    }
+                    _ => continue,
+                };
+                let capture = t.capture.clone();
+                self.commit_batch(capture, batch);
             }
         }
-        for (capture, batch) in work {
-            match batch {
-                Batch::Calls(p) => {
-                    let f = capture.sampling_fraction;
-                    self.commit(&capture, &capture.payload, p.rows, p.bytes, || {
-                        payload_batch(&p.items, f)
-                    })
-                }
-                Batch::Scored(p) => {
-                    self.commit(&capture, &capture.predictions, p.rows, p.bytes, || {
-                        predictions_batch(&capture.endpoint, &p.items)
-                    })
-                }
-                Batch::Labels(p) => self.commit(&capture, &capture.labels, p.rows, p.bytes, || {
-                    labels_batch(&p.items)
-                }),
+    }
+
+    fn commit_batch(&mut self, capture: Arc<Capture>, batch: Batch) {
+        match batch {
+            Batch::Calls(p) => self.commit(&capture, &capture.payload, p.rows, p.bytes, || {
+                payload_batch(&p.items)
+            }),
+            Batch::Scored(p) => {
+                self.commit(&capture, &capture.predictions, p.rows, p.bytes, || {
+                    predictions_batch(&capture.endpoint, &p.items)
+                })
             }
+            Batch::Labels(p) => self.commit(&capture, &capture.labels, p.rows, p.bytes, || {
+                labels_batch(&p.items)
+            }),
         }
     }
 
@@ -471,7 +482,7 @@ impl Writer {
         while let Ok(e) = self.rx.try_recv() {
             self.take(e);
         }
-        self.flush_due(true);
+        self.flush_due(true, None);
         if self.dropped_closing > 0 {
             tracing::error!(
                 rows = self.dropped_closing,
@@ -523,6 +534,7 @@ mod tests {
             payload: target(LogTable::Payload),
             predictions: target(LogTable::Predictions),
             labels: target(LogTable::Labels),
+            backpressure: Default::default(),
         })
     }
 

@@ -45,7 +45,7 @@ impl LogMetrics {
             )),
             dropped_rows: r.add(make::counters(
                 "modelgate_inference_log_dropped_rows_total",
-                "Rows not logged, by reason: queue_full (the writer's queue was at its byte limit), commit_failed (every commit attempt failed), shutdown (not committed by the shutdown deadline), invalid_rows, writer_panic (the writer panicked on the batch; later batches are still written).",
+                "Rows not logged, by reason: queue_full (the writer's queue was at its byte limit), sampled_down (left out by an endpoint whose backpressure is sample, as the queue filled), commit_failed (every commit attempt failed), shutdown (not committed by the shutdown deadline), invalid_rows, writer_panic (the writer panicked on the batch; later batches are still written).",
                 &["endpoint", "table", "reason"],
             )),
             compactions: r.add(make::counters(

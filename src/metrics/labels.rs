@@ -100,6 +100,7 @@ label_values!(
     /// `reason` rows were not logged.
     DropReason {
         QueueFull => "queue_full",
+        SampledDown => "sampled_down",
         CommitFailed => "commit_failed",
         Shutdown => "shutdown",
         InvalidRows => "invalid_rows",

@@ -17,7 +17,7 @@ use crate::endpoint::directory::Endpoints;
 use crate::endpoint::{Endpoint, Generation, ServedEntity};
 use crate::engine::pool::InferencePool;
 use crate::error::{Limit, Protocol, RequestError};
-use crate::inference_log::{Capture, InferenceLog, RequestId};
+use crate::inference_log::{Backlog, Capture, InferenceLog, RequestId};
 use crate::metrics::{Metrics, UNKNOWN_ENDPOINT};
 
 use super::admission::{within, Admission, Deadline, Limits};
@@ -114,6 +114,7 @@ impl Gateway {
             log: self.log.clone(),
             capture,
             request_id: id.text.clone(),
+            sample_bits: id.bits,
             time_us: crate::clock::epoch_us_at(received),
         })
     }
@@ -155,18 +156,28 @@ impl Gateway {
         let result = match scored {
             Ok(s) => {
                 let body = Bytes::from(s.body);
-                if let Some(ticket) = log_ticket {
-                    let mut call =
-                        ticket.call(200, Some(inv.body.clone()), body.clone(), requester);
-                    call.client_request_id = s.client_request_id;
-                    call.execution_ms = Some((s.timings.inference * 1000.0).round() as i64);
-                    call.served_entity = Some(s.served.id());
-                    ticket.log.log_call(ticket.capture, call, s.logged);
+                let logged = match log_ticket {
+                    Some(ticket) => {
+                        let mut call =
+                            ticket.call(200, Some(inv.body.clone()), body.clone(), requester);
+                        call.client_request_id = s.client_request_id;
+                        call.execution_ms = Some((s.timings.inference * 1000.0).round() as i64);
+                        call.served_entity = Some(s.served.id());
+                        ticket.log(call, s.logged)
+                    }
+                    None => Ok(()),
+                };
+                match logged {
+                    Ok(()) => Ok(Answer {
+                        body,
+                        served: s.served,
+                    }),
+                    // The endpoint answers only what it logs: this answer is not sent.
+                    Err(_) => Err(Failure {
+                        error: log_refusal(&inv.endpoint, self.log.backlog()),
+                        served_name: Some(s.served.label().into()),
+                    }),
                 }
-                Ok(Answer {
-                    body,
-                    served: s.served,
-                })
             }
             Err(f) => {
                 if let Some(ticket) = log_ticket {
@@ -174,7 +185,7 @@ impl Gateway {
                     let status = f.error.status().as_u16();
                     let mut call = ticket.call(status, Some(inv.body.clone()), body, requester);
                     call.served_entity = f.served_name.clone();
-                    ticket.log.log_call(ticket.capture, call, Vec::new());
+                    ticket.log_answered(call, Vec::new());
                 }
                 Err(f)
             }
@@ -262,7 +273,7 @@ impl Gateway {
                 call.logging_error_codes
                     .push(crate::inference_log::record::MAX_REQUEST_SIZE_EXCEEDED);
             }
-            ticket.log.log_call(ticket.capture, call, Vec::new());
+            ticket.log_answered(call, Vec::new());
         }
         let label = self.endpoint_label(endpoint);
         self.count_request(label, "", protocol, error.status().as_u16(), received);
@@ -289,6 +300,10 @@ impl Gateway {
         };
         let generation = endpoint.generation();
         let log_ticket = self.log_ticket(&generation, &inv.request_id, inv.received);
+        if let Some(backlog) = (log_ticket.as_ref()).and_then(|t| t.log.refuses_new(&t.capture)) {
+            // Refused before it is scored; a refusal is not logged (there is no room).
+            return (Err(log_refusal(&inv.endpoint, backlog).into()), None);
+        }
         let now = crate::clock::now_ms();
         let _counted = match self
             .admission
@@ -356,5 +371,17 @@ impl Gateway {
         inference.observe(t.inference);
         encode.observe(t.encode);
         Ok(done)
+    }
+}
+
+/// The refusal of a request to an endpoint that answers only what it logs
+/// (`backpressure: reject`) while its inference log is behind.
+fn log_refusal(endpoint: &str, backlog: Backlog) -> RequestError {
+    RequestError::LimitExceeded {
+        limit: Limit::InferenceLogQueue,
+        message: format!(
+            "endpoint '{endpoint}' answers only requests it can log (auto_capture_config.backpressure: reject), and its inference log is behind: {} of inference_log.queue_bytes = {} bytes queued; retry later",
+            backlog.queued_bytes, backlog.queue_bytes
+        ),
     }
 }

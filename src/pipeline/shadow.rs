@@ -116,7 +116,7 @@ impl Copy {
             rows.shadow = true;
             rows.shadow_ms = Some(took * 1000.0);
             if let Some(log) = &sinks.log {
-                log.log.log_shadow(log.capture.clone(), rows);
+                log.log_shadow(rows);
             }
         }
     }

@@ -10,7 +10,7 @@ use crate::drift::monitor::{RequestMonitor, Scorer};
 use crate::endpoint::{EntitySlot, ServedEntity};
 use crate::engine::NamedTensor;
 use crate::features::join::Joined;
-use crate::inference_log::{CallRecord, Capture, InferenceLog, Inputs, ScoredRows};
+use crate::inference_log::{CallRecord, Capture, InferenceLog, Inputs, ScoredRows, Unlogged};
 use crate::metrics::ArmMetrics;
 use crate::protocol::frame::Frame;
 use crate::version::VersionMeta;
@@ -21,6 +21,8 @@ pub struct LogTicket {
     pub log: Arc<InferenceLog>,
     pub capture: Arc<Capture>,
     pub request_id: Arc<str>,
+    /// The request id's bits that decide whether it is sampled ([`crate::inference_log::RequestId`]).
+    pub sample_bits: u64,
     /// Arrival, microseconds since the Unix epoch.
     pub time_us: i64,
 }
@@ -45,7 +47,29 @@ impl LogTicket {
             served_entity: None,
             logging_error_codes: Vec::new(),
             requester: requester.map(str::to_owned),
+            sampling_fraction: self.capture.sampling_fraction,
         }
+    }
+
+    /// Queues this request's payload row and the rows it scored
+    /// ([`InferenceLog::log_call`]); handed back under `backpressure: reject` when they do not
+    /// fit, for the caller to refuse the request.
+    pub fn log(self, call: CallRecord, scored: Vec<ScoredRows>) -> Result<(), Unlogged> {
+        (self.log).log_call(self.capture, self.sample_bits, call, scored)
+    }
+
+    /// As [`LogTicket::log`], for a call answered whatever happens (an error): rows that do
+    /// not fit are counted as dropped.
+    pub fn log_answered(self, call: CallRecord, scored: Vec<ScoredRows>) {
+        let log = self.log.clone();
+        if let Err(unlogged) = self.log(call, scored) {
+            log.count_unlogged(unlogged);
+        }
+    }
+
+    /// Queues the rows a shadow served entity scored for this request's copy.
+    pub fn log_shadow(&self, rows: ScoredRows) {
+        (self.log).log_shadow(self.capture.clone(), self.sample_bits, rows);
     }
 
     /// The prediction rows of this request that `served_entity` scored.

@@ -23,9 +23,38 @@ pub struct AutoCaptureConfig {
     /// and prediction rows are logged together or not at all.
     #[serde(default = "all_requests")]
     pub sampling_fraction: f64,
+    /// What happens to a request's rows when the writer falls behind and its queue
+    /// (`inference_log.queue_bytes`) fills: see [`Backpressure`].
+    #[serde(default, skip_serializing_if = "Backpressure::is_default")]
+    pub backpressure: Backpressure,
     /// Databricks reports the table state here; accepted from its clients and ignored.
     #[serde(default, skip_serializing)]
     pub state: Option<serde_json::Value>,
+}
+
+/// An endpoint's choice when the inference log cannot keep up.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Backpressure {
+    /// Callers are answered as ever; rows that do not fit the queue are dropped and counted
+    /// (`reason="queue_full"`).
+    #[default]
+    Drop,
+    /// Past half the queue, requests are logged at a smaller share, halved for every further
+    /// sixteenth of the queue taken (to 1/1024 of `sampling_fraction`); each payload row
+    /// records the share it was written at in `sampling_fraction`, so readers can weight it
+    /// by its inverse. Rows left out are counted (`reason="sampled_down"`).
+    Sample,
+    /// A request that cannot be logged is refused with 429 (`REQUEST_LIMIT_EXCEEDED`,
+    /// `limit="inference_log_queue"`), before it is scored once the queue is seven eighths
+    /// full: every answered request is logged.
+    Reject,
+}
+
+impl Backpressure {
+    fn is_default(&self) -> bool {
+        *self == Self::Drop
+    }
 }
 
 pub(crate) fn enabled_by_default() -> bool {

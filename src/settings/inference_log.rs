@@ -46,6 +46,11 @@ pub struct InferenceLogSettings {
     /// nice 19; 0: the same), so a commit's encoding yields the core to requests rather than
     /// stalling them.
     pub writer_nice: i32,
+    /// While the queue holds more than a quarter of `queue_bytes`, a thread at the serving
+    /// threads' priority commits everything pending (until an eighth is left): on a saturated
+    /// core the niced writer alone falls behind and rows are dropped. Off: the writer stays
+    /// niced whatever the backlog (lower tail latency under saturation, rows dropped instead).
+    pub catch_up: bool,
     /// Every this many of the writer's commits to a table, it compacts the table's small files
     /// (0: never).
     pub compact_every_commits: u32,
@@ -69,6 +74,7 @@ impl Default for InferenceLogSettings {
             max_labels_per_request: MAX_LABELS,
             max_keys_per_label: MAX_KEYS,
             writer_nice: 10,
+            catch_up: true,
             compact_every_commits: 50,
             compact_max_bytes: 64 * 1024 * 1024,
         }
