@@ -163,9 +163,7 @@ impl Limit {
             }
             Limit::BodyReadTimeout => StatusCode::REQUEST_TIMEOUT,
             Limit::InflightBodyBytes => StatusCode::SERVICE_UNAVAILABLE,
-            Limit::StreamsPerConnection | Limit::InferenceLogQueue => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Limit::StreamsPerConnection | Limit::InferenceLogQueue => StatusCode::TOO_MANY_REQUESTS,
             Limit::Deadline => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -216,9 +214,7 @@ impl RequestError {
             // and retry a body that can never succeed).
             Self::LimitExceeded { limit, .. } => match limit {
                 Limit::InflightBodyBytes => "TEMPORARILY_UNAVAILABLE",
-                Limit::StreamsPerConnection | Limit::InferenceLogQueue => {
-                    "REQUEST_LIMIT_EXCEEDED"
-                }
+                Limit::StreamsPerConnection | Limit::InferenceLogQueue => "REQUEST_LIMIT_EXCEEDED",
                 Limit::Deadline => "DEADLINE_EXCEEDED",
                 _ => "BAD_REQUEST",
             },
@@ -248,9 +244,7 @@ impl RequestError {
             Self::TooManyRequests { retry_after_s, .. } => Some(*retry_after_s),
             Self::LimitExceeded {
                 limit:
-                    Limit::InflightBodyBytes
-                    | Limit::StreamsPerConnection
-                    | Limit::InferenceLogQueue,
+                    Limit::InflightBodyBytes | Limit::StreamsPerConnection | Limit::InferenceLogQueue,
                 ..
             } => Some(1),
             _ => None,

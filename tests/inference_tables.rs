@@ -788,7 +788,10 @@ fn sample_backpressure_logs_a_smaller_share_and_records_it_in_each_row() {
         if queued >= queue_bytes * (0.5 + 3.0 / 16.0) {
             break;
         }
-        assert!(Instant::now() < deadline, "the queue did not fill: {queued}");
+        assert!(
+            Instant::now() < deadline,
+            "the queue did not fill: {queued}"
+        );
     }
     let sampled_down = gw
         .metric("modelgate_inference_log_dropped_rows_total{endpoint=\"e\",reason=\"sampled_down\",table=\"payload\"}")
@@ -825,7 +828,10 @@ fn sample_backpressure_logs_a_smaller_share_and_records_it_in_each_row() {
             "{id} kept at 1/2^{level}"
         );
         if let Some((before, previous)) = last_kept {
-            assert!(level >= previous, "the share rose from 1/2^{previous} to 1/2^{level}");
+            assert!(
+                level >= previous,
+                "the share rose from 1/2^{previous} to 1/2^{level}"
+            );
             if level == previous && level > 0 {
                 for skipped in &ids[before + 1..i] {
                     assert!(
@@ -922,7 +928,10 @@ fn reject_backpressure_answers_only_what_it_logs() {
         .iter()
         .map(|r| r["databricks_request_id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(logged, answered, "every answered request is logged, and only those");
+    assert_eq!(
+        logged, answered,
+        "every answered request is logged, and only those"
+    );
     assert_eq!(rows(&t.predictions).len(), 4 * answered.len());
 }
 

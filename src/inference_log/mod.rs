@@ -143,7 +143,12 @@ impl DropWarning {
             return None;
         }
         self.next_ms
-            .compare_exchange(next, now_ms + Self::EVERY_MS, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                next,
+                now_ms + Self::EVERY_MS,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .ok()?;
         Some(self.pending.swap(0, Ordering::AcqRel))
     }
@@ -642,7 +647,11 @@ mod tests {
         assert_eq!(w.note(1_000_000, 3), Some(3), "the first drop warns");
         assert_eq!(w.note(1_000_001, 4), None);
         assert_eq!(w.note(1_009_999, 5), None);
-        assert_eq!(w.note(1_010_000, 1), Some(10), "every row since the last warning");
+        assert_eq!(
+            w.note(1_010_000, 1),
+            Some(10),
+            "every row since the last warning"
+        );
         assert_eq!(w.note(1_010_001, 1), None);
     }
 
@@ -666,7 +675,8 @@ mod tests {
         log.queued_bytes.store(0, Ordering::Release);
 
         let config: AutoCaptureConfig =
-            serde_json::from_str(r#"{"sampling_fraction": 0.5, "backpressure": "sample"}"#).unwrap();
+            serde_json::from_str(r#"{"sampling_fraction": 0.5, "backpressure": "sample"}"#)
+                .unwrap();
         let capture = log.capture("e", &config).unwrap();
         // Half the requests are sampled (bits below 2^63); two halvings below, an eighth.
         assert!(capture.keeps((1 << 63) - 1, 0));
