@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::writer::Writer;
+use super::writer::{Step, Writer};
 
 pub(super) struct Shared {
     writer: Mutex<Writer>,
@@ -70,8 +70,8 @@ impl Shared {
     pub(super) fn run_niced(&self) {
         while !self.finished.load(Ordering::Acquire) {
             if !self.catching_up.load(Ordering::Acquire) {
-                let finished = self.lock().step(false, Some(&self.catching_up));
-                if let Some(all_committed) = finished {
+                let step = self.lock().step(false, Some(&self.catching_up));
+                if let Step::Finished(all_committed) = step {
                     return self.finish(all_committed);
                 }
             }
@@ -91,15 +91,17 @@ impl Shared {
             self.catching_up.store(true, Ordering::Release);
             let mut writer = self.lock();
             loop {
-                if let Some(all_committed) = writer.step(true, None) {
-                    return self.finish(all_committed);
-                }
+                let committed = match writer.step(true, None) {
+                    Step::Finished(all_committed) => return self.finish(all_committed),
+                    Step::Committed(batches) => batches,
+                };
                 if !closing && self.queued_bytes.load(Ordering::Acquire) < self.stop_at {
                     break;
                 }
-                if closing {
-                    // Close is on its way to the queue; wait for it rather than spin.
-                    std::thread::park_timeout(Duration::from_millis(1));
+                if committed == 0 {
+                    // The backlog is another shard's (the queue's bytes are shared), or close
+                    // is on its way to this queue: look again shortly rather than spin.
+                    std::thread::park_timeout(Duration::from_millis(2));
                 }
             }
             drop(writer);

@@ -16,10 +16,11 @@ pub mod labels;
 mod priority;
 pub mod record;
 pub mod rows;
+mod shard;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::metrics::labels::{DropReason, LogTable};
@@ -89,6 +90,8 @@ pub struct Capture {
     pub labels: TableTarget,
     /// What happens to this endpoint's requests when the queue fills.
     pub backpressure: Backpressure,
+    /// The writer shards of the payload, predictions and labels tables ([`shard`]).
+    shards: [usize; 3],
 }
 
 impl Capture {
@@ -155,15 +158,16 @@ impl DropWarning {
 }
 
 pub(crate) enum Entry {
+    /// A payload row.
     Call {
         capture: Arc<Capture>,
         call: CallRecord,
-        scored: Vec<ScoredRows>,
-        bytes: [usize; 2],
+        bytes: usize,
     },
-    Shadow {
+    /// The rows one call (or its shadow copy) scored.
+    Scored {
         capture: Arc<Capture>,
-        scored: ScoredRows,
+        scored: Vec<ScoredRows>,
         bytes: usize,
     },
     Labels {
@@ -184,16 +188,10 @@ pub enum EnqueueError {
     Closed,
 }
 
-/// The queue in front of the writer thread.
+/// The queue in front of the writers: one byte budget over the shards' queues.
 pub struct InferenceLog {
     settings: InferenceLogSettings,
-    /// The writer thread, unparked when a batch's worth of bytes is queued and at `close`;
-    /// otherwise it looks at the queue on its own tick (senders do not wake it).
-    writer: std::thread::Thread,
-    /// The thread that takes the writer over while the queue is backed up
-    /// ([`catch_up`]), unparked when the queue crosses that mark and at `close`.
-    catch_up: std::thread::Thread,
-    tx: crossbeam_channel::Sender<Entry>,
+    shards: Vec<shard::Shard>,
     queued_bytes: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     closed: AtomicBool,
@@ -201,76 +199,34 @@ pub struct InferenceLog {
     /// `close` to set `closed`: so every record let in is in the queue before `Entry::Close`,
     /// where the writer's last drain finds it, and none is sent unseen after that.
     gate: std::sync::RwLock<()>,
-    /// The shutdown deadline, set once by `close`; the writer starts no attempt after it.
+    /// The shutdown deadline, set once by `close`; the writers start no attempt after it.
     stop: Arc<OnceLock<Instant>>,
-    done: Mutex<Option<crossbeam_channel::Receiver<bool>>>,
     warning: DropWarning,
 }
 
 impl InferenceLog {
-    /// Starts the writer thread.
+    /// Starts the writers: `inference_log.writers` shards, or one per core the process may run
+    /// on, at most four.
     pub fn start(settings: InferenceLogSettings, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         // s3:// (and s3a://) tables: the Delta crate's S3 store, registered once per process.
         static OBJECT_STORES: std::sync::Once = std::sync::Once::new();
         OBJECT_STORES.call_once(|| deltalake::aws::register_handlers(None));
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let queued_bytes = Arc::new(AtomicUsize::new(0));
-        // One absolute value for the writer and the I/O threads it starts (they inherit its).
+        // One absolute value for the writers and the I/O threads they start.
         let nice = priority::target(settings.writer_nice);
-        let sink = delta::DeltaSink::new(
-            settings
-                .storage_options
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            nice,
-        )?;
         let stop = Arc::new(OnceLock::new());
-        let writer = writer::Writer::new(
-            &settings,
-            rx,
-            queued_bytes.clone(),
-            metrics.clone(),
-            sink,
-            stop.clone(),
-        );
-        let shared = Arc::new(catch_up::Shared::new(
-            writer,
-            settings.queue_bytes,
-            settings.catch_up,
-            queued_bytes.clone(),
-            stop.clone(),
-            done_tx,
-        ));
-        // The last of the two to leave drops the writer, after `done` was sent: dropping the
-        // Delta sink's runtime waits for its blocking tasks (say, requests to a store that
-        // does not answer); `close` does not.
-        let niced = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("inference-log".into())
-            .spawn(move || {
-                priority::lower_this_thread(nice);
-                niced.run_niced();
-            })?
-            .thread()
-            .clone();
-        let catch_up = std::thread::Builder::new()
-            .name("log-catch-up".into())
-            .spawn(move || shared.run_catch_up())?
-            .thread()
-            .clone();
+        let count = settings.writer_shards();
+        let shards = (0..count)
+            .map(|i| shard::Shard::start(i, &settings, nice, &queued_bytes, &metrics, &stop))
+            .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Self {
             settings,
-            writer: thread,
-            catch_up,
-            tx,
+            shards,
             queued_bytes,
             metrics,
             closed: AtomicBool::new(false),
             gate: std::sync::RwLock::new(()),
             stop,
-            done: Mutex::new(Some(done_rx)),
             warning: DropWarning::default(),
         })
     }
@@ -287,6 +243,15 @@ impl InferenceLog {
             kind,
         };
         let f = config.sampling_fraction.clamp(0.0, 1.0);
+        // The tables' place, not the endpoint's name, picks the shards: tables that outlive
+        // their endpoint (deleted, then made again) stay with one writer.
+        let first = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&root, prefix).hash(&mut h);
+            h.finish() as usize
+        };
+        let n = self.shards.len();
         Some(Capture {
             endpoint: Arc::from(endpoint),
             sampling_fraction: f,
@@ -295,6 +260,7 @@ impl InferenceLog {
             predictions: target(LogTable::Predictions),
             labels: target(LogTable::Labels),
             backpressure: config.backpressure,
+            shards: [first % n, (first + 1) % n, (first + 2) % n],
         })
     }
 
@@ -403,13 +369,22 @@ impl InferenceLog {
         let total = bytes[0] + bytes[1];
         match self.reserve(total) {
             Ok(before) => {
+                let [payload, predictions, _] = capture.shards;
+                if !scored.is_empty() {
+                    let entry = Entry::Scored {
+                        capture: capture.clone(),
+                        scored,
+                        bytes: bytes[1],
+                    };
+                    self.send(predictions, entry);
+                }
                 let entry = Entry::Call {
                     capture,
                     call,
-                    scored,
-                    bytes,
+                    bytes: bytes[0],
                 };
-                self.send(entry, before, total);
+                self.send(payload, entry);
+                self.wake_on_crossing(before, total);
                 Ok(())
             }
             Err(DropReason::QueueFull) if capture.backpressure == Backpressure::Reject => {
@@ -445,12 +420,14 @@ impl InferenceLog {
         let bytes = scored.approx_bytes();
         match self.reserve(bytes) {
             Ok(before) => {
-                let entry = Entry::Shadow {
+                let shard = capture.shards[1];
+                let entry = Entry::Scored {
                     capture,
-                    scored,
+                    scored: vec![scored],
                     bytes,
                 };
-                self.send(entry, before, bytes);
+                self.send(shard, entry);
+                self.wake_on_crossing(before, bytes);
             }
             Err(reason) => self.count_dropped(&capture, &drops, reason),
         }
@@ -472,12 +449,14 @@ impl InferenceLog {
             self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             return Err(EnqueueError::Full);
         }
+        let shard = capture.shards[2];
         let entry = Entry::Labels {
             capture,
             labels,
             bytes,
         };
-        self.send(entry, before, bytes);
+        self.send(shard, entry);
+        self.wake_on_crossing(before, bytes);
         Ok(())
     }
 
@@ -486,18 +465,20 @@ impl InferenceLog {
         self.gate.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `entry`, which took `bytes` of the queue on top of `before`. The writer is woken
-    /// when the queue crosses a batch's bytes (`flush_bytes`), so a burst commits without
-    /// waiting for its tick: once per crossing, not per record.
-    fn send(&self, entry: Entry, before: usize, bytes: usize) {
-        // The writer holds the receiver until `close`; after that `reserve` refuses first.
-        let _ = self.tx.send(entry);
+    fn send(&self, shard: usize, entry: Entry) {
+        self.shards[shard].send(entry);
+    }
+
+    /// After `bytes` were queued on top of `before`: the writers are woken when the queue
+    /// crosses a batch's bytes (`flush_bytes`), so a burst commits without waiting for their
+    /// tick, and the catch-up threads when it crosses theirs; once per crossing, not per record.
+    fn wake_on_crossing(&self, before: usize, bytes: usize) {
         let crossed = |at: usize| before < at && before + bytes >= at;
         if crossed(self.settings.flush_bytes) {
-            self.writer.unpark();
+            self.shards.iter().for_each(shard::Shard::wake_writer);
         }
         if crossed(catch_up::catch_up_at(self.settings.queue_bytes)) {
-            self.catch_up.unpark();
+            self.shards.iter().for_each(shard::Shard::wake_catch_up);
         }
     }
 
@@ -511,7 +492,8 @@ impl InferenceLog {
 
     /// Bytes and records waiting for the writer (the queue-depth gauges).
     pub fn depth(&self) -> (usize, usize) {
-        (self.queued_bytes.load(Ordering::Relaxed), self.tx.len())
+        let records = self.shards.iter().map(shard::Shard::queued_records).sum();
+        (self.queued_bytes.load(Ordering::Relaxed), records)
     }
 
     /// Stops taking records and waits until everything queued is committed, or `deadline`
@@ -527,16 +509,15 @@ impl InferenceLog {
         }
         // Set before the writer hears of it: an attempt in flight (or backing off) sees it.
         let _ = self.stop.set(Instant::now() + deadline);
-        let _ = self.tx.send(Entry::Close);
-        self.writer.unpark();
-        self.catch_up.unpark();
-        let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match done {
-            Some(rx) => rx
-                .recv_timeout(deadline + Duration::from_secs(2))
-                .unwrap_or(false),
-            None => true,
+        for shard in &self.shards {
+            shard.send(Entry::Close);
+            shard.wake_writer();
+            shard.wake_catch_up();
         }
+        let until = Instant::now() + deadline + Duration::from_secs(2);
+        // Every shard is waited for, even after one said no.
+        let answers: Vec<bool> = self.shards.iter().map(|s| s.wait_done(until)).collect();
+        answers.into_iter().all(|committed| committed)
     }
 }
 
@@ -621,22 +602,34 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn the_writer_runs_nicer_than_the_serving_threads() {
+    fn the_writers_run_nicer_than_the_serving_threads_and_catch_up_beside_them() {
         let dir = tempfile::tempdir().unwrap();
         let settings = InferenceLogSettings {
             writer_nice: 3,
+            writers: 2,
             ..Default::default()
         };
         let want = priority::target(3);
+        let serving = priority::target(0);
         let log = start_in(&dir, settings, &Arc::new(Metrics::new()));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !nice_of_threads("inference-log").contains(&want) {
+        // Other tests' logs run threads of the same names (at their own nice values).
+        for name in ["log-writer-0", "log-writer-1"] {
+            while !nice_of_threads(name).contains(&want) {
+                assert!(
+                    Instant::now() < deadline,
+                    "no {name} thread at nice {want}: {:?}",
+                    nice_of_threads(name)
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        for name in ["log-catch-up-0", "log-catch-up-1"] {
+            let found = nice_of_threads(name);
             assert!(
-                Instant::now() < deadline,
-                "no writer thread at nice {want}: {:?}",
-                nice_of_threads("inference-log")
+                !found.is_empty() && found.iter().all(|n| *n == serving),
+                "{name}: {found:?}"
             );
-            std::thread::sleep(Duration::from_millis(5));
         }
         assert!(log.close(Duration::from_secs(5)));
     }

@@ -62,6 +62,14 @@ impl<T> Pending<T> {
     }
 }
 
+/// What one look at the queue did.
+pub(super) enum Step {
+    /// Batches committed (or counted as dropped).
+    Committed(usize),
+    /// `close` was heard: everything was committed (true) or counted.
+    Finished(bool),
+}
+
 enum Batch {
     Calls(Pending<CallRecord>),
     Scored(Pending<ScoredRows>),
@@ -168,16 +176,17 @@ impl Writer {
     /// wake the writer (it does not block on the channel); its threads call this every tick,
     /// or sooner when [`super::InferenceLog`] unparks them. `Some(all committed)` once `close`
     /// was heard and everything was committed or counted.
-    pub(super) fn step(&mut self, all: bool, yield_to: Option<&AtomicBool>) -> Option<bool> {
+    pub(super) fn step(&mut self, all: bool, yield_to: Option<&AtomicBool>) -> Step {
         loop {
             match self.rx.try_recv() {
-                Ok(Entry::Close) | Err(TryRecvError::Disconnected) => return Some(self.finish()),
+                Ok(Entry::Close) | Err(TryRecvError::Disconnected) => {
+                    return Step::Finished(self.finish())
+                }
                 Ok(e) => self.take(e),
                 Err(TryRecvError::Empty) => break,
             }
         }
-        self.flush_due(all, yield_to);
-        None
+        Step::Committed(self.flush_due(all, yield_to))
     }
 
     fn tables_of(&mut self, capture: &Arc<Capture>) -> &mut Tables {
@@ -202,26 +211,20 @@ impl Writer {
             Entry::Call {
                 capture,
                 call,
-                scored,
                 bytes,
-            } => {
-                let t = self.tables_of(&capture);
-                t.calls.push(call, 1, bytes[0]);
-                let mut scored_bytes = bytes[1];
-                for s in scored {
-                    let rows = s.rows();
-                    t.scored.push(s, rows, std::mem::take(&mut scored_bytes));
-                }
-                // A call that scored nothing held no prediction bytes, but release any.
-                self.queued_bytes.fetch_sub(scored_bytes, Ordering::AcqRel);
-            }
-            Entry::Shadow {
+            } => self.tables_of(&capture).calls.push(call, 1, bytes),
+            Entry::Scored {
                 capture,
                 scored,
-                bytes,
+                mut bytes,
             } => {
-                let rows = scored.rows();
-                self.tables_of(&capture).scored.push(scored, rows, bytes);
+                let t = self.tables_of(&capture);
+                for s in scored {
+                    let rows = s.rows();
+                    t.scored.push(s, rows, std::mem::take(&mut bytes));
+                }
+                // Nothing scored held no bytes, but release any.
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             }
             Entry::Labels {
                 capture,
@@ -239,8 +242,9 @@ impl Writer {
     }
 
     /// Commits every batch that is due (all of them when `all`), one at a time, until
-    /// `yield_to` is set (the rest stay pending for the next look).
-    fn flush_due(&mut self, all: bool, yield_to: Option<&AtomicBool>) {
+    /// `yield_to` is set (the rest stay pending for the next look); how many it committed (or
+    /// counted as dropped).
+    fn flush_due(&mut self, all: bool, yield_to: Option<&AtomicBool>) -> usize {
         let (flush_rows, flush_bytes, interval) =
             (self.flush_rows, self.flush_bytes, self.interval);
         let due = |rows: usize, bytes: usize, since: Option<Instant>| {
@@ -251,10 +255,11 @@ impl Writer {
                     || since.is_some_and(|s| s.elapsed() >= interval))
         };
         let uris: Vec<String> = self.tables.keys().cloned().collect();
+        let mut batches = 0;
         for uri in uris {
             for kind in 0..3 {
                 if yield_to.is_some_and(|y| y.load(Ordering::Acquire)) {
-                    return;
+                    return batches;
                 }
                 let Some(t) = self.tables.get_mut(&uri) else {
                     break;
@@ -273,8 +278,10 @@ impl Writer {
                 };
                 let capture = t.capture.clone();
                 self.commit_batch(capture, batch);
+                batches += 1;
             }
         }
+        batches
     }
 
     fn commit_batch(&mut self, capture: Arc<Capture>, batch: Batch) {
@@ -535,6 +542,7 @@ mod tests {
             predictions: target(LogTable::Predictions),
             labels: target(LogTable::Labels),
             backpressure: Default::default(),
+            shards: [0; 3],
         })
     }
 

@@ -51,6 +51,10 @@ pub struct InferenceLogSettings {
     /// core the niced writer alone falls behind and rows are dropped. Off: the writer stays
     /// niced whatever the backlog (lower tail latency under saturation, rows dropped instead).
     pub catch_up: bool,
+    /// Writer shards, each with its own queue, threads and Delta sink; a table belongs to one,
+    /// and an endpoint's tables to different ones (0: one per core the process may run on, at
+    /// most 4).
+    pub writers: usize,
     /// Every this many of the writer's commits to a table, it compacts the table's small files
     /// (0: never).
     pub compact_every_commits: u32,
@@ -75,13 +79,26 @@ impl Default for InferenceLogSettings {
             max_keys_per_label: MAX_KEYS,
             writer_nice: 10,
             catch_up: true,
+            writers: 0,
             compact_every_commits: 50,
             compact_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
 
+/// Writer shards one process may run (`inference_log.writers`).
+pub const MAX_WRITERS: usize = 64;
+
 impl InferenceLogSettings {
+    /// The writer shards to run: `writers`, or one per core this process may run on (its CPU
+    /// affinity), at most four.
+    pub fn writer_shards(&self) -> usize {
+        match self.writers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            n => n,
+        }
+    }
+
     /// The first problem, as (key, message).
     pub fn problem(&self) -> Option<(&'static str, String)> {
         const SCHEMES: [&str; 3] = ["file", "s3", "s3a"];
@@ -124,6 +141,15 @@ impl InferenceLogSettings {
                 format!(
                     "must be at least 1 MiB (1048576) when compacting, not {}",
                     self.compact_max_bytes
+                ),
+            ));
+        }
+        if self.writers > MAX_WRITERS {
+            return Some((
+                "writers",
+                format!(
+                    "must be at most {MAX_WRITERS} (0: one per core, at most 4), not {}",
+                    self.writers
                 ),
             ));
         }

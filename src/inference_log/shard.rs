@@ -1,0 +1,105 @@
+//! A writer shard: one queue, one writer (its niced thread and its catch-up thread, see
+//! [`super::catch_up`]) and one Delta sink. Each table belongs to one shard, chosen from the
+//! table's location, and an endpoint's payload, predictions and labels tables go to three
+//! shards in a row: with two shards or more, one endpoint's tables are encoded and committed
+//! on different cores, and no table is ever appended to by two writers of one process.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use super::{catch_up, delta, priority, writer, Entry, InferenceLogSettings};
+use crate::metrics::Metrics;
+
+pub(super) struct Shard {
+    tx: crossbeam_channel::Sender<Entry>,
+    /// The niced writer thread, unparked when the queue crosses a batch's bytes and at close;
+    /// otherwise it looks at its queue every tick (senders do not wake it).
+    writer: std::thread::Thread,
+    /// The thread that takes the writer over while the queue is backed up, unparked when the
+    /// queue crosses that mark and at close.
+    catch_up: std::thread::Thread,
+    /// Told whether everything was committed, once the writer finished after close.
+    done: Mutex<Option<crossbeam_channel::Receiver<bool>>>,
+}
+
+impl Shard {
+    /// Starts shard `index`'s threads; `nice` is the writer's absolute nice value.
+    pub(super) fn start(
+        index: usize,
+        settings: &InferenceLogSettings,
+        nice: i32,
+        queued_bytes: &Arc<AtomicUsize>,
+        metrics: &Arc<Metrics>,
+        stop: &Arc<OnceLock<Instant>>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let options = settings.storage_options.clone().into_iter().collect();
+        let sink = delta::DeltaSink::new(options, nice)?;
+        let writer = writer::Writer::new(
+            settings,
+            rx,
+            queued_bytes.clone(),
+            metrics.clone(),
+            sink,
+            stop.clone(),
+        );
+        let shared = Arc::new(catch_up::Shared::new(
+            writer,
+            settings.queue_bytes,
+            settings.catch_up,
+            queued_bytes.clone(),
+            stop.clone(),
+            done_tx,
+        ));
+        // The last of the two to leave drops the writer, after `done` was sent: dropping the
+        // Delta sink's runtime waits for its blocking tasks (say, requests to a store that
+        // does not answer); `close` does not.
+        let niced = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name(format!("log-writer-{index}"))
+            .spawn(move || {
+                priority::lower_this_thread(nice);
+                niced.run_niced();
+            })?
+            .thread()
+            .clone();
+        let catch_up = std::thread::Builder::new()
+            .name(format!("log-catch-up-{index}"))
+            .spawn(move || shared.run_catch_up())?
+            .thread()
+            .clone();
+        Ok(Self {
+            tx,
+            writer,
+            catch_up,
+            done: Mutex::new(Some(done_rx)),
+        })
+    }
+
+    pub(super) fn send(&self, entry: Entry) {
+        // The writer holds the receiver until close; after that the log refuses first.
+        let _ = self.tx.send(entry);
+    }
+
+    pub(super) fn wake_writer(&self) {
+        self.writer.unpark();
+    }
+
+    pub(super) fn wake_catch_up(&self) {
+        self.catch_up.unpark();
+    }
+
+    /// Records waiting in this shard's queue.
+    pub(super) fn queued_records(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// The writer's answer after close: whether everything was committed; false when it does
+    /// not come by `until` (or was taken already).
+    pub(super) fn wait_done(&self, until: Instant) -> bool {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner()).take();
+        done.is_some_and(|rx| rx.recv_deadline(until).unwrap_or(false))
+    }
+}
