@@ -12,7 +12,9 @@
 # BIN is a release gateway binary (default: built here). Cores are counted from CPU 0; wrk runs
 # on the rest, or, where none is left (2 cores on a 2-core machine), on the last core beside the
 # server (the row says "shared"). LOG_YAML adds keys under `inference_log:` (say
-# `LOG_YAML='backpressure: reject'`). Needs wrk, taskset, curl and python3.
+# `LOG_YAML='catch_up: false'`). The dropped rows are the gateway's count when wrk stopped
+# (what the SIGTERM flush could not commit shows as rows answered but not read back). Needs
+# wrk, taskset, curl and python3.
 set -euo pipefail
 cores="" c=32 secs=10
 while [ $# -gt 0 ]; do
@@ -89,7 +91,7 @@ PY
 
 echo "wrk closed loop, c=$c, ${secs} s after 2 s of warm-up, one-row requests, every request logged; $total cores here"
 echo
-echo "| server cores | load cores | req/s | p99 ms | 2xx answered | rows committed (metrics) | rows read back (deltalake) | rows dropped | stderr lines/min |"
+echo "| server cores | load cores | req/s | p99 ms | 2xx answered | rows committed (metrics) | rows read back (deltalake) | rows dropped (when wrk stopped) | stderr lines/min |"
 echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
 for n in $cores; do
   server_cpus="0-$((n - 1))"
@@ -99,6 +101,7 @@ for n in $cores; do
     load_cpus="$((total - 1))" load_label="1, shared"
   fi
   threads="$(( total - n > 0 ? total - n : 1 ))"
+  [ "$threads" -le "$c" ] || threads="$c"  # wrk wants a connection per thread at least
   dir="$work/cores-$n"
   pinned_config logged "$dir" "" "${LOG_YAML:-}" > "$dir.yaml"
   started="$(date +%s)"
@@ -114,7 +117,9 @@ for n in $cores; do
   [ -n "$base" ] || { cat "$work/err" >&2; echo "the gateway did not start" >&2; exit 1; }
   url="$base/serving-endpoints/t/invocations"
   taskset -c "$load_cpus" wrk -t"$threads" -c"$c" -d2s -s "$work/post.lua" "$url" > /dev/null
-  read -r rps p99 < <(taskset -c "$load_cpus" wrk -t"$threads" -c"$c" -d"${secs}s" -s "$work/post.lua" "$url" | tail -1)
+  report="$(taskset -c "$load_cpus" wrk -t"$threads" -c"$c" -d"${secs}s" -s "$work/post.lua" "$url")" \
+    || { echo "wrk failed: $report" >&2; exit 1; }
+  read -r rps p99 <<< "$(tail -1 <<< "$report")"
   # Every answer is counted once wrk has stopped; the writer may still hold rows.
   curl -s -m 10 "$base/metrics" > "$work/before-stop"
   answered="$(metric_sum "$work/before-stop" modelgate_requests_total 'endpoint="t"' 'status_class="2xx"')"

@@ -92,6 +92,9 @@ pub struct Capture {
     pub backpressure: Backpressure,
     /// The writer shards of the payload, predictions and labels tables ([`shard`]).
     shards: [usize; 3],
+    /// The queue bytes of this endpoint's latest call that could fit the queue at all: what
+    /// `backpressure: reject` expects the next one to need.
+    last_call_bytes: AtomicUsize,
 }
 
 impl Capture {
@@ -217,7 +220,9 @@ impl InferenceLog {
         let stop = Arc::new(OnceLock::new());
         let count = settings.writer_shards();
         let shards = (0..count)
-            .map(|i| shard::Shard::start(i, &settings, nice, &queued_bytes, &metrics, &stop))
+            .map(|i| {
+                shard::Shard::start((i, count), &settings, nice, &queued_bytes, &metrics, &stop)
+            })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Self {
             settings,
@@ -261,6 +266,7 @@ impl InferenceLog {
             labels: target(LogTable::Labels),
             backpressure: config.backpressure,
             shards: [first % n, (first + 1) % n, (first + 2) % n],
+            last_call_bytes: AtomicUsize::new(0),
         })
     }
 
@@ -298,7 +304,7 @@ impl InferenceLog {
             tracing::warn!(
                 endpoint = %capture.endpoint,
                 latest = what,
-                "the inference-log writer is behind: {rows} rows not logged in the last {} s or so (queue at {} of inference_log.queue_bytes = {}; auto_capture_config.backpressure decides what gives; modelgate_inference_log_dropped_rows_total counts them by reason)",
+                "the inference-log writer is behind: {rows} rows not logged (or of requests refused) in the last {} s or so (queue at {} of inference_log.queue_bytes = {}; auto_capture_config.backpressure decides what gives; modelgate_inference_log_dropped_rows_total and limit_refusals_total{{limit=\"inference_log_queue\"}} count them)",
                 DropWarning::EVERY_MS / 1000,
                 backlog.queued_bytes,
                 backlog.queue_bytes,
@@ -327,13 +333,19 @@ impl InferenceLog {
     }
 
     /// The backlog, when an endpoint with `backpressure: reject` refuses new requests: once
-    /// the queue is seven eighths full (a request's record is made after it is scored, so
-    /// refusing only at full would waste the scoring of many).
+    /// the queue is seven eighths full, or could not hold another call as large as the
+    /// endpoint's latest (a request's record is made after it is scored, so refusing only
+    /// when it does not fit would waste the scoring of many).
     pub fn refuses_new(&self, capture: &Capture) -> Option<Backlog> {
+        if capture.backpressure != Backpressure::Reject {
+            return None;
+        }
         let backlog = self.backlog();
-        let refuse = capture.backpressure == Backpressure::Reject
-            && backlog.queued_bytes as u128 * 8 >= backlog.queue_bytes as u128 * 7;
+        let (queued, cap) = (backlog.queued_bytes as u128, backlog.queue_bytes as u128);
+        let expected = capture.last_call_bytes.load(Ordering::Relaxed) as u128;
+        let refuse = queued * 8 >= cap * 7 || queued + expected > cap;
         if refuse {
+            // The rows are not known before the request is scored: its payload row.
             self.warn_behind(capture, "refused", 1);
         }
         refuse.then_some(backlog)
@@ -367,6 +379,9 @@ impl InferenceLog {
             scored.iter().map(ScoredRows::approx_bytes).sum(),
         ];
         let total = bytes[0] + bytes[1];
+        if total <= self.settings.queue_bytes {
+            capture.last_call_bytes.store(total, Ordering::Relaxed);
+        }
         match self.reserve(total) {
             Ok(before) => {
                 let [payload, predictions, _] = capture.shards;
@@ -376,19 +391,24 @@ impl InferenceLog {
                         scored,
                         bytes: bytes[1],
                     };
-                    self.send(predictions, entry);
+                    self.send(predictions, entry, bytes[1]);
                 }
                 let entry = Entry::Call {
                     capture,
                     call,
                     bytes: bytes[0],
                 };
-                self.send(payload, entry);
+                self.send(payload, entry, bytes[0]);
                 self.wake_on_crossing(before, total);
                 Ok(())
             }
-            Err(DropReason::QueueFull) if capture.backpressure == Backpressure::Reject => {
-                self.warn_behind(&capture, "refused", 1);
+            // A call larger than the whole queue could never be logged: refusing it would ask
+            // for a retry that cannot succeed, so it is answered and its rows counted.
+            Err(DropReason::QueueFull)
+                if capture.backpressure == Backpressure::Reject
+                    && total <= self.settings.queue_bytes =>
+            {
+                self.warn_behind(&capture, "refused", drops.iter().map(|d| d.1).sum());
                 Err(Unlogged {
                     capture,
                     rows: drops,
@@ -426,7 +446,7 @@ impl InferenceLog {
                     scored: vec![scored],
                     bytes,
                 };
-                self.send(shard, entry);
+                self.send(shard, entry, bytes);
                 self.wake_on_crossing(before, bytes);
             }
             Err(reason) => self.count_dropped(&capture, &drops, reason),
@@ -455,7 +475,7 @@ impl InferenceLog {
             labels,
             bytes,
         };
-        self.send(shard, entry);
+        self.send(shard, entry, bytes);
         self.wake_on_crossing(before, bytes);
         Ok(())
     }
@@ -465,20 +485,17 @@ impl InferenceLog {
         self.gate.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn send(&self, shard: usize, entry: Entry) {
-        self.shards[shard].send(entry);
+    fn send(&self, shard: usize, entry: Entry, bytes: usize) {
+        self.shards[shard].send(entry, bytes);
     }
 
     /// After `bytes` were queued on top of `before`: the writers are woken when the queue
     /// crosses a batch's bytes (`flush_bytes`), so a burst commits without waiting for their
-    /// tick, and the catch-up threads when it crosses theirs; once per crossing, not per record.
+    /// tick; once per crossing, not per record.
     fn wake_on_crossing(&self, before: usize, bytes: usize) {
-        let crossed = |at: usize| before < at && before + bytes >= at;
-        if crossed(self.settings.flush_bytes) {
+        let at = self.settings.flush_bytes;
+        if before < at && before + bytes >= at {
             self.shards.iter().for_each(shard::Shard::wake_writer);
-        }
-        if crossed(catch_up::catch_up_at(self.settings.queue_bytes)) {
-            self.shards.iter().for_each(shard::Shard::wake_catch_up);
         }
     }
 
@@ -510,7 +527,7 @@ impl InferenceLog {
         // Set before the writer hears of it: an attempt in flight (or backing off) sees it.
         let _ = self.stop.set(Instant::now() + deadline);
         for shard in &self.shards {
-            shard.send(Entry::Close);
+            shard.send(Entry::Close, 0);
             shard.wake_writer();
             shard.wake_catch_up();
         }
@@ -674,6 +691,32 @@ mod tests {
         // Half the requests are sampled (bits below 2^63); two halvings below, an eighth.
         assert!(capture.keeps((1 << 63) - 1, 0));
         assert!(capture.keeps((1 << 61) - 1, 2) && !capture.keeps(1 << 61, 2));
+        assert!(log.close(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn reject_refuses_from_seven_eighths_or_when_a_call_like_the_last_would_not_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = InferenceLogSettings {
+            queue_bytes: 8000,
+            ..Default::default()
+        };
+        let log = start_in(&dir, settings, &Arc::new(Metrics::new()));
+        let config = |policy: &str| -> AutoCaptureConfig {
+            serde_json::from_str(&format!(r#"{{"backpressure": "{policy}"}}"#)).unwrap()
+        };
+        let reject = log.capture("e", &config("reject")).unwrap();
+        let drop = log.capture("d", &config("drop")).unwrap();
+        let refuses = |queued: usize, last: usize| {
+            log.queued_bytes.store(queued, Ordering::Release);
+            reject.last_call_bytes.store(last, Ordering::Release);
+            log.refuses_new(&reject).is_some()
+        };
+        assert!(!refuses(6999, 0) && refuses(7000, 0));
+        assert!(!refuses(5000, 3000) && refuses(5000, 3001));
+        log.queued_bytes.store(8000, Ordering::Release);
+        assert!(log.refuses_new(&drop).is_none(), "only reject refuses");
+        log.queued_bytes.store(0, Ordering::Release);
         assert!(log.close(Duration::from_secs(5)));
     }
 

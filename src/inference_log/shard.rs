@@ -4,7 +4,7 @@
 //! shards in a row: with two shards or more, one endpoint's tables are encoded and committed
 //! on different cores, and no table is ever appended to by two writers of one process.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -13,6 +13,10 @@ use crate::metrics::Metrics;
 
 pub(super) struct Shard {
     tx: crossbeam_channel::Sender<Entry>,
+    /// The queue bytes this shard holds (queued and not yet committed).
+    bytes: Arc<AtomicUsize>,
+    /// From `bytes` at this mark the catch-up thread is woken.
+    catch_up_at: usize,
     /// The niced writer thread, unparked when the queue crosses a batch's bytes and at close;
     /// otherwise it looks at its queue every tick (senders do not wake it).
     writer: std::thread::Thread,
@@ -24,9 +28,9 @@ pub(super) struct Shard {
 }
 
 impl Shard {
-    /// Starts shard `index`'s threads; `nice` is the writer's absolute nice value.
+    /// Starts shard `index` of `count`; `nice` is the writer's absolute nice value.
     pub(super) fn start(
-        index: usize,
+        (index, count): (usize, usize),
         settings: &InferenceLogSettings,
         nice: i32,
         queued_bytes: &Arc<AtomicUsize>,
@@ -37,19 +41,21 @@ impl Shard {
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let options = settings.storage_options.clone().into_iter().collect();
         let sink = delta::DeltaSink::new(options, nice)?;
+        let bytes = Arc::new(AtomicUsize::new(0));
         let writer = writer::Writer::new(
             settings,
             rx,
             queued_bytes.clone(),
+            bytes.clone(),
             metrics.clone(),
             sink,
             stop.clone(),
         );
+        let marks = catch_up::Marks::new(settings.queue_bytes, count, settings.catch_up);
         let shared = Arc::new(catch_up::Shared::new(
             writer,
-            settings.queue_bytes,
-            settings.catch_up,
-            queued_bytes.clone(),
+            marks,
+            bytes.clone(),
             stop.clone(),
             done_tx,
         ));
@@ -72,15 +78,23 @@ impl Shard {
             .clone();
         Ok(Self {
             tx,
+            bytes,
+            catch_up_at: marks.start,
             writer,
             catch_up,
             done: Mutex::new(Some(done_rx)),
         })
     }
 
-    pub(super) fn send(&self, entry: Entry) {
+    /// Queues `entry`, which holds `bytes` of the log's budget; wakes the catch-up thread
+    /// when the shard crosses its mark (once per crossing, not per record).
+    pub(super) fn send(&self, entry: Entry, bytes: usize) {
+        let before = self.bytes.fetch_add(bytes, Ordering::AcqRel);
         // The writer holds the receiver until close; after that the log refuses first.
         let _ = self.tx.send(entry);
+        if before < self.catch_up_at && before + bytes >= self.catch_up_at {
+            self.catch_up.unpark();
+        }
     }
 
     pub(super) fn wake_writer(&self) {

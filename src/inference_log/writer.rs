@@ -86,9 +86,14 @@ struct Tables {
 
 pub(super) struct Writer {
     rx: Receiver<Entry>,
+    /// The log's byte budget, and this shard's part of it: both released as rows are
+    /// committed or counted.
     queued_bytes: Arc<AtomicUsize>,
+    shard_bytes: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
     sink: DeltaSink,
+    /// Set once `close` was heard and everything committed or counted (the outcome).
+    finished: Option<bool>,
     flush_rows: usize,
     flush_bytes: usize,
     interval: Duration,
@@ -117,6 +122,7 @@ impl Writer {
         settings: &InferenceLogSettings,
         rx: Receiver<Entry>,
         queued_bytes: Arc<AtomicUsize>,
+        shard_bytes: Arc<AtomicUsize>,
         metrics: Arc<Metrics>,
         sink: DeltaSink,
         stop: Arc<OnceLock<Instant>>,
@@ -125,8 +131,10 @@ impl Writer {
         Self {
             rx,
             queued_bytes,
+            shard_bytes,
             metrics,
             sink,
+            finished: None,
             flush_rows: settings.flush_rows,
             flush_bytes: settings.flush_bytes,
             interval: Duration::from_millis(settings.flush_interval_ms),
@@ -141,6 +149,12 @@ impl Writer {
             compact_max_bytes: settings.compact_max_bytes,
             since_compaction: HashMap::new(),
         }
+    }
+
+    /// Gives back queue bytes (of the log and of this shard).
+    fn release(&self, bytes: usize) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.shard_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     /// True once the shutdown deadline has passed.
@@ -177,10 +191,15 @@ impl Writer {
     /// or sooner when [`super::InferenceLog`] unparks them. `Some(all committed)` once `close`
     /// was heard and everything was committed or counted.
     pub(super) fn step(&mut self, all: bool, yield_to: Option<&AtomicBool>) -> Step {
+        if let Some(all_committed) = self.finished {
+            return Step::Finished(all_committed);
+        }
         loop {
             match self.rx.try_recv() {
                 Ok(Entry::Close) | Err(TryRecvError::Disconnected) => {
-                    return Step::Finished(self.finish())
+                    let all_committed = self.finish();
+                    self.finished = Some(all_committed);
+                    return Step::Finished(all_committed);
                 }
                 Ok(e) => self.take(e),
                 Err(TryRecvError::Empty) => break,
@@ -224,7 +243,7 @@ impl Writer {
                     t.scored.push(s, rows, std::mem::take(&mut bytes));
                 }
                 // Nothing scored held no bytes, but release any.
-                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                self.release(bytes);
             }
             Entry::Labels {
                 capture,
@@ -235,7 +254,7 @@ impl Writer {
                 for l in labels {
                     t.labels.push(l, 1, std::mem::take(&mut bytes));
                 }
-                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                self.release(bytes);
             }
             Entry::Close => {}
         }
@@ -341,7 +360,7 @@ impl Writer {
                 Err(DropReason::WriterPanic)
             })
         };
-        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.release(bytes);
         match outcome {
             Ok(written) => {
                 self.metrics
@@ -543,6 +562,7 @@ mod tests {
             labels: target(LogTable::Labels),
             backpressure: Default::default(),
             shards: [0; 3],
+            last_call_bytes: Default::default(),
         })
     }
 
@@ -552,6 +572,7 @@ mod tests {
             &InferenceLogSettings::default(),
             rx,
             queued.clone(),
+            Arc::new(AtomicUsize::new(queued.load(Ordering::Acquire))),
             metrics.clone(),
             DeltaSink::new(HashMap::new(), 0).unwrap(),
             Arc::new(OnceLock::new()),

@@ -41,13 +41,15 @@ pub enum Backpressure {
     #[default]
     Drop,
     /// Past half the queue, requests are logged at a smaller share, halved for every further
-    /// sixteenth of the queue taken (to 1/1024 of `sampling_fraction`); each payload row
+    /// sixteenth of the queue taken (to 1/512 of `sampling_fraction`); each payload row
     /// records the share it was written at in `sampling_fraction`, so readers can weight it
     /// by its inverse. Rows left out are counted (`reason="sampled_down"`).
     Sample,
     /// A request that cannot be logged is refused with 429 (`REQUEST_LIMIT_EXCEEDED`,
     /// `limit="inference_log_queue"`), before it is scored once the queue is seven eighths
-    /// full: every answered request is logged.
+    /// full or could not hold a call like the endpoint's latest: every answered request is
+    /// logged, but one whose rows are larger than the whole
+    /// queue (it is answered, its rows counted as `queue_full`).
     Reject,
 }
 
