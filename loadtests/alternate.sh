@@ -50,23 +50,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 - "$work" "${MODEL_VERSION:-1}" "$rows" <<'PY'
-import json, sys
-work = sys.argv[1]
-cases = json.load(open(f"tests/fixtures/transactions_v{sys.argv[2]}_cases.json"))
-body = json.dumps({"dataframe_split": {"columns": cases["columns"], "data": cases["data"][:int(sys.argv[3])]}})
-open(f"{work}/body.json", "w").write(body)
-open(f"{work}/post.lua", "w").write(f'''wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = {json.dumps(body)}
-done = function(summary, latency, requests)
-  io.write(string.format("%d req/s, p99 %.3f ms\\n", summary.requests / (summary.duration / 1e6), latency:percentile(99) / 1000))
-end
-''')
-PY
-
 # shellcheck source=loadtests/pinned_config.sh
 source loadtests/pinned_config.sh
+write_load_files "$work" "$rows"
 run=0
 for round in $(seq "$rounds"); do
   for target in "$@"; do
@@ -77,16 +63,7 @@ for round in $(seq "$rounds"); do
     kind=serving
     [ "$logged" = 0 ] || kind=logged
     pinned_config "$kind" "$work/run-$run" "$extra" "${LOG_YAML:-}" "$entity" > "$work/c.yaml"
-    taskset -c 0 "$bin" serve --config "$work/c.yaml" --listen 127.0.0.1:0 > "$work/out" 2> "$work/err" &
-    pid=$!
-    base=""
-    for _ in $(seq 300); do
-      base="$(sed -n 's/^modelgate listening on //p' "$work/out")"
-      [ -n "$base" ] && break
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    [ -n "$base" ] || { cat "$work/err" >&2; echo "alternate.sh: $target did not start" >&2; exit 1; }
+    start_pinned 0 "$bin" "$work/c.yaml" "$work"
     url="$base/serving-endpoints/t/invocations"
     taskset -c 1 wrk -t1 -c"$c" -d2s -s "$work/post.lua" "$url" > /dev/null
     if [ -n "$rate" ]; then
@@ -98,7 +75,8 @@ ok = sum(n for code, n in d["statusCodeDistribution"].items() if code.startswith
 ms = [p[k] * 1000 for k in ("p50", "p99", "p99.9")]
 print("%.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms" % (ok / d["summary"]["total"], *ms))')"
     else
-      result="$(taskset -c 1 wrk -t1 -c"$c" -d"${secs}s" -s "$work/post.lua" "$url" | tail -1)"
+      read -r rps p99 <<< "$(taskset -c 1 wrk -t1 -c"$c" -d"${secs}s" -s "$work/post.lua" "$url" | tail -1)"
+      result="$rps req/s, p99 $p99 ms"
     fi
     echo "round $round, $(basename "$bin")${extra:+ ($extra)}${entity:+ [$entity]}, c=$c${rate:+, open loop at $rate req/s}: $result"
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""

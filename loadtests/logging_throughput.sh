@@ -57,22 +57,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 - "$work" <<'PY'
-import json, sys
-work = sys.argv[1]
-cases = json.load(open("tests/fixtures/transactions_v1_cases.json"))
-body = json.dumps({"dataframe_split": {"columns": cases["columns"], "data": cases["data"][:1]}})
-open(f"{work}/post.lua", "w").write(f'''wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = {json.dumps(body)}
-done = function(summary, latency, requests)
-  io.write(string.format("%d %.3f\\n", summary.requests / (summary.duration / 1e6), latency:percentile(99) / 1000))
-end
-''')
-PY
-
 # shellcheck source=loadtests/pinned_config.sh
 source loadtests/pinned_config.sh
+MODEL_VERSION=1  # the body and the config serve version 1
+write_load_files "$work" 1
 
 # Sums the samples of METRIC in a Prometheus text page whose labels contain every FILTER.
 metric_sum() {  # $1: page file, $2: metric, $3...: label filters (key="value")
@@ -105,16 +93,7 @@ for n in $cores; do
   dir="$work/cores-$n"
   pinned_config logged "$dir" "" "${LOG_YAML:-}" > "$dir.yaml"
   started="$(date +%s)"
-  taskset -c "$server_cpus" "$bin" serve --config "$dir.yaml" --listen 127.0.0.1:0 > "$work/out" 2> "$work/err" &
-  pid=$!
-  base=""
-  for _ in $(seq 300); do
-    base="$(sed -n 's/^modelgate listening on //p' "$work/out")"
-    [ -n "$base" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ -n "$base" ] || { cat "$work/err" >&2; echo "the gateway did not start" >&2; exit 1; }
+  start_pinned "$server_cpus" "$bin" "$dir.yaml" "$work"
   url="$base/serving-endpoints/t/invocations"
   taskset -c "$load_cpus" wrk -t"$threads" -c"$c" -d2s -s "$work/post.lua" "$url" > /dev/null
   report="$(taskset -c "$load_cpus" wrk -t"$threads" -c"$c" -d"${secs}s" -s "$work/post.lua" "$url")" \

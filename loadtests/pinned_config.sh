@@ -1,4 +1,5 @@
-# The gateway config of the pinned load tests (pin.sh, alternate.sh); source it.
+# The gateway config of the pinned load tests (pin.sh, alternate.sh, logging_throughput.sh),
+# and their load files and start; source it.
 #
 #   pinned_config serving|logged DIR [YAML under inference:] [YAML under inference_log:]
 #                 [keys of the served entity]
@@ -29,4 +30,40 @@ pinned_config() {
   echo "  - name: t"
   echo "    served_entities: [{entity_name: transactions, entity_version: \"${MODEL_VERSION:-1}\", engine: ort${entity:+, $entity}}]"
   [ "$kind" = serving ] || echo "    auto_capture_config: {table_name_prefix: t}"
+}
+
+# Writes WORK/body.json, ROWS rows of the MODEL_VERSION fixture (1 unless set) as a
+# `dataframe_split` body, and WORK/post.lua, a wrk script posting it that prints
+# "REQ_PER_S P99_MS" when done.
+write_load_files() {  # $1: WORK, $2: ROWS
+  python3 - "$1" "${MODEL_VERSION:-1}" "$2" <<'PY'
+import json, sys
+work = sys.argv[1]
+cases = json.load(open(f"tests/fixtures/transactions_v{sys.argv[2]}_cases.json"))
+body = json.dumps({"dataframe_split": {"columns": cases["columns"], "data": cases["data"][:int(sys.argv[3])]}})
+open(f"{work}/body.json", "w").write(body)
+open(f"{work}/post.lua", "w").write(f"""wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = {json.dumps(body)}
+done = function(summary, latency, requests)
+  io.write(string.format("%d %.3f\\n", summary.requests / (summary.duration / 1e6), latency:percentile(99) / 1000))
+end
+""")
+PY
+}
+
+# Starts BIN serving CONFIG on a free loopback port, pinned to CPUS (taskset's list), its
+# stdout and stderr in WORK/out and WORK/err; sets `pid` and `base` (its URL), or prints its
+# stderr and exits.
+start_pinned() {  # $1: CPUS, $2: BIN, $3: CONFIG, $4: WORK
+  taskset -c "$1" "$2" serve --config "$3" --listen 127.0.0.1:0 > "$4/out" 2> "$4/err" &
+  pid=$!
+  base=""
+  for _ in $(seq 300); do
+    base="$(sed -n 's/^modelgate listening on //p' "$4/out")"
+    [ -n "$base" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$base" ] || { cat "$4/err" >&2; echo "$2 did not start" >&2; exit 1; }
 }
