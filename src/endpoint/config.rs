@@ -95,6 +95,10 @@ impl AutoCaptureConfigInput {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
+    /// The endpoint's name, as `databricks-sdk`'s `EndpointCoreConfigInput` carries it: accepted
+    /// and not used (the name is the create body's, or the path's).
+    #[serde(default, skip_serializing)]
+    pub name: Option<String>,
     #[serde(alias = "served_models")]
     pub served_entities: Vec<ServedEntitySettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,5 +207,30 @@ mod tests {
         let e = c.named("e".into());
         assert_eq!(e.served_entities[0].served_name(), "m-1");
         assert_eq!(e.violations(""), vec![]);
+    }
+
+    /// What `databricks-sdk`'s `EndpointCoreConfigInput` and `ServedEntityInput` carry is
+    /// taken; an external model is refused by name.
+    #[test]
+    fn every_field_databricks_sdk_sends_is_accepted() {
+        let entity = serde_json::json!({
+            "name": "champion", "entity_name": "m", "entity_version": "1",
+            "workload_size": "Small", "workload_type": "CPU", "scale_to_zero_enabled": true,
+            "environment_vars": {"A": "b"}, "instance_profile_arn": "arn:aws:iam::1:instance-profile/p",
+            "min_provisioned_throughput": 0, "max_provisioned_throughput": 0,
+            "min_provisioned_concurrency": 0, "max_provisioned_concurrency": 4,
+            "provisioned_model_units": 0, "burst_scaling_enabled": false});
+        let c: EndpointConfig = serde_json::from_value(serde_json::json!({
+            "name": "e", "served_entities": [entity],
+            "auto_capture_config": {"enabled": false}}))
+        .unwrap();
+        assert_eq!(c.named("e".into()).violations(""), vec![]);
+
+        let external = serde_json::json!({"served_entities": [{"entity_name": "m",
+            "entity_version": "1", "external_model": {"provider": "openai", "name": "gpt"}}]});
+        let c: EndpointConfig = serde_json::from_value(external).unwrap();
+        let violations = c.named("e".into()).violations("");
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].key, "served_entities[0].external_model");
     }
 }

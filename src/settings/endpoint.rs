@@ -55,6 +55,29 @@ pub struct ServedEntitySettings {
     /// Accepted from Databricks clients; models run on the CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload_type: Option<String>,
+    /// Accepted from Databricks clients (`databricks-sdk` sends whatever its caller set) and
+    /// kept in the config; the models run in this process, with its environment and
+    /// credentials, at no provisioned throughput or concurrency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_vars: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_profile_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_provisioned_throughput: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_provisioned_throughput: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_provisioned_concurrency: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_provisioned_concurrency: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioned_model_units: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst_scaling_enabled: Option<bool>,
+    /// A Databricks external model (a provider's API): refused with a violation, since this
+    /// gateway serves registry models only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_model: Option<serde_json::Value>,
     /// Ours: concurrent requests to this served entity combined into one engine call
     /// (adaptive batching); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,6 +137,15 @@ impl ServedEntitySettings {
             workload_size: None,
             scale_to_zero_enabled: None,
             workload_type: None,
+            environment_vars: None,
+            instance_profile_arn: None,
+            min_provisioned_throughput: None,
+            max_provisioned_throughput: None,
+            min_provisioned_concurrency: None,
+            max_provisioned_concurrency: None,
+            provisioned_model_units: None,
+            burst_scaling_enabled: None,
+            external_model: None,
             batching: None,
         }
     }
@@ -275,6 +307,12 @@ impl EndpointSettings {
                         "served entity name '{}' is used twice (name each entity)",
                         names[j]
                     ),
+                );
+            }
+            if se.external_model.is_some() {
+                add(
+                    k("external_model"),
+                    "external models are not served here: serve a registered model (entity_name and entity_version)".into(),
                 );
             }
             if let Some(b) = &se.batching {

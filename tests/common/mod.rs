@@ -456,6 +456,16 @@ pub fn hammer<T: Send>(
     })
 }
 
+/// The Python with the third-party clients (`databricks-sdk`) the client tests drive
+/// (`MODELGATE_CLIENTS_PYTHON`, else made once by scripts/clients-venv.sh).
+pub fn clients_python() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        path_from_env_or_script("MODELGATE_CLIENTS_PYTHON", "scripts/clients-venv.sh")
+    })
+    .clone()
+}
+
 /// The Python with `deltalake` and `duckdb`, the independent readers of the inference tables
 /// (`MODELGATE_DELTA_PYTHON`, else made once by scripts/delta-venv.sh).
 pub fn delta_python() -> PathBuf {

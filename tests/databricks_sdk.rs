@@ -1,0 +1,95 @@
+//! `databricks-sdk` from PyPI, unmodified, against the real binary over loopback: a user's
+//! whole deployment of a model through `WorkspaceClient().serving_endpoints` (create and wait,
+//! get, list, query, update the config and wait, delete), with every compute field the SDK's
+//! `ServedEntityInput` carries and the create fields Databricks adds (tags, description, budget
+//! policy, route optimization). The script is tests/clients/databricks_sdk_endpoints.py.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+#[test]
+fn databricks_sdk_deploys_queries_updates_and_deletes_an_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.yaml");
+    let sha = hex::encode(Sha256::digest(b"manage-secret"));
+    std::fs::write(
+        &tokens,
+        format!("tokens:\n  - {{name: ops, sha256: {sha}, scopes: [query, manage]}}\n"),
+    )
+    .unwrap();
+    let extra = format!(
+        "auth:\n  enabled: true\n  tokens_file: {}\n",
+        tokens.display()
+    );
+    // With ONNX Runtime: version 2 (gradient-boosted trees) runs on it alone.
+    let gw = common::start(&common::demo_config("  []\n", &extra), true);
+    // Two raw rows of the demo (their features are looked up).
+    let body = json!({"dataframe_split": {
+        "columns": ["CustomerID", "TransactionTimestamp", "Product", "Amount"],
+        "data": [[1240, "2026-11-22T10:19:05.123Z", "Product A", 10.5],
+                 [1241, "2026-11-22T10:19:05.123Z", "Product B", 11.5]]}});
+    let out = Command::new(common::clients_python())
+        .arg(common::repo().join("tests/clients/databricks_sdk_endpoints.py"))
+        .arg("sdk")
+        .arg(body.to_string())
+        .env("DATABRICKS_HOST", &gw.base)
+        .env("DATABRICKS_TOKEN", "manage-secret")
+        // No profile of the machine's user may take part.
+        .env(
+            "DATABRICKS_CONFIG_FILE",
+            dir.path().join("no-databrickscfg"),
+        )
+        .env_remove("DATABRICKS_CLIENT_ID")
+        .env_remove("DATABRICKS_CLIENT_SECRET")
+        .output()
+        .expect("running databricks-sdk");
+    assert!(
+        out.status.success(),
+        "databricks-sdk failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let created = &calls["created"];
+    assert_eq!(created["name"], "sdk", "{created}");
+    assert_eq!(created["state"]["config_update"], "NOT_UPDATING");
+    assert_eq!(created["state"]["ready"], "READY");
+    let entity = &created["config"]["served_entities"][0];
+    assert_eq!(
+        (
+            &entity["name"],
+            &entity["entity_name"],
+            &entity["entity_version"]
+        ),
+        (&json!("champion"), &json!("transactions"), &json!("1")),
+        "{entity}"
+    );
+    assert_eq!(calls["get"]["name"], "sdk");
+    assert!(calls["list"].as_array().unwrap().contains(&json!("sdk")));
+    let predictions = calls["query"]["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 2, "{}", calls["query"]);
+
+    let updated = &calls["updated"];
+    assert_eq!(
+        updated["state"]["config_update"], "NOT_UPDATING",
+        "{updated}"
+    );
+    let names: Vec<&str> = updated["config"]["served_entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["champion", "challenger"]);
+    let routes = &updated["config"]["traffic_config"]["routes"];
+    assert_eq!(routes[0]["traffic_percentage"], 90, "{routes}");
+    assert_eq!(routes[1]["traffic_percentage"], 10, "{routes}");
+    assert!(!calls["after_delete"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("sdk")));
+}
