@@ -5,7 +5,7 @@
 # with SIGTERM (the writer commits what is queued). One markdown row per core count: req/s and
 # p99 as wrk saw them, the 2xx answers the gateway counted, the rows its writer committed and
 # dropped (by reason) by its own metrics, the rows Python deltalake reads back from the payload
-# table, and the gateway's stderr lines per minute.
+# table, and the gateway's stderr lines per minute while wrk ran (start and stop lines apart).
 #
 #   loadtests/logging_throughput.sh [--cores "1 2"] [--connections C] [--seconds S] [BIN]
 #
@@ -79,7 +79,7 @@ PY
 
 echo "wrk closed loop, c=$c, ${secs} s after 2 s of warm-up, one-row requests, every request logged; $total cores here"
 echo
-echo "| server cores | load cores | req/s | p99 ms | 2xx answered | rows committed (metrics) | rows read back (deltalake) | rows dropped (when wrk stopped) | stderr lines/min |"
+echo "| server cores | load cores | req/s | p99 ms | 2xx answered | rows committed (metrics) | rows read back (deltalake) | rows dropped (when wrk stopped) | stderr lines/min under load |"
 echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
 for n in $cores; do
   server_cpus="0-$((n - 1))"
@@ -92,18 +92,18 @@ for n in $cores; do
   [ "$threads" -le "$c" ] || threads="$c"  # wrk wants a connection per thread at least
   dir="$work/cores-$n"
   pinned_config logged "$dir" "" "${LOG_YAML:-}" > "$dir.yaml"
-  started="$(date +%s)"
   start_pinned "$server_cpus" "$bin" "$dir.yaml" "$work"
   url="$base/serving-endpoints/t/invocations"
+  lines_before="$(wc -l < "$work/err")"
   taskset -c "$load_cpus" wrk -t"$threads" -c"$c" -d2s -s "$work/post.lua" "$url" > /dev/null
   report="$(taskset -c "$load_cpus" wrk -t"$threads" -c"$c" -d"${secs}s" -s "$work/post.lua" "$url")" \
     || { echo "wrk failed: $report" >&2; exit 1; }
   read -r rps p99 <<< "$(tail -1 <<< "$report")"
   # Every answer is counted once wrk has stopped; the writer may still hold rows.
   curl -s -m 10 "$base/metrics" > "$work/before-stop"
+  lines_under_load=$(( $(wc -l < "$work/err") - lines_before ))
   answered="$(metric_sum "$work/before-stop" modelgate_requests_total 'endpoint="t"' 'status_class="2xx"')"
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-  elapsed=$(( $(date +%s) - started ))
   # The final counts: the SIGTERM flush is in the log it printed, so ask the tables.
   # (os._exit: the reader's interpreter teardown can abort, as tests/readers/delta_tables.py notes.)
   read_back="$("$PYTHON" -c 'import os, sys; from deltalake import DeltaTable; print(DeltaTable(sys.argv[1]).to_pyarrow_table().num_rows, flush=True); os._exit(0)' "$dir/tables/t_payload")"
@@ -119,7 +119,6 @@ for line in open(sys.argv[1]):
 print(", ".join(f"{n} {r}" for r, n in sorted(by.items()) if n) or "0")
 PY
 )"
-  lines="$(wc -l < "$work/err")"
-  per_minute="$(python3 -c "print(round($lines * 60 / max($elapsed, 1)))")"
+  per_minute="$(python3 -c "print(round($lines_under_load * 60 / ($secs + 2)))")"
   echo "| $n | $load_label | $rps | $p99 | $answered | $committed_before before SIGTERM | $read_back | $dropped | $per_minute |"
 done
