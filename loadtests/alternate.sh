@@ -75,7 +75,8 @@ ok = sum(n for code, n in d["statusCodeDistribution"].items() if code.startswith
 ms = [p[k] * 1000 for k in ("p50", "p99", "p99.9")]
 print("%.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms" % (ok / d["summary"]["total"], *ms))')"
     else
-      read -r rps p99 <<< "$(taskset -c 1 wrk -t1 -c"$c" -d"${secs}s" -s "$work/post.lua" "$url" | tail -1)"
+      out="$(taskset -c 1 wrk -t1 -c"$c" -d"${secs}s" -s "$work/post.lua" "$url" | tail -1)" || exit 1
+      read -r rps p99 <<< "$out"
       result="$rps req/s, p99 $p99 ms"
     fi
     echo "round $round, $(basename "$bin")${extra:+ ($extra)}${entity:+ [$entity]}, c=$c${rate:+, open loop at $rate req/s}: $result"

@@ -1,5 +1,5 @@
 # The gateway config of the pinned load tests (pin.sh, alternate.sh, logging_throughput.sh),
-# and their load files and start; source it.
+# and the load files and start of alternate.sh and logging_throughput.sh; source it.
 #
 #   pinned_config serving|logged DIR [YAML under inference:] [YAML under inference_log:]
 #                 [keys of the served entity]
