@@ -43,15 +43,9 @@ OHA="$(command -v oha || echo "$HOME/.cargo/bin/oha")"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ORT_DYLIB_PATH="$(scripts/fetch-onnxruntime.sh)"
 export ORT_DYLIB_PATH RUST_LOG=warn
-work="$(mktemp -d)" pid=""
-cleanup() {
-  [ -z "$pid" ] || { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
 # shellcheck source=loadtests/pinned_config.sh
 source loadtests/pinned_config.sh
+pinned_work  # sets `work`; the gateway started there is stopped at exit
 write_load_files "$work" "$rows"
 run=0
 for round in $(seq "$rounds"); do

@@ -50,15 +50,9 @@ if [ -z "$bin" ]; then
   cargo build --release --locked --bin modelgate >&2
   bin="$CARGO_TARGET_DIR/release/modelgate"
 fi
-work="$(mktemp -d)" pid=""
-cleanup() {
-  [ -z "$pid" ] || { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
 # shellcheck source=loadtests/pinned_config.sh
 source loadtests/pinned_config.sh
+pinned_work  # sets `work`; the gateway started there is stopped at exit
 MODEL_VERSION=1  # the body and the config serve version 1
 write_load_files "$work" 1
 

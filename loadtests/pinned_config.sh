@@ -32,6 +32,12 @@ pinned_config() {
   [ "$kind" = serving ] || echo "    auto_capture_config: {table_name_prefix: t}"
 }
 
+# A temp dir in `work`, removed at exit with the gateway `pid` names (if any) stopped first.
+pinned_work() {
+  work="$(mktemp -d)" pid=""
+  trap '[ -z "$pid" ] || { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }; rm -rf "$work"' EXIT
+}
+
 # Writes WORK/body.json, ROWS rows of the MODEL_VERSION fixture (1 unless set) as a
 # `dataframe_split` body, and WORK/post.lua, a wrk script posting it that prints
 # "REQ_PER_S P99_MS" when done.

@@ -16,17 +16,12 @@ use common::delta_python as python;
 /// The `databricks_request_id` of every row of a payload table, as Python `deltalake` reads it
 /// (DuckDB counting the same).
 fn logged_ids(table: &Path) -> Vec<String> {
-    let out = Command::new(python())
+    let mut readers = Command::new(python());
+    readers
         .arg(common::repo().join("tests/readers/delta_tables.py"))
-        .arg(table)
-        .output()
-        .expect("running the Delta readers");
-    assert!(
-        out.status.success(),
-        "readers failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        .arg(table);
+    let v: Value =
+        serde_json::from_slice(&common::stdout_of(&mut readers, "the Delta readers")).unwrap();
     let t = &v[table.to_str().unwrap()];
     let rows = t["deltalake"]["rows"].as_array().expect("a payload table");
     assert_eq!(t["duckdb"]["count"].as_u64().unwrap() as usize, rows.len());

@@ -1,8 +1,8 @@
 //! `databricks-sdk` from PyPI, unmodified, against the real binary over loopback: a user's
 //! whole deployment of a model through `WorkspaceClient().serving_endpoints` (create and wait,
 //! get, list, query, update the config and wait, delete), with every compute field the SDK's
-//! `ServedEntityInput` carries and the create fields Databricks adds (tags, description, budget
-//! policy, route optimization). The script is tests/clients/databricks_sdk_endpoints.py.
+//! `ServedEntityInput` carries but `external_model`, and the create fields Databricks adds
+//! (tags, description, budget policy, route optimization). The script is tests/clients/databricks_sdk_endpoints.py.
 
 mod common;
 
@@ -32,27 +32,29 @@ fn databricks_sdk_deploys_queries_updates_and_deletes_an_endpoint() {
         "columns": ["CustomerID", "TransactionTimestamp", "Product", "Amount"],
         "data": [[1240, "2026-11-22T10:19:05.123Z", "Product A", 10.5],
                  [1241, "2026-11-22T10:19:05.123Z", "Product B", 11.5]]}});
-    let out = Command::new(common::clients_python())
-        .arg(common::repo().join("tests/clients/databricks_sdk_endpoints.py"))
+    let mut sdk = Command::new(common::clients_python());
+    sdk.arg(common::repo().join("tests/clients/databricks_sdk_endpoints.py"))
         .arg("sdk")
-        .arg(body.to_string())
-        .env("DATABRICKS_HOST", &gw.base)
+        .arg(body.to_string());
+    // Nothing of the machine's user takes part: no profile, credentials or proxy.
+    for (key, _) in std::env::vars() {
+        if ["DATABRICKS_", "ARM_", "GOOGLE_", "AZURE_"]
+            .iter()
+            .any(|p| key.starts_with(p))
+        {
+            sdk.env_remove(key);
+        }
+    }
+    sdk.env("DATABRICKS_HOST", &gw.base)
         .env("DATABRICKS_TOKEN", "manage-secret")
-        // No profile of the machine's user may take part.
         .env(
             "DATABRICKS_CONFIG_FILE",
             dir.path().join("no-databrickscfg"),
         )
-        .env_remove("DATABRICKS_CLIENT_ID")
-        .env_remove("DATABRICKS_CLIENT_SECRET")
-        .output()
-        .expect("running databricks-sdk");
-    assert!(
-        out.status.success(),
-        "databricks-sdk failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let calls: Value = serde_json::from_slice(&out.stdout).unwrap();
+        .env("NO_PROXY", "127.0.0.1")
+        .env("no_proxy", "127.0.0.1");
+    let stdout = common::stdout_of(&mut sdk, "databricks-sdk");
+    let calls: Value = serde_json::from_slice(&stdout).unwrap();
 
     let created = &calls["created"];
     assert_eq!(created["name"], "sdk", "{created}");
@@ -68,6 +70,23 @@ fn databricks_sdk_deploys_queries_updates_and_deletes_an_endpoint() {
         (&json!("champion"), &json!("transactions"), &json!("1")),
         "{entity}"
     );
+    // The compute fields are kept and shown as they were sent.
+    let got = &calls["get"]["config"]["served_entities"][0];
+    for (field, sent) in [
+        ("workload_size", json!("Small")),
+        ("workload_type", json!("CPU")),
+        ("scale_to_zero_enabled", json!(true)),
+        ("environment_vars", json!({"LOG_LEVEL": "info"})),
+        (
+            "instance_profile_arn",
+            json!("arn:aws:iam::1:instance-profile/p"),
+        ),
+        ("max_provisioned_concurrency", json!(4)),
+        ("provisioned_model_units", json!(0)),
+        ("burst_scaling_enabled", json!(false)),
+    ] {
+        assert_eq!(got[field], sent, "{field}: {got}");
+    }
     assert_eq!(calls["get"]["name"], "sdk");
     assert!(calls["list"].as_array().unwrap().contains(&json!("sdk")));
     let predictions = calls["query"]["predictions"].as_array().unwrap();

@@ -59,18 +59,9 @@ fn committed(metrics: &Metrics, endpoint: &str) -> u64 {
 /// ("terminate called without an active exception") after the work is done.
 fn run_python(script: &str, args: &[&Path]) -> Vec<u8> {
     let script = format!("{script}import os, sys\nsys.stdout.flush()\nos._exit(0)\n");
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("running Python");
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let mut cmd = Command::new(python());
+    cmd.arg("-c").arg(script).args(args);
+    common::stdout_of(&mut cmd, "python")
 }
 
 #[test]

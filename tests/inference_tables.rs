@@ -23,13 +23,7 @@ fn read_with(tables: &[PathBuf], storage_options: Option<&Value>) -> Value {
     if let Some(options) = storage_options {
         cmd.env("DELTA_STORAGE_OPTIONS", options.to_string());
     }
-    let out = cmd.output().expect("running the Delta readers");
-    assert!(
-        out.status.success(),
-        "readers failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&common::stdout_of(&mut cmd, "the Delta readers")).unwrap()
 }
 
 struct Tables {

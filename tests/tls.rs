@@ -13,16 +13,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = Command::new("openssl");
+    cmd.args(args).current_dir(dir);
+    common::stdout_of(&mut cmd, &format!("openssl {args:?}"));
 }
 
 /// A CA, once per test.

@@ -1,4 +1,5 @@
-//! The writer thread: gathers queued records per table and commits a table's batch when it
+//! A shard's writer (driven by its niced thread or its catch-up thread, [`super::catch_up`]):
+//! gathers queued records per table and commits a table's batch when it
 //! is big enough or old enough, with retries; at close, commits everything within the deadline.
 //!
 //! A batch is the unit of failure: a panic while converting or committing one is caught, its

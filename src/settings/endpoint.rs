@@ -38,11 +38,12 @@ pub struct ServedEntitySettings {
     /// `<entity_name>-<entity_version>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Registered model name.
-    #[serde(alias = "model_name")]
+    /// Registered model name. Missing (a Databricks external model has none), it is empty and
+    /// refused by name with the entity's other problems.
+    #[serde(alias = "model_name", default)]
     pub entity_name: String,
     /// Version number or alias (`champion`).
-    #[serde(alias = "model_version")]
+    #[serde(alias = "model_version", default)]
     pub entity_version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineChoice>,
@@ -283,13 +284,23 @@ impl EndpointSettings {
             .collect();
         for (j, se) in self.served_entities.iter().enumerate() {
             let k = |f: &str| key(&format!("served_entities[{j}].{f}"));
-            if !valid_name(&se.entity_name) {
+            if se.entity_name.is_empty() {
+                add(
+                    k("entity_name"),
+                    "is required: the registered model to serve".into(),
+                );
+            } else if !valid_name(&se.entity_name) {
                 add(
                     k("entity_name"),
                     format!("'{}' is not a valid model name", se.entity_name),
                 );
             }
-            if !valid_name(&se.entity_version) {
+            if se.entity_version.is_empty() {
+                add(
+                    k("entity_version"),
+                    "is required: a version number or alias".into(),
+                );
+            } else if !valid_name(&se.entity_version) {
                 add(
                     k("entity_version"),
                     format!("'{}' is not a version number or alias", se.entity_version),
@@ -480,6 +491,21 @@ fn minute() -> RenewalPeriod {
 mod tests {
     use super::*;
     use crate::settings::capture::shared_table_violations;
+
+    /// Databricks' compute fields change nothing that is loaded: a config update that changes
+    /// only them keeps the served entity's model (no reload).
+    #[test]
+    fn compute_fields_alone_are_the_same_model() {
+        let before = ServedEntitySettings::new("m", "1");
+        let mut after = before.clone();
+        after.environment_vars = Some([("A".to_owned(), "b".to_owned())].into());
+        after.workload_size = Some("Large".into());
+        after.max_provisioned_concurrency = Some(4);
+        after.burst_scaling_enabled = Some(true);
+        assert!(after.same_model(&before));
+        after.entity_version = "2".into();
+        assert!(!after.same_model(&before));
+    }
 
     fn two_arms(a: i64, b: i64) -> EndpointSettings {
         let mut a_entity = ServedEntitySettings::new("m", "1");

@@ -29,7 +29,8 @@ out = {}
 
 
 def entity(version, served_name):
-    # Every compute field a Databricks user may set: the gateway accepts them.
+    # Every compute field a Databricks user may set (external_model apart): the gateway
+    # accepts and keeps them.
     return ServedEntityInput(
         name=served_name,
         entity_name="transactions",
@@ -38,8 +39,12 @@ def entity(version, served_name):
         workload_type=ServingModelWorkloadType.CPU,
         scale_to_zero_enabled=True,
         environment_vars={"LOG_LEVEL": "info"},
+        instance_profile_arn="arn:aws:iam::1:instance-profile/p",
         min_provisioned_throughput=0,
         max_provisioned_throughput=0,
+        min_provisioned_concurrency=0,
+        max_provisioned_concurrency=4,
+        provisioned_model_units=0,
         burst_scaling_enabled=False,
     )
 

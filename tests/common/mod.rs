@@ -456,6 +456,20 @@ pub fn hammer<T: Send>(
     })
 }
 
+/// Runs `cmd` (`what` names it in the failure) and gives its stdout; panics with its stderr
+/// when it fails.
+pub fn stdout_of(cmd: &mut std::process::Command, what: &str) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// The Python with the third-party clients (`databricks-sdk`) the client tests drive
 /// (`MODELGATE_CLIENTS_PYTHON`, else made once by scripts/clients-venv.sh).
 pub fn clients_python() -> PathBuf {
