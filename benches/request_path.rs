@@ -59,6 +59,7 @@ fn job(
         routing: RoutingSettings::default(),
         auto_capture_config: None,
         rate_limits: Vec::new(),
+        ..Default::default()
     };
     let generation = Generation::build(settings, None, None, metrics, 1);
     generation.slots[0].publish(entity.clone());

@@ -158,6 +158,14 @@ fn two_endpoints_cannot_share_inference_tables() {
     assert_eq!(s["config"]["config_version"], 1, "{s}");
     assert!(s["config"].get("auto_capture_config").is_none(), "{s}");
 
+    // Through the AI gateway's inference tables alike.
+    let message = refused(gw.put_json(
+        "/api/2.0/serving-endpoints/quiet/ai-gateway",
+        &json!({"inference_table_config": {"enabled": true, "table_name_prefix": "tx"}}),
+    ));
+    assert!(message.contains("'quiet' and 'a'"), "{message}");
+    assert!(settled(&gw, "quiet").get("ai_gateway").is_none());
+
     // An endpoint named as a's prefix logs to a's tables by default.
     config["auto_capture_config"] = json!({});
     let message = refused(gw.post_json(

@@ -15,10 +15,14 @@ use sha2::{Digest, Sha256};
 fn databricks_sdk_deploys_queries_updates_and_deletes_an_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens.yaml");
-    let sha = hex::encode(Sha256::digest(b"manage-secret"));
+    let sha = |t: &[u8]| hex::encode(Sha256::digest(t));
     std::fs::write(
         &tokens,
-        format!("tokens:\n  - {{name: ops, sha256: {sha}, scopes: [query, manage]}}\n"),
+        format!(
+            "tokens:\n  - {{name: ops, sha256: {}, scopes: [query, manage]}}\n  - {{name: app, sha256: {}, scopes: [query]}}\n",
+            sha(b"manage-secret"),
+            sha(b"query-secret")
+        ),
     )
     .unwrap();
     let extra = format!(
@@ -47,6 +51,7 @@ fn databricks_sdk_deploys_queries_updates_and_deletes_an_endpoint() {
     }
     sdk.env("DATABRICKS_HOST", &gw.base)
         .env("DATABRICKS_TOKEN", "manage-secret")
+        .env("QUERY_TOKEN", "query-secret")
         .env(
             "DATABRICKS_CONFIG_FILE",
             dir.path().join("no-databrickscfg"),
@@ -92,6 +97,10 @@ fn databricks_sdk_deploys_queries_updates_and_deletes_an_endpoint() {
     let predictions = calls["query"]["predictions"].as_array().unwrap();
     assert_eq!(predictions.len(), 2, "{}", calls["query"]);
 
+    check_endpoint_calls(&calls);
+    // Its host metadata probe (/.well-known/databricks-config) is answered.
+    assert_eq!(calls["sdk_warnings"], json!([]));
+
     let updated = &calls["updated"];
     assert_eq!(
         updated["state"]["config_update"], "NOT_UPDATING",
@@ -107,8 +116,129 @@ fn databricks_sdk_deploys_queries_updates_and_deletes_an_endpoint() {
     let routes = &updated["config"]["traffic_config"]["routes"];
     assert_eq!(routes[0]["traffic_percentage"], 90, "{routes}");
     assert_eq!(routes[1]["traffic_percentage"], 10, "{routes}");
+    // What the calls between set is kept by a config update.
+    let tags = &updated["tags"];
+    assert_eq!(
+        tags,
+        &json!([{"key": "owner", "value": "ml"}, {"key": "tier"}, {"key": "by", "value": "app"}])
+    );
+    assert_eq!(
+        updated["ai_gateway"]["inference_table_config"]["table_name_prefix"], "sdk_endpoint",
+        "{updated}"
+    );
+    let challenger = calls["build_logs_challenger"].as_str().unwrap();
+    assert!(
+        challenger.contains("loading model 'transactions' version 2"),
+        "{challenger}"
+    );
     assert!(!calls["after_delete"]
         .as_array()
         .unwrap()
         .contains(&json!("sdk")));
+}
+
+/// export_metrics, get_open_api, patch (tags), put (rate limits), put_ai_gateway, logs,
+/// build_logs and the permissions calls, each as the SDK parsed its answer; and what the token
+/// `app` (query scope only) could do before and after it was granted CAN_VIEW, then CAN_MANAGE.
+fn check_endpoint_calls(calls: &Value) {
+    let metrics = calls["metrics"].as_str().unwrap();
+    let samples: Vec<&str> = metrics.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(!samples.is_empty(), "{metrics}");
+    for line in &samples {
+        assert!(
+            line.contains("endpoint=\"sdk\""),
+            "another endpoint's series: {line}"
+        );
+    }
+    assert!(
+        metrics.contains("modelgate_requests_total{"),
+        "the query is counted: {metrics}"
+    );
+
+    let openapi = &calls["openapi"];
+    assert_eq!(openapi["openapi"], "3.1.0");
+    assert!(openapi["paths"]["/serving-endpoints/sdk/invocations"]["post"].is_object());
+    assert!(
+        openapi["paths"]["/serving-endpoints/sdk/served-models/champion/invocations"].is_object()
+    );
+    let row = &openapi["components"]["schemas"]["Row"]["properties"];
+    assert_eq!(row["CustomerID"], json!({"type": "integer"}), "{row}");
+    assert_eq!(
+        row["TransactionTimestamp"],
+        json!({"type": "string", "format": "date-time"})
+    );
+    assert_eq!(row["Amount"], json!({"type": "number"}));
+
+    assert_eq!(
+        calls["tags"]["tags"],
+        json!([{"key": "owner", "value": "ml"}, {"key": "tier"}]),
+        "team was deleted"
+    );
+    assert_eq!(
+        calls["rate_limits"]["rate_limits"],
+        json!([{"calls": 1000, "key": "user", "renewal_period": "minute"}])
+    );
+    let gateway = &calls["ai_gateway"];
+    assert_eq!(
+        gateway["inference_table_config"],
+        json!({"enabled": true, "catalog_name": "ml", "schema_name": "sdk", "table_name_prefix": "sdk_endpoint"})
+    );
+    assert_eq!(gateway["rate_limits"][1]["principal"], "app", "{gateway}");
+    assert_eq!(gateway["usage_tracking_config"]["enabled"], true);
+
+    let logs = calls["logs"].as_str().unwrap();
+    assert!(logs.contains("serving version 1 on"), "{logs}");
+    let build = calls["build_logs"].as_str().unwrap();
+    for step in [
+        "loading model 'transactions' version 1",
+        "fetched model 'transactions' version 1",
+        "validated with its input example",
+        "serving version 1",
+    ] {
+        assert!(build.contains(step), "{step}: {build}");
+    }
+
+    let levels = calls["permission_levels"]["permission_levels"]
+        .as_array()
+        .unwrap();
+    assert_eq!(levels.len(), 3);
+    let entry = |doc: &Value, who: &str| -> Value {
+        doc["access_control_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["user_name"] == who || e["service_principal_name"] == who)
+            .cloned()
+            .unwrap_or_else(|| panic!("{who} in {doc}"))
+    };
+    let before = &calls["permissions_before"];
+    assert_eq!(before["object_id"], "/serving-endpoints/sdk");
+    assert_eq!(
+        entry(before, "ops")["all_permissions"][0]["permission_level"],
+        "CAN_MANAGE"
+    );
+    assert_eq!(
+        entry(before, "app")["all_permissions"],
+        json!([{"permission_level": "CAN_QUERY", "inherited": true, "inherited_from_object": ["/serving-endpoints"]}])
+    );
+    assert_eq!(
+        calls["app_before"],
+        json!({"get": "PERMISSION_DENIED", "tags": "PERMISSION_DENIED"})
+    );
+    let granted = entry(&calls["permissions_set"], "app");
+    assert_eq!(
+        granted["all_permissions"][1]["permission_level"],
+        "CAN_VIEW"
+    );
+    assert_eq!(
+        calls["app_viewer"],
+        json!({"get": "ok", "tags": "PERMISSION_DENIED"})
+    );
+    let manager = entry(&calls["permissions_updated"], "app");
+    assert_eq!(manager["service_principal_name"], "app", "{manager}");
+    assert_eq!(
+        manager["all_permissions"][1],
+        json!({"permission_level": "CAN_MANAGE", "inherited": false})
+    );
+    assert_eq!(calls["app_manager"], json!({"tags": "ok", "query": "ok"}));
 }

@@ -733,6 +733,23 @@ fn api_changes_survive_a_restart() {
     assert_eq!(r.status, 200, "{}", r.text);
     let s = settled(&gw, "ab");
     assert_eq!(s["config"]["config_version"], 2);
+    // What changes without a model load is saved too: tags, limits, grants.
+    let r = gw.put_json(
+        "/api/2.0/serving-endpoints/ab/rate-limits",
+        &json!({"rate_limits": [{"calls": 100, "key": "user"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = gw.put_json(
+        "/api/2.0/permissions/serving-endpoints/ab",
+        &json!({"access_control_list": [{"user_name": "etl", "permission_level": "CAN_QUERY"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let tagged = reqwest::blocking::Client::new()
+        .patch(gw.url("/api/2.0/serving-endpoints/ab/tags"))
+        .json(&json!({"add_tags": [{"key": "team", "value": "risk"}]}))
+        .send()
+        .unwrap();
+    assert_eq!(tagged.status(), 200);
     assert_eq!(gw.delete("/api/2.0/serving-endpoints/t").status, 200);
     let keys: Vec<i64> = (0..60).collect();
     let arms: Vec<String> = keys.iter().map(|&k| arm_of_key(&gw, "ab", k)).collect();
@@ -749,6 +766,18 @@ fn api_changes_survive_a_restart() {
     );
     let again: Vec<String> = keys.iter().map(|&k| arm_of_key(&gw, "ab", k)).collect();
     assert_eq!(arms, again, "keys changed arms across the restart");
+    assert_eq!(
+        s["config"]["config_version"], 2,
+        "no config version of their own"
+    );
+    assert_eq!(s["tags"], json!([{"key": "team", "value": "risk"}]), "{s}");
+    assert_eq!(s["ai_gateway"]["rate_limits"][0]["calls"], 100, "{s}");
+    let grants = gw.get("/api/2.0/permissions/serving-endpoints/ab").json();
+    assert_eq!(
+        grants["access_control_list"][1],
+        json!({"user_name": "etl", "all_permissions": [{"permission_level": "CAN_QUERY", "inherited": false}]}),
+        "{grants}"
+    );
     // The config-file endpoint deleted through the API stays deleted.
     assert_eq!(gw.get("/api/2.0/serving-endpoints/t").status, 404);
     // Creating an existing name is refused.

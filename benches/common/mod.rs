@@ -30,6 +30,7 @@ pub fn load(
         replaces: None,
         store: None,
         metrics: None,
+        journal: None,
     };
     let mut cfg = ServedEntitySettings::new("transactions", version);
     cfg.engine = Some(engine);

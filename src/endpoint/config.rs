@@ -131,7 +131,12 @@ impl EndpointConfig {
                 Some(input) => Some(input.apply(capture)),
                 None => capture.cloned(),
             },
+            // Changed by their own calls (rate limits, tags, permissions, AI gateway).
             rate_limits: current.map(|c| c.rate_limits.clone()).unwrap_or_default(),
+            tags: current.map(|c| c.tags.clone()).unwrap_or_default(),
+            description: current.and_then(|c| c.description.clone()),
+            permissions: current.map(|c| c.permissions.clone()).unwrap_or_default(),
+            usage_tracking_config: current.and_then(|c| c.usage_tracking_config),
         }
     }
 }
@@ -148,6 +153,7 @@ mod tests {
             routing: RoutingSettings::default(),
             auto_capture_config: Some(serde_json::from_str(capture).unwrap()),
             rate_limits: Vec::new(),
+            ..Default::default()
         }
     }
 

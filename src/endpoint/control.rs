@@ -265,6 +265,50 @@ impl ControlPlane {
         Ok(endpoint)
     }
 
+    /// Changes what needs no model load (tags, description, rate limits, inference tables,
+    /// usage tracking, permissions): `change` edits a copy of the endpoint's settings, which
+    /// are checked, published at once (served entities, their versions and the config version
+    /// stay) and saved. Refused while a config update runs.
+    pub fn amend(
+        self: &Arc<Self>,
+        name: &str,
+        change: impl FnOnce(&mut EndpointSettings) -> Result<(), ControlError>,
+    ) -> Result<Arc<Endpoint>, ControlError> {
+        let endpoint = self
+            .endpoints
+            .get(name)
+            .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
+        let _guard = endpoint
+            .begin_update()
+            .ok_or_else(|| ControlError::Busy(name.to_owned()))?;
+        let current = endpoint.generation();
+        let mut settings = current.settings.clone();
+        change(&mut settings)?;
+        let violations = settings.violations("");
+        if !violations.is_empty() {
+            return Err(ControlError::Invalid(violations));
+        }
+        let _saving = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.shared_tables(&settings)?;
+        let next = Generation::build(
+            settings,
+            Some(&current),
+            None,
+            &self.metrics,
+            current.config_version,
+        );
+        let was_managed = endpoint.managed.swap(true, Ordering::AcqRel);
+        endpoint.publish(next);
+        if let Err(e) = self.write_state() {
+            // Not saved, not changed: a restart would not know it.
+            endpoint.restore(current);
+            endpoint.managed.store(was_managed, Ordering::Release);
+            return Err(e);
+        }
+        info!(endpoint = %name, "endpoint settings changed through the control plane");
+        Ok(endpoint)
+    }
+
     /// Removes an endpoint; requests in flight finish on what they loaded.
     pub fn delete(&self, name: &str) -> Result<(), ControlError> {
         let _saving = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());

@@ -8,7 +8,9 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::Value;
 
+use super::journal::{Journal, Level};
 use super::ServedEntity;
+use crate::clock::now_ms;
 use crate::engine::binding::InputBinding;
 use crate::engine::outputs::{check_rows, OutputMapping};
 use crate::engine::pool::InferencePool;
@@ -54,6 +56,8 @@ pub struct LoadContext<'a> {
     /// Where looked-up features come from, for versions with a feature spec.
     pub store: Option<&'a Arc<dyn OnlineStore>>,
     pub metrics: Option<&'a crate::metrics::Metrics>,
+    /// Where each step of the load is told (the served entity's `build-logs`).
+    pub journal: Option<&'a Journal>,
 }
 
 /// What a load took, for logs and metrics.
@@ -69,9 +73,19 @@ pub fn load_served_entity(
     version: &str,
 ) -> Result<Loaded, LoadError> {
     let started = Instant::now();
+    let step = |text: String| {
+        if let Some(j) = ctx.journal {
+            j.load_step(now_ms(), Level::Info, &text);
+        }
+    };
     let version = version.to_owned();
     let mv = ctx.registry.fetch(&cfg.entity_name, &version)?;
     let context = format!("model '{}' version {version}", mv.model);
+    step(format!(
+        "fetched {context} ({} bytes of ONNX) into {}",
+        mv.onnx.len(),
+        mv.source.display()
+    ));
     let loaded = ctx
         .engines
         .load(cfg.engine.unwrap_or(ctx.default_engine), &mv.onnx)
@@ -79,6 +93,12 @@ pub fn load_served_entity(
             context: format!("{context} ({})", mv.source.display()),
             source: Box::new(source),
         })?;
+    step(format!(
+        "loaded on {}: inputs {}; outputs {}",
+        loaded.engine(),
+        names(loaded.inputs().iter().map(|i| i.name.as_str())),
+        names(loaded.outputs().iter().map(|o| o.name.as_str())),
+    ));
     let columns = mv.signature.as_ref().and_then(|s| s.input_names());
     let binding =
         InputBinding::compile(loaded.inputs(), columns.as_deref()).map_err(|message| {
@@ -217,11 +237,28 @@ pub fn load_served_entity(
             warm(index)
                 .map_err(|e| fail(format!("its input example failed during warm-up: {e}")))?;
         }
+        step(format!(
+            "validated with its input example ({}), warmed up ({runs} runs per session)",
+            if mv.expected_output.is_some() {
+                "predictions equal expected_output.json"
+            } else {
+                "it scores; no expected_output.json to compare"
+            }
+        ));
+    } else {
+        step(
+            "no input example (input_example.json): validation and warm-up skipped, so the first requests pay for the cold start".into(),
+        );
     }
     Ok(Loaded {
         entity,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// `[a, b]` for a log line.
+fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    format!("[{}]", names.collect::<Vec<_>>().join(", "))
 }
 
 /// Compares JSON values, numbers within `tol`; on mismatch returns the path of the first one.

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod control;
 pub mod directory;
+pub mod journal;
 pub mod loader;
 pub mod persist;
 pub mod rate_limit;
@@ -134,6 +135,8 @@ pub struct EntitySlot {
     pub monitor: std::sync::OnceLock<Arc<crate::drift::SlotMonitor>>,
     /// When its requests are batched, and where the batches' sizes are counted.
     pub batching: Option<SlotBatching>,
+    /// Its recent load and swap lines (Databricks' `logs` and `build-logs`).
+    pub journal: journal::Journal,
 }
 
 /// A served entity's batching (`served_entities[].batching`).
@@ -184,6 +187,7 @@ impl EntitySlot {
             }),
             update_lock: Mutex::new(()),
             monitor: Default::default(),
+            journal: Default::default(),
         }
     }
 
@@ -428,6 +432,11 @@ impl Endpoint {
 
     pub fn publish(&self, generation: Generation) {
         self.generation.store(Arc::new(generation));
+    }
+
+    /// Serves `generation` again (a change that could not be saved is taken back).
+    pub fn restore(&self, generation: Arc<Generation>) {
+        self.generation.store(generation);
     }
 
     pub fn control(&self) -> ControlState {

@@ -136,6 +136,7 @@ mod tests {
                     routing: Default::default(),
                     auto_capture_config: None,
                     rate_limits: Vec::new(),
+                    ..Default::default()
                 },
                 buckets: BucketTable(vec![("m-1".into(), 100)]),
                 config_version: 3,

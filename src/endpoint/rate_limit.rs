@@ -46,6 +46,9 @@ impl RateLimiter {
             .collect();
         // All limits are checked before any counts: a refused call uses no allowance.
         for (limit, w) in &mut windows {
+            if !limit.counts(requester) {
+                continue;
+            }
             if w.minute != minute {
                 w.minute = minute;
                 w.counts.clear();
@@ -56,7 +59,7 @@ impl RateLimiter {
                 return Err((limit.calls, wait.max(1)));
             }
         }
-        for (limit, w) in &mut windows {
+        for (limit, w) in windows.iter_mut().filter(|(l, _)| l.counts(requester)) {
             let key = key_of(limit.key, requester, w);
             match w.counts.get_mut(key) {
                 Some(n) => *n += 1,
@@ -71,11 +74,10 @@ impl RateLimiter {
 
 fn key_of<'a>(key: RateLimitKey, requester: &'a str, w: &Window) -> &'a str {
     match key {
-        RateLimitKey::Endpoint => "",
-        RateLimitKey::User if w.counts.len() < MAX_KEYS || w.counts.contains_key(requester) => {
-            requester
-        }
-        RateLimitKey::User => SHARED_KEY,
+        // Refused by the config's check; counted as one endpoint-wide limit if it got here.
+        RateLimitKey::Endpoint | RateLimitKey::UserGroup => "",
+        _ if w.counts.len() < MAX_KEYS || w.counts.contains_key(requester) => requester,
+        RateLimitKey::User | RateLimitKey::ServicePrincipal => SHARED_KEY,
     }
 }
 
@@ -85,9 +87,8 @@ mod tests {
 
     fn limit(calls: u64, key: RateLimitKey) -> RateLimit {
         RateLimit {
-            calls,
             key,
-            renewal_period: RenewalPeriod::Minute,
+            ..RateLimit::per_endpoint(calls)
         }
     }
 
@@ -108,6 +109,21 @@ mod tests {
         // The next minute starts over.
         assert!(r.check("ann", t + 45_000).is_ok());
         assert!(RateLimiter::new(&[]).is_none());
+    }
+
+    /// The AI gateway's limit for one principal counts that caller only.
+    #[test]
+    fn a_limit_with_a_principal_counts_that_caller_alone() {
+        let r = RateLimiter::new(&[RateLimit {
+            principal: Some("etl".into()),
+            ..limit(1, RateLimitKey::ServicePrincipal)
+        }])
+        .unwrap();
+        let t = 60_000 * 1000;
+        assert!(r.check("etl", t).is_ok());
+        assert_eq!(r.check("etl", t), Err((1, 60)));
+        assert!(r.check("ann", t).is_ok());
+        assert!(r.check("ann", t).is_ok());
     }
 
     #[test]

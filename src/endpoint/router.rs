@@ -232,6 +232,7 @@ mod tests {
             routing: RoutingSettings::default(),
             auto_capture_config: None,
             rate_limits: Vec::new(),
+            ..Default::default()
         }
     }
 

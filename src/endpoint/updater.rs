@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
+use super::journal::Level;
 use super::loader::{load_served_entity, LoadContext, LoadError};
 use super::{ConfigUpdate, EntitySlot, Pin, ServedEntity, SwapRecord};
+use crate::clock::now_ms;
 use crate::engine::pool::InferencePool;
 use crate::engine::{EngineChoice, Engines};
 use crate::metrics::labels::Outcome;
@@ -189,15 +191,30 @@ impl Updater {
             replaces: current.as_deref(),
             store: self.store.as_ref(),
             metrics: Some(&self.metrics),
+            journal: Some(&slot.journal),
         };
         let cfg = &slot.settings;
+        slot.journal.begin_load(
+            now_ms(),
+            &format!(
+                "loading model '{}' version {version} (trigger: {}; serving: {})",
+                cfg.entity_name,
+                trigger.as_str(),
+                from.as_deref().unwrap_or("nothing yet")
+            ),
+        );
         let started = std::time::Instant::now();
         let loaded = match load_served_entity(&ctx, cfg, version) {
             Ok(l) => l,
             Err(LoadError::Registry(RegistryError::Incomplete { path })) => {
                 // Files still being written: the next event or poll tries again.
                 slot.with_state(|s| s.config_update = previous_update_state(s));
-                info!(endpoint = %slot.endpoint, served_entity = %slot.name, version, "version files under {} are still being written; waiting", path.display());
+                let waiting = format!(
+                    "version files under {} are still being written; waiting",
+                    path.display()
+                );
+                slot.journal.load_step(now_ms(), Level::Info, &waiting);
+                info!(endpoint = %slot.endpoint, served_entity = %slot.name, version, "{waiting}");
                 return SwapOutcome::Unchanged { version: from };
             }
             Err(LoadError::Registry(RegistryError::Unreachable(e))) => {
@@ -230,6 +247,17 @@ impl Updater {
             endpoint = %slot.endpoint, served_entity = %slot.name, trigger = trigger.as_str(), from = ?from, to = %entity.meta.version,
             engine = %entity.engine, seconds = loaded.seconds, "serving a new version"
         );
+        slot.journal.load_step(
+            now_ms(),
+            Level::Info,
+            &format!(
+                "serving version {} on {} (loaded in {:.3} s; before: {})",
+                entity.meta.version,
+                entity.engine,
+                loaded.seconds,
+                from.as_deref().unwrap_or("nothing")
+            ),
+        );
         slot.with_state(|s| {
             s.config_update = ConfigUpdate::NotUpdating;
             if from.as_deref() != Some(version) {
@@ -253,6 +281,11 @@ impl Updater {
     /// The registry is down: keep serving what is served, count it, let the caller back off.
     fn unavailable(&self, slot: &EntitySlot, trigger: Trigger, message: String) -> SwapOutcome {
         warn!(endpoint = %slot.endpoint, served_entity = %slot.name, trigger = trigger.as_str(), "the model registry is unreachable, the served version stays: {message}");
+        slot.journal.record(
+            now_ms(),
+            Level::Warn,
+            &format!("the model registry is unreachable, the served version stays: {message}"),
+        );
         self.metrics
             .swaps
             .registry_errors
@@ -269,6 +302,16 @@ impl Updater {
         message: String,
     ) -> SwapOutcome {
         error!(endpoint = %slot.endpoint, served_entity = %slot.name, trigger = trigger.as_str(), version = ?version, "update failed, the served version stays: {message}");
+        let line = format!(
+            "update to version {} failed ({}), the served version stays: {message}",
+            version.unwrap_or("?"),
+            trigger.as_str()
+        );
+        match version {
+            // A load that failed: the last line of its build log.
+            Some(_) => slot.journal.load_step(now_ms(), Level::Error, &line),
+            None => slot.journal.record(now_ms(), Level::Error, &line),
+        }
         self.metrics
             .swaps
             .model_swaps

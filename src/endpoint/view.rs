@@ -123,5 +123,37 @@ pub fn endpoint_json(ep: &Endpoint) -> Value {
     if let Some(f) = control.failure {
         v["last_config_update_error"] = json!(f);
     }
+    let s = &g.settings;
+    if !s.tags.is_empty() {
+        v["tags"] = json!(s.tags);
+    }
+    if let Some(d) = &s.description {
+        v["description"] = json!(d);
+    }
+    let gateway = ai_gateway_json(s);
+    if gateway.as_object().is_some_and(|o| !o.is_empty()) {
+        v["ai_gateway"] = gateway;
+    }
+    v
+}
+
+/// The endpoint's `ai_gateway`, as Databricks shows it: its inference tables, rate limits and
+/// usage tracking.
+pub fn ai_gateway_json(s: &EndpointSettings) -> Value {
+    let mut v = json!({});
+    if let Some(capture) = &s.auto_capture_config {
+        v["inference_table_config"] = json!({
+            "enabled": capture.enabled,
+            "catalog_name": capture.catalog_name,
+            "schema_name": capture.schema_name,
+            "table_name_prefix": capture.table_name_prefix,
+        });
+    }
+    if !s.rate_limits.is_empty() {
+        v["rate_limits"] = json!(s.rate_limits);
+    }
+    if let Some(usage) = &s.usage_tracking_config {
+        v["usage_tracking_config"] = json!(usage);
+    }
     v
 }

@@ -19,7 +19,7 @@ use crate::endpoint::view::endpoint_json;
 use crate::endpoint::{Endpoint, EntitySlot};
 use crate::error::RequestError;
 
-fn reply(status: StatusCode, body: Value) -> HttpResponse {
+pub(super) fn reply(status: StatusCode, body: Value) -> HttpResponse {
     HttpResponse::build(status)
         .content_type(ContentType::json())
         .body(body.to_string())
@@ -32,10 +32,10 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, RequestError>
         let path = e.path().to_string();
         let inner = e.into_inner();
         let (message, violations) = if path == "." || path.is_empty() {
-            let m = format!("the request body is not a valid endpoint config: {inner}");
+            let m = format!("the request body does not fit this call: {inner}");
             (m, Vec::new())
         } else {
-            let m = format!("the request body is not a valid endpoint config at '{path}': {inner}");
+            let m = format!("the request body does not fit this call at '{path}': {inner}");
             (m, vec![(path, inner.to_string())])
         };
         RequestError::InvalidParameters {
@@ -63,25 +63,36 @@ pub async fn get_endpoint(
     Ok(reply(StatusCode::OK, endpoint_json(&ep)))
 }
 
-fn endpoint(state: &AppState, name: &str) -> Result<std::sync::Arc<Endpoint>, ControlError> {
+pub(super) fn endpoint(
+    state: &AppState,
+    name: &str,
+) -> Result<std::sync::Arc<Endpoint>, ControlError> {
     state
         .gateway
         .endpoint(name)
         .ok_or_else(|| ControlError::NotFound(name.to_owned()))
 }
 
-/// `POST /api/2.0/serving-endpoints`: `{"name": ..., "config": {...}}`. Other Databricks
-/// fields (tags, route_optimized, ...) are accepted and have no effect here.
+/// `POST /api/2.0/serving-endpoints`: `{"name": ..., "config": {...}}`, with the endpoint's
+/// `tags`, `description`, `rate_limits` and `ai_gateway`. Other Databricks fields
+/// (`route_optimized`, `budget_policy_id`, `email_notifications`) are accepted and have no
+/// effect here.
 #[derive(Deserialize)]
 pub struct CreateBody {
     name: String,
     config: EndpointConfig,
     #[serde(default)]
     rate_limits: Vec<crate::endpoint::rate_limit::RateLimit>,
+    #[serde(default)]
+    tags: Vec<crate::settings::governance::EndpointTag>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    ai_gateway: Option<super::governance::AiGatewayPut>,
 }
 
 /// A control-plane body, read within `server.max_body_bytes` and parsed.
-async fn read_body<T: serde::de::DeserializeOwned>(
+pub(super) async fn read_body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
@@ -92,7 +103,7 @@ async fn read_body<T: serde::de::DeserializeOwned>(
 
 /// Runs a control-plane call off the HTTP workers (it may touch the registry and the state
 /// file) and answers with `ok`'s body or the call's error.
-async fn run_control<T: Send + 'static>(
+pub(super) async fn run_control<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, ControlError> + Send + 'static,
     ok: impl FnOnce(T) -> Value,
 ) -> Result<HttpResponse, ApiError> {
@@ -111,6 +122,11 @@ pub async fn create(
     let control = state.control.clone();
     let mut settings = body.config.named(body.name);
     settings.rate_limits = body.rate_limits;
+    settings.tags = body.tags;
+    settings.description = body.description;
+    if let Some(gateway) = body.ai_gateway {
+        gateway.apply(&mut settings)?;
+    }
     run_control(move || control.create(settings), |ep| endpoint_json(&ep)).await
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::RequestError;
+use crate::settings::governance::PermissionLevel;
 
 pub use crate::settings::auth::AuthSettings;
 
@@ -120,13 +121,18 @@ impl Auth {
         self.enabled
     }
 
-    /// Decides a request from its method, path and `Authorization` header: the caller's
-    /// token name, or the refusal (401 without a known token, 403 without the scope).
+    /// Decides a request from its route's class, whether it only reads, its `Authorization`
+    /// header and `grant` (the level a token's name is granted directly on the endpoint the
+    /// path names, if any): the caller's token name, or the refusal (401 without a known
+    /// token, 403 without the scope or a grant). `grant` is asked only when the token lacks
+    /// the scope.
     pub fn check(
         &self,
         class: RouteClass,
+        reads: bool,
         authorization: Option<&[u8]>,
         client_certificate: bool,
+        grant: &dyn Fn(&str) -> Option<PermissionLevel>,
     ) -> Result<Option<Caller>, RequestError> {
         let scope = self.scope_of(class);
         if self.admin_needs_client_cert && scope == Some(Scope::Manage) && !client_certificate {
@@ -168,12 +174,41 @@ impl Auth {
             Scope::Manage => (token.manage, "manage"),
         };
         if !allowed {
-            return Err(RequestError::PermissionDenied(format!(
-                "token '{}' does not have the '{needed}' scope this route needs",
-                token.name
-            )));
+            let level = match class {
+                RouteClass::Manage if reads => PermissionLevel::CanView,
+                RouteClass::Manage => PermissionLevel::CanManage,
+                _ => PermissionLevel::CanQuery,
+            };
+            if grant(&token.name).is_none_or(|granted| granted < level) {
+                return Err(RequestError::PermissionDenied(format!(
+                    "token '{}' does not have the '{needed}' scope this route needs, nor {} on this endpoint",
+                    token.name,
+                    level.as_str()
+                )));
+            }
         }
         Ok(Some(Caller(token.name.clone())))
+    }
+
+    /// Whether a token of this name is configured (a grant must name one).
+    pub fn knows(&self, name: &str) -> bool {
+        self.tokens.iter().any(|t| *t.name == *name)
+    }
+
+    /// Each token's name and the level its scopes give on every endpoint (`manage`:
+    /// CAN_MANAGE, `query`: CAN_QUERY), in configuration order.
+    pub fn inherited_levels(&self) -> Vec<(std::sync::Arc<str>, PermissionLevel)> {
+        self.tokens
+            .iter()
+            .map(|t| {
+                let level = if t.manage {
+                    PermissionLevel::CanManage
+                } else {
+                    PermissionLevel::CanQuery
+                };
+                (t.name.clone(), level)
+            })
+            .collect()
     }
 
     /// The scope a route needs; none for the open ones.
@@ -271,8 +306,10 @@ mod tests {
         // The class comes from the route table, whatever the method.
         let code = |_: &(), path: &str, header: Option<&[u8]>| match a.check(
             super::super::routes::class_of(path),
+            false,
             header,
             false,
+            &no_grant,
         ) {
             Ok(Some(c)) => c.0.to_string(),
             Ok(None) => "open".into(),
@@ -299,11 +336,68 @@ mod tests {
     #[test]
     fn the_admin_api_can_need_a_client_certificate() {
         let a = Auth::load(&AuthSettings::default(), true).unwrap();
-        let denied = a.check(RouteClass::Manage, None, false).unwrap_err();
+        let check = |class, cert| a.check(class, false, None, cert, &no_grant);
+        let denied = check(RouteClass::Manage, false).unwrap_err();
         assert_eq!(denied.code(), "PERMISSION_DENIED");
-        assert!(a.check(RouteClass::Manage, None, true).unwrap().is_none());
+        assert!(check(RouteClass::Manage, true).unwrap().is_none());
         // Scoring does not need one.
-        assert!(a.check(RouteClass::Query, None, false).is_ok());
+        assert!(check(RouteClass::Query, false).is_ok());
+    }
+
+    fn no_grant(_: &str) -> Option<PermissionLevel> {
+        None
+    }
+
+    /// A direct grant on the endpoint a path names lends what the token's scopes lack, up to
+    /// its level: CAN_VIEW reads, CAN_QUERY scores, CAN_MANAGE changes.
+    #[test]
+    fn grants_on_an_endpoint_add_to_scopes() {
+        let a = auth();
+        let q = Some(&b"Bearer q-secret"[..]);
+        let decide = |class, reads, level: Option<PermissionLevel>| {
+            a.check(class, reads, q, false, &|name: &str| {
+                assert_eq!(name, "app");
+                level
+            })
+            .map(|c| c.unwrap().0.to_string())
+            .map_err(|e| e.code())
+        };
+        use PermissionLevel::*;
+        assert_eq!(
+            decide(RouteClass::Manage, true, None),
+            Err("PERMISSION_DENIED")
+        );
+        assert_eq!(
+            decide(RouteClass::Manage, true, Some(CanView)),
+            Ok("app".into())
+        );
+        assert_eq!(
+            decide(RouteClass::Manage, false, Some(CanQuery)),
+            Err("PERMISSION_DENIED")
+        );
+        assert_eq!(
+            decide(RouteClass::Manage, false, Some(CanManage)),
+            Ok("app".into())
+        );
+        // The query scope is enough to score: the grant is not even asked.
+        let scoring = a.check(
+            RouteClass::Query,
+            false,
+            q,
+            false,
+            &|_: &str| unreachable!(),
+        );
+        assert!(scoring.is_ok());
+        assert!(a.knows("ops") && !a.knows("nobody"));
+        let levels: Vec<_> = a
+            .inherited_levels()
+            .into_iter()
+            .map(|(n, l)| (n.to_string(), l))
+            .collect();
+        assert_eq!(
+            levels,
+            [("app".to_owned(), CanQuery), ("ops".to_owned(), CanManage)]
+        );
     }
 
     #[test]

@@ -4,8 +4,10 @@
 mod admin;
 pub mod auth;
 pub mod body;
+mod endpoint_info;
 pub mod error;
 mod feature_push;
+mod governance;
 mod handlers;
 mod labels;
 mod monitoring;
@@ -99,6 +101,7 @@ pub fn app(
 > {
     let auth = state.auth.clone();
     let metrics = state.gateway.metrics().clone();
+    let gateway = state.gateway.clone();
     let admin_addr = state.admin_addr;
     let max_streams = state.max_streams_per_connection;
     App::new()
@@ -151,7 +154,14 @@ pub fn app(
                 .get(actix_web::http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
             let client_certificate = req.conn_data::<tls::ClientCertificate>().is_some();
-            match auth.check(class, authorization, client_certificate) {
+            let reads = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+            let path = req.path();
+            // Asked only for a token that lacks the route's scope.
+            let grant = |token: &str| {
+                let ep = gateway.endpoint(routes::endpoint_of(path)?)?;
+                crate::settings::governance::granted(&ep.generation().settings.permissions, token)
+            };
+            match auth.check(class, reads, authorization, client_certificate, &grant) {
                 Ok(caller) => {
                     if let Some(caller) = caller {
                         req.extensions_mut().insert(caller);

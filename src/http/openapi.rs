@@ -35,7 +35,7 @@ fn reference(name: &str) -> Value {
 }
 
 fn schemas() -> Value {
-    json!({
+    let mut all = json!({
         "Object": {"type": "object"},
         "Empty": {"description": "No body, or an empty one."},
         "Text": {"type": "string"},
@@ -124,7 +124,8 @@ fn schemas() -> Value {
             "required": ["calls"],
             "properties": {
                 "calls": {"type": "integer", "minimum": 1},
-                "key": {"type": "string", "enum": ["user", "endpoint"]},
+                "key": {"type": "string", "enum": ["user", "endpoint", "service_principal"]},
+                "principal": {"type": "string", "description": "The one caller (token name) the limit is for"},
                 "renewal_period": {"type": "string", "enum": ["minute"]}
             }
         },
@@ -150,6 +151,38 @@ fn schemas() -> Value {
                 "label": {"oneOf": [{"type": "number"}, {"type": "boolean"}, {"type": "string"}]}}}}}
         },
         "LabelsAccepted": {"type": "object", "properties": {"accepted": {"type": "integer"}, "monitoring": {"type": "object"}}}
+    });
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), governance_schemas()) {
+        all.extend(more);
+    }
+    all
+}
+
+/// The bodies of the calls that change an endpoint without a model load, and of its logs.
+fn governance_schemas() -> Value {
+    json!({
+        "RateLimits": {"type": "object", "properties": {
+            "rate_limits": {"type": "array", "items": {"$ref": "#/components/schemas/RateLimit"}}}},
+        "Tag": {"type": "object", "required": ["key"], "properties": {
+            "key": {"type": "string", "maxLength": crate::settings::governance::MAX_TAG_KEY_BYTES},
+            "value": {"type": "string", "maxLength": crate::settings::governance::MAX_TAG_VALUE_BYTES}}},
+        "TagsPatch": {"type": "object", "properties": {
+            "add_tags": {"type": "array", "items": {"$ref": "#/components/schemas/Tag"}},
+            "delete_tags": {"type": "array", "items": {"type": "string"}}}},
+        "Tags": {"type": "object", "properties": {
+            "tags": {"type": "array", "items": {"$ref": "#/components/schemas/Tag"}}}},
+        "AiGateway": {"type": "object", "properties": {
+            "inference_table_config": {"type": "object", "properties": {
+                "enabled": {"type": "boolean"}, "catalog_name": {"type": "string"},
+                "schema_name": {"type": "string"}, "table_name_prefix": {"type": "string"}}},
+            "rate_limits": {"type": "array", "items": {"$ref": "#/components/schemas/RateLimit"}},
+            "usage_tracking_config": {"type": "object", "properties": {"enabled": {"type": "boolean"}}}}},
+        "AccessControlList": {"type": "object", "properties": {
+            "access_control_list": {"type": "array", "maxItems": crate::settings::governance::MAX_GRANTS, "items": {
+                "type": "object", "required": ["permission_level"], "properties": {
+                    "user_name": {"type": "string"}, "service_principal_name": {"type": "string"},
+                    "permission_level": {"type": "string", "enum": ["CAN_VIEW", "CAN_QUERY", "CAN_MANAGE"]}}}}}},
+        "Logs": {"type": "object", "properties": {"logs": {"type": "string"}}}
     })
 }
 

@@ -4,7 +4,10 @@
 
 use actix_web::web;
 
-use super::{admin, feature_push, handlers, labels, monitoring, v2_handlers, webhook};
+use super::{
+    admin, endpoint_info, feature_push, governance, handlers, labels, monitoring, v2_handlers,
+    webhook,
+};
 
 /// What a route is, for its scope and for the listener that serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,7 @@ pub enum Method {
     Get,
     Post,
     Put,
+    Patch,
     Delete,
 }
 
@@ -36,6 +40,7 @@ impl Method {
             Self::Get => "get",
             Self::Post => "post",
             Self::Put => "put",
+            Self::Patch => "patch",
             Self::Delete => "delete",
         }
     }
@@ -45,6 +50,7 @@ impl Method {
             Self::Get => web::get(),
             Self::Post => web::post(),
             Self::Put => web::put(),
+            Self::Patch => web::patch(),
             Self::Delete => web::delete(),
         }
     }
@@ -65,7 +71,7 @@ pub struct Route {
     pub handler: fn(actix_web::Route) -> actix_web::Route,
 }
 
-use Method::{Delete, Get, Post, Put};
+use Method::{Delete, Get, Patch, Post, Put};
 use RouteClass::{Health, Manage, Metrics, Query, Webhook};
 
 macro_rules! route {
@@ -100,6 +106,18 @@ pub const ROUTES: &[Route] = &[
     route!(Put, "/api/2.0/serving-endpoints/{name}/config", Manage, "Update an endpoint's config (answers at once; the update runs in the background)", Some("EndpointConfig"), "Endpoint", admin::update_config),
     route!(Post, "/api/2.0/serving-endpoints/{name}/reload", Manage, "Follow the registry now (aliases, versions)", None, "Object", admin::reload),
     route!(Post, "/api/2.0/serving-endpoints/{name}/rollback", Manage, "Serve the version served before the last swap", None, "Object", admin::rollback),
+    route!(Patch, "/api/2.0/serving-endpoints/{name}/tags", Manage, "Add and delete an endpoint's tags", Some("TagsPatch"), "Tags", governance::patch_tags),
+    route!(Put, "/api/2.0/serving-endpoints/{name}/rate-limits", Manage, "Replace an endpoint's rate limits (Databricks' legacy call)", Some("RateLimits"), "RateLimits", governance::put_rate_limits),
+    route!(Put, "/api/2.0/serving-endpoints/{name}/ai-gateway", Manage, "Inference tables, rate limits and usage tracking in the AI gateway's shape", Some("AiGateway"), "AiGateway", governance::put_ai_gateway),
+    route!(Get, "/api/2.0/serving-endpoints/{name}/metrics", Manage, "This endpoint's metrics (Prometheus text)", None, "Text", endpoint_info::export_metrics),
+    route!(Get, "/api/2.0/serving-endpoints/{name}/openapi", Manage, "How to query this endpoint (OpenAPI, with its model's request columns)", None, "Object", endpoint_info::query_openapi),
+    route!(Get, "/api/2.0/serving-endpoints/{name}/served-models/{served}/logs", Manage, "A served entity's recent load and swap lines", None, "Logs", endpoint_info::served_logs),
+    route!(Get, "/api/2.0/serving-endpoints/{name}/served-models/{served}/build-logs", Manage, "The lines of a served entity's latest load", None, "Logs", endpoint_info::build_logs),
+    route!(Get, "/api/2.0/permissions/serving-endpoints/{serving_endpoint_id}", Manage, "Who may view, query and manage an endpoint (token scopes and direct grants)", None, "Object", governance::get_permissions),
+    route!(Put, "/api/2.0/permissions/serving-endpoints/{serving_endpoint_id}", Manage, "Replace an endpoint's direct grants", Some("AccessControlList"), "Object", governance::set_permissions),
+    route!(Patch, "/api/2.0/permissions/serving-endpoints/{serving_endpoint_id}", Manage, "Add or change direct grants", Some("AccessControlList"), "Object", governance::update_permissions),
+    route!(Get, "/api/2.0/permissions/serving-endpoints/{serving_endpoint_id}/permissionLevels", Manage, "The permission levels of an endpoint", None, "Object", governance::permission_levels),
+    route!(Get, "/.well-known/databricks-config", Health, "Host metadata databricks-sdk asks for (no OIDC here)", None, "Object", endpoint_info::host_metadata),
     route!(Post, "/api/2.0/serving-endpoints/{name}/labels", Manage, "Ground truth for logged or waiting predictions", Some("Labels"), "LabelsAccepted", labels::post_labels),
     route!(Get, "/api/2.0/serving-endpoints/{name}/monitoring", Manage, "Drift per served entity and feature, flags and quality", None, "Object", monitoring::get_monitoring),
     route!(Post, "/api/2.0/feature-tables/{table}/rows", Manage, "Push rows into an embedded online table", Some("Object"), "Object", feature_push::push_rows),
@@ -133,6 +151,23 @@ pub fn class_of(path: &str) -> RouteClass {
 /// The route a path falls on, whatever the method; none for a path no route serves.
 pub fn route_of(path: &str) -> Option<&'static Route> {
     ROUTES.iter().find(|r| matches(r.path, path))
+}
+
+/// The endpoint a path names (its `{endpoint}`, `{name}`, `{model}` or
+/// `{serving_endpoint_id}` segment), for grants on one endpoint; none for other paths.
+pub fn endpoint_of(path: &str) -> Option<&str> {
+    let route = route_of(path)?;
+    route
+        .path
+        .split('/')
+        .zip(path.split('/'))
+        .find(|(want, _)| {
+            matches!(
+                *want,
+                "{endpoint}" | "{name}" | "{model}" | "{serving_endpoint_id}"
+            )
+        })
+        .map(|(_, got)| got)
 }
 
 /// Whether `path` fits `pattern`, a `{name}` standing for one non-empty segment.
@@ -179,6 +214,28 @@ mod tests {
         assert_eq!(class_of("/serving-endpoints/tx/invocations/x"), Manage);
         assert_eq!(class_of("/serving-endpoints/tx"), Manage);
         assert_eq!(class_of("/admin"), Manage);
+    }
+
+    #[test]
+    fn grants_find_the_endpoint_a_path_names() {
+        assert_eq!(endpoint_of("/serving-endpoints/tx/invocations"), Some("tx"));
+        assert_eq!(
+            endpoint_of("/serving-endpoints/tx/served-models/a/invocations"),
+            Some("tx")
+        );
+        assert_eq!(
+            endpoint_of("/api/2.0/serving-endpoints/tx/config"),
+            Some("tx")
+        );
+        assert_eq!(
+            endpoint_of("/api/2.0/permissions/serving-endpoints/tx/permissionLevels"),
+            Some("tx")
+        );
+        assert_eq!(endpoint_of("/v2/models/tx/versions/2/infer"), Some("tx"));
+        assert_eq!(endpoint_of("/api/2.0/serving-endpoints"), None);
+        assert_eq!(endpoint_of("/api/2.0/feature-tables/t/rows"), None);
+        assert_eq!(endpoint_of("/invocations"), None);
+        assert_eq!(endpoint_of("/no/such/path"), None);
     }
 
     #[test]

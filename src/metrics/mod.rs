@@ -123,6 +123,23 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         buf
     }
+
+    /// The exposition of one endpoint's series (those labelled `endpoint="<name>"`), as
+    /// Databricks' per-endpoint metrics export gives them.
+    pub fn render_endpoint(&self, name: &str) -> Vec<u8> {
+        let mut families = self.registry.gather();
+        for f in &mut families {
+            f.mut_metric().retain(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "endpoint" && l.value() == name)
+            });
+        }
+        families.retain(|f| !f.get_metric().is_empty());
+        let mut buf = Vec::with_capacity(4 * 1024);
+        let _ = TextEncoder::new().encode(&families, &mut buf);
+        buf
+    }
 }
 
 impl Default for Metrics {
@@ -206,6 +223,33 @@ mod tests {
 
     fn text(m: &Metrics) -> String {
         String::from_utf8(m.render()).unwrap()
+    }
+
+    /// Databricks' per-endpoint export: that endpoint's series, and the families they are of.
+    #[test]
+    fn one_endpoints_series_are_rendered_alone() {
+        use labels::Outcome;
+        let m = Metrics::new();
+        for ep in ["a", "ab", "b"] {
+            m.swaps
+                .model_swaps
+                .with_label_values(&[ep, Outcome::Success.as_str()])
+                .inc();
+        }
+        m.swaps.registry_errors.with_label_values(&["b"]).inc();
+        let a = String::from_utf8(m.render_endpoint("a")).unwrap();
+        let samples: Vec<&str> = a.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            samples,
+            ["modelgate_model_swaps_total{endpoint=\"a\",outcome=\"success\"} 1"],
+            "{a}"
+        );
+        assert!(a.contains("# TYPE modelgate_model_swaps_total counter"));
+        assert!(
+            !a.contains("registry_errors"),
+            "no family without a series of a"
+        );
+        assert!(m.render_endpoint("none").is_empty());
     }
 
     #[test]

@@ -17,6 +17,11 @@ use super::Gateway;
 impl Gateway {
     /// The Prometheus exposition, with gauges sampled now.
     pub fn render_metrics(&self) -> Vec<u8> {
+        self.render_metrics_of(None)
+    }
+
+    /// [`Gateway::render_metrics`] of one endpoint's series only, or of all (`None`).
+    pub fn render_metrics_of(&self, endpoint: Option<&str>) -> Vec<u8> {
         let (bytes, records) = self.log.depth();
         let m = &self.metrics;
         m.log.queue_bytes.set(bytes as i64);
@@ -53,7 +58,10 @@ impl Gateway {
                 m.publish_pending(&endpoint.name, &endpoint.pending_labels);
             }
         }
-        self.metrics.render()
+        match endpoint {
+            Some(name) => self.metrics.render_endpoint(name),
+            None => self.metrics.render(),
+        }
     }
 
     /// The drift and quality report of each served entity of `endpoint` that has been

@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use super::capture::{capture_violations, AutoCaptureConfig};
 use super::engine::EngineChoice;
+use super::governance::{governance_violations, AccessControl, EndpointTag, UsageTrackingConfig};
 
 /// The header that carries a routing key when the endpoint does not name another.
 pub const DEFAULT_KEY_HEADER: &str = "X-Routing-Key";
 
 /// One endpoint as the config file writes it: a name and its config.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointSettings {
     pub name: String,
@@ -29,6 +30,18 @@ pub struct EndpointSettings {
     /// Databricks' `rate_limits`: calls per minute for the endpoint or per caller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rate_limits: Vec<RateLimit>,
+    /// Databricks' endpoint tags (`PATCH .../tags`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<EndpointTag>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Direct grants on this endpoint, beyond the tokens' scopes (`PUT
+    /// /api/2.0/permissions/serving-endpoints/{name}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<AccessControl>,
+    /// The AI gateway's `usage_tracking_config`, kept and shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_tracking_config: Option<UsageTrackingConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -376,13 +389,15 @@ impl EndpointSettings {
             capture_violations(capture, &self.name, &key("auto_capture_config"), &mut add);
         }
         for (i, limit) in self.rate_limits.iter().enumerate() {
-            if limit.calls == 0 {
-                add(
-                    key(&format!("rate_limits[{i}].calls")),
-                    "must be at least 1 (remove the limit to allow every call)".into(),
-                );
-            }
+            limit.violations(&key(&format!("rate_limits[{i}]")), &mut add);
         }
+        governance_violations(
+            &self.tags,
+            self.description.as_deref(),
+            &self.permissions,
+            &key,
+            &mut add,
+        );
         out
     }
 }
@@ -453,12 +468,16 @@ fn route_violations(
     }
 }
 
-/// Who a rate limit counts: each caller apart (`user`), or the whole endpoint.
+/// Who a rate limit counts: each caller apart (`user`, and `service_principal` alike: a token
+/// is both), or the whole endpoint. `user_group` (the AI gateway's) is refused: tokens have no
+/// groups.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum RateLimitKey {
     User,
     Endpoint,
+    ServicePrincipal,
+    UserGroup,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -472,11 +491,67 @@ pub enum RenewalPeriod {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
+    /// Databricks' AI gateway may leave it out (with a `tokens` limit); refused then.
+    #[serde(default)]
     pub calls: u64,
     #[serde(default = "endpoint_key")]
     pub key: RateLimitKey,
     #[serde(default = "minute")]
     pub renewal_period: RenewalPeriod,
+    /// The AI gateway's: the one caller (a token's name) the limit is for; every caller,
+    /// each apart, without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// The AI gateway's token limit (of LLM endpoints): refused, since calls are what is
+    /// counted here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+}
+
+impl RateLimit {
+    /// Calls per minute for the whole endpoint.
+    pub fn per_endpoint(calls: u64) -> Self {
+        Self {
+            calls,
+            key: RateLimitKey::Endpoint,
+            renewal_period: RenewalPeriod::Minute,
+            principal: None,
+            tokens: None,
+        }
+    }
+
+    /// Whether a call by `requester` is counted by this limit.
+    pub fn counts(&self, requester: &str) -> bool {
+        self.principal.as_deref().is_none_or(|p| p == requester)
+    }
+
+    fn violations(&self, key: &str, add: &mut impl FnMut(String, String)) {
+        if self.tokens.is_some() {
+            add(
+                format!("{key}.tokens"),
+                "token limits are for LLM endpoints: calls are counted here (set calls)".into(),
+            );
+        } else if self.calls == 0 {
+            add(
+                format!("{key}.calls"),
+                "must be at least 1 (remove the limit to allow every call)".into(),
+            );
+        }
+        match (self.key, &self.principal) {
+            (RateLimitKey::UserGroup, _) => add(
+                format!("{key}.key"),
+                "there are no user groups here: limit each caller (user) or one caller (user with principal)".into(),
+            ),
+            (RateLimitKey::Endpoint, Some(_)) => add(
+                format!("{key}.principal"),
+                "an endpoint-wide limit has no principal: use key user".into(),
+            ),
+            (_, Some(p)) if p.is_empty() => {
+                add(format!("{key}.principal"), "is empty".into())
+            }
+            _ => {}
+        }
+    }
 }
 
 fn endpoint_key() -> RateLimitKey {
@@ -521,6 +596,7 @@ mod tests {
             routing: RoutingSettings::default(),
             auto_capture_config: None,
             rate_limits: Vec::new(),
+            ..Default::default()
         }
     }
 

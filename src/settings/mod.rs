@@ -8,6 +8,7 @@ pub mod control;
 pub mod endpoint;
 pub mod engine;
 pub mod features;
+pub mod governance;
 pub mod inference;
 pub mod inference_log;
 pub mod limits;
@@ -270,6 +271,7 @@ mod tests {
                 routing: Default::default(),
                 auto_capture_config: None,
                 rate_limits: Vec::new(),
+                ..Default::default()
             }],
             ..Settings::default()
         }

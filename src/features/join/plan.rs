@@ -267,6 +267,24 @@ impl JoinPlan {
             .flat_map(|l| l.keys.iter().map(String::as_str))
     }
 
+    /// The columns a request carries and the JSON Schema `type` (and `format`) of each, for a
+    /// per-endpoint OpenAPI document.
+    pub fn request_schema(&self) -> Vec<(&str, &'static str, Option<&'static str>)> {
+        self.columns[..self.request]
+            .iter()
+            .map(|(n, ty)| {
+                let (t, format) = match ty {
+                    Type::Int => ("integer", None),
+                    Type::Float => ("number", None),
+                    Type::Bool => ("boolean", None),
+                    Type::String => ("string", None),
+                    Type::Timestamp => ("string", Some("date-time")),
+                };
+                (n.as_str(), t, format)
+            })
+            .collect()
+    }
+
     /// A column's name by id.
     pub(super) fn name(&self, id: usize) -> &str {
         &self.columns[id].0
