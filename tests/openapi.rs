@@ -38,6 +38,7 @@ fn every_documented_route_is_served() {
             .replace("{served}", "transactions-1")
             .replace("{version}", "1")
             .replace("{table}", "transaction_count_ft")
+            .replace("{serving_endpoint_id}", "tx")
             // Deleting is checked on a name that does not exist.
             .replace("{name}", if method == "delete" { "nope" } else { "tx" });
         let client = common::client();
@@ -45,6 +46,7 @@ fn every_documented_route_is_served() {
             "get" => client.get(gw.url(&path)),
             "post" => client.post(gw.url(&path)),
             "put" => client.put(gw.url(&path)),
+            "patch" => client.patch(gw.url(&path)),
             "delete" => client.delete(gw.url(&path)),
             other => panic!("method {other}"),
         };
