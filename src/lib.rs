@@ -481,6 +481,7 @@ impl Started {
                 .collect(),
             admin_addr: self.admin_addr,
             max_streams_per_connection: self.settings.server.max_streams_per_connection,
+            access_log: self.settings.log.access,
         });
         let timeout = self.settings.server.shutdown_timeout_seconds;
         let workers = self.settings.http_workers();

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use modelgate::settings::log::LogFormat;
 use modelgate::settings::Settings;
 
 // mimalloc's per-thread free lists: glibc's malloc and free took about a tenth of a small
@@ -32,6 +33,9 @@ enum Command {
         /// Listen address HOST:PORT (overrides server.listen).
         #[arg(long)]
         listen: Option<String>,
+        /// Log lines as text or as one JSON object each (overrides log.format).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Validate a config file and print the effective settings.
     CheckConfig {
@@ -74,16 +78,10 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // Dependencies (Delta commits, HTTP clients) at warn: their INFO lines wrote
-                // megabytes a minute under load. RUST_LOG still sets anything.
-                .unwrap_or_else(|_| "warn,modelgate=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(LogFormat::Text, false);
+    }
     match cli.command {
         Command::Openapi => {
             let doc = modelgate::http::openapi::document();
@@ -130,14 +128,24 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config, listen } => {
+        Command::Serve {
+            config,
+            listen,
+            log_format,
+        } => {
             let settings = match Settings::load(config.as_deref(), listen.as_deref()) {
                 Ok(s) => s,
                 Err(e) => {
+                    init_logging(log_format.unwrap_or_default(), false);
                     eprintln!("{e}");
                     return ExitCode::from(2);
                 }
             };
+            // Settings log nothing: the format can come from them.
+            init_logging(
+                log_format.unwrap_or(settings.log.format),
+                settings.log.access,
+            );
             let result = actix_web::rt::System::new().block_on(async move {
                 // Taken over before anything is bound or printed: a SIGTERM from then on
                 // drains and exits 0, however soon it comes.
@@ -169,6 +177,32 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Log lines to stderr, as text or JSON. Dependencies (Delta commits, HTTP clients) at warn:
+/// their INFO lines wrote megabytes a minute under load. RUST_LOG still sets anything.
+/// With `access`, the access log's lines pass whatever the filter says.
+fn init_logging(format: LogFormat, access: bool) {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warn,modelgate=info".into());
+    if access {
+        if let Ok(d) = "modelgate::access=info".parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    // Colours only on a terminal: a file or a log pipeline gets plain text.
+    let lines = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => lines.init(),
+        LogFormat::Json => lines
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
     }
 }
 

@@ -20,6 +20,30 @@ pub const SERVED_VERSION_HEADER: &str = "served-model-version";
 /// refer to it).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The longest `x-request-id` a caller may choose.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// The request's id: the caller's `x-request-id` when it is 1 to 128 bytes of ASCII letters,
+/// digits and `-_.:/+=@`, else a fresh UUID (a malformed one is replaced, not refused: a proxy's
+/// odd id must not fail the call). Echoed in the answer's `x-request-id` either way.
+pub fn request_id_of(req: &HttpRequest) -> RequestId {
+    let given = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .map(|v| v.as_bytes())
+        .filter(|v| valid_request_id(v));
+    match given.and_then(|v| std::str::from_utf8(v).ok()) {
+        Some(text) => RequestId::chosen(text),
+        None => RequestId::new(),
+    }
+}
+
+fn valid_request_id(v: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_BYTES).contains(&v.len())
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
+}
+
 pub async fn invocations(
     req: HttpRequest,
     path: web::Path<String>,
@@ -50,7 +74,7 @@ pub async fn sole_invocations(
         let err = RequestError::NotFound(
             "/invocations serves only when exactly one endpoint is configured: use /serving-endpoints/{name}/invocations".into(),
         );
-        let id = RequestId::new();
+        let id = request_id_of(&req);
         state
             .gateway
             .record_rejected("", Protocol::Mlflow, &err, Instant::now(), &id);
@@ -67,7 +91,7 @@ async fn score(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
-    let request_id = RequestId::new();
+    let request_id = request_id_of(&req);
     let checked = match mlflow_format(&req) {
         Ok(format) => read_limited(&req, payload, state.max_body_bytes)
             .await

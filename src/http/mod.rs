@@ -1,6 +1,7 @@
 //! The HTTP adapter: actix-web app, routes and handlers. Handlers map HTTP to one call of the
 //! core ([`crate::pipeline::Gateway`]) and its result back; they hold no serving logic.
 
+mod access;
 mod admin;
 pub mod auth;
 pub mod body;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub admin_addr: Option<std::net::SocketAddr>,
     /// Requests in flight on one connection at once.
     pub max_streams_per_connection: usize,
+    /// One log line per request (`log.access`).
+    pub access_log: bool,
 }
 
 /// Requests in flight on one connection (HTTP/2 multiplexes many): set on every connection.
@@ -104,6 +107,7 @@ pub fn app(
     let gateway = state.gateway.clone();
     let admin_addr = state.admin_addr;
     let max_streams = state.max_streams_per_connection;
+    let access_log = state.access_log;
     App::new()
         .app_data(state)
         .configure(configure)
@@ -111,6 +115,9 @@ pub fn app(
             use actix_web::dev::Service;
             use actix_web::HttpMessage;
             use futures_util::future::{ready, Either, FutureExt};
+            // Taken before anything can refuse the request: the access log has every one.
+            let access = access_log.then(|| access::Started::of(&req));
+            let admitted = 'admit: {
             let protocol = protocol_of(req.path());
             let refused = |req: actix_web::dev::ServiceRequest, e: RequestError| {
                 use actix_web::ResponseError;
@@ -123,7 +130,7 @@ pub fn app(
             if let (Some(admin), Some(_)) = (admin_addr, route) {
                 let on_admin = req.app_config().local_addr() == admin;
                 if let Some(e) = listener_refusal(class, on_admin, req.method(), req.path()) {
-                    return Either::Right(refused(req, e));
+                    break 'admit Either::Right(refused(req, e));
                 }
             }
             // Taken before the body is read: a connection multiplexing a flood of streams gets
@@ -143,7 +150,7 @@ pub fn app(
                                 "this connection has {before} requests in flight, at the limit of {max_streams} (server.max_streams_per_connection): retry later or open another connection"
                             ),
                         );
-                        return Either::Right(refused(req, e));
+                        break 'admit Either::Right(refused(req, e));
                     }
                     Some(guard)
                 }
@@ -180,6 +187,13 @@ pub fn app(
                     Either::Right(refused(req, e))
                 }
             }
+            };
+            admitted.map(move |r| {
+                if let (Some(started), Ok(response)) = (&access, &r) {
+                    started.log(response);
+                }
+                r
+            })
         })
 }
 

@@ -10,7 +10,6 @@ use super::body::read_limited;
 use super::error::ApiError;
 use super::AppState;
 use crate::error::{Protocol, RequestError};
-use crate::inference_log::RequestId;
 use crate::pipeline::{Format, Invocation};
 
 #[derive(serde::Deserialize)]
@@ -86,7 +85,7 @@ pub async fn infer(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
-    let request_id = RequestId::new();
+    let request_id = super::handlers::request_id_of(&req);
     let body = match check_request(&req) {
         Ok(()) => read_limited(&req, payload, state.max_body_bytes).await,
         Err(e) => Err(e),

@@ -66,6 +66,20 @@ impl RequestId {
     }
 }
 
+impl RequestId {
+    /// A caller's own id (checked by the HTTP layer). Its sampling bits are a hash keyed per
+    /// process, so a caller cannot pick ids that are never logged.
+    pub fn chosen(text: &str) -> Self {
+        use std::hash::BuildHasher;
+        static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        Self {
+            text: Arc::from(text),
+            bits: KEY.get_or_init(Default::default).hash_one(text),
+        }
+    }
+}
+
 impl Default for RequestId {
     fn default() -> Self {
         Self::new()

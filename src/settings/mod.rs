@@ -12,6 +12,7 @@ pub mod governance;
 pub mod inference;
 pub mod inference_log;
 pub mod limits;
+pub mod log;
 pub mod monitoring;
 pub mod proxies;
 mod redact;
@@ -104,6 +105,8 @@ pub struct Settings {
     pub auth: auth::AuthSettings,
     /// Bounds on what one request may hold (docs/operations.md, "Limits").
     pub limits: limits::DecodeLimits,
+    /// Log lines: text or JSON, and the access log.
+    pub log: log::LogSettings,
     pub endpoints: Vec<EndpointSettings>,
 }
 
