@@ -217,13 +217,22 @@ fn bad_v2_requests_get_errors_naming_the_input() {
         .contains("not valid JSON"));
     let reply = gw.post("/v2/models/transactions/infer", "text/csv", "a\n1\n");
     assert_eq!(reply.status, 415);
-    // tritonclient's default binary tensor extension is named, not reported as bad JSON.
-    let (status, text) = binary_extension_request(&gw);
-    assert_eq!(status, 400);
-    assert!(
-        text.contains("binary tensor data extension is not supported"),
-        "{text}"
-    );
+    // Binary tensor data that does not fit its header is named, not reported as bad JSON.
+    for (length, needle) in [
+        (
+            Some("1000"),
+            "Inference-Header-Content-Length is 1000, more than the body's",
+        ),
+        (
+            Some("x"),
+            "Inference-Header-Content-Length is not a byte count",
+        ),
+        (None, "2 bytes follow the last binary input"),
+    ] {
+        let (status, text) = binary_extension_request(&gw, length);
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains(needle), "{text}");
+    }
     let reply = gw.post_json(
         "/v2/models/nope/infer",
         &json!({"inputs": column_inputs(&cases, 1, false)}),
@@ -244,14 +253,73 @@ fn bad_v2_requests_get_errors_naming_the_input() {
         .contains("version '2' is not served"));
 }
 
-fn binary_extension_request(gw: &Gateway) -> (u16, String) {
+/// A binary-extension body: a JSON header with one JSON input and two stray bytes after it;
+/// `header_length` as sent, or the header's own length for `None`.
+fn binary_extension_request(gw: &Gateway, header_length: Option<&str>) -> (u16, String) {
+    let header =
+        br#"{"inputs": [{"name": "Amount", "shape": [1], "datatype": "FP64", "data": [1]}]}"#;
+    let length = header_length.map_or(header.len().to_string(), str::to_owned);
     let r = client()
         .post(gw.url("/v2/models/transactions/infer"))
         .header("content-type", "application/octet-stream")
-        .header("inference-header-content-length", "10")
-        .body(b"{\"a\": 1}\x00\x00".to_vec())
+        .header("inference-header-content-length", length)
+        .body([&header[..], b"\x00\x00"].concat())
         .send()
         .unwrap();
     let status = r.status().as_u16();
     (status, r.text().unwrap())
+}
+
+/// tritonclient.http from PyPI, unmodified, with its defaults (tensors as raw bytes both ways,
+/// the binary tensor data extension), with outputs asked for one by one in either form, and
+/// with JSON: the same answers, equal to the fixture's (tests/clients/tritonclient_http.py).
+#[test]
+fn tritonclient_http_with_binary_tensors_gets_the_json_answers() {
+    let gw = gateway();
+    let rows = 8;
+    let mut client = std::process::Command::new(clients_python());
+    client
+        .arg(repo().join("tests/clients/tritonclient_http.py"))
+        .arg(gw.base.trim_start_matches("http://"))
+        .arg("transactions")
+        .arg(repo().join("tests/fixtures/transactions_v1_cases.json"))
+        .arg(rows.to_string())
+        .env("NO_PROXY", "127.0.0.1")
+        .env("no_proxy", "127.0.0.1");
+    let got: Value = serde_json::from_slice(&stdout_of(&mut client, "tritonclient.http")).unwrap();
+    assert_eq!(
+        (&got["live"], &got["ready"], &got["model_ready"]),
+        (&json!(true), &json!(true), &json!(true))
+    );
+    assert!(got["server_metadata"]["extensions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("binary_tensor_data")));
+    assert_eq!(got["model_metadata"]["name"], "transactions");
+    assert_eq!(
+        got["binary"], got["json"],
+        "raw bytes and JSON answer alike"
+    );
+    assert_eq!(got["mixed"], got["json"]);
+    // Asked for as JSON, probabilities came as JSON data; label as raw bytes.
+    let parts = &got["mixed_json_part"]["outputs"];
+    assert_eq!(
+        parts[0]["parameters"]["binary_data_size"],
+        rows * 8,
+        "{parts}"
+    );
+    assert!(parts[1]["data"].is_array(), "{parts}");
+    let cases = cases(1);
+    for r in 0..rows {
+        assert_eq!(
+            got["json"]["label"][r], cases["label"][r],
+            "row {r}: {}",
+            got["json"]
+        );
+        for k in 0..2 {
+            let want = cases["probabilities"][r][k].as_f64().unwrap();
+            let have = got["binary"]["probabilities"][r][k].as_f64().unwrap();
+            assert!((want - have).abs() < 1e-5, "row {r}: {have} vs {want}");
+        }
+    }
 }

@@ -130,12 +130,21 @@ pub fn answer(
     request_id: &RequestId,
 ) -> Result<HttpResponse, ApiError> {
     match result {
-        Ok(answer) => Ok(HttpResponse::Ok()
-            .insert_header((SERVED_MODEL_HEADER, &*answer.served.names()))
-            .insert_header((SERVED_VERSION_HEADER, &*answer.served.versions()))
-            .insert_header((REQUEST_ID_HEADER, &*request_id.text))
-            .content_type(ContentType::json())
-            .body(super::body::held_answer(req, answer.body))),
+        Ok(answer) => {
+            let mut reply = HttpResponse::Ok();
+            reply
+                .insert_header((SERVED_MODEL_HEADER, &*answer.served.names()))
+                .insert_header((SERVED_VERSION_HEADER, &*answer.served.versions()))
+                .insert_header((REQUEST_ID_HEADER, &*request_id.text));
+            match answer.json_len {
+                // Raw tensors follow the JSON (V2's binary tensor data extension).
+                Some(n) => reply
+                    .insert_header((crate::protocol::v2_binary::HEADER_LENGTH, n))
+                    .content_type(ContentType::octet_stream()),
+                None => reply.content_type(ContentType::json()),
+            };
+            Ok(reply.body(super::body::held_answer(req, answer.body)))
+        }
         Err(f) => Err(ApiError::new(f.error, protocol)
             .with_request_id(&request_id.text)
             .served_by(f.served_name)),

@@ -11,6 +11,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::error::{Protocol, RequestError};
 use crate::pipeline::{Format, Invocation};
+use crate::protocol::v2_binary;
 
 #[derive(serde::Deserialize)]
 pub struct ModelPath {
@@ -20,7 +21,7 @@ pub struct ModelPath {
 
 pub async fn server_metadata() -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::json()).body(
-        json!({ "name": "modelgate", "version": env!("CARGO_PKG_VERSION"), "extensions": [] })
+        json!({ "name": "modelgate", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"] })
             .to_string(),
     )
 }
@@ -86,8 +87,10 @@ pub async fn infer(
 ) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let request_id = super::handlers::request_id_of(&req);
-    let body = match check_request(&req) {
-        Ok(()) => read_limited(&req, payload, state.max_body_bytes).await,
+    let checked = check_request(&req);
+    let header_len = checked.as_ref().ok().copied().flatten();
+    let body = match checked {
+        Ok(_) => read_limited(&req, payload, state.max_body_bytes).await,
         Err(e) => Err(e),
     };
     let body = body.map_err(|e| {
@@ -98,7 +101,10 @@ pub async fn infer(
     let ModelPath { model, version } = path.into_inner();
     let inv = Invocation {
         endpoint: model,
-        format: Format::V2 { version },
+        format: Format::V2 {
+            version,
+            header_len,
+        },
         body,
         received,
         headers: Some(req.headers()),
@@ -110,26 +116,32 @@ pub async fn infer(
     super::handlers::answer(&req, result, Protocol::V2, &request_id)
 }
 
-/// JSON bodies only; the binary tensor extension (tritonclient's default `binary_data=True`)
-/// is not supported and gets a message saying so rather than a JSON parse error.
-fn check_request(req: &HttpRequest) -> Result<(), RequestError> {
-    if req
-        .headers()
-        .contains_key("inference-header-content-length")
-    {
-        return Err(RequestError::bad(
-            "the binary tensor data extension is not supported: send tensors as JSON (tritonclient: binary_data=False)",
-        ));
-    }
+/// A JSON body, or one of the binary tensor data extension (tritonclient's default): its
+/// JSON header's length, from `Inference-Header-Content-Length`.
+fn check_request(req: &HttpRequest) -> Result<Option<usize>, RequestError> {
+    let header_len = match req.headers().get(v2_binary::HEADER_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    RequestError::bad(
+                        "Inference-Header-Content-Length is not a byte count (the length of the body's JSON part)",
+                    )
+                })?,
+        ),
+    };
     match req.headers().get(actix_web::http::header::CONTENT_TYPE) {
-        None => Ok(()),
+        None => Ok(header_len),
         Some(ct) => {
             let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-            if ct.starts_with("application/json") {
-                Ok(())
+            let binary = header_len.is_some() && ct.starts_with("application/octet-stream");
+            if ct.starts_with("application/json") || binary {
+                Ok(header_len)
             } else {
                 Err(RequestError::UnsupportedMediaType(format!(
-                    "content type '{ct}' is not supported: V2 REST takes application/json"
+                    "content type '{ct}' is not supported: V2 REST takes application/json (or application/octet-stream with Inference-Header-Content-Length)"
                 )))
             }
         }

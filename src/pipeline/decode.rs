@@ -48,8 +48,8 @@ pub fn decode(
             },
             client_request_id: None,
         },
-        Format::V2 { .. } => {
-            let mut req = v2::decode_limited(body, limits)?;
+        Format::V2 { header_len, .. } => {
+            let mut req = v2::decode_parts(body, *header_len, limits)?;
             let frame = std::mem::take(&mut req.frame);
             let id = if logging { req.id.clone() } else { None };
             Decoded {

@@ -55,7 +55,8 @@ impl Reply {
         }
     }
 
-    /// Writes the answer of one served entity (`endpoint` names the V2 model).
+    /// Writes the answer of one served entity (`endpoint` names the V2 model); the JSON's
+    /// length when raw tensors follow it (V2's binary tensor data extension).
     pub fn write(
         &self,
         endpoint: &str,
@@ -64,7 +65,7 @@ impl Reply {
         rows: usize,
         joined: Option<&Joined>,
         buf: &mut Vec<u8>,
-    ) -> Result<(), RequestError> {
+    ) -> Result<Option<usize>, RequestError> {
         match self {
             Self::Mlflow { echo_features } => {
                 buf.extend_from_slice(b"{\"predictions\":");
@@ -74,14 +75,15 @@ impl Reply {
                     crate::features::join::write_records(&joined.env, rows, buf);
                 }
                 buf.push(b'}');
-                Ok(())
+                Ok(None)
             }
-            Self::V2(req) => v2::write_response(
+            Self::V2(req) => v2::write_response_parts(
                 endpoint,
                 &entity.meta.version,
                 req.id.as_deref(),
                 outputs,
                 req.outputs.as_deref(),
+                &|name| req.binary_output(name),
                 buf,
             ),
         }

@@ -158,8 +158,11 @@ impl Gateway {
                 let body = Bytes::from(s.body);
                 let logged = match log_ticket {
                     Some(ticket) => {
-                        let mut call =
-                            ticket.call(200, Some(inv.body.clone()), body.clone(), requester);
+                        // Of a call with raw tensors, the JSON parts: the tensors are in the
+                        // predictions table's columns.
+                        let request = inv.logged_body();
+                        let response = body.slice(..s.json_len.unwrap_or(body.len()));
+                        let mut call = ticket.call(200, Some(request), response, requester);
                         call.client_request_id = s.client_request_id;
                         call.execution_ms = Some((s.timings.inference * 1000.0).round() as i64);
                         call.served_entity = Some(s.served.id());
@@ -170,6 +173,7 @@ impl Gateway {
                 match logged {
                     Ok(()) => Ok(Answer {
                         body,
+                        json_len: s.json_len,
                         served: s.served,
                     }),
                     // The endpoint answers only what it logs: this answer is not sent.
@@ -183,7 +187,7 @@ impl Gateway {
                 if let Some(ticket) = log_ticket {
                     let body = Bytes::from(f.error.body(protocol));
                     let status = f.error.status().as_u16();
-                    let mut call = ticket.call(status, Some(inv.body.clone()), body, requester);
+                    let mut call = ticket.call(status, Some(inv.logged_body()), body, requester);
                     call.served_entity = f.served_name.clone();
                     ticket.log_answered(call, Vec::new());
                 }
@@ -327,7 +331,12 @@ impl Gateway {
     ) -> Result<Scored, Failure> {
         let pinned = match (&inv.pin, &inv.format) {
             (Some(name), _) => Some(generation.pinned_slot(name)?),
-            (None, Format::V2 { version: Some(v) }) => Some(generation.find_version(v)?),
+            (
+                None,
+                Format::V2 {
+                    version: Some(v), ..
+                },
+            ) => Some(generation.find_version(v)?),
             _ => None,
         };
         let header_key = match (pinned, inv.headers) {

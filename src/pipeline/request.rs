@@ -19,10 +19,26 @@ pub use crate::inference_log::record::Timings;
 pub enum Format {
     MlflowJson,
     MlflowCsv,
-    /// V2 `infer`; `version` when the path names one.
+    /// V2 `infer`; `version` when the path names one; `header_len` when the body carries
+    /// raw tensors after a JSON header that long (`Inference-Header-Content-Length`).
     V2 {
         version: Option<String>,
+        header_len: Option<usize>,
     },
+}
+
+impl Invocation<'_> {
+    /// The request body the inference log keeps: of a call with raw tensors, its JSON header
+    /// (the tensors are in the predictions table's columns).
+    pub fn logged_body(&self) -> Bytes {
+        match self.format {
+            Format::V2 {
+                header_len: Some(n),
+                ..
+            } => self.body.slice(..n.min(self.body.len())),
+            _ => self.body.clone(),
+        }
+    }
 }
 
 impl Format {
@@ -54,6 +70,9 @@ pub struct Invocation<'a> {
 /// A successful answer: the encoded body and who served it.
 pub struct Answer {
     pub body: Bytes,
+    /// The length of the body's JSON when raw tensors follow it (V2's binary tensor data
+    /// extension): the answer's `Inference-Header-Content-Length`.
+    pub json_len: Option<usize>,
     pub served: ServedBy,
 }
 
@@ -138,6 +157,8 @@ impl ServedBy {
 /// A scored request, from its job (on a pool worker or inline).
 pub struct Scored {
     pub body: Vec<u8>,
+    /// The length of the body's JSON when raw tensors follow it.
+    pub json_len: Option<usize>,
     pub timings: Timings,
     pub served: ServedBy,
     /// The decoded request, when shadow routes still have to get their copies

@@ -350,6 +350,7 @@ pub(super) fn conclude(
     Ok(Scored {
         shadow: (!job.generation.router.shadows.is_empty()).then_some(frame),
         body: answer.buf,
+        json_len: answer.json_len,
         timings,
         served,
         logged: answer.logged,
@@ -360,6 +361,8 @@ pub(super) fn conclude(
 /// What a request's scoring writes: the answer's bytes, and the rows the log keeps.
 pub(super) struct Answering {
     pub buf: Vec<u8>,
+    /// The length of the answer's JSON when raw tensors follow it.
+    pub json_len: Option<usize>,
     pub logged: Vec<ScoredRows>,
 }
 
@@ -367,6 +370,7 @@ impl Answering {
     pub fn for_rows(rows: usize) -> Self {
         Self {
             buf: Vec::with_capacity(64 + rows * 48),
+            json_len: None,
             logged: Vec::new(),
         }
     }
@@ -439,7 +443,7 @@ pub(super) fn answer_whole(
     {
         sinks.expect(frame.clone(), &entity, vec![scorer]);
     }
-    reply
+    answer.json_len = reply
         .write(
             &generation.settings.name,
             &entity,

@@ -10,3 +10,4 @@ pub mod mlflow_json;
 #[cfg(test)]
 mod test_strategies;
 pub mod v2;
+pub mod v2_binary;

@@ -10,6 +10,7 @@ use super::bounded::{within, Bounded, NodeBudget};
 use super::columns::check_rectangular;
 use super::json_write::{write_json_str, write_value};
 use super::limits::{Budget, DecodeLimits};
+use super::v2_binary;
 use crate::data::frame::{Column, ColumnData, Frame};
 use crate::data::tensor::NamedTensor;
 use crate::error::{RequestError, RequestResult};
@@ -30,15 +31,27 @@ struct RawInput {
     name: String,
     shape: Vec<i64>,
     datatype: String,
+    /// `binary_data_size`: the input's bytes follow the JSON header.
     #[serde(default)]
-    #[allow(dead_code)]
     parameters: Option<Bounded>,
-    data: Bounded,
+    /// Absent when the input is binary.
+    #[serde(default)]
+    data: Option<Bounded>,
 }
 
 #[derive(Debug, Deserialize)]
 struct RawOutput {
     name: String,
+    /// `binary_data`: this output's values go after the answer's JSON.
+    #[serde(default)]
+    parameters: Option<Bounded>,
+}
+
+/// A boolean of a `parameters` object, when it has one.
+fn flag(parameters: Option<&Bounded>, key: &str) -> Option<bool> {
+    parameters
+        .and_then(|p| p.0.get(key))
+        .and_then(Value::as_bool)
 }
 
 /// A decoded V2 inference request.
@@ -48,7 +61,22 @@ pub struct InferRequest {
     pub frame: Frame,
     /// Outputs the caller asked for; all when `None`.
     pub outputs: Option<Vec<String>>,
+    /// Each of `outputs`' own `binary_data`, when it has one (binary tensor data extension).
+    pub binary_outputs: Vec<Option<bool>>,
+    /// `parameters.binary_data_output`: every output not asked for otherwise is binary.
+    pub binary_data_output: bool,
     pub parameters: Option<serde_json::Map<String, Value>>,
+}
+
+impl InferRequest {
+    /// Whether output `name` is answered as raw bytes.
+    pub fn binary_output(&self, name: &str) -> bool {
+        self.outputs
+            .as_ref()
+            .and_then(|o| o.iter().position(|n| n == name))
+            .and_then(|i| self.binary_outputs.get(i).copied().flatten())
+            .unwrap_or(self.binary_data_output)
+    }
 }
 
 pub fn decode(body: &[u8]) -> RequestResult<InferRequest> {
@@ -58,10 +86,21 @@ pub fn decode(body: &[u8]) -> RequestResult<InferRequest> {
 /// Decodes a V2 inference request within `limits`: inputs, values, strings, the id and the
 /// outputs asked for (each at most once) are checked before any tensor is built.
 pub fn decode_limited(body: &[u8], limits: &DecodeLimits) -> RequestResult<InferRequest> {
+    decode_parts(body, None, limits)
+}
+
+/// [`decode_limited`] of a body that may carry raw tensors after a JSON header of `header_len`
+/// bytes (`Inference-Header-Content-Length`, the binary tensor data extension).
+pub fn decode_parts(
+    body: &[u8],
+    header_len: Option<usize>,
+    limits: &DecodeLimits,
+) -> RequestResult<InferRequest> {
+    let (json, mut tensors) = v2_binary::split(body, header_len)?;
     // `data` and `parameters` are JSON trees until the datatype is known: their nodes are
     // counted as they are parsed.
     let (parsed, nodes) = within(NodeBudget::new(limits), || {
-        serde_json::from_slice::<RawRequest>(body)
+        serde_json::from_slice::<RawRequest>(json)
     });
     let raw = parsed.map_err(|e| {
         if let Some(refusal) = nodes.refusal() {
@@ -81,17 +120,67 @@ pub fn decode_limited(body: &[u8], limits: &DecodeLimits) -> RequestResult<Infer
     if let Some(id) = &raw.id {
         limits.id("id", id.len())?;
     }
+    let binary_outputs: Vec<Option<bool>> = raw
+        .outputs
+        .iter()
+        .flatten()
+        .map(|o| flag(o.parameters.as_ref(), "binary_data"))
+        .collect();
+    let binary_data_output = flag(raw.parameters.as_ref(), "binary_data_output").unwrap_or(false);
     let outputs = raw.outputs.map(unique_outputs).transpose()?;
     let budget = Budget::new(*limits);
-    let columns = raw
-        .inputs
-        .iter()
-        .map(|input| decode_input(input, &budget))
-        .collect::<RequestResult<Vec<_>>>()?;
+    let mut columns = Vec::with_capacity(raw.inputs.len());
+    for input in &raw.inputs {
+        let size = input
+            .parameters
+            .as_ref()
+            .and_then(|p| p.0.get("binary_data_size"))
+            .map(|v| {
+                v.as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| {
+                        RequestError::bad(format!(
+                            "input '{}': binary_data_size {v} is not a byte count",
+                            input.name
+                        ))
+                    })
+            })
+            .transpose()?;
+        let bytes = match size {
+            None => None,
+            Some(_) if header_len.is_none() => {
+                return Err(RequestError::bad(format!(
+                    "input '{}' has binary_data_size, and the request has no Inference-Header-Content-Length header saying where its JSON ends",
+                    input.name
+                )))
+            }
+            Some(n) if n > tensors.len() => {
+                return Err(RequestError::bad(format!(
+                    "input '{}': binary_data_size is {n}, more than the {} bytes left after the JSON header and the inputs before it",
+                    input.name,
+                    tensors.len()
+                )))
+            }
+            Some(n) => {
+                let (mine, rest) = tensors.split_at(n);
+                tensors = rest;
+                Some(mine)
+            }
+        };
+        columns.push(decode_input(input, bytes, &budget)?);
+    }
+    if !tensors.is_empty() {
+        return Err(RequestError::bad(format!(
+            "{} bytes follow the last binary input: the binary_data_size of the inputs add up to less than the body holds",
+            tensors.len()
+        )));
+    }
     Ok(InferRequest {
         id: raw.id,
         frame: Frame { columns },
         outputs,
+        binary_outputs,
+        binary_data_output,
         parameters: match raw.parameters.map(|p| p.0) {
             None | Some(Value::Null) => None,
             Some(Value::Object(map)) => Some(map),
@@ -120,7 +209,8 @@ fn unique_outputs(outputs: Vec<RawOutput>) -> RequestResult<Vec<String>> {
     Ok(names)
 }
 
-fn decode_input(input: &RawInput, budget: &Budget) -> RequestResult<Column> {
+/// One input, from its JSON `data` or from its raw `bytes`.
+fn decode_input(input: &RawInput, bytes: Option<&[u8]>, budget: &Budget) -> RequestResult<Column> {
     let name = &input.name;
     if input.shape.is_empty() {
         return Err(RequestError::bad(format!(
@@ -151,12 +241,35 @@ fn decode_input(input: &RawInput, budget: &Budget) -> RequestResult<Column> {
     // Bounded before a value is read: the shape says what the tensor would hold.
     budget.limits.rows(shape[0])?;
     budget.take_cells(expected)?;
+    let data = match (bytes, &input.data) {
+        (Some(_), Some(_)) => {
+            return Err(RequestError::bad(format!(
+                "input '{name}' has both 'data' and binary_data_size: give one"
+            )))
+        }
+        (Some(raw), None) => {
+            let data =
+                v2_binary::decode_column(name, &input.datatype, expected, raw, &budget.limits)?;
+            return Ok(Column {
+                name: name.clone(),
+                shape,
+                data,
+                from_text: false,
+            });
+        }
+        (None, Some(data)) => &data.0,
+        (None, None) => {
+            return Err(RequestError::bad(format!(
+                "input '{name}' has no 'data' (nor parameters.binary_data_size)"
+            )))
+        }
+    };
     // Nested data must have exactly the declared shape; flat data just the right count.
-    if matches!(&input.data.0, Value::Array(items) if items.first().is_some_and(Value::is_array)) {
-        check_rectangular(&input.data.0, &shape, name)?;
+    if matches!(data, Value::Array(items) if items.first().is_some_and(Value::is_array)) {
+        check_rectangular(data, &shape, name)?;
     }
     let mut leaves = Vec::with_capacity(expected.min(1 << 16));
-    flatten(&input.data.0, &mut leaves, expected + 1);
+    flatten(data, &mut leaves, expected + 1);
     if leaves.len() != expected {
         let found = if leaves.len() > expected {
             format!("more than {expected}")
@@ -274,6 +387,32 @@ pub fn write_response(
     requested: Option<&[String]>,
     buf: &mut Vec<u8>,
 ) -> RequestResult<()> {
+    write_response_parts(
+        model_name,
+        model_version,
+        id,
+        outputs,
+        requested,
+        &|_| false,
+        buf,
+    )
+    .map(|_| ())
+}
+
+/// [`write_response`] with the outputs `binary` names written as raw bytes after the JSON
+/// (each with `parameters.binary_data_size` instead of `data`); the JSON's length when any
+/// is (the answer's `Inference-Header-Content-Length`).
+pub fn write_response_parts(
+    model_name: &str,
+    model_version: &str,
+    id: Option<&str>,
+    outputs: &[NamedTensor],
+    requested: Option<&[String]>,
+    binary: &dyn Fn(&str) -> bool,
+    buf: &mut Vec<u8>,
+) -> RequestResult<Option<usize>> {
+    let start = buf.len();
+    let mut tensors: Option<Vec<u8>> = None;
     let chosen: Vec<&NamedTensor> = match requested {
         None => outputs.iter().collect(),
         Some(names) => names
@@ -315,6 +454,17 @@ pub fn write_response(
             }
             let _ = write!(buf, "{n}");
         }
+        if binary(&o.name) {
+            let raw = tensors.get_or_insert_with(Vec::new);
+            let before = raw.len();
+            v2_binary::write_tensor(&o.tensor.data, raw);
+            let _ = write!(
+                buf,
+                "],\"parameters\":{{\"binary_data_size\":{}}}}}",
+                raw.len() - before
+            );
+            continue;
+        }
         buf.extend_from_slice(b"],\"data\":[");
         for i in 0..o.tensor.data.len() {
             if i > 0 {
@@ -325,7 +475,11 @@ pub fn write_response(
         buf.extend_from_slice(b"]}");
     }
     buf.extend_from_slice(b"]}");
-    Ok(())
+    Ok(tensors.map(|raw| {
+        let json = buf.len() - start;
+        buf.extend_from_slice(&raw);
+        json
+    }))
 }
 
 #[cfg(test)]
@@ -354,6 +508,97 @@ mod tests {
             Err(RequestError::BadRequest(m)) => m,
             other => panic!("expected a bad request, got {other:?}"),
         }
+    }
+
+    /// A JSON header and raw tensors after it, as tritonclient.http sends them.
+    fn binary_body(header: Value, tensors: &[u8]) -> (Vec<u8>, usize) {
+        let mut body = header.to_string().into_bytes();
+        let n = body.len();
+        body.extend_from_slice(tensors);
+        (body, n)
+    }
+
+    #[test]
+    fn raw_tensors_after_the_json_header_are_inputs_and_outputs_can_be_raw() {
+        let mut raw: Vec<u8> = [1.5f32, 2.5].iter().flat_map(|x| x.to_le_bytes()).collect();
+        raw.extend_from_slice(&7i64.to_le_bytes());
+        raw.extend_from_slice(&7i64.to_le_bytes());
+        let (body, n) = binary_body(
+            json!({"inputs": [
+                {"name": "a", "shape": [2, 1], "datatype": "FP32", "parameters": {"binary_data_size": 8}},
+                {"name": "j", "shape": [2], "datatype": "INT64", "data": [3, 4]},
+                {"name": "b", "shape": [2], "datatype": "INT64", "parameters": {"binary_data_size": 16}}],
+                "parameters": {"binary_data_output": true},
+                "outputs": [{"name": "y", "parameters": {"binary_data": false}}, {"name": "z"}]}),
+            &raw,
+        );
+        let req = decode_parts(&body, Some(n), &DecodeLimits::default()).unwrap();
+        let cols = &req.frame.columns;
+        assert!(matches!(&cols[0].data, ColumnData::F32(v) if v == &[1.5, 2.5]));
+        assert_eq!(cols[0].shape, [2, 1]);
+        assert!(matches!(&cols[1].data, ColumnData::I64(v) if v == &[3, 4]));
+        assert!(matches!(&cols[2].data, ColumnData::I64(v) if v == &[7, 7]));
+        assert!(!req.binary_output("y"), "its own parameter says JSON");
+        assert!(req.binary_output("z"), "binary_data_output");
+
+        let bad = |header: Value, tensors: &[u8], len: Option<usize>| {
+            let (body, n) = binary_body(header, tensors);
+            match decode_parts(&body, len.or(Some(n)), &DecodeLimits::default()) {
+                Err(RequestError::BadRequest(m)) => m,
+                other => panic!("{other:?}"),
+            }
+        };
+        let input = |params: Value| json!({"inputs": [{"name": "a", "shape": [1], "datatype": "INT64", "parameters": params}]});
+        let one = 1i64.to_le_bytes();
+        assert!(bad(input(json!({"binary_data_size": 16})), &one, None)
+            .contains("more than the 8 bytes left"));
+        assert!(bad(
+            input(json!({"binary_data_size": 8})),
+            &[one, one].concat(),
+            None
+        )
+        .contains("8 bytes follow"));
+        assert!(
+            bad(input(json!({"binary_data_size": -1})), &one, None).contains("not a byte count")
+        );
+        assert!(bad(input(json!({})), &[], None).contains("no 'data'"));
+        assert!(
+            bad(input(json!({"binary_data_size": 8})), &one, Some(1 << 20))
+                .contains("more than the body")
+        );
+        let mut both = input(json!({"binary_data_size": 8}));
+        both["inputs"][0]["data"] = json!([1]);
+        assert!(bad(both, &one, None).contains("both 'data' and binary_data_size"));
+        // Without the header, a binary input cannot be found.
+        let body = input(json!({"binary_data_size": 8})).to_string();
+        let m = decode_limited(body.as_bytes(), &DecodeLimits::default()).unwrap_err();
+        assert!(
+            m.to_string().contains("Inference-Header-Content-Length"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn raw_outputs_follow_the_json_and_say_their_size() {
+        let outs = vec![
+            tensor("y", vec![2], TensorData::I64(vec![1, 2])),
+            tensor("p", vec![2], TensorData::F32(vec![0.5, 0.25])),
+        ];
+        let mut buf = Vec::new();
+        let json_len =
+            write_response_parts("m", "1", None, &outs, None, &|n| n == "y", &mut buf).unwrap();
+        let n = json_len.unwrap();
+        let header: Value = serde_json::from_slice(&buf[..n]).unwrap();
+        assert_eq!(header["outputs"][0]["parameters"]["binary_data_size"], 16);
+        assert!(header["outputs"][0].get("data").is_none());
+        assert_eq!(header["outputs"][1]["data"], json!([0.5, 0.25]));
+        assert_eq!(
+            &buf[n..],
+            &[1i64.to_le_bytes(), 2i64.to_le_bytes()].concat()[..]
+        );
+        let mut plain = Vec::new();
+        let none = write_response_parts("m", "1", None, &outs, None, &|_| false, &mut plain);
+        assert_eq!(none.unwrap(), None);
     }
 
     #[test]
