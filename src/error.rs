@@ -71,16 +71,19 @@ pub enum Protocol {
     Mlflow,
     /// Open Inference Protocol V2: `{"error"}`.
     V2,
+    /// KServe's V1 prediction protocol: `{"error"}` too.
+    KserveV1,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 2] = [Protocol::Mlflow, Protocol::V2];
+    pub const ALL: [Protocol; 3] = [Protocol::Mlflow, Protocol::V2, Protocol::KserveV1];
 
     /// The `protocol` label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Mlflow => "mlflow",
             Self::V2 => "v2",
+            Self::KserveV1 => "kserve_v1",
         }
     }
 }
@@ -254,7 +257,7 @@ impl RequestError {
     /// The error body of `protocol`.
     pub fn body(&self, protocol: Protocol) -> String {
         match protocol {
-            Protocol::V2 => self.v2_body(),
+            Protocol::V2 | Protocol::KserveV1 => self.v2_body(),
             Protocol::Mlflow => self.mlflow_body(),
         }
     }

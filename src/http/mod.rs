@@ -10,6 +10,7 @@ pub mod error;
 mod feature_push;
 mod governance;
 mod handlers;
+mod kserve_v1;
 mod labels;
 mod monitoring;
 pub mod openapi;
@@ -227,7 +228,9 @@ pub fn requester(req: &actix_web::HttpRequest) -> Option<Arc<str>> {
 
 /// The protocol of a path: V2 routes answer errors in V2's shape, the rest in MLflow's.
 pub fn protocol_of(path: &str) -> Protocol {
-    if path.starts_with("/v2") {
+    if path.starts_with("/v1/models") {
+        Protocol::KserveV1
+    } else if path.starts_with("/v2") {
         Protocol::V2
     } else {
         Protocol::Mlflow

@@ -5,8 +5,8 @@
 use actix_web::web;
 
 use super::{
-    admin, endpoint_info, feature_push, governance, handlers, labels, monitoring, v2_handlers,
-    webhook,
+    admin, endpoint_info, feature_push, governance, handlers, kserve_v1, labels, monitoring,
+    v2_handlers, webhook,
 };
 
 /// What a route is, for its scope and for the listener that serves it.
@@ -122,6 +122,9 @@ pub const ROUTES: &[Route] = &[
     route!(Get, "/api/2.0/serving-endpoints/{name}/monitoring", Manage, "Drift per served entity and feature, flags and quality", None, "Object", monitoring::get_monitoring),
     route!(Post, "/api/2.0/feature-tables/{table}/rows", Manage, "Push rows into an embedded online table", Some("Object"), "Object", feature_push::push_rows),
     route!(Post, "/api/2.0/webhooks/mlflow", Webhook, "MLflow model-registry webhook (HMAC-signed)", Some("Object"), "Object", webhook::mlflow_webhook),
+    route!(Post, "/v1/models/{model}:predict", Query, "KServe V1 prediction (instances or inputs)", Some("ScoringRequest"), "Predictions", kserve_v1::predict),
+    route!(Get, "/v1/models/{model}", Query, "KServe V1 model readiness", None, "Object", kserve_v1::model),
+    route!(Get, "/v1/models", Query, "KServe V1 model list", None, "Object", kserve_v1::models),
     route!(Get, "/v2", Query, "Open Inference Protocol V2: server metadata", None, "Object", v2_handlers::server_metadata),
     route!(Get, "/v2/health/live", Health, "V2 liveness", None, "Empty", v2_handlers::live),
     route!(Get, "/v2/health/ready", Health, "V2 readiness", None, "Empty", v2_handlers::ready),
@@ -161,16 +164,25 @@ pub fn endpoint_of(path: &str) -> Option<&str> {
         .path
         .split('/')
         .zip(path.split('/'))
-        .find(|(want, _)| {
+        .find_map(|(want, got)| {
+            let (placeholder, suffix) = split_placeholder(want)?;
             matches!(
-                *want,
+                placeholder,
                 "{endpoint}" | "{name}" | "{model}" | "{serving_endpoint_id}"
             )
+            .then(|| got.strip_suffix(suffix))
+            .flatten()
         })
-        .map(|(_, got)| got)
 }
 
-/// Whether `path` fits `pattern`, a `{name}` standing for one non-empty segment.
+/// A pattern segment's placeholder (`{model}`) and the literal after it (`:predict`, or "").
+fn split_placeholder(segment: &str) -> Option<(&str, &str)> {
+    let end = segment.find('}')?;
+    segment.starts_with('{').then(|| segment.split_at(end + 1))
+}
+
+/// Whether `path` fits `pattern`, a `{name}` standing for one non-empty segment (or its start,
+/// before a literal such as `:predict`).
 fn matches(pattern: &str, path: &str) -> bool {
     let mut want = pattern.split('/');
     let mut got = path.split('/');
@@ -178,10 +190,10 @@ fn matches(pattern: &str, path: &str) -> bool {
         match (want.next(), got.next()) {
             (None, None) => return true,
             (Some(w), Some(g)) => {
-                let fits = if w.starts_with('{') {
-                    !g.is_empty()
-                } else {
-                    w == g
+                let fits = match split_placeholder(w) {
+                    // `{model}:predict`: a non-empty name, then the literal.
+                    Some((_, suffix)) => g.len() > suffix.len() && g.ends_with(suffix),
+                    None => w == g,
                 };
                 if !fits {
                     return false;
@@ -235,6 +247,12 @@ mod tests {
         assert_eq!(endpoint_of("/api/2.0/serving-endpoints"), None);
         assert_eq!(endpoint_of("/api/2.0/feature-tables/t/rows"), None);
         assert_eq!(endpoint_of("/invocations"), None);
+        assert_eq!(endpoint_of("/v1/models/tx:predict"), Some("tx"));
+        assert_eq!(endpoint_of("/v1/models/tx"), Some("tx"));
+        let predict = route_of("/v1/models/tx:predict").unwrap();
+        assert_eq!((predict.method, predict.class), (Post, Query));
+        assert_eq!(route_of("/v1/models/tx").unwrap().method, Get);
+        assert!(route_of("/v1/models/:predict").is_some_and(|r| r.method == Get));
         assert_eq!(endpoint_of("/no/such/path"), None);
     }
 

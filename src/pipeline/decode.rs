@@ -26,7 +26,7 @@ pub fn decode(
     logging: bool,
 ) -> Result<Decoded, RequestError> {
     Ok(match format {
-        Format::MlflowJson => {
+        Format::MlflowJson | Format::KserveV1 => {
             let req = mlflow::decode_json_limited(body, limits)?;
             // `params: {"return_features": true}` echoes the joined features (debugging).
             let echo_features = req

@@ -18,6 +18,8 @@ pub use crate::inference_log::record::Timings;
 #[derive(Debug, Clone)]
 pub enum Format {
     MlflowJson,
+    /// KServe V1 `:predict`: `instances` or `inputs`, read as MLflow's scoring JSON reads them.
+    KserveV1,
     MlflowCsv,
     /// V2 `infer`; `version` when the path names one; `header_len` when the body carries
     /// raw tensors after a JSON header that long (`Inference-Header-Content-Length`).
@@ -46,6 +48,7 @@ impl Format {
     pub fn protocol(&self) -> Protocol {
         match self {
             Self::MlflowJson | Self::MlflowCsv => Protocol::Mlflow,
+            Self::KserveV1 => Protocol::KserveV1,
             Self::V2 { .. } => Protocol::V2,
         }
     }
