@@ -5,7 +5,8 @@
 #    the chart, so the chart keeps copies; this check keeps them from drifting).
 # 2. `helm lint --strict` with each values file of helm/modelgate/ci/: default-values.yaml (the
 #    defaults plus the tokens the chart requires: it renders nothing without), anonymous-values.yaml
-#    (auth off, said with auth.allowAnonymous) and full-values.yaml (every optional part on).
+#    (auth off, said with auth.allowAnonymous), full-values.yaml (every optional part on but
+#    gRPC, which refuses TLS) and grpc-values.yaml (the gRPC listener, Service port and policy).
 # 3. `helm template` with each of them; every rendered document is validated with
 #    `kubernetes-validate -k 1.35.0 --strict`, except custom resources (ServiceMonitor,
 #    PrometheusRule: their schemas are not in kubernetes-validate's set), which are skipped by
@@ -89,7 +90,7 @@ done
 
 # --- 2. lint ---
 values_sets=("defaults:$chart/ci/default-values.yaml" "anonymous:$chart/ci/anonymous-values.yaml"
-  "full-values:$chart/ci/full-values.yaml")
+  "full-values:$chart/ci/full-values.yaml" "grpc:$chart/ci/grpc-values.yaml")
 for vs in "${values_sets[@]}"; do
   name="${vs%%:*}" file="${vs#*:}"
   args=()

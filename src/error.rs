@@ -73,10 +73,17 @@ pub enum Protocol {
     V2,
     /// KServe's V1 prediction protocol: `{"error"}` too.
     KserveV1,
+    /// Open Inference Protocol V2 over gRPC (errors are gRPC statuses; logged as V2's).
+    V2Grpc,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 3] = [Protocol::Mlflow, Protocol::V2, Protocol::KserveV1];
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Mlflow,
+        Protocol::V2,
+        Protocol::KserveV1,
+        Protocol::V2Grpc,
+    ];
 
     /// The `protocol` label value.
     pub fn as_str(self) -> &'static str {
@@ -84,6 +91,7 @@ impl Protocol {
             Self::Mlflow => "mlflow",
             Self::V2 => "v2",
             Self::KserveV1 => "kserve_v1",
+            Self::V2Grpc => "v2_grpc",
         }
     }
 }
@@ -257,7 +265,7 @@ impl RequestError {
     /// The error body of `protocol`.
     pub fn body(&self, protocol: Protocol) -> String {
         match protocol {
-            Protocol::V2 | Protocol::KserveV1 => self.v2_body(),
+            Protocol::V2 | Protocol::KserveV1 | Protocol::V2Grpc => self.v2_body(),
             Protocol::Mlflow => self.mlflow_body(),
         }
     }

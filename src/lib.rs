@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod error;
 pub mod features;
+pub mod grpc;
 pub mod http;
 pub mod inference_log;
 pub mod metrics;
@@ -83,6 +84,9 @@ pub struct Started {
     /// The admin listener's bound address (`server.admin_listen`).
     pub admin_addr: Option<SocketAddr>,
     admin_listener: Option<TcpListener>,
+    /// The gRPC listener's bound address (`server.grpc_listen`).
+    pub grpc_addr: Option<SocketAddr>,
+    grpc_listener: Option<TcpListener>,
     pub gateway: Arc<Gateway>,
     pub updater: Arc<Updater>,
     pub control: Arc<ControlPlane>,
@@ -242,12 +246,19 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         None => None,
     };
     let admin_addr = admin_listener.as_ref().map(|(_, a)| *a);
+    let grpc_listener = match settings.server.grpc_addr()? {
+        Some(addr) => Some(bind(addr)?),
+        None => None,
+    };
+    let grpc_addr = grpc_listener.as_ref().map(|(_, a)| *a);
     let addr = settings.listen_addr()?;
     let (listener, addr) = bind(addr)?;
     Ok(Started {
         addr,
         admin_addr,
         admin_listener: admin_listener.map(|(l, _)| l),
+        grpc_addr,
+        grpc_listener: grpc_listener.map(|(l, _)| l),
         gateway,
         updater,
         control,
@@ -522,6 +533,23 @@ impl Started {
         .run();
         let handle = server.handle();
         let gateway = self.gateway.clone();
+        let grpc = match self.grpc_listener {
+            Some(listener) => Some(
+                grpc::GrpcServer::start(
+                    listener,
+                    gateway.clone(),
+                    self.auth.clone(),
+                    grpc::GrpcLimits {
+                        max_message_bytes: self.settings.server.max_body_bytes,
+                        max_streams_per_connection: self.settings.server.max_streams_per_connection,
+                        max_connections: self.settings.server.max_connections,
+                        threads: workers,
+                    },
+                )
+                .map_err(StartError::Serve)?,
+            ),
+            None => None,
+        };
         let serving = tokio::spawn(server);
         info!("modelgate listening on {scheme}://{}", self.addr);
         if let Some(admin) = self.admin_addr {
@@ -530,6 +558,11 @@ impl Started {
         shutdown.await;
         info!("shutting down: readiness off, draining in-flight requests (up to {timeout} s)");
         gateway.begin_shutdown();
+        if let Some(grpc) = grpc {
+            // Calls in flight finish (within the drain's time); then the thread ends.
+            let stopping = tokio::task::spawn_blocking(move || grpc.stop());
+            let _ = tokio::time::timeout(Duration::from_secs(timeout), stopping).await;
+        }
         handle.stop(true).await;
         let served = match tokio::time::timeout(Duration::from_secs(timeout + 5), serving).await {
             Ok(Ok(result)) => result.map_err(StartError::Serve),

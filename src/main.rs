@@ -151,6 +151,9 @@ fn main() -> ExitCode {
                 // drains and exits 0, however soon it comes.
                 let shutdown = shutdown_signal();
                 let started = modelgate::start(settings).await?;
+                if let Some(grpc) = started.grpc_addr {
+                    println!("modelgate gRPC listening on {grpc}");
+                }
                 if let Some(admin) = started.admin_addr {
                     println!(
                         "modelgate admin API listening on {}://{admin}",

@@ -104,6 +104,7 @@ pub async fn infer(
         format: Format::V2 {
             version,
             header_len,
+            grpc: false,
         },
         body,
         received,

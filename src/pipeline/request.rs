@@ -26,6 +26,8 @@ pub enum Format {
     V2 {
         version: Option<String>,
         header_len: Option<usize>,
+        /// Came over gRPC (the body is its request, put in the binary REST form).
+        grpc: bool,
     },
 }
 
@@ -49,6 +51,7 @@ impl Format {
         match self {
             Self::MlflowJson | Self::MlflowCsv => Protocol::Mlflow,
             Self::KserveV1 => Protocol::KserveV1,
+            Self::V2 { grpc: true, .. } => Protocol::V2Grpc,
             Self::V2 { .. } => Protocol::V2,
         }
     }

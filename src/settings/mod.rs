@@ -163,6 +163,7 @@ impl Settings {
         let listeners = [
             ("server.listen", Some(self.listen_addr()?)),
             ("server.admin_listen", self.admin_addr()?),
+            ("server.grpc_listen", self.server.grpc_addr()?),
         ];
         for (key, addr) in listeners {
             if let Some(addr) = addr.filter(|a| !a.ip().is_loopback()) {
@@ -182,7 +183,9 @@ impl Settings {
     pub fn anonymous_beyond_loopback(&self) -> bool {
         let beyond = |a: Option<SocketAddr>| a.is_some_and(|a| !a.ip().is_loopback());
         !self.auth.enabled
-            && (beyond(self.listen_addr().ok()) || beyond(self.admin_addr().ok().flatten()))
+            && (beyond(self.listen_addr().ok())
+                || beyond(self.admin_addr().ok().flatten())
+                || beyond(self.server.grpc_addr().ok().flatten()))
     }
 
     pub fn inference_workers(&self) -> usize {
@@ -211,6 +214,20 @@ impl Settings {
                 "server.admin_listen",
                 "must differ from server.listen",
             ));
+        }
+        if let Some(grpc) = self.server.grpc_addr()? {
+            if grpc.port() != 0 && (grpc == listen || self.admin_addr()? == Some(grpc)) {
+                return Err(invalid(
+                    "server.grpc_listen",
+                    "must differ from server.listen and server.admin_listen",
+                ));
+            }
+            if self.server.tls.is_some() {
+                return Err(invalid(
+                    "server.grpc_listen",
+                    "gRPC is served in the clear only: with server.tls, terminate TLS for gRPC in front of the gateway (a mesh or load balancer) or leave server.grpc_listen unset",
+                ));
+            }
         }
         self.check_exposure()?;
         if let Some(bad) = self
@@ -546,6 +563,32 @@ mod tests {
         s.server.listen = "[::1]:0".into();
         s.server.admin_listen = Some("127.0.0.1:9000".into());
         s.validate().unwrap();
+        // The gRPC listener alike; it is plain HTTP/2, so not beside TLS; its own port.
+        s.server.grpc_listen = Some("0.0.0.0:9001".into());
+        let (key, message) = invalid_key(&s);
+        assert_eq!(key, "auth.enabled");
+        assert!(
+            message.contains("server.grpc_listen 0.0.0.0:9001"),
+            "{message}"
+        );
+        let mut open = s.clone();
+        open.auth.allow_anonymous = true;
+        assert!(open.anonymous_beyond_loopback());
+        s.server.grpc_listen = Some("127.0.0.1:9000".into());
+        assert_eq!(invalid_key(&s).0, "server.grpc_listen");
+        s.server.grpc_listen = Some("not an address".into());
+        assert_eq!(invalid_key(&s).0, "server.grpc_listen");
+        s.server.grpc_listen = Some("127.0.0.1:0".into());
+        s.validate().unwrap();
+        s.server.tls = Some(tls::TlsSettings {
+            cert_file: "cert.pem".into(),
+            key_file: "key.pem".into(),
+            reload_interval_ms: 1000,
+            client_ca_file: None,
+        });
+        let (key, message) = invalid_key(&s);
+        assert_eq!(key, "server.grpc_listen");
+        assert!(message.contains("terminate TLS"), "{message}");
     }
 
     #[test]

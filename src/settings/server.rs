@@ -28,6 +28,8 @@ pub struct ServerSettings {
     /// those routes answer only there and scoring only on `listen`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<String>,
+    /// A listener (HOST:PORT) for Open Inference Protocol V2 over gRPC; off when absent.
+    pub grpc_listen: Option<String>,
     /// Bytes of request bodies held at once by all requests in flight; beyond it 503.
     pub max_inflight_body_bytes: usize,
     /// How long a request body may take to arrive, in ms; beyond it 408.
@@ -52,6 +54,7 @@ impl Default for ServerSettings {
             request_timeout_ms: 30_000,
             tls: None,
             admin_listen: None,
+            grpc_listen: None,
             max_inflight_body_bytes: 256 * 1024 * 1024,
             body_read_timeout_ms: 10_000,
             max_connections: 10_000,
@@ -79,6 +82,19 @@ impl ServerSettings {
         listen.parse().map(Some).map_err(|e| {
             invalid(
                 "server.admin_listen",
+                format!("'{listen}' is not HOST:PORT: {e}"),
+            )
+        })
+    }
+
+    /// The gRPC listener's address, when gRPC is on.
+    pub fn grpc_addr(&self) -> Result<Option<SocketAddr>, SettingsError> {
+        let Some(listen) = &self.grpc_listen else {
+            return Ok(None);
+        };
+        listen.parse().map(Some).map_err(|e| {
+            invalid(
+                "server.grpc_listen",
                 format!("'{listen}' is not HOST:PORT: {e}"),
             )
         })

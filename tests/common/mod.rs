@@ -51,6 +51,8 @@ pub struct Gateway {
     pub base: String,
     /// The admin listener's base URL (`server.admin_listen`), when there is one.
     pub admin: Option<String>,
+    /// The gRPC listener's HOST:PORT (`server.grpc_listen`), when there is one.
+    pub grpc: Option<String>,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
     _dir: tempfile::TempDir,
 }
@@ -116,9 +118,13 @@ pub fn try_start(
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let mut admin = None;
+    let mut grpc = None;
     let base = loop {
         match lines.next() {
             Some(Ok(line)) => {
+                if let Some(addr) = line.strip_prefix("modelgate gRPC listening on ") {
+                    grpc = Some(addr.trim().to_owned());
+                }
                 if let Some(addr) = line.strip_prefix("modelgate admin API listening on ") {
                     admin = Some(addr.trim().to_owned());
                 }
@@ -140,6 +146,7 @@ pub fn try_start(
         child,
         base,
         admin,
+        grpc,
         stderr: stderr_buf,
         _dir: dir,
     })

@@ -1,0 +1,58 @@
+"""Drives the gateway's Open Inference Protocol V2 gRPC service with tritonclient.grpc,
+unmodified, and prints one JSON document of what it got.
+
+Usage: python tritonclient_grpc.py HOST:PORT MODEL CASES_JSON ROWS [TOKEN]
+CASES_JSON is a fixture of model columns and rows (tests/fixtures/transactions_v1_cases.json);
+TOKEN, when given, goes in the `authorization` metadata as a bearer token.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+url, model, cases_path, rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+headers = {"authorization": f"Bearer {sys.argv[5]}"} if len(sys.argv) > 5 else None
+cases = json.load(open(cases_path))
+client = grpcclient.InferenceServerClient(url=url)
+out = {
+    "live": client.is_server_live(headers=headers),
+    "ready": client.is_server_ready(headers=headers),
+    "model_ready": client.is_model_ready(model, headers=headers),
+    "server_metadata": client.get_server_metadata(headers=headers, as_json=True),
+    "model_metadata": client.get_model_metadata(model, headers=headers, as_json=True),
+}
+
+DTYPES = {"BYTES": np.object_, "FP32": np.float32, "INT64": np.int64, "BOOL": np.bool_, "FP64": np.float64}
+TYPES = ["BYTES", "FP32", "INT64", "BOOL", "FP64", "FP64"]
+
+
+def inputs():
+    made = []
+    for c, name in enumerate(cases["columns"]):
+        values = [cases["data"][r][c] for r in range(rows)]
+        if TYPES[c] == "BYTES":
+            values = [v.encode() for v in values]
+        array = np.array(values, dtype=DTYPES[TYPES[c]]).reshape(rows, 1)
+        tensor = grpcclient.InferInput(name, [rows, 1], TYPES[c])
+        tensor.set_data_from_numpy(array)
+        made.append(tensor)
+    return made
+
+
+result = client.infer(model, inputs(), request_id="tg-1", headers=headers)
+out["infer"] = {n: result.as_numpy(n).tolist() for n in ["label", "probabilities"]}
+out["infer_id"] = result.get_response(as_json=True).get("id")
+asked = [grpcclient.InferRequestedOutput("probabilities")]
+out["asked"] = list(result.get_response(as_json=True).get("outputs", [{}])[0].keys())
+only = client.infer(model, inputs(), outputs=asked, headers=headers)
+out["only"] = [o["name"] for o in only.get_response(as_json=True)["outputs"]]
+try:
+    client.infer("nope", inputs(), headers=headers)
+    out["missing"] = "ok"
+except InferenceServerException as e:
+    out["missing"] = [e.status(), e.message()]
+print(json.dumps(out), flush=True)
+os._exit(0)

@@ -1,0 +1,299 @@
+//! Open Inference Protocol V2 over gRPC on a real HTTP/2 connection: tritonclient.grpc from
+//! PyPI, unmodified (health, metadata, infer with raw contents), and a tonic client for typed
+//! contents, tokens in metadata and statuses. Answers equal the JSON REST path's.
+
+mod common;
+
+use common::*;
+use modelgate::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use modelgate::grpc::proto::model_infer_request::InferInputTensor;
+use modelgate::grpc::proto::{InferTensorContents, ModelInferRequest, ModelReadyRequest};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const ROWS: usize = 8;
+
+/// A gateway with gRPC on, tokens on (`app`: query scope).
+fn gateway(dir: &std::path::Path) -> Gateway {
+    let tokens = dir.join("tokens.yaml");
+    let sha = hex::encode(Sha256::digest(b"query-secret"));
+    std::fs::write(
+        &tokens,
+        format!("tokens:\n  - {{name: app, sha256: {sha}, scopes: [query]}}\n"),
+    )
+    .unwrap();
+    let extra = format!(
+        "server:\n  grpc_listen: 127.0.0.1:0\nauth:\n  enabled: true\n  tokens_file: {}\n",
+        tokens.display()
+    );
+    start(
+        &demo_config(&endpoint("transactions", "champion", "tract"), &extra),
+        false,
+    )
+}
+
+/// The JSON REST answer for the fixture's first rows, as V2 outputs by name.
+fn rest_answer(gw: &Gateway, cases: &Value) -> Value {
+    let types = ["BYTES", "FP32", "INT64", "BOOL", "FP64", "FP64"];
+    let inputs: Vec<Value> = cases["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let data: Vec<Value> = (0..ROWS).map(|r| cases["data"][r][c].clone()).collect();
+            json!({"name": name, "datatype": types[c], "shape": [ROWS, 1], "data": data})
+        })
+        .collect();
+    let r = reqwest::blocking::Client::new()
+        .post(gw.url("/v2/models/transactions/infer"))
+        .bearer_auth("query-secret")
+        .json(&json!({ "inputs": inputs }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().unwrap()
+}
+
+#[test]
+fn tritonclient_grpc_gets_the_rest_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path());
+    let cases = cases(1);
+    let rest = rest_answer(&gw, &cases);
+    let mut client = std::process::Command::new(clients_python());
+    client
+        .arg(repo().join("tests/clients/tritonclient_grpc.py"))
+        .arg(gw.grpc.as_deref().unwrap())
+        .arg("transactions")
+        .arg(repo().join("tests/fixtures/transactions_v1_cases.json"))
+        .arg(ROWS.to_string())
+        .arg("query-secret")
+        .env("NO_PROXY", "127.0.0.1")
+        .env("no_proxy", "127.0.0.1");
+    let got: Value = serde_json::from_slice(&stdout_of(&mut client, "tritonclient.grpc")).unwrap();
+    assert_eq!(
+        (&got["live"], &got["ready"], &got["model_ready"]),
+        (&json!(true), &json!(true), &json!(true))
+    );
+    assert_eq!(got["server_metadata"]["name"], "modelgate");
+    assert_eq!(got["model_metadata"]["platform"], "onnx_onnxv1");
+    assert_eq!(got["model_metadata"]["inputs"][0]["name"], "Product");
+    assert_eq!(got["infer_id"], "tg-1");
+    let labels: Vec<i64> = got["infer"]["label"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let rest_labels: Vec<i64> = rest["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(labels, rest_labels);
+    // Both float32: the raw bytes, and REST's shortest decimal of the same float32.
+    let probabilities: Vec<f32> = got["infer"]["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+        })
+        .collect();
+    let rest_probabilities: Vec<f32> = rest["outputs"][1]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(
+        probabilities, rest_probabilities,
+        "raw float32 bytes, the same values"
+    );
+    assert_eq!(got["only"], json!(["probabilities"]));
+    assert_eq!(
+        got["missing"][0], "StatusCode.NOT_FOUND",
+        "{}",
+        got["missing"]
+    );
+    assert!(got["missing"][1].as_str().unwrap().contains("'nope'"));
+    let metrics = gw.get("/metrics").text;
+    assert!(metrics.contains("protocol=\"v2_grpc\""), "counted as gRPC");
+}
+
+/// Typed contents (the protocol's other form) answer as raw ones do; a call without a token,
+/// with a bad one, or with contents that do not fit gets the status that says so.
+#[test]
+fn typed_contents_tokens_and_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path());
+    let cases = cases(1);
+    let rest = rest_answer(&gw, &cases);
+    let column =
+        |c: usize| -> Vec<Value> { (0..ROWS).map(|r| cases["data"][r][c].clone()).collect() };
+    let contents = |c: usize| -> InferTensorContents {
+        let v = column(c);
+        match c {
+            0 => InferTensorContents {
+                bytes_contents: v
+                    .iter()
+                    .map(|s| s.as_str().unwrap().to_owned().into())
+                    .collect(),
+                ..Default::default()
+            },
+            1 => InferTensorContents {
+                fp32_contents: v.iter().map(|x| x.as_f64().unwrap() as f32).collect(),
+                ..Default::default()
+            },
+            2 => InferTensorContents {
+                int64_contents: v.iter().map(|x| x.as_i64().unwrap()).collect(),
+                ..Default::default()
+            },
+            3 => InferTensorContents {
+                bool_contents: v.iter().map(|x| x.as_bool().unwrap()).collect(),
+                ..Default::default()
+            },
+            _ => InferTensorContents {
+                fp64_contents: v.iter().map(|x| x.as_f64().unwrap()).collect(),
+                ..Default::default()
+            },
+        }
+    };
+    let types = ["BYTES", "FP32", "INT64", "BOOL", "FP64", "FP64"];
+    let request = ModelInferRequest {
+        model_name: "transactions".into(),
+        inputs: (0..6)
+            .map(|c| InferInputTensor {
+                name: cases["columns"][c].as_str().unwrap().into(),
+                datatype: types[c].into(),
+                shape: vec![ROWS as i64, 1],
+                parameters: Default::default(),
+                contents: Some(contents(c)),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let url = format!("http://{}", gw.grpc.as_deref().unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = GrpcInferenceServiceClient::connect(url).await.unwrap();
+        let with_token = |r: ModelInferRequest, token: &str| {
+            let mut r = tonic::Request::new(r);
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            r
+        };
+        let answer = client
+            .model_infer(with_token(request.clone(), "query-secret"))
+            .await
+            .unwrap();
+        assert!(answer.metadata().get("x-request-id").is_some());
+        let answer = answer.into_inner();
+        let labels: Vec<i64> = answer.raw_output_contents[0]
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let rest_labels: Vec<i64> = rest["outputs"][0]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        assert_eq!(labels, rest_labels);
+        assert_eq!(answer.outputs[1].shape, [ROWS as i64, 2]);
+
+        let status = client
+            .model_infer(tonic::Request::new(request.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        let status = client
+            .model_infer(with_token(request.clone(), "nope"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        let mut short = request.clone();
+        short.inputs[2].contents = Some(InferTensorContents {
+            int64_contents: vec![1],
+            ..Default::default()
+        });
+        let status = client
+            .model_infer(with_token(short, "query-secret"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("transactionCount"), "{status:?}");
+        let mut ready = tonic::Request::new(ModelReadyRequest {
+            name: "transactions".into(),
+            version: "9".into(),
+        });
+        ready
+            .metadata_mut()
+            .insert("authorization", "Bearer query-secret".parse().unwrap());
+        let status = client.model_ready(ready).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::NotFound);
+    });
+}
+
+/// `server.max_connections` bounds gRPC connections too: a second one waits in the backlog
+/// until the first closes.
+#[test]
+fn connections_are_bounded() {
+    let config = demo_config(
+        &endpoint("transactions", "champion", "tract"),
+        "server:\n  grpc_listen: 127.0.0.1:0\n  max_connections: 1\n  http_workers: 1\n",
+    );
+    let gw = start(&config, false);
+    let url = format!("http://{}", gw.grpc.as_deref().unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let ready = || {
+            tonic::Request::new(ModelReadyRequest {
+                name: "transactions".into(),
+                version: String::new(),
+            })
+        };
+        let mut first = GrpcInferenceServiceClient::connect(url.clone())
+            .await
+            .unwrap();
+        assert!(first.model_ready(ready()).await.unwrap().into_inner().ready);
+        // Not answered while the first holds the only connection.
+        let second = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+            let mut c = GrpcInferenceServiceClient::connect(url.clone()).await?;
+            c.model_ready(ready())
+                .await
+                .map_err(Box::<dyn std::error::Error>::from)
+        })
+        .await;
+        assert!(second.is_err(), "a second connection was served");
+        drop(first);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let attempt = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                let mut c = GrpcInferenceServiceClient::connect(url.clone()).await?;
+                c.model_ready(ready())
+                    .await
+                    .map_err(Box::<dyn std::error::Error>::from)
+            })
+            .await;
+            if matches!(attempt, Ok(Ok(_))) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never served after the first closed"
+            );
+        }
+    });
+}
