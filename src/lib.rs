@@ -543,6 +543,12 @@ impl Started {
                         max_message_bytes: self.settings.server.max_body_bytes,
                         max_streams_per_connection: self.settings.server.max_streams_per_connection,
                         max_connections: self.settings.server.max_connections,
+                        request_timeout: (self.settings.server.request_timeout_ms > 0).then(|| {
+                            Duration::from_millis(self.settings.server.request_timeout_ms)
+                        }),
+                        idle_timeout: Duration::from_secs(
+                            self.settings.server.grpc_idle_timeout_seconds,
+                        ),
                         threads: workers,
                     },
                 )

@@ -231,6 +231,21 @@ fn typed_contents_tokens_and_statuses() {
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().contains("transactionCount"), "{status:?}");
+        // A message over server.max_body_bytes from a caller without a token: refused for the
+        // token, from the headers, before the message is read.
+        let mut huge = request.clone();
+        huge.raw_input_contents = vec![vec![0u8; 17 << 20].into()];
+        let mut client = client.max_encoding_message_size(usize::MAX);
+        let status = client
+            .model_infer(tonic::Request::new(huge.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        let status = client
+            .model_infer(with_token(huge, "query-secret"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
         let mut ready = tonic::Request::new(ModelReadyRequest {
             name: "transactions".into(),
             version: "9".into(),
@@ -296,4 +311,29 @@ fn connections_are_bounded() {
             );
         }
     });
+}
+
+/// A connection that sends nothing is closed after server.grpc_idle_timeout_seconds.
+#[test]
+fn idle_connections_are_closed() {
+    use std::io::Read;
+    let config = demo_config(
+        &endpoint("transactions", "champion", "tract"),
+        "server:\n  grpc_listen: 127.0.0.1:0\n  grpc_idle_timeout_seconds: 1\n",
+    );
+    let gw = start(&config, false);
+    let mut idle = std::net::TcpStream::connect(gw.grpc.as_deref().unwrap()).unwrap();
+    idle.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    // The server's HTTP/2 preface may come first; then the close (0 bytes).
+    let mut buf = [0u8; 1024];
+    loop {
+        match idle.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("still open after {:?}: {e}", started.elapsed()),
+        }
+    }
 }

@@ -387,7 +387,7 @@ struct Pending {
     /// The requests' bytes ([`request_bytes`]); [`Pending::bytes`] adds `by_time`'s keys.
     request_bytes: usize,
     /// Rows that left before their label came, by [`Dropped`] reason, since the start.
-    dropped: [u64; 3],
+    dropped: [u64; Dropped::ALL.len()],
     /// The bounds of the last request held (shadow predictions added later keep to them).
     settings: Option<LabelSettings>,
 }
@@ -464,7 +464,7 @@ pub struct PendingFigures {
     pub rows: usize,
     pub bytes: usize,
     /// Rows that left before their label came, by [`Dropped`] (in [`Dropped::ALL`]'s order).
-    pub dropped: [u64; 3],
+    pub dropped: [u64; Dropped::ALL.len()],
 }
 
 /// How the labels of one call fared.
@@ -531,9 +531,11 @@ impl PendingLabels {
             p.dropped[reason as usize] += rows as u64;
             return;
         }
-        // Ids are unique per request (uuids); one seen again replaces the first.
-        if p.remove(&id).is_some() {
-            p.order.retain(|(_, i)| *i != id);
+        // A caller may choose its request's id (`x-request-id`): one already waiting keeps
+        // its place (O(1), and no caller can push out another's rows by reusing its id).
+        if p.requests.contains_key(&id) {
+            p.dropped[Dropped::DuplicateId as usize] += rows as u64;
+            return;
         }
         for (row, t) in request.event_ms.iter().enumerate() {
             if let Some(t) = t {
@@ -968,6 +970,19 @@ mod tests {
             scorer_bytes(&scorer(&monitor, &[false; 10]))
         );
         assert_eq!(pending.figures().rows, 20);
+    }
+
+    /// A caller's own `x-request-id` used again: the request already waiting keeps its place
+    /// and its rows; the newcomer's are counted as `duplicate_id`.
+    #[test]
+    fn an_id_already_waiting_keeps_its_place() {
+        let pending = PendingLabels::default();
+        let settings = LabelSettings::default();
+        hold(&pending, &settings, "mine", wide(3, 1));
+        let bytes = pending.bytes();
+        hold(&pending, &settings, "mine", wide(5, 1));
+        assert_eq!((pending.figures().rows, pending.bytes()), (3, bytes));
+        assert_eq!(dropped(&pending, Dropped::DuplicateId), 5);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The gRPC listener's connections, at most `server.max_connections` at once: a connection
 //! holds a permit until it closes, and the next is accepted only when one is free (the rest
-//! wait in the kernel's backlog, as the HTTP listener's do).
+//! wait in the kernel's backlog, as the HTTP listener's do). A connection that moves no byte
+//! either way for the idle timeout is closed, so idle sockets cannot hold every permit.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,19 +15,40 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// An accepted connection and its permit.
+/// An accepted connection, its permit and its idle deadline.
 pub struct Limited {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Limited {
+    /// Moves the idle deadline on after bytes moved.
+    fn moved(&mut self) {
+        let next = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+
+    /// The error that closes a connection idle past its deadline, once it is.
+    fn idle_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        self.deadline.as_mut().poll(cx).map(|()| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "idle past server.grpc_idle_timeout_seconds",
+            )
+        })
+    }
 }
 
 /// Accepted connections, `max` at once.
 pub fn limited(
     listener: TcpListener,
     max: usize,
+    idle: Duration,
 ) -> impl Stream<Item = Result<Limited, std::io::Error>> {
     let permits = Arc::new(Semaphore::new(max.max(1)));
-    futures_util::stream::unfold((listener, permits), |(listener, permits)| async move {
+    futures_util::stream::unfold((listener, permits), move |(listener, permits)| async move {
         let permit = permits.clone().acquire_owned().await.ok()?;
         loop {
             match listener.accept().await {
@@ -34,6 +57,8 @@ pub fn limited(
                     let conn = Limited {
                         stream,
                         _permit: permit,
+                        idle,
+                        deadline: Box::pin(tokio::time::sleep(idle)),
                     };
                     return Some((Ok(conn), (listener, permits)));
                 }
@@ -61,7 +86,16 @@ impl AsyncRead for Limited {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    self.moved();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.idle_out(cx).map(Err),
+        }
     }
 }
 
@@ -71,7 +105,11 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved();
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -87,7 +125,11 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved();
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -3,6 +3,7 @@
 //! threads as the HTTP workers, and every `ModelInfer` runs the same pipeline as REST.
 
 mod convert;
+mod guard;
 mod incoming;
 mod service;
 
@@ -30,6 +31,11 @@ pub struct GrpcLimits {
     pub max_connections: usize,
     /// Worker threads.
     pub threads: usize,
+    /// A call's deadline from its arrival (`server.request_timeout_ms`; none for 0).
+    pub request_timeout: Option<std::time::Duration>,
+    /// A connection with no bytes either way for this long is closed
+    /// (`server.grpc_idle_timeout_seconds`).
+    pub idle_timeout: std::time::Duration,
 }
 
 /// A running gRPC listener: stopped (calls in flight finish) when dropped or by [`GrpcServer::stop`].
@@ -55,21 +61,32 @@ impl GrpcServer {
             .enable_all()
             .build()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let service = GrpcInferenceServiceServer::new(service::InferenceService { gateway, auth })
-            .max_decoding_message_size(limits.max_message_bytes)
-            .max_encoding_message_size(usize::MAX);
+        let service = GrpcInferenceServiceServer::new(service::InferenceService {
+            gateway,
+            auth: auth.clone(),
+        })
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(usize::MAX);
+        let service = guard::Guarded::new(service, auth);
         let thread = std::thread::Builder::new()
             .name("grpc-server".into())
             .spawn(move || {
                 runtime.block_on(async move {
                     let incoming = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => incoming::limited(l, limits.max_connections),
+                        Ok(l) => incoming::limited(l, limits.max_connections, limits.idle_timeout),
                         Err(e) => {
                             error!("gRPC listener: {e}");
                             return;
                         }
                     };
-                    let served = tonic::transport::Server::builder()
+                    let mut builder = tonic::transport::Server::builder();
+                    if let Some(t) = limits.request_timeout {
+                        builder = builder.timeout(t);
+                    }
+                    let served = builder
+                        // Peers that went away without closing are found and dropped.
+                        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+                        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
                         .concurrency_limit_per_connection(limits.max_streams_per_connection)
                         .max_concurrent_streams(
                             u32::try_from(limits.max_streams_per_connection).unwrap_or(u32::MAX),

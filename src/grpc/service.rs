@@ -74,6 +74,14 @@ fn request_id<T>(req: &Request<T>) -> RequestId {
     given.map_or_else(RequestId::new, RequestId::chosen)
 }
 
+/// A refusal that names its request's id, as REST's answers do.
+fn with_id(mut status: Status, id: &RequestId) -> Status {
+    if let Ok(v) = id.text.parse() {
+        status.metadata_mut().insert("x-request-id", v);
+    }
+    status
+}
+
 fn version(v: &str) -> Option<&str> {
     (!v.is_empty()).then_some(v)
 }
@@ -181,7 +189,7 @@ impl GrpcInferenceService for InferenceService {
         let (body, header_len) = to_binary_body(&infer).map_err(|e| {
             self.gateway
                 .record_rejected(&model, Protocol::V2Grpc, &e, received, &request_id);
-            status_of(&e)
+            with_id(status_of(&e), &request_id)
         })?;
         let invocation = Invocation {
             endpoint: model,
@@ -201,10 +209,11 @@ impl GrpcInferenceService for InferenceService {
             .gateway
             .invoke(invocation)
             .await
-            .map_err(|f| status_of(&f.error))?;
+            .map_err(|f| with_id(status_of(&f.error), &request_id))?;
         let served = answer.served.names().to_string();
         let mut response = Response::new(
-            from_binary_body(answer.body, answer.json_len).map_err(|e| status_of(&e))?,
+            from_binary_body(answer.body, answer.json_len)
+                .map_err(|e| with_id(status_of(&e), &request_id))?,
         );
         let meta = response.metadata_mut();
         if let Ok(v) = request_id.text.parse() {

@@ -17,7 +17,7 @@ use crate::endpoint::control::ControlError;
 use crate::endpoint::rate_limit::RateLimit;
 use crate::endpoint::view::ai_gateway_json;
 use crate::settings::governance::{
-    AccessControl, EndpointTag, PermissionLevel, UsageTrackingConfig,
+    AccessControl, EndpointTag, PermissionLevel, UsageTrackingConfig, MAX_GRANTS, MAX_TAGS,
 };
 use crate::settings::Violation;
 
@@ -61,6 +61,19 @@ pub async fn patch_tags(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let patch: TagsPatch = read_body(&req, payload, &state).await?;
+    // Bounded before any work: each list is at most what an endpoint may hold.
+    for (key, n) in [
+        ("add_tags", patch.add_tags.len()),
+        ("delete_tags", patch.delete_tags.len()),
+    ] {
+        if n > MAX_TAGS {
+            return Err(refuse(
+                key,
+                format!("{n} tags, more than the {MAX_TAGS} an endpoint may have"),
+            )
+            .into());
+        }
+    }
     let change = move |s: &mut EndpointSettings| {
         s.tags.retain(|t| !patch.delete_tags.contains(&t.key));
         for tag in patch.add_tags {
@@ -234,6 +247,14 @@ async fn change_permissions(
     replace: bool,
 ) -> Result<HttpResponse, ApiError> {
     let body: PermissionsBody = read_body(&req, payload, &state).await?;
+    let n = body.access_control_list.len();
+    if n > MAX_GRANTS {
+        return Err(refuse(
+            "access_control_list",
+            format!("{n} grants, more than the {MAX_GRANTS} an endpoint may have"),
+        )
+        .into());
+    }
     // A grant to a token that does not exist would grant nothing, silently.
     if state.auth.enabled() {
         let unknown: Vec<Violation> = body

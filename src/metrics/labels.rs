@@ -124,6 +124,7 @@ label_values!(
         Expired => "expired",
         MaxPendingRows => "max_pending_rows",
         MaxPendingBytes => "max_pending_bytes",
+        DuplicateId => "duplicate_id",
     }
 );
 

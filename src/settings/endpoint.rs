@@ -388,8 +388,19 @@ impl EndpointSettings {
         if let Some(capture) = &self.auto_capture_config {
             capture_violations(capture, &self.name, &key("auto_capture_config"), &mut add);
         }
-        for (i, limit) in self.rate_limits.iter().enumerate() {
-            limit.violations(&key(&format!("rate_limits[{i}]")), &mut add);
+        let limits = self.rate_limits.len();
+        if limits > super::governance::MAX_RATE_LIMITS {
+            add(
+                key("rate_limits"),
+                format!(
+                    "{limits} limits, more than the {} an endpoint may have",
+                    super::governance::MAX_RATE_LIMITS
+                ),
+            );
+        } else {
+            for (i, limit) in self.rate_limits.iter().enumerate() {
+                limit.violations(&key(&format!("rate_limits[{i}]")), &mut add);
+            }
         }
         governance_violations(
             &self.tags,
@@ -598,6 +609,37 @@ mod tests {
             rate_limits: Vec::new(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn rate_limits_are_bounded_and_each_checked() {
+        let mut e = two_arms(50, 50);
+        e.rate_limits = vec![RateLimit::per_endpoint(5); 21];
+        let keys: Vec<String> = e.violations("").into_iter().map(|v| v.key).collect();
+        assert_eq!(keys, ["rate_limits"]);
+        e.rate_limits = vec![
+            RateLimit {
+                tokens: Some(10),
+                ..RateLimit::per_endpoint(5)
+            },
+            RateLimit {
+                key: RateLimitKey::UserGroup,
+                ..RateLimit::per_endpoint(5)
+            },
+            RateLimit {
+                principal: Some("etl".into()),
+                ..RateLimit::per_endpoint(5)
+            },
+        ];
+        let keys: Vec<String> = e.violations("").into_iter().map(|v| v.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "rate_limits[0].tokens",
+                "rate_limits[1].key",
+                "rate_limits[2].principal"
+            ]
+        );
     }
 
     fn route(name: &str, pct: i64) -> Route {

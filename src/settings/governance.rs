@@ -11,6 +11,8 @@ pub const MAX_TAG_KEY_BYTES: usize = 255;
 pub const MAX_TAG_VALUE_BYTES: usize = 1024;
 /// Direct grants on one endpoint.
 pub const MAX_GRANTS: usize = 100;
+/// Rate limits on one endpoint (each is checked on every call).
+pub const MAX_RATE_LIMITS: usize = 20;
 /// Bytes of an endpoint's description.
 pub const MAX_DESCRIPTION_BYTES: usize = 4096;
 
@@ -116,13 +118,14 @@ pub fn governance_violations(
             ),
         );
     }
+    let mut seen = std::collections::HashSet::with_capacity(tags.len());
     for (i, tag) in tags.iter().enumerate() {
         if tag.key.is_empty() || tag.key.len() > MAX_TAG_KEY_BYTES {
             add(
                 key(&format!("tags[{i}].key")),
                 format!("must have 1 to {MAX_TAG_KEY_BYTES} bytes"),
             );
-        } else if tags[..i].iter().any(|t| t.key == tag.key) {
+        } else if !seen.insert(tag.key.as_str()) {
             add(
                 key(&format!("tags[{i}].key")),
                 format!("'{}' is used twice", tag.key),

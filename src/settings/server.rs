@@ -30,6 +30,8 @@ pub struct ServerSettings {
     pub admin_listen: Option<String>,
     /// A listener (HOST:PORT) for Open Inference Protocol V2 over gRPC; off when absent.
     pub grpc_listen: Option<String>,
+    /// A gRPC connection that moves no byte for this long is closed.
+    pub grpc_idle_timeout_seconds: u64,
     /// Bytes of request bodies held at once by all requests in flight; beyond it 503.
     pub max_inflight_body_bytes: usize,
     /// How long a request body may take to arrive, in ms; beyond it 408.
@@ -55,6 +57,7 @@ impl Default for ServerSettings {
             tls: None,
             admin_listen: None,
             grpc_listen: None,
+            grpc_idle_timeout_seconds: 300,
             max_inflight_body_bytes: 256 * 1024 * 1024,
             body_read_timeout_ms: 10_000,
             max_connections: 10_000,
@@ -116,6 +119,10 @@ impl ServerSettings {
             (
                 "server.max_concurrent_requests",
                 self.max_concurrent_requests,
+            ),
+            (
+                "server.grpc_idle_timeout_seconds",
+                self.grpc_idle_timeout_seconds as usize,
             ),
         ] {
             if value == 0 {
