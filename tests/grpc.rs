@@ -55,6 +55,16 @@ fn rest_answer(gw: &Gateway, cases: &Value) -> Value {
     r.json().unwrap()
 }
 
+/// The labels of a V2 REST answer.
+fn rest_labels(rest: &Value) -> Vec<i64> {
+    rest["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect()
+}
+
 #[test]
 fn tritonclient_grpc_gets_the_rest_answers() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,13 +96,7 @@ fn tritonclient_grpc_gets_the_rest_answers() {
         .iter()
         .map(|v| v.as_i64().unwrap())
         .collect();
-    let rest_labels: Vec<i64> = rest["outputs"][0]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect();
-    assert_eq!(labels, rest_labels);
+    assert_eq!(labels, rest_labels(&rest));
     // Both float32: the raw bytes, and REST's shortest decimal of the same float32.
     let probabilities: Vec<f32> = got["infer"]["probabilities"]
         .as_array()
@@ -201,13 +205,7 @@ fn typed_contents_tokens_and_statuses() {
             .chunks_exact(8)
             .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
             .collect();
-        let rest_labels: Vec<i64> = rest["outputs"][0]["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_i64().unwrap())
-            .collect();
-        assert_eq!(labels, rest_labels);
+        assert_eq!(labels, rest_labels(&rest));
         assert_eq!(answer.outputs[1].shape, [ROWS as i64, 2]);
 
         let status = client

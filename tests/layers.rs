@@ -23,6 +23,7 @@ const LAYERS: &[&str] = &[
     "demo",
     "pipeline",
     "http",
+    "grpc",
 ];
 
 /// Back edges the code still has (issue 16), with what removes each.

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use super::admin::{endpoint, reply};
 use super::error::ApiError;
 use super::AppState;
+use crate::endpoint::journal::Journal;
 use crate::endpoint::{Endpoint, EntitySlot, ServedEntity};
 use crate::error::RequestError;
 use crate::registry::mlmodel::ColumnType;
@@ -52,11 +53,7 @@ pub async fn served_logs(
     path: web::Path<ServedPath>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let slot = served_slot(&state, &path)?;
-    Ok(reply(
-        StatusCode::OK,
-        json!({ "logs": slot.journal.logs() }),
-    ))
+    journal_reply(&state, &path, Journal::logs)
 }
 
 /// `GET .../served-models/{served}/build-logs`: the lines of its latest load.
@@ -64,10 +61,19 @@ pub async fn build_logs(
     path: web::Path<ServedPath>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let slot = served_slot(&state, &path)?;
+    journal_reply(&state, &path, Journal::build_logs)
+}
+
+/// `{"logs": ...}` of the served entity `path` names, as `lines` reads its journal.
+fn journal_reply(
+    state: &AppState,
+    path: &ServedPath,
+    lines: fn(&Journal) -> String,
+) -> Result<HttpResponse, ApiError> {
+    let slot = served_slot(state, path)?;
     Ok(reply(
         StatusCode::OK,
-        json!({ "logs": slot.journal.build_logs() }),
+        json!({ "logs": lines(&slot.journal) }),
     ))
 }
 

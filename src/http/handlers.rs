@@ -103,22 +103,35 @@ async fn score(
         gateway.record_rejected(&endpoint, Protocol::Mlflow, &e, received, &request_id);
         ApiError::from(e).with_request_id(&request_id.text)
     })?;
-    let invocation = Invocation {
-        endpoint,
-        format,
-        body,
-        received,
-        headers: Some(req.headers()),
-        pin,
-        request_id: request_id.clone(),
-        requester: super::requester(&req),
-    };
+    let mut invocation = http_invocation(&req, endpoint, format, body, received, &request_id);
+    invocation.pin = pin;
     answer(
         &req,
         state.gateway.invoke(invocation).await,
         Protocol::Mlflow,
         &request_id,
     )
+}
+
+/// A scoring call as it came over HTTP: its headers (the routing key) and its caller.
+pub fn http_invocation<'a>(
+    req: &'a HttpRequest,
+    endpoint: String,
+    format: Format,
+    body: bytes::Bytes,
+    received: Instant,
+    request_id: &RequestId,
+) -> Invocation<'a> {
+    Invocation {
+        endpoint,
+        format,
+        body,
+        received,
+        headers: Some(req.headers()),
+        pin: None,
+        request_id: request_id.clone(),
+        requester: super::requester(req),
+    }
 }
 
 /// A scoring answer with the headers that name who served it and the request's id; the body

@@ -12,10 +12,10 @@ use serde_json::json;
 
 use super::body::read_limited;
 use super::error::ApiError;
-use super::handlers::{answer, request_id_of};
+use super::handlers::{answer, http_invocation, request_id_of};
 use super::AppState;
 use crate::error::{Protocol, RequestError};
-use crate::pipeline::{Format, Invocation};
+use crate::pipeline::Format;
 
 #[derive(serde::Deserialize)]
 pub struct ModelPath {
@@ -40,16 +40,14 @@ pub async fn predict(
         gateway.record_rejected(&endpoint, Protocol::KserveV1, &e, received, &request_id);
         ApiError::new(e, Protocol::KserveV1).with_request_id(&request_id.text)
     })?;
-    let invocation = Invocation {
+    let invocation = http_invocation(
+        &req,
         endpoint,
-        format: Format::KserveV1,
+        Format::KserveV1,
         body,
         received,
-        headers: Some(req.headers()),
-        pin: None,
-        request_id: request_id.clone(),
-        requester: super::requester(&req),
-    };
+        &request_id,
+    );
     let result = state.gateway.invoke(invocation).await;
     answer(&req, result, Protocol::KserveV1, &request_id)
 }

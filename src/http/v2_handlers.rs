@@ -10,7 +10,7 @@ use super::body::read_limited;
 use super::error::ApiError;
 use super::AppState;
 use crate::error::{Protocol, RequestError};
-use crate::pipeline::{Format, Invocation};
+use crate::pipeline::Format;
 use crate::protocol::v2_binary;
 
 #[derive(serde::Deserialize)]
@@ -99,20 +99,12 @@ pub async fn infer(
         ApiError::v2(e).with_request_id(&request_id.text)
     })?;
     let ModelPath { model, version } = path.into_inner();
-    let inv = Invocation {
-        endpoint: model,
-        format: Format::V2 {
-            version,
-            header_len,
-            grpc: false,
-        },
-        body,
-        received,
-        headers: Some(req.headers()),
-        pin: None,
-        request_id: request_id.clone(),
-        requester: super::requester(&req),
+    let format = Format::V2 {
+        version,
+        header_len,
+        grpc: false,
     };
+    let inv = super::handlers::http_invocation(&req, model, format, body, received, &request_id);
     let result = state.gateway.invoke(inv).await;
     super::handlers::answer(&req, result, Protocol::V2, &request_id)
 }
