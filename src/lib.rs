@@ -546,6 +546,7 @@ impl Started {
                         request_timeout: (self.settings.server.request_timeout_ms > 0).then(|| {
                             Duration::from_millis(self.settings.server.request_timeout_ms)
                         }),
+                        access_log: self.settings.log.access,
                         idle_timeout: Duration::from_secs(
                             self.settings.server.grpc_idle_timeout_seconds,
                         ),

@@ -335,3 +335,52 @@ fn idle_connections_are_closed() {
         }
     }
 }
+
+/// With `log.access`, every gRPC call has its access line, with its gRPC status.
+#[test]
+fn grpc_calls_are_in_the_access_log() {
+    let config = demo_config(
+        &endpoint("transactions", "champion", "tract"),
+        "server:\n  grpc_listen: 127.0.0.1:0\nlog:\n  format: json\n  access: true\n",
+    );
+    let gw = start(&config, false);
+    let url = format!("http://{}", gw.grpc.as_deref().unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = GrpcInferenceServiceClient::connect(url).await.unwrap();
+        for name in ["transactions", "nope"] {
+            let _ = client
+                .model_ready(ModelReadyRequest {
+                    name: name.into(),
+                    version: String::new(),
+                })
+                .await;
+        }
+    });
+    let lines = wait_for(
+        "two gRPC access lines",
+        std::time::Duration::from_secs(10),
+        || {
+            let stderr = gw.stderr.lock().unwrap().clone();
+            let lines: Vec<Value> = stderr
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v["target"] == "modelgate::access")
+                .collect();
+            (lines.len() >= 2).then_some(lines)
+        },
+    );
+    let codes: Vec<&Value> = lines.iter().map(|l| &l["grpc_status"]).collect();
+    assert_eq!(
+        codes,
+        [&json!(0), &json!(5)],
+        "OK, then NOT_FOUND: {lines:?}"
+    );
+    assert_eq!(
+        lines[0]["path"],
+        "/inference.GRPCInferenceService/ModelReady"
+    );
+}

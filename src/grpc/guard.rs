@@ -1,9 +1,11 @@
 //! The token, checked from the call's headers before its message is read: a caller without a
 //! known token never makes the gateway decode (and hold) a message. A known token passes here;
 //! its scope, or its grant on the model the message names, is checked once the message is read.
+//! Every call passes here, so the access log's gRPC lines (`log.access`) are written here too.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures_util::future::{ready, Either, Ready};
 use tonic::body::Body;
@@ -19,12 +21,53 @@ use crate::settings::governance::PermissionLevel;
 pub struct Guarded<S> {
     inner: S,
     auth: Arc<Auth>,
+    access_log: bool,
 }
 
 impl<S> Guarded<S> {
-    pub fn new(inner: S, auth: Arc<Auth>) -> Self {
-        Self { inner, auth }
+    pub fn new(inner: S, auth: Arc<Auth>, access_log: bool) -> Self {
+        Self {
+            inner,
+            auth,
+            access_log,
+        }
     }
+}
+
+/// The endpoint a call was about, set on its answer by the service (for the access log).
+#[derive(Clone)]
+pub struct AnsweredFor(pub String);
+
+/// One access line of a gRPC call: its method's path, gRPC status code (0 is OK), the endpoint
+/// when the answer names it, and the id and served entity its answer carries.
+fn access_line(path: &str, started: Instant, response: &http::Response<Body>) {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    // An answer's status is in its trailers when it is OK: no `grpc-status` header means 0.
+    let code = header("grpc-status").parse::<i32>().unwrap_or(0);
+    let endpoint = response
+        .extensions()
+        .get::<AnsweredFor>()
+        .map(|e| e.0.clone())
+        .unwrap_or_default();
+    tracing::info!(
+        target: "modelgate::access",
+        method = "POST",
+        path = %path,
+        status = response.status().as_u16(),
+        grpc_status = code,
+        endpoint = %endpoint,
+        served_entity = %header("served-model-name"),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id = %header("x-request-id"),
+        "request"
+    );
 }
 
 impl<S: NamedService> NamedService for Guarded<S> {
@@ -45,7 +88,8 @@ where
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<http::Response<Body>, S::Error>>>;
+    type Future =
+        Either<Either<S::Future, Logged<S::Future>>, Ready<Result<http::Response<Body>, S::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -56,10 +100,52 @@ where
         let authorization = req.headers().get("authorization").map(|v| v.as_bytes());
         // Any grant might do until the model is known: only an absent or unknown token stops here.
         let maybe = |_: &str| Some(PermissionLevel::CanManage);
+        let logged = self
+            .access_log
+            .then(|| (req.uri().path().to_owned(), Instant::now()));
         match self.auth.check(class, false, authorization, false, &maybe) {
-            Ok(_) => Either::Left(self.inner.call(req)),
-            Err(e) => Either::Right(ready(Ok(status_of(&e).into_http()))),
+            Ok(_) => {
+                let call = self.inner.call(req);
+                Either::Left(match logged {
+                    None => Either::Left(call),
+                    Some((path, started)) => Either::Right(Logged {
+                        call: Box::pin(call),
+                        path,
+                        started,
+                    }),
+                })
+            }
+            Err(e) => {
+                let refused = status_of(&e).into_http();
+                if let Some((path, started)) = logged {
+                    access_line(&path, started, &refused);
+                }
+                Either::Right(ready(Ok(refused)))
+            }
         }
+    }
+}
+
+/// A call's answer, logged when it is ready.
+pub struct Logged<F> {
+    call: std::pin::Pin<Box<F>>,
+    path: String,
+    started: Instant,
+}
+
+impl<F, E> std::future::Future for Logged<F>
+where
+    F: std::future::Future<Output = Result<http::Response<Body>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let out = std::task::ready!(this.call.as_mut().poll(cx));
+        if let Ok(response) = &out {
+            access_line(&this.path, this.started, response);
+        }
+        Poll::Ready(out)
     }
 }
 

@@ -33,6 +33,8 @@ pub struct GrpcLimits {
     pub threads: usize,
     /// A call's deadline from its arrival (`server.request_timeout_ms`; none for 0).
     pub request_timeout: Option<std::time::Duration>,
+    /// One access line per call (`log.access`).
+    pub access_log: bool,
     /// A connection with no bytes either way for this long is closed
     /// (`server.grpc_idle_timeout_seconds`).
     pub idle_timeout: std::time::Duration,
@@ -67,7 +69,7 @@ impl GrpcServer {
         })
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(usize::MAX);
-        let service = guard::Guarded::new(service, auth);
+        let service = guard::Guarded::new(service, auth, limits.access_log);
         let thread = std::thread::Builder::new()
             .name("grpc-server".into())
             .spawn(move || {

@@ -211,6 +211,7 @@ impl GrpcInferenceService for InferenceService {
             .await
             .map_err(|f| with_id(status_of(&f.error), &request_id))?;
         let served = answer.served.names().to_string();
+        let endpoint = infer.model_name.clone();
         let mut response = Response::new(
             from_binary_body(answer.body, answer.json_len)
                 .map_err(|e| with_id(status_of(&e), &request_id))?,
@@ -222,6 +223,9 @@ impl GrpcInferenceService for InferenceService {
         if let Ok(v) = served.parse() {
             meta.insert("served-model-name", v);
         }
+        response
+            .extensions_mut()
+            .insert(super::guard::AnsweredFor(endpoint));
         Ok(response)
     }
 }
