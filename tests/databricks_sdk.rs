@@ -1,8 +1,11 @@
 //! `databricks-sdk` from PyPI, unmodified, against the real binary over loopback: a user's
 //! whole deployment of a model through `WorkspaceClient().serving_endpoints` (create and wait,
-//! get, list, query, update the config and wait, delete), with every compute field the SDK's
-//! `ServedEntityInput` carries but `external_model`, and the create fields Databricks adds
-//! (tags, description, budget policy, route optimization). The script is tests/clients/databricks_sdk_endpoints.py.
+//! get, list, query, export_metrics, get_open_api, patch (tags), put (rate limits),
+//! put_ai_gateway, logs, build_logs, the permissions calls, update the config and wait,
+//! delete), with every compute field the SDK's `ServedEntityInput` carries but
+//! `external_model`, and the create fields Databricks adds (tags, description, budget policy,
+//! route optimization); and what a query-only token can do before and after it is granted
+//! CAN_VIEW, then CAN_MANAGE. The script is tests/clients/databricks_sdk_endpoints.py.
 
 mod common;
 

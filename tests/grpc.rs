@@ -13,6 +13,31 @@ use sha2::{Digest, Sha256};
 
 const ROWS: usize = 8;
 
+/// Runs a client's calls to completion on a runtime of the test's own.
+fn block_on<F: std::future::Future>(calls: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(calls)
+}
+
+/// A call's message with `token` as its bearer token.
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// The `ModelReady` request of `name`, any version.
+fn ready(name: &str) -> ModelReadyRequest {
+    ModelReadyRequest {
+        name: name.into(),
+        version: String::new(),
+    }
+}
+
 /// A gateway with gRPC on, tokens on (`app`: query scope).
 fn gateway(dir: &std::path::Path) -> Gateway {
     let tokens = dir.join("tokens.yaml");
@@ -183,18 +208,8 @@ fn typed_contents_tokens_and_statuses() {
         ..Default::default()
     };
     let url = format!("http://{}", gw.grpc.as_deref().unwrap());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let mut client = GrpcInferenceServiceClient::connect(url).await.unwrap();
-        let with_token = |r: ModelInferRequest, token: &str| {
-            let mut r = tonic::Request::new(r);
-            r.metadata_mut()
-                .insert("authorization", format!("Bearer {token}").parse().unwrap());
-            r
-        };
         let answer = client
             .model_infer(with_token(request.clone(), "query-secret"))
             .await
@@ -244,14 +259,16 @@ fn typed_contents_tokens_and_statuses() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
-        let mut ready = tonic::Request::new(ModelReadyRequest {
-            name: "transactions".into(),
-            version: "9".into(),
-        });
-        ready
-            .metadata_mut()
-            .insert("authorization", "Bearer query-secret".parse().unwrap());
-        let status = client.model_ready(ready).await.unwrap_err();
+        let status = client
+            .model_ready(with_token(
+                ModelReadyRequest {
+                    version: "9".into(),
+                    ..ready("transactions")
+                },
+                "query-secret",
+            ))
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), tonic::Code::NotFound);
     });
 }
@@ -266,25 +283,22 @@ fn connections_are_bounded() {
     );
     let gw = start(&config, false);
     let url = format!("http://{}", gw.grpc.as_deref().unwrap());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let ready = || {
-            tonic::Request::new(ModelReadyRequest {
-                name: "transactions".into(),
-                version: String::new(),
-            })
-        };
+    block_on(async {
         let mut first = GrpcInferenceServiceClient::connect(url.clone())
             .await
             .unwrap();
-        assert!(first.model_ready(ready()).await.unwrap().into_inner().ready);
+        assert!(
+            first
+                .model_ready(ready("transactions"))
+                .await
+                .unwrap()
+                .into_inner()
+                .ready
+        );
         // Not answered while the first holds the only connection.
         let second = tokio::time::timeout(std::time::Duration::from_millis(500), async {
             let mut c = GrpcInferenceServiceClient::connect(url.clone()).await?;
-            c.model_ready(ready())
+            c.model_ready(ready("transactions"))
                 .await
                 .map_err(Box::<dyn std::error::Error>::from)
         })
@@ -295,7 +309,7 @@ fn connections_are_bounded() {
         loop {
             let attempt = tokio::time::timeout(std::time::Duration::from_secs(1), async {
                 let mut c = GrpcInferenceServiceClient::connect(url.clone()).await?;
-                c.model_ready(ready())
+                c.model_ready(ready("transactions"))
                     .await
                     .map_err(Box::<dyn std::error::Error>::from)
             })
@@ -345,19 +359,10 @@ fn grpc_calls_are_in_the_access_log() {
     );
     let gw = start(&config, false);
     let url = format!("http://{}", gw.grpc.as_deref().unwrap());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let mut client = GrpcInferenceServiceClient::connect(url).await.unwrap();
         for name in ["transactions", "nope"] {
-            let _ = client
-                .model_ready(ModelReadyRequest {
-                    name: name.into(),
-                    version: String::new(),
-                })
-                .await;
+            let _ = client.model_ready(ready(name)).await;
         }
     });
     let lines = wait_for(

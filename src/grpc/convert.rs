@@ -12,9 +12,15 @@ use super::proto::{
     ModelInferResponse,
 };
 use crate::error::{RequestError, RequestResult};
+use crate::protocol::limits::DecodeLimits;
 
-/// The body (JSON header, then raw inputs) and the header's length.
-pub fn to_binary_body(req: &ModelInferRequest) -> RequestResult<(Vec<u8>, usize)> {
+/// The body (JSON header, then raw inputs) and the header's length. The inputs are counted
+/// against `limits.max_columns` before anything is built for them.
+pub fn to_binary_body(
+    req: &ModelInferRequest,
+    limits: &DecodeLimits,
+) -> RequestResult<(Vec<u8>, usize)> {
+    limits.columns(req.inputs.len())?;
     let raw = &req.raw_input_contents;
     if !raw.is_empty() && raw.len() != req.inputs.len() {
         return Err(RequestError::bad(format!(
@@ -242,7 +248,7 @@ mod tests {
     }
 
     fn decode(req: &ModelInferRequest) -> RequestResult<crate::protocol::v2::InferRequest> {
-        let (body, n) = to_binary_body(req)?;
+        let (body, n) = to_binary_body(req, &Default::default())?;
         crate::protocol::v2::decode_parts(&body, Some(n), &Default::default())
     }
 

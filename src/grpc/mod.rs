@@ -12,8 +12,6 @@ use std::sync::Arc;
 
 use tracing::{error, info};
 
-pub use service::status_of;
-
 /// The generated messages and service of proto/inference.proto.
 pub mod proto {
     tonic::include_proto!("inference");

@@ -16,9 +16,6 @@ use crate::inference_log::RequestId;
 use crate::pipeline::{Format, Gateway, Invocation};
 use crate::settings::governance::granted;
 
-/// The longest `x-request-id` a caller may choose (as over HTTP).
-const MAX_REQUEST_ID_BYTES: usize = 128;
-
 pub struct InferenceService {
     pub gateway: Arc<Gateway>,
     pub auth: Arc<Auth>,
@@ -62,16 +59,7 @@ impl InferenceService {
 
 /// The caller's `x-request-id` metadata when well formed, else a fresh id.
 fn request_id<T>(req: &Request<T>) -> RequestId {
-    let given = req
-        .metadata()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            (1..=MAX_REQUEST_ID_BYTES).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(&b))
-        });
-    given.map_or_else(RequestId::new, RequestId::chosen)
+    RequestId::from_caller(req.metadata().get("x-request-id").map(|v| v.as_bytes()))
 }
 
 /// A refusal that names its request's id, as REST's answers do.
@@ -186,7 +174,8 @@ impl GrpcInferenceService for InferenceService {
             .or_else(|| req.remote_addr().map(|a| a.ip().to_string().into()));
         let headers = routing_headers(req.metadata());
         let infer = req.into_inner();
-        let (body, header_len) = to_binary_body(&infer).map_err(|e| {
+        let limits = self.gateway.decode_limits();
+        let (body, header_len) = to_binary_body(&infer, limits).map_err(|e| {
             self.gateway
                 .record_rejected(&model, Protocol::V2Grpc, &e, received, &request_id);
             with_id(status_of(&e), &request_id)

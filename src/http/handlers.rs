@@ -20,28 +20,10 @@ pub const SERVED_VERSION_HEADER: &str = "served-model-version";
 /// refer to it).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The longest `x-request-id` a caller may choose.
-pub const MAX_REQUEST_ID_BYTES: usize = 128;
-
-/// The request's id: the caller's `x-request-id` when it is 1 to 128 bytes of ASCII letters,
-/// digits and `-_.:/+=@`, else a fresh UUID (a malformed one is replaced, not refused: a proxy's
-/// odd id must not fail the call). Echoed in the answer's `x-request-id` either way.
+/// The request's id: the caller's `x-request-id` when well formed, else a fresh one
+/// ([`RequestId::from_caller`]). Echoed in the answer's `x-request-id` either way.
 pub fn request_id_of(req: &HttpRequest) -> RequestId {
-    let given = req
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .map(|v| v.as_bytes())
-        .filter(|v| valid_request_id(v));
-    match given.and_then(|v| std::str::from_utf8(v).ok()) {
-        Some(text) => RequestId::chosen(text),
-        None => RequestId::new(),
-    }
-}
-
-fn valid_request_id(v: &[u8]) -> bool {
-    (1..=MAX_REQUEST_ID_BYTES).contains(&v.len())
-        && v.iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
+    RequestId::from_caller(req.headers().get(REQUEST_ID_HEADER).map(|v| v.as_bytes()))
 }
 
 pub async fn invocations(
@@ -90,27 +72,65 @@ async fn score(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let received = Instant::now();
-    let request_id = request_id_of(&req);
-    let checked = match mlflow_format(&req) {
-        Ok(format) => read_limited(&req, payload, state.max_body_bytes)
-            .await
-            .map(|body| (format, body)),
-        Err(e) => Err(e),
-    };
-    let (format, body) = checked.map_err(|e| {
-        let gateway = &state.gateway;
-        gateway.record_rejected(&endpoint, Protocol::Mlflow, &e, received, &request_id);
-        ApiError::from(e).with_request_id(&request_id.text)
-    })?;
-    let mut invocation = http_invocation(&req, endpoint, format, body, received, &request_id);
+    let arrival = Arrival::of(&req);
+    let (format, body) = read_call_body(
+        &req,
+        payload,
+        &state,
+        mlflow_format(&req),
+        &endpoint,
+        Protocol::Mlflow,
+        &arrival,
+    )
+    .await?;
+    let mut invocation = http_invocation(&req, endpoint, format, body, &arrival);
     invocation.pin = pin;
     answer(
         &req,
         state.gateway.invoke(invocation).await,
         Protocol::Mlflow,
-        &request_id,
+        &arrival.request_id,
     )
+}
+
+/// When a scoring call arrived, and its id.
+pub struct Arrival {
+    pub received: Instant,
+    pub request_id: RequestId,
+}
+
+impl Arrival {
+    pub fn of(req: &HttpRequest) -> Self {
+        Self {
+            received: Instant::now(),
+            request_id: request_id_of(req),
+        }
+    }
+}
+
+/// A scoring call's body, read (within `server.max_body_bytes`) once its headers' check
+/// `checked` passed; a refusal is recorded for `endpoint` and answered in `protocol`, naming
+/// the request's id.
+pub async fn read_call_body<T>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    checked: Result<T, RequestError>,
+    endpoint: &str,
+    protocol: Protocol,
+    arrival: &Arrival,
+) -> Result<(T, bytes::Bytes), ApiError> {
+    let read = match checked {
+        Ok(t) => read_limited(req, payload, state.max_body_bytes)
+            .await
+            .map(|body| (t, body)),
+        Err(e) => Err(e),
+    };
+    read.map_err(|e| {
+        let id = &arrival.request_id;
+        (state.gateway).record_rejected(endpoint, protocol, &e, arrival.received, id);
+        ApiError::new(e, protocol).with_request_id(&id.text)
+    })
 }
 
 /// A scoring call as it came over HTTP: its headers (the routing key) and its caller.
@@ -119,17 +139,16 @@ pub fn http_invocation<'a>(
     endpoint: String,
     format: Format,
     body: bytes::Bytes,
-    received: Instant,
-    request_id: &RequestId,
+    arrival: &Arrival,
 ) -> Invocation<'a> {
     Invocation {
         endpoint,
         format,
         body,
-        received,
+        received: arrival.received,
         headers: Some(req.headers()),
         pin: None,
-        request_id: request_id.clone(),
+        request_id: arrival.request_id.clone(),
         requester: super::requester(req),
     }
 }

@@ -4,15 +4,12 @@
 //! reads the same fields, and the request runs the same pipeline (routing, features, logging,
 //! monitoring, limits). Errors are `{"error": "..."}`.
 
-use std::time::Instant;
-
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::body::read_limited;
 use super::error::ApiError;
-use super::handlers::{answer, http_invocation, request_id_of};
+use super::handlers::{answer, http_invocation, read_call_body, Arrival};
 use super::AppState;
 use crate::error::{Protocol, RequestError};
 use crate::pipeline::Format;
@@ -28,28 +25,21 @@ pub async fn predict(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let received = Instant::now();
-    let request_id = request_id_of(&req);
+    let arrival = Arrival::of(&req);
     let endpoint = path.into_inner().model;
-    let body = match json_only(&req) {
-        Ok(()) => read_limited(&req, payload, state.max_body_bytes).await,
-        Err(e) => Err(e),
-    };
-    let body = body.map_err(|e| {
-        let gateway = &state.gateway;
-        gateway.record_rejected(&endpoint, Protocol::KserveV1, &e, received, &request_id);
-        ApiError::new(e, Protocol::KserveV1).with_request_id(&request_id.text)
-    })?;
-    let invocation = http_invocation(
+    let ((), body) = read_call_body(
         &req,
-        endpoint,
-        Format::KserveV1,
-        body,
-        received,
-        &request_id,
-    );
+        payload,
+        &state,
+        json_only(&req),
+        &endpoint,
+        Protocol::KserveV1,
+        &arrival,
+    )
+    .await?;
+    let invocation = http_invocation(&req, endpoint, Format::KserveV1, body, &arrival);
     let result = state.gateway.invoke(invocation).await;
-    answer(&req, result, Protocol::KserveV1, &request_id)
+    answer(&req, result, Protocol::KserveV1, &arrival.request_id)
 }
 
 fn json_only(req: &HttpRequest) -> Result<(), RequestError> {

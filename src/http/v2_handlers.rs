@@ -1,13 +1,11 @@
 //! Open Inference Protocol V2 REST handlers. The V2 model name is the endpoint name.
 
-use std::time::Instant;
-
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use super::body::read_limited;
 use super::error::ApiError;
+use super::handlers::{answer, http_invocation, read_call_body, Arrival};
 use super::AppState;
 use crate::error::{Protocol, RequestError};
 use crate::pipeline::Format;
@@ -85,28 +83,27 @@ pub async fn infer(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let received = Instant::now();
-    let request_id = super::handlers::request_id_of(&req);
+    let arrival = Arrival::of(&req);
     let checked = check_request(&req);
-    let header_len = checked.as_ref().ok().copied().flatten();
-    let body = match checked {
-        Ok(_) => read_limited(&req, payload, state.max_body_bytes).await,
-        Err(e) => Err(e),
-    };
-    let body = body.map_err(|e| {
-        let gateway = &state.gateway;
-        gateway.record_rejected(&path.model, Protocol::V2, &e, received, &request_id);
-        ApiError::v2(e).with_request_id(&request_id.text)
-    })?;
+    let (header_len, body) = read_call_body(
+        &req,
+        payload,
+        &state,
+        checked,
+        &path.model,
+        Protocol::V2,
+        &arrival,
+    )
+    .await?;
     let ModelPath { model, version } = path.into_inner();
     let format = Format::V2 {
         version,
         header_len,
         grpc: false,
     };
-    let inv = super::handlers::http_invocation(&req, model, format, body, received, &request_id);
+    let inv = http_invocation(&req, model, format, body, &arrival);
     let result = state.gateway.invoke(inv).await;
-    super::handlers::answer(&req, result, Protocol::V2, &request_id)
+    answer(&req, result, Protocol::V2, &arrival.request_id)
 }
 
 /// A JSON body, or one of the binary tensor data extension (tritonclient's default): its

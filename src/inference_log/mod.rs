@@ -66,10 +66,31 @@ impl RequestId {
     }
 }
 
+/// The longest `x-request-id` a caller may choose.
+pub const MAX_CALLER_ID_BYTES: usize = 128;
+
 impl RequestId {
-    /// A caller's own id (checked by the HTTP layer). Its sampling bits are a hash keyed per
+    /// The caller's own id (`x-request-id`, over HTTP or gRPC) when it is 1 to 128 bytes of
+    /// ASCII letters, digits and `-_.:/+=@`, else a fresh UUID: a malformed one is replaced, not
+    /// refused, so a proxy's odd id does not fail the call.
+    pub fn from_caller(given: Option<&[u8]>) -> Self {
+        let valid = |v: &&[u8]| {
+            (1..=MAX_CALLER_ID_BYTES).contains(&v.len())
+                && v.iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
+        };
+        match given
+            .filter(valid)
+            .and_then(|v| std::str::from_utf8(v).ok())
+        {
+            Some(text) => Self::chosen(text),
+            None => Self::new(),
+        }
+    }
+
+    /// A caller's own id, already checked. Its sampling bits are a hash keyed per
     /// process, so a caller cannot pick ids that are never logged.
-    pub fn chosen(text: &str) -> Self {
+    fn chosen(text: &str) -> Self {
         use std::hash::BuildHasher;
         static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
             std::sync::OnceLock::new();

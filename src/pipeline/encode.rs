@@ -77,7 +77,7 @@ impl Reply {
                 buf.push(b'}');
                 Ok(None)
             }
-            Self::V2(req) => v2::write_response_parts(
+            Self::V2(req) => v2::write_response(
                 endpoint,
                 &entity.meta.version,
                 req.id.as_deref(),

@@ -119,6 +119,11 @@ impl Gateway {
         })
     }
 
+    /// The bounds on decoding a request (`limits.*`).
+    pub fn decode_limits(&self) -> &crate::protocol::limits::DecodeLimits {
+        &self.limits.decode
+    }
+
     pub fn endpoint(&self, name: &str) -> Option<Arc<Endpoint>> {
         self.endpoints.get(name)
     }

@@ -379,30 +379,10 @@ fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>, cap: usize) {
 }
 
 /// Writes the V2 response body. `outputs` are the model's; `requested` filters and orders them.
+/// The outputs `binary` names are written as raw bytes after the JSON (each with
+/// `parameters.binary_data_size` instead of `data`); the JSON's length when any is (the
+/// answer's `Inference-Header-Content-Length`).
 pub fn write_response(
-    model_name: &str,
-    model_version: &str,
-    id: Option<&str>,
-    outputs: &[NamedTensor],
-    requested: Option<&[String]>,
-    buf: &mut Vec<u8>,
-) -> RequestResult<()> {
-    write_response_parts(
-        model_name,
-        model_version,
-        id,
-        outputs,
-        requested,
-        &|_| false,
-        buf,
-    )
-    .map(|_| ())
-}
-
-/// [`write_response`] with the outputs `binary` names written as raw bytes after the JSON
-/// (each with `parameters.binary_data_size` instead of `data`); the JSON's length when any
-/// is (the answer's `Inference-Header-Content-Length`).
-pub fn write_response_parts(
     model_name: &str,
     model_version: &str,
     id: Option<&str>,
@@ -586,7 +566,7 @@ mod tests {
         ];
         let mut buf = Vec::new();
         let json_len =
-            write_response_parts("m", "1", None, &outs, None, &|n| n == "y", &mut buf).unwrap();
+            write_response("m", "1", None, &outs, None, &|n| n == "y", &mut buf).unwrap();
         let n = json_len.unwrap();
         let header: Value = serde_json::from_slice(&buf[..n]).unwrap();
         assert_eq!(header["outputs"][0]["parameters"]["binary_data_size"], 16);
@@ -597,7 +577,7 @@ mod tests {
             &[1i64.to_le_bytes(), 2i64.to_le_bytes()].concat()[..]
         );
         let mut plain = Vec::new();
-        let none = write_response_parts("m", "1", None, &outs, None, &|_| false, &mut plain);
+        let none = write_response("m", "1", None, &outs, None, &|_| false, &mut plain);
         assert_eq!(none.unwrap(), None);
     }
 
@@ -823,7 +803,7 @@ mod tests {
 
     fn respond(id: Option<&str>, requested: Option<&[String]>) -> RequestResult<String> {
         let mut buf = Vec::new();
-        write_response("ep", "3", id, &outputs(), requested, &mut buf)?;
+        write_response("ep", "3", id, &outputs(), requested, &|_| false, &mut buf)?;
         Ok(String::from_utf8(buf).unwrap())
     }
 
@@ -891,7 +871,7 @@ mod tests {
             tensor("d", vec![1, 1], TensorData::Str(vec!["x\ny".into()])),
         ];
         let mut buf = Vec::new();
-        write_response("m", "1", None, &outs, None, &mut buf).unwrap();
+        write_response("m", "1", None, &outs, None, &|_| false, &mut buf).unwrap();
         let v: Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(
             v["outputs"],

@@ -9,8 +9,8 @@ import json
 import os
 import sys
 
-import numpy as np
 import tritonclient.http as httpclient
+from v2_fixture import columns
 
 url, model, cases_path, rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cases = json.load(open(cases_path))
@@ -23,18 +23,11 @@ out = {
     "model_metadata": client.get_model_metadata(model),
 }
 
-DTYPES = {"BYTES": np.object_, "FP32": np.float32, "INT64": np.int64, "BOOL": np.bool_, "FP64": np.float64}
-TYPES = ["BYTES", "FP32", "INT64", "BOOL", "FP64", "FP64"]
-
 
 def inputs(binary):
     made = []
-    for c, name in enumerate(cases["columns"]):
-        values = [cases["data"][r][c] for r in range(rows)]
-        if TYPES[c] == "BYTES":
-            values = [v.encode() for v in values]
-        array = np.array(values, dtype=DTYPES[TYPES[c]]).reshape(rows, 1)
-        tensor = httpclient.InferInput(name, [rows, 1], TYPES[c])
+    for name, datatype, array in columns(cases, rows):
+        tensor = httpclient.InferInput(name, list(array.shape), datatype)
         tensor.set_data_from_numpy(array, binary_data=binary)
         made.append(tensor)
     return made
