@@ -676,12 +676,17 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+        // Each shard starts its catch-up thread beside its writer: waited for, not assumed.
         for name in ["log-catch-up-0", "log-catch-up-1"] {
-            let found = nice_of_threads(name);
-            assert!(
-                !found.is_empty() && found.iter().all(|n| *n == serving),
-                "{name}: {found:?}"
-            );
+            loop {
+                let found = nice_of_threads(name);
+                if !found.is_empty() {
+                    assert!(found.iter().all(|n| *n == serving), "{name}: {found:?}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no {name} thread");
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         assert!(log.close(Duration::from_secs(5)));
     }
