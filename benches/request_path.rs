@@ -77,6 +77,7 @@ fn job(
         runtime: None,
         sinks: Default::default(),
         measured: false,
+        traced: false,
     }
 }
 

@@ -23,6 +23,14 @@ pub fn now_s() -> i64 {
         .unwrap_or(0)
 }
 
+/// Nanoseconds since the Unix epoch, now.
+pub fn now_unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64
+}
+
 /// Microseconds since the Unix epoch at the moment `at` (an `Instant` already passed).
 pub fn epoch_us_at(at: Instant) -> i64 {
     let now = SystemTime::now()

@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod protocol;
 pub mod registry;
 pub mod settings;
+pub mod trace;
 pub mod version;
 
 use std::future::Future;
@@ -55,6 +56,8 @@ pub enum StartError {
     Load { endpoint: String, message: String },
     #[error(transparent)]
     State(#[from] crate::endpoint::persist::PersistError),
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceError),
     #[error(transparent)]
     Features(#[from] crate::features::embedded::LoadError),
     #[error("the endpoint state file holds an invalid endpoint '{endpoint}': {message}")]
@@ -143,6 +146,22 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         inline_sessions,
     );
     let metrics = Arc::new(Metrics::new());
+    let tracer = match settings.tracing.enabled {
+        true => Some(crate::trace::Tracer::start(
+            &settings.tracing,
+            &metrics.trace,
+        )?),
+        false => None,
+    };
+    if tracer.is_some() {
+        let t = &settings.tracing;
+        info!(
+            "tracing: spans to {} over OTLP ({:?}), sample ratio {}",
+            crate::settings::redact::redact_url(&t.endpoint()),
+            t.protocol,
+            t.sample_ratio
+        );
+    }
     let settle = Duration::from_millis(settings.registry.settle_ms);
     let registry: Arc<dyn Registry> = match settings.registry.kind {
         // Its blocking HTTP client must be made off the async runtime.
@@ -178,6 +197,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         default_engine: settings.engine.default,
         metrics: metrics.clone(),
         store: online,
+        tracer: tracer.clone(),
     });
     let (endpoints, tables_changed) = initial_endpoints(&settings, &metrics)?;
     {
@@ -219,21 +239,24 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     let log =
         crate::inference_log::InferenceLog::start(settings.inference_log.clone(), metrics.clone())
             .map_err(StartError::InferenceLog)?;
-    let gateway = Arc::new(Gateway::new(
-        endpoints,
-        pool,
-        metrics,
-        Arc::new(log),
-        crate::drift::MonitorConfig::new(&settings.monitoring),
-        settings.inference.max_batch_rows,
-        crate::pipeline::Limits {
-            max_in_flight: settings.server.max_concurrent_requests,
-            timeout: (settings.server.request_timeout_ms > 0)
-                .then(|| Duration::from_millis(settings.server.request_timeout_ms)),
-            decode: settings.decode_limits(),
-            inline: settings.inference.inline,
-        },
-    ));
+    let gateway = Arc::new(
+        Gateway::new(
+            endpoints,
+            pool,
+            metrics,
+            Arc::new(log),
+            crate::drift::MonitorConfig::new(&settings.monitoring),
+            settings.inference.max_batch_rows,
+            crate::pipeline::Limits {
+                max_in_flight: settings.server.max_concurrent_requests,
+                timeout: (settings.server.request_timeout_ms > 0)
+                    .then(|| Duration::from_millis(settings.server.request_timeout_ms)),
+                decode: settings.decode_limits(),
+                inline: settings.inference.inline,
+            },
+        )
+        .with_tracer(tracer),
+    );
     if settings.anonymous_beyond_loopback() {
         warn!(
             "anonymous access beyond loopback (auth.allow_anonymous: true): anyone who reaches {} can score{}",
@@ -586,6 +609,12 @@ impl Started {
             info!("inference log flushed");
         } else {
             warn!("the inference log could not commit everything before the deadline (see modelgate_inference_log_dropped_rows_total)");
+        }
+        if let Some(tracer) = gateway.tracer().cloned() {
+            // Spans of the last requests: sent within one export's deadline.
+            let timeout = Duration::from_millis(self.settings.tracing.export_timeout_ms);
+            let deadline = std::time::Instant::now() + timeout;
+            let _ = tokio::task::spawn_blocking(move || tracer.close(deadline)).await;
         }
         served
     }

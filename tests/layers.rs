@@ -11,6 +11,7 @@ const LAYERS: &[&str] = &[
     "error",
     "settings",
     "metrics",
+    "trace",
     "data",
     "protocol",
     "engine",

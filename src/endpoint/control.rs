@@ -370,11 +370,13 @@ impl ControlPlane {
         work: impl FnOnce(&ControlPlane, Arc<Endpoint>) + Send + 'static,
     ) {
         let plane = self.clone();
+        // The update's loads are children of the span of the call that asked for them.
+        let traced = crate::trace::current();
         let spawned = std::thread::Builder::new()
             .name("modelgate-config-update".into())
             .spawn(move || {
                 let _guard = guard;
-                work(&plane, endpoint);
+                crate::trace::within(traced, || work(&plane, endpoint));
             });
         if let Err(e) = spawned {
             error!("cannot start a config update thread: {e}");

@@ -549,7 +549,7 @@ impl ServedEntity {
         Option<crate::features::join::Joined>,
     )> {
         let (inputs, joined) = self.bind_joined(joined, keep_joined)?;
-        Ok((self.run(worker, inputs)?, joined))
+        Ok((self.run_bound(worker, inputs)?, joined))
     }
 
     /// The model's inputs from joined columns, and those columns when `keep_joined`.
@@ -565,8 +565,9 @@ impl ServedEntity {
         Ok((inputs, keep_joined.then_some(joined)))
     }
 
-    /// Runs the model on bound inputs, on the calling pool worker's session.
-    fn run(
+    /// Runs the model on inputs bound by [`ServedEntity::bind_request`], on the calling pool
+    /// worker's session.
+    pub fn run_bound(
         &self,
         worker: usize,
         inputs: Vec<crate::engine::Tensor>,
@@ -611,6 +612,6 @@ impl ServedEntity {
             return Ok(self.infer_joined(worker, frame, ignore, false)?.0);
         }
         let inputs = self.meta.binding.bind_ignoring(frame, ignore)?;
-        self.run(worker, inputs)
+        self.run_bound(worker, inputs)
     }
 }

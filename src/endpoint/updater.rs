@@ -82,6 +82,9 @@ pub struct Updater {
     pub metrics: Arc<Metrics>,
     /// The online store of versions with a feature spec.
     pub store: Option<Arc<dyn crate::features::store::OnlineStore>>,
+    /// Each refresh is a span (`registry.refresh`) when tracing is on; the registry's calls
+    /// are its children.
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -90,8 +93,41 @@ fn now() -> f64 {
 }
 
 impl Updater {
-    /// Serves what the endpoint's config resolves to now, if it is not served already.
+    /// Serves what the endpoint's config resolves to now, if it is not served already. With
+    /// tracing on, a span `registry.refresh` (a child of this thread's span, else a new
+    /// trace); a timer's or a file watch's refresh that changed nothing exports none.
     pub fn refresh(&self, slot: &EntitySlot, trigger: Trigger, force: bool) -> SwapOutcome {
+        use crate::trace::{ActiveSpan, SpanKind};
+        let mut span = ActiveSpan::enter(
+            self.tracer.as_ref(),
+            None,
+            "registry.refresh",
+            SpanKind::Internal,
+        );
+        let outcome = self.refresh_now(slot, trigger, force);
+        if let Some(span) = &mut span {
+            span.attr("modelgate.served_entity", slot.name.to_string());
+            span.attr("modelgate.model", slot.settings.entity_name.clone());
+            span.attr("modelgate.trigger", trigger.as_str());
+            match &outcome {
+                SwapOutcome::Unchanged { .. }
+                    if matches!(trigger, Trigger::Poll | Trigger::Watch) =>
+                {
+                    span.discard()
+                }
+                SwapOutcome::Unchanged { version } => {
+                    span.attr("modelgate.version", version.clone().unwrap_or_default())
+                }
+                SwapOutcome::Swapped { to, .. } => span.attr("modelgate.version", to.clone()),
+                SwapOutcome::Failed(m) | SwapOutcome::RegistryUnavailable(m) => {
+                    span.fail(m.clone())
+                }
+            }
+        }
+        outcome
+    }
+
+    fn refresh_now(&self, slot: &EntitySlot, trigger: Trigger, force: bool) -> SwapOutcome {
         let _update = slot.update_lock.lock().unwrap_or_else(|e| e.into_inner());
         let cfg = &slot.settings;
         let target = match self.registry.resolve(&cfg.entity_name, &cfg.entity_version) {

@@ -113,6 +113,37 @@ pub(super) async fn run_control<T: Send + 'static>(
     Ok(reply(StatusCode::OK, ok(done)))
 }
 
+/// A control-plane call's span (`name`), under the caller's `traceparent`, when tracing is on:
+/// the loads it starts are its children, their registry calls theirs.
+pub(super) struct ControlSpan {
+    tracer: std::sync::Arc<crate::trace::Tracer>,
+    parent: Option<crate::trace::SpanContext>,
+    name: &'static str,
+}
+
+impl ControlSpan {
+    pub fn of(req: &HttpRequest, state: &AppState, name: &'static str) -> Option<Self> {
+        let tracer = state.gateway.tracer()?.clone();
+        let header = |h: &str| req.headers().get(h).and_then(|v| v.to_str().ok());
+        let parent = header("traceparent")
+            .and_then(|p| crate::trace::SpanContext::from_headers(p, header("tracestate")));
+        Some(Self {
+            tracer,
+            parent,
+            name,
+        })
+    }
+
+    /// Runs `call` inside the span, on the calling thread.
+    fn run<T>(span: Option<Self>, call: impl FnOnce() -> T) -> T {
+        let _span = span.and_then(|s| {
+            let kind = crate::trace::SpanKind::Server;
+            crate::trace::ActiveSpan::enter(Some(&s.tracer), s.parent, s.name, kind)
+        });
+        call()
+    }
+}
+
 pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -127,7 +158,12 @@ pub async fn create(
     if let Some(gateway) = body.ai_gateway {
         gateway.apply(&mut settings)?;
     }
-    run_control(move || control.create(settings), |ep| endpoint_json(&ep)).await
+    let span = ControlSpan::of(&req, &state, "POST /api/2.0/serving-endpoints");
+    run_control(
+        move || ControlSpan::run(span, || control.create(settings)),
+        |ep| endpoint_json(&ep),
+    )
+    .await
 }
 
 /// `PUT /api/2.0/serving-endpoints/{name}/config`: answers at once with the update pending.
@@ -140,8 +176,9 @@ pub async fn update_config(
     let config: EndpointConfig = read_body(&req, payload, &state).await?;
     let control = state.control.clone();
     let name = path.into_inner();
+    let span = ControlSpan::of(&req, &state, "PUT /api/2.0/serving-endpoints/{name}/config");
     run_control(
-        move || control.update(&name, config),
+        move || ControlSpan::run(span, || control.update(&name, config)),
         |ep| endpoint_json(&ep),
     )
     .await

@@ -1,6 +1,7 @@
 //! Every metric family, one group per subsystem: [`serving`] (requests, stages, rows, arms),
 //! [`swaps`] (versions, loads, config updates), [`features`] (the join), [`inference_log`]
-//! (inference tables), [`access`] (auth, bounds, TLS) and [`monitoring`] (drift and quality).
+//! (inference tables), [`access`] (auth, bounds, TLS), [`monitoring`] (drift and quality) and
+//! [`trace`] (span export).
 //! Each group registers its families once in [`Metrics::new`] and forgets its own series of a
 //! deleted endpoint; label values from closed sets are enums ([`labels`]).
 //!
@@ -15,6 +16,7 @@ pub mod labels;
 pub mod monitoring;
 pub mod serving;
 pub mod swaps;
+pub mod trace;
 
 use prometheus::core::Collector;
 use prometheus::proto::MetricType;
@@ -37,6 +39,7 @@ pub struct Metrics {
     pub log: inference_log::LogMetrics,
     pub access: access::AccessMetrics,
     pub monitoring: monitoring::MonitoringMetrics,
+    pub trace: trace::TraceMetrics,
 }
 
 /// A registered family, as its descriptor says.
@@ -91,6 +94,7 @@ impl Metrics {
         let log = inference_log::LogMetrics::new(&mut r);
         let access = access::AccessMetrics::new(&mut r);
         let monitoring = monitoring::MonitoringMetrics::new(&mut r);
+        let trace = trace::TraceMetrics::new(&mut r);
         let families = r.families;
         Self {
             registry,
@@ -101,6 +105,7 @@ impl Metrics {
             log,
             access,
             monitoring,
+            trace,
         }
     }
 
@@ -194,6 +199,10 @@ pub(crate) mod make {
     use prometheus::{
         GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     };
+
+    pub fn counter(name: &str, help: &str) -> prometheus::IntCounter {
+        prometheus::IntCounter::with_opts(Opts::new(name, help)).expect("valid metric")
+    }
 
     pub fn counters(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
         IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")

@@ -13,6 +13,7 @@ use crate::features::join::Joined;
 use crate::protocol::frame::Frame;
 
 use super::encode::Reply;
+use super::marks::Stage;
 use super::request::Failure;
 use super::score::{
     answer_whole, conclude, Answering, Deliver, Job, Lookups, Routed, Times, Units,
@@ -39,7 +40,7 @@ pub(super) fn submit(
     deliver: impl Deliver,
 ) {
     let Routed {
-        times,
+        mut times,
         frame,
         reply,
         client_request_id,
@@ -51,10 +52,16 @@ pub(super) fn submit(
     let slot = &job.generation.slots[arm];
     let keep = reply.echoes_features() || job.sinks.keeps_inputs();
     let looked = looked.into_iter().next().flatten();
+    let joining = times.marks.now();
     let (inputs, joined) = match entity.bind_request(&frame, looked, job.ignored_column(), keep) {
         Ok(bound) => bound,
         Err(e) => return deliver.deliver(Err(Failure::by(&slot.name)(e))),
     };
+    if let (Some(start), Some(bound)) = (joining, times.marks.now()) {
+        times.marks.add(Stage::Join, start, bound, Some(&slot.name));
+        // Its inference is the batch's wait and run, until its outputs come back.
+        times.batched = Some(bound);
+    }
     let rows = frame.rows();
     let waiting = Box::new(InBatch {
         job: job.clone(),
@@ -116,7 +123,13 @@ impl<D: Deliver> Waiting for InBatch<D> {
         let result = outputs
             .map_err(|e| failed(RequestError::Internal(e.to_string())))
             .and_then(|outputs| {
-                let mut answer = Answering::for_rows(frame.rows());
+                let mut times = times;
+                if let (Some(start), Some(now)) = (times.batched, times.marks.now()) {
+                    let served = &job.generation.slots[arm].name;
+                    times.marks.add(Stage::Infer, start, now, Some(served));
+                }
+                let mut answer =
+                    Answering::for_rows(frame.rows(), std::mem::take(&mut times.marks));
                 let (served, inferred) = answer_whole(
                     &job,
                     &frame,

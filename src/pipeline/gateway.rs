@@ -24,6 +24,8 @@ use super::admission::{within, Admission, Deadline, Limits};
 use super::request::{Answer, Failure, Format, Invocation, Scored};
 use super::score::Job;
 use super::sinks::{LogTicket, Sinks};
+use super::spans::{Ending, RequestSpan};
+use crate::trace::Tracer;
 
 pub struct Gateway {
     pub(super) endpoints: Arc<Endpoints>,
@@ -40,6 +42,8 @@ pub struct Gateway {
     pub(super) pool_abandoned_seen: std::sync::atomic::AtomicU64,
     pub(super) scrape: std::sync::Mutex<()>,
     shutting_down: AtomicBool,
+    /// Where requests' spans go, when tracing is on.
+    tracer: Option<Arc<Tracer>>,
 }
 
 impl Gateway {
@@ -71,7 +75,18 @@ impl Gateway {
             pool_abandoned_seen: Default::default(),
             scrape: Default::default(),
             shutting_down: AtomicBool::new(false),
+            tracer: None,
         }
+    }
+
+    /// Records requests' spans with `tracer` (`tracing.enabled`).
+    pub fn with_tracer(mut self, tracer: Option<Arc<Tracer>>) -> Self {
+        self.tracer = tracer;
+        self
+    }
+
+    pub fn tracer(&self) -> Option<&Arc<Tracer>> {
+        self.tracer.as_ref()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -156,10 +171,16 @@ impl Gateway {
     /// Serves one prediction request and records its metrics and its inference-table row.
     pub async fn invoke(&self, inv: Invocation<'_>) -> Result<Answer, Failure> {
         let protocol = inv.format.protocol();
-        let (scored, log_ticket) = self.serve(&inv).await;
+        let span = RequestSpan::of(self.tracer.as_deref(), &inv);
+        let (scored, log_ticket) = self.serve(&inv, span.is_some()).await;
         let requester = inv.requester.as_deref();
+        let mut marks = Vec::new();
+        let mut logging = None;
+        let mut rows = None;
         let result = match scored {
-            Ok(s) => {
+            Ok(mut s) => {
+                marks = std::mem::take(&mut s.marks);
+                rows = Some(s.timings.rows);
                 let body = Bytes::from(s.body);
                 let logged = match log_ticket {
                     Some(ticket) => {
@@ -171,7 +192,10 @@ impl Gateway {
                         call.client_request_id = s.client_request_id;
                         call.execution_ms = Some((s.timings.inference * 1000.0).round() as i64);
                         call.served_entity = Some(s.served.id());
-                        ticket.log(call, s.logged)
+                        let enqueued = span.as_ref().map(|_| Instant::now());
+                        let logged = ticket.log(call, s.logged);
+                        logging = enqueued.map(|start| (start, Instant::now()));
+                        logged
                     }
                     None => Ok(()),
                 };
@@ -210,6 +234,16 @@ impl Gateway {
         self.count_request(endpoint, entity_label, protocol, status, inv.received);
         if let Err(f) = &result {
             self.count_error(endpoint, &f.error);
+        }
+        if let (Some(tracer), Some(span)) = (&self.tracer, span) {
+            let ending = Ending {
+                status,
+                served: Some(entity_label).filter(|e| !e.is_empty()),
+                error: result.as_ref().err().map(|f| &f.error),
+                rows,
+                logged: logging,
+            };
+            super::spans::record(tracer, span, &inv, marks, ending);
         }
         result
     }
@@ -301,7 +335,11 @@ impl Gateway {
     }
 
     /// Serves a request; with the log ticket when it is to be logged.
-    async fn serve(&self, inv: &Invocation<'_>) -> (Result<Scored, Failure>, Option<LogTicket>) {
+    async fn serve(
+        &self,
+        inv: &Invocation<'_>,
+        traced: bool,
+    ) -> (Result<Scored, Failure>, Option<LogTicket>) {
         let Some(endpoint) = self.endpoints.get(&inv.endpoint) else {
             let error =
                 RequestError::NotFound(format!("endpoint '{}' does not exist", inv.endpoint));
@@ -321,7 +359,7 @@ impl Gateway {
             Ok(c) => c,
             Err(e) => return (Err(e.into()), log_ticket),
         };
-        let work = self.serve_endpoint(inv, &endpoint, generation, log_ticket.clone());
+        let work = self.serve_endpoint(inv, &endpoint, generation, log_ticket.clone(), traced);
         let result = within(self.limits.timeout, inv.received, work).await;
         (result, log_ticket)
     }
@@ -333,6 +371,7 @@ impl Gateway {
         endpoint: &Endpoint,
         generation: Arc<Generation>,
         log: Option<LogTicket>,
+        traced: bool,
     ) -> Result<Scored, Failure> {
         let pinned = match (&inv.pin, &inv.format) {
             (Some(name), _) => Some(generation.pinned_slot(name)?),
@@ -373,6 +412,7 @@ impl Gateway {
                 }),
             },
             measured: super::lane::measures(&self.limits.inline, inv.body.len()),
+            traced,
         };
         let lane =
             super::lane::choose(&self.pool, &self.limits.inline, &generation, inv.body.len());

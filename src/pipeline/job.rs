@@ -19,8 +19,8 @@ use super::shadow::mirror;
 /// What the first job ends with.
 enum Step {
     Scored(Scored),
-    /// Routed, waiting for its features from a remote store.
-    Waiting(Box<Routed>, Vec<Option<Lookup>>),
+    /// Routed, waiting for its features from a remote store (since the instant it holds).
+    Waiting(Box<Routed>, Vec<Option<Lookup>>, Instant),
 }
 
 /// The caller's end of a job's answer.
@@ -61,10 +61,11 @@ pub async fn run(
             Ok(routed) => routed,
             Err(e) => return respond.send(Err(e)),
         };
+        let lookup_started = Instant::now();
         match routed.start_lookups(&job) {
             Err(e) => respond.send(Err(e)),
             Ok(Some(Started::Waiting(lookups))) => {
-                respond.send(Ok(Step::Waiting(Box::new(routed), lookups)))
+                respond.send(Ok(Step::Waiting(Box::new(routed), lookups, lookup_started)))
             }
             Ok(Some(Started::Ready(looked))) => {
                 let answer = ToCaller::new(&job, respond);
@@ -78,10 +79,13 @@ pub async fn run(
     })
     .await
     .map_err(refused)??;
-    let (routed, lookups) = match first {
+    let (mut routed, lookups, lookup_started) = match first {
         Step::Scored(scored) => return Ok(scored),
-        Step::Waiting(routed, lookups) => (routed, lookups),
+        Step::Waiting(routed, lookups, started) => (routed, lookups, started),
     };
+    let store: Option<Arc<str>> = (job.traced)
+        .then(|| lookups.iter().flatten().next().map(|l| Arc::from(l.store)))
+        .flatten();
     // Dropped here when the caller's deadline passes (or it hangs up) while the store has
     // not answered: counted as a job stopped at its deadline, as the pool counts skipped ones.
     let unanswered = Abandoned(job.deadline.as_ref());
@@ -89,6 +93,7 @@ pub async fn run(
     // Answered (a value or the store's error): not a deadline refusal.
     std::mem::forget(unanswered);
     let looked = looked?;
+    routed.looked_up(store.as_ref(), lookup_started);
     let submitted = Instant::now();
     let mut routed = *routed;
     run_in(pool, lane, move |worker, respond| {

@@ -21,10 +21,12 @@ mod gateway;
 mod job;
 pub mod labels;
 pub mod lane;
+pub mod marks;
 pub mod request;
 pub mod score;
 pub mod shadow;
 pub mod sinks;
+mod spans;
 mod split;
 mod views;
 

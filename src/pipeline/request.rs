@@ -174,4 +174,6 @@ pub struct Scored {
     pub logged: Vec<ScoredRows>,
     /// The caller's own id of the request (`client_request_id`, V2 `id`), when logged.
     pub client_request_id: Option<String>,
+    /// A traced request's stages, for its spans (empty when it is not traced).
+    pub marks: Vec<super::marks::Mark>,
 }

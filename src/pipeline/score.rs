@@ -23,6 +23,7 @@ use super::admission::Deadline;
 use super::batch;
 use super::decode::decode;
 use super::encode::Reply;
+use super::marks::{Marks, Stage};
 use super::request::{Failure, Format, Scored, ServedBy, Timings};
 use super::sinks::Sinks;
 use super::split::{self, Parts};
@@ -45,6 +46,8 @@ pub struct Job {
     pub sinks: Sinks,
     /// Its inference times feed the versions' costs ([`super::lane::measures`]).
     pub measured: bool,
+    /// Its stages are noted for its spans ([`super::marks`]).
+    pub traced: bool,
 }
 
 impl Job {
@@ -126,12 +129,20 @@ pub fn route(job: &Job, body: &[u8], submitted: Instant) -> Result<Routed, Failu
         }
         Assignment::Rows(arm_of_row) => Units::Split(split::route(job, &frame, &arm_of_row)?),
     };
+    let mut marks = Marks::new(job.traced);
+    if let Some(routed_at) = marks.now() {
+        marks.add(Stage::Queue, submitted, started, None);
+        marks.add(Stage::Decode, started, decoded_at, None);
+        marks.add(Stage::Route, decoded_at, routed_at, None);
+    }
     Ok(Routed {
         times: Times {
             started,
             queued: (started - submitted).as_secs_f64(),
             decoded: decoded_at,
             inferring_from: decoded_at,
+            marks,
+            batched: None,
         },
         frame,
         reply: decoded.reply,
@@ -150,6 +161,7 @@ impl Routed {
             let features = entity.features.as_ref()?;
             features.waits_for_store().then(|| Lookup {
                 served: generation.slots[arm].name.clone(),
+                store: features.store_kind(),
                 state: LookupState::Pending(Box::pin(features.lookup(frame, ignore))),
             })
         };
@@ -182,6 +194,14 @@ impl Routed {
         let now = Instant::now();
         self.times.queued += (now - submitted).as_secs_f64();
         self.times.inferring_from = now;
+        self.times.marks.add(Stage::Queue, submitted, now, None);
+    }
+
+    /// Notes the wait for the online store (`store`: its kind) of a traced request.
+    pub fn looked_up(&mut self, store: Option<&Arc<str>>, started: Instant) {
+        if let Some(now) = self.times.marks.now() {
+            self.times.marks.add(Stage::Lookup, started, now, store);
+        }
     }
 }
 
@@ -196,6 +216,8 @@ pub enum Started {
 /// One unit's lookup in a remote store, named by the served entity it is for.
 pub struct Lookup {
     served: Arc<str>,
+    /// The online store's kind (`redis`), for the lookup's span.
+    pub store: &'static str,
     state: LookupState,
 }
 
@@ -257,13 +279,13 @@ pub fn finish(
     looked: Lookups,
 ) -> Result<Scored, Failure> {
     let Routed {
-        times,
+        mut times,
         frame,
         reply,
         client_request_id,
         units,
     } = routed;
-    let mut answer = Answering::for_rows(frame.rows());
+    let mut answer = Answering::for_rows(frame.rows(), std::mem::take(&mut times.marks));
     let mut looked = looked.into_iter();
     let (served, inferred) = match units {
         Units::Whole { arm, entity } => {
@@ -318,6 +340,10 @@ pub fn finish_then(
 /// When a request's stages began, for its timings.
 pub(super) struct Times {
     pub started: Instant,
+    /// A traced request's stages so far; they move to its [`Answering`] when it infers.
+    pub marks: Marks,
+    /// A traced request in a batch: when it was handed to the batch.
+    pub batched: Option<Instant>,
     /// Seconds waiting for a worker (both jobs' waits when there are two).
     pub queued: f64,
     pub decoded: Instant,
@@ -337,6 +363,7 @@ pub(super) fn conclude(
 ) -> Result<Scored, Failure> {
     job.limits.response(answer.buf.len())?;
     let encoded = Instant::now();
+    answer.marks.add(Stage::Encode, inferred, encoded, None);
     let timings = Timings {
         queued: times.queued,
         decode: (times.decoded - times.started).as_secs_f64(),
@@ -355,6 +382,7 @@ pub(super) fn conclude(
         served,
         logged: answer.logged,
         client_request_id,
+        marks: answer.marks.into_vec(),
     })
 }
 
@@ -364,37 +392,47 @@ pub(super) struct Answering {
     /// The length of the answer's JSON when raw tensors follow it.
     pub json_len: Option<usize>,
     pub logged: Vec<ScoredRows>,
+    /// A traced request's stages.
+    pub marks: Marks,
 }
 
 impl Answering {
-    pub fn for_rows(rows: usize) -> Self {
+    /// The answer of `rows` rows, with the stages noted before it.
+    pub fn for_rows(rows: usize, marks: Marks) -> Self {
         Self {
             buf: Vec::with_capacity(64 + rows * 48),
             json_len: None,
             logged: Vec::new(),
+            marks,
         }
     }
 }
 
 /// Joins (from `looked` when the features were awaited before this job) and infers `frame`
-/// with `entity`; `keep`: the joined columns are wanted afterwards.
+/// with `entity` (served as `served`); `keep`: the joined columns are wanted afterwards.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn infer(
     job: &Job,
     worker: usize,
     entity: &ServedEntity,
+    served: &Arc<str>,
     frame: &Frame,
     looked: Option<Looked>,
     keep: bool,
+    marks: &mut Marks,
 ) -> RequestResult<(Vec<NamedTensor>, Option<Joined>)> {
     let started = Instant::now();
-    let inferred = match looked {
-        Some(looked) => entity.infer_looked(worker, looked, keep),
-        None => entity.infer_joined(worker, frame, job.ignored_column(), keep),
-    };
-    if job.measured && inferred.is_ok() {
+    let (inputs, joined) = entity.bind_request(frame, looked, job.ignored_column(), keep)?;
+    let bound = marks.now();
+    let outputs = entity.run_bound(worker, inputs)?;
+    if job.measured {
         entity.cost.record(started.elapsed());
     }
-    inferred
+    if let Some(bound) = bound {
+        marks.add(Stage::Join, started, bound, Some(served));
+        marks.add(Stage::Infer, bound, Instant::now(), Some(served));
+    }
+    Ok((outputs, joined))
 }
 
 /// One arm answers the whole request. Returns who served it and when inference ended.
@@ -411,8 +449,17 @@ fn score_whole(
 ) -> Result<(ServedBy, Instant), Failure> {
     let slot = &job.generation.slots[arm];
     let keep = reply.echoes_features() || job.sinks.keeps_inputs();
-    let (outputs, joined) =
-        infer(job, worker, &entity, frame, looked, keep).map_err(Failure::by(&slot.name))?;
+    let (outputs, joined) = infer(
+        job,
+        worker,
+        &entity,
+        &slot.name,
+        frame,
+        looked,
+        keep,
+        &mut answer.marks,
+    )
+    .map_err(Failure::by(&slot.name))?;
     answer_whole(job, frame, arm, entity, outputs, joined, reply, answer)
 }
 

@@ -102,9 +102,11 @@ pub(super) fn finish(
             job,
             worker,
             &part.entity,
+            &slot.name,
             &part.frame,
             looked,
             sinks.keeps_inputs(),
+            &mut answer.marks,
         )
         .map_err(failed)?;
         check_rows(&outputs, part.rows.len()).map_err(|m| failed(RequestError::Internal(m)))?;

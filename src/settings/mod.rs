@@ -15,10 +15,11 @@ pub mod limits;
 pub mod log;
 pub mod monitoring;
 pub mod proxies;
-mod redact;
+pub mod redact;
 pub mod registry;
 pub mod server;
 pub mod tls;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -107,6 +108,8 @@ pub struct Settings {
     pub limits: limits::DecodeLimits,
     /// Log lines: text or JSON, and the access log.
     pub log: log::LogSettings,
+    /// OpenTelemetry spans over OTLP (docs/operations.md, "Tracing"). Off by default.
+    pub tracing: trace::TracingSettings,
     pub endpoints: Vec<EndpointSettings>,
 }
 
@@ -252,6 +255,9 @@ impl Settings {
         }
         if let Some((key, message)) = self.inference_log.problem() {
             return Err(invalid(format!("inference_log.{key}"), message));
+        }
+        if let Some((key, message)) = self.tracing.problem() {
+            return Err(invalid(format!("tracing.{key}"), message));
         }
         for (i, ep) in self.endpoints.iter().enumerate() {
             let key = format!("endpoints[{i}]");

@@ -65,6 +65,12 @@ impl Settings {
                 *value = REDACTED.to_owned();
             }
         }
+        for value in s.tracing.headers.values_mut() {
+            *value = REDACTED.to_owned();
+        }
+        if let Some(endpoint) = &mut s.tracing.endpoint {
+            *endpoint = redact_url(endpoint);
+        }
         s
     }
 }
@@ -87,6 +93,22 @@ mod tests {
             redact_url("http://h/p?q=a@b"),
             "http://h/p?q=a@b",
             "an @ past the host is not userinfo"
+        );
+    }
+
+    #[test]
+    fn tracing_headers_and_endpoint_passwords_are_hidden() {
+        let mut s = Settings::default();
+        s.tracing
+            .headers
+            .insert("x-api-key".into(), "vendor-secret".into());
+        s.tracing.endpoint = Some("https://user:pw@collector:4318".into());
+        let shown = serde_yaml::to_string(&s.redacted()).unwrap();
+        assert!(!shown.contains("vendor-secret"), "{shown}");
+        assert!(!shown.contains(":pw@"), "{shown}");
+        assert!(
+            shown.contains("x-api-key"),
+            "the header's name stays: {shown}"
         );
     }
 }

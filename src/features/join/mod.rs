@@ -134,6 +134,11 @@ impl JoinPlan {
         !self.store.answers_inline()
     }
 
+    /// The online store's kind (`embedded`, `redis`).
+    pub fn store_kind(&self) -> &'static str {
+        self.store.kind()
+    }
+
     /// Sends the batch to the store, when there is one: the pending answer and when it left.
     fn start_lookup(&self, joining: &Joining) -> Option<(Pending, Instant)> {
         if joining.keys.is_empty() {
