@@ -197,6 +197,7 @@ expect_eq "anonymous: no tokens Secret" "$(q "$a" 'kind("Secret")')" "null"
 render full -f "$chart/ci/full-values.yaml"
 f="$work/full.yaml"
 expect_eq "full: server.admin_listen" "$(q "$f" 'config()["server"]["admin_listen"]')" "0.0.0.0:9081"
+expect_eq "full: gRPC beside TLS" "$(q "$f" '[config()["server"]["grpc_listen"], "tls" in config()["server"]]')" '["0.0.0.0:8085", true]'
 expect_eq "full: admin Service" "$(q "$f" '[(p["name"], p["port"], p["targetPort"]) for p in kind("Service", "mg-modelgate-admin")["spec"]["ports"]]')" '[["admin", 9081, "admin"]]'
 expect_eq "full: NetworkPolicy selects the gateway's pods" "$(q "$f" 'kind("NetworkPolicy")["spec"]["podSelector"]["matchLabels"] == kind("Deployment")["spec"]["selector"]["matchLabels"]')" "true"
 expect_eq "full: NetworkPolicy: every rule names its peers (a rule without is open to all)" \
@@ -209,7 +210,7 @@ expect_eq "full: NetworkPolicy: Prometheus reaches the scoring port (/metrics)" 
 render full-no-admin-peers -f "$chart/ci/full-values.yaml" --set networkPolicy.adminFrom=null --set networkPolicy.metricsFrom=null
 expect_eq "full, no adminFrom/metricsFrom: only the scoring rules, every one with peers" \
   "$(q "$work/full-no-admin-peers.yaml" '[(bool(r.get("from")), [p["port"] for p in r["ports"]]) for r in kind("NetworkPolicy")["spec"]["ingress"]]')" \
-  '[[true, ["http"]], [true, ["http"]]]'
+  '[[true, ["http", "grpc"]], [true, ["http"]]]'
 
 # NOTES.txt: helm template leaves it out; a client-side dry run renders it.
 notes() { "$helm" install mg "$chart" --namespace modelgate --dry-run=client "$@" 2>&1 | sed -n '/^NOTES:/,$p'; }

@@ -5,8 +5,8 @@
 #    the chart, so the chart keeps copies; this check keeps them from drifting).
 # 2. `helm lint --strict` with each values file of helm/modelgate/ci/: default-values.yaml (the
 #    defaults plus the tokens the chart requires: it renders nothing without), anonymous-values.yaml
-#    (auth off, said with auth.allowAnonymous), full-values.yaml (every optional part on but
-#    gRPC, which refuses TLS) and grpc-values.yaml (the gRPC listener, Service port and policy).
+#    (auth off, said with auth.allowAnonymous), full-values.yaml (every optional part on, gRPC
+#    inside TLS included) and grpc-values.yaml (the gRPC listener, Service port and policy).
 # 3. `helm template` with each of them; every rendered document is validated with
 #    `kubernetes-validate -k 1.35.0 --strict`, except custom resources (ServiceMonitor,
 #    PrometheusRule: their schemas are not in kubernetes-validate's set), which are skipped by

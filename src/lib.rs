@@ -534,6 +534,8 @@ impl Started {
             .on_connect(crate::http::on_connect);
         let scheme = self.scheme();
         let listeners = std::iter::once(self.listener).chain(self.admin_listener);
+        // gRPC gets the same certificate (its resolver is shared: one reload serves both).
+        let grpc_tls = (self.tls.as_ref()).map(|(config, _)| Arc::new(grpc::tls_config(config)));
         let server = match (self.tls, self.settings.server.tls.clone()) {
             (Some((config, resolver)), Some(tls_settings)) => {
                 crate::http::tls::watch(
@@ -575,6 +577,7 @@ impl Started {
                         ),
                         threads: workers,
                     },
+                    grpc_tls,
                 )
                 .map_err(StartError::Serve)?,
             ),

@@ -389,3 +389,64 @@ fn grpc_calls_are_in_the_access_log() {
         "/inference.GRPCInferenceService/ModelReady"
     );
 }
+
+/// With `server.tls`, gRPC is served inside TLS with the HTTPS certificate: tritonclient.grpc
+/// with `ssl=True` and the CA gets the fixture's answers; a client in the clear gets nothing.
+#[test]
+fn grpc_is_served_inside_tls_with_the_https_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    common::certs::make_ca(dir.path());
+    common::certs::make_leaf(dir.path(), "server");
+    let tokens = dir.path().join("tokens.yaml");
+    let sha = hex::encode(Sha256::digest(b"query-secret"));
+    std::fs::write(
+        &tokens,
+        format!("tokens:\n  - {{name: app, sha256: {sha}, scopes: [query]}}\n"),
+    )
+    .unwrap();
+    let extra = format!(
+        "server:\n  grpc_listen: 127.0.0.1:0\n  tls: {{cert_file: {}, key_file: {}}}\nauth:\n  enabled: true\n  tokens_file: {}\n",
+        dir.path().join("server.pem").display(),
+        dir.path().join("server.key").display(),
+        tokens.display()
+    );
+    let gw = start(
+        &demo_config(&endpoint("transactions", "1", "tract"), &extra),
+        false,
+    );
+    let addr = gw.grpc.clone().unwrap();
+    let mut client = std::process::Command::new(clients_python());
+    client
+        .arg(repo().join("tests/clients/tritonclient_grpc.py"))
+        .arg(&addr)
+        .arg("transactions")
+        .arg(repo().join("tests/fixtures/transactions_v1_cases.json"))
+        .arg("3")
+        .arg("query-secret")
+        .env("MODELGATE_GRPC_CA", dir.path().join("ca.pem"))
+        .env("NO_PROXY", "127.0.0.1")
+        .env("no_proxy", "127.0.0.1");
+    let got: Value =
+        serde_json::from_slice(&stdout_of(&mut client, "tritonclient.grpc over TLS")).unwrap();
+    assert_eq!(got["live"], json!(true));
+    let fixture = cases(1);
+    let want = &fixture["label"].as_array().unwrap()[..3];
+    assert_eq!(got["infer"]["label"].as_array().unwrap(), want);
+
+    // A plaintext HTTP/2 client is not served: its connection fails.
+    let plain = block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(5));
+        match channel.connect().await {
+            Err(e) => Err(e.to_string()),
+            Ok(ch) => GrpcInferenceServiceClient::new(ch)
+                .model_ready(with_token(ready("transactions"), "query-secret"))
+                .await
+                .map(|_| ())
+                .map_err(|s| s.to_string()),
+        }
+    });
+    assert!(plain.is_err(), "a plaintext call was answered");
+}

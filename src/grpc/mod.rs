@@ -38,6 +38,14 @@ pub struct GrpcLimits {
     pub idle_timeout: std::time::Duration,
 }
 
+/// The HTTP listener's TLS config for gRPC: the same certificate (and its reloads), ALPN `h2`
+/// only (gRPC is HTTP/2).
+pub fn tls_config(http: &rustls::ServerConfig) -> rustls::ServerConfig {
+    let mut config = http.clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    config
+}
+
 /// A running gRPC listener: stopped (calls in flight finish) when dropped or by [`GrpcServer::stop`].
 pub struct GrpcServer {
     pub addr: SocketAddr,
@@ -46,13 +54,16 @@ pub struct GrpcServer {
 }
 
 impl GrpcServer {
-    /// Serves on `listener` until stopped.
+    /// Serves on `listener` until stopped; inside TLS with `tls` (`server.tls`: the HTTP
+    /// listener's certificate, reloaded with it).
     pub fn start(
         listener: std::net::TcpListener,
         gateway: Arc<crate::pipeline::Gateway>,
         auth: Arc<crate::http::auth::Auth>,
         limits: GrpcLimits,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> std::io::Result<Self> {
+        let scheme = if tls.is_some() { "TLS" } else { "plaintext" };
         let addr = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -73,7 +84,9 @@ impl GrpcServer {
             .spawn(move || {
                 runtime.block_on(async move {
                     let incoming = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => incoming::limited(l, limits.max_connections, limits.idle_timeout),
+                        Ok(l) => {
+                            incoming::limited(l, limits.max_connections, limits.idle_timeout, tls)
+                        }
                         Err(e) => {
                             error!("gRPC listener: {e}");
                             return;
@@ -101,7 +114,7 @@ impl GrpcServer {
                     }
                 });
             })?;
-        info!("gRPC (Open Inference Protocol V2) listening on {addr}");
+        info!("gRPC (Open Inference Protocol V2, {scheme}) listening on {addr}");
         Ok(Self {
             addr,
             stop: Some(stop),

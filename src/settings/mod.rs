@@ -225,12 +225,6 @@ impl Settings {
                     "must differ from server.listen and server.admin_listen",
                 ));
             }
-            if self.server.tls.is_some() {
-                return Err(invalid(
-                    "server.grpc_listen",
-                    "gRPC is served in the clear only: with server.tls, terminate TLS for gRPC in front of the gateway (a mesh or load balancer) or leave server.grpc_listen unset",
-                ));
-            }
         }
         self.check_exposure()?;
         if let Some(bad) = self
@@ -592,9 +586,8 @@ mod tests {
             reload_interval_ms: 1000,
             client_ca_file: None,
         });
-        let (key, message) = invalid_key(&s);
-        assert_eq!(key, "server.grpc_listen");
-        assert!(message.contains("terminate TLS"), "{message}");
+        // gRPC is served inside TLS with the HTTP listener's certificate.
+        s.validate().unwrap();
     }
 
     #[test]

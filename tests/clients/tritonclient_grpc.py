@@ -3,7 +3,8 @@ unmodified, and prints one JSON document of what it got.
 
 Usage: python tritonclient_grpc.py HOST:PORT MODEL CASES_JSON ROWS [TOKEN]
 CASES_JSON is a fixture of model columns and rows (tests/fixtures/transactions_v1_cases.json);
-TOKEN, when given, goes in the `authorization` metadata as a bearer token.
+TOKEN, when given, goes in the `authorization` metadata as a bearer token. With the
+environment variable MODELGATE_GRPC_CA (a CA's PEM file) it connects over TLS.
 """
 import json
 import os
@@ -16,7 +17,14 @@ from v2_fixture import columns
 url, model, cases_path, rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 headers = {"authorization": f"Bearer {sys.argv[5]}"} if len(sys.argv) > 5 else None
 cases = json.load(open(cases_path))
-client = grpcclient.InferenceServerClient(url=url)
+# MODELGATE_GRPC_CA: the CA's PEM file; the listener then speaks TLS.
+ca = os.environ.get("MODELGATE_GRPC_CA")
+if ca:
+    client = grpcclient.InferenceServerClient(
+        url=url, ssl=True, root_certificates=ca
+    )
+else:
+    client = grpcclient.InferenceServerClient(url=url)
 out = {
     "live": client.is_server_live(headers=headers),
     "ready": client.is_server_ready(headers=headers),

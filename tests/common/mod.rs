@@ -2,6 +2,7 @@
 //! dir, and talks to it over real HTTP.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod mlflow;
 pub mod redis;
 pub mod s3;

@@ -95,9 +95,6 @@ The gateway config: config from values, with the keys the chart owns set here.
 {{- $_ := set $server "listen" (printf "0.0.0.0:%v" .Values.containerPort) }}
 {{- $_ := set $server "admin_listen" (include "modelgate.adminListen" .) }}
 {{- if .Values.grpc.enabled }}
-{{- if .Values.tls.enabled }}
-{{- fail "grpc.enabled with tls.enabled: the gRPC listener is plain HTTP/2; terminate its TLS in front (a mesh or an ingress) and leave tls.enabled off, or turn grpc off" }}
-{{- end }}
 {{- $_ := set $server "grpc_listen" (printf "0.0.0.0:%v" .Values.grpc.port) }}
 {{- end }}
 {{- $_ := set $cfg "server" $server }}
