@@ -490,6 +490,11 @@ impl Started {
     /// Serves until `shutdown` resolves; then readiness goes false and in-flight requests get
     /// up to `server.shutdown_timeout_seconds` to finish.
     pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        // One budget of request bytes for REST and gRPC.
+        let body_budget = http::body::BodyBudget::new(
+            self.settings.server.max_inflight_body_bytes,
+            self.gateway.metrics().access.inflight_body_bytes.clone(),
+        );
         let state = web::Data::new(http::AppState {
             gateway: self.gateway.clone(),
             updater: self.updater.clone(),
@@ -500,10 +505,7 @@ impl Started {
             max_body_bytes: self.settings.server.max_body_bytes,
             auth: self.auth.clone(),
             body_reading: http::body::BodyReading {
-                budget: http::body::BodyBudget::new(
-                    self.settings.server.max_inflight_body_bytes,
-                    self.gateway.metrics().access.inflight_body_bytes.clone(),
-                ),
+                budget: body_budget.clone(),
                 timeout: Duration::from_millis(self.settings.server.body_read_timeout_ms),
             },
             trusted_proxies: self
@@ -576,6 +578,7 @@ impl Started {
                             self.settings.server.grpc_idle_timeout_seconds,
                         ),
                         threads: workers,
+                        budget: body_budget,
                     },
                     grpc_tls,
                 )

@@ -450,3 +450,64 @@ fn grpc_is_served_inside_tls_with_the_https_certificate() {
     });
     assert!(plain.is_err(), "a plaintext call was answered");
 }
+
+/// A `ModelInfer` message is read on the wire before tonic decodes it: more inputs than
+/// `limits.max_columns` are refused by name, and one whose decoded form would not fit the body
+/// budget (shared with REST) is refused saying so; nothing stays held after either.
+#[test]
+fn messages_are_bounded_by_what_they_decode_to_before_decoding() {
+    let extra = "server:\n  grpc_listen: 127.0.0.1:0\n  max_body_bytes: 1000000\n  max_inflight_body_bytes: 1000000\n";
+    let gw = start(
+        &demo_config(&endpoint("transactions", "1", "tract"), extra),
+        false,
+    );
+    let url = format!("http://{}", gw.grpc.as_deref().unwrap());
+    let call = |request: ModelInferRequest| {
+        let url = url.clone();
+        block_on(async move {
+            let mut client = GrpcInferenceServiceClient::connect(url).await.unwrap();
+            client.model_infer(request).await.map(|_| ())
+        })
+    };
+    // 2 bytes each on the wire, hundreds once decoded: 4,096 of them are 8 KB.
+    let many = ModelInferRequest {
+        model_name: "transactions".into(),
+        inputs: vec![InferInputTensor::default(); 4096],
+        ..Default::default()
+    };
+    let refused = call(many).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(
+        refused.message().contains("limits.max_columns"),
+        "{refused:?}"
+    );
+
+    // 600 KB on the wire, within max_body_bytes; more than the budget once decoded.
+    let wide = ModelInferRequest {
+        model_name: "transactions".into(),
+        inputs: (0..2000)
+            .map(|i| InferInputTensor {
+                name: format!("{i:0>290}"),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let refused = call(wide).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("decodes to about"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("server.max_inflight_body_bytes"),
+        "{refused:?}"
+    );
+    let metric = |name: &str| gw.metric(name).unwrap_or(0.0);
+    assert!(metric("modelgate_limit_refusals_total{limit=\"columns\"}") >= 1.0);
+    assert_eq!(
+        metric("modelgate_inflight_body_bytes"),
+        0.0,
+        "nothing held after"
+    );
+}

@@ -1,7 +1,9 @@
 //! The token, checked from the call's headers before its message is read: a caller without a
 //! known token never makes the gateway decode (and hold) a message. A known token passes here;
 //! its scope, or its grant on the model the message names, is checked once the message is read.
-//! Every call passes here, so the access log's gRPC lines (`log.access`) are written here too.
+//! Every call passes here, so the access log's gRPC lines (`log.access`) are written here too,
+//! and its body is metered here ([`super::metered`]): its bytes, and what its `ModelInfer`
+//! message decodes to, are held in the body budget until it is answered.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,8 +15,12 @@ use tonic::codegen::http;
 use tonic::codegen::Service;
 use tonic::server::NamedService;
 
+use super::metered::{Metered, SharedHold};
 use super::service::status_of;
 use crate::http::auth::{Auth, RouteClass};
+use crate::http::body::BodyBudget;
+use crate::metrics::Metrics;
+use crate::protocol::limits::DecodeLimits;
 use crate::settings::governance::PermissionLevel;
 
 #[derive(Clone)]
@@ -22,14 +28,29 @@ pub struct Guarded<S> {
     inner: S,
     auth: Arc<Auth>,
     access_log: bool,
+    /// The body budget shared with REST (`server.max_inflight_body_bytes`).
+    budget: Arc<BodyBudget>,
+    limits: DecodeLimits,
+    metrics: Arc<Metrics>,
+}
+
+/// What the guard meters a call's body with: the budget, the decode bounds and the metrics
+/// that count refusals.
+pub struct Metering {
+    pub budget: Arc<BodyBudget>,
+    pub limits: DecodeLimits,
+    pub metrics: Arc<Metrics>,
 }
 
 impl<S> Guarded<S> {
-    pub fn new(inner: S, auth: Arc<Auth>, access_log: bool) -> Self {
+    pub fn new(inner: S, auth: Arc<Auth>, access_log: bool, metering: Metering) -> Self {
         Self {
             inner,
             auth,
             access_log,
+            budget: metering.budget,
+            limits: metering.limits,
+            metrics: metering.metrics,
         }
     }
 }
@@ -84,12 +105,11 @@ fn class_of(path: &str) -> RouteClass {
 
 impl<S, B> Service<http::Request<B>> for Guarded<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S: Service<http::Request<Metered<B>>, Response = http::Response<Body>>,
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future =
-        Either<Either<S::Future, Logged<S::Future>>, Ready<Result<http::Response<Body>, S::Error>>>;
+    type Future = Either<Logged<S::Future>, Ready<Result<http::Response<Body>, S::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -105,14 +125,15 @@ where
             .then(|| (req.uri().path().to_owned(), Instant::now()));
         match self.auth.check(class, false, authorization, false, &maybe) {
             Ok(_) => {
-                let call = self.inner.call(req);
-                Either::Left(match logged {
-                    None => Either::Left(call),
-                    Some((path, started)) => Either::Right(Logged {
-                        call: Box::pin(call),
-                        path,
-                        started,
-                    }),
+                let hold: SharedHold = Arc::new(std::sync::Mutex::new(self.budget.hold()));
+                let infer = req.uri().path().ends_with("/ModelInfer");
+                let limits = infer.then_some(self.limits);
+                let meters = (self.budget.clone(), self.metrics.clone());
+                let req = req.map(|body| Metered::new(body, meters, hold.clone(), limits));
+                Either::Left(Logged {
+                    call: Box::pin(self.inner.call(req)),
+                    logged,
+                    _hold: hold,
                 })
             }
             Err(e) => {
@@ -126,11 +147,12 @@ where
     }
 }
 
-/// A call's answer, logged when it is ready.
+/// A call's answer, logged (with `log.access`) when it is ready; the call's share of the body
+/// budget is held until then.
 pub struct Logged<F> {
     call: std::pin::Pin<Box<F>>,
-    path: String,
-    started: Instant,
+    logged: Option<(String, Instant)>,
+    _hold: SharedHold,
 }
 
 impl<F, E> std::future::Future for Logged<F>
@@ -142,8 +164,8 @@ where
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
         let out = std::task::ready!(this.call.as_mut().poll(cx));
-        if let Ok(response) = &out {
-            access_line(&this.path, this.started, response);
+        if let (Ok(response), Some((path, started))) = (&out, &this.logged) {
+            access_line(path, *started, response);
         }
         Poll::Ready(out)
     }

@@ -5,6 +5,7 @@
 mod convert;
 mod guard;
 mod incoming;
+pub mod metered;
 mod service;
 
 use std::net::SocketAddr;
@@ -36,6 +37,9 @@ pub struct GrpcLimits {
     /// A connection with no bytes either way for this long is closed
     /// (`server.grpc_idle_timeout_seconds`).
     pub idle_timeout: std::time::Duration,
+    /// Request bytes held by every call in flight, REST's included
+    /// (`server.max_inflight_body_bytes`).
+    pub budget: Arc<crate::http::body::BodyBudget>,
 }
 
 /// The HTTP listener's TLS config for gRPC: the same certificate (and its reloads), ALPN `h2`
@@ -72,13 +76,18 @@ impl GrpcServer {
             .enable_all()
             .build()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let metering = guard::Metering {
+            budget: limits.budget.clone(),
+            limits: *gateway.decode_limits(),
+            metrics: gateway.metrics().clone(),
+        };
         let service = GrpcInferenceServiceServer::new(service::InferenceService {
             gateway,
             auth: auth.clone(),
         })
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(usize::MAX);
-        let service = guard::Guarded::new(service, auth, limits.access_log);
+        let service = guard::Guarded::new(service, auth, limits.access_log, metering);
         let thread = std::thread::Builder::new()
             .name("grpc-server".into())
             .spawn(move || {

@@ -36,8 +36,16 @@ impl BodyBudget {
         self.held.load(Ordering::Acquire)
     }
 
+    /// An empty share of the budget, for one request.
+    pub fn hold(self: &Arc<Self>) -> BodyHold {
+        BodyHold {
+            budget: self.clone(),
+            bytes: 0,
+        }
+    }
+
     /// Takes `n` more bytes into `hold`, or refuses when the budget would be exceeded.
-    fn take(self: &Arc<Self>, hold: &mut BodyHold, n: usize) -> Result<(), RequestError> {
+    pub fn take(self: &Arc<Self>, hold: &mut BodyHold, n: usize) -> Result<(), RequestError> {
         let before = self.held.fetch_add(n, Ordering::AcqRel);
         if before.saturating_add(n) > self.max {
             self.held.fetch_sub(n, Ordering::AcqRel);
