@@ -31,6 +31,7 @@ pub struct Guarded<S> {
     /// The body budget shared with REST (`server.max_inflight_body_bytes`).
     budget: Arc<BodyBudget>,
     limits: DecodeLimits,
+    max_message: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -39,6 +40,8 @@ pub struct Guarded<S> {
 pub struct Metering {
     pub budget: Arc<BodyBudget>,
     pub limits: DecodeLimits,
+    /// `server.max_body_bytes`, tonic's bound on a message.
+    pub max_message: usize,
     pub metrics: Arc<Metrics>,
 }
 
@@ -50,6 +53,7 @@ impl<S> Guarded<S> {
             access_log,
             budget: metering.budget,
             limits: metering.limits,
+            max_message: metering.max_message,
             metrics: metering.metrics,
         }
     }
@@ -127,7 +131,7 @@ where
             Ok(_) => {
                 let hold: SharedHold = Arc::new(std::sync::Mutex::new(self.budget.hold()));
                 let infer = req.uri().path().ends_with("/ModelInfer");
-                let limits = infer.then_some(self.limits);
+                let limits = infer.then_some((self.limits, self.max_message));
                 let meters = (self.budget.clone(), self.metrics.clone());
                 let req = req.map(|body| Metered::new(body, meters, hold.clone(), limits));
                 Either::Left(Logged {

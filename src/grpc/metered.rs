@@ -42,6 +42,9 @@ pub struct Metered<B> {
 /// The `ModelInfer` message being gathered: its 5-byte gRPC prefix, then its bytes.
 struct Scan {
     limits: DecodeLimits,
+    /// The largest message tonic takes (`server.max_body_bytes`): a longer one is passed on at
+    /// its prefix, for tonic to refuse before its bytes are gathered.
+    max_message: usize,
     buf: BytesMut,
 }
 
@@ -50,15 +53,16 @@ impl<B> Metered<B> {
         inner: B,
         (budget, metrics): (Arc<BodyBudget>, Arc<Metrics>),
         hold: SharedHold,
-        infer: Option<DecodeLimits>,
+        infer: Option<(DecodeLimits, usize)>,
     ) -> Self {
         Self {
             inner,
             budget,
             metrics,
             hold,
-            scan: infer.map(|limits| Scan {
+            scan: infer.map(|(limits, max_message)| Scan {
                 limits,
+                max_message,
                 buf: BytesMut::new(),
             }),
             ready: None,
@@ -88,8 +92,8 @@ impl Scan {
         }
         let compressed = self.buf[0] != 0;
         let len = u32::from_be_bytes(self.buf[1..5].try_into().expect("4 bytes")) as usize;
-        if compressed {
-            // Not accepted by the service (no grpc-encoding is enabled): tonic refuses it.
+        // Compressed (no grpc-encoding is enabled) or too long: tonic refuses it at its prefix.
+        if compressed || len > self.max_message {
             return Some(Ok((std::mem::take(&mut self.buf).freeze(), 0)));
         }
         if self.buf.len() < 5 + len {
@@ -445,6 +449,32 @@ mod tests {
         let wire = request.encode_to_vec();
         // One byte each on the wire, eight decoded.
         assert!(decoded_size(&wire, &limits()).unwrap() >= 8 * 10_000);
+    }
+
+    #[test]
+    fn a_message_longer_than_allowed_is_passed_on_at_its_prefix() {
+        let mut scan = Scan {
+            limits: limits(),
+            max_message: 1000,
+            buf: BytesMut::new(),
+        };
+        let mut prefix = vec![0u8];
+        prefix.extend_from_slice(&1001u32.to_be_bytes());
+        prefix.extend_from_slice(b"abc");
+        // Not gathered: tonic sees the length at once and refuses it.
+        let (passed, decoded) = scan.push(Bytes::from(prefix)).unwrap().unwrap();
+        assert_eq!((passed.len(), decoded), (8, 0));
+        let mut within = Scan {
+            limits: limits(),
+            max_message: 1000,
+            buf: BytesMut::new(),
+        };
+        let mut short = vec![0u8];
+        short.extend_from_slice(&10u32.to_be_bytes());
+        assert!(
+            within.push(Bytes::from(short)).is_none(),
+            "waits for its 10 bytes"
+        );
     }
 
     #[test]

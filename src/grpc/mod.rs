@@ -79,6 +79,7 @@ impl GrpcServer {
         let metering = guard::Metering {
             budget: limits.budget.clone(),
             limits: *gateway.decode_limits(),
+            max_message: limits.max_message_bytes,
             metrics: gateway.metrics().clone(),
         };
         let service = GrpcInferenceServiceServer::new(service::InferenceService {
