@@ -197,6 +197,9 @@ expect_eq "anonymous: no tokens Secret" "$(q "$a" 'kind("Secret")')" "null"
 render full -f "$chart/ci/full-values.yaml"
 f="$work/full.yaml"
 expect_eq "full: server.admin_listen" "$(q "$f" 'config()["server"]["admin_listen"]')" "0.0.0.0:9081"
+# preStop 5 + shutdown 20 + inference-log flush 30 + spans 2 x 5 (tracing on) + margin 5.
+expect_eq "full: the grace period allows for the last span export" \
+  "$(q "$f" 'kind("Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]')" "70"
 expect_eq "full: gRPC beside TLS" "$(q "$f" '[config()["server"]["grpc_listen"], "tls" in config()["server"]]')" '["0.0.0.0:8085", true]'
 expect_eq "full: admin Service" "$(q "$f" '[(p["name"], p["port"], p["targetPort"]) for p in kind("Service", "mg-modelgate-admin")["spec"]["ports"]]')" '[["admin", 9081, "admin"]]'
 expect_eq "full: NetworkPolicy selects the gateway's pods" "$(q "$f" 'kind("NetworkPolicy")["spec"]["podSelector"]["matchLabels"] == kind("Deployment")["spec"]["selector"]["matchLabels"]')" "true"

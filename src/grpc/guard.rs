@@ -15,7 +15,7 @@ use tonic::codegen::http;
 use tonic::codegen::Service;
 use tonic::server::NamedService;
 
-use super::metered::{Metered, SharedHold};
+use super::metered::{HeldAnswer, Metered, SharedHold};
 use super::service::status_of;
 use crate::http::auth::{Auth, RouteClass};
 use crate::http::body::BodyBudget;
@@ -137,7 +137,7 @@ where
                 Either::Left(Logged {
                     call: Box::pin(self.inner.call(req)),
                     logged,
-                    _hold: hold,
+                    hold,
                 })
             }
             Err(e) => {
@@ -156,7 +156,7 @@ where
 pub struct Logged<F> {
     call: std::pin::Pin<Box<F>>,
     logged: Option<(String, Instant)>,
-    _hold: SharedHold,
+    hold: SharedHold,
 }
 
 impl<F, E> std::future::Future for Logged<F>
@@ -171,7 +171,9 @@ where
         if let (Ok(response), Some((path, started))) = (&out, &this.logged) {
             access_line(path, *started, response);
         }
-        Poll::Ready(out)
+        // The call's share of the budget goes with its answer until it is sent.
+        let hold = this.hold.clone();
+        Poll::Ready(out.map(|r| r.map(|body| Body::new(HeldAnswer::new(body, hold)))))
     }
 }
 

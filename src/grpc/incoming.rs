@@ -83,23 +83,29 @@ pub fn limited(
     let (ready, connections) = mpsc::unbounded_channel::<Limited>();
     let acceptor = tls.map(TlsAcceptor::from);
     tokio::spawn(async move {
+        // Until the server stops taking connections (it drops their stream): then the
+        // listener closes at once, not at the next connection.
         loop {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
+            let permit = tokio::select! {
+                _ = ready.closed() => return,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
             };
             let stream = loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => break stream,
-                    // Out of file descriptors, a connection reset before accept: wait, go on.
-                    Err(e) => {
-                        tracing::debug!("gRPC accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
+                tokio::select! {
+                    _ = ready.closed() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => break stream,
+                        // Out of file descriptors, a connection reset before accept: wait, go on.
+                        Err(e) => {
+                            tracing::debug!("gRPC accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    },
                 }
             };
-            if ready.is_closed() {
-                return;
-            }
             let _ = stream.set_nodelay(true);
             let info = stream.connect_info();
             match &acceptor {

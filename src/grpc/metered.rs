@@ -35,13 +35,13 @@ pub struct Metered<B> {
     metrics: Arc<Metrics>,
     hold: SharedHold,
     scan: Option<Scan>,
-    /// A whole message read and checked, to pass on.
-    ready: Option<Bytes>,
 }
 
 /// The `ModelInfer` message being gathered: its 5-byte gRPC prefix, then its bytes.
 struct Scan {
     limits: DecodeLimits,
+    /// The first message is on its way: nothing may follow it.
+    passed: bool,
     /// The largest message tonic takes (`server.max_body_bytes`): a longer one is passed on at
     /// its prefix, for tonic to refuse before its bytes are gathered.
     max_message: usize,
@@ -62,10 +62,10 @@ impl<B> Metered<B> {
             hold,
             scan: infer.map(|(limits, max_message)| Scan {
                 limits,
+                passed: false,
                 max_message,
                 buf: BytesMut::new(),
             }),
-            ready: None,
         }
     }
 
@@ -83,25 +83,68 @@ impl<B> Metered<B> {
     }
 }
 
+/// What the scan makes of the bytes so far.
+enum Pushed {
+    /// The message is not whole yet.
+    Wait,
+    /// Bytes to pass on, and what their message decodes to (0 when tonic refuses it at its
+    /// prefix, or they are not a message's).
+    Pass(Bytes, usize),
+}
+
 impl Scan {
-    /// Adds `data`; the whole message (prefix included) once it is here and checked.
-    fn push(&mut self, data: Bytes) -> Option<Result<(Bytes, usize), RequestError>> {
-        self.buf.extend_from_slice(&data);
-        if self.buf.len() < 5 {
-            return None;
+    /// Adds `data`: the whole message (prefix included) once it is here and checked. A frame
+    /// that holds the whole message is read in place, not copied.
+    fn push(&mut self, data: Bytes) -> Result<Pushed, RequestError> {
+        if self.passed {
+            // A unary call carries one message; tonic would decode any that follow it.
+            return match data.is_empty() {
+                true => Ok(Pushed::Pass(data, 0)),
+                false => Err(one_message()),
+            };
         }
-        let compressed = self.buf[0] != 0;
-        let len = u32::from_be_bytes(self.buf[1..5].try_into().expect("4 bytes")) as usize;
+        if self.buf.is_empty() {
+            if let Some(decoded) = self.check(&data)? {
+                self.passed = true;
+                return Ok(Pushed::Pass(data, decoded));
+            }
+            self.buf.extend_from_slice(&data);
+            return Ok(Pushed::Wait);
+        }
+        self.buf.extend_from_slice(&data);
+        match self.check(&self.buf)? {
+            None => Ok(Pushed::Wait),
+            Some(decoded) => {
+                self.passed = true;
+                Ok(Pushed::Pass(
+                    std::mem::take(&mut self.buf).freeze(),
+                    decoded,
+                ))
+            }
+        }
+    }
+
+    /// `None` until `bytes` hold the whole first message; then what it decodes to.
+    fn check(&self, bytes: &[u8]) -> Result<Option<usize>, RequestError> {
+        if bytes.len() < 5 {
+            return Ok(None);
+        }
+        let compressed = bytes[0] != 0;
+        let len = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes")) as usize;
         // Compressed (no grpc-encoding is enabled) or too long: tonic refuses it at its prefix.
         if compressed || len > self.max_message {
-            return Some(Ok((std::mem::take(&mut self.buf).freeze(), 0)));
+            return Ok(Some(0));
         }
-        if self.buf.len() < 5 + len {
-            return None;
+        match bytes.len().cmp(&(5 + len)) {
+            std::cmp::Ordering::Less => Ok(None),
+            std::cmp::Ordering::Greater => Err(one_message()),
+            std::cmp::Ordering::Equal => decoded_size(&bytes[5..], &self.limits).map(Some),
         }
-        let message = std::mem::take(&mut self.buf).freeze();
-        Some(decoded_size(&message[5..5 + len], &self.limits).map(|decoded| (message, decoded)))
     }
+}
+
+fn one_message() -> RequestError {
+    RequestError::bad("a ModelInfer call carries one message, and more bytes followed it")
 }
 
 impl<B> Body for Metered<B>
@@ -117,13 +160,13 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         loop {
-            if let Some(message) = self.ready.take() {
-                return Poll::Ready(Some(Ok(Frame::data(message))));
-            }
             let frame = match std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
                 None => {
                     // A message cut short: passed on as it came, for tonic to refuse.
-                    let rest = self.scan.take().map(|s| s.buf.freeze());
+                    let rest = self
+                        .scan
+                        .as_mut()
+                        .map(|s| std::mem::take(&mut s.buf).freeze());
                     return Poll::Ready(rest.filter(|r| !r.is_empty()).map(|r| Ok(Frame::data(r))));
                 }
                 Some(Err(e)) => return Poll::Ready(Some(Err(Status::from_error(e.into())))),
@@ -140,23 +183,64 @@ where
                 return Poll::Ready(Some(Ok(Frame::data(data))));
             };
             match scan.push(data) {
-                None => continue,
-                Some(Err(refused)) => return Poll::Ready(Some(Err(self.refuse(refused)))),
-                Some(Ok((message, decoded))) => {
-                    self.scan = None;
+                Ok(Pushed::Wait) => continue,
+                Err(refused) => return Poll::Ready(Some(Err(self.refuse(refused)))),
+                Ok(Pushed::Pass(message, decoded)) => {
                     // What decoding will build, held as the wire bytes are.
                     if let Err(refused) = self.take(decoded) {
                         let status = self.refuse(refused);
                         return Poll::Ready(Some(Err(decoded_refusal(status, decoded))));
                     }
-                    self.ready = Some(message);
+                    return Poll::Ready(Some(Ok(Frame::data(message))));
                 }
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ready.is_none() && self.scan.is_none() && self.inner.is_end_stream()
+        self.scan.as_ref().is_none_or(|s| s.buf.is_empty()) && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A call's answer, its bytes added to the call's share of the body budget as the server
+/// takes them: the share is given back when the answer is done (or the caller gone), so a
+/// caller that reads slowly holds budget, as REST's answers do.
+pub struct HeldAnswer {
+    inner: tonic::body::Body,
+    hold: SharedHold,
+}
+
+impl HeldAnswer {
+    pub fn new(inner: tonic::body::Body, hold: SharedHold) -> Self {
+        Self { inner, hold }
+    }
+}
+
+impl Body for HeldAnswer {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+            let n = data.map_or(0, Bytes::len);
+            self.hold
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add_answer(n);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -453,28 +537,68 @@ mod tests {
 
     #[test]
     fn a_message_longer_than_allowed_is_passed_on_at_its_prefix() {
-        let mut scan = Scan {
-            limits: limits(),
-            max_message: 1000,
-            buf: BytesMut::new(),
-        };
+        let mut long = scan();
         let mut prefix = vec![0u8];
         prefix.extend_from_slice(&1001u32.to_be_bytes());
         prefix.extend_from_slice(b"abc");
         // Not gathered: tonic sees the length at once and refuses it.
-        let (passed, decoded) = scan.push(Bytes::from(prefix)).unwrap().unwrap();
-        assert_eq!((passed.len(), decoded), (8, 0));
-        let mut within = Scan {
-            limits: limits(),
-            max_message: 1000,
-            buf: BytesMut::new(),
+        let Ok(Pushed::Pass(passed, 0)) = long.push(Bytes::from(prefix)) else {
+            panic!("not passed on at once");
         };
+        assert_eq!(passed.len(), 8);
+        let mut within = scan();
         let mut short = vec![0u8];
         short.extend_from_slice(&10u32.to_be_bytes());
+        let waiting = within.push(Bytes::from(short));
         assert!(
-            within.push(Bytes::from(short)).is_none(),
+            matches!(waiting, Ok(Pushed::Wait)),
             "waits for its 10 bytes"
         );
+    }
+
+    fn scan() -> Scan {
+        Scan {
+            limits: limits(),
+            passed: false,
+            max_message: 1000,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// `message` with its gRPC prefix.
+    fn framed(message: &ModelInferRequest) -> Vec<u8> {
+        let body = message.encode_to_vec();
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&body);
+        framed
+    }
+
+    #[test]
+    fn nothing_may_follow_the_one_message() {
+        let one = framed(&ModelInferRequest::default());
+        // A second message in the same frame, or in a later one.
+        let mut two = one.clone();
+        two.extend_from_slice(&one);
+        assert!(scan().push(Bytes::from(two)).is_err());
+        let mut s = scan();
+        assert!(matches!(
+            s.push(Bytes::from(one.clone())),
+            Ok(Pushed::Pass(_, _))
+        ));
+        assert!(s.push(Bytes::from(one)).is_err());
+        // A message in two frames is passed on whole.
+        let mut s = scan();
+        let one = framed(&ModelInferRequest {
+            id: "x".repeat(100),
+            ..Default::default()
+        });
+        let first = s.push(Bytes::copy_from_slice(&one[..50]));
+        assert!(matches!(first, Ok(Pushed::Wait)));
+        let Ok(Pushed::Pass(whole, _)) = s.push(Bytes::copy_from_slice(&one[50..])) else {
+            panic!("not passed on");
+        };
+        assert_eq!(&whole[..], &one[..]);
     }
 
     #[test]

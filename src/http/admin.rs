@@ -124,9 +124,8 @@ pub(super) struct ControlSpan {
 impl ControlSpan {
     pub fn of(req: &HttpRequest, state: &AppState, name: &'static str) -> Option<Self> {
         let tracer = state.gateway.tracer()?.clone();
-        let header = |h: &str| req.headers().get(h).and_then(|v| v.to_str().ok());
-        let parent = header("traceparent")
-            .and_then(|p| crate::trace::SpanContext::from_headers(p, header("tracestate")));
+        let values = |name| req.headers().get_all(name).filter_map(|v| v.to_str().ok());
+        let parent = crate::trace::extract(values("traceparent"), values("tracestate"));
         Some(Self {
             tracer,
             parent,

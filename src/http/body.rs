@@ -70,6 +70,16 @@ pub struct BodyHold {
     bytes: usize,
 }
 
+impl BodyHold {
+    /// Adds `n` bytes of an answer: counted, never refused (the work is done; new requests are
+    /// what the budget turns away).
+    pub fn add_answer(&mut self, n: usize) {
+        self.budget.held.fetch_add(n, Ordering::AcqRel);
+        self.budget.gauge.add(n as i64);
+        self.bytes += n;
+    }
+}
+
 impl Drop for BodyHold {
     fn drop(&mut self) {
         self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
@@ -93,9 +103,7 @@ const ANSWER_SLICE: usize = 64 * 1024;
 pub fn held_answer(req: &HttpRequest, body: Bytes) -> HeldBody {
     let mut hold = req.extensions_mut().remove::<BodyHold>();
     if let Some(h) = hold.as_mut() {
-        h.budget.held.fetch_add(body.len(), Ordering::AcqRel);
-        h.budget.gauge.add(body.len() as i64);
-        h.bytes += body.len();
+        h.add_answer(body.len());
     }
     HeldBody {
         bytes: Some(body),

@@ -19,8 +19,9 @@ use super::shadow::mirror;
 /// What the first job ends with.
 enum Step {
     Scored(Scored),
-    /// Routed, waiting for its features from a remote store (since the instant it holds).
-    Waiting(Box<Routed>, Vec<Option<Lookup>>, Instant),
+    /// Routed, waiting for its features from a remote store (since the instant it holds, when
+    /// the request is traced).
+    Waiting(Box<Routed>, Vec<Option<Lookup>>, Option<Instant>),
 }
 
 /// The caller's end of a job's answer.
@@ -61,7 +62,7 @@ pub async fn run(
             Ok(routed) => routed,
             Err(e) => return respond.send(Err(e)),
         };
-        let lookup_started = Instant::now();
+        let lookup_started = job.traced.then(Instant::now);
         match routed.start_lookups(&job) {
             Err(e) => respond.send(Err(e)),
             Ok(Some(Started::Waiting(lookups))) => {
@@ -93,7 +94,9 @@ pub async fn run(
     // Answered (a value or the store's error): not a deadline refusal.
     std::mem::forget(unanswered);
     let looked = looked?;
-    routed.looked_up(store.as_ref(), lookup_started);
+    if let Some(started) = lookup_started {
+        routed.looked_up(store.as_ref(), started);
+    }
     let submitted = Instant::now();
     let mut routed = *routed;
     run_in(pool, lane, move |worker, respond| {

@@ -21,13 +21,10 @@ impl RequestSpan {
     /// The span of `inv`, when tracing is on and its trace is sampled.
     pub fn of(tracer: Option<&Tracer>, inv: &Invocation<'_>) -> Option<Self> {
         let tracer = tracer?;
-        let header = |name: &str| {
-            (inv.headers?.get(name))
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let parent = header("traceparent")
-            .and_then(|p| SpanContext::from_headers(&p, header("tracestate").as_deref()));
+        let parent = inv.headers.and_then(|h| {
+            let values = |name| h.get_all(name).filter_map(|v| v.to_str().ok());
+            crate::trace::extract(values("traceparent"), values("tracestate"))
+        });
         let (context, parent) = tracer.server_span(parent)?;
         Some(Self { context, parent })
     }
@@ -97,6 +94,7 @@ pub(super) fn record(
         &clock,
     )
     .attr("modelgate.endpoint", inv.endpoint.clone())
+    .remote_parent(span.parent.is_some())
     .attr("modelgate.protocol", inv.format.protocol().as_str())
     .attr("modelgate.request_id", inv.request_id.text.to_string());
     request = match inv.format {
@@ -115,9 +113,12 @@ pub(super) fn record(
         request = request.attr("modelgate.rows", rows as i64);
     }
     if let Some(error) = ending.error {
-        request = request
-            .attr("error.type", error.code())
-            .failed(error.to_string());
+        request = request.attr("error.type", error.code());
+        // A server span's status is an error for the server's own failures only (5xx; for
+        // gRPC the statuses they map to), not for a caller's mistakes.
+        if ending.status >= 500 {
+            request = request.failed(error.to_string());
+        }
     }
     tracer.record(request);
 }

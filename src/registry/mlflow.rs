@@ -133,13 +133,17 @@ impl MlflowRegistry {
             reqwest::Method::POST => "POST",
             _ => "HTTP",
         };
-        let url = request.url().to_string();
+        // Without credentials: the span's `url.full` goes to the trace collector.
+        let url = crate::settings::redact::redact_url(request.url().as_str());
         // Within a traced refresh: a child span, and its `traceparent` on the request.
-        let resp = crate::trace::client_call(method, &url, |traceparent| {
-            if let Some(value) = traceparent.and_then(|t| t.parse().ok()) {
-                request.headers_mut().insert("traceparent", value);
+        let resp = crate::trace::client_call(method, &url, |headers| {
+            for (name, value) in headers {
+                if let Ok(value) = value.parse() {
+                    request.headers_mut().insert(name, value);
+                }
             }
-            let resp = self.client.execute(request)?;
+            // The error's text without the URL (it may hold credentials).
+            let resp = self.client.execute(request).map_err(|e| e.without_url())?;
             let status = resp.status().as_u16();
             Ok((resp, status))
         })
@@ -437,8 +441,8 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_traced_registry_call_carries_its_spans_traceparent() {
+    /// The `traceparent` a registry call sends inside `span` (none outside any span).
+    fn sent_traceparent(span: Option<SpanContext>) -> Option<SpanContext> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let uri = format!("http://{}", listener.local_addr().unwrap());
@@ -451,28 +455,37 @@ mod tests {
         let metrics = crate::metrics::Metrics::new();
         let tracing = TracingSettings {
             enabled: true,
-            // Nothing listens there: the spans' export fails, which this test does not read.
             endpoint: Some("http://127.0.0.1:9".into()),
             ..Default::default()
         };
         let tracer = Tracer::start(&tracing, &metrics.trace).unwrap();
-        let refresh = SpanContext::root(true);
-        let answer = crate::trace::within(Some((tracer.clone(), refresh.clone())), || {
-            registry.resolve("transactions", "7")
-        });
+        let current = span.map(|s| (tracer.clone(), s));
+        let answer = crate::trace::within(current, || registry.resolve("transactions", "7"));
         assert!(answer.is_err());
+        tracer.close(std::time::Instant::now());
         let head = head.join().unwrap().to_ascii_lowercase();
-        let traceparent = head
-            .lines()
-            .find_map(|l| l.strip_prefix("traceparent: "))
-            .unwrap_or_else(|| panic!("no traceparent in {head}"));
-        let sent = SpanContext::from_headers(traceparent, None).unwrap();
+        let value = head.lines().find_map(|l| l.strip_prefix("traceparent: "))?;
+        Some(SpanContext::from_headers(value, None).unwrap())
+    }
+
+    #[test]
+    fn an_unsampled_trace_still_sends_its_traceparent_and_no_span_sends_none() {
+        let unsampled = SpanContext::root(false);
+        let sent = sent_traceparent(Some(unsampled.clone())).expect("a traceparent");
+        assert_eq!(sent.trace_id, unsampled.trace_id);
+        assert!(!sent.sampled);
+        assert_eq!(sent_traceparent(None), None);
+    }
+
+    #[test]
+    fn a_traced_registry_call_carries_its_spans_traceparent() {
+        let refresh = SpanContext::root(true);
+        let sent = sent_traceparent(Some(refresh.clone())).expect("a traceparent");
         assert_eq!(sent.trace_id, refresh.trace_id);
         assert_ne!(
             sent.span_id, refresh.span_id,
             "the call's own span, not its parent's"
         );
         assert!(sent.sampled);
-        tracer.close(std::time::Instant::now());
     }
 }

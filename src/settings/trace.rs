@@ -135,7 +135,11 @@ impl TracingSettings {
             }
         }
         for (name, value) in &self.headers {
-            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+            // gRPC metadata: ASCII values only, and `-bin` names are binary metadata.
+            let grpc_only = self.protocol == OtlpProtocol::Grpc
+                && (name.to_ascii_lowercase().ends_with("-bin") || !value.is_ascii());
+            if grpc_only
+                || reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
                 || reqwest::header::HeaderValue::from_str(value).is_err()
             {
                 return Some((

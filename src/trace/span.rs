@@ -24,6 +24,16 @@ pub enum AttrValue {
     Bool(bool),
 }
 
+impl AttrValue {
+    /// Text cut to [`super::MAX_TEXT_BYTES`].
+    pub fn capped(self) -> Self {
+        match self {
+            Self::Str(Cow::Owned(s)) => Self::Str(Cow::Owned(super::capped(s))),
+            other => other,
+        }
+    }
+}
+
 impl From<&'static str> for AttrValue {
     fn from(s: &'static str) -> Self {
         Self::Str(Cow::Borrowed(s))
@@ -66,6 +76,8 @@ pub struct SpanRecord {
     pub attributes: Vec<(&'static str, AttrValue)>,
     /// Set when the operation failed: the span's status is then ERROR with this message.
     pub error: Option<String>,
+    /// Its parent is in another process (from a `traceparent`).
+    pub parent_remote: bool,
 }
 
 impl SpanRecord {
@@ -87,16 +99,23 @@ impl SpanRecord {
             end_unix_ns: clock.unix_ns(end),
             attributes: Vec::new(),
             error: None,
+            parent_remote: false,
         }
     }
 
     pub fn attr(mut self, key: &'static str, value: impl Into<AttrValue>) -> Self {
-        self.attributes.push((key, value.into()));
+        self.attributes.push((key, value.into().capped()));
+        self
+    }
+
+    /// Marks its parent as in another process.
+    pub fn remote_parent(mut self, remote: bool) -> Self {
+        self.parent_remote = remote;
         self
     }
 
     pub fn failed(mut self, message: impl Into<String>) -> Self {
-        self.error = Some(message.into());
+        self.error = Some(super::capped(message.into()));
         self
     }
 
@@ -119,9 +138,9 @@ impl SpanRecord {
             span_id: self.context.span_id.0.to_vec(),
             trace_state: self.context.trace_state.as_deref().unwrap_or("").to_owned(),
             parent_span_id: self.parent.map(|p| p.0.to_vec()).unwrap_or_default(),
-            // Bits 0-7: the W3C trace flags (sampled); bits 8-9: the parent's remoteness is
-            // known and whether it is remote (only the request span's parent can be).
-            flags: u32::from(self.context.sampled),
+            // Bits 0-7: the W3C trace flags (sampled); bit 8: whether the parent is remote
+            // is known (it always is here); bit 9: it is.
+            flags: u32::from(self.context.sampled) | 0x100 | (u32::from(self.parent_remote) << 9),
             name: self.name.to_string(),
             kind: kind as i32,
             start_time_unix_nano: self.start_unix_ns,

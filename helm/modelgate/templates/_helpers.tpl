@@ -105,11 +105,17 @@ The gateway config: config from values, with the keys the chart owns set here.
 {{- toYaml $cfg }}
 {{- end }}
 
-{{/* Seconds the drain may take: preStop + server shutdown + inference-log flush + margin. */}}
+{{/* Seconds the drain may take: preStop + server shutdown + inference-log flush + span
+export (an export under way, then the flush: twice tracing.export_timeout_ms) + margin. */}}
 {{- define "modelgate.terminationGracePeriod" -}}
 {{- $server := .Values.config.server | default dict }}
 {{- $log := .Values.config.inference_log | default dict }}
+{{- $tracing := .Values.config.tracing | default dict }}
 {{- $shutdown := int (default 30 $server.shutdown_timeout_seconds) }}
 {{- $flush := int (default 10 $log.shutdown_deadline_seconds) }}
-{{- add (int .Values.preStopSleepSeconds) $shutdown $flush (int .Values.terminationGraceExtraSeconds) }}
+{{- $spans := 0 }}
+{{- if $tracing.enabled }}
+{{- $spans = mul 2 (div (add (int (default 10000 $tracing.export_timeout_ms)) 999) 1000) }}
+{{- end }}
+{{- add (int .Values.preStopSleepSeconds) $shutdown $flush $spans (int .Values.terminationGraceExtraSeconds) }}
 {{- end }}
