@@ -505,10 +505,12 @@ fn a_config_update_traces_its_load_and_its_mlflow_calls() {
         .filter(|(_, s)| attributes(s)["modelgate.trigger"] == "config")
         .map(|(_, s)| hex::encode(&s.trace_id))
         .collect();
-    assert_eq!(
-        config_refreshes,
-        vec![trace_id.to_owned()],
-        "no trace of its own for the unsampled update"
+    // Every load a config call started is in the sampled call's trace: none has a trace of
+    // its own (the unsampled update's would).
+    assert!(!config_refreshes.is_empty());
+    assert!(
+        config_refreshes.iter().all(|t| t == trace_id),
+        "no trace of its own for the unsampled update: {config_refreshes:?}"
     );
     let update = named(&spans, "PUT /api/2.0/serving-endpoints/{name}/config")[0];
     assert_eq!(hex::encode(&update.parent_span_id), "00f067aa0ba902b7");
