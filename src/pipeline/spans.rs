@@ -50,6 +50,8 @@ pub(super) fn record(
 ) {
     let clock = WallClock::now();
     let request_id = span.context.span_id;
+    // Queued together: one queue operation per request.
+    let mut spans = Vec::with_capacity(marks.len() + 2);
     for mark in marks {
         let kind = match mark.stage {
             Stage::Lookup => SpanKind::Client,
@@ -71,12 +73,12 @@ pub(super) fn record(
                 _ => stage.attr("modelgate.served_entity", detail),
             };
         }
-        tracer.record(stage);
+        spans.push(stage);
     }
     if let Some(times) = ending.logged {
         let child = span.context.child();
         let enqueue = "log.enqueue";
-        tracer.record(SpanRecord::new(
+        spans.push(SpanRecord::new(
             child,
             Some(request_id),
             enqueue,
@@ -120,7 +122,8 @@ pub(super) fn record(
             request = request.failed(error.to_string());
         }
     }
-    tracer.record(request);
+    spans.push(request);
+    tracer.record_all(spans);
 }
 
 /// The request span's name: the call as its protocol names it (the route, or the gRPC method).

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -31,7 +33,15 @@ pub enum TraceError {
 
 /// Where finished spans go: the queue to the exporter thread, and the sampling of new traces.
 pub struct Tracer {
-    spans: Sender<SpanRecord>,
+    /// A request's spans travel together: one queue operation per request, not per span.
+    spans: Sender<Vec<SpanRecord>>,
+    /// Spans queued now, against `tracing.max_queue_spans`.
+    queued: Arc<AtomicUsize>,
+    max_queue: usize,
+    /// A full batch is waiting: the exporter is woken once for it (it sleeps between ticks
+    /// otherwise, so a request never wakes it).
+    wake: Sender<()>,
+    max_batch: usize,
     sample_ratio: f64,
     dropped_full: IntCounter,
     /// Spans recorded after the exporter stopped.
@@ -47,15 +57,21 @@ impl Tracer {
         settings: &TracingSettings,
         metrics: &TraceMetrics,
     ) -> Result<Arc<Self>, TraceError> {
-        let (spans, queue) = bounded(settings.max_queue_spans);
+        let (spans, queue) = unbounded();
         let (stop, stopping) = bounded(1);
-        let exporter = Exporter::new(settings, metrics)?;
+        let (wake, woken) = bounded(1);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let exporter = Exporter::new(settings, metrics, queued.clone())?;
         let thread = std::thread::Builder::new()
             .name("modelgate-trace-export".into())
-            .spawn(move || exporter.run(queue, stopping))
+            .spawn(move || exporter.run(queue, woken, stopping))
             .map_err(|e| TraceError::Setup(format!("cannot start the exporter thread: {e}")))?;
         Ok(Arc::new(Self {
             spans,
+            queued,
+            max_queue: settings.max_queue_spans,
+            wake,
+            max_batch: settings.max_export_batch,
             sample_ratio: settings.sample_ratio,
             dropped_full: metrics.dropped(SpanDrop::QueueFull),
             dropped_late: metrics.dropped(SpanDrop::Shutdown),
@@ -90,10 +106,26 @@ impl Tracer {
 
     /// Queues a finished span; when the queue is full it is dropped and counted.
     pub fn record(&self, span: SpanRecord) {
-        match self.spans.try_send(span) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.dropped_full.inc(),
-            Err(TrySendError::Disconnected(_)) => self.dropped_late.inc(),
+        self.record_all(vec![span]);
+    }
+
+    /// Queues finished spans (a request's), all or none: when they do not fit in
+    /// `tracing.max_queue_spans` they are dropped and counted.
+    pub fn record_all(&self, spans: Vec<SpanRecord>) {
+        let n = spans.len();
+        let before = self.queued.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.max_queue {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            self.dropped_full.inc_by(n as u64);
+            return;
+        }
+        if self.spans.send(spans).is_err() {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            self.dropped_late.inc_by(n as u64);
+            return;
+        }
+        if before < self.max_batch && before + n >= self.max_batch {
+            let _ = self.wake.try_send(());
         }
     }
 
@@ -119,6 +151,11 @@ struct Exporter {
     headers: Vec<(String, String)>,
     exported: IntCounter,
     failed: IntCounter,
+    /// When the last failure was logged, and the spans lost since.
+    warned: Option<Instant>,
+    unreported: u64,
+    /// The tracer's count of queued spans, lowered as they are taken.
+    queued: Arc<AtomicUsize>,
     shutdown: IntCounter,
     runtime: tokio::runtime::Runtime,
 }
@@ -135,7 +172,11 @@ enum Transport {
 }
 
 impl Exporter {
-    fn new(settings: &TracingSettings, metrics: &TraceMetrics) -> Result<Self, TraceError> {
+    fn new(
+        settings: &TracingSettings,
+        metrics: &TraceMetrics,
+        queued: Arc<AtomicUsize>,
+    ) -> Result<Self, TraceError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -181,56 +222,66 @@ impl Exporter {
             headers: settings.headers.clone().into_iter().collect(),
             exported: metrics.spans_exported.clone(),
             failed: metrics.dropped(SpanDrop::ExportFailed),
+            warned: None,
+            unreported: 0,
+            queued,
             shutdown: metrics.dropped(SpanDrop::Shutdown),
             runtime,
         })
     }
 
-    fn run(mut self, queue: Receiver<SpanRecord>, stopping: Receiver<Instant>) {
+    /// Every `export_interval_ms`, or when a batch is full, sends what is queued; at the stop
+    /// signal, drains the queue by its deadline.
+    fn run(
+        mut self,
+        queue: Receiver<Vec<SpanRecord>>,
+        woken: Receiver<()>,
+        stopping: Receiver<Instant>,
+    ) {
         let mut batch: Vec<SpanRecord> = Vec::with_capacity(self.max_batch);
-        let mut due = Instant::now() + self.interval;
         loop {
-            let wait = due.saturating_duration_since(Instant::now());
             select! {
-                recv(queue) -> span => match span {
-                    Ok(span) => {
-                        batch.push(span);
-                        if batch.len() >= self.max_batch {
-                            self.export(&mut batch);
-                            due = Instant::now() + self.interval;
-                        }
-                    }
-                    // The tracer is gone: so is what it had not sent.
-                    Err(_) => {
-                        self.shutdown.inc_by(batch.len() as u64);
-                        return;
-                    }
-                },
                 recv(stopping) -> deadline => {
                     self.drain(&queue, batch, deadline.unwrap_or_else(|_| Instant::now()));
                     return;
                 },
-                default(wait) => {
-                    if !batch.is_empty() {
-                        self.export(&mut batch);
-                    }
-                    due = Instant::now() + self.interval;
-                }
+                recv(woken) -> _ => {},
+                default(self.interval) => {},
             }
+            self.take(&queue, &mut batch);
         }
     }
 
-    /// At shutdown: sends the batch and the queue, batch by batch, until `deadline`.
+    /// Takes what is queued into `batch` and exports it, a full batch at a time.
+    fn take(&mut self, queue: &Receiver<Vec<SpanRecord>>, batch: &mut Vec<SpanRecord>) {
+        while let Ok(spans) = queue.try_recv() {
+            self.queued.fetch_sub(spans.len(), Ordering::AcqRel);
+            batch.extend(spans);
+            while batch.len() >= self.max_batch {
+                let rest = batch.split_off(self.max_batch);
+                self.export(batch);
+                *batch = rest;
+            }
+        }
+        if !batch.is_empty() {
+            self.export(batch);
+        }
+    }
+
+    /// At shutdown: sends the queue, batch by batch, until `deadline`; counts what is left.
     fn drain(
         &mut self,
-        queue: &Receiver<SpanRecord>,
+        queue: &Receiver<Vec<SpanRecord>>,
         mut batch: Vec<SpanRecord>,
         deadline: Instant,
     ) {
         loop {
             while batch.len() < self.max_batch {
                 match queue.try_recv() {
-                    Ok(span) => batch.push(span),
+                    Ok(spans) => {
+                        self.queued.fetch_sub(spans.len(), Ordering::AcqRel);
+                        batch.extend(spans);
+                    }
                     Err(_) => break,
                 }
             }
@@ -238,13 +289,17 @@ impl Exporter {
                 return;
             }
             if Instant::now() >= deadline {
-                self.shutdown.inc_by((batch.len() + queue.len()) as u64);
+                let left: usize = batch.len() + queue.try_iter().map(|s| s.len()).sum::<usize>();
+                self.shutdown.inc_by(left as u64);
                 return;
             }
             self.timeout = self
                 .timeout
                 .min(deadline.saturating_duration_since(Instant::now()));
+            let cut = batch.len().min(self.max_batch);
+            let rest = batch.split_off(cut);
             self.export(&mut batch);
+            batch = rest;
         }
     }
 
@@ -273,14 +328,30 @@ impl Exporter {
                 self.exported.inc_by(count - rejected);
                 self.failed.inc_by(rejected);
                 if rejected > 0 {
-                    tracing::warn!(rejected, "the trace collector rejected spans");
+                    self.warn(rejected, "the collector rejected them".into());
                 }
             }
             Err(e) => {
                 self.failed.inc_by(count);
-                tracing::warn!(spans = count, "trace export failed: {e}");
+                self.warn(count, e);
             }
         }
+    }
+
+    /// Says that `spans` were lost, at most once per [`WARN_EVERY`] with what was lost since:
+    /// a collector that is down for an hour is a few hundred lines, not one per batch.
+    fn warn(&mut self, spans: u64, why: String) {
+        self.unreported += spans;
+        let now = Instant::now();
+        if self.warned.is_some_and(|at| now - at < WARN_EVERY) {
+            return;
+        }
+        tracing::warn!(
+            spans = self.unreported,
+            "spans not exported (modelgate_trace_spans_dropped_total): {why}"
+        );
+        self.unreported = 0;
+        self.warned = Some(now);
     }
 
     /// One export call, within `self.timeout`; the spans the collector rejected (its partial
@@ -355,6 +426,9 @@ impl Exporter {
         }
     }
 }
+
+/// The least time between two warnings of lost spans.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The most of a collector's answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
