@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
 
-use common::redis::Redis;
+use common::redis::{load_features, Redis};
 use common::*;
 use serde_json::{json, Value};
 
@@ -22,24 +21,6 @@ fn config(port: u16) -> String {
         demo_registry().display(),
         endpoint("v1", "1", "ort")
     )
-}
-
-/// `modelgate features load` with this config; its stdout.
-fn load(config: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("c.yaml");
-    std::fs::write(&file, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["features", "load", "--config", file.to_str().unwrap()])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn check_predictions(gw: &Gateway, f: &Value) {
@@ -62,7 +43,7 @@ fn check_predictions(gw: &Gateway, f: &Value) {
 fn redis_joins_like_the_embedded_store_and_survives_an_outage() {
     let mut redis = Redis::start();
     let config = config(redis.port);
-    let out = load(&config);
+    let out = load_features(&config);
     assert!(
         out.contains("transaction_count_ft: 27 rows loaded"),
         "{out}"
@@ -191,7 +172,7 @@ fn redis_joins_like_the_embedded_store_and_survives_an_outage() {
 
     // Back, reloaded: the gateway recovers by itself.
     let _redis = Redis::restart_on(redis.port);
-    load(&config);
+    load_features(&config);
     eventually(Duration::from_secs(30), || {
         gw.invoke("v1", &body).status == 200
     });
@@ -278,7 +259,7 @@ fn a_request_waiting_for_redis_holds_no_inference_worker() {
     use std::sync::atomic::Ordering;
     let _redis = Redis::start();
     let redis_port = _redis.port;
-    load(&config(redis_port));
+    load_features(&config(redis_port));
     let relay = Relay::start(redis_port);
     let config = config(relay.port)
         .replace("timeout_ms: 100", "timeout_ms: 3000")
@@ -324,7 +305,7 @@ fn a_request_waiting_for_redis_holds_no_inference_worker() {
 fn a_deadline_passing_during_the_lookup_is_counted() {
     use std::sync::atomic::Ordering;
     let redis = Redis::start();
-    load(&config(redis.port));
+    load_features(&config(redis.port));
     let relay = Relay::start(redis.port);
     let config = config(relay.port).replace("timeout_ms: 100", "timeout_ms: 3000")
         + "server:\n  request_timeout_ms: 300\n";

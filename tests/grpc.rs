@@ -38,8 +38,8 @@ fn ready(name: &str) -> ModelReadyRequest {
     }
 }
 
-/// A gateway with gRPC on, tokens on (`app`: query scope).
-fn gateway(dir: &std::path::Path) -> Gateway {
+/// A tokens file in `dir` with one token, `app` (`query-secret`, query scope).
+fn query_tokens(dir: &std::path::Path) -> std::path::PathBuf {
     let tokens = dir.join("tokens.yaml");
     let sha = hex::encode(Sha256::digest(b"query-secret"));
     std::fs::write(
@@ -47,6 +47,12 @@ fn gateway(dir: &std::path::Path) -> Gateway {
         format!("tokens:\n  - {{name: app, sha256: {sha}, scopes: [query]}}\n"),
     )
     .unwrap();
+    tokens
+}
+
+/// A gateway with gRPC on, tokens on (`app`: query scope).
+fn gateway(dir: &std::path::Path) -> Gateway {
+    let tokens = query_tokens(dir);
     let extra = format!(
         "server:\n  grpc_listen: 127.0.0.1:0\nauth:\n  enabled: true\n  tokens_file: {}\n",
         tokens.display()
@@ -397,13 +403,7 @@ fn grpc_is_served_inside_tls_with_the_https_certificate() {
     let dir = tempfile::tempdir().unwrap();
     common::certs::make_ca(dir.path());
     common::certs::make_leaf(dir.path(), "server");
-    let tokens = dir.path().join("tokens.yaml");
-    let sha = hex::encode(Sha256::digest(b"query-secret"));
-    std::fs::write(
-        &tokens,
-        format!("tokens:\n  - {{name: app, sha256: {sha}, scopes: [query]}}\n"),
-    )
-    .unwrap();
+    let tokens = query_tokens(dir.path());
     let extra = format!(
         "server:\n  grpc_listen: 127.0.0.1:0\n  tls: {{cert_file: {}, key_file: {}}}\nauth:\n  enabled: true\n  tokens_file: {}\n",
         dir.path().join("server.pem").display(),

@@ -405,19 +405,7 @@ fn a_redis_lookup_is_a_client_span_of_the_request() {
         demo_registry().display(),
         endpoint("v1", "1", "tract")
     );
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("c.yaml");
-    std::fs::write(&file, &config).unwrap();
-    let loaded = std::process::Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["features", "load", "--config", file.to_str().unwrap()])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        loaded.status.success(),
-        "{}",
-        String::from_utf8_lossy(&loaded.stderr)
-    );
+    common::redis::load_features(&config);
     let gw = start(&config, false);
 
     let trace_id = "44444444444444444444444444444444";

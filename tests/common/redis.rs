@@ -106,3 +106,22 @@ impl Drop for Redis {
         self.stop();
     }
 }
+
+/// `modelgate features load` with this config (its online tables into the store it names);
+/// its stdout.
+pub fn load_features(config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.yaml");
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["features", "load", "--config", file.to_str().unwrap()])
+        .current_dir(super::repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
