@@ -477,9 +477,14 @@ fn a_config_update_traces_its_load_and_its_mlflow_calls() {
     let trace_id = "55555555555555555555555555555555";
     put(format!("00-{trace_id}-00f067aa0ba902b7-01"), "2");
     let spans = receiver.trace(trace_id, |s| {
+        // A registry call's span is queued when it ends, its load's when the load ends:
+        // wait for every call's parent too.
+        let parent_here = |x: &Span| s.iter().any(|p| p.span_id == x.parent_span_id);
+        let calls: Vec<&Span> = s.iter().filter(|x| x.name == "GET").collect();
         has(s, "registry.refresh")
             && has(s, "PUT /api/2.0/serving-endpoints/{name}/config")
-            && s.iter().filter(|x| x.name == "GET").count() >= 2
+            && calls.len() >= 2
+            && calls.iter().all(|c| parent_here(c))
     });
     let received = receiver.received.spans.lock().unwrap().clone();
     assert!(
