@@ -37,11 +37,22 @@ pub struct Metered<B> {
     scan: Option<Scan>,
 }
 
+/// Where a call's scan is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Gathering the first message.
+    Gathering,
+    /// The first message is on its way: nothing may follow it (tonic would decode it).
+    Passed,
+    /// A message tonic refuses at its prefix (compressed, too long): the rest goes through
+    /// for it to refuse, unread.
+    Through,
+}
+
 /// The `ModelInfer` message being gathered: its 5-byte gRPC prefix, then its bytes.
 struct Scan {
     limits: DecodeLimits,
-    /// The first message is on its way: nothing may follow it.
-    passed: bool,
+    state: State,
     /// The largest message tonic takes (`server.max_body_bytes`): a longer one is passed on at
     /// its prefix, for tonic to refuse before its bytes are gathered.
     max_message: usize,
@@ -62,7 +73,7 @@ impl<B> Metered<B> {
             hold,
             scan: infer.map(|(limits, max_message)| Scan {
                 limits,
-                passed: false,
+                state: State::Gathering,
                 max_message,
                 buf: BytesMut::new(),
             }),
@@ -96,32 +107,34 @@ impl Scan {
     /// Adds `data`: the whole message (prefix included) once it is here and checked. A frame
     /// that holds the whole message is read in place, not copied.
     fn push(&mut self, data: Bytes) -> Result<Pushed, RequestError> {
-        if self.passed {
-            // A unary call carries one message; tonic would decode any that follow it.
-            return match data.is_empty() {
-                true => Ok(Pushed::Pass(data, 0)),
-                false => Err(one_message()),
-            };
+        match self.state {
+            State::Through => return Ok(Pushed::Pass(data, 0)),
+            State::Passed if data.is_empty() => return Ok(Pushed::Pass(data, 0)),
+            State::Passed => return Err(one_message()),
+            State::Gathering => {}
         }
-        if self.buf.is_empty() {
-            if let Some(decoded) = self.check(&data)? {
-                self.passed = true;
-                return Ok(Pushed::Pass(data, decoded));
-            }
+        let whole = if self.buf.is_empty() {
+            data
+        } else {
             self.buf.extend_from_slice(&data);
-            return Ok(Pushed::Wait);
-        }
-        self.buf.extend_from_slice(&data);
-        match self.check(&self.buf)? {
-            None => Ok(Pushed::Wait),
-            Some(decoded) => {
-                self.passed = true;
-                Ok(Pushed::Pass(
-                    std::mem::take(&mut self.buf).freeze(),
-                    decoded,
-                ))
+            Bytes::new()
+        };
+        let bytes: &[u8] = if whole.is_empty() { &self.buf } else { &whole };
+        let Some(decoded) = self.check(bytes)? else {
+            if !whole.is_empty() {
+                self.buf.extend_from_slice(&whole);
             }
-        }
+            return Ok(Pushed::Wait);
+        };
+        self.state = match decoded {
+            0 => State::Through,
+            _ => State::Passed,
+        };
+        let message = match whole.is_empty() {
+            true => std::mem::take(&mut self.buf).freeze(),
+            false => whole,
+        };
+        Ok(Pushed::Pass(message, decoded))
     }
 
     /// `None` until `bytes` hold the whole first message; then what it decodes to.
@@ -131,7 +144,8 @@ impl Scan {
         }
         let compressed = bytes[0] != 0;
         let len = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes")) as usize;
-        // Compressed (no grpc-encoding is enabled) or too long: tonic refuses it at its prefix.
+        // Compressed (no grpc-encoding is enabled) or too long: tonic refuses it at its prefix
+        // (0: nothing to decode here).
         if compressed || len > self.max_message {
             return Ok(Some(0));
         }
@@ -546,6 +560,9 @@ mod tests {
             panic!("not passed on at once");
         };
         assert_eq!(passed.len(), 8);
+        // The rest of it goes through unread, for tonic to refuse (not as a second message).
+        let rest = long.push(Bytes::from_static(b"more of the long message"));
+        assert!(matches!(rest, Ok(Pushed::Pass(_, 0))));
         let mut within = scan();
         let mut short = vec![0u8];
         short.extend_from_slice(&10u32.to_be_bytes());
@@ -559,7 +576,7 @@ mod tests {
     fn scan() -> Scan {
         Scan {
             limits: limits(),
-            passed: false,
+            state: State::Gathering,
             max_message: 1000,
             buf: BytesMut::new(),
         }

@@ -563,7 +563,7 @@ mod tests {
         s.server.listen = "[::1]:0".into();
         s.server.admin_listen = Some("127.0.0.1:9000".into());
         s.validate().unwrap();
-        // The gRPC listener alike; it is plain HTTP/2, so not beside TLS; its own port.
+        // The gRPC listener alike (beyond loopback it needs tokens); its own port.
         s.server.grpc_listen = Some("0.0.0.0:9001".into());
         let (key, message) = invalid_key(&s);
         assert_eq!(key, "auth.enabled");
