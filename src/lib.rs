@@ -1,7 +1,9 @@
 //! modelgate: a low-latency model-serving gateway for ONNX models from an MLflow-style registry.
 //!
-//! [`start`] loads every endpoint's model and binds the HTTP server; [`Started::serve_until`]
-//! serves until a shutdown signal, then drains. [`run`] does both; `main` and tests call it.
+//! [`start`] binds the listeners; [`Started::serve`] serves them at once (`/livez` answers while
+//! models download) and loads every endpoint's model in the background; [`Serving::loaded`]
+//! waits for that, and [`Serving::until`] serves until a shutdown signal, then drains. [`run`]
+//! does all of it.
 
 pub mod clock;
 pub mod data;
@@ -81,7 +83,7 @@ pub enum StartError {
     Tls(#[from] crate::http::tls::TlsError),
 }
 
-/// A gateway with its models loaded and its socket bound, not yet serving.
+/// A gateway with its sockets bound, not yet serving; no model is loaded yet.
 pub struct Started {
     pub addr: SocketAddr,
     /// The admin listener's bound address (`server.admin_listen`).
@@ -99,6 +101,27 @@ pub struct Started {
     _watch: Option<endpoint::watch::WatchHandle>,
     _store_watch: Option<crate::features::embedded::SnapshotWatch>,
     listener: TcpListener,
+    /// The endpoints to load once the listeners serve.
+    initial: Vec<Arc<Endpoint>>,
+    settings: Settings,
+}
+
+/// A gateway whose listeners answer (`/livez` at once, `/readyz` once its models are loaded),
+/// its first versions loading in the background.
+pub struct Serving {
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub grpc_addr: Option<SocketAddr>,
+    scheme: &'static str,
+    gateway: Arc<Gateway>,
+    handle: actix_web::dev::ServerHandle,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    grpc: Option<grpc::GrpcServer>,
+    /// Taken by [`Serving::loaded`].
+    loading: Option<tokio::task::JoinHandle<Result<(), StartError>>>,
+    // Followers of the registry and the feature files: they stop when dropped.
+    _watch: Option<endpoint::watch::WatchHandle>,
+    _store_watch: Option<crate::features::embedded::SnapshotWatch>,
     settings: Settings,
 }
 
@@ -107,7 +130,8 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Loads every endpoint's model (validated and warmed) and binds the listener.
+/// Binds the listeners and prepares everything but the models, which [`Started::serve`] loads
+/// while the listeners already answer.
 pub async fn start(settings: Settings) -> Result<Started, StartError> {
     install_crypto_provider();
     settings.validate()?;
@@ -199,12 +223,8 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         store: online,
         tracer: tracer.clone(),
     });
-    let (endpoints, tables_changed) = initial_endpoints(&settings, &metrics)?;
-    {
-        let (updater, endpoints) = (updater.clone(), endpoints.clone());
-        tokio::task::spawn_blocking(move || load_all(&endpoints, &updater, settle)).await??;
-    }
-    let endpoints = Arc::new(Endpoints::new(endpoints));
+    let (initial, tables_changed) = initial_endpoints(&settings, &metrics)?;
+    let endpoints = Arc::new(Endpoints::new(initial.clone()));
     let control = Arc::new(ControlPlane::new(
         endpoints.clone(),
         updater.clone(),
@@ -291,6 +311,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         _watch: watch,
         _store_watch: store_watch,
         listener,
+        initial,
         settings,
     })
 }
@@ -471,25 +492,10 @@ impl Started {
         }
     }
 
-    /// A curl command that scores the first endpoint's input example, for people trying it out.
-    pub fn example_curl(&self) -> Option<String> {
-        let endpoint = self.gateway.endpoints().into_iter().next()?;
-        let generation = endpoint.generation();
-        let arm = *generation.router.split_arms.first()?;
-        let example = generation.slots[arm].served()?.input_example.clone()?;
-        let value: serde_json::Value = serde_json::from_slice(&example).ok()?;
-        let body = value.to_string();
-        (!body.contains('\'')).then(|| {
-            format!(
-                "curl -s {}://{}/serving-endpoints/{}/invocations -H 'Content-Type: application/json' -d '{body}'",
-                self.scheme(), self.addr, endpoint.name
-            )
-        })
-    }
-
-    /// Serves until `shutdown` resolves; then readiness goes false and in-flight requests get
-    /// up to `server.shutdown_timeout_seconds` to finish.
-    pub async fn serve_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    /// Serves the listeners now and loads every endpoint's first version in the background:
+    /// `/livez` answers during a long download, `/readyz` says what each served entity is doing
+    /// and turns 200 once every config-file endpoint serves. Call from the async runtime.
+    pub fn serve(self) -> Result<Serving, StartError> {
         // One budget of request bytes for REST and gRPC.
         let body_budget = http::body::BodyBudget::new(
             self.settings.server.max_inflight_body_bytes,
@@ -586,11 +592,74 @@ impl Started {
             ),
             None => None,
         };
-        let serving = tokio::spawn(server);
-        info!("modelgate listening on {scheme}://{}", self.addr);
-        if let Some(admin) = self.admin_addr {
-            info!("admin API listening on {scheme}://{admin}");
+        let server = tokio::spawn(server);
+        info!(
+            "modelgate live on {scheme}://{} (/livez); loading models (/readyz says when they serve)",
+            self.addr
+        );
+        let settle = Duration::from_millis(self.settings.registry.settle_ms);
+        let (updater, initial) = (self.updater.clone(), self.initial);
+        let loading = tokio::task::spawn_blocking(move || load_all(&initial, &updater, settle));
+        Ok(Serving {
+            addr: self.addr,
+            admin_addr: self.admin_addr,
+            grpc_addr: self.grpc_addr,
+            scheme,
+            gateway,
+            handle,
+            server,
+            grpc,
+            loading: Some(loading),
+            _watch: self._watch,
+            _store_watch: self._store_watch,
+            settings: self.settings,
+        })
+    }
+}
+
+impl Serving {
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
+    /// A curl command that scores the first endpoint's input example, for people trying it out.
+    pub fn example_curl(&self) -> Option<String> {
+        let endpoint = self.gateway.endpoints().into_iter().next()?;
+        let generation = endpoint.generation();
+        let arm = *generation.router.split_arms.first()?;
+        let example = generation.slots[arm].served()?.input_example.clone()?;
+        let value: serde_json::Value = serde_json::from_slice(&example).ok()?;
+        let body = value.to_string();
+        (!body.contains('\'')).then(|| {
+            format!(
+                "curl -s {}://{}/serving-endpoints/{}/invocations -H 'Content-Type: application/json' -d '{body}'",
+                self.scheme, self.addr, endpoint.name
+            )
+        })
+    }
+
+    /// Waits until every endpoint's first version is loaded (or has failed, which is fatal
+    /// for a config-file endpoint with nothing to serve: an error, after which call
+    /// [`Serving::until`] with a ready future to stop).
+    pub async fn loaded(&mut self) -> Result<(), StartError> {
+        match self.loading.take() {
+            Some(loading) => {
+                loading.await??;
+                info!("modelgate ready on {}://{}", self.scheme, self.addr);
+                if let Some(admin) = self.admin_addr {
+                    info!("admin API on {}://{admin}", self.scheme);
+                }
+                Ok(())
+            }
+            None => Ok(()),
         }
+    }
+
+    /// Serves until `shutdown` resolves; then readiness goes false and in-flight requests get
+    /// up to `server.shutdown_timeout_seconds` to finish.
+    pub async fn until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let timeout = self.settings.server.shutdown_timeout_seconds;
+        let (gateway, grpc, handle, serving) = (self.gateway, self.grpc, self.handle, self.server);
         shutdown.await;
         info!("shutting down: readiness off, draining in-flight requests (up to {timeout} s)");
         gateway.begin_shutdown();
@@ -626,7 +695,29 @@ impl Started {
     }
 }
 
-/// Loads, binds and serves until `shutdown` resolves.
+/// Binds, serves, loads the models, and serves until `shutdown` resolves (a load that fails
+/// fatally stops it with that error).
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    start(settings).await?.serve_until(shutdown).await
+    let serving = start(settings).await?.serve()?;
+    serve_loaded(serving, shutdown, |_| {}).await
+}
+
+/// Waits for `serving`'s models, calls `on_ready`, and serves until `shutdown` resolves. A
+/// shutdown during the loads stops at once; a fatal load failure stops and is the error.
+pub async fn serve_loaded(
+    mut serving: Serving,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(&Serving),
+) -> Result<(), StartError> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let loaded = tokio::select! {
+        loaded = serving.loaded() => loaded,
+        () = &mut shutdown => return serving.until(std::future::ready(())).await,
+    };
+    if let Err(e) = loaded {
+        serving.until(std::future::ready(())).await?;
+        return Err(e);
+    }
+    on_ready(&serving);
+    serving.until(shutdown).await
 }

@@ -150,27 +150,34 @@ fn main() -> ExitCode {
                 // Taken over before anything is bound or printed: a SIGTERM from then on
                 // drains and exits 0, however soon it comes.
                 let shutdown = shutdown_signal();
-                let started = modelgate::start(settings).await?;
-                if let Some(grpc) = started.grpc_addr {
-                    println!("modelgate gRPC listening on {grpc}");
-                }
-                if let Some(admin) = started.admin_addr {
-                    println!(
-                        "modelgate admin API listening on {}://{admin}",
-                        started.scheme()
-                    );
-                }
-                // Tests and scripts read the bound address from this line (the admin
-                // listener's, when there is one, comes first).
+                let serving = modelgate::start(settings).await?.serve()?;
                 println!(
-                    "modelgate listening on {}://{}",
-                    started.scheme(),
-                    started.addr
+                    "modelgate live on {}://{} (/livez); loading models",
+                    serving.scheme(),
+                    serving.addr
                 );
-                if let Some(curl) = started.example_curl() {
-                    println!("try it:\n  {curl}");
-                }
-                started.serve_until(shutdown).await
+                modelgate::serve_loaded(serving, shutdown, |serving| {
+                    if let Some(grpc) = serving.grpc_addr {
+                        println!("modelgate gRPC listening on {grpc}");
+                    }
+                    if let Some(admin) = serving.admin_addr {
+                        println!(
+                            "modelgate admin API listening on {}://{admin}",
+                            serving.scheme()
+                        );
+                    }
+                    // Printed once every model serves: tests and scripts read the bound
+                    // address from this line (the admin listener's, when there is one, first).
+                    println!(
+                        "modelgate listening on {}://{}",
+                        serving.scheme(),
+                        serving.addr
+                    );
+                    if let Some(curl) = serving.example_curl() {
+                        println!("try it:\n  {curl}");
+                    }
+                })
+                .await
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,

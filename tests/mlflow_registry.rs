@@ -359,3 +359,78 @@ fn registry_credentials_are_sent_and_a_refusal_names_the_setting() {
     .unwrap();
     assert_eq!(gw.invoke("production", &one_row()).status, 200);
 }
+
+/// A version of 200 MB: the gateway is live from the start (the chart's liveness and startup
+/// probes ask `/livez`), `/readyz` shows the download's bytes while it runs, the log says how
+/// far it got, and the version serves once it is whole.
+#[test]
+fn a_large_version_downloads_while_the_gateway_is_live_and_shows_its_progress() {
+    const PADDING: u64 = 200_000_000;
+    let server = MlflowServer::start();
+    let version = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(demo_registry().join("transactions/1")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), version.path().join(entry.file_name())).unwrap();
+    }
+    // An artifact as large as a large model's weights (the version's files all download).
+    let padding = std::fs::File::create(version.path().join("weights.bin")).unwrap();
+    padding.set_len(PADDING).unwrap();
+    let v = server.register("transactions", version.path());
+    drop(version);
+    server.set_alias("transactions", "champion", &v);
+    server.transition("transactions", &v, "Production");
+    let cache = tempfile::tempdir().unwrap();
+    let gw = start_live(
+        &config(&server, cache.path(), ""),
+        true,
+        &[("RUST_LOG", "warn,modelgate::registry=info")],
+    );
+
+    let (done, total) = wait_for(
+        "a download in progress on /readyz",
+        Duration::from_secs(120),
+        || {
+            assert_eq!(gw.get("/livez").status, 200, "/livez during the load");
+            let ready = gw.get("/readyz");
+            assert_eq!(
+                ready.status, 503,
+                "ready before its download was seen: {}",
+                ready.text
+            );
+            let body: Value = ready.json();
+            let entity = &body["endpoints"][0]["served_entities"][0];
+            let activity = &entity["activity"];
+            let bytes = (
+                activity["bytes_done"].as_u64()?,
+                activity["bytes_total"].as_u64()?,
+            );
+            (activity["step"] == "downloading" && bytes.0 > 0 && bytes.0 < bytes.1).then_some(bytes)
+        },
+    );
+    assert!(total > PADDING && done < total, "{done} of {total}");
+    wait_for("the version to serve", Duration::from_secs(120), || {
+        assert_eq!(gw.get("/livez").status, 200, "/livez during the load");
+        (gw.get("/readyz").status == 200).then_some(())
+    });
+    let ready: Value = gw.get("/readyz").json();
+    assert!(
+        ready["endpoints"][0]["served_entities"][0]
+            .get("activity")
+            .is_none(),
+        "{ready}"
+    );
+    assert_eq!(
+        gw.invoke("champion", &one_row())
+            .header("served-model-version")
+            .as_deref(),
+        Some(v.as_str())
+    );
+    let log = gw.stderr.lock().unwrap().clone();
+    assert!(
+        log.contains(&format!(
+            "downloading model 'transactions' version {v}: {:.1} MB in",
+            total as f64 / 1e6
+        )),
+        "{log}"
+    );
+}

@@ -31,6 +31,7 @@ pub fn load(
         store: None,
         metrics: None,
         journal: None,
+        activity: None,
     };
     let mut cfg = ServedEntitySettings::new("transactions", version);
     cfg.engine = Some(engine);

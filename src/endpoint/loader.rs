@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::Value;
 
+use super::activity::{Activity, Step};
 use super::journal::{Journal, Level};
 use super::ServedEntity;
 use crate::clock::now_ms;
@@ -18,7 +19,7 @@ use crate::engine::{EngineChoice, EngineError, Engines};
 use crate::features::join::JoinPlan;
 use crate::features::store::OnlineStore;
 use crate::protocol::mlflow;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Download, Registry, RegistryError};
 use crate::settings::{InferenceSettings, ServedEntitySettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,8 @@ pub struct LoadContext<'a> {
     pub metrics: Option<&'a crate::metrics::Metrics>,
     /// Where each step of the load is told (the served entity's `build-logs`).
     pub journal: Option<&'a Journal>,
+    /// Where the step under way is shown (`/readyz`, the status page).
+    pub activity: Option<&'a Activity>,
 }
 
 /// What a load took, for logs and metrics.
@@ -78,8 +81,17 @@ pub fn load_served_entity(
             j.load_step(now_ms(), Level::Info, &text);
         }
     };
+    let enter = |step: Step| {
+        if let Some(a) = ctx.activity {
+            a.enter(step, Some(version), now_ms());
+        }
+    };
+    let no_download = Download::default();
+    let download = ctx.activity.map(|a| &a.download).unwrap_or(&no_download);
+    enter(Step::Downloading);
     let version = version.to_owned();
-    let mv = ctx.registry.fetch(&cfg.entity_name, &version)?;
+    let mv = ctx.registry.fetch(&cfg.entity_name, &version, download)?;
+    enter(Step::Loading);
     let context = format!("model '{}' version {version}", mv.model);
     step(format!(
         "fetched {context} ({} bytes of ONNX) into {}",
@@ -182,6 +194,7 @@ pub fn load_served_entity(
         fits(current, &entity).map_err(LoadError::Misfit)?;
     }
     if let Some(example) = &mv.input_example {
+        enter(Step::Validating);
         let request = mlflow::decode_json(example)
             .map_err(|e| fail(format!("its input example does not decode: {e}")))?;
         let rows = request.frame.rows();
@@ -227,6 +240,7 @@ pub fn load_served_entity(
                     .map_err(|e| e.to_string())
             })
         };
+        enter(Step::Warming);
         let warm = Arc::new(warm);
         let on_workers = warm.clone();
         ctx.pool
@@ -246,9 +260,9 @@ pub fn load_served_entity(
             }
         ));
     } else {
-        step(
-            "no input example (input_example.json): validation and warm-up skipped, so the first requests pay for the cold start".into(),
-        );
+        let skipped = "no input example (input_example.json): validation and warm-up skipped, so the first requests pay for the cold start";
+        tracing::warn!("{context}: {skipped}");
+        step(skipped.into());
     }
     Ok(Loaded {
         entity,

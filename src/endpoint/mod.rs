@@ -2,6 +2,7 @@
 //! atomic store: a config update publishes a new generation, a version swap publishes into a
 //! slot, and a request keeps what it loaded until it ends.
 
+pub mod activity;
 pub mod config;
 pub mod control;
 pub mod directory;
@@ -137,6 +138,8 @@ pub struct EntitySlot {
     pub batching: Option<SlotBatching>,
     /// Its recent load and swap lines (Databricks' `logs` and `build-logs`).
     pub journal: journal::Journal,
+    /// The step its update is at, while one is under way.
+    pub activity: activity::Activity,
 }
 
 /// A served entity's batching (`served_entities[].batching`).
@@ -188,6 +191,7 @@ impl EntitySlot {
             update_lock: Mutex::new(()),
             monitor: Default::default(),
             journal: Default::default(),
+            activity: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
+use super::activity::{Clears, Step};
 use super::journal::Level;
 use super::loader::{load_served_entity, LoadContext, LoadError};
 use super::{ConfigUpdate, EntitySlot, Pin, ServedEntity, SwapRecord};
@@ -129,6 +130,8 @@ impl Updater {
 
     fn refresh_now(&self, slot: &EntitySlot, trigger: Trigger, force: bool) -> SwapOutcome {
         let _update = slot.update_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _clears = Clears(&slot.activity);
+        slot.activity.enter(Step::Resolving, None, now_ms());
         let cfg = &slot.settings;
         let target = match self.registry.resolve(&cfg.entity_name, &cfg.entity_version) {
             Ok(v) => v,
@@ -228,6 +231,7 @@ impl Updater {
             store: self.store.as_ref(),
             metrics: Some(&self.metrics),
             journal: Some(&slot.journal),
+            activity: Some(&slot.activity),
         };
         let cfg = &slot.settings;
         slot.journal.begin_load(

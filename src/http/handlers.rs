@@ -218,7 +218,8 @@ pub async fn livez() -> HttpResponse {
 }
 
 /// Lists every endpoint's state; 200 only when every endpoint of the config file serves a loaded,
-/// warmed model and no shutdown has begun.
+/// warmed model and no shutdown has begun. A served entity that is not ready says what it is
+/// doing (`activity`: the step and, downloading, its bytes) or why its load failed (`error`).
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let gw = &state.gateway;
     let endpoints: Vec<serde_json::Value> = gw
@@ -230,11 +231,23 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                 .slots
                 .iter()
                 .map(|s| {
-                    serde_json::json!({
+                    let mut entity = serde_json::json!({
                         "name": s.name,
                         "ready": s.is_ready(),
                         "version": s.served().map(|x| x.meta.version.clone()),
-                    })
+                    });
+                    // What it is doing now (downloading n of m bytes, loading, warming...),
+                    // and why its last load failed, while it serves nothing.
+                    if let Some(activity) = s.activity.view() {
+                        entity["activity"] = serde_json::json!(activity);
+                    }
+                    let failed = s.state().last_swap.filter(|r| {
+                        r.outcome == crate::metrics::labels::Outcome::Failure && !s.is_ready()
+                    });
+                    if let Some(message) = failed.and_then(|r| r.message) {
+                        entity["error"] = message.into();
+                    }
+                    entity
                 })
                 .collect();
             serde_json::json!({ "name": e.name, "ready": g.is_ready(), "served_entities": entities })

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::mlmodel::{MlModel, Signature};
-use super::{ModelVersion, Registry, RegistryError};
+use super::{Download, ModelVersion, Registry, RegistryError};
 
 pub struct FileRegistry {
     root: PathBuf,
@@ -180,7 +180,12 @@ impl Registry for FileRegistry {
         Ok(version)
     }
 
-    fn fetch(&self, model: &str, version: &str) -> Result<ModelVersion, RegistryError> {
+    fn fetch(
+        &self,
+        model: &str,
+        version: &str,
+        _progress: &Download,
+    ) -> Result<ModelVersion, RegistryError> {
         let dir = self.model_dir(model)?.join(version);
         if version.contains(['/', '\\']) || version.starts_with('.') || !dir.is_dir() {
             return Err(RegistryError::VersionNotFound {

@@ -6,14 +6,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tracing::info;
 
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use super::file::load_model_dir;
-use super::{ModelVersion, Registry, RegistryError};
+use super::{Download, ModelVersion, Registry, RegistryError};
 use crate::settings::RegistrySettings;
 
 /// Stage names MLflow still accepts; `Archived` versions are never served.
@@ -243,9 +245,14 @@ impl MlflowRegistry {
         )
     }
 
-    /// Copies the artifact folder `remote` into `local`, checking every file's size.
-    fn download_dir(&self, remote: &str, local: &Path) -> Result<(), RegistryError> {
-        std::fs::create_dir_all(local).map_err(|e| io(local, e))?;
+    /// The files under the artifact folder `remote`, with their local paths under `local` and
+    /// their listed sizes.
+    fn list_files(
+        &self,
+        remote: &str,
+        local: &Path,
+        out: &mut Vec<RemoteFile>,
+    ) -> Result<(), RegistryError> {
         let listing = self
             .get_json(
                 &["api/2.0/mlflow-artifacts/artifacts"],
@@ -272,13 +279,49 @@ impl MlflowRegistry {
             }
             let remote_path = format!("{remote}/{name}");
             if f["is_dir"].as_bool().unwrap_or(false) {
-                self.download_dir(&remote_path, &local.join(name))?;
+                self.list_files(&remote_path, &local.join(name), out)?;
                 continue;
             }
-            let resp = self
+            let size = f["file_size"]
+                .as_u64()
+                .or_else(|| f["file_size"].as_str().and_then(|s| s.parse().ok()));
+            out.push(RemoteFile {
+                remote: remote_path,
+                local: local.join(name),
+                size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies the artifact folder `remote` into `local`, checking every file's size, telling
+    /// `progress` (and the log, every few seconds) how far it has got.
+    fn download_dir(
+        &self,
+        what: &str,
+        remote: &str,
+        local: &Path,
+        progress: &Download,
+    ) -> Result<(), RegistryError> {
+        let mut files = Vec::new();
+        self.list_files(remote, local, &mut files)?;
+        let total: u64 = files.iter().filter_map(|f| f.size).sum();
+        progress.begin(total);
+        info!(
+            "downloading {what}: {} in {} files",
+            megabytes(total),
+            files.len()
+        );
+        let mut told = Instant::now();
+        for file in files {
+            if let Some(dir) = file.local.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            }
+            let remote_path = &file.remote;
+            let mut resp = self
                 .send(
                     self.client
-                        .get(self.url(&["api/2.0/mlflow-artifacts/artifacts", &remote_path]))
+                        .get(self.url(&["api/2.0/mlflow-artifacts/artifacts", remote_path]))
                         // Model files can be large: the call deadline is for metadata calls.
                         .timeout(DOWNLOAD_TIMEOUT),
                     "artifact download",
@@ -288,32 +331,61 @@ impl MlflowRegistry {
                         RegistryError::Refused(format!("artifact '{remote_path}' vanished"))
                     })
                 })?;
-            let bytes = resp.bytes().map_err(|e| {
+            let cut = |e: std::io::Error| {
                 RegistryError::Unreachable(format!("artifact '{remote_path}': {e}"))
-            })?;
-            let expected = f["file_size"]
-                .as_u64()
-                .or_else(|| f["file_size"].as_str().and_then(|s| s.parse().ok()));
-            if expected.is_some_and(|n| n != bytes.len() as u64) {
+            };
+            let mut out = std::fs::File::create(&file.local).map_err(|e| io(&file.local, e))?;
+            let mut got = 0u64;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = std::io::Read::read(&mut resp, &mut buf).map_err(cut)?;
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+                // More than listed: stop reading at once instead of filling the disk.
+                if file.size.is_some_and(|size| got > size) {
+                    break;
+                }
+                std::io::Write::write_all(&mut out, &buf[..n]).map_err(|e| io(&file.local, e))?;
+                progress.advance(n as u64);
+                if told.elapsed() >= PROGRESS_EVERY {
+                    told = Instant::now();
+                    let (done, total) = progress.bytes();
+                    info!(
+                        "downloading {what}: {} of {}",
+                        megabytes(done),
+                        megabytes(total)
+                    );
+                }
+            }
+            if let Some(size) = file.size.filter(|size| *size != got) {
                 return Err(RegistryError::Unreachable(format!(
-                    "artifact '{remote_path}' came with {} bytes, the listing says {}",
-                    bytes.len(),
-                    expected.unwrap_or_default()
+                    "artifact '{remote_path}' came with {}{got} bytes, the listing says {size}",
+                    if got > size { "more than " } else { "" }
                 )));
             }
-            write_synced(&local.join(name), &bytes)?;
+            // Flushed to disk, so the cache's rename publishes whole files even after a crash.
+            out.sync_all().map_err(|e| io(&file.local, e))?;
         }
         Ok(())
     }
 }
 
-/// Writes and flushes to disk, so the cache's rename publishes whole files even after a crash.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    use std::io::Write;
-    let mut f = std::fs::File::create(path).map_err(|e| io(path, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io(path, e))
+/// One file of a version's artifacts.
+struct RemoteFile {
+    remote: String,
+    local: PathBuf,
+    /// As listed (some servers list none).
+    size: Option<u64>,
+}
+
+/// How often a download in progress is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// `12.3 MB` for a log line.
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 fn io(path: &Path, e: std::io::Error) -> RegistryError {
@@ -368,7 +440,12 @@ impl Registry for MlflowRegistry {
         Ok(version)
     }
 
-    fn fetch(&self, model: &str, version: &str) -> Result<ModelVersion, RegistryError> {
+    fn fetch(
+        &self,
+        model: &str,
+        version: &str,
+        progress: &Download,
+    ) -> Result<ModelVersion, RegistryError> {
         if !safe_name(model) || !safe_name(version) {
             return Err(RegistryError::VersionNotFound {
                 model: model.into(),
@@ -388,15 +465,18 @@ impl Registry for MlflowRegistry {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        let result = self.download_dir(&remote, &tmp).and_then(|()| {
-            std::fs::write(tmp.join(COMPLETE_MARKER), b"").map_err(|e| io(&tmp, e))?;
-            match std::fs::rename(&tmp, &dir) {
-                Ok(()) => Ok(()),
-                // Another download finished first: its copy is as good.
-                Err(_) if dir.join(COMPLETE_MARKER).exists() => Ok(()),
-                Err(e) => Err(io(&dir, e)),
-            }
-        });
+        let what = format!("model '{model}' version {version}");
+        let result = self
+            .download_dir(&what, &remote, &tmp, progress)
+            .and_then(|()| {
+                std::fs::write(tmp.join(COMPLETE_MARKER), b"").map_err(|e| io(&tmp, e))?;
+                match std::fs::rename(&tmp, &dir) {
+                    Ok(()) => Ok(()),
+                    // Another download finished first: its copy is as good.
+                    Err(_) if dir.join(COMPLETE_MARKER).exists() => Ok(()),
+                    Err(e) => Err(io(&dir, e)),
+                }
+            });
         if tmp.exists() {
             let _ = std::fs::remove_dir_all(&tmp);
         }

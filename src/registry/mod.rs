@@ -5,6 +5,7 @@ pub mod mlflow;
 pub mod mlmodel;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use mlmodel::{MlModel, Signature};
 
@@ -54,12 +55,47 @@ pub struct ModelVersion {
 pub trait Registry: Send + Sync {
     /// Resolves a version number or an alias to a version number.
     fn resolve(&self, model: &str, version_or_alias: &str) -> Result<String, RegistryError>;
-    /// Reads a version (blocking I/O: call off the request path).
-    fn fetch(&self, model: &str, version: &str) -> Result<ModelVersion, RegistryError>;
+    /// Reads a version (blocking I/O: call off the request path), telling `progress` how many
+    /// of its bytes have arrived when it downloads them.
+    fn fetch(
+        &self,
+        model: &str,
+        version: &str,
+        progress: &Download,
+    ) -> Result<ModelVersion, RegistryError>;
     /// What the registry is, for logs.
     fn describe(&self) -> String;
     /// The local folder to watch for changes, when the registry is one.
     fn watch_root(&self) -> Option<std::path::PathBuf> {
         None
+    }
+}
+
+/// How much of a version's files has arrived: written by a registry as it downloads, read by
+/// `/readyz` and the status page while a large model is on its way.
+#[derive(Debug, Default)]
+pub struct Download {
+    done: AtomicU64,
+    /// 0 while the size is not known yet.
+    total: AtomicU64,
+}
+
+impl Download {
+    /// A download of `total` bytes begins.
+    pub fn begin(&self, total: u64) {
+        self.done.store(0, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    pub fn advance(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes arrived and bytes expected (0: not known).
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
     }
 }

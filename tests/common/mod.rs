@@ -69,6 +69,24 @@ pub fn try_start(
     with_ort: bool,
     env: &[(&str, &str)],
 ) -> Result<Gateway, String> {
+    start_until(config_yaml, with_ort, env, "modelgate listening on ")
+}
+
+/// Starts the gateway and returns as soon as it is live (its listener answers `/livez`), before
+/// its models have loaded.
+pub fn start_live(config_yaml: &str, with_ort: bool, env: &[(&str, &str)]) -> Gateway {
+    start_until(config_yaml, with_ort, env, "modelgate live on ")
+        .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+}
+
+/// Starts the gateway and returns when it prints the line starting with `line` (its address
+/// follows); `Err(stderr)` when it exits first.
+fn start_until(
+    config_yaml: &str,
+    with_ort: bool,
+    env: &[(&str, &str)],
+    line: &str,
+) -> Result<Gateway, String> {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
     // The demo versions look features up: every run gets the demo's online tables unless the
@@ -122,15 +140,19 @@ pub fn try_start(
     let mut grpc = None;
     let base = loop {
         match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(addr) = line.strip_prefix("modelgate gRPC listening on ") {
+            Some(Ok(text)) => {
+                if let Some(addr) = text.strip_prefix("modelgate gRPC listening on ") {
                     grpc = Some(addr.trim().to_owned());
                 }
-                if let Some(addr) = line.strip_prefix("modelgate admin API listening on ") {
+                if let Some(addr) = text.strip_prefix("modelgate admin API listening on ") {
                     admin = Some(addr.trim().to_owned());
                 }
-                if let Some(addr) = line.strip_prefix("modelgate listening on ") {
-                    break addr.trim().to_owned();
+                if let Some(rest) = text.strip_prefix(line) {
+                    break rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                 }
             }
             _ => {
