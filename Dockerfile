@@ -53,8 +53,8 @@ RUN apt-get update \
 COPY --from=onnxruntime /opt/onnxruntime /opt/onnxruntime
 COPY --from=builder /out/modelgate /usr/local/bin/modelgate
 # The working directory is the user's: registry.path (models) and inference_log.location
-# (inference-tables) are relative to it, and the control plane's state file is written beside
-# the config file.
+# (inference-tables) are relative to it, and so is data_dir (.modelgate: the control plane's
+# state file, the MLflow download cache).
 WORKDIR /srv/modelgate
 COPY --chown=modelgate:modelgate models ./models
 COPY --chown=modelgate:modelgate config ./config

@@ -248,7 +248,7 @@ done
 clean_env=(env -i "PATH=$PATH" "HOME=$HOME")
 [ -n "${ORT_DYLIB_PATH:-}" ] && clean_env+=("ORT_DYLIB_PATH=$ORT_DYLIB_PATH")
 for n in defaults anonymous full; do
-  "${clean_env[@]}" "$bin" check-config "$work/$n-config.yaml" >"$work/cc-$n.out" 2>"$work/cc-$n.err" \
+  "${clean_env[@]}" "$bin" check-config --config "$work/$n-config.yaml" >"$work/cc-$n.out" 2>"$work/cc-$n.err" \
     || { cat "$work/cc-$n.err" >&2; fail "check-config refuses the rendered config ($n)"; }
   ok "check-config passes the rendered config ($n)"
 done
@@ -263,7 +263,7 @@ del cfg["auth"]["allow_anonymous"]
 yaml.safe_dump(cfg, open(sys.argv[2], "w"))
 EOF
 expect_refusal "check-config, rendered config with auth off and no allow_anonymous (0.0.0.0:8080)" "$work/open-cc.err" "auth.allow_anonymous" 2 -- \
-  "${clean_env[@]}" "$bin" check-config "$work/open-config.yaml"
+  "${clean_env[@]}" "$bin" check-config --config "$work/open-config.yaml"
 grep -q "auth.enabled" "$work/open-cc.err" || fail "the refusal does not name auth.enabled"
 mkdir -p "$work/srv/models" "$work/srv/tables"
 srv_env=("MODELGATE__REGISTRY__PATH=$work/srv/models" "MODELGATE__CONTROL__STATE_FILE=$work/srv/endpoints.json"
@@ -363,10 +363,10 @@ stop
 config_arg="$(grep -A1 -x -- "--config" "$work/image/cmd" | tail -1)"
 (cd "$img" && "${clean_env[@]}" "${image_env[@]}" MODELGATE__SERVER__LISTEN="$image_listen" \
   MODELGATE__AUTH__ENABLED=false MODELGATE__AUTH__ALLOW_ANONYMOUS=true \
-  "$bin" check-config "$config_arg" >"$work/image-anon.out" 2>"$work/image-anon.err") \
+  "$bin" check-config --config "$config_arg" >"$work/image-anon.out" 2>"$work/image-anon.err") \
   || { cat "$work/image-anon.err" >&2; fail "image: the demo opt-in of docs/docker.md (auth off, allow_anonymous) is refused"; }
 ok "image: the demo opt-in (MODELGATE__AUTH__ENABLED=false MODELGATE__AUTH__ALLOW_ANONYMOUS=true) passes check-config on $image_listen"
 (cd "$img" && expect_refusal "image: MODELGATE__AUTH__ENABLED=false alone on $image_listen" "$work/image-off.err" "auth.allow_anonymous" 2 -- \
   "${clean_env[@]}" "${image_env[@]}" MODELGATE__SERVER__LISTEN="$image_listen" MODELGATE__AUTH__ENABLED=false \
-  "$bin" check-config "$config_arg")
+  "$bin" check-config --config "$config_arg")
 echo "closed deployment: all checks passed"

@@ -163,7 +163,7 @@ EOF
   done
   # The gateway's own check of the rendered config, when a built binary is at hand.
   if [ -x "$modelgate_bin" ]; then
-    if ! "$modelgate_bin" check-config "$out/gateway-config.yaml" >"$work/cc.log" 2>&1; then
+    if ! "$modelgate_bin" check-config --config "$out/gateway-config.yaml" >"$work/cc.log" 2>&1; then
       cat "$work/cc.log" >&2
       echo "FAIL ($name): modelgate check-config refuses the rendered config.yaml" >&2
       exit 1

@@ -200,6 +200,9 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         RegistryKind::File => {
             Arc::new(FileRegistry::new(settings.registry.path.clone()).with_settle(settle))
         }
+        RegistryKind::Folder => Arc::new(crate::registry::folder::FolderRegistry::new(
+            settings.registry.path.clone(),
+        )),
     };
     info!("registry: {}", registry.describe());
     let (online, store) = open_store(&settings).await?;

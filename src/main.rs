@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use modelgate::settings::log::LogFormat;
+use modelgate::settings::model_source::{ModelSource, ServeModel};
 use modelgate::settings::Settings;
 
 // mimalloc's per-thread free lists: glibc's malloc and free took about a tenth of a small
@@ -25,11 +26,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the configured endpoints.
+    /// Serve the configured endpoints, or one model (--model).
     Serve {
         /// YAML config file (layered over built-in defaults, under MODELGATE__* env vars).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Serve this model as one endpoint, with no config file: models:/NAME@ALIAS or
+        /// models:/NAME/VERSION from an MLflow registry, or the path of an MLflow model folder.
+        #[arg(long, short)]
+        model: Option<String>,
+        /// The MLflow tracking server of a models:/ model (else MLFLOW_TRACKING_URI).
+        #[arg(long, requires = "model")]
+        registry_uri: Option<String>,
+        /// The endpoint's name with --model (default: the model's, or the folder's, name).
+        #[arg(long, requires = "model")]
+        name: Option<String>,
         /// Listen address HOST:PORT (overrides server.listen).
         #[arg(long)]
         listen: Option<String>,
@@ -40,7 +51,11 @@ enum Command {
     /// Validate a config file and print the effective settings.
     CheckConfig {
         /// YAML config file.
-        file: PathBuf,
+        #[arg(long, short, required_unless_present = "file")]
+        config: Option<PathBuf>,
+        /// The config file, as earlier releases took it (use --config).
+        #[arg(hide = true, conflicts_with = "config")]
+        file: Option<PathBuf>,
     },
     /// Print the OpenAPI document of the HTTP API (docs/openapi.json).
     Openapi,
@@ -88,21 +103,10 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
             ExitCode::SUCCESS
         }
-        Command::CheckConfig { file } => match Settings::load(Some(&file), None) {
-            Ok(s) => {
-                // Secrets never reach the terminal (nor CI logs that keep it).
-                println!(
-                    "{}",
-                    serde_yaml::to_string(&s.redacted()).unwrap_or_default()
-                );
-                eprintln!("{}: configuration is valid", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
-        },
+        Command::CheckConfig { config, file } => {
+            let file = config.or(file).unwrap_or_default();
+            check_config(&file)
+        }
         Command::Features {
             command: FeaturesCommand::Load { config },
         } => {
@@ -130,10 +134,26 @@ fn main() -> ExitCode {
         }
         Command::Serve {
             config,
+            model,
+            registry_uri,
+            name,
             listen,
             log_format,
         } => {
-            let settings = match Settings::load(config.as_deref(), listen.as_deref()) {
+            let model = match model.as_deref().map(ModelSource::parse).transpose() {
+                Ok(source) => source.map(|source| ServeModel {
+                    source,
+                    registry_uri,
+                    endpoint: name,
+                }),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let loaded =
+                Settings::load_serving(config.as_deref(), listen.as_deref(), model.as_ref());
+            let settings = match loaded {
                 Ok(s) => s,
                 Err(e) => {
                     init_logging(log_format.unwrap_or_default(), false);
@@ -186,6 +206,25 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `check-config`: the effective settings of `file`, secrets redacted, or why it is invalid.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match Settings::load(Some(file), None) {
+        Ok(s) => {
+            // Secrets never reach the terminal (nor CI logs that keep it).
+            println!(
+                "{}",
+                serde_yaml::to_string(&s.redacted()).unwrap_or_default()
+            );
+            eprintln!("{}: configuration is valid", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -11,7 +11,7 @@ fn check_config(yaml: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, yaml).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelgate"));
-    cmd.args(["check-config", path.to_str().unwrap()]);
+    cmd.args(["check-config", "--config", path.to_str().unwrap()]);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -61,7 +61,7 @@ fn invalid_configs_name_the_key() {
         ("server:\n  listen: nowhere\n", "server.listen"),
         ("inference:\n  workers: many\n", "inference.workers"),
         ("inference:\n  max_batch_rows: 0\n", "inference.max_batch_rows"),
-        ("registry:\n  kind: s3\n", "registry.kind: unknown value 's3' (known: file, mlflow)"),
+        ("registry:\n  kind: s3\n", "registry.kind: unknown value 's3' (known: file, mlflow, folder)"),
         ("features:\n  store: memcached\n", "features.store: unknown value 'memcached' (known: embedded, redis)"),
         ("endpoints:\n  - name: a\n    served_entities: [{entity_name: m, entity_version: '1', name: x}, {entity_name: m, entity_version: '2', name: y}]\n    traffic_config: {routes: [{served_entity_name: x, traffic_percentage: 50}]}\n", "endpoints[0].traffic_config.routes"),
         ("endpoints:\n  - name: a\n    served_entities: [{entity_name: m, entity_version: '1'}]\n    routing: {batch: sometimes}\n", "batch"),
@@ -81,7 +81,7 @@ fn invalid_configs_name_the_key() {
     }
     let (ok, _, err) = check_config(VALID, &[("MODELGATE__REGISTRY__KIND", "S3")]);
     assert!(
-        !ok && err.contains("registry.kind: unknown value 'S3' (known: file, mlflow)"),
+        !ok && err.contains("registry.kind: unknown value 'S3' (known: file, mlflow, folder)"),
         "{err}"
     );
     let (ok, _, err) = check_config(VALID, &[("MODELGATE__SERVER__MAX_BODY_BYTES", "lots")]);
@@ -105,4 +105,31 @@ fn environment_reaches_a_running_gateway() {
         .invoke("transactions", &split_body(&cases, 2))
         .mlflow_error(400);
     assert!(msg.contains("over the limit of 1 rows"), "{msg}");
+}
+
+#[test]
+fn check_config_still_takes_the_file_without_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, VALID).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    // What the gateway writes for itself goes to its data directory, not beside the config.
+    assert!(printed.contains("data_dir: .modelgate"), "{printed}");
+    assert!(
+        printed.contains("state_file: .modelgate/c.endpoints.json"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("cache_dir: .modelgate/mlflow-cache"),
+        "{printed}"
+    );
 }

@@ -434,3 +434,44 @@ fn a_large_version_downloads_while_the_gateway_is_live_and_shows_its_progress() 
         "{log}"
     );
 }
+
+/// `serve --model models:/NAME@ALIAS --registry-uri URL`: one endpoint named after the model,
+/// following its alias, with no config file.
+#[test]
+fn a_registry_model_is_served_with_one_command_and_follows_its_alias() {
+    let server = MlflowServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let v1 = server.register("fraud", &version_without_spec(work.path(), "v1"));
+    server.set_alias("fraud", "champion", &v1);
+    let gw = start_args(
+        &[
+            "serve",
+            "--model",
+            "models:/fraud@champion",
+            "--registry-uri",
+            &server.uri,
+        ],
+        work.path(),
+    )
+    .unwrap_or_else(|e| panic!("did not start: {e}"));
+    let reply = gw.invoke("fraud", &one_row());
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.header("served-model-version").as_deref(), Some("1"));
+    // Downloaded into the data directory of its working directory.
+    assert!(work
+        .path()
+        .join(".modelgate/mlflow-cache/fraud/1/MLmodel")
+        .exists());
+    let v2 = server.register("fraud", &version_without_spec(work.path(), "v2"));
+    server.set_alias("fraud", "champion", &v2);
+    wait_until(
+        "the alias move to be served",
+        Duration::from_secs(30),
+        || {
+            gw.invoke("fraud", &one_row())
+                .header("served-model-version")
+                .as_deref()
+                == Some("2")
+        },
+    );
+}

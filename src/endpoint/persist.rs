@@ -104,6 +104,8 @@ pub fn save(path: &Path, state: &StateFile) -> Result<(), PersistError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "endpoints.json".into());
     let tmp = dir.join(format!(".{name}.tmp"));
+    // The data directory is made on the first save.
+    std::fs::create_dir_all(&dir).map_err(fail)?;
     let body = serde_json::to_vec_pretty(state).map_err(|e| fail(std::io::Error::other(e)))?;
     let mut file = std::fs::File::create(&tmp).map_err(fail)?;
     file.write_all(&body).map_err(fail)?;

@@ -98,7 +98,9 @@ impl MlflowRegistry {
             base,
             client,
             auth,
-            cache: settings.cache_dir.clone(),
+            cache: settings.cache_dir.clone().unwrap_or_else(|| {
+                PathBuf::from(crate::settings::DEFAULT_DATA_DIR).join("mlflow-cache")
+            }),
         })
     }
 

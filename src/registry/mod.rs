@@ -1,6 +1,7 @@
 //! Model registries: where versions come from. A version is an MLflow model directory.
 
 pub mod file;
+pub mod folder;
 pub mod mlflow;
 pub mod mlmodel;
 

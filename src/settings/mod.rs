@@ -13,6 +13,7 @@ pub mod inference;
 pub mod inference_log;
 pub mod limits;
 pub mod log;
+pub mod model_source;
 pub mod monitoring;
 pub mod proxies;
 pub mod redact;
@@ -89,7 +90,7 @@ fn load_error(e: figment::Error) -> SettingsError {
     )
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -111,11 +112,49 @@ pub struct Settings {
     /// OpenTelemetry spans over OTLP (docs/operations.md, "Tracing"). Off by default.
     pub tracing: trace::TracingSettings,
     pub endpoints: Vec<EndpointSettings>,
+    /// Where the gateway keeps what it writes for itself: the endpoint state file and the
+    /// MLflow download cache, unless `control.state_file` or `registry.cache_dir` say
+    /// otherwise. Relative to the working directory.
+    pub data_dir: PathBuf,
+}
+
+/// `data_dir` by default: in the working directory, not beside the config file (a config
+/// folder is often read-only, and belongs to whoever wrote the config).
+pub const DEFAULT_DATA_DIR: &str = ".modelgate";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: Default::default(),
+            registry: Default::default(),
+            engine: Default::default(),
+            inference: Default::default(),
+            control: Default::default(),
+            features: Default::default(),
+            inference_log: Default::default(),
+            monitoring: Default::default(),
+            auth: Default::default(),
+            limits: Default::default(),
+            log: Default::default(),
+            tracing: Default::default(),
+            endpoints: Default::default(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+        }
+    }
 }
 
 impl Settings {
     /// Layers defaults, the file (when given), the environment and CLI overrides, then validates.
     pub fn load(file: Option<&Path>, listen_override: Option<&str>) -> Result<Self, SettingsError> {
+        Self::load_serving(file, listen_override, None)
+    }
+
+    /// [`Settings::load`], pointed at one model when `model` is given (`serve --model`).
+    pub fn load_serving(
+        file: Option<&Path>,
+        listen_override: Option<&str>,
+        model: Option<&model_source::ServeModel>,
+    ) -> Result<Self, SettingsError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = file {
             if !path.exists() {
@@ -127,16 +166,24 @@ impl Settings {
         if let Some(listen) = listen_override {
             figment = figment.merge(("server.listen", listen));
         }
-        Self::extract(figment, file)
-    }
-
-    /// The settings of a layered figment, with the state file's default, validated.
-    fn extract(figment: Figment, file: Option<&Path>) -> Result<Self, SettingsError> {
-        let mut settings: Settings = figment.extract().map_err(load_error)?;
-        if settings.control.state_file.is_none() {
-            settings.control.state_file = Some(control::default_state_file(file));
+        let mut settings = Self::layered(figment, file)?;
+        if let Some(model) = model {
+            model.apply(&mut settings)?;
         }
         settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The settings of a layered figment, with the defaults that depend on others filled in.
+    fn layered(figment: Figment, file: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut settings: Settings = figment.extract().map_err(load_error)?;
+        if settings.control.state_file.is_none() {
+            settings.control.state_file =
+                Some(control::default_state_file(&settings.data_dir, file));
+        }
+        if settings.registry.cache_dir.is_none() {
+            settings.registry.cache_dir = Some(settings.data_dir.join("mlflow-cache"));
+        }
         Ok(settings)
     }
 
@@ -436,13 +483,15 @@ mod tests {
     fn from_yaml(yaml: &str) -> Result<Settings, SettingsError> {
         let figment =
             Figment::from(Serialized::defaults(Settings::default())).merge(Yaml::string(yaml));
-        Settings::extract(figment, None)
+        let settings = Settings::layered(figment, None)?;
+        settings.validate()?;
+        Ok(settings)
     }
 
     #[test]
     fn a_value_outside_its_set_names_the_key_the_value_and_the_accepted_ones() {
         let cases = [
-            ("registry: {kind: s3}", "registry.kind", "'s3' (known: file, mlflow)"),
+            ("registry: {kind: s3}", "registry.kind", "'s3' (known: file, mlflow, folder)"),
             (
                 "features: {store: memcached}",
                 "features.store",

@@ -15,6 +15,8 @@ pub enum RegistryKind {
     File,
     /// An MLflow tracking server's model registry at `registry.uri`.
     Mlflow,
+    /// One MLflow model folder at `registry.path`, served as version 1 (`serve --model PATH`).
+    Folder,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -29,8 +31,9 @@ pub struct RegistrySettings {
     /// `MLFLOW_TRACKING_PASSWORD`).
     pub username: Option<String>,
     pub password: Option<String>,
-    /// Where downloaded MLflow versions are kept, one folder per model and version.
-    pub cache_dir: PathBuf,
+    /// Where downloaded MLflow versions are kept, one folder per model and version
+    /// (default `<data_dir>/mlflow-cache`).
+    pub cache_dir: Option<PathBuf>,
     /// Deadline of one call to the MLflow server.
     pub timeout_seconds: u64,
     /// Shared secret of MLflow webhooks; when set, `POST /api/2.0/webhooks/mlflow` takes
@@ -55,7 +58,7 @@ impl Default for RegistrySettings {
             token: None,
             username: None,
             password: None,
-            cache_dir: PathBuf::from(".modelgate-cache"),
+            cache_dir: None,
             timeout_seconds: 10,
             webhook_secret: None,
             path: PathBuf::from("models"),
@@ -79,6 +82,15 @@ impl RegistrySettings {
             if self.timeout_seconds == 0 {
                 return Err(invalid("registry.timeout_seconds", "must be above 0"));
             }
+        }
+        if self.kind == RegistryKind::Folder && !self.path.join("MLmodel").is_file() {
+            return Err(invalid(
+                "registry.path",
+                format!(
+                    "{} is not an MLflow model folder (it has no MLmodel file; mlflow.onnx.save_model writes one)",
+                    self.path.display()
+                ),
+            ));
         }
         if self.poll_interval_seconds == 0 {
             return Err(invalid("registry.poll_interval_seconds", "must be above 0"));

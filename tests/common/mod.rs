@@ -97,20 +97,53 @@ fn start_until(
     } else {
         format!("{}{config_yaml}", demo_feature_tables())
     };
+    // What it writes for itself (state file, MLflow cache) goes to its own folder, not the
+    // repository's `.modelgate/`, which every test would share.
+    let config_yaml = if config_yaml.contains("\ndata_dir:") {
+        config_yaml
+    } else {
+        format!(
+            "data_dir: {}\n{config_yaml}",
+            dir.path().join("data").display()
+        )
+    };
     std::fs::write(&config, config_yaml).unwrap();
+    let args = ["serve", "--config", config.to_str().unwrap()];
+    spawn_until(&args, repo(), dir, with_ort, env, line)
+}
+
+/// Runs `modelgate ARGS --listen 127.0.0.1:0` in `cwd` (no config file unless ARGS name one)
+/// until it listens; `Err(stderr)` when it exits first. It gets ONNX Runtime.
+pub fn start_args(args: &[&str], cwd: &Path) -> Result<Gateway, String> {
+    let dir = tempfile::tempdir().unwrap();
+    spawn_until(
+        args,
+        cwd.to_owned(),
+        dir,
+        true,
+        &[],
+        "modelgate listening on ",
+    )
+}
+
+/// Spawns the gateway with `args` and waits for the line starting with `line`; `dir` lives as
+/// long as the gateway.
+fn spawn_until(
+    args: &[&str],
+    cwd: PathBuf,
+    dir: tempfile::TempDir,
+    with_ort: bool,
+    env: &[(&str, &str)],
+    line: &str,
+) -> Result<Gateway, String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelgate"));
-    cmd.args([
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .current_dir(repo())
-    .env("RUST_LOG", "warn")
-    .env_remove("ORT_DYLIB_PATH")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    cmd.args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .env_remove("ORT_DYLIB_PATH")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if with_ort {
         cmd.env("ORT_DYLIB_PATH", ort_dylib());
     }
@@ -173,6 +206,20 @@ fn start_until(
         stderr: stderr_buf,
         _dir: dir,
     })
+}
+
+/// An MLflow model folder `into/name` whose model takes every input from the request: the
+/// demo's version 1 without its feature spec.
+pub fn version_without_spec(into: &Path, name: &str) -> PathBuf {
+    let folder = into.join(name);
+    std::fs::create_dir_all(&folder).unwrap();
+    for entry in std::fs::read_dir(demo_registry().join("transactions/1")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "feature_spec.yaml" {
+            std::fs::copy(entry.path(), folder.join(entry.file_name())).unwrap();
+        }
+    }
+    folder
 }
 
 /// The `features:` section of the demo's online tables (the files `models/train.py` writes).
