@@ -538,8 +538,9 @@ def category_text(v) -> str:
 
 
 def between_values(edges: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Edges that fall on a data value move off it: inner edges halfway to the next value below,
-    the first and last edge outward by a float32 rounding margin. Model outputs repeat exact
+    """Edges that fall on a data value move off it: inner edges halfway to the next value below
+    (never below the edge before them), the first and last edge outward by a float32 rounding
+    margin. Model outputs repeat exact
     values (identical inputs), and another engine computes them a rounding error apart: an edge
     on such a value would move a whole atom between bins."""
     distinct = np.unique(v)
@@ -556,7 +557,7 @@ def between_values(edges: np.ndarray, v: np.ndarray) -> np.ndarray:
             gap = e - distinct[at - 1] if at > 0 else margin
             out[i] = e + min(margin, gap / 2)
         else:
-            out[i] = (distinct[at - 1] + e) / 2
+            out[i] = max(out[i - 1], (distinct[at - 1] + e) / 2)
     return out
 
 
@@ -645,12 +646,36 @@ def sensitivity(name: str, session: ort.InferenceSession, rows: list[dict]) -> N
               f"labels flipped={flipped:.1%}")
 
 
+def split(data: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Time-ordered split: the latest rows are held out."""
+    cut = int(len(data) * (1 - HOLDOUT_SHARE))
+    return data[:cut], data[cut:]
+
+
+def write_training_rows(path: Path, rows: list[dict]) -> None:
+    """The rows a baseline is made from, as CSV: the model's inputs, then the label (booleans
+    true/false, floats at full precision), for `modelgate baseline`."""
+    import csv
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(INPUT_COLUMNS + ["Label"])
+        for r in rows:
+            values = [r[c] for c in INPUT_COLUMNS] + [r["Label"]]
+            out.writerow([("true" if v else "false") if isinstance(v, (bool, np.bool_))
+                          else repr(float(v)) if isinstance(v, (float, np.floating))
+                          else int(v) if isinstance(v, np.integer) else v for v in values])
+
+
 def main() -> None:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=here, help="output folder (default: the models/ folder)")
     ap.add_argument("--fixtures", type=Path, default=here.parent / "tests" / "fixtures",
                     help="folder for the Rust test fixtures (default: tests/fixtures)")
+    ap.add_argument("--training-data", type=Path, default=None,
+                    help="only write each version's training rows (its inputs and Label) as "
+                         "transactions_v<version>_train.csv into this folder, and stop")
     args = ap.parse_args()
 
     rng = np.random.default_rng(SEED)
@@ -662,11 +687,16 @@ def main() -> None:
     print(f"stream: {len(rows)} rows ({len(pre)} before drift, {len(post)} after), "
           f"risky share {np.mean([r['Label'] for r in rows]):.3f}")
 
+    if args.training_data is not None:
+        for version, data in ((1, pre), (2, post)):
+            write_training_rows(args.training_data / f"{MODEL_NAME}_v{version}_train.csv",
+                                split(data)[0])
+        return
+
     metrics = {}
     sessions = {}
     for version, data in ((1, pre), (2, post)):
-        cut = int(len(data) * (1 - HOLDOUT_SHARE))  # time-ordered split: hold out the latest rows
-        train, held = data[:cut], data[cut:]
+        train, held = split(data)
         x, y = to_matrix(train), np.array([r["Label"] for r in train])
         if version == 1:
             model, info = train_v1(x, y)
@@ -676,7 +706,14 @@ def main() -> None:
             print("v2 gradient boosting feature importances:",
                   dict(zip(FEATURE_NAMES, np.round(model.feature_importances_, 3).tolist())))
         onnx_model = export(model, version)
-        session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+        # One thread, as the gateway runs it: a tree ensemble's sums come out in another order
+        # (float32 results a few ulps apart) with another thread count, so the baseline's
+        # output profile is the gateway's, and the same on every machine.
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(onnx_model.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
         sessions[version] = session
         # The ONNX graph must agree with sklearn on the same float32 features.
         xs = to_matrix(held)

@@ -5,6 +5,7 @@
 //! waits for that, and [`Serving::until`] serves until a shutdown signal, then drains. [`run`]
 //! does all of it.
 
+pub mod cli;
 pub mod clock;
 pub mod data;
 pub mod demo;

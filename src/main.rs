@@ -57,6 +57,19 @@ enum Command {
         #[arg(hide = true, conflicts_with = "config")]
         file: Option<PathBuf>,
     },
+    /// Write a model folder's drift baseline (baseline.json) from its training data.
+    Baseline {
+        /// The MLflow model folder (MLmodel and its ONNX file); baseline.json goes beside them.
+        #[arg(long, short)]
+        model: PathBuf,
+        /// The training rows: a .csv file with a header row, or a .parquet file. Columns that
+        /// are not inputs of the model (ids, the label) are left out.
+        #[arg(long, short)]
+        data: PathBuf,
+        /// Write here instead of MODEL/baseline.json.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Print the OpenAPI document of the HTTP API (docs/openapi.json).
     Openapi,
     /// Online feature tables.
@@ -106,6 +119,30 @@ fn main() -> ExitCode {
         Command::CheckConfig { config, file } => {
             let file = config.or(file).unwrap_or_default();
             check_config(&file)
+        }
+        Command::Baseline { model, data, out } => {
+            let job = modelgate::cli::baseline::BaselineJob {
+                model: &model,
+                data: &data,
+                out: out.as_deref(),
+                engine: Default::default(),
+            };
+            match modelgate::cli::baseline::write_baseline(&job) {
+                Ok(w) => {
+                    println!(
+                        "{}: {} rows; features {}; outputs {}",
+                        w.path.display(),
+                        w.rows,
+                        w.features.join(", "),
+                        w.outputs.join(", ")
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Features {
             command: FeaturesCommand::Load { config },

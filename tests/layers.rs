@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "pipeline",
     "http",
     "grpc",
+    "cli",
 ];
 
 /// Back edges the code still has (issue 16), with what removes each.

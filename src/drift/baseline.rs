@@ -2,7 +2,7 @@
 //! written by `models/train.py` (format in docs/monitoring.md). Checked when the version loads,
 //! so a bad baseline refuses the version instead of producing nonsense drift figures.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// File name of a version's baseline, beside `MLmodel`.
 pub const BASELINE_FILE: &str = "baseline.json";
@@ -29,7 +29,7 @@ pub enum ColumnBaseline {
     Categorical(CategoricalBaseline),
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NumericBaseline {
     pub count: u64,
@@ -45,7 +45,7 @@ pub struct NumericBaseline {
     pub shares: Vec<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CategoricalBaseline {
     pub count: u64,
@@ -56,7 +56,7 @@ pub struct CategoricalBaseline {
     pub other_share: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Category {
     pub value: String,

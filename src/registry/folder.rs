@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use super::file::load_model_dir;
 use super::{Download, ModelVersion, Registry, RegistryError};
 
-/// The version number a folder's model is served as.
-pub const FOLDER_VERSION: &str = "1";
+pub use crate::settings::registry::FOLDER_VERSION;
 
 pub struct FolderRegistry {
     dir: PathBuf,

@@ -6,10 +6,10 @@
 use std::path::PathBuf;
 
 use super::endpoint::valid_name;
+use super::registry::FOLDER_VERSION;
 use super::{
     invalid, EndpointSettings, RegistryKind, ServedEntitySettings, Settings, SettingsError,
 };
-use crate::registry::folder::FOLDER_VERSION;
 
 /// What `--model` names.
 #[derive(Debug, Clone, PartialEq, Eq)]

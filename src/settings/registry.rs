@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{invalid, SettingsError};
 
+/// The version number a model folder (`registry.kind: folder`) is served as.
+pub const FOLDER_VERSION: &str = "1";
+
 /// `registry.kind`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,137 @@
+//! `modelgate baseline` against the baselines `models/train.py` wrote for the demo versions:
+//! the same training rows (the script writes them, `--training-data`) give the same file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+/// Python with models/requirements.txt (and MLflow): `MODELGATE_TRAIN_PYTHON`, else the venv
+/// the repo script makes (once).
+fn train_python() -> PathBuf {
+    path_from_env_or_script("MODELGATE_TRAIN_PYTHON", "scripts/train-venv.sh")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `modelgate baseline` of a copy of demo version `version` (without its baseline) on `data`.
+fn fitted(version: u32, data: &Path, work: &Path) -> Value {
+    let model = work.join(format!(
+        "v{version}-{}",
+        data.extension().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(&model).unwrap();
+    for entry in std::fs::read_dir(demo_registry().join(format!("transactions/{version}"))).unwrap()
+    {
+        let entry = entry.unwrap();
+        if entry.file_name() != "baseline.json" {
+            std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
+        }
+    }
+    let said = run(Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["baseline", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(data)
+        .env("ORT_DYLIB_PATH", ort_dylib()));
+    assert!(said.contains("outputs probability, label"), "{said}");
+    serde_json::from_slice(&std::fs::read(model.join("baseline.json")).unwrap()).unwrap()
+}
+
+/// Numbers equal within `rel` of their size; everything else exactly.
+fn assert_close(got: &Value, want: &Value, rel: f64, at: &str) {
+    match (got, want) {
+        (Value::Number(g), Value::Number(w)) => {
+            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+            assert!(
+                (g - w).abs() <= rel * w.abs().max(1e-300),
+                "{at}: {g} against {w}"
+            );
+        }
+        (Value::Object(g), Value::Object(w)) => {
+            let keys = |m: &serde_json::Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(g), keys(w), "{at}");
+            for (k, v) in w {
+                assert_close(&g[k], v, rel, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            assert_eq!(g.len(), w.len(), "{at}");
+            for (i, (g, w)) in g.iter().zip(w).enumerate() {
+                assert_close(g, w, rel, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(got, want, "{at}"),
+    }
+}
+
+#[test]
+fn the_demo_training_rows_give_the_training_scripts_baseline_from_csv_and_parquet() {
+    let work = tempfile::tempdir().unwrap();
+    let python = train_python();
+    run(Command::new(&python)
+        .arg(repo().join("models/train.py"))
+        .arg("--training-data")
+        .arg(work.path()));
+    for version in [1, 2] {
+        let csv = work
+            .path()
+            .join(format!("transactions_v{version}_train.csv"));
+        let want: Value = serde_json::from_slice(
+            &std::fs::read(demo_registry().join(format!("transactions/{version}/baseline.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        let got = fitted(version, &csv, work.path());
+        assert_eq!(got["rows"], want["rows"]);
+        // Shares are counts over rows: the same to the last bit. Edges and moments: the same
+        // sums in another order at most, and probabilities from the same engine.
+        for section in ["features", "outputs"] {
+            assert_close(&got[section], &want[section], 1e-9, section);
+        }
+
+        // The same rows as Parquet (typed columns, not text) give the same baseline.
+        let parquet = csv.with_extension("parquet");
+        run(Command::new(&python).arg("-c").arg(format!(
+            "import pyarrow.csv, pyarrow.parquet; pyarrow.parquet.write_table(pyarrow.csv.read_csv({:?}), {:?})",
+            csv.display().to_string(),
+            parquet.display().to_string()
+        )));
+        let from_parquet = fitted(version, &parquet, work.path());
+        for section in ["features", "outputs"] {
+            assert_close(&from_parquet[section], &got[section], 1e-12, section);
+        }
+    }
+}
+
+#[test]
+fn data_without_the_models_inputs_is_refused_naming_the_column() {
+    let work = tempfile::tempdir().unwrap();
+    let model = version_without_spec(work.path(), "m");
+    let data = work.path().join("rows.csv");
+    std::fs::write(&data, "Product,Amount\nProduct A,1.5\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["baseline", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rows.csv: it has no column 'transactionCount', an input of the model"),
+        "{err}"
+    );
+}
