@@ -528,6 +528,7 @@ impl Started {
             admin_addr: self.admin_addr,
             max_streams_per_connection: self.settings.server.max_streams_per_connection,
             access_log: self.settings.log.access,
+            live: Default::default(),
         });
         let timeout = self.settings.server.shutdown_timeout_seconds;
         let workers = self.settings.http_workers();

@@ -230,6 +230,9 @@ fn main() -> ExitCode {
                         serving.scheme(),
                         serving.addr
                     );
+                    // The page is a manage route: on the admin listener when there is one.
+                    let page = serving.admin_addr.unwrap_or(serving.addr);
+                    println!("status page: {}://{page}/", serving.scheme());
                     if let Some(curl) = serving.example_curl() {
                         println!("try it:\n  {curl}");
                     }

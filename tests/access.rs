@@ -120,6 +120,18 @@ fn tokens_with_scopes_guard_the_routes() {
         "{metrics}"
     );
     assert!(metrics.contains("modelgate_auth_refusals_total{error_code=\"PERMISSION_DENIED\"} 1"));
+
+    // The status page shows what the control plane shows: the manage scope.
+    let page = |token| with_token(&gw, "GET", "/", token, &body);
+    assert_eq!(page(None).status, 401);
+    assert_eq!(page(Some("query-secret")).status, 403);
+    let shown = page(Some("manage-secret"));
+    assert_eq!(shown.status, 200);
+    assert!(
+        shown.text.contains("data-endpoint=\"tx\""),
+        "{}",
+        shown.text
+    );
     // No token text in the logs.
     let stderr = gw.stderr.lock().unwrap().clone();
     assert!(!stderr.contains("query-secret") && !stderr.contains("manage-secret"));

@@ -16,6 +16,7 @@ mod monitoring;
 pub mod openapi;
 pub mod proxy;
 pub mod routes;
+mod status_page;
 pub mod tls;
 mod v2_handlers;
 mod webhook;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub max_streams_per_connection: usize,
     /// One log line per request (`log.access`).
     pub access_log: bool,
+    /// The status page's previous look at the request histograms (its live rates).
+    pub live: Arc<crate::metrics::live::LiveSampler>,
 }
 
 /// Requests in flight on one connection (HTTP/2 multiplexes many): set on every connection.

@@ -39,6 +39,7 @@ fn schemas() -> Value {
         "Object": {"type": "object"},
         "Empty": {"description": "No body, or an empty one."},
         "Text": {"type": "string"},
+        "Html": {"type": "string", "description": "An HTML page."},
         "Error": {
             "type": "object",
             "required": ["error_code", "message"],
@@ -191,9 +192,13 @@ fn operation(r: &Route) -> Value {
     let error = if v2 { "V2Error" } else { "Error" };
     let content = |schema: &str| json!({"application/json": {"schema": reference(schema)}});
     let mut responses = Map::new();
+    let answer = match r.answer {
+        "Html" => json!({"text/html": {"schema": reference(r.answer)}}),
+        _ => content(r.answer),
+    };
     responses.insert(
         "200".into(),
-        json!({"description": "OK", "content": content(r.answer)}),
+        json!({"description": "OK", "content": answer}),
     );
     let mut refusals = vec!["default"];
     let method = r.method.as_str();

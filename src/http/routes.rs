@@ -6,7 +6,7 @@ use actix_web::web;
 
 use super::{
     admin, endpoint_info, feature_push, governance, handlers, kserve_v1, labels, monitoring,
-    v2_handlers, webhook,
+    status_page, v2_handlers, webhook,
 };
 
 /// What a route is, for its scope and for the listener that serves it.
@@ -99,6 +99,7 @@ pub const ROUTES: &[Route] = &[
     route!(Get, "/livez", Health, "The process is up", None, "Text", handlers::livez),
     route!(Get, "/readyz", Health, "Every config-file endpoint serves a loaded, validated model", None, "Object", handlers::readyz),
     route!(Get, "/metrics", Metrics, "Prometheus text exposition", None, "Text", handlers::metrics),
+    route!(Get, "/", Manage, "Status page: endpoints, versions, traffic, live rates and latency, drift, quality, swaps (HTML, reloads itself)", None, "Html", status_page::page),
     route!(Get, "/api/2.0/serving-endpoints", Manage, "List endpoints (Databricks serving REST)", None, "EndpointList", admin::list),
     route!(Post, "/api/2.0/serving-endpoints", Manage, "Create an endpoint", Some("CreateEndpoint"), "Endpoint", admin::create),
     route!(Get, "/api/2.0/serving-endpoints/{name}", Manage, "An endpoint, its config, state and pending config", None, "Endpoint", admin::get_endpoint),

@@ -13,6 +13,7 @@ pub mod access;
 pub mod features;
 pub mod inference_log;
 pub mod labels;
+pub mod live;
 pub mod monitoring;
 pub mod serving;
 pub mod swaps;
