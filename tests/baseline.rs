@@ -3,17 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
 use serde_json::Value;
-
-/// Python with models/requirements.txt (and MLflow): `MODELGATE_TRAIN_PYTHON`, else the venv
-/// the repo script makes (once).
-fn train_python() -> PathBuf {
-    path_from_env_or_script("MODELGATE_TRAIN_PYTHON", "scripts/train-venv.sh")
-}
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();

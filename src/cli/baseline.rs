@@ -66,12 +66,12 @@ pub fn write_baseline(job: &BaselineJob<'_>) -> Result<Written, BaselineError> {
         .fetch(&name, FOLDER_VERSION, &Download::default())
         .map_err(|e| model_err(e.to_string()))?;
     let engines = Engines::init(None, 1, false).map_err(|e| model_err(e.to_string()))?;
-    let loaded = engines
-        .load(job.engine, &version.onnx)
+    let (loaded, zipped) = engines
+        .load_model(job.engine, &version.onnx)
         .map_err(|e| model_err(e.to_string()))?;
     let columns = version.signature.as_ref().and_then(|s| s.input_names());
     let binding = InputBinding::compile(loaded.inputs(), columns.as_deref()).map_err(model_err)?;
-    let mapping = OutputMapping::compile(loaded.outputs());
+    let mapping = OutputMapping::compile_with(loaded.outputs(), zipped.as_ref());
 
     let frame = read_frame(job.data).map_err(data_err)?;
     // The model's inputs, in its order; other columns (ids, the label) are not profiled.

@@ -277,6 +277,7 @@ pub fn binary_predictions(
         label,
         probabilities,
         binary: true,
+        ..
     } = mapping
     else {
         return None;

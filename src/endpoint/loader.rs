@@ -98,9 +98,9 @@ pub fn load_served_entity(
         mv.onnx.len(),
         mv.source.display()
     ));
-    let loaded = ctx
+    let (loaded, zipped) = ctx
         .engines
-        .load(cfg.engine.unwrap_or(ctx.default_engine), &mv.onnx)
+        .load_model(cfg.engine.unwrap_or(ctx.default_engine), &mv.onnx)
         .map_err(|source| LoadError::Engine {
             context: format!("{context} ({})", mv.source.display()),
             source: Box::new(source),
@@ -119,7 +119,7 @@ pub fn load_served_entity(
                 message,
             }
         })?;
-    let outputs = OutputMapping::compile(loaded.outputs());
+    let outputs = OutputMapping::compile_with(loaded.outputs(), zipped.as_ref());
     if let Some(baseline) = &mv.baseline {
         let inputs: Vec<String> = columns
             .clone()

@@ -9,6 +9,7 @@ pub mod outputs;
 pub mod pool;
 pub mod tensor;
 pub mod tract_engine;
+pub mod zipmap;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -118,6 +119,19 @@ impl Engines {
     /// Why ort is unavailable, when it is.
     pub fn ort_problem(&self) -> Option<&str> {
         self.ort_problem.as_deref()
+    }
+
+    /// As [`Engines::load`], with a ZipMap output cut first ([`zipmap`]): the model, and what
+    /// was cut (for the answer's output mapping).
+    pub fn load_model(
+        &self,
+        choice: EngineChoice,
+        onnx: &[u8],
+    ) -> Result<(Arc<dyn LoadedModel>, Option<zipmap::ZipMapped>), EngineError> {
+        match zipmap::unzip(onnx).map_err(EngineError::UnsupportedIo)? {
+            Some((cut, zipped)) => Ok((self.load(choice, &cut)?, Some(zipped))),
+            None => Ok((self.load(choice, onnx)?, None)),
+        }
     }
 
     pub fn load(

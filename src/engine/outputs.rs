@@ -3,12 +3,18 @@
 //! - classifier (an integer or string `label` output and a float `probabilities` `[N, K]`
 //!   output, as skl2onnx exports with `zipmap=False`): one record per row,
 //!   `{"label": l, "probability": p}` with `p` the probability of class 1 when `K = 2`, or
-//!   `{"label": l, "probabilities": [...]}` for more classes;
+//!   `{"label": l, "probabilities": [...]}` for more classes; a classifier whose probabilities
+//!   came out of a ZipMap (skl2onnx's default, cut at load: [`super::zipmap`]) answers as
+//!   MLflow's pyfunc does, each output by name and the probabilities as a map per row:
+//!   `{"output_label": l, "output_probability": {"0": p0, "1": p1}}`;
 //! - one output (a regressor's `variable`, say): one value per row, a list when the row is a
 //!   tensor;
 //! - anything else: one record per row with every output by name.
 
+use std::sync::Arc;
+
 use super::tensor::TensorSpec;
+use super::zipmap::ZipMapped;
 use crate::data::tensor::{ElemType, NamedTensor, TensorData};
 use crate::protocol::json_write::{write_json_str, write_value};
 
@@ -18,13 +24,36 @@ pub enum OutputMapping {
         label: usize,
         probabilities: usize,
         binary: bool,
+        /// The probabilities were a ZipMap's: written as a map per row.
+        zipped: Option<Arc<Zipped>>,
     },
     Single(usize),
     Records,
 }
 
+/// What a ZipMapped classifier's answer writes, made once at load: the two outputs' names and
+/// the map's keys as JSON strings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zipped {
+    label_key: Vec<u8>,
+    probabilities_key: Vec<u8>,
+    class_keys: Vec<Vec<u8>>,
+}
+
+fn json_key(s: &str) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(s.len() + 3);
+    write_json_str(s, &mut buf);
+    buf.push(b':');
+    buf
+}
+
 impl OutputMapping {
     pub fn compile(outputs: &[TensorSpec]) -> Self {
+        Self::compile_with(outputs, None)
+    }
+
+    /// As [`OutputMapping::compile`], for a model whose ZipMap was cut at load (`zipped`).
+    pub fn compile_with(outputs: &[TensorSpec], zipped: Option<&ZipMapped>) -> Self {
         let label = outputs.iter().position(|o| {
             o.name.to_ascii_lowercase().ends_with("label")
                 && matches!(o.elem, ElemType::I64 | ElemType::I32 | ElemType::Str)
@@ -40,6 +69,15 @@ impl OutputMapping {
                 probabilities,
                 // A dynamic class count may still be 2: the encoder checks the actual width.
                 binary: matches!(outputs[probabilities].shape[1], Some(2) | None),
+                zipped: zipped
+                    .filter(|z| z.output == outputs[probabilities].name)
+                    .map(|z| {
+                        Arc::new(Zipped {
+                            label_key: json_key(&outputs[label].name),
+                            probabilities_key: json_key(&z.output),
+                            class_keys: z.classes.keys().iter().map(|k| json_key(k)).collect(),
+                        })
+                    }),
             },
             _ if outputs.len() == 1 => Self::Single(0),
             _ => Self::Records,
@@ -72,7 +110,31 @@ impl OutputMapping {
             Self::Classifier {
                 label,
                 probabilities,
+                zipped: Some(z),
+                ..
+            } => {
+                buf.push(b'{');
+                buf.extend_from_slice(&z.label_key);
+                write_row(&outputs[*label], r, buf);
+                buf.push(b',');
+                buf.extend_from_slice(&z.probabilities_key);
+                buf.push(b'{');
+                let p = &outputs[*probabilities].tensor;
+                let width = p.row_width();
+                for (k, key) in z.class_keys.iter().enumerate().take(width) {
+                    if k > 0 {
+                        buf.push(b',');
+                    }
+                    buf.extend_from_slice(key);
+                    write_value(&p.data, r * width + k, buf);
+                }
+                buf.extend_from_slice(b"}}");
+            }
+            Self::Classifier {
+                label,
+                probabilities,
                 binary,
+                zipped: None,
             } => {
                 buf.extend_from_slice(b"{\"label\":");
                 write_row(&outputs[*label], r, buf);
@@ -211,7 +273,8 @@ mod tests {
             OutputMapping::Classifier {
                 label: 0,
                 probabilities: 1,
-                binary: true
+                binary: true,
+                zipped: None,
             }
         );
         assert_eq!(m.kind(), "classifier");
@@ -228,7 +291,8 @@ mod tests {
             OutputMapping::Classifier {
                 label: 1,
                 probabilities: 0,
-                binary: false
+                binary: false,
+                zipped: None,
             }
         );
         let m = OutputMapping::compile(&[
@@ -240,7 +304,8 @@ mod tests {
             OutputMapping::Classifier {
                 label: 0,
                 probabilities: 1,
-                binary: true
+                binary: true,
+                zipped: None,
             }
         );
     }
@@ -294,6 +359,7 @@ mod tests {
             label: 0,
             probabilities: 1,
             binary: true,
+            zipped: None,
         };
         let outputs = [
             out("label", vec![2], TensorData::I64(vec![0, 1])),
@@ -315,6 +381,7 @@ mod tests {
             label: 1,
             probabilities: 0,
             binary: false,
+            zipped: None,
         };
         let outputs = [
             out(
@@ -340,6 +407,7 @@ mod tests {
             label: 0,
             probabilities: 1,
             binary: true,
+            zipped: None,
         };
         let outputs = [
             out("label", vec![1], TensorData::I64(vec![2])),
@@ -431,6 +499,7 @@ mod tests {
             label: 0,
             probabilities: 1,
             binary: true,
+            zipped: None,
         };
         let o = [
             out("label", vec![1], TensorData::I64(vec![1])),

@@ -467,6 +467,7 @@ fn set_prediction(t: &mut TableRows, mapping: &OutputMapping, outputs: &[NamedTe
             label,
             probabilities,
             binary,
+            ..
         } => {
             if let Some(o) = outputs.get(*label) {
                 set_tensor_row(t, "prediction", o, r);

@@ -223,8 +223,11 @@ impl MlflowRegistry {
         if let Some(rest) = source.strip_prefix("mlflow-artifacts:/") {
             return Ok(rest.trim_start_matches('/').to_owned());
         }
+        if let Some(id) = source.strip_prefix("models:/") {
+            return self.logged_model_path(id, &refuse);
+        }
         let Some(rest) = source.strip_prefix("runs:/") else {
-            return Err(refuse("cannot be fetched through the tracking server's artifact proxy (runs:/ or mlflow-artifacts:/ sources can)"));
+            return Err(refuse("cannot be fetched through the tracking server's artifact proxy (runs:/, models:/ or mlflow-artifacts:/ sources can)"));
         };
         let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
         let run = self
@@ -245,6 +248,32 @@ impl MlflowRegistry {
                 .trim_end_matches('/')
                 .to_owned(),
         )
+    }
+
+    /// Where an MLflow 3 logged model's files are under the artifact proxy: its source is
+    /// `models:/<model id>`, and the tracking server knows its `artifact_uri`.
+    fn logged_model_path(
+        &self,
+        id: &str,
+        refuse: &dyn Fn(&str) -> RegistryError,
+    ) -> Result<String, RegistryError> {
+        if !safe_name(id) {
+            return Err(refuse("does not name a logged model"));
+        }
+        let model = self
+            .get_json(
+                &["api/2.0/mlflow/logged-models", id],
+                &[],
+                "logged-models/get",
+            )
+            .map_err(|e| e.or_not_found(|| refuse("names a logged model that does not exist")))?;
+        let root = model["model"]["info"]["artifact_uri"]
+            .as_str()
+            .unwrap_or_default();
+        match root.strip_prefix("mlflow-artifacts:/") {
+            Some(path) => Ok(path.trim_matches('/').to_owned()),
+            None => Err(refuse(&format!("has artifacts at '{root}', not behind the tracking server's artifact proxy (start it with --artifacts-destination)"))),
+        }
     }
 
     /// The files under the artifact folder `remote`, with their local paths under `local` and

@@ -40,6 +40,12 @@ pub fn path_from_env_or_script(var: &str, script: &str) -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// Python with models/requirements.txt and MLflow (a scikit-learn user's environment):
+/// `MODELGATE_TRAIN_PYTHON`, else the venv the repo script makes (once).
+pub fn train_python() -> PathBuf {
+    path_from_env_or_script("MODELGATE_TRAIN_PYTHON", "scripts/train-venv.sh")
+}
+
 /// `libonnxruntime.so`: `ORT_DYLIB_PATH`, else fetched by the repo script (once per test binary).
 pub fn ort_dylib() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();

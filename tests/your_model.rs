@@ -1,0 +1,88 @@
+//! docs/your-model.md, run: a scikit-learn pipeline (scaler, one-hot encoder, gradient-boosted
+//! trees) exported with skl2onnx's defaults (its probabilities through a ZipMap), logged to a
+//! real `mlflow server` with `mlflow.onnx.log_model` and aliased `champion`, is served with one
+//! command; its answers equal scikit-learn's, and moving the alias rolls out version 2.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::mlflow::MlflowServer;
+use common::*;
+use serde_json::Value;
+
+/// `docs/examples/your_model.py ARGS --expect FILE` against `server`; what it expects.
+fn train(server: &MlflowServer, work: &Path, args: &[&str], expect: &str) -> Value {
+    let expect = work.join(expect);
+    let out = Command::new(train_python())
+        .arg(repo().join("docs/examples/your_model.py"))
+        .args(args)
+        .arg("--expect")
+        .arg(&expect)
+        .env("MLFLOW_TRACKING_URI", &server.uri)
+        .current_dir(work)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "your_model.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(expect).unwrap()).unwrap()
+}
+
+/// The gateway's answers to the expected rows equal scikit-learn's labels and probabilities.
+fn answers_as_scikit_learn_does(gw: &Gateway, expect: &Value) {
+    let reply = gw.invoke("fraud", &expect["body"]);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.header("served-model-version").as_deref(),
+        expect["version"].as_str()
+    );
+    let predictions = reply.json()["predictions"].as_array().unwrap().clone();
+    let labels = expect["labels"].as_array().unwrap();
+    let probabilities = expect["probabilities"].as_array().unwrap();
+    assert_eq!(predictions.len(), labels.len());
+    for (i, p) in predictions.iter().enumerate() {
+        // As MLflow's pyfunc answers for a ZipMap model: each output by name, a map per row.
+        assert_eq!(p["output_label"], labels[i], "row {i}: {p}");
+        let got = p["output_probability"]["1"].as_f64().unwrap();
+        let want = probabilities[i].as_f64().unwrap();
+        assert!((got - want).abs() <= 1e-5, "row {i}: {got} against {want}");
+        let other = p["output_probability"]["0"].as_f64().unwrap();
+        assert!((got + other - 1.0).abs() <= 1e-5, "row {i}: {p}");
+    }
+}
+
+#[test]
+fn a_scikit_learn_pipeline_is_served_with_one_command_and_rolled_out_by_its_alias() {
+    let server = MlflowServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let v1 = train(&server, work.path(), &[], "v1.json");
+    assert_eq!(v1["version"], "1");
+    let gw = start_args(
+        &[
+            "serve",
+            "--model",
+            "models:/fraud@champion",
+            "--registry-uri",
+            &server.uri,
+        ],
+        work.path(),
+    )
+    .unwrap_or_else(|e| panic!("did not start: {e}"));
+    answers_as_scikit_learn_does(&gw, &v1);
+
+    // The rollout: version 2 registered, the alias moved; the gateway follows by itself.
+    let v2 = train(&server, work.path(), &["--retrain"], "v2.json");
+    assert_eq!(v2["version"], "2");
+    wait_for("version 2 to serve", Duration::from_secs(60), || {
+        let version = gw
+            .invoke("fraud", &v2["body"])
+            .header("served-model-version");
+        (version.as_deref() == Some("2")).then_some(())
+    });
+    answers_as_scikit_learn_does(&gw, &v2);
+}
