@@ -93,6 +93,7 @@ pub fn unzip(onnx: &[u8]) -> Result<Option<(Vec<u8>, ZipMapped)>, String> {
         .iter_mut()
         .find(|o| o.name == output)
         .ok_or_else(|| format!("has no graph output '{output}'"))?;
+    // ZipMap takes float probabilities only (the ONNX-ML spec), so its input is float.
     out.r#type = Some(probability_type(classes.len()));
     let mut bytes = Vec::with_capacity(onnx.len());
     model.encode(&mut bytes).map_err(|e| e.to_string())?;
