@@ -13,8 +13,15 @@ use common::mlflow::MlflowServer;
 use common::*;
 use serde_json::Value;
 
-/// `docs/examples/your_model.py ARGS --expect FILE` against `server`; what it expects.
-fn train(server: &MlflowServer, work: &Path, args: &[&str], expect: &str) -> Value {
+/// `docs/examples/your_model.py ARGS --expect FILE` against `server`, with `env`; what it
+/// expects.
+fn train(
+    server: &MlflowServer,
+    work: &Path,
+    args: &[&str],
+    expect: &str,
+    env: &[(&str, &str)],
+) -> Value {
     let expect = work.join(expect);
     let out = Command::new(train_python())
         .arg(repo().join("docs/examples/your_model.py"))
@@ -22,6 +29,7 @@ fn train(server: &MlflowServer, work: &Path, args: &[&str], expect: &str) -> Val
         .arg("--expect")
         .arg(&expect)
         .env("MLFLOW_TRACKING_URI", &server.uri)
+        .envs(env.iter().copied())
         .current_dir(work)
         .output()
         .unwrap();
@@ -56,13 +64,13 @@ fn answers_as_scikit_learn_does(gw: &Gateway, expect: &Value) {
     }
 }
 
-#[test]
-fn a_scikit_learn_pipeline_is_served_with_one_command_and_rolled_out_by_its_alias() {
-    let server = MlflowServer::start();
+/// The walkthrough against `server`; `env` reaches the training script and the gateway (the
+/// artifact store's endpoint and credentials, when there is one).
+fn walkthrough(server: &MlflowServer, env: &[(&str, &str)]) {
     let work = tempfile::tempdir().unwrap();
-    let v1 = train(&server, work.path(), &[], "v1.json");
+    let v1 = train(server, work.path(), &[], "v1.json", env);
     assert_eq!(v1["version"], "1");
-    let gw = start_args(
+    let gw = start_args_env(
         &[
             "serve",
             "--model",
@@ -71,12 +79,13 @@ fn a_scikit_learn_pipeline_is_served_with_one_command_and_rolled_out_by_its_alia
             &server.uri,
         ],
         work.path(),
+        env,
     )
     .unwrap_or_else(|e| panic!("did not start: {e}"));
     answers_as_scikit_learn_does(&gw, &v1);
 
     // The rollout: version 2 registered, the alias moved; the gateway follows by itself.
-    let v2 = train(&server, work.path(), &["--retrain"], "v2.json");
+    let v2 = train(server, work.path(), &["--retrain"], "v2.json", env);
     assert_eq!(v2["version"], "2");
     wait_for("version 2 to serve", Duration::from_secs(60), || {
         let version = gw
@@ -85,4 +94,26 @@ fn a_scikit_learn_pipeline_is_served_with_one_command_and_rolled_out_by_its_alia
         (version.as_deref() == Some("2")).then_some(())
     });
     answers_as_scikit_learn_does(&gw, &v2);
+}
+
+#[test]
+fn a_scikit_learn_pipeline_is_served_with_one_command_and_rolled_out_by_its_alias() {
+    walkthrough(&MlflowServer::start(), &[]);
+}
+
+/// The same with a tracking server that does not proxy artifacts: the client writes them to an
+/// S3-compatible store (moto's server), and the gateway reads them from there itself.
+#[test]
+fn a_model_whose_artifacts_are_in_s3_is_served_from_there() {
+    let s3 = common::s3::MotoServer::start(&delta_python());
+    let bucket = s3.create_bucket("mlflow-artifacts");
+    let env = [
+        ("MLFLOW_S3_ENDPOINT_URL", s3.endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let server = MlflowServer::start_with_artifact_root(&format!("s3://{bucket}/mlflow"), &env);
+    walkthrough(&server, &env);
 }

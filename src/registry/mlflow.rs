@@ -15,7 +15,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use super::file::load_model_dir;
-use super::{Download, ModelVersion, Registry, RegistryError};
+use super::{object_files, Download, ModelVersion, Registry, RegistryError};
 use crate::settings::RegistrySettings;
 
 /// Stage names MLflow still accepts; `Archived` versions are never served.
@@ -34,6 +34,8 @@ pub struct MlflowRegistry {
     client: Client,
     auth: Option<Auth>,
     cache: PathBuf,
+    /// Options of the object store artifacts may be in (environment, then settings).
+    store_options: std::collections::BTreeMap<String, String>,
 }
 
 /// An API failure, before it is given the caller's meaning.
@@ -98,6 +100,7 @@ impl MlflowRegistry {
             base,
             client,
             auth,
+            store_options: object_files::options(&settings.storage_options),
             cache: settings.cache_dir.clone().unwrap_or_else(|| {
                 PathBuf::from(crate::settings::DEFAULT_DATA_DIR).join("mlflow-cache")
             }),
@@ -215,19 +218,19 @@ impl MlflowRegistry {
         Ok(mv)
     }
 
-    /// Where a version's files are under the artifact proxy.
-    fn artifact_path(&self, mv: &Value) -> Result<String, RegistryError> {
+    /// Where a version's files are: under the artifact proxy or in an object store.
+    fn artifacts(&self, mv: &Value) -> Result<Artifacts, RegistryError> {
         let source = mv["source"].as_str().unwrap_or_default();
         let refuse =
             |why: &str| RegistryError::Refused(format!("model version source '{source}' {why}"));
-        if let Some(rest) = source.strip_prefix("mlflow-artifacts:/") {
-            return Ok(rest.trim_start_matches('/').to_owned());
+        if let Some(found) = Artifacts::at(source) {
+            return Ok(found);
         }
         if let Some(id) = source.strip_prefix("models:/") {
-            return self.logged_model_path(id, &refuse);
+            return self.logged_model_artifacts(id, &refuse);
         }
         let Some(rest) = source.strip_prefix("runs:/") else {
-            return Err(refuse("cannot be fetched through the tracking server's artifact proxy (runs:/, models:/ or mlflow-artifacts:/ sources can)"));
+            return Err(refuse("is neither runs:/, models:/, mlflow-artifacts:/ nor an object-store location (s3://, gs://, abfss://, file:)"));
         };
         let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
         let run = self
@@ -240,23 +243,21 @@ impl MlflowRegistry {
         let root = run["run"]["info"]["artifact_uri"]
             .as_str()
             .unwrap_or_default();
-        let Some(root) = root.strip_prefix("mlflow-artifacts:/") else {
-            return Err(refuse(&format!("has artifacts at '{root}', not behind the tracking server's artifact proxy (start it with --artifacts-destination)")));
-        };
-        Ok(
-            format!("{}/{}", root.trim_matches('/'), path.trim_matches('/'))
-                .trim_end_matches('/')
-                .to_owned(),
-        )
+        let location = format!("{}/{}", root.trim_end_matches('/'), path.trim_matches('/'));
+        Artifacts::at(location.trim_end_matches('/')).ok_or_else(|| {
+            refuse(&format!(
+                "has artifacts at '{root}', neither behind the tracking server's artifact proxy nor in an object store this build reads"
+            ))
+        })
     }
 
-    /// Where an MLflow 3 logged model's files are under the artifact proxy: its source is
-    /// `models:/<model id>`, and the tracking server knows its `artifact_uri`.
-    fn logged_model_path(
+    /// Where an MLflow 3 logged model's files are: its source is `models:/<model id>`, and the
+    /// tracking server knows its `artifact_uri`.
+    fn logged_model_artifacts(
         &self,
         id: &str,
         refuse: &dyn Fn(&str) -> RegistryError,
-    ) -> Result<String, RegistryError> {
+    ) -> Result<Artifacts, RegistryError> {
         if !safe_name(id) {
             return Err(refuse("does not name a logged model"));
         }
@@ -270,10 +271,11 @@ impl MlflowRegistry {
         let root = model["model"]["info"]["artifact_uri"]
             .as_str()
             .unwrap_or_default();
-        match root.strip_prefix("mlflow-artifacts:/") {
-            Some(path) => Ok(path.trim_matches('/').to_owned()),
-            None => Err(refuse(&format!("has artifacts at '{root}', not behind the tracking server's artifact proxy (start it with --artifacts-destination)"))),
-        }
+        Artifacts::at(root).ok_or_else(|| {
+            refuse(&format!(
+                "has artifacts at '{root}', neither behind the tracking server's artifact proxy nor in an object store this build reads"
+            ))
+        })
     }
 
     /// The files under the artifact folder `remote`, with their local paths under `local` and
@@ -403,6 +405,23 @@ impl MlflowRegistry {
     }
 }
 
+/// Where a version's files are.
+enum Artifacts {
+    /// A path under the tracking server's artifact proxy (`mlflow-artifacts:/`).
+    Proxied(String),
+    /// An object-store location (`s3://...`), read directly.
+    Stored(String),
+}
+
+impl Artifacts {
+    fn at(location: &str) -> Option<Self> {
+        if let Some(path) = location.strip_prefix("mlflow-artifacts:/") {
+            return Some(Self::Proxied(path.trim_matches('/').to_owned()));
+        }
+        object_files::is_object_location(location).then(|| Self::Stored(location.to_owned()))
+    }
+}
+
 /// One file of a version's artifacts.
 struct RemoteFile {
     remote: String,
@@ -489,7 +508,7 @@ impl Registry for MlflowRegistry {
         if dir.join(COMPLETE_MARKER).exists() {
             return load_model_dir(model, version, &dir);
         }
-        let remote = self.artifact_path(&mv)?;
+        let artifacts = self.artifacts(&mv)?;
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let tmp = self.cache.join(model).join(format!(
             ".{version}.partial.{}.{}",
@@ -497,17 +516,21 @@ impl Registry for MlflowRegistry {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         let what = format!("model '{model}' version {version}");
-        let result = self
-            .download_dir(&what, &remote, &tmp, progress)
-            .and_then(|()| {
-                std::fs::write(tmp.join(COMPLETE_MARKER), b"").map_err(|e| io(&tmp, e))?;
-                match std::fs::rename(&tmp, &dir) {
-                    Ok(()) => Ok(()),
-                    // Another download finished first: its copy is as good.
-                    Err(_) if dir.join(COMPLETE_MARKER).exists() => Ok(()),
-                    Err(e) => Err(io(&dir, e)),
-                }
-            });
+        let downloaded = match &artifacts {
+            Artifacts::Proxied(remote) => self.download_dir(&what, remote, &tmp, progress),
+            Artifacts::Stored(location) => {
+                object_files::download(location, &tmp, &self.store_options, &what, progress)
+            }
+        };
+        let result = downloaded.and_then(|()| {
+            std::fs::write(tmp.join(COMPLETE_MARKER), b"").map_err(|e| io(&tmp, e))?;
+            match std::fs::rename(&tmp, &dir) {
+                Ok(()) => Ok(()),
+                // Another download finished first: its copy is as good.
+                Err(_) if dir.join(COMPLETE_MARKER).exists() => Ok(()),
+                Err(e) => Err(io(&dir, e)),
+            }
+        });
         if tmp.exists() {
             let _ = std::fs::remove_dir_all(&tmp);
         }

@@ -4,6 +4,7 @@ pub mod file;
 pub mod folder;
 pub mod mlflow;
 pub mod mlmodel;
+pub mod object_files;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -60,7 +60,8 @@ impl Settings {
         hide(&mut s.registry.webhook_secret);
         s.registry.uri = s.registry.uri.as_deref().map(redact_url);
         s.features.redis.url = redact_url(&s.features.redis.url);
-        for (key, value) in s.inference_log.storage_options.iter_mut() {
+        let stores = s.inference_log.storage_options.iter_mut();
+        for (key, value) in stores.chain(s.registry.storage_options.iter_mut()) {
             if is_secret_option(key) {
                 *value = REDACTED.to_owned();
             }

@@ -1,5 +1,6 @@
 //! `registry`: where model versions come from, and how aliases are followed.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,10 @@ pub struct RegistrySettings {
     /// `MLFLOW_TRACKING_PASSWORD`).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Options of the object store an MLflow server keeps artifacts in, when it does not proxy
+    /// them (`AWS_ENDPOINT_URL`, `AWS_REGION`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`,
+    /// ...): over the same variables from the environment. Secrets are redacted when printed.
+    pub storage_options: BTreeMap<String, String>,
     /// Where downloaded MLflow versions are kept, one folder per model and version
     /// (default `<data_dir>/mlflow-cache`).
     pub cache_dir: Option<PathBuf>,
@@ -62,6 +67,7 @@ impl Default for RegistrySettings {
             username: None,
             password: None,
             cache_dir: None,
+            storage_options: BTreeMap::new(),
             timeout_seconds: 10,
             webhook_secret: None,
             path: PathBuf::from("models"),

@@ -34,6 +34,12 @@ pub struct MlflowServer {
     auth: Option<(String, String)>,
 }
 
+/// Where a server without an artifact proxy has its runs keep their artifacts.
+struct Store {
+    root: String,
+    env: Vec<(String, String)>,
+}
+
 impl MlflowServer {
     pub fn start() -> Self {
         Self::start_with(false)
@@ -44,8 +50,22 @@ impl MlflowServer {
         Self::start_with(true)
     }
 
+    /// A server that does not proxy artifacts: runs keep them under `artifact_root` (an
+    /// `s3://` location), written and read there by clients with `env` (the store's
+    /// endpoint and credentials).
+    pub fn start_with_artifact_root(artifact_root: &str, env: &[(&str, &str)]) -> Self {
+        let store = Store {
+            root: artifact_root.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        Self::spawn(tempfile::tempdir().unwrap(), false, Some(store))
+    }
+
     fn start_with(auth: bool) -> Self {
-        let mut server = Self::spawn(tempfile::tempdir().unwrap(), auth);
+        let mut server = Self::spawn(tempfile::tempdir().unwrap(), auth, None);
         server.experiment_id = server.call(
             "POST",
             "experiments/create",
@@ -59,10 +79,24 @@ impl MlflowServer {
 
     /// Starts `mlflow server` on port 0: the server binds a port the system picks (nothing can
     /// take it between a pick and the bind) and says which in its log.
-    fn spawn(dir: tempfile::TempDir, auth: bool) -> Self {
+    fn spawn(dir: tempfile::TempDir, auth: bool, store: Option<Store>) -> Self {
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let mut cmd = Command::new(mlflow_command());
         cmd.arg("server");
+        match &store {
+            Some(store) => {
+                cmd.args([
+                    "--no-serve-artifacts",
+                    "--default-artifact-root",
+                    &store.root,
+                ])
+                .envs(store.env.iter().cloned());
+            }
+            None => {
+                cmd.arg("--artifacts-destination")
+                    .arg(dir.path().join("artifacts"));
+            }
+        }
         if auth {
             // The auth app needs a fixed secret for its CSRF protection.
             cmd.args(["--app-name", "basic-auth"])
@@ -73,8 +107,6 @@ impl MlflowServer {
             .args([
                 "--backend-store-uri",
                 &format!("sqlite:///{}", dir.path().join("mlflow.db").display()),
-                "--artifacts-destination",
-                &dir.path().join("artifacts").display().to_string(),
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -121,13 +121,18 @@ fn start_until(
 /// Runs `modelgate ARGS --listen 127.0.0.1:0` in `cwd` (no config file unless ARGS name one)
 /// until it listens; `Err(stderr)` when it exits first. It gets ONNX Runtime.
 pub fn start_args(args: &[&str], cwd: &Path) -> Result<Gateway, String> {
+    start_args_env(args, cwd, &[])
+}
+
+/// As [`start_args`], with `env` set for it.
+pub fn start_args_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Result<Gateway, String> {
     let dir = tempfile::tempdir().unwrap();
     spawn_until(
         args,
         cwd.to_owned(),
         dir,
         true,
-        &[],
+        env,
         "modelgate listening on ",
     )
 }
