@@ -654,6 +654,12 @@ mod tests {
         s.inference_log
             .storage_options
             .insert("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9".into());
+        s.registry
+            .storage_options
+            .insert("AZURE_STORAGE_ACCOUNT_KEY".into(), "artifact-secret".into());
+        s.registry
+            .storage_options
+            .insert("AZURE_STORAGE_ACCOUNT_NAME".into(), "artifact-account".into());
         let text = serde_yaml::to_string(&s.redacted()).unwrap();
         for secret in [
             "tok-123",
@@ -662,6 +668,7 @@ mod tests {
             "uri-pw",
             "redis-pw",
             "s3-secret",
+            "artifact-secret",
         ] {
             assert!(!text.contains(secret), "{secret} printed:\n{text}");
         }
@@ -671,6 +678,7 @@ mod tests {
             "cache:6379/0",
             "http://127.0.0.1:9",
             "mlflow:5000/x",
+            "artifact-account",
         ] {
             assert!(text.contains(kept), "{kept} lost:\n{text}");
         }
