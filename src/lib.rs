@@ -19,6 +19,7 @@ pub mod http;
 pub mod inference_log;
 pub mod metrics;
 pub mod pipeline;
+pub mod progress;
 pub mod protocol;
 pub mod registry;
 pub mod settings;

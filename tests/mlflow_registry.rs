@@ -383,7 +383,7 @@ fn a_large_version_downloads_while_the_gateway_is_live_and_shows_its_progress() 
     let gw = start_live(
         &config(&server, cache.path(), ""),
         true,
-        &[("RUST_LOG", "warn,modelgate::registry=info")],
+        &[("RUST_LOG", "warn,modelgate::progress=info")],
     );
 
     let (done, total) = wait_for(
@@ -428,7 +428,7 @@ fn a_large_version_downloads_while_the_gateway_is_live_and_shows_its_progress() 
     let log = gw.stderr.lock().unwrap().clone();
     assert!(
         log.contains(&format!(
-            "downloading model 'transactions' version {v}: {:.1} MB in",
+            "downloading model 'transactions' version {v}: {:.1} MB",
             total as f64 / 1e6
         )),
         "{log}"

@@ -120,6 +120,11 @@ pub fn load_snapshots(
     let mut written = Vec::new();
     for t in tables {
         let rows = snapshot_rows(t)?;
+        let mut shown = crate::progress::Progress::start(
+            &format!("loading feature table '{}' into redis", t.name),
+            rows.len() as u64,
+            crate::progress::Unit::Rows,
+        );
         let mut pipe = redis::pipe();
         let mut cleared = std::collections::HashSet::new();
         for (i, (key, as_of, row)) in rows.iter().enumerate() {
@@ -141,6 +146,7 @@ pub fn load_snapshots(
                 pipe.query::<()>(&mut conn)
                     .map_err(|e| redis_error(&settings.url, e))?;
                 pipe = redis::pipe();
+                shown.set(i as u64 + 1);
             }
         }
         pipe.query::<()>(&mut conn)

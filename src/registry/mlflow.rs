@@ -6,9 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
-use tracing::info;
+use std::time::Duration;
 
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::{StatusCode, Url};
@@ -16,6 +14,7 @@ use serde_json::Value;
 
 use super::file::load_model_dir;
 use super::{object_files, Download, ModelVersion, Registry, RegistryError};
+use crate::progress::{Progress, Unit};
 use crate::settings::RegistrySettings;
 
 /// Stage names MLflow still accepts; `Archived` versions are never served.
@@ -340,12 +339,7 @@ impl MlflowRegistry {
         self.list_files(remote, local, &mut files)?;
         let total: u64 = files.iter().filter_map(|f| f.size).sum();
         progress.begin(total);
-        info!(
-            "downloading {what}: {} in {} files",
-            megabytes(total),
-            files.len()
-        );
-        let mut told = Instant::now();
+        let mut shown = Progress::start(&format!("downloading {what}"), total, Unit::Bytes);
         for file in files {
             if let Some(dir) = file.local.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
@@ -382,15 +376,7 @@ impl MlflowRegistry {
                 }
                 std::io::Write::write_all(&mut out, &buf[..n]).map_err(|e| io(&file.local, e))?;
                 progress.advance(n as u64);
-                if told.elapsed() >= PROGRESS_EVERY {
-                    told = Instant::now();
-                    let (done, total) = progress.bytes();
-                    info!(
-                        "downloading {what}: {} of {}",
-                        megabytes(done),
-                        megabytes(total)
-                    );
-                }
+                shown.set(progress.bytes().0);
             }
             if let Some(size) = file.size.filter(|size| *size != got) {
                 return Err(RegistryError::Unreachable(format!(
@@ -428,14 +414,6 @@ struct RemoteFile {
     local: PathBuf,
     /// As listed (some servers list none).
     size: Option<u64>,
-}
-
-/// How often a download in progress is logged.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
-
-/// `12.3 MB` for a log line.
-fn megabytes(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 fn io(path: &Path, e: std::io::Error) -> RegistryError {

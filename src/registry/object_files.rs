@@ -10,21 +10,17 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
-use tracing::info;
 
 use super::{Download, RegistryError};
+use crate::progress::{Progress, Unit};
 
 /// The schemes read here.
 const SCHEMES: [&str; 7] = [
     "s3://", "s3a://", "gs://", "abfss://", "abfs://", "az://", "file:",
 ];
-
-/// How often a download in progress is logged.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Whether `location` is an object-store URL this module reads.
 pub fn is_object_location(location: &str) -> bool {
@@ -105,12 +101,11 @@ async fn copy_all(
     }
     let total: u64 = files.iter().map(|f| f.size).sum();
     progress.begin(total);
-    info!(
-        "downloading {what} from {location}: {:.1} MB in {} files",
-        total as f64 / 1e6,
-        files.len()
+    let mut shown = Progress::start(
+        &format!("downloading {what} from {location}"),
+        total,
+        Unit::Bytes,
     );
-    let mut told = Instant::now();
     for meta in files {
         let path = local_path(local, prefix, &meta.location).ok_or_else(|| {
             RegistryError::Refused(format!(
@@ -136,15 +131,7 @@ async fn copy_all(
             }
             out.write_all(&chunk).map_err(|e| io(&path, e))?;
             progress.advance(chunk.len() as u64);
-            if told.elapsed() >= PROGRESS_EVERY {
-                told = Instant::now();
-                let (done, total) = progress.bytes();
-                info!(
-                    "downloading {what}: {:.1} of {:.1} MB",
-                    done as f64 / 1e6,
-                    total as f64 / 1e6
-                );
-            }
+            shown.set(progress.bytes().0);
         }
         if got != meta.size {
             return Err(RegistryError::Unreachable(format!(

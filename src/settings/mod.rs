@@ -657,9 +657,10 @@ mod tests {
         s.registry
             .storage_options
             .insert("AZURE_STORAGE_ACCOUNT_KEY".into(), "artifact-secret".into());
-        s.registry
-            .storage_options
-            .insert("AZURE_STORAGE_ACCOUNT_NAME".into(), "artifact-account".into());
+        s.registry.storage_options.insert(
+            "AZURE_STORAGE_ACCOUNT_NAME".into(),
+            "artifact-account".into(),
+        );
         let text = serde_yaml::to_string(&s.redacted()).unwrap();
         for secret in [
             "tok-123",
