@@ -69,6 +69,10 @@ enum Command {
         /// Write here instead of MODEL/baseline.json.
         #[arg(long, short)]
         out: Option<PathBuf>,
+        /// The column of true labels (0/1 or true/false): the model's quality on the data
+        /// (accuracy, F1, AUC, ...) is measured and kept in the file.
+        #[arg(long)]
+        label: Option<String>,
     },
     /// Print the OpenAPI document of the HTTP API (docs/openapi.json).
     Openapi,
@@ -120,11 +124,17 @@ fn main() -> ExitCode {
             let file = config.or(file).unwrap_or_default();
             check_config(&file)
         }
-        Command::Baseline { model, data, out } => {
+        Command::Baseline {
+            model,
+            data,
+            out,
+            label,
+        } => {
             let job = modelgate::cli::baseline::BaselineJob {
                 model: &model,
                 data: &data,
                 out: out.as_deref(),
+                label: label.as_deref(),
                 engine: Default::default(),
             };
             match modelgate::cli::baseline::write_baseline(&job) {
@@ -136,6 +146,16 @@ fn main() -> ExitCode {
                         w.features.join(", "),
                         w.outputs.join(", ")
                     );
+                    if let Some(q) = &w.quality {
+                        let figure = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
+                        println!(
+                            "quality on these rows: {} labels, accuracy {}, F1 {}, AUC {}",
+                            q.labels,
+                            figure(q.accuracy),
+                            figure(q.f1),
+                            figure(q.auc)
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -21,6 +21,10 @@ fn run(cmd: &mut Command) -> String {
 
 /// `modelgate baseline` of a copy of demo version `version` (without its baseline) on `data`.
 fn fitted(version: u32, data: &Path, work: &Path) -> Value {
+    fitted_with(version, data, work, &[])
+}
+
+fn fitted_with(version: u32, data: &Path, work: &Path, args: &[&str]) -> Value {
     let model = work.join(format!(
         "v{version}-{}",
         data.extension().unwrap().to_string_lossy()
@@ -38,6 +42,7 @@ fn fitted(version: u32, data: &Path, work: &Path) -> Value {
         .arg(&model)
         .arg("--data")
         .arg(data)
+        .args(args)
         .env("ORT_DYLIB_PATH", ort_dylib()));
     assert!(said.contains("outputs probability, label"), "{said}");
     serde_json::from_slice(&std::fs::read(model.join("baseline.json")).unwrap()).unwrap()
@@ -107,6 +112,47 @@ fn the_demo_training_rows_give_the_training_scripts_baseline_from_csv_and_parque
             assert_close(&from_parquet[section], &got[section], 1e-12, section);
         }
     }
+
+    // With the label column, the model's quality on its own training rows is kept too.
+    let csv = work.path().join("transactions_v1_train.csv");
+    let labelled = fitted_with(1, &csv, work.path(), &["--label", "Label"]);
+    let q = &labelled["quality"];
+    let rows = labelled["rows"].as_u64().unwrap();
+    assert_eq!(q["labels"].as_u64(), Some(rows), "{q}");
+    let counted: u64 = ["tp", "fp", "fn", "tn"]
+        .iter()
+        .map(|k| q[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, rows, "{q}");
+    assert!(q["auc"].as_f64().unwrap() > 0.9, "{q}");
+    assert_eq!(q["label_column"], "Label");
+}
+
+#[test]
+fn a_label_that_is_not_zero_or_one_is_refused_naming_its_row() {
+    let work = tempfile::tempdir().unwrap();
+    let model = version_without_spec(work.path(), "m");
+    let data = work.path().join("rows.csv");
+    std::fs::write(
+        &data,
+        "Product,Amount,transactionCount,isTimeout,MaxProductAmount,MaxDifferenceRatio,Label\n\
+         Product A,1.5,3,false,2.0,0.25,1\n\
+         Product B,2.5,1,true,2.5,0.0,2\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["baseline", "--label", "Label", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("label column 'Label' row 1 is '2': labels are 0/1 or true/false"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -386,11 +386,15 @@ fn a_large_version_downloads_while_the_gateway_is_live_and_shows_its_progress() 
         &[("RUST_LOG", "warn,modelgate::progress=info")],
     );
 
+    // The endpoint's state shows it too (its served entity's `activity`).
+    let mut in_state = false;
     let (done, total) = wait_for(
-        "a download in progress on /readyz",
+        "a download in progress on /readyz and in the endpoint's state",
         Duration::from_secs(120),
         || {
             assert_eq!(gw.get("/livez").status, 200, "/livez during the load");
+            let entity = &state(&gw, "champion")["config"]["served_entities"][0];
+            in_state |= entity["activity"]["step"] == "downloading";
             let ready = gw.get("/readyz");
             assert_eq!(
                 ready.status, 503,
@@ -404,7 +408,8 @@ fn a_large_version_downloads_while_the_gateway_is_live_and_shows_its_progress() 
                 activity["bytes_done"].as_u64()?,
                 activity["bytes_total"].as_u64()?,
             );
-            (activity["step"] == "downloading" && bytes.0 > 0 && bytes.0 < bytes.1).then_some(bytes)
+            let downloading = activity["step"] == "downloading" && bytes.0 > 0 && bytes.0 < bytes.1;
+            (downloading && in_state).then_some(bytes)
         },
     );
     assert!(total > PADDING && done < total, "{done} of {total}");

@@ -9,6 +9,8 @@ use crate::data::cast::convert;
 use crate::data::frame::{Column, ColumnData, Frame};
 use crate::data::tensor::{ElemType, TensorData};
 use crate::drift::fit::{baseline_json, Samples};
+use crate::drift::monitor::binary_predictions;
+use crate::drift::quality::{QualityCounts, QualityFigures};
 use crate::engine::binding::InputBinding;
 use crate::engine::outputs::OutputMapping;
 use crate::engine::{EngineChoice, Engines};
@@ -39,6 +41,9 @@ pub struct BaselineJob<'a> {
     pub data: &'a Path,
     /// Where to write; `<model>/baseline.json` when absent.
     pub out: Option<&'a Path>,
+    /// The column of true labels (0/1 or true/false): the model's quality on the data is
+    /// measured and kept in the file (`quality`), as live monitoring measures it.
+    pub label: Option<&'a str>,
     pub engine: EngineChoice,
 }
 
@@ -48,6 +53,8 @@ pub struct Written {
     pub rows: usize,
     pub features: Vec<String>,
     pub outputs: Vec<String>,
+    /// With a label column: the model's quality on the data.
+    pub quality: Option<QualityFigures>,
 }
 
 /// Scores the data with the model and writes its baseline.
@@ -74,6 +81,10 @@ pub fn write_baseline(job: &BaselineJob<'_>) -> Result<Written, BaselineError> {
     let mapping = OutputMapping::compile_with(loaded.outputs(), zipped.as_ref());
 
     let frame = read_frame(job.data).map_err(data_err)?;
+    let truth = match job.label {
+        Some(name) => Some(labels(&frame, name).map_err(data_err)?),
+        None => None,
+    };
     // The model's inputs, in its order; other columns (ids, the label) are not profiled.
     let inputs = binding
         .expected_columns()
@@ -111,6 +122,7 @@ pub fn write_baseline(job: &BaselineJob<'_>) -> Result<Written, BaselineError> {
 
     let mut probability = Vec::new();
     let mut per_output: Vec<(String, Vec<TensorData>)> = Vec::new();
+    let mut quality = QualityCounts::default();
     for start in (0..rows).step_by(CHUNK_ROWS) {
         let chunk: Vec<usize> = (start..(start + CHUNK_ROWS).min(rows)).collect();
         let part = frame.take_rows(&chunk);
@@ -121,6 +133,20 @@ pub fn write_baseline(job: &BaselineJob<'_>) -> Result<Written, BaselineError> {
             .run(0, tensors)
             .map_err(|e| model_err(format!("rows {start}..: {e}")))?;
         mapping.for_each_probability(&outputs, chunk.len(), |p| probability.push(p));
+        if let Some(truth) = &truth {
+            let predictions =
+                binary_predictions(&mapping, &outputs, chunk.len()).ok_or_else(|| {
+                    model_err(format!(
+                        "--label measures a binary classifier's quality, and this model is a {}",
+                        mapping.kind()
+                    ))
+                })?;
+            for (p, actual) in predictions.iter().zip(&truth[start..]) {
+                if let Some(predicted) = p.label {
+                    quality.add(*actual, predicted, p.probability);
+                }
+            }
+        }
         for o in outputs.iter().filter(|o| o.tensor.row_width() == 1) {
             match per_output.iter_mut().find(|(n, _)| *n == o.name) {
                 Some((_, parts)) => parts.push(o.tensor.data.clone()),
@@ -143,8 +169,14 @@ pub fn write_baseline(job: &BaselineJob<'_>) -> Result<Written, BaselineError> {
     }
 
     let source = format!("{} ({rows} rows)", job.data.display());
-    let json = baseline_json(&name, FOLDER_VERSION, &source, rows, &features, &outputs)
+    let mut json = baseline_json(&name, FOLDER_VERSION, &source, rows, &features, &outputs)
         .map_err(data_err)?;
+    let quality = truth.is_some().then(|| quality.figures());
+    if let Some(q) = &quality {
+        // For people and for later comparisons; the gateway's monitoring does not read it.
+        json["quality"] = serde_json::json!(q);
+        json["quality"]["label_column"] = job.label.into();
+    }
     let path = job
         .out
         .map(Path::to_owned)
@@ -159,7 +191,46 @@ pub fn write_baseline(job: &BaselineJob<'_>) -> Result<Written, BaselineError> {
         rows,
         features: features.into_iter().map(|(n, _)| n).collect(),
         outputs: outputs.into_iter().map(|(n, _)| n).collect(),
+        quality,
     })
+}
+
+/// The label column as booleans: 0/1, true/false (as the labels API takes them).
+fn labels(frame: &Frame, name: &str) -> Result<Vec<bool>, String> {
+    let column = frame
+        .column(name)
+        .ok_or_else(|| format!("it has no label column '{name}'"))?;
+    let bad = |row: usize, value: String| {
+        format!("label column '{name}' row {row} is {value}: labels are 0/1 or true/false")
+    };
+    let number = |row: usize, v: f64| match v {
+        0.0 => Ok(false),
+        1.0 => Ok(true),
+        other => Err(bad(row, other.to_string())),
+    };
+    match &column.data {
+        ColumnData::Bool(v) => Ok(v.clone()),
+        ColumnData::I64(v) => v
+            .iter()
+            .enumerate()
+            .map(|(r, &x)| number(r, x as f64))
+            .collect(),
+        ColumnData::F64(v) => v.iter().enumerate().map(|(r, &x)| number(r, x)).collect(),
+        ColumnData::F32(v) => v
+            .iter()
+            .enumerate()
+            .map(|(r, &x)| number(r, f64::from(x)))
+            .collect(),
+        ColumnData::Str(v) => v
+            .iter()
+            .enumerate()
+            .map(|(r, s)| match s.trim() {
+                "1" | "1.0" => Ok(true),
+                "0" | "0.0" => Ok(false),
+                t => crate::data::cast::parse_bool(t).ok_or_else(|| bad(r, format!("'{t}'"))),
+            })
+            .collect(),
+    }
 }
 
 /// A CSV file (header row; values typed by the model's inputs) or a Parquet file.

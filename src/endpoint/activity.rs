@@ -19,6 +19,19 @@ pub enum Step {
     Warming,
 }
 
+impl Step {
+    /// The step as a log line says it.
+    pub fn doing(self) -> &'static str {
+        match self {
+            Self::Resolving => "resolving the version",
+            Self::Downloading => "fetching the version's files",
+            Self::Loading => "loading the model in its engine",
+            Self::Validating => "validating with the input example",
+            Self::Warming => "warming up",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Activity {
     now: Mutex<Option<Current>>,

@@ -81,10 +81,18 @@ pub fn load_served_entity(
             j.load_step(now_ms(), Level::Info, &text);
         }
     };
+    // Each step is shown (`/readyz`, the status page) and logged: a large model's load takes
+    // minutes, and its log should say where it is.
     let enter = |step: Step| {
         if let Some(a) = ctx.activity {
             a.enter(step, Some(version), now_ms());
         }
+        tracing::info!(
+            model = %cfg.entity_name,
+            version,
+            "{}",
+            step.doing()
+        );
     };
     let no_download = Download::default();
     let download = ctx.activity.map(|a| &a.download).unwrap_or(&no_download);

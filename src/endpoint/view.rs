@@ -46,6 +46,10 @@ fn entity_json(settings: &ServedEntitySettings, slot: &EntitySlot) -> Value {
     v["last_swap"] = json!(state.last_swap);
     v["previous_version"] = json!(state.previous_version);
     v["pinned_version"] = json!(state.pinned.map(|p| p.version));
+    // What its update is doing now (downloading n of m bytes, loading, warming), while one runs.
+    if let Some(activity) = slot.activity.view() {
+        v["activity"] = json!(activity);
+    }
     v
 }
 
