@@ -128,27 +128,33 @@ fn the_demo_training_rows_give_the_training_scripts_baseline_from_csv_and_parque
     assert_eq!(q["label_column"], "Label");
 }
 
-#[test]
-fn a_label_that_is_not_zero_or_one_is_refused_naming_its_row() {
+/// `modelgate baseline ARGS` on a model folder and a CSV of `rows`, which must be refused
+/// (exit 2): its stderr.
+fn refused(rows: &str, args: &[&str]) -> String {
     let work = tempfile::tempdir().unwrap();
     let model = version_without_spec(work.path(), "m");
     let data = work.path().join("rows.csv");
-    std::fs::write(
-        &data,
-        "Product,Amount,transactionCount,isTimeout,MaxProductAmount,MaxDifferenceRatio,Label\n\
-         Product A,1.5,3,false,2.0,0.25,1\n\
-         Product B,2.5,1,true,2.5,0.0,2\n",
-    )
-    .unwrap();
+    std::fs::write(&data, rows).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["baseline", "--label", "Label", "--model"])
+        .args(["baseline", "--model"])
         .arg(&model)
         .arg("--data")
         .arg(&data)
+        .args(args)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_label_that_is_not_zero_or_one_is_refused_naming_its_row() {
+    let err = refused(
+        "Product,Amount,transactionCount,isTimeout,MaxProductAmount,MaxDifferenceRatio,Label\n\
+         Product A,1.5,3,false,2.0,0.25,1\n\
+         Product B,2.5,1,true,2.5,0.0,2\n",
+        &["--label", "Label"],
+    );
     assert!(
         err.contains("label column 'Label' row 1 is '2': labels are 0/1 or true/false"),
         "{err}"
@@ -157,19 +163,7 @@ fn a_label_that_is_not_zero_or_one_is_refused_naming_its_row() {
 
 #[test]
 fn data_without_the_models_inputs_is_refused_naming_the_column() {
-    let work = tempfile::tempdir().unwrap();
-    let model = version_without_spec(work.path(), "m");
-    let data = work.path().join("rows.csv");
-    std::fs::write(&data, "Product,Amount\nProduct A,1.5\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["baseline", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused("Product,Amount\nProduct A,1.5\n", &[]);
     assert!(
         err.contains("rows.csv: it has no column 'transactionCount', an input of the model"),
         "{err}"

@@ -448,17 +448,7 @@ fn a_registry_model_is_served_with_one_command_and_follows_its_alias() {
     let work = tempfile::tempdir().unwrap();
     let v1 = server.register("fraud", &version_without_spec(work.path(), "v1"));
     server.set_alias("fraud", "champion", &v1);
-    let gw = start_args(
-        &[
-            "serve",
-            "--model",
-            "models:/fraud@champion",
-            "--registry-uri",
-            &server.uri,
-        ],
-        work.path(),
-    )
-    .unwrap_or_else(|e| panic!("did not start: {e}"));
+    let gw = server.serve_alias("fraud", "champion", work.path(), &[]);
     let reply = gw.invoke("fraud", &one_row());
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.header("served-model-version").as_deref(), Some("1"));

@@ -70,18 +70,7 @@ fn walkthrough(server: &MlflowServer, env: &[(&str, &str)]) {
     let work = tempfile::tempdir().unwrap();
     let v1 = train(server, work.path(), &[], "v1.json", env);
     assert_eq!(v1["version"], "1");
-    let gw = start_args_env(
-        &[
-            "serve",
-            "--model",
-            "models:/fraud@champion",
-            "--registry-uri",
-            &server.uri,
-        ],
-        work.path(),
-        env,
-    )
-    .unwrap_or_else(|e| panic!("did not start: {e}"));
+    let gw = server.serve_alias("fraud", "champion", work.path(), env);
     answers_as_scikit_learn_does(&gw, &v1);
 
     // The rollout: version 2 registered, the alias moved; the gateway follows by itself.

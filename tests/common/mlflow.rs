@@ -257,6 +257,20 @@ impl MlflowServer {
         v["model_version"]["version"].as_str().unwrap().to_owned()
     }
 
+    /// `modelgate serve --model models:/MODEL@ALIAS --registry-uri` this server, in `cwd` with
+    /// `env`, once it serves.
+    pub fn serve_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        cwd: &Path,
+        env: &[(&str, &str)],
+    ) -> super::Gateway {
+        let source = format!("models:/{model}@{alias}");
+        let args = ["serve", "--model", &source, "--registry-uri", &self.uri];
+        super::start_args_env(&args, cwd, env).unwrap_or_else(|e| panic!("did not start: {e}"))
+    }
+
     pub fn set_alias(&self, name: &str, alias: &str, version: &str) {
         self.call(
             "POST",
