@@ -105,6 +105,8 @@ pub struct Started {
     listener: TcpListener,
     /// The endpoints to load once the listeners serve.
     initial: Vec<Arc<Endpoint>>,
+    /// Where they are listed (the control plane may delete or replace them meanwhile).
+    directory: Arc<Endpoints>,
     settings: Settings,
 }
 
@@ -230,6 +232,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
     });
     let (initial, tables_changed) = initial_endpoints(&settings, &metrics)?;
     let endpoints = Arc::new(Endpoints::new(initial.clone()));
+    let directory = endpoints.clone();
     let control = Arc::new(ControlPlane::new(
         endpoints.clone(),
         updater.clone(),
@@ -317,6 +320,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         _store_watch: store_watch,
         listener,
         initial,
+        directory,
         settings,
     })
 }
@@ -449,10 +453,17 @@ fn initial_endpoints(
 /// still being written are waited for, up to 100 settle periods.
 fn load_all(
     endpoints: &[Arc<Endpoint>],
+    directory: &Endpoints,
     updater: &Updater,
     settle: Duration,
 ) -> Result<(), StartError> {
     for endpoint in endpoints {
+        // The control plane answers during these loads: an endpoint deleted meanwhile is not
+        // loaded, and one re-configured is loaded as it is now (its own update loads it too;
+        // the slot's lock keeps the two from loading one version twice).
+        if !directory.holds(endpoint) {
+            continue;
+        }
         let generation = endpoint.generation();
         let mut failures = Vec::new();
         for slot in &generation.slots {
@@ -475,7 +486,11 @@ fn load_all(
             continue;
         }
         let message = failures.join("; ");
-        if !generation.is_ready() && !endpoint.managed.load(std::sync::atomic::Ordering::Relaxed) {
+        // Fatal only for the config file's own endpoint, untouched by the control plane since.
+        let untouched = directory.holds(endpoint)
+            && Arc::ptr_eq(&generation, &endpoint.generation())
+            && !endpoint.managed.load(std::sync::atomic::Ordering::Relaxed);
+        if !generation.is_ready() && untouched {
             return Err(StartError::Load {
                 endpoint: endpoint.name.clone(),
                 message,
@@ -605,7 +620,9 @@ impl Started {
         );
         let settle = Duration::from_millis(self.settings.registry.settle_ms);
         let (updater, initial) = (self.updater.clone(), self.initial);
-        let loading = tokio::task::spawn_blocking(move || load_all(&initial, &updater, settle));
+        let directory = self.directory;
+        let loading =
+            tokio::task::spawn_blocking(move || load_all(&initial, &directory, &updater, settle));
         Ok(Serving {
             addr: self.addr,
             admin_addr: self.admin_addr,

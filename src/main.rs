@@ -223,7 +223,8 @@ fn main() -> ExitCode {
                 log_format.unwrap_or(settings.log.format),
                 settings.log.access,
             );
-            let result = actix_web::rt::System::new().block_on(async move {
+            let system = actix_web::rt::System::new();
+            let result = system.block_on(async move {
                 // Taken over before anything is bound or printed: a SIGTERM from then on
                 // drains and exits 0, however soon it comes.
                 let shutdown = shutdown_signal();
@@ -259,13 +260,17 @@ fn main() -> ExitCode {
                 })
                 .await
             });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
+            let code = match result {
+                Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    ExitCode::FAILURE
+                    1
                 }
-            }
+            };
+            // Out now, without dropping the runtime: its drop waits for every blocking task,
+            // and a model download the shutdown interrupted could hold it for minutes. What
+            // must outlive the serving (the inference log, spans) is flushed already.
+            std::process::exit(code)
         }
     }
 }
@@ -304,7 +309,7 @@ fn init_logging(format: LogFormat, access: bool) {
     let lines = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(modelgate::progress::log_writer);
     match format {
         LogFormat::Text => lines.init(),
         LogFormat::Json => lines

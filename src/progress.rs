@@ -2,7 +2,8 @@
 //! terminal, else a log line every few seconds (log pipelines and CI get lines, not redraws).
 //! Model downloads and `features load` report through it.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tracing::info;
@@ -17,6 +18,30 @@ pub enum Unit {
     Rows,
 }
 
+/// Every bar drawn at once (downloads may run side by side), below the log lines.
+fn bars() -> &'static indicatif::MultiProgress {
+    static BARS: OnceLock<indicatif::MultiProgress> = OnceLock::new();
+    BARS.get_or_init(indicatif::MultiProgress::new)
+}
+
+/// Where log lines go: stderr, with any progress bars cleared while a line is written and
+/// drawn again under it (a line written across a bar would garble both).
+pub fn log_writer() -> LogWriter {
+    LogWriter
+}
+
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        bars().suspend(|| std::io::stderr().write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 pub struct Progress {
     what: String,
     unit: Unit,
@@ -29,7 +54,7 @@ impl Progress {
     /// Starts reporting `what` (of `total` units; 0 when not known), and says so once.
     pub fn start(what: &str, total: u64, unit: Unit) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(total);
+            let bar = bars().add(indicatif::ProgressBar::new(total));
             let counts = match unit {
                 Unit::Bytes => "{bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
                 Unit::Rows => "{human_pos}/{human_len} rows ({per_sec}, {eta})",
@@ -72,6 +97,7 @@ impl Drop for Progress {
     fn drop(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+            bars().remove(&bar);
         }
     }
 }

@@ -393,6 +393,8 @@ fn a_large_version_downloads_while_the_gateway_is_live_and_shows_its_progress() 
         Duration::from_secs(120),
         || {
             assert_eq!(gw.get("/livez").status, 200, "/livez during the load");
+            // MLflow's scoring server's health answer: not until the model serves.
+            assert_eq!(gw.get("/ping").status, 404, "/ping during the load");
             let entity = &state(&gw, "champion")["config"]["served_entities"][0];
             in_state |= entity["activity"]["step"] == "downloading";
             let ready = gw.get("/readyz");

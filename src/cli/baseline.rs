@@ -80,7 +80,13 @@ pub fn write_baseline(job: &BaselineJob<'_>) -> Result<Written, BaselineError> {
     let binding = InputBinding::compile(loaded.inputs(), columns.as_deref()).map_err(model_err)?;
     let mapping = OutputMapping::compile_with(loaded.outputs(), zipped.as_ref());
 
-    let frame = read_frame(job.data).map_err(data_err)?;
+    let wanted: Vec<&str> = binding
+        .expected_columns()
+        .iter()
+        .map(String::as_str)
+        .chain(job.label)
+        .collect();
+    let frame = read_frame(job.data, &wanted).map_err(data_err)?;
     let truth = match job.label {
         Some(name) => Some(labels(&frame, name).map_err(data_err)?),
         None => None,
@@ -233,8 +239,9 @@ fn labels(frame: &Frame, name: &str) -> Result<Vec<bool>, String> {
     }
 }
 
-/// A CSV file (header row; values typed by the model's inputs) or a Parquet file.
-fn read_frame(path: &Path) -> Result<Frame, String> {
+/// A CSV file (header row; values typed by the model's inputs) or a Parquet file (its `wanted`
+/// columns).
+fn read_frame(path: &Path, wanted: &[&str]) -> Result<Frame, String> {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -254,13 +261,14 @@ fn read_frame(path: &Path) -> Result<Frame, String> {
                 .map(|r| r.frame)
                 .map_err(|e| e.to_string())
         }
-        "parquet" => read_parquet(path),
+        "parquet" => read_parquet(path, wanted),
         _ => Err("the data must be a .csv or a .parquet file".into()),
     }
 }
 
-/// Every column of a Parquet file whose type a model input can take.
-fn read_parquet(path: &Path) -> Result<Frame, String> {
+/// The `wanted` columns of a Parquet file (others, whatever their type or nulls, are not read
+/// into the frame). Dictionary-encoded and view strings are read as strings.
+fn read_parquet(path: &Path, wanted: &[&str]) -> Result<Frame, String> {
     use deltalake::arrow::array::{Array, AsArray};
     use deltalake::arrow::datatypes::{self as dt, DataType};
     use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -273,6 +281,16 @@ fn read_parquet(path: &Path) -> Result<Frame, String> {
         let batch = batch.map_err(|e| e.to_string())?;
         for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
             let name = field.name();
+            if !wanted.contains(&name.as_str()) {
+                continue;
+            }
+            let col = match col.data_type() {
+                DataType::Dictionary(..) | DataType::Utf8View | DataType::LargeUtf8 => {
+                    deltalake::arrow::compute::cast(col, &DataType::Utf8)
+                        .map_err(|e| format!("column '{name}': {e}"))?
+                }
+                _ => col.clone(),
+            };
             if col.null_count() > 0 {
                 return Err(format!(
                     "column '{name}' has {} null values: fill or drop them first",
@@ -302,13 +320,11 @@ fn read_parquet(path: &Path) -> Result<Frame, String> {
                         .map(|r| col.as_string::<i32>().value(r).to_owned())
                         .collect(),
                 ),
-                DataType::LargeUtf8 => ColumnData::Str(
-                    (0..n)
-                        .map(|r| col.as_string::<i64>().value(r).to_owned())
-                        .collect(),
-                ),
-                // Columns no model input takes (timestamps, nested) are left out.
-                _ => continue,
+                other => {
+                    return Err(format!(
+                        "column '{name}' has the Arrow type {other}, which no model input takes"
+                    ))
+                }
             };
             match columns.iter_mut().find(|c| c.name == *name) {
                 Some(c) => extend(c, data)?,

@@ -131,7 +131,10 @@ impl Updater {
     fn refresh_now(&self, slot: &EntitySlot, trigger: Trigger, force: bool) -> SwapOutcome {
         let _update = slot.update_lock.lock().unwrap_or_else(|e| e.into_inner());
         let _clears = Clears(&slot.activity);
-        slot.activity.enter(Step::Resolving, None, now_ms());
+        // A served entity's every poll resolves its alias: shown only while it serves nothing.
+        if !slot.is_ready() {
+            slot.activity.enter(Step::Resolving, None, now_ms());
+        }
         let cfg = &slot.settings;
         let target = match self.registry.resolve(&cfg.entity_name, &cfg.entity_version) {
             Ok(v) => v,

@@ -74,6 +74,16 @@ pub fn unzip(onnx: &[u8]) -> Result<Option<(Vec<u8>, ZipMapped)>, String> {
             "has a ZipMap output '{output}' that other nodes read: it cannot be cut"
         ));
     }
+    // A renamed tensor would have to be renamed inside subgraphs too: not done, so refused.
+    if graph.node.iter().any(|n| {
+        n.attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty())
+    }) {
+        return Err(format!(
+            "has subgraphs (If, Loop, Scan) beside its ZipMap '{output}': export it with zipmap=False"
+        ));
+    }
     let classes = class_labels(&zipmap)?;
     // The tensor the ZipMap read takes the output's name, wherever it is written or read
     // (another output may also be that tensor).
@@ -84,9 +94,9 @@ pub fn unzip(onnx: &[u8]) -> Result<Option<(Vec<u8>, ZipMapped)>, String> {
             }
         }
     }
-    for o in graph.output.iter_mut().filter(|o| o.name == probabilities) {
-        o.name = output.clone();
-    }
+    // The probabilities may be a graph output already: one output of that name stays, the
+    // ZipMap's (in its place).
+    graph.output.retain(|o| o.name != probabilities);
     graph.value_info.retain(|v| v.name != probabilities);
     let out = graph
         .output
@@ -287,6 +297,26 @@ mod tests {
         let mut seen = Vec::new();
         mapping.for_each_probability(&outputs, 2, |p| seen.push(p));
         assert_eq!(seen, [0.75, 0.10000000149011612]);
+    }
+
+    #[test]
+    fn probabilities_that_are_an_output_already_leave_one_output_of_the_name() {
+        let mut both = pb::ModelProto::decode(zipmap_model().as_slice()).unwrap();
+        let graph = both.graph.as_mut().unwrap();
+        graph.output.push(pb::ValueInfoProto {
+            name: "probabilities".into(),
+            ..Default::default()
+        });
+        let (cut, _) = unzip(&both.encode_to_vec()).unwrap().unwrap();
+        let cut = pb::ModelProto::decode(cut.as_slice()).unwrap();
+        let names: Vec<String> = cut
+            .graph
+            .unwrap()
+            .output
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(names, ["output_label", "output_probability"]);
     }
 
     #[test]

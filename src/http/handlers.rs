@@ -199,10 +199,15 @@ fn mlflow_format(req: &HttpRequest) -> Result<Format, RequestError> {
     }
 }
 
-pub async fn ping() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::plaintext())
-        .body("\n")
+/// `/ping` and `/health` as MLflow's scoring server answers them: 200 once the model serves,
+/// 404 before (here: until every config-file endpoint serves, and from a shutdown on).
+pub async fn ping(state: web::Data<AppState>) -> HttpResponse {
+    let mut reply = if state.gateway.is_ready() {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::NotFound()
+    };
+    reply.content_type(ContentType::plaintext()).body("\n")
 }
 
 pub async fn version() -> HttpResponse {
@@ -241,11 +246,17 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                     if let Some(activity) = s.activity.view() {
                         entity["activity"] = serde_json::json!(activity);
                     }
-                    let failed = s.state().last_swap.filter(|r| {
+                    // The reason itself (paths, buckets, the registry's words) is for token
+                    // holders: this route is open.
+                    let failed = s.state().last_swap.is_some_and(|r| {
                         r.outcome == crate::metrics::labels::Outcome::Failure && !s.is_ready()
                     });
-                    if let Some(message) = failed.and_then(|r| r.message) {
-                        entity["error"] = message.into();
+                    if failed {
+                        entity["error"] = format!(
+                            "its last load failed: GET /api/2.0/serving-endpoints/{} says why",
+                            e.name
+                        )
+                        .into();
                     }
                     entity
                 })

@@ -35,6 +35,8 @@ pub struct MlflowRegistry {
     cache: PathBuf,
     /// Options of the object store artifacts may be in (environment, then settings).
     store_options: std::collections::BTreeMap<String, String>,
+    /// `registry.max_version_bytes`.
+    max_version_bytes: u64,
 }
 
 /// An API failure, before it is given the caller's meaning.
@@ -100,6 +102,7 @@ impl MlflowRegistry {
             client,
             auth,
             store_options: object_files::options(&settings.storage_options),
+            max_version_bytes: settings.max_version_bytes,
             cache: settings.cache_dir.clone().unwrap_or_else(|| {
                 PathBuf::from(crate::settings::DEFAULT_DATA_DIR).join("mlflow-cache")
             }),
@@ -337,7 +340,15 @@ impl MlflowRegistry {
     ) -> Result<(), RegistryError> {
         let mut files = Vec::new();
         self.list_files(remote, local, &mut files)?;
-        let total: u64 = files.iter().filter_map(|f| f.size).sum();
+        let listed: u64 = files.iter().filter_map(|f| f.size).sum();
+        let has_mlmodel = files.iter().any(|f| f.local == local.join("MLmodel"));
+        super::check_listing(remote, has_mlmodel, listed, self.max_version_bytes)?;
+        // A file listed without a size leaves the total unknown.
+        let total = if files.iter().all(|f| f.size.is_some()) {
+            listed
+        } else {
+            0
+        };
         progress.begin(total);
         let mut shown = Progress::start(&format!("downloading {what}"), total, Unit::Bytes);
         for file in files {
@@ -376,7 +387,9 @@ impl MlflowRegistry {
                 }
                 std::io::Write::write_all(&mut out, &buf[..n]).map_err(|e| io(&file.local, e))?;
                 progress.advance(n as u64);
-                shown.set(progress.bytes().0);
+                let received = progress.bytes().0;
+                super::check_received(remote, received, self.max_version_bytes)?;
+                shown.set(received);
             }
             if let Some(size) = file.size.filter(|size| *size != got) {
                 return Err(RegistryError::Unreachable(format!(
@@ -496,9 +509,14 @@ impl Registry for MlflowRegistry {
         let what = format!("model '{model}' version {version}");
         let downloaded = match &artifacts {
             Artifacts::Proxied(remote) => self.download_dir(&what, remote, &tmp, progress),
-            Artifacts::Stored(location) => {
-                object_files::download(location, &tmp, &self.store_options, &what, progress)
-            }
+            Artifacts::Stored(location) => object_files::download(
+                location,
+                &tmp,
+                &self.store_options,
+                self.max_version_bytes,
+                &what,
+                progress,
+            ),
         };
         let result = downloaded.and_then(|()| {
             std::fs::write(tmp.join(COMPLETE_MARKER), b"").map_err(|e| io(&tmp, e))?;

@@ -73,6 +73,37 @@ pub trait Registry: Send + Sync {
     }
 }
 
+/// Checks a version's listing before its download: an `MLmodel` at its root (a location that
+/// is no model folder is not copied), and at most `max_bytes` listed.
+pub fn check_listing(
+    location: &str,
+    has_mlmodel: bool,
+    listed_bytes: u64,
+    max_bytes: u64,
+) -> Result<(), RegistryError> {
+    if !has_mlmodel {
+        return Err(RegistryError::Refused(format!(
+            "'{location}' is not an MLflow model folder: it has no MLmodel file"
+        )));
+    }
+    if listed_bytes > max_bytes {
+        return Err(RegistryError::Refused(format!(
+            "'{location}' holds {listed_bytes} bytes, over registry.max_version_bytes ({max_bytes})"
+        )));
+    }
+    Ok(())
+}
+
+/// A download's running total, checked against `max_bytes` (files listed without a size).
+pub fn check_received(location: &str, received: u64, max_bytes: u64) -> Result<(), RegistryError> {
+    if received > max_bytes {
+        return Err(RegistryError::Refused(format!(
+            "'{location}' sent more than registry.max_version_bytes ({max_bytes}) bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// How much of a version's files has arrived: written by a registry as it downloads, read by
 /// `/readyz` and the status page while a large model is on its way.
 #[derive(Debug, Default)]

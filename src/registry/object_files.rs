@@ -57,6 +57,7 @@ pub fn download(
     location: &str,
     local: &Path,
     options: &BTreeMap<String, String>,
+    max_bytes: u64,
     what: &str,
     progress: &Download,
 ) -> Result<(), RegistryError> {
@@ -72,7 +73,8 @@ pub fn download(
                     .enable_all()
                     .build()
                     .map_err(|e| RegistryError::Unreachable(e.to_string()))?;
-                runtime.block_on(copy_all(&*store, &prefix, local, location, what, progress))
+                let copy = copy_all(&*store, &prefix, local, location, max_bytes, what, progress);
+                runtime.block_on(copy)
             })
             .join()
             .unwrap_or_else(|_| Err(RegistryError::Unreachable("the download panicked".into())))
@@ -84,6 +86,7 @@ async fn copy_all(
     prefix: &object_store::path::Path,
     local: &Path,
     location: &str,
+    max_bytes: u64,
     what: &str,
     progress: &Download,
 ) -> Result<(), RegistryError> {
@@ -100,6 +103,10 @@ async fn copy_all(
         )));
     }
     let total: u64 = files.iter().map(|f| f.size).sum();
+    let has_mlmodel = files
+        .iter()
+        .any(|f| local_path(local, prefix, &f.location) == Some(local.join("MLmodel")));
+    super::check_listing(location, has_mlmodel, total, max_bytes)?;
     progress.begin(total);
     let mut shown = Progress::start(
         &format!("downloading {what} from {location}"),
@@ -186,7 +193,8 @@ mod tests {
         let progress = Download::default();
         let location = format!("file://{}", src.path().join("model").display());
         assert!(is_object_location(&location));
-        download(&location, dest.path(), &BTreeMap::new(), "m", &progress).unwrap();
+        let none = BTreeMap::new();
+        download(&location, dest.path(), &none, 1 << 20, "m", &progress).unwrap();
         assert_eq!(
             std::fs::read(dest.path().join("sub/data.bin")).unwrap(),
             vec![7u8; 1000]
@@ -194,8 +202,18 @@ mod tests {
         assert!(dest.path().join("MLmodel").exists());
         assert_eq!(progress.bytes(), (1012, 1012));
         let empty = format!("file://{}", src.path().join("nothing").display());
-        let e = download(&empty, dest.path(), &BTreeMap::new(), "m", &progress).unwrap_err();
+        let e = download(&empty, dest.path(), &none, 1 << 20, "m", &progress).unwrap_err();
         assert!(e.to_string().contains("holds no files"), "{e}");
+        // Over the bound, or no model folder (a location that is anything else): not copied.
+        let e = download(&location, dest.path(), &none, 1000, "m", &progress).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("over registry.max_version_bytes (1000)"),
+            "{e}"
+        );
+        let root = format!("file://{}", src.path().display());
+        let e = download(&root, dest.path(), &none, 1 << 20, "m", &progress).unwrap_err();
+        assert!(e.to_string().contains("has no MLmodel file"), "{e}");
     }
 
     #[test]

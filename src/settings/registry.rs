@@ -39,6 +39,9 @@ pub struct RegistrySettings {
     /// them (`AWS_ENDPOINT_URL`, `AWS_REGION`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`,
     /// ...): over the same variables from the environment. Secrets are redacted when printed.
     pub storage_options: BTreeMap<String, String>,
+    /// The most bytes one version's files may hold: a download of more is refused before it
+    /// starts (or when it passes the bound, for files listed without a size).
+    pub max_version_bytes: u64,
     /// Where downloaded MLflow versions are kept, one folder per model and version
     /// (default `<data_dir>/mlflow-cache`).
     pub cache_dir: Option<PathBuf>,
@@ -68,6 +71,7 @@ impl Default for RegistrySettings {
             password: None,
             cache_dir: None,
             storage_options: BTreeMap::new(),
+            max_version_bytes: 10 * 1024 * 1024 * 1024,
             timeout_seconds: 10,
             webhook_secret: None,
             path: PathBuf::from("models"),
@@ -100,6 +104,9 @@ impl RegistrySettings {
                     self.path.display()
                 ),
             ));
+        }
+        if self.max_version_bytes == 0 {
+            return Err(invalid("registry.max_version_bytes", "must be above 0"));
         }
         if self.poll_interval_seconds == 0 {
             return Err(invalid("registry.poll_interval_seconds", "must be above 0"));
