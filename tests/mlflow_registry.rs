@@ -29,9 +29,14 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 fn config(server: &MlflowServer, cache: &std::path::Path, extra: &str) -> String {
+    config_at(&server.uri, cache, extra)
+}
+
+/// [`config`] with the tracking server reached at `uri` (through a proxy, say).
+fn config_at(uri: &str, cache: &std::path::Path, extra: &str) -> String {
     format!(
         "registry:\n  kind: mlflow\n  uri: {}\n  cache_dir: {}\n  poll_interval_seconds: 1\n{extra}inference:\n  workers: 2\n  warmup_runs: 1\nendpoints:\n  - name: champion\n    served_entities: [{{entity_name: transactions, entity_version: champion}}]\n  - name: production\n    served_entities: [{{entity_name: transactions, entity_version: Production}}]\n",
-        server.uri,
+        uri,
         cache.display()
     )
 }
@@ -363,10 +368,11 @@ fn registry_credentials_are_sent_and_a_refusal_names_the_setting() {
 /// A version of 200 MB: the gateway is live from the start (the chart's liveness and startup
 /// probes ask `/livez`), `/readyz` shows the download's bytes while it runs, the log says how
 /// far it got, and the version serves once it is whole.
-#[test]
-fn a_large_version_downloads_while_the_gateway_is_live_and_shows_its_progress() {
-    const PADDING: u64 = 200_000_000;
-    let server = MlflowServer::start();
+const PADDING: u64 = 200_000_000;
+
+/// Registers a copy of demo version 1 with 200 MB more (as large a model's weights are) and
+/// points `champion` and `Production` at it.
+fn register_large(server: &MlflowServer) -> String {
     let version = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(demo_registry().join("transactions/1")).unwrap() {
         let entry = entry.unwrap();
@@ -379,9 +385,18 @@ fn a_large_version_downloads_while_the_gateway_is_live_and_shows_its_progress() 
     drop(version);
     server.set_alias("transactions", "champion", &v);
     server.transition("transactions", &v, "Production");
+    v
+}
+
+#[test]
+fn a_large_version_downloads_while_the_gateway_is_live_and_shows_its_progress() {
+    let server = MlflowServer::start();
+    let v = register_large(&server);
+    // 50 MB/s: the download takes 4 s here, whatever the machine's disk and loopback do.
+    let slow = common::throttle::Throttle::start(&server.uri, 50_000_000);
     let cache = tempfile::tempdir().unwrap();
     let gw = start_live(
-        &config(&server, cache.path(), ""),
+        &config_at(&slow.uri, cache.path(), ""),
         true,
         &[("RUST_LOG", "warn,modelgate::progress=info")],
     );
@@ -471,4 +486,30 @@ fn a_registry_model_is_served_with_one_command_and_follows_its_alias() {
                 == Some("2")
         },
     );
+}
+
+/// SIGTERM while the first version downloads (40 s at 5 MB/s): the gateway exits at once,
+/// cleanly, without waiting for the download.
+#[test]
+fn a_shutdown_during_a_download_exits_at_once() {
+    let server = MlflowServer::start();
+    register_large(&server);
+    let slow = common::throttle::Throttle::start(&server.uri, 5_000_000);
+    let cache = tempfile::tempdir().unwrap();
+    let mut gw = start_live(&config_at(&slow.uri, cache.path(), ""), true, &[]);
+    wait_for(
+        "the download to be under way",
+        Duration::from_secs(60),
+        || {
+            let ready: Value = gw.get("/readyz").json();
+            let activity = &ready["endpoints"][0]["served_entities"][0]["activity"];
+            (activity["bytes_done"].as_u64()? > 0).then_some(())
+        },
+    );
+    let asked = Instant::now();
+    signal_term(&gw.child);
+    let status = wait_timeout(&mut gw.child, Duration::from_secs(10))
+        .expect("the gateway did not exit within 10 s of SIGTERM");
+    assert!(status.success(), "{status}");
+    assert!(asked.elapsed() < Duration::from_secs(10));
 }

@@ -5,6 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -103,6 +104,17 @@ fn the_page_shows_each_endpoints_versions_and_split_as_the_api_does() {
     let champion = dom.find("data-served-entity=\"champion\"").unwrap();
     let rate: f64 = cell(&dom, champion, "num").parse().unwrap();
     assert!(rate > 0.0, "{dom}");
+    // Rates cover the last few seconds, not the process's life: with no request since, the
+    // champion's falls to zero.
+    wait_for(
+        "the champion's rate to fall to 0",
+        Duration::from_secs(30),
+        || {
+            let page = gw.get("/").text;
+            let row = page.find("data-served-entity=\"champion\"")?;
+            (cell(&page, row, "num") == "0.0").then_some(())
+        },
+    );
 
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let _ = std::fs::remove_file(&shot);

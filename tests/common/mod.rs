@@ -6,6 +6,7 @@ pub mod certs;
 pub mod mlflow;
 pub mod redis;
 pub mod s3;
+pub mod throttle;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
