@@ -87,7 +87,8 @@ impl Activity {
     pub fn view(&self) -> Option<ActivityView> {
         let now = self.now.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
         let (done, total) = self.download.bytes();
-        let downloading = now.step == Step::Downloading;
+        // A registry that reads local files reports no bytes: none are shown.
+        let downloading = now.step == Step::Downloading && (done > 0 || total > 0);
         Some(ActivityView {
             step: now.step,
             version: now.version,
