@@ -43,12 +43,18 @@ fn train(
 
 /// The gateway's answers to the expected rows equal scikit-learn's labels and probabilities.
 fn answers_as_scikit_learn_does(gw: &Gateway, expect: &Value) {
-    let reply = gw.invoke("fraud", &expect["body"]);
+    answers_on("fraud", gw, expect)
+}
+
+fn answers_on(endpoint: &str, gw: &Gateway, expect: &Value) {
+    let reply = gw.invoke(endpoint, &expect["body"]);
     assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(
-        reply.header("served-model-version").as_deref(),
-        expect["version"].as_str()
-    );
+    if let Some(version) = expect.get("version") {
+        assert_eq!(
+            reply.header("served-model-version").as_deref(),
+            version.as_str()
+        );
+    }
     let predictions = reply.json()["predictions"].as_array().unwrap().clone();
     let labels = expect["labels"].as_array().unwrap();
     let probabilities = expect["probabilities"].as_array().unwrap();
@@ -105,4 +111,33 @@ fn a_model_whose_artifacts_are_in_s3_is_served_from_there() {
     ];
     let server = MlflowServer::start_with_artifact_root(&format!("s3://{bucket}/mlflow"), &env);
     walkthrough(&server, &env);
+}
+
+/// The pure-Rust engine alone (no ONNX Runtime) serves skl2onnx's default export of a numeric
+/// pipeline: its FeatureVectorizer and Scaler run as standard ops, its ZipMap is cut, and the
+/// answers equal scikit-learn's.
+#[test]
+fn a_numeric_pipeline_is_served_by_the_pure_rust_engine_alone() {
+    let work = tempfile::tempdir().unwrap();
+    let (model, expect) = (work.path().join("scaled"), work.path().join("expect.json"));
+    let out = Command::new(train_python())
+        .arg(repo().join("tests/clients/scaler_pipeline.py"))
+        .arg(&model)
+        .arg(&expect)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scaler_pipeline.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expect: Value = serde_json::from_slice(&std::fs::read(&expect).unwrap()).unwrap();
+    let gw = start_args_tract(&["serve", "--model", model.to_str().unwrap()], work.path())
+        .unwrap_or_else(|e| panic!("did not start: {e}"));
+    let state = gw.get("/api/2.0/serving-endpoints/scaled").json();
+    assert_eq!(
+        state["config"]["served_entities"][0]["served_engine"],
+        "tract"
+    );
+    answers_on("scaled", &gw, &expect);
 }

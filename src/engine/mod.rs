@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod binding;
 pub mod cost;
+pub mod lower;
 pub mod ort_engine;
 pub mod outputs;
 pub mod pool;

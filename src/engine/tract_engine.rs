@@ -25,9 +25,11 @@ fn load_err(message: impl std::fmt::Display) -> EngineError {
 impl TractModel {
     pub fn load(onnx: &[u8]) -> Result<Self, EngineError> {
         let framework = tract_onnx::onnx();
-        let proto = framework
+        let mut proto = framework
             .proto_model_for_read(&mut &onnx[..])
             .map_err(|e| load_err(format!("{e:#}")))?;
+        // The ONNX-ML ops it lacks but can run as standard ones.
+        super::lower::for_tract(&mut proto);
         // Name the first op tract lacks before trying to translate the graph.
         if let Some(graph) = &proto.graph {
             if let Some(node) = graph
@@ -94,7 +96,8 @@ fn elem_of(dt: DatumType) -> Result<ElemType, DatumType> {
     Ok(match dt {
         DatumType::F32 => ElemType::F32,
         DatumType::F64 => ElemType::F64,
-        DatumType::I64 => ElemType::I64,
+        // tract's dimension type: integer class labels come out so (LinearClassifier).
+        DatumType::I64 | DatumType::TDim => ElemType::I64,
         DatumType::I32 => ElemType::I32,
         DatumType::Bool => ElemType::Bool,
         DatumType::String => ElemType::Str,
@@ -124,6 +127,11 @@ fn from_tract(t: &Tensor) -> Result<GwTensor, EngineError> {
         DatumType::F32 => TensorData::F32(plain()?.as_slice::<f32>().map_err(err)?.to_vec()),
         DatumType::F64 => TensorData::F64(plain()?.as_slice::<f64>().map_err(err)?.to_vec()),
         DatumType::I64 => TensorData::I64(plain()?.as_slice::<i64>().map_err(err)?.to_vec()),
+        DatumType::TDim => {
+            let ints = t.cast_to::<i64>().map_err(err)?;
+            let ints = ints.try_as_plain_ram().map_err(err)?;
+            TensorData::I64(ints.as_slice::<i64>().map_err(err)?.to_vec())
+        }
         DatumType::I32 => TensorData::I32(plain()?.as_slice::<i32>().map_err(err)?.to_vec()),
         DatumType::Bool => TensorData::Bool(plain()?.as_slice::<bool>().map_err(err)?.to_vec()),
         DatumType::String => TensorData::Str(

@@ -125,6 +125,19 @@ pub fn start_args(args: &[&str], cwd: &Path) -> Result<Gateway, String> {
     start_args_env(args, cwd, &[])
 }
 
+/// As [`start_args`], with tract only (no ONNX Runtime library to load).
+pub fn start_args_tract(args: &[&str], cwd: &Path) -> Result<Gateway, String> {
+    let dir = tempfile::tempdir().unwrap();
+    spawn_until(
+        args,
+        cwd.to_owned(),
+        dir,
+        false,
+        &[],
+        "modelgate listening on ",
+    )
+}
+
 /// As [`start_args`], with `env` set for it.
 pub fn start_args_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Result<Gateway, String> {
     let dir = tempfile::tempdir().unwrap();
