@@ -116,26 +116,91 @@ fn engine_ort_without_its_library_is_a_clear_startup_error() {
     assert!(err.contains("ONNX Runtime is not available"), "{err}");
 }
 
+/// A registry with the scaler fixture, and a copy of it whose graph is a OneHotEncoder.
+fn ml_op_registry() -> tempfile::TempDir {
+    use prost::Message;
+    use tract_onnx::pb;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &repo().join("tests/fixtures/registry/scaler"),
+        &dir.path().join("scaler"),
+    );
+    copy_dir(
+        &repo().join("tests/fixtures/registry/scaler"),
+        &dir.path().join("onehot"),
+    );
+    let opset = |domain: &str, version| pb::OperatorSetIdProto {
+        domain: domain.into(),
+        version,
+    };
+    let model = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![opset("", 13), opset("ai.onnx.ml", 1)],
+        graph: Some(pb::GraphProto {
+            name: "g".into(),
+            node: vec![pb::NodeProto {
+                op_type: "OneHotEncoder".into(),
+                domain: "ai.onnx.ml".into(),
+                input: vec!["X".into()],
+                output: vec!["Y".into()],
+                attribute: vec![pb::AttributeProto {
+                    name: "cats_strings".into(),
+                    r#type: pb::attribute_proto::AttributeType::Strings as i32,
+                    strings: vec![b"a".to_vec(), b"b".to_vec()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            input: vec![pb::ValueInfoProto {
+                name: "X".into(),
+                ..Default::default()
+            }],
+            output: vec![pb::ValueInfoProto {
+                name: "Y".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    std::fs::write(
+        dir.path().join("onehot/1/model.onnx"),
+        model.encode_to_vec(),
+    )
+    .unwrap();
+    dir
+}
+
 #[test]
 fn tract_refuses_graphs_it_cannot_run_naming_the_op() {
-    let registry = repo().join("tests/fixtures/registry");
-    let config = format!(
-        "registry:\n  path: {}\nendpoints:\n  - name: s\n    served_entities: [{{entity_name: scaler, entity_version: \"1\", engine: tract}}]\n",
-        registry.display()
-    );
-    let err = try_start(&config, false, &[])
-        .err()
-        .expect("must not start");
+    let registry = ml_op_registry();
+    let config = |model: &str, engine: &str| {
+        format!(
+            "registry:\n  path: {}\nendpoints:\n  - name: s\n    served_entities: [{{entity_name: {model}, entity_version: \"1\", engine: {engine}}}]\n",
+            registry.path().display()
+        )
+    };
+    let err = match try_start(&config("onehot", "tract"), false, &[]) {
+        Ok(gw) => panic!("started: {}", gw.stderr.lock().unwrap()),
+        Err(e) => e,
+    };
     assert!(
-        err.contains("the tract engine cannot run op 'Scaler' (domain 'ai.onnx.ml')"),
+        err.contains("the tract engine cannot run op 'OneHotEncoder' (domain 'ai.onnx.ml')"),
         "{err}"
     );
-    // ort runs the same graph.
-    let config = config.replace("engine: tract", "engine: ort");
-    let gw = start(&config, true);
-    let reply = gw.post_json("/v2/models/s/infer", &json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 2], "data": [3.0, 5.0]}]}));
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    assert_eq!(reply.json()["outputs"][0]["data"], json!([2.0, 8.0]));
+    // A Scaler it runs as standard ops, with ort's answer.
+    let infer =
+        json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 2], "data": [3.0, 5.0]}]});
+    for (engine, with_ort) in [("ort", true), ("tract", false)] {
+        let gw = start(&config("scaler", engine), with_ort);
+        let reply = gw.post_json("/v2/models/s/infer", &infer);
+        assert_eq!(reply.status, 200, "{engine}: {}", reply.text);
+        assert_eq!(
+            reply.json()["outputs"][0]["data"],
+            json!([2.0, 8.0]),
+            "{engine}"
+        );
+    }
     // The demo's gradient-boosted version 2 is ort-only too.
     let err = try_start(&demo_config(&endpoint("v2", "2", "tract"), ""), false, &[])
         .err()
