@@ -141,8 +141,6 @@ fn lower_scaler(graph: &mut pb::GraphProto, node: pb::NodeProto) {
 
 #[cfg(test)]
 mod tests {
-    use prost::Message;
-
     use super::*;
     use crate::data::tensor::{Tensor, TensorData};
     use crate::engine::tract_engine::TractModel;
@@ -172,46 +170,31 @@ mod tests {
             floats: v,
             ..Default::default()
         };
-        pb::ModelProto {
-            ir_version: 8,
-            opset_import: vec![
-                pb::OperatorSetIdProto {
-                    domain: String::new(),
-                    version: 13,
-                },
-                pb::OperatorSetIdProto {
-                    domain: ML_DOMAIN.into(),
-                    version: 1,
-                },
-            ],
-            graph: Some(pb::GraphProto {
-                name: "g".into(),
-                node: vec![pb::NodeProto {
-                    op_type: "Scaler".into(),
-                    domain: ML_DOMAIN.into(),
-                    name: "scale".into(),
-                    input: vec!["X".into()],
-                    output: vec!["variable".into()],
-                    attribute: vec![
-                        floats("offset", vec![1.0, 10.0]),
-                        floats("scale", vec![0.5, 0.25]),
-                    ],
-                    ..Default::default()
-                }],
-                input: vec![pb::ValueInfoProto {
-                    name: "X".into(),
-                    r#type: Some(dims(&[Value::DimParam("N".into()), Value::DimValue(2)])),
-                    ..Default::default()
-                }],
-                output: vec![pb::ValueInfoProto {
-                    name: "variable".into(),
-                    ..Default::default()
-                }],
+        crate::engine::test_models::encode(pb::GraphProto {
+            name: "g".into(),
+            node: vec![pb::NodeProto {
+                op_type: "Scaler".into(),
+                domain: ML_DOMAIN.into(),
+                name: "scale".into(),
+                input: vec!["X".into()],
+                output: vec!["variable".into()],
+                attribute: vec![
+                    floats("offset", vec![1.0, 10.0]),
+                    floats("scale", vec![0.5, 0.25]),
+                ],
                 ..Default::default()
-            }),
+            }],
+            input: vec![pb::ValueInfoProto {
+                name: "X".into(),
+                r#type: Some(dims(&[Value::DimParam("N".into()), Value::DimValue(2)])),
+                ..Default::default()
+            }],
+            output: vec![pb::ValueInfoProto {
+                name: "variable".into(),
+                ..Default::default()
+            }],
             ..Default::default()
-        }
-        .encode_to_vec()
+        })
     }
 
     #[test]

@@ -155,3 +155,25 @@ impl Engines {
         }
     }
 }
+
+/// ONNX models built in tests, with the opsets skl2onnx exports name.
+#[cfg(test)]
+pub(crate) mod test_models {
+    use prost::Message;
+    use tract_onnx::pb;
+
+    /// `graph` as a model of opset 13 and `ai.onnx.ml` 1.
+    pub fn encode(graph: pb::GraphProto) -> Vec<u8> {
+        let opset = |domain: &str, version| pb::OperatorSetIdProto {
+            domain: domain.into(),
+            version,
+        };
+        pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![opset("", 13), opset("ai.onnx.ml", 1)],
+            graph: Some(graph),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+}

@@ -230,39 +230,24 @@ mod tests {
             r#type: t,
             ..Default::default()
         };
-        let model = pb::ModelProto {
-            ir_version: 8,
-            opset_import: vec![
-                pb::OperatorSetIdProto {
-                    domain: String::new(),
-                    version: 13,
-                },
-                pb::OperatorSetIdProto {
-                    domain: ML_DOMAIN.into(),
-                    version: 1,
-                },
+        crate::engine::test_models::encode(pb::GraphProto {
+            name: "g".into(),
+            node: vec![
+                node("Identity", "", &["X"], "probabilities"),
+                argmax,
+                zipmap,
             ],
-            graph: Some(pb::GraphProto {
-                name: "g".into(),
-                node: vec![
-                    node("Identity", "", &["X"], "probabilities"),
-                    argmax,
-                    zipmap,
-                ],
-                input: vec![value(
-                    "X",
-                    Some(tensor_type(DataType::Float, &[None, Some(2)])),
-                )],
-                output: vec![
-                    value("output_label", Some(tensor_type(DataType::Int64, &[None]))),
-                    // A sequence of maps: a type this proto cannot spell, left empty.
-                    value("output_probability", None),
-                ],
-                ..Default::default()
-            }),
+            input: vec![value(
+                "X",
+                Some(tensor_type(DataType::Float, &[None, Some(2)])),
+            )],
+            output: vec![
+                value("output_label", Some(tensor_type(DataType::Int64, &[None]))),
+                // A sequence of maps: a type this proto cannot spell, left empty.
+                value("output_probability", None),
+            ],
             ..Default::default()
-        };
-        model.encode_to_vec()
+        })
     }
 
     #[test]
