@@ -9,16 +9,6 @@ use std::process::Command;
 use common::*;
 use serde_json::Value;
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `modelgate baseline` of a copy of demo version `version` (without its baseline) on `data`.
 fn fitted(version: u32, data: &Path, work: &Path) -> Value {
     fitted_with(version, data, work, &[])
@@ -37,13 +27,15 @@ fn fitted_with(version: u32, data: &Path, work: &Path, args: &[&str]) -> Value {
             std::fs::copy(entry.path(), model.join(entry.file_name())).unwrap();
         }
     }
-    let said = run(Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["baseline", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env("ORT_DYLIB_PATH", ort_dylib()));
+    let said = succeed(
+        Command::new(env!("CARGO_BIN_EXE_modelgate"))
+            .args(["baseline", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(data)
+            .args(args)
+            .env("ORT_DYLIB_PATH", ort_dylib()),
+    );
     assert!(said.contains("outputs probability, label"), "{said}");
     serde_json::from_slice(&std::fs::read(model.join("baseline.json")).unwrap()).unwrap()
 }
@@ -79,10 +71,12 @@ fn assert_close(got: &Value, want: &Value, rel: f64, at: &str) {
 fn the_demo_training_rows_give_the_training_scripts_baseline_from_csv_and_parquet() {
     let work = tempfile::tempdir().unwrap();
     let python = train_python();
-    run(Command::new(&python)
-        .arg(repo().join("models/train.py"))
-        .arg("--training-data")
-        .arg(work.path()));
+    succeed(
+        Command::new(&python)
+            .arg(repo().join("models/train.py"))
+            .arg("--training-data")
+            .arg(work.path()),
+    );
     for version in [1, 2] {
         let csv = work
             .path()
@@ -104,7 +98,7 @@ fn the_demo_training_rows_give_the_training_scripts_baseline_from_csv_and_parque
         // product dictionary-encoded (as pandas writes a category) and a column that is no
         // input and has nulls.
         let parquet = csv.with_extension("parquet");
-        run(Command::new(&python).arg("-c").arg(format!(
+        succeed(Command::new(&python).arg("-c").arg(format!(
             "import pyarrow as pa, pyarrow.csv, pyarrow.parquet\n\
              t = pyarrow.csv.read_csv({:?})\n\
              t = t.set_column(0, 'Product', t['Product'].dictionary_encode())\n\

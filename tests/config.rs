@@ -112,16 +112,10 @@ fn check_config_still_takes_the_file_without_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, VALID).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["check-config", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let printed = succeed(
+        Command::new(env!("CARGO_BIN_EXE_modelgate"))
+            .args(["check-config", path.to_str().unwrap()]),
     );
-    let printed = String::from_utf8_lossy(&out.stdout);
     // What the gateway writes for itself goes to its data directory, not beside the config.
     assert!(printed.contains("data_dir: .modelgate"), "{printed}");
     assert!(

@@ -23,20 +23,15 @@ fn train(
     env: &[(&str, &str)],
 ) -> Value {
     let expect = work.join(expect);
-    let out = Command::new(train_python())
-        .arg(repo().join("docs/examples/your_model.py"))
-        .args(args)
-        .arg("--expect")
-        .arg(&expect)
-        .env("MLFLOW_TRACKING_URI", &server.uri)
-        .envs(env.iter().copied())
-        .current_dir(work)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "your_model.py: {}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        Command::new(train_python())
+            .arg(repo().join("docs/examples/your_model.py"))
+            .args(args)
+            .arg("--expect")
+            .arg(&expect)
+            .env("MLFLOW_TRACKING_URI", &server.uri)
+            .envs(env.iter().copied())
+            .current_dir(work),
     );
     serde_json::from_slice(&std::fs::read(expect).unwrap()).unwrap()
 }
@@ -120,16 +115,11 @@ fn a_model_whose_artifacts_are_in_s3_is_served_from_there() {
 fn a_numeric_pipeline_is_served_by_the_pure_rust_engine_alone() {
     let work = tempfile::tempdir().unwrap();
     let (model, expect) = (work.path().join("scaled"), work.path().join("expect.json"));
-    let out = Command::new(train_python())
-        .arg(repo().join("tests/clients/scaler_pipeline.py"))
-        .arg(&model)
-        .arg(&expect)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scaler_pipeline.py: {}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        Command::new(train_python())
+            .arg(repo().join("tests/clients/scaler_pipeline.py"))
+            .arg(&model)
+            .arg(&expect),
     );
     let expect: Value = serde_json::from_slice(&std::fs::read(&expect).unwrap()).unwrap();
     let gw = start_args_tract(&["serve", "--model", model.to_str().unwrap()], work.path())

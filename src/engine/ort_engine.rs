@@ -90,7 +90,7 @@ impl OrtEngine {
 fn spec(name: &str, ty: &ValueType, what: &str) -> Result<TensorSpec, EngineError> {
     let ValueType::Tensor { ty, shape, .. } = ty else {
         return Err(EngineError::UnsupportedIo(format!(
-            "{what} '{name}' is {ty}, not a tensor (export classifiers with zipmap=False)"
+            "{what} '{name}' is {ty}, not a tensor (a ZipMap graph output is cut at load; others: export classifiers with zipmap=False)"
         )));
     };
     let elem = match ty {

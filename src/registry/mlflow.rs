@@ -353,7 +353,7 @@ impl MlflowRegistry {
         let mut shown = Progress::start(&format!("downloading {what}"), total, Unit::Bytes);
         for file in files {
             if let Some(dir) = file.local.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+                std::fs::create_dir_all(dir).map_err(|e| RegistryError::io(dir, e))?;
             }
             let remote_path = &file.remote;
             let mut resp = self
@@ -372,7 +372,8 @@ impl MlflowRegistry {
             let cut = |e: std::io::Error| {
                 RegistryError::Unreachable(format!("artifact '{remote_path}': {e}"))
             };
-            let mut out = std::fs::File::create(&file.local).map_err(|e| io(&file.local, e))?;
+            let mut out = std::fs::File::create(&file.local)
+                .map_err(|e| RegistryError::io(&file.local, e))?;
             let mut got = 0u64;
             let mut buf = vec![0u8; 256 * 1024];
             loop {
@@ -385,7 +386,8 @@ impl MlflowRegistry {
                 if file.size.is_some_and(|size| got > size) {
                     break;
                 }
-                std::io::Write::write_all(&mut out, &buf[..n]).map_err(|e| io(&file.local, e))?;
+                std::io::Write::write_all(&mut out, &buf[..n])
+                    .map_err(|e| RegistryError::io(&file.local, e))?;
                 progress.advance(n as u64);
                 let received = progress.bytes().0;
                 super::check_received(remote, received, self.max_version_bytes)?;
@@ -398,7 +400,8 @@ impl MlflowRegistry {
                 )));
             }
             // Flushed to disk, so the cache's rename publishes whole files even after a crash.
-            out.sync_all().map_err(|e| io(&file.local, e))?;
+            out.sync_all()
+                .map_err(|e| RegistryError::io(&file.local, e))?;
         }
         Ok(())
     }
@@ -427,13 +430,6 @@ struct RemoteFile {
     local: PathBuf,
     /// As listed (some servers list none).
     size: Option<u64>,
-}
-
-fn io(path: &Path, e: std::io::Error) -> RegistryError {
-    RegistryError::Io {
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
 }
 
 fn safe_name(s: &str) -> bool {
@@ -519,12 +515,13 @@ impl Registry for MlflowRegistry {
             ),
         };
         let result = downloaded.and_then(|()| {
-            std::fs::write(tmp.join(COMPLETE_MARKER), b"").map_err(|e| io(&tmp, e))?;
+            std::fs::write(tmp.join(COMPLETE_MARKER), b"")
+                .map_err(|e| RegistryError::io(&tmp, e))?;
             match std::fs::rename(&tmp, &dir) {
                 Ok(()) => Ok(()),
                 // Another download finished first: its copy is as good.
                 Err(_) if dir.join(COMPLETE_MARKER).exists() => Ok(()),
-                Err(e) => Err(io(&dir, e)),
+                Err(e) => Err(RegistryError::io(&dir, e)),
             }
         });
         if tmp.exists() {

@@ -34,6 +34,16 @@ pub enum RegistryError {
     Incomplete { path: PathBuf },
 }
 
+impl RegistryError {
+    /// A local file operation on `path` that failed.
+    pub fn io(path: &std::path::Path, e: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// One model version, fetched and parsed, ready for an engine.
 #[derive(Debug, Clone)]
 pub struct ModelVersion {

@@ -121,9 +121,9 @@ async fn copy_all(
             ))
         })?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            std::fs::create_dir_all(dir).map_err(|e| RegistryError::io(dir, e))?;
         }
-        let mut out = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
+        let mut out = std::fs::File::create(&path).map_err(|e| RegistryError::io(&path, e))?;
         let mut got = 0u64;
         let mut body = store
             .get(&meta.location)
@@ -136,7 +136,8 @@ async fn copy_all(
             if got > meta.size {
                 break;
             }
-            out.write_all(&chunk).map_err(|e| io(&path, e))?;
+            out.write_all(&chunk)
+                .map_err(|e| RegistryError::io(&path, e))?;
             progress.advance(chunk.len() as u64);
             shown.set(progress.bytes().0);
         }
@@ -147,7 +148,7 @@ async fn copy_all(
             )));
         }
         // Flushed to disk, so the cache's rename publishes whole files even after a crash.
-        out.sync_all().map_err(|e| io(&path, e))?;
+        out.sync_all().map_err(|e| RegistryError::io(&path, e))?;
     }
     Ok(())
 }
@@ -170,13 +171,6 @@ fn local_path(
         parts += 1;
     }
     (parts > 0).then_some(path)
-}
-
-fn io(path: &Path, e: std::io::Error) -> RegistryError {
-    RegistryError::Io {
-        path: path.to_owned(),
-        message: e.to_string(),
-    }
 }
 
 #[cfg(test)]

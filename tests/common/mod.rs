@@ -47,6 +47,17 @@ pub fn train_python() -> PathBuf {
     path_from_env_or_script("MODELGATE_TRAIN_PYTHON", "scripts/train-venv.sh")
 }
 
+/// Runs `cmd` to its end, which must succeed (else its stderr is the panic); its stdout.
+pub fn succeed(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `libonnxruntime.so`: `ORT_DYLIB_PATH`, else fetched by the repo script (once per test binary).
 pub fn ort_dylib() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();

@@ -113,15 +113,9 @@ pub fn load_features(config: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("c.yaml");
     std::fs::write(&file, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args(["features", "load", "--config", file.to_str().unwrap()])
-        .current_dir(super::repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    super::succeed(
+        Command::new(env!("CARGO_BIN_EXE_modelgate"))
+            .args(["features", "load", "--config", file.to_str().unwrap()])
+            .current_dir(super::repo()),
+    )
 }
