@@ -20,6 +20,7 @@ pub mod inference_log;
 pub mod metrics;
 pub mod pipeline;
 pub mod progress;
+pub mod promotion;
 pub mod protocol;
 pub mod registry;
 pub mod settings;
@@ -83,6 +84,10 @@ pub enum StartError {
     Auth(#[from] crate::http::auth::AuthError),
     #[error(transparent)]
     Tls(#[from] crate::http::tls::TlsError),
+    #[error("promotion: {0}")]
+    Promotion(String),
+    #[error("cannot start the promotion thread: {0}")]
+    PromotionThread(std::io::Error),
 }
 
 /// A gateway with its sockets bound, not yet serving; no model is loaded yet.
@@ -98,6 +103,8 @@ pub struct Started {
     pub updater: Arc<Updater>,
     pub control: Arc<ControlPlane>,
     pub store: Option<Arc<crate::features::embedded::EmbeddedStore>>,
+    /// Each endpoint's promotion evaluation (its thread starts with serving).
+    pub promotions: Arc<crate::promotion::Promotions>,
     auth: Arc<crate::http::auth::Auth>,
     tls: Option<(rustls::ServerConfig, Arc<crate::http::tls::CertResolver>)>,
     _watch: Option<endpoint::watch::WatchHandle>,
@@ -126,6 +133,7 @@ pub struct Serving {
     // Followers of the registry and the feature files: they stop when dropped.
     _watch: Option<endpoint::watch::WatchHandle>,
     _store_watch: Option<crate::features::embedded::SnapshotWatch>,
+    _promotion: crate::promotion::Ticker,
     settings: Settings,
 }
 
@@ -292,6 +300,15 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
             if settings.server.admin_listen.is_some() { " and use the admin API on server.admin_listen" } else { " and use the admin API (endpoints, features, labels)" }
         );
     }
+    let promotions = Arc::new(
+        crate::promotion::Promotions::new(
+            control.clone(),
+            gateway.monitoring().cloned(),
+            gateway.metrics().clone(),
+            &settings.promotion,
+        )
+        .map_err(StartError::Promotion)?,
+    );
     let admin_listener = match settings.admin_addr()? {
         Some(addr) => Some(bind(addr)?),
         None => None,
@@ -314,6 +331,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         updater,
         control,
         store,
+        promotions,
         auth,
         tls,
         _watch: watch,
@@ -526,6 +544,7 @@ impl Started {
             updater: self.updater.clone(),
             control: self.control.clone(),
             store: self.store.clone(),
+            promotions: self.promotions.clone(),
             webhook_secret: self.settings.registry.webhook_secret.clone(),
             webhook_deliveries: Default::default(),
             max_body_bytes: self.settings.server.max_body_bytes,
@@ -635,6 +654,10 @@ impl Started {
             loading: Some(loading),
             _watch: self._watch,
             _store_watch: self._store_watch,
+            _promotion: self
+                .promotions
+                .spawn()
+                .map_err(StartError::PromotionThread)?,
             settings: self.settings,
         })
     }

@@ -22,6 +22,7 @@ const LAYERS: &[&str] = &[
     "drift",
     "registry",
     "endpoint",
+    "promotion",
     "demo",
     "pipeline",
     "http",

@@ -147,6 +147,70 @@ fn follows_mlflow_aliases_and_stages_through_its_rest_api() {
     assert_eq!(gw.invoke("champion", &one_row()).status, 200);
 }
 
+/// `Registry::set_alias` (what a promotion and its rollback call) moves the alias through
+/// MLflow's REST API, and never onto an archived version. Blocking calls: a plain `#[test]`.
+#[test]
+fn set_alias_moves_an_mlflow_alias_and_refuses_an_archived_version() {
+    use modelgate::registry::mlflow::MlflowRegistry;
+    use modelgate::registry::{Registry, RegistryError};
+    use modelgate::settings::{RegistryKind, RegistrySettings};
+
+    let server = MlflowServer::start();
+    server.register("transactions", &demo_registry().join("transactions/1"));
+    server.register("transactions", &demo_registry().join("transactions/2"));
+    server.set_alias("transactions", "champion", "1");
+    let cache = tempfile::tempdir().unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let registry = MlflowRegistry::new(&RegistrySettings {
+        kind: RegistryKind::Mlflow,
+        uri: Some(server.uri.clone()),
+        cache_dir: Some(cache.path().to_owned()),
+        ..Default::default()
+    })
+    .unwrap();
+    // The server's own answer, not only ours.
+    let server_alias = || -> Value {
+        let url = format!(
+            "{}/api/2.0/mlflow/registered-models/alias?name=transactions&alias=champion",
+            server.uri
+        );
+        let v: Value = server
+            .request(client().get(url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v["model_version"]["version"].clone()
+    };
+
+    registry.set_alias("transactions", "champion", "2").unwrap();
+    assert_eq!(registry.resolve("transactions", "champion").unwrap(), "2");
+    assert_eq!(server_alias(), "2");
+
+    // A rollback onto an archived version is refused; the alias stays where it was.
+    server.transition("transactions", "1", "Archived");
+    match registry.set_alias("transactions", "champion", "1") {
+        Err(RegistryError::Refused(m)) => assert!(m.contains("archived"), "{m}"),
+        other => panic!("moved onto an archived version: {other:?}"),
+    }
+    assert_eq!(server_alias(), "2");
+    assert_eq!(registry.resolve("transactions", "champion").unwrap(), "2");
+
+    // Missing versions and models, and stages, are refused too.
+    assert!(matches!(
+        registry.set_alias("transactions", "champion", "9"),
+        Err(RegistryError::VersionNotFound { .. })
+    ));
+    assert!(matches!(
+        registry.set_alias("nope", "champion", "1"),
+        Err(RegistryError::ModelNotFound(_))
+    ));
+    match registry.set_alias("transactions", "Production", "2") {
+        Err(RegistryError::Refused(m)) => assert!(m.contains("use an alias"), "{m}"),
+        other => panic!("moved a stage: {other:?}"),
+    }
+}
+
 fn server_artifacts(server: &MlflowServer) -> std::path::PathBuf {
     server.artifacts_dir()
 }

@@ -3,6 +3,7 @@
 //! window, and prediction quality from posted labels.
 
 pub mod baseline;
+pub mod compare;
 pub mod fit;
 pub mod gauges;
 pub mod monitor;

@@ -173,6 +173,13 @@ impl SlotMonitor {
         true
     }
 
+    /// The version the windows count and its since-load quality total (which starts over
+    /// when the version changes): what a promotion compares.
+    pub fn quality_total(&self) -> (Option<String>, QualityCounts) {
+        let state = lock(&self.state);
+        (state.version.clone(), state.quality.total.value.clone())
+    }
+
     /// The served entity's report at `now_ms` (closing the windows that ended).
     pub fn report(&self, served_entity: &str, now_ms: i64) -> EntityReport {
         let mut guard = lock(&self.state);

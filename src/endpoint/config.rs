@@ -137,6 +137,7 @@ impl EndpointConfig {
             description: current.and_then(|c| c.description.clone()),
             permissions: current.map(|c| c.permissions.clone()).unwrap_or_default(),
             usage_tracking_config: current.and_then(|c| c.usage_tracking_config),
+            promotion: current.and_then(|c| c.promotion.clone()),
         }
     }
 }

@@ -274,6 +274,32 @@ impl ControlPlane {
         name: &str,
         change: impl FnOnce(&mut EndpointSettings) -> Result<(), ControlError>,
     ) -> Result<Arc<Endpoint>, ControlError> {
+        self.change_settings(name, false, change)
+    }
+
+    /// Replaces an endpoint's routes at once (the served entities, loaded already, stay): a
+    /// new config version, checked and saved as [`ControlPlane::amend`] does. Answers the
+    /// config version it made.
+    pub fn retraffic(
+        self: &Arc<Self>,
+        name: &str,
+        traffic: super::config::TrafficConfig,
+    ) -> Result<u64, ControlError> {
+        let endpoint = self.change_settings(name, true, |s| {
+            s.traffic_config = Some(traffic);
+            Ok(())
+        })?;
+        info!(endpoint = %name, "endpoint routes replaced");
+        Ok(endpoint.generation().config_version)
+    }
+
+    /// [`ControlPlane::amend`], counting a new config version when `new_version`.
+    fn change_settings(
+        self: &Arc<Self>,
+        name: &str,
+        new_version: bool,
+        change: impl FnOnce(&mut EndpointSettings) -> Result<(), ControlError>,
+    ) -> Result<Arc<Endpoint>, ControlError> {
         let endpoint = self
             .endpoints
             .get(name)
@@ -295,7 +321,7 @@ impl ControlPlane {
             Some(&current),
             None,
             &self.metrics,
-            current.config_version,
+            current.config_version + u64::from(new_version),
         );
         let was_managed = endpoint.managed.swap(true, Ordering::AcqRel);
         endpoint.publish(next);

@@ -30,19 +30,22 @@ pub enum Trigger {
     Admin,
     Webhook,
     Rollback,
+    /// A promotion (or its rollback) moved the alias the served entity follows.
+    Promotion,
     /// A served entity added by a config update (or an endpoint created) through the control
     /// plane.
     Config,
 }
 
 impl Trigger {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Startup,
         Self::Watch,
         Self::Poll,
         Self::Admin,
         Self::Webhook,
         Self::Rollback,
+        Self::Promotion,
         Self::Config,
     ];
 
@@ -54,6 +57,7 @@ impl Trigger {
             Self::Admin => "admin",
             Self::Webhook => "webhook",
             Self::Rollback => "rollback",
+            Self::Promotion => "promotion",
             Self::Config => "config",
         }
     }

@@ -14,6 +14,7 @@ mod kserve_v1;
 mod labels;
 mod monitoring;
 pub mod openapi;
+mod promotion;
 pub mod proxy;
 pub mod routes;
 mod status_page;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub control: Arc<crate::endpoint::control::ControlPlane>,
     /// The embedded online store, for the push API.
     pub store: Option<Arc<crate::features::embedded::EmbeddedStore>>,
+    /// Each endpoint's promotion evaluation.
+    pub promotions: Arc<crate::promotion::Promotions>,
     /// Shared secret of MLflow webhooks; the receiver is off without it.
     pub webhook_secret: Option<String>,
     pub webhook_deliveries: webhook::SeenDeliveries,

@@ -6,7 +6,7 @@ use actix_web::web;
 
 use super::{
     admin, endpoint_info, feature_push, governance, handlers, kserve_v1, labels, monitoring,
-    status_page, v2_handlers, webhook,
+    promotion, status_page, v2_handlers, webhook,
 };
 
 /// What a route is, for its scope and for the listener that serves it.
@@ -120,6 +120,9 @@ pub const ROUTES: &[Route] = &[
     route!(Get, "/api/2.0/permissions/serving-endpoints/{serving_endpoint_id}/permissionLevels", Manage, "The permission levels of an endpoint", None, "Object", governance::permission_levels),
     route!(Get, "/.well-known/databricks-config", Health, "Host metadata databricks-sdk asks for (no OIDC here)", None, "Object", endpoint_info::host_metadata),
     route!(Post, "/api/2.0/serving-endpoints/{name}/labels", Manage, "Ground truth for logged or waiting predictions", Some("Labels"), "LabelsAccepted", labels::post_labels),
+    route!(Get, "/api/2.0/serving-endpoints/{name}/promotion", Manage, "Where the endpoint's promotion stands: state, figures of champion and challenger, rules, decisions", None, "Object", promotion::get_promotion),
+    route!(Put, "/api/2.0/serving-endpoints/{name}/promotion", Manage, "Set the endpoint's promotion rules (champion, challenger, metric, thresholds, action, rollback guard)", Some("Object"), "Object", promotion::put_promotion),
+    route!(Delete, "/api/2.0/serving-endpoints/{name}/promotion", Manage, "Remove the endpoint's promotion rules", None, "Object", promotion::delete_promotion),
     route!(Get, "/api/2.0/serving-endpoints/{name}/monitoring", Manage, "Drift per served entity and feature, flags and quality", None, "Object", monitoring::get_monitoring),
     route!(Post, "/api/2.0/feature-tables/{table}/rows", Manage, "Push rows into an embedded online table", Some("Object"), "Object", feature_push::push_rows),
     route!(Post, "/api/2.0/webhooks/mlflow", Webhook, "MLflow model-registry webhook (HMAC-signed)", Some("Object"), "Object", webhook::mlflow_webhook),

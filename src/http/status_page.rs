@@ -18,14 +18,16 @@ use crate::drift::report::EntityReport;
 use crate::endpoint::view::endpoint_json;
 use crate::metrics::live::{ArmKey, Live, LiveSampler};
 use crate::pipeline::Gateway;
+use crate::promotion::Promotions;
 
 /// Seconds between the page's reloads.
 pub const REFRESH_SECONDS: u32 = 5;
 
 pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (gateway, live) = (state.gateway.clone(), state.live.clone());
+    let promotions = state.promotions.clone();
     // Monitoring's reports close windows and take the served entities' locks: off the worker.
-    let html = web::block(move || render(&gateway, &live, Instant::now()))
+    let html = web::block(move || render(&gateway, &promotions, &live, Instant::now()))
         .await
         .map_err(|e| ApiError::blocked("the status page was not rendered", e))?;
     Ok(HttpResponse::Ok()
@@ -41,7 +43,12 @@ pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
 }
 
 /// The whole page.
-pub fn render(gateway: &Gateway, sampler: &LiveSampler, now: Instant) -> String {
+pub fn render(
+    gateway: &Gateway,
+    promotions: &Promotions,
+    sampler: &LiveSampler,
+    now: Instant,
+) -> String {
     let live = sampler.look(&gateway.metrics().serving.request_duration, now);
     let endpoints = gateway.endpoints();
     let mut out = String::with_capacity(16 * 1024);
@@ -84,7 +91,10 @@ pub fn render(gateway: &Gateway, sampler: &LiveSampler, now: Instant) -> String 
                 ))
             })
             .collect();
+        let promotion = promotions.view(endpoint);
         render_endpoint(&mut out, &view, &reports, &activities, &live);
+        promotion_line(&mut out, &promotion);
+        out.push_str("</section>");
     }
     out.push_str(
         "<footer>JSON: <code>/api/2.0/serving-endpoints</code>, <code>/readyz</code>, \
@@ -159,7 +169,31 @@ fn render_endpoint(
             s = esc(&served),
         );
     }
-    out.push_str("</tbody></table></section>");
+    out.push_str("</tbody></table>");
+}
+
+/// The endpoint's promotion state and why, under its table (nothing without rules).
+fn promotion_line(out: &mut String, view: &Value) {
+    let state = text(&view["state"]);
+    if state == "off" {
+        return;
+    }
+    let class = match state.as_str() {
+        "promoted" | "passed" => "ok",
+        "rolled_back" | "refused" => "bad",
+        _ => "",
+    };
+    let _ = write!(
+        out,
+        "<p class=\"promotion\">promotion: <span class=\"{class}\">{}</span>{} · {}</p>",
+        esc(&state.replace('_', " ")),
+        if view["dry_run"] == true {
+            " (dry run)"
+        } else {
+            ""
+        },
+        esc(&text(&view["reason"])),
+    );
 }
 
 /// `90 %`, `shadow`, or `—` for a served entity no route names.

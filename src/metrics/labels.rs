@@ -136,3 +136,28 @@ pub fn shadow(is_shadow: bool) -> &'static str {
         "false"
     }
 }
+
+label_values!(
+    /// `decision` of `modelgate_promotion_decisions_total`: what an endpoint's promotion
+    /// evaluation decided.
+    PromotionDecision {
+        Promoted => "promoted",
+        RolledBack => "rolled_back",
+        Refused => "refused",
+        Passed => "passed",
+        Reset => "reset",
+    }
+);
+
+label_values!(
+    /// `state` of `modelgate_promotion_state`: where an endpoint's promotion stands.
+    PromotionState {
+        Off => "off",
+        Collecting => "collecting",
+        WaitingForLabels => "waiting_for_labels",
+        Refused => "refused",
+        Passed => "passed",
+        Promoted => "promoted",
+        RolledBack => "rolled_back",
+    }
+);

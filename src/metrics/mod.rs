@@ -15,6 +15,7 @@ pub mod inference_log;
 pub mod labels;
 pub mod live;
 pub mod monitoring;
+pub mod promotion;
 pub mod serving;
 pub mod swaps;
 pub mod trace;
@@ -41,6 +42,7 @@ pub struct Metrics {
     pub access: access::AccessMetrics,
     pub monitoring: monitoring::MonitoringMetrics,
     pub trace: trace::TraceMetrics,
+    pub promotion: promotion::PromotionMetrics,
 }
 
 /// A registered family, as its descriptor says.
@@ -96,6 +98,7 @@ impl Metrics {
         let access = access::AccessMetrics::new(&mut r);
         let monitoring = monitoring::MonitoringMetrics::new(&mut r);
         let trace = trace::TraceMetrics::new(&mut r);
+        let promotion = promotion::PromotionMetrics::new(&mut r);
         let families = r.families;
         Self {
             registry,
@@ -107,6 +110,7 @@ impl Metrics {
             access,
             monitoring,
             trace,
+            promotion,
         }
     }
 
@@ -121,6 +125,7 @@ impl Metrics {
         self.swaps.forget_endpoint(endpoint);
         self.log.forget_endpoint(endpoint);
         self.monitoring.forget_endpoint(endpoint);
+        self.promotion.forget_endpoint(endpoint);
     }
 
     /// The Prometheus text exposition of every family.

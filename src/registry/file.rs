@@ -11,6 +11,8 @@ pub struct FileRegistry {
     root: PathBuf,
     /// A version whose files changed more recently than this is not loaded yet.
     settle: std::time::Duration,
+    /// Serializes `set_alias`'s read-modify-write, so two moves in this process both land.
+    alias_writes: std::sync::Mutex<()>,
 }
 
 /// File name of our expected output for the input example.
@@ -21,6 +23,7 @@ impl FileRegistry {
         Self {
             root: root.into(),
             settle: std::time::Duration::ZERO,
+            alias_writes: std::sync::Mutex::new(()),
         }
     }
 
@@ -124,6 +127,32 @@ impl FileRegistry {
     }
 }
 
+/// Replaces `path` with `text` atomically: a temp file in the same folder, flushed, renamed
+/// over it, so the watcher and readers see the old file or the new one, never half of one.
+fn write_atomically(path: &Path, text: &str) -> Result<(), RegistryError> {
+    use std::io::Write;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename itself survives a crash once the folder is flushed.
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(|e| RegistryError::io(path, e))
+}
+
 /// The stage name whose versions are never served (as in MLflow).
 const ARCHIVED: &str = "Archived";
 
@@ -200,6 +229,51 @@ impl Registry for FileRegistry {
 
     fn watch_root(&self) -> Option<PathBuf> {
         Some(self.root.clone())
+    }
+
+    /// Rewrites `aliases.yaml` with `alias` set, keeping its other entries (`Archived`
+    /// included) and their order.
+    fn set_alias(&self, model: &str, alias: &str, version: &str) -> Result<(), RegistryError> {
+        super::check_alias_move(alias, version)?;
+        let _writing = self
+            .alias_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A missing or archived version is refused (and a broken aliases.yaml left as is).
+        self.resolve(model, version)?;
+        let path = self.model_dir(model)?.join("aliases.yaml");
+        let mut entries = if path.exists() {
+            let text = read_text(&path)?;
+            match serde_yaml::from_str(&text) {
+                Ok(serde_yaml::Value::Mapping(m)) => m,
+                Ok(serde_yaml::Value::Null) => serde_yaml::Mapping::new(),
+                Ok(other) => {
+                    return Err(RegistryError::Invalid {
+                        path,
+                        message: format!("expected a mapping alias -> version, got {other:?}"),
+                    })
+                }
+                Err(e) => {
+                    return Err(RegistryError::Invalid {
+                        path,
+                        message: e.to_string(),
+                    })
+                }
+            }
+        } else {
+            serde_yaml::Mapping::new()
+        };
+        // A number as people write it, unless that would lose leading zeros ("007").
+        let target = match version.parse::<u64>() {
+            Ok(n) if n.to_string() == version => serde_yaml::Value::Number(n.into()),
+            _ => serde_yaml::Value::String(version.to_owned()),
+        };
+        entries.insert(serde_yaml::Value::String(alias.to_owned()), target);
+        let text = serde_yaml::to_string(&entries).map_err(|e| RegistryError::Invalid {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        write_atomically(&path, &text)
     }
 
     fn describe(&self) -> String {
@@ -326,4 +400,85 @@ fn read_input_example(dir: &Path, mlmodel: &MlModel) -> Result<Option<Vec<u8>>, 
         serde_json::json!({ "inputs": value })
     };
     Ok(Some(serde_json::to_vec(&wrapped).unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry with model `m` and (empty) version folders 1 to 3, and `aliases` when given.
+    fn registry(aliases: Option<&str>) -> (tempfile::TempDir, FileRegistry) {
+        let dir = tempfile::tempdir().unwrap();
+        for v in ["1", "2", "3"] {
+            std::fs::create_dir_all(dir.path().join("m").join(v)).unwrap();
+        }
+        if let Some(text) = aliases {
+            std::fs::write(dir.path().join("m/aliases.yaml"), text).unwrap();
+        }
+        let r = FileRegistry::new(dir.path());
+        (dir, r)
+    }
+
+    fn refused(r: Result<(), RegistryError>) -> String {
+        match r {
+            Err(RegistryError::Refused(m)) => m,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn set_alias_moves_the_alias_and_keeps_the_other_aliases_and_archived_list() {
+        let (dir, r) = registry(Some("champion: 1\nchallenger: \"2\"\nArchived: [3]\n"));
+        r.set_alias("m", "champion", "2").unwrap();
+        assert_eq!(r.resolve("m", "champion").unwrap(), "2");
+        assert_eq!(r.resolve("m", "challenger").unwrap(), "2");
+        // Still archived: the list survived the rewrite.
+        assert!(matches!(
+            r.resolve("m", "3"),
+            Err(RegistryError::Refused(m)) if m.contains("archived")
+        ));
+        r.set_alias("m", "rollback", "1").unwrap();
+        assert_eq!(r.resolve("m", "rollback").unwrap(), "1");
+        assert_eq!(r.resolve("m", "champion").unwrap(), "2");
+        let text = std::fs::read_to_string(dir.path().join("m/aliases.yaml")).unwrap();
+        assert!(text.starts_with("champion: 2\n"), "{text}");
+        // No temp file left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("m"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
+
+    #[test]
+    fn set_alias_creates_a_missing_aliases_file() {
+        let (dir, r) = registry(None);
+        assert!(!dir.path().join("m/aliases.yaml").exists());
+        r.set_alias("m", "champion", "3").unwrap();
+        assert_eq!(r.resolve("m", "champion").unwrap(), "3");
+    }
+
+    #[test]
+    fn set_alias_refuses_archived_missing_and_non_versions_and_stages() {
+        let (dir, r) = registry(Some("champion: 1\nArchived: [2]\n"));
+        let before = std::fs::read_to_string(dir.path().join("m/aliases.yaml")).unwrap();
+        assert!(refused(r.set_alias("m", "champion", "2")).contains("archived"));
+        assert!(matches!(
+            r.set_alias("m", "champion", "9"),
+            Err(RegistryError::VersionNotFound { .. })
+        ));
+        assert!(matches!(
+            r.set_alias("nope", "champion", "1"),
+            Err(RegistryError::ModelNotFound(_))
+        ));
+        // An alias name as the version would be followed, not taken as a version.
+        assert!(refused(r.set_alias("m", "other", "champion")).contains("not a version number"));
+        for stage in ["Production", "staging", "None", "ARCHIVED"] {
+            assert!(refused(r.set_alias("m", stage, "3")).contains("use an alias"));
+        }
+        let after = std::fs::read_to_string(dir.path().join("m/aliases.yaml")).unwrap();
+        assert_eq!(before, after, "a refused move writes nothing");
+        assert_eq!(r.resolve("m", "champion").unwrap(), "1");
+    }
 }

@@ -88,4 +88,17 @@ mod tests {
         let missing = FolderRegistry::new(dir.join("nope"));
         assert!(missing.fetch("mine", "1", &Download::default()).is_err());
     }
+
+    #[test]
+    fn a_folder_has_no_alias_to_move() {
+        let r = FolderRegistry::new("models/transactions/1");
+        match r.set_alias("mine", "champion", "1") {
+            Err(RegistryError::Refused(m)) => {
+                assert!(m.contains("model folder"), "{m}");
+                assert!(m.contains("has no aliases to move"), "{m}");
+                assert!(m.contains("'champion'"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -220,6 +220,22 @@ impl MlflowRegistry {
         Ok(mv)
     }
 
+    /// What a not-found on `version` of `model` means: no such model, else no such version.
+    fn missing_version(&self, model: &str, version: &str) -> RegistryError {
+        let model_found = self.get_json(
+            &["api/2.0/mlflow/registered-models/get"],
+            &[("name", model)],
+            "registered-models/get",
+        );
+        match model_found {
+            Err(ApiError::NotFound) => RegistryError::ModelNotFound(model.into()),
+            _ => RegistryError::VersionNotFound {
+                model: model.into(),
+                version: version.into(),
+            },
+        }
+    }
+
     /// Where a version's files are: under the artifact proxy or in an object store.
     fn artifacts(&self, mv: &Value) -> Result<Artifacts, RegistryError> {
         let source = mv["source"].as_str().unwrap_or_default();
@@ -529,6 +545,25 @@ impl Registry for MlflowRegistry {
         }
         result?;
         load_model_dir(model, version, &dir)
+    }
+
+    /// MLflow's "Set Registered Model Alias" call, once the version is known to be served.
+    fn set_alias(&self, model: &str, alias: &str, version: &str) -> Result<(), RegistryError> {
+        super::check_alias_move(alias, version)?;
+        // A missing or archived version is refused: MLflow itself would take an archived one.
+        self.resolve(model, version).map_err(|e| match e {
+            RegistryError::VersionNotFound { .. } => self.missing_version(model, version),
+            e => e,
+        })?;
+        let body = serde_json::json!({"name": model, "alias": alias, "version": version});
+        self.send(
+            self.client
+                .post(self.url(&["api/2.0/mlflow/registered-models/alias"]))
+                .json(&body),
+            "registered-models/alias (set)",
+        )
+        .map_err(|e| e.or_not_found(|| self.missing_version(model, version)))?;
+        Ok(())
     }
 
     fn describe(&self) -> String {

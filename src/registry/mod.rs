@@ -81,6 +81,57 @@ pub trait Registry: Send + Sync {
     fn watch_root(&self) -> Option<std::path::PathBuf> {
         None
     }
+    /// Points `alias` of `model` at `version` (a served, unarchived version number), for
+    /// promotions and their rollbacks. Blocking I/O: call off the request path and outside
+    /// an async runtime.
+    fn set_alias(&self, model: &str, alias: &str, version: &str) -> Result<(), RegistryError> {
+        Err(RegistryError::Refused(format!(
+            "{} has no aliases to move (alias '{alias}' of model '{model}' to version {version}): \
+             promote by alias with registry.kind file or mlflow",
+            self.describe()
+        )))
+    }
+}
+
+/// Stage names, never moved as aliases: MLflow's stages (the mlflow registry reads them as
+/// aliases) and the file registry's `Archived` list.
+pub const STAGE_NAMES: [&str; 4] = ["Production", "Staging", "None", "Archived"];
+
+/// Checks a [`Registry::set_alias`] request before any registry is asked: `version` is a
+/// version number and `alias` a name MLflow would take (letters, digits, `-`, `_`; not
+/// `latest` nor `v<digits>`, which MLflow reserves) that no version number or stage reads as.
+pub fn check_alias_move(alias: &str, version: &str) -> Result<(), RegistryError> {
+    if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit()) {
+        return Err(RegistryError::Refused(format!(
+            "'{version}' is not a version number: an alias points at a version number"
+        )));
+    }
+    let refuse = |why: &str| Err(RegistryError::Refused(format!("alias '{alias}' {why}")));
+    if alias.is_empty() {
+        return Err(RegistryError::Refused("an alias cannot be empty".into()));
+    }
+    if alias.len() > 255 {
+        return refuse("is longer than 255 characters");
+    }
+    if !alias
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return refuse("may only hold letters, digits, '-' and '_'");
+    }
+    if alias.chars().all(|c| c.is_ascii_digit()) {
+        return refuse("is a version number, not an alias");
+    }
+    if STAGE_NAMES.iter().any(|s| s.eq_ignore_ascii_case(alias)) {
+        return refuse("is a stage: stages are not moved, use an alias");
+    }
+    let v_number = alias.len() > 1
+        && alias.starts_with(['v', 'V'])
+        && alias[1..].chars().all(|c| c.is_ascii_digit());
+    if alias.eq_ignore_ascii_case("latest") || v_number {
+        return refuse("is reserved (MLflow reads it as a version)");
+    }
+    Ok(())
 }
 
 /// Checks a version's listing before its download: an `MLmodel` at its root (a location that
@@ -140,5 +191,37 @@ impl Download {
             self.done.load(Ordering::Relaxed),
             self.total.load(Ordering::Relaxed),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alias_move_needs_a_version_number_and_a_movable_alias_name() {
+        assert!(check_alias_move("champion", "2").is_ok());
+        assert!(check_alias_move("fraud-v2_shadow", "10").is_ok());
+        for (alias, version, why) in [
+            ("champion", "champion", "not a version number"),
+            ("champion", "", "not a version number"),
+            ("champion", "-1", "not a version number"),
+            ("", "2", "cannot be empty"),
+            ("12", "2", "is a version number"),
+            ("two words", "2", "letters, digits"),
+            ("../x", "2", "letters, digits"),
+            ("production", "2", "use an alias"),
+            ("Staging", "2", "use an alias"),
+            ("NONE", "2", "use an alias"),
+            ("archived", "2", "use an alias"),
+            ("latest", "2", "reserved"),
+            ("v3", "2", "reserved"),
+        ] {
+            match check_alias_move(alias, version) {
+                Err(RegistryError::Refused(m)) => assert!(m.contains(why), "{alias}: {m}"),
+                other => panic!("{alias} -> {version}: {other:?}"),
+            }
+        }
+        assert!(check_alias_move(&"a".repeat(256), "2").is_err());
     }
 }

@@ -42,6 +42,9 @@ pub struct EndpointSettings {
     /// The AI gateway's `usage_tracking_config`, kept and shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage_tracking_config: Option<UsageTrackingConfig>,
+    /// Ours: when the challenger replaces the champion on labelled live quality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<super::promotion::PromotionSettings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -409,6 +412,9 @@ impl EndpointSettings {
             &key,
             &mut add,
         );
+        if let Some(promotion) = &self.promotion {
+            out.extend(promotion.violations(self, &key("promotion")));
+        }
         out
     }
 }

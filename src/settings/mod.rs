@@ -15,6 +15,7 @@ pub mod limits;
 pub mod log;
 pub mod model_source;
 pub mod monitoring;
+pub mod promotion;
 pub mod proxies;
 pub mod redact;
 pub mod registry;
@@ -111,6 +112,8 @@ pub struct Settings {
     pub log: log::LogSettings,
     /// OpenTelemetry spans over OTLP (docs/operations.md, "Tracing"). Off by default.
     pub tracing: trace::TracingSettings,
+    /// What every endpoint's promotion evaluation shares (docs/promotion.md).
+    pub promotion: promotion::PromotionGlobals,
     pub endpoints: Vec<EndpointSettings>,
     /// Where the gateway keeps what it writes for itself: the endpoint state file and the
     /// MLflow download cache, unless `control.state_file` or `registry.cache_dir` say
@@ -137,6 +140,7 @@ impl Default for Settings {
             limits: Default::default(),
             log: Default::default(),
             tracing: Default::default(),
+            promotion: Default::default(),
             endpoints: Default::default(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
         }
@@ -300,6 +304,9 @@ impl Settings {
         if let Some((key, message)) = self.tracing.problem() {
             return Err(invalid(format!("tracing.{key}"), message));
         }
+        if let Some((key, message)) = self.promotion.problem() {
+            return Err(invalid(format!("promotion.{key}"), message));
+        }
         for (i, ep) in self.endpoints.iter().enumerate() {
             let key = format!("endpoints[{i}]");
             if self.endpoints[..i].iter().any(|e| e.name == ep.name) {
@@ -310,6 +317,12 @@ impl Settings {
             }
             if let Some(Violation { key, message }) = ep.violations(&key).into_iter().next() {
                 return Err(invalid(key, message));
+            }
+            if ep.promotion.is_some() && !self.monitoring.enabled {
+                return Err(invalid(
+                    format!("{key}.promotion"),
+                    "promotion compares labelled quality: it needs monitoring.enabled",
+                ));
             }
         }
         // Two endpoints logging into one set of inference tables would mix their rows.

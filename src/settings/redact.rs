@@ -58,6 +58,7 @@ impl Settings {
         hide(&mut s.registry.token);
         hide(&mut s.registry.password);
         hide(&mut s.registry.webhook_secret);
+        hide(&mut s.promotion.webhook_secret);
         s.registry.uri = s.registry.uri.as_deref().map(redact_url);
         s.features.redis.url = redact_url(&s.features.redis.url);
         let stores = s.inference_log.storage_options.iter_mut();
