@@ -84,8 +84,6 @@ pub enum StartError {
     Auth(#[from] crate::http::auth::AuthError),
     #[error(transparent)]
     Tls(#[from] crate::http::tls::TlsError),
-    #[error("promotion: {0}")]
-    Promotion(String),
     #[error("cannot start the promotion thread: {0}")]
     PromotionThread(std::io::Error),
 }
@@ -300,15 +298,12 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
             if settings.server.admin_listen.is_some() { " and use the admin API on server.admin_listen" } else { " and use the admin API (endpoints, features, labels)" }
         );
     }
-    let promotions = Arc::new(
-        crate::promotion::Promotions::new(
-            control.clone(),
-            gateway.monitoring().cloned(),
-            gateway.metrics().clone(),
-            &settings.promotion,
-        )
-        .map_err(StartError::Promotion)?,
-    );
+    let promotions = Arc::new(crate::promotion::Promotions::new(
+        control.clone(),
+        gateway.monitoring().cloned(),
+        gateway.metrics().clone(),
+        &settings.promotion,
+    ));
     let admin_listener = match settings.admin_addr()? {
         Some(addr) => Some(bind(addr)?),
         None => None,

@@ -462,6 +462,8 @@ impl Evaluation {
                     self.announce_once(PromotionDecision::Passed, "passed", message, now_ms);
                     None
                 } else {
+                    // What the promotion's event says it was for.
+                    self.reason = reason;
                     Some(Step::Promote(change))
                 }
             }
@@ -583,16 +585,28 @@ impl Evaluation {
                 self.action = Some(change.clone());
                 let message = format!("promoted: {}; {because}", change.describe());
                 self.set(PromotionState::Promoted, message.clone());
+                self.guard = None;
                 self.phase = match (rollback.enabled, self.champion_level) {
-                    (true, Some(previous_level)) => Phase::Guarding {
-                        base: match &change {
-                            Change::Alias { .. } => Base::default(),
-                            Change::Traffic { .. } => Base::of(&look.challenger),
-                        },
-                        change,
-                        since_ms: now_ms,
-                        previous_level,
-                    },
+                    (true, Some(previous_level)) => {
+                        self.guard = Some(GuardView {
+                            metric: rollback.metric,
+                            previous_level,
+                            level: None,
+                            labels: 0,
+                            min_labels: rollback.min_labels,
+                            max_drop: rollback.max_drop,
+                            until: iso(now_ms + rollback.guard_window_s as i64 * 1000),
+                        });
+                        Phase::Guarding {
+                            base: match &change {
+                                Change::Alias { .. } => Base::default(),
+                                Change::Traffic { .. } => Base::of(&look.challenger),
+                            },
+                            change,
+                            since_ms: now_ms,
+                            previous_level,
+                        }
+                    }
                     _ => Phase::Done,
                 };
                 self.said = None;
@@ -790,6 +804,9 @@ mod tests {
         e.acted(&now, step, Ok(None), 1000);
         assert_eq!(e.state, PromotionState::Promoted);
         assert_eq!(decisions(&e), [PromotionDecision::Promoted]);
+        let promoted = &e.events[0].message;
+        assert!(promoted.contains("passed every rule"), "{promoted}");
+        assert!(e.guard.as_ref().is_some_and(|g| g.labels == 0));
         assert_eq!(e.take_fresh().len(), 1);
         // The swap is pending: the champion still serves 1. Not a manual move.
         assert_eq!(e.step(&now, 2000), None);

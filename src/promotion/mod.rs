@@ -45,23 +45,23 @@ impl Promotions {
         monitor: Option<Arc<MonitorConfig>>,
         metrics: Arc<Metrics>,
         globals: &PromotionGlobals,
-    ) -> Result<Self, String> {
+    ) -> Self {
         let webhook = match (&globals.webhook_url, &globals.webhook_secret) {
             (Some(url), Some(secret)) => Some(webhook::Webhook::new(
                 url,
                 secret,
                 Duration::from_millis(globals.webhook_timeout_ms),
-            )?),
+            )),
             _ => None,
         };
-        Ok(Self {
+        Self {
             control,
             monitor,
             metrics,
             interval: Duration::from_millis(globals.check_interval_ms),
             webhook,
             evaluations: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// Whether labelled quality is measured at all (promotion rules need it).
@@ -69,9 +69,9 @@ impl Promotions {
         self.monitor.is_some()
     }
 
-    /// Looks at every endpoint with promotion rules once, at `now_ms`, and takes the steps
-    /// they call for.
-    pub fn tick(&self, now_ms: i64) {
+    /// Looks at every endpoint with promotion rules once, at `now_ms`, takes the steps they
+    /// call for, and announces the decisions (to `webhook` too, when there is one).
+    pub fn tick(&self, now_ms: i64, webhook: Option<&webhook::Sender>) {
         let mut live = Vec::new();
         for endpoint in self.control.endpoints.list() {
             let generation = endpoint.generation();
@@ -95,7 +95,7 @@ impl Promotions {
             };
             self.metrics.promotion.set_state(&endpoint.name, state);
             for event in fresh {
-                self.announce(&endpoint.name, &event);
+                self.announce(&endpoint.name, &event, webhook);
             }
         }
         let mut evaluations = lock(&self.evaluations);
@@ -221,10 +221,15 @@ impl Promotions {
     }
 
     /// A decision's metric, log line and webhook.
-    fn announce(&self, endpoint: &str, event: &evaluation::Event) {
+    fn announce(
+        &self,
+        endpoint: &str,
+        event: &evaluation::Event,
+        webhook: Option<&webhook::Sender>,
+    ) {
         self.metrics.promotion.decided(endpoint, event.decision);
         info!(endpoint = %endpoint, decision = event.decision.as_str(), "promotion: {}", event.message);
-        let Some(webhook) = &self.webhook else {
+        let Some(webhook) = webhook else {
             return;
         };
         let body = json!({
@@ -295,12 +300,17 @@ impl Promotions {
         let thread = std::thread::Builder::new()
             .name("modelgate-promotion".into())
             .spawn(move || {
+                let sender = promotions.webhook.as_ref().and_then(|w| {
+                    w.connect()
+                        .map_err(|e| warn!("promotion decisions will not be delivered: {e}"))
+                        .ok()
+                });
                 while !stopped.load(Ordering::Acquire) {
                     std::thread::park_timeout(promotions.interval);
                     if stopped.load(Ordering::Acquire) {
                         break;
                     }
-                    promotions.tick(crate::clock::now_ms() as i64);
+                    promotions.tick(crate::clock::now_ms() as i64, sender.as_ref());
                 }
             })?;
         Ok(Ticker {

@@ -25,34 +25,52 @@ pub fn sign(secret: &str, delivery_id: &str, timestamp: &str, body: &[u8]) -> St
 }
 
 /// Where decisions go, and the key that signs them.
+#[derive(Clone)]
 pub struct Webhook {
     url: String,
     secret: String,
-    client: reqwest::blocking::Client,
+    timeout: Duration,
 }
 
 impl Webhook {
-    pub fn new(url: &str, secret: &str, timeout: Duration) -> Result<Self, String> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| format!("cannot build the webhook's HTTP client: {e}"))?;
-        Ok(Self {
+    pub fn new(url: &str, secret: &str, timeout: Duration) -> Self {
+        Self {
             url: url.to_owned(),
             secret: secret.to_owned(),
+            timeout,
+        }
+    }
+
+    /// A sender with its HTTP client. Blocking: make it, use it and drop it on the
+    /// promotion thread (a blocking client may not be made or dropped on the async runtime).
+    pub fn connect(&self) -> Result<Sender, String> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .build()
+            .map_err(|e| format!("cannot build the webhook's HTTP client: {e}"))?;
+        Ok(Sender {
+            hook: self.clone(),
             client,
         })
     }
+}
 
+/// A [`Webhook`] with a client, owned by the thread that delivers.
+pub struct Sender {
+    hook: Webhook,
+    client: reqwest::blocking::Client,
+}
+
+impl Sender {
     /// POSTs `body` once, signed at `now_s`; the error says why it did not arrive.
     pub fn deliver(&self, body: &[u8], now_s: i64) -> Result<(), String> {
         let id = uuid::Uuid::new_v4().to_string();
         let timestamp = now_s.to_string();
-        let signature = sign(&self.secret, &id, &timestamp, body);
+        let signature = sign(&self.hook.secret, &id, &timestamp, body);
         let answer = self
             .client
-            .post(&self.url)
+            .post(&self.hook.url)
             .header("Content-Type", "application/json")
             .header("X-MLflow-Delivery-Id", &id)
             .header("X-MLflow-Timestamp", &timestamp)
