@@ -163,6 +163,9 @@ render_refused "auth.enabled=false" "auth.allowAnonymous" --set auth.enabled=fal
 render_refused "auth.enabled=false, allowAnonymous=false" "auth.allowAnonymous" --set auth.enabled=false --set auth.allowAnonymous=false
 render_refused "admin Service on loopback" "admin.address" -f "$chart/ci/default-values.yaml" --set admin.service.enabled=true
 render_refused "NetworkPolicy without scoringFrom" "networkPolicy.scoringFrom" -f "$chart/ci/default-values.yaml" --set networkPolicy.enabled=true
+# Promotion rules decide on one process's labels: two replicas would be two deciders.
+render_refused "promotion with two replicas" "promotion decisions are made per replica" -f "$chart/ci/default-values.yaml" \
+  --set 'config.endpoints[0].name=tx,config.endpoints[0].promotion.champion=a,config.endpoints[0].promotion.challenger=b'
 
 render defaults -f "$chart/ci/default-values.yaml"
 d="$work/defaults.yaml"

@@ -75,6 +75,15 @@ The gateway config: config from values, with the keys the chart owns set here.
 {{- fail (printf "config.registry.kind must be file or mlflow, not %v" $reg.kind) }}
 {{- end }}
 {{- $_ := set $cfg "registry" $reg }}
+{{- /* Promotion decides on one process's labels: one decider only (docs/promotion.md). */}}
+{{- $replicas := .Values.replicaCount | int }}
+{{- if or .Values.autoscaling.enabled (gt $replicas 1) }}
+{{- range $i, $ep := ($cfg.endpoints | default list) }}
+{{- if and $ep.promotion (not $ep.promotion.dry_run) }}
+{{- fail (printf "config.endpoints[%d].promotion: promotion decisions are made per replica, on that replica's share of the labels, so with replicaCount %d (or autoscaling) each replica could move the alias by itself. Set replicaCount=1 (autoscaling off), or promotion dry_run: true, until the fleet shares its state (docs/promotion.md)" $i $replicas) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $feat := $cfg.features | default dict }}
 {{- if eq (toString $feat.store) "redis" }}
 {{- if and (not (($feat.redis | default dict).url)) (not .Values.secretEnv.redisUrlSecret.name) }}
