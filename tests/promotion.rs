@@ -910,6 +910,54 @@ fn a_manual_alias_move_resets_the_evaluation() {
 }
 
 #[test]
+fn an_archived_challenger_is_not_promoted_and_the_failure_is_held() {
+    let (dir, model) = file_registry(&[("1", "1"), ("2", "2")], "champion: 1\nchallenger: 2\n");
+    let gw = common::start(
+        &file_config(
+            dir.path(),
+            "",
+            &tx_endpoint(
+                SHADOW_ROUTES,
+                &format!("{{champion: champion, challenger: challenger, metric: f1, min_labels: {PROMOTION_LABELS}}}"),
+            ),
+        ),
+        true,
+    );
+    promotion_view_settled(&gw);
+    // Version 2 archived while the challenger serves it: the challenger keeps serving it (an
+    // archived version is never loaded anew), and it wins on F1, but is never made champion.
+    let archived = "champion: 1\nchallenger: 2\nArchived: [2]\n";
+    write_aliases(&model, archived);
+    let answered = AtomicU64::new(0);
+    let mut stream = TransactionStream::new(SEED, START_MS);
+    let failed = drive_until(
+        &gw,
+        &mut stream,
+        Some(&answered),
+        PROMOTION_LABELS,
+        Duration::from_secs(60),
+        "the failed promotion",
+        |v| v["state"] == "failed" || v["state"] == "promoted",
+    );
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("archived"),
+        "{failed:#}"
+    );
+    assert_eq!(read_aliases(&model), archived);
+    assert_eq!(served_version(&gw, "champion").as_deref(), Some("1"));
+    // Held: more labels try nothing again.
+    labelled_round(&gw, &mut stream, Some(&answered));
+    let seen = promotion(&gw)["looked_at"].clone();
+    common::wait_for("another look", Duration::from_secs(10), || {
+        (promotion(&gw)["looked_at"] != seen).then_some(())
+    });
+    assert_eq!(promotion(&gw)["state"], "failed");
+    assert_eq!(decisions(&gw, "failed"), 1.0);
+    assert_eq!(decisions(&gw, "promoted"), 0.0);
+}
+
+#[test]
 fn a_promoted_version_whose_quality_falls_is_rolled_back() {
     let (dir, model) = file_registry(&[("1", "1"), ("2", "2")], "champion: 1\nchallenger: 2\n");
     let guard_labels = 500;

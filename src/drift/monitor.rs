@@ -46,6 +46,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A slot's since-load quality counts, with what tells one run of counts from another.
+#[derive(Debug, Clone, Default)]
+pub struct QualityTotal {
+    pub version: Option<String>,
+    pub epoch: u64,
+    pub counts: QualityCounts,
+}
+
 /// What one served entity's version has seen and how good its labelled predictions were.
 pub struct SlotMonitor {
     config: Arc<MonitorConfig>,
@@ -173,11 +181,16 @@ impl SlotMonitor {
         true
     }
 
-    /// The version the windows count and its since-load quality total (which starts over
-    /// when the version changes): what a promotion compares.
-    pub fn quality_total(&self) -> (Option<String>, QualityCounts) {
+    /// The since-load quality total of the version the windows count now: that version, the
+    /// epoch it is counted in (a number that changes whenever the counts start over), and a
+    /// copy of the counts.
+    pub fn quality_total(&self) -> QualityTotal {
         let state = lock(&self.state);
-        (state.version.clone(), state.quality.total.value.clone())
+        QualityTotal {
+            version: state.version.clone(),
+            epoch: state.epoch,
+            counts: state.quality.total.value.clone(),
+        }
     }
 
     /// The served entity's report at `now_ms` (closing the windows that ended).

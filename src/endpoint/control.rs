@@ -37,6 +37,11 @@ pub enum ControlError {
     Busy(String),
     #[error("the model registry is unreachable: {0}")]
     RegistryUnavailable(String),
+    #[error("endpoint '{endpoint}' changed meanwhile (now at config_version {config_version})")]
+    Changed {
+        endpoint: String,
+        config_version: u64,
+    },
     #[error(transparent)]
     Persist(#[from] persist::PersistError),
 }
@@ -274,18 +279,20 @@ impl ControlPlane {
         name: &str,
         change: impl FnOnce(&mut EndpointSettings) -> Result<(), ControlError>,
     ) -> Result<Arc<Endpoint>, ControlError> {
-        self.change_settings(name, false, change)
+        self.change_settings(name, None, change)
     }
 
     /// Replaces an endpoint's routes at once (the served entities, loaded already, stay): a
-    /// new config version, checked and saved as [`ControlPlane::amend`] does. Answers the
-    /// config version it made.
+    /// new config version, checked and saved as [`ControlPlane::amend`] does, made only when
+    /// the endpoint is still at config version `expected_version` (else a conflict: its
+    /// config changed meanwhile). Answers the config version it made.
     pub fn retraffic(
         self: &Arc<Self>,
         name: &str,
+        expected_version: u64,
         traffic: super::config::TrafficConfig,
     ) -> Result<u64, ControlError> {
-        let endpoint = self.change_settings(name, true, |s| {
+        let endpoint = self.change_settings(name, Some(expected_version), |s| {
             s.traffic_config = Some(traffic);
             Ok(())
         })?;
@@ -293,11 +300,12 @@ impl ControlPlane {
         Ok(endpoint.generation().config_version)
     }
 
-    /// [`ControlPlane::amend`], counting a new config version when `new_version`.
+    /// [`ControlPlane::amend`]; with `new_version`, a new config version made only from that
+    /// one.
     fn change_settings(
         self: &Arc<Self>,
         name: &str,
-        new_version: bool,
+        new_version: Option<u64>,
         change: impl FnOnce(&mut EndpointSettings) -> Result<(), ControlError>,
     ) -> Result<Arc<Endpoint>, ControlError> {
         let endpoint = self
@@ -308,6 +316,12 @@ impl ControlPlane {
             .begin_update()
             .ok_or_else(|| ControlError::Busy(name.to_owned()))?;
         let current = endpoint.generation();
+        if new_version.is_some_and(|v| v != current.config_version) {
+            return Err(ControlError::Changed {
+                endpoint: name.to_owned(),
+                config_version: current.config_version,
+            });
+        }
         let mut settings = current.settings.clone();
         change(&mut settings)?;
         let violations = settings.violations("");
@@ -321,7 +335,7 @@ impl ControlPlane {
             Some(&current),
             None,
             &self.metrics,
-            current.config_version + u64::from(new_version),
+            current.config_version + u64::from(new_version.is_some()),
         );
         let was_managed = endpoint.managed.swap(true, Ordering::AcqRel);
         endpoint.publish(next);
@@ -465,7 +479,7 @@ impl From<ControlError> for RequestError {
             },
             ControlError::NotFound(_) => RequestError::NotFound(message),
             ControlError::AlreadyExists(_) => RequestError::AlreadyExists(message),
-            ControlError::Busy(_) => RequestError::Conflict(message),
+            ControlError::Busy(_) | ControlError::Changed { .. } => RequestError::Conflict(message),
             ControlError::RegistryUnavailable(_) => RequestError::Unavailable(message),
             ControlError::Persist(_) => RequestError::Internal(message),
         }

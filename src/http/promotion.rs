@@ -51,14 +51,17 @@ async fn set(
 ) -> Result<HttpResponse, ApiError> {
     let (control, promotions) = (state.control.clone(), state.promotions.clone());
     let monitoring = promotions.monitoring();
+    let moves_aliases = control.updater.registry.moves_aliases();
     run_control(
         move || {
             control.amend(&name, |s| {
-                if rules.is_some() && !monitoring {
+                let problem = rules
+                    .as_ref()
+                    .and_then(|r| r.deployment_problem(monitoring, moves_aliases));
+                if let Some(message) = problem {
                     return Err(ControlError::Invalid(vec![Violation {
                         key: "promotion".into(),
-                        message: "promotion compares labelled quality: it needs monitoring.enabled"
-                            .into(),
+                        message,
                     }]));
                 }
                 s.promotion = rules;

@@ -146,6 +146,7 @@ label_values!(
         Refused => "refused",
         Passed => "passed",
         Reset => "reset",
+        Failed => "failed",
     }
 );
 
@@ -159,5 +160,6 @@ label_values!(
         Passed => "passed",
         Promoted => "promoted",
         RolledBack => "rolled_back",
+        Failed => "failed",
     }
 );

@@ -1,15 +1,18 @@
 //! One endpoint's promotion over time, as a state machine the caller drives with looks at the
 //! two served entities and the time: evaluate (collect labels, judge), act once (promote),
-//! guard the new champion (roll back on a drop), then wait for something to change. A change
+//! guard the new champion (roll back on a drop), then hold until something changes. A change
 //! nobody here made (the champion's or the challenger's version, the endpoint's config, the
-//! rules) starts the evaluation over.
+//! rules) starts the evaluation over; while a guard watches, only a change to what it watches
+//! ends it. A version rolled back, or reverted by hand after its promotion, is not promoted
+//! again.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use serde::Serialize;
 
 use super::rules::{judge, Outcome, RuleResult};
 use crate::drift::compare::Comparison;
+use crate::drift::monitor::QualityTotal;
 use crate::drift::quality::{QualityCounts, QualityFigures};
 use crate::metrics::labels::{PromotionDecision, PromotionState};
 use crate::settings::endpoint::{Route, TrafficConfig};
@@ -27,16 +30,15 @@ pub struct Side {
     pub alias_or_version: String,
     /// The version it serves now; none before its first load.
     pub version: Option<String>,
-    /// The version its quality counts belong to (monitoring follows a swap at the next
-    /// scored request), and the counts since that version was first scored.
-    pub counted_version: Option<String>,
-    pub counts: QualityCounts,
+    /// Its monitor's since-load quality counts (monitoring follows a swap at the next scored
+    /// request, so they may still be the previous version's).
+    pub total: QualityTotal,
 }
 
 impl Side {
     /// Its counts, when they belong to the version it serves.
     fn served_counts(&self) -> Option<&QualityCounts> {
-        (self.version.is_some() && self.counted_version == self.version).then_some(&self.counts)
+        (self.version.is_some() && self.total.version == self.version).then_some(&self.total.counts)
     }
 }
 
@@ -61,16 +63,18 @@ pub enum Change {
         from_version: String,
         to_version: String,
     },
-    /// The endpoint's routes replaced.
+    /// The endpoint's routes replaced, at config version `from_config` (the change is refused
+    /// when the config moved on meanwhile).
     Traffic {
         from: Option<TrafficConfig>,
         to: TrafficConfig,
+        from_config: u64,
     },
 }
 
 impl Change {
-    /// The change that undoes this one.
-    pub fn inverse(&self) -> Self {
+    /// The change that undoes this one, made from config version `config_version`.
+    pub fn inverse(&self, config_version: u64) -> Self {
         match self {
             Self::Alias {
                 model,
@@ -83,9 +87,10 @@ impl Change {
                 from_version: to_version.clone(),
                 to_version: from_version.clone(),
             },
-            Self::Traffic { from, to } => Self::Traffic {
+            Self::Traffic { from, to, .. } => Self::Traffic {
                 from: Some(to.clone()),
                 to: from.clone().unwrap_or_default(),
+                from_config: config_version,
             },
         }
     }
@@ -123,6 +128,14 @@ pub enum Step {
     Rollback(Change),
 }
 
+impl Step {
+    pub fn change(&self) -> &Change {
+        match self {
+            Self::Promote(c) | Self::Rollback(c) => c,
+        }
+    }
+}
+
 /// A decision, as the view lists it and announcements carry it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -134,26 +147,27 @@ pub struct Event {
     pub comparison: Option<Comparison>,
 }
 
-/// Counts of one side since the evaluation began (or its window turned).
+/// Where one side's counts stood when the evaluation began (or its window turned).
 #[derive(Debug, Clone, Default)]
 struct Base {
-    version: Option<String>,
+    epoch: u64,
     counts: QualityCounts,
 }
 
 impl Base {
     fn of(side: &Side) -> Self {
         Self {
-            version: side.counted_version.clone(),
-            counts: side.counts.clone(),
+            epoch: side.total.epoch,
+            counts: side.total.counts.clone(),
         }
     }
 
-    /// `side`'s counts since this base; counts of another version started after it.
+    /// `side`'s counts since this base. Counts that started over since (another version, or a
+    /// new monitor) all came after it.
     fn since(&mut self, side: &Side) -> QualityCounts {
-        if side.counted_version != self.version {
+        if side.total.epoch != self.epoch || side.total.counts.labels() < self.counts.labels() {
             *self = Self {
-                version: side.counted_version.clone(),
+                epoch: side.total.epoch,
                 counts: QualityCounts::default(),
             };
         }
@@ -164,7 +178,7 @@ impl Base {
     }
 }
 
-/// What resets the evaluation when it changes.
+/// What starts the evaluation over when it changes.
 #[derive(Debug, Clone, PartialEq)]
 struct Key {
     settings: PromotionSettings,
@@ -184,6 +198,15 @@ impl Key {
     }
 }
 
+/// What changed since the last look, besides what this evaluation did itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changed {
+    Rules,
+    Config,
+    Champion,
+    Challenger,
+}
+
 #[derive(Debug)]
 enum Phase {
     Evaluating {
@@ -198,8 +221,9 @@ enum Phase {
         previous_level: f64,
         base: Base,
     },
-    /// Promoted for good, or rolled back: nothing to do until something changes.
-    Done,
+    /// Promoted for good, rolled back, or an action failed: nothing is done until something
+    /// changes.
+    Holding,
 }
 
 /// The guard's figures, for the view.
@@ -233,6 +257,11 @@ pub struct Evaluation {
     phase: Phase,
     /// The champion's figure of the guard's metric at the last judgement.
     champion_level: Option<f64>,
+    /// The version an alias promotion made the champion serve, while it stands.
+    promoted: Option<String>,
+    /// Challenger versions rolled back, or reverted by hand after their promotion: never
+    /// promoted again by this evaluation (kept across its restarts).
+    barred: HashSet<String>,
     pub state: PromotionState,
     pub reason: String,
     pub rules: Vec<RuleResult>,
@@ -247,8 +276,8 @@ pub struct Evaluation {
     pub events: VecDeque<Event>,
     /// Decisions not yet announced.
     fresh: Vec<Event>,
-    /// The last refusal said (its rule), so a refusal is announced once until it changes.
-    said: Option<(PromotionState, String)>,
+    /// Refusals and dry-run passes announced since the evaluation began (each once).
+    said: HashSet<(PromotionState, String)>,
 }
 
 fn iso(ms: i64) -> String {
@@ -265,8 +294,10 @@ impl Evaluation {
             key: None,
             expected_config: None,
             moving: None,
-            phase: Phase::Done,
+            phase: Phase::Holding,
             champion_level: None,
+            promoted: None,
+            barred: HashSet::new(),
             state: PromotionState::Collecting,
             reason: "not looked at yet".into(),
             rules: Vec::new(),
@@ -279,7 +310,7 @@ impl Evaluation {
             looked_ms: now_ms,
             events: VecDeque::new(),
             fresh: Vec::new(),
-            said: None,
+            said: HashSet::new(),
         }
     }
 
@@ -309,21 +340,24 @@ impl Evaluation {
         self.reason = reason;
     }
 
-    /// Why the evaluation must start over, if it must; takes in the changes this evaluation
-    /// made itself.
-    fn changed(&mut self, look: &Look) -> Option<String> {
+    /// The first change since the last look that this evaluation did not make, and what it
+    /// says; takes in the changes it made itself.
+    fn changed(&mut self, look: &Look) -> Option<(Changed, String)> {
         let key = self.key.as_mut()?;
         if key.settings != look.settings {
-            return Some("the promotion rules changed".into());
+            return Some((Changed::Rules, "the promotion rules changed".into()));
         }
         if key.config_version != look.config_version {
             if self.expected_config == Some(look.config_version) {
                 key.config_version = look.config_version;
                 self.expected_config = None;
             } else {
-                return Some(format!(
-                    "the endpoint's config changed (config_version {})",
-                    look.config_version
+                return Some((
+                    Changed::Config,
+                    format!(
+                        "the endpoint's config changed (config_version {})",
+                        look.config_version
+                    ),
                 ));
             }
         }
@@ -336,10 +370,13 @@ impl Evaluation {
                 }
                 _ if key.champion.is_none() => key.champion = now.cloned(),
                 _ => {
-                    return Some(format!(
-                        "the champion's version changed from {} to {} (not by this promotion)",
-                        show(key.champion.as_ref()),
-                        show(now)
+                    return Some((
+                        Changed::Champion,
+                        format!(
+                            "the champion's version changed from {} to {} (not by this promotion)",
+                            show(key.champion.as_ref()),
+                            show(now)
+                        ),
                     ))
                 }
             }
@@ -349,14 +386,27 @@ impl Evaluation {
             if key.challenger.is_none() {
                 key.challenger = now.cloned();
             } else {
-                return Some(format!(
-                    "the challenger's version changed from {} to {}",
-                    show(key.challenger.as_ref()),
-                    show(now)
+                return Some((
+                    Changed::Challenger,
+                    format!(
+                        "the challenger's version changed from {} to {}",
+                        show(key.challenger.as_ref()),
+                        show(now)
+                    ),
                 ));
             }
         }
         None
+    }
+
+    /// Whether a guard watching `change` goes on through `what`: only a change to what it
+    /// watches (the champion after an alias move, the routes and the challenger after a
+    /// traffic change) ends it.
+    fn guard_survives(change: &Change, what: Changed) -> bool {
+        match change {
+            Change::Alias { .. } => what != Changed::Champion,
+            Change::Traffic { .. } => matches!(what, Changed::Rules | Changed::Champion),
+        }
     }
 
     fn restart(&mut self, look: &Look, now_ms: i64) {
@@ -373,7 +423,8 @@ impl Evaluation {
         self.comparison = None;
         self.action = None;
         self.guard = None;
-        self.said = None;
+        self.said.clear();
+        self.state = PromotionState::Collecting;
     }
 
     /// Looks at the endpoint at `now_ms`; a step for the caller to take and report back with
@@ -382,19 +433,40 @@ impl Evaluation {
         self.looked_ms = now_ms;
         if self.key.is_none() {
             self.restart(look, now_ms);
-        } else if let Some(why) = self.changed(look) {
+        }
+        while let Some((what, why)) = self.changed(look) {
+            if what == Changed::Champion {
+                // The promoted version reverted by hand: it is not promoted again.
+                if let Some(promoted) = self.promoted.take() {
+                    self.barred.insert(promoted);
+                }
+            }
+            let key = self.key.as_mut().expect("looked at before");
+            if let Phase::Guarding { change, .. } = &self.phase {
+                if Self::guard_survives(change, what) {
+                    match what {
+                        Changed::Rules => key.settings = look.settings.clone(),
+                        Changed::Config => key.config_version = look.config_version,
+                        Changed::Champion => key.champion = look.champion.version.clone(),
+                        Changed::Challenger => key.challenger = look.challenger.version.clone(),
+                    }
+                    continue;
+                }
+            }
+            let guarding = matches!(self.phase, Phase::Guarding { .. });
             self.restart(look, now_ms);
-            self.state = PromotionState::Collecting;
-            self.decide(
-                PromotionDecision::Reset,
-                format!("evaluation started over: {why}"),
-                now_ms,
-            );
+            let message = if guarding {
+                format!("the guard ended and the evaluation started over: {why}")
+            } else {
+                format!("evaluation started over: {why}")
+            };
+            self.decide(PromotionDecision::Reset, message, now_ms);
+            break;
         }
         match self.phase {
             Phase::Evaluating { .. } => self.evaluate(look, now_ms),
             Phase::Guarding { .. } => self.guard(look, now_ms),
-            Phase::Done => None,
+            Phase::Holding => None,
         }
     }
 
@@ -419,6 +491,7 @@ impl Evaluation {
         let b = challenger.since(&look.challenger);
         self.champion = Some(side_view(&look.champion, &a));
         self.challenger = Some(side_view(&look.challenger, &b));
+        self.action = None;
         let (Some(cv), Some(hv)) = (&look.champion.version, &look.challenger.version) else {
             let who = if look.champion.version.is_none() {
                 &look.champion.served_entity
@@ -436,6 +509,14 @@ impl Evaluation {
                 PromotionState::Collecting,
                 format!("champion and challenger both serve version {cv}: nothing to compare until the challenger serves another version"),
             );
+            return None;
+        }
+        if self.barred.contains(hv) {
+            let message = format!(
+                "barred: the challenger's version {hv} was rolled back, or reverted by hand, after its promotion; it is not promoted again (move the challenger to another version)"
+            );
+            self.set(PromotionState::Refused, message.clone());
+            self.announce_once(PromotionDecision::Refused, "barred", message, now_ms);
             return None;
         }
         let verdict = judge(settings, &a, &b);
@@ -470,7 +551,7 @@ impl Evaluation {
         }
     }
 
-    /// Announces a refusal or a dry-run pass once, until what it says changes.
+    /// Announces a refusal or a dry-run pass once per evaluation.
     fn announce_once(
         &mut self,
         decision: PromotionDecision,
@@ -478,9 +559,7 @@ impl Evaluation {
         message: String,
         now_ms: i64,
     ) {
-        let said = (self.state, what.to_owned());
-        if self.said.as_ref() != Some(&said) {
-            self.said = Some(said);
+        if self.said.insert((self.state, what.to_owned())) {
             self.decide(decision, message, now_ms);
         }
     }
@@ -497,8 +576,8 @@ impl Evaluation {
             return None;
         };
         let until = *since_ms + rollback.guard_window_s as i64 * 1000;
-        // The new champion: the champion's slot after an alias move, the challenger's
-        // after a traffic change.
+        // The new champion: the champion's slot after an alias move, the challenger's after a
+        // traffic change.
         let (side, version) = match change {
             Change::Alias { to_version, .. } => (&look.champion, Some(to_version.clone())),
             Change::Traffic { .. } => (&look.challenger, look.challenger.version.clone()),
@@ -510,15 +589,8 @@ impl Evaluation {
         };
         let level = counts.figure(rollback.metric);
         let previous = *previous_level;
-        self.guard = Some(GuardView {
-            metric: rollback.metric,
-            previous_level: previous,
-            level,
-            labels: counts.labels(),
-            min_labels: rollback.min_labels,
-            max_drop: rollback.max_drop,
-            until: iso(until),
-        });
+        // The sides' figures stay those of the decision; the guard's are its own.
+        self.guard = Some(guard_view(look, previous, level, counts.labels(), until));
         let name = rollback.metric.as_str();
         if counts.labels() >= rollback.min_labels {
             if let Some(level) = level {
@@ -528,7 +600,7 @@ impl Evaluation {
                     level - previous
                 };
                 if drop > rollback.max_drop {
-                    let inverse = change.inverse();
+                    let inverse = change.inverse(look.config_version);
                     self.reason = format!(
                         "the new champion's {name} is {level:.4} over {} labels, {drop:.4} worse than the previous champion's {previous:.4} (more than {})",
                         counts.labels(),
@@ -539,15 +611,22 @@ impl Evaluation {
             }
         }
         if now_ms >= until {
-            self.phase = Phase::Done;
-            self.set(
-                PromotionState::Promoted,
+            self.phase = Phase::Holding;
+            let reason = if counts.labels() >= rollback.min_labels {
                 format!(
                     "promoted; the guard watched the new champion until {} without a drop of its {name} of more than {}",
                     iso(until),
                     rollback.max_drop
-                ),
-            );
+                )
+            } else {
+                format!(
+                    "promoted; the guard ended unjudged at {}: the new champion had {} of the {} labels it needed",
+                    iso(until),
+                    counts.labels(),
+                    rollback.min_labels
+                )
+            };
+            self.set(PromotionState::Promoted, reason);
             return None;
         }
         self.reason = format!(
@@ -560,6 +639,19 @@ impl Evaluation {
         None
     }
 
+    /// Takes in the champion's move or the config version our own change makes.
+    fn expect(&mut self, change: &Change, config_version: Option<u64>) {
+        self.expected_config = config_version;
+        if let Change::Alias {
+            from_version,
+            to_version,
+            ..
+        } = change
+        {
+            self.moving = Some((from_version.clone(), to_version.clone()));
+        }
+    }
+
     /// Reports how `step` went: `Ok(config_version)` (the config version a traffic change
     /// made) or the error that stopped it.
     pub fn acted(
@@ -570,33 +662,23 @@ impl Evaluation {
         now_ms: i64,
     ) {
         let rollback = &look.settings.rollback;
+        let change = step.change().clone();
         match (step, result) {
-            (Step::Promote(change), Ok(config_version)) => {
-                self.expected_config = config_version;
-                if let Change::Alias {
-                    from_version,
-                    to_version,
-                    ..
-                } = &change
-                {
-                    self.moving = Some((from_version.clone(), to_version.clone()));
+            (Step::Promote(_), Ok(config_version)) => {
+                self.expect(&change, config_version);
+                if let Change::Alias { to_version, .. } = &change {
+                    self.promoted = Some(to_version.clone());
                 }
                 let because = self.reason.clone();
                 self.action = Some(change.clone());
                 let message = format!("promoted: {}; {because}", change.describe());
-                self.set(PromotionState::Promoted, message.clone());
+                self.state = PromotionState::Promoted;
                 self.guard = None;
                 self.phase = match (rollback.enabled, self.champion_level) {
                     (true, Some(previous_level)) => {
-                        self.guard = Some(GuardView {
-                            metric: rollback.metric,
-                            previous_level,
-                            level: None,
-                            labels: 0,
-                            min_labels: rollback.min_labels,
-                            max_drop: rollback.max_drop,
-                            until: iso(now_ms + rollback.guard_window_s as i64 * 1000),
-                        });
+                        let until = now_ms + rollback.guard_window_s as i64 * 1000;
+                        self.guard = Some(guard_view(look, previous_level, None, 0, until));
+                        self.reason = message.clone();
                         Phase::Guarding {
                             base: match &change {
                                 Change::Alias { .. } => Base::default(),
@@ -607,40 +689,70 @@ impl Evaluation {
                             previous_level,
                         }
                     }
-                    _ => Phase::Done,
+                    (false, _) => {
+                        self.reason =
+                            format!("{message} (no rollback guard: rollback.enabled is false)");
+                        Phase::Holding
+                    }
+                    (true, None) => {
+                        self.reason = format!(
+                            "{message} (no rollback guard: the previous champion's {} was undefined)",
+                            rollback.metric.as_str()
+                        );
+                        Phase::Holding
+                    }
                 };
-                self.said = None;
                 self.decide(PromotionDecision::Promoted, message, now_ms);
             }
-            (Step::Promote(change), Err(e)) => {
-                let message = format!("the promotion ({}) failed: {e}", change.describe());
-                self.set(PromotionState::Refused, message.clone());
-                self.announce_once(PromotionDecision::Refused, "action", message, now_ms);
-            }
-            (Step::Rollback(change), Ok(config_version)) => {
-                self.expected_config = config_version;
-                if let Change::Alias {
-                    from_version,
-                    to_version,
-                    ..
-                } = &change
-                {
-                    self.moving = Some((from_version.clone(), to_version.clone()));
+            (Step::Rollback(_), Ok(config_version)) => {
+                self.expect(&change, config_version);
+                if let Some(hv) = look.challenger.version.clone() {
+                    self.barred.insert(hv);
                 }
+                self.promoted = None;
                 self.action = Some(change.clone());
                 let message = format!("rolled back: {}; {}", change.describe(), self.reason);
                 self.set(PromotionState::RolledBack, message.clone());
-                self.phase = Phase::Done;
+                self.phase = Phase::Holding;
                 self.decide(PromotionDecision::RolledBack, message, now_ms);
             }
-            (Step::Rollback(change), Err(e)) => {
-                // Stays guarding: the next look tries again.
-                self.reason = format!(
-                    "a rollback ({}) is due and failed, trying again: {e}",
-                    change.describe()
-                );
+            (step, Err(e)) => {
+                // Held until something changes: an action is not retried on every look.
+                let message = match step {
+                    Step::Promote(_) => format!(
+                        "the promotion ({}) failed, and nothing more is tried until the versions, the config or the rules change: {e}",
+                        change.describe()
+                    ),
+                    Step::Rollback(_) => format!(
+                        "a rollback ({}) is due and failed: the new champion stays; restore it by hand. {}: {e}",
+                        change.describe(),
+                        self.reason
+                    ),
+                };
+                self.set(PromotionState::Failed, message.clone());
+                self.phase = Phase::Holding;
+                self.decide(PromotionDecision::Failed, message, now_ms);
             }
         }
+    }
+}
+
+fn guard_view(
+    look: &Look,
+    previous_level: f64,
+    level: Option<f64>,
+    labels: u64,
+    until: i64,
+) -> GuardView {
+    let rollback = &look.settings.rollback;
+    GuardView {
+        metric: rollback.metric,
+        previous_level,
+        level,
+        labels,
+        min_labels: rollback.min_labels,
+        max_drop: rollback.max_drop,
+        until: iso(until),
     }
 }
 
@@ -688,6 +800,7 @@ fn promotion_change(look: &Look, cv: &str, hv: &str) -> Change {
             Change::Traffic {
                 from: look.traffic.clone(),
                 to: TrafficConfig { routes },
+                from_config: look.config_version,
             }
         }
     }
@@ -716,8 +829,12 @@ mod tests {
             model: "m".into(),
             alias_or_version: name.into(),
             version: Some(version.into()),
-            counted_version: Some(version.into()),
-            counts: q,
+            total: QualityTotal {
+                version: Some(version.into()),
+                // A version's counts start over in an epoch of their own.
+                epoch: version.parse().unwrap(),
+                counts: q,
+            },
         }
     }
 
@@ -911,12 +1028,17 @@ mod tests {
         assert!(e.events[1]
             .message
             .contains("config changed (config_version 2)"));
+        let mut rules = updated.clone();
+        rules.settings.min_labels = 1001;
+        e.step(&rules, 2);
+        assert!(e.events[2].message.contains("rules changed"));
+        e.step(&updated, 2);
         // A traffic promotion bumps the config version itself.
         let mut good = updated.clone();
-        good.champion.counts = counts(2300, 1840);
-        good.challenger.counts = counts(2000, 1900);
+        good.champion.total.counts = counts(2300, 1840);
+        good.challenger.total.counts = counts(2000, 1900);
         let step = e.step(&good, 3).expect("a promotion");
-        let Step::Promote(Change::Traffic { to, from }) = &step else {
+        let Step::Promote(Change::Traffic { to, from, .. }) = &step else {
             panic!("{step:?}")
         };
         assert_eq!(from.as_ref(), updated.traffic.as_ref());
@@ -932,11 +1054,21 @@ mod tests {
         e.step(&after, 4);
         assert_eq!(e.state, PromotionState::Promoted);
         assert_eq!(decisions(&e).last(), Some(&PromotionDecision::Promoted));
-        // Changed rules start over.
+        // New rules leave the guard watching; a config update by hand ends it.
         let mut rules = after.clone();
         rules.settings.min_labels = 10;
         e.step(&rules, 5);
-        assert!(e.events.back().unwrap().message.contains("rules changed"));
+        assert_eq!(decisions(&e).last(), Some(&PromotionDecision::Promoted));
+        rules.config_version = 4;
+        e.step(&rules, 6);
+        let last = e.events.back().unwrap();
+        assert_eq!(last.decision, PromotionDecision::Reset);
+        assert!(last.message.contains("the guard ended"), "{}", last.message);
+        assert!(
+            last.message.contains("config_version 4"),
+            "{}",
+            last.message
+        );
     }
 
     #[test]
@@ -1009,5 +1141,204 @@ mod tests {
         e.step(&some, 10_000);
         assert_eq!(e.challenger.as_ref().unwrap().labels, 0);
         assert_eq!(e.state, PromotionState::WaitingForLabels);
+    }
+
+    fn promoted(s: &PromotionSettings) -> (Evaluation, Look) {
+        let mut e = Evaluation::new(0);
+        let zero = QualityCounts::default();
+        e.step(
+            &look(
+                s,
+                side("champion", "1", zero.clone()),
+                side("challenger", "2", zero),
+            ),
+            0,
+        );
+        let now = look(
+            s,
+            side("champion", "1", counts(2000, 1600)),
+            side("challenger", "2", counts(2000, 1900)),
+        );
+        let step = e.step(&now, 1).expect("a promotion");
+        e.acted(&now, step, Ok(None), 1);
+        (e, now)
+    }
+
+    #[test]
+    fn a_failed_action_holds_until_something_changes() {
+        let s = settings();
+        let mut e = Evaluation::new(0);
+        let zero = QualityCounts::default();
+        e.step(
+            &look(
+                &s,
+                side("champion", "1", zero.clone()),
+                side("challenger", "2", zero),
+            ),
+            0,
+        );
+        let now = look(
+            &s,
+            side("champion", "1", counts(2000, 1600)),
+            side("challenger", "2", counts(2000, 1900)),
+        );
+        let step = e.step(&now, 1).expect("a promotion");
+        e.acted(&now, step, Err("the registry is unreachable".into()), 1);
+        assert_eq!(e.state, PromotionState::Failed);
+        assert!(
+            e.reason.contains("the registry is unreachable"),
+            "{}",
+            e.reason
+        );
+        // Not tried again on the next looks.
+        assert_eq!(e.step(&now, 2), None);
+        assert_eq!(e.step(&now, 3), None);
+        assert_eq!(decisions(&e), [PromotionDecision::Failed]);
+        // New rules start over, and the promotion is tried again.
+        let mut again = now.clone();
+        again.settings.min_labels = 999;
+        assert_eq!(e.step(&again, 4), None);
+        let grown = look(
+            &again.settings,
+            side("champion", "1", counts(4000, 3200)),
+            side("challenger", "2", counts(4000, 3800)),
+        );
+        assert!(matches!(e.step(&grown, 5), Some(Step::Promote(_))));
+    }
+
+    #[test]
+    fn a_failed_rollback_says_so_and_leaves_the_new_champion() {
+        let s = settings();
+        let (mut e, _) = promoted(&s);
+        let bad = look(
+            &s,
+            side("champion", "2", counts(600, 300)),
+            side("challenger", "2", counts(10, 9)),
+        );
+        let step = e.step(&bad, 2).expect("a rollback");
+        e.acted(&bad, step, Err("version 1 is archived".into()), 2);
+        assert_eq!(e.state, PromotionState::Failed);
+        assert!(e.reason.contains("restore it by hand"), "{}", e.reason);
+        assert_eq!(e.step(&bad, 3), None);
+        assert_eq!(
+            decisions(&e),
+            [PromotionDecision::Promoted, PromotionDecision::Failed]
+        );
+    }
+
+    #[test]
+    fn the_guard_goes_on_through_new_rules_and_a_new_challenger_and_ends_on_a_manual_champion_move()
+    {
+        let s = settings();
+        let (mut e, _) = promoted(&s);
+        let mut next = s.clone();
+        next.rollback.max_drop = 0.2;
+        // New rules, and the challenger's alias on the next candidate: still guarding.
+        let on = look(
+            &next,
+            side("champion", "2", counts(100, 90)),
+            side("challenger", "3", counts(0, 0)),
+        );
+        assert_eq!(e.step(&on, 2), None);
+        assert_eq!(e.state, PromotionState::Promoted);
+        assert!(e
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.max_drop == 0.2 && g.labels == 100));
+        assert_eq!(decisions(&e), [PromotionDecision::Promoted]);
+        // The champion moved back by hand: the guard ends, and version 2 is barred.
+        let reverted = look(
+            &next,
+            side("champion", "1", counts(0, 0)),
+            side("challenger", "2", counts(0, 0)),
+        );
+        e.step(&reverted, 3);
+        let reset = e
+            .events
+            .iter()
+            .find(|e| e.decision == PromotionDecision::Reset)
+            .expect("a reset");
+        assert!(
+            reset.message.contains("the guard ended"),
+            "{}",
+            reset.message
+        );
+        let better = look(
+            &next,
+            side("champion", "1", counts(2000, 1600)),
+            side("challenger", "2", counts(2000, 1900)),
+        );
+        assert_eq!(e.step(&better, 4), None);
+        assert_eq!(e.state, PromotionState::Refused);
+        assert!(e.reason.starts_with("barred"), "{}", e.reason);
+    }
+
+    #[test]
+    fn a_rolled_back_version_is_not_promoted_again_after_a_reset() {
+        let s = settings();
+        let (mut e, _) = promoted(&s);
+        let bad = look(
+            &s,
+            side("champion", "2", counts(600, 300)),
+            side("challenger", "2", counts(10, 9)),
+        );
+        let step = e.step(&bad, 2).expect("a rollback");
+        e.acted(&bad, step, Ok(None), 2);
+        assert_eq!(e.state, PromotionState::RolledBack);
+        let mut updated = look(
+            &s,
+            side("champion", "1", counts(4000, 3200)),
+            side("challenger", "2", counts(4000, 3800)),
+        );
+        updated.config_version = 2;
+        assert_eq!(e.step(&updated, 3), None);
+        assert_eq!(e.state, PromotionState::Refused);
+        assert!(e.reason.starts_with("barred"), "{}", e.reason);
+        // Another version of the challenger is judged.
+        let next = look(
+            &s,
+            side("champion", "1", counts(4000, 3200)),
+            side("challenger", "3", counts(0, 0)),
+        );
+        e.step(&next, 4);
+        assert_eq!(e.state, PromotionState::WaitingForLabels);
+    }
+
+    #[test]
+    fn a_guard_without_enough_labels_ends_unjudged_and_says_so() {
+        let s = settings();
+        let (mut e, _) = promoted(&s);
+        let few = look(
+            &s,
+            side("champion", "2", counts(100, 90)),
+            side("challenger", "2", counts(10, 9)),
+        );
+        assert_eq!(e.step(&few, 60_001), None);
+        assert_eq!(e.state, PromotionState::Promoted);
+        assert!(e.reason.contains("ended unjudged"), "{}", e.reason);
+        assert!(e.reason.contains("100 of the 500"), "{}", e.reason);
+    }
+
+    #[test]
+    fn counts_that_start_over_are_not_taken_from_an_older_base() {
+        // The challenger's monitor starts over (same version, a new epoch): its counts after
+        // that are all new, not less the base of the old run.
+        let s = settings();
+        let mut e = Evaluation::new(0);
+        e.step(
+            &look(
+                &s,
+                side("champion", "1", counts(100, 80)),
+                side("challenger", "2", counts(3000, 2400)),
+            ),
+            0,
+        );
+        let mut restarted = side("challenger", "2", counts(1200, 1100));
+        restarted.total.epoch = 7;
+        e.step(
+            &look(&s, side("champion", "1", counts(100, 80)), restarted),
+            1,
+        );
+        assert_eq!(e.challenger.as_ref().unwrap().labels, 1200);
     }
 }

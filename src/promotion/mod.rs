@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use self::evaluation::{Change, Evaluation, Look, Side, Step};
 use crate::drift::MonitorConfig;
@@ -25,6 +25,9 @@ use crate::metrics::labels::{Outcome, PromotionState};
 use crate::metrics::Metrics;
 use crate::settings::promotion::{PromotionGlobals, PromotionSettings};
 
+/// One endpoint's evaluation, shared by the promotion thread and the view.
+type Shared = Arc<Mutex<Evaluation>>;
+
 pub struct Promotions {
     control: Arc<ControlPlane>,
     /// None when monitoring is off: nothing is labelled, nothing is judged.
@@ -32,7 +35,8 @@ pub struct Promotions {
     metrics: Arc<Metrics>,
     interval: Duration,
     webhook: Option<webhook::Webhook>,
-    evaluations: Mutex<HashMap<String, Arc<Mutex<Evaluation>>>>,
+    /// Each endpoint's evaluation, with the creation time of the endpoint it is about.
+    evaluations: Mutex<HashMap<String, (u64, Shared)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -74,28 +78,16 @@ impl Promotions {
     pub fn tick(&self, now_ms: i64, webhook: Option<&webhook::Sender>) {
         let mut live = Vec::new();
         for endpoint in self.control.endpoints.list() {
-            let generation = endpoint.generation();
-            let Some(settings) = &generation.settings.promotion else {
+            if endpoint.generation().settings.promotion.is_none() {
                 continue;
-            };
-            live.push(endpoint.name.clone());
-            let evaluation = self.evaluation(&endpoint.name, now_ms);
-            let Some(look) = self.look(&generation, settings, now_ms) else {
-                continue;
-            };
-            let step = lock(&evaluation).step(&look, now_ms);
-            if let Some(step) = step {
-                // Done without the evaluation's lock: a view meanwhile shows the state before.
-                let result = self.take(&endpoint, &look, &step);
-                lock(&evaluation).acted(&look, step, result, now_ms);
             }
-            let (state, fresh) = {
-                let mut e = lock(&evaluation);
-                (e.state, e.take_fresh())
-            };
-            self.metrics.promotion.set_state(&endpoint.name, state);
-            for event in fresh {
-                self.announce(&endpoint.name, &event, webhook);
+            live.push(endpoint.name.clone());
+            // One endpoint's panic (a bug) must not stop the others' evaluations for good.
+            let looked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.look_at(&endpoint, now_ms, webhook)
+            }));
+            if looked.is_err() {
+                error!(endpoint = %endpoint.name, "the promotion evaluation panicked; it is looked at again at the next check");
             }
         }
         let mut evaluations = lock(&self.evaluations);
@@ -110,11 +102,49 @@ impl Promotions {
         }
     }
 
-    fn evaluation(&self, endpoint: &str, now_ms: i64) -> Arc<Mutex<Evaluation>> {
-        lock(&self.evaluations)
-            .entry(endpoint.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(Evaluation::new(now_ms))))
-            .clone()
+    /// One endpoint's look, its step and its announcements.
+    fn look_at(&self, endpoint: &Arc<Endpoint>, now_ms: i64, webhook: Option<&webhook::Sender>) {
+        let generation = endpoint.generation();
+        let Some(settings) = &generation.settings.promotion else {
+            return;
+        };
+        let Some(look) = self.look(&generation, settings, now_ms) else {
+            return;
+        };
+        let evaluation = self.evaluation(endpoint, now_ms);
+        let step = lock(&evaluation).step(&look, now_ms);
+        if let Some(step) = step {
+            // Done without the evaluation's lock: a view meanwhile shows the state before.
+            let result = self.take(endpoint, &look, &step);
+            lock(&evaluation).acted(&look, step, result, now_ms);
+        }
+        let (state, fresh) = {
+            let mut e = lock(&evaluation);
+            (e.state, e.take_fresh())
+        };
+        self.metrics.promotion.set_state(&endpoint.name, state);
+        for event in fresh {
+            self.announce(&endpoint.name, &event, webhook);
+        }
+    }
+
+    /// The endpoint's evaluation; a new one for an endpoint deleted and created again under
+    /// the same name (its served entities and their counts are new).
+    fn evaluation(&self, endpoint: &Endpoint, now_ms: i64) -> Shared {
+        let mut evaluations = lock(&self.evaluations);
+        let entry = evaluations.entry(endpoint.name.clone()).or_insert_with(|| {
+            (
+                endpoint.created_ms,
+                Arc::new(Mutex::new(Evaluation::new(now_ms))),
+            )
+        });
+        if entry.0 != endpoint.created_ms {
+            *entry = (
+                endpoint.created_ms,
+                Arc::new(Mutex::new(Evaluation::new(now_ms))),
+            );
+        }
+        entry.1.clone()
     }
 
     /// The two sides as they are now; none when either is not in the config (the rules were
@@ -128,14 +158,12 @@ impl Promotions {
         let monitor = self.monitor.as_ref()?;
         let side = |name: &str| -> Option<Side> {
             let slot: &Arc<EntitySlot> = generation.slots.iter().find(|s| &*s.name == name)?;
-            let (counted_version, counts) = slot.monitor(monitor, now_ms).quality_total();
             Some(Side {
                 served_entity: name.to_owned(),
                 model: slot.settings.entity_name.clone(),
                 alias_or_version: slot.settings.entity_version.clone(),
                 version: slot.served().map(|e| e.meta.version.clone()),
-                counted_version,
-                counts,
+                total: slot.monitor(monitor, now_ms).quality_total(),
             })
         };
         Some(Look {
@@ -150,54 +178,37 @@ impl Promotions {
     /// Carries out a promotion or a rollback: the config version a traffic change made, or
     /// why it could not be done.
     fn take(&self, endpoint: &Endpoint, look: &Look, step: &Step) -> Result<Option<u64>, String> {
-        let (Step::Promote(change) | Step::Rollback(change)) = step;
         let registry = &self.control.updater.registry;
-        match change {
+        match step.change() {
             Change::Alias {
                 model,
                 alias,
+                from_version,
                 to_version,
-                ..
             } => {
+                // Moved only from where this evaluation saw it: an alias moved meanwhile (by
+                // hand, or pinned elsewhere) is left alone.
+                let now = registry
+                    .resolve(model, alias)
+                    .map_err(|e| format!("cannot read alias '{alias}': {e}"))?;
+                if now != *from_version {
+                    return Err(format!(
+                        "alias '{alias}' of model '{model}' points at version {now}, not {from_version} as the champion serves: nothing moved"
+                    ));
+                }
                 // Refuses a version that is archived or gone (never promoted).
                 registry
                     .set_alias(model, alias, to_version)
                     .map_err(|e| e.to_string())?;
                 info!(endpoint = %endpoint.name, model = %model, alias = %alias, version = %to_version, "promotion moved a registry alias");
-                // Every served entity that follows the alias swaps now, not at the next poll.
-                let mut champion = None;
-                for ep in self.control.endpoints.list() {
-                    for slot in &ep.generation().slots {
-                        if slot.settings.entity_name == *model
-                            && slot.settings.entity_version == *alias
-                        {
-                            let outcome =
-                                self.control
-                                    .updater
-                                    .refresh(slot, Trigger::Promotion, false);
-                            if ep.name == endpoint.name
-                                && *slot.name == *look.champion.served_entity
-                            {
-                                champion = Some(outcome);
-                            }
-                        }
-                    }
-                }
-                match champion {
+                match self.follow_alias(endpoint, look, model, alias) {
                     Some(SwapOutcome::Failed(why) | SwapOutcome::RegistryUnavailable(why)) => {
                         // The alias must not point at a version its own endpoint cannot serve.
-                        let back = match step {
-                            Step::Promote(c) | Step::Rollback(c) => c.inverse(),
-                        };
-                        let restored = match &back {
-                            Change::Alias { to_version, .. } => {
-                                registry.set_alias(model, alias, to_version).map_or_else(
-                                    |e| format!("; moving it back failed too: {e}"),
-                                    |()| format!("; the alias is back on version {to_version}"),
-                                )
-                            }
-                            Change::Traffic { .. } => String::new(),
-                        };
+                        let restored = registry.set_alias(model, alias, from_version).map_or_else(
+                            |e| format!("; moving it back failed too: {e}"),
+                            |()| format!("; the alias is back on version {from_version}"),
+                        );
+                        self.follow_alias(endpoint, look, model, alias);
                         Err(format!(
                             "the champion could not serve version {to_version}: {why}{restored}"
                         ))
@@ -205,7 +216,9 @@ impl Promotions {
                     _ => Ok(None),
                 }
             }
-            Change::Traffic { to, .. } => {
+            Change::Traffic {
+                to, from_config, ..
+            } => {
                 if let (Step::Promote(_), Some(version)) = (step, &look.challenger.version) {
                     // An archived version is not promoted, by alias or by traffic.
                     registry
@@ -213,11 +226,37 @@ impl Promotions {
                         .map_err(|e| e.to_string())?;
                 }
                 self.control
-                    .retraffic(&endpoint.name, to.clone())
+                    .retraffic(&endpoint.name, *from_config, to.clone())
                     .map(Some)
                     .map_err(|e| e.to_string())
             }
         }
+    }
+
+    /// Refreshes every served entity that follows `alias` of `model` now, not at the next
+    /// poll; how the endpoint's champion fared.
+    fn follow_alias(
+        &self,
+        endpoint: &Endpoint,
+        look: &Look,
+        model: &str,
+        alias: &str,
+    ) -> Option<SwapOutcome> {
+        let mut champion = None;
+        for ep in self.control.endpoints.list() {
+            for slot in &ep.generation().slots {
+                if slot.settings.entity_name == model && slot.settings.entity_version == alias {
+                    let outcome = self
+                        .control
+                        .updater
+                        .refresh(slot, Trigger::Promotion, false);
+                    if ep.name == endpoint.name && *slot.name == *look.champion.served_entity {
+                        champion = Some(outcome);
+                    }
+                }
+            }
+        }
+        champion
     }
 
     /// A decision's metric, log line and webhook.
@@ -263,7 +302,11 @@ impl Promotions {
                 "events": [],
             });
         };
-        let Some(evaluation) = lock(&self.evaluations).get(&endpoint.name).cloned() else {
+        let Some(evaluation) = lock(&self.evaluations)
+            .get(&endpoint.name)
+            .filter(|(created, _)| *created == endpoint.created_ms)
+            .map(|(_, e)| e.clone())
+        else {
             return json!({
                 "endpoint": endpoint.name,
                 "state": PromotionState::Collecting,

@@ -233,6 +233,10 @@ impl Registry for FileRegistry {
 
     /// Rewrites `aliases.yaml` with `alias` set, keeping its other entries (`Archived`
     /// included) and their order.
+    fn moves_aliases(&self) -> bool {
+        true
+    }
+
     fn set_alias(&self, model: &str, alias: &str, version: &str) -> Result<(), RegistryError> {
         super::check_alias_move(alias, version)?;
         let _writing = self

@@ -81,6 +81,10 @@ pub trait Registry: Send + Sync {
     fn watch_root(&self) -> Option<std::path::PathBuf> {
         None
     }
+    /// Whether [`Registry::set_alias`] moves aliases here (a promotion by alias needs it).
+    fn moves_aliases(&self) -> bool {
+        false
+    }
     /// Points `alias` of `model` at `version` (a served, unarchived version number), for
     /// promotions and their rollbacks. Blocking I/O: call off the request path and outside
     /// an async runtime.
@@ -93,45 +97,21 @@ pub trait Registry: Send + Sync {
     }
 }
 
-/// Stage names, never moved as aliases: MLflow's stages (the mlflow registry reads them as
-/// aliases) and the file registry's `Archived` list.
-pub const STAGE_NAMES: [&str; 4] = ["Production", "Staging", "None", "Archived"];
+pub use crate::settings::promotion::STAGE_NAMES;
 
 /// Checks a [`Registry::set_alias`] request before any registry is asked: `version` is a
-/// version number and `alias` a name MLflow would take (letters, digits, `-`, `_`; not
-/// `latest` nor `v<digits>`, which MLflow reserves) that no version number or stage reads as.
+/// version number and `alias` a name an alias may have
+/// ([`crate::settings::promotion::alias_problem`]).
 pub fn check_alias_move(alias: &str, version: &str) -> Result<(), RegistryError> {
     if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit()) {
         return Err(RegistryError::Refused(format!(
             "'{version}' is not a version number: an alias points at a version number"
         )));
     }
-    let refuse = |why: &str| Err(RegistryError::Refused(format!("alias '{alias}' {why}")));
-    if alias.is_empty() {
-        return Err(RegistryError::Refused("an alias cannot be empty".into()));
+    match crate::settings::promotion::alias_problem(alias) {
+        Some(why) => Err(RegistryError::Refused(format!("alias '{alias}' {why}"))),
+        None => Ok(()),
     }
-    if alias.len() > 255 {
-        return refuse("is longer than 255 characters");
-    }
-    if !alias
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return refuse("may only hold letters, digits, '-' and '_'");
-    }
-    if alias.chars().all(|c| c.is_ascii_digit()) {
-        return refuse("is a version number, not an alias");
-    }
-    if STAGE_NAMES.iter().any(|s| s.eq_ignore_ascii_case(alias)) {
-        return refuse("is a stage: stages are not moved, use an alias");
-    }
-    let v_number = alias.len() > 1
-        && alias.starts_with(['v', 'V'])
-        && alias[1..].chars().all(|c| c.is_ascii_digit());
-    if alias.eq_ignore_ascii_case("latest") || v_number {
-        return refuse("is reserved (MLflow reads it as a version)");
-    }
-    Ok(())
 }
 
 /// Checks a version's listing before its download: an `MLmodel` at its root (a location that

@@ -318,11 +318,15 @@ impl Settings {
             if let Some(Violation { key, message }) = ep.violations(&key).into_iter().next() {
                 return Err(invalid(key, message));
             }
-            if ep.promotion.is_some() && !self.monitoring.enabled {
-                return Err(invalid(
-                    format!("{key}.promotion"),
-                    "promotion compares labelled quality: it needs monitoring.enabled",
-                ));
+            if let Some(promotion) = &ep.promotion {
+                let problem = promotion::PromotionSettings::deployment_problem(
+                    promotion,
+                    self.monitoring.enabled,
+                    self.registry.kind != RegistryKind::Folder,
+                );
+                if let Some(message) = problem {
+                    return Err(invalid(format!("{key}.promotion"), message));
+                }
             }
         }
         // Two endpoints logging into one set of inference tables would mix their rows.

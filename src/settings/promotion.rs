@@ -139,6 +139,41 @@ fn default_evaluation_window_s() -> u64 {
     86_400
 }
 
+/// Stage names, never moved as aliases: MLflow's stages (the mlflow registry reads them as
+/// aliases) and the file registry's `Archived` list.
+pub const STAGE_NAMES: [&str; 4] = ["Production", "Staging", "None", "Archived"];
+
+/// Why `alias` cannot be moved as an alias, if it cannot: a name MLflow takes (letters,
+/// digits, `-`, `_`; not `latest` nor `v<digits>`, which MLflow reserves) that no version
+/// number or stage reads as.
+pub fn alias_problem(alias: &str) -> Option<&'static str> {
+    if alias.is_empty() {
+        return Some("cannot be empty");
+    }
+    if alias.len() > 255 {
+        return Some("is longer than 255 characters");
+    }
+    if !alias
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Some("may only hold letters, digits, '-' and '_'");
+    }
+    if alias.chars().all(|c| c.is_ascii_digit()) {
+        return Some("is a version number, not an alias");
+    }
+    if STAGE_NAMES.iter().any(|s| s.eq_ignore_ascii_case(alias)) {
+        return Some("is a stage: stages are not moved, use an alias");
+    }
+    let v_number = alias.len() > 1
+        && alias.starts_with(['v', 'V'])
+        && alias[1..].chars().all(|c| c.is_ascii_digit());
+    if alias.eq_ignore_ascii_case("latest") || v_number {
+        return Some("is reserved (MLflow reads it as a version)");
+    }
+    None
+}
+
 /// The most an evaluation or guard window may span (30 days).
 const MAX_WINDOW_S: u64 = 30 * 86_400;
 
@@ -160,6 +195,20 @@ impl PromotionSettings {
             dry_run: false,
             rollback: RollbackSettings::default(),
         }
+    }
+
+    /// What the gateway around these rules lacks: labelled quality (`monitoring`), and for an
+    /// alias move a registry with aliases to move.
+    pub fn deployment_problem(&self, monitoring: bool, moves_aliases: bool) -> Option<String> {
+        if !monitoring {
+            return Some("promotion compares labelled quality: it needs monitoring.enabled".into());
+        }
+        if self.action == PromotionAction::Alias && !moves_aliases {
+            return Some(
+                "action alias moves a registry alias, and this registry has none (a model folder): use action traffic, or a file or MLflow registry".into(),
+            );
+        }
+        None
     }
 
     /// Every problem of these rules on `endpoint`, keys under `prefix` (`promotion`).
@@ -222,6 +271,8 @@ impl PromotionSettings {
                 ),
             );
         }
+        // A champion at 0 % (as a traffic promotion leaves it) is allowed: it gets no labels,
+        // so the evaluation waits, and the view says so.
         if champion.is_some() && route(&self.champion).is_none_or(|r| r.shadow) {
             add(
                 "champion",
@@ -239,6 +290,13 @@ impl PromotionSettings {
                     format!(
                         "alias moves the champion's registry alias, but '{}' serves version {version}: serve an alias (such as champion) or use action traffic",
                         self.champion
+                    ),
+                );
+            } else if let Some(why) = alias_problem(version) {
+                add(
+                    "action",
+                    format!(
+                        "alias moves the champion's registry alias, but '{version}' {why}: serve an alias (such as champion) or use action traffic"
                     ),
                 );
             }

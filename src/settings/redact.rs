@@ -73,6 +73,9 @@ impl Settings {
         if let Some(endpoint) = &mut s.tracing.endpoint {
             *endpoint = redact_url(endpoint);
         }
+        if let Some(url) = &mut s.promotion.webhook_url {
+            *url = redact_url(url);
+        }
         s
     }
 }
@@ -96,6 +99,17 @@ mod tests {
             "http://h/p?q=a@b",
             "an @ past the host is not userinfo"
         );
+    }
+
+    #[test]
+    fn the_promotion_webhook_secret_and_url_password_are_hidden() {
+        let mut s = Settings::default();
+        s.promotion.webhook_url = Some("https://hook:pw-123@hooks.example/p".into());
+        s.promotion.webhook_secret = Some("hmac-key-456".into());
+        let shown = serde_yaml::to_string(&s.redacted()).unwrap();
+        assert!(!shown.contains("pw-123"), "{shown}");
+        assert!(!shown.contains("hmac-key-456"), "{shown}");
+        assert!(shown.contains("hooks.example"), "{shown}");
     }
 
     #[test]
