@@ -124,6 +124,19 @@ fn file_config(registry: &Path, promotion_extra: &str, endpoints: &str) -> Strin
     )
 }
 
+/// A gateway on the file registry at `registry` whose `tx` has a shadow challenger judged on
+/// F1 with [`PROMOTION_LABELS`] labels a side; `rules` adds keys to its promotion (`, key:
+/// value`), `globals` lines to the top-level `promotion` section.
+fn start_judging_f1(registry: &Path, globals: &str, rules: &str) -> Gateway {
+    let promotion = format!(
+        "{{champion: champion, challenger: challenger, metric: f1, min_labels: {PROMOTION_LABELS}{rules}}}"
+    );
+    common::start(
+        &file_config(registry, globals, &tx_endpoint(SHADOW_ROUTES, &promotion)),
+        true,
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Traffic and labels
 
@@ -789,16 +802,10 @@ fn dry_run_reports_what_it_would_do_and_does_nothing() {
     let aliases = read_aliases(&model);
     let (url, deliveries) = webhook_receiver();
     let secret = "promotion-hook-secret";
-    let gw = common::start(
-        &file_config(
-            dir.path(),
-            &format!("  webhook_url: {url}\n  webhook_secret: {secret}\n"),
-            &tx_endpoint(
-                SHADOW_ROUTES,
-                &format!("{{champion: champion, challenger: challenger, metric: f1, min_labels: {PROMOTION_LABELS}, dry_run: true}}"),
-            ),
-        ),
-        true,
+    let gw = start_judging_f1(
+        dir.path(),
+        &format!("  webhook_url: {url}\n  webhook_secret: {secret}\n"),
+        ", dry_run: true",
     );
     let answered = AtomicU64::new(0);
     let mut stream = TransactionStream::new(SEED, START_MS);
@@ -912,17 +919,7 @@ fn a_manual_alias_move_resets_the_evaluation() {
 #[test]
 fn an_archived_challenger_is_not_promoted_and_the_failure_is_held() {
     let (dir, model) = file_registry(&[("1", "1"), ("2", "2")], "champion: 1\nchallenger: 2\n");
-    let gw = common::start(
-        &file_config(
-            dir.path(),
-            "",
-            &tx_endpoint(
-                SHADOW_ROUTES,
-                &format!("{{champion: champion, challenger: challenger, metric: f1, min_labels: {PROMOTION_LABELS}}}"),
-            ),
-        ),
-        true,
-    );
+    let gw = start_judging_f1(dir.path(), "", "");
     promotion_view_settled(&gw);
     // Version 2 archived while the challenger serves it: the challenger keeps serving it (an
     // archived version is never loaded anew), and it wins on F1, but is never made champion.
@@ -961,16 +958,12 @@ fn an_archived_challenger_is_not_promoted_and_the_failure_is_held() {
 fn a_promoted_version_whose_quality_falls_is_rolled_back() {
     let (dir, model) = file_registry(&[("1", "1"), ("2", "2")], "champion: 1\nchallenger: 2\n");
     let guard_labels = 500;
-    let gw = common::start(
-        &file_config(
-            dir.path(),
-            "",
-            &tx_endpoint(
-                SHADOW_ROUTES,
-                &format!("{{champion: champion, challenger: challenger, metric: f1, min_labels: {PROMOTION_LABELS}, rollback: {{enabled: true, metric: f1, max_drop: 0.05, min_labels: {guard_labels}}}}}"),
-            ),
+    let gw = start_judging_f1(
+        dir.path(),
+        "",
+        &format!(
+            ", rollback: {{enabled: true, metric: f1, max_drop: 0.05, min_labels: {guard_labels}}}"
         ),
-        true,
     );
     let answered = AtomicU64::new(0);
     let mut stream = TransactionStream::new(SEED, START_MS);

@@ -811,17 +811,7 @@ mod tests {
     use super::*;
     use crate::settings::promotion::PromotionAction;
 
-    /// `n` labelled rows, `right` of them predicted right (every fifth row positive).
-    fn counts(n: u64, right: u64) -> QualityCounts {
-        let mut q = QualityCounts::default();
-        for i in 0..n {
-            let actual = i % 5 == 0;
-            let correct = i < right;
-            let predicted = if correct { actual } else { !actual };
-            q.add(actual, predicted, Some(if predicted { 0.8 } else { 0.2 }));
-        }
-        q
-    }
+    use crate::promotion::rules::tests::counts;
 
     fn side(name: &str, version: &str, q: QualityCounts) -> Side {
         Side {

@@ -146,12 +146,12 @@ pub fn judge(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// `n` labelled rows: `right` of them predicted right, probabilities that separate the
     /// classes as well as the labels do.
-    fn counts(n: u64, right: u64) -> QualityCounts {
+    pub fn counts(n: u64, right: u64) -> QualityCounts {
         let mut q = QualityCounts::default();
         for i in 0..n {
             let actual = i % 5 == 0;
