@@ -61,7 +61,11 @@ fn job(
         rate_limits: Vec::new(),
         ..Default::default()
     };
-    let generation = Generation::build(settings, None, None, metrics, 1);
+    let shared = modelgate::endpoint::Shared {
+        metrics: metrics.clone(),
+        fleet: None,
+    };
+    let generation = Generation::build(settings, None, None, &shared, 1);
     generation.slots[0].publish(entity.clone());
     if let Some(s) = shadow {
         generation.slots[1].publish(s.clone());

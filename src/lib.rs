@@ -14,6 +14,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod error;
 pub mod features;
+pub mod fleet;
 pub mod grpc;
 pub mod http;
 pub mod inference_log;
@@ -86,6 +87,8 @@ pub enum StartError {
     Tls(#[from] crate::http::tls::TlsError),
     #[error("cannot start the promotion thread: {0}")]
     PromotionThread(std::io::Error),
+    #[error("cannot start the fleet's sync: {0}")]
+    Fleet(std::io::Error),
 }
 
 /// A gateway with its sockets bound, not yet serving; no model is loaded yet.
@@ -107,6 +110,7 @@ pub struct Started {
     tls: Option<(rustls::ServerConfig, Arc<crate::http::tls::CertResolver>)>,
     _watch: Option<endpoint::watch::WatchHandle>,
     _store_watch: Option<crate::features::embedded::SnapshotWatch>,
+    _fleet_sync: Option<crate::fleet::SyncHandle>,
     listener: TcpListener,
     /// The endpoints to load once the listeners serve.
     initial: Vec<Arc<Endpoint>>,
@@ -131,6 +135,7 @@ pub struct Serving {
     // Followers of the registry and the feature files: they stop when dropped.
     _watch: Option<endpoint::watch::WatchHandle>,
     _store_watch: Option<crate::features::embedded::SnapshotWatch>,
+    _fleet_sync: Option<crate::fleet::SyncHandle>,
     _promotion: crate::promotion::Ticker,
     settings: Settings,
 }
@@ -236,13 +241,28 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         store: online,
         tracer: tracer.clone(),
     });
-    let (initial, tables_changed) = initial_endpoints(&settings, &metrics)?;
+    // Replicas that share rate-limit counts through Redis (none: each counts alone).
+    let fleet = settings.fleet.redis_url.is_some().then(|| {
+        Arc::new(crate::fleet::FleetCounts::new(
+            &settings.fleet,
+            metrics.clone(),
+        ))
+    });
+    let fleet_sync = match &fleet {
+        Some(counts) => Some(counts.spawn(&settings.fleet).map_err(StartError::Fleet)?),
+        None => None,
+    };
+    let shared = crate::endpoint::Shared {
+        metrics: metrics.clone(),
+        fleet,
+    };
+    let (initial, tables_changed) = initial_endpoints(&settings, &shared)?;
     let endpoints = Arc::new(Endpoints::new(initial.clone()));
     let directory = endpoints.clone();
     let control = Arc::new(ControlPlane::new(
         endpoints.clone(),
         updater.clone(),
-        metrics.clone(),
+        shared,
         settings.control.state_file.clone(),
         settings.endpoints.iter().map(|e| e.name.clone()).collect(),
     ));
@@ -331,6 +351,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         tls,
         _watch: watch,
         _store_watch: store_watch,
+        _fleet_sync: fleet_sync,
         listener,
         initial,
         directory,
@@ -387,7 +408,7 @@ async fn open_store(settings: &Settings) -> Result<Stores, StartError> {
 /// changed through the control plane win over the file's, and deleted ones stay deleted).
 fn initial_endpoints(
     settings: &Settings,
-    metrics: &Arc<Metrics>,
+    shared: &crate::endpoint::Shared,
 ) -> Result<(Vec<Arc<Endpoint>>, bool), StartError> {
     let saved = match &settings.control.state_file {
         Some(path) => crate::endpoint::persist::load(path)?.unwrap_or_default(),
@@ -403,7 +424,7 @@ fn initial_endpoints(
         }
         // The saved table, if any: a changed split then moves only the keys it must.
         let table = saved.tables.get(&ep.name);
-        let generation = Generation::build(ep.clone(), None, table, metrics, 1);
+        let generation = Generation::build(ep.clone(), None, table, shared, 1);
         table_changed |= table != Some(&generation.router.table);
         out.push(Arc::new(Endpoint::new(generation, now_ms(), false, true)));
     }
@@ -417,13 +438,8 @@ fn initial_endpoints(
         if out.iter().any(|e| e.name == s.endpoint.name) {
             continue;
         }
-        let generation = Generation::build(
-            s.endpoint,
-            None,
-            Some(&s.buckets),
-            metrics,
-            s.config_version,
-        );
+        let generation =
+            Generation::build(s.endpoint, None, Some(&s.buckets), shared, s.config_version);
         let from_config_file = settings
             .endpoints
             .iter()
@@ -649,6 +665,7 @@ impl Started {
             loading: Some(loading),
             _watch: self._watch,
             _store_watch: self._store_watch,
+            _fleet_sync: self._fleet_sync,
             _promotion: self
                 .promotions
                 .spawn()

@@ -15,18 +15,8 @@ fn sha(token: &str) -> String {
 
 const ENDPOINT: &str = "  - name: tx\n    served_entities:\n      - {entity_name: transactions, entity_version: '1', engine: tract}\n";
 
-/// A demo body of `n` raw rows (features looked up).
 fn rows(n: usize) -> Value {
-    let cases = common::join_cases();
-    let data: Vec<Value> = cases["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .cycle()
-        .take(n)
-        .cloned()
-        .collect();
-    json!({"dataframe_split": {"columns": cases["columns"], "data": data}})
+    common::join_rows(n)
 }
 
 fn with_token(
@@ -218,7 +208,7 @@ fn rate_limits_per_endpoint_and_per_user() {
     );
     let gw = common::start(&demo_config(&endpoint, ""), false);
     // The three calls, the refused fourth, a config update and one more call, in one window.
-    let (passed, limited, after_update) = in_one_clock_minute(|| {
+    let (passed, limited, after_update) = common::in_one_clock_minute(|| {
         let passed: Vec<u16> = (0..3).map(|_| gw.invoke("tx", &rows(1)).status).collect();
         let limited = gw.invoke("tx", &rows(1));
         // A config update keeps the limits and the minute's count.
@@ -254,7 +244,7 @@ fn rate_limits_per_endpoint_and_per_user() {
         (state["state"]["ready"] == "READY").then_some(())
     });
     // Two calls pass in a clock minute (the window) and the third is refused.
-    let statuses = in_one_clock_minute(|| {
+    let statuses = common::in_one_clock_minute(|| {
         (0..3)
             .map(|_| gw.invoke("peruser", &rows(1)).status)
             .collect::<Vec<u16>>()
@@ -265,32 +255,6 @@ fn rate_limits_per_endpoint_and_per_user() {
         "rate_limits": [{"calls": 0}]});
     let refused = gw.post_json("/api/2.0/serving-endpoints", &bad);
     assert!(refused.mlflow_error(400).contains("rate_limits[0].calls"));
-}
-
-/// Runs `calls` within one clock minute, a rate limit's window. When a minute boundary falls
-/// inside them their counts are split across two windows: the minute after (a fresh window)
-/// is waited for and they run again. Deterministic whatever the second the test starts at.
-fn in_one_clock_minute<T>(mut calls: impl FnMut() -> T) -> T {
-    loop {
-        let before = clock_minute();
-        let out = calls();
-        let after = clock_minute();
-        if before == after {
-            return out;
-        }
-        common::wait_for("a fresh clock minute", Duration::from_secs(61), || {
-            (clock_minute() != after).then_some(())
-        });
-    }
-}
-
-/// Minutes since the Unix epoch: the rate limits' windows.
-fn clock_minute() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 60
 }
 
 #[test]

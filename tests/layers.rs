@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "inference_log",
     "drift",
     "registry",
+    "fleet",
     "endpoint",
     "promotion",
     "demo",

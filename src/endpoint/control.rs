@@ -57,6 +57,8 @@ pub struct ControlPlane {
     pub endpoints: Arc<Endpoints>,
     pub updater: Arc<Updater>,
     pub metrics: Arc<Metrics>,
+    /// What the generations it builds are built with.
+    shared: super::Shared,
     /// Where accepted changes are saved; `None` keeps them in memory only.
     pub state_file: Option<PathBuf>,
     /// Endpoints of the config file (a deleted one is remembered as deleted).
@@ -69,14 +71,15 @@ impl ControlPlane {
     pub fn new(
         endpoints: Arc<Endpoints>,
         updater: Arc<Updater>,
-        metrics: Arc<Metrics>,
+        shared: super::Shared,
         state_file: Option<PathBuf>,
         config_endpoints: HashSet<String>,
     ) -> Self {
         Self {
             endpoints,
             updater,
-            metrics,
+            metrics: shared.metrics.clone(),
+            shared,
             state_file,
             config_endpoints,
             save_lock: Mutex::new(()),
@@ -153,7 +156,7 @@ impl ControlPlane {
             return Err(ControlError::AlreadyExists(settings.name));
         }
         self.check(&settings)?;
-        let generation = Generation::build(settings.clone(), None, None, &self.metrics, 1);
+        let generation = Generation::build(settings.clone(), None, None, &self.shared, 1);
         // A config-file endpoint deleted and created again still holds readiness, as it does
         // after a restart.
         let from_config_file = self.config_endpoints.contains(&settings.name);
@@ -228,7 +231,7 @@ impl ControlPlane {
             });
         }
         self.in_background(endpoint.clone(), guard, move |plane, ep| {
-            let next = Generation::build(settings, Some(&current), None, &plane.metrics, version);
+            let next = Generation::build(settings, Some(&current), None, &plane.shared, version);
             let fresh = next.new_slots(Some(&current));
             let mut failures = plane.load(&fresh);
             if failures.is_empty() {
@@ -334,7 +337,7 @@ impl ControlPlane {
             settings,
             Some(&current),
             None,
-            &self.metrics,
+            &self.shared,
             current.config_version + u64::from(new_version.is_some()),
         );
         let was_managed = endpoint.managed.swap(true, Ordering::AcqRel);

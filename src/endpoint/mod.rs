@@ -251,6 +251,14 @@ impl Drop for EntitySlot {
     }
 }
 
+/// What every generation is built with: the metrics, and the fleet's counts when replicas
+/// share them.
+#[derive(Clone)]
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub fleet: Option<Arc<crate::fleet::FleetCounts>>,
+}
+
 /// One config of an endpoint, compiled: its served entities and routes. Replaced whole by a
 /// config update; a request keeps the generation it started with.
 pub struct Generation {
@@ -298,9 +306,10 @@ impl Generation {
         settings: EndpointSettings,
         previous: Option<&Generation>,
         table: Option<&router::BucketTable>,
-        metrics: &Arc<Metrics>,
+        shared: &Shared,
         config_version: u64,
     ) -> Self {
+        let metrics = &shared.metrics;
         let slots = settings
             .served_entities
             .iter()
@@ -332,7 +341,10 @@ impl Generation {
             rate_limiter: previous
                 .filter(|p| p.settings.rate_limits == settings.rate_limits)
                 .and_then(|p| p.rate_limiter.clone())
-                .or_else(|| rate_limit::RateLimiter::new(&settings.rate_limits).map(Arc::new)),
+                .or_else(|| {
+                    let fleet = shared.fleet.clone().map(|f| (f, settings.name.as_str()));
+                    rate_limit::RateLimiter::new(&settings.rate_limits, fleet).map(Arc::new)
+                }),
             settings,
             slots,
             router,

@@ -1,10 +1,13 @@
 //! Per-endpoint rate limits in Databricks' shape (`rate_limits: [{calls, key, renewal_period}]`):
 //! at most `calls` requests per minute for the whole endpoint (`key: endpoint`) or per caller
 //! (`key: user`: the token's name, or the client address when tokens are off). Fixed windows
-//! of one clock minute: cheap, and what Databricks documents (calls per minute).
+//! of one clock minute: cheap, and what Databricks documents (calls per minute). With a fleet
+//! (`fleet.redis_url`) the counts are the fleet's ([`crate::fleet`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::fleet::{CounterKey, FleetCounts};
 
 pub use crate::settings::endpoint::{RateLimit, RateLimitKey, RenewalPeriod};
 
@@ -22,22 +25,76 @@ struct Window {
 /// The counters of an endpoint config's limits.
 pub struct RateLimiter {
     limits: Vec<(RateLimit, Mutex<Window>)>,
+    /// The fleet's counts, and the endpoint's name in them, when replicas share counts.
+    fleet: Option<(Arc<FleetCounts>, Arc<str>)>,
 }
 
 impl RateLimiter {
-    /// None without limits.
-    pub fn new(limits: &[RateLimit]) -> Option<Self> {
+    /// None without limits. With `fleet` (the counts replicas share, and the endpoint's name),
+    /// the limits are the fleet's.
+    pub fn new(limits: &[RateLimit], fleet: Option<(Arc<FleetCounts>, &str)>) -> Option<Self> {
         (!limits.is_empty()).then(|| Self {
             limits: limits
                 .iter()
                 .map(|l| (l.clone(), Mutex::new(Window::default())))
                 .collect(),
+            fleet: fleet.map(|(counts, endpoint)| (counts, endpoint.into())),
         })
     }
 
-    /// Counts a call by `requester` at `now_ms`; `Err(seconds to wait)` when a limit is
-    /// reached (the call is not counted then).
+    /// Counts a call by `requester` at `now_ms`; `Err((calls, seconds to wait))` when a limit
+    /// is reached (the call is not counted then).
     pub fn check(&self, requester: &str, now_ms: u64) -> Result<(), (u64, u64)> {
+        if let Some((counts, endpoint)) = &self.fleet {
+            return self.check_fleet(counts, endpoint, requester, now_ms);
+        }
+        self.check_here(requester, now_ms)
+    }
+
+    fn wait(now_ms: u64) -> u64 {
+        (60 - (now_ms / 1000) % 60).max(1)
+    }
+
+    fn check_fleet(
+        &self,
+        counts: &FleetCounts,
+        endpoint: &Arc<str>,
+        requester: &str,
+        now_ms: u64,
+    ) -> Result<(), (u64, u64)> {
+        let minute = now_ms / 60_000;
+        let mut keys: Vec<(CounterKey, u64)> = Vec::with_capacity(self.limits.len());
+        let mut calls = Vec::with_capacity(self.limits.len());
+        for (i, (limit, _)) in self.limits.iter().enumerate() {
+            if !limit.counts(requester) {
+                continue;
+            }
+            let caller = match limit.key {
+                RateLimitKey::Endpoint | RateLimitKey::UserGroup => String::new(),
+                RateLimitKey::User | RateLimitKey::ServicePrincipal => requester.to_owned(),
+            };
+            let kind = match limit.key {
+                RateLimitKey::Endpoint | RateLimitKey::UserGroup => "endpoint",
+                RateLimitKey::User | RateLimitKey::ServicePrincipal => "user",
+            };
+            keys.push((
+                CounterKey {
+                    endpoint: endpoint.clone(),
+                    limit: format!("{i}-{}-{kind}", limit.calls).into(),
+                    caller,
+                    minute,
+                },
+                limit.calls,
+            ));
+            calls.push(limit.calls);
+        }
+        match counts.admit(&mut keys, now_ms).refused_by {
+            None => Ok(()),
+            Some(i) => Err((calls[i], Self::wait(now_ms))),
+        }
+    }
+
+    fn check_here(&self, requester: &str, now_ms: u64) -> Result<(), (u64, u64)> {
         let minute = now_ms / 60_000;
         let mut windows: Vec<_> = self
             .limits
@@ -55,8 +112,7 @@ impl RateLimiter {
             }
             let key = key_of(limit.key, requester, w);
             if w.counts.get(key).copied().unwrap_or(0) >= limit.calls {
-                let wait = 60 - (now_ms / 1000) % 60;
-                return Err((limit.calls, wait.max(1)));
+                return Err((limit.calls, Self::wait(now_ms)));
             }
         }
         for (limit, w) in windows.iter_mut().filter(|(l, _)| l.counts(requester)) {
@@ -94,10 +150,13 @@ mod tests {
 
     #[test]
     fn calls_per_minute_per_endpoint_and_per_user() {
-        let r = RateLimiter::new(&[
-            limit(3, RateLimitKey::Endpoint),
-            limit(2, RateLimitKey::User),
-        ])
+        let r = RateLimiter::new(
+            &[
+                limit(3, RateLimitKey::Endpoint),
+                limit(2, RateLimitKey::User),
+            ],
+            None,
+        )
         .unwrap();
         let t = 60_000 * 1000 + 15_000; // 15 s into a minute
         assert!(r.check("ann", t).is_ok());
@@ -108,16 +167,19 @@ mod tests {
         assert_eq!(r.check("cy", t + 1000), Err((3, 44)));
         // The next minute starts over.
         assert!(r.check("ann", t + 45_000).is_ok());
-        assert!(RateLimiter::new(&[]).is_none());
+        assert!(RateLimiter::new(&[], None).is_none());
     }
 
     /// The AI gateway's limit for one principal counts that caller only.
     #[test]
     fn a_limit_with_a_principal_counts_that_caller_alone() {
-        let r = RateLimiter::new(&[RateLimit {
-            principal: Some("etl".into()),
-            ..limit(1, RateLimitKey::ServicePrincipal)
-        }])
+        let r = RateLimiter::new(
+            &[RateLimit {
+                principal: Some("etl".into()),
+                ..limit(1, RateLimitKey::ServicePrincipal)
+            }],
+            None,
+        )
         .unwrap();
         let t = 60_000 * 1000;
         assert!(r.check("etl", t).is_ok());

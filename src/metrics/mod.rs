@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod features;
+pub mod fleet;
 pub mod inference_log;
 pub mod labels;
 pub mod live;
@@ -43,6 +44,7 @@ pub struct Metrics {
     pub monitoring: monitoring::MonitoringMetrics,
     pub trace: trace::TraceMetrics,
     pub promotion: promotion::PromotionMetrics,
+    pub fleet: fleet::FleetMetrics,
 }
 
 /// A registered family, as its descriptor says.
@@ -99,6 +101,7 @@ impl Metrics {
         let monitoring = monitoring::MonitoringMetrics::new(&mut r);
         let trace = trace::TraceMetrics::new(&mut r);
         let promotion = promotion::PromotionMetrics::new(&mut r);
+        let fleet = fleet::FleetMetrics::new(&mut r);
         let families = r.families;
         Self {
             registry,
@@ -111,6 +114,7 @@ impl Metrics {
             monitoring,
             trace,
             promotion,
+            fleet,
         }
     }
 
@@ -126,6 +130,7 @@ impl Metrics {
         self.log.forget_endpoint(endpoint);
         self.monitoring.forget_endpoint(endpoint);
         self.promotion.forget_endpoint(endpoint);
+        self.fleet.forget_endpoint(endpoint);
     }
 
     /// The Prometheus text exposition of every family.

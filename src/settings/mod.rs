@@ -8,6 +8,7 @@ pub mod control;
 pub mod endpoint;
 pub mod engine;
 pub mod features;
+pub mod fleet;
 pub mod governance;
 pub mod inference;
 pub mod inference_log;
@@ -114,6 +115,8 @@ pub struct Settings {
     pub tracing: trace::TracingSettings,
     /// What every endpoint's promotion evaluation shares (docs/promotion.md).
     pub promotion: promotion::PromotionGlobals,
+    /// What replicas share through Redis (docs/operations.md, "Scaling out"). Off by default.
+    pub fleet: fleet::FleetSettings,
     pub endpoints: Vec<EndpointSettings>,
     /// Where the gateway keeps what it writes for itself: the endpoint state file and the
     /// MLflow download cache, unless `control.state_file` or `registry.cache_dir` say
@@ -141,6 +144,7 @@ impl Default for Settings {
             log: Default::default(),
             tracing: Default::default(),
             promotion: Default::default(),
+            fleet: Default::default(),
             endpoints: Default::default(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
         }
@@ -306,6 +310,9 @@ impl Settings {
         }
         if let Some((key, message)) = self.promotion.problem() {
             return Err(invalid(format!("promotion.{key}"), message));
+        }
+        if let Some((key, message)) = self.fleet.problem() {
+            return Err(invalid(format!("fleet.{key}"), message));
         }
         for (i, ep) in self.endpoints.iter().enumerate() {
             let key = format!("endpoints[{i}]");

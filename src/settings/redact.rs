@@ -76,6 +76,9 @@ impl Settings {
         if let Some(url) = &mut s.promotion.webhook_url {
             *url = redact_url(url);
         }
+        if let Some(url) = &mut s.fleet.redis_url {
+            *url = redact_url(url);
+        }
         s
     }
 }
@@ -106,9 +109,11 @@ mod tests {
         let mut s = Settings::default();
         s.promotion.webhook_url = Some("https://hook:pw-123@hooks.example/p".into());
         s.promotion.webhook_secret = Some("hmac-key-456".into());
+        s.fleet.redis_url = Some("redis://:fleet-pw-789@redis:6379".into());
         let shown = serde_yaml::to_string(&s.redacted()).unwrap();
         assert!(!shown.contains("pw-123"), "{shown}");
         assert!(!shown.contains("hmac-key-456"), "{shown}");
+        assert!(!shown.contains("fleet-pw-789"), "{shown}");
         assert!(shown.contains("hooks.example"), "{shown}");
     }
 

@@ -293,6 +293,47 @@ pub fn endpoint(name: &str, version: &str, engine: &str) -> String {
     )
 }
 
+/// A demo body of `n` raw rows (the features looked up by the gateway): the join cases'
+/// rows, repeated.
+pub fn join_rows(n: usize) -> Value {
+    let cases = join_cases();
+    let data: Vec<Value> = cases["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .cycle()
+        .take(n)
+        .cloned()
+        .collect();
+    serde_json::json!({"dataframe_split": {"columns": cases["columns"], "data": data}})
+}
+
+/// Minutes since the Unix epoch: the rate limits' windows.
+pub fn clock_minute() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 60
+}
+
+/// Runs `calls` within one clock minute, a rate limit's window. When a minute boundary falls
+/// inside them their counts are split across two windows: the minute after (a fresh window)
+/// is waited for and they run again. Deterministic whatever the second the test starts at.
+pub fn in_one_clock_minute<T>(mut calls: impl FnMut() -> T) -> T {
+    loop {
+        let before = clock_minute();
+        let out = calls();
+        let after = clock_minute();
+        if before == after {
+            return out;
+        }
+        wait_for("a fresh clock minute", Duration::from_secs(61), || {
+            (clock_minute() != after).then_some(())
+        });
+    }
+}
+
 pub fn client() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::builder()

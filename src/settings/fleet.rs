@@ -1,0 +1,84 @@
+//! `fleet`: what the replicas of one deployment share through Redis. Off without `redis_url`
+//! (one process needs nothing). For now: rate-limit counts (docs/operations.md, "Scaling out").
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetSettings {
+    /// The shared store (`redis://[user:password@]host:port[/db]`); none: every replica
+    /// counts alone.
+    pub redis_url: Option<String>,
+    /// Every key the fleet writes starts with `<key_prefix>:`; replicas of one deployment
+    /// share it, two deployments on one Redis must not.
+    pub key_prefix: String,
+    /// How often a replica adds its calls to the fleet's counts and reads them back.
+    pub sync_interval_ms: u64,
+    /// The deadline of one round trip to the store.
+    pub timeout_ms: u64,
+    /// A replica that has not synced for this long no longer counts as one of the fleet.
+    pub replica_ttl_ms: u64,
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            key_prefix: "modelgate".into(),
+            sync_interval_ms: 100,
+            timeout_ms: 250,
+            replica_ttl_ms: 10_000,
+        }
+    }
+}
+
+impl FleetSettings {
+    /// The first problem, as (key under `fleet`, message).
+    pub fn problem(&self) -> Option<(String, String)> {
+        if let Some(url) = &self.redis_url {
+            let ok = reqwest::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss") && u.has_host());
+            if !ok {
+                return Some((
+                    "redis_url".into(),
+                    format!("'{}' is not a redis:// URL", super::redact::redact_url(url)),
+                ));
+            }
+        }
+        let prefix_ok = !self.key_prefix.is_empty()
+            && self.key_prefix.len() <= 64
+            && self
+                .key_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !prefix_ok {
+            return Some((
+                "key_prefix".into(),
+                "must be 1 to 64 letters, digits, '-', '_' or '.'".into(),
+            ));
+        }
+        for (key, value, range) in [
+            ("sync_interval_ms", self.sync_interval_ms, 10..=60_000),
+            ("timeout_ms", self.timeout_ms, 1..=60_000),
+            ("replica_ttl_ms", self.replica_ttl_ms, 1_000..=3_600_000),
+        ] {
+            if !range.contains(&value) {
+                return Some((
+                    key.into(),
+                    format!("{value} is outside {}..={}", range.start(), range.end()),
+                ));
+            }
+        }
+        if self.replica_ttl_ms < 2 * self.sync_interval_ms {
+            return Some((
+                "replica_ttl_ms".into(),
+                format!(
+                    "{} is under two sync intervals ({} ms): live replicas would drop out",
+                    self.replica_ttl_ms,
+                    2 * self.sync_interval_ms
+                ),
+            ));
+        }
+        None
+    }
+}

@@ -1,0 +1,109 @@
+//! A fleet of gateways that share rate-limit counts through a real `redis-server`
+//! (`fleet.redis_url`): three processes on 127.0.0.1, called in turn, admit about the limit
+//! together rather than the limit each; without the store each admits its share on its own
+//! counts, serving goes on, and the fleet finds the store again when it is back.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis::Redis;
+use common::Gateway;
+
+/// Calls per minute of the limited endpoints.
+const LIMIT: usize = 30;
+const REPLICAS: usize = 3;
+
+/// Endpoints `tx` and `tx2` with an endpoint-wide limit of [`LIMIT`], and `open` without one.
+fn config(redis_port: u16) -> String {
+    let limited = |name: &str| {
+        format!(
+            "  - name: {name}\n    served_entities:\n      - {{entity_name: transactions, entity_version: '1', engine: tract}}\n    rate_limits:\n      - {{calls: {LIMIT}, key: endpoint}}\n"
+        )
+    };
+    let endpoints = format!(
+        "{}{}  - name: open\n    served_entities:\n      - {{entity_name: transactions, entity_version: '1', engine: tract}}\n",
+        limited("tx"),
+        limited("tx2")
+    );
+    common::demo_config(
+        &endpoints,
+        &format!(
+            "fleet:\n  redis_url: redis://127.0.0.1:{redis_port}\n  sync_interval_ms: 50\n  replica_ttl_ms: 2000\n"
+        ),
+    )
+}
+
+/// Calls `endpoint` `n` times, one replica after the other; the calls answered 200 (every
+/// other answer must be 429).
+fn call_in_turn(fleet: &[Gateway], endpoint: &str, n: usize) -> usize {
+    let mut admitted = 0;
+    for i in 0..n {
+        let reply = fleet[i % fleet.len()].invoke(endpoint, &common::join_rows(1));
+        match reply.status {
+            200 => admitted += 1,
+            429 => assert!(
+                reply
+                    .text
+                    .contains(&format!("rate limit of {LIMIT} calls per minute")),
+                "{}",
+                reply.text
+            ),
+            other => panic!("{other}: {}", reply.text),
+        }
+    }
+    admitted
+}
+
+fn wait_for_metric(fleet: &[Gateway], name: &str, value: f64) {
+    for gw in fleet {
+        common::wait_for(
+            &format!("{name} at {value}"),
+            Duration::from_secs(20),
+            || (gw.metric(name) == Some(value)).then_some(()),
+        );
+    }
+}
+
+#[test]
+fn a_rate_limit_counts_across_the_fleet_and_falls_back_to_each_replicas_share() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let fleet: Vec<Gateway> = (0..REPLICAS)
+        .map(|_| common::start(&config(port), false))
+        .collect();
+    // Each replica sees the others through their heartbeats.
+    wait_for_metric(&fleet, "modelgate_fleet_replicas", REPLICAS as f64);
+    wait_for_metric(&fleet, "modelgate_fleet_store_up", 1.0);
+
+    // Three times the limit, spread over the fleet: the limit is admitted, not three times it.
+    // While the store answers the fleet admits at most LIMIT + REPLICAS - 1 (each replica takes
+    // its share of the headroom between two syncs, rounded up).
+    let admitted = common::in_one_clock_minute(|| call_in_turn(&fleet, "tx", 3 * LIMIT));
+    assert!(
+        (LIMIT..LIMIT + REPLICAS).contains(&admitted),
+        "{admitted} of {} calls admitted across the fleet, limit {LIMIT}",
+        3 * LIMIT
+    );
+
+    // The store goes away: serving goes on, and each replica admits its share of the limit
+    // (LIMIT / REPLICAS, the last fleet size it saw) on its own counts, and says so.
+    redis.stop();
+    wait_for_metric(&fleet, "modelgate_fleet_store_up", 0.0);
+    for gw in &fleet {
+        assert_eq!(gw.invoke("open", &common::join_rows(1)).status, 200);
+    }
+    let admitted = common::in_one_clock_minute(|| call_in_turn(&fleet, "tx2", 3 * LIMIT));
+    assert_eq!(admitted, LIMIT, "each replica's share of {LIMIT}");
+    for gw in &fleet {
+        let fallback = gw
+            .metric("modelgate_rate_limit_fallback_calls_total{endpoint=\"tx2\"}")
+            .unwrap_or(0.0);
+        assert!(fallback >= LIMIT as f64, "{fallback}");
+    }
+
+    // The store is back: every replica finds it again by itself.
+    let _redis = Redis::restart_on(port);
+    wait_for_metric(&fleet, "modelgate_fleet_store_up", 1.0);
+    wait_for_metric(&fleet, "modelgate_fleet_replicas", REPLICAS as f64);
+}
