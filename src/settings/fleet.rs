@@ -36,12 +36,15 @@ impl FleetSettings {
     /// The first problem, as (key under `fleet`, message).
     pub fn problem(&self) -> Option<(String, String)> {
         if let Some(url) = &self.redis_url {
-            let ok = reqwest::Url::parse(url)
-                .is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss") && u.has_host());
+            // This build's Redis client speaks plain TCP (no `rediss://`).
+            let ok = reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "redis" && u.has_host());
             if !ok {
                 return Some((
                     "redis_url".into(),
-                    format!("'{}' is not a redis:// URL", super::redact::redact_url(url)),
+                    format!(
+                        "'{}' is not a redis://host[:port][/db] URL (TLS, rediss://, is not supported)",
+                        super::redact::redact_url(url)
+                    ),
                 ));
             }
         }
@@ -80,5 +83,53 @@ impl FleetSettings {
             ));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_setting_is_checked() {
+        assert_eq!(FleetSettings::default().problem(), None);
+        let with = |f: fn(&mut FleetSettings)| {
+            let mut s = FleetSettings {
+                redis_url: Some("redis://:pw@redis:6379/2".into()),
+                ..Default::default()
+            };
+            f(&mut s);
+            s.problem().map(|(key, _)| key)
+        };
+        assert_eq!(with(|_| {}), None);
+        assert_eq!(
+            with(|s| s.redis_url = Some("rediss://redis".into())).as_deref(),
+            Some("redis_url")
+        );
+        assert_eq!(
+            with(|s| s.redis_url = Some("not a url".into())).as_deref(),
+            Some("redis_url")
+        );
+        assert_eq!(
+            with(|s| s.key_prefix = "a:b".into()).as_deref(),
+            Some("key_prefix")
+        );
+        assert_eq!(
+            with(|s| s.sync_interval_ms = 5).as_deref(),
+            Some("sync_interval_ms")
+        );
+        assert_eq!(with(|s| s.replica_ttl_ms = 1_000).as_deref(), None);
+        assert_eq!(
+            with(|s| {
+                s.sync_interval_ms = 800;
+                s.replica_ttl_ms = 1_000;
+            })
+            .as_deref(),
+            Some("replica_ttl_ms")
+        );
+        // The password stays out of the message.
+        let mut s = FleetSettings::default();
+        s.redis_url = Some("http://:secret-pw@redis".into());
+        assert!(!s.problem().unwrap().1.contains("secret-pw"));
     }
 }
