@@ -128,8 +128,10 @@ mod tests {
             Some("replica_ttl_ms")
         );
         // The password stays out of the message.
-        let mut s = FleetSettings::default();
-        s.redis_url = Some("http://:secret-pw@redis".into());
+        let s = FleetSettings {
+            redis_url: Some("http://:secret-pw@redis".into()),
+            ..Default::default()
+        };
         assert!(!s.problem().unwrap().1.contains("secret-pw"));
     }
 }
