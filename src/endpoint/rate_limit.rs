@@ -25,8 +25,16 @@ struct Window {
 /// The counters of an endpoint config's limits.
 pub struct RateLimiter {
     limits: Vec<(RateLimit, Mutex<Window>)>,
-    /// The fleet's counts, and the endpoint's name in them, when replicas share counts.
-    fleet: Option<(Arc<FleetCounts>, Arc<str>)>,
+    /// The fleet's counts, the endpoint's name in them and each limit's name in them, when
+    /// replicas share counts.
+    fleet: Option<Fleet>,
+}
+
+struct Fleet {
+    counts: Arc<FleetCounts>,
+    endpoint: Arc<str>,
+    /// Per limit: its place, calls and key kind (a changed list counts afresh).
+    limit_ids: Vec<Arc<str>>,
 }
 
 impl RateLimiter {
@@ -38,15 +46,29 @@ impl RateLimiter {
                 .iter()
                 .map(|l| (l.clone(), Mutex::new(Window::default())))
                 .collect(),
-            fleet: fleet.map(|(counts, endpoint)| (counts, endpoint.into())),
+            fleet: fleet.map(|(counts, endpoint)| Fleet {
+                counts,
+                endpoint: endpoint.into(),
+                limit_ids: limits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| {
+                        let kind = match l.key {
+                            RateLimitKey::Endpoint | RateLimitKey::UserGroup => "endpoint",
+                            RateLimitKey::User | RateLimitKey::ServicePrincipal => "user",
+                        };
+                        format!("{i}-{}-{kind}", l.calls).into()
+                    })
+                    .collect(),
+            }),
         })
     }
 
     /// Counts a call by `requester` at `now_ms`; `Err((calls, seconds to wait))` when a limit
     /// is reached (the call is not counted then).
     pub fn check(&self, requester: &str, now_ms: u64) -> Result<(), (u64, u64)> {
-        if let Some((counts, endpoint)) = &self.fleet {
-            return self.check_fleet(counts, endpoint, requester, now_ms);
+        if let Some(fleet) = &self.fleet {
+            return self.check_fleet(fleet, requester, now_ms);
         }
         self.check_here(requester, now_ms)
     }
@@ -55,17 +77,10 @@ impl RateLimiter {
         (60 - (now_ms / 1000) % 60).max(1)
     }
 
-    fn check_fleet(
-        &self,
-        counts: &FleetCounts,
-        endpoint: &Arc<str>,
-        requester: &str,
-        now_ms: u64,
-    ) -> Result<(), (u64, u64)> {
+    fn check_fleet(&self, fleet: &Fleet, requester: &str, now_ms: u64) -> Result<(), (u64, u64)> {
         let minute = now_ms / 60_000;
         let mut keys: Vec<(CounterKey, u64)> = Vec::with_capacity(self.limits.len());
-        let mut calls = Vec::with_capacity(self.limits.len());
-        for (i, (limit, _)) in self.limits.iter().enumerate() {
+        for ((limit, _), id) in self.limits.iter().zip(&fleet.limit_ids) {
             if !limit.counts(requester) {
                 continue;
             }
@@ -73,24 +88,20 @@ impl RateLimiter {
                 RateLimitKey::Endpoint | RateLimitKey::UserGroup => String::new(),
                 RateLimitKey::User | RateLimitKey::ServicePrincipal => requester.to_owned(),
             };
-            let kind = match limit.key {
-                RateLimitKey::Endpoint | RateLimitKey::UserGroup => "endpoint",
-                RateLimitKey::User | RateLimitKey::ServicePrincipal => "user",
+            let key = CounterKey {
+                endpoint: fleet.endpoint.clone(),
+                limit: id.clone(),
+                caller,
+                minute,
             };
-            keys.push((
-                CounterKey {
-                    endpoint: endpoint.clone(),
-                    limit: format!("{i}-{}-{kind}", limit.calls).into(),
-                    caller,
-                    minute,
-                },
-                limit.calls,
-            ));
-            calls.push(limit.calls);
+            keys.push((key, limit.calls));
         }
-        match counts.admit(&mut keys, now_ms).refused_by {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        match fleet.counts.admit(&mut keys, now_ms).refused_by {
             None => Ok(()),
-            Some(i) => Err((calls[i], Self::wait(now_ms))),
+            Some(i) => Err((keys[i].1, Self::wait(now_ms))),
         }
     }
 

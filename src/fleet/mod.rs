@@ -2,14 +2,15 @@
 //! needs none of it. For now, the counts of rate limits (`rate_limits`), so that a limit of R
 //! calls a minute admits about R across the fleet rather than R per replica.
 //!
-//! Each replica counts its calls where they arrive (no round trip on the request path) and,
-//! every `fleet.sync_interval_ms`, adds them to the fleet's counters in Redis and reads the
-//! totals back, with its heartbeat, in one pipelined round trip on a thread of its own. Between
-//! two syncs a replica admits at most its share, 1/N of the headroom it last saw (N the live
-//! replicas): the fleet exceeds R only by what replicas admit before they see each other's
-//! calls, at most one share each (docs/operations.md states the bound). When the store has not
-//! answered for three intervals, each replica admits R/N calls a minute on its own counts (N
-//! the last fleet size it saw), and says so in a metric.
+//! Each replica judges and counts its calls where they arrive (no round trip on the request
+//! path). Every `fleet.sync_interval_ms` a thread of its own writes the replica's own count of
+//! each counter it changed into the counter's hash in Redis (one field per replica: a write
+//! sent twice counts once, and a Redis that lost its data gets the counts back from the
+//! replicas) and reads the hash back, with the replica's heartbeat, in one pipelined round
+//! trip. Between two syncs a replica admits at most its share, 1/N of the headroom it last saw
+//! (N the live replicas). When the store has not answered for a while, each replica admits R/N
+//! calls a minute on its own counts (N the last fleet size it saw), and says so in a metric.
+//! docs/operations.md, "Rate limits across replicas", states the error bounds.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +28,15 @@ pub const MAX_COUNTERS: usize = 100_000;
 pub const SHARED_KEY: &str = "_other";
 /// How long the store keeps a minute's counter (the minute and the next, with margin).
 const COUNTER_TTL_S: u64 = 180;
+/// Counters written and read in one round trip at most; the rest wait for the next sync.
+pub const MAX_PER_SYNC: usize = 5_000;
+
+/// The sum of a hash's values (each replica's count), as `HVALS` gives them.
+fn sum_of_values(v: &redis::Value) -> u64 {
+    <Vec<u64> as redis::FromRedisValue>::from_redis_value_ref(v)
+        .map(|counts| counts.iter().sum())
+        .unwrap_or(0)
+}
 
 /// One limit's count of one caller (or of the endpoint) in one clock minute.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,14 +61,14 @@ impl CounterKey {
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Counter {
-    /// The fleet's count at the last sync, this replica's calls included.
+    /// The fleet's count at the last sync that read it, this replica's calls included.
     fleet: u64,
-    /// This replica's calls since the last sync began.
-    pending: u64,
-    /// This replica's calls sent in the sync under way.
-    in_flight: u64,
-    /// This replica's calls this minute (what the fallback counts).
-    local: u64,
+    /// This replica's calls this minute.
+    ours: u64,
+    /// `ours` as the last sync that read the fleet's count wrote it.
+    ours_synced: u64,
+    /// When the last sync read it (ms since the epoch; 0: never).
+    read_ms: u64,
 }
 
 /// How a call fared.
@@ -97,7 +107,9 @@ impl FleetCounts {
             counters: Mutex::new(HashMap::new()),
             replicas: AtomicU64::new(1),
             synced_ms: AtomicU64::new(0),
-            stale_after_ms: 3 * settings.sync_interval_ms,
+            // A sync's period is its interval plus its round trip, and a reconnect may take two
+            // timeouts: out of touch only past all of that.
+            stale_after_ms: 3 * settings.sync_interval_ms + 2 * settings.timeout_ms,
             replica_ttl_ms: settings.replica_ttl_ms,
             metrics,
         }
@@ -108,7 +120,7 @@ impl FleetCounts {
         self.replicas.load(Ordering::Relaxed).max(1)
     }
 
-    /// Whether the store answered within the last three sync intervals at `now_ms`.
+    /// Whether the store answered lately (three sync intervals and two timeouts) at `now_ms`.
     pub fn in_touch(&self, now_ms: u64) -> bool {
         let synced = self.synced_ms.load(Ordering::Acquire);
         synced > 0 && now_ms.saturating_sub(synced) <= self.stale_after_ms
@@ -128,18 +140,27 @@ impl FleetCounts {
         let refused_by = keys.iter().position(|(key, calls)| {
             let c = counters.get(key).copied().unwrap_or_default();
             if in_touch {
-                let ours = c.pending + c.in_flight;
+                let since_sync = c.ours - c.ours_synced;
                 let headroom = calls.saturating_sub(c.fleet);
-                ours >= headroom.div_ceil(n)
+                since_sync >= headroom.div_ceil(n)
             } else {
-                c.local >= calls.div_ceil(n)
+                c.ours >= calls.div_ceil(n)
             }
         });
         if refused_by.is_none() {
             for (key, _) in keys.iter() {
-                let c = counters.entry(key.clone()).or_default();
-                c.pending += 1;
-                c.local += 1;
+                match counters.get_mut(key) {
+                    Some(c) => c.ours += 1,
+                    None => {
+                        counters.insert(
+                            key.clone(),
+                            Counter {
+                                ours: 1,
+                                ..Counter::default()
+                            },
+                        );
+                    }
+                }
             }
         }
         drop(counters);
@@ -156,28 +177,48 @@ impl FleetCounts {
         }
     }
 
-    /// Adds this replica's calls to the fleet's counters and reads them back, with its
-    /// heartbeat; on an error the calls wait for the next sync.
-    fn sync(&self, conn: &mut redis::Connection, now_ms: u64) -> redis::RedisResult<()> {
+    /// Drops the counters of minutes before the last (also while the store is away, so they
+    /// never pile up).
+    fn purge(&self, now_ms: u64) {
         let minute = now_ms / 60_000;
-        let batch: Vec<(CounterKey, u64)> = {
-            let mut counters = lock(&self.counters);
-            counters.retain(|k, _| k.minute + 1 >= minute);
-            counters
-                .iter_mut()
-                .map(|(k, c)| {
-                    let delta = c.pending;
-                    c.in_flight += delta;
-                    c.pending = 0;
-                    (k.clone(), delta)
-                })
-                .collect()
-        };
+        lock(&self.counters).retain(|k, _| k.minute + 1 >= minute);
+    }
+
+    /// The counters a sync sends: those changed since their last sync, and those of this
+    /// minute not read for a second (to learn the other replicas' calls); the changed ones
+    /// first, at most [`MAX_PER_SYNC`].
+    fn batch(&self, now_ms: u64) -> Vec<(CounterKey, u64)> {
+        let minute = now_ms / 60_000;
+        let counters = lock(&self.counters);
+        let mut changed = Vec::new();
+        let mut stale = Vec::new();
+        for (k, c) in counters.iter() {
+            if c.ours != c.ours_synced {
+                changed.push((k.clone(), c.ours));
+            } else if k.minute == minute && now_ms.saturating_sub(c.read_ms) >= 1_000 {
+                stale.push((k.clone(), c.ours));
+            }
+        }
+        changed.extend(stale);
+        changed.truncate(MAX_PER_SYNC);
+        changed
+    }
+
+    /// Writes this replica's count of each counter in `batch` and reads the fleet's back, with
+    /// its heartbeat. Idempotent: a round trip that failed after Redis applied it is sent again
+    /// with the same counts.
+    fn sync(&self, conn: &mut redis::Connection, now_ms: u64) -> redis::RedisResult<()> {
+        let batch = self.batch(now_ms);
         let mut pipe = redis::pipe();
-        for (key, delta) in &batch {
+        for (key, ours) in &batch {
             let name = key.redis_key(&self.prefix);
-            pipe.cmd("INCRBY").arg(&name).arg(*delta);
+            pipe.cmd("HSET")
+                .arg(&name)
+                .arg(&self.replica)
+                .arg(*ours)
+                .ignore();
             pipe.cmd("EXPIRE").arg(&name).arg(COUNTER_TTL_S).ignore();
+            pipe.cmd("HVALS").arg(&name);
         }
         let set = format!("{}:replicas", self.prefix);
         pipe.cmd("ZADD")
@@ -191,34 +232,29 @@ impl FleetCounts {
             .arg(now_ms.saturating_sub(self.replica_ttl_ms))
             .ignore();
         pipe.cmd("ZCARD").arg(&set);
-        let answer: redis::RedisResult<Vec<u64>> = pipe.query(conn);
+        let answer: Vec<redis::Value> = pipe.query(conn)?;
+        if answer.len() != batch.len() + 1 {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Parse,
+                "an answer of another length",
+                format!("{} values for {} counters", answer.len(), batch.len()),
+            )));
+        }
+        let totals: Vec<u64> = answer[..batch.len()].iter().map(sum_of_values).collect();
+        let replicas = <u64 as redis::FromRedisValue>::from_redis_value_ref(&answer[batch.len()])
+            .unwrap_or(1)
+            .max(1);
         let mut counters = lock(&self.counters);
-        let totals = match answer {
-            Ok(totals) if totals.len() == batch.len() + 1 => totals,
-            other => {
-                for (key, delta) in &batch {
-                    if let Some(c) = counters.get_mut(key) {
-                        c.in_flight -= delta;
-                        c.pending += delta;
-                    }
-                }
-                return other.and_then(|t| {
-                    Err(redis::RedisError::from((
-                        redis::ErrorKind::Parse,
-                        "an answer of another length",
-                        format!("{} values for {} counters", t.len(), batch.len()),
-                    )))
-                });
-            }
-        };
-        for ((key, delta), total) in batch.iter().zip(&totals) {
+        for ((key, ours), total) in batch.iter().zip(totals) {
             if let Some(c) = counters.get_mut(key) {
-                c.in_flight -= delta;
-                c.fleet = *total;
+                c.ours_synced = *ours;
+                c.read_ms = now_ms;
+                // Never below what the fleet was known to hold (a store that lost its data
+                // gets the counts back as the replicas write them).
+                c.fleet = total.max(*ours);
             }
         }
         drop(counters);
-        let replicas = totals.last().copied().unwrap_or(1).max(1);
         self.replicas.store(replicas, Ordering::Relaxed);
         self.synced_ms.store(now_ms.max(1), Ordering::Release);
         self.metrics.fleet.replicas.set(replicas as i64);
@@ -241,6 +277,7 @@ impl FleetCounts {
                 let mut conn: Option<redis::Connection> = None;
                 let mut up = None;
                 while !stopped.load(Ordering::Acquire) {
+                    counts.purge(crate::clock::now_ms());
                     let result = match conn.as_mut() {
                         Some(c) => counts.sync(c, crate::clock::now_ms()),
                         None => connect(&client, timeout).and_then(|mut c| {
@@ -257,7 +294,9 @@ impl FleetCounts {
                         }
                         up = Some(ok);
                     }
-                    counts.metrics.fleet.store_up.set(i64::from(ok));
+                    // Up while calls are judged on the fleet's counts: down once they are not.
+                    let in_touch = counts.in_touch(crate::clock::now_ms());
+                    counts.metrics.fleet.store_up.set(i64::from(in_touch));
                     if !ok {
                         conn = None;
                     }
@@ -316,7 +355,8 @@ mod tests {
         for (k, total) in fleet {
             let c = counters.entry(k.clone()).or_default();
             c.fleet = *total;
-            c.pending = 0;
+            c.ours_synced = c.ours;
+            c.read_ms = now_ms;
         }
         f.replicas.store(replicas, Ordering::Relaxed);
         f.synced_ms.store(now_ms, Ordering::Release);
@@ -351,8 +391,8 @@ mod tests {
     fn without_the_store_each_replica_admits_its_share_of_the_limit_on_its_own_counts() {
         let f = counts();
         synced(&f, &[], 3, 1_000);
-        // Three intervals without a sync: out of touch.
-        let later = 1_000 + 301;
+        // Three intervals and two timeouts without a sync: out of touch.
+        let later = 1_000 + 3 * 100 + 2 * 250 + 1;
         let a = f.admit(&mut [(key("ann", 1), 10)], later);
         assert_eq!((a.refused_by, a.fallback), (None, true));
         assert!(admitted(&f, "ann", 10, later));
@@ -370,6 +410,43 @@ mod tests {
         assert_eq!(f.admit(&mut keys, 1_000).refused_by, None);
         assert_eq!(f.admit(&mut keys, 1_000).refused_by, Some(1));
         let endpoint = lock(&f.counters)[&key("", 1)];
-        assert_eq!((endpoint.pending, endpoint.local), (1, 1));
+        assert_eq!((endpoint.ours, endpoint.ours_synced), (1, 0));
+    }
+
+    #[test]
+    fn a_sync_sends_changed_counters_first_then_unread_ones_and_old_minutes_go() {
+        let f = counts();
+        let minute = 60_000;
+        // ann and bob in minute 1; bob synced just now, cy a second ago; an old minute too.
+        synced(&f, &[(key("bob", 1), 5), (key("cy", 1), 5)], 1, minute);
+        assert!(admitted(&f, "ann", 10, minute + 1));
+        lock(&f.counters).insert(
+            key("old", 0),
+            Counter {
+                ours: 3,
+                ..Counter::default()
+            },
+        );
+        let keys = |b: Vec<(CounterKey, u64)>| -> Vec<String> {
+            b.into_iter().map(|(k, _)| k.caller).collect()
+        };
+        // At 0.5 s: only what changed (ann, and the old minute's unsent count).
+        let mut sent = keys(f.batch(minute + 500));
+        sent.sort();
+        assert_eq!(sent, ["ann", "old"]);
+        // At 1 s, also the counters of this minute not read for a second.
+        let sent = keys(f.batch(minute + 1_000));
+        assert_eq!(sent.len(), 4, "{sent:?}");
+        assert!(
+            sent[..2].iter().all(|c| c == "ann" || c == "old"),
+            "{sent:?}"
+        );
+        // Two minutes on, minute 0 goes; minute 1 (the last) stays.
+        f.purge(2 * minute + 1);
+        let left: Vec<String> = lock(&f.counters).keys().map(|k| k.caller.clone()).collect();
+        assert!(
+            !left.contains(&"old".to_owned()) && left.len() == 3,
+            "{left:?}"
+        );
     }
 }

@@ -16,15 +16,15 @@ impl FleetMetrics {
         Self {
             store_up: r.add(make::gauge(
                 "modelgate_fleet_store_up",
-                "1 while the fleet's shared store (fleet.redis_url) answered the last sync, 0 when it did not (absent without a fleet).",
+                "1 while calls are judged on the fleet's counts (the shared store, fleet.redis_url, answered lately), 0 while they are judged on this replica's own (and always 0 without a fleet).",
             )),
             replicas: r.add(make::gauge(
                 "modelgate_fleet_replicas",
-                "Replicas that synced with the fleet's shared store within fleet.replica_ttl_ms, as the last sync saw them.",
+                "Replicas that synced with the fleet's shared store within fleet.replica_ttl_ms, as the last sync saw them (0 without a fleet).",
             )),
             fallback_calls: r.add(make::counters(
                 "modelgate_rate_limit_fallback_calls_total",
-                "Calls to rate-limited endpoints judged (admitted or refused) on this replica's own counts, limit / replicas, because the fleet's shared store had not answered for three sync intervals.",
+                "Calls to rate-limited endpoints judged (admitted or refused) on this replica's own counts, limit / replicas, because the fleet's shared store had not answered lately (three sync intervals and two timeouts).",
                 &["endpoint"],
             )),
         }

@@ -1,5 +1,6 @@
 //! `fleet`: what the replicas of one deployment share through Redis. Off without `redis_url`
-//! (one process needs nothing). For now: rate-limit counts (docs/operations.md, "Scaling out").
+//! (one process needs nothing). For now: rate-limit counts (docs/operations.md, "Rate limits
+//! across replicas").
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,7 @@ pub struct FleetSettings {
     /// The deadline of one round trip to the store.
     pub timeout_ms: u64,
     /// A replica that has not synced for this long no longer counts as one of the fleet.
+    /// Each replica prunes by its own clock: keep it well above the clocks' skew.
     pub replica_ttl_ms: u64,
 }
 
@@ -63,7 +65,7 @@ impl FleetSettings {
         for (key, value, range) in [
             ("sync_interval_ms", self.sync_interval_ms, 10..=60_000),
             ("timeout_ms", self.timeout_ms, 1..=60_000),
-            ("replica_ttl_ms", self.replica_ttl_ms, 1_000..=3_600_000),
+            ("replica_ttl_ms", self.replica_ttl_ms, 5_000..=3_600_000),
         ] {
             if !range.contains(&value) {
                 return Some((
@@ -118,11 +120,14 @@ mod tests {
             with(|s| s.sync_interval_ms = 5).as_deref(),
             Some("sync_interval_ms")
         );
-        assert_eq!(with(|s| s.replica_ttl_ms = 1_000).as_deref(), None);
+        assert_eq!(
+            with(|s| s.replica_ttl_ms = 1_000).as_deref(),
+            Some("replica_ttl_ms")
+        );
         assert_eq!(
             with(|s| {
-                s.sync_interval_ms = 800;
-                s.replica_ttl_ms = 1_000;
+                s.sync_interval_ms = 3_000;
+                s.replica_ttl_ms = 5_000;
             })
             .as_deref(),
             Some("replica_ttl_ms")

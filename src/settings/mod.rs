@@ -115,7 +115,8 @@ pub struct Settings {
     pub tracing: trace::TracingSettings,
     /// What every endpoint's promotion evaluation shares (docs/promotion.md).
     pub promotion: promotion::PromotionGlobals,
-    /// What replicas share through Redis (docs/operations.md, "Scaling out"). Off by default.
+    /// What replicas share through Redis (docs/operations.md, "Rate limits across replicas").
+    /// Off by default.
     pub fleet: fleet::FleetSettings,
     pub endpoints: Vec<EndpointSettings>,
     /// Where the gateway keeps what it writes for itself: the endpoint state file and the
