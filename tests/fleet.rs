@@ -109,3 +109,35 @@ fn a_rate_limit_counts_across_the_fleet_and_falls_back_to_each_replicas_share() 
     wait_for_metric(&fleet, "modelgate_fleet_store_up", 1.0);
     wait_for_metric(&fleet, "modelgate_fleet_replicas", REPLICAS as f64);
 }
+
+/// Replicas with one config route a key alike (the key's hash and the split's buckets depend
+/// on the endpoint's config alone, no shared state needed), and the split holds.
+#[test]
+fn a_routing_key_gets_the_same_arm_from_every_replica() {
+    let endpoint = "  - name: ab\n    served_entities:\n      - {name: champion, entity_name: transactions, entity_version: '1', engine: tract}\n      - {name: challenger, entity_name: transactions, entity_version: '1', engine: tract}\n    traffic_config:\n      routes:\n        - {served_entity_name: champion, traffic_percentage: 90}\n        - {served_entity_name: challenger, traffic_percentage: 10}\n";
+    let fleet: Vec<Gateway> = (0..2)
+        .map(|_| common::start(&common::demo_config(endpoint, ""), false))
+        .collect();
+    let arm = |gw: &Gateway, key: usize| {
+        let reply = gw.post_json_with(
+            "/serving-endpoints/ab/invocations",
+            &common::join_rows(1),
+            &[("X-Routing-Key", &key.to_string())],
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.header("served-model-name").unwrap()
+    };
+    let keys = 400;
+    let arms: Vec<(String, String)> = (0..keys)
+        .map(|k| (arm(&fleet[0], k), arm(&fleet[1], k)))
+        .collect();
+    for (k, (a, b)) in arms.iter().enumerate() {
+        assert_eq!(a, b, "key {k}: {a} on one replica, {b} on the other");
+    }
+    // 10 % of 400 keys: 40, within 4 sigma (sqrt(400 x 0.1 x 0.9) = 6).
+    let on_challenger = arms.iter().filter(|(a, _)| a == "challenger").count();
+    assert!(
+        (16..=64).contains(&on_challenger),
+        "{on_challenger} of {keys}"
+    );
+}
