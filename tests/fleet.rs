@@ -118,6 +118,16 @@ fn a_routing_key_gets_the_same_arm_from_every_replica() {
     let fleet: Vec<Gateway> = (0..2)
         .map(|_| common::start(&common::demo_config(endpoint, ""), false))
         .collect();
+    // A gateway serves once one arm is loaded; a request for an arm still loading goes to the
+    // other. Both arms serve on both replicas before keys are compared.
+    for gw in &fleet {
+        common::wait_for("both arms to serve", Duration::from_secs(60), || {
+            let view = gw.get("/api/2.0/serving-endpoints/ab").json();
+            let entities = view["config"]["served_entities"].as_array()?.clone();
+            (entities.len() == 2 && entities.iter().all(|e| e["served_version"] == "1"))
+                .then_some(())
+        });
+    }
     let arm = |gw: &Gateway, key: usize| {
         let reply = gw.post_json_with(
             "/serving-endpoints/ab/invocations",
