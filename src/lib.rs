@@ -19,6 +19,7 @@ pub mod grpc;
 pub mod http;
 pub mod inference_log;
 pub mod metrics;
+pub mod periodic;
 pub mod pipeline;
 pub mod progress;
 pub mod promotion;
@@ -110,7 +111,7 @@ pub struct Started {
     tls: Option<(rustls::ServerConfig, Arc<crate::http::tls::CertResolver>)>,
     _watch: Option<endpoint::watch::WatchHandle>,
     _store_watch: Option<crate::features::embedded::SnapshotWatch>,
-    _fleet_sync: Option<crate::fleet::SyncHandle>,
+    _fleet_sync: Option<crate::periodic::Periodic>,
     listener: TcpListener,
     /// The endpoints to load once the listeners serve.
     initial: Vec<Arc<Endpoint>>,
@@ -135,8 +136,8 @@ pub struct Serving {
     // Followers of the registry and the feature files: they stop when dropped.
     _watch: Option<endpoint::watch::WatchHandle>,
     _store_watch: Option<crate::features::embedded::SnapshotWatch>,
-    _fleet_sync: Option<crate::fleet::SyncHandle>,
-    _promotion: crate::promotion::Ticker,
+    _fleet_sync: Option<crate::periodic::Periodic>,
+    _promotion: crate::periodic::Periodic,
     settings: Settings,
 }
 

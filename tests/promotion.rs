@@ -3,8 +3,9 @@
 //! rolling back the challenger on that live, labelled quality
 //! (`GET /api/2.0/serving-endpoints/{name}/promotion`, `/metrics`, the registry's aliases).
 //!
-//! The numbers the tests rest on (measured with `measure_the_demo_versions_quality`, 4,000
-//! labelled rows of the generator per line; version 1 champion, version 2 a shadow):
+//! The numbers the tests rest on (the `total` quality windows of
+//! `GET /api/2.0/serving-endpoints/tx/monitoring` after 4,000 labelled rows of the generator per
+//! line, version 1 champion, version 2 a shadow, as these tests drive them):
 //!
 //! | traffic              | v1 F1 | v1 AUC | v2 F1 | v2 AUC |
 //! |----------------------|-------|--------|-------|--------|
@@ -1129,53 +1130,4 @@ fn a_traffic_promotion_routes_everything_to_the_challenger_and_its_rollback_rest
     assert!(events(&rolled_back, "reset").is_empty(), "{rolled_back:#}");
     assert_eq!(decisions(&gw, "promoted"), 1.0);
     assert_eq!(decisions(&gw, "rolled_back"), 1.0);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The measurement behind the numbers above
-
-/// Not a check: what the numbers of this file rest on. Scores 4,000 rows of demo traffic with
-/// version 1 as the champion and version 2 as a shadow, labels them with the generator's truth,
-/// and prints what monitoring reports (window `total`), clean and with the drift knob at
-/// several strengths. `cargo test --test promotion -- --ignored --nocapture measure`.
-#[test]
-#[ignore]
-fn measure_the_demo_versions_quality() {
-    for drift in [None, Some(8.0), Some(5.0), Some(2.0), Some(1.0)] {
-        let (dir, _model) =
-            file_registry(&[("1", "1"), ("2", "2")], "champion: 1\nchallenger: 2\n");
-        let gw = common::start(
-            &file_config(dir.path(), "", &tx_endpoint(SHADOW_ROUTES, "")),
-            true,
-        );
-        let mut stream = TransactionStream::new(21, START_MS);
-        if let Some(to) = drift {
-            stream.set_drift_to(to);
-            stream.set_drift(true);
-        }
-        let answered = AtomicU64::new(0);
-        for _ in 0..4 {
-            labelled_round(&gw, &mut stream, Some(&answered));
-        }
-        let report = gw.get("/api/2.0/serving-endpoints/tx/monitoring").json();
-        for entity in ["champion", "challenger"] {
-            let q = report["served_entities"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|e| e["served_entity"] == entity)
-                .and_then(|e| {
-                    e["quality"]
-                        .as_array()?
-                        .iter()
-                        .find(|q| q["window"] == "total")
-                        .cloned()
-                })
-                .unwrap_or_else(|| panic!("no total quality of {entity} in {report}"));
-            eprintln!(
-                "drift {drift:?} {entity}: labels {} tp {} fp {} fn {} tn {} f1 {} auc {} accuracy {} log_loss {}",
-                q["labels"], q["tp"], q["fp"], q["fn"], q["tn"], q["f1"], q["auc"], q["accuracy"], q["log_loss"]
-            );
-        }
-    }
 }

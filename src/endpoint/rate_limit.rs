@@ -99,7 +99,7 @@ impl RateLimiter {
         if keys.is_empty() {
             return Ok(());
         }
-        match fleet.counts.admit(&mut keys, now_ms).refused_by {
+        match fleet.counts.admit(&mut keys, now_ms) {
             None => Ok(()),
             Some(i) => Err((keys[i].1, Self::wait(now_ms))),
         }

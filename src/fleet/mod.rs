@@ -13,7 +13,7 @@
 //! docs/operations.md, "Rate limits across replicas", states the error bounds.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -71,15 +71,6 @@ struct Counter {
     read_ms: u64,
 }
 
-/// How a call fared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Admission {
-    /// The index (in the keys asked about) of the first counter with no room; none: admitted.
-    pub refused_by: Option<usize>,
-    /// Judged on this replica's own counts: the store has not answered lately.
-    pub fallback: bool,
-}
-
 /// The fleet's rate-limit counts as this replica knows them.
 pub struct FleetCounts {
     prefix: String,
@@ -126,9 +117,9 @@ impl FleetCounts {
         synced > 0 && now_ms.saturating_sub(synced) <= self.stale_after_ms
     }
 
-    /// Whether each `(counter, calls)` has room for one more call at `now_ms`; when all do,
-    /// the call is counted in each.
-    pub fn admit(&self, keys: &mut [(CounterKey, u64)], now_ms: u64) -> Admission {
+    /// Whether each `(counter, calls)` has room for one more call at `now_ms`: none, and the
+    /// call is counted in each; else the index of the first counter without room.
+    pub fn admit(&self, keys: &mut [(CounterKey, u64)], now_ms: u64) -> Option<usize> {
         let in_touch = self.in_touch(now_ms);
         let n = self.replicas();
         let mut counters = lock(&self.counters);
@@ -171,10 +162,7 @@ impl FleetCounts {
                 .with_label_values(&[&key.endpoint])
                 .inc();
         }
-        Admission {
-            refused_by,
-            fallback: !in_touch,
-        }
+        refused_by
     }
 
     /// Drops the counters of minutes before the last (also while the store is away, so they
@@ -262,51 +250,52 @@ impl FleetCounts {
     }
 
     /// Syncs every `sync_interval_ms` on a thread of its own until the handle is dropped.
-    pub fn spawn(self: &Arc<Self>, settings: &FleetSettings) -> std::io::Result<SyncHandle> {
+    pub fn spawn(
+        self: &Arc<Self>,
+        settings: &FleetSettings,
+    ) -> std::io::Result<crate::periodic::Periodic> {
         let url = settings.redis_url.clone().unwrap_or_default();
         let client = redis::Client::open(url.as_str())
             .map_err(|e| std::io::Error::other(format!("fleet.redis_url: {e}")))?;
         let timeout = Duration::from_millis(settings.timeout_ms);
-        let interval = Duration::from_millis(settings.sync_interval_ms);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (counts, stopped) = (self.clone(), stop.clone());
+        let counts = self.clone();
         let shown = crate::settings::redact::redact_url(&url);
-        let thread = std::thread::Builder::new()
-            .name("modelgate-fleet".into())
-            .spawn(move || {
-                let mut conn: Option<redis::Connection> = None;
-                let mut up = None;
-                while !stopped.load(Ordering::Acquire) {
-                    counts.purge(crate::clock::now_ms());
-                    let result = match conn.as_mut() {
-                        Some(c) => counts.sync(c, crate::clock::now_ms()),
-                        None => connect(&client, timeout).and_then(|mut c| {
-                            let r = counts.sync(&mut c, crate::clock::now_ms());
-                            conn = Some(c);
-                            r
-                        }),
-                    };
-                    let ok = result.is_ok();
-                    if up != Some(ok) {
-                        match &result {
-                            Ok(()) => info!(store = %shown, replicas = counts.replicas(), "the fleet's shared store answers"),
-                            Err(e) => warn!(store = %shown, "the fleet's shared store does not answer; rate limits fall back to each replica's share: {e}"),
+        let mut conn: Option<redis::Connection> = None;
+        let mut up = None;
+        let interval = Duration::from_millis(settings.sync_interval_ms);
+        crate::periodic::spawn("modelgate-fleet", interval, move || {
+            counts.purge(crate::clock::now_ms());
+            if conn.is_none() {
+                conn = connect(&client, timeout)
+                    .map_err(|e| counts.said_down(&mut up, &shown, &e))
+                    .ok();
+            }
+            if let Some(c) = conn.as_mut() {
+                match counts.sync(c, crate::clock::now_ms()) {
+                    Ok(()) => {
+                        if up != Some(true) {
+                            info!(store = %shown, replicas = counts.replicas(), "the fleet's shared store answers");
+                            up = Some(true);
                         }
-                        up = Some(ok);
                     }
-                    // Up while calls are judged on the fleet's counts: down once they are not.
-                    let in_touch = counts.in_touch(crate::clock::now_ms());
-                    counts.metrics.fleet.store_up.set(i64::from(in_touch));
-                    if !ok {
+                    Err(e) => {
+                        counts.said_down(&mut up, &shown, &e);
                         conn = None;
                     }
-                    std::thread::park_timeout(interval);
                 }
-            })?;
-        Ok(SyncHandle {
-            stop,
-            thread: Some(thread),
+            }
+            // Up while calls are judged on the fleet's counts: down once they are not.
+            let in_touch = counts.in_touch(crate::clock::now_ms());
+            counts.metrics.fleet.store_up.set(i64::from(in_touch));
         })
+    }
+
+    /// Logs the store's outage once, when it begins.
+    fn said_down(&self, up: &mut Option<bool>, store: &str, e: &redis::RedisError) {
+        if *up != Some(false) {
+            warn!(store = %store, "the fleet's shared store does not answer; rate limits fall back to each replica's share: {e}");
+            *up = Some(false);
+        }
     }
 }
 
@@ -315,21 +304,6 @@ fn connect(client: &redis::Client, timeout: Duration) -> redis::RedisResult<redi
     conn.set_read_timeout(Some(timeout))?;
     conn.set_write_timeout(Some(timeout))?;
     Ok(conn)
-}
-
-/// The sync thread; dropping it stops the thread after its current round trip.
-pub struct SyncHandle {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for SyncHandle {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-        }
-    }
 }
 
 #[cfg(test)]
@@ -363,9 +337,7 @@ mod tests {
     }
 
     fn admitted(f: &FleetCounts, caller: &str, calls: u64, now_ms: u64) -> bool {
-        f.admit(&mut [(key(caller, 1), calls)], now_ms)
-            .refused_by
-            .is_none()
+        f.admit(&mut [(key(caller, 1), calls)], now_ms).is_none()
     }
 
     #[test]
@@ -393,8 +365,8 @@ mod tests {
         synced(&f, &[], 3, 1_000);
         // Three intervals and two timeouts without a sync: out of touch.
         let later = 1_000 + 3 * 100 + 2 * 250 + 1;
-        let a = f.admit(&mut [(key("ann", 1), 10)], later);
-        assert_eq!((a.refused_by, a.fallback), (None, true));
+        assert!(!f.in_touch(later));
+        assert_eq!(f.admit(&mut [(key("ann", 1), 10)], later), None);
         assert!(admitted(&f, "ann", 10, later));
         assert!(admitted(&f, "ann", 10, later));
         assert!(admitted(&f, "ann", 10, later));
@@ -407,8 +379,8 @@ mod tests {
         let f = counts();
         synced(&f, &[(key("", 1), 0)], 1, 1_000);
         let mut keys = [(key("", 1), 100), (key("ann", 1), 1)];
-        assert_eq!(f.admit(&mut keys, 1_000).refused_by, None);
-        assert_eq!(f.admit(&mut keys, 1_000).refused_by, Some(1));
+        assert_eq!(f.admit(&mut keys, 1_000), None);
+        assert_eq!(f.admit(&mut keys, 1_000), Some(1));
         let endpoint = lock(&f.counters)[&key("", 1)];
         assert_eq!((endpoint.ours, endpoint.ours_synced), (1, 0));
     }

@@ -9,7 +9,6 @@ pub mod rules;
 pub mod webhook;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -337,43 +336,20 @@ impl Promotions {
 
     /// Runs [`Promotions::tick`] every check interval on a thread of its own, until the
     /// handle is dropped.
-    pub fn spawn(self: &Arc<Self>) -> std::io::Result<Ticker> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (promotions, stopped) = (self.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("modelgate-promotion".into())
-            .spawn(move || {
-                let sender = promotions.webhook.as_ref().and_then(|w| {
+    pub fn spawn(self: &Arc<Self>) -> std::io::Result<crate::periodic::Periodic> {
+        let promotions = self.clone();
+        // Made, used and dropped on the thread: a blocking HTTP client may not be made or
+        // dropped on the async runtime.
+        let mut sender: Option<Option<webhook::Sender>> = None;
+        crate::periodic::spawn("modelgate-promotion", self.interval, move || {
+            let sender = sender.get_or_insert_with(|| {
+                promotions.webhook.as_ref().and_then(|w| {
                     w.connect()
                         .map_err(|e| warn!("promotion decisions will not be delivered: {e}"))
                         .ok()
-                });
-                while !stopped.load(Ordering::Acquire) {
-                    std::thread::park_timeout(promotions.interval);
-                    if stopped.load(Ordering::Acquire) {
-                        break;
-                    }
-                    promotions.tick(crate::clock::now_ms() as i64, sender.as_ref());
-                }
-            })?;
-        Ok(Ticker {
-            stop,
-            thread: Some(thread),
+                })
+            });
+            promotions.tick(crate::clock::now_ms() as i64, sender.as_ref());
         })
-    }
-}
-
-/// The promotion thread; dropping it stops the thread after its current look.
-pub struct Ticker {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-        }
     }
 }
