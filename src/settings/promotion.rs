@@ -47,15 +47,6 @@ pub enum PromotionAction {
     Traffic,
 }
 
-impl PromotionAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Alias => "alias",
-            Self::Traffic => "traffic",
-        }
-    }
-}
-
 /// One endpoint's promotion rules.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
