@@ -111,7 +111,8 @@ pub struct Started {
     tls: Option<(rustls::ServerConfig, Arc<crate::http::tls::CertResolver>)>,
     _watch: Option<endpoint::watch::WatchHandle>,
     _store_watch: Option<crate::features::embedded::SnapshotWatch>,
-    _fleet_sync: Option<crate::periodic::Periodic>,
+    /// The fleet's threads: rate-limit syncs, config looks and announcements.
+    _fleet_sync: Vec<crate::periodic::Periodic>,
     listener: TcpListener,
     /// The endpoints to load once the listeners serve.
     initial: Vec<Arc<Endpoint>>,
@@ -136,7 +137,7 @@ pub struct Serving {
     // Followers of the registry and the feature files: they stop when dropped.
     _watch: Option<endpoint::watch::WatchHandle>,
     _store_watch: Option<crate::features::embedded::SnapshotWatch>,
-    _fleet_sync: Option<crate::periodic::Periodic>,
+    _fleet_sync: Vec<crate::periodic::Periodic>,
     _promotion: crate::periodic::Periodic,
     settings: Settings,
 }
@@ -249,15 +250,34 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
             metrics.clone(),
         ))
     });
-    let fleet_sync = match &fleet {
-        Some(counts) => Some(counts.spawn(&settings.fleet).map_err(StartError::Fleet)?),
-        None => None,
+    let mut fleet_sync = match &fleet {
+        Some(counts) => vec![counts.spawn(&settings.fleet).map_err(StartError::Fleet)?],
+        None => Vec::new(),
     };
     let shared = crate::endpoint::Shared {
         metrics: metrics.clone(),
         fleet,
     };
-    let (initial, tables_changed) = initial_endpoints(&settings, &shared)?;
+    let saved = match &settings.control.state_file {
+        Some(path) => crate::endpoint::persist::load(path)?.unwrap_or_default(),
+        None => Default::default(),
+    };
+    // In a fleet, the endpoint configs the shared store holds win over the state file's.
+    let (fleet_configs, saved) = match &settings.fleet.redis_url {
+        Some(_) => {
+            let configs =
+                crate::endpoint::fleet_configs::FleetConfigs::new(&settings.fleet, metrics.clone())
+                    .map_err(|e| StartError::Fleet(std::io::Error::other(e)))?;
+            let (configs, started) = tokio::task::spawn_blocking(move || {
+                let started = configs.starting_state(&saved).unwrap_or(saved);
+                (configs, started)
+            })
+            .await?;
+            (Some(configs), started)
+        }
+        None => (None, saved),
+    };
+    let (initial, tables_changed) = initial_endpoints(&settings, saved, &shared)?;
     let endpoints = Arc::new(Endpoints::new(initial.clone()));
     let directory = endpoints.clone();
     let control = Arc::new(ControlPlane::new(
@@ -266,7 +286,9 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         shared,
         settings.control.state_file.clone(),
         settings.endpoints.iter().map(|e| e.name.clone()).collect(),
+        fleet_configs,
     ));
+    fleet_sync.extend(control.spawn_fleet().map_err(StartError::Fleet)?);
     if endpoints.is_empty() {
         warn!("no endpoint is configured: create one with POST /api/2.0/serving-endpoints");
     }
@@ -409,12 +431,9 @@ async fn open_store(settings: &Settings) -> Result<Stores, StartError> {
 /// changed through the control plane win over the file's, and deleted ones stay deleted).
 fn initial_endpoints(
     settings: &Settings,
+    saved: crate::endpoint::persist::StateFile,
     shared: &crate::endpoint::Shared,
 ) -> Result<(Vec<Arc<Endpoint>>, bool), StartError> {
-    let saved = match &settings.control.state_file {
-        Some(path) => crate::endpoint::persist::load(path)?.unwrap_or_default(),
-        None => Default::default(),
-    };
     let mut out = Vec::new();
     let mut table_changed = false;
     for ep in &settings.endpoints {

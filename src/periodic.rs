@@ -35,6 +35,18 @@ pub fn spawn(
     })
 }
 
+impl Periodic {
+    /// The thread, for another to wake it before its interval ends (`unpark`): its next step
+    /// then begins at once.
+    pub fn waker(&self) -> std::thread::Thread {
+        self.thread
+            .as_ref()
+            .expect("the thread is taken only when the handle drops")
+            .thread()
+            .clone()
+    }
+}
+
 impl Drop for Periodic {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);

@@ -3,7 +3,8 @@
 //! resolved in the registry) before anything changes. An update loads its new served entities
 //! in the background and publishes the new config with one atomic store only when all of them
 //! loaded; otherwise the running config stays and the endpoint shows `UPDATE_FAILED`. A second
-//! update while one runs is refused. Every accepted change is saved to the state file.
+//! update while one runs is refused. Every accepted change is saved to the state file and,
+//! in a fleet, made in the shared store first (`fleet_configs`).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -14,11 +15,13 @@ use tracing::{error, info, warn};
 
 use super::config::{EndpointConfig, EndpointSettings, Violation};
 use super::directory::Endpoints;
-use super::persist::{self, SavedEndpoint, StateFile};
+use super::fleet_configs::{saved_endpoint, FleetConfigs};
+use super::persist::{self, StateFile};
 use super::updater::{SwapOutcome, Trigger, Updater};
 use super::{Endpoint, EntitySlot, Generation, PendingConfig, UpdateGuard};
 use crate::clock::now_ms;
 use crate::error::RequestError;
+use crate::fleet::configs::Expect;
 use crate::metrics::labels::Outcome;
 use crate::metrics::Metrics;
 use crate::registry::RegistryError;
@@ -42,6 +45,10 @@ pub enum ControlError {
         endpoint: String,
         config_version: u64,
     },
+    #[error("endpoint '{0}' changed meanwhile through another replica; read it again and retry")]
+    ChangedElsewhere(String),
+    #[error("nothing changed: {0}")]
+    StoreUnavailable(String),
     #[error(transparent)]
     Persist(#[from] persist::PersistError),
 }
@@ -58,13 +65,15 @@ pub struct ControlPlane {
     pub updater: Arc<Updater>,
     pub metrics: Arc<Metrics>,
     /// What the generations it builds are built with.
-    shared: super::Shared,
+    pub(super) shared: super::Shared,
     /// Where accepted changes are saved; `None` keeps them in memory only.
     pub state_file: Option<PathBuf>,
     /// Endpoints of the config file (a deleted one is remembered as deleted).
     pub config_endpoints: HashSet<String>,
     /// One save at a time, each writing the whole current state.
     save_lock: Mutex<()>,
+    /// The configs shared by a fleet (none: this process alone).
+    pub(super) fleet: Option<FleetConfigs>,
 }
 
 impl ControlPlane {
@@ -74,6 +83,7 @@ impl ControlPlane {
         shared: super::Shared,
         state_file: Option<PathBuf>,
         config_endpoints: HashSet<String>,
+        fleet: Option<FleetConfigs>,
     ) -> Self {
         Self {
             endpoints,
@@ -83,7 +93,13 @@ impl ControlPlane {
             state_file,
             config_endpoints,
             save_lock: Mutex::new(()),
+            fleet,
         }
+    }
+
+    /// Held while the endpoints change and are saved.
+    pub(super) fn lock_saves(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.save_lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Checks the config whole: its shape, then that every served entity's model version or
@@ -173,15 +189,24 @@ impl ControlPlane {
         });
         {
             // Insert and save as one step: a delete or create of the same name waits.
-            let _saving = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _saving = self.lock_saves();
             self.shared_tables(&endpoint.generation().settings)?;
+            if self.endpoints.contains(&endpoint.name) {
+                return Err(ControlError::AlreadyExists(endpoint.name.clone()));
+            }
+            if let Some(fleet) = &self.fleet {
+                let saved = saved_endpoint(&endpoint, &endpoint.generation());
+                fleet.commit(&endpoint.name, Expect::Absent, Some(&saved), None)?;
+            }
             if !self.endpoints.insert(endpoint.clone()) {
                 return Err(ControlError::AlreadyExists(endpoint.name.clone()));
             }
             if let Err(e) = self.write_state() {
-                // Not saved, not created: a restart would not know it.
-                self.endpoints.remove(&endpoint.name);
-                return Err(e);
+                if self.fleet.is_none() {
+                    // Not saved, not created: a restart would not know it.
+                    self.endpoints.remove(&endpoint.name);
+                    return Err(e);
+                }
             }
         }
         info!(endpoint = %endpoint.name, "endpoint created through the control plane");
@@ -218,10 +243,15 @@ impl ControlPlane {
         let settings = config.update(name.to_owned(), Some(&current.settings));
         self.check(&settings)?;
         let version = current.config_version + 1;
-        {
+        let claim = {
             // Checked and claimed as one step: another change waits for it.
-            let _saving = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _saving = self.lock_saves();
             self.shared_tables(&settings)?;
+            // In a fleet, no other replica changes the endpoint while its models load.
+            let claim = match &self.fleet {
+                Some(fleet) => Some((fleet.claim(name)?, fleet.revision(name))),
+                None => None,
+            };
             endpoint.with_control(|c| {
                 c.pending = Some(PendingConfig {
                     settings: settings.clone(),
@@ -229,7 +259,8 @@ impl ControlPlane {
                     start_ms: now_ms(),
                 })
             });
-        }
+            claim
+        };
         self.in_background(endpoint.clone(), guard, move |plane, ep| {
             let next = Generation::build(settings, Some(&current), None, &plane.shared, version);
             let fresh = next.new_slots(Some(&current));
@@ -239,7 +270,25 @@ impl ControlPlane {
                 // published configs) is followed before publishing.
                 failures = plane.load(&fresh);
             }
+            let held = plane.endpoints.holds(&ep);
+            if let (Some(fleet), Some((token, _)), false) =
+                (&plane.fleet, &claim, failures.is_empty() && held)
+            {
+                fleet.release(&ep.name, token);
+            }
+            // Made in the fleet's store first, with the same lock as the saves.
+            let saving = plane.lock_saves();
+            if let (Some(fleet), Some((token, revision)), true) =
+                (&plane.fleet, &claim, failures.is_empty() && held)
+            {
+                let saved = saved_endpoint(&ep, &next);
+                let expect = Expect::Revision(*revision);
+                if let Err(e) = fleet.commit(&ep.name, expect, Some(&saved), Some(token)) {
+                    failures.push(format!("the fleet's store did not take it: {e}"));
+                }
+            }
             if !failures.is_empty() {
+                drop(saving);
                 let message = failures.join("; ");
                 error!(endpoint = %ep.name, "config update failed, the running config stays: {message}");
                 ep.with_control(|c| {
@@ -249,11 +298,12 @@ impl ControlPlane {
                 plane.count(&ep.name, false);
                 return;
             }
-            if !plane.endpoints.holds(&ep) {
+            if !held {
                 // Deleted meanwhile: nothing to publish.
                 return;
             }
             ep.publish(next);
+            drop(saving);
             ep.managed.store(true, Ordering::Relaxed);
             ep.with_control(|c| {
                 c.pending = None;
@@ -331,7 +381,7 @@ impl ControlPlane {
         if !violations.is_empty() {
             return Err(ControlError::Invalid(violations));
         }
-        let _saving = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _saving = self.lock_saves();
         self.shared_tables(&settings)?;
         let next = Generation::build(
             settings,
@@ -340,9 +390,19 @@ impl ControlPlane {
             &self.shared,
             current.config_version + u64::from(new_version.is_some()),
         );
+        if let Some(fleet) = &self.fleet {
+            let saved = saved_endpoint(&endpoint, &next);
+            let revision = fleet.revision(name);
+            fleet.commit(name, Expect::Revision(revision), Some(&saved), None)?;
+        }
         let was_managed = endpoint.managed.swap(true, Ordering::AcqRel);
         endpoint.publish(next);
         if let Err(e) = self.write_state() {
+            if self.fleet.is_some() {
+                // The fleet's store holds it: this replica's copy is written at the next save.
+                warn!(endpoint = %name, "{e}");
+                return Ok(endpoint);
+            }
             // Not saved, not changed: a restart would not know it.
             endpoint.restore(current);
             endpoint.managed.store(was_managed, Ordering::Release);
@@ -354,25 +414,41 @@ impl ControlPlane {
 
     /// Removes an endpoint; requests in flight finish on what they loaded.
     pub fn delete(&self, name: &str) -> Result<(), ControlError> {
-        let _saving = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _saving = self.lock_saves();
+        if !self.endpoints.contains(name) {
+            return Err(ControlError::NotFound(name.to_owned()));
+        }
+        if let Some(fleet) = &self.fleet {
+            // A delete goes before an update loading anywhere (whose claim it ends), as here.
+            let expect = Expect::Revision(fleet.revision(name));
+            fleet.commit(name, expect, None, Some(crate::fleet::configs::ANY_CLAIM))?;
+        }
         let removed = self
             .endpoints
             .remove(name)
             .ok_or_else(|| ControlError::NotFound(name.to_owned()))?;
         if let Err(e) = self.write_state() {
-            // Not saved, not deleted: it would come back at the next start.
-            self.endpoints.insert(removed);
-            return Err(e);
+            if self.fleet.is_none() {
+                // Not saved, not deleted: it would come back at the next start.
+                self.endpoints.insert(removed);
+                return Err(e);
+            }
+            warn!(endpoint = %name, "{e}");
         }
+        self.forget(&removed);
+        info!(endpoint = %name, "endpoint deleted through the control plane");
+        Ok(())
+    }
+
+    /// Forgets a removed endpoint's metric series.
+    pub(super) fn forget(&self, removed: &Endpoint) {
         let served: Vec<String> = removed
             .generation()
             .slots
             .iter()
             .map(|s| s.name.to_string())
             .collect();
-        self.metrics.forget_endpoint(name, &served);
-        info!(endpoint = %name, "endpoint deleted through the control plane");
-        Ok(())
+        self.metrics.forget_endpoint(&removed.name, &served);
     }
 
     /// Loads each slot's version; the reasons of those that did not load.
@@ -406,7 +482,7 @@ impl ControlPlane {
         self.metrics.swaps.count_config_update(endpoint, outcome);
     }
 
-    fn in_background(
+    pub(super) fn in_background(
         self: &Arc<Self>,
         endpoint: Arc<Endpoint>,
         guard: UpdateGuard,
@@ -428,12 +504,12 @@ impl ControlPlane {
 
     /// Writes every managed endpoint's current config to the state file.
     pub fn save(&self) -> Result<(), ControlError> {
-        let _one = self.save_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self.lock_saves();
         self.write_state()
     }
 
     /// [`ControlPlane::save`] for a caller holding `save_lock`.
-    fn write_state(&self) -> Result<(), ControlError> {
+    pub(super) fn write_state(&self) -> Result<(), ControlError> {
         let Some(path) = &self.state_file else {
             return Ok(());
         };
@@ -441,15 +517,7 @@ impl ControlPlane {
         let saved = endpoints
             .iter()
             .filter(|e| e.managed.load(Ordering::Relaxed))
-            .map(|e| {
-                let g = e.generation();
-                SavedEndpoint {
-                    endpoint: g.settings.clone(),
-                    buckets: g.router.table.clone(),
-                    config_version: g.config_version,
-                    created_ms: e.created_ms,
-                }
-            })
+            .map(|e| saved_endpoint(e, &e.generation()))
             .collect();
         let mut deleted: Vec<String> = self
             .config_endpoints
@@ -482,8 +550,12 @@ impl From<ControlError> for RequestError {
             },
             ControlError::NotFound(_) => RequestError::NotFound(message),
             ControlError::AlreadyExists(_) => RequestError::AlreadyExists(message),
-            ControlError::Busy(_) | ControlError::Changed { .. } => RequestError::Conflict(message),
-            ControlError::RegistryUnavailable(_) => RequestError::Unavailable(message),
+            ControlError::Busy(_)
+            | ControlError::Changed { .. }
+            | ControlError::ChangedElsewhere(_) => RequestError::Conflict(message),
+            ControlError::RegistryUnavailable(_) | ControlError::StoreUnavailable(_) => {
+                RequestError::Unavailable(message)
+            }
             ControlError::Persist(_) => RequestError::Internal(message),
         }
     }

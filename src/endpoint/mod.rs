@@ -6,6 +6,7 @@ pub mod activity;
 pub mod config;
 pub mod control;
 pub mod directory;
+pub mod fleet_configs;
 pub mod journal;
 pub mod loader;
 pub mod persist;

@@ -1,6 +1,7 @@
 //! What the replicas of one deployment share through Redis (`fleet.redis_url`); one process
-//! needs none of it. For now, the counts of rate limits (`rate_limits`), so that a limit of R
-//! calls a minute admits about R across the fleet rather than R per replica.
+//! needs none of it. The endpoint configs of the control plane (`configs`), and the counts of
+//! rate limits (here), so that a limit of R calls a minute admits about R across the fleet
+//! rather than R per replica.
 //!
 //! Each replica judges and counts its calls where they arrive (no round trip on the request
 //! path). Every `fleet.sync_interval_ms` a thread of its own writes the replica's own count of
@@ -11,6 +12,8 @@
 //! (N the live replicas). When the store has not answered for a while, each replica admits R/N
 //! calls a minute on its own counts (N the last fleet size it saw), and says so in a metric.
 //! docs/operations.md, "Rate limits across replicas", states the error bounds.
+
+pub mod configs;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

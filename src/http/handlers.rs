@@ -223,7 +223,8 @@ pub async fn livez() -> HttpResponse {
 }
 
 /// Lists every endpoint's state; 200 only when every endpoint of the config file serves a loaded,
-/// warmed model and no shutdown has begun. A served entity that is not ready says what it is
+/// warmed model and no shutdown has begun. In a fleet, `fleet` says whether the replica serves
+/// the shared endpoint configs. A served entity that is not ready says what it is
 /// doing (`activity`: the step and, downloading, its bytes) or why its load failed (`error`).
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let gw = &state.gateway;
@@ -265,7 +266,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         })
         .collect();
     let ready = gw.is_ready();
-    let body = serde_json::json!({ "status": if ready { "ready" } else { "not ready" }, "endpoints": endpoints });
+    let mut body = serde_json::json!({ "status": if ready { "ready" } else { "not ready" }, "endpoints": endpoints });
+    // In a fleet: whether this replica serves the shared configs or the last ones it knew (it
+    // serves either way, so readiness does not depend on it).
+    if let Some(fleet) = state.control.fleet_status() {
+        body["fleet"] = serde_json::json!(fleet);
+    }
     let mut resp = if ready {
         HttpResponse::Ok()
     } else {

@@ -1,5 +1,6 @@
-//! The fleet's shared store: whether it answers, how many replicas it knows, and the calls
-//! judged on a replica's own counts while it did not answer.
+//! The fleet's shared store: whether it answers, how many replicas it knows, the calls judged
+//! on a replica's own counts while it did not answer, and whether the replica serves the
+//! fleet's latest endpoint configs.
 
 use prometheus::{IntCounterVec, IntGauge};
 
@@ -9,6 +10,8 @@ pub struct FleetMetrics {
     pub store_up: IntGauge,
     pub replicas: IntGauge,
     pub fallback_calls: IntCounterVec,
+    pub configs_in_sync: IntGauge,
+    pub configs_applied: IntCounterVec,
 }
 
 impl FleetMetrics {
@@ -26,6 +29,15 @@ impl FleetMetrics {
                 "modelgate_rate_limit_fallback_calls_total",
                 "Calls to rate-limited endpoints judged (admitted or refused) on this replica's own counts, limit / replicas, because the fleet's shared store had not answered lately (three sync intervals and two timeouts).",
                 &["endpoint"],
+            )),
+            configs_in_sync: r.add(make::gauge(
+                "modelgate_fleet_configs_in_sync",
+                "1 while this replica serves the endpoint configs the fleet's shared store holds (its last look, every fleet.config_poll_ms or at a change's announcement, answered and everything it found was applied), 0 while it serves the last configs it knew (and always 0 without a fleet).",
+            )),
+            configs_applied: r.add(make::counters(
+                "modelgate_fleet_config_changes_applied_total",
+                "Endpoint config changes made through other replicas (or found in the store at start) that this replica applied, by what the change was: created, updated, deleted; failed when the change's record could not be read or its models did not load here.",
+                &["change"],
             )),
         }
     }

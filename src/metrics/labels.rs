@@ -163,3 +163,13 @@ label_values!(
         Failed => "failed",
     }
 );
+
+label_values!(
+    /// `change`: an endpoint config change made through another replica, as this one applied it.
+    ConfigChange {
+        Created => "created",
+        Updated => "updated",
+        Deleted => "deleted",
+        Failed => "failed",
+    }
+);

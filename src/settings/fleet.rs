@@ -1,6 +1,6 @@
 //! `fleet`: what the replicas of one deployment share through Redis. Off without `redis_url`
-//! (one process needs nothing). For now: rate-limit counts (docs/operations.md, "Rate limits
-//! across replicas").
+//! (one process needs nothing). Rate-limit counts and the endpoint configs of the control
+//! plane (docs/operations.md, "Scaling out").
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,10 @@ pub struct FleetSettings {
     /// A replica that has not synced for this long no longer counts as one of the fleet.
     /// Each replica prunes by its own clock: keep it well above the clocks' skew.
     pub replica_ttl_ms: u64,
+    /// How often a replica looks whether the fleet's endpoint configs changed (a change's
+    /// announcement wakes it sooner). A config update's claim on its endpoint, renewed at each
+    /// look, lapses max(5 s, 10 looks) after its replica stops (killed while loading).
+    pub config_poll_ms: u64,
 }
 
 impl Default for FleetSettings {
@@ -30,6 +34,7 @@ impl Default for FleetSettings {
             sync_interval_ms: 100,
             timeout_ms: 250,
             replica_ttl_ms: 10_000,
+            config_poll_ms: 500,
         }
     }
 }
@@ -66,6 +71,7 @@ impl FleetSettings {
             ("sync_interval_ms", self.sync_interval_ms, 10..=60_000),
             ("timeout_ms", self.timeout_ms, 1..=60_000),
             ("replica_ttl_ms", self.replica_ttl_ms, 5_000..=3_600_000),
+            ("config_poll_ms", self.config_poll_ms, 50..=60_000),
         ] {
             if !range.contains(&value) {
                 return Some((
@@ -119,6 +125,10 @@ mod tests {
         assert_eq!(
             with(|s| s.sync_interval_ms = 5).as_deref(),
             Some("sync_interval_ms")
+        );
+        assert_eq!(
+            with(|s| s.config_poll_ms = 10).as_deref(),
+            Some("config_poll_ms")
         );
         assert_eq!(
             with(|s| s.replica_ttl_ms = 1_000).as_deref(),

@@ -1,0 +1,391 @@
+//! Three gateways share their endpoint configs through a real `redis-server`
+//! (`fleet.redis_url`): an endpoint created, re-split or deleted through one replica is served
+//! by every replica within 2 s; two updates at once through two replicas never both win; a
+//! replica restarted with a stale state file serves the fleet's config; without the store every
+//! replica serves what it knew, refuses changes and catches up when the store is back (even
+//! one that lost its data).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::Redis;
+use common::Gateway;
+use serde_json::{json, Value};
+
+const REPLICAS: usize = 3;
+/// The longest a change may take to reach every replica (the bound).
+const PROPAGATION: Duration = Duration::from_secs(2);
+
+/// A fleet config: endpoint `base` from the config file, the store on `redis_port`, and the
+/// replica's own data folder (its state file) when given.
+fn config(redis_port: u16, data_dir: Option<&std::path::Path>) -> String {
+    let data = data_dir
+        .map(|d| format!("\ndata_dir: {}\n", d.display()))
+        .unwrap_or_default();
+    common::demo_config(
+        &common::endpoint("base", "1", "tract"),
+        &format!(
+            "{data}fleet:\n  redis_url: redis://127.0.0.1:{redis_port}\n  config_poll_ms: 500\n"
+        ),
+    )
+}
+
+fn view(gw: &Gateway, name: &str) -> Option<Value> {
+    let r = gw.get(&format!("/api/2.0/serving-endpoints/{name}"));
+    (r.status == 200).then(|| r.json())
+}
+
+/// The config version a replica knows of `name` (serving or loading), if it knows the
+/// endpoint.
+fn known_version(gw: &Gateway, name: &str) -> Option<u64> {
+    let v = view(gw, name)?;
+    v["pending_config"]["config_version"]
+        .as_u64()
+        .or_else(|| v["config"]["config_version"].as_u64())
+}
+
+/// How long each replica took to satisfy `applied` after `since`; panics past `limit`.
+fn propagation(
+    fleet: &[Gateway],
+    since: Instant,
+    limit: Duration,
+    applied: impl Fn(&Gateway) -> bool,
+) -> Vec<Duration> {
+    fleet
+        .iter()
+        .map(|gw| {
+            let deadline = since + limit;
+            loop {
+                if applied(gw) {
+                    return since.elapsed();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "a replica did not apply the change within {limit:?}"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+        .collect()
+}
+
+fn split(champion: u32) -> Value {
+    json!({"routes": [
+        {"served_entity_name": "champion", "traffic_percentage": champion},
+        {"served_entity_name": "challenger", "traffic_percentage": 100 - champion}
+    ]})
+}
+
+fn ab_config(champion: u32) -> Value {
+    json!({
+        "served_entities": [
+            {"name": "champion", "entity_name": "transactions", "entity_version": "1", "engine": "tract"},
+            {"name": "challenger", "entity_name": "transactions", "entity_version": "1", "engine": "tract"}
+        ],
+        "traffic_config": split(champion)
+    })
+}
+
+/// Whether `gw` serves `name` with both arms loaded.
+fn serves_both_arms(gw: &Gateway, name: &str) -> bool {
+    view(gw, name).is_some_and(|v| {
+        v["state"]["ready"] == "READY"
+            && v["config"]["served_entities"].as_array().is_some_and(|e| {
+                e.len() == 2
+                    && e.iter()
+                        .all(|s| s["state"]["deployment"] == "DEPLOYMENT_READY")
+            })
+    })
+}
+
+fn wait_until_served(gw: &Gateway, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !serves_both_arms(gw, name) {
+        assert!(
+            Instant::now() < deadline,
+            "{name} does not serve both arms: {:?}",
+            view(gw, name)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn arm(gw: &Gateway, key: Option<&str>) -> String {
+    let headers: Vec<(&str, &str)> = key.map(|k| ("X-Routing-Key", k)).into_iter().collect();
+    let r = gw.post_json_with(
+        "/serving-endpoints/ab/invocations",
+        &common::join_rows(1),
+        &headers,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.header("served-model-name").unwrap()
+}
+
+fn metric_everywhere(fleet: &[Gateway], name: &str, value: f64) {
+    for gw in fleet {
+        common::wait_for(
+            &format!("{name} at {value}"),
+            Duration::from_secs(20),
+            || (gw.metric(name) == Some(value)).then_some(()),
+        );
+    }
+}
+
+#[test]
+fn an_endpoint_created_resplit_and_deleted_through_one_replica_is_served_by_every_replica() {
+    let redis = Redis::start();
+    let fleet: Vec<Gateway> = (0..REPLICAS)
+        .map(|_| common::start(&config(redis.port, None), false))
+        .collect();
+    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    let mut delays = Vec::new();
+
+    // Created through replica 0: every replica knows it within 2 s, and serves it once its
+    // models have loaded.
+    let create = json!({"name": "ab", "config": ab_config(50)});
+    let began = Instant::now();
+    let r = fleet[0].post_json("/api/2.0/serving-endpoints", &create);
+    assert_eq!(r.status, 200, "{}", r.text);
+    delays.extend(propagation(&fleet, began, PROPAGATION, |gw| {
+        known_version(gw, "ab") == Some(1)
+    }));
+    for gw in &fleet {
+        wait_until_served(gw, "ab");
+    }
+
+    // Re-split in turn through each replica (each change built on the last: every replica
+    // has applied it before the next goes through another).
+    for (i, champion) in [90, 10, 70, 30, 90].into_iter().enumerate() {
+        let through = &fleet[i % REPLICAS];
+        let version = known_version(through, "ab").unwrap();
+        let began = Instant::now();
+        let r = through.put_json("/api/2.0/serving-endpoints/ab/config", &ab_config(champion));
+        assert_eq!(r.status, 200, "{}", r.text);
+        delays.extend(propagation(&fleet, began, PROPAGATION, |gw| {
+            view(gw, "ab").is_some_and(|v| {
+                v["config"]["config_version"] == version + 1
+                    && v["config"]["traffic_config"] == split(champion)
+            })
+        }));
+    }
+    delays.sort();
+    let p99 = delays[(delays.len() * 99).div_ceil(100) - 1];
+    println!(
+        "fleet config propagation over {} replica-changes: median {:?}, p99 {:?}",
+        delays.len(),
+        delays[delays.len() / 2],
+        p99
+    );
+
+    // The 90/10 split holds fleet-wide (within 4 sigma), and a routing key gets the same arm
+    // from every replica (the bucket table travels with the config).
+    let calls = 600;
+    let champion = (0..calls)
+        .filter(|i| arm(&fleet[i % REPLICAS], None) == "champion")
+        .count() as f64;
+    let sigma = (calls as f64 * 0.9 * 0.1).sqrt();
+    assert!(
+        (champion - 0.9 * calls as f64).abs() <= 4.0 * sigma,
+        "{champion} of {calls} calls to the 90% arm"
+    );
+    for key in 0..100 {
+        let key = format!("customer-{key}");
+        let first = arm(&fleet[0], Some(&key));
+        for gw in &fleet[1..] {
+            assert_eq!(arm(gw, Some(&key)), first, "key {key}");
+        }
+    }
+
+    // Deleted through replica 2: gone everywhere within 2 s.
+    let began = Instant::now();
+    let r = fleet[2].delete("/api/2.0/serving-endpoints/ab");
+    assert_eq!(r.status, 200, "{}", r.text);
+    propagation(&fleet, began, PROPAGATION, |gw| view(gw, "ab").is_none());
+    // Counted by the replicas that applied it, not by the one it went through.
+    for (i, gw) in fleet.iter().enumerate() {
+        let deleted = gw
+            .metric("modelgate_fleet_config_changes_applied_total{change=\"deleted\"}")
+            .unwrap_or(0.0);
+        assert_eq!(deleted, if i == 2 { 0.0 } else { 1.0 }, "replica {i}");
+    }
+    // The config file's endpoint, deleted through one replica, stays deleted everywhere.
+    let r = fleet[1].delete("/api/2.0/serving-endpoints/base");
+    assert_eq!(r.status, 200, "{}", r.text);
+    propagation(&fleet, Instant::now(), PROPAGATION, |gw| {
+        view(gw, "base").is_none()
+    });
+}
+
+#[test]
+fn two_updates_at_once_through_two_replicas_never_both_win() {
+    let redis = Redis::start();
+    let fleet: Vec<Gateway> = (0..2)
+        .map(|_| common::start(&config(redis.port, None), false))
+        .collect();
+    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    let mut conflicts = 0;
+    for round in 0..6 {
+        // Each update serves a new served entity (a model load): the first claims the
+        // endpoint for the fleet while it loads.
+        let body = |who: usize| {
+            json!({"served_entities": [{
+                "name": format!("r{round}-{who}"), "entity_name": "transactions",
+                "entity_version": "1", "engine": "tract"
+            }]})
+        };
+        let barrier = std::sync::Barrier::new(2);
+        let replies: Vec<common::Reply> = std::thread::scope(|s| {
+            let calls: Vec<_> = (0..2)
+                .map(|who| {
+                    let (gw, barrier, body) = (&fleet[who], &barrier, body(who));
+                    s.spawn(move || {
+                        barrier.wait();
+                        gw.put_json("/api/2.0/serving-endpoints/base/config", &body)
+                    })
+                })
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        let mut won = Vec::new();
+        for (who, r) in replies.iter().enumerate() {
+            match r.status {
+                200 => won.push(who),
+                409 => {
+                    let message = r.json()["message"].as_str().unwrap_or_default().to_owned();
+                    assert!(
+                        message.contains("is being updated")
+                            || message.contains("changed meanwhile through another replica"),
+                        "{message}"
+                    );
+                    conflicts += 1;
+                }
+                other => panic!("{other}: {}", r.text),
+            }
+        }
+        // What serves is the same everywhere: the one update that won (or, when the two did
+        // not overlap, the later).
+        let settled = common::wait_for("the fleet to agree", Duration::from_secs(60), || {
+            let names: Vec<String> = fleet
+                .iter()
+                .map(|gw| {
+                    let v = view(gw, "base")?;
+                    (v["state"]["config_update"] == "NOT_UPDATING")
+                        .then(|| {
+                            v["config"]["served_entities"][0]["name"]
+                                .as_str()
+                                .map(str::to_owned)
+                        })
+                        .flatten()
+                })
+                .collect::<Option<_>>()?;
+            (names.iter().all(|n| n == &names[0])).then(|| names[0].clone())
+        });
+        assert!(
+            won.iter().any(|who| settled == format!("r{round}-{who}")),
+            "round {round}: {settled} serves, the updates that won: {won:?}"
+        );
+    }
+    assert!(
+        conflicts > 0,
+        "no update was refused in six rounds of two at once"
+    );
+}
+
+#[test]
+fn a_replica_restarted_with_a_stale_state_file_serves_the_fleets_config() {
+    let redis = Redis::start();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let start = |i: usize| common::start(&config(redis.port, Some(dirs[i].path())), false);
+    let a = start(0);
+    let mut b = Some(start(1));
+    let r = a.post_json(
+        "/api/2.0/serving-endpoints",
+        &json!({"name": "ab", "config": ab_config(50)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b_now = b.as_ref().unwrap();
+    propagation(
+        std::slice::from_ref(b_now),
+        Instant::now(),
+        PROPAGATION,
+        |gw| known_version(gw, "ab") == Some(1),
+    );
+    common::wait_for("b to save ab", Duration::from_secs(30), || {
+        let state = std::fs::read_to_string(dirs[1].path().join("config.endpoints.json")).ok()?;
+        state.contains("\"ab\"").then_some(())
+    });
+    wait_until_served(&a, "ab");
+    // b stops; the fleet re-splits ab without it. Its state file still says 50/50.
+    b.take().unwrap().terminate();
+    let r = a.put_json("/api/2.0/serving-endpoints/ab/config", &ab_config(80));
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Started again, b serves the fleet's config from its first answer.
+    let b = start(1);
+    let v = view(&b, "ab").expect("ab on the restarted replica");
+    assert_eq!(v["config"]["config_version"], 2, "{v}");
+    assert_eq!(v["config"]["traffic_config"], split(80), "{v}");
+    // It started on the fleet's config (read at its start), not on its file's and then
+    // changed.
+    let applied = b.metric("modelgate_fleet_config_changes_applied_total{change=\"updated\"}");
+    assert_eq!(applied, None, "the restarted replica applied an update");
+}
+
+#[test]
+fn without_the_store_replicas_serve_what_they_knew_and_catch_up_when_it_is_back() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let mut fleet: Vec<Gateway> = (0..2)
+        .map(|_| common::start(&config(port, None), false))
+        .collect();
+    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    let r = fleet[0].post_json(
+        "/api/2.0/serving-endpoints",
+        &json!({"name": "ab", "config": ab_config(50)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    for gw in &fleet {
+        wait_until_served(gw, "ab");
+    }
+
+    // The store goes away (and its data with it): serving goes on, /readyz and the metric say
+    // which configs serve, and a change is refused with the reason.
+    redis.stop();
+    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 0.0);
+    for gw in &fleet {
+        arm(gw, None);
+        let ready = gw.get("/readyz");
+        assert_eq!(ready.status, 200, "{}", ready.text);
+        let fleet_status = &ready.json()["fleet"];
+        assert_eq!(fleet_status["in_sync"], false, "{fleet_status}");
+        assert!(
+            fleet_status["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("serving the last endpoint configs this replica knew"),
+            "{fleet_status}"
+        );
+    }
+    let refused = fleet[1].put_json("/api/2.0/serving-endpoints/ab/config", &ab_config(90));
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert!(
+        refused.text.contains("nothing changed") && refused.text.contains("shared store"),
+        "{}",
+        refused.text
+    );
+
+    // Back, empty: the replicas write back what they serve (a replica started now finds
+    // it), and changes flow again.
+    let _redis = Redis::restart_on(port);
+    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    let newcomer = common::start(&config(port, None), false);
+    let v = view(&newcomer, "ab").expect("ab on a replica started after the outage");
+    assert_eq!(v["config"]["traffic_config"], split(50), "{v}");
+    wait_until_served(&newcomer, "ab");
+    fleet.push(newcomer);
+    let r = fleet[1].put_json("/api/2.0/serving-endpoints/ab/config", &ab_config(90));
+    assert_eq!(r.status, 200, "{}", r.text);
+    propagation(&fleet, Instant::now(), PROPAGATION, |gw| {
+        view(gw, "ab").is_some_and(|v| v["config"]["traffic_config"] == split(90))
+    });
+}
