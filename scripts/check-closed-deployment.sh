@@ -165,7 +165,14 @@ render_refused "admin Service on loopback" "admin.address" -f "$chart/ci/default
 render_refused "NetworkPolicy without scoringFrom" "networkPolicy.scoringFrom" -f "$chart/ci/default-values.yaml" --set networkPolicy.enabled=true
 # Promotion rules decide on one process's labels: two replicas would be two deciders.
 render_refused "promotion with two replicas" "promotion decisions are made per replica" -f "$chart/ci/default-values.yaml" \
+  --set replicaCount=2 --set config.fleet.redis_url=redis://redis:6379 \
   --set 'config.endpoints[0].name=tx,config.endpoints[0].promotion.champion=a,config.endpoints[0].promotion.challenger=b'
+# Replicas without the shared store would each keep their own endpoint configs.
+render_refused "two replicas without a shared store" "needs the fleet's shared store" -f "$chart/ci/default-values.yaml" --set replicaCount=2
+render_refused "autoscaling without a shared store" "needs the fleet's shared store" -f "$chart/ci/default-values.yaml" --set autoscaling.enabled=true
+render two-replicas -f "$chart/ci/default-values.yaml" --set replicaCount=2 --set config.fleet.redis_url=redis://redis:6379
+expect_eq "two replicas with a shared store: replicas, fleet.redis_url" \
+  "$(q "$work/two-replicas.yaml" '[kind("Deployment")["spec"]["replicas"], config()["fleet"]["redis_url"]]')" '[2, "redis://redis:6379"]'
 
 render defaults -f "$chart/ci/default-values.yaml"
 d="$work/defaults.yaml"

@@ -389,3 +389,102 @@ fn without_the_store_replicas_serve_what_they_knew_and_catch_up_when_it_is_back(
         view(gw, "ab").is_some_and(|v| v["config"]["traffic_config"] == split(90))
     });
 }
+
+/// The store's rules, one call at a time against a real Redis: what a creation, a change on
+/// a stale revision, a claim and a delete each find.
+#[test]
+fn the_config_store_compares_and_sets_and_a_claim_lapses_without_its_replica() {
+    use modelgate::fleet::configs::{ConfigStore, Expect, Outcome, ANY_CLAIM};
+    use modelgate::settings::fleet::FleetSettings;
+
+    let redis = Redis::start();
+    let store = ConfigStore::new(&FleetSettings {
+        redis_url: Some(format!("redis://127.0.0.1:{}", redis.port)),
+        ..Default::default()
+    })
+    .unwrap();
+    let first = store.snapshot().unwrap();
+    assert_eq!((first.revision, first.records.len()), (0, 0));
+
+    // A creation expects no config; a second one finds it.
+    assert_eq!(
+        store
+            .commit("e", Expect::Absent, Some("{1}"), None)
+            .unwrap(),
+        Outcome::Done(1)
+    );
+    assert_eq!(
+        store
+            .commit("e", Expect::Absent, Some("{x}"), None)
+            .unwrap(),
+        Outcome::Changed {
+            revision: 1,
+            exists: true
+        }
+    );
+    // A change built on an old revision is refused; on the current one, made.
+    assert_eq!(
+        store
+            .commit("e", Expect::Revision(0), Some("{x}"), None)
+            .unwrap(),
+        Outcome::Changed {
+            revision: 1,
+            exists: true
+        }
+    );
+    assert_eq!(
+        store
+            .commit("e", Expect::Revision(1), Some("{2}"), None)
+            .unwrap(),
+        Outcome::Done(2)
+    );
+
+    // A claim keeps every other change out while its replica renews it...
+    let ttl = Duration::from_millis(300);
+    assert_eq!(store.claim("e", 2, "a", ttl).unwrap(), Outcome::Done(2));
+    assert_eq!(store.claim("e", 2, "b", ttl).unwrap(), Outcome::Claimed);
+    assert_eq!(
+        store
+            .commit("e", Expect::Revision(2), Some("{b}"), None)
+            .unwrap(),
+        Outcome::Claimed
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(store.keep_claim("e", "a", Some(ttl)).unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(store.claim("e", 2, "b", ttl).unwrap(), Outcome::Claimed);
+    // ...and lapses once it stops (a replica killed while its models load).
+    common::wait_for("the claim to lapse", Duration::from_secs(5), || {
+        (store.claim("e", 2, "b", ttl).unwrap() == Outcome::Done(2)).then_some(())
+    });
+    assert!(!store.keep_claim("e", "a", Some(ttl)).unwrap());
+    // The holder's change ends its claim; a delete goes before anyone's.
+    assert_eq!(
+        store
+            .commit("e", Expect::Revision(2), Some("{3}"), Some("b"))
+            .unwrap(),
+        Outcome::Done(3)
+    );
+    assert_eq!(store.claim("e", 3, "c", ttl).unwrap(), Outcome::Done(3));
+    assert_eq!(
+        store
+            .commit("e", Expect::Revision(3), None, Some(ANY_CLAIM))
+            .unwrap(),
+        Outcome::Done(4)
+    );
+    // The deleted endpoint keeps its revision (replicas that knew it learn of the deletion),
+    // and may be created again.
+    let snapshot = store.snapshot().unwrap();
+    let e = &snapshot.records["e"];
+    assert_eq!((e.revision, e.config.clone()), (4, None));
+    assert_eq!(snapshot.revision, 4);
+    assert_eq!(store.revision().unwrap(), (4, Some(snapshot.epoch.clone())));
+    assert_eq!(
+        store
+            .commit("e", Expect::Absent, Some("{5}"), None)
+            .unwrap(),
+        Outcome::Done(5)
+    );
+    // The epoch stays while the data does (a store that lost it makes another).
+    assert_eq!(store.snapshot().unwrap().epoch, first.epoch);
+}

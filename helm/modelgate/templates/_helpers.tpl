@@ -84,6 +84,12 @@ The gateway config: config from values, with the keys the chart owns set here.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- /* Replicas share endpoint configs and rate-limit counts through Redis (docs/operations.md). */}}
+{{- $fleet := $cfg.fleet | default dict }}
+{{- if and (or .Values.autoscaling.enabled (gt $replicas 1)) (not $fleet.redis_url) (not .Values.secretEnv.fleetRedisUrlSecret.name) }}
+{{- $many := ternary (printf "autoscaling (up to %v replicas)" .Values.autoscaling.maxReplicas) (printf "replicaCount %d" $replicas) .Values.autoscaling.enabled }}
+{{- fail (printf "%s needs the fleet's shared store: without it each replica keeps its own endpoint configs (an endpoint created or changed through one pod would be unknown to the others) and its own rate-limit counts. Set config.fleet.redis_url or secretEnv.fleetRedisUrlSecret to a Redis every replica reaches, or replicaCount=1 with autoscaling off (docs/operations.md, Scaling out)" $many) }}
+{{- end }}
 {{- $feat := $cfg.features | default dict }}
 {{- if eq (toString $feat.store) "redis" }}
 {{- if and (not (($feat.redis | default dict).url)) (not .Values.secretEnv.redisUrlSecret.name) }}
