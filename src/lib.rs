@@ -313,6 +313,14 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
             settle,
         )
     });
+    // In a fleet, labels whose predictions wait on another replica are relayed to it.
+    let label_relay = match &settings.fleet.redis_url {
+        Some(_) => Some(Arc::new(
+            crate::fleet::labels::LabelRelay::new(&settings.fleet)
+                .map_err(|e| StartError::Fleet(std::io::Error::other(e)))?,
+        )),
+        None => None,
+    };
     let log =
         crate::inference_log::InferenceLog::start(settings.inference_log.clone(), metrics.clone())
             .map_err(StartError::InferenceLog)?;
@@ -332,8 +340,14 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
                 inline: settings.inference.inline,
             },
         )
-        .with_tracer(tracer),
+        .with_tracer(tracer)
+        .with_label_relay(label_relay.clone()),
     );
+    if let Some(relay) = &label_relay {
+        let gateway = gateway.clone();
+        let reader = relay.spawn_reader(move |post| gateway.join_relayed(&post));
+        fleet_sync.push(reader.map_err(StartError::Fleet)?);
+    }
     if settings.anonymous_beyond_loopback() {
         warn!(
             "anonymous access beyond loopback (auth.allow_anonymous: true): anyone who reaches {} can score{}",

@@ -500,6 +500,14 @@ pub struct LabelOutcomes {
     pub duplicate: u64,
     /// Not a 0/1 (or boolean) label.
     pub invalid: u64,
+    /// In a fleet: no prediction here matched, so the label went to the other replicas (one
+    /// of which may hold its prediction). Shown only when some did.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub forwarded: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// An endpoint's scored rows waiting for labels, bounded in time, rows and bytes; the oldest
@@ -614,11 +622,22 @@ impl PendingLabels {
         labels: &[LabelRecord],
         now: i64,
     ) -> LabelOutcomes {
+        self.join_noting_unmatched(settings, labels, now, &mut Vec::new())
+    }
+
+    /// [`PendingLabels::join`], noting the place in `labels` of each unmatched label.
+    pub fn join_noting_unmatched(
+        &self,
+        settings: &LabelSettings,
+        labels: &[LabelRecord],
+        now: i64,
+        unmatched: &mut Vec<usize>,
+    ) -> LabelOutcomes {
         let mut out = LabelOutcomes::default();
         let mut p = lock(&self.inner);
         p.settings = Some(settings.clone());
         p.expire(now);
-        for label in labels {
+        for (at, label) in labels.iter().enumerate() {
             let actual = match label.label {
                 Some(1.0) => true,
                 Some(0.0) => false,
@@ -642,6 +661,7 @@ impl PendingLabels {
             };
             if targets.is_empty() {
                 out.unmatched += 1;
+                unmatched.push(at);
                 continue;
             }
             let mut fresh = false;
@@ -904,7 +924,8 @@ mod tests {
                 joined: 2,
                 unmatched: 2,
                 duplicate: 1,
-                invalid: 1
+                invalid: 1,
+                forwarded: 0
             }
         );
         // b's two rows (predicted 1 and 0, both labelled 1) and c's second (predicted 0, 0).

@@ -24,6 +24,15 @@ pub struct StoreError {
     source: redis::RedisError,
 }
 
+impl StoreError {
+    pub fn new(store: &str, source: redis::RedisError) -> Self {
+        Self {
+            store: store.to_owned(),
+            source,
+        }
+    }
+}
+
 /// One endpoint's record: its revision and config (none: deleted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -175,10 +184,7 @@ impl ConfigStore {
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        let fail = |source| StoreError {
-            store: self.shown.clone(),
-            source,
-        };
+        let fail = |source| StoreError::new(&self.shown, source);
         let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
             *slot = Some(connect(&self.client, self.timeout).map_err(fail)?);

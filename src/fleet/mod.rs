@@ -1,5 +1,6 @@
 //! What the replicas of one deployment share through Redis (`fleet.redis_url`); one process
-//! needs none of it. The endpoint configs of the control plane (`configs`), and the counts of
+//! needs none of it. The endpoint configs of the control plane (`configs`), labels relayed to
+//! the replica holding their predictions (`labels`), and the counts of
 //! rate limits (here), so that a limit of R calls a minute admits about R across the fleet
 //! rather than R per replica.
 //!
@@ -14,6 +15,7 @@
 //! docs/operations.md, "Rate limits across replicas", states the error bounds.
 
 pub mod configs;
+pub mod labels;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

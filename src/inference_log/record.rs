@@ -197,7 +197,7 @@ pub struct Timings {
 
 /// A label: ground truth for a logged prediction, by request id (and row) or by key columns
 /// and event time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LabelRecord {
     pub received_us: i64,
     pub request_id: Option<String>,

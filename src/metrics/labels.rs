@@ -115,6 +115,7 @@ label_values!(
         Unmatched => "unmatched",
         Duplicate => "duplicate",
         Invalid => "invalid",
+        Forwarded => "forwarded",
     }
 );
 

@@ -49,7 +49,7 @@ impl MonitoringMetrics {
             )),
             labels: r.add(make::counters(
                 "modelgate_labels_total",
-                "Labels posted, by outcome: joined (met its prediction), unmatched, duplicate, invalid (not 0/1).",
+                "Labels posted, by outcome: joined (met its prediction, here; in a fleet also a label posted to another replica), unmatched, duplicate, invalid (not 0/1), forwarded (in a fleet: no prediction here matched, relayed to the other replicas).",
                 &["endpoint", "outcome"],
             )),
             pending: r.add(make::gauges(

@@ -44,6 +44,8 @@ pub struct Gateway {
     shutting_down: AtomicBool,
     /// Where requests' spans go, when tracing is on.
     tracer: Option<Arc<Tracer>>,
+    /// In a fleet: where labels no prediction here matched go (to the other replicas).
+    pub(super) label_relay: Option<Arc<crate::fleet::labels::LabelRelay>>,
 }
 
 impl Gateway {
@@ -76,12 +78,22 @@ impl Gateway {
             scrape: Default::default(),
             shutting_down: AtomicBool::new(false),
             tracer: None,
+            label_relay: None,
         }
     }
 
     /// Records requests' spans with `tracer` (`tracing.enabled`).
     pub fn with_tracer(mut self, tracer: Option<Arc<Tracer>>) -> Self {
         self.tracer = tracer;
+        self
+    }
+
+    /// Relays labels no prediction here matched to the other replicas of a fleet.
+    pub fn with_label_relay(
+        mut self,
+        relay: Option<Arc<crate::fleet::labels::LabelRelay>>,
+    ) -> Self {
+        self.label_relay = relay;
         self
     }
 

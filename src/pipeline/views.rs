@@ -197,28 +197,38 @@ impl Gateway {
         }))
     }
 
-    /// Joins posted labels to the predictions waiting for them; counted by outcome.
-    pub fn join_labels(
+    /// Joins posted labels to the predictions waiting for them, noting the place of each
+    /// unmatched label; not counted (see [`Gateway::count_labels`]).
+    pub(super) fn join_labels(
         &self,
         endpoint: &Endpoint,
         labels: &[LabelRecord],
+        unmatched: &mut Vec<usize>,
     ) -> Option<LabelOutcomes> {
         let config = self.monitoring.as_ref()?;
         let now = crate::drift::monitor::now_ms();
-        let out = endpoint.pending_labels.join(&config.labels, labels, now);
+        Some(
+            endpoint
+                .pending_labels
+                .join_noting_unmatched(&config.labels, labels, now, unmatched),
+        )
+    }
+
+    /// Counts labels by outcome.
+    pub(super) fn count_labels(&self, endpoint: &str, out: &LabelOutcomes) {
         let counter = &self.metrics.monitoring.labels;
         for (outcome, n) in [
             (LabelOutcome::Joined, out.joined),
             (LabelOutcome::Unmatched, out.unmatched),
             (LabelOutcome::Duplicate, out.duplicate),
             (LabelOutcome::Invalid, out.invalid),
+            (LabelOutcome::Forwarded, out.forwarded),
         ] {
             if n > 0 {
                 counter
-                    .with_label_values(&[&endpoint.name, outcome.as_str()])
+                    .with_label_values(&[endpoint, outcome.as_str()])
                     .inc_by(n);
             }
         }
-        Some(out)
     }
 }
