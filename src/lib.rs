@@ -321,6 +321,26 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
         )),
         None => None,
     };
+    // In a fleet with monitoring, reports add up every replica's windows.
+    let monitor_config = crate::drift::MonitorConfig::new(&settings.monitoring);
+    let profiles = match (&settings.fleet.redis_url, &monitor_config) {
+        (Some(_), Some(config)) => {
+            // Long enough for every window a report shows (the widest, kept times).
+            let widest = config
+                .widths
+                .iter()
+                .map(|(_, w)| *w)
+                .max()
+                .unwrap_or(0)
+                .max(0) as u64;
+            let keep = Duration::from_millis((widest * config.kept as u64).max(3_600_000));
+            Some(Arc::new(
+                crate::fleet::profiles::ProfileStore::new(&settings.fleet, keep)
+                    .map_err(|e| StartError::Fleet(std::io::Error::other(e)))?,
+            ))
+        }
+        _ => None,
+    };
     let log =
         crate::inference_log::InferenceLog::start(settings.inference_log.clone(), metrics.clone())
             .map_err(StartError::InferenceLog)?;
@@ -330,7 +350,7 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
             pool,
             metrics,
             Arc::new(log),
-            crate::drift::MonitorConfig::new(&settings.monitoring),
+            monitor_config,
             settings.inference.max_batch_rows,
             crate::pipeline::Limits {
                 max_in_flight: settings.server.max_concurrent_requests,
@@ -341,8 +361,17 @@ pub async fn start(settings: Settings) -> Result<Started, StartError> {
             },
         )
         .with_tracer(tracer)
-        .with_label_relay(label_relay.clone()),
+        .with_label_relay(label_relay.clone())
+        .with_profiles(profiles.clone()),
     );
+    if profiles.is_some() {
+        let gateway = gateway.clone();
+        let every = Duration::from_millis(settings.fleet.profile_interval_ms);
+        let publishing = crate::periodic::spawn("modelgate-fleet-profiles", every, move || {
+            gateway.publish_profiles()
+        });
+        fleet_sync.push(publishing.map_err(StartError::Fleet)?);
+    }
     if let Some(relay) = &label_relay {
         let gateway = gateway.clone();
         let reader = relay.spawn_reader(move |post| gateway.join_relayed(&post));

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::profile::{Counts, Profiler, Role};
 use super::quality::QualityCounts;
 use super::report::{column_report, iso, EntityReport, OpenWindow, QualityReport, WindowReport};
-use super::window::{Window, Windowed};
+use super::window::{Window, Windowed, WindowsSnapshot};
 use crate::data::frame::{ColumnData, Frame};
 use crate::data::tensor::{NamedTensor, TensorData};
 use crate::engine::outputs::OutputMapping;
@@ -195,54 +195,136 @@ impl SlotMonitor {
 
     /// The served entity's report at `now_ms` (closing the windows that ended).
     pub fn report(&self, served_entity: &str, now_ms: i64) -> EntityReport {
-        let mut guard = lock(&self.state);
-        let state = &mut *guard;
-        let config = &self.config;
-        let mut windows = Vec::new();
-        let mut open_windows = Vec::new();
-        if let (Some(drift), Some(profiler)) = (&mut state.drift, &state.profiler) {
+        self.report_with(served_entity, now_ms, &[]).0
+    }
+
+    /// Every window of the version counted now (closing those that ended by `now_ms`), for
+    /// the other replicas of a fleet; none before anything was counted.
+    pub fn snapshot(&self, now_ms: i64) -> Option<MonitorSnapshot> {
+        let mut state = lock(&self.state);
+        let (model, version) = (state.model.clone()?, state.version.clone()?);
+        if let Some(drift) = &mut state.drift {
             drift.rotate(now_ms);
-            for s in &drift.series {
-                open_windows.push(OpenWindow {
-                    window: s.name.clone(),
-                    start: iso(s.current.start_ms),
-                    end: iso(s.current.end_ms.unwrap_or_default()),
-                    count: s.current.updates,
-                });
-                let (last, before) = s.last_two();
-                if let Some(last) = last {
-                    windows.push(window_report(&s.name, last, before, profiler, config));
-                }
-            }
-            windows.push(window_report("total", &drift.total, None, profiler, config));
         }
         state.quality.rotate(now_ms);
-        let mut quality = Vec::new();
-        let figures = |name: &str, w: &Window<QualityCounts>| QualityReport {
-            window: name.to_owned(),
-            start: iso(w.start_ms),
-            end: w.end_ms.map(iso),
-            figures: w.value.figures(),
+        Some(MonitorSnapshot {
+            model,
+            version,
+            drift: state.drift.as_ref().map(Windowed::snapshot),
+            quality: state.quality.snapshot(),
+        })
+    }
+
+    /// [`SlotMonitor::report`] over this replica's counts and those of `others` (other
+    /// replicas' snapshots) of the same model version: every window is the sum of theirs.
+    /// Also answers how many of `others` were added (another version's, or another baseline's,
+    /// are not).
+    pub fn report_with(
+        &self,
+        served_entity: &str,
+        now_ms: i64,
+        others: &[MonitorSnapshot],
+    ) -> (EntityReport, usize) {
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        if let Some(drift) = &mut state.drift {
+            drift.rotate(now_ms);
+        }
+        state.quality.rotate(now_ms);
+        let same_version = |o: &&MonitorSnapshot| {
+            state.model.as_deref() == Some(o.model.as_str())
+                && state.version.as_deref() == Some(o.version.as_str())
         };
-        for s in &state.quality.series {
-            if let Some(last) = s.last_two().0 {
-                quality.push(figures(&s.name, last));
+        let mut added = 0;
+        let merged = if others.iter().any(|o| same_version(&o)) {
+            let mut drift = state.drift.clone();
+            let mut quality = state.quality.clone();
+            for other in others.iter().filter(same_version) {
+                let mut d = drift.clone();
+                let mut q = quality.clone();
+                let fits = match (&mut d, &other.drift) {
+                    (Some(d), Some(theirs)) => d.absorb(theirs),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if fits && q.absorb(&other.quality) {
+                    (drift, quality) = (d, q);
+                    added += 1;
+                }
             }
-            quality.push(figures(&format!("{}_open", s.name), &s.current));
+            Some((drift, quality))
+        } else {
+            None
+        };
+        let (drift, quality) = match &merged {
+            Some((d, q)) => (d.as_ref(), q),
+            None => (state.drift.as_ref(), &state.quality),
+        };
+        let report = entity_report(served_entity, state, drift, quality, &self.config);
+        (report, added)
+    }
+}
+
+/// A version's windows as one replica counted them, for the others of its fleet.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MonitorSnapshot {
+    pub model: String,
+    pub version: String,
+    pub drift: Option<WindowsSnapshot<Counts>>,
+    pub quality: WindowsSnapshot<QualityCounts>,
+}
+
+/// The report of windows already rotated.
+fn entity_report(
+    served_entity: &str,
+    state: &SlotState,
+    drift: Option<&Windowed<Counts>>,
+    quality_windows: &Windowed<QualityCounts>,
+    config: &MonitorConfig,
+) -> EntityReport {
+    let mut windows = Vec::new();
+    let mut open_windows = Vec::new();
+    if let (Some(drift), Some(profiler)) = (drift, &state.profiler) {
+        for s in &drift.series {
+            open_windows.push(OpenWindow {
+                window: s.name.clone(),
+                start: iso(s.current.start_ms),
+                end: iso(s.current.end_ms.unwrap_or_default()),
+                count: s.current.updates,
+            });
+            let (last, before) = s.last_two();
+            if let Some(last) = last {
+                windows.push(window_report(&s.name, last, before, profiler, config));
+            }
         }
-        quality.push(figures("total", &state.quality.total));
-        let status = windows.iter().filter_map(|w| w.status).max();
-        EntityReport {
-            served_entity: served_entity.to_owned(),
-            model: state.model.clone(),
-            version: state.version.clone(),
-            baseline: state.profiler.is_some(),
-            status,
-            drift: windows.iter().any(|w| w.drift),
-            windows,
-            open_windows,
-            quality,
+        windows.push(window_report("total", &drift.total, None, profiler, config));
+    }
+    let mut quality = Vec::new();
+    let figures = |name: &str, w: &Window<QualityCounts>| QualityReport {
+        window: name.to_owned(),
+        start: iso(w.start_ms),
+        end: w.end_ms.map(iso),
+        figures: w.value.figures(),
+    };
+    for s in &quality_windows.series {
+        if let Some(last) = s.last_two().0 {
+            quality.push(figures(&s.name, last));
         }
+        quality.push(figures(&format!("{}_open", s.name), &s.current));
+    }
+    quality.push(figures("total", &quality_windows.total));
+    let status = windows.iter().filter_map(|w| w.status).max();
+    EntityReport {
+        served_entity: served_entity.to_owned(),
+        model: state.model.clone(),
+        version: state.version.clone(),
+        baseline: state.profiler.is_some(),
+        status,
+        drift: windows.iter().any(|w| w.drift),
+        windows,
+        open_windows,
+        quality,
+        replicas: None,
     }
 }
 

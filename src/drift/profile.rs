@@ -263,7 +263,7 @@ fn bin_output(
 }
 
 /// Counts of one column over a window.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ColumnCounts {
     pub bins: Vec<u64>,
     pub nulls: u64,
@@ -278,12 +278,34 @@ impl ColumnCounts {
 }
 
 /// Counts of every profiled column over a window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     pub columns: Vec<ColumnCounts>,
 }
 
 impl Counts {
+    /// Adds another replica's counts of the same baseline; false (nothing added) when their
+    /// shapes differ (another baseline).
+    pub fn merge(&mut self, other: &Counts) -> bool {
+        let same_shape = self.columns.len() == other.columns.len()
+            && self
+                .columns
+                .iter()
+                .zip(&other.columns)
+                .all(|(a, b)| a.bins.len() == b.bins.len());
+        if !same_shape {
+            return false;
+        }
+        for (a, b) in self.columns.iter_mut().zip(&other.columns) {
+            for (x, y) in a.bins.iter_mut().zip(&b.bins) {
+                *x += y;
+            }
+            a.nulls += b.nulls;
+            a.defaulted += b.defaulted;
+        }
+        true
+    }
+
     pub fn zero(profiler: &Profiler) -> Self {
         Self {
             columns: profiler

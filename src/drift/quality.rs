@@ -2,7 +2,7 @@
 //! what follows from them, log loss, and a streaming AUC over a fixed histogram of the
 //! predicted probabilities (memory does not grow with the number of labels).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::settings::promotion::QualityMetric;
 
@@ -12,7 +12,7 @@ pub const AUC_BINS: usize = 200;
 /// Log loss clips probabilities away from 0 and 1 (as scikit-learn does).
 const LOG_LOSS_EPS: f64 = 1e-15;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QualityCounts {
     pub tp: u64,
     pub fp: u64,
@@ -101,6 +101,30 @@ impl QualityCounts {
         } else {
             self.negatives[bin] += 1;
         }
+    }
+
+    /// Adds another replica's counts of the same served version; false (nothing added) when
+    /// the histograms differ in size.
+    pub fn merge(&mut self, other: &QualityCounts) -> bool {
+        if self.positives.len() != other.positives.len()
+            || self.negatives.len() != other.negatives.len()
+        {
+            return false;
+        }
+        self.tp += other.tp;
+        self.fp += other.fp;
+        self.fn_ += other.fn_;
+        self.tn += other.tn;
+        self.log_loss_sum += other.log_loss_sum;
+        self.log_loss_sq_sum += other.log_loss_sq_sum;
+        self.with_probability += other.with_probability;
+        for (a, b) in self.positives.iter_mut().zip(&other.positives) {
+            *a += b;
+        }
+        for (a, b) in self.negatives.iter_mut().zip(&other.negatives) {
+            *a += b;
+        }
+        true
     }
 
     /// What was counted after `base` was cloned from these same counts. Only meaningful when

@@ -232,6 +232,9 @@ pub struct EntityReport {
     /// Quality of labelled predictions, by label arrival: the last closed window of each
     /// width, the open ones, then the since-load total.
     pub quality: Vec<QualityReport>,
+    /// In a fleet: the replicas whose counts the figures add up (this one included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<usize>,
 }
 
 /// Milliseconds since the epoch as RFC 3339 text.

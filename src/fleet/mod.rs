@@ -1,6 +1,7 @@
 //! What the replicas of one deployment share through Redis (`fleet.redis_url`); one process
 //! needs none of it. The endpoint configs of the control plane (`configs`), labels relayed to
-//! the replica holding their predictions (`labels`), and the counts of
+//! the replica holding their predictions (`labels`), monitoring profiles every replica adds to
+//! its reports (`profiles`), and the counts of
 //! rate limits (here), so that a limit of R calls a minute admits about R across the fleet
 //! rather than R per replica.
 //!
@@ -16,6 +17,7 @@
 
 pub mod configs;
 pub mod labels;
+pub mod profiles;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

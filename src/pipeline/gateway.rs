@@ -46,6 +46,8 @@ pub struct Gateway {
     tracer: Option<Arc<Tracer>>,
     /// In a fleet: where labels no prediction here matched go (to the other replicas).
     pub(super) label_relay: Option<Arc<crate::fleet::labels::LabelRelay>>,
+    /// In a fleet: where the replicas' monitoring profiles meet.
+    pub(super) profiles: Option<Arc<crate::fleet::profiles::ProfileStore>>,
 }
 
 impl Gateway {
@@ -79,12 +81,22 @@ impl Gateway {
             shutting_down: AtomicBool::new(false),
             tracer: None,
             label_relay: None,
+            profiles: None,
         }
     }
 
     /// Records requests' spans with `tracer` (`tracing.enabled`).
     pub fn with_tracer(mut self, tracer: Option<Arc<Tracer>>) -> Self {
         self.tracer = tracer;
+        self
+    }
+
+    /// Adds the other replicas' monitoring profiles to this one's in reports.
+    pub fn with_profiles(
+        mut self,
+        profiles: Option<Arc<crate::fleet::profiles::ProfileStore>>,
+    ) -> Self {
+        self.profiles = profiles;
         self
     }
 

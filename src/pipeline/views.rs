@@ -4,8 +4,9 @@
 use std::sync::atomic::Ordering;
 
 use serde_json::json;
+use tracing::warn;
 
-use crate::drift::monitor::LabelOutcomes;
+use crate::drift::monitor::{LabelOutcomes, MonitorSnapshot};
 use crate::drift::report::EntityReport;
 use crate::endpoint::Endpoint;
 use crate::error::RequestError;
@@ -65,18 +66,40 @@ impl Gateway {
     }
 
     /// The drift and quality report of each served entity of `endpoint` that has been
-    /// monitored (closing the windows that ended).
+    /// monitored (closing the windows that ended); in a fleet, over every replica's counts.
     pub fn monitoring_reports(&self, endpoint: &Endpoint) -> Vec<EntityReport> {
+        self.monitoring_reports_of(endpoint, true)
+    }
+
+    /// [`Gateway::monitoring_reports`], of this replica's counts alone unless `fleet_wide`.
+    pub fn monitoring_reports_of(
+        &self,
+        endpoint: &Endpoint,
+        fleet_wide: bool,
+    ) -> Vec<EntityReport> {
         let now = crate::drift::monitor::now_ms();
         let Some(config) = &self.monitoring else {
             return Vec::new();
+        };
+        let others = match (&self.profiles, fleet_wide) {
+            (Some(store), true) => Some(self.others_profiles(store, &endpoint.name, now)),
+            _ => None,
         };
         endpoint
             .generation()
             .slots
             .iter()
             .map(|s| {
-                let mut report = s.monitor(config, now).report(&s.name, now);
+                let theirs: Vec<MonitorSnapshot> = others
+                    .iter()
+                    .flatten()
+                    .filter(|(name, _)| **name == *s.name)
+                    .map(|(_, p)| p.clone())
+                    .collect();
+                let (mut report, added) = s.monitor(config, now).report_with(&s.name, now, &theirs);
+                if others.is_some() {
+                    report.replicas = Some(1 + added);
+                }
                 if report.model.is_none() {
                     // Nothing scored yet: show what the slot serves.
                     let served = s.served();
@@ -87,6 +110,58 @@ impl Gateway {
                 report
             })
             .collect()
+    }
+
+    /// The other replicas' profiles of `endpoint`, by served entity (none when the store
+    /// does not answer: the report is this replica's, and says so by its `replicas`).
+    fn others_profiles(
+        &self,
+        store: &crate::fleet::profiles::ProfileStore,
+        endpoint: &str,
+        now: i64,
+    ) -> Vec<(String, MonitorSnapshot)> {
+        match store.others(endpoint, now.max(0) as u64) {
+            Ok(published) => published
+                .into_iter()
+                .filter_map(|p| {
+                    let snapshot = serde_json::from_str(&p.profile)
+                        .map_err(|e| warn!(endpoint = %endpoint, "a replica's monitoring profile cannot be read: {e}"))
+                        .ok()?;
+                    Some((p.served_entity, snapshot))
+                })
+                .collect(),
+            Err(e) => {
+                warn!(endpoint = %endpoint, "the monitoring report covers this replica only: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Writes every served entity's monitoring profile for the other replicas of a fleet.
+    pub fn publish_profiles(&self) {
+        let (Some(store), Some(config)) = (&self.profiles, &self.monitoring) else {
+            return;
+        };
+        let now = crate::drift::monitor::now_ms();
+        let mut profiles = Vec::new();
+        for endpoint in self.endpoints() {
+            for slot in &endpoint.generation().slots {
+                let Some(snapshot) = slot.monitor(config, now).snapshot(now) else {
+                    continue;
+                };
+                let profile = serde_json::to_string(&snapshot).expect("counts serialize");
+                profiles.push((
+                    endpoint.name.clone(),
+                    crate::fleet::profiles::Published {
+                        served_entity: slot.name.to_string(),
+                        profile,
+                    },
+                ));
+            }
+        }
+        if let Err(e) = store.publish(&profiles, now.max(0) as u64) {
+            warn!("this replica's monitoring profiles were not published to the fleet: {e}");
+        }
     }
 
     /// V2 model metadata of `model` (an endpoint) at `version` (a served entity's name or the
@@ -160,13 +235,19 @@ impl Gateway {
     /// the quality of labelled predictions by window with every served entity side by side
     /// (champion against challenger), and the labels still pending. Blocking: it closes
     /// windows and takes the served entities' locks.
-    pub fn monitoring_view(&self, endpoint: &Endpoint) -> Result<serde_json::Value, RequestError> {
+    /// In a fleet the figures are over every replica's counts, unless `fleet_wide` is false
+    /// (this replica's alone).
+    pub fn monitoring_view(
+        &self,
+        endpoint: &Endpoint,
+        fleet_wide: bool,
+    ) -> Result<serde_json::Value, RequestError> {
         let Some(config) = &self.monitoring else {
             return Err(RequestError::bad(
                 "monitoring is off (monitoring.enabled: false)",
             ));
         };
-        let reports = self.monitoring_reports(endpoint);
+        let reports = self.monitoring_reports_of(endpoint, fleet_wide);
         let mut comparison: Vec<serde_json::Value> = Vec::new();
         for report in &reports {
             for q in &report.quality {
@@ -181,7 +262,12 @@ impl Gateway {
             }
         }
         let pending = endpoint.pending_labels.figures();
-        Ok(json!({
+        let scope = match (&self.profiles, fleet_wide) {
+            (None, _) => None,
+            (Some(_), true) => Some("fleet"),
+            (Some(_), false) => Some("replica"),
+        };
+        let mut view = json!({
             "endpoint": endpoint.name,
             "time": crate::drift::report::iso(crate::drift::monitor::now_ms()),
             "windows": config.widths.iter().map(|(n, _)| n).collect::<Vec<_>>(),
@@ -194,7 +280,11 @@ impl Gateway {
                 "pending_rows": pending.rows,
                 "pending_bytes": pending.bytes,
             },
-        }))
+        });
+        if let Some(scope) = scope {
+            view["scope"] = json!(scope);
+        }
+        Ok(view)
     }
 
     /// Joins posted labels to the predictions waiting for them, noting the place of each

@@ -24,6 +24,9 @@ pub struct FleetSettings {
     /// announcement wakes it sooner). A config update's claim on its endpoint, renewed at each
     /// look, lapses max(5 s, 10 looks) after its replica stops (killed while loading).
     pub config_poll_ms: u64,
+    /// How often a replica publishes its monitoring profiles (every served entity's windows)
+    /// for the others' reports: a report reads the others' as of their last publication.
+    pub profile_interval_ms: u64,
 }
 
 impl Default for FleetSettings {
@@ -35,6 +38,7 @@ impl Default for FleetSettings {
             timeout_ms: 250,
             replica_ttl_ms: 10_000,
             config_poll_ms: 500,
+            profile_interval_ms: 2_000,
         }
     }
 }
@@ -72,6 +76,11 @@ impl FleetSettings {
             ("timeout_ms", self.timeout_ms, 1..=60_000),
             ("replica_ttl_ms", self.replica_ttl_ms, 5_000..=3_600_000),
             ("config_poll_ms", self.config_poll_ms, 50..=60_000),
+            (
+                "profile_interval_ms",
+                self.profile_interval_ms,
+                100..=600_000,
+            ),
         ] {
             if !range.contains(&value) {
                 return Some((

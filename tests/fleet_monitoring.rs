@@ -1,0 +1,187 @@
+//! Monitoring across a fleet: three gateways share a real `redis-server` and publish their
+//! monitoring profiles to it; the same requests and labels go to one process and, spread
+//! in turn, to the fleet. Any replica's report (and its Prometheus gauges) then equals the
+//! single process's, to 1e-9; `?scope=replica` gives a replica's own share.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::redis::Redis;
+use common::Gateway;
+use modelgate::demo::bodies::{render, Columns, Format};
+use modelgate::demo::{Transaction, TransactionStream};
+use serde_json::{json, Value};
+
+const REPLICAS: usize = 3;
+
+fn registry_without_spec(dir: &Path) -> std::path::PathBuf {
+    let registry = dir.join("models");
+    common::copy_dir(&common::demo_registry(), &registry);
+    std::fs::remove_file(registry.join("transactions/1/feature_spec.yaml")).unwrap();
+    registry
+}
+
+/// One endpoint `tx` (version 1, monitored in 1h windows), in a fleet when `redis_port` is
+/// given.
+fn config(registry: &Path, redis_port: Option<u16>) -> String {
+    let fleet = redis_port
+        .map(|p| {
+            format!("fleet:\n  redis_url: redis://127.0.0.1:{p}\n  profile_interval_ms: 200\n")
+        })
+        .unwrap_or_default();
+    format!(
+        "registry:\n  path: {}\ninference:\n  workers: 2\nmonitoring:\n  windows: [1h]\n  min_count: 10\n{fleet}endpoints:\n  - name: tx\n    served_entities:\n      - {{name: champion, entity_name: transactions, entity_version: '1', engine: tract}}\n",
+        registry.display()
+    )
+}
+
+/// Scores `batch`; the request id.
+fn score(gw: &Gateway, batch: &[Transaction]) -> String {
+    let body = render(batch, Columns::Model, Format::DataframeSplit);
+    let reply = gw.post(
+        "/serving-endpoints/tx/invocations",
+        body.content_type,
+        body.bytes.to_vec(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.header("x-request-id").expect("x-request-id")
+}
+
+fn post_labels(gw: &Gateway, labels: &[Value]) {
+    let reply = gw.post_json(
+        "/api/2.0/serving-endpoints/tx/labels",
+        &json!({ "labels": labels }),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+/// The champion's since-load drift window and quality of a report.
+fn totals(report: &Value) -> (Value, Value) {
+    let champion = report["served_entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["served_entity"] == "champion")
+        .unwrap();
+    let pick = |list: &str| {
+        champion[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["window"] == "total")
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    (pick("windows"), pick("quality"))
+}
+
+fn report(gw: &Gateway, query: &str) -> Value {
+    let reply = gw.get(&format!("/api/2.0/serving-endpoints/tx/monitoring{query}"));
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json()
+}
+
+/// Whether `a` and `b` agree, numbers to 1e-9, the windows' times aside; the first
+/// difference's path.
+fn differs(a: &Value, b: &Value, path: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            ((x - y).abs() > 1e-9).then(|| format!("{path}: {x} != {y}"))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter()
+                .filter(|k| !matches!(k.as_str(), "start" | "end"))
+                .find_map(|k| {
+                    differs(
+                        x.get(k).unwrap_or(&Value::Null),
+                        y.get(k).unwrap_or(&Value::Null),
+                        &format!("{path}.{k}"),
+                    )
+                })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (x, y))| differs(x, y, &format!("{path}[{i}]"))),
+        _ => (a != b).then(|| format!("{path}: {a} != {b}")),
+    }
+}
+
+#[test]
+fn any_replicas_report_equals_one_process_over_the_same_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry_without_spec(dir.path());
+    let redis = Redis::start();
+    let single = common::start(&config(&registry, None), false);
+    let fleet: Vec<Gateway> = (0..REPLICAS)
+        .map(|_| common::start(&config(&registry, Some(redis.port)), false))
+        .collect();
+
+    // The same 40 batches of the generator's traffic to the single process and, in turn, to
+    // the replicas; the same labels (the generator's truth for every row), each batch's
+    // posted to the single process and through the next replica.
+    let mut stream = TransactionStream::new(11, 1_795_000_000_000);
+    for i in 0..40 {
+        let batch: Vec<Transaction> = stream.by_ref().take(10).collect();
+        let labels = |id: &str| -> Vec<Value> {
+            batch
+                .iter()
+                .enumerate()
+                .map(|(row, t)| json!({"request_id": id, "row_index": row, "label": t.label}))
+                .collect()
+        };
+        let single_id = score(&single, &batch);
+        post_labels(&single, &labels(&single_id));
+        let fleet_id = score(&fleet[i % REPLICAS], &batch);
+        post_labels(&fleet[(i + 1) % REPLICAS], &labels(&fleet_id));
+    }
+
+    let (single_drift, single_quality) = totals(&report(&single, ""));
+    assert_eq!(single_quality["labels"], 400, "{single_quality}");
+    // Each replica's report, once every replica has published its last counts, is the
+    // single process's.
+    for (i, gw) in fleet.iter().enumerate() {
+        let merged = common::wait_for("the fleet's counts", Duration::from_secs(30), || {
+            let r = report(gw, "");
+            let (_, quality) = totals(&r);
+            (quality["labels"] == 400).then_some(r)
+        });
+        assert_eq!(merged["scope"], "fleet");
+        let (drift, quality) = totals(&merged);
+        if let Some(d) = differs(&drift, &single_drift, "drift total") {
+            panic!("replica {i}: {d}");
+        }
+        if let Some(d) = differs(&quality, &single_quality, "quality total") {
+            panic!("replica {i}: {d}");
+        }
+        let champion = merged["served_entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["served_entity"] == "champion")
+            .unwrap();
+        assert_eq!(champion["replicas"], 3, "{champion}");
+        // Its own share alone: about a third of the rows.
+        let own = report(gw, "?scope=replica");
+        assert_eq!(own["scope"], "replica");
+        let (own_drift, _) = totals(&own);
+        let rows = own_drift["columns"][0]["count"].as_u64().unwrap();
+        assert!(rows < 400 && rows > 0, "{rows}");
+    }
+    // The gauges are the fleet's figures too.
+    let single_f1 = single.metric(
+        "modelgate_quality{endpoint=\"tx\",metric=\"f1\",served_entity=\"champion\",window=\"total\"}",
+    );
+    let fleet_f1 = fleet[1].metric(
+        "modelgate_quality{endpoint=\"tx\",metric=\"f1\",served_entity=\"champion\",window=\"total\"}",
+    );
+    assert!(single_f1.is_some());
+    assert!((single_f1.unwrap() - fleet_f1.unwrap()).abs() < 1e-9);
+    let bad = fleet[0].get("/api/2.0/serving-endpoints/tx/monitoring?scope=everything");
+    assert_eq!(bad.status, 400, "{}", bad.text);
+}
