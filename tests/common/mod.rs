@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod haproxy;
 pub mod mlflow;
 pub mod redis;
 pub mod s3;
