@@ -151,3 +151,67 @@ fn a_routing_key_gets_the_same_arm_from_every_replica() {
         "{on_challenger} of {keys}"
     );
 }
+
+/// Replicas whose clocks differ by a few seconds (libfaketime: one 3 s ahead, one 3 s behind)
+/// still see each other (heartbeats are aged by Redis's clock, not by each replica's) and
+/// count a limit together.
+#[test]
+fn replicas_whose_clocks_differ_by_seconds_still_count_together() {
+    let faketime = common::path_from_env_or_script("MODELGATE_FAKETIME", "scripts/faketime.sh");
+    let redis = Redis::start();
+    let skews = [None, Some(3), Some(-3)];
+    let fleet: Vec<Gateway> = skews
+        .iter()
+        .map(|skew| {
+            let offset = skew.map(|s: i64| format!("{s:+}s"));
+            let env: Vec<(&str, &str)> = match &offset {
+                Some(o) => vec![
+                    ("LD_PRELOAD", faketime.to_str().unwrap()),
+                    ("FAKETIME", o.as_str()),
+                    ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+                ],
+                None => Vec::new(),
+            };
+            common::try_start(&config(redis.port), false, &env).unwrap()
+        })
+        .collect();
+    // The skew is real: each replica dates its answers by its own clock.
+    for (gw, skew) in fleet.iter().zip(skews) {
+        let date = gw.get("/livez").header("date").expect("a Date header");
+        let theirs = chrono::DateTime::parse_from_rfc2822(&date)
+            .unwrap()
+            .timestamp();
+        let ours = chrono::Utc::now().timestamp();
+        let expected = skew.unwrap_or(0);
+        assert!(
+            (theirs - ours - expected).abs() <= 1,
+            "{date}: {theirs} vs {ours}"
+        );
+    }
+    // Six seconds between the extreme clocks, heartbeats kept 5 s: every replica still sees
+    // the three, sync after sync.
+    wait_for_metric(&fleet, "modelgate_fleet_replicas", REPLICAS as f64);
+    let watch_until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < watch_until {
+        for gw in &fleet {
+            assert_eq!(gw.metric("modelgate_fleet_replicas"), Some(REPLICAS as f64));
+        }
+    }
+    // Away from a minute's edges (every replica's clock in the same minute), the limit counts
+    // across the fleet as without skew.
+    common::wait_for(
+        "the middle of a clock minute",
+        Duration::from_secs(61),
+        || {
+            let second = chrono::Utc::now().timestamp() % 60;
+            (5..=30).contains(&second).then_some(())
+        },
+    );
+    let admitted = common::in_one_clock_minute(|| call_in_turn(&fleet, "tx", 3 * LIMIT));
+    let bound = LIMIT + REPLICAS * LIMIT.div_ceil(REPLICAS);
+    assert!(
+        (LIMIT..bound).contains(&admitted),
+        "{admitted} of {} calls admitted across the fleet, limit {LIMIT}",
+        3 * LIMIT
+    );
+}

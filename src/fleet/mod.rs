@@ -38,6 +38,16 @@ const COUNTER_TTL_S: u64 = 180;
 /// Counters written and read in one round trip at most; the rest wait for the next sync.
 pub const MAX_PER_SYNC: usize = 5_000;
 
+/// Marks replica ARGV[1] alive at Redis's time, forgets those silent for ARGV[2] ms, and
+/// counts the rest. KEYS: the heartbeat set.
+const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return redis.call('ZCARD', KEYS[1])
+"#;
+
 /// The sum of a hash's values (each replica's count), as `HVALS` gives them.
 fn sum_of_values(v: &redis::Value) -> u64 {
     <Vec<u64> as redis::FromRedisValue>::from_redis_value_ref(v)
@@ -215,18 +225,14 @@ impl FleetCounts {
             pipe.cmd("EXPIRE").arg(&name).arg(COUNTER_TTL_S).ignore();
             pipe.cmd("HVALS").arg(&name);
         }
-        let set = format!("{}:replicas", self.prefix);
-        pipe.cmd("ZADD")
-            .arg(&set)
-            .arg(now_ms)
+        // The heartbeat, aged by Redis's clock: replicas whose clocks differ still agree
+        // on who is alive.
+        pipe.cmd("EVAL")
+            .arg(HEARTBEAT)
+            .arg(1)
+            .arg(format!("{}:replicas", self.prefix))
             .arg(&self.replica)
-            .ignore();
-        pipe.cmd("ZREMRANGEBYSCORE")
-            .arg(&set)
-            .arg("-inf")
-            .arg(now_ms.saturating_sub(self.replica_ttl_ms))
-            .ignore();
-        pipe.cmd("ZCARD").arg(&set);
+            .arg(self.replica_ttl_ms);
         let answer: Vec<redis::Value> = pipe.query(conn)?;
         if answer.len() != batch.len() + 1 {
             return Err(redis::RedisError::from((

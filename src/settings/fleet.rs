@@ -18,7 +18,7 @@ pub struct FleetSettings {
     /// The deadline of one round trip to the store.
     pub timeout_ms: u64,
     /// A replica that has not synced for this long no longer counts as one of the fleet.
-    /// Each replica prunes by its own clock: keep it well above the clocks' skew.
+    /// Heartbeats are aged by Redis's clock, so the replicas' clocks need not agree.
     pub replica_ttl_ms: u64,
     /// How often a replica looks whether the fleet's endpoint configs changed (a change's
     /// announcement wakes it sooner). A config update's claim on its endpoint, renewed at each
