@@ -488,3 +488,178 @@ fn the_config_store_compares_and_sets_and_a_claim_lapses_without_its_replica() {
     // The epoch stays while the data does (a store that lost it makes another).
     assert_eq!(store.snapshot().unwrap().epoch, first.epoch);
 }
+
+#[test]
+fn a_replica_started_while_the_store_is_down_serves_its_own_and_joins_when_it_is_back() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let first = common::start(&config(port, None), false);
+    metric_everywhere(
+        std::slice::from_ref(&first),
+        "modelgate_fleet_configs_in_sync",
+        1.0,
+    );
+    redis.stop();
+    // Started with no store: it serves the config file's endpoint and says it is out of sync.
+    let late = common::start(&config(port, None), false);
+    assert_eq!(late.invoke("base", &common::join_rows(1)).status, 200);
+    let ready = late.get("/readyz");
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(ready.json()["fleet"]["in_sync"], false, "{}", ready.text);
+    assert_eq!(late.metric("modelgate_fleet_configs_in_sync"), Some(0.0));
+    // The store is back: both find it, and a change through the first reaches the late one.
+    let _redis = Redis::restart_on(port);
+    let fleet = [first, late];
+    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    let r = fleet[0].post_json(
+        "/api/2.0/serving-endpoints",
+        &json!({"name": "ab", "config": ab_config(50)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    propagation(&fleet, Instant::now(), PROPAGATION, |gw| {
+        known_version(gw, "ab") == Some(1)
+    });
+}
+
+/// A change whose models do not load on one replica (here: it has no ONNX Runtime) is not
+/// served there: that replica keeps its config, says so, and refuses changes built on it
+/// (409) rather than undoing the fleet's change.
+#[test]
+fn a_change_that_does_not_load_on_a_replica_is_not_served_there_nor_undone_by_it() {
+    let redis = Redis::start();
+    let with_ort = common::start(&config(redis.port, None), true);
+    let without_ort = common::start(&config(redis.port, None), false);
+    let fleet = [with_ort, without_ort];
+    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    let on_ort = json!({"served_entities": [
+        {"name": "o", "entity_name": "transactions", "entity_version": "1", "engine": "ort"}
+    ]});
+    let r = fleet[0].put_json("/api/2.0/serving-endpoints/base/config", &on_ort);
+    assert_eq!(r.status, 200, "{}", r.text);
+    common::wait_for(
+        "the update to serve where it loads",
+        Duration::from_secs(60),
+        || {
+            let v = view(&fleet[0], "base")?;
+            (v["config"]["config_version"] == 2 && v["state"]["config_update"] == "NOT_UPDATING")
+                .then_some(())
+        },
+    );
+    // The replica without ONNX Runtime keeps serving version 1 of the config and says why.
+    let failed = "modelgate_fleet_config_changes_applied_total{change=\"failed\"}";
+    fleet[1].wait_for_metric(failed, 1.0);
+    let v = view(&fleet[1], "base").unwrap();
+    assert_eq!(v["config"]["config_version"], 1, "{v}");
+    assert_eq!(fleet[1].invoke("base", &common::join_rows(1)).status, 200);
+    let ready = fleet[1].get("/readyz").json();
+    assert_eq!(ready["fleet"]["in_sync"], false, "{ready}");
+    assert!(
+        ready["fleet"]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("base"),
+        "{ready}"
+    );
+    // A change through it would build on version 1: refused, the fleet's change stands.
+    let resplit = json!({"served_entities": [
+        {"name": "t", "entity_name": "transactions", "entity_version": "1", "engine": "tract"}
+    ]});
+    let r = fleet[1].put_json("/api/2.0/serving-endpoints/base/config", &resplit);
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(
+        r.text.contains("changed meanwhile through another replica"),
+        "{}",
+        r.text
+    );
+    let v = view(&fleet[0], "base").unwrap();
+    assert_eq!(v["config"]["served_entities"][0]["name"], "o", "{v}");
+}
+
+/// A Redis restored from an older copy of its data (a snapshot, a lagging failover) keeps its
+/// epoch but goes back in revisions: the replicas write the newer configs back, and changes
+/// go on.
+#[test]
+fn a_store_restored_from_an_older_copy_gets_the_newer_configs_back() {
+    let redis = Redis::start();
+    let fleet: Vec<Gateway> = (0..2)
+        .map(|_| common::start(&config(redis.port, None), false))
+        .collect();
+    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    let r = fleet[0].post_json(
+        "/api/2.0/serving-endpoints",
+        &json!({"name": "ab", "config": ab_config(50)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    for gw in &fleet {
+        wait_until_served(gw, "ab");
+    }
+    // The store's control keys now: the "older copy".
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}", redis.port)).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let keys = ["modelgate:control:revisions", "modelgate:control:configs"];
+    let older: Vec<Vec<(String, String)>> = keys
+        .iter()
+        .map(|k| redis::cmd("HGETALL").arg(*k).query(&mut conn).unwrap())
+        .collect();
+    let older_revision: String = redis::cmd("GET")
+        .arg("modelgate:control:revision")
+        .query(&mut conn)
+        .unwrap();
+    let r = fleet[1].put_json("/api/2.0/serving-endpoints/ab/config", &ab_config(90));
+    assert_eq!(r.status, 200, "{}", r.text);
+    propagation(&fleet, Instant::now(), PROPAGATION, |gw| {
+        view(gw, "ab").is_some_and(|v| v["config"]["traffic_config"] == split(90))
+    });
+    // Restored: the 50/50 split again, at the older revisions.
+    for (key, fields) in keys.iter().zip(&older) {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(*key);
+        for (f, v) in fields {
+            cmd.arg(f).arg(v);
+        }
+        let _: () = cmd.query(&mut conn).unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("modelgate:control:revision")
+        .arg(&older_revision)
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("PUBLISH")
+        .arg("modelgate:control:changes")
+        .arg("ab")
+        .query(&mut conn)
+        .unwrap();
+    // The replicas write 90/10 back: a replica started now serves it, and a change through
+    // either goes through.
+    common::wait_for(
+        "the newer config written back",
+        Duration::from_secs(10),
+        || {
+            let configs: Vec<(String, String)> =
+                redis::cmd("HGETALL").arg(keys[1]).query(&mut conn).ok()?;
+            configs
+                .iter()
+                .any(|(n, c)| n == "ab" && c.contains("\"traffic_percentage\":90"))
+                .then_some(())
+        },
+    );
+    // Every replica serves the store's configs at its revision (the gauge says which).
+    let revision: f64 = redis::cmd("GET")
+        .arg("modelgate:control:revision")
+        .query::<String>(&mut conn)
+        .unwrap()
+        .parse()
+        .unwrap();
+    metric_everywhere(&fleet, "modelgate_fleet_configs_revision", revision);
+    let newcomer = common::start(&config(redis.port, None), false);
+    let v = view(&newcomer, "ab").unwrap();
+    assert_eq!(v["config"]["traffic_config"], split(90), "{v}");
+    for gw in &fleet {
+        assert_eq!(
+            view(gw, "ab").unwrap()["config"]["traffic_config"],
+            split(90)
+        );
+    }
+    let r = fleet[0].put_json("/api/2.0/serving-endpoints/ab/config", &ab_config(70));
+    assert_eq!(r.status, 200, "{}", r.text);
+}

@@ -1,8 +1,9 @@
 //! Labels meet their predictions anywhere in a fleet: three gateways share a real
 //! `redis-server` (`fleet.redis_url`); the demo's traffic is scored on each in turn and its
 //! labels are posted through each in turn, so most labels reach a replica that did not make
-//! their prediction. Relayed through the store, every label joins, and the replicas' confusion
-//! counts add up to the single-process golden (TP 5, FP 10, FN 15, TN 70: DEMO.md).
+//! their prediction. Relayed through the store, every label joins, the replicas' confusion
+//! counts add up to the single-process golden (TP 5, FP 10, FN 15, TN 70: DEMO.md), and any
+//! replica's (fleet-wide) report shows the golden itself.
 
 mod common;
 
@@ -28,7 +29,7 @@ fn registry_without_spec(dir: &Path) -> std::path::PathBuf {
 
 fn config(registry: &Path, redis_port: u16) -> String {
     format!(
-        "registry:\n  path: {}\ninference:\n  workers: 2\nmonitoring:\n  windows: [1h]\nfleet:\n  redis_url: redis://127.0.0.1:{redis_port}\nendpoints:\n  - name: tx\n    served_entities:\n      - {{name: champion, entity_name: transactions, entity_version: '1', engine: tract}}\n",
+        "registry:\n  path: {}\ninference:\n  workers: 2\nmonitoring:\n  windows: [1h]\nfleet:\n  redis_url: redis://127.0.0.1:{redis_port}\n  profile_interval_ms: 200\nendpoints:\n  - name: tx\n    served_entities:\n      - {{name: champion, entity_name: transactions, entity_version: '1', engine: tract}}\n",
         registry.display()
     )
 }
@@ -47,7 +48,18 @@ fn score(gw: &Gateway, batch: &[Transaction]) -> (String, Vec<Value>) {
 
 /// A replica's confusion counts of its champion, over everything it scored.
 fn confusion(gw: &Gateway) -> [u64; 4] {
-    let report = gw.get("/api/2.0/serving-endpoints/tx/monitoring").json();
+    confusion_of(gw, "?scope=replica")
+}
+
+/// The fleet's confusion counts of the champion, as a replica reports them.
+fn fleet_confusion(gw: &Gateway) -> [u64; 4] {
+    confusion_of(gw, "")
+}
+
+fn confusion_of(gw: &Gateway, query: &str) -> [u64; 4] {
+    let report = gw
+        .get(&format!("/api/2.0/serving-endpoints/tx/monitoring{query}"))
+        .json();
     let champion = report["served_entities"]
         .as_array()
         .unwrap()
@@ -145,6 +157,13 @@ fn labels_posted_to_any_replica_meet_their_predictions() {
         },
     );
     assert_eq!(added, [5, 10, 15, 70]);
+    // Any replica's report adds up the others' counts (published every
+    // fleet.profile_interval_ms): the golden itself.
+    for gw in &fleet {
+        common::wait_for("the fleet-wide report", Duration::from_secs(30), || {
+            (fleet_confusion(gw) == [5, 10, 15, 70]).then_some(())
+        });
+    }
     let joined: u64 = fleet.iter().map(|gw| labels_total(gw, "joined")).sum();
     assert_eq!(joined, 100);
     let counted_forwarded: u64 = fleet.iter().map(|gw| labels_total(gw, "forwarded")).sum();

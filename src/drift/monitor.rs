@@ -195,7 +195,7 @@ impl SlotMonitor {
 
     /// The served entity's report at `now_ms` (closing the windows that ended).
     pub fn report(&self, served_entity: &str, now_ms: i64) -> EntityReport {
-        self.report_with(served_entity, now_ms, &[]).0
+        self.report_with(served_entity, now_ms, &[], None).0
     }
 
     /// Every window of the version counted now (closing those that ended by `now_ms`), for
@@ -218,51 +218,73 @@ impl SlotMonitor {
     /// [`SlotMonitor::report`] over this replica's counts and those of `others` (other
     /// replicas' snapshots) of the same model version: every window is the sum of theirs.
     /// Also answers how many of `others` were added (another version's, or another baseline's,
-    /// are not).
+    /// are not). A monitor that has counted nothing yet takes `serving` (the version its
+    /// served entity serves) as its own, so that a replica without traffic still reports the
+    /// others'.
     pub fn report_with(
         &self,
         served_entity: &str,
         now_ms: i64,
         others: &[MonitorSnapshot],
+        serving: Option<Version<'_>>,
     ) -> (EntityReport, usize) {
-        let mut guard = lock(&self.state);
-        let state = &mut *guard;
-        if let Some(drift) = &mut state.drift {
-            drift.rotate(now_ms);
-        }
-        state.quality.rotate(now_ms);
+        // The windows are copied under the lock and added up outside it (requests count
+        // meanwhile).
+        let (head, mut drift, mut quality) = {
+            let mut guard = lock(&self.state);
+            let state = &mut *guard;
+            if let (None, Some(v), false) = (&state.model, serving, others.is_empty()) {
+                state.follow(v, &self.config, now_ms);
+            }
+            if let Some(drift) = &mut state.drift {
+                drift.rotate(now_ms);
+            }
+            state.quality.rotate(now_ms);
+            let head = ReportHead {
+                model: state.model.clone(),
+                version: state.version.clone(),
+                profiler: state.profiler.clone(),
+            };
+            if others.is_empty() {
+                let report = entity_report(
+                    served_entity,
+                    &head,
+                    state.drift.as_ref(),
+                    &state.quality,
+                    &self.config,
+                );
+                return (report, 0);
+            }
+            (head, state.drift.clone(), state.quality.clone())
+        };
         let same_version = |o: &&MonitorSnapshot| {
-            state.model.as_deref() == Some(o.model.as_str())
-                && state.version.as_deref() == Some(o.version.as_str())
+            head.model.as_deref() == Some(o.model.as_str())
+                && head.version.as_deref() == Some(o.version.as_str())
         };
         let mut added = 0;
-        let merged = if others.iter().any(|o| same_version(&o)) {
-            let mut drift = state.drift.clone();
-            let mut quality = state.quality.clone();
-            for other in others.iter().filter(same_version) {
-                let mut d = drift.clone();
-                let mut q = quality.clone();
-                let fits = match (&mut d, &other.drift) {
-                    (Some(d), Some(theirs)) => d.absorb(theirs),
-                    (None, None) => true,
-                    _ => false,
-                };
-                if fits && q.absorb(&other.quality) {
-                    (drift, quality) = (d, q);
-                    added += 1;
-                }
+        for other in others.iter().filter(same_version) {
+            let mut d = drift.clone();
+            let mut q = quality.clone();
+            let fits = match (&mut d, &other.drift) {
+                (Some(d), Some(theirs)) => d.absorb(theirs),
+                (None, None) => true,
+                _ => false,
+            };
+            if fits && q.absorb(&other.quality) {
+                (drift, quality) = (d, q);
+                added += 1;
             }
-            Some((drift, quality))
-        } else {
-            None
-        };
-        let (drift, quality) = match &merged {
-            Some((d, q)) => (d.as_ref(), q),
-            None => (state.drift.as_ref(), &state.quality),
-        };
-        let report = entity_report(served_entity, state, drift, quality, &self.config);
+        }
+        let report = entity_report(served_entity, &head, drift.as_ref(), &quality, &self.config);
         (report, added)
     }
+}
+
+/// What a report says of the version it covers.
+struct ReportHead {
+    model: Option<String>,
+    version: Option<String>,
+    profiler: Option<Arc<Profiler>>,
 }
 
 /// A version's windows as one replica counted them, for the others of its fleet.
@@ -277,7 +299,7 @@ pub struct MonitorSnapshot {
 /// The report of windows already rotated.
 fn entity_report(
     served_entity: &str,
-    state: &SlotState,
+    state: &ReportHead,
     drift: Option<&Windowed<Counts>>,
     quality_windows: &Windowed<QualityCounts>,
     config: &MonitorConfig,

@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use super::config::{EndpointConfig, EndpointSettings, Violation};
 use super::directory::Endpoints;
-use super::fleet_configs::{saved_endpoint, FleetConfigs};
+use super::fleet_configs::{saved_endpoint, FleetConfigs, HeldClaim};
 use super::persist::{self, StateFile};
 use super::updater::{SwapOutcome, Trigger, Updater};
 use super::{Endpoint, EntitySlot, Generation, PendingConfig, UpdateGuard};
@@ -49,6 +49,10 @@ pub enum ControlError {
     ChangedElsewhere(String),
     #[error("nothing changed: {0}")]
     StoreUnavailable(String),
+    #[error(
+        "the change may or may not have been made (read the endpoint again before retrying): {0}"
+    )]
+    StoreUncertain(String),
     #[error(transparent)]
     Persist(#[from] persist::PersistError),
 }
@@ -249,7 +253,7 @@ impl ControlPlane {
             self.shared_tables(&settings)?;
             // In a fleet, no other replica changes the endpoint while its models load.
             let claim = match &self.fleet {
-                Some(fleet) => Some((fleet.claim(name)?, fleet.revision(name))),
+                Some(fleet) => Some(HeldClaim::take(self, fleet, name)?),
                 None => None,
             };
             endpoint.with_control(|c| {
@@ -270,21 +274,19 @@ impl ControlPlane {
                 // published configs) is followed before publishing.
                 failures = plane.load(&fresh);
             }
+            let mut claim = claim;
             let held = plane.endpoints.holds(&ep);
-            if let (Some(fleet), Some((token, _)), false) =
-                (&plane.fleet, &claim, failures.is_empty() && held)
-            {
-                fleet.release(&ep.name, token);
-            }
-            // Made in the fleet's store first, with the same lock as the saves.
+            // Made in the fleet's store first, with the same lock as the saves; a claim whose
+            // change is not made is let go of when it drops.
             let saving = plane.lock_saves();
-            if let (Some(fleet), Some((token, revision)), true) =
-                (&plane.fleet, &claim, failures.is_empty() && held)
+            if let (Some(fleet), Some(claim), true) =
+                (&plane.fleet, claim.as_mut(), failures.is_empty() && held)
             {
                 let saved = saved_endpoint(&ep, &next);
-                let expect = Expect::Revision(*revision);
-                if let Err(e) = fleet.commit(&ep.name, expect, Some(&saved), Some(token)) {
-                    failures.push(format!("the fleet's store did not take it: {e}"));
+                let expect = Expect::Revision(claim.revision);
+                match fleet.commit(&ep.name, expect, Some(&saved), Some(&claim.token)) {
+                    Ok(_) => claim.made(),
+                    Err(e) => failures.push(format!("the fleet's store did not take it: {e}")),
                 }
             }
             if !failures.is_empty() {
@@ -553,9 +555,9 @@ impl From<ControlError> for RequestError {
             ControlError::Busy(_)
             | ControlError::Changed { .. }
             | ControlError::ChangedElsewhere(_) => RequestError::Conflict(message),
-            ControlError::RegistryUnavailable(_) | ControlError::StoreUnavailable(_) => {
-                RequestError::Unavailable(message)
-            }
+            ControlError::RegistryUnavailable(_)
+            | ControlError::StoreUnavailable(_)
+            | ControlError::StoreUncertain(_) => RequestError::Unavailable(message),
             ControlError::Persist(_) => RequestError::Internal(message),
         }
     }

@@ -31,8 +31,19 @@ struct Known {
     epoch: Option<String>,
     /// The store's revision and epoch at the last look that applied everything.
     seen: Option<(u64, Option<String>)>,
-    /// The revision of each endpoint's record this replica serves (or made).
+    /// The revision of each endpoint's record this replica serves (or made): the one its
+    /// changes build on.
     revisions: HashMap<String, u64>,
+    /// Records that did not apply here, tried again after a pause.
+    failing: HashMap<String, Failing>,
+}
+
+/// A record that did not apply on this replica.
+struct Failing {
+    revision: u64,
+    attempts: u32,
+    retry_at_ms: u64,
+    why: String,
 }
 
 /// How the replica stands with the fleet's configs, for `/readyz`.
@@ -161,13 +172,15 @@ impl FleetConfigs {
         self.metrics.fleet.configs_in_sync.set(0);
     }
 
-    fn synced(&self) {
+    /// Serving every config of the store at `revision`.
+    fn synced(&self, revision: u64) {
         let was = self.in_sync.swap(true, Ordering::AcqRel);
         if !was {
             info!(store = %self.store.shown(), "serving the fleet's endpoint configs");
         }
         *lock(&self.detail) = None;
         self.metrics.fleet.configs_in_sync.set(1);
+        self.metrics.fleet.configs_revision.set(revision as i64);
     }
 
     /// The revision of `name`'s record this replica serves (0: none).
@@ -191,7 +204,10 @@ impl FleetConfigs {
         let outcome = self
             .store
             .commit(name, expect, text.as_deref(), claim)
-            .map_err(|e| ControlError::StoreUnavailable(e.to_string()))?;
+            .map_err(|e| match e.maybe_done() {
+                true => ControlError::StoreUncertain(e.to_string()),
+                false => ControlError::StoreUnavailable(e.to_string()),
+            })?;
         let revision = refused(name, outcome, expect)?;
         lock(&self.known)
             .revisions
@@ -199,10 +215,9 @@ impl FleetConfigs {
         Ok(revision)
     }
 
-    /// Claims `name` for a config update that loads models; the claim's token.
-    pub(super) fn claim(&self, name: &str) -> Result<String, ControlError> {
+    /// Claims `name` at `revision` for a config update that loads models; the claim's token.
+    fn claim(&self, name: &str, revision: u64) -> Result<String, ControlError> {
         let token = uuid::Uuid::new_v4().to_string();
-        let revision = self.revision(name);
         let outcome = self
             .store
             .claim(name, revision, &token, self.claim_ttl)
@@ -213,7 +228,7 @@ impl FleetConfigs {
     }
 
     /// Lets go of a claim whose update will not be made.
-    pub(super) fn release(&self, name: &str, token: &str) {
+    fn release(&self, name: &str, token: &str) {
         lock(&self.claims).remove(name);
         if let Err(e) = self.store.keep_claim(name, token, None) {
             // It lapses by itself.
@@ -230,6 +245,49 @@ impl FleetConfigs {
             if let Err(e) = self.store.keep_claim(&name, &token, Some(self.claim_ttl)) {
                 warn!(endpoint = %name, "the claim of a config update was not renewed: {e}");
             }
+        }
+    }
+}
+
+/// A claim on an endpoint for a config update: let go of when dropped (the update failed,
+/// panicked or never started) unless the update's change was made.
+pub(super) struct HeldClaim {
+    plane: Arc<ControlPlane>,
+    name: String,
+    pub token: String,
+    /// The revision the update builds on.
+    pub revision: u64,
+    made: bool,
+}
+
+impl HeldClaim {
+    /// Claims `name` through `plane`'s fleet store.
+    pub(super) fn take(
+        plane: &Arc<ControlPlane>,
+        fleet: &FleetConfigs,
+        name: &str,
+    ) -> Result<Self, ControlError> {
+        let revision = fleet.revision(name);
+        let token = fleet.claim(name, revision)?;
+        Ok(Self {
+            plane: plane.clone(),
+            name: name.to_owned(),
+            token,
+            revision,
+            made: false,
+        })
+    }
+
+    /// The update's change was made (which ended the claim in the store).
+    pub(super) fn made(&mut self) {
+        self.made = true;
+    }
+}
+
+impl Drop for HeldClaim {
+    fn drop(&mut self) {
+        if let (false, Some(fleet)) = (self.made, &self.plane.fleet) {
+            fleet.release(&self.name, &self.token);
         }
     }
 }
@@ -266,12 +324,61 @@ fn parse(name: &str, text: &str) -> Result<SavedEndpoint, String> {
 
 /// How applying one record went.
 enum Applied {
-    /// Serving it (or loading it, in the background).
+    /// Serving it now.
     Done(Option<ConfigChange>),
+    /// Its new served entities load in the background; served (and known) once they have.
+    Loading,
     /// The endpoint is being updated here: looked at again at the next look.
     Later,
-    /// It cannot be served here; said and counted, not tried again until it changes.
+    /// It cannot be served here (unreadable, or invalid for this replica).
     Failed(String),
+}
+
+/// The first retry of a record that did not apply waits this long, doubling up to [`MAX_RETRY_MS`].
+const FIRST_RETRY_MS: u64 = 1_000;
+const MAX_RETRY_MS: u64 = 60_000;
+
+impl FleetConfigs {
+    /// Records that `name` serves `revision` now.
+    fn served(&self, name: &str, revision: u64) {
+        let mut known = lock(&self.known);
+        known.revisions.insert(name.to_owned(), revision);
+        known.failing.remove(name);
+    }
+
+    /// Records that `name`'s `revision` did not apply here: said, counted, and tried again
+    /// after a growing pause (or at once when the record changes).
+    fn failed(&self, name: &str, revision: u64, why: String) {
+        error!(endpoint = %name, "{why}");
+        self.metrics
+            .fleet
+            .configs_applied
+            .with_label_values(&[ConfigChange::Failed.as_str()])
+            .inc();
+        let mut known = lock(&self.known);
+        let attempts = match known.failing.get(name) {
+            Some(f) if f.revision == revision => f.attempts + 1,
+            _ => 1,
+        };
+        let pause = (FIRST_RETRY_MS << (attempts - 1).min(6)).min(MAX_RETRY_MS);
+        known.failing.insert(
+            name.to_owned(),
+            Failing {
+                revision,
+                attempts,
+                retry_at_ms: now_ms() + pause,
+                why,
+            },
+        );
+    }
+
+    fn count(&self, change: ConfigChange) {
+        self.metrics
+            .fleet
+            .configs_applied
+            .with_label_values(&[change.as_str()])
+            .inc();
+    }
 }
 
 impl ControlPlane {
@@ -288,19 +395,20 @@ impl ControlPlane {
         };
         fleet.answered_ms.store(now_ms(), Ordering::Release);
         if lock(&fleet.known).seen.as_ref() == Some(&look) {
-            return fleet.synced();
+            return fleet.synced(look.0);
         }
         let snapshot = match fleet.store.snapshot() {
             Ok(s) => s,
             Err(e) => return fleet.out_of_sync(e.to_string()),
         };
         match self.apply_snapshot(fleet, &snapshot) {
-            Ok(()) => fleet.synced(),
+            Ok(()) => fleet.synced(snapshot.revision),
             Err(why) => fleet.out_of_sync(why),
         }
     }
 
-    /// Applies what changed in `snapshot`, and writes to the store what it never held.
+    /// Applies what changed in `snapshot`, and writes to the store what it never held (or
+    /// lost: a store restored from an older copy gets the newer configs back).
     fn apply_snapshot(
         self: &Arc<Self>,
         fleet: &FleetConfigs,
@@ -308,52 +416,98 @@ impl ControlPlane {
     ) -> Result<(), String> {
         let _saving = self.lock_saves();
         let mut later = Vec::new();
-        let mut changed = false;
-        {
+        let now = now_ms();
+        // What to write back (the store is behind this replica), and what to apply.
+        let (write_back, to_apply) = {
             let mut known = lock(&fleet.known);
+            let mut write_back = Vec::new();
             if known.epoch.as_deref() != Some(snapshot.epoch.as_str()) {
                 if known.epoch.is_some() {
                     warn!("the fleet's shared store lost its data (or was flushed): every replica writes back the endpoint configs it serves");
                 }
                 known.revisions.clear();
+                known.failing.clear();
                 known.epoch = Some(snapshot.epoch.clone());
-            }
-            for (name, record) in &snapshot.records {
-                if record.revision <= known.revisions.get(name).copied().unwrap_or(0) {
-                    continue;
+            } else {
+                // A store restored from an older copy of its data keeps its epoch but goes
+                // back in revisions: what this replica knows newer is written back.
+                let store_revision = |n: &str| snapshot.records.get(n).map_or(0, |r| r.revision);
+                let behind: Vec<(String, u64)> = known
+                    .revisions
+                    .iter()
+                    .filter(|(n, r)| **r > store_revision(n))
+                    .map(|(n, _)| (n.clone(), store_revision(n)))
+                    .collect();
+                let went_back = known
+                    .seen
+                    .as_ref()
+                    .is_some_and(|(r, _)| *r > snapshot.revision);
+                if !behind.is_empty() || went_back {
+                    warn!(
+                        endpoints = behind.len(),
+                        "the fleet's shared store went back to an older copy of its data: the newer endpoint configs are written back"
+                    );
                 }
-                match self.apply_record(name, record) {
-                    Applied::Done(change) => {
-                        if let Some(change) = change {
-                            fleet
-                                .metrics
-                                .fleet
-                                .configs_applied
-                                .with_label_values(&[change.as_str()])
-                                .inc();
-                            changed = true;
-                        }
-                        known.revisions.insert(name.clone(), record.revision);
+                for (name, _) in &behind {
+                    known.revisions.remove(name);
+                }
+                write_back = behind;
+            }
+            let to_apply: Vec<(&String, &Record)> = snapshot
+                .records
+                .iter()
+                .filter(|(name, record)| {
+                    record.revision > known.revisions.get(*name).copied().unwrap_or(0)
+                        && !write_back.iter().any(|(n, _)| n == *name)
+                })
+                .filter(|(name, record)| match known.failing.get(*name) {
+                    Some(f) if f.revision == record.revision && now < f.retry_at_ms => {
+                        later.push(format!("{name} ({}; tried again later)", f.why));
+                        false
                     }
-                    Applied::Later => later.push(name.clone()),
-                    Applied::Failed(why) => {
-                        error!(endpoint = %name, "{why}");
-                        fleet
-                            .metrics
-                            .fleet
-                            .configs_applied
-                            .with_label_values(&[ConfigChange::Failed.as_str()])
-                            .inc();
-                        known.revisions.insert(name.clone(), record.revision);
+                    _ => true,
+                })
+                .collect();
+            (write_back, to_apply)
+        };
+        for (name, in_store) in write_back {
+            let config = self
+                .endpoints
+                .get(&name)
+                .filter(|e| e.managed.load(Ordering::Acquire))
+                .map(|e| saved_endpoint(&e, &e.generation()));
+            let deleted = config.is_none() && !self.endpoints.contains(&name);
+            if config.is_none() && !deleted {
+                // Served from the config file only: nothing newer to write.
+                continue;
+            }
+            let expect = Expect::Revision(in_store);
+            if let Err(e) = fleet.commit(&name, expect, config.as_ref(), None) {
+                later.push(format!("{name} ({e})"));
+            }
+        }
+        let mut changed = false;
+        for (name, record) in to_apply {
+            match self.apply_record(name, record) {
+                Applied::Done(change) => {
+                    if let Some(change) = change {
+                        fleet.count(change);
+                        changed = true;
                     }
+                    fleet.served(name, record.revision);
+                }
+                Applied::Loading => later.push(format!("{name} (loading)")),
+                Applied::Later => later.push(name.clone()),
+                Applied::Failed(why) => {
+                    fleet.failed(name, record.revision, why.clone());
+                    later.push(format!("{name} ({why})"));
                 }
             }
         }
         // What this replica serves and the store never held (a state file older than the
         // fleet, or a store that lost its data) is written back, unless another replica wrote
-        // its own first.
-        // A name this replica knows a record of is in the store already (made here after
-        // the snapshot was read).
+        // its own first. A name this replica knows a record of is in the store already (made
+        // here after the snapshot was read).
         let unknown =
             |name: &str| !snapshot.records.contains_key(name) && fleet.revision(name) == 0;
         for endpoint in self.endpoints.list() {
@@ -383,7 +537,10 @@ impl ControlPlane {
             lock(&fleet.known).seen = Some((snapshot.revision, Some(snapshot.epoch.clone())));
             Ok(())
         } else {
-            Err(format!("applied at the next look: {}", later.join(", ")))
+            Err(format!(
+                "not serving the fleet's config yet: {}",
+                later.join(", ")
+            ))
         }
     }
 
@@ -401,38 +558,24 @@ impl ControlPlane {
             Ok(s) => s,
             Err(why) => return Applied::Failed(why),
         };
-        match self.endpoints.get(name) {
-            None => {
-                let generation = Generation::build(
-                    saved.endpoint,
-                    None,
-                    Some(&saved.buckets),
-                    &self.shared,
-                    saved.config_version,
-                );
-                let from_config_file = self.config_endpoints.contains(name);
-                let endpoint = Arc::new(Endpoint::new(
-                    generation,
-                    saved.created_ms,
-                    true,
-                    from_config_file,
-                ));
-                let guard = endpoint
-                    .begin_update()
-                    .expect("a new endpoint is not being updated");
-                if !self.endpoints.insert(endpoint.clone()) {
-                    return Applied::Later;
-                }
-                info!(endpoint = %name, "endpoint created through another replica");
-                let slots = endpoint.generation().slots.clone();
-                self.in_background(endpoint, guard, move |plane, ep| {
-                    let failures = plane.load(&slots);
-                    if !failures.is_empty() {
-                        warn!(endpoint = %ep.name, "created without some served entities: {}", failures.join("; "));
-                    }
-                });
-                Applied::Done(Some(ConfigChange::Created))
+        let existing = self.endpoints.get(name);
+        // Deleted and created again through another replica: another endpoint, not an update.
+        let recreated = |e: &&Arc<Endpoint>| {
+            !e.from_config_file
+                && e.managed.load(Ordering::Acquire)
+                && e.created_ms != saved.created_ms
+        };
+        if let Some(old) = existing.as_ref().filter(recreated) {
+            let Some(_claimed) = old.begin_update() else {
+                return Applied::Later;
+            };
+            if let Some(removed) = self.endpoints.remove(name) {
+                self.forget(&removed);
             }
+            return self.apply_created(name, saved);
+        }
+        match existing {
+            None => self.apply_created(name, saved),
             Some(endpoint) => {
                 let Some(guard) = endpoint.begin_update() else {
                     return Applied::Later;
@@ -466,28 +609,69 @@ impl ControlPlane {
                         start_ms: now_ms(),
                     })
                 });
+                let revision = record.revision;
                 self.in_background(endpoint, guard, move |plane, ep| {
+                    let Some(fleet) = &plane.fleet else {
+                        return;
+                    };
                     let failures = plane.load(&fresh);
                     if !failures.is_empty() {
-                        let message = format!("the fleet's config_version {version} does not load on this replica: {}", failures.join("; "));
-                        error!(endpoint = %ep.name, "{message}");
-                        plane.metrics.fleet.configs_applied.with_label_values(&[ConfigChange::Failed.as_str()]).inc();
-                        ep.with_control(|c| c.failure = Some(message));
+                        let message = format!("the fleet's config_version {version} does not load on this replica, which serves its previous config: {}", failures.join("; "));
+                        ep.with_control(|c| c.failure = Some(message.clone()));
+                        fleet.failed(&ep.name, revision, message);
                         return;
                     }
+                    let saving = plane.lock_saves();
                     if !plane.endpoints.holds(&ep) {
                         return;
                     }
                     ep.publish(next);
                     ep.with_control(|c| c.failure = None);
+                    fleet.served(&ep.name, revision);
+                    fleet.count(ConfigChange::Updated);
                     info!(endpoint = %ep.name, config_version = version, "endpoint config updated through another replica");
-                    if let Err(e) = plane.save() {
+                    if let Err(e) = plane.write_state() {
                         warn!(endpoint = %ep.name, "{e}");
                     }
+                    drop(saving);
                 });
-                Applied::Done(Some(ConfigChange::Updated))
+                Applied::Loading
             }
         }
+    }
+
+    /// Creates endpoint `name` as another replica did; its models load in the background
+    /// (it is served, not ready, meanwhile, as a created endpoint is).
+    fn apply_created(self: &Arc<Self>, name: &str, saved: SavedEndpoint) -> Applied {
+        let generation = Generation::build(
+            saved.endpoint,
+            None,
+            Some(&saved.buckets),
+            &self.shared,
+            saved.config_version,
+        );
+        let from_config_file = self.config_endpoints.contains(name);
+        let endpoint = Arc::new(Endpoint::new(
+            generation,
+            saved.created_ms,
+            true,
+            from_config_file,
+        ));
+        let guard = endpoint
+            .begin_update()
+            .expect("a new endpoint is not being updated");
+        if !self.endpoints.insert(endpoint.clone()) {
+            return Applied::Later;
+        }
+        info!(endpoint = %name, "endpoint created through another replica");
+        let slots = endpoint.generation().slots.clone();
+        self.in_background(endpoint, guard, move |plane, ep| {
+            let failures = plane.load(&slots);
+            if !failures.is_empty() {
+                warn!(endpoint = %ep.name, "created without some served entities: {}", failures.join("; "));
+            }
+        });
+        Applied::Done(Some(ConfigChange::Created))
     }
 
     /// Follows the store on threads of their own until the handles are dropped: one looks

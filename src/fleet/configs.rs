@@ -22,14 +22,31 @@ use crate::settings::fleet::FleetSettings;
 pub struct StoreError {
     store: String,
     source: redis::RedisError,
+    /// The command may have reached the store (it failed after the connection was made).
+    sent: bool,
 }
 
 impl StoreError {
+    /// A failure to reach the store: nothing was sent.
     pub fn new(store: &str, source: redis::RedisError) -> Self {
         Self {
             store: store.to_owned(),
             source,
+            sent: false,
         }
+    }
+
+    /// A failure after the command went out: the store may have run it.
+    pub fn after_sending(store: &str, source: redis::RedisError) -> Self {
+        Self {
+            sent: true,
+            ..Self::new(store, source)
+        }
+    }
+
+    /// Whether the store may have run the command all the same.
+    pub fn maybe_done(&self) -> bool {
+        self.sent
     }
 }
 
@@ -193,7 +210,7 @@ impl ConfigStore {
         f(conn).map_err(|e| {
             // A connection that failed once may hold half an answer: never reused.
             *slot = None;
-            fail(e)
+            StoreError::after_sending(&self.shown, e)
         })
     }
 

@@ -1,6 +1,7 @@
 //! Labels relayed between replicas: a label posted to one replica whose prediction waits on
 //! another (the load balancer sent the scoring call elsewhere) is appended to a Redis stream
-//! (`<prefix>:labels`, at most [`MAX_ENTRIES`] posts kept) that every replica reads. The
+//! (`<prefix>:labels`, at most [`MAX_ENTRIES`] posts of [`MAX_LABELS_PER_POST`] labels kept)
+//! that every replica reads. The
 //! stream keeps what a replica missed while it reconnected; what a label holds is the
 //! pipeline's business (opaque JSON here).
 
@@ -12,10 +13,13 @@ use super::configs::StoreError;
 
 /// Posts the stream keeps (older ones are trimmed, approximately, as Redis does with `~`).
 pub const MAX_ENTRIES: usize = 1_000;
+/// Labels in one post: a call's unmatched labels are cut into posts of at most this many, so
+/// that the stream holds at most [`MAX_ENTRIES`] x this many labels.
+pub const MAX_LABELS_PER_POST: usize = 100;
 /// How long one read waits for new posts (the thread looks whether it should stop between).
 const BLOCK_MS: u64 = 1_000;
 /// Posts read at once.
-const READ_COUNT: usize = 100;
+const READ_COUNT: usize = 10;
 
 /// One relayed post: the endpoint and its labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,30 +61,35 @@ impl LabelRelay {
         StoreError::new(&self.shown, source)
     }
 
-    /// Appends `labels` of `endpoint` for the other replicas.
-    pub fn relay(&self, endpoint: &str, labels: &str) -> Result<(), StoreError> {
+    /// Appends the posts (each a JSON list of at most [`MAX_LABELS_PER_POST`] labels) of
+    /// `endpoint` for the other replicas, in one round trip.
+    pub fn relay(&self, endpoint: &str, posts: &[String]) -> Result<(), StoreError> {
         let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
-            *slot =
-                Some(connect(&self.client, self.timeout, self.timeout).map_err(|e| self.fail(e))?);
+            let conn =
+                connect(&self.client, self.timeout, self.timeout).map_err(|e| self.fail(e))?;
+            *slot = Some(conn);
         }
         let conn = slot.as_mut().expect("connected above");
-        let sent: redis::RedisResult<String> = redis::cmd("XADD")
-            .arg(&self.key)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(MAX_ENTRIES)
-            .arg("*")
-            .arg("from")
-            .arg(&self.replica)
-            .arg("endpoint")
-            .arg(endpoint)
-            .arg("labels")
-            .arg(labels)
-            .query(conn);
-        sent.map(|_| ()).map_err(|e| {
+        let mut pipe = redis::pipe();
+        for labels in posts {
+            pipe.cmd("XADD")
+                .arg(&self.key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(MAX_ENTRIES)
+                .arg("*")
+                .arg("from")
+                .arg(&self.replica)
+                .arg("endpoint")
+                .arg(endpoint)
+                .arg("labels")
+                .arg(labels)
+                .ignore();
+        }
+        pipe.query::<()>(conn).map_err(|e| {
             *slot = None;
-            self.fail(e)
+            StoreError::after_sending(&self.shown, e)
         })
     }
 

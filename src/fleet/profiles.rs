@@ -1,10 +1,11 @@
 //! Monitoring profiles the replicas publish for each other: every few seconds each replica
 //! writes, per endpoint, the windows (bin counts, category counts, confusion counts, AUC
 //! histograms) of each served entity it monitors into the endpoint's hash
-//! (`<prefix>:profiles:<endpoint>`, one field per replica and served entity); a monitoring
-//! report reads the hash back and adds the others' windows to its own. What a profile holds is
+//! (`<prefix>:profiles:<endpoint>`, one field per replica and served entity) and reads the
+//! others' back; a monitoring report adds the others' windows, as last read, to its own. What a profile holds is
 //! the drift layer's business (opaque JSON here, with the time it was published).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub struct ProfileStore {
     /// window it kept).
     keep: Duration,
     conn: Mutex<Option<redis::Connection>>,
+    /// The others' profiles by endpoint, with when each was published, as last read.
+    cache: Mutex<HashMap<String, Vec<(u64, Published)>>>,
 }
 
 impl ProfileStore {
@@ -46,6 +49,7 @@ impl ProfileStore {
             replica: uuid::Uuid::new_v4().to_string(),
             keep,
             conn: Mutex::new(None),
+            cache: Mutex::default(),
         })
     }
 
@@ -101,38 +105,62 @@ impl ProfileStore {
         self.with_conn(|c| pipe.query::<()>(c))
     }
 
-    /// The other replicas' profiles of `endpoint` published within the keep time of
-    /// `now_ms` (older ones, of replicas gone, are removed).
-    pub fn others(&self, endpoint: &str, now_ms: u64) -> Result<Vec<Published>, StoreError> {
-        let key = self.key(endpoint);
-        let all: Vec<(String, String)> =
-            self.with_conn(|c| redis::cmd("HGETALL").arg(&key).query(c))?;
+    /// Reads the other replicas' profiles of `endpoints` back (one round trip), for
+    /// [`ProfileStore::others`]; removes those older than the keep time (replicas gone).
+    pub fn refresh(&self, endpoints: &[String], now_ms: u64) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for endpoint in endpoints {
+            pipe.cmd("HGETALL").arg(self.key(endpoint));
+        }
+        let all: Vec<Vec<(String, String)>> = self.with_conn(|c| pipe.query(c))?;
         let keep = self.keep.as_millis() as u64;
-        let mut gone = Vec::new();
-        let mut out = Vec::new();
-        for (field, value) in all {
-            let Some((replica, served_entity)) = field.split_once('/') else {
-                continue;
-            };
-            let Some((at, profile)) = value.split_once('\n') else {
-                continue;
-            };
-            let at: u64 = at.parse().unwrap_or(0);
-            if now_ms.saturating_sub(at) > keep {
-                gone.push(field.clone());
-                continue;
+        let mut gone = redis::pipe();
+        let mut fresh = HashMap::new();
+        for (endpoint, fields) in endpoints.iter().zip(all) {
+            let mut theirs = Vec::new();
+            for (field, value) in fields {
+                let (Some((replica, served_entity)), Some((at, profile))) =
+                    (field.split_once('/'), value.split_once('\n'))
+                else {
+                    continue;
+                };
+                let at: u64 = at.parse().unwrap_or(0);
+                if now_ms.saturating_sub(at) > keep {
+                    gone.cmd("HDEL")
+                        .arg(self.key(endpoint))
+                        .arg(&field)
+                        .ignore();
+                } else if replica != self.replica {
+                    theirs.push((
+                        at,
+                        Published {
+                            served_entity: served_entity.to_owned(),
+                            profile: profile.to_owned(),
+                        },
+                    ));
+                }
             }
-            if replica != self.replica {
-                out.push(Published {
-                    served_entity: served_entity.to_owned(),
-                    profile: profile.to_owned(),
-                });
-            }
+            fresh.insert(endpoint.clone(), theirs);
         }
-        if !gone.is_empty() {
-            // Best effort: another reader may remove them as well.
-            let _ = self.with_conn(|c| redis::cmd("HDEL").arg(&key).arg(&gone).query::<()>(c));
-        }
-        Ok(out)
+        // Best effort: another replica may remove them as well.
+        let _ = self.with_conn(|c| gone.query::<()>(c));
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// The other replicas' profiles of `endpoint` as the last [`ProfileStore::refresh`] read
+    /// them, within the keep time of `now_ms` (no round trip: reports and scrapes never wait
+    /// for the store).
+    pub fn others(&self, endpoint: &str, now_ms: u64) -> Vec<Published> {
+        let keep = self.keep.as_millis() as u64;
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(endpoint)
+            .into_iter()
+            .flatten()
+            .filter(|(at, _)| now_ms.saturating_sub(*at) <= keep)
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 }

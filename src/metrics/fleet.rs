@@ -11,6 +11,7 @@ pub struct FleetMetrics {
     pub replicas: IntGauge,
     pub fallback_calls: IntCounterVec,
     pub configs_in_sync: IntGauge,
+    pub configs_revision: IntGauge,
     pub configs_applied: IntCounterVec,
 }
 
@@ -33,6 +34,10 @@ impl FleetMetrics {
             configs_in_sync: r.add(make::gauge(
                 "modelgate_fleet_configs_in_sync",
                 "1 while this replica serves the endpoint configs the fleet's shared store holds (its last look, every fleet.config_poll_ms or at a change's announcement, answered and everything it found was applied), 0 while it serves the last configs it knew (and always 0 without a fleet).",
+            )),
+            configs_revision: r.add(make::gauge(
+                "modelgate_fleet_configs_revision",
+                "The revision of the fleet's shared store (the config changes made since its data began) whose configs this replica serves in full, as of its last look; replicas that agree serve the same configs (0 without a fleet).",
             )),
             configs_applied: r.add(make::counters(
                 "modelgate_fleet_config_changes_applied_total",

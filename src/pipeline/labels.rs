@@ -93,8 +93,14 @@ impl Gateway {
         if unmatched.is_empty() {
             return 0;
         }
-        let wire: Vec<Value> = unmatched.iter().map(|&i| to_wire(&labels[i])).collect();
-        match relay.relay(endpoint, &Value::Array(wire).to_string()) {
+        let posts: Vec<String> = unmatched
+            .chunks(crate::fleet::labels::MAX_LABELS_PER_POST)
+            .map(|chunk| {
+                let wire: Vec<Value> = chunk.iter().map(|&i| to_wire(&labels[i])).collect();
+                Value::Array(wire).to_string()
+            })
+            .collect();
+        match relay.relay(endpoint, &posts) {
             Ok(()) => unmatched.len() as u64,
             Err(e) => {
                 warn!(endpoint = %endpoint, "{} labels matched no prediction here and were not relayed to the other replicas: {e}", unmatched.len());

@@ -96,7 +96,11 @@ impl Gateway {
                     .filter(|(name, _)| **name == *s.name)
                     .map(|(_, p)| p.clone())
                     .collect();
-                let (mut report, added) = s.monitor(config, now).report_with(&s.name, now, &theirs);
+                let served = s.served();
+                let serving = served.as_ref().map(|e| e.monitored());
+                let (mut report, added) = s
+                    .monitor(config, now)
+                    .report_with(&s.name, now, &theirs, serving);
                 if others.is_some() {
                     report.replicas = Some(1 + added);
                 }
@@ -112,32 +116,28 @@ impl Gateway {
             .collect()
     }
 
-    /// The other replicas' profiles of `endpoint`, by served entity (none when the store
-    /// does not answer: the report is this replica's, and says so by its `replicas`).
+    /// The other replicas' profiles of `endpoint`, by served entity, as the publishing thread
+    /// last read them.
     fn others_profiles(
         &self,
         store: &crate::fleet::profiles::ProfileStore,
         endpoint: &str,
         now: i64,
     ) -> Vec<(String, MonitorSnapshot)> {
-        match store.others(endpoint, now.max(0) as u64) {
-            Ok(published) => published
-                .into_iter()
-                .filter_map(|p| {
-                    let snapshot = serde_json::from_str(&p.profile)
-                        .map_err(|e| warn!(endpoint = %endpoint, "a replica's monitoring profile cannot be read: {e}"))
-                        .ok()?;
-                    Some((p.served_entity, snapshot))
-                })
-                .collect(),
-            Err(e) => {
-                warn!(endpoint = %endpoint, "the monitoring report covers this replica only: {e}");
-                Vec::new()
-            }
-        }
+        store
+            .others(endpoint, now.max(0) as u64)
+            .into_iter()
+            .filter_map(|p| {
+                let snapshot = serde_json::from_str(&p.profile)
+                    .map_err(|e| warn!(endpoint = %endpoint, "a replica's monitoring profile cannot be read: {e}"))
+                    .ok()?;
+                Some((p.served_entity, snapshot))
+            })
+            .collect()
     }
 
-    /// Writes every served entity's monitoring profile for the other replicas of a fleet.
+    /// Writes every served entity's monitoring profile for the other replicas of a fleet, and
+    /// reads theirs back.
     pub fn publish_profiles(&self) {
         let (Some(store), Some(config)) = (&self.profiles, &self.monitoring) else {
             return;
@@ -159,8 +159,14 @@ impl Gateway {
                 ));
             }
         }
-        if let Err(e) = store.publish(&profiles, now.max(0) as u64) {
+        let at = now.max(0) as u64;
+        if let Err(e) = store.publish(&profiles, at) {
             warn!("this replica's monitoring profiles were not published to the fleet: {e}");
+        }
+        // The others' profiles, for the reports until the next round.
+        let names: Vec<String> = self.endpoints().iter().map(|e| e.name.clone()).collect();
+        if let Err(e) = store.refresh(&names, at) {
+            warn!("the other replicas' monitoring profiles were not read (reports add up those read before): {e}");
         }
     }
 
