@@ -99,6 +99,20 @@ fn serves_both_arms(gw: &Gateway, name: &str) -> bool {
     })
 }
 
+/// Once the fleet is in sync, creates `ab` (50/50) through the first replica and waits until
+/// every replica serves both arms.
+fn create_ab_everywhere(fleet: &[Gateway]) {
+    common::metric_everywhere(fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    let r = fleet[0].post_json(
+        "/api/2.0/serving-endpoints",
+        &json!({"name": "ab", "config": ab_config(50)}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    for gw in fleet {
+        wait_until_served(gw, "ab");
+    }
+}
+
 fn wait_until_served(gw: &Gateway, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !serves_both_arms(gw, name) {
@@ -122,23 +136,13 @@ fn arm(gw: &Gateway, key: Option<&str>) -> String {
     r.header("served-model-name").unwrap()
 }
 
-fn metric_everywhere(fleet: &[Gateway], name: &str, value: f64) {
-    for gw in fleet {
-        common::wait_for(
-            &format!("{name} at {value}"),
-            Duration::from_secs(20),
-            || (gw.metric(name) == Some(value)).then_some(()),
-        );
-    }
-}
-
 #[test]
 fn an_endpoint_created_resplit_and_deleted_through_one_replica_is_served_by_every_replica() {
     let redis = Redis::start();
     let fleet: Vec<Gateway> = (0..REPLICAS)
         .map(|_| common::start(&config(redis.port, None), false))
         .collect();
-    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    common::metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
     let mut delays = Vec::new();
 
     // Created through replica 0: every replica knows it within 2 s, and serves it once its
@@ -223,7 +227,7 @@ fn two_updates_at_once_through_two_replicas_never_both_win() {
     let fleet: Vec<Gateway> = (0..2)
         .map(|_| common::start(&config(redis.port, None), false))
         .collect();
-    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    common::metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
     let mut conflicts = 0;
     for round in 0..6 {
         // Each update serves a new served entity (a model load): the first claims the
@@ -338,20 +342,12 @@ fn without_the_store_replicas_serve_what_they_knew_and_catch_up_when_it_is_back(
     let mut fleet: Vec<Gateway> = (0..2)
         .map(|_| common::start(&config(port, None), false))
         .collect();
-    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
-    let r = fleet[0].post_json(
-        "/api/2.0/serving-endpoints",
-        &json!({"name": "ab", "config": ab_config(50)}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    for gw in &fleet {
-        wait_until_served(gw, "ab");
-    }
+    create_ab_everywhere(&fleet);
 
     // The store goes away (and its data with it): serving goes on, /readyz and the metric say
     // which configs serve, and a change is refused with the reason.
     redis.stop();
-    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 0.0);
+    common::metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 0.0);
     for gw in &fleet {
         arm(gw, None);
         let ready = gw.get("/readyz");
@@ -377,7 +373,7 @@ fn without_the_store_replicas_serve_what_they_knew_and_catch_up_when_it_is_back(
     // Back, empty: the replicas write back what they serve (a replica started now finds
     // it), and changes flow again.
     let _redis = Redis::restart_on(port);
-    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    common::metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
     let newcomer = common::start(&config(port, None), false);
     let v = view(&newcomer, "ab").expect("ab on a replica started after the outage");
     assert_eq!(v["config"]["traffic_config"], split(50), "{v}");
@@ -494,7 +490,7 @@ fn a_replica_started_while_the_store_is_down_serves_its_own_and_joins_when_it_is
     let mut redis = Redis::start();
     let port = redis.port;
     let first = common::start(&config(port, None), false);
-    metric_everywhere(
+    common::metric_everywhere(
         std::slice::from_ref(&first),
         "modelgate_fleet_configs_in_sync",
         1.0,
@@ -510,7 +506,7 @@ fn a_replica_started_while_the_store_is_down_serves_its_own_and_joins_when_it_is
     // The store is back: both find it, and a change through the first reaches the late one.
     let _redis = Redis::restart_on(port);
     let fleet = [first, late];
-    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    common::metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
     let r = fleet[0].post_json(
         "/api/2.0/serving-endpoints",
         &json!({"name": "ab", "config": ab_config(50)}),
@@ -530,7 +526,7 @@ fn a_change_that_does_not_load_on_a_replica_is_not_served_there_nor_undone_by_it
     let with_ort = common::start(&config(redis.port, None), true);
     let without_ort = common::start(&config(redis.port, None), false);
     let fleet = [with_ort, without_ort];
-    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
+    common::metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
     let on_ort = json!({"served_entities": [
         {"name": "o", "entity_name": "transactions", "entity_version": "1", "engine": "ort"}
     ]});
@@ -584,15 +580,7 @@ fn a_store_restored_from_an_older_copy_gets_the_newer_configs_back() {
     let fleet: Vec<Gateway> = (0..2)
         .map(|_| common::start(&config(redis.port, None), false))
         .collect();
-    metric_everywhere(&fleet, "modelgate_fleet_configs_in_sync", 1.0);
-    let r = fleet[0].post_json(
-        "/api/2.0/serving-endpoints",
-        &json!({"name": "ab", "config": ab_config(50)}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text);
-    for gw in &fleet {
-        wait_until_served(gw, "ab");
-    }
+    create_ab_everywhere(&fleet);
     // The store's control keys now: the "older copy".
     let client = redis::Client::open(format!("redis://127.0.0.1:{}", redis.port)).unwrap();
     let mut conn = client.get_connection().unwrap();
@@ -605,11 +593,16 @@ fn a_store_restored_from_an_older_copy_gets_the_newer_configs_back() {
         .arg("modelgate:control:revision")
         .query(&mut conn)
         .unwrap();
-    let r = fleet[1].put_json("/api/2.0/serving-endpoints/ab/config", &ab_config(90));
-    assert_eq!(r.status, 200, "{}", r.text);
-    propagation(&fleet, Instant::now(), PROPAGATION, |gw| {
-        view(gw, "ab").is_some_and(|v| v["config"]["traffic_config"] == split(90))
-    });
+    // Two changes the older copy does not have (so that the store's revision after the
+    // write-back is below the one the replicas served before the restore).
+    for (through, champion) in [(1, 90), (0, 80)] {
+        let r =
+            fleet[through].put_json("/api/2.0/serving-endpoints/ab/config", &ab_config(champion));
+        assert_eq!(r.status, 200, "{}", r.text);
+        propagation(&fleet, Instant::now(), PROPAGATION, |gw| {
+            view(gw, "ab").is_some_and(|v| v["config"]["traffic_config"] == split(champion))
+        });
+    }
     // Restored: the 50/50 split again, at the older revisions.
     for (key, fields) in keys.iter().zip(&older) {
         let mut cmd = redis::cmd("HSET");
@@ -629,7 +622,7 @@ fn a_store_restored_from_an_older_copy_gets_the_newer_configs_back() {
         .arg("ab")
         .query(&mut conn)
         .unwrap();
-    // The replicas write 90/10 back: a replica started now serves it, and a change through
+    // The replicas write 80/20 back: a replica started now serves it, and a change through
     // either goes through.
     common::wait_for(
         "the newer config written back",
@@ -639,7 +632,7 @@ fn a_store_restored_from_an_older_copy_gets_the_newer_configs_back() {
                 redis::cmd("HGETALL").arg(keys[1]).query(&mut conn).ok()?;
             configs
                 .iter()
-                .any(|(n, c)| n == "ab" && c.contains("\"traffic_percentage\":90"))
+                .any(|(n, c)| n == "ab" && c.contains("\"traffic_percentage\":80"))
                 .then_some(())
         },
     );
@@ -650,14 +643,14 @@ fn a_store_restored_from_an_older_copy_gets_the_newer_configs_back() {
         .unwrap()
         .parse()
         .unwrap();
-    metric_everywhere(&fleet, "modelgate_fleet_configs_revision", revision);
+    common::metric_everywhere(&fleet, "modelgate_fleet_configs_revision", revision);
     let newcomer = common::start(&config(redis.port, None), false);
     let v = view(&newcomer, "ab").unwrap();
-    assert_eq!(v["config"]["traffic_config"], split(90), "{v}");
+    assert_eq!(v["config"]["traffic_config"], split(80), "{v}");
     for gw in &fleet {
         assert_eq!(
             view(gw, "ab").unwrap()["config"]["traffic_config"],
-            split(90)
+            split(80)
         );
     }
     let r = fleet[0].put_json("/api/2.0/serving-endpoints/ab/config", &ab_config(70));

@@ -12,20 +12,10 @@ use std::time::Duration;
 
 use common::redis::Redis;
 use common::Gateway;
-use modelgate::demo::bodies::{render, Columns, Format};
 use modelgate::demo::{Transaction, TransactionStream};
 use serde_json::{json, Value};
 
 const REPLICAS: usize = 3;
-
-/// The demo registry with version 1 served without its feature spec: the caller sends the
-/// model's columns, as the generator computes them.
-fn registry_without_spec(dir: &Path) -> std::path::PathBuf {
-    let registry = dir.join("models");
-    common::copy_dir(&common::demo_registry(), &registry);
-    std::fs::remove_file(registry.join("transactions/1/feature_spec.yaml")).unwrap();
-    registry
-}
 
 fn config(registry: &Path, redis_port: u16) -> String {
     format!(
@@ -35,13 +25,7 @@ fn config(registry: &Path, redis_port: u16) -> String {
 }
 
 fn score(gw: &Gateway, batch: &[Transaction]) -> (String, Vec<Value>) {
-    let body = render(batch, Columns::Model, Format::DataframeSplit);
-    let reply = gw.post(
-        "/serving-endpoints/tx/invocations",
-        body.content_type,
-        body.bytes.to_vec(),
-    );
-    assert_eq!(reply.status, 200, "{}", reply.text);
+    let reply = common::score_model_columns(gw, "tx", batch);
     let id = reply.header("x-request-id").expect("x-request-id");
     (id, reply.json()["predictions"].as_array().unwrap().clone())
 }
@@ -87,7 +71,7 @@ fn labels_total(gw: &Gateway, outcome: &str) -> u64 {
 #[test]
 fn labels_posted_to_any_replica_meet_their_predictions() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry_without_spec(dir.path());
+    let registry = common::registry_without_spec(dir.path());
     let redis = Redis::start();
     let fleet: Vec<Gateway> = (0..REPLICAS)
         .map(|_| common::start(&config(&registry, redis.port), false))

@@ -10,18 +10,10 @@ use std::time::Duration;
 
 use common::redis::Redis;
 use common::Gateway;
-use modelgate::demo::bodies::{render, Columns, Format};
 use modelgate::demo::{Transaction, TransactionStream};
 use serde_json::{json, Value};
 
 const REPLICAS: usize = 3;
-
-fn registry_without_spec(dir: &Path) -> std::path::PathBuf {
-    let registry = dir.join("models");
-    common::copy_dir(&common::demo_registry(), &registry);
-    std::fs::remove_file(registry.join("transactions/1/feature_spec.yaml")).unwrap();
-    registry
-}
 
 /// One endpoint `tx` (version 1, monitored in 1h windows), in a fleet when `redis_port` is
 /// given.
@@ -39,13 +31,7 @@ fn config(registry: &Path, redis_port: Option<u16>) -> String {
 
 /// Scores `batch`; the request id.
 fn score(gw: &Gateway, batch: &[Transaction]) -> String {
-    let body = render(batch, Columns::Model, Format::DataframeSplit);
-    let reply = gw.post(
-        "/serving-endpoints/tx/invocations",
-        body.content_type,
-        body.bytes.to_vec(),
-    );
-    assert_eq!(reply.status, 200, "{}", reply.text);
+    let reply = common::score_model_columns(gw, "tx", batch);
     reply.header("x-request-id").expect("x-request-id")
 }
 
@@ -115,7 +101,7 @@ fn differs(a: &Value, b: &Value, path: &str) -> Option<String> {
 #[test]
 fn any_replicas_report_equals_one_process_over_the_same_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry_without_spec(dir.path());
+    let registry = common::registry_without_spec(dir.path());
     let redis = Redis::start();
     let single = common::start(&config(&registry, None), false);
     let fleet: Vec<Gateway> = (0..REPLICAS)

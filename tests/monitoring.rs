@@ -19,15 +19,6 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// The demo registry with version 1 (and its baseline) served without a feature spec: the
-/// caller sends the six model columns the generator computes along its stream.
-fn registry_without_spec(dir: &Path) -> std::path::PathBuf {
-    let registry = dir.join("models");
-    common::copy_dir(&common::demo_registry(), &registry);
-    std::fs::remove_file(registry.join("transactions/1/feature_spec.yaml")).unwrap();
-    registry
-}
-
 fn config(registry: &Path, monitoring: &str, endpoint: &str) -> String {
     format!(
         "registry:\n  path: {}\ninference:\n  workers: 2\nmonitoring:\n{monitoring}endpoints:\n{endpoint}",
@@ -100,7 +91,7 @@ fn close(v: &Value, expected: f64, tolerance: f64) -> bool {
 #[test]
 fn the_demo_confusion_matrix_from_posted_labels() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry_without_spec(dir.path());
+    let registry = common::registry_without_spec(dir.path());
     // A shadow challenger gets copies of every request, and the same labels.
     let endpoint = format!(
         "{V1_ENDPOINT}      - {{name: challenger, entity_name: transactions, entity_version: '1', engine: tract}}\n    traffic_config:\n      routes:\n        - {{served_entity_name: champion, traffic_percentage: 100}}\n        - {{served_entity_name: challenger, shadow: true}}\n"
@@ -246,7 +237,7 @@ fn last_window(gw: &Gateway, from: i64, to: i64) -> Value {
 #[test]
 fn the_amount_drift_flag_rises_in_the_window_after_the_drift_knob() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry_without_spec(dir.path());
+    let registry = common::registry_without_spec(dir.path());
     let gw = common::start(
         &config(
             &registry,
@@ -383,7 +374,7 @@ fn looked_up_features_are_profiled_with_their_defaults_and_labels_join_by_key() 
 #[test]
 fn a_bad_baseline_refuses_the_version_with_the_file_and_column_named() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry_without_spec(dir.path());
+    let registry = common::registry_without_spec(dir.path());
     let path = registry.join("transactions/1/baseline.json");
     let text = std::fs::read_to_string(&path).unwrap();
     let mut baseline: Value = serde_json::from_str(&text).unwrap();
@@ -420,7 +411,7 @@ fn a_bad_baseline_refuses_the_version_with_the_file_and_column_named() {
 #[test]
 fn monitoring_settings_are_checked_and_can_be_switched_off() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry_without_spec(dir.path());
+    let registry = common::registry_without_spec(dir.path());
     let err = common::try_start(
         &config(&registry, "  windows: [5x]\n", V1_ENDPOINT),
         false,
@@ -447,7 +438,7 @@ fn monitoring_settings_are_checked_and_can_be_switched_off() {
 #[test]
 fn predictions_waiting_for_labels_stay_within_their_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = registry_without_spec(dir.path());
+    let registry = common::registry_without_spec(dir.path());
     let bound = 40_000;
     let gw = common::start(
         &config(

@@ -11,44 +11,12 @@
 //! holding an older state learns of the deletion.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::settings::fleet::FleetSettings;
 
-/// A round trip to the store that did not succeed.
-#[derive(Debug, thiserror::Error)]
-#[error("the fleet's shared store ({store}) did not answer: {source}")]
-pub struct StoreError {
-    store: String,
-    source: redis::RedisError,
-    /// The command may have reached the store (it failed after the connection was made).
-    sent: bool,
-}
-
-impl StoreError {
-    /// A failure to reach the store: nothing was sent.
-    pub fn new(store: &str, source: redis::RedisError) -> Self {
-        Self {
-            store: store.to_owned(),
-            source,
-            sent: false,
-        }
-    }
-
-    /// A failure after the command went out: the store may have run it.
-    pub fn after_sending(store: &str, source: redis::RedisError) -> Self {
-        Self {
-            sent: true,
-            ..Self::new(store, source)
-        }
-    }
-
-    /// Whether the store may have run the command all the same.
-    pub fn maybe_done(&self) -> bool {
-        self.sent
-    }
-}
+pub use super::conn::StoreError;
+use super::conn::{connect, Conn};
 
 /// One endpoint's record: its revision and config (none: deleted).
 #[derive(Debug, Clone, PartialEq)]
@@ -122,8 +90,8 @@ redis.call('PUBLISH', ARGV[5], ARGV[1])
 return {'done', rev, exists}
 "#;
 
-/// Takes the name's claim. KEYS: revisions, configs, claim. ARGV: as [`CHECK`], then the
-/// claim's time to live in ms.
+/// Takes the name's claim. KEYS: as [`CHECK`] (and the revision, unused). ARGV: as
+/// [`CHECK`], then the claim's time to live in ms.
 const CLAIM: &str = r#"
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
 return {'done', cur, exists}
@@ -156,31 +124,21 @@ const LISTEN: Duration = Duration::from_secs(10);
 
 /// The store of the fleet's endpoint configs (blocking calls: use off the async workers).
 pub struct ConfigStore {
-    client: redis::Client,
-    /// The URL with its password hidden, for messages.
-    shown: String,
-    timeout: Duration,
+    conn: Conn,
     prefix: String,
-    conn: Mutex<Option<redis::Connection>>,
 }
 
 impl ConfigStore {
     pub fn new(settings: &FleetSettings) -> Result<Self, String> {
-        let url = settings.redis_url.clone().unwrap_or_default();
-        let client =
-            redis::Client::open(url.as_str()).map_err(|e| format!("fleet.redis_url: {e}"))?;
         Ok(Self {
-            client,
-            shown: crate::settings::redact::redact_url(&url),
-            timeout: Duration::from_millis(settings.timeout_ms),
+            conn: Conn::open(settings)?,
             prefix: format!("{}:control", settings.key_prefix),
-            conn: Mutex::new(None),
         })
     }
 
     /// The store, as messages name it (no password).
     pub fn shown(&self) -> &str {
-        &self.shown
+        self.conn.shown()
     }
 
     fn key(&self, what: &str) -> String {
@@ -196,29 +154,11 @@ impl ConfigStore {
         format!("{}:claim:{name}", self.prefix)
     }
 
-    /// Runs `f` on the shared connection, made anew after a failure.
-    fn with_conn<T>(
-        &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, StoreError> {
-        let fail = |source| StoreError::new(&self.shown, source);
-        let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(connect(&self.client, self.timeout).map_err(fail)?);
-        }
-        let conn = slot.as_mut().expect("connected above");
-        f(conn).map_err(|e| {
-            // A connection that failed once may hold half an answer: never reused.
-            *slot = None;
-            StoreError::after_sending(&self.shown, e)
-        })
-    }
-
     /// The store's revision and epoch (none before its first snapshot): a cheap look for
     /// whether anything changed.
     pub fn revision(&self) -> Result<(u64, Option<String>), StoreError> {
         let (revision, epoch) = (self.key("revision"), self.key("epoch"));
-        self.with_conn(|c| {
+        self.conn.run(|c| {
             let (rev, epoch): (Option<u64>, Option<String>) =
                 redis::cmd("MGET").arg(&revision).arg(&epoch).query(c)?;
             Ok((rev.unwrap_or(0), epoch))
@@ -234,7 +174,7 @@ impl ConfigStore {
             self.key("epoch"),
         ];
         let fresh = uuid::Uuid::new_v4().to_string();
-        self.with_conn(|c| {
+        self.conn.run(|c| {
             let (revision, epoch, revisions, configs): (
                 u64,
                 String,
@@ -272,27 +212,8 @@ impl ConfigStore {
         config: Option<&str>,
         claim: Option<&str>,
     ) -> Result<Outcome, StoreError> {
-        let keys = [
-            self.key("revisions"),
-            self.key("configs"),
-            self.claim_key(name),
-            self.key("revision"),
-        ];
-        let script = format!("{CHECK}{COMMIT}");
-        let channel = self.channel();
-        self.with_conn(|c| {
-            redis::cmd("EVAL")
-                .arg(&script)
-                .arg(keys.len())
-                .arg(&keys)
-                .arg(name)
-                .arg(expected(expect))
-                .arg(claim.unwrap_or(""))
-                .arg(config.unwrap_or(""))
-                .arg(&channel)
-                .query(c)
-                .and_then(outcome)
-        })
+        let extra = [config.unwrap_or("").to_owned(), self.channel()];
+        self.checked(COMMIT, name, expect, claim.unwrap_or(""), &extra)
     }
 
     /// Claims `name` for `ttl` (renew it with [`ConfigStore::keep_claim`]) if its record is at
@@ -304,21 +225,36 @@ impl ConfigStore {
         token: &str,
         ttl: Duration,
     ) -> Result<Outcome, StoreError> {
+        let extra = [(ttl.as_millis().max(1) as u64).to_string()];
+        self.checked(CLAIM, name, Expect::Revision(revision), token, &extra)
+    }
+
+    /// Runs [`CHECK`] then `script` on `name`'s record: KEYS revisions, configs, claim,
+    /// revision; ARGV name, expectation, claim token, then `extra`.
+    fn checked(
+        &self,
+        script: &str,
+        name: &str,
+        expect: Expect,
+        token: &str,
+        extra: &[String],
+    ) -> Result<Outcome, StoreError> {
         let keys = [
             self.key("revisions"),
             self.key("configs"),
             self.claim_key(name),
+            self.key("revision"),
         ];
-        let script = format!("{CHECK}{CLAIM}");
-        self.with_conn(|c| {
+        let script = format!("{CHECK}{script}");
+        self.conn.run_once(|c| {
             redis::cmd("EVAL")
                 .arg(&script)
                 .arg(keys.len())
                 .arg(&keys)
                 .arg(name)
-                .arg(expected(Expect::Revision(revision)))
+                .arg(expected(expect))
                 .arg(token)
-                .arg(ttl.as_millis().max(1) as u64)
+                .arg(extra)
                 .query(c)
                 .and_then(outcome)
         })
@@ -334,7 +270,7 @@ impl ConfigStore {
     ) -> Result<bool, StoreError> {
         let key = self.claim_key(name);
         let ms = ttl.map_or(0, |t| t.as_millis().max(1) as u64);
-        self.with_conn(|c| {
+        self.conn.run(|c| {
             let held: i64 = redis::cmd("EVAL")
                 .arg(KEEP_CLAIM)
                 .arg(1)
@@ -352,15 +288,15 @@ impl ConfigStore {
         &self,
         wake: impl Fn() + Send + 'static,
     ) -> std::io::Result<crate::periodic::Periodic> {
-        let client = self.client.clone();
+        let client = self.conn.client().clone();
         let channel = self.channel();
-        let timeout = self.timeout;
+        let timeout = self.conn.timeout();
         // A step listens for [`LISTEN`] at most, so that a dropped handle ends the thread.
         crate::periodic::spawn(
             "modelgate-fleet-changes",
             Duration::from_millis(200),
             move || {
-                let Ok(mut conn) = connect(&client, timeout) else {
+                let Ok(mut conn) = connect(&client, timeout, timeout) else {
                     return;
                 };
                 let mut pubsub = conn.as_pubsub();
@@ -402,11 +338,4 @@ fn outcome((what, revision, exists): (String, u64, i64)) -> redis::RedisResult<O
             exists: exists == 1,
         },
     })
-}
-
-fn connect(client: &redis::Client, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let conn = client.get_connection_with_timeout(timeout)?;
-    conn.set_read_timeout(Some(timeout))?;
-    conn.set_write_timeout(Some(timeout))?;
-    Ok(conn)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::settings::fleet::FleetSettings;
 
-use super::configs::StoreError;
+use super::conn::{connect, Conn, StoreError};
 
 /// Posts the stream keeps (older ones are trimmed, approximately, as Redis does with `~`).
 pub const MAX_ENTRIES: usize = 1_000;
@@ -30,13 +30,10 @@ pub struct Relayed {
 
 /// The stream of labels the replicas relay to each other.
 pub struct LabelRelay {
-    client: redis::Client,
-    shown: String,
-    timeout: Duration,
+    conn: Conn,
     key: String,
     /// This replica (its own posts are not read back).
     replica: String,
-    conn: std::sync::Mutex<Option<redis::Connection>>,
 }
 
 /// One read's answer: per stream, its entries, each an id and its field/value pairs.
@@ -44,33 +41,16 @@ type ReadReply = Option<Vec<(String, Vec<(String, Vec<String>)>)>>;
 
 impl LabelRelay {
     pub fn new(settings: &FleetSettings) -> Result<Self, String> {
-        let url = settings.redis_url.clone().unwrap_or_default();
-        let client =
-            redis::Client::open(url.as_str()).map_err(|e| format!("fleet.redis_url: {e}"))?;
         Ok(Self {
-            client,
-            shown: crate::settings::redact::redact_url(&url),
-            timeout: Duration::from_millis(settings.timeout_ms),
+            conn: Conn::open(settings)?,
             key: format!("{}:labels", settings.key_prefix),
             replica: uuid::Uuid::new_v4().to_string(),
-            conn: std::sync::Mutex::new(None),
         })
-    }
-
-    fn fail(&self, source: redis::RedisError) -> StoreError {
-        StoreError::new(&self.shown, source)
     }
 
     /// Appends the posts (each a JSON list of at most [`MAX_LABELS_PER_POST`] labels) of
     /// `endpoint` for the other replicas, in one round trip.
     pub fn relay(&self, endpoint: &str, posts: &[String]) -> Result<(), StoreError> {
-        let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            let conn =
-                connect(&self.client, self.timeout, self.timeout).map_err(|e| self.fail(e))?;
-            *slot = Some(conn);
-        }
-        let conn = slot.as_mut().expect("connected above");
         let mut pipe = redis::pipe();
         for labels in posts {
             pipe.cmd("XADD")
@@ -87,10 +67,7 @@ impl LabelRelay {
                 .arg(labels)
                 .ignore();
         }
-        pipe.query::<()>(conn).map_err(|e| {
-            *slot = None;
-            StoreError::after_sending(&self.shown, e)
-        })
+        self.conn.run(|c| pipe.query::<()>(c))
     }
 
     /// Calls `deliver` with each post of the other replicas, on a thread of its own, from the
@@ -99,8 +76,8 @@ impl LabelRelay {
         &self,
         deliver: impl Fn(Relayed) + Send + 'static,
     ) -> std::io::Result<crate::periodic::Periodic> {
-        let client = self.client.clone();
-        let (key, replica, timeout) = (self.key.clone(), self.replica.clone(), self.timeout);
+        let client = self.conn.client().clone();
+        let (key, replica, timeout) = (self.key.clone(), self.replica.clone(), self.conn.timeout());
         let mut conn: Option<redis::Connection> = None;
         // The last post read ("$" until the stream's end is known).
         let mut last: Option<String> = None;
@@ -190,17 +167,6 @@ fn relayed(fields: &[String], replica: &str) -> Option<Relayed> {
         endpoint: field("endpoint")?,
         labels: field("labels")?,
     })
-}
-
-fn connect(
-    client: &redis::Client,
-    timeout: Duration,
-    read_timeout: Duration,
-) -> redis::RedisResult<redis::Connection> {
-    let conn = client.get_connection_with_timeout(timeout)?;
-    conn.set_read_timeout(Some(read_timeout))?;
-    conn.set_write_timeout(Some(timeout))?;
-    Ok(conn)
 }
 
 #[cfg(test)]

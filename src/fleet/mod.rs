@@ -16,6 +16,7 @@
 //! docs/operations.md, "Rate limits across replicas", states the error bounds.
 
 pub mod configs;
+pub mod conn;
 pub mod labels;
 pub mod profiles;
 
@@ -279,7 +280,7 @@ impl FleetCounts {
         crate::periodic::spawn("modelgate-fleet", interval, move || {
             counts.purge(crate::clock::now_ms());
             if conn.is_none() {
-                conn = connect(&client, timeout)
+                conn = conn::connect(&client, timeout, timeout)
                     .map_err(|e| counts.said_down(&mut up, &shown, &e))
                     .ok();
             }
@@ -310,13 +311,6 @@ impl FleetCounts {
             *up = Some(false);
         }
     }
-}
-
-fn connect(client: &redis::Client, timeout: Duration) -> redis::RedisResult<redis::Connection> {
-    let conn = client.get_connection_with_timeout(timeout)?;
-    conn.set_read_timeout(Some(timeout))?;
-    conn.set_write_timeout(Some(timeout))?;
-    Ok(conn)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::settings::fleet::FleetSettings;
 
-use super::configs::StoreError;
+use super::conn::{Conn, StoreError};
 
 /// One replica's profile of one served entity.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,64 +22,30 @@ pub struct Published {
 
 /// The fleet's monitoring profiles.
 pub struct ProfileStore {
-    client: redis::Client,
-    shown: String,
-    timeout: Duration,
+    conn: Conn,
     prefix: String,
     /// This replica (its own profiles are read from memory, not back from the store).
     replica: String,
     /// How long a replica's profiles count after its last publication (longer than any
     /// window it kept).
     keep: Duration,
-    conn: Mutex<Option<redis::Connection>>,
     /// The others' profiles by endpoint, with when each was published, as last read.
     cache: Mutex<HashMap<String, Vec<(u64, Published)>>>,
 }
 
 impl ProfileStore {
     pub fn new(settings: &FleetSettings, keep: Duration) -> Result<Self, String> {
-        let url = settings.redis_url.clone().unwrap_or_default();
-        let client =
-            redis::Client::open(url.as_str()).map_err(|e| format!("fleet.redis_url: {e}"))?;
         Ok(Self {
-            client,
-            shown: crate::settings::redact::redact_url(&url),
-            timeout: Duration::from_millis(settings.timeout_ms),
+            conn: Conn::open(settings)?,
             prefix: format!("{}:profiles", settings.key_prefix),
             replica: uuid::Uuid::new_v4().to_string(),
             keep,
-            conn: Mutex::new(None),
             cache: Mutex::default(),
         })
     }
 
     fn key(&self, endpoint: &str) -> String {
         format!("{}:{endpoint}", self.prefix)
-    }
-
-    fn with_conn<T>(
-        &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Result<T, StoreError> {
-        let fail = |source| StoreError::new(&self.shown, source);
-        let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            let conn = self
-                .client
-                .get_connection_with_timeout(self.timeout)
-                .and_then(|c| {
-                    c.set_read_timeout(Some(self.timeout))?;
-                    c.set_write_timeout(Some(self.timeout))?;
-                    Ok(c)
-                })
-                .map_err(fail)?;
-            *slot = Some(conn);
-        }
-        let conn = slot.as_mut().expect("connected above");
-        f(conn).map_err(|e| {
-            *slot = None;
-            fail(e)
-        })
     }
 
     /// Writes this replica's profiles, as (endpoint, served entity, profile), at `now_ms`,
@@ -102,7 +68,7 @@ impl ProfileStore {
                 .arg(self.keep.as_millis() as u64)
                 .ignore();
         }
-        self.with_conn(|c| pipe.query::<()>(c))
+        self.conn.run(|c| pipe.query::<()>(c))
     }
 
     /// Reads the other replicas' profiles of `endpoints` back (one round trip), for
@@ -112,7 +78,7 @@ impl ProfileStore {
         for endpoint in endpoints {
             pipe.cmd("HGETALL").arg(self.key(endpoint));
         }
-        let all: Vec<Vec<(String, String)>> = self.with_conn(|c| pipe.query(c))?;
+        let all: Vec<Vec<(String, String)>> = self.conn.run(|c| pipe.query(c))?;
         let keep = self.keep.as_millis() as u64;
         let mut gone = redis::pipe();
         let mut fresh = HashMap::new();
@@ -143,7 +109,7 @@ impl ProfileStore {
             fresh.insert(endpoint.clone(), theirs);
         }
         // Best effort: another replica may remove them as well.
-        let _ = self.with_conn(|c| gone.query::<()>(c));
+        let _ = self.conn.run(|c| gone.query::<()>(c));
         *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(())
     }

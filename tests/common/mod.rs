@@ -642,3 +642,41 @@ pub fn delta_python() -> PathBuf {
     PATH.get_or_init(|| path_from_env_or_script("MODELGATE_DELTA_PYTHON", "scripts/delta-venv.sh"))
         .clone()
 }
+
+/// The demo registry copied into `dir` with version 1 served without its feature spec: the
+/// caller sends the six model columns (as the demo generator computes them).
+pub fn registry_without_spec(dir: &Path) -> PathBuf {
+    let registry = dir.join("models");
+    copy_dir(&demo_registry(), &registry);
+    std::fs::remove_file(registry.join("transactions/1/feature_spec.yaml")).unwrap();
+    registry
+}
+
+/// Waits until every gateway of `fleet` shows the sample `name` at `value`.
+pub fn metric_everywhere(fleet: &[Gateway], name: &str, value: f64) {
+    for gw in fleet {
+        wait_for(
+            &format!("{name} at {value}"),
+            Duration::from_secs(20),
+            || (gw.metric(name) == Some(value)).then_some(()),
+        );
+    }
+}
+
+/// Scores `batch` on endpoint `endpoint` in the model's columns (`dataframe_split`), as the
+/// demo generator computes them; the reply, checked to be 200.
+pub fn score_model_columns(
+    gw: &Gateway,
+    endpoint: &str,
+    batch: &[modelgate::demo::Transaction],
+) -> Reply {
+    use modelgate::demo::bodies::{render, Columns, Format};
+    let body = render(batch, Columns::Model, Format::DataframeSplit);
+    let reply = gw.post(
+        &format!("/serving-endpoints/{endpoint}/invocations"),
+        body.content_type,
+        body.bytes.to_vec(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply
+}
