@@ -19,7 +19,7 @@ use super::control::{ControlError, ControlPlane};
 use super::persist::{SavedEndpoint, StateFile};
 use super::{Endpoint, Generation, PendingConfig};
 use crate::clock::now_ms;
-use crate::fleet::configs::{ConfigStore, Expect, Outcome, Record, Snapshot};
+use crate::fleet::configs::{ConfigStore, Expect, Outcome, Record};
 use crate::metrics::labels::ConfigChange;
 use crate::metrics::Metrics;
 use crate::settings::fleet::FleetSettings;
@@ -350,11 +350,6 @@ impl FleetConfigs {
     /// after a growing pause (or at once when the record changes).
     fn failed(&self, name: &str, revision: u64, why: String) {
         error!(endpoint = %name, "{why}");
-        self.metrics
-            .fleet
-            .configs_applied
-            .with_label_values(&[ConfigChange::Failed.as_str()])
-            .inc();
         let mut known = lock(&self.known);
         let attempts = match known.failing.get(name) {
             Some(f) if f.revision == revision => f.attempts + 1,
@@ -370,6 +365,30 @@ impl FleetConfigs {
                 why,
             },
         );
+        drop(known);
+        // Said at once, not at the next look (and then counted).
+        if let Some(detail) = self.failing_detail() {
+            self.out_of_sync(detail);
+        }
+        self.count(ConfigChange::Failed);
+    }
+
+    /// The store's epoch the known revisions belong to.
+    fn epoch(&self) -> Option<String> {
+        lock(&self.known).epoch.clone()
+    }
+
+    /// What does not apply here, while something does not.
+    fn failing_detail(&self) -> Option<String> {
+        let known = lock(&self.known);
+        let mut failing: Vec<String> = known
+            .failing
+            .iter()
+            .map(|(name, f)| format!("{name} ({}; tried again after a pause)", f.why))
+            .collect();
+        failing.sort();
+        (!failing.is_empty())
+            .then(|| format!("not serving the fleet's config of {}", failing.join(", ")))
     }
 
     fn count(&self, change: ConfigChange) {
@@ -394,27 +413,32 @@ impl ControlPlane {
             Err(e) => return fleet.out_of_sync(e.to_string()),
         };
         fleet.answered_ms.store(now_ms(), Ordering::Release);
-        if lock(&fleet.known).seen.as_ref() == Some(&look) {
-            return fleet.synced(look.0);
-        }
-        let snapshot = match fleet.store.snapshot() {
-            Ok(s) => s,
-            Err(e) => return fleet.out_of_sync(e.to_string()),
+        let (unchanged, retry_due) = {
+            let known = lock(&fleet.known);
+            let now = now_ms();
+            (
+                known.seen.as_ref() == Some(&look),
+                known.failing.values().any(|f| now >= f.retry_at_ms),
+            )
         };
-        match self.apply_snapshot(fleet, &snapshot) {
-            Ok(()) => fleet.synced(snapshot.revision),
-            Err(why) => fleet.out_of_sync(why),
+        if !unchanged || retry_due {
+            // Read under the saves' lock, so that no change of this replica falls between
+            // the read and its application (it would look like a store gone back).
+            if let Err(why) = self.apply_snapshot(fleet) {
+                return fleet.out_of_sync(why);
+            }
+        }
+        match fleet.failing_detail() {
+            Some(why) => fleet.out_of_sync(why),
+            None => fleet.synced(look.0),
         }
     }
 
     /// Applies what changed in `snapshot`, and writes to the store what it never held (or
     /// lost: a store restored from an older copy gets the newer configs back).
-    fn apply_snapshot(
-        self: &Arc<Self>,
-        fleet: &FleetConfigs,
-        snapshot: &Snapshot,
-    ) -> Result<(), String> {
+    fn apply_snapshot(self: &Arc<Self>, fleet: &FleetConfigs) -> Result<(), String> {
         let _saving = self.lock_saves();
+        let snapshot = &fleet.store.snapshot().map_err(|e| e.to_string())?;
         let mut later = Vec::new();
         let now = now_ms();
         // What to write back (the store is behind this replica), and what to apply.
@@ -436,7 +460,7 @@ impl ControlPlane {
                     .revisions
                     .iter()
                     .filter(|(n, r)| **r > store_revision(n))
-                    .map(|(n, _)| (n.clone(), store_revision(n)))
+                    .map(|(n, r)| (n.clone(), *r))
                     .collect();
                 let went_back = known
                     .seen
@@ -460,17 +484,15 @@ impl ControlPlane {
                     record.revision > known.revisions.get(*name).copied().unwrap_or(0)
                         && !write_back.iter().any(|(n, _)| n == *name)
                 })
+                // A record that failed here waits for its retry (said by `failing_detail`).
                 .filter(|(name, record)| match known.failing.get(*name) {
-                    Some(f) if f.revision == record.revision && now < f.retry_at_ms => {
-                        later.push(format!("{name} ({}; tried again later)", f.why));
-                        false
-                    }
-                    _ => true,
+                    Some(f) => f.revision != record.revision || now >= f.retry_at_ms,
+                    None => true,
                 })
                 .collect();
             (write_back, to_apply)
         };
-        for (name, in_store) in write_back {
+        for (name, mine) in write_back {
             let config = self
                 .endpoints
                 .get(&name)
@@ -481,9 +503,14 @@ impl ControlPlane {
                 // Served from the config file only: nothing newer to write.
                 continue;
             }
-            let expect = Expect::Revision(in_store);
-            if let Err(e) = fleet.commit(&name, expect, config.as_ref(), None) {
-                later.push(format!("{name} ({e})"));
+            // At the revision this replica knew, if the store is still below it: of several
+            // replicas writing back, the one that knew the newest wins.
+            match fleet.commit(&name, Expect::Below(mine), config.as_ref(), None) {
+                Ok(_) => {}
+                Err(e @ (ControlError::StoreUnavailable(_) | ControlError::StoreUncertain(_))) => {
+                    return Err(e.to_string());
+                }
+                Err(e) => later.push(format!("{name} ({e})")),
             }
         }
         let mut changed = false;
@@ -496,12 +523,10 @@ impl ControlPlane {
                     }
                     fleet.served(name, record.revision);
                 }
-                Applied::Loading => later.push(format!("{name} (loading)")),
+                // Served (or recorded as failing) when the load ends.
+                Applied::Loading => {}
                 Applied::Later => later.push(name.clone()),
-                Applied::Failed(why) => {
-                    fleet.failed(name, record.revision, why.clone());
-                    later.push(format!("{name} ({why})"));
-                }
+                Applied::Failed(why) => fleet.failed(name, record.revision, why),
             }
         }
         // What this replica serves and the store never held (a state file older than the
@@ -515,14 +540,24 @@ impl ControlPlane {
                 continue;
             }
             let saved = saved_endpoint(&endpoint, &endpoint.generation());
-            if let Err(e) = fleet.commit(&endpoint.name, Expect::Revision(0), Some(&saved), None) {
-                later.push(format!("{} ({e})", endpoint.name));
+            match fleet.commit(&endpoint.name, Expect::Revision(0), Some(&saved), None) {
+                Ok(_) => {}
+                Err(e @ (ControlError::StoreUnavailable(_) | ControlError::StoreUncertain(_))) => {
+                    return Err(e.to_string());
+                }
+                Err(e) => later.push(format!("{} ({e})", endpoint.name)),
             }
         }
         for name in self.config_endpoints.iter() {
             if unknown(name) && !self.endpoints.contains(name) {
-                if let Err(e) = fleet.commit(name, Expect::Revision(0), None, None) {
-                    later.push(format!("{name} ({e})"));
+                match fleet.commit(name, Expect::Revision(0), None, None) {
+                    Ok(_) => {}
+                    Err(
+                        e @ (ControlError::StoreUnavailable(_) | ControlError::StoreUncertain(_)),
+                    ) => {
+                        return Err(e.to_string());
+                    }
+                    Err(e) => later.push(format!("{name} ({e})")),
                 }
             }
         }
@@ -610,6 +645,7 @@ impl ControlPlane {
                     })
                 });
                 let revision = record.revision;
+                let epoch = self.fleet.as_ref().and_then(FleetConfigs::epoch);
                 self.in_background(endpoint, guard, move |plane, ep| {
                     let Some(fleet) = &plane.fleet else {
                         return;
@@ -618,7 +654,9 @@ impl ControlPlane {
                     if !failures.is_empty() {
                         let message = format!("the fleet's config_version {version} does not load on this replica, which serves its previous config: {}", failures.join("; "));
                         ep.with_control(|c| c.failure = Some(message.clone()));
-                        fleet.failed(&ep.name, revision, message);
+                        if fleet.epoch() == epoch {
+                            fleet.failed(&ep.name, revision, message);
+                        }
                         return;
                     }
                     let saving = plane.lock_saves();
@@ -627,7 +665,10 @@ impl ControlPlane {
                     }
                     ep.publish(next);
                     ep.with_control(|c| c.failure = None);
-                    fleet.served(&ep.name, revision);
+                    // A revision of data the store has since lost means nothing now.
+                    if fleet.epoch() == epoch {
+                        fleet.served(&ep.name, revision);
+                    }
                     fleet.count(ConfigChange::Updated);
                     info!(endpoint = %ep.name, config_version = version, "endpoint config updated through another replica");
                     if let Err(e) = plane.write_state() {

@@ -43,6 +43,9 @@ pub enum Expect {
     Revision(u64),
     /// No config (never held, or deleted): a creation.
     Absent,
+    /// The record is below this revision, which the change then takes (a replica writing
+    /// back what a store restored from an older copy lost: the newest write-back wins).
+    Below(u64),
 }
 
 /// How a change or a claim ended.
@@ -61,12 +64,16 @@ pub const ANY_CLAIM: &str = "*";
 
 /// Compares the record with what the change expects and checks the claim; the common head of
 /// the two scripts below. KEYS: revisions, configs, claim. ARGV: name, expected revision (or
-/// "absent"), claim token ("": none, [`ANY_CLAIM`]: any).
+/// "absent", or "below:N"), claim token ("": none, [`ANY_CLAIM`]: any).
 const CHECK: &str = r#"
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local exists = redis.call('HEXISTS', KEYS[2], ARGV[1])
+local below = nil
+if string.sub(ARGV[2], 1, 6) == 'below:' then below = tonumber(string.sub(ARGV[2], 7)) end
 if ARGV[2] == 'absent' then
   if exists == 1 then return {'changed', cur, exists} end
+elseif below then
+  if cur >= below then return {'changed', cur, exists} end
 elseif cur ~= tonumber(ARGV[2]) then
   return {'changed', cur, exists}
 end
@@ -77,7 +84,7 @@ if holder and holder ~= ARGV[3] and ARGV[3] ~= '*' then return {'claimed', cur, 
 /// Makes a change. KEYS: revisions, configs, claim, revision. ARGV: as [`CHECK`], then the
 /// config ("" deletes), the channel.
 const COMMIT: &str = r#"
-local rev = cur + 1
+local rev = below or (cur + 1)
 redis.call('HSET', KEYS[1], ARGV[1], rev)
 if ARGV[4] == '' then
   redis.call('HDEL', KEYS[2], ARGV[1])
@@ -326,6 +333,7 @@ fn expected(expect: Expect) -> String {
     match expect {
         Expect::Revision(r) => r.to_string(),
         Expect::Absent => "absent".into(),
+        Expect::Below(r) => format!("below:{r}"),
     }
 }
 

@@ -117,8 +117,15 @@ impl Conn {
         }
         let conn = slot.as_mut().expect("connected above");
         f(conn).map_err(|e| {
-            *slot = None;
-            StoreError::after_sending(&self.shown, e)
+            if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+                // The command may have run; the connection may hold half an answer.
+                *slot = None;
+                StoreError::after_sending(&self.shown, e)
+            } else {
+                // Redis answered with an error (loading, read-only, out of memory, a
+                // malformed reply): the command did not run.
+                StoreError::new(&self.shown, e)
+            }
         })
     }
 }

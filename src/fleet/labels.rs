@@ -92,23 +92,33 @@ impl LabelRelay {
                 let Some(c) = conn.as_mut() else {
                     return;
                 };
-                let read = match &last {
-                    None => stream_end(c, &key).map(|end| {
-                        last = Some(end);
-                        Vec::new()
-                    }),
-                    Some(from) => read_after(c, &key, from),
-                };
-                match read {
-                    Ok(entries) => {
-                        for (id, fields) in entries {
-                            last = Some(id);
-                            if let Some(post) = relayed(&fields, &replica) {
-                                deliver(post);
+                // Read on while reads come back full (a burst of posts is drained at once).
+                loop {
+                    let read = match &last {
+                        None => stream_end(c, &key).map(|end| {
+                            last = Some(end);
+                            Vec::new()
+                        }),
+                        Some(from) => read_after(c, &key, from),
+                    };
+                    match read {
+                        Ok(entries) => {
+                            let full = entries.len() == READ_COUNT;
+                            for (id, fields) in entries {
+                                last = Some(id);
+                                if let Some(post) = relayed(&fields, &replica) {
+                                    deliver(post);
+                                }
+                            }
+                            if !full {
+                                break;
                             }
                         }
+                        Err(_) => {
+                            conn = None;
+                            break;
+                        }
                     }
-                    Err(_) => conn = None,
                 }
             },
         )

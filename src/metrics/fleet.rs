@@ -33,7 +33,7 @@ impl FleetMetrics {
             )),
             configs_in_sync: r.add(make::gauge(
                 "modelgate_fleet_configs_in_sync",
-                "1 while this replica serves the endpoint configs the fleet's shared store holds (its last look, every fleet.config_poll_ms or at a change's announcement, answered and everything it found was applied), 0 while it serves the last configs it knew (and always 0 without a fleet).",
+                "1 while this replica serves the endpoint configs the fleet's shared store holds (its last look, every fleet.config_poll_ms or at a change's announcement, answered and everything it found was applied or is loading), 0 while it serves the last configs it knew: the store does not answer, or a change did not apply here (/readyz says which; and always 0 without a fleet).",
             )),
             configs_revision: r.add(make::gauge(
                 "modelgate_fleet_configs_revision",
