@@ -127,7 +127,7 @@ fn labels_posted_to_any_replica_meet_their_predictions() {
     );
 
     // The replicas' counts add up to the single-process golden, and every label joined once.
-    let added = common::wait_for(
+    common::wait_for(
         "the relayed labels to join",
         Duration::from_secs(30),
         || {
@@ -137,10 +137,9 @@ fn labels_posted_to_any_replica_meet_their_predictions() {
                 }
                 acc
             });
-            (sum == [5, 10, 15, 70]).then_some(sum)
+            (sum == [5, 10, 15, 70]).then_some(())
         },
     );
-    assert_eq!(added, [5, 10, 15, 70]);
     // Any replica's report adds up the others' counts (published every
     // fleet.profile_interval_ms): the golden itself.
     for gw in &fleet {

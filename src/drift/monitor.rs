@@ -225,7 +225,7 @@ impl SlotMonitor {
         &self,
         served_entity: &str,
         now_ms: i64,
-        others: &[MonitorSnapshot],
+        others: &[&MonitorSnapshot],
         serving: Option<Version<'_>>,
     ) -> (EntityReport, usize) {
         // The windows are copied under the lock and added up outside it (requests count
@@ -257,7 +257,7 @@ impl SlotMonitor {
             }
             (head, state.drift.clone(), state.quality.clone())
         };
-        let same_version = |o: &&MonitorSnapshot| {
+        let same_version = |o: &&&MonitorSnapshot| {
             head.model.as_deref() == Some(o.model.as_str())
                 && head.version.as_deref() == Some(o.version.as_str())
         };

@@ -268,48 +268,30 @@ impl FleetCounts {
         self: &Arc<Self>,
         settings: &FleetSettings,
     ) -> std::io::Result<crate::periodic::Periodic> {
-        let url = settings.redis_url.clone().unwrap_or_default();
-        let client = redis::Client::open(url.as_str())
-            .map_err(|e| std::io::Error::other(format!("fleet.redis_url: {e}")))?;
-        let timeout = Duration::from_millis(settings.timeout_ms);
+        let store = conn::Conn::open(settings).map_err(std::io::Error::other)?;
         let counts = self.clone();
-        let shown = crate::settings::redact::redact_url(&url);
-        let mut conn: Option<redis::Connection> = None;
         let mut up = None;
         let interval = Duration::from_millis(settings.sync_interval_ms);
         crate::periodic::spawn("modelgate-fleet", interval, move || {
             counts.purge(crate::clock::now_ms());
-            if conn.is_none() {
-                conn = conn::connect(&client, timeout, timeout)
-                    .map_err(|e| counts.said_down(&mut up, &shown, &e))
-                    .ok();
-            }
-            if let Some(c) = conn.as_mut() {
-                match counts.sync(c, crate::clock::now_ms()) {
-                    Ok(()) => {
-                        if up != Some(true) {
-                            info!(store = %shown, replicas = counts.replicas(), "the fleet's shared store answers");
-                            up = Some(true);
-                        }
-                    }
-                    Err(e) => {
-                        counts.said_down(&mut up, &shown, &e);
-                        conn = None;
+            match store.run(|c| counts.sync(c, crate::clock::now_ms())) {
+                Ok(()) => {
+                    if up != Some(true) {
+                        info!(store = %store.shown(), replicas = counts.replicas(), "the fleet's shared store answers");
+                        up = Some(true);
                     }
                 }
+                // Logged once, when the outage begins.
+                Err(e) if up != Some(false) => {
+                    warn!("{e}; rate limits fall back to each replica's share");
+                    up = Some(false);
+                }
+                Err(_) => {}
             }
             // Up while calls are judged on the fleet's counts: down once they are not.
             let in_touch = counts.in_touch(crate::clock::now_ms());
             counts.metrics.fleet.store_up.set(i64::from(in_touch));
         })
-    }
-
-    /// Logs the store's outage once, when it begins.
-    fn said_down(&self, up: &mut Option<bool>, store: &str, e: &redis::RedisError) {
-        if *up != Some(false) {
-            warn!(store = %store, "the fleet's shared store does not answer; rate limits fall back to each replica's share: {e}");
-            *up = Some(false);
-        }
     }
 }
 

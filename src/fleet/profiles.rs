@@ -6,12 +6,15 @@
 //! the drift layer's business (opaque JSON here, with the time it was published).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::settings::fleet::FleetSettings;
 
 use super::conn::{Conn, StoreError};
+
+/// Profiles (replicas times served entities, replicas restarted within the keep time
+/// included) a report adds up per endpoint at most; the newest are kept.
+pub const MAX_PROFILES_PER_ENDPOINT: usize = 256;
 
 /// One replica's profile of one served entity.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,8 +32,6 @@ pub struct ProfileStore {
     /// How long a replica's profiles count after its last publication (longer than any
     /// window it kept).
     keep: Duration,
-    /// The others' profiles by endpoint, with when each was published, as last read.
-    cache: Mutex<HashMap<String, Vec<(u64, Published)>>>,
 }
 
 impl ProfileStore {
@@ -40,7 +41,6 @@ impl ProfileStore {
             prefix: format!("{}:profiles", settings.key_prefix),
             replica: uuid::Uuid::new_v4().to_string(),
             keep,
-            cache: Mutex::default(),
         })
     }
 
@@ -71,9 +71,13 @@ impl ProfileStore {
         self.conn.run(|c| pipe.query::<()>(c))
     }
 
-    /// Reads the other replicas' profiles of `endpoints` back (one round trip), for
-    /// [`ProfileStore::others`]; removes those older than the keep time (replicas gone).
-    pub fn refresh(&self, endpoints: &[String], now_ms: u64) -> Result<(), StoreError> {
+    /// Reads the other replicas' profiles of `endpoints` back (one round trip), by endpoint;
+    /// removes those older than the keep time (replicas gone).
+    pub fn others(
+        &self,
+        endpoints: &[String],
+        now_ms: u64,
+    ) -> Result<HashMap<String, Vec<Published>>, StoreError> {
         let mut pipe = redis::pipe();
         for endpoint in endpoints {
             pipe.cmd("HGETALL").arg(self.key(endpoint));
@@ -106,27 +110,18 @@ impl ProfileStore {
                     ));
                 }
             }
-            fresh.insert(endpoint.clone(), theirs);
+            if theirs.len() > MAX_PROFILES_PER_ENDPOINT {
+                // The newest count: a fleet restarted many times within the keep time.
+                theirs.sort_by_key(|p| std::cmp::Reverse(p.0));
+                theirs.truncate(MAX_PROFILES_PER_ENDPOINT);
+            }
+            fresh.insert(
+                endpoint.clone(),
+                theirs.into_iter().map(|(_, p)| p).collect(),
+            );
         }
         // Best effort: another replica may remove them as well.
         let _ = self.conn.run(|c| gone.query::<()>(c));
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
-        Ok(())
-    }
-
-    /// The other replicas' profiles of `endpoint` as the last [`ProfileStore::refresh`] read
-    /// them, within the keep time of `now_ms` (no round trip: reports and scrapes never wait
-    /// for the store).
-    pub fn others(&self, endpoint: &str, now_ms: u64) -> Vec<Published> {
-        let keep = self.keep.as_millis() as u64;
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(endpoint)
-            .into_iter()
-            .flatten()
-            .filter(|(at, _)| now_ms.saturating_sub(*at) <= keep)
-            .map(|(_, p)| p.clone())
-            .collect()
+        Ok(fresh)
     }
 }

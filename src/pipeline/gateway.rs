@@ -27,6 +27,10 @@ use super::sinks::{LogTicket, Sinks};
 use super::spans::{Ending, RequestSpan};
 use crate::trace::Tracer;
 
+/// Other replicas' monitoring profiles, by endpoint: (served entity, snapshot) each.
+pub(super) type FleetProfiles =
+    std::collections::HashMap<String, Arc<Vec<(String, crate::drift::monitor::MonitorSnapshot)>>>;
+
 pub struct Gateway {
     pub(super) endpoints: Arc<Endpoints>,
     pub(super) pool: Arc<InferencePool>,
@@ -48,6 +52,8 @@ pub struct Gateway {
     pub(super) label_relay: Option<Arc<crate::fleet::labels::LabelRelay>>,
     /// In a fleet: where the replicas' monitoring profiles meet.
     pub(super) profiles: Option<Arc<crate::fleet::profiles::ProfileStore>>,
+    /// The other replicas' profiles by endpoint, as the publishing thread last read them.
+    pub(super) fleet_profiles: std::sync::Mutex<FleetProfiles>,
 }
 
 impl Gateway {
@@ -82,6 +88,7 @@ impl Gateway {
             tracer: None,
             label_relay: None,
             profiles: None,
+            fleet_profiles: Default::default(),
         }
     }
 

@@ -117,6 +117,10 @@ impl Gateway {
             return;
         };
         let labels: Vec<LabelRecord> = match serde_json::from_str::<Vec<Value>>(&relayed.labels) {
+            Ok(wire) if wire.len() > crate::fleet::labels::MAX_LABELS_PER_POST => {
+                warn!(endpoint = %relayed.endpoint, labels = wire.len(), "a relayed post holds more labels than a replica sends ({}); ignored", crate::fleet::labels::MAX_LABELS_PER_POST);
+                return;
+            }
             Ok(wire) => wire.iter().filter_map(from_wire).collect(),
             Err(e) => {
                 warn!(endpoint = %relayed.endpoint, "labels relayed by another replica cannot be read: {e}");

@@ -2,6 +2,7 @@
 //! monitoring report of each served entity, and the outcome of joining posted labels.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use serde_json::json;
 use tracing::warn;
@@ -82,7 +83,7 @@ impl Gateway {
             return Vec::new();
         };
         let others = match (&self.profiles, fleet_wide) {
-            (Some(store), true) => Some(self.others_profiles(store, &endpoint.name, now)),
+            (Some(_), true) => Some(self.others_profiles(&endpoint.name)),
             _ => None,
         };
         endpoint
@@ -90,11 +91,11 @@ impl Gateway {
             .slots
             .iter()
             .map(|s| {
-                let theirs: Vec<MonitorSnapshot> = others
+                let theirs: Vec<&MonitorSnapshot> = others
                     .iter()
-                    .flatten()
+                    .flat_map(|o| o.iter())
                     .filter(|(name, _)| **name == *s.name)
-                    .map(|(_, p)| p.clone())
+                    .map(|(_, p)| p)
                     .collect();
                 let served = s.served();
                 let serving = served.as_ref().map(|e| e.monitored());
@@ -117,23 +118,14 @@ impl Gateway {
     }
 
     /// The other replicas' profiles of `endpoint`, by served entity, as the publishing thread
-    /// last read them.
-    fn others_profiles(
-        &self,
-        store: &crate::fleet::profiles::ProfileStore,
-        endpoint: &str,
-        now: i64,
-    ) -> Vec<(String, MonitorSnapshot)> {
-        store
-            .others(endpoint, now.max(0) as u64)
-            .into_iter()
-            .filter_map(|p| {
-                let snapshot = serde_json::from_str(&p.profile)
-                    .map_err(|e| warn!(endpoint = %endpoint, "a replica's monitoring profile cannot be read: {e}"))
-                    .ok()?;
-                Some((p.served_entity, snapshot))
-            })
-            .collect()
+    /// last read them (no round trip: reports and scrapes never wait for the store).
+    fn others_profiles(&self, endpoint: &str) -> Arc<Vec<(String, MonitorSnapshot)>> {
+        self.fleet_profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(endpoint)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Writes every served entity's monitoring profile for the other replicas of a fleet, and
@@ -163,11 +155,34 @@ impl Gateway {
         if let Err(e) = store.publish(&profiles, at) {
             warn!("this replica's monitoring profiles were not published to the fleet: {e}");
         }
-        // The others' profiles, for the reports until the next round.
+        // The others' profiles, read once for the reports until the next round.
         let names: Vec<String> = self.endpoints().iter().map(|e| e.name.clone()).collect();
-        if let Err(e) = store.refresh(&names, at) {
-            warn!("the other replicas' monitoring profiles were not read (reports add up those read before): {e}");
-        }
+        let published = match store.others(&names, at) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!("the other replicas' monitoring profiles were not read (reports add up those read before): {e}");
+                return;
+            }
+        };
+        let parsed = published
+            .into_iter()
+            .map(|(endpoint, profiles)| {
+                let snapshots: Vec<(String, MonitorSnapshot)> = profiles
+                    .into_iter()
+                    .filter_map(|p| {
+                        let snapshot = serde_json::from_str(&p.profile)
+                            .map_err(|e| warn!(endpoint = %endpoint, "a replica's monitoring profile cannot be read: {e}"))
+                            .ok()?;
+                        Some((p.served_entity, snapshot))
+                    })
+                    .collect();
+                (endpoint, Arc::new(snapshots))
+            })
+            .collect();
+        *self
+            .fleet_profiles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = parsed;
     }
 
     /// V2 model metadata of `model` (an endpoint) at `version` (a served entity's name or the

@@ -20,6 +20,8 @@ use crate::settings::promotion::{PromotionAction, PromotionSettings, QualityMetr
 
 /// Decisions kept for the view, newest last.
 const KEPT_EVENTS: usize = 50;
+/// Versions kept barred (rolled back or reverted after a promotion); the oldest go first.
+const KEPT_BARRED: usize = 100;
 
 /// What a look sees of one served entity.
 #[derive(Debug, Clone)]
@@ -261,7 +263,7 @@ pub struct Evaluation {
     promoted: Option<String>,
     /// Challenger versions rolled back, or reverted by hand after their promotion: never
     /// promoted again by this evaluation (kept across its restarts).
-    barred: HashSet<String>,
+    barred: VecDeque<String>,
     pub state: PromotionState,
     pub reason: String,
     pub rules: Vec<RuleResult>,
@@ -297,7 +299,7 @@ impl Evaluation {
             phase: Phase::Holding,
             champion_level: None,
             promoted: None,
-            barred: HashSet::new(),
+            barred: VecDeque::new(),
             state: PromotionState::Collecting,
             reason: "not looked at yet".into(),
             rules: Vec::new(),
@@ -438,7 +440,7 @@ impl Evaluation {
             if what == Changed::Champion {
                 // The promoted version reverted by hand: it is not promoted again.
                 if let Some(promoted) = self.promoted.take() {
-                    self.barred.insert(promoted);
+                    self.bar(promoted);
                 }
             }
             let key = self.key.as_mut().expect("looked at before");
@@ -511,7 +513,7 @@ impl Evaluation {
             );
             return None;
         }
-        if self.barred.contains(hv) {
+        if self.barred.iter().any(|b| b == hv) {
             let message = format!(
                 "barred: the challenger's version {hv} was rolled back, or reverted by hand, after its promotion; it is not promoted again (move the challenger to another version)"
             );
@@ -552,6 +554,16 @@ impl Evaluation {
     }
 
     /// Announces a refusal or a dry-run pass once per evaluation.
+    /// Bars `version` from promotion (at most [`KEPT_BARRED`] kept).
+    fn bar(&mut self, version: String) {
+        if !self.barred.contains(&version) {
+            if self.barred.len() == KEPT_BARRED {
+                self.barred.pop_front();
+            }
+            self.barred.push_back(version);
+        }
+    }
+
     fn announce_once(
         &mut self,
         decision: PromotionDecision,
@@ -707,7 +719,7 @@ impl Evaluation {
             (Step::Rollback(_), Ok(config_version)) => {
                 self.expect(&change, config_version);
                 if let Some(hv) = look.challenger.version.clone() {
-                    self.barred.insert(hv);
+                    self.bar(hv);
                 }
                 self.promoted = None;
                 self.action = Some(change.clone());

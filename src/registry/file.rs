@@ -231,12 +231,12 @@ impl Registry for FileRegistry {
         Some(self.root.clone())
     }
 
-    /// Rewrites `aliases.yaml` with `alias` set, keeping its other entries (`Archived`
-    /// included) and their order.
     fn moves_aliases(&self) -> bool {
         true
     }
 
+    /// Rewrites `aliases.yaml` with `alias` set, keeping its other entries (`Archived`
+    /// included) and their order.
     fn set_alias(&self, model: &str, alias: &str, version: &str) -> Result<(), RegistryError> {
         super::check_alias_move(alias, version)?;
         let _writing = self

@@ -547,11 +547,11 @@ impl Registry for MlflowRegistry {
         load_model_dir(model, version, &dir)
     }
 
-    /// MLflow's "Set Registered Model Alias" call, once the version is known to be served.
     fn moves_aliases(&self) -> bool {
         true
     }
 
+    /// MLflow's "Set Registered Model Alias" call, once the version is known to be served.
     fn set_alias(&self, model: &str, alias: &str, version: &str) -> Result<(), RegistryError> {
         super::check_alias_move(alias, version)?;
         // A missing or archived version is refused: MLflow itself would take an archived one.

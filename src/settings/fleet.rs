@@ -1,6 +1,6 @@
 //! `fleet`: what the replicas of one deployment share through Redis. Off without `redis_url`
-//! (one process needs nothing). Rate-limit counts and the endpoint configs of the control
-//! plane (docs/operations.md, "Scaling out").
+//! (one process needs nothing). The endpoint configs of the control plane, rate-limit counts,
+//! relayed labels and monitoring profiles (docs/operations.md, "Scaling out").
 
 use serde::{Deserialize, Serialize};
 

@@ -80,7 +80,7 @@ The gateway config: config from values, with the keys the chart owns set here.
 {{- if or .Values.autoscaling.enabled (gt $replicas 1) }}
 {{- range $i, $ep := ($cfg.endpoints | default list) }}
 {{- if and $ep.promotion (not $ep.promotion.dry_run) }}
-{{- fail (printf "config.endpoints[%d].promotion: promotion decisions are made per replica, on that replica's share of the labels, so with replicaCount %d (or autoscaling) each replica could move the alias by itself. Set replicaCount=1 (autoscaling off), or promotion dry_run: true, until the fleet shares its state (docs/promotion.md)" $i $replicas) }}
+{{- fail (printf "config.endpoints[%d].promotion: promotion decisions are made per replica, on that replica's own counts, so with replicaCount %d (or autoscaling) each replica could move the alias by itself: there is no single decider across replicas yet. Set replicaCount=1 (autoscaling off), or promotion dry_run: true (docs/promotion.md)" $i $replicas) }}
 {{- end }}
 {{- end }}
 {{- end }}
