@@ -165,6 +165,41 @@ thread_local! {
     static INLINE_THREAD: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
+thread_local! {
+    /// Inline jobs of this thread waiting for the caller that runs them ([`InferencePool::run_inline`]).
+    static INLINE_TURN: std::cell::RefCell<Vec<Box<dyn FnOnce()>>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Whether a caller on this thread has yielded and will run the queued inline jobs.
+    static INLINE_LEADER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The most times the caller that runs a turn's inline jobs yields for more: bounds the wait
+/// of the first job under a stream of arrivals.
+const INLINE_TURN_YIELDS: usize = 4;
+
+/// Inline jobs queued on this thread.
+fn inline_queued() -> usize {
+    INLINE_TURN.with(|turn| turn.borrow().len())
+}
+
+/// The caller that runs this thread's queued inline jobs, when dropped.
+struct InlineTurn;
+
+impl Drop for InlineTurn {
+    fn drop(&mut self) {
+        // Jobs queued while these run (none on an event loop's thread) run too.
+        loop {
+            let jobs = INLINE_TURN.with(|turn| std::mem::take(&mut *turn.borrow_mut()));
+            if jobs.is_empty() {
+                break;
+            }
+            for job in jobs {
+                job();
+            }
+        }
+        INLINE_LEADER.set(false);
+    }
+}
+
 /// A place in the background queue, held until the work is queued or given up.
 pub struct Promise(Arc<AtomicUsize>);
 
@@ -403,10 +438,16 @@ impl InferencePool {
     /// As [`InferencePool::run_responding`], here, on the calling thread, with an inline
     /// session index: for jobs small enough to hold an async worker (the caller decides). A
     /// panic is an error, as on a worker.
+    ///
+    /// The jobs of one turn of the thread's event loop run together: the first caller yields
+    /// once (the other connections ready now read their requests and queue their jobs), then
+    /// runs every queued job in a row, and the callers write their answers one after another.
+    /// Answers written in a burst wake a sleeping client once per burst instead of once per
+    /// answer, which on one core costs more than a small model's inference.
     pub async fn run_inline<T, F>(&self, f: F) -> Result<T, SubmitError>
     where
         T: Send + 'static,
-        F: FnOnce(usize, Responder<T>),
+        F: FnOnce(usize, Responder<T>) + 'static,
     {
         if !self.runs_inline() {
             return Err(SubmitError::Failed(
@@ -415,10 +456,41 @@ impl InferencePool {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let index = self.inline_index();
-        // A panic before the answer is sent reaches it (its Responder was dropped by the
-        // panic); one after it (queueing shadow copies) leaves the answer as it was.
-        if let Err(e) = guarded(|| f(index, Responder { tx: Some(tx) })) {
-            tracing::error!("an inline inference job panicked: {e}");
+        let abandoned = self.abandoned.clone();
+        INLINE_TURN.with(|turn| {
+            turn.borrow_mut().push(Box::new(move || {
+                if tx.is_closed() {
+                    abandoned.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                // A panic before the answer is sent reaches it (its Responder was dropped by
+                // the panic); one after it (queueing shadow copies) leaves the answer as it was.
+                if let Err(e) = guarded(|| f(index, Responder { tx: Some(tx) })) {
+                    tracing::error!("an inline inference job panicked: {e}");
+                }
+            }))
+        });
+        // Runs the turn's jobs when dropped: also when this caller goes while it yields.
+        let turn = if INLINE_LEADER.replace(true) {
+            None
+        } else {
+            Some(InlineTurn)
+        };
+        // Bound after `turn`, so dropped before it: a caller that goes skips its own job.
+        let rx = rx;
+        if turn.is_some() {
+            // Yields until a pass brings no more jobs (at most INLINE_TURN_YIELDS): how far
+            // back in the event loop's queue one yield puts a task depends on the runtime.
+            let mut queued = inline_queued();
+            for _ in 0..INLINE_TURN_YIELDS {
+                tokio::task::yield_now().await;
+                let now = inline_queued();
+                if now == queued {
+                    break;
+                }
+                queued = now;
+            }
+            drop(turn);
         }
         rx.await.map_err(|_| SubmitError::Closed)?
     }
@@ -544,16 +616,21 @@ mod tests {
     /// thread while there are indices enough; a panic is an error and the thread goes on.
     #[test]
     fn inline_jobs_run_on_the_caller_with_sessions_of_their_own() {
-        use futures_util::FutureExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let pool = InferencePool::with_inline(2, 4, 4, 2);
         assert_eq!(pool.sessions(), 4);
         assert_eq!(pool.inline_indices(), 2..4);
         let inline = |pool: &InferencePool| {
-            pool.run_inline(|i, r: Responder<(std::thread::ThreadId, usize)>| {
-                r.send((std::thread::current().id(), i))
-            })
-            .now_or_never()
-            .expect("answered before it returns")
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(
+                pool.run_inline(|i, r: Responder<(std::thread::ThreadId, usize)>| {
+                    r.send((std::thread::current().id(), i))
+                }),
+            )
         };
         let here = std::thread::current().id();
         let (thread, index) = inline(&pool).unwrap();
@@ -566,26 +643,83 @@ mod tests {
         );
         let other = std::thread::scope(|s| s.spawn(|| inline(&pool).unwrap().1).join().unwrap());
         assert!(pool.inline_indices().contains(&other));
-        let r: Result<(), _> = pool
-            .run_inline(|_, _: Responder<()>| panic!("boom"))
-            .now_or_never()
-            .unwrap();
+        let r: Result<(), _> = rt.block_on(pool.run_inline(|_, _: Responder<()>| panic!("boom")));
         assert!(matches!(r, Err(SubmitError::Panicked(m)) if m == "boom"));
-        let r = pool
-            .run_inline(|_, r: Responder<u8>| {
-                r.send(1);
-                panic!("after the answer");
-            })
-            .now_or_never()
-            .unwrap();
+        let r = rt.block_on(pool.run_inline(|_, r: Responder<u8>| {
+            r.send(1);
+            panic!("after the answer");
+        }));
         assert_eq!(r.unwrap(), 1, "a panic after the answer does not fail it");
         let none = InferencePool::new(1, 4);
         assert!(!none.runs_inline());
-        assert!(none
-            .run_inline(|_, r: Responder<()>| r.send(()))
-            .now_or_never()
-            .unwrap()
+        assert!(rt
+            .block_on(none.run_inline(|_, r: Responder<()>| r.send(())))
             .is_err());
+    }
+
+    /// The inline jobs of the callers ready in one turn of the event loop all run before any
+    /// caller goes on to write its answer (answers leave in a burst); a caller that went
+    /// before its job ran is skipped, and its job runs no more.
+    #[test]
+    fn inline_jobs_of_one_turn_run_together_before_their_callers_go_on() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let pool = InferencePool::with_inline(1, 4, 4, 1);
+        let order = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        // As on an HTTP worker: tasks of one event loop, spawned there.
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let callers: Vec<_> = (0..3)
+                .map(|i| {
+                    let (pool, order) = (pool.clone(), order.clone());
+                    tokio::task::spawn_local(async move {
+                        let ran = order.clone();
+                        let answer = pool
+                            .run_inline(move |_, r: Responder<usize>| {
+                                ran.borrow_mut().push(format!("run {i}"));
+                                r.send(i)
+                            })
+                            .await;
+                        order
+                            .borrow_mut()
+                            .push(format!("answered {}", answer.unwrap()));
+                    })
+                })
+                .collect();
+            for caller in callers {
+                caller.await.unwrap();
+            }
+        });
+        assert_eq!(
+            *order.borrow(),
+            [
+                "run 0",
+                "run 1",
+                "run 2",
+                "answered 0",
+                "answered 1",
+                "answered 2"
+            ]
+        );
+        // A caller dropped while it waits for its turn: its job is skipped and counted.
+        let before = pool.abandoned();
+        let ran = std::rc::Rc::new(std::cell::Cell::new(false));
+        let flag = ran.clone();
+        use std::future::Future;
+        let mut waiting = Box::pin(pool.run_inline(move |_, r: Responder<()>| {
+            flag.set(true);
+            r.send(())
+        }));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(
+            waiting.as_mut().poll(&mut cx).is_pending(),
+            "it yields first"
+        );
+        drop(waiting);
+        assert!(!ran.get());
+        assert_eq!(pool.abandoned(), before + 1);
     }
 
     /// A job that hands its answer on is answered by whoever sends it, on any worker; one

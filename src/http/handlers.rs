@@ -65,6 +65,30 @@ pub async fn sole_invocations(
     score(req, endpoint, None, payload, state).await
 }
 
+/// A scoring call matched by [`super::routes::scoring_path`], answered as its route's handler
+/// answers it.
+pub async fn scoring_call(
+    req: HttpRequest,
+    call: super::routes::ScoringPath,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    use super::routes::ScoringPath;
+    match call {
+        ScoringPath::Endpoint(endpoint) => score(req, endpoint, None, payload, state).await,
+        ScoringPath::Pinned(endpoint, served) => {
+            score(req, endpoint, Some(served), payload, state).await
+        }
+        ScoringPath::Sole => sole_invocations(req, payload, state).await,
+        ScoringPath::V2Infer(model, version) => {
+            super::v2_handlers::infer_call(req, model, version, payload, state).await
+        }
+        ScoringPath::KserveV1Predict(model) => {
+            super::kserve_v1::predict_call(req, model, payload, state).await
+        }
+    }
+}
+
 async fn score(
     req: HttpRequest,
     endpoint: String,

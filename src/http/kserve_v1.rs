@@ -25,8 +25,17 @@ pub async fn predict(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    predict_call(req, path.into_inner().model, payload, state).await
+}
+
+/// A prediction on `endpoint`, from the router or the scoring path.
+pub async fn predict_call(
+    req: HttpRequest,
+    endpoint: String,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let arrival = Arrival::of(&req);
-    let endpoint = path.into_inner().model;
     let ((), body) = read_call_body(
         &req,
         payload,

@@ -115,6 +115,7 @@ pub fn app(
     let admin_addr = state.admin_addr;
     let max_streams = state.max_streams_per_connection;
     let access_log = state.access_log;
+    let shared = state.clone();
     App::new()
         .app_data(state)
         .configure(configure)
@@ -180,9 +181,14 @@ pub fn app(
                     if let Some(caller) = caller {
                         req.extensions_mut().insert(caller);
                     }
-                    Either::Left(srv.call(req).map(move |r| {
+                    // Scoring skips actix's router (see routes::scoring_path).
+                    let served = match routes::scoring_path(req.method(), req.path()) {
+                        Some(call) => Either::Right(score_directly(req, call, shared.clone())),
+                        None => Either::Left(srv.call(req).map(|r| r.map(|r| r.map_into_boxed_body()))),
+                    };
+                    Either::Left(served.map(move |r| {
                         drop(guard);
-                        r.map(|r| r.map_into_boxed_body())
+                        r
                     }))
                 }
                 Err(e) => {
@@ -202,6 +208,22 @@ pub fn app(
                 r
             })
         })
+}
+
+/// A scoring call answered by its handler without the router: what the route would do.
+async fn score_directly(
+    req: actix_web::dev::ServiceRequest,
+    call: routes::ScoringPath,
+    state: web::Data<AppState>,
+) -> Result<actix_web::dev::ServiceResponse, actix_web::Error> {
+    use actix_web::FromRequest;
+    let (req, mut payload) = req.into_parts();
+    let payload = web::Payload::from_request(&req, &mut payload).into_inner()?;
+    let response = match handlers::scoring_call(req.clone(), call, payload, state).await {
+        Ok(response) => response.map_into_boxed_body(),
+        Err(e) => actix_web::HttpResponse::from_error(e),
+    };
+    Ok(actix_web::dev::ServiceResponse::new(req, response))
 }
 
 /// Who sent a request: its bearer token's name, else the client's address (through

@@ -148,6 +148,60 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(handlers::not_found));
 }
 
+/// A scoring call found by hand, in front of actix's router: the router boxes each
+/// handler's future (for scoring, a state machine of about 18 KB, allocated, copied and freed
+/// on every request) and matches `{name}` patterns with a regex. The paths are those of the
+/// scoring [`ROUTES`] (a test holds the two to each other); a segment with a `%` escape is
+/// left to the router, which decodes it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScoringPath {
+    /// `/serving-endpoints/{endpoint}/invocations`
+    Endpoint(String),
+    /// `/serving-endpoints/{endpoint}/served-models/{served}/invocations`
+    Pinned(String, String),
+    /// `/invocations`
+    Sole,
+    /// `/v2/models/{model}/infer` and `/v2/models/{model}/versions/{version}/infer`
+    V2Infer(String, Option<String>),
+    /// `/v1/models/{model}:predict`
+    KserveV1Predict(String),
+}
+
+/// The scoring call a `POST` to `path` makes, if it is one.
+pub fn scoring_path(method: &actix_web::http::Method, path: &str) -> Option<ScoringPath> {
+    if method != actix_web::http::Method::POST {
+        return None;
+    }
+    if path == "/invocations" {
+        return Some(ScoringPath::Sole);
+    }
+    let plain = |s: &str| !s.is_empty() && !s.contains('%');
+    if let Some(rest) = path.strip_prefix("/v1/models/") {
+        let model = rest.strip_suffix(":predict").filter(|m| plain(m))?;
+        return (!model.contains('/')).then(|| ScoringPath::KserveV1Predict(model.to_owned()));
+    }
+    let (v2, rest) = match path.strip_prefix("/v2/models/") {
+        Some(rest) => (true, rest),
+        None => (false, path.strip_prefix("/serving-endpoints/")?),
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    if !segments.iter().all(|s| plain(s)) {
+        return None;
+    }
+    let own = |s: &str| s.to_owned();
+    match (v2, segments.as_slice()) {
+        (false, [endpoint, "invocations"]) => Some(ScoringPath::Endpoint(own(endpoint))),
+        (false, [endpoint, "served-models", served, "invocations"]) => {
+            Some(ScoringPath::Pinned(own(endpoint), own(served)))
+        }
+        (true, [model, "infer"]) => Some(ScoringPath::V2Infer(own(model), None)),
+        (true, [model, "versions", version, "infer"]) => {
+            Some(ScoringPath::V2Infer(own(model), Some(own(version))))
+        }
+        _ => None,
+    }
+}
+
 /// The class of the route a path falls on, whatever the method (all routes of one path share
 /// a class). A path no route serves is `Manage`: refused without a manage token before it is
 /// found missing, so unknown paths reveal nothing to strangers.
@@ -230,6 +284,70 @@ mod tests {
         assert_eq!(class_of("/serving-endpoints/tx/invocations/x"), Manage);
         assert_eq!(class_of("/serving-endpoints/tx"), Manage);
         assert_eq!(class_of("/admin"), Manage);
+    }
+
+    #[test]
+    fn scoring_paths_are_found_as_the_router_finds_them() {
+        use actix_web::http::Method as M;
+        use ScoringPath::*;
+        let own = |s: &str| s.to_owned();
+        let cases = [
+            ("/serving-endpoints/tx/invocations", Endpoint(own("tx"))),
+            (
+                "/serving-endpoints/tx/served-models/a/invocations",
+                Pinned(own("tx"), own("a")),
+            ),
+            ("/invocations", Sole),
+            ("/v2/models/tx/infer", V2Infer(own("tx"), None)),
+            (
+                "/v2/models/tx/versions/3/infer",
+                V2Infer(own("tx"), Some(own("3"))),
+            ),
+            ("/v1/models/tx:predict", KserveV1Predict(own("tx"))),
+        ];
+        // Every scoring route of the table is found, and only those.
+        let mut found = std::collections::HashSet::new();
+        for (path, call) in cases {
+            assert_eq!(scoring_path(&M::POST, path), Some(call), "{path}");
+            let route = route_of(path).unwrap();
+            assert_eq!((route.method, route.class), (Post, Query), "{path}");
+            found.insert(route.path);
+        }
+        let scoring: std::collections::HashSet<_> = ROUTES
+            .iter()
+            .filter(|r| r.method == Post && r.class == Query)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(found, scoring);
+        // Left to the router: other methods, escapes, empty segments, longer and shorter paths.
+        for path in [
+            "/serving-endpoints/t%78/invocations",
+            "/serving-endpoints//invocations",
+            "/serving-endpoints/tx/invocations/",
+            "/serving-endpoints/tx/invocations/x",
+            "/serving-endpoints/tx",
+            "/serving-endpoints/tx/served-models//invocations",
+            "/serving-endpoints/tx/served-models/a%20b/invocations",
+            "/serving-endpoints/tx/served-models/a/invocations/x",
+            "/serving-endpoints/tx/infer",
+            "/invocations/",
+            "/api/2.0/serving-endpoints/tx/invocations",
+            "/v2/models/tx/invocations",
+            "/v2/models//infer",
+            "/v2/models/tx/versions//infer",
+            "/v2/models/tx/versions/3/infer/",
+            "/v2/models/t%78/infer",
+            "/v1/models/:predict",
+            "/v1/models/a/b:predict",
+            "/v1/models/tx",
+            "/v1/models/t%78:predict",
+        ] {
+            assert_eq!(scoring_path(&M::POST, path), None, "{path}");
+        }
+        assert_eq!(
+            scoring_path(&M::GET, "/serving-endpoints/tx/invocations"),
+            None
+        );
     }
 
     #[test]

@@ -83,6 +83,18 @@ pub async fn infer(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let ModelPath { model, version } = path.into_inner();
+    infer_call(req, model, version, payload, state).await
+}
+
+/// V2 inference on `model` (and `version`), from the router or the scoring path.
+pub async fn infer_call(
+    req: HttpRequest,
+    model: String,
+    version: Option<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let arrival = Arrival::of(&req);
     let checked = check_request(&req);
     let (header_len, body) = read_call_body(
@@ -90,12 +102,11 @@ pub async fn infer(
         payload,
         &state,
         checked,
-        &path.model,
+        &model,
         Protocol::V2,
         &arrival,
     )
     .await?;
-    let ModelPath { model, version } = path.into_inner();
     let format = Format::V2 {
         version,
         header_len,
