@@ -176,6 +176,12 @@ thread_local! {
 /// of the first job under a stream of arrivals.
 const INLINE_TURN_YIELDS: usize = 4;
 
+/// Whether the caller runs on a current-thread tokio runtime, whose tasks never change threads.
+fn on_current_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+}
+
 /// Inline jobs queued on this thread.
 fn inline_queued() -> usize {
     INLINE_TURN.with(|turn| turn.borrow().len())
@@ -439,9 +445,10 @@ impl InferencePool {
     /// session index: for jobs small enough to hold an async worker (the caller decides). A
     /// panic is an error, as on a worker.
     ///
-    /// The jobs of one turn of the thread's event loop run together: the first caller yields
-    /// once (the other connections ready now read their requests and queue their jobs), then
-    /// runs every queued job in a row, and the callers write their answers one after another.
+    /// On an HTTP worker (a current-thread runtime) the jobs of one turn of its event loop run
+    /// together: the first caller yields (the other connections ready now read their requests
+    /// and queue their jobs), then runs every queued job in a row, and the callers write their
+    /// answers one after another. Elsewhere (gRPC's runtime, no runtime) a job runs at once.
     /// Answers written in a burst wake a sleeping client once per burst instead of once per
     /// answer, which on one core costs more than a small model's inference.
     pub async fn run_inline<T, F>(&self, f: F) -> Result<T, SubmitError>
@@ -457,19 +464,25 @@ impl InferencePool {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let index = self.inline_index();
         let abandoned = self.abandoned.clone();
-        INLINE_TURN.with(|turn| {
-            turn.borrow_mut().push(Box::new(move || {
-                if tx.is_closed() {
-                    abandoned.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                // A panic before the answer is sent reaches it (its Responder was dropped by
-                // the panic); one after it (queueing shadow copies) leaves the answer as it was.
-                if let Err(e) = guarded(|| f(index, Responder { tx: Some(tx) })) {
-                    tracing::error!("an inline inference job panicked: {e}");
-                }
-            }))
-        });
+        let job = move || {
+            if tx.is_closed() {
+                abandoned.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // A panic before the answer is sent reaches it (its Responder was dropped by the
+            // panic); one after it (queueing shadow copies) leaves the answer as it was.
+            if let Err(e) = guarded(|| f(index, Responder { tx: Some(tx) })) {
+                tracing::error!("an inline inference job panicked: {e}");
+            }
+        };
+        // Turns only where a task stays on its thread across a yield (an HTTP worker's
+        // current-thread runtime): elsewhere (gRPC's multi-threaded runtime) the caller that
+        // yielded could wake on another thread and leave this one's turn unrun.
+        if !on_current_thread_runtime() {
+            job();
+            return rx.await.map_err(|_| SubmitError::Closed)?;
+        }
+        INLINE_TURN.with(|turn| turn.borrow_mut().push(Box::new(job)));
         // Runs the turn's jobs when dropped: also when this caller goes while it yields.
         let turn = if INLINE_LEADER.replace(true) {
             None
@@ -703,6 +716,7 @@ mod tests {
             ]
         );
         // A caller dropped while it waits for its turn: its job is skipped and counted.
+        let _inside = rt.enter();
         let before = pool.abandoned();
         let ran = std::rc::Rc::new(std::cell::Cell::new(false));
         let flag = ran.clone();
@@ -720,6 +734,46 @@ mod tests {
         drop(waiting);
         assert!(!ran.get());
         assert_eq!(pool.abandoned(), before + 1);
+    }
+
+    /// On a multi-threaded runtime (gRPC's) a task may wake on another thread after a yield,
+    /// so an inline job runs at once there, as outside any runtime: answered on the first poll.
+    #[test]
+    fn inline_jobs_off_a_current_thread_runtime_run_at_once() {
+        use futures_util::FutureExt;
+        let pool = InferencePool::with_inline(1, 4, 4, 2);
+        let at_once = |pool: &Arc<InferencePool>| {
+            pool.run_inline(|i, r: Responder<usize>| r.send(i))
+                .now_or_never()
+                .map(|r| r.unwrap())
+        };
+        assert!(at_once(&pool).is_some(), "outside any runtime");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let p = pool.clone();
+        let answered = rt.block_on(async move {
+            let callers: Vec<_> = (0..64)
+                .map(|_| {
+                    let p = p.clone();
+                    tokio::spawn(async move { at_once(&p) })
+                })
+                .collect();
+            let mut answered = 0;
+            for caller in callers {
+                answered += usize::from(caller.await.unwrap().is_some());
+            }
+            answered
+        });
+        assert_eq!(answered, 64, "every job answered on its first poll");
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(
+            current.block_on(async { at_once(&pool) }).is_none(),
+            "a current-thread runtime's caller waits for its turn"
+        );
     }
 
     /// A job that hands its answer on is answered by whoever sends it, on any worker; one
