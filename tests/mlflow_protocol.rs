@@ -400,3 +400,55 @@ fn small_requests_on_fast_versions_run_inline_and_the_rest_on_the_pool() {
     assert_eq!(jobs(&slow, "pool"), 3.0);
     assert_eq!(jobs(&slow, "inline"), 0.0);
 }
+
+/// Scoring paths are matched by hand in front of actix's router; a path with a `%` escape is
+/// left to the router, which decodes it. Both answer alike: successes, errors, and KServe's
+/// and V2's paths too.
+#[test]
+fn scoring_answers_alike_matched_by_hand_and_by_the_router() {
+    let gw = gateway();
+    let row = one_row();
+    let record: serde_json::Map<String, Value> = row["dataframe_split"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(row["dataframe_split"]["data"][0].as_array().unwrap())
+        .map(|(c, v)| (c.as_str().unwrap().to_owned(), v.clone()))
+        .collect();
+    let instances = json!({ "instances": [record] });
+    let pairs = [
+        (
+            "/serving-endpoints/transactions/invocations",
+            "/serving-endpoints/tr%61nsactions/invocations",
+            &row,
+        ),
+        (
+            "/serving-endpoints/transactions/served-models/transactions-champion/invocations",
+            "/serving-endpoints/transactions/served-models/transactions-ch%61mpion/invocations",
+            &row,
+        ),
+        (
+            "/serving-endpoints/nope/invocations",
+            "/serving-endpoints/n%6Fpe/invocations",
+            &row,
+        ),
+        (
+            "/v1/models/transactions:predict",
+            "/v1/models/tr%61nsactions:predict",
+            &instances,
+        ),
+        ("/v2/models/nope/infer", "/v2/models/n%6Fpe/infer", &row),
+    ];
+    for (plain, escaped, body) in pairs {
+        let (a, b) = (gw.post_json(plain, body), gw.post_json(escaped, body));
+        assert_eq!(
+            (a.status, &a.text),
+            (b.status, &b.text),
+            "{plain} / {escaped}"
+        );
+        for header in ["served-model-name", "served-model-version", "content-type"] {
+            assert_eq!(a.header(header), b.header(header), "{plain}: {header}");
+        }
+    }
+    assert_one_prediction(&gw.post_json(pairs[0].1, &row));
+}

@@ -168,16 +168,23 @@ thread_local! {
 thread_local! {
     /// Inline jobs of this thread waiting for the caller that runs them ([`InferencePool::run_inline`]).
     static INLINE_TURN: std::cell::RefCell<Vec<Box<dyn FnOnce()>>> = const { std::cell::RefCell::new(Vec::new()) };
-    /// Whether a caller on this thread has yielded and will run the queued inline jobs.
-    static INLINE_LEADER: Cell<bool> = const { Cell::new(false) };
+    /// The caller on this thread that will run the queued inline jobs: its turn's number, and
+    /// when it was last polled.
+    static INLINE_LEADER: Cell<Option<(u64, Instant)>> = const { Cell::new(None) };
+    /// The number of this thread's next turn.
+    static INLINE_TURNS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The most times the caller that runs a turn's inline jobs yields for more: bounds the wait
 /// of the first job under a stream of arrivals.
 const INLINE_TURN_YIELDS: usize = 4;
 
+/// How long the caller running a turn may go unpolled before the next caller takes the turn
+/// over: a caller parked and never polled again does not leave the thread's jobs unrun.
+const INLINE_LEADER_STALE: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Whether the caller runs on a current-thread tokio runtime, whose tasks never change threads.
-fn on_current_thread_runtime() -> bool {
+pub(crate) fn on_current_thread_runtime() -> bool {
     tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
 }
@@ -187,22 +194,50 @@ fn inline_queued() -> usize {
     INLINE_TURN.with(|turn| turn.borrow().len())
 }
 
-/// The caller that runs this thread's queued inline jobs, when dropped.
-struct InlineTurn;
+/// Runs this thread's queued inline jobs, oldest first.
+fn run_queued() {
+    let jobs = INLINE_TURN.with(|turn| std::mem::take(&mut *turn.borrow_mut()));
+    for job in jobs {
+        job();
+    }
+}
+
+/// The caller that runs this thread's queued inline jobs; when dropped (also when its caller
+/// goes mid-turn) it runs what is left and gives the turn up.
+struct InlineTurn(u64);
+
+impl InlineTurn {
+    /// This thread's turn, unless another caller holds it and was polled lately.
+    fn take() -> Option<Self> {
+        let now = Instant::now();
+        if let Some((_, seen)) = INLINE_LEADER.get() {
+            if now.duration_since(seen) < INLINE_LEADER_STALE {
+                return None;
+            }
+        }
+        let number = INLINE_TURNS.get();
+        INLINE_TURNS.set(number + 1);
+        INLINE_LEADER.set(Some((number, now)));
+        Some(Self(number))
+    }
+
+    /// Marks the turn's caller as polled now.
+    fn seen(&self) {
+        if INLINE_LEADER.get().is_some_and(|(n, _)| n == self.0) {
+            INLINE_LEADER.set(Some((self.0, Instant::now())));
+        }
+    }
+}
 
 impl Drop for InlineTurn {
     fn drop(&mut self) {
         // Jobs queued while these run (none on an event loop's thread) run too.
-        loop {
-            let jobs = INLINE_TURN.with(|turn| std::mem::take(&mut *turn.borrow_mut()));
-            if jobs.is_empty() {
-                break;
-            }
-            for job in jobs {
-                job();
-            }
+        while inline_queued() > 0 {
+            run_queued();
         }
-        INLINE_LEADER.set(false);
+        if INLINE_LEADER.get().is_some_and(|(n, _)| n == self.0) {
+            INLINE_LEADER.set(None);
+        }
     }
 }
 
@@ -448,7 +483,8 @@ impl InferencePool {
     /// On an HTTP worker (a current-thread runtime) the jobs of one turn of its event loop run
     /// together: the first caller yields (the other connections ready now read their requests
     /// and queue their jobs), then runs every queued job in a row, and the callers write their
-    /// answers one after another. Elsewhere (gRPC's runtime, no runtime) a job runs at once.
+    /// answers one after another. Elsewhere (another runtime, no runtime) a job runs at once.
+    /// A job must not wait on another inline job (it would wait on its own turn).
     /// Answers written in a burst wake a sleeping client once per burst instead of once per
     /// answer, which on one core costs more than a small model's inference.
     pub async fn run_inline<T, F>(&self, f: F) -> Result<T, SubmitError>
@@ -484,27 +520,24 @@ impl InferencePool {
         }
         INLINE_TURN.with(|turn| turn.borrow_mut().push(Box::new(job)));
         // Runs the turn's jobs when dropped: also when this caller goes while it yields.
-        let turn = if INLINE_LEADER.replace(true) {
-            None
-        } else {
-            Some(InlineTurn)
-        };
+        let turn = InlineTurn::take();
         // Bound after `turn`, so dropped before it: a caller that goes skips its own job.
         let rx = rx;
-        if turn.is_some() {
+        if let Some(turn) = &turn {
             // Yields until a pass brings no more jobs (at most INLINE_TURN_YIELDS): how far
             // back in the event loop's queue one yield puts a task depends on the runtime.
             let mut queued = inline_queued();
             for _ in 0..INLINE_TURN_YIELDS {
                 tokio::task::yield_now().await;
+                turn.seen();
                 let now = inline_queued();
                 if now == queued {
                     break;
                 }
                 queued = now;
             }
-            drop(turn);
         }
+        drop(turn);
         rx.await.map_err(|_| SubmitError::Closed)?
     }
 
@@ -734,6 +767,58 @@ mod tests {
         drop(waiting);
         assert!(!ran.get());
         assert_eq!(pool.abandoned(), before + 1);
+    }
+
+    /// A caller holding the turn but parked, never polled again, does not leave the thread's
+    /// jobs unrun: the next caller takes the turn over once it is stale.
+    #[test]
+    fn a_parked_turn_is_taken_over() {
+        use std::future::Future;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let pool = InferencePool::with_inline(1, 4, 4, 1);
+        // A caller takes the turn and is never polled again.
+        let _inside = rt.enter();
+        let mut parked = Box::pin(pool.run_inline(|_, r: Responder<&str>| r.send("parked")));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(parked.as_mut().poll(&mut cx).is_pending());
+        let later = || {
+            let local = tokio::task::LocalSet::new();
+            let later = pool.run_inline(|_, r: Responder<&str>| r.send("later"));
+            let bounded = tokio::time::timeout(std::time::Duration::from_secs(10), later);
+            local
+                .block_on(&rt, bounded)
+                .expect("answered, not left waiting")
+        };
+        // While the turn is fresh, a later caller leaves it to its holder.
+        let waiting = std::pin::pin!(pool.run_inline(|_, r: Responder<&str>| r.send("waiting")));
+        let mut waiting = waiting;
+        for _ in 0..8 {
+            assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        }
+        // Stale: the next caller runs every queued job, the parked one's too.
+        let (number, seen) = INLINE_LEADER.get().unwrap();
+        INLINE_LEADER.set(Some((number, seen - INLINE_LEADER_STALE * 2)));
+        assert_eq!(later().unwrap(), "later");
+        // Their answers are there when they are polled again (past their yields).
+        let mut answer =
+            |mut f: std::pin::Pin<&mut dyn Future<Output = Result<&'static str, SubmitError>>>| {
+                (0..=INLINE_TURN_YIELDS).find_map(|_| match f.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(r) => Some(r.unwrap()),
+                    std::task::Poll::Pending => None,
+                })
+            };
+        assert_eq!(answer(parked.as_mut()), Some("parked"));
+        assert_eq!(answer(waiting.as_mut()), Some("waiting"));
+        drop(parked);
+        assert_eq!(
+            later().unwrap(),
+            "later",
+            "the parked caller's turn is over"
+        );
     }
 
     /// On a multi-threaded runtime (gRPC's) a task may wake on another thread after a yield,

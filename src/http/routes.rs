@@ -319,6 +319,35 @@ mod tests {
             .map(|r| r.path)
             .collect();
         assert_eq!(found, scoring);
+        // And as actix's router reads the table's patterns.
+        for (path, call) in [
+            ("/serving-endpoints/tx/invocations", vec!["tx"]),
+            (
+                "/serving-endpoints/tx/served-models/a/invocations",
+                vec!["tx", "a"],
+            ),
+            ("/v2/models/tx/versions/3/infer", vec!["tx", "3"]),
+            ("/v1/models/tx:predict:predict", vec!["tx:predict"]),
+            ("/v1/models/tx:predict", vec!["tx"]),
+        ] {
+            let routed = ROUTES
+                .iter()
+                .filter(|r| r.method == Post)
+                .find_map(|r| {
+                    let mut at = actix_web::dev::Path::new(path);
+                    actix_web::dev::ResourceDef::new(r.path)
+                        .capture_match_info(&mut at)
+                        .then(|| at.iter().map(|(_, v)| v.to_owned()).collect::<Vec<_>>())
+                })
+                .unwrap();
+            assert_eq!(routed, call, "{path}");
+            let segments = match scoring_path(&M::POST, path).unwrap() {
+                Endpoint(e) | KserveV1Predict(e) | V2Infer(e, None) => vec![e],
+                Pinned(e, s) | V2Infer(e, Some(s)) => vec![e, s],
+                Sole => vec![],
+            };
+            assert_eq!(segments, call, "{path}");
+        }
         // Left to the router: other methods, escapes, empty segments, longer and shorter paths.
         for path in [
             "/serving-endpoints/t%78/invocations",

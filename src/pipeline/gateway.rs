@@ -1,9 +1,8 @@
 //! The gateway: one call per prediction request, whatever the protocol. It finds the
 //! endpoint, loads its config (generation) once, admits the request, and runs its job inline
 //! or on the inference pool ([`super::lane`], [`super::job`]: one job, two around a lookup in
-//! a remote store; with `inference.inline.max_us` set, off by default, small jobs on versions
-//! measured fast run on the HTTP workers), then
-//! records the request's metrics and its inference-table row.
+//! a remote store; by default small jobs on versions measured fast run on the HTTP workers),
+//! then records the request's metrics and its inference-table row.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

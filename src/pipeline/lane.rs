@@ -1,14 +1,14 @@
 //! Where a request's job runs: inline on the HTTP worker that decoded it, or on the pool.
 //!
 //! Handing a job to a pool worker and its answer back costs two thread wake-ups, more than a
-//! microsecond model takes. So, when `inference.inline.max_us` is set (it is off by default:
-//! under concurrent load the pool, taking several requests per wake-up, serves more on the
-//! same core), a small job runs where it is: a body of at most
-//! `inference.inline.max_body_bytes`, to an endpoint whose every served version has been
-//! measured (`ServedEntity::cost`: warm-up runs, then its small requests) to infer within
-//! `inference.inline.max_us` on average. Everything else, a version not measured yet and an
-//! endpoint with batching on goes to the pool, which bounds its queue and keeps the HTTP
-//! workers free for I/O.
+//! microsecond model takes. So (by default: `inference.inline.max_us` is 100) a small job runs
+//! where it is: a body of at most `inference.inline.max_body_bytes`, to an endpoint whose every
+//! served version has been measured (`ServedEntity::cost`: warm-up runs, then its small
+//! requests) to infer within `inference.inline.max_us` on average, read by an HTTP worker (a
+//! current-thread runtime, whose inline jobs of one turn run in a row:
+//! [`InferencePool::run_inline`]). Everything else goes to the pool, which bounds its queue
+//! and keeps the HTTP workers free for I/O: a version not measured yet, an endpoint with
+//! batching on, and gRPC's calls, whose threads have no inline sessions of their own.
 
 use crate::endpoint::Generation;
 use crate::engine::pool::InferencePool;
@@ -22,7 +22,11 @@ pub fn choose(
     generation: &Generation,
     body_len: usize,
 ) -> Lane {
-    if !pool.runs_inline() || !inline.enabled() || body_len > inline.max_body_bytes {
+    if !pool.runs_inline()
+        || !inline.enabled()
+        || body_len > inline.max_body_bytes
+        || !crate::engine::pool::on_current_thread_runtime()
+    {
         return Lane::Pool;
     }
     let bound = inline.max_inference();

@@ -3,8 +3,8 @@
 //! - [`gateway`]: the entry point; finds the endpoint, admits, runs the job, records the
 //!   request's metrics and inference-table row.
 //! - [`admission`]: requests in flight, rate limits, the deadline.
-//! - [`lane`]: where the job runs: on the inference pool, or, with `inference.inline` set (off
-//!   by default), inline on the HTTP worker for small jobs on fast versions.
+//! - [`lane`]: where the job runs: inline on the HTTP worker for small jobs on fast versions
+//!   (`inference.inline`, on by default), else on the inference pool.
 //! - `job`: the request's work: one job, or two around a lookup in a remote online store
 //!   (awaited without holding a thread).
 //! - [`score`]: the job itself: [`decode`] -> route (`endpoint::resolve`) -> join and infer

@@ -31,9 +31,9 @@ pub struct InferenceSettings {
 /// limits (the jobs of one turn of its event loop run in a row: at most one per request in
 /// flight on it). Larger requests and slower versions go to the pool.
 ///
-/// On by default (`max_us: 100`): on one core it serves about twice the pool's req/s at 8 and
-/// 32 connections with a third to a half of its p99 (docs/benchmarks.md); `max_us: 0` sends
-/// every job to the pool.
+/// On by default (`max_us: 100`): on one core it serves about twice the pool's req/s at 8
+/// connections and 6-13 % more at 32 (docs/benchmarks.md); `max_us: 0` sends every job to the
+/// pool. gRPC calls always go to the pool.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct InlineSettings {
