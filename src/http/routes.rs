@@ -149,7 +149,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// A scoring call found by hand, in front of actix's router: the router boxes each
-/// handler's future (for scoring, a state machine of about 18 KB, allocated, copied and freed
+/// handler's future (for scoring, a state machine of several KB, allocated, copied and freed
 /// on every request) and matches `{name}` patterns with a regex. The paths are those of the
 /// scoring [`ROUTES`] (a test holds the two to each other); a segment with a `%` escape is
 /// left to the router, which decodes it.

@@ -128,20 +128,22 @@ impl Deadline {
     }
 }
 
-/// Runs `work` within the caller's timeout from `received`, if there is one.
-pub async fn within<T>(
+/// Runs `work` within the caller's timeout from `received`, if there is one. Not an `async
+/// fn`: one would hold `work` twice (as its argument and as the future it awaits), and the
+/// request's future is moved whole on every request.
+pub fn within<T>(
     timeout: Option<Duration>,
     received: Instant,
     work: impl std::future::Future<Output = Result<T, super::Failure>>,
-) -> Result<T, super::Failure> {
+) -> impl std::future::Future<Output = Result<T, super::Failure>> {
+    use futures_util::future::{Either, FutureExt};
     let Some(limit) = timeout else {
-        return work.await;
+        return Either::Left(work);
     };
     let left = limit.saturating_sub(received.elapsed());
-    match tokio::time::timeout(left, work).await {
-        Ok(r) => r,
-        Err(_) => Err(RequestError::DeadlineExceeded(expired(limit)).into()),
-    }
+    Either::Right(tokio::time::timeout(left, work).map(move |r| {
+        r.unwrap_or_else(|_| Err(RequestError::DeadlineExceeded(expired(limit)).into()))
+    }))
 }
 
 /// The same words whichever fires first, the caller's timer or a job's check.

@@ -389,8 +389,12 @@ impl Gateway {
             Ok(c) => c,
             Err(e) => return (Err(e.into()), log_ticket),
         };
-        let work = self.serve_endpoint(inv, &endpoint, generation, log_ticket.clone(), traced);
-        let result = within(self.limits.timeout, inv.received, work).await;
+        let result = within(
+            self.limits.timeout,
+            inv.received,
+            self.serve_endpoint(inv, &endpoint, generation, log_ticket.clone(), traced),
+        )
+        .await;
         (result, log_ticket)
     }
 
