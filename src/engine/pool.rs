@@ -483,10 +483,10 @@ impl InferencePool {
     /// On an HTTP worker (a current-thread runtime) the jobs of one turn of its event loop run
     /// together: the first caller yields (the other connections ready now read their requests
     /// and queue their jobs), then runs every queued job in a row, and the callers write their
-    /// answers one after another. Elsewhere (another runtime, no runtime) a job runs at once.
-    /// A job must not wait on another inline job (it would wait on its own turn).
-    /// Answers written in a burst wake a sleeping client once per burst instead of once per
-    /// answer, which on one core costs more than a small model's inference.
+    /// answers one after another. Answers written in a burst wake a sleeping client once per
+    /// burst instead of once per answer, which on one core costs more than a small model's
+    /// inference. Elsewhere (another runtime, no runtime) a job runs at once. A job must not
+    /// wait on another inline job (it would wait on its own turn).
     pub async fn run_inline<T, F>(&self, f: F) -> Result<T, SubmitError>
     where
         T: Send + 'static,
