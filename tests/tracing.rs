@@ -427,12 +427,12 @@ fn a_redis_lookup_is_a_client_span_of_the_request() {
     assert_eq!(lookup.parent_span_id, request.span_id);
     assert_eq!(attributes(lookup)["db.system.name"], "redis");
     // The lookup comes between routing and the join; the wait for a worker after it is a
-    // second queue span.
+    // second queue span, unless Redis answered before the first job looked (one job then).
     let route = named(&spans, "route")[0];
     let join = named(&spans, "join")[0];
     assert!(lookup.start_time_unix_nano >= route.start_time_unix_nano);
     assert!(lookup.end_time_unix_nano <= join.start_time_unix_nano);
-    assert_eq!(named(&spans, "queue").len(), 2);
+    assert!(matches!(named(&spans, "queue").len(), 1 | 2));
 }
 
 #[test]

@@ -58,7 +58,7 @@ pub async fn run(
     let job_copy = job.clone();
     let first = run_in(pool, lane, move |worker, respond| {
         let job = job_copy;
-        let routed = match route(&job, &body, submitted) {
+        let mut routed = match route(&job, &body, submitted) {
             Ok(routed) => routed,
             Err(e) => return respond.send(Err(e)),
         };
@@ -68,7 +68,11 @@ pub async fn run(
             Ok(Some(Started::Waiting(lookups))) => {
                 respond.send(Ok(Step::Waiting(Box::new(routed), lookups, lookup_started)))
             }
-            Ok(Some(Started::Ready(looked))) => {
+            Ok(Some(Started::Ready(looked, store))) => {
+                // Answered before the job looked (or nothing to ask): a lookup all the same.
+                if let Some(started) = lookup_started {
+                    routed.looked_up(store.map(Arc::from).as_ref(), started);
+                }
                 let answer = ToCaller::new(&job, respond);
                 finish_then(&job, worker, routed, looked, answer)
             }

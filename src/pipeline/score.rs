@@ -184,7 +184,11 @@ impl Routed {
         Ok(Some(if waiting {
             Started::Waiting(lookups)
         } else {
-            Started::Ready(lookups.into_iter().map(|l| l.map(Lookup::done)).collect())
+            let store = lookups.iter().flatten().next().map(|l| l.store);
+            Started::Ready(
+                lookups.into_iter().map(|l| l.map(Lookup::done)).collect(),
+                store,
+            )
         }))
     }
 
@@ -207,8 +211,8 @@ impl Routed {
 
 /// A request's lookups, started.
 pub enum Started {
-    /// Every unit's features are here (or it needs none).
-    Ready(Lookups),
+    /// Every unit's features are here (or it needs none), from this store.
+    Ready(Lookups, Option<&'static str>),
     /// Some unit waits for a remote store.
     Waiting(Vec<Option<Lookup>>),
 }
