@@ -12,7 +12,7 @@
 # with ROWS=n (at most 64) n rows; with --logged every request is logged to inference tables in
 # a temp dir and monitoring is on, as in pin.sh), gets 2 s of warm-up, then S s (5) of wrk closed loop at C connections (8), or
 # with --rate N of oha open loop at N req/s with --latency-correction. YAML after `::` is added
-# to that binary's config under `inference:` (say `BIN::"inline: {max_us: 100}"`), ENTITY after
+# to that binary's config under `inference:` (say `BIN::"inline: {max_us: 0}"`, every job on the pool), ENTITY after
 # a second `::` to its served entity (say `BIN::::"batching: {max_rows: 32}"`); LOG_YAML adds
 # keys under `inference_log:` for every run. Prints one line per run: label, req/s, p99 ms (open
 # loop: also p50 and p99.9). Needs wrk, oha, taskset and python3, as pin.sh does.

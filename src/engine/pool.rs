@@ -637,6 +637,14 @@ impl Drop for InferencePool {
 mod tests {
     use super::*;
 
+    /// A current-thread runtime with timers, as an HTTP worker has.
+    fn event_loop() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
     /// Work promised a background place counts against the capacity until it lets go.
     #[test]
     fn promised_background_places_count_against_the_capacity() {
@@ -662,16 +670,12 @@ mod tests {
     /// thread while there are indices enough; a panic is an error and the thread goes on.
     #[test]
     fn inline_jobs_run_on_the_caller_with_sessions_of_their_own() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = event_loop();
         let pool = InferencePool::with_inline(2, 4, 4, 2);
         assert_eq!(pool.sessions(), 4);
         assert_eq!(pool.inline_indices(), 2..4);
         let inline = |pool: &InferencePool| {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
+            let rt = event_loop();
             rt.block_on(
                 pool.run_inline(|i, r: Responder<(std::thread::ThreadId, usize)>| {
                     r.send((std::thread::current().id(), i))
@@ -708,9 +712,7 @@ mod tests {
     /// before its job ran is skipped, and its job runs no more.
     #[test]
     fn inline_jobs_of_one_turn_run_together_before_their_callers_go_on() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = event_loop();
         let pool = InferencePool::with_inline(1, 4, 4, 1);
         let order = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         // As on an HTTP worker: tasks of one event loop, spawned there.
@@ -774,10 +776,7 @@ mod tests {
     #[test]
     fn a_parked_turn_is_taken_over() {
         use std::future::Future;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = event_loop();
         let pool = InferencePool::with_inline(1, 4, 4, 1);
         // A caller takes the turn and is never polled again.
         let _inside = rt.enter();
@@ -852,9 +851,7 @@ mod tests {
             answered
         });
         assert_eq!(answered, 64, "every job answered on its first poll");
-        let current = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let current = event_loop();
         assert!(
             current.block_on(async { at_once(&pool) }).is_none(),
             "a current-thread runtime's caller waits for its turn"
@@ -865,9 +862,7 @@ mod tests {
     /// dropped unsent answers with an error, never leaves its caller waiting.
     #[test]
     fn a_responder_handed_on_answers_from_deferred_work() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = event_loop();
         let pool = InferencePool::new(1, 4);
         let p = pool.clone();
         let answer = rt.block_on(pool.run_responding(move |_, r: Responder<usize>| {
@@ -965,9 +960,7 @@ mod tests {
 
     #[test]
     fn async_run_reports_panics_and_full_queues() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = event_loop();
         let pool = InferencePool::new(1, 1);
         rt.block_on(async {
             let r: Result<(), _> = pool.run(|_| panic!("{}", String::from("owned"))).await;

@@ -184,12 +184,18 @@ pub fn scoring_path(method: &actix_web::http::Method, path: &str) -> Option<Scor
         Some(rest) => (true, rest),
         None => (false, path.strip_prefix("/serving-endpoints/")?),
     };
-    let segments: Vec<&str> = rest.split('/').collect();
-    if !segments.iter().all(|s| plain(s)) {
-        return None;
+    // At most four segments, in place (no allocation on the request path).
+    let mut segments = [""; 4];
+    let mut count = 0;
+    for segment in rest.split('/') {
+        if count == segments.len() || !plain(segment) {
+            return None;
+        }
+        segments[count] = segment;
+        count += 1;
     }
     let own = |s: &str| s.to_owned();
-    match (v2, segments.as_slice()) {
+    match (v2, &segments[..count]) {
         (false, [endpoint, "invocations"]) => Some(ScoringPath::Endpoint(own(endpoint))),
         (false, [endpoint, "served-models", served, "invocations"]) => {
             Some(ScoringPath::Pinned(own(endpoint), own(served)))
