@@ -179,3 +179,59 @@ fn any_replicas_report_equals_one_process_over_the_same_requests() {
     let bad = fleet[0].get("/api/2.0/serving-endpoints/tx/monitoring?scope=everything");
     assert_eq!(bad.status, 400, "{}", bad.text);
 }
+
+/// The champion's `replicas` in a report of `gw` (1 alone, more as others' profiles count).
+fn replicas_counted(gw: &Gateway) -> u64 {
+    report(gw, "")["served_entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["served_entity"] == "champion")
+        .and_then(|e| e["replicas"].as_u64())
+        .unwrap_or(1)
+}
+
+/// While the store is down, a replica's reports keep adding the others' profiles it read
+/// last, but only until they are older than the keep time (12 windows of 1h here): then they
+/// stop counting, as they would with the store up. The replica's clock jumps a day ahead
+/// (libfaketime reading its offset from a file) with Redis stopped.
+#[test]
+fn others_profiles_read_before_a_store_outage_age_out() {
+    let faketime = common::path_from_env_or_script("MODELGATE_FAKETIME", "scripts/faketime.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let registry = common::registry_without_spec(dir.path());
+    let offset = dir.path().join("faketime");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let mut redis = Redis::start();
+    let config = config(&registry, Some(redis.port));
+    let env = [
+        ("LD_PRELOAD", faketime.to_str().unwrap()),
+        ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let reporting = common::try_start(&config, false, &env).unwrap();
+    let other = common::start(&config, false);
+    let mut stream = TransactionStream::new(5, 1_795_000_000_000);
+    let batch: Vec<Transaction> = stream.by_ref().take(10).collect();
+    score(&other, &batch);
+    common::wait_for(
+        "the other replica's profile",
+        Duration::from_secs(30),
+        || (replicas_counted(&reporting) == 2).then_some(()),
+    );
+
+    redis.stop();
+    // Once the replica sees the store gone, what it read last still counts.
+    common::wait_for("the store seen down", Duration::from_secs(30), || {
+        (reporting.metric("modelgate_fleet_store_up") == Some(0.0)).then_some(())
+    });
+    assert_eq!(replicas_counted(&reporting), 2);
+    // A day later, with the store still down, it is older than the keep time.
+    std::fs::write(&offset, "+1d\n").unwrap();
+    common::wait_for(
+        "the others' profiles to age out",
+        Duration::from_secs(30),
+        || (replicas_counted(&reporting) == 1).then_some(()),
+    );
+}

@@ -2,7 +2,8 @@
 //! writes, per endpoint, the windows (bin counts, category counts, confusion counts, AUC
 //! histograms) of each served entity it monitors into the endpoint's hash
 //! (`<prefix>:profiles:<endpoint>`, one field per replica and served entity) and reads the
-//! others' back; a monitoring report adds the others' windows, as last read, to its own. What a profile holds is
+//! others' back; a monitoring report adds the others' windows, as last read (while the store is
+//! down, until they are older than the keep time), to its own. What a profile holds is
 //! the drift layer's business (opaque JSON here, with the time it was published).
 
 use std::collections::HashMap;
@@ -71,13 +72,19 @@ impl ProfileStore {
         self.conn.run(|c| pipe.query::<()>(c))
     }
 
-    /// Reads the other replicas' profiles of `endpoints` back (one round trip), by endpoint;
-    /// removes those older than the keep time (replicas gone).
+    /// How long a replica's profiles count after it published them.
+    pub fn keep(&self) -> Duration {
+        self.keep
+    }
+
+    /// Reads the other replicas' profiles of `endpoints` back (one round trip), by endpoint,
+    /// each with the time it was published; removes those older than the keep time (replicas
+    /// gone).
     pub fn others(
         &self,
         endpoints: &[String],
         now_ms: u64,
-    ) -> Result<HashMap<String, Vec<Published>>, StoreError> {
+    ) -> Result<HashMap<String, Vec<(u64, Published)>>, StoreError> {
         let mut pipe = redis::pipe();
         for endpoint in endpoints {
             pipe.cmd("HGETALL").arg(self.key(endpoint));
@@ -115,10 +122,7 @@ impl ProfileStore {
                 theirs.sort_by_key(|p| std::cmp::Reverse(p.0));
                 theirs.truncate(MAX_PROFILES_PER_ENDPOINT);
             }
-            fresh.insert(
-                endpoint.clone(),
-                theirs.into_iter().map(|(_, p)| p).collect(),
-            );
+            fresh.insert(endpoint.clone(), theirs);
         }
         // Best effort: another replica may remove them as well.
         let _ = self.conn.run(|c| gone.query::<()>(c));

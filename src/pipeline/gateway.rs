@@ -26,9 +26,17 @@ use super::sinks::{LogTicket, Sinks};
 use super::spans::{Ending, RequestSpan};
 use crate::trace::Tracer;
 
-/// Other replicas' monitoring profiles, by endpoint: (served entity, snapshot) each.
-pub(super) type FleetProfiles =
-    std::collections::HashMap<String, Arc<Vec<(String, crate::drift::monitor::MonitorSnapshot)>>>;
+/// Other replicas' monitoring profiles, by endpoint.
+pub(super) type FleetProfiles = std::collections::HashMap<String, Arc<Vec<TheirProfile>>>;
+
+/// Another replica's profile of one served entity, as last read from the fleet's store.
+#[derive(Debug, Clone)]
+pub(super) struct TheirProfile {
+    pub served_entity: String,
+    /// When that replica published it (its clock, milliseconds since the epoch).
+    pub published_ms: u64,
+    pub snapshot: crate::drift::monitor::MonitorSnapshot,
+}
 
 pub struct Gateway {
     pub(super) endpoints: Arc<Endpoints>,

@@ -14,6 +14,8 @@ use crate::error::RequestError;
 use crate::inference_log::LabelRecord;
 use crate::metrics::labels::LabelOutcome;
 
+use super::gateway::{FleetProfiles, TheirProfile};
+
 use super::Gateway;
 
 impl Gateway {
@@ -94,8 +96,8 @@ impl Gateway {
                 let theirs: Vec<&MonitorSnapshot> = others
                     .iter()
                     .flat_map(|o| o.iter())
-                    .filter(|(name, _)| **name == *s.name)
-                    .map(|(_, p)| p)
+                    .filter(|p| *p.served_entity == *s.name)
+                    .map(|p| &p.snapshot)
                     .collect();
                 let served = s.served();
                 let serving = served.as_ref().map(|e| e.monitored());
@@ -119,7 +121,7 @@ impl Gateway {
 
     /// The other replicas' profiles of `endpoint`, by served entity, as the publishing thread
     /// last read them (no round trip: reports and scrapes never wait for the store).
-    fn others_profiles(&self, endpoint: &str) -> Arc<Vec<(String, MonitorSnapshot)>> {
+    fn others_profiles(&self, endpoint: &str) -> Arc<Vec<TheirProfile>> {
         self.fleet_profiles
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -160,20 +162,29 @@ impl Gateway {
         let published = match store.others(&names, at) {
             Ok(p) => p,
             Err(e) => {
-                warn!("the other replicas' monitoring profiles were not read (reports add up those read before): {e}");
+                warn!("the other replicas' monitoring profiles were not read (reports add up those read before, until they are older than {} s): {e}", store.keep().as_secs());
+                let mut cached = self
+                    .fleet_profiles
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                age_out(&mut cached, at, store.keep());
                 return;
             }
         };
         let parsed = published
             .into_iter()
             .map(|(endpoint, profiles)| {
-                let snapshots: Vec<(String, MonitorSnapshot)> = profiles
+                let snapshots: Vec<TheirProfile> = profiles
                     .into_iter()
-                    .filter_map(|p| {
+                    .filter_map(|(published_ms, p)| {
                         let snapshot = serde_json::from_str(&p.profile)
                             .map_err(|e| warn!(endpoint = %endpoint, "a replica's monitoring profile cannot be read: {e}"))
                             .ok()?;
-                        Some((p.served_entity, snapshot))
+                        Some(TheirProfile {
+                            served_entity: p.served_entity,
+                            published_ms,
+                            snapshot,
+                        })
                     })
                     .collect();
                 (endpoint, Arc::new(snapshots))
@@ -341,5 +352,77 @@ impl Gateway {
                     .inc_by(n);
             }
         }
+    }
+}
+
+/// Drops the other replicas' profiles published more than `keep` before `now` (the store
+/// would have removed them): while the store cannot be read, a replica that went away stops
+/// counting in the reports once its profiles are that old, as it would with the store up.
+fn age_out(cached: &mut FleetProfiles, now: u64, keep: std::time::Duration) {
+    let keep = keep.as_millis() as u64;
+    cached.retain(|_, profiles| {
+        if profiles
+            .iter()
+            .any(|p| now.saturating_sub(p.published_ms) > keep)
+        {
+            let fresh: Vec<TheirProfile> = profiles
+                .iter()
+                .filter(|p| now.saturating_sub(p.published_ms) <= keep)
+                .cloned()
+                .collect();
+            *profiles = Arc::new(fresh);
+        }
+        !profiles.is_empty()
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::drift::quality::QualityCounts;
+    use crate::drift::window::Windowed;
+
+    fn theirs(served_entity: &str, published_ms: u64) -> TheirProfile {
+        let quality = Windowed::new(QualityCounts::default(), &[], 1, 0).snapshot();
+        TheirProfile {
+            served_entity: served_entity.into(),
+            published_ms,
+            snapshot: MonitorSnapshot {
+                model: "m".into(),
+                version: "1".into(),
+                drift: None,
+                quality,
+            },
+        }
+    }
+
+    #[test]
+    fn profiles_read_before_an_outage_stop_counting_once_older_than_the_keep_time() {
+        let keep = Duration::from_secs(3600);
+        let mut cached = FleetProfiles::new();
+        cached.insert(
+            "tx".into(),
+            Arc::new(vec![theirs("champion", 1_000), theirs("challenger", 5_000)]),
+        );
+        cached.insert("other".into(), Arc::new(vec![theirs("champion", 2_000)]));
+
+        // Within the keep time of every one: all kept.
+        age_out(&mut cached, 1_000 + 3_600_000, keep);
+        assert_eq!(cached["tx"].len(), 2);
+        assert_eq!(cached["other"].len(), 1);
+
+        // Past the first's and the other endpoint's: those go, an endpoint left empty too.
+        age_out(&mut cached, 2_001 + 3_600_000, keep);
+        let left: Vec<&str> = cached["tx"]
+            .iter()
+            .map(|p| p.served_entity.as_str())
+            .collect();
+        assert_eq!(left, ["challenger"]);
+        assert!(!cached.contains_key("other"));
+
+        age_out(&mut cached, 5_001 + 3_600_000, keep);
+        assert!(cached.is_empty());
     }
 }
