@@ -95,7 +95,7 @@ pub enum Inputs {
     /// The decoded request (every column it carried).
     Frame(Arc<Frame>),
     /// The feature join's columns: request values, looked-up and computed features.
-    Joined(Vec<(String, Vec<Value>)>),
+    Joined(Vec<(Arc<str>, Vec<Value>)>),
 }
 
 /// Rows one served entity scored for one request: rows of `<prefix>_predictions`.

@@ -230,6 +230,9 @@ pub struct TableRows {
     /// Name -> the columns of that name, by kind (the first one keeps the plain name).
     index: HashMap<String, Vec<(Kind, usize)>>,
     rows: usize,
+    /// The column after the one set last: records set their cells in the same order row
+    /// after row, so this is nearly always the next one, found without hashing its name.
+    next: usize,
 }
 
 impl TableRows {
@@ -239,13 +242,22 @@ impl TableRows {
     }
 
     fn column(&mut self, name: &str, kind: Kind) -> &mut Column {
-        let found = self
-            .index
-            .get(name)
-            .and_then(|v| v.iter().find(|(k, _)| *k == kind).map(|&(_, i)| i));
+        let hinted = self
+            .columns
+            .get(self.next)
+            .is_some_and(|c| c.kind == kind && c.name == name);
+        let found = if hinted {
+            Some(self.next)
+        } else {
+            self.index
+                .get(name)
+                .and_then(|v| v.iter().find(|(k, _)| *k == kind).map(|&(_, i)| i))
+        };
         if let Some(i) = found {
+            self.next = i + 1;
             return &mut self.columns[i];
         }
+        self.next = self.columns.len() + 1;
         let slots = self.index.entry(name.to_owned()).or_default();
         let column_name = if slots.is_empty() {
             name.to_owned()
@@ -278,6 +290,7 @@ impl TableRows {
     }
 
     pub fn end_row(&mut self) {
+        self.next = 0;
         self.rows += 1;
         for col in &mut self.columns {
             while col.len < self.rows {
@@ -351,6 +364,39 @@ mod tests {
         let names = column_names(&batch);
         assert_eq!(names, ["Amount", "Amount__string"]);
         assert_eq!(batch.column(1).as_string::<i32>().value(1), "n/a");
+    }
+
+    #[test]
+    fn cells_find_their_columns_whatever_order_rows_set_them_in() {
+        let mut t = TableRows::default();
+        t.set("a", Cell::Int(1));
+        t.set("b", Cell::Int(2));
+        t.set("c", Cell::Int(3));
+        t.end_row();
+        // Another order, a column left out, a name with a second type.
+        t.set("c", Cell::Int(30));
+        t.set("a", Cell::Int(10));
+        t.set("b", Cell::Float(2.5));
+        t.end_row();
+        t.set("b", Cell::Int(200));
+        t.set("b", Cell::Int(201));
+        t.set("a", Cell::Int(100));
+        t.end_row();
+        let batch = t.finish().unwrap();
+        assert_eq!(column_names(&batch), ["a", "b", "c", "b__double"]);
+        let ints = |i: usize| -> Vec<Option<i64>> {
+            batch.column(i).as_primitive::<Int64Type>().iter().collect()
+        };
+        assert_eq!(ints(0), [Some(1), Some(10), Some(100)]);
+        // A second value for a column in one row is ignored.
+        assert_eq!(ints(1), [Some(2), None, Some(200)]);
+        assert_eq!(ints(2), [Some(3), Some(30), None]);
+        let floats: Vec<Option<f64>> = batch
+            .column(3)
+            .as_primitive::<Float64Type>()
+            .iter()
+            .collect();
+        assert_eq!(floats, [None, Some(2.5), None]);
     }
 
     #[test]

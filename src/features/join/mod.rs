@@ -22,6 +22,7 @@ mod request;
 mod resolve;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub use outcome::Outcome;
@@ -154,18 +155,18 @@ impl JoinPlan {
 /// computed) for `return_features`.
 pub struct Joined {
     pub frame: Frame,
-    pub env: Vec<(String, Vec<Value>)>,
+    pub env: Vec<(Arc<str>, Vec<Value>)>,
     /// (column of `frame`, rows) the feature's default filled.
     pub defaulted: Vec<(usize, u32)>,
 }
 
 /// Columns as JSON records, one per row (`return_features`); timestamps as ISO 8601 text.
-pub fn write_records(columns: &[(String, Vec<Value>)], rows: usize, buf: &mut Vec<u8>) {
+pub fn write_records(columns: &[(Arc<str>, Vec<Value>)], rows: usize, buf: &mut Vec<u8>) {
     let out: Vec<serde_json::Value> = (0..rows)
         .map(|r| {
             columns
                 .iter()
-                .map(|(name, values)| (name.clone(), values[r].to_json()))
+                .map(|(name, values)| (name.to_string(), values[r].to_json()))
                 .collect::<serde_json::Map<_, _>>()
                 .into()
         })
@@ -236,7 +237,7 @@ model_columns: [n, ratio, must, strict]
     }
 
     fn column<'a>(j: &'a Joined, name: &str) -> &'a [Value] {
-        &j.env.iter().find(|(n, _)| n == name).unwrap().1
+        &j.env.iter().find(|(n, _)| &**n == name).unwrap().1
     }
 
     #[test]
@@ -326,7 +327,7 @@ model_columns: [n, ratio, must, strict]
         let j = plan(dir.path()).join(&f, None).unwrap();
         assert_eq!(j.frame.columns[1].data, ColumnData::F64(vec![0.25]));
         // Only `x` is missing: it feeds `ratio`, which the request sent, so nothing is looked up.
-        assert!(!j.env.iter().any(|(n, _)| n == "x"));
+        assert!(!j.env.iter().any(|(n, _)| &**n == "x"));
     }
 
     #[test]

@@ -44,8 +44,9 @@ pub(super) struct PlannedFunction {
 
 /// A compiled feature spec, bound to its online store.
 pub struct JoinPlan {
-    /// Every column by id: the request's first, then features, then functions (names unique).
-    pub(super) columns: Vec<(String, Type)>,
+    /// Every column by id: the request's first, then features, then functions (names unique;
+    /// shared, so that a request's joined columns name theirs without copying).
+    pub(super) columns: Vec<(Arc<str>, Type)>,
     /// How many of `columns` are request columns.
     pub(super) request: usize,
     pub(super) request_ts: Option<usize>,
@@ -74,8 +75,8 @@ fn typed_default(v: &Option<serde_json::Value>, ty: Type) -> Result<Value, Strin
 }
 
 /// The id of a known column.
-fn id_of(known: &[(String, Type)], name: &str) -> Option<usize> {
-    known.iter().position(|(n, _)| n == name)
+fn id_of(known: &[(Arc<str>, Type)], name: &str) -> Option<usize> {
+    known.iter().position(|(n, _)| **n == *name)
 }
 
 impl JoinPlan {
@@ -85,12 +86,12 @@ impl JoinPlan {
         store: Arc<dyn OnlineStore>,
         metrics: Option<&crate::metrics::Metrics>,
     ) -> Result<JoinPlan, String> {
-        let mut known: Vec<(String, Type)> = Vec::new();
-        let add = |known: &mut Vec<(String, Type)>, name: &str, ty: Type, what: &str| {
-            if known.iter().any(|(n, _)| n == name) {
+        let mut known: Vec<(Arc<str>, Type)> = Vec::new();
+        let add = |known: &mut Vec<(Arc<str>, Type)>, name: &str, ty: Type, what: &str| {
+            if known.iter().any(|(n, _)| **n == *name) {
                 return Err(format!("{what} '{name}' is defined twice"));
             }
-            known.push((name.to_owned(), ty));
+            known.push((name.into(), ty));
             Ok(known.len() - 1)
         };
         for c in &spec.request_columns {
@@ -98,7 +99,7 @@ impl JoinPlan {
         }
         let request = known.len();
         // A request column of this type, by id.
-        let request_column = |known: &[(String, Type)], name: &str, ty: Option<Type>| {
+        let request_column = |known: &[(Arc<str>, Type)], name: &str, ty: Option<Type>| {
             id_of(&known[..request], name).filter(|&i| ty.is_none_or(|t| known[i].1 == t))
         };
         let request_ts = match &spec.request_timestamp {
@@ -196,8 +197,8 @@ impl JoinPlan {
                 args.push(id);
             }
             for (id, (n, t)) in known.iter().enumerate() {
-                if !vars.iter().any(|(v, _)| v == n) {
-                    vars.push((n.clone(), *t));
+                if !vars.iter().any(|(v, _)| **v == **n) {
+                    vars.push((n.to_string(), *t));
                     args.push(id);
                 }
             }
@@ -280,7 +281,7 @@ impl JoinPlan {
                     Type::String => ("string", None),
                     Type::Timestamp => ("string", Some("date-time")),
                 };
-                (n.as_str(), t, format)
+                (&**n, t, format)
             })
             .collect()
     }
@@ -288,6 +289,11 @@ impl JoinPlan {
     /// A column's name by id.
     pub(super) fn name(&self, id: usize) -> &str {
         &self.columns[id].0
+    }
+
+    /// A column's name by id, shared.
+    pub(super) fn shared_name(&self, id: usize) -> Arc<str> {
+        self.columns[id].0.clone()
     }
 
     /// The id of a column the spec knows.
@@ -299,7 +305,7 @@ impl JoinPlan {
     pub(super) fn request_columns(&self) -> Vec<&str> {
         self.columns[..self.request]
             .iter()
-            .map(|(n, _)| n.as_str())
+            .map(|(n, _)| &**n)
             .collect()
     }
 }

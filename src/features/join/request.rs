@@ -1,6 +1,8 @@
 //! Stage 1 of a request's join: the request's columns typed, what the model still needs (to
 //! look up or compute), and the keys of the one batched lookup.
 
+use std::sync::Arc;
+
 use super::plan::JoinPlan;
 use crate::data::cast::convert;
 use crate::data::frame::{Column, ColumnData, Frame};
@@ -15,7 +17,7 @@ use crate::features::store::{key_text, Query, KEY_SEPARATOR};
 pub(super) struct Joining {
     pub(super) rows: usize,
     /// Every column so far by name: the request's (frame order), then each stage's.
-    pub(super) env: Vec<(String, Vec<Value>)>,
+    pub(super) env: Vec<(Arc<str>, Vec<Value>)>,
     /// By column id: its index in `env`, once there.
     pub(super) slots: Vec<Option<usize>>,
     /// By column id: the model needs it and the request did not send it, or a needed function
@@ -44,7 +46,7 @@ impl Joining {
     /// Adds a column the join made.
     pub(super) fn push(&mut self, plan: &JoinPlan, id: usize, values: Vec<Value>) {
         self.slots[id] = Some(self.env.len());
-        self.env.push((plan.name(id).to_owned(), values));
+        self.env.push((plan.shared_name(id), values));
     }
 
     /// Column `id`'s values, when the request sent it or a stage made it.
@@ -70,7 +72,7 @@ impl JoinPlan {
     /// `ignore` is a column (the routing key) the request may carry besides the spec's.
     pub(super) fn prepare(&self, frame: &Frame, ignore: Option<&str>) -> RequestResult<Joining> {
         let rows = frame.rows();
-        let mut env: Vec<(String, Vec<Value>)> = Vec::new();
+        let mut env: Vec<(Arc<str>, Vec<Value>)> = Vec::new();
         let mut slots = vec![None; self.columns.len()];
         let mut unknown: Vec<&str> = Vec::new();
         for col in &frame.columns {
@@ -81,7 +83,10 @@ impl JoinPlan {
                 continue;
             };
             slots[id] = Some(env.len());
-            env.push((col.name.clone(), request_values(col, self.columns[id].1)?));
+            env.push((
+                self.shared_name(id),
+                request_values(col, self.columns[id].1)?,
+            ));
         }
         if !unknown.is_empty() {
             return Err(RequestError::bad(format!(
