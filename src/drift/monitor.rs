@@ -459,7 +459,9 @@ impl Scorer {
 }
 
 struct PendingRequest {
-    frame: Arc<Frame>,
+    /// The request's columns, for labels by key; held only when a row has an event time (a
+    /// label by key matches on it, so without one none can).
+    frame: Option<Arc<Frame>>,
     /// Each row's event time (the feature spec's request timestamp), for labels by key.
     event_ms: Vec<Option<i64>>,
     scorers: Vec<Scorer>,
@@ -487,8 +489,8 @@ fn scorer_bytes(s: &Scorer) -> usize {
         + s.predictions.len() * size_of::<Prediction>()
 }
 
-/// Bytes a waiting request holds: its frame (counted whole, even while the inference log holds
-/// the same frame), predictions, per-row state, its id and its entries in the queue's maps.
+/// Bytes a waiting request holds: its frame when held (counted whole, even while the inference
+/// log holds the same frame), predictions, per-row state, its id and its entries in the queue's maps.
 fn request_bytes(id: &str, r: &PendingRequest) -> usize {
     use std::mem::size_of;
     let entries = size_of::<(Arc<str>, PendingRequest)>() + size_of::<(i64, Arc<str>)>();
@@ -497,7 +499,8 @@ fn request_bytes(id: &str, r: &PendingRequest) -> usize {
     let rows = r.labelled.len() * size_of::<bool>()
         + r.event_ms.len() * size_of::<Option<i64>>()
         + r.event_ms.iter().flatten().count() * size_of::<(Arc<str>, usize)>();
-    entries + id + rows + r.frame.held_bytes() + r.scorers.iter().map(scorer_bytes).sum::<usize>()
+    let frame = r.frame.as_ref().map_or(0, |f| f.held_bytes());
+    entries + id + rows + frame + r.scorers.iter().map(scorer_bytes).sum::<usize>()
 }
 
 #[derive(Default)]
@@ -642,8 +645,9 @@ impl PendingLabels {
             .and_then(|c| frame.column(c))
             .map(event_times)
             .unwrap_or_default();
+        let timed = event_ms.iter().any(Option::is_some);
         let mut request = PendingRequest {
-            frame,
+            frame: timed.then_some(frame),
             event_ms,
             scorers,
             labelled: vec![false; rows],
@@ -810,7 +814,8 @@ fn by_key(p: &Pending, label: &LabelRecord) -> Vec<(Arc<str>, usize)> {
             p.requests.get(id).is_some_and(|r| {
                 label.keys.iter().all(|(name, value)| {
                     r.frame
-                        .column(name)
+                        .as_ref()
+                        .and_then(|f| f.column(name))
                         .is_some_and(|c| cell_equals(&c.data, *row, value))
                 })
             })
@@ -1067,16 +1072,22 @@ mod tests {
         assert_eq!(&*p.by_time[&t].front().unwrap().0, "r900");
     }
 
-    /// `rows` rows of a customer id and a `width`-byte string each.
+    /// `rows` rows of a customer id, an event time and a `width`-byte string each; each call's
+    /// rows at a second of their own (so each request adds one time key, as the bytes count).
     fn wide(rows: usize, width: usize) -> Arc<Frame> {
+        static SECOND: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+        let at =
+            1_795_000_000_000 + 1000 * SECOND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Arc::new(Frame {
             columns: vec![
                 Column::scalar("CustomerID", ColumnData::I64((0..rows as i64).collect())),
+                Column::scalar("TransactionTimestamp", ColumnData::I64(vec![at; rows])),
                 Column::scalar("note", ColumnData::Str(vec!["x".repeat(width); rows])),
             ],
         })
     }
 
+    /// Holds `frame`'s rows (event times in `TransactionTimestamp`, when it has the column).
     fn hold(pending: &PendingLabels, settings: &LabelSettings, id: &str, frame: Arc<Frame>) {
         let monitor = Arc::new(SlotMonitor::new(config(), now_ms()));
         let predicted = vec![true; frame.rows()];
@@ -1084,7 +1095,7 @@ mod tests {
             settings,
             id.into(),
             frame,
-            None,
+            Some("TransactionTimestamp"),
             vec![scorer(&monitor, &predicted)],
             now_ms(),
         );
@@ -1116,6 +1127,28 @@ mod tests {
             scorer_bytes(&scorer(&monitor, &[false; 10]))
         );
         assert_eq!(pending.figures().rows, 20);
+    }
+
+    /// Rows without an event time can only be labelled by request id: their request's columns
+    /// are not held (nor counted), and such labels still join.
+    #[test]
+    fn a_request_without_event_times_holds_no_columns() {
+        let settings = LabelSettings::default();
+        let timed = PendingLabels::default();
+        hold(&timed, &settings, "a", wide(10, 1000));
+        let untimed = PendingLabels::default();
+        let mut frame = (*wide(10, 1000)).clone();
+        frame.columns.remove(1);
+        hold(&untimed, &settings, "a", Arc::new(frame));
+        assert!(
+            timed.bytes() > untimed.bytes() + 10 * 1000,
+            "{} vs {}",
+            timed.bytes(),
+            untimed.bytes()
+        );
+        assert!(lock(&untimed.inner).requests["a"].frame.is_none());
+        let out = untimed.join(&settings, &[label(Some("a"), &[], None, 1.0)], now_ms());
+        assert_eq!((out.joined, out.unmatched), (1, 0));
     }
 
     /// A caller's own `x-request-id` used again: the request already waiting keeps its place
