@@ -182,13 +182,13 @@ impl LoadedModel for OrtModel {
             .into_iter()
             .zip(&self.inputs)
             .map(|(t, spec)| {
+                // Borrowed: the names live as long as the model, past the run.
                 Ok((
-                    Cow::Owned(spec.name.clone()),
+                    Cow::Borrowed(spec.name.as_str()),
                     SessionInputValue::from(to_value(t).map_err(run_err)?),
                 ))
             })
-            .collect::<Result<Vec<(Cow<'static, str>, SessionInputValue<'static>)>, EngineError>>(
-            )?;
+            .collect::<Result<Vec<(Cow<'_, str>, SessionInputValue<'static>)>, EngineError>>()?;
         let mut session = self.sessions[worker % self.sessions.len()]
             .lock()
             .unwrap_or_else(|e| e.into_inner());

@@ -202,6 +202,33 @@ fn request_values(col: &Column, ty: Type) -> RequestResult<Vec<Value>> {
             col.name, col.shape
         )));
     }
+    match direct_values(col, ty) {
+        Some(values) => Ok(values),
+        None => converted_values(col, ty),
+    }
+}
+
+/// The values of a column whose type needs no conversion (no tensor in between), or `None`:
+/// the other types, and any value the conversion would refuse, take [`converted_values`].
+fn direct_values(col: &Column, ty: Type) -> Option<Vec<Value>> {
+    match (&col.data, ty) {
+        (ColumnData::F64(v), Type::Float) if v.iter().all(|x| x.is_finite()) => {
+            Some(v.iter().map(|x| Value::Float(*x)).collect())
+        }
+        (ColumnData::I64(v), Type::Float) => {
+            Some(v.iter().map(|x| Value::Float(*x as f64)).collect())
+        }
+        (ColumnData::I64(v), Type::Int) => Some(v.iter().map(|x| Value::Int(*x)).collect()),
+        (ColumnData::Bool(v), Type::Bool) => Some(v.iter().map(|b| Value::Bool(*b)).collect()),
+        (ColumnData::Str(v), Type::String) => {
+            Some(v.iter().map(|s| Value::String(s.clone())).collect())
+        }
+        _ => None,
+    }
+}
+
+/// A column's values through the conversion a model input's binding uses.
+fn converted_values(col: &Column, ty: Type) -> RequestResult<Vec<Value>> {
     let elem = match ty {
         Type::Int => ElemType::I64,
         Type::Float => ElemType::F64,
@@ -239,5 +266,60 @@ fn timestamps(col: &Column) -> RequestResult<Vec<Value>> {
             .collect(),
         ColumnData::I64(v) => Ok(v.iter().map(|t| Value::Timestamp(*t)).collect()),
         other => Err(bad(0, other.type_name_with_article().to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn column(data: ColumnData) -> Column {
+        Column::scalar("c", data)
+    }
+
+    fn data() -> impl Strategy<Value = ColumnData> {
+        prop_oneof![
+            prop::collection::vec(
+                prop_oneof![any::<f64>(), Just(f64::NAN), Just(f64::INFINITY)],
+                0..4
+            )
+            .prop_map(ColumnData::F64),
+            prop::collection::vec(any::<i64>(), 0..4).prop_map(ColumnData::I64),
+            prop::collection::vec(any::<bool>(), 0..4).prop_map(ColumnData::Bool),
+            prop::collection::vec("[a-z0-9 ]{0,4}", 0..4).prop_map(ColumnData::Str),
+        ]
+    }
+
+    fn ty() -> impl Strategy<Value = Type> {
+        prop_oneof![
+            Just(Type::Int),
+            Just(Type::Float),
+            Just(Type::Bool),
+            Just(Type::String),
+            Just(Type::Timestamp),
+        ]
+    }
+
+    proptest! {
+        /// The shortcut gives what the conversion gives, and leaves it every value it would
+        /// refuse (so the error and its message stay the conversion's).
+        #[test]
+        fn direct_values_are_the_converted_ones(data in data(), ty in ty()) {
+            let col = column(data);
+            if let Some(direct) = direct_values(&col, ty) {
+                let converted = converted_values(&col, ty);
+                prop_assert!(converted.is_ok(), "{:?} refused by the conversion", col.data);
+                let converted = converted.unwrap();
+                prop_assert_eq!(direct.len(), converted.len());
+                for (a, b) in direct.iter().zip(&converted) {
+                    // Bitwise, so that -0.0 and 0.0 count as different.
+                    match (a, b) {
+                        (Value::Float(x), Value::Float(y)) => prop_assert_eq!(x.to_bits(), y.to_bits()),
+                        _ => prop_assert_eq!(a, b),
+                    }
+                }
+            }
+        }
     }
 }
