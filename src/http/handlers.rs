@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use actix_web::http::header::{self, ContentType};
+use actix_web::http::header::{self, ContentType, HeaderName};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::body::read_limited;
@@ -187,11 +187,16 @@ pub fn answer(
 ) -> Result<HttpResponse, ApiError> {
     match result {
         Ok(answer) => {
+            // Names from constants: parsed from text, a name that is not a standard one is
+            // copied to the heap on every answer.
+            const SERVED_MODEL: HeaderName = HeaderName::from_static(SERVED_MODEL_HEADER);
+            const SERVED_VERSION: HeaderName = HeaderName::from_static(SERVED_VERSION_HEADER);
+            const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
             let mut reply = HttpResponse::Ok();
             reply
-                .insert_header((SERVED_MODEL_HEADER, &*answer.served.names()))
-                .insert_header((SERVED_VERSION_HEADER, &*answer.served.versions()))
-                .insert_header((REQUEST_ID_HEADER, &*request_id.text));
+                .insert_header((SERVED_MODEL, &*answer.served.names()))
+                .insert_header((SERVED_VERSION, &*answer.served.versions()))
+                .insert_header((REQUEST_ID, &*request_id.text));
             match answer.json_len {
                 // Raw tensors follow the JSON (V2's binary tensor data extension).
                 Some(n) => reply
