@@ -180,15 +180,17 @@ fn any_replicas_report_equals_one_process_over_the_same_requests() {
     assert_eq!(bad.status, 400, "{}", bad.text);
 }
 
-/// The champion's `replicas` in a report of `gw` (1 alone, more as others' profiles count).
+/// The champion's `replicas` in a fleet report of `gw` (1 alone, more as others' profiles
+/// count).
 fn replicas_counted(gw: &Gateway) -> u64 {
-    report(gw, "")["served_entities"]
+    let report = report(gw, "");
+    report["served_entities"]
         .as_array()
         .unwrap()
         .iter()
         .find(|e| e["served_entity"] == "champion")
         .and_then(|e| e["replicas"].as_u64())
-        .unwrap_or(1)
+        .unwrap_or_else(|| panic!("no champion with replicas in {report}"))
 }
 
 /// While the store is down, a replica's reports keep adding the others' profiles it read
@@ -227,8 +229,11 @@ fn others_profiles_read_before_a_store_outage_age_out() {
         (reporting.metric("modelgate_fleet_store_up") == Some(0.0)).then_some(())
     });
     assert_eq!(replicas_counted(&reporting), 2);
-    // A day later, with the store still down, it is older than the keep time.
-    std::fs::write(&offset, "+1d\n").unwrap();
+    // A day later, with the store still down, it is older than the keep time. Written beside
+    // and renamed, so that libfaketime never reads a half-written offset.
+    let next = dir.path().join("faketime.next");
+    std::fs::write(&next, "+1d\n").unwrap();
+    std::fs::rename(&next, &offset).unwrap();
     common::wait_for(
         "the others' profiles to age out",
         Duration::from_secs(30),

@@ -478,8 +478,7 @@ pub use crate::metrics::labels::PendingDrop as Dropped;
 /// Bytes of a `by_time` key and its list, beside the entries the requests count.
 const TIME_KEY_BYTES: usize = std::mem::size_of::<(i64, VecDeque<(Arc<str>, usize)>)>();
 
-/// Bytes `frame` holds: its values (each string at its length plus its `String`), column names
-/// and shapes.
+/// Bytes a scorer holds: itself, its predictions and its map of rows to the request's.
 fn scorer_bytes(s: &Scorer) -> usize {
     use std::mem::size_of;
     size_of::<Scorer>()

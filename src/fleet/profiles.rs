@@ -17,6 +17,12 @@ use super::conn::{Conn, StoreError};
 /// included) a report adds up per endpoint at most; the newest are kept.
 pub const MAX_PROFILES_PER_ENDPOINT: usize = 256;
 
+/// Whether a profile published at `published_ms` is older than `keep` at `now_ms` (the store's
+/// rule, and a replica's own for the profiles it read before the store went away).
+pub fn expired(published_ms: u64, now_ms: u64, keep: Duration) -> bool {
+    now_ms.saturating_sub(published_ms) > keep.as_millis() as u64
+}
+
 /// One replica's profile of one served entity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Published {
@@ -77,6 +83,11 @@ impl ProfileStore {
         self.keep
     }
 
+    /// Whether a profile published at `published_ms` no longer counts at `now_ms`.
+    pub fn expired(&self, published_ms: u64, now_ms: u64) -> bool {
+        expired(published_ms, now_ms, self.keep)
+    }
+
     /// Reads the other replicas' profiles of `endpoints` back (one round trip), by endpoint,
     /// each with the time it was published; removes those older than the keep time (replicas
     /// gone).
@@ -90,7 +101,6 @@ impl ProfileStore {
             pipe.cmd("HGETALL").arg(self.key(endpoint));
         }
         let all: Vec<Vec<(String, String)>> = self.conn.run(|c| pipe.query(c))?;
-        let keep = self.keep.as_millis() as u64;
         let mut gone = redis::pipe();
         let mut fresh = HashMap::new();
         for (endpoint, fields) in endpoints.iter().zip(all) {
@@ -102,7 +112,7 @@ impl ProfileStore {
                     continue;
                 };
                 let at: u64 = at.parse().unwrap_or(0);
-                if now_ms.saturating_sub(at) > keep {
+                if self.expired(at, now_ms) {
                     gone.cmd("HDEL")
                         .arg(self.key(endpoint))
                         .arg(&field)

@@ -132,9 +132,9 @@ impl ScoredRows {
             Inputs::Frame(f) => f.columns.iter().map(Column::held_bytes).sum(),
             Inputs::Joined(cols) => cols
                 .iter()
-                .map(|(n, v)| {
-                    std::mem::size_of::<(String, Vec<Value>)>()
-                        + n.len()
+                .map(|(_, v)| {
+                    // The name is the feature plan's, shared: not the record's to count.
+                    std::mem::size_of::<(Arc<str>, Vec<Value>)>()
                         + v.iter().map(value_bytes).sum::<usize>()
                 })
                 .sum::<usize>(),

@@ -217,6 +217,9 @@ impl Builder {
 
 struct Column {
     name: String,
+    /// It keeps the name cells are set by (the first kind that came with it); a later kind's
+    /// column is named `<name>__<kind>` and is found through the index only.
+    plain: bool,
     kind: Kind,
     nullable: bool,
     builder: Builder,
@@ -245,7 +248,7 @@ impl TableRows {
         let hinted = self
             .columns
             .get(self.next)
-            .is_some_and(|c| c.kind == kind && c.name == name);
+            .is_some_and(|c| c.plain && c.kind == kind && c.name == name);
         let found = if hinted {
             Some(self.next)
         } else {
@@ -259,7 +262,8 @@ impl TableRows {
         }
         self.next = self.columns.len() + 1;
         let slots = self.index.entry(name.to_owned()).or_default();
-        let column_name = if slots.is_empty() {
+        let plain = slots.is_empty();
+        let column_name = if plain {
             name.to_owned()
         } else {
             format!("{name}__{}", kind.suffix())
@@ -271,6 +275,7 @@ impl TableRows {
         }
         self.columns.push(Column {
             name: column_name,
+            plain,
             kind,
             nullable: true,
             builder,
@@ -382,21 +387,34 @@ mod tests {
         t.set("b", Cell::Int(201));
         t.set("a", Cell::Int(100));
         t.end_row();
+        // A cell set by the name the second type's column shows is not that column's: right
+        // after `c`, the column next in line is `b__double`.
+        t.set("c", Cell::Int(0));
+        t.set("b__double", Cell::Float(9.5));
+        t.end_row();
         let batch = t.finish().unwrap();
-        assert_eq!(column_names(&batch), ["a", "b", "c", "b__double"]);
+        let names = column_names(&batch);
+        assert_eq!(names[..4], ["a", "b", "c", "b__double"]);
+        assert_eq!(names.len(), 5, "{names:?}");
         let ints = |i: usize| -> Vec<Option<i64>> {
             batch.column(i).as_primitive::<Int64Type>().iter().collect()
         };
-        assert_eq!(ints(0), [Some(1), Some(10), Some(100)]);
+        assert_eq!(ints(0), [Some(1), Some(10), Some(100), None]);
         // A second value for a column in one row is ignored.
-        assert_eq!(ints(1), [Some(2), None, Some(200)]);
-        assert_eq!(ints(2), [Some(3), Some(30), None]);
+        assert_eq!(ints(1), [Some(2), None, Some(200), None]);
+        assert_eq!(ints(2), [Some(3), Some(30), None, Some(0)]);
         let floats: Vec<Option<f64>> = batch
             .column(3)
             .as_primitive::<Float64Type>()
             .iter()
             .collect();
-        assert_eq!(floats, [None, Some(2.5), None]);
+        assert_eq!(floats, [None, Some(2.5), None, None]);
+        let literal: Vec<Option<f64>> = batch
+            .column(4)
+            .as_primitive::<Float64Type>()
+            .iter()
+            .collect();
+        assert_eq!(literal, [None, None, None, Some(9.5)]);
     }
 
     #[test]

@@ -359,18 +359,10 @@ impl Gateway {
 /// would have removed them): while the store cannot be read, a replica that went away stops
 /// counting in the reports once its profiles are that old, as it would with the store up.
 fn age_out(cached: &mut FleetProfiles, now: u64, keep: std::time::Duration) {
-    let keep = keep.as_millis() as u64;
+    use crate::fleet::profiles::expired;
     cached.retain(|_, profiles| {
-        if profiles
-            .iter()
-            .any(|p| now.saturating_sub(p.published_ms) > keep)
-        {
-            let fresh: Vec<TheirProfile> = profiles
-                .iter()
-                .filter(|p| now.saturating_sub(p.published_ms) <= keep)
-                .cloned()
-                .collect();
-            *profiles = Arc::new(fresh);
+        if profiles.iter().any(|p| expired(p.published_ms, now, keep)) {
+            Arc::make_mut(profiles).retain(|p| !expired(p.published_ms, now, keep));
         }
         !profiles.is_empty()
     });

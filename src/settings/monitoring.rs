@@ -72,8 +72,8 @@ pub struct LabelSettings {
     pub wait_seconds: u64,
     /// Scored rows held for labels; the oldest go first beyond it.
     pub max_pending_rows: usize,
-    /// Bytes held for labels (the requests' frames, predictions and bookkeeping, strings at
-    /// their length); the oldest go first beyond it.
+    /// Bytes held for labels (the requests' frames, of those with event times, predictions
+    /// and bookkeeping, strings at their length); the oldest go first beyond it.
     pub max_pending_bytes: usize,
 }
 

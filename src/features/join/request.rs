@@ -274,8 +274,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn column(data: ColumnData) -> Column {
-        Column::scalar("c", data)
+    fn column(data: ColumnData, from_text: bool) -> Column {
+        Column {
+            from_text,
+            ..Column::scalar("c", data)
+        }
     }
 
     fn data() -> impl Strategy<Value = ColumnData> {
@@ -305,8 +308,8 @@ mod tests {
         /// The shortcut gives what the conversion gives, and leaves it every value it would
         /// refuse (so the error and its message stay the conversion's).
         #[test]
-        fn direct_values_are_the_converted_ones(data in data(), ty in ty()) {
-            let col = column(data);
+        fn direct_values_are_the_converted_ones(data in data(), ty in ty(), from_text in any::<bool>()) {
+            let col = column(data, from_text);
             if let Some(direct) = direct_values(&col, ty) {
                 let converted = converted_values(&col, ty);
                 prop_assert!(converted.is_ok(), "{:?} refused by the conversion", col.data);
