@@ -667,12 +667,17 @@ impl PendingLabels {
             p.dropped[reason as usize] += rows as u64;
             return;
         }
+        let p = &mut *p;
         // A caller may choose its request's id (`x-request-id`): one already waiting keeps
-        // its place (O(1), and no caller can push out another's rows by reusing its id).
-        if p.requests.contains_key(&id) {
-            p.dropped[Dropped::DuplicateId as usize] += rows as u64;
-            return;
-        }
+        // its place (O(1), and no caller can push out another's rows by reusing its id). The
+        // id is hashed once, for the check and the insert.
+        let waiting = match p.requests.entry(id.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                p.dropped[Dropped::DuplicateId as usize] += rows as u64;
+                return;
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => slot,
+        };
         for (row, t) in request.event_ms.iter().enumerate() {
             if let Some(t) = t {
                 p.by_time
@@ -684,8 +689,8 @@ impl PendingLabels {
         p.rows += rows;
         p.request_bytes += request.bytes;
         p.order
-            .push_back((now + settings.wait_seconds as i64 * 1000, id.clone()));
-        p.requests.insert(id, request);
+            .push_back((now + settings.wait_seconds as i64 * 1000, id));
+        waiting.insert(request);
         p.expire(now);
     }
 
