@@ -83,11 +83,6 @@ impl ProfileStore {
         self.keep
     }
 
-    /// Whether a profile published at `published_ms` no longer counts at `now_ms`.
-    pub fn expired(&self, published_ms: u64, now_ms: u64) -> bool {
-        expired(published_ms, now_ms, self.keep)
-    }
-
     /// Reads the other replicas' profiles of `endpoints` back (one round trip), by endpoint,
     /// each with the time it was published; removes those older than the keep time (replicas
     /// gone).
@@ -112,7 +107,7 @@ impl ProfileStore {
                     continue;
                 };
                 let at: u64 = at.parse().unwrap_or(0);
-                if self.expired(at, now_ms) {
+                if expired(at, now_ms, self.keep) {
                     gone.cmd("HDEL")
                         .arg(self.key(endpoint))
                         .arg(&field)

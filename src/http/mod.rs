@@ -181,8 +181,12 @@ pub fn app(
                     if let Some(caller) = caller {
                         req.extensions_mut().insert(caller);
                     }
-                    // Scoring skips actix's router (see routes::scoring_path).
-                    let served = match routes::scoring_path(req.method(), req.path()) {
+                    // Scoring skips actix's router (see routes::scoring_path); every scoring
+                    // route is a query route, so other paths are not matched twice.
+                    let scoring = (class == routes::RouteClass::Query)
+                        .then(|| routes::scoring_path(req.method(), req.path()))
+                        .flatten();
+                    let served = match scoring {
                         Some(call) => Either::Right(score_directly(req, call, shared.clone())),
                         None => Either::Left(srv.call(req).map(|r| r.map(|r| r.map_into_boxed_body()))),
                     };

@@ -288,7 +288,13 @@ pub(super) fn conform(batch: &RecordBatch, table: &Schema) -> Result<RecordBatch
             }
             Some(_) => {
                 let suffix = Kind::of(field.data_type()).map_or("other", Kind::suffix);
-                let name = format!("{}__{suffix}", field.name());
+                let mut name = format!("{}__{suffix}", field.name());
+                // Not the name of another column of the batch (a table cannot have two).
+                while schema.field_with_name(&name).is_ok()
+                    || fields.iter().any(|f| *f.name() == name)
+                {
+                    name = format!("{name}__{suffix}");
+                }
                 fields.push(field.as_ref().clone().with_name(name).with_nullable(true));
                 columns.push(column.clone());
             }
@@ -331,6 +337,32 @@ mod tests {
     use deltalake::arrow::array::Int64Array;
 
     use super::*;
+
+    /// A column renamed for its type keeps clear of the batch's other names: a table cannot
+    /// have two columns of one name.
+    #[test]
+    fn a_column_renamed_for_its_type_takes_a_name_no_other_column_has() {
+        use deltalake::arrow::array::BooleanArray;
+        use deltalake::arrow::datatypes::DataType;
+        let table = Schema::new(vec![Field::new("b", DataType::Int64, true)]);
+        let flags = || Arc::new(BooleanArray::from(vec![true])) as ArrayRef;
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("b", DataType::Boolean, true),
+                Field::new("b__boolean", DataType::Boolean, true),
+            ])),
+            vec![flags(), flags()],
+        )
+        .unwrap();
+        let fitted = conform(&batch, &table).unwrap();
+        let names: Vec<&str> = fitted
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, ["b__boolean__boolean", "b__boolean", "b"]);
+    }
 
     /// What every crate logs at INFO and above on this thread while `f` runs.
     fn logged_while(f: impl FnOnce()) -> String {

@@ -217,8 +217,8 @@ impl Builder {
 
 struct Column {
     name: String,
-    /// It keeps the name cells are set by (the first kind that came with it); a later kind's
-    /// column is named `<name>__<kind>` and is found through the index only.
+    /// It shows the name cells are set by (the first kind that came with it, and no other
+    /// column had the name); other columns are found through the index only.
     plain: bool,
     kind: Kind,
     nullable: bool,
@@ -262,12 +262,17 @@ impl TableRows {
         }
         self.next = self.columns.len() + 1;
         let slots = self.index.entry(name.to_owned()).or_default();
-        let plain = slots.is_empty();
-        let column_name = if plain {
+        let mut column_name = if slots.is_empty() {
             name.to_owned()
         } else {
             format!("{name}__{}", kind.suffix())
         };
+        // Names stay unique (a table cannot have two columns of one name): a column sent as
+        // `b__double` beside `b`'s second-type column takes the suffix once more.
+        while self.columns.iter().any(|c| c.name == column_name) {
+            column_name = format!("{column_name}__{}", kind.suffix());
+        }
+        let plain = column_name == name;
         slots.push((kind, self.columns.len()));
         let mut builder = Builder::new(kind);
         for _ in 0..self.rows {
@@ -373,48 +378,44 @@ mod tests {
 
     #[test]
     fn cells_find_their_columns_whatever_order_rows_set_them_in() {
+        use Cell::{Float, Int};
+        let rows = [
+            vec![("a", Int(1)), ("b", Int(2)), ("c", Int(3))],
+            // Another order, a column left out, a name with a second type.
+            vec![("c", Int(30)), ("a", Int(10)), ("b", Float(2.5))],
+            // A second value for a column in one row is ignored.
+            vec![("b", Int(200)), ("b", Int(201)), ("a", Int(100))],
+            // Sent by the name the second type's column shows, right after `c` (where that
+            // column is next in line): a column of its own, under a name of its own.
+            vec![("c", Int(0)), ("b__double", Float(9.5))],
+        ];
         let mut t = TableRows::default();
-        t.set("a", Cell::Int(1));
-        t.set("b", Cell::Int(2));
-        t.set("c", Cell::Int(3));
-        t.end_row();
-        // Another order, a column left out, a name with a second type.
-        t.set("c", Cell::Int(30));
-        t.set("a", Cell::Int(10));
-        t.set("b", Cell::Float(2.5));
-        t.end_row();
-        t.set("b", Cell::Int(200));
-        t.set("b", Cell::Int(201));
-        t.set("a", Cell::Int(100));
-        t.end_row();
-        // A cell set by the name the second type's column shows is not that column's: right
-        // after `c`, the column next in line is `b__double`.
-        t.set("c", Cell::Int(0));
-        t.set("b__double", Cell::Float(9.5));
-        t.end_row();
+        for row in rows {
+            for (name, cell) in row {
+                t.set(name, cell);
+            }
+            t.end_row();
+        }
         let batch = t.finish().unwrap();
-        let names = column_names(&batch);
-        assert_eq!(names[..4], ["a", "b", "c", "b__double"]);
-        assert_eq!(names.len(), 5, "{names:?}");
+        assert_eq!(
+            column_names(&batch),
+            ["a", "b", "c", "b__double", "b__double__double"]
+        );
         let ints = |i: usize| -> Vec<Option<i64>> {
             batch.column(i).as_primitive::<Int64Type>().iter().collect()
         };
+        let floats = |i: usize| -> Vec<Option<f64>> {
+            batch
+                .column(i)
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect()
+        };
         assert_eq!(ints(0), [Some(1), Some(10), Some(100), None]);
-        // A second value for a column in one row is ignored.
         assert_eq!(ints(1), [Some(2), None, Some(200), None]);
         assert_eq!(ints(2), [Some(3), Some(30), None, Some(0)]);
-        let floats: Vec<Option<f64>> = batch
-            .column(3)
-            .as_primitive::<Float64Type>()
-            .iter()
-            .collect();
-        assert_eq!(floats, [None, Some(2.5), None, None]);
-        let literal: Vec<Option<f64>> = batch
-            .column(4)
-            .as_primitive::<Float64Type>()
-            .iter()
-            .collect();
-        assert_eq!(literal, [None, None, None, Some(9.5)]);
+        assert_eq!(floats(3), [None, Some(2.5), None, None]);
+        assert_eq!(floats(4), [None, None, None, Some(9.5)]);
     }
 
     #[test]
