@@ -355,13 +355,10 @@ mod tests {
         )
         .unwrap();
         let fitted = conform(&batch, &table).unwrap();
-        let names: Vec<&str> = fitted
-            .schema_ref()
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
-        assert_eq!(names, ["b__boolean__boolean", "b__boolean", "b"]);
+        assert_eq!(
+            crate::inference_log::rows::tests::column_names(&fitted),
+            ["b__boolean__boolean", "b__boolean", "b"]
+        );
     }
 
     /// What every crate logs at INFO and above on this thread while `f` runs.

@@ -326,7 +326,7 @@ impl TableRows {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use deltalake::arrow::array::{Array, AsArray};
     use deltalake::arrow::datatypes::{Float64Type, Int64Type};
@@ -354,7 +354,8 @@ mod tests {
         assert!(!batch.schema_ref().field(0).is_nullable());
     }
 
-    fn column_names(batch: &RecordBatch) -> Vec<&str> {
+    /// A batch's column names, in order.
+    pub(in crate::inference_log) fn column_names(batch: &RecordBatch) -> Vec<&str> {
         batch
             .schema_ref()
             .fields()
