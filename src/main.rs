@@ -93,19 +93,40 @@ enum FeaturesCommand {
     },
 }
 
-/// mimalloc's `mi_option_arena_purge_mult` (position 24 of its v3 option list, which the
-/// `MIMALLOC_ARENA_PURGE_MULT` variable sets too): arena memory is purged `purge_delay` (10 ms)
-/// times this after it is freed.
+/// mimalloc's `mi_option_arena_purge_mult` and `mi_option_allow_thp` (positions 24 and 43 of
+/// its v3 option list; the `MIMALLOC_ARENA_PURGE_MULT` and `MIMALLOC_ALLOW_THP` variables set
+/// them too).
 const MI_OPTION_ARENA_PURGE_MULT: libmimalloc_sys::mi_option_t = 24;
+const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
-/// Large blocks (request bodies, a parse's value tree) live in mimalloc's arenas; with their
-/// free memory kept 10 ms before it goes back to the OS, a burst of large bodies piles up (the
-/// JSON-bomb test's peak RSS was 650-730 MiB, over its 512 MiB bound; about 415 with arenas
-/// purged at once). Small pages keep the delay, which is what makes mimalloc fast: purging them
-/// at once too (`MIMALLOC_PURGE_DELAY=0`) lost the serving gain.
+/// Two settings of the allocator, each left to its `MIMALLOC_*` variable where that is set.
+///
+/// Freed memory goes back to the OS at once (`arena_purge_mult` 0; mimalloc v3 keeps it
+/// `purge_delay`, 1 s, times this): a burst of large bodies otherwise piles up, and the
+/// JSON-bomb test's peak RSS was 650-830 MiB against its 512 MiB bound (370-420 purged at
+/// once).
+///
+/// No transparent huge pages: mimalloc asks for them on its arenas, and with memory going back
+/// at once, every page the inference log and the wait for labels free (they hold a few seconds
+/// of traffic) came back as a 2 MiB fault, zeroed in the thread that touched it first, often a
+/// request's: 5-8 % of a saturated core in `clear_page_erms` under `do_huge_pmd_anonymous_page`,
+/// and a logged open-loop p99 of 9-79 ms against 5-22 without (docs/benchmarks.md).
 fn tune_allocator() {
-    // SAFETY: an option setter of the allocator, called before any other thread starts.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_PURGE_MULT, 0) }
+    // SAFETY: option setters of the allocator and a prctl on this process, called before any
+    // other thread starts.
+    unsafe {
+        if std::env::var_os("MIMALLOC_ARENA_PURGE_MULT").is_none() {
+            libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_PURGE_MULT, 0);
+        }
+        if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+            libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0);
+            // The arena mimalloc reserved before `main` was already advised for huge pages;
+            // this turns them off for the whole process, as mimalloc does when the variable is
+            // set at its start.
+            #[cfg(target_os = "linux")]
+            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        }
+    }
 }
 
 fn main() -> ExitCode {

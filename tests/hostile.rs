@@ -38,6 +38,7 @@ fn peak_rss_kib(gw: &Gateway) -> u64 {
 
 fn assert_memory_bounded(gw: &Gateway) {
     let peak = peak_rss_kib(gw);
+    eprintln!("peak RSS {peak} KiB (bound {RSS_BOUND_KIB} KiB)");
     assert!(
         peak < RSS_BOUND_KIB,
         "peak RSS {peak} KiB is over the bound of {RSS_BOUND_KIB} KiB"
@@ -121,6 +122,35 @@ fn v2_inputs(rows: usize) -> Value {
         col("MaxProductAmount", "FP64", json!(150.1)),
         col("MaxDifferenceRatio", "FP64", json!(0.12)),
     ])
+}
+
+/// The `THP_enabled` line of the gateway's /proc status: whether its memory may be backed by
+/// transparent huge pages.
+fn huge_pages_allowed(gw: &Gateway) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .expect("THP_enabled in /proc/PID/status (Linux 5.0 and later)");
+    line.trim() == "1"
+}
+
+#[test]
+fn huge_pages_stay_off_unless_the_operator_turns_them_on() {
+    // Memory goes back to the OS as soon as it is freed (the bound above); as 2 MiB huge pages
+    // each of those came back as a zeroed 2 MiB fault on a request's thread.
+    let config = demo_config(&endpoint("transactions", "1", "tract"), "");
+    let gw = common::try_start(&config, false, &[]).unwrap();
+    assert!(
+        !huge_pages_allowed(&gw),
+        "the gateway runs without huge pages"
+    );
+    drop(gw);
+    let gw = common::try_start(&config, false, &[("MIMALLOC_ALLOW_THP", "1")]).unwrap();
+    assert!(
+        huge_pages_allowed(&gw),
+        "MIMALLOC_ALLOW_THP=1 leaves them to the system's setting"
+    );
 }
 
 #[test]
