@@ -504,7 +504,8 @@ fn request_bytes(id: &str, r: &PendingRequest) -> usize {
 
 #[derive(Default)]
 struct Pending {
-    requests: HashMap<Arc<str>, PendingRequest>,
+    /// Keyed by ids callers may choose (`x-request-id`): a hash seeded per process.
+    requests: HashMap<Arc<str>, PendingRequest, ahash::RandomState>,
     /// Request ids by expiry, oldest first.
     order: VecDeque<(i64, Arc<str>)>,
     /// (request id, row) by event time, oldest first (requests leave in the order they came,

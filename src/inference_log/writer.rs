@@ -58,8 +58,18 @@ impl<T> Pending<T> {
         self.since.get_or_insert_with(Instant::now);
     }
 
-    fn take(&mut self) -> Self {
-        std::mem::take(self)
+    /// The batch, leaving room for as many items next time (at most `most`): the next batch
+    /// fills a vector of its size instead of growing one through every doubling, each a fresh
+    /// block and a copy of what it held.
+    fn take(&mut self, most: usize) -> Self {
+        let room = self.items.len().min(most);
+        std::mem::replace(
+            self,
+            Self {
+                items: Vec::with_capacity(room),
+                ..Self::default()
+            },
+        )
     }
 }
 
@@ -286,13 +296,13 @@ impl Writer {
                 };
                 let batch = match kind {
                     0 if due(t.calls.rows, t.calls.bytes, t.calls.since) => {
-                        Batch::Calls(t.calls.take())
+                        Batch::Calls(t.calls.take(flush_rows))
                     }
                     1 if due(t.scored.rows, t.scored.bytes, t.scored.since) => {
-                        Batch::Scored(t.scored.take())
+                        Batch::Scored(t.scored.take(flush_rows))
                     }
                     2 if due(t.labels.rows, t.labels.bytes, t.labels.since) => {
-                        Batch::Labels(t.labels.take())
+                        Batch::Labels(t.labels.take(flush_rows))
                     }
                     _ => continue,
                 };
@@ -526,6 +536,26 @@ mod tests {
     use crate::features::expr::Value;
     use crate::metrics::labels::LogTable;
     use crate::settings::capture::AutoCaptureConfig;
+
+    #[test]
+    fn a_taken_batch_leaves_room_for_one_as_large_up_to_the_flush_size() {
+        let mut p = Pending::default();
+        for i in 0..100 {
+            p.push(i, 1, 8);
+        }
+        let batch = p.take(1000);
+        assert_eq!(
+            (batch.items.len(), batch.rows, batch.bytes),
+            (100, 100, 800)
+        );
+        assert_eq!((p.items.len(), p.rows, p.bytes, p.since), (0, 0, 0, None));
+        assert!(p.items.capacity() >= 100, "room for the next batch");
+        for i in 0..100 {
+            p.push(i, 1, 8);
+        }
+        p.take(10);
+        assert!(p.items.capacity() < 100, "no more than the flush size kept");
+    }
 
     fn label(text: &str) -> LabelRecord {
         LabelRecord {

@@ -72,7 +72,8 @@ impl JoinPlan {
     /// `ignore` is a column (the routing key) the request may carry besides the spec's.
     pub(super) fn prepare(&self, frame: &Frame, ignore: Option<&str>) -> RequestResult<Joining> {
         let rows = frame.rows();
-        let mut env: Vec<(Arc<str>, Vec<Value>)> = Vec::new();
+        // Room for every column of the plan (each comes at most once): no regrowth.
+        let mut env: Vec<(Arc<str>, Vec<Value>)> = Vec::with_capacity(self.columns.len());
         let mut slots = vec![None; self.columns.len()];
         let mut unknown: Vec<&str> = Vec::new();
         for col in &frame.columns {
