@@ -75,6 +75,49 @@ fn both_engines_match_python_onnxruntime() {
     ));
 }
 
+/// Posts rows `rows` of the fixture to `endpoint` and checks each prediction against Python's.
+fn assert_rows_match_python(gw: &Gateway, endpoint: &str, cases: &Value, rows: &[usize]) {
+    let data: Vec<Value> = rows.iter().map(|&r| cases["data"][r].clone()).collect();
+    let body = json!({"dataframe_split": {"columns": cases["columns"], "data": data}});
+    let reply = gw.invoke(endpoint, &body);
+    assert_eq!(reply.status, 200, "{endpoint}: {}", reply.text);
+    let preds = reply.json()["predictions"].clone();
+    for (i, &r) in rows.iter().enumerate() {
+        let got = preds[i]["probability"].as_f64().unwrap();
+        let want = cases["probabilities"][r][1].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-5,
+            "{endpoint} rows {rows:?}, row {r}: {got} vs python {want}"
+        );
+    }
+}
+
+#[test]
+fn ort_sessions_score_each_call_on_its_own_values() {
+    // A session keeps its input tensors between runs and writes the next call's values into
+    // them: calls of one row, of several, and of one again must each get their own answers.
+    let config = demo_config(
+        &[
+            endpoint("v1-ort", "1", "ort"),
+            endpoint("v2-ort", "2", "ort"),
+        ]
+        .concat(),
+        "inference:\n  workers: 1\nserver:\n  http_workers: 1\n",
+    );
+    let gw = start(&config, true);
+    for (endpoint, version) in [("v1-ort", 1), ("v2-ort", 2)] {
+        let cases = cases(version);
+        let n = cases["data"].as_array().unwrap().len().min(8);
+        for r in 0..n {
+            assert_rows_match_python(&gw, endpoint, &cases, &[r]);
+        }
+        assert_rows_match_python(&gw, endpoint, &cases, &[3, 1, 4]);
+        for r in (0..n).rev() {
+            assert_rows_match_python(&gw, endpoint, &cases, &[r]);
+        }
+    }
+}
+
 #[test]
 fn auto_uses_ort_when_its_library_loads_and_tract_otherwise() {
     let config = demo_config(&endpoint("t", "1", "auto"), "");
