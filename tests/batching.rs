@@ -41,15 +41,8 @@ fn assert_own_rows(reply: &Reply, cases: &Value, first: usize, n: usize) {
     assert_eq!(reply.status, 200, "{}", reply.text);
     let preds = reply.json()["predictions"].clone();
     assert_eq!(preds.as_array().unwrap().len(), n, "{preds}");
-    for (i, r) in (first..first + n).enumerate() {
-        assert_eq!(preds[i]["label"], cases["label"][r], "row {r} in {preds}");
-        let got = preds[i]["probability"].as_f64().unwrap();
-        let want = cases["probabilities"][r][1].as_f64().unwrap();
-        assert!(
-            (got - want).abs() <= 1e-5,
-            "row {r}: {got} vs python {want}"
-        );
-    }
+    let rows: Vec<usize> = (first..first + n).collect();
+    assert_python_predictions(&preds, cases, &rows, "batched call");
 }
 
 /// Bursts of concurrent requests (1 to 3 rows each, every one different) until some engine

@@ -9,18 +9,7 @@ use serde_json::{json, Value};
 fn assert_matches_python(gw: &Gateway, endpoint: &str, version: u32) {
     let cases = cases(version);
     let n = cases["data"].as_array().unwrap().len();
-    let reply = gw.invoke(endpoint, &split_body(&cases, n));
-    assert_eq!(reply.status, 200, "{endpoint}: {}", reply.text);
-    let preds = reply.json()["predictions"].clone();
-    for r in 0..n {
-        assert_eq!(preds[r]["label"], cases["label"][r], "{endpoint} row {r}");
-        let got = preds[r]["probability"].as_f64().unwrap();
-        let want = cases["probabilities"][r][1].as_f64().unwrap();
-        assert!(
-            (got - want).abs() <= 1e-5,
-            "{endpoint} row {r}: {got} vs python {want}"
-        );
-    }
+    assert_rows_match_python(gw, endpoint, &cases, &(0..n).collect::<Vec<_>>());
     // Raw tensors through V2 carry both class probabilities.
     let inputs: Vec<Value> = (0..6)
         .map(|c| {
@@ -82,14 +71,7 @@ fn assert_rows_match_python(gw: &Gateway, endpoint: &str, cases: &Value, rows: &
     let reply = gw.invoke(endpoint, &body);
     assert_eq!(reply.status, 200, "{endpoint}: {}", reply.text);
     let preds = reply.json()["predictions"].clone();
-    for (i, &r) in rows.iter().enumerate() {
-        let got = preds[i]["probability"].as_f64().unwrap();
-        let want = cases["probabilities"][r][1].as_f64().unwrap();
-        assert!(
-            (got - want).abs() <= 1e-5,
-            "{endpoint} rows {rows:?}, row {r}: {got} vs python {want}"
-        );
-    }
+    assert_python_predictions(&preds, cases, rows, &format!("{endpoint} rows {rows:?}"));
 }
 
 #[test]

@@ -538,6 +538,23 @@ pub fn split_body(cases: &Value, n: usize) -> Value {
     serde_json::json!({ "dataframe_split": { "columns": cases["columns"], "data": rows } })
 }
 
+/// Checks an MLflow answer's predictions, in order, against the fixture's label and Python's
+/// probability of rows `rows`; `what` names the call in a failure.
+pub fn assert_python_predictions(preds: &Value, cases: &Value, rows: &[usize], what: &str) {
+    for (i, &r) in rows.iter().enumerate() {
+        assert_eq!(
+            preds[i]["label"], cases["label"][r],
+            "{what}: row {r} in {preds}"
+        );
+        let got = preds[i]["probability"].as_f64().unwrap();
+        let want = cases["probabilities"][r][1].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-5,
+            "{what}: row {r}: {got} vs python {want}"
+        );
+    }
+}
+
 /// One demo row as a `dataframe_split` body.
 pub fn one_row() -> Value {
     serde_json::json!({ "dataframe_split": {
