@@ -94,12 +94,16 @@ enum FeaturesCommand {
 }
 
 /// mimalloc's `mi_option_arena_purge_mult` and `mi_option_allow_thp` (positions 24 and 43 of
-/// its v3 option list; the `MIMALLOC_ARENA_PURGE_MULT` and `MIMALLOC_ALLOW_THP` variables set
-/// them too).
+/// its v3 option list, which libmimalloc-sys does not name; the `MIMALLOC_ARENA_PURGE_MULT` and
+/// `MIMALLOC_ALLOW_THP` variables set them too).
 const MI_OPTION_ARENA_PURGE_MULT: libmimalloc_sys::mi_option_t = 24;
 const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
+// The positions above hold for the option list of this length: a mimalloc whose list changed
+// fails the build here rather than setting some other option.
+const _: () = assert!(libmimalloc_sys::_mi_option_last == 47);
 
-/// Two settings of the allocator, each left to its `MIMALLOC_*` variable where that is set.
+/// Two settings of the allocator, each a default that mimalloc's own variable (read at its
+/// start, in any case) overrides.
 ///
 /// Freed memory goes back to the OS at once (`arena_purge_mult` 0; mimalloc v3 keeps it
 /// `purge_delay`, 1 s, times this): a burst of large bodies otherwise piles up, and the
@@ -108,25 +112,41 @@ const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 ///
 /// No transparent huge pages: mimalloc asks for them on its arenas, and with memory going back
 /// at once, every page the inference log and the wait for labels free (they hold a few seconds
-/// of traffic) came back as a 2 MiB fault, zeroed in the thread that touched it first, often a
-/// request's: 5-8 % of a saturated core in `clear_page_erms` under `do_huge_pmd_anonymous_page`,
-/// and a logged open-loop p99 of 9-79 ms against 5-22 without (docs/benchmarks.md).
+/// of traffic) came back as a zeroed 2 MiB fault, often on a request's thread: 8-13 % of a
+/// saturated core in `clear_page_erms`, and a logged closed-loop p99 of 30-131 ms against
+/// 8.5-9.0 without (docs/benchmarks.md).
 fn tune_allocator() {
-    // SAFETY: option setters of the allocator and a prctl on this process, called before any
-    // other thread starts.
-    unsafe {
-        if std::env::var_os("MIMALLOC_ARENA_PURGE_MULT").is_none() {
-            libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_PURGE_MULT, 0);
-        }
-        if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-            libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0);
-            // The arena mimalloc reserved before `main` was already advised for huge pages;
-            // this turns them off for the whole process, as mimalloc does when the variable is
-            // set at its start.
-            #[cfg(target_os = "linux")]
-            libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    // SAFETY: option setters of the allocator, called before any other thread starts.
+    let huge_pages = unsafe {
+        libmimalloc_sys::mi_option_set_default(MI_OPTION_ARENA_PURGE_MULT, 0);
+        libmimalloc_sys::mi_option_set_default(MI_OPTION_ALLOW_THP, 0);
+        libmimalloc_sys::mi_option_is_enabled(MI_OPTION_ALLOW_THP)
+    };
+    #[cfg(target_os = "linux")]
+    if !huge_pages {
+        // The arena mimalloc reserved before `main` was already advised for huge pages; this
+        // turns them off for the whole process, as mimalloc does when its variable is set.
+        let off: libc::c_ulong = 1;
+        // SAFETY: a prctl on this process with integer arguments.
+        if unsafe {
+            libc::prctl(
+                libc::PR_SET_THP_DISABLE,
+                off,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        } != 0
+        {
+            // Logging is not set up yet; the gateway runs either way.
+            eprintln!(
+                "modelgate: transparent huge pages stay as the system has them: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = huge_pages;
 }
 
 fn main() -> ExitCode {

@@ -259,6 +259,47 @@ fn overwrite(value: &mut DynValue, data: &TensorData) -> ort::Result<bool> {
     }
 }
 
+impl OrtModel {
+    /// Writes `inputs` into the slot's held tensors and runs the session on them.
+    fn run_held(
+        &self,
+        session: &mut Session,
+        held: &mut HeldInputs,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<NamedTensor>, EngineError> {
+        let given = inputs.len().min(self.inputs.len());
+        for (i, t) in inputs.into_iter().take(given).enumerate() {
+            held.put(i, t).map_err(run_err)?;
+        }
+        let feeds = self
+            .inputs
+            .iter()
+            .zip(held.values())
+            .take(given)
+            .map(|(spec, value)| {
+                // Borrowed: the names live as long as the model, the values as the slot.
+                (
+                    Cow::Borrowed(spec.name.as_str()),
+                    SessionInputValue::from(value),
+                )
+            })
+            .collect::<Vec<(Cow<'_, str>, SessionInputValue<'_>)>>();
+        let outputs = session.run(feeds).map_err(run_err)?;
+        self.outputs
+            .iter()
+            .map(|spec| {
+                let v = outputs
+                    .get(spec.name.as_str())
+                    .ok_or_else(|| run_err(format!("output '{}' is missing", spec.name)))?;
+                Ok(NamedTensor {
+                    name: spec.name.clone(),
+                    tensor: from_value(v, spec)?,
+                })
+            })
+            .collect()
+    }
+}
+
 impl LoadedModel for OrtModel {
     fn engine(&self) -> EngineKind {
         EngineKind::Ort
@@ -280,38 +321,8 @@ impl LoadedModel for OrtModel {
             session,
             inputs: held,
         } = &mut *slot;
-        let given = inputs.len().min(self.inputs.len());
-        for (i, t) in inputs.into_iter().take(given).enumerate() {
-            held.put(i, t).map_err(run_err)?;
-        }
-        let feeds = self
-            .inputs
-            .iter()
-            .zip(held.values())
-            .take(given)
-            .map(|(spec, value)| {
-                // Borrowed: the names live as long as the model, the values as the slot.
-                (
-                    Cow::Borrowed(spec.name.as_str()),
-                    SessionInputValue::from(value),
-                )
-            })
-            .collect::<Vec<(Cow<'_, str>, SessionInputValue<'_>)>>();
-        let outputs = session.run(feeds).map_err(run_err);
-        let named = outputs.and_then(|outputs| {
-            self.outputs
-                .iter()
-                .map(|spec| {
-                    let v = outputs
-                        .get(spec.name.as_str())
-                        .ok_or_else(|| run_err(format!("output '{}' is missing", spec.name)))?;
-                    Ok(NamedTensor {
-                        name: spec.name.clone(),
-                        tensor: from_value(v, spec)?,
-                    })
-                })
-                .collect()
-        });
+        let named = self.run_held(session, held, inputs);
+        // On every path, a failed write or run included.
         held.release_large();
         named
     }

@@ -179,6 +179,9 @@ fn spawn_until(
         .current_dir(cwd)
         .env("RUST_LOG", "warn")
         .env_remove("ORT_DYLIB_PATH")
+        // The allocator's settings are the binary's own unless a test sets them.
+        .env_remove("MIMALLOC_ALLOW_THP")
+        .env_remove("MIMALLOC_ARENA_PURGE_MULT")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if with_ort {
