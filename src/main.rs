@@ -93,32 +93,36 @@ enum FeaturesCommand {
     },
 }
 
-/// mimalloc's `mi_option_arena_purge_mult` and `mi_option_allow_thp` (positions 24 and 43 of
-/// its v3 option list, which libmimalloc-sys does not name; the `MIMALLOC_ARENA_PURGE_MULT` and
-/// `MIMALLOC_ALLOW_THP` variables set them too).
-const MI_OPTION_ARENA_PURGE_MULT: libmimalloc_sys::mi_option_t = 24;
+/// mimalloc's `mi_option_allow_thp` and `mi_option_arena_max_object_size` (positions 43 and 45
+/// of its v3 option list, which libmimalloc-sys does not name; the `MIMALLOC_ALLOW_THP` and
+/// `MIMALLOC_ARENA_MAX_OBJECT_SIZE` variables set them too).
 const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
+const MI_OPTION_ARENA_MAX_OBJECT_SIZE: libmimalloc_sys::mi_option_t = 45;
 // The positions above hold for the option list of this length: a mimalloc whose list changed
 // fails the build here rather than setting some other option.
 const _: () = assert!(libmimalloc_sys::_mi_option_last == 47);
 
+/// Objects over this many KiB (4 MiB, mimalloc's large page) are mapped on their own and
+/// unmapped when freed, not kept in the arena.
+const ARENA_MAX_OBJECT_KIB: std::ffi::c_long = 4096;
+
 /// Two settings of the allocator, each a default that mimalloc's own variable (read at its
 /// start, in any case) overrides.
 ///
-/// Freed memory goes back to the OS at once (`arena_purge_mult` 0; mimalloc v3 keeps it
-/// `purge_delay`, 1 s, times this): a burst of large bodies otherwise piles up, and the
-/// JSON-bomb test's peak RSS was 650-830 MiB against its 512 MiB bound (370-420 purged at
-/// once).
+/// Large objects go back to the OS when freed: freed arena memory is kept for mimalloc's purge
+/// delay (1 s) and a burst of large bodies (the JSON-bomb test's) piled up to 630-830 MiB of
+/// peak RSS against the test's 512 MiB bound (about 380 with this). The small and medium pages
+/// that the request path and the inference log turn over stay in the arena for that second:
+/// returning them at once cost a logged run 25,000 page faults a second and a quarter of its
+/// throughput (docs/benchmarks.md).
 ///
-/// No transparent huge pages: mimalloc asks for them on its arenas, and with memory going back
-/// at once, every page the inference log and the wait for labels free (they hold a few seconds
-/// of traffic) came back as a zeroed 2 MiB fault, often on a request's thread: 8-13 % of a
-/// saturated core in `clear_page_erms`, and a logged closed-loop p99 of 30-131 ms against
-/// 8.5-9.0 without (docs/benchmarks.md).
 fn tune_allocator() {
     // SAFETY: option setters of the allocator, called before any other thread starts.
     let huge_pages = unsafe {
-        libmimalloc_sys::mi_option_set_default(MI_OPTION_ARENA_PURGE_MULT, 0);
+        libmimalloc_sys::mi_option_set_default(
+            MI_OPTION_ARENA_MAX_OBJECT_SIZE,
+            ARENA_MAX_OBJECT_KIB,
+        );
         libmimalloc_sys::mi_option_set_default(MI_OPTION_ALLOW_THP, 0);
         libmimalloc_sys::mi_option_is_enabled(MI_OPTION_ALLOW_THP)
     };
