@@ -27,7 +27,7 @@ use crate::metrics::labels::{DropReason, LogTable};
 use crate::metrics::Metrics;
 use crate::settings::capture::{AutoCaptureConfig, Backpressure};
 pub use crate::settings::inference_log::InferenceLogSettings;
-pub use record::{CallRecord, Inputs, LabelRecord, ScoredRows};
+pub use record::{CallRecord, Inputs, LabelRecord, PackedColumns, ScoredRows};
 
 /// Where an endpoint's tables are; here because only the writer needs it.
 impl InferenceLogSettings {

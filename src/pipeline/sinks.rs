@@ -10,7 +10,9 @@ use crate::drift::monitor::{RequestMonitor, Scorer};
 use crate::endpoint::{EntitySlot, ServedEntity};
 use crate::engine::NamedTensor;
 use crate::features::join::Joined;
-use crate::inference_log::{CallRecord, Capture, InferenceLog, Inputs, ScoredRows, Unlogged};
+use crate::inference_log::{
+    CallRecord, Capture, InferenceLog, Inputs, PackedColumns, ScoredRows, Unlogged,
+};
 use crate::metrics::ArmMetrics;
 use crate::protocol::frame::Frame;
 use crate::version::VersionMeta;
@@ -168,7 +170,7 @@ impl Sinks {
     ) -> Option<ScoredRows> {
         let log = self.log.as_ref()?;
         let inputs = match joined {
-            Some(j) => Inputs::Joined(j.env),
+            Some(j) => Inputs::Joined(PackedColumns::pack(j.env)),
             None => Inputs::Frame(scored.clone()),
         };
         Some(log.rows(slot_name, entity.meta.clone(), inputs, outputs))
