@@ -288,9 +288,14 @@ fn payload_schema() -> SchemaRef {
 }
 
 pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
-    // Bodies go into the column without a copy when they are UTF-8 (JSON and CSV are).
+    // Bodies go into the column without a copy when they are UTF-8 (JSON and CSV are):
+    // checked with `from_utf8`, which reads ASCII a word at a time (the lossy scan goes byte
+    // by byte), and replaced only when that fails.
     fn text(b: &Option<Bytes>) -> Option<std::borrow::Cow<'_, str>> {
-        b.as_ref().map(|b| String::from_utf8_lossy(b))
+        b.as_ref().map(|b| match std::str::from_utf8(b) {
+            Ok(s) => s.into(),
+            Err(_) => String::from_utf8_lossy(b),
+        })
     }
     let mut codes = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
         "element",
@@ -716,6 +721,21 @@ mod tests {
             request: Some(Bytes::from_static(b"{}")),
             ..CallRecord::for_tests()
         }
+    }
+
+    #[test]
+    fn bodies_that_are_not_utf8_are_logged_with_replacement_characters() {
+        let calls = [
+            call(None),
+            CallRecord {
+                request: Some(Bytes::from_static(b"{\"a\": \"\xff\"}")),
+                ..call(None)
+            },
+        ];
+        let batch = payload_batch(&calls).unwrap();
+        let request = batch.column_by_name("request").unwrap().as_string::<i32>();
+        assert_eq!(request.value(0), "{}");
+        assert_eq!(request.value(1), "{\"a\": \"\u{fffd}\"}");
     }
 
     #[test]
