@@ -113,9 +113,14 @@ const ARENA_MAX_OBJECT_KIB: std::ffi::c_long = 4096;
 /// delay (1 s) and a burst of large bodies (the JSON-bomb test's) piled up to 630-830 MiB of
 /// peak RSS against the test's 512 MiB bound (about 380 with this). The small and medium pages
 /// that the request path and the inference log turn over stay in the arena for that second:
-/// returning them at once cost a logged run 25,000 page faults a second and a quarter of its
-/// throughput (docs/benchmarks.md).
+/// returning them at once cost a logged run 25,000 page faults a second, and this setting
+/// gained it 10-20 % in req/s (docs/benchmarks.md).
 ///
+/// No transparent huge pages: mimalloc asks for them on its arenas, and every page the
+/// inference log and the wait for labels free (they hold a few seconds of traffic) that went
+/// back to the OS came back as a zeroed 2 MiB fault, often on a request's thread: 8-13 % of a
+/// saturated core in `clear_page_erms`, and a logged closed-loop p99 of 30-131 ms against
+/// 8.5-9.0 without (docs/benchmarks.md).
 fn tune_allocator() {
     // SAFETY: option setters of the allocator, called before any other thread starts.
     let huge_pages = unsafe {
