@@ -95,23 +95,27 @@ enum FeaturesCommand {
 
 /// mimalloc's `mi_option_allow_thp` and `mi_option_arena_max_object_size` (positions 43 and 45
 /// of its v3 option list, which libmimalloc-sys does not name; the `MIMALLOC_ALLOW_THP` and
-/// `MIMALLOC_ARENA_MAX_OBJECT_SIZE` variables set them too).
+/// `MIMALLOC_ARENA_MAX_OBJECT_SIZE` variables set them too, the latter in bytes unless it has a
+/// `KiB`/`MiB`/`GiB` suffix, while the setter here takes KiB).
 const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 const MI_OPTION_ARENA_MAX_OBJECT_SIZE: libmimalloc_sys::mi_option_t = 45;
 // The positions above hold for the option list of this length: a mimalloc whose list changed
 // fails the build here rather than setting some other option.
 const _: () = assert!(libmimalloc_sys::_mi_option_last == 47);
 
-/// Objects over this many KiB (4 MiB, mimalloc's large page) are mapped on their own and
-/// unmapped when freed, not kept in the arena.
+/// Objects of about this many KiB and more (with their page's header: a 4 MiB buffer is one)
+/// are mapped on their own and unmapped when freed, not kept in the arena. 4 MiB is the size
+/// of mimalloc's large pages (objects of 64-512 KiB): any lower and each of those pages would
+/// be mapped and unmapped on its own too.
 const ARENA_MAX_OBJECT_KIB: std::ffi::c_long = 4096;
 
 /// Two settings of the allocator, each a default that mimalloc's own variable (read at its
 /// start, in any case) overrides.
 ///
 /// Large objects go back to the OS when freed: freed arena memory is kept for mimalloc's purge
-/// delay (1 s) and a burst of large bodies (the JSON-bomb test's) piled up to 630-830 MiB of
-/// peak RSS against the test's 512 MiB bound (about 380 with this). The small and medium pages
+/// delay (`purge_delay` 1 s times `arena_purge_mult` 1), and with every object in the arena a
+/// burst of large bodies (the JSON-bomb test's) reached 634 MiB of peak RSS against the test's
+/// 512 MiB bound (about 380 with this). The small and medium pages
 /// that the request path and the inference log turn over stay in the arena for that second:
 /// returning them at once cost a logged run 25,000 page faults a second, and this setting
 /// gained it 10-20 % in req/s (docs/benchmarks.md).

@@ -137,7 +137,7 @@ fn huge_pages_allowed(pid: &str) -> bool {
 
 #[test]
 fn huge_pages_stay_off_unless_the_operator_turns_them_on() {
-    // Memory goes back to the OS as soon as it is freed (the bound above); as 2 MiB huge pages
+    // Freed pages go back to the OS after mimalloc's purge delay (1 s); as 2 MiB huge pages
     // each of those came back as a zeroed 2 MiB fault on a request's thread.
     let config = demo_config(&endpoint("transactions", "1", "tract"), "");
     let gw = common::try_start(&config, false, &[]).unwrap();

@@ -509,8 +509,8 @@ struct Pending {
     /// Request ids by expiry, oldest first.
     order: VecDeque<(i64, Arc<str>)>,
     /// (request id, row) by event time, oldest first (requests leave in the order they came,
-    /// so a leaving request's rows are at the front). Times come from callers too: hashed as
-    /// the ids are.
+    /// so a leaving request's rows are at the front). Hashed with ahash keyed per process, as
+    /// the ids are: SipHash showed in the label wait's profile.
     by_time: HashMap<i64, VecDeque<(Arc<str>, usize)>, ahash::RandomState>,
     rows: usize,
     /// The requests' bytes ([`request_bytes`]); [`Pending::bytes`] adds `by_time`'s keys.

@@ -13,6 +13,7 @@ mod catch_up;
 mod compact;
 pub mod delta;
 pub mod labels;
+mod packed;
 mod priority;
 pub mod record;
 pub mod rows;
@@ -27,7 +28,8 @@ use crate::metrics::labels::{DropReason, LogTable};
 use crate::metrics::Metrics;
 use crate::settings::capture::{AutoCaptureConfig, Backpressure};
 pub use crate::settings::inference_log::InferenceLogSettings;
-pub use record::{CallRecord, Inputs, LabelRecord, PackedColumns, ScoredRows};
+pub use packed::PackedColumns;
+pub use record::{CallRecord, Inputs, LabelRecord, ScoredRows};
 
 /// Where an endpoint's tables are; here because only the writer needs it.
 impl InferenceLogSettings {

@@ -13,6 +13,7 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
+use super::packed::PackedColumns;
 use super::rows::{Cell, Kind, TableRows};
 use crate::data::frame::{Column, ColumnData, Frame};
 use crate::data::tensor::{ElemType, NamedTensor, TensorData};
@@ -98,49 +99,6 @@ pub enum Inputs {
     Joined(PackedColumns),
 }
 
-/// Columns of equal length in one allocation, column after column. The inference log keeps a
-/// record until its batch commits, on another thread: packed on the request's thread, the
-/// join's per-column vectors are freed there while still in its cache, and the record crosses
-/// as two allocations (names and values) instead of one per column.
-pub struct PackedColumns {
-    names: Vec<Arc<str>>,
-    values: Vec<Value>,
-    rows: usize,
-}
-
-impl PackedColumns {
-    /// Packs `columns`; a column shorter than the first is padded with nulls, one longer cut.
-    pub fn pack(columns: Vec<(Arc<str>, Vec<Value>)>) -> Self {
-        let rows = columns.first().map_or(0, |(_, v)| v.len());
-        let mut names = Vec::with_capacity(columns.len());
-        let mut values = Vec::with_capacity(columns.len() * rows);
-        for (name, column) in columns {
-            names.push(name);
-            let n = column.len().min(rows);
-            values.extend(column.into_iter().take(n));
-            values.extend(std::iter::repeat_n(Value::Null, rows - n));
-        }
-        Self {
-            names,
-            values,
-            rows,
-        }
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Each column's name and its values.
-    pub fn columns(&self) -> impl Iterator<Item = (&Arc<str>, &[Value])> {
-        // `rows.max(1)`: with no rows every column is empty and `chunks` needs a size.
-        let chunks = self.values.chunks(self.rows.max(1));
-        self.names
-            .iter()
-            .zip(chunks.chain(std::iter::repeat(&[][..])))
-    }
-}
-
 /// Rows one served entity scored for one request: rows of `<prefix>_predictions`.
 pub struct ScoredRows {
     pub request_id: Arc<str>,
@@ -173,11 +131,7 @@ impl ScoredRows {
     pub fn approx_bytes(&self) -> usize {
         let inputs = match &self.inputs {
             Inputs::Frame(f) => f.columns.iter().map(Column::held_bytes).sum(),
-            Inputs::Joined(cols) => {
-                // The names are the feature plan's, shared: only their handles are the record's.
-                cols.names.len() * std::mem::size_of::<Arc<str>>()
-                    + cols.values.iter().map(value_bytes).sum::<usize>()
-            }
+            Inputs::Joined(cols) => cols.held_bytes(),
         };
         let outputs: usize = self
             .outputs
@@ -203,7 +157,7 @@ impl ScoredRows {
 }
 
 /// A value as it is held: the enum, and a string's bytes.
-pub(crate) fn value_bytes(v: &Value) -> usize {
+pub(super) fn value_bytes(v: &Value) -> usize {
     std::mem::size_of::<Value>()
         + match v {
             Value::String(s) => s.len(),
@@ -638,34 +592,6 @@ pub fn labels_batch(labels: &[LabelRecord]) -> Result<RecordBatch, ArrowError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn packed_columns_keep_each_column_at_the_first_ones_length() {
-        let col = |name: &str, values: &[i64]| -> (Arc<str>, Vec<Value>) {
-            (name.into(), values.iter().map(|v| Value::Int(*v)).collect())
-        };
-        let packed = PackedColumns::pack(vec![
-            col("a", &[1, 2]),
-            col("b", &[3]),
-            col("c", &[4, 5, 6]),
-        ]);
-        assert_eq!(packed.rows(), 2);
-        let columns: Vec<(&str, Vec<Value>)> =
-            packed.columns().map(|(n, v)| (&**n, v.to_vec())).collect();
-        assert_eq!(
-            columns,
-            [
-                ("a", vec![Value::Int(1), Value::Int(2)]),
-                ("b", vec![Value::Int(3), Value::Null]),
-                ("c", vec![Value::Int(4), Value::Int(5)]),
-            ]
-        );
-        // No rows: every column is there, empty.
-        let empty = PackedColumns::pack(vec![col("a", &[]), col("b", &[])]);
-        assert_eq!(empty.rows(), 0);
-        let names: Vec<(&str, usize)> = empty.columns().map(|(n, v)| (&**n, v.len())).collect();
-        assert_eq!(names, [("a", 0), ("b", 0)]);
-        assert_eq!(PackedColumns::pack(Vec::new()).columns().count(), 0);
-    }
     use crate::data::tensor::Tensor;
     use deltalake::arrow::array::{Array, AsArray};
 

@@ -182,6 +182,7 @@ fn spawn_until(
         // The allocator's settings are the binary's own unless a test sets them.
         .env_remove("MIMALLOC_ALLOW_THP")
         .env_remove("MIMALLOC_ARENA_PURGE_MULT")
+        .env_remove("MIMALLOC_PURGE_DELAY")
         .env_remove("MIMALLOC_ARENA_MAX_OBJECT_SIZE")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
