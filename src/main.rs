@@ -103,10 +103,10 @@ const MI_OPTION_ARENA_MAX_OBJECT_SIZE: libmimalloc_sys::mi_option_t = 45;
 // fails the build here rather than setting some other option.
 const _: () = assert!(libmimalloc_sys::_mi_option_last == 47);
 
-/// Objects of about this many KiB and more (with their page's header: a 4 MiB buffer is one)
-/// are mapped on their own and unmapped when freed, not kept in the arena. 4 MiB is the size
-/// of mimalloc's large pages (objects of 64-512 KiB): any lower and each of those pages would
-/// be mapped and unmapped on its own too.
+/// Objects whose page, header included, is over this many KiB (so a 4 MiB buffer too) are
+/// mapped on their own and unmapped when freed, not kept in the arena. 4 MiB is the size of
+/// mimalloc's large pages (objects of 64-512 KiB): any lower and each of those pages would be
+/// mapped and unmapped on its own too.
 const ARENA_MAX_OBJECT_KIB: std::ffi::c_long = 4096;
 
 /// Two settings of the allocator, each a default that mimalloc's own variable (read at its
@@ -115,10 +115,10 @@ const ARENA_MAX_OBJECT_KIB: std::ffi::c_long = 4096;
 /// Large objects go back to the OS when freed: freed arena memory is kept for mimalloc's purge
 /// delay (`purge_delay` 1 s times `arena_purge_mult` 1), and with every object in the arena a
 /// burst of large bodies (the JSON-bomb test's) reached 634 MiB of peak RSS against the test's
-/// 512 MiB bound (about 380 with this). The small and medium pages
-/// that the request path and the inference log turn over stay in the arena for that second:
-/// returning them at once cost a logged run 25,000 page faults a second, and this setting
-/// gained it 10-20 % in req/s (docs/benchmarks.md).
+/// 512 MiB bound (about 380 with this). The small and medium pages that the request path and
+/// the inference log turn over stay in the arena for that second: returning them at once cost
+/// a logged run 25,000 page faults a second, and keeping them gained it 10-20 % in req/s
+/// (docs/benchmarks.md).
 ///
 /// No transparent huge pages: mimalloc asks for them on its arenas, and every page the
 /// inference log and the wait for labels free (they hold a few seconds of traffic) that went

@@ -591,7 +591,6 @@ pub fn labels_batch(labels: &[LabelRecord]) -> Result<RecordBatch, ArrowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use crate::data::tensor::Tensor;
     use deltalake::arrow::array::{Array, AsArray};
 
