@@ -178,7 +178,10 @@ impl InputBinding {
 
 /// Fits a column's shape to the input's rank and checks static dimensions.
 fn fit_shape(col: &Column, spec: &TensorSpec) -> RequestResult<Vec<usize>> {
-    let mut shape = col.shape.clone();
+    // Room for the trailing 1 up front: a clone has none, and the push below reallocated it
+    // for nearly every column of a one-row request.
+    let mut shape = Vec::with_capacity(col.shape.len() + 1);
+    shape.extend_from_slice(&col.shape);
     if spec.shape.len() == shape.len() + 1 && spec.shape.last().copied().flatten().unwrap_or(1) == 1
     {
         shape.push(1);
