@@ -295,6 +295,41 @@ mod tests {
         assert_eq!(live[0].1, Some(2), "both rows, once");
     }
 
+    /// The encoder is handed a batch in slices (the writer's pause points between them): a
+    /// batch of several slices is still one file and one commit, its rows whole and in order.
+    #[test]
+    fn a_batch_of_several_slices_is_one_file_with_every_row_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (uri, mut sink, stop) = table_in(&dir);
+        let ids: Vec<i64> = (0..2500).collect();
+        let appended = sink
+            .append(&uri, &batch(&ids, None), &txn(1), false, &stop)
+            .unwrap();
+        assert_eq!(
+            appended,
+            crate::inference_log::delta::Appended::Committed(1)
+        );
+        let live = live_files(&uri);
+        assert_eq!(live.len(), 1, "{live:?}");
+        assert_eq!(live[0].1, Some(2500));
+        let bytes = std::fs::read(dir.path().join("t").join(&live[0].0)).unwrap();
+        let read: Vec<i64> = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .unwrap()
+            .build()
+            .unwrap()
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let id = b.column_by_name("id").unwrap();
+                id.as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(read, ids);
+    }
+
     #[test]
     fn small_files_become_one_with_every_row_and_the_newer_columns() {
         let dir = tempfile::tempdir().unwrap();

@@ -51,6 +51,10 @@ pub enum Appended {
     AlreadyCommitted,
 }
 
+/// Rows handed to the Parquet encoder at a time (it encodes them into the open file's pages;
+/// the file and the commit are still one per batch).
+const ROWS_PER_SLICE: usize = 1024;
+
 /// Open tables by URI, reused across commits.
 pub struct DeltaSink {
     runtime: tokio::runtime::Runtime,
@@ -113,9 +117,21 @@ impl DeltaSink {
             let batch = conform(batch, &writer.arrow_schema()).map_err(|message| {
                 deltalake::DeltaTableError::Generic(format!("cannot prepare the rows: {message}"))
             })?;
-            writer
-                .write_with_mode(batch, WriteMode::MergeSchema)
-                .await?;
+            // Handed to the Parquet encoder in slices, with a pause point after each: the
+            // encoding of a whole batch is milliseconds of work. (An empty batch is written
+            // once, as before.)
+            let mut start = 0;
+            loop {
+                let len = ROWS_PER_SLICE.min(batch.num_rows() - start);
+                writer
+                    .write_with_mode(batch.slice(start, len), WriteMode::MergeSchema)
+                    .await?;
+                super::priority::pause_point();
+                start += len;
+                if start >= batch.num_rows() {
+                    break;
+                }
+            }
             let version = writer.flush_and_commit(&mut table).await?;
             Ok::<_, deltalake::DeltaTableError>((table, Appended::Committed(version as i64)))
         };

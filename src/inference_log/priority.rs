@@ -3,7 +3,54 @@
 //! Encoding and committing a batch is CPU work of tens of milliseconds, and on a busy core it
 //! competes with the HTTP workers. With a higher nice value the scheduler gives the writer a
 //! smaller share while requests are runnable, so a commit spreads over idle moments instead of
-//! holding the core for its whole length; on an idle core it runs at full speed.
+//! holding the core for its whole length; on an idle core it runs at full speed. Its loops
+//! also yield the core every [`TURN`] ([`pause_point`]).
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// How long a writer thread computes before it offers the core to a waiting thread.
+///
+/// A lower priority makes the writer's turns on a busy core rarer, not shorter: the kernel
+/// takes the core from a thread that does not block at its tick (every 4 ms at the common
+/// `HZ=250`), so a commit's encoding held a core for 4 to 6 ms at a time and every request that
+/// arrived meanwhile waited that long (the logged closed-loop p99). The writer's loops call
+/// [`pause_point`], which yields after this much work: a turn is then a quarter of a
+/// millisecond, and on an idle core the yield returns at once.
+pub const TURN: Duration = Duration::from_micros(250);
+
+thread_local! {
+    /// When the calling thread's current turn began (its first pause point, or the last one
+    /// that yielded).
+    static TURN_BEGAN: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// A place in the writer's work where it may stop for a moment: once the thread has worked
+/// [`TURN`] since its last yield, it yields the core (`sched_yield`) to any thread waiting
+/// for it. Costs a clock read otherwise; called every few dozen rows.
+pub fn pause_point() {
+    TURN_BEGAN.with(|began| {
+        let now = Instant::now();
+        match began.get() {
+            Some(at) if now.duration_since(at) < TURN => {}
+            Some(_) => {
+                std::thread::yield_now();
+                began.set(Some(Instant::now()));
+            }
+            None => began.set(Some(now)),
+        }
+    });
+}
+
+/// Drops `items` in pieces with a [`pause_point`] between them: a committed batch's records
+/// are ten thousand sets of buffers freed cold, milliseconds of work in one go.
+pub fn drop_in_turns<T>(mut items: Vec<T>) {
+    const PIECE: usize = 256;
+    while !items.is_empty() {
+        items.truncate(items.len().saturating_sub(PIECE));
+        pause_point();
+    }
+}
 
 /// The nice value `by` above the calling thread's (capped at 19), computed once so that
 /// threads started from an already lowered one (the Delta writer's I/O threads inherit the
@@ -64,6 +111,36 @@ mod tests {
 
     fn this_thread() -> i32 {
         current().expect("getpriority")
+    }
+
+    fn turn_began() -> Option<Instant> {
+        TURN_BEGAN.with(Cell::get)
+    }
+
+    #[test]
+    fn a_turn_ends_once_it_has_lasted_its_length() {
+        std::thread::spawn(|| {
+            pause_point();
+            let began = turn_began().expect("the first pause point starts a turn");
+            pause_point();
+            assert_eq!(turn_began(), Some(began), "a short turn goes on");
+            std::thread::sleep(TURN);
+            pause_point();
+            assert!(
+                turn_began().unwrap() > began,
+                "a turn of TURN yields and starts anew"
+            );
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn records_dropped_in_turns_are_all_dropped() {
+        let shared = std::rc::Rc::new(());
+        let items: Vec<_> = (0..1000).map(|_| shared.clone()).collect();
+        drop_in_turns(items);
+        assert_eq!(std::rc::Rc::strong_count(&shared), 1);
     }
 
     #[test]

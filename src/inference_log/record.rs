@@ -14,6 +14,7 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::packed::PackedColumns;
+use super::priority::pause_point;
 use super::rows::{Cell, Kind, TableRows};
 use crate::data::frame::{Column, ColumnData, Frame};
 use crate::data::tensor::{ElemType, NamedTensor, TensorData};
@@ -262,43 +263,53 @@ pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
         }
         codes.append(true);
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(Date32Array::from_iter_values(
-            calls.iter().map(|c| days(c.time_us)),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            calls.iter().map(|c| &*c.request_id),
-        )),
-        Arc::new(StringArray::from_iter(
-            calls.iter().map(|c| c.client_request_id.as_deref()),
-        )),
-        Arc::new(
-            TimestampMicrosecondArray::from_iter_values(calls.iter().map(|c| c.time_us))
-                .with_timezone("UTC"),
-        ),
-        Arc::new(Int32Array::from_iter_values(
-            calls.iter().map(|c| i32::from(c.status_code)),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            calls.iter().map(|c| c.sampling_fraction),
-        )),
-        Arc::new(Int64Array::from_iter(calls.iter().map(|c| c.execution_ms))),
-        Arc::new(StringArray::from_iter(
-            calls.iter().map(|c| text(&c.request)),
-        )),
-        Arc::new(StringArray::from_iter(
-            calls.iter().map(|c| text(&c.response)),
-        )),
-        Arc::new(StringArray::from_iter(
-            calls.iter().map(|c| c.served_entity.as_deref()),
-        )),
-        Arc::new(codes.finish()),
-        Arc::new(StringArray::from_iter(
-            calls.iter().map(|c| c.requester.as_deref()),
-        )),
-    ];
+    // A column at a time, with a pause point after each: a column of ten thousand rows is well
+    // under a writer's turn, the whole batch is not.
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(12);
+    let mut add = |array: ArrayRef| {
+        columns.push(array);
+        pause_point();
+    };
+    add(Arc::new(Date32Array::from_iter_values(
+        calls.iter().map(|c| days(c.time_us)),
+    )));
+    add(Arc::new(StringArray::from_iter_values(
+        calls.iter().map(|c| &*c.request_id),
+    )));
+    add(Arc::new(StringArray::from_iter(
+        calls.iter().map(|c| c.client_request_id.as_deref()),
+    )));
+    add(Arc::new(
+        TimestampMicrosecondArray::from_iter_values(calls.iter().map(|c| c.time_us))
+            .with_timezone("UTC"),
+    ));
+    add(Arc::new(Int32Array::from_iter_values(
+        calls.iter().map(|c| i32::from(c.status_code)),
+    )));
+    add(Arc::new(Float64Array::from_iter_values(
+        calls.iter().map(|c| c.sampling_fraction),
+    )));
+    add(Arc::new(Int64Array::from_iter(
+        calls.iter().map(|c| c.execution_ms),
+    )));
+    add(Arc::new(StringArray::from_iter(
+        calls.iter().map(|c| text(&c.request)),
+    )));
+    add(Arc::new(StringArray::from_iter(
+        calls.iter().map(|c| text(&c.response)),
+    )));
+    add(Arc::new(StringArray::from_iter(
+        calls.iter().map(|c| c.served_entity.as_deref()),
+    )));
+    add(Arc::new(codes.finish()));
+    add(Arc::new(StringArray::from_iter(
+        calls.iter().map(|c| c.requester.as_deref()),
+    )));
     RecordBatch::try_new(payload_schema(), columns)
 }
+
+/// Rows converted between two [`pause_point`]s.
+const ROWS_BETWEEN_PAUSES: usize = 64;
 
 /// Columns every predictions row has; an input with one of these names is logged as
 /// `input_<name>`.
@@ -340,7 +351,13 @@ fn predictions_head() -> TableRows {
 
 pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<RecordBatch, ArrowError> {
     let mut t = predictions_head();
+    let mut since_pause = 0;
     for s in scored {
+        since_pause += s.rows();
+        if since_pause >= ROWS_BETWEEN_PAUSES {
+            pause_point();
+            since_pause = 0;
+        }
         let e = &s.meta;
         for r in 0..s.rows() {
             let row_index = s
@@ -559,7 +576,10 @@ const LABEL_COLUMNS: [&str; 6] = [
 
 pub fn labels_batch(labels: &[LabelRecord]) -> Result<RecordBatch, ArrowError> {
     let mut t = labels_head();
-    for l in labels {
+    for (i, l) in labels.iter().enumerate() {
+        if i % ROWS_BETWEEN_PAUSES == ROWS_BETWEEN_PAUSES - 1 {
+            pause_point();
+        }
         t.set("label_time", Cell::Timestamp(l.received_us));
         if let Some(id) = &l.request_id {
             t.set("request_id", Cell::Str(id));

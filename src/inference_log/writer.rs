@@ -20,6 +20,7 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::delta::{Appended, DeltaSink, SinkError, Txn};
+use super::priority::drop_in_turns;
 use super::record::{labels_batch, payload_batch, predictions_batch};
 use super::{
     CallRecord, Capture, Entry, InferenceLogSettings, LabelRecord, ScoredRows, TableTarget,
@@ -315,18 +316,26 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, capture: Arc<Capture>, batch: Batch) {
+        // The records are dropped in pieces once committed (see `drop_in_turns`).
         match batch {
-            Batch::Calls(p) => self.commit(&capture, &capture.payload, p.rows, p.bytes, || {
-                payload_batch(&p.items)
-            }),
+            Batch::Calls(p) => {
+                self.commit(&capture, &capture.payload, p.rows, p.bytes, || {
+                    payload_batch(&p.items)
+                });
+                drop_in_turns(p.items);
+            }
             Batch::Scored(p) => {
                 self.commit(&capture, &capture.predictions, p.rows, p.bytes, || {
                     predictions_batch(&capture.endpoint, &p.items)
-                })
+                });
+                drop_in_turns(p.items);
             }
-            Batch::Labels(p) => self.commit(&capture, &capture.labels, p.rows, p.bytes, || {
-                labels_batch(&p.items)
-            }),
+            Batch::Labels(p) => {
+                self.commit(&capture, &capture.labels, p.rows, p.bytes, || {
+                    labels_batch(&p.items)
+                });
+                drop_in_turns(p.items);
+            }
         }
     }
 
