@@ -20,7 +20,7 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::delta::{Appended, DeltaSink, SinkError, Txn};
-use super::priority::drop_in_turns;
+use super::priority::{drop_in_turns, pause_point};
 use super::record::{labels_batch, payload_batch, predictions_batch};
 use super::{
     CallRecord, Capture, Entry, InferenceLogSettings, LabelRecord, ScoredRows, TableTarget,
@@ -96,6 +96,9 @@ struct Tables {
     labels: Pending<LabelRecord>,
 }
 
+/// Queue entries taken between two pause points.
+const ENTRIES_BETWEEN_PAUSES: usize = 64;
+
 pub(super) struct Writer {
     rx: Receiver<Entry>,
     /// The log's byte budget, and this shard's part of it: both released as rows are
@@ -115,7 +118,9 @@ pub(super) struct Writer {
     /// Of those, the rows dropped once `close` was called (its outcome).
     dropped_closing: usize,
     /// By payload table URI (a config update keeps its tables when their names stay).
-    tables: HashMap<String, Tables>,
+    /// By payload table URI; hashed with ahash, as every record looks its tables up (the
+    /// URIs are the operator's, not a caller's).
+    tables: HashMap<String, Tables, ahash::RandomState>,
     /// The shutdown deadline, set once by `close`.
     stop: Arc<OnceLock<Instant>>,
     /// This writer's Delta application id: one per process run.
@@ -153,7 +158,7 @@ impl Writer {
             attempts: settings.commit_attempts,
             dropped: 0,
             dropped_closing: 0,
-            tables: HashMap::new(),
+            tables: HashMap::default(),
             stop,
             app_id: app_id.into(),
             batch_seq: 0,
@@ -206,7 +211,8 @@ impl Writer {
         if let Some(all_committed) = self.finished {
             return Step::Finished(all_committed);
         }
-        loop {
+        // A backlog is thousands of entries: the drain pauses as the batch builds do.
+        for taken in 1.. {
             match self.rx.try_recv() {
                 Ok(Entry::Close) | Err(TryRecvError::Disconnected) => {
                     let all_committed = self.finish();
@@ -216,20 +222,28 @@ impl Writer {
                 Ok(e) => self.take(e),
                 Err(TryRecvError::Empty) => break,
             }
+            if taken % ENTRIES_BETWEEN_PAUSES == 0 {
+                pause_point();
+            }
         }
         Step::Committed(self.flush_due(all, yield_to))
     }
 
     fn tables_of(&mut self, capture: &Arc<Capture>) -> &mut Tables {
-        let t = self
-            .tables
-            .entry(capture.payload.uri.clone())
-            .or_insert_with(|| Tables {
-                capture: capture.clone(),
-                calls: Pending::default(),
-                scored: Pending::default(),
-                labels: Pending::default(),
-            });
+        // Looked up before inserting: the entry API would copy the key for every record.
+        let uri = &capture.payload.uri;
+        if !self.tables.contains_key(uri) {
+            self.tables.insert(
+                uri.clone(),
+                Tables {
+                    capture: capture.clone(),
+                    calls: Pending::default(),
+                    scored: Pending::default(),
+                    labels: Pending::default(),
+                },
+            );
+        }
+        let t = self.tables.get_mut(uri).expect("inserted above");
         // The newer config's capture (its backpressure, for what it still holds).
         if !Arc::ptr_eq(&t.capture, capture) {
             t.capture = capture.clone();
