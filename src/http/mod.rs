@@ -258,7 +258,7 @@ pub fn requester(req: &actix_web::HttpRequest) -> Option<Arc<str>> {
 /// grew a `String` and then copied it: three allocations for every logged request).
 fn ip_text(ip: std::net::IpAddr) -> Arc<str> {
     use std::io::Write;
-    // The longest an address prints as: an IPv4-mapped IPv6 address, 45 bytes.
+    // The longest an address prints as is 39 bytes (eight full IPv6 groups).
     let mut buf = [0u8; 48];
     let mut out = &mut buf[..];
     let room = out.len();

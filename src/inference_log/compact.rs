@@ -328,6 +328,15 @@ mod tests {
             })
             .collect();
         assert_eq!(read, ids);
+
+        // A batch that adds a column (its first slice widens the table) is one file too.
+        let more: Vec<i64> = (2500..5000).collect();
+        let extra = vec!["x"; more.len()];
+        sink.append(&uri, &batch(&more, Some(&extra)), &txn(2), false, &stop)
+            .unwrap();
+        let live = live_files(&uri);
+        assert_eq!(live.len(), 2, "{live:?}");
+        assert!(live.iter().all(|f| f.1 == Some(2500)), "{live:?}");
     }
 
     #[test]

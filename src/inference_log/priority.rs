@@ -25,14 +25,21 @@ thread_local! {
     static TURN_BEGAN: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-/// A place in the writer's work where it may stop for a moment: once the thread has worked
-/// [`TURN`] since its last yield, it yields the core (`sched_yield`) to any thread waiting
-/// for it. Costs a clock read otherwise; called every few dozen rows.
+/// Starts the calling thread's turn: called when a writer thread wakes to work, so that the
+/// time it slept or waited does not count as work.
+pub fn turn_begins() {
+    TURN_BEGAN.with(|began| began.set(Some(Instant::now())));
+}
+
+/// A place in the writer's work where it may stop for a moment: once [`TURN`] has passed
+/// since the thread's turn began (its last yield, or [`turn_begins`]), it yields the core
+/// (`sched_yield`) to any thread waiting for it. Costs a clock read otherwise; called every
+/// few dozen rows.
 pub fn pause_point() {
     TURN_BEGAN.with(|began| {
         let now = Instant::now();
         match began.get() {
-            Some(at) if now.duration_since(at) < TURN => {}
+            Some(at) if !turn_is_over(at, now) => {}
             Some(_) => {
                 std::thread::yield_now();
                 began.set(Some(Instant::now()));
@@ -40,6 +47,10 @@ pub fn pause_point() {
             None => began.set(Some(now)),
         }
     });
+}
+
+fn turn_is_over(began: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(began) >= TURN
 }
 
 /// Drops `items` in pieces with a [`pause_point`] between them: a committed batch's records
@@ -118,12 +129,23 @@ mod tests {
     }
 
     #[test]
-    fn a_turn_ends_once_it_has_lasted_its_length() {
+    fn a_turn_is_over_once_it_has_lasted_its_length() {
+        let began = Instant::now();
+        assert!(!turn_is_over(began, began));
+        assert!(!turn_is_over(
+            began,
+            began + TURN - Duration::from_micros(1)
+        ));
+        assert!(turn_is_over(began, began + TURN));
+        // A clock read from before the turn began ends nothing.
+        assert!(!turn_is_over(began + TURN, began));
+    }
+
+    #[test]
+    fn a_pause_point_after_a_whole_turn_starts_a_new_one() {
         std::thread::spawn(|| {
-            pause_point();
-            let began = turn_began().expect("the first pause point starts a turn");
-            pause_point();
-            assert_eq!(turn_began(), Some(began), "a short turn goes on");
+            turn_begins();
+            let began = turn_began().expect("a turn began");
             std::thread::sleep(TURN);
             pause_point();
             assert!(

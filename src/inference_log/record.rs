@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use deltalake::arrow::array::{
-    ArrayRef, Date32Array, Float64Array, Int32Array, Int64Array, ListBuilder, StringArray,
-    StringBuilder, TimestampMicrosecondArray,
+    ArrayRef, Date32Array, Float64Array, Int32Array, Int64Array, ListBuilder, StringBuilder,
+    TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::error::ArrowError;
@@ -263,8 +263,8 @@ pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
         }
         codes.append(true);
     }
-    // A column at a time, with a pause point after each: a column of ten thousand rows is well
-    // under a writer's turn, the whole batch is not.
+    // A column at a time, with a pause point after each; the text columns (bodies of up to
+    // megabytes in all) also pause every few dozen rows as they are copied.
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(12);
     let mut add = |array: ArrayRef| {
         columns.push(array);
@@ -273,12 +273,10 @@ pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
     add(Arc::new(Date32Array::from_iter_values(
         calls.iter().map(|c| days(c.time_us)),
     )));
-    add(Arc::new(StringArray::from_iter_values(
-        calls.iter().map(|c| &*c.request_id),
-    )));
-    add(Arc::new(StringArray::from_iter(
+    add(strings_in_turns(calls.iter().map(|c| Some(&*c.request_id))));
+    add(strings_in_turns(
         calls.iter().map(|c| c.client_request_id.as_deref()),
-    )));
+    ));
     add(Arc::new(
         TimestampMicrosecondArray::from_iter_values(calls.iter().map(|c| c.time_us))
             .with_timezone("UTC"),
@@ -292,20 +290,28 @@ pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
     add(Arc::new(Int64Array::from_iter(
         calls.iter().map(|c| c.execution_ms),
     )));
-    add(Arc::new(StringArray::from_iter(
-        calls.iter().map(|c| text(&c.request)),
-    )));
-    add(Arc::new(StringArray::from_iter(
-        calls.iter().map(|c| text(&c.response)),
-    )));
-    add(Arc::new(StringArray::from_iter(
+    add(strings_in_turns(calls.iter().map(|c| text(&c.request))));
+    add(strings_in_turns(calls.iter().map(|c| text(&c.response))));
+    add(strings_in_turns(
         calls.iter().map(|c| c.served_entity.as_deref()),
-    )));
+    ));
     add(Arc::new(codes.finish()));
-    add(Arc::new(StringArray::from_iter(
+    add(strings_in_turns(
         calls.iter().map(|c| c.requester.as_deref()),
-    )));
+    ));
     RecordBatch::try_new(payload_schema(), columns)
+}
+
+/// A text column, with a pause point every [`ROWS_BETWEEN_PAUSES`] rows.
+fn strings_in_turns<S: AsRef<str>>(values: impl ExactSizeIterator<Item = Option<S>>) -> ArrayRef {
+    let mut column = StringBuilder::with_capacity(values.len(), 0);
+    for (n, value) in values.enumerate() {
+        if n > 0 && n % ROWS_BETWEEN_PAUSES == 0 {
+            pause_point();
+        }
+        column.append_option(value);
+    }
+    Arc::new(column.finish())
 }
 
 /// Rows converted between two [`pause_point`]s.
@@ -353,11 +359,6 @@ pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<Record
     let mut t = predictions_head();
     let mut since_pause = 0;
     for s in scored {
-        since_pause += s.rows();
-        if since_pause >= ROWS_BETWEEN_PAUSES {
-            pause_point();
-            since_pause = 0;
-        }
         let e = &s.meta;
         for r in 0..s.rows() {
             let row_index = s
@@ -400,6 +401,11 @@ pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<Record
                 t.set("shadow_inference_ms", Cell::Float(ms));
             }
             t.end_row();
+            since_pause += 1;
+            if since_pause == ROWS_BETWEEN_PAUSES {
+                pause_point();
+                since_pause = 0;
+            }
         }
     }
     t.finish()
@@ -576,8 +582,8 @@ const LABEL_COLUMNS: [&str; 6] = [
 
 pub fn labels_batch(labels: &[LabelRecord]) -> Result<RecordBatch, ArrowError> {
     let mut t = labels_head();
-    for (i, l) in labels.iter().enumerate() {
-        if i % ROWS_BETWEEN_PAUSES == ROWS_BETWEEN_PAUSES - 1 {
+    for (n, l) in labels.iter().enumerate() {
+        if n > 0 && n % ROWS_BETWEEN_PAUSES == 0 {
             pause_point();
         }
         t.set("label_time", Cell::Timestamp(l.received_us));

@@ -20,7 +20,7 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::delta::{Appended, DeltaSink, SinkError, Txn};
-use super::priority::{drop_in_turns, pause_point};
+use super::priority::{drop_in_turns, pause_point, turn_begins};
 use super::record::{labels_batch, payload_batch, predictions_batch};
 use super::{
     CallRecord, Capture, Entry, InferenceLogSettings, LabelRecord, ScoredRows, TableTarget,
@@ -117,9 +117,8 @@ pub(super) struct Writer {
     dropped: usize,
     /// Of those, the rows dropped once `close` was called (its outcome).
     dropped_closing: usize,
-    /// By payload table URI (a config update keeps its tables when their names stay).
-    /// By payload table URI; hashed with ahash, as every record looks its tables up (the
-    /// URIs are the operator's, not a caller's).
+    /// By payload table URI (a config update keeps its tables when their names stay); hashed
+    /// with ahash, as every record looks its tables up (the URIs are the operator's).
     tables: HashMap<String, Tables, ahash::RandomState>,
     /// The shutdown deadline, set once by `close`.
     stop: Arc<OnceLock<Instant>>,
@@ -208,6 +207,8 @@ impl Writer {
     /// or sooner when [`super::InferenceLog`] unparks them. `Some(all committed)` once `close`
     /// was heard and everything was committed or counted.
     pub(super) fn step(&mut self, all: bool, yield_to: Option<&AtomicBool>) -> Step {
+        // The thread has just been given the core: its turn starts now, not at its last yield.
+        turn_begins();
         if let Some(all_committed) = self.finished {
             return Step::Finished(all_committed);
         }
