@@ -12,6 +12,7 @@ use super::proto::grpc_inference_service_server::GrpcInferenceService;
 use super::proto::{self as pb, model_metadata_response::TensorMetadata};
 use crate::error::{Protocol, RequestError};
 use crate::http::auth::{Auth, Caller, RouteClass};
+use crate::http::proxy::address_text;
 use crate::inference_log::RequestId;
 use crate::pipeline::{Format, Gateway, Invocation};
 use crate::settings::governance::granted;
@@ -171,7 +172,7 @@ impl GrpcInferenceService for InferenceService {
         let caller = self.admit(&req, RouteClass::Query, Some(&model))?;
         let requester = caller
             .map(|c| c.0)
-            .or_else(|| req.remote_addr().map(|a| a.ip().to_string().into()));
+            .or_else(|| req.remote_addr().map(|a| address_text(a.ip())));
         let headers = routing_headers(req.metadata());
         let infer = req.into_inner();
         let limits = self.gateway.decode_limits();

@@ -244,29 +244,16 @@ pub fn requester(req: &actix_web::HttpRequest) -> Option<Arc<str>> {
         .unwrap_or(&[]);
     if trusted.is_empty() {
         // No proxy is believed: the peer, without reading the header.
-        return Some(ip_text(peer));
+        return Some(proxy::address_text(peer));
     }
     let forwarded: Vec<&str> = req
         .headers()
         .get_all("x-forwarded-for")
         .filter_map(|v| v.to_str().ok())
         .collect();
-    Some(ip_text(proxy::client_ip(peer, &forwarded, trusted)))
-}
-
-/// An address as text, written on the stack and copied once into its `Arc` (`to_string`
-/// grew a `String` and then copied it: three allocations for every logged request).
-fn ip_text(ip: std::net::IpAddr) -> Arc<str> {
-    use std::io::Write;
-    // The longest an address prints as is 39 bytes (eight full IPv6 groups).
-    let mut buf = [0u8; 48];
-    let mut out = &mut buf[..];
-    let room = out.len();
-    if write!(out, "{ip}").is_err() {
-        return ip.to_string().into();
-    }
-    let len = room - out.len();
-    std::str::from_utf8(&buf[..len]).map_or_else(|_| ip.to_string().into(), Arc::from)
+    Some(proxy::address_text(proxy::client_ip(
+        peer, &forwarded, trusted,
+    )))
 }
 
 /// The protocol of a path: V2 routes answer errors in V2's shape, the rest in MLflow's.
@@ -277,24 +264,5 @@ pub fn protocol_of(path: &str) -> Protocol {
         Protocol::V2
     } else {
         Protocol::Mlflow
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ip_text;
-
-    #[test]
-    fn addresses_print_whole_the_longest_included() {
-        for text in [
-            "127.0.0.1",
-            "255.255.255.255",
-            "::1",
-            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-            "::ffff:255.255.255.255",
-        ] {
-            let ip: std::net::IpAddr = text.parse().unwrap();
-            assert_eq!(&*ip_text(ip), ip.to_string(), "{text}");
-        }
     }
 }

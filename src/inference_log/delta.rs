@@ -119,18 +119,14 @@ impl DeltaSink {
             })?;
             // Handed to the Parquet encoder in slices, with a pause point after each: the
             // encoding of a whole batch is milliseconds of work. (An empty batch is written
-            // once, as before.)
-            let mut start = 0;
-            loop {
-                let len = ROWS_PER_SLICE.min(batch.num_rows() - start);
+            // once, as before: `max(1)`.)
+            let rows = batch.num_rows();
+            for start in (0..rows.max(1)).step_by(ROWS_PER_SLICE) {
+                let len = ROWS_PER_SLICE.min(rows - start);
                 writer
                     .write_with_mode(batch.slice(start, len), WriteMode::MergeSchema)
                     .await?;
                 super::priority::pause_point();
-                start += len;
-                if start >= batch.num_rows() {
-                    break;
-                }
             }
             let version = writer.flush_and_commit(&mut table).await?;
             Ok::<_, deltalake::DeltaTableError>((table, Appended::Committed(version as i64)))
