@@ -11,6 +11,7 @@ pub mod profile;
 pub mod quality;
 pub mod report;
 pub mod settings;
+mod sharded_map;
 pub mod stats;
 pub mod window;
 

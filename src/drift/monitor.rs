@@ -2,12 +2,13 @@
 //! version it serves (both start over when the version changes); per endpoint, the scored rows
 //! waiting for their labels.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::profile::{Counts, Profiler, Role};
 use super::quality::QualityCounts;
 use super::report::{column_report, iso, EntityReport, OpenWindow, QualityReport, WindowReport};
+use super::sharded_map::ShardedMap;
 use super::window::{Window, Windowed, WindowsSnapshot};
 use crate::data::frame::{ColumnData, Frame};
 use crate::data::tensor::{NamedTensor, TensorData};
@@ -504,14 +505,15 @@ fn request_bytes(id: &str, r: &PendingRequest) -> usize {
 
 #[derive(Default)]
 struct Pending {
-    /// Keyed by ids callers may choose (`x-request-id`): a hash seeded per process.
-    requests: HashMap<Arc<str>, PendingRequest, ahash::RandomState>,
+    /// Keyed by ids callers may choose (`x-request-id`): hashes seeded per process. Split
+    /// over many tables, so that no insert stalls the lock to rehash all of them.
+    requests: ShardedMap<Arc<str>, PendingRequest>,
     /// Request ids by expiry, oldest first.
     order: VecDeque<(i64, Arc<str>)>,
     /// (request id, row) by event time, oldest first (requests leave in the order they came,
     /// so a leaving request's rows are at the front). Hashed with ahash keyed per process, as
-    /// the ids are: SipHash showed in the label wait's profile.
-    by_time: HashMap<i64, VecDeque<(Arc<str>, usize)>, ahash::RandomState>,
+    /// the ids are (SipHash showed in the label wait's profile), and split as they are.
+    by_time: ShardedMap<i64, VecDeque<(Arc<str>, usize)>>,
     rows: usize,
     /// The requests' bytes ([`request_bytes`]); [`Pending::bytes`] adds `by_time`'s keys.
     request_bytes: usize,
@@ -673,18 +675,14 @@ impl PendingLabels {
         // A caller may choose its request's id (`x-request-id`): one already waiting keeps
         // its place (O(1), and no caller can push out another's rows by reusing its id). The
         // id is hashed once, for the check and the insert.
-        let waiting = match p.requests.entry(id.clone()) {
-            std::collections::hash_map::Entry::Occupied(_) => {
-                p.dropped[Dropped::DuplicateId as usize] += rows as u64;
-                return;
-            }
-            std::collections::hash_map::Entry::Vacant(slot) => slot,
+        let Some(waiting) = p.requests.vacant(id.clone()) else {
+            p.dropped[Dropped::DuplicateId as usize] += rows as u64;
+            return;
         };
         for (row, t) in request.event_ms.iter().enumerate() {
             if let Some(t) = t {
                 p.by_time
-                    .entry(*t)
-                    .or_default()
+                    .get_or_insert_with(*t, VecDeque::new)
                     .push_back((id.clone(), row));
             }
         }
@@ -1074,8 +1072,9 @@ mod tests {
         assert_eq!(pending.rows(), 100);
         let p = lock(&pending.inner);
         let t = parse_timestamp(at).unwrap();
-        assert_eq!(p.by_time[&t].len(), 100);
-        assert_eq!(&*p.by_time[&t].front().unwrap().0, "r900");
+        let at_t = p.by_time.get(&t).expect("rows at t");
+        assert_eq!(at_t.len(), 100);
+        assert_eq!(&*at_t.front().unwrap().0, "r900");
     }
 
     /// `rows` rows of a customer id, an event time and a `width`-byte string each; each call's
@@ -1152,7 +1151,12 @@ mod tests {
             timed.bytes(),
             untimed.bytes()
         );
-        assert!(lock(&untimed.inner).requests["a"].frame.is_none());
+        assert!(lock(&untimed.inner)
+            .requests
+            .get("a")
+            .unwrap()
+            .frame
+            .is_none());
         let out = untimed.join(&settings, &[label(Some("a"), &[], None, 1.0)], now_ms());
         assert_eq!((out.joined, out.unmatched), (1, 0));
     }

@@ -1,0 +1,182 @@
+//! A hash map split into many small tables, for maps that hold up to hundreds of thousands of
+//! entries under a lock that every request takes.
+//!
+//! A single table grows by copying all of its entries at once, and with entries inserted and
+//! removed all the time it also rehashes them in place from time to time (removals leave
+//! tombstones that use up its room). At 100,000 waiting requests that copy took 10 to 27 ms,
+//! with the label wait's lock held, so every request on the endpoint stalled for it
+//! (docs/benchmarks.md, "A stall in the wait for labels"). Split over [`SHARDS`] tables, the
+//! same copy moves a [`SHARDS`]th of the entries.
+
+use std::borrow::Borrow;
+use std::collections::hash_map::{Entry, VacantEntry};
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// Tables a map is split over: a rehash moves at most about `len / SHARDS` entries.
+pub const SHARDS: usize = 256;
+
+/// A hash map of [`SHARDS`] tables; a key's table is chosen by a hash of its own, seeded
+/// apart from the tables' (so the keys of one table still spread over all its buckets), and
+/// both keyed per process as `ahash` does (keys may be chosen by callers).
+pub struct ShardedMap<K, V> {
+    choose: ahash::RandomState,
+    tables: Box<[HashMap<K, V, ahash::RandomState>]>,
+    len: usize,
+}
+
+impl<K: Hash + Eq, V> Default for ShardedMap<K, V> {
+    fn default() -> Self {
+        let hashing = ahash::RandomState::new();
+        Self {
+            choose: ahash::RandomState::new(),
+            tables: (0..SHARDS)
+                .map(|_| HashMap::with_hasher(hashing.clone()))
+                .collect(),
+            len: 0,
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> ShardedMap<K, V> {
+    fn table_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+        // SHARDS is a power of two: the low bits of the choosing hash pick the table.
+        self.choose.hash_one(key) as usize & (SHARDS - 1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.tables[self.table_of(key)].get(key)
+    }
+
+    pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.tables[self.table_of(key)].get_key_value(key)
+    }
+
+    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let t = self.table_of(key);
+        self.tables[t].get_mut(key)
+    }
+
+    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let t = self.table_of(key);
+        let removed = self.tables[t].remove(key);
+        self.len -= usize::from(removed.is_some());
+        removed
+    }
+
+    /// The value of `key`, inserted from `make` when it has none.
+    pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+        let t = self.table_of(&key);
+        match self.tables[t].entry(key) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                self.len += 1;
+                v.insert(make())
+            }
+        }
+    }
+
+    /// Room for `key` when it has no value yet (the key is hashed once for the check and the
+    /// insert); `None` when it has one.
+    pub fn vacant(&mut self, key: K) -> Option<Vacant<'_, K, V>> {
+        let t = self.table_of(&key);
+        match self.tables[t].entry(key) {
+            Entry::Occupied(_) => None,
+            Entry::Vacant(entry) => Some(Vacant {
+                entry,
+                len: &mut self.len,
+            }),
+        }
+    }
+
+    /// The most buckets one table has: what its next rehash would move.
+    #[cfg(test)]
+    fn largest_table(&self) -> usize {
+        self.tables.iter().map(HashMap::capacity).max().unwrap_or(0)
+    }
+}
+
+/// A key without a value, ready to take one ([`ShardedMap::vacant`]).
+pub struct Vacant<'a, K, V> {
+    entry: VacantEntry<'a, K, V>,
+    len: &'a mut usize,
+}
+
+impl<'a, K, V> Vacant<'a, K, V> {
+    pub fn insert(self, value: V) -> &'a mut V {
+        *self.len += 1;
+        self.entry.insert(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_found_counted_and_removed_like_a_hash_maps() {
+        let mut m: ShardedMap<String, u32> = ShardedMap::default();
+        assert_eq!(m.len(), 0);
+        for i in 0..1000 {
+            m.vacant(format!("k{i}")).expect("new key").insert(i);
+        }
+        assert!(
+            m.vacant("k7".into()).is_none(),
+            "a key with a value has no room"
+        );
+        assert_eq!(m.len(), 1000);
+        assert_eq!(m.get("k7"), Some(&7));
+        assert_eq!(m.get_key_value("k8"), Some((&"k8".to_string(), &8)));
+        *m.get_mut("k9").unwrap() += 100;
+        assert_eq!(m.get("k9"), Some(&109));
+        *m.get_or_insert_with("k9".into(), || 0) += 1;
+        *m.get_or_insert_with("new".into(), || 5) += 1;
+        assert_eq!(
+            (m.get("k9"), m.get("new"), m.len()),
+            (Some(&110), Some(&6), 1001)
+        );
+        assert_eq!(m.remove("k7"), Some(7));
+        assert_eq!(m.remove("k7"), None, "removed once");
+        assert_eq!(m.get("k7"), None);
+        assert_eq!(m.len(), 1000);
+        for i in 0..1000 {
+            m.remove(&format!("k{i}"));
+        }
+        m.remove("new");
+        assert_eq!(m.len(), 0);
+    }
+
+    #[test]
+    fn no_table_holds_more_than_a_small_part_of_the_entries() {
+        // What one rehash moves is one table's buckets. A single map of 100,000 entries has
+        // 131,072; split, the largest table has a few hundred (each about 400 entries on
+        // average, with room for an eighth more and a doubling ahead).
+        let mut m: ShardedMap<u64, ()> = ShardedMap::default();
+        for i in 0..100_000u64 {
+            m.vacant(i).expect("new key").insert(());
+        }
+        assert_eq!(m.len(), 100_000);
+        let largest = m.largest_table();
+        assert!(largest <= 1024, "largest table has {largest} buckets");
+    }
+}
