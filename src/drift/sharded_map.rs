@@ -21,18 +21,16 @@ pub const SHARDS: usize = 256;
 /// both keyed per process as `ahash` does (keys may be chosen by callers).
 pub struct ShardedMap<K, V> {
     choose: ahash::RandomState,
-    tables: Box<[HashMap<K, V, ahash::RandomState>]>,
+    /// Empty until the first insert (every endpoint has a label wait, most never use it).
+    tables: Vec<HashMap<K, V, ahash::RandomState>>,
     len: usize,
 }
 
-impl<K: Hash + Eq, V> Default for ShardedMap<K, V> {
+impl<K, V> Default for ShardedMap<K, V> {
     fn default() -> Self {
-        let hashing = ahash::RandomState::new();
         Self {
             choose: ahash::RandomState::new(),
-            tables: (0..SHARDS)
-                .map(|_| HashMap::with_hasher(hashing.clone()))
-                .collect(),
+            tables: Vec::new(),
             len: 0,
         }
     }
@@ -44,6 +42,21 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         self.choose.hash_one(key) as usize & (SHARDS - 1)
     }
 
+    /// The table `key` goes in, the tables made first if there are none yet.
+    fn table_for(&mut self, key: &K) -> usize {
+        if self.tables.is_empty() {
+            let hashing = ahash::RandomState::new();
+            self.tables = (0..SHARDS)
+                .map(|_| HashMap::with_hasher(hashing.clone()))
+                .collect();
+        }
+        self.table_of(key)
+    }
+
+    fn table<Q: Hash + ?Sized>(&self, key: &Q) -> Option<&HashMap<K, V, ahash::RandomState>> {
+        self.tables.get(self.table_of(key))
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -53,7 +66,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.tables[self.table_of(key)].get(key)
+        self.table(key)?.get(key)
     }
 
     pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
@@ -61,7 +74,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.tables[self.table_of(key)].get_key_value(key)
+        self.table(key)?.get_key_value(key)
     }
 
     pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
@@ -70,7 +83,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let t = self.table_of(key);
-        self.tables[t].get_mut(key)
+        self.tables.get_mut(t)?.get_mut(key)
     }
 
     pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
@@ -79,14 +92,14 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let t = self.table_of(key);
-        let removed = self.tables[t].remove(key);
+        let removed = self.tables.get_mut(t)?.remove(key);
         self.len -= usize::from(removed.is_some());
         removed
     }
 
     /// The value of `key`, inserted from `make` when it has none.
     pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
-        let t = self.table_of(&key);
+        let t = self.table_for(&key);
         match self.tables[t].entry(key) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
@@ -99,7 +112,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
     /// Room for `key` when it has no value yet (the key is hashed once for the check and the
     /// insert); `None` when it has one.
     pub fn vacant(&mut self, key: K) -> Option<Vacant<'_, K, V>> {
-        let t = self.table_of(&key);
+        let t = self.table_for(&key);
         match self.tables[t].entry(key) {
             Entry::Occupied(_) => None,
             Entry::Vacant(entry) => Some(Vacant {
@@ -137,6 +150,11 @@ mod tests {
     fn keys_are_found_counted_and_removed_like_a_hash_maps() {
         let mut m: ShardedMap<String, u32> = ShardedMap::default();
         assert_eq!(m.len(), 0);
+        // Nothing inserted yet: nothing found, nothing removed, no tables made.
+        assert_eq!(m.get("k1"), None);
+        assert_eq!(m.get_mut("k1"), None);
+        assert_eq!(m.remove("k1"), None);
+        assert!(m.tables.is_empty());
         for i in 0..1000 {
             m.vacant(format!("k{i}")).expect("new key").insert(i);
         }
