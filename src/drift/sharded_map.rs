@@ -21,7 +21,8 @@ pub const SHARDS: usize = 256;
 /// both keyed per process as `ahash` does (keys may be chosen by callers).
 pub struct ShardedMap<K, V> {
     choose: ahash::RandomState,
-    /// Empty until the first insert (every endpoint has a label wait, most never use it).
+    /// Empty until the first insert: every endpoint has a label wait, and one without
+    /// monitoring never puts anything in it.
     tables: Vec<HashMap<K, V, ahash::RandomState>>,
     len: usize,
 }
