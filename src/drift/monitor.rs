@@ -673,8 +673,8 @@ impl PendingLabels {
         }
         let p = &mut *p;
         // A caller may choose its request's id (`x-request-id`): one already waiting keeps
-        // its place (O(1), and no caller can push out another's rows by reusing its id). The
-        // id is hashed once, for the check and the insert.
+        // its place (O(1), and no caller can push out another's rows by reusing its id). One
+        // lookup for the check and the insert.
         let Some(waiting) = p.requests.vacant(id.clone()) else {
             p.dropped[Dropped::DuplicateId as usize] += rows as u64;
             return;

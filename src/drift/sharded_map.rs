@@ -1,12 +1,12 @@
 //! A hash map split into many small tables, for maps that hold up to hundreds of thousands of
 //! entries under a lock that every request takes.
 //!
-//! A single table grows by copying all of its entries at once, and with entries inserted and
-//! removed all the time it also rehashes them in place from time to time (removals leave
-//! tombstones that use up its room). At 100,000 waiting requests that copy took 10 to 27 ms,
-//! with the label wait's lock held, so every request on the endpoint stalled for it
-//! (docs/benchmarks.md, "A stall in the wait for labels"). Split over [`SHARDS`] tables, the
-//! same copy moves a [`SHARDS`]th of the entries.
+//! A single table grows by moving all of its entries at once, and with entries inserted and
+//! removed all the time it also rehashes them from time to time (removals leave tombstones
+//! that use up its room). With 100,000 requests waiting for labels, each of those moves took
+//! 10 to 35 ms with the label wait's lock held, and every request of the endpoint stalled for
+//! it (docs/benchmarks.md, "The logged path taken apart, and a stall in the wait for labels").
+//! Split over [`SHARDS`] tables, one move is a [`SHARDS`]th of the entries.
 
 use std::borrow::Borrow;
 use std::collections::hash_map::{Entry, VacantEntry};
@@ -14,12 +14,12 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 /// Tables a map is split over: a rehash moves at most about `len / SHARDS` entries.
-pub const SHARDS: usize = 256;
+pub(super) const SHARDS: usize = 256;
 
 /// A hash map of [`SHARDS`] tables; a key's table is chosen by a hash of its own, seeded
 /// apart from the tables' (so the keys of one table still spread over all its buckets), and
 /// both keyed per process as `ahash` does (keys may be chosen by callers).
-pub struct ShardedMap<K, V> {
+pub(super) struct ShardedMap<K, V> {
     choose: ahash::RandomState,
     /// Empty until the first insert: every endpoint has a label wait, and one without
     /// monitoring never puts anything in it.
@@ -38,82 +38,87 @@ impl<K, V> Default for ShardedMap<K, V> {
 }
 
 impl<K: Hash + Eq, V> ShardedMap<K, V> {
-    fn table_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
+    /// The place of `key`'s table among the tables.
+    fn index_of<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
         // SHARDS is a power of two: the low bits of the choosing hash pick the table.
         self.choose.hash_one(key) as usize & (SHARDS - 1)
     }
 
-    /// The table `key` goes in, the tables made first if there are none yet.
-    fn table_for(&mut self, key: &K) -> usize {
+    /// [`ShardedMap::index_of`], the tables made first if there are none yet.
+    fn index_making_tables(&mut self, key: &K) -> usize {
         if self.tables.is_empty() {
             let hashing = ahash::RandomState::new();
             self.tables = (0..SHARDS)
                 .map(|_| HashMap::with_hasher(hashing.clone()))
                 .collect();
         }
-        self.table_of(key)
+        self.index_of(key)
     }
 
-    fn table<Q: Hash + ?Sized>(&self, key: &Q) -> Option<&HashMap<K, V, ahash::RandomState>> {
-        self.tables.get(self.table_of(key))
+    /// `key`'s table; none before the first insert.
+    fn table_of<Q: Hash + ?Sized>(&self, key: &Q) -> Option<&HashMap<K, V, ahash::RandomState>> {
+        self.tables.get(self.index_of(key))
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.len
     }
 
-    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    pub(super) fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table(key)?.get(key)
+        self.table_of(key)?.get(key)
     }
 
-    pub fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
+    pub(super) fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.table(key)?.get_key_value(key)
+        self.table_of(key)?.get_key_value(key)
     }
 
-    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    pub(super) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let t = self.table_of(key);
+        let t = self.index_of(key);
         self.tables.get_mut(t)?.get_mut(key)
     }
 
-    pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    pub(super) fn remove<Q>(&mut self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let t = self.table_of(key);
+        let t = self.index_of(key);
         let removed = self.tables.get_mut(t)?.remove(key);
-        self.len -= usize::from(removed.is_some());
+        if removed.is_some() {
+            self.len -= 1;
+        }
         removed
     }
 
     /// The value of `key`, inserted from `make` when it has none.
-    pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
-        let t = self.table_for(&key);
+    pub(super) fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+        let t = self.index_making_tables(&key);
         match self.tables[t].entry(key) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
+                let value = v.insert(make());
                 self.len += 1;
-                v.insert(make())
+                value
             }
         }
     }
 
-    /// Room for `key` when it has no value yet (the key is hashed once for the check and the
-    /// insert); `None` when it has one.
-    pub fn vacant(&mut self, key: K) -> Option<Vacant<'_, K, V>> {
-        let t = self.table_for(&key);
+    /// Room for `key` when it has no value yet (one lookup for the check and the insert);
+    /// `None` when it has one.
+    pub(super) fn vacant(&mut self, key: K) -> Option<Vacant<'_, K, V>> {
+        let t = self.index_making_tables(&key);
         match self.tables[t].entry(key) {
             Entry::Occupied(_) => None,
             Entry::Vacant(entry) => Some(Vacant {
@@ -123,23 +128,25 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         }
     }
 
-    /// The most buckets one table has: what its next rehash would move.
+    /// The largest capacity of one table (about seven eighths of its buckets): what its next
+    /// rehash would move, at most.
     #[cfg(test)]
-    fn largest_table(&self) -> usize {
+    fn largest_capacity(&self) -> usize {
         self.tables.iter().map(HashMap::capacity).max().unwrap_or(0)
     }
 }
 
 /// A key without a value, ready to take one ([`ShardedMap::vacant`]).
-pub struct Vacant<'a, K, V> {
+pub(super) struct Vacant<'a, K, V> {
     entry: VacantEntry<'a, K, V>,
     len: &'a mut usize,
 }
 
 impl<'a, K, V> Vacant<'a, K, V> {
-    pub fn insert(self, value: V) -> &'a mut V {
+    pub(super) fn insert(self, value: V) -> &'a mut V {
+        let value = self.entry.insert(value);
         *self.len += 1;
-        self.entry.insert(value)
+        value
     }
 }
 
@@ -148,7 +155,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_found_counted_and_removed_like_a_hash_maps() {
+    fn keys_are_found_counted_and_removed_as_in_a_hash_map() {
         let mut m: ShardedMap<String, u32> = ShardedMap::default();
         assert_eq!(m.len(), 0);
         // Nothing inserted yet: nothing found, nothing removed, no tables made.
@@ -187,15 +194,36 @@ mod tests {
 
     #[test]
     fn no_table_holds_more_than_a_small_part_of_the_entries() {
-        // What one rehash moves is one table's buckets. A single map of 100,000 entries has
-        // 131,072; split, the largest table has a few hundred (each about 400 entries on
-        // average, with room for an eighth more and a doubling ahead).
+        // What one rehash moves is one table's entries. A single map of 100,000 entries has a
+        // capacity of 114,688; split, each table holds about 400 and the largest has room for
+        // a few hundred more.
         let mut m: ShardedMap<u64, ()> = ShardedMap::default();
         for i in 0..100_000u64 {
             m.vacant(i).expect("new key").insert(());
         }
         assert_eq!(m.len(), 100_000);
-        let largest = m.largest_table();
-        assert!(largest <= 1024, "largest table has {largest} buckets");
+        let largest = m.largest_capacity();
+        assert!(largest <= 1024, "the largest table has room for {largest}");
+    }
+
+    #[test]
+    fn the_keys_of_one_table_spread_over_its_buckets() {
+        // Were a table's hash the one that chose the table, its keys would share their low
+        // bits and crowd into a few of its buckets.
+        let mut m: ShardedMap<u64, ()> = ShardedMap::default();
+        for i in 0..100_000u64 {
+            m.vacant(i).expect("new key").insert(());
+        }
+        let table = &m.tables[0];
+        let low_bits: std::collections::HashSet<u64> = table
+            .keys()
+            .map(|k| table.hasher().hash_one(k) & 0xff)
+            .collect();
+        assert!(
+            low_bits.len() > 128,
+            "{} of 256 bucket positions used by {} keys",
+            low_bits.len(),
+            table.len()
+        );
     }
 }
