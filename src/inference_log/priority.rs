@@ -36,21 +36,52 @@ pub fn turn_begins() {
 /// (`sched_yield`) to any thread waiting for it. Costs a clock read otherwise; called every
 /// few dozen rows.
 pub fn pause_point() {
-    TURN_BEGAN.with(|began| {
-        let now = Instant::now();
-        match began.get() {
-            Some(at) if !turn_is_over(at, now) => {}
-            Some(_) => {
-                std::thread::yield_now();
-                began.set(Some(Instant::now()));
-            }
-            None => began.set(Some(now)),
+    TURN_BEGAN.with(|began| match at_pause(began.get(), Instant::now()) {
+        Pause::Yield => {
+            std::thread::yield_now();
+            began.set(Some(Instant::now()));
         }
+        Pause::Go { turn_began } => began.set(Some(turn_began)),
     });
 }
 
-fn turn_is_over(began: Instant, now: Instant) -> bool {
-    now.saturating_duration_since(began) >= TURN
+/// What a pause point does.
+#[derive(Debug, PartialEq, Eq)]
+enum Pause {
+    /// The turn has lasted [`TURN`]: offer the core, then start a new turn.
+    Yield,
+    /// Go on; the turn began then (now, for a thread's first pause point).
+    Go { turn_began: Instant },
+}
+
+/// A pause point reached at `now` by a thread whose turn began at `began`.
+fn at_pause(began: Option<Instant>, now: Instant) -> Pause {
+    match began {
+        Some(at) if now.saturating_duration_since(at) >= TURN => Pause::Yield,
+        Some(at) => Pause::Go { turn_began: at },
+        None => Pause::Go { turn_began: now },
+    }
+}
+
+/// Calls [`pause_point`] once every `every` steps of a loop (rows converted, entries taken).
+pub struct PauseEvery {
+    every: usize,
+    since: usize,
+}
+
+impl PauseEvery {
+    pub const fn new(every: usize) -> Self {
+        Self { every, since: 0 }
+    }
+
+    /// One step done: a pause point after every `every` of them.
+    pub fn step(&mut self) {
+        self.since += 1;
+        if self.since >= self.every {
+            self.since = 0;
+            pause_point();
+        }
+    }
 }
 
 /// Drops `items` in pieces with a [`pause_point`] between them: a committed batch's records
@@ -129,29 +160,49 @@ mod tests {
     }
 
     #[test]
-    fn a_turn_is_over_once_it_has_lasted_its_length() {
+    fn a_pause_point_yields_once_the_turn_has_lasted_its_length() {
         let began = Instant::now();
-        assert!(!turn_is_over(began, began));
-        assert!(!turn_is_over(
-            began,
-            began + TURN - Duration::from_micros(1)
-        ));
-        assert!(turn_is_over(began, began + TURN));
+        let go = Pause::Go { turn_began: began };
+        assert_eq!(at_pause(Some(began), began), go);
+        let almost = began + TURN - Duration::from_micros(1);
+        assert_eq!(at_pause(Some(began), almost), go);
+        assert_eq!(at_pause(Some(began), began + TURN), Pause::Yield);
         // A clock read from before the turn began ends nothing.
-        assert!(!turn_is_over(began + TURN, began));
+        assert_eq!(
+            at_pause(Some(began + TURN), began),
+            Pause::Go {
+                turn_began: began + TURN
+            }
+        );
+        // A thread's first pause point starts its turn.
+        assert_eq!(at_pause(None, began), go);
     }
 
     #[test]
-    fn a_pause_point_after_a_whole_turn_starts_a_new_one() {
+    fn a_pause_point_within_a_turn_keeps_it() {
         std::thread::spawn(|| {
-            turn_begins();
-            let began = turn_began().expect("a turn began");
-            std::thread::sleep(TURN);
+            assert_eq!(turn_began(), None);
             pause_point();
-            assert!(
-                turn_began().unwrap() > began,
-                "a turn of TURN yields and starts anew"
-            );
+            let began = turn_began().expect("the first pause point starts a turn");
+            pause_point();
+            assert_eq!(turn_began(), Some(began), "no yield within a turn");
+            turn_begins();
+            assert!(turn_began().unwrap() >= began);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn pause_every_counts_its_steps() {
+        std::thread::spawn(|| {
+            let mut pace = PauseEvery::new(3);
+            pace.step();
+            pace.step();
+            assert_eq!(turn_began(), None, "no pause point before the third step");
+            pace.step();
+            assert!(turn_began().is_some(), "a pause point at the third");
+            assert_eq!(pace.since, 0);
         })
         .join()
         .unwrap();

@@ -14,7 +14,7 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::packed::PackedColumns;
-use super::priority::pause_point;
+use super::priority::{pause_point, PauseEvery};
 use super::rows::{Cell, Kind, TableRows};
 use crate::data::frame::{Column, ColumnData, Frame};
 use crate::data::tensor::{ElemType, NamedTensor, TensorData};
@@ -305,11 +305,10 @@ pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
 /// A text column, with a pause point every [`ROWS_BETWEEN_PAUSES`] rows.
 fn strings_in_turns<S: AsRef<str>>(values: impl ExactSizeIterator<Item = Option<S>>) -> ArrayRef {
     let mut column = StringBuilder::with_capacity(values.len(), 0);
-    for (n, value) in values.enumerate() {
-        if n > 0 && n % ROWS_BETWEEN_PAUSES == 0 {
-            pause_point();
-        }
+    let mut pace = PauseEvery::new(ROWS_BETWEEN_PAUSES);
+    for value in values {
         column.append_option(value);
+        pace.step();
     }
     Arc::new(column.finish())
 }
@@ -357,7 +356,7 @@ fn predictions_head() -> TableRows {
 
 pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<RecordBatch, ArrowError> {
     let mut t = predictions_head();
-    let mut since_pause = 0;
+    let mut pace = PauseEvery::new(ROWS_BETWEEN_PAUSES);
     for s in scored {
         let e = &s.meta;
         for r in 0..s.rows() {
@@ -401,11 +400,7 @@ pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<Record
                 t.set("shadow_inference_ms", Cell::Float(ms));
             }
             t.end_row();
-            since_pause += 1;
-            if since_pause == ROWS_BETWEEN_PAUSES {
-                pause_point();
-                since_pause = 0;
-            }
+            pace.step();
         }
     }
     t.finish()
@@ -582,10 +577,8 @@ const LABEL_COLUMNS: [&str; 6] = [
 
 pub fn labels_batch(labels: &[LabelRecord]) -> Result<RecordBatch, ArrowError> {
     let mut t = labels_head();
-    for (n, l) in labels.iter().enumerate() {
-        if n > 0 && n % ROWS_BETWEEN_PAUSES == 0 {
-            pause_point();
-        }
+    let mut pace = PauseEvery::new(ROWS_BETWEEN_PAUSES);
+    for l in labels {
         t.set("label_time", Cell::Timestamp(l.received_us));
         if let Some(id) = &l.request_id {
             t.set("request_id", Cell::Str(id));
@@ -610,6 +603,7 @@ pub fn labels_batch(labels: &[LabelRecord]) -> Result<RecordBatch, ArrowError> {
             }
         }
         t.end_row();
+        pace.step();
     }
     t.finish()
 }

@@ -20,7 +20,7 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::delta::{Appended, DeltaSink, SinkError, Txn};
-use super::priority::{drop_in_turns, pause_point, turn_begins};
+use super::priority::{drop_in_turns, turn_begins, PauseEvery};
 use super::record::{labels_batch, payload_batch, predictions_batch};
 use super::{
     CallRecord, Capture, Entry, InferenceLogSettings, LabelRecord, ScoredRows, TableTarget,
@@ -213,7 +213,8 @@ impl Writer {
             return Step::Finished(all_committed);
         }
         // A backlog is thousands of entries: the drain pauses as the batch builds do.
-        for taken in 1.. {
+        let mut pace = PauseEvery::new(ENTRIES_BETWEEN_PAUSES);
+        loop {
             match self.rx.try_recv() {
                 Ok(Entry::Close) | Err(TryRecvError::Disconnected) => {
                     let all_committed = self.finish();
@@ -223,9 +224,7 @@ impl Writer {
                 Ok(e) => self.take(e),
                 Err(TryRecvError::Empty) => break,
             }
-            if taken % ENTRIES_BETWEEN_PAUSES == 0 {
-                pause_point();
-            }
+            pace.step();
         }
         Step::Committed(self.flush_due(all, yield_to))
     }
@@ -331,27 +330,29 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, capture: Arc<Capture>, batch: Batch) {
-        // The records are dropped in pieces once committed (see `drop_in_turns`).
         match batch {
-            Batch::Calls(p) => {
-                self.commit(&capture, &capture.payload, p.rows, p.bytes, || {
-                    payload_batch(&p.items)
-                });
-                drop_in_turns(p.items);
-            }
-            Batch::Scored(p) => {
-                self.commit(&capture, &capture.predictions, p.rows, p.bytes, || {
-                    predictions_batch(&capture.endpoint, &p.items)
-                });
-                drop_in_turns(p.items);
-            }
-            Batch::Labels(p) => {
-                self.commit(&capture, &capture.labels, p.rows, p.bytes, || {
-                    labels_batch(&p.items)
-                });
-                drop_in_turns(p.items);
-            }
+            Batch::Calls(p) => self.commit_pending(&capture, &capture.payload, p, payload_batch),
+            Batch::Scored(p) => self.commit_pending(&capture, &capture.predictions, p, |items| {
+                predictions_batch(&capture.endpoint, items)
+            }),
+            Batch::Labels(p) => self.commit_pending(&capture, &capture.labels, p, labels_batch),
         }
+    }
+
+    /// [`Writer::commit`]s `pending`'s rows, built by `build`, then drops its records in
+    /// pieces ([`drop_in_turns`]).
+    fn commit_pending<T>(
+        &mut self,
+        capture: &Capture,
+        table: &TableTarget,
+        pending: Pending<T>,
+        build: impl FnOnce(&[T]) -> Result<RecordBatch, ArrowError>,
+    ) {
+        let items = pending.items;
+        self.commit(capture, table, pending.rows, pending.bytes, || {
+            build(&items)
+        });
+        drop_in_turns(items);
     }
 
     /// Builds and commits one batch, retrying with backoff; rows that cannot be committed are
