@@ -5,19 +5,20 @@
 # where two pin.sh runs minutes apart are not.
 #
 #   loadtests/alternate.sh [--logged] [--rate N] [--connections C] [--seconds S] [--rounds R]
-#                          BIN[::YAML[::ENTITY]] BIN[::YAML[::ENTITY]] ...
+#                          [--warmup W] BIN[::YAML[::ENTITY]] BIN[::YAML[::ENTITY]] ...
 #
 # Each BIN starts fresh for every run (one endpoint, demo version 1 on ONNX Runtime, or
 # MODEL_VERSION=2 for the gradient-boosted trees, a one-row request carrying every feature, or
 # with ROWS=n (at most 64) n rows; with --logged every request is logged to inference tables in
-# a temp dir and monitoring is on, as in pin.sh), gets 2 s of warm-up, then S s (5) of wrk closed loop at C connections (8), or
+# a temp dir and monitoring is on, as in pin.sh), gets W s (2) of warm-up (wrk closed loop at C
+# connections: with --logged it fills the tables with small files to compact), then S s (5) of wrk closed loop at C connections (8), or
 # with --rate N of oha open loop at N req/s with --latency-correction. YAML after `::` is added
 # to that binary's config under `inference:` (say `BIN::"inline: {max_us: 0}"`, every job on the pool), ENTITY after
 # a second `::` to its served entity (say `BIN::::"batching: {max_rows: 32}"`); LOG_YAML adds
 # keys under `inference_log:` for every run. Prints one line per run: label, req/s, p99 ms (open
 # loop: also p50 and p99.9). Needs wrk, oha, taskset and python3, as pin.sh does.
 set -euo pipefail
-logged=0 rate="" c=8 secs=5 rounds=3
+logged=0 rate="" c=8 secs=5 rounds=3 warmup=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --logged) logged=1; shift ;;
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
     --connections) c="$2"; shift 2 ;;
     --seconds) secs="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
+    --warmup) warmup="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "unknown option '$1' (see --help)" >&2; exit 2 ;;
     *) break ;;
@@ -33,7 +35,7 @@ done
 [ $# -ge 1 ] || { echo "name at least one gateway binary (see --help)" >&2; exit 2; }
 rows="${ROWS:-1}"
 [[ "$rows" =~ ^[1-9][0-9]*$ ]] && [ "$rows" -le 64 ] || { echo "ROWS must be 1 to 64 (the fixture's rows), not '$rows'" >&2; exit 2; }
-for n in "$c" "$secs" "$rounds" ${rate:+"$rate"}; do
+for n in "$c" "$secs" "$rounds" "$warmup" ${rate:+"$rate"}; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "counts must be positive whole numbers, not '$n'" >&2; exit 2; }
 done
 command -v wrk >/dev/null || { echo "needs wrk: apt-get install -y wrk" >&2; exit 2; }
@@ -59,7 +61,7 @@ for round in $(seq "$rounds"); do
     pinned_config "$kind" "$work/run-$run" "$extra" "${LOG_YAML:-}" "$entity" > "$work/c.yaml"
     start_pinned 0 "$bin" "$work/c.yaml" "$work"
     url="$base/serving-endpoints/t/invocations"
-    taskset -c 1 wrk -t1 -c"$c" -d2s -s "$work/post.lua" "$url" > /dev/null
+    taskset -c 1 wrk -t1 -c"$c" -d"${warmup}s" -s "$work/post.lua" "$url" > /dev/null
     if [ -n "$rate" ]; then
       result="$(taskset -c 1 "$OHA" -z "${secs}s" -c "$c" -q "$rate" --latency-correction -w -t 10s --no-tui \
         --output-format json -m POST -T application/json -D "$work/body.json" "$url" | python3 -c '

@@ -4,9 +4,10 @@
 //!
 //! The writer commits a file per batch, about one a second per busy table: a day is tens of
 //! thousands of files, and every reader lists and opens each. So every
-//! `inference_log.compact_every_commits` of its commits to a table, the writer rewrites that
-//! table's small files, at most `compact_max_bytes` of them at once: the bound on one
-//! compaction's CPU time and on the output it buffers.
+//! `inference_log.compact_every_commits` of its commits to a table, the writer asks for that
+//! table's small files to be rewritten, at most `compact_max_bytes` of them at once (the bound
+//! on one compaction's CPU time and on the output it buffers), by its shard's compaction
+//! thread ([`super::compactor`]).
 //!
 //! It never loses or repeats a row: the rows read from each file are counted against its
 //! statistics, and the new files' statistics against the rows read, before anything is

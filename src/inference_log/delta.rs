@@ -69,6 +69,8 @@ impl DeltaSink {
         // A multi-threaded runtime (of one worker): on a current-thread one the Delta kernel
         // starts a thread and runtime of its own for every table it opens and blocks on them
         // from inside our task (its "block_on was called in a nested fashion" warning).
+        // Local tables' files written in small pieces (see `small_writes`).
+        super::small_writes::register();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -166,30 +168,42 @@ impl DeltaSink {
         })
     }
 
-    /// Compacts the table at `uri`, when this sink has it open (it has committed to it):
-    /// see [`super::compact`]. Abandoned as soon as `stop` is set (shutdown began: what is
-    /// queued goes first; the table is whole whether the swap landed or not); on any failure
-    /// the table is reopened on next use.
+    /// Compacts the table at `uri`, when this sink has it open (it has committed to it): see
+    /// [`Self::compact_table`]. On any failure the table is reopened on next use.
     pub fn compact(
         &mut self,
         uri: &str,
         max_bytes: u64,
         stop: &OnceLock<Instant>,
     ) -> Result<Compacted, SinkError> {
-        let Some(mut table) = self.tables.remove(uri) else {
+        let Some(table) = self.tables.remove(uri) else {
             return Ok(Compacted::default());
         };
+        let (outcome, table) = self.compact_table(uri, table, max_bytes, stop);
+        if outcome.is_ok() {
+            self.tables.insert(uri.to_owned(), table);
+        }
+        outcome
+    }
+
+    /// Compacts `table` (at `uri`), see [`super::compact`], and gives it back at the version
+    /// it then has. Abandoned as soon as `stop` is set (shutdown began: what is queued goes
+    /// first; the table is whole whether the swap landed or not).
+    pub fn compact_table(
+        &self,
+        uri: &str,
+        mut table: DeltaTable,
+        max_bytes: u64,
+        stop: &OnceLock<Instant>,
+    ) -> (Result<Compacted, SinkError>, DeltaTable) {
         let outcome = self.runtime.block_on(async {
             tokio::select! {
                 r = super::compact::rewrite_small_files(&mut table, max_bytes) => Some(r),
                 () = closing(stop) => None,
             }
         });
-        match outcome {
-            Some(Ok(compacted)) => {
-                self.tables.insert(uri.to_owned(), table);
-                Ok(compacted)
-            }
+        let outcome = match outcome {
+            Some(Ok(compacted)) => Ok(compacted),
             Some(Err(e)) => Err(SinkError::Table {
                 uri: uri.to_owned(),
                 message: e.to_string(),
@@ -197,7 +211,13 @@ impl DeltaSink {
             None => Err(SinkError::Abandoned {
                 uri: uri.to_owned(),
             }),
-        }
+        };
+        (outcome, table)
+    }
+
+    /// The table at `uri` as this sink last committed to it, when it has it open.
+    pub fn opened(&self, uri: &str) -> Option<DeltaTable> {
+        self.tables.get(uri).cloned()
     }
 
     /// Forgets the open table at `uri` (reopened on next use).
@@ -427,5 +447,23 @@ mod tests {
             assert_eq!(reopened, Appended::AlreadyCommitted);
         });
         assert!(!logged.contains("nested fashion"), "{logged}");
+    }
+
+    /// Local tables are opened through the store that writes their files in small pieces.
+    #[test]
+    fn local_tables_write_through_the_small_writes_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().join("t").display().to_string();
+        let mut sink = DeltaSink::new(HashMap::new(), 0).unwrap();
+        let column: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+        let batch = RecordBatch::try_from_iter([("x", column)]).unwrap();
+        let txn = Txn {
+            app_id: "test".into(),
+            version: 1,
+        };
+        sink.append(&uri, &batch, &txn, false, &OnceLock::new())
+            .unwrap();
+        let store = sink.tables[&uri].log_store().root_object_store(None);
+        assert!(store.to_string().starts_with("SmallWrites("), "{store}");
     }
 }

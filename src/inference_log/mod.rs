@@ -11,6 +11,7 @@
 
 mod catch_up;
 mod compact;
+mod compactor;
 pub mod delta;
 pub mod labels;
 mod packed;
@@ -18,6 +19,7 @@ mod priority;
 pub mod record;
 pub mod rows;
 mod shard;
+mod small_writes;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -668,7 +670,12 @@ mod tests {
         let log = start_in(&dir, settings, &Arc::new(Metrics::new()));
         let deadline = Instant::now() + Duration::from_secs(10);
         // Other tests' logs run threads of the same names (at their own nice values).
-        for name in ["log-writer-0", "log-writer-1"] {
+        for name in [
+            "log-writer-0",
+            "log-writer-1",
+            "log-compact-0",
+            "log-compact-1",
+        ] {
             while !nice_of_threads(name).contains(&want) {
                 assert!(
                     Instant::now() < deadline,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use super::{catch_up, delta, priority, writer, Entry, InferenceLogSettings};
+use super::{catch_up, compactor, delta, priority, writer, Entry, InferenceLogSettings};
 use crate::metrics::Metrics;
 
 pub(super) struct Shard {
@@ -39,8 +39,21 @@ impl Shard {
     ) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        let options = settings.storage_options.clone().into_iter().collect();
-        let sink = delta::DeltaSink::new(options, nice)?;
+        let options: std::collections::HashMap<String, String> =
+            settings.storage_options.clone().into_iter().collect();
+        let sink = delta::DeltaSink::new(options.clone(), nice)?;
+        let compactor = (settings.compact_every_commits > 0)
+            .then(|| {
+                compactor::Compactor::start(
+                    index,
+                    options,
+                    nice,
+                    settings.compact_max_bytes,
+                    metrics.clone(),
+                    stop.clone(),
+                )
+            })
+            .transpose()?;
         let bytes = Arc::new(AtomicUsize::new(0));
         let writer = writer::Writer::new(
             settings,
@@ -51,6 +64,10 @@ impl Shard {
             sink,
             stop.clone(),
         );
+        let writer = match compactor {
+            Some(compactor) => writer.with_compactor(compactor),
+            None => writer,
+        };
         let marks = catch_up::Marks::new(settings.queue_bytes, count, settings.catch_up);
         let shared = Arc::new(catch_up::Shared::new(
             writer,

@@ -19,13 +19,14 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
+use super::compactor::{Compactor, Job};
 use super::delta::{Appended, DeltaSink, SinkError, Txn};
 use super::priority::{drop_in_turns, turn_begins, PauseEvery};
 use super::record::{labels_batch, payload_batch, predictions_batch};
 use super::{
     CallRecord, Capture, Entry, InferenceLogSettings, LabelRecord, ScoredRows, TableTarget,
 };
-use crate::metrics::labels::{DropReason, Outcome};
+use crate::metrics::labels::DropReason;
 use crate::metrics::Metrics;
 
 /// How long, past the deadline, the writer may ask a table whether an abandoned attempt
@@ -126,9 +127,10 @@ pub(super) struct Writer {
     app_id: Arc<str>,
     /// The number of the last batch given to `commit` (its transaction version).
     batch_seq: i64,
-    /// Commits to a table (by URI) before it is compacted; 0: never.
+    /// Commits to a table (by URI) before it is compacted.
     compact_every: u32,
-    compact_max_bytes: u64,
+    /// The shard's compaction thread; none when `compact_every_commits` is 0.
+    compactor: Option<Compactor>,
     /// This writer's commits to each table since its last compaction.
     since_compaction: HashMap<String, u32>,
 }
@@ -162,9 +164,16 @@ impl Writer {
             app_id: app_id.into(),
             batch_seq: 0,
             compact_every: settings.compact_every_commits,
-            compact_max_bytes: settings.compact_max_bytes,
+            compactor: None,
             since_compaction: HashMap::new(),
         }
+    }
+
+    /// The writer, asking `compactor` for its tables' compactions (without one it compacts
+    /// nothing).
+    pub(super) fn with_compactor(mut self, compactor: Compactor) -> Self {
+        self.compactor = Some(compactor);
+        self
     }
 
     /// Gives back queue bytes (of the log and of this shard).
@@ -425,11 +434,14 @@ impl Writer {
         }
     }
 
-    /// Counts a commit to `table` and compacts the table every `compact_every` of them; not
-    /// once closing (the deadline is for what is queued). A failure or panic is logged and
-    /// counted and leaves the table as it was; the count starts again either way.
+    /// Counts a commit to `table` and asks the shard's compaction thread to compact the table
+    /// every `compact_every` of them; not once closing (the deadline is for what is queued).
+    /// The count starts again whether the compaction is taken, skipped or fails.
     fn compact_when_due(&mut self, capture: &Capture, table: &TableTarget) {
-        if self.compact_every == 0 || self.stop.get().is_some() {
+        let Some(compactor) = &self.compactor else {
+            return;
+        };
+        if self.stop.get().is_some() {
             return;
         }
         let since = self.since_compaction.entry(table.uri.clone()).or_default();
@@ -438,42 +450,18 @@ impl Writer {
             return;
         }
         *since = 0;
-        let started = Instant::now();
-        let (max_bytes, stop) = (self.compact_max_bytes, self.stop.clone());
-        let sink = &mut self.sink;
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            sink.compact(&table.uri, max_bytes, &stop)
-        }))
-        .unwrap_or_else(|_| {
-            Err(SinkError::Table {
-                uri: table.uri.clone(),
-                message: "the compaction panicked".into(),
-            })
-        });
-        let endpoint = &*capture.endpoint;
-        let outcome = match result {
-            Ok(done) => {
-                if done.files_removed > 0 {
-                    tracing::info!(table = %table.uri, files = done.files_removed, into = done.files_added, rows = done.rows, elapsed_ms = started.elapsed().as_millis() as u64, "inference table compacted");
-                    self.metrics
-                        .log
-                        .compacted_files
-                        .with_label_values(&[endpoint, table.kind.as_str()])
-                        .inc_by(done.files_removed as u64);
-                }
-                Outcome::Success
-            }
-            Err(e) => {
-                tracing::warn!(table = %table.uri, "inference table not compacted (its rows are as they were): {e}");
-                self.sink.forget(&table.uri);
-                Outcome::Failure
-            }
+        let Some(opened) = self.sink.opened(&table.uri) else {
+            return;
         };
-        self.metrics
-            .log
-            .compactions
-            .with_label_values(&[endpoint, table.kind.as_str(), outcome.as_str()])
-            .inc();
+        let job = Job {
+            uri: table.uri.clone(),
+            table: opened,
+            endpoint: capture.endpoint.clone(),
+            kind: table.kind,
+        };
+        if !compactor.ask(job) {
+            tracing::debug!(table = %table.uri, "compaction skipped: the compaction thread is behind");
+        }
     }
 
     fn append_with_retries(
