@@ -460,10 +460,11 @@ fn two_gateways_append_to_the_same_tables() {
     check_every_id_once(&t, &ids);
 }
 
-/// Two gateways append to the same tables in small batches, each compacting the tables after
-/// every one of its commits (the two race for the same files: a swap of a file the other
-/// removed first must fail, not remove it twice). Every call is still there once for both readers, the
-/// log holds OPTIMIZE commits, and the rows are read from fewer files than were written.
+/// Two gateways append to the same tables in small batches, each asking for a compaction of the
+/// tables after every one of its commits (the two race for the same files: a swap of a file
+/// the other removed first must fail, not remove it twice). Every call is still there once for
+/// both readers, the log holds OPTIMIZE commits, and the rows are read from fewer files than
+/// were written.
 #[test]
 fn compaction_keeps_every_row_once_in_fewer_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -472,7 +473,17 @@ fn compaction_keeps_every_row_once_in_fewer_files() {
         &root,
         "  flush_rows: 4\n  flush_interval_ms: 20\n  compact_every_commits: 1\n",
     );
-    let ids = append_from_two_gateways(&settings);
+    // Compactions run beside the writer, and shutdown skips those still waiting: the gateways
+    // stop once each table has had one.
+    let ids = append_from_two_gateways_then(&settings, |gateways| {
+        for table in ["payload", "predictions"] {
+            let line = format!("modelgate_inference_log_compactions_total{{endpoint=\"e\",outcome=\"success\",table=\"{table}\"}}");
+            common::wait_for(&line, Duration::from_secs(60), || {
+                let done: f64 = gateways.iter().filter_map(|g| g.metric(&line)).sum();
+                (done >= 1.0).then_some(())
+            });
+        }
+    });
     let t = read_endpoint(&root, "tx");
     check_every_id_once(&t, &ids);
     for (name, table) in [("payload", &t.payload), ("predictions", &t.predictions)] {
@@ -509,6 +520,14 @@ fn two_gateways_append_to_the_same_tables_in_an_s3_bucket() {
 
 /// Two gateways logging to the same tables, two callers each; the answered request ids.
 fn append_from_two_gateways(settings: &str) -> Vec<String> {
+    append_from_two_gateways_then(settings, |_| {})
+}
+
+/// As [`append_from_two_gateways`], calling `before_stopping` once every call is committed.
+fn append_from_two_gateways_then(
+    settings: &str,
+    before_stopping: impl FnOnce(&[common::Gateway; 2]),
+) -> Vec<String> {
     let endpoint = common::endpoint("e", "1", "tract") + &capture("");
     let gateways = [
         common::start(&demo_config(&endpoint, settings), false),
@@ -553,6 +572,7 @@ fn append_from_two_gateways(settings: &str) -> Vec<String> {
             gw.stderr.lock().unwrap()
         );
     }
+    before_stopping(&gateways);
     let [a, b] = gateways;
     assert!(a.terminate().success());
     assert!(b.terminate().success());

@@ -14,17 +14,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use deltalake::DeltaTable;
 
 use super::delta::{DeltaSink, SinkError};
 use super::priority;
-use crate::metrics::labels::{LogTable, Outcome};
+use crate::metrics::labels::{CompactionOutcome, LogTable};
 use crate::metrics::Metrics;
 
-/// Compactions that may wait for the thread; one asked for beyond them is skipped (the table
-/// is due again after `compact_every_commits` more commits).
-const WAITING: usize = 16;
+/// Compactions that may wait for the thread; one asked for beyond them is skipped and counted
+/// (`outcome="skipped"`; the table is due again after `compact_every_commits` more commits).
+pub(super) const WAITING: usize = 16;
 
 /// A compaction asked for: the table as the writer last committed to it.
 pub(super) struct Job {
@@ -38,6 +38,7 @@ pub(super) struct Job {
 /// compaction in hand (if any) has ended.
 pub(super) struct Compactor {
     jobs: Sender<Job>,
+    metrics: Arc<Metrics>,
 }
 
 impl Compactor {
@@ -52,20 +53,42 @@ impl Compactor {
         stop: Arc<OnceLock<Instant>>,
     ) -> std::io::Result<Self> {
         let (jobs, waiting) = crossbeam_channel::bounded(WAITING);
+        // A sink for its runtime (I/O threads at the same nice value), apart from the
+        // writer's so that neither waits on the other's work.
         let sink = DeltaSink::new(storage_options, nice)?;
+        let counted = metrics.clone();
         std::thread::Builder::new()
             .name(format!("log-compact-{index}"))
             .spawn(move || {
                 priority::lower_this_thread(nice);
-                run(sink, &waiting, max_bytes, &metrics, &stop);
+                run(sink, &waiting, max_bytes, &counted, &stop);
             })?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, metrics })
     }
 
-    /// Asks for `job`; false when [`WAITING`] compactions wait already (it is skipped).
-    pub(super) fn ask(&self, job: Job) -> bool {
-        self.jobs.try_send(job).is_ok()
+    /// Asks for `job` without waiting: skipped, and counted, when [`WAITING`] compactions wait
+    /// already.
+    pub(super) fn ask(&self, job: Job) {
+        let (uri, endpoint, kind) = (job.uri.clone(), job.endpoint.clone(), job.kind);
+        match self.jobs.try_send(job) {
+            Ok(()) => return,
+            Err(TrySendError::Full(_)) => {
+                tracing::debug!(table = %uri, "compaction skipped: {WAITING} wait already");
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::warn!(table = %uri, "compaction skipped: the compaction thread has stopped");
+            }
+        }
+        count(&self.metrics, &endpoint, kind, CompactionOutcome::Skipped);
     }
+}
+
+fn count(metrics: &Metrics, endpoint: &str, kind: LogTable, outcome: CompactionOutcome) {
+    metrics
+        .log
+        .compactions
+        .with_label_values(&[endpoint, kind.as_str(), outcome.as_str()])
+        .inc();
 }
 
 fn run(
@@ -106,18 +129,19 @@ fn run(
                         .with_label_values(&[&*endpoint, kind.as_str()])
                         .inc_by(done.files_removed as u64);
                 }
-                Outcome::Success
+                CompactionOutcome::Success
+            }
+            // Shutdown began: not a failure, and the table is whole either way.
+            Err(SinkError::Abandoned { .. }) => {
+                tracing::info!(table = %uri, "compaction abandoned: the gateway is stopping");
+                continue;
             }
             Err(e) => {
                 tracing::warn!(table = %uri, "inference table not compacted (its rows are as they were): {e}");
-                Outcome::Failure
+                CompactionOutcome::Failure
             }
         };
-        metrics
-            .log
-            .compactions
-            .with_label_values(&[&*endpoint, kind.as_str(), outcome.as_str()])
-            .inc();
+        count(metrics, &endpoint, kind, outcome);
     }
 }
 
@@ -132,20 +156,40 @@ mod tests {
     use super::*;
     use crate::inference_log::delta::Txn;
 
-    /// A table at `uri` with one small file per id, as a writer's sink holds it.
-    fn table_of_small_files(uri: &str, ids: &[i64]) -> DeltaTable {
-        let mut sink = DeltaSink::new(HashMap::new(), 0).unwrap();
+    /// Appends one small file per id to the table at `uri` through `sink`, as batches
+    /// `first`, `first + 1`, ... of a writer.
+    fn append_ids(sink: &mut DeltaSink, uri: &str, ids: &[i64], first: i64) {
         for (n, id) in ids.iter().enumerate() {
             let column: ArrayRef = Arc::new(Int64Array::from(vec![*id]));
             let batch = RecordBatch::try_from_iter([("id", column)]).unwrap();
             let txn = Txn {
                 app_id: "test".into(),
-                version: n as i64 + 1,
+                version: first + n as i64,
             };
             sink.append(uri, &batch, &txn, false, &OnceLock::new())
                 .unwrap();
         }
+    }
+
+    /// A table at `uri` with one small file per id, as a writer's sink holds it.
+    fn table_of_small_files(uri: &str, ids: &[i64]) -> DeltaTable {
+        let mut sink = DeltaSink::new(HashMap::new(), 0).unwrap();
+        append_ids(&mut sink, uri, ids, 1);
         sink.opened(uri).unwrap()
+    }
+
+    /// The live files of the table at `uri` and the rows their statistics count, as a fresh
+    /// reader of its log sees them.
+    fn live_files_and_rows(uri: &str) -> (usize, usize) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let url = deltalake::ensure_table_uri(uri).unwrap();
+            let table = DeltaTable::try_from_url(url).await.unwrap();
+            let snapshot = table.snapshot().unwrap();
+            let files = snapshot.log_data();
+            let rows = files.iter().map(|f| f.num_records().unwrap()).sum();
+            (files.num_files(), rows)
+        })
     }
 
     fn job(uri: &str, table: DeltaTable) -> Job {
@@ -175,7 +219,7 @@ mod tests {
         let stop = Arc::new(OnceLock::new());
         let compactor =
             Compactor::start(0, HashMap::new(), 0, 1 << 20, metrics.clone(), stop).unwrap();
-        assert!(compactor.ask(job(&uri, table)));
+        compactor.ask(job(&uri, table));
         let deadline = Instant::now() + Duration::from_secs(20);
         while compactions(&metrics, "success") == 0 {
             assert!(Instant::now() < deadline, "no compaction");
@@ -190,18 +234,43 @@ mod tests {
         assert_eq!(compactions(&metrics, "failure"), 0);
     }
 
-    /// With its waiting line full, a compaction asked for is skipped, not waited for.
+    /// With its waiting line full, a compaction asked for is skipped and counted, not waited
+    /// for.
     #[test]
-    fn a_compaction_beyond_the_waiting_line_is_skipped() {
+    fn a_compaction_beyond_the_waiting_line_is_skipped_and_counted() {
         let dir = tempfile::tempdir().unwrap();
         let uri = dir.path().join("t").display().to_string();
         let table = table_of_small_files(&uri, &[1]);
+        let metrics = Arc::new(Metrics::new());
         // The thread's end of the line, held here: nothing is taken from it.
-        let (jobs, _waiting) = crossbeam_channel::bounded(WAITING);
-        let compactor = Compactor { jobs };
-        for _ in 0..WAITING {
-            assert!(compactor.ask(job(&uri, table.clone())));
+        let (jobs, waiting) = crossbeam_channel::bounded(WAITING);
+        let compactor = Compactor {
+            jobs,
+            metrics: metrics.clone(),
+        };
+        for _ in 0..=WAITING {
+            compactor.ask(job(&uri, table.clone()));
         }
-        assert!(!compactor.ask(job(&uri, table)));
+        assert_eq!(waiting.len(), WAITING);
+        assert_eq!(compactions(&metrics, "skipped"), 1);
+    }
+
+    /// The writer appends on its own copy of the table after the compaction thread swapped
+    /// files under it (a version it has not seen): the append lands, and every row is in the
+    /// table once.
+    #[test]
+    fn the_writer_appends_after_a_swap_it_has_not_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().join("t").display().to_string();
+        let mut writer = DeltaSink::new(HashMap::new(), 0).unwrap();
+        append_ids(&mut writer, &uri, &[1, 2, 3], 1);
+        let copy = writer.opened(&uri).unwrap();
+        let compacting = DeltaSink::new(HashMap::new(), 0).unwrap();
+        let (done, _) = compacting.compact_table(&uri, copy, 1 << 20, &OnceLock::new());
+        assert_eq!(done.unwrap().files_removed, 3);
+        assert_eq!(live_files_and_rows(&uri), (1, 3));
+
+        append_ids(&mut writer, &uri, &[4], 4);
+        assert_eq!(live_files_and_rows(&uri), (2, 4));
     }
 }

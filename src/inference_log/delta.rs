@@ -55,6 +55,17 @@ pub enum Appended {
 /// the file and the commit are still one per batch).
 const ROWS_PER_SLICE: usize = 1024;
 
+/// The stores the Delta kernel opens tables with, registered once per process: the Delta
+/// crate's S3 store for `s3://` (and `s3a://`) tables, and for local ones a store that writes
+/// their files in small pieces ([`super::small_writes`]).
+fn register_stores() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        deltalake::aws::register_handlers(None);
+        super::small_writes::register();
+    });
+}
+
 /// Open tables by URI, reused across commits.
 pub struct DeltaSink {
     runtime: tokio::runtime::Runtime,
@@ -69,8 +80,7 @@ impl DeltaSink {
         // A multi-threaded runtime (of one worker): on a current-thread one the Delta kernel
         // starts a thread and runtime of its own for every table it opens and blocks on them
         // from inside our task (its "block_on was called in a nested fashion" warning).
-        // Local tables' files written in small pieces (see `small_writes`).
-        super::small_writes::register();
+        register_stores();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -170,6 +180,7 @@ impl DeltaSink {
 
     /// Compacts the table at `uri`, when this sink has it open (it has committed to it): see
     /// [`Self::compact_table`]. On any failure the table is reopened on next use.
+    #[cfg(test)]
     pub fn compact(
         &mut self,
         uri: &str,

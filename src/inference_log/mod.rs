@@ -250,9 +250,6 @@ impl InferenceLog {
     /// Starts the writers: `inference_log.writers` shards, or one per core the process may run
     /// on, at most four.
     pub fn start(settings: InferenceLogSettings, metrics: Arc<Metrics>) -> std::io::Result<Self> {
-        // s3:// (and s3a://) tables: the Delta crate's S3 store, registered once per process.
-        static OBJECT_STORES: std::sync::Once = std::sync::Once::new();
-        OBJECT_STORES.call_once(|| deltalake::aws::register_handlers(None));
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         // One absolute value for the writers and the I/O threads they start.
         let nice = priority::target(settings.writer_nice);

@@ -1,16 +1,17 @@
 //! Local table files written in small pieces, so that writing one does not hold the core.
 //!
-//! The Delta writer hands the object store a Parquet file's row group as one buffer (several
-//! MiB for a compaction), and the local store writes each buffer with one `write` call. The
-//! kernel copies it into the page cache without giving the core away: on a kernel without
-//! preemption (`PREEMPT_NONE`, the default of many distributions) a 10 MiB write kept the
-//! serving threads of that core waiting for 20 ms or more, whatever the writer's nice value.
-//! This store passes every payload on as slices of at most [`PIECE`] bytes (no copy): each is
-//! one call, and the kernel can switch to a waiting request between them.
+//! The Delta writer hands the object store a Parquet file in parts of several MiB (the 5 MiB
+//! parts of a multipart upload, for a compaction's output), and the local store writes each
+//! part with one `write` call. The kernel copies it into the page cache without giving the core
+//! away: on a kernel without preemption (`PREEMPT_NONE`, the default of many distributions) a
+//! 5 MiB write kept the serving threads of that core waiting for 20 to 24 ms, whatever the
+//! writer's nice value. This store passes every payload on as slices of at most [`PIECE`]
+//! bytes (no copy): each is one call, and the kernel can switch to a waiting request between
+//! two of them.
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -19,27 +20,27 @@ use deltalake::logstore::object_store::{
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
     UploadPart,
 };
-use deltalake::logstore::{ObjectStoreFactory, ObjectStoreRef, StorageConfig};
+use deltalake::logstore::{
+    DeltaIOStorageBackend, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
+};
 use deltalake::DeltaResult;
 use futures_util::stream::BoxStream;
 use url::Url;
 
-/// The most bytes handed to the inner store in one piece: a write of this size takes the
-/// kernel well under a millisecond.
+/// The most bytes handed to the inner store in one piece: about a millisecond of the kernel's
+/// copying at the rate measured above.
 pub const PIECE: usize = 256 * 1024;
 
 /// Makes the Delta kernel open `file://` tables through [`SmallWrites`]: its registry of
 /// stores is one per process, so this replaces the default for every local table the process
-/// opens (done once).
+/// opens afterwards (called once, by the inference log's sink).
 pub fn register() {
-    static REGISTERED: Once = Once::new();
-    REGISTERED.call_once(|| {
-        let file = Url::parse("file://").expect("a valid URL");
-        deltalake::logstore::object_store_factories().insert(file, Arc::new(LocalFactory));
-    });
+    let file = Url::parse("file://").expect("a valid URL");
+    deltalake::logstore::object_store_factories().insert(file, Arc::new(LocalFactory));
 }
 
-/// Opens local tables as the Delta kernel's default does, wrapped in [`SmallWrites`].
+/// Opens local tables as the Delta kernel's default does (its I/O runtime too, when the
+/// storage options name one), wrapped in [`SmallWrites`].
 struct LocalFactory;
 
 impl ObjectStoreFactory for LocalFactory {
@@ -49,7 +50,11 @@ impl ObjectStoreFactory for LocalFactory {
         config: &StorageConfig,
     ) -> DeltaResult<(ObjectStoreRef, Path)> {
         let (store, path) = object_store::parse_url_opts(url, &config.raw)?;
-        Ok((Arc::new(SmallWrites::new(Arc::from(store))), path))
+        let mut store: ObjectStoreRef = Arc::new(SmallWrites::new(Arc::from(store)));
+        if let Some(runtime) = &config.runtime {
+            store = Arc::new(DeltaIOStorageBackend::new(store, runtime.clone()));
+        }
+        Ok((store, path))
     }
 }
 
@@ -97,6 +102,8 @@ impl ObjectStore for SmallWrites {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        // `opts` as given: a Delta commit on a local table is a put with `PutMode::Create`,
+        // which must stay create-if-absent.
         self.inner
             .put_opts(location, in_pieces(payload), opts)
             .await
@@ -147,7 +154,6 @@ impl ObjectStore for SmallWrites {
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        // The local store's own rename: atomic, which Delta's commit relies on.
         self.inner.rename_opts(from, to, options).await
     }
 }
@@ -225,5 +231,112 @@ mod tests {
         upload.complete().await.unwrap();
         let read = store.get(&in_parts).await.unwrap().bytes().await.unwrap();
         assert_eq!(read, [whole, counting(7)].concat());
+    }
+
+    /// An in-memory store that notes the length of every piece of every payload it is given.
+    #[derive(Debug, Default)]
+    struct Noting {
+        inner: object_store::memory::InMemory,
+        pieces: Arc<std::sync::Mutex<Vec<usize>>>,
+    }
+
+    impl fmt::Display for Noting {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "Noting")
+        }
+    }
+
+    fn note(pieces: &std::sync::Mutex<Vec<usize>>, payload: &PutPayload) {
+        pieces
+            .lock()
+            .unwrap()
+            .extend(payload.iter().map(Bytes::len));
+    }
+
+    #[async_trait]
+    impl ObjectStore for Noting {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> Result<PutResult> {
+            note(&self.pieces, &payload);
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            let upload = self.inner.put_multipart_opts(location, opts).await?;
+            Ok(Box::new(NotingParts {
+                upload,
+                pieces: self.pieces.clone(),
+            }))
+        }
+
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, Result<Path>>,
+        ) -> BoxStream<'static, Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    #[derive(Debug)]
+    struct NotingParts {
+        upload: Box<dyn MultipartUpload>,
+        pieces: Arc<std::sync::Mutex<Vec<usize>>>,
+    }
+
+    #[async_trait]
+    impl MultipartUpload for NotingParts {
+        fn put_part(&mut self, data: PutPayload) -> UploadPart {
+            note(&self.pieces, &data);
+            self.upload.put_part(data)
+        }
+
+        async fn complete(&mut self) -> Result<PutResult> {
+            self.upload.complete().await
+        }
+
+        async fn abort(&mut self) -> Result<()> {
+            self.upload.abort().await
+        }
+    }
+
+    /// What the inner store is given, whole files and parts alike: no piece over [`PIECE`].
+    #[tokio::test]
+    async fn the_inner_store_is_given_no_piece_over_the_limit() {
+        let noting = Arc::new(Noting::default());
+        let pieces = noting.pieces.clone();
+        let store = SmallWrites::new(noting);
+        let big = counting(PIECE + 1);
+        store
+            .put(&Path::from("a"), big.clone().into())
+            .await
+            .unwrap();
+        let mut upload = store.put_multipart(&Path::from("b")).await.unwrap();
+        upload.put_part(big.into()).await.unwrap();
+        upload.complete().await.unwrap();
+        assert_eq!(*pieces.lock().unwrap(), [PIECE, 1, PIECE, 1]);
     }
 }

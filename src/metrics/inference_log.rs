@@ -3,7 +3,7 @@
 
 use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge};
 
-use super::labels::{DropReason, LogTable, Outcome};
+use super::labels::{CompactionOutcome, DropReason, LogTable};
 use super::{make, Registrar};
 
 pub struct LogMetrics {
@@ -50,7 +50,7 @@ impl LogMetrics {
             )),
             compactions: r.add(make::counters(
                 "modelgate_inference_log_compactions_total",
-                "Compactions of an inference table's small files by the writer (inference_log.compact_every_commits), by outcome; a failed one leaves the table as it was.",
+                "Compactions of an inference table's small files (every inference_log.compact_every_commits commits), by outcome: success, failure (the table is left as it was) or skipped (the shard's compaction thread had 16 waiting).",
                 &["endpoint", "table", "outcome"],
             )),
             compacted_files: r.add(make::counters(
@@ -83,7 +83,7 @@ impl LogMetrics {
             let _ = self.commit_duration.remove_label_values(&l);
             let _ = self.commit_retries.remove_label_values(&l);
             let _ = self.compacted_files.remove_label_values(&l);
-            for outcome in Outcome::ALL {
+            for outcome in CompactionOutcome::ALL {
                 let _ = self.compactions.remove_label_values(&[
                     endpoint,
                     table.as_str(),

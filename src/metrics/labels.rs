@@ -79,6 +79,16 @@ label_values!(
 );
 
 label_values!(
+    /// `outcome` of an inference table's compaction (skipped: its shard's compaction thread
+    /// had enough waiting).
+    CompactionOutcome {
+        Success => "success",
+        Failure => "failure",
+        Skipped => "skipped",
+    }
+);
+
+label_values!(
     /// `outcome` of a shadow copy.
     ShadowOutcome {
         Success => "success",

@@ -55,8 +55,8 @@ pub struct InferenceLogSettings {
     /// and an endpoint's tables to different ones (0: one per core the process may run on, at
     /// most 4).
     pub writers: usize,
-    /// Every this many of the writer's commits to a table, it compacts the table's small files
-    /// (0: never).
+    /// Every this many of the writer's commits to a table, the table's small files are
+    /// compacted, on the shard's compaction thread (0: never).
     pub compact_every_commits: u32,
     /// One compaction rewrites files under half of this size, at most this many bytes of them
     /// (the bound on its CPU time and on the file it buffers).
