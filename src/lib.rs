@@ -26,6 +26,7 @@ pub mod promotion;
 pub mod protocol;
 pub mod registry;
 pub mod settings;
+pub(crate) mod sharded_map;
 pub mod trace;
 pub mod version;
 

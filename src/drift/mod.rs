@@ -11,7 +11,6 @@ pub mod profile;
 pub mod quality;
 pub mod report;
 pub mod settings;
-mod sharded_map;
 pub mod stats;
 pub mod window;
 

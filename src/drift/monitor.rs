@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::profile::{Counts, Profiler, Role};
 use super::quality::QualityCounts;
 use super::report::{column_report, iso, EntityReport, OpenWindow, QualityReport, WindowReport};
-use super::sharded_map::ShardedMap;
 use super::window::{Window, Windowed, WindowsSnapshot};
 use crate::data::frame::{ColumnData, Frame};
 use crate::data::tensor::{NamedTensor, TensorData};
@@ -16,6 +15,7 @@ use crate::engine::outputs::OutputMapping;
 use crate::features::expr::Value;
 use crate::inference_log::LabelRecord;
 use crate::settings::monitoring::{LabelSettings, MonitoringSettings, Thresholds};
+use crate::sharded_map::ShardedMap;
 use crate::version::VersionMeta;
 
 /// The settings every monitor shares, checked once.

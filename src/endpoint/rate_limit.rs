@@ -4,10 +4,10 @@
 //! of one clock minute: cheap, and what Databricks documents (calls per minute). With a fleet
 //! (`fleet.redis_url`) the counts are the fleet's ([`crate::fleet`]).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::fleet::{CounterKey, FleetCounts};
+use crate::sharded_map::{ShardedMap, Table};
 
 pub use crate::settings::endpoint::{RateLimit, RateLimitKey, RenewalPeriod};
 
@@ -16,10 +16,16 @@ pub use crate::settings::endpoint::{RateLimit, RateLimitKey, RenewalPeriod};
 const MAX_KEYS: usize = 100_000;
 const SHARED_KEY: &str = "_other";
 
+/// One minute's counts. With up to [`MAX_KEYS`] callers, a single table grew by moving them
+/// all at once, and a new minute freed them all at once, each for milliseconds with the
+/// limit's lock held (`cargo bench --bench rate_limit`): so the counts are split over many
+/// small tables ([`ShardedMap`]), and the last minute's are freed a table a call.
 #[derive(Default)]
 struct Window {
     minute: u64,
-    counts: HashMap<String, u64>,
+    counts: ShardedMap<String, u64>,
+    /// The last minute's tables, not yet freed.
+    retired: Vec<Table<String, u64>>,
 }
 
 /// The counters of an endpoint config's limits.
@@ -107,6 +113,8 @@ impl RateLimiter {
 
     fn check_here(&self, requester: &str, now_ms: u64) -> Result<(), (u64, u64)> {
         let minute = now_ms / 60_000;
+        // Past minutes' tables, freed once the locks are let go (declared first, dropped last).
+        let mut past: Vec<Table<String, u64>> = Vec::new();
         let mut windows: Vec<_> = self
             .limits
             .iter()
@@ -119,8 +127,11 @@ impl RateLimiter {
             }
             if w.minute != minute {
                 w.minute = minute;
-                w.counts.clear();
+                // What is left of the minute before last goes now (a quiet minute).
+                past.append(&mut w.retired);
+                w.retired = std::mem::take(&mut w.counts).into_tables();
             }
+            past.extend(w.retired.pop());
             let key = key_of(limit.key, requester, w);
             if w.counts.get(key).copied().unwrap_or(0) >= limit.calls {
                 return Err((limit.calls, Self::wait(now_ms)));
@@ -131,7 +142,7 @@ impl RateLimiter {
             match w.counts.get_mut(key) {
                 Some(n) => *n += 1,
                 None => {
-                    w.counts.insert(key.to_owned(), 1);
+                    w.counts.get_or_insert_with(key.to_owned(), || 1);
                 }
             }
         }
@@ -143,7 +154,7 @@ fn key_of<'a>(key: RateLimitKey, requester: &'a str, w: &Window) -> &'a str {
     match key {
         // Refused by the config's check; counted as one endpoint-wide limit if it got here.
         RateLimitKey::Endpoint | RateLimitKey::UserGroup => "",
-        _ if w.counts.len() < MAX_KEYS || w.counts.contains_key(requester) => requester,
+        _ if w.counts.len() < MAX_KEYS || w.counts.get(requester).is_some() => requester,
         RateLimitKey::User | RateLimitKey::ServicePrincipal => SHARED_KEY,
     }
 }
@@ -179,6 +190,29 @@ mod tests {
         // The next minute starts over.
         assert!(r.check("ann", t + 45_000).is_ok());
         assert!(RateLimiter::new(&[], None).is_none());
+    }
+
+    /// A new minute does not free the last one's callers at once: its tables go one a call,
+    /// and the new minute counts from nothing.
+    #[test]
+    fn a_minute_of_many_callers_is_freed_a_table_a_call() {
+        let r = RateLimiter::new(&[limit(10, RateLimitKey::User)], None).unwrap();
+        let retired = |r: &RateLimiter| r.limits[0].1.lock().unwrap().retired.len();
+        let t = 60_000 * 1000;
+        for n in 0..1000 {
+            assert!(r.check(&format!("c{n}"), t).is_ok());
+        }
+        assert_eq!(retired(&r), 0);
+        assert!(r.check("c0", t + 60_000).is_ok());
+        assert_eq!(retired(&r), crate::sharded_map::SHARDS - 1);
+        assert!(r.check("c1", t + 60_000).is_ok());
+        assert_eq!(retired(&r), crate::sharded_map::SHARDS - 2);
+        let w = r.limits[0].1.lock().unwrap();
+        assert_eq!((w.counts.get("c0"), w.counts.len()), (Some(&1), 2));
+        drop(w);
+        // A quiet minute later, what was left goes at once.
+        assert!(r.check("c2", t + 120_000).is_ok());
+        assert_eq!(retired(&r), crate::sharded_map::SHARDS - 1);
     }
 
     /// The AI gateway's limit for one principal counts that caller only.

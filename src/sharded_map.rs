@@ -6,7 +6,8 @@
 //! that use up its room). With 100,000 requests waiting for labels, each of those moves took
 //! 10 to 35 ms with the label wait's lock held, and every request of the endpoint stalled for
 //! it (docs/benchmarks.md, "The logged path taken apart, and a stall in the wait for labels").
-//! Split over [`SHARDS`] tables, one move is a [`SHARDS`]th of the entries.
+//! Split over [`SHARDS`] tables, one move is a [`SHARDS`]th of the entries. The per-caller
+//! rate limits count their callers in one too.
 
 use std::borrow::Borrow;
 use std::collections::hash_map::{Entry, VacantEntry};
@@ -14,16 +15,19 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 /// Tables a map is split over: a rehash moves at most about `len / SHARDS` entries.
-pub(super) const SHARDS: usize = 256;
+pub(crate) const SHARDS: usize = 256;
+
+/// One of a [`ShardedMap`]'s tables.
+pub(crate) type Table<K, V> = HashMap<K, V, ahash::RandomState>;
 
 /// A hash map of [`SHARDS`] tables; a key's table is chosen by a hash of its own, seeded
 /// apart from the tables' (so the keys of one table still spread over all its buckets), and
 /// both keyed per process as `ahash` does (keys may be chosen by callers).
-pub(super) struct ShardedMap<K, V> {
+pub(crate) struct ShardedMap<K, V> {
     choose: ahash::RandomState,
     /// Empty until the first insert: every endpoint has a label wait, and one without
     /// monitoring never puts anything in it.
-    tables: Vec<HashMap<K, V, ahash::RandomState>>,
+    tables: Vec<Table<K, V>>,
     len: usize,
 }
 
@@ -56,15 +60,21 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
     }
 
     /// `key`'s table; none before the first insert.
-    fn table_of<Q: Hash + ?Sized>(&self, key: &Q) -> Option<&HashMap<K, V, ahash::RandomState>> {
+    fn table_of<Q: Hash + ?Sized>(&self, key: &Q) -> Option<&Table<K, V>> {
         self.tables.get(self.index_of(key))
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    pub(super) fn get<Q>(&self, key: &Q) -> Option<&V>
+    /// The map's tables, for a caller that frees a large map a table at a time rather than
+    /// all of its entries at once.
+    pub(crate) fn into_tables(self) -> Vec<Table<K, V>> {
+        self.tables
+    }
+
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -72,7 +82,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         self.table_of(key)?.get(key)
     }
 
-    pub(super) fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
+    pub(crate) fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -80,7 +90,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         self.table_of(key)?.get_key_value(key)
     }
 
-    pub(super) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -89,7 +99,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         self.tables.get_mut(t)?.get_mut(key)
     }
 
-    pub(super) fn remove<Q>(&mut self, key: &Q) -> Option<V>
+    pub(crate) fn remove<Q>(&mut self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -103,7 +113,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
     }
 
     /// The value of `key`, inserted from `make` when it has none.
-    pub(super) fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+    pub(crate) fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
         let t = self.index_making_tables(&key);
         match self.tables[t].entry(key) {
             Entry::Occupied(o) => o.into_mut(),
@@ -117,7 +127,7 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
 
     /// Room for `key` when it has no value yet (one lookup for the check and the insert);
     /// `None` when it has one.
-    pub(super) fn vacant(&mut self, key: K) -> Option<Vacant<'_, K, V>> {
+    pub(crate) fn vacant(&mut self, key: K) -> Option<Vacant<'_, K, V>> {
         let t = self.index_making_tables(&key);
         match self.tables[t].entry(key) {
             Entry::Occupied(_) => None,
@@ -137,13 +147,13 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
 }
 
 /// A key without a value, ready to take one ([`ShardedMap::vacant`]).
-pub(super) struct Vacant<'a, K, V> {
+pub(crate) struct Vacant<'a, K, V> {
     entry: VacantEntry<'a, K, V>,
     len: &'a mut usize,
 }
 
 impl<'a, K, V> Vacant<'a, K, V> {
-    pub(super) fn insert(self, value: V) -> &'a mut V {
+    pub(crate) fn insert(self, value: V) -> &'a mut V {
         let value = self.entry.insert(value);
         *self.len += 1;
         value
