@@ -22,12 +22,8 @@ use modelgate::settings::capture::AutoCaptureConfig;
 mod common;
 use common::{body, load};
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod settings_from_env;
+use settings_from_env::env_or;
 
 fn main() {
     // Cargo passes `--bench` (and a filter, when given); neither applies here.

@@ -17,16 +17,12 @@ use modelgate::drift::{MonitorConfig, PendingLabels, SlotMonitor};
 use modelgate::inference_log::RequestId;
 use modelgate::settings::monitoring::{LabelSettings, MonitoringSettings};
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod settings_from_env;
+use settings_from_env::env_or;
 
 fn main() {
     // Cargo passes `--bench` (and a filter, when given); neither applies here.
-    let calls = env_or("CALLS", 3_000_000);
+    let calls: usize = env_or("CALLS", 3_000_000);
     let labels = LabelSettings {
         max_pending_rows: env_or("BOUND", 100_000),
         ..LabelSettings::default()

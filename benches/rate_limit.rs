@@ -15,20 +15,16 @@ use modelgate::endpoint::rate_limit::{RateLimit, RateLimitKey, RateLimiter};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod settings_from_env;
+use settings_from_env::env_or;
 
 fn main() {
     // Cargo passes `--bench` (and a filter, when given); neither applies here.
-    let calls = env_or("CALLS", 3_000_000);
-    let callers: Vec<String> = (0..env_or("CALLERS", 120_000))
+    let calls: usize = env_or("CALLS", 3_000_000);
+    let callers: Vec<String> = (0..env_or::<usize>("CALLERS", 120_000))
         .map(|n| format!("caller-{n:08}"))
         .collect();
-    let per_minute = env_or("PER_MINUTE", 1_000_000) as u64;
+    let per_minute: u64 = env_or("PER_MINUTE", 1_000_000);
     let limit = RateLimit {
         key: RateLimitKey::User,
         ..RateLimit::per_endpoint(u64::MAX)
