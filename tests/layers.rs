@@ -8,6 +8,7 @@ use std::path::Path;
 /// Bottom first. `lib.rs` and `main.rs` wire everything and stand above them all.
 const LAYERS: &[&str] = &[
     "clock",
+    "sharded_map",
     "periodic",
     "progress",
     "error",
