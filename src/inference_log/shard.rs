@@ -63,11 +63,8 @@ impl Shard {
             metrics.clone(),
             sink,
             stop.clone(),
-        );
-        let writer = match compactor {
-            Some(compactor) => writer.with_compactor(compactor),
-            None => writer,
-        };
+        )
+        .with_compactor(compactor);
         let marks = catch_up::Marks::new(settings.queue_bytes, count, settings.catch_up);
         let shared = Arc::new(catch_up::Shared::new(
             writer,

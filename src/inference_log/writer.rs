@@ -171,8 +171,8 @@ impl Writer {
 
     /// The writer, asking `compactor` for its tables' compactions (without one it compacts
     /// nothing).
-    pub(super) fn with_compactor(mut self, compactor: Compactor) -> Self {
-        self.compactor = Some(compactor);
+    pub(super) fn with_compactor(mut self, compactor: Option<Compactor>) -> Self {
+        self.compactor = compactor;
         self
     }
 
