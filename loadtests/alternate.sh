@@ -16,7 +16,8 @@
 # to that binary's config under `inference:` (say `BIN::"inline: {max_us: 0}"`, every job on the pool), ENTITY after
 # a second `::` to its served entity (say `BIN::::"batching: {max_rows: 32}"`); LOG_YAML adds
 # keys under `inference_log:` for every run. Prints one line per run: label, req/s, p99 ms (open
-# loop: also p50 and p99.9). Needs wrk, oha, taskset and python3, as pin.sh does.
+# loop: also p50 and p99.9), and the ms the hypervisor took from CPUs 0 and 1 during the
+# measured part (steal: a run that lost more than a few ms of them measured the VM). Needs wrk, oha, taskset and python3, as pin.sh does.
 set -euo pipefail
 logged=0 rate="" c=8 secs=5 rounds=3 warmup=2
 while [ $# -gt 0 ]; do
@@ -62,6 +63,7 @@ for round in $(seq "$rounds"); do
     start_pinned 0 "$bin" "$work/c.yaml" "$work"
     url="$base/serving-endpoints/t/invocations"
     taskset -c 1 wrk -t1 -c"$c" -d"${warmup}s" -s "$work/post.lua" "$url" > /dev/null
+    stolen="$(steal_ms 0,1)"
     if [ -n "$rate" ]; then
       result="$(taskset -c 1 "$OHA" -z "${secs}s" -c "$c" -q "$rate" --latency-correction -w -t 10s --no-tui \
         --output-format json -m POST -T application/json -D "$work/body.json" "$url" | python3 -c '
@@ -75,6 +77,7 @@ print("%.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms" % (ok / d["summary"]
       read -r rps p99 <<< "$out"
       result="$rps req/s, p99 $p99 ms"
     fi
+    result="$result, steal $(($(steal_ms 0,1) - stolen)) ms"
     echo "round $round, $(basename "$bin")${extra:+ ($extra)}${entity:+ [$entity]}, c=$c${rate:+, open loop at $rate req/s}: $result"
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   done

@@ -12,7 +12,9 @@
 # targets start the open-loop run once the inference-log queue has drained.
 # Prints a markdown section (and writes it to --out FILE) with the ratios the issue sets:
 # serving >= 50 % of bare's req/s with p99 <= 2x bare's; logged >= 85 % of serving's req/s
-# with p99 <= 1.5x serving's, closed loop and open loop.
+# with p99 <= 1.5x serving's, closed loop and open loop. Each measured run also gets the time
+# the hypervisor took from the server's and the client's CPUs meanwhile (steal, /proc/stat);
+# the section says which runs lost more than 1 % of their time to it.
 #
 #   loadtests/pin.sh [--out FILE] [--unpinned]
 #   DURATION=15 WARMUP=3 CONNECTIONS="8 32" ROWS=1 SERVER_CPUS=0 CLIENT_CPUS=1
@@ -67,11 +69,16 @@ if [ -z "${BARE_BIN:-}" ]; then
   BARE_BIN="$CARGO_TARGET_DIR/release/modelgate-bare"
 fi
 
-server=() client=()
+server=() client=() steal_cpus=(all all)
 if [ "$pinned" = 1 ]; then
   server=(taskset -c "$SERVER_CPUS")
   client=(taskset -c "$CLIENT_CPUS")
+  steal_cpus=("$SERVER_CPUS" "$CLIENT_CPUS")
 fi
+# shellcheck source=loadtests/pinned_config.sh
+source loadtests/pinned_config.sh
+# "SERVER_MS CLIENT_MS": steal so far on the server's and the client's CPUs.
+steal_now() { echo "$(steal_ms "${steal_cpus[0]}") $(steal_ms "${steal_cpus[1]}")"; }
 
 work="$(mktemp -d)" pid=""
 cleanup() {
@@ -149,7 +156,10 @@ measure() {  # $1: target key
     [ "$key" = bare ] || drained
     local cmd=(wrk -t1 -c"$c" -d"${DURATION}s" --timeout 10s -s "$work/post.lua" "$url")
     echo "${client[*]} ${cmd[*]}" >> "$work/commands.txt"
+    local before
+    before="$(steal_now)"
     "${client[@]}" "${cmd[@]}" | tail -n 1 > "$work/$key-closed-$c.json"
+    echo "$before $(steal_now)" > "$work/$key-closed-$c.steal"
     local rate
     rate="$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(max(1, int((d["requests"] - d["non2xx"]) / (d["duration_us"] / 1e6) / 2)))' "$work/$key-closed-$c.json")"
     [ "$key" = bare ] || drained
@@ -157,7 +167,9 @@ measure() {  # $1: target key
     cmd=("$OHA" -z "${DURATION}s" -c "$c" -q "$rate" --latency-correction -w -t 10s --no-tui
       --output-format json -m POST -T application/json -D "$work/body.json" "$url")
     echo "${client[*]} oha ${cmd[*]:1}" >> "$work/commands.txt"
+    before="$(steal_now)"
     "${client[@]}" "${cmd[@]}" > "$work/$key-open-$c.json"
+    echo "$before $(steal_now)" > "$work/$key-open-$c.steal"
   done
 }
 
@@ -167,8 +179,6 @@ measure bare
 stop
 
 # Serving only, then logged and monitored: one endpoint, version 1, ONNX Runtime.
-# shellcheck source=loadtests/pinned_config.sh
-source loadtests/pinned_config.sh
 for key in serving logged; do
   pinned_config "$key" "$work/$key" > "$work/$key.yaml"
   start modelgate "$GATEWAY_BIN" serve --config "$work/$key.yaml" --listen 127.0.0.1:0
@@ -204,6 +214,14 @@ def opened(key, c):
     ms = lambda p: (pct.get(p) or 0.0) * 1000
     return {"rps": ok / d["summary"]["total"], "p50": ms("p50"), "p99": ms("p99"), "p999": ms("p99.9"), "bad": bad}
 
+def stolen(key, c, loop):
+    """Steal in ms during one measured run: the server's CPUs and, pinned, the client's."""
+    try:
+        s0, c0, s1, c1 = (int(x) for x in open(f"{work}/{key}-{loop}-{c}.steal").read().split())
+    except (OSError, ValueError):
+        return None
+    return (s1 - s0) + ((c1 - c0) if pinned else 0)
+
 keys = [("bare", "bare actix-web"), ("serving", "gateway, serving only"),
         ("logged", "gateway, logged + monitored")]
 r = {(k, c): {"closed": closed(k, c), "open": opened(k, c)} for k, _ in keys for c in conns}
@@ -221,8 +239,9 @@ o.append(f"One run of `loadtests/pin.sh{'' if pinned else ' --unpinned'}` at "
          f"oha {oha.split()[-1]} at half the closed loop's rate for {duration} s with "
          f"`--latency-correction`.")
 o.append("")
-o.append("| target | c | closed req/s | share | p50 ms | p99 ms | p99.9 ms | open rate | open p50 ms | open p99 ms | open p99.9 ms | non-2xx + errors |")
-o.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+o.append("| target | c | closed req/s | share | p50 ms | p99 ms | p99.9 ms | open rate | open p50 ms | open p99 ms | open p99.9 ms | non-2xx + errors | steal ms, closed / open |")
+o.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+shown = lambda ms: "?" if ms is None else str(ms)
 for k, label in keys:
     for c in conns:
         cl, op = r[(k, c)]["closed"], r[(k, c)]["open"]
@@ -230,7 +249,8 @@ for k, label in keys:
         share = "100 %" if k == "bare" else f"{100 * cl['rps'] / ref:.0f} % of {'bare' if k == 'serving' else 'serving'}"
         o.append(f"| {label} | {c} | {cl['rps']:.0f} | {share} | {cl['p50']:.3f} | {cl['p99']:.3f} | "
                  f"{cl['p999']:.3f} | {int(cl['rps']) // 2} | {op['p50']:.3f} | {op['p99']:.3f} | "
-                 f"{op['p999']:.3f} | {cl['bad']} / {op['bad']} |")
+                 f"{op['p999']:.3f} | {cl['bad']} / {op['bad']} | "
+                 f"{shown(stolen(k, c, 'closed'))} / {shown(stolen(k, c, 'open'))} |")
 o.append("")
 o.append("Against the targets:")
 o.append("")
@@ -246,6 +266,18 @@ for c in conns:
     o.append(f"| {c} | {100 * a:.0f} % ({met(a >= 0.5)}, >= 50 %) | {p:.2f}x ({met(p <= 2)}, <= 2x) | "
              f"{100 * g:.0f} % ({met(g >= 0.85)}, >= 85 %) | {pc:.2f}x ({met(pc <= 1.5)}, <= 1.5x) | "
              f"{po:.2f}x ({met(po <= 1.5)}, <= 1.5x) |")
+o.append("")
+# A run that lost more than 1 % of its time to the hypervisor measured the VM, not the server.
+limit = int(duration) * 10
+disturbed = [f"{label} at c = {c}, {loop} loop ({ms} ms)" for k, label in keys for c in conns
+             for loop in ("closed", "open") if (ms := stolen(k, c, loop)) is not None and ms > limit]
+if disturbed:
+    o.append(f"**Disturbed:** the hypervisor took more than 1 % of a run ({limit} ms) from the "
+             f"measured CPUs in: {'; '.join(disturbed)}. Ratios that use those runs do not hold; "
+             "run again.")
+else:
+    o.append(f"No measured run lost more than 1 % of its time ({limit} ms) to the hypervisor "
+             "(steal in /proc/stat, the server's and the client's CPUs).")
 o.append("")
 o.append("Commands, in the order run (`$WORK` is the run's temp dir):")
 o.append("")

@@ -58,6 +58,34 @@ end
 PY
 }
 
+# Milliseconds of CPUS (a taskset list such as `0` or `0,2-3`, or `all`) that the hypervisor
+# has taken since boot: the steal column of /proc/stat. On a shared VM a run that lost tens of
+# ms of its cores to steal does not compare with one that lost none; the load tests print the
+# difference over each run. 0 where /proc/stat has no steal column.
+steal_ms() {  # $1: CPUS
+  python3 - "$1" <<'PY'
+import os, sys
+spec = sys.argv[1]
+cpus = None
+if spec != "all":
+    cpus = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+ticks = 0
+try:
+    for line in open("/proc/stat"):
+        name, *fields = line.split()
+        if not name.startswith("cpu") or len(fields) < 8:
+            continue
+        if (cpus is None and name == "cpu") or (cpus is not None and name[3:].isdigit() and int(name[3:]) in cpus):
+            ticks += int(fields[7])
+except OSError:
+    pass
+print(ticks * 1000 // os.sysconf("SC_CLK_TCK"))
+PY
+}
+
 # Starts BIN serving CONFIG on a free loopback port, pinned to CPUS (taskset's list), its
 # stdout and stderr in WORK/out and WORK/err; sets `pid` and `base` (its URL), or prints its
 # stderr and exits.
