@@ -269,6 +269,7 @@ for c in conns:
 o.append("")
 # A run that lost more than 1 % of its time to the hypervisor measured the VM, not the server.
 limit = int(duration) * 10
+measured_cpus = "the server's and the client's CPUs" if pinned else "every CPU"
 disturbed = [f"{label} at c = {c}, {loop} loop ({ms} ms)" for k, label in keys for c in conns
              for loop in ("closed", "open") if (ms := stolen(k, c, loop)) is not None and ms > limit]
 if disturbed:
@@ -277,7 +278,7 @@ if disturbed:
              "run again.")
 else:
     o.append(f"No measured run lost more than 1 % of its time ({limit} ms) to the hypervisor "
-             "(steal in /proc/stat, the server's and the client's CPUs).")
+             f"(steal in /proc/stat, {measured_cpus}).")
 o.append("")
 o.append("Commands, in the order run (`$WORK` is the run's temp dir):")
 o.append("")
