@@ -442,8 +442,9 @@ mod tests {
     }
 
     fn demo_onnx() -> Vec<u8> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(dir.join("models/transactions/1/model.onnx")).unwrap()
+        // Relative to the package root, where cargo runs the tests (not the folder the test
+        // binary was built in, which a shared target folder may have built elsewhere).
+        std::fs::read("models/transactions/1/model.onnx").unwrap()
     }
 
     /// The demo's logistic regression on tract, its input binding, and `rows` rows of

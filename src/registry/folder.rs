@@ -70,7 +70,10 @@ mod tests {
 
     #[test]
     fn the_folder_is_version_one_of_any_name_and_nothing_else() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/transactions/1");
+        // An absolute path, under the package root where cargo runs the tests.
+        let dir = std::env::current_dir()
+            .unwrap()
+            .join("models/transactions/1");
         let r = FolderRegistry::new(&dir);
         assert_eq!(r.resolve("mine", "1").unwrap(), "1");
         assert_eq!(r.resolve("mine", "latest").unwrap(), "1");
