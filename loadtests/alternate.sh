@@ -17,8 +17,8 @@
 # a second `::` to its served entity (say `BIN::::"batching: {max_rows: 32}"`); LOG_YAML adds
 # keys under `inference_log:` for every run. Prints one line per run: label, req/s, p99 ms (open
 # loop: also p50 and p99.9), and the ms the hypervisor took from CPUs 0 and 1 during the
-# measured part (steal: a run that lost more than a few ms of them measured the VM). Needs
-# wrk, oha, taskset and python3, as pin.sh does.
+# measured part (steal, counted by the kernel in 10 ms ticks: a run that lost more than 1 % of
+# its time to it measured the VM). Needs wrk, oha, taskset and python3, as pin.sh does.
 set -euo pipefail
 logged=0 rate="" c=8 secs=5 rounds=3 warmup=2
 while [ $# -gt 0 ]; do

@@ -61,7 +61,8 @@ PY
 # Milliseconds of CPUS (a taskset list such as `0` or `0,2-3`, or `all`) that the hypervisor
 # has taken since boot: the steal column of /proc/stat. On a shared VM a run that lost tens of
 # ms of its cores to steal does not compare with one that lost none; the load tests print the
-# difference over each run. 0 where /proc/stat has no steal column.
+# difference over each run. 0 where /proc/stat has no steal column; `?` for a list it cannot
+# read (taskset takes forms such as `0-7:2` that this does not).
 steal_ms() {  # $1: CPUS
   python3 - "$1" <<'PY'
 import os, sys
@@ -69,9 +70,13 @@ spec = sys.argv[1]
 cpus = None
 if spec != "all":
     cpus = set()
-    for part in spec.split(","):
-        lo, _, hi = part.partition("-")
-        cpus.update(range(int(lo), int(hi or lo) + 1))
+    try:
+        for part in spec.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        print("?")
+        sys.exit(0)
 ticks = 0
 try:
     for line in open("/proc/stat"):

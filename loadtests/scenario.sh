@@ -14,4 +14,6 @@ if [ -z "${ORT_DYLIB_PATH:-}" ]; then
 fi
 cargo build --release --locked --bin modelgate >&2
 cargo build --release --locked -p modelgate-loadtest >&2
-exec "$CARGO_TARGET_DIR/release/modelgate-loadtest" "$@"
+# The scenarios find this checkout by CARGO_MANIFEST_DIR, as under `cargo run`: the binary in the
+# shared target folder may have been built in another one.
+CARGO_MANIFEST_DIR="$PWD/loadtests/scenarios" exec "$CARGO_TARGET_DIR/release/modelgate-loadtest" "$@"

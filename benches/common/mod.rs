@@ -46,8 +46,7 @@ fn registry_without_specs() -> std::path::PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let from =
-            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/transactions"));
+        let from = checkout().join("models/transactions");
         let to = dir.path().join("transactions");
         for version in ["1", "2"] {
             std::fs::create_dir_all(to.join(version)).expect("a version folder");
@@ -66,10 +65,7 @@ fn registry_without_specs() -> std::path::PathBuf {
 
 /// `rows` rows of the v1 fixture as a `dataframe_split` body.
 pub fn body(rows: usize) -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/transactions_v1_cases.json"
-    );
+    let path = checkout().join("tests/fixtures/transactions_v1_cases.json");
     let cases: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let data: Vec<Value> = cases["data"]
         .as_array()
@@ -81,4 +77,12 @@ pub fn body(rows: usize) -> Vec<u8> {
         .collect();
     serde_json::to_vec(&json!({"dataframe_split": {"columns": cases["columns"], "data": data}}))
         .unwrap()
+}
+
+/// The checkout under bench: `CARGO_MANIFEST_DIR` as cargo sets it for the run, so that a bench
+/// binary a shared target folder reuses from another checkout's build reads this one's files;
+/// where the binary was built otherwise.
+fn checkout() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
 }
