@@ -474,13 +474,16 @@ fn compaction_keeps_every_row_once_in_fewer_files() {
         "  flush_rows: 4\n  flush_interval_ms: 20\n  compact_every_commits: 1\n",
     );
     // Compactions run beside the writer, and shutdown skips those still waiting: the gateways
-    // stop once each table has had one.
+    // stop once each table has had one that rewrote files (a compaction that found fewer than
+    // two small files succeeds with nothing to do).
     let ids = append_from_two_gateways_then(&settings, |gateways| {
         for table in ["payload", "predictions"] {
-            let line = format!("modelgate_inference_log_compactions_total{{endpoint=\"e\",outcome=\"success\",table=\"{table}\"}}");
+            let line = format!(
+                "modelgate_inference_log_compacted_files_total{{endpoint=\"e\",table=\"{table}\"}}"
+            );
             common::wait_for(&line, Duration::from_secs(60), || {
                 let done: f64 = gateways.iter().filter_map(|g| g.metric(&line)).sum();
-                (done >= 1.0).then_some(())
+                (done > 0.0).then_some(())
             });
         }
     });

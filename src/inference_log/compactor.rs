@@ -43,7 +43,8 @@ pub(super) struct Compactor {
 
 impl Compactor {
     /// Starts the thread `log-compact-{index}` at nice value `nice`, with a Delta sink of its
-    /// own (`storage_options`); each compaction is abandoned once `stop` is set.
+    /// own (for its runtime: the tables come open with their jobs); each compaction is
+    /// abandoned once `stop` is set.
     pub(super) fn start(
         index: usize,
         storage_options: std::collections::HashMap<String, String>,
@@ -67,19 +68,25 @@ impl Compactor {
     }
 
     /// Asks for `job` without waiting: skipped, and counted, when [`WAITING`] compactions wait
-    /// already.
+    /// already (or the thread has stopped).
     pub(super) fn ask(&self, job: Job) {
-        let (uri, endpoint, kind) = (job.uri.clone(), job.endpoint.clone(), job.kind);
-        match self.jobs.try_send(job) {
+        let job = match self.jobs.try_send(job) {
             Ok(()) => return,
-            Err(TrySendError::Full(_)) => {
-                tracing::debug!(table = %uri, "compaction skipped: {WAITING} wait already");
+            Err(TrySendError::Full(job)) => {
+                tracing::debug!(table = %job.uri, "compaction skipped: {WAITING} wait already");
+                job
             }
-            Err(TrySendError::Disconnected(_)) => {
-                tracing::warn!(table = %uri, "compaction skipped: the compaction thread has stopped");
+            Err(TrySendError::Disconnected(job)) => {
+                tracing::warn!(table = %job.uri, "compaction skipped: the compaction thread has stopped");
+                job
             }
-        }
-        count(&self.metrics, &endpoint, kind, CompactionOutcome::Skipped);
+        };
+        count(
+            &self.metrics,
+            &job.endpoint,
+            job.kind,
+            CompactionOutcome::Skipped,
+        );
     }
 }
 

@@ -16,13 +16,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use deltalake::logstore::object_store::{
-    self, path::Path, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+    path::Path, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
     UploadPart,
 };
-use deltalake::logstore::{
-    DeltaIOStorageBackend, ObjectStoreFactory, ObjectStoreRef, StorageConfig,
-};
+use deltalake::logstore::{ObjectStoreFactory, ObjectStoreRef, StorageConfig};
 use deltalake::DeltaResult;
 use futures_util::stream::BoxStream;
 use url::Url;
@@ -32,16 +30,24 @@ use url::Url;
 pub const PIECE: usize = 256 * 1024;
 
 /// Makes the Delta kernel open `file://` tables through [`SmallWrites`]: its registry of
-/// stores is one per process, so this replaces the default for every local table the process
+/// stores is one per process, so this wraps the default for every local table the process
 /// opens afterwards (called once, by the inference log's sink).
 pub fn register() {
     let file = Url::parse("file://").expect("a valid URL");
-    deltalake::logstore::object_store_factories().insert(file, Arc::new(LocalFactory));
+    let registry = deltalake::logstore::object_store_factories();
+    // Taken out before the insert (the registry's lock on it ends with the statement).
+    let Some(default) = registry.get(&file).map(|f| f.value().clone()) else {
+        tracing::warn!("the Delta kernel has no store for file:// tables: their files are written as it writes them");
+        return;
+    };
+    registry.insert(file, Arc::new(LocalFactory { default }));
 }
 
-/// Opens local tables as the Delta kernel's default does (its I/O runtime too, when the
-/// storage options name one), wrapped in [`SmallWrites`].
-struct LocalFactory;
+/// Opens local tables with the Delta kernel's own factory (its I/O runtime too, when the
+/// storage options name one), the store it gives wrapped in [`SmallWrites`].
+struct LocalFactory {
+    default: Arc<dyn ObjectStoreFactory>,
+}
 
 impl ObjectStoreFactory for LocalFactory {
     fn parse_url_opts(
@@ -49,12 +55,8 @@ impl ObjectStoreFactory for LocalFactory {
         url: &Url,
         config: &StorageConfig,
     ) -> DeltaResult<(ObjectStoreRef, Path)> {
-        let (store, path) = object_store::parse_url_opts(url, &config.raw)?;
-        let mut store: ObjectStoreRef = Arc::new(SmallWrites::new(Arc::from(store)));
-        if let Some(runtime) = &config.runtime {
-            store = Arc::new(DeltaIOStorageBackend::new(store, runtime.clone()));
-        }
-        Ok((store, path))
+        let (store, path) = self.default.parse_url_opts(url, config)?;
+        Ok((Arc::new(SmallWrites::new(store)), path))
     }
 }
 

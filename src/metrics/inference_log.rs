@@ -50,7 +50,7 @@ impl LogMetrics {
             )),
             compactions: r.add(make::counters(
                 "modelgate_inference_log_compactions_total",
-                "Compactions of an inference table's small files (every inference_log.compact_every_commits commits), by outcome: success, failure (the table is left as it was) or skipped (the shard's compaction thread had 16 waiting).",
+                "Compactions of an inference table's small files (every inference_log.compact_every_commits commits), by outcome: success, failure (the table is left as it was) or skipped (the shard's compaction thread had its most waiting, or had stopped; the table is due again after as many commits).",
                 &["endpoint", "table", "outcome"],
             )),
             compacted_files: r.add(make::counters(

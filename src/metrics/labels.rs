@@ -80,7 +80,7 @@ label_values!(
 
 label_values!(
     /// `outcome` of an inference table's compaction (skipped: its shard's compaction thread
-    /// had enough waiting).
+    /// had its most waiting, or had stopped).
     CompactionOutcome {
         Success => "success",
         Failure => "failure",
