@@ -4,10 +4,11 @@
 //! p-values within 1e-11 relative over their range. Every mismatch is listed before failing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use modelgate::drift::stats;
 use serde::Deserialize;
+
+mod checkout;
 
 const STATISTIC_TOLERANCE: f64 = 1e-9;
 const P_VALUE_TOLERANCE: f64 = 1e-6;
@@ -126,9 +127,7 @@ impl Checks {
 }
 
 fn fixture() -> Fixture {
-    let path = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("tests/fixtures/drift_statistics.json");
+    let path = checkout::checkout().join("tests/fixtures/drift_statistics.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (run tests/readers/drift_reference.py)",

@@ -5,6 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+mod checkout;
+use checkout::checkout;
+
 /// Bottom first. `lib.rs` and `main.rs` wire everything and stand above them all.
 const LAYERS: &[&str] = &[
     "clock",
@@ -159,10 +162,4 @@ fn the_architecture_page_names_every_layer() {
             "docs/architecture.md does not name the layer `{layer}`"
         );
     }
-}
-
-/// The checkout under test (see `tests/common/mod.rs`'s `repo`, which this test does not load).
-fn checkout() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
 }

@@ -10,6 +10,10 @@ use modelgate::registry::file::FileRegistry;
 use modelgate::settings::{InferenceSettings, ServedEntitySettings};
 use serde_json::{json, Value};
 
+#[path = "../../tests/checkout/mod.rs"]
+mod checkout;
+use checkout::checkout;
+
 pub fn load(
     engines: &Engines,
     pool: &Arc<InferencePool>,
@@ -77,12 +81,4 @@ pub fn body(rows: usize) -> Vec<u8> {
         .collect();
     serde_json::to_vec(&json!({"dataframe_split": {"columns": cases["columns"], "data": data}}))
         .unwrap()
-}
-
-/// The checkout under bench: `CARGO_MANIFEST_DIR` as cargo sets it for the run, so that a bench
-/// binary a shared target folder reuses from another checkout's build reads this one's files;
-/// where the binary was built otherwise.
-fn checkout() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
 }

@@ -17,7 +17,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use deltalake::DeltaTable;
 
-use super::delta::{DeltaSink, SinkError};
+use super::delta::{self, SinkError};
 use super::priority;
 use crate::metrics::labels::{CompactionOutcome, LogTable};
 use crate::metrics::Metrics;
@@ -39,32 +39,37 @@ pub(super) struct Job {
 pub(super) struct Compactor {
     jobs: Sender<Job>,
     metrics: Arc<Metrics>,
+    /// A table's commits by the writer between two compactions it asks for.
+    pub every: u32,
 }
 
 impl Compactor {
-    /// Starts the thread `log-compact-{index}` at nice value `nice`, with a Delta sink of its
-    /// own (for its runtime: the tables come open with their jobs); each compaction is
-    /// abandoned once `stop` is set.
+    /// Starts the thread `log-compact-{index}` at nice value `nice`, with a Delta runtime of
+    /// its own (its I/O threads `log-compact-io`, at the same nice value, apart from the
+    /// writer's so that neither waits on the other's work; the tables come open with their
+    /// jobs); each compaction is abandoned once `stop` is set.
     pub(super) fn start(
         index: usize,
-        storage_options: std::collections::HashMap<String, String>,
+        every: u32,
         nice: i32,
         max_bytes: u64,
         metrics: Arc<Metrics>,
         stop: Arc<OnceLock<Instant>>,
     ) -> std::io::Result<Self> {
         let (jobs, waiting) = crossbeam_channel::bounded(WAITING);
-        // A sink for its runtime (I/O threads at the same nice value), apart from the
-        // writer's so that neither waits on the other's work.
-        let sink = DeltaSink::new(storage_options, nice)?;
+        let runtime = delta::io_runtime("log-compact-io", nice)?;
         let counted = metrics.clone();
         std::thread::Builder::new()
             .name(format!("log-compact-{index}"))
             .spawn(move || {
                 priority::lower_this_thread(nice);
-                run(sink, &waiting, max_bytes, &counted, &stop);
+                run(&runtime, &waiting, max_bytes, &counted, &stop);
             })?;
-        Ok(Self { jobs, metrics })
+        Ok(Self {
+            jobs,
+            metrics,
+            every,
+        })
     }
 
     /// Asks for `job` without waiting: skipped, and counted, when [`WAITING`] compactions wait
@@ -99,7 +104,7 @@ fn count(metrics: &Metrics, endpoint: &str, kind: LogTable, outcome: CompactionO
 }
 
 fn run(
-    sink: DeltaSink,
+    runtime: &tokio::runtime::Runtime,
     waiting: &Receiver<Job>,
     max_bytes: u64,
     metrics: &Metrics,
@@ -113,12 +118,12 @@ fn run(
         let started = Instant::now();
         let Job {
             uri,
-            table,
+            mut table,
             endpoint,
             kind,
         } = job;
         let result = catch_unwind(AssertUnwindSafe(|| {
-            sink.compact_table(&uri, table, max_bytes, stop).0
+            delta::compact_table(runtime, &uri, &mut table, max_bytes, stop)
         }))
         .unwrap_or_else(|_| {
             Err(SinkError::Table {
@@ -161,7 +166,7 @@ mod tests {
     use deltalake::arrow::record_batch::RecordBatch;
 
     use super::*;
-    use crate::inference_log::delta::Txn;
+    use crate::inference_log::delta::{DeltaSink, Txn};
 
     /// Appends one small file per id to the table at `uri` through `sink`, as batches
     /// `first`, `first + 1`, ... of a writer.
@@ -224,8 +229,7 @@ mod tests {
         let table = table_of_small_files(&uri, &[1, 2, 3]);
         let metrics = Arc::new(Metrics::new());
         let stop = Arc::new(OnceLock::new());
-        let compactor =
-            Compactor::start(0, HashMap::new(), 0, 1 << 20, metrics.clone(), stop).unwrap();
+        let compactor = Compactor::start(0, 1, 0, 1 << 20, metrics.clone(), stop).unwrap();
         compactor.ask(job(&uri, table));
         let deadline = Instant::now() + Duration::from_secs(20);
         while compactions(&metrics, "success") == 0 {
@@ -254,6 +258,7 @@ mod tests {
         let compactor = Compactor {
             jobs,
             metrics: metrics.clone(),
+            every: 1,
         };
         for _ in 0..=WAITING {
             compactor.ask(job(&uri, table.clone()));
@@ -272,8 +277,9 @@ mod tests {
         let mut writer = DeltaSink::new(HashMap::new(), 0).unwrap();
         append_ids(&mut writer, &uri, &[1, 2, 3], 1);
         let copy = writer.opened(&uri).unwrap();
-        let compacting = DeltaSink::new(HashMap::new(), 0).unwrap();
-        let (done, _) = compacting.compact_table(&uri, copy, 1 << 20, &OnceLock::new());
+        let mut copy = copy;
+        let compacting = delta::io_runtime("test-compact-io", 0).unwrap();
+        let done = delta::compact_table(&compacting, &uri, &mut copy, 1 << 20, &OnceLock::new());
         assert_eq!(done.unwrap().files_removed, 3);
         assert_eq!(live_files_and_rows(&uri), (1, 3));
 

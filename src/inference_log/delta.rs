@@ -77,16 +77,8 @@ impl DeltaSink {
     /// A sink whose runtime's helper threads (blocking file I/O) run at nice value `nice`, as
     /// the writer thread that drives it does (0: as the thread that starts them).
     pub fn new(storage_options: HashMap<String, String>, nice: i32) -> std::io::Result<Self> {
-        // A multi-threaded runtime (of one worker): on a current-thread one the Delta kernel
-        // starts a thread and runtime of its own for every table it opens and blocks on them
-        // from inside our task (its "block_on was called in a nested fashion" warning).
         register_stores();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .thread_name("inference-log-io")
-            .on_thread_start(move || super::priority::lower_this_thread(nice))
-            .build()?;
+        let runtime = io_runtime("inference-log-io", nice)?;
         Ok(Self {
             runtime,
             storage_options,
@@ -187,43 +179,14 @@ impl DeltaSink {
         max_bytes: u64,
         stop: &OnceLock<Instant>,
     ) -> Result<Compacted, SinkError> {
-        let Some(table) = self.tables.remove(uri) else {
+        let Some(mut table) = self.tables.remove(uri) else {
             return Ok(Compacted::default());
         };
-        let (outcome, table) = self.compact_table(uri, table, max_bytes, stop);
+        let outcome = compact_table(&self.runtime, uri, &mut table, max_bytes, stop);
         if outcome.is_ok() {
             self.tables.insert(uri.to_owned(), table);
         }
         outcome
-    }
-
-    /// Compacts `table` (at `uri`), see [`super::compact`], and gives it back at the version
-    /// it then has. Abandoned as soon as `stop` is set (shutdown began: what is queued goes
-    /// first; the table is whole whether the swap landed or not).
-    pub fn compact_table(
-        &self,
-        uri: &str,
-        mut table: DeltaTable,
-        max_bytes: u64,
-        stop: &OnceLock<Instant>,
-    ) -> (Result<Compacted, SinkError>, DeltaTable) {
-        let outcome = self.runtime.block_on(async {
-            tokio::select! {
-                r = super::compact::rewrite_small_files(&mut table, max_bytes) => Some(r),
-                () = closing(stop) => None,
-            }
-        });
-        let outcome = match outcome {
-            Some(Ok(compacted)) => Ok(compacted),
-            Some(Err(e)) => Err(SinkError::Table {
-                uri: uri.to_owned(),
-                message: e.to_string(),
-            }),
-            None => Err(SinkError::Abandoned {
-                uri: uri.to_owned(),
-            }),
-        };
-        (outcome, table)
     }
 
     /// The table at `uri` as this sink last committed to it, when it has it open.
@@ -234,6 +197,47 @@ impl DeltaSink {
     /// Forgets the open table at `uri` (reopened on next use).
     pub fn forget(&mut self, uri: &str) {
         self.tables.remove(uri);
+    }
+}
+
+/// The runtime a sink or a compaction thread drives the Delta kernel with: a multi-threaded
+/// one of one worker (on a current-thread one the Delta kernel starts a thread and runtime of
+/// its own for every table it opens and blocks on them from inside our task: its "block_on was
+/// called in a nested fashion" warning), its threads named `name` and at nice value `nice`.
+pub(super) fn io_runtime(name: &str, nice: i32) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name(name)
+        .on_thread_start(move || super::priority::lower_this_thread(nice))
+        .build()
+}
+
+/// Compacts `table` (at `uri`) on `runtime`, see [`super::compact`]; `table` is then at the
+/// version it has. Abandoned as soon as `stop` is set (shutdown began: what is queued goes
+/// first; the table is whole whether the swap landed or not).
+pub(super) fn compact_table(
+    runtime: &tokio::runtime::Runtime,
+    uri: &str,
+    table: &mut DeltaTable,
+    max_bytes: u64,
+    stop: &OnceLock<Instant>,
+) -> Result<Compacted, SinkError> {
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = super::compact::rewrite_small_files(table, max_bytes) => Some(r),
+            () = closing(stop) => None,
+        }
+    });
+    match outcome {
+        Some(Ok(compacted)) => Ok(compacted),
+        Some(Err(e)) => Err(SinkError::Table {
+            uri: uri.to_owned(),
+            message: e.to_string(),
+        }),
+        None => Err(SinkError::Abandoned {
+            uri: uri.to_owned(),
+        }),
     }
 }
 

@@ -672,6 +672,7 @@ mod tests {
             "log-writer-1",
             "log-compact-0",
             "log-compact-1",
+            "log-compact-io",
         ] {
             while !nice_of_threads(name).contains(&want) {
                 assert!(

@@ -42,12 +42,12 @@ impl Shard {
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let options: std::collections::HashMap<String, String> =
             settings.storage_options.clone().into_iter().collect();
-        let sink = delta::DeltaSink::new(options.clone(), nice)?;
+        let sink = delta::DeltaSink::new(options, nice)?;
         let compactor = (settings.compact_every_commits > 0)
             .then(|| {
                 compactor::Compactor::start(
                     index,
-                    options,
+                    settings.compact_every_commits,
                     nice,
                     settings.compact_max_bytes,
                     metrics.clone(),

@@ -127,9 +127,8 @@ pub(super) struct Writer {
     app_id: Arc<str>,
     /// The number of the last batch given to `commit` (its transaction version).
     batch_seq: i64,
-    /// Commits to a table (by URI) before it is compacted.
-    compact_every: u32,
-    /// The shard's compaction thread; none when `compact_every_commits` is 0.
+    /// The shard's compaction thread, which says how many commits a table has between two
+    /// compactions; none when `compact_every_commits` is 0.
     compactor: Option<Compactor>,
     /// This writer's commits to each table since its last compaction.
     since_compaction: HashMap<String, u32>,
@@ -163,7 +162,6 @@ impl Writer {
             stop,
             app_id: app_id.into(),
             batch_seq: 0,
-            compact_every: settings.compact_every_commits,
             compactor: None,
             since_compaction: HashMap::new(),
         }
@@ -435,7 +433,7 @@ impl Writer {
     }
 
     /// Counts a commit to `table` and asks the shard's compaction thread to compact the table
-    /// every `compact_every` of them; not once closing (the deadline is for what is queued).
+    /// every [`Compactor::every`] of them; not once closing (the deadline is for what is queued).
     /// The count starts again whether the compaction is taken, skipped or fails.
     fn compact_when_due(&mut self, capture: &Capture, table: &TableTarget) {
         let Some(compactor) = &self.compactor else {
@@ -446,7 +444,7 @@ impl Writer {
         }
         let since = self.since_compaction.entry(table.uri.clone()).or_default();
         *since += 1;
-        if *since < self.compact_every {
+        if *since < compactor.every {
             return;
         }
         *since = 0;

@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// The checkout under test. Cargo names it in `CARGO_MANIFEST_DIR` when it runs a test, which
-/// is taken first: a test binary that a shared target folder reuses from a build in another
-/// checkout then still reads this one's files. Where the binary was built otherwise.
+#[path = "../checkout/mod.rs"]
+mod checkout;
+
+/// The checkout under test (see [`checkout::checkout`]).
 pub fn repo() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+    checkout::checkout()
 }
 
 pub fn demo_registry() -> PathBuf {
