@@ -2,6 +2,9 @@
 # The full path beside the limit of one core (issue 17): in one run, with the server pinned to
 # one CPU and the load generator to another,
 #   bare     the bare actix-web server (loadtests/bare), a fixed small JSON answer to every POST;
+#   bare+ort the same server running demo version 1 in ONNX Runtime on its example row for
+#            every request (`--infer`): the limit of HTTP and inference on the core, with no
+#            decoding, routing or answer of the model's own;
 #   serving  the release gateway serving demo version 1 on ONNX Runtime, nothing logged,
 #            monitoring off (the request carries every feature: its join looks nothing up);
 #   logged   the same endpoint with every request logged to inference tables
@@ -12,7 +15,9 @@
 # targets start the open-loop run once the inference-log queue has drained.
 # Prints a markdown section (and writes it to --out FILE) with the ratios the issue sets:
 # serving >= 50 % of bare's req/s with p99 <= 2x bare's; logged >= 85 % of serving's req/s
-# with p99 <= 1.5x serving's, closed loop and open loop. Each measured run also gets the time
+# with p99 <= 1.5x serving's, closed loop and open loop; and serving's share of bare+ort, how
+# near the gateway is to the limit of a server that does nothing but HTTP and inference. Each
+# measured run also gets the time
 # the hypervisor took from the server's and the client's CPUs meanwhile (steal, /proc/stat);
 # the section says which runs lost more than 1 % of their time to it.
 #
@@ -144,6 +149,7 @@ drained() {
 }
 
 : > "$work/commands.txt"
+gateway() { [ "$1" = serving ] || [ "$1" = logged ]; }
 # Closed loop then open loop at half its rate, at each connection count; reports in $work.
 measure() {  # $1: target key
   local key=$1 url="$base/serving-endpoints/t/invocations" status c
@@ -153,7 +159,7 @@ measure() {  # $1: target key
   for c in $CONNECTIONS; do
     echo "pin.sh: $key c=$c: warm-up ${WARMUP}s, closed loop ${DURATION}s" >&2
     "${client[@]}" wrk -t1 -c"$c" -d"${WARMUP}s" -s "$work/post.lua" "$url" > /dev/null
-    [ "$key" = bare ] || drained
+    gateway "$key" && drained
     local cmd=(wrk -t1 -c"$c" -d"${DURATION}s" --timeout 10s -s "$work/post.lua" "$url")
     echo "${client[*]} ${cmd[*]}" >> "$work/commands.txt"
     local before
@@ -162,7 +168,7 @@ measure() {  # $1: target key
     echo "$before $(steal_now)" > "$work/$key-closed-$c.steal"
     local rate
     rate="$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(max(1, int((d["requests"] - d["non2xx"]) / (d["duration_us"] / 1e6) / 2)))' "$work/$key-closed-$c.json")"
-    [ "$key" = bare ] || drained
+    gateway "$key" && drained
     echo "pin.sh: $key c=$c: open loop ${DURATION}s at $rate req/s" >&2
     cmd=("$OHA" -z "${DURATION}s" -c "$c" -q "$rate" --latency-correction -w -t 10s --no-tui
       --output-format json -m POST -T application/json -D "$work/body.json" "$url")
@@ -176,6 +182,10 @@ measure() {  # $1: target key
 start bare "$BARE_BIN" --listen 127.0.0.1:0
 echo "${server[*]} $BARE_BIN --listen 127.0.0.1:0" >> "$work/commands.txt"
 measure bare
+stop
+start bare "$BARE_BIN" --listen 127.0.0.1:0 --infer models/transactions/1
+echo "${server[*]} $BARE_BIN --listen 127.0.0.1:0 --infer models/transactions/1" >> "$work/commands.txt"
+measure infer
 stop
 
 # Serving only, then logged and monitored: one endpoint, version 1, ONNX Runtime.
@@ -234,7 +244,8 @@ def stolen(key, c, loop):
     apart = stolen_apart(key, c, loop)
     return None if apart is None else sum(apart)
 
-keys = [("bare", "bare actix-web"), ("serving", "gateway, serving only"),
+keys = [("bare", "bare actix-web"), ("infer", "bare actix-web + ONNX Runtime"),
+        ("serving", "gateway, serving only"),
         ("logged", "gateway, logged + monitored")]
 r = {(k, c): {"closed": closed(k, c), "open": opened(k, c)} for k, _ in keys for c in conns}
 met = lambda ok: "met" if ok else "**missed**"
@@ -258,7 +269,7 @@ for k, label in keys:
     for c in conns:
         cl, op = r[(k, c)]["closed"], r[(k, c)]["open"]
         ref = r[("bare", c)]["closed"]["rps"] if k != "logged" else r[("serving", c)]["closed"]["rps"]
-        share = "100 %" if k == "bare" else f"{100 * cl['rps'] / ref:.0f} % of {'bare' if k == 'serving' else 'serving'}"
+        share = "100 %" if k == "bare" else f"{100 * cl['rps'] / ref:.0f} % of {'serving' if k == 'logged' else 'bare'}"
         o.append(f"| {label} | {c} | {cl['rps']:.0f} | {share} | {cl['p50']:.3f} | {cl['p99']:.3f} | "
                  f"{cl['p999']:.3f} | {int(cl['rps']) // 2} | {op['p50']:.3f} | {op['p99']:.3f} | "
                  f"{op['p999']:.3f} | {cl['bad']} / {op['bad']} | "
@@ -266,18 +277,20 @@ for k, label in keys:
 o.append("")
 o.append("Against the targets:")
 o.append("")
-o.append("| c | serving req/s / bare | serving p99 / bare | logged req/s / serving | logged p99 / serving, closed | logged p99 / serving, open |")
-o.append("| ---: | ---: | ---: | ---: | ---: | ---: |")
+o.append("| c | serving req/s / bare | serving p99 / bare | logged req/s / serving | logged p99 / serving, closed | logged p99 / serving, open | the limit: bare+ort req/s / bare | serving req/s / bare+ort |")
+o.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for c in conns:
-    b, s, l = (r[(k, c)] for k in ("bare", "serving", "logged"))
+    b, i, s, l = (r[(k, c)] for k in ("bare", "infer", "serving", "logged"))
     a = s["closed"]["rps"] / b["closed"]["rps"]
     p = s["closed"]["p99"] / b["closed"]["p99"]
     g = l["closed"]["rps"] / s["closed"]["rps"]
     pc = l["closed"]["p99"] / s["closed"]["p99"]
     po = l["open"]["p99"] / s["open"]["p99"]
-    o.append(f"| {c} | {100 * a:.0f} % ({met(a >= 0.5)}, >= 50 %) | {p:.2f}x ({met(p <= 2)}, <= 2x) | "
-             f"{100 * g:.0f} % ({met(g >= 0.85)}, >= 85 %) | {pc:.2f}x ({met(pc <= 1.5)}, <= 1.5x) | "
-             f"{po:.2f}x ({met(po <= 1.5)}, <= 1.5x) |")
+    o.append(f"| {c} | {100 * a:.1f} % ({met(a >= 0.5)}, >= 50 %) | {p:.2f}x ({met(p <= 2)}, <= 2x) | "
+             f"{100 * g:.1f} % ({met(g >= 0.85)}, >= 85 %) | {pc:.2f}x ({met(pc <= 1.5)}, <= 1.5x) | "
+             f"{po:.2f}x ({met(po <= 1.5)}, <= 1.5x) | "
+             f"{100 * i['closed']['rps'] / b['closed']['rps']:.0f} % | "
+             f"{100 * s['closed']['rps'] / i['closed']['rps']:.0f} % |")
 o.append("")
 # A run that lost more than 1 % of its time to the hypervisor, on the server's CPUs or on the
 # client's, measured the VM, not the server. The limits: 1 % of the run on each side's CPUs.

@@ -3,15 +3,21 @@
 //! body is read (as the gateway reads it) and dropped. `loadtests/limit.sh` loads it with the
 //! same requests as the gateway, so the gap between the two is what the gateway itself costs.
 //!
-//!   modelgate-bare [--listen HOST:PORT] [--workers N]
+//!   modelgate-bare [--listen HOST:PORT] [--workers N] [--infer MLFLOW_MODEL_DIR]
 //!
 //! `--listen` defaults to 127.0.0.1:0 (a free port); the bound address is printed on stdout as
 //! `bare listening on http://ADDR`, the way the gateway prints its own. `--workers` defaults to
-//! the number of cores the process may use.
+//! the number of cores the process may use. `--infer` also runs the folder's ONNX model on its
+//! example row for every request (see `infer`): the limit of HTTP and inference together.
+
+mod infer;
 
 use std::net::TcpListener;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use actix_web::http::{header, Method};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -20,11 +26,21 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 const ANSWER: &str = r#"{"predictions":[{"label":0,"probability":0.05}]}"#;
 
 /// The request body is taken (so it is read off the socket, as the gateway reads it) and dropped.
-async fn answer(req: HttpRequest, _body: web::Bytes) -> HttpResponse {
+/// With `--infer`, the model runs once before the answer.
+async fn answer(
+    req: HttpRequest,
+    _body: web::Bytes,
+    model: Option<web::Data<infer::Inference>>,
+) -> HttpResponse {
     if req.method() != Method::POST {
         return HttpResponse::MethodNotAllowed()
             .insert_header((header::ALLOW, "POST"))
             .finish();
+    }
+    if let Some(model) = model {
+        if let Err(e) = model.run() {
+            return HttpResponse::InternalServerError().body(e);
+        }
     }
     HttpResponse::Ok()
         .content_type(header::ContentType::json())
@@ -34,12 +50,14 @@ async fn answer(req: HttpRequest, _body: web::Bytes) -> HttpResponse {
 struct Args {
     listen: String,
     workers: usize,
+    infer: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         listen: "127.0.0.1:0".into(),
         workers: std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        infer: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,8 +80,11 @@ fn parse_args() -> Result<Args, String> {
                     _ => return Err(format!("--workers: '{v}' is not a positive number")),
                 };
             }
+            "--infer" => args.infer = Some(value()?.into()),
             "-h" | "--help" => {
-                println!("usage: modelgate-bare [--listen HOST:PORT] [--workers N]");
+                println!(
+                    "usage: modelgate-bare [--listen HOST:PORT] [--workers N] [--infer MLFLOW_MODEL_DIR]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument '{other}'")),
@@ -95,9 +116,28 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match HttpServer::new(|| App::new().default_service(web::to(answer)))
-        .workers(args.workers)
-        .listen(listener)
+    // One session a worker, made before listening so that a bad model is an error at start.
+    let sessions = match &args.infer {
+        None => Vec::new(),
+        Some(dir) => match sessions(dir, args.workers) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("modelgate-bare: --infer {}: {e}", dir.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let sessions = Arc::new(sessions);
+    let next = Arc::new(AtomicUsize::new(0));
+    let server = match HttpServer::new(move || {
+        let app = App::new().default_service(web::to(answer));
+        match sessions.len() {
+            0 => app,
+            n => app.app_data(sessions[next.fetch_add(1, Ordering::Relaxed) % n].clone()),
+        }
+    })
+    .workers(args.workers)
+    .listen(listener)
     {
         Ok(s) => s.run(),
         Err(e) => {
@@ -114,4 +154,17 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn sessions(
+    dir: &std::path::Path,
+    workers: usize,
+) -> Result<Vec<web::Data<infer::Inference>>, String> {
+    let model = infer::Model::open(dir)?;
+    let made = (0..workers)
+        .map(|_| model.instance().map(web::Data::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A first run here, so that a model the example row does not fit fails at start.
+    made[0].run()?;
+    Ok(made)
 }
