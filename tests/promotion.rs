@@ -709,7 +709,8 @@ fn promotion_view_settled(gw: &Gateway) -> Value {
 
 #[test]
 fn a_challenger_that_is_worse_or_below_a_minimum_is_refused_with_the_rule_named() {
-    // Version 2 serves as the champion, version 1 challenges it: worse on F1 by about 0.06.
+    // Version 2 serves as the champion, version 1 challenges it: worse on F1 by about 0.06 over
+    // the whole stream.
     let (dir, model) = file_registry(&[("1", "1"), ("2", "2")], "champion: 2\nchallenger: 1\n");
     let aliases = read_aliases(&model);
     // An A/B split this time: each side is labelled on its own half of the traffic.
@@ -749,8 +750,16 @@ fn a_challenger_that_is_worse_or_below_a_minimum_is_refused_with_the_rule_named(
         .unwrap_or_else(|| panic!("neither improvement nor significance failed: {refused:#}"));
     assert!(reason.contains(failed), "{reason}");
     assert_eq!(rule(&refused, "min_labels")["passed"], true);
-    let improvement = refused["comparison"]["improvement"].as_f64().unwrap();
-    assert!(improvement < 0.01, "{refused:#}");
+    // The split sends each request to a side at random, so each side's F1 is measured on its
+    // own half of the rows: the challenger's half can score better than the champion's (in one
+    // run, 0.788 against 0.743 on 2,300 and 1,700 labels), and then only the interval refuses
+    // it. Whichever rule failed must agree with the figures it names.
+    let comparison = &refused["comparison"];
+    let improvement = comparison["improvement"].as_f64().unwrap();
+    match failed {
+        "improvement" => assert!(improvement < 0.01, "{refused:#}"),
+        _ => assert!(comparison["ci_low"].as_f64().unwrap() <= 0.0, "{refused:#}"),
+    }
     assert!(!events(&refused, "refused").is_empty(), "{refused:#}");
     assert!(decisions(&gw, "refused") >= 1.0);
     assert_eq!(decisions(&gw, "promoted"), 0.0);
