@@ -2,9 +2,10 @@
 # The full path beside the limit of one core (issue 17): in one run, with the server pinned to
 # one CPU and the load generator to another,
 #   bare     the bare actix-web server (loadtests/bare), a fixed small JSON answer to every POST;
-#   bare+ort the same server running demo version 1 in ONNX Runtime on its example row for
-#            every request (`--infer`): the limit of HTTP and inference on the core, with no
-#            decoding, routing or answer of the model's own;
+#   infer    the same server running demo version 1 for every request, on the gateway's own
+#            engine (ONNX Runtime) and ROWS copies of the model's example row
+#            (`modelgate-bare --infer models/transactions/1 --infer-rows ROWS`): the
+#            limit of HTTP and inference on the core, with nothing decoded, routed or encoded;
 #   serving  the release gateway serving demo version 1 on ONNX Runtime, nothing logged,
 #            monitoring off (the request carries every feature: its join looks nothing up);
 #   logged   the same endpoint with every request logged to inference tables
@@ -15,11 +16,11 @@
 # targets start the open-loop run once the inference-log queue has drained.
 # Prints a markdown section (and writes it to --out FILE) with the ratios the issue sets:
 # serving >= 50 % of bare's req/s with p99 <= 2x bare's; logged >= 85 % of serving's req/s
-# with p99 <= 1.5x serving's, closed loop and open loop; and serving's share of bare+ort, how
-# near the gateway is to the limit of a server that does nothing but HTTP and inference. Each
-# measured run also gets the time
-# the hypervisor took from the server's and the client's CPUs meanwhile (steal, /proc/stat);
-# the section says which runs lost more than 1 % of their time to it.
+# with p99 <= 1.5x serving's, closed loop and open loop. Beside them: the limit's req/s as a
+# share of bare's (infer / bare), and serving's as a share of the limit's (serving / infer).
+# Each measured run also gets the time the hypervisor took from the server's and the client's
+# CPUs meanwhile (steal, /proc/stat); the section says which runs lost more than 1 % of their
+# time to it.
 #
 #   loadtests/pin.sh [--out FILE] [--unpinned]
 #   DURATION=15 WARMUP=3 CONNECTIONS="8 32" ROWS=1 SERVER_CPUS=0 CLIENT_CPUS=1
@@ -183,8 +184,8 @@ start bare "$BARE_BIN" --listen 127.0.0.1:0
 echo "${server[*]} $BARE_BIN --listen 127.0.0.1:0" >> "$work/commands.txt"
 measure bare
 stop
-start bare "$BARE_BIN" --listen 127.0.0.1:0 --infer models/transactions/1
-echo "${server[*]} $BARE_BIN --listen 127.0.0.1:0 --infer models/transactions/1" >> "$work/commands.txt"
+start bare "$BARE_BIN" --listen 127.0.0.1:0 --infer models/transactions/1 --infer-rows "$ROWS"
+echo "ORT_DYLIB_PATH=$ORT_DYLIB_PATH ${server[*]} $BARE_BIN --listen 127.0.0.1:0 --infer models/transactions/1 --infer-rows $ROWS" >> "$work/commands.txt"
 measure infer
 stop
 
@@ -244,7 +245,7 @@ def stolen(key, c, loop):
     apart = stolen_apart(key, c, loop)
     return None if apart is None else sum(apart)
 
-keys = [("bare", "bare actix-web"), ("infer", "bare actix-web + ONNX Runtime"),
+keys = [("bare", "bare actix-web"), ("infer", "bare actix-web + ONNX Runtime (infer)"),
         ("serving", "gateway, serving only"),
         ("logged", "gateway, logged + monitored")]
 r = {(k, c): {"closed": closed(k, c), "open": opened(k, c)} for k, _ in keys for c in conns}
@@ -269,7 +270,7 @@ for k, label in keys:
     for c in conns:
         cl, op = r[(k, c)]["closed"], r[(k, c)]["open"]
         ref = r[("bare", c)]["closed"]["rps"] if k != "logged" else r[("serving", c)]["closed"]["rps"]
-        share = "100 %" if k == "bare" else f"{100 * cl['rps'] / ref:.0f} % of {'serving' if k == 'logged' else 'bare'}"
+        share = "100 %" if k == "bare" else f"{100 * cl['rps'] / ref:.1f} % of {'serving' if k == 'logged' else 'bare'}"
         o.append(f"| {label} | {c} | {cl['rps']:.0f} | {share} | {cl['p50']:.3f} | {cl['p99']:.3f} | "
                  f"{cl['p999']:.3f} | {int(cl['rps']) // 2} | {op['p50']:.3f} | {op['p99']:.3f} | "
                  f"{op['p999']:.3f} | {cl['bad']} / {op['bad']} | "
@@ -277,7 +278,7 @@ for k, label in keys:
 o.append("")
 o.append("Against the targets:")
 o.append("")
-o.append("| c | serving req/s / bare | serving p99 / bare | logged req/s / serving | logged p99 / serving, closed | logged p99 / serving, open | the limit: bare+ort req/s / bare | serving req/s / bare+ort |")
+o.append("| c | serving req/s / bare | serving p99 / bare | logged req/s / serving | logged p99 / serving, closed | logged p99 / serving, open | the limit (infer) req/s / bare | serving req/s / infer |")
 o.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for c in conns:
     b, i, s, l = (r[(k, c)] for k in ("bare", "infer", "serving", "logged"))
@@ -289,8 +290,8 @@ for c in conns:
     o.append(f"| {c} | {100 * a:.1f} % ({met(a >= 0.5)}, >= 50 %) | {p:.2f}x ({met(p <= 2)}, <= 2x) | "
              f"{100 * g:.1f} % ({met(g >= 0.85)}, >= 85 %) | {pc:.2f}x ({met(pc <= 1.5)}, <= 1.5x) | "
              f"{po:.2f}x ({met(po <= 1.5)}, <= 1.5x) | "
-             f"{100 * i['closed']['rps'] / b['closed']['rps']:.0f} % | "
-             f"{100 * s['closed']['rps'] / i['closed']['rps']:.0f} % |")
+             f"{100 * i['closed']['rps'] / b['closed']['rps']:.1f} % | "
+             f"{100 * s['closed']['rps'] / i['closed']['rps']:.1f} % |")
 o.append("")
 # A run that lost more than 1 % of its time to the hypervisor, on the server's CPUs or on the
 # client's, measured the VM, not the server. The limits: 1 % of the run on each side's CPUs.

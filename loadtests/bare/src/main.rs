@@ -1,14 +1,16 @@
 //! The limit beside the gateway: a bare actix-web server that answers every POST, to any path,
 //! with one fixed small JSON body. No routing table, no logging, no middleware; the request
-//! body is read (as the gateway reads it) and dropped. `loadtests/limit.sh` loads it with the
-//! same requests as the gateway, so the gap between the two is what the gateway itself costs.
+//! body is read (as the gateway reads it) and dropped. `loadtests/limit.sh` and
+//! `loadtests/pin.sh` load it with the same requests as the gateway, so the gap between the
+//! two is what the gateway itself costs. With `--infer` it also runs a model for every request
+//! (see `infer`): the limit of HTTP and inference together, which `loadtests/pin.sh` measures
+//! beside it.
 //!
-//!   modelgate-bare [--listen HOST:PORT] [--workers N] [--infer MLFLOW_MODEL_DIR]
+//!   modelgate-bare [--listen HOST:PORT] [--workers N] [--infer MLFLOW_MODEL_DIR [--infer-rows N]]
 //!
 //! `--listen` defaults to 127.0.0.1:0 (a free port); the bound address is printed on stdout as
 //! `bare listening on http://ADDR`, the way the gateway prints its own. `--workers` defaults to
-//! the number of cores the process may use. `--infer` also runs the folder's ONNX model on its
-//! example row for every request (see `infer`): the limit of HTTP and inference together.
+//! the number of cores the process may use.
 
 mod infer;
 
@@ -25,20 +27,23 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 /// What every POST gets: the shape of the gateway's answer to a one-row request.
 const ANSWER: &str = r#"{"predictions":[{"label":0,"probability":0.05}]}"#;
 
+/// One HTTP worker's part of `--infer`: the model, and the worker's session in it.
+struct Inference {
+    model: Arc<infer::Model>,
+    worker: usize,
+}
+
 /// The request body is taken (so it is read off the socket, as the gateway reads it) and dropped.
 /// With `--infer`, the model runs once before the answer.
-async fn answer(
-    req: HttpRequest,
-    _body: web::Bytes,
-    model: Option<web::Data<infer::Inference>>,
-) -> HttpResponse {
+async fn answer(req: HttpRequest, _body: web::Bytes) -> HttpResponse {
     if req.method() != Method::POST {
         return HttpResponse::MethodNotAllowed()
             .insert_header((header::ALLOW, "POST"))
             .finish();
     }
-    if let Some(model) = model {
-        if let Err(e) = model.run() {
+    // Looked up, not extracted: an extractor that finds nothing costs an error value a request.
+    if let Some(inference) = req.app_data::<Inference>() {
+        if let Err(e) = inference.model.run(inference.worker) {
             return HttpResponse::InternalServerError().body(e);
         }
     }
@@ -51,6 +56,7 @@ struct Args {
     listen: String,
     workers: usize,
     infer: Option<PathBuf>,
+    infer_rows: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -58,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
         listen: "127.0.0.1:0".into(),
         workers: std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
         infer: None,
+        infer_rows: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -81,9 +88,16 @@ fn parse_args() -> Result<Args, String> {
                 };
             }
             "--infer" => args.infer = Some(value()?.into()),
+            "--infer-rows" => {
+                let v = value()?;
+                args.infer_rows = match v.parse() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("--infer-rows: '{v}' is not a positive number")),
+                };
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: modelgate-bare [--listen HOST:PORT] [--workers N] [--infer MLFLOW_MODEL_DIR]"
+                    "usage: modelgate-bare [--listen HOST:PORT] [--workers N] [--infer MLFLOW_MODEL_DIR [--infer-rows N]]"
                 );
                 std::process::exit(0);
             }
@@ -116,24 +130,28 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // One session a worker, made before listening so that a bad model is an error at start.
-    let sessions = match &args.infer {
-        None => Vec::new(),
-        Some(dir) => match sessions(dir, args.workers) {
-            Ok(s) => s,
+    // Loaded (and run once) before listening, so that a model that cannot run is an error at
+    // start; each worker takes a session of its own.
+    let model = match &args.infer {
+        None => None,
+        Some(dir) => match open_model(dir, args.workers, args.infer_rows) {
+            Ok(m) => Some(Arc::new(m)),
             Err(e) => {
                 eprintln!("modelgate-bare: --infer {}: {e}", dir.display());
                 return ExitCode::FAILURE;
             }
         },
     };
-    let sessions = Arc::new(sessions);
+    let workers = args.workers;
     let next = Arc::new(AtomicUsize::new(0));
     let server = match HttpServer::new(move || {
         let app = App::new().default_service(web::to(answer));
-        match sessions.len() {
-            0 => app,
-            n => app.app_data(sessions[next.fetch_add(1, Ordering::Relaxed) % n].clone()),
+        match &model {
+            None => app,
+            Some(model) => app.app_data(Inference {
+                model: model.clone(),
+                worker: next.fetch_add(1, Ordering::Relaxed) % workers,
+            }),
         }
     })
     .workers(args.workers)
@@ -156,15 +174,8 @@ async fn main() -> ExitCode {
     }
 }
 
-fn sessions(
-    dir: &std::path::Path,
-    workers: usize,
-) -> Result<Vec<web::Data<infer::Inference>>, String> {
-    let model = infer::Model::open(dir)?;
-    let made = (0..workers)
-        .map(|_| model.instance().map(web::Data::new))
-        .collect::<Result<Vec<_>, _>>()?;
-    // A first run here, so that a model the example row does not fit fails at start.
-    made[0].run()?;
-    Ok(made)
+fn open_model(dir: &std::path::Path, workers: usize, rows: usize) -> Result<infer::Model, String> {
+    let model = infer::Model::open(dir, workers, rows)?;
+    model.run(0)?;
+    Ok(model)
 }
