@@ -1,8 +1,8 @@
 //! The longest `RateLimiter::check` call with a per-caller limit and more callers in a minute
 //! than it counts apart (`MAX_KEYS`, 100,000): the calls that grow the window's map, and the
-//! first calls of a new minute, which free the last one's callers (a table a call, once the
-//! limit's lock is let go), are where a stall would show. Each call is timed on its own (the
-//! clock's reads included); the mean is what a request pays.
+//! first calls of a new minute, which free the last one's callers (a table a call for each
+//! limit, once the limits' locks are let go), are where a stall would show. Each call is timed
+//! on its own (the clock's reads included); the mean is what a request pays.
 //!
 //! Run: `cargo bench --bench rate_limit` (CALLS=n, 3,000,000 by default; CALLERS=n distinct
 //! callers taking turns, 120,000 by default; PER_MINUTE=n calls in a minute, 1,000,000).

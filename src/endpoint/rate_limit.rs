@@ -24,8 +24,9 @@ const SHARED_KEY: &str = "_other";
 struct Window {
     minute: u64,
     counts: ShardedMap<String, u64>,
-    /// Past minutes' tables that hold callers, not yet freed: a call frees one. A minute adds
-    /// at most as many as it had calls, so they drain as fast as they come.
+    /// Past minutes' tables that hold callers, not yet freed: a call this limit counts frees
+    /// one. A minute adds at most as many as this limit counted calls in it, so they drain as
+    /// fast as they come.
     retired: Vec<Table<String, u64>>,
 }
 
@@ -114,9 +115,10 @@ impl RateLimiter {
 
     fn check_here(&self, requester: &str, now_ms: u64) -> Result<(), (u64, u64)> {
         let minute = now_ms / 60_000;
-        // A past minute's table, freed once the locks are let go (declared first, dropped
-        // last): one a call, so that no call frees a whole minute of callers.
-        let mut past: Option<Table<String, u64>> = None;
+        // Past minutes' tables, freed once the locks are let go (declared first, dropped
+        // last): one a limit a call, so that no call frees a whole minute of callers and no
+        // limit's tables pile up behind another's. Allocated only while some wait.
+        let mut past: Vec<Table<String, u64>> = Vec::new();
         let mut windows: Vec<_> = self
             .limits
             .iter()
@@ -133,9 +135,7 @@ impl RateLimiter {
                 w.retired
                     .extend(ended.into_iter().filter(|t| !t.is_empty()));
             }
-            if past.is_none() {
-                past = w.retired.pop();
-            }
+            past.extend(w.retired.pop());
             let key = key_of(limit.key, requester, w);
             if w.counts.get(key).copied().unwrap_or(0) >= limit.calls {
                 return Err((limit.calls, Self::wait(now_ms)));
@@ -226,6 +226,32 @@ mod tests {
         assert!(before > 900, "{before}");
         assert!(r.check("c2", t + 120_000).is_ok());
         assert!(held(&r) > before - 100, "{} of {before}", held(&r));
+    }
+
+    /// With two per-caller limits each frees its own past tables: freeing one table a call
+    /// across both let the second limit's pile up (a minute adds up to as many tables to each
+    /// as it had calls).
+    #[test]
+    fn every_limit_frees_its_own_past_minute() {
+        let r = RateLimiter::new(
+            &[limit(10, RateLimitKey::User), limit(20, RateLimitKey::User)],
+            None,
+        )
+        .unwrap();
+        let retired = |r: &RateLimiter, i: usize| r.limits[i].1.lock().unwrap().retired.len();
+        let t = 60_000 * 1000;
+        for n in 0..1000 {
+            assert!(r.check(&format!("c{n}"), t).is_ok());
+        }
+        assert!(r.check("c0", t + 60_000).is_ok());
+        let waiting = (retired(&r, 0), retired(&r, 1));
+        for n in 1..=10 {
+            assert!(r.check(&format!("c{n}"), t + 60_000).is_ok());
+        }
+        assert_eq!(
+            (retired(&r, 0), retired(&r, 1)),
+            (waiting.0 - 10, waiting.1 - 10)
+        );
     }
 
     /// The AI gateway's limit for one principal counts that caller only.

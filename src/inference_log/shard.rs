@@ -1,6 +1,6 @@
 //! A writer shard: one queue, one writer (its niced thread and its catch-up thread, see
-//! [`super::catch_up`]) with its Delta sink, and a compaction thread with a sink of its own
-//! ([`super::compactor`]). Each table belongs to one shard, chosen from the
+//! [`super::catch_up`]) with its Delta sink, and a compaction thread with a Delta runtime of
+//! its own ([`super::compactor`]). Each table belongs to one shard, chosen from the
 //! table's location, and an endpoint's payload, predictions and labels tables go to three
 //! shards in a row: with two shards or more, one endpoint's tables are encoded and committed
 //! on different cores, and no table is ever appended to by two writers of one process.

@@ -12,13 +12,14 @@ use reqwest::Url;
 use crate::cli::Common;
 use crate::gateway::{Gateway, Launch};
 
-/// The repository root (this package is `loadtests/scenarios` in it): from `CARGO_MANIFEST_DIR`
-/// as `cargo run` (or `loadtests/scenario.sh`) sets it, so that a binary a shared target folder
-/// built in another checkout works on this one; where the binary was built otherwise.
+#[path = "../../../tests/checkout/mod.rs"]
+mod checkout;
+
+/// The repository root (this package is `loadtests/scenarios` in it): its checkout as `cargo
+/// run` (or `loadtests/scenario.sh`) names it, so that a binary a shared target folder built
+/// in another checkout works on this one (see [`checkout::checkout`]).
 pub fn repo() -> PathBuf {
-    let here = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
-    let root = here.join("../..");
+    let root = checkout::checkout().join("../..");
     root.canonicalize().unwrap_or(root)
 }
 
