@@ -25,6 +25,7 @@
 #   loadtests/pin.sh [--out FILE] [--unpinned]
 #   DURATION=15 WARMUP=3 CONNECTIONS="8 32" ROWS=1 SERVER_CPUS=0 CLIENT_CPUS=1
 #   GATEWAY_BIN=... BARE_BIN=... (prebuilt binaries; else built here in release)
+#   LOG_YAML='writer_nice: 19' (a line under the logged target's inference_log:)
 #
 # --unpinned runs the same without taskset (server and client share every core). Needs wrk
 # (apt-get install -y wrk), oha (cargo install --locked oha --version 1.16.0), taskset,
@@ -140,6 +141,11 @@ stop() {
   wait "$pid" 2>/dev/null || true
   pid=""
 }
+# Inference-log rows dropped so far, payload table (one row a call), any reason; 0 for the
+# serving target and the bare servers, which have no such metric.
+dropped_now() {
+  curl -s -m 5 "$base/metrics" | awk '/^modelgate_inference_log_dropped_rows_total\{/ && /table="payload"/ { n += $2 } END { print n + 0 }'
+}
 # Waits (at most 120 s) until a gateway's inference-log queue is empty.
 drained() {
   local queued waited=0
@@ -163,20 +169,24 @@ measure() {  # $1: target key
     gateway "$key" && drained
     local cmd=(wrk -t1 -c"$c" -d"${DURATION}s" --timeout 10s -s "$work/post.lua" "$url")
     echo "${client[*]} ${cmd[*]}" >> "$work/commands.txt"
-    local before
-    before="$(steal_now)"
+    local before dropped
+    before="$(steal_now)" dropped="$(dropped_now)"
     "${client[@]}" "${cmd[@]}" | tail -n 1 > "$work/$key-closed-$c.json"
     echo "$before $(steal_now)" > "$work/$key-closed-$c.steal"
+    # Rows the log drops now or while it drains what this run queued.
+    gateway "$key" && drained
+    echo "$dropped $(dropped_now)" > "$work/$key-closed-$c.dropped"
     local rate
     rate="$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(max(1, int((d["requests"] - d["non2xx"]) / (d["duration_us"] / 1e6) / 2)))' "$work/$key-closed-$c.json")"
-    gateway "$key" && drained
     echo "pin.sh: $key c=$c: open loop ${DURATION}s at $rate req/s" >&2
     cmd=("$OHA" -z "${DURATION}s" -c "$c" -q "$rate" --latency-correction -w -t 10s --no-tui
       --output-format json -m POST -T application/json -D "$work/body.json" "$url")
     echo "${client[*]} oha ${cmd[*]:1}" >> "$work/commands.txt"
-    before="$(steal_now)"
+    before="$(steal_now)" dropped="$(dropped_now)"
     "${client[@]}" "${cmd[@]}" > "$work/$key-open-$c.json"
     echo "$before $(steal_now)" > "$work/$key-open-$c.steal"
+    gateway "$key" && drained
+    echo "$dropped $(dropped_now)" > "$work/$key-open-$c.dropped"
   done
 }
 
@@ -191,7 +201,7 @@ stop
 
 # Serving only, then logged and monitored: one endpoint, version 1, ONNX Runtime.
 for key in serving logged; do
-  pinned_config "$key" "$work/$key" > "$work/$key.yaml"
+  pinned_config "$key" "$work/$key" "" "${LOG_YAML:-}" > "$work/$key.yaml"
   start modelgate "$GATEWAY_BIN" serve --config "$work/$key.yaml" --listen 127.0.0.1:0
   echo "RUST_LOG=warn ${server[*]} $GATEWAY_BIN serve --config \$WORK/$key.yaml --listen 127.0.0.1:0" >> "$work/commands.txt"
   measure "$key"
@@ -202,11 +212,11 @@ section="$(python3 - "$work" "$pinned" "$SERVER_CPUS" "$CLIENT_CPUS" "$DURATION"
   "$CONNECTIONS" "$((SECONDS - started_at))" "$("$OHA" --version)" "$(wrk --version 2>&1 | head -1 | awk '{ print $2 }')" \
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   "$(git status --porcelain 2>/dev/null | grep -q . && echo ' (with local changes)' || true)" \
-  "${PREBUILT:+$GATEWAY_BIN}" <<'PY'
+  "${PREBUILT:+$GATEWAY_BIN}" "${LOG_YAML:-}" <<'PY'
 import json, os, platform, sys, time
 
 (work, pinned, server_cpus, client_cpus, duration, warmup, rows, conns, took, oha, wrk,
- rev, dirty, prebuilt) = sys.argv[1:]
+ rev, dirty, prebuilt, log_yaml) = sys.argv[1:]
 pinned = pinned == "1"
 conns = [int(c) for c in conns.split()]
 
@@ -241,6 +251,15 @@ def stolen_apart(key, c, loop):
         return None
     return (s1 - s0, (c1 - c0) if pinned else 0)
 
+def dropped(key, c, loop):
+    """Inference-log rows (calls) dropped during one measured run or while the log drained
+    what it queued; None when not counted."""
+    try:
+        d0, d1 = (float(x) for x in open(f"{work}/{key}-{loop}-{c}.dropped").read().split())
+    except (OSError, ValueError):
+        return None
+    return int(d1 - d0)
+
 def stolen(key, c, loop):
     apart = stolen_apart(key, c, loop)
     return None if apart is None else sum(apart)
@@ -261,19 +280,23 @@ o.append(f"One run of `loadtests/pin.sh{'' if pinned else ' --unpinned'}` at "
          f"{rows} row(s) of the v1 fixture per `dataframe_split` request; gateway workers at their "
          f"defaults. Closed loop: wrk {wrk}, {warmup} s warm-up then {duration} s. Open loop: "
          f"oha {oha.split()[-1]} at half the closed loop's rate for {duration} s with "
-         f"`--latency-correction`.")
+         f"`--latency-correction`."
+         + (f" The logged target's `inference_log` adds `{log_yaml}` (`LOG_YAML`)." if log_yaml else ""))
 o.append("")
-o.append("| target | c | closed req/s | share | p50 ms | p99 ms | p99.9 ms | open rate | open p50 ms | open p99 ms | open p99.9 ms | non-2xx + errors | steal ms, closed / open |")
-o.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+o.append("| target | c | closed req/s | share | p50 ms | p99 ms | p99.9 ms | open rate | open p50 ms | open p99 ms | open p99.9 ms | non-2xx + errors | log rows dropped | steal ms, closed / open |")
+o.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 shown = lambda ms: "?" if ms is None else str(ms)
 for k, label in keys:
     for c in conns:
         cl, op = r[(k, c)]["closed"], r[(k, c)]["open"]
         ref = r[("bare", c)]["closed"]["rps"] if k != "logged" else r[("serving", c)]["closed"]["rps"]
+        lost = (f"{shown(dropped(k, c, 'closed'))} / {shown(dropped(k, c, 'open'))}"
+                if k == "logged" else "-")
         share = "100 %" if k == "bare" else f"{100 * cl['rps'] / ref:.1f} % of {'serving' if k == 'logged' else 'bare'}"
         o.append(f"| {label} | {c} | {cl['rps']:.0f} | {share} | {cl['p50']:.3f} | {cl['p99']:.3f} | "
                  f"{cl['p999']:.3f} | {int(cl['rps']) // 2} | {op['p50']:.3f} | {op['p99']:.3f} | "
                  f"{op['p999']:.3f} | {cl['bad']} / {op['bad']} | "
+                 f"{lost} | "
                  f"{shown(stolen(k, c, 'closed'))} / {shown(stolen(k, c, 'open'))} |")
 o.append("")
 o.append("Against the targets:")
@@ -293,6 +316,14 @@ for c in conns:
              f"{100 * i['closed']['rps'] / b['closed']['rps']:.1f} % | "
              f"{100 * s['closed']['rps'] / i['closed']['rps']:.1f} % |")
 o.append("")
+# A logged run that dropped rows logged less than every request: its ratios do not measure
+# the full logged path.
+lossy = [f"c = {c}, {loop} loop ({n} rows)" for c in conns for loop in ("closed", "open")
+         if (n := dropped("logged", c, loop))]
+if lossy:
+    o.append(f"**Rows dropped:** the logged target dropped inference-log rows in: {'; '.join(lossy)}. "
+             "Its ratios there do not measure every request logged.")
+    o.append("")
 # A run that lost more than 1 % of its time to the hypervisor, on the server's CPUs or on the
 # client's, measured the VM, not the server. The limits: 1 % of the run on each side's CPUs.
 sides = ([cpu_count(server_cpus), cpu_count(client_cpus)] if pinned else [os.cpu_count(), None])
