@@ -142,9 +142,13 @@ stop() {
   pid=""
 }
 # Inference-log rows dropped so far, payload table (one row a call), any reason; 0 for the
-# serving target and the bare servers, which have no such metric.
+# serving target and the bare servers, which have no such metric. Rows dropped after the
+# drain's 120 s are not counted.
 dropped_now() {
-  curl -s -m 5 "$base/metrics" | awk '/^modelgate_inference_log_dropped_rows_total\{/ && /table="payload"/ { n += $2 } END { print n + 0 }'
+  local metrics
+  # `?` when the metrics cannot be read: the run's count then shows as unknown, not as 0.
+  metrics="$(curl -sf -m 5 "$base/metrics")" || { echo '?'; return 0; }
+  awk '/^modelgate_inference_log_dropped_rows_total\{/ && /table="payload"/ { n += $2 } END { print n + 0 }' <<< "$metrics"
 }
 # Waits (at most 120 s) until a gateway's inference-log queue is empty.
 drained() {

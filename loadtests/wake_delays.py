@@ -26,7 +26,8 @@ LINE = re.compile(r"\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s+(.*)")
 
 
 def events(path):
-    """(cpu, time, event, fields) for every sched_waking and sched_switch in the file."""
+    """(cpu, time, event, fields, trace) for every sched_waking, sched_switch and
+    sched_migrate_task in the file."""
     run = subprocess.run(
         ["perf", "script", "-i", path, "-F", "comm,tid,cpu,time,event,trace"],
         capture_output=True, text=True)
@@ -38,7 +39,7 @@ def events(path):
         if not m:
             continue
         _comm, _tid, cpu, t, event, trace = m.groups()
-        if event.startswith("sched:sched_waking") or event.startswith("sched:sched_switch"):
+        if event.startswith(("sched:sched_waking", "sched:sched_switch", "sched:sched_migrate_task")):
             yield int(cpu), float(t), event, dict(re.findall(r"(\w+)=(\S+)", trace)), trace
 
 
@@ -59,6 +60,7 @@ def main():
     waiting = {}          # followed tid -> (woken at, cpu, {name: µs run on that cpu meanwhile})
     delays = []
     switch_ins = 0
+    switches = 0
     blame = collections.Counter()
     blamed_waits = collections.Counter()
     over = args.over / 1e6
@@ -72,10 +74,18 @@ def main():
                 if tid not in running and tid not in waiting:
                     waiting[tid] = (t, int(f.get("target_cpu", cpu)), collections.Counter())
             continue
+        if event.startswith("sched:sched_migrate_task"):
+            # A woken thread moved before it ran: its wait is on the CPU it moved to.
+            tid = f.get("pid")
+            if tid in waiting and "dest_cpu" in f:
+                woken, _target, held = waiting[tid]
+                waiting[tid] = (woken, int(f["dest_cpu"]), held)
+            continue
         prev = re.search(r"prev_comm=(.+?) prev_pid=(\d+)", trace)
         nxt = re.search(r"next_comm=(.+?) next_pid=(\d+)", trace)
         if not prev or not nxt:
             continue
+        switches += 1
         prev_name, prev_tid = prev.groups()
         next_name, next_tid = nxt.groups()
         since = on_cpu.get(cpu, (prev_name, None))[1]
@@ -104,6 +114,8 @@ def main():
             running.add(next_tid)
         on_cpu[cpu] = (next_name, t)
 
+    if not switches:
+        sys.exit(f"no sched_switch lines in the form prev_comm=... next_comm=... in {args.data}")
     if not delays:
         sys.exit(f"no wake-ups of threads named {args.threads}* in {args.data}: record the "
                  "waker's CPU too (perf sched record -a)")
