@@ -5,7 +5,7 @@
 # where two pin.sh runs minutes apart are not.
 #
 #   loadtests/alternate.sh [--logged] [--rate N] [--connections C] [--seconds S] [--rounds R]
-#                          [--warmup W] BIN[::YAML[::ENTITY]] BIN[::YAML[::ENTITY]] ...
+#                          [--warmup W] BIN[::YAML[::ENTITY[::LOG]]] BIN[::YAML[::ENTITY[::LOG]]] ...
 #
 # Each BIN starts fresh for every run (one endpoint, demo version 1 on ONNX Runtime, or
 # MODEL_VERSION=2 for the gradient-boosted trees, a one-row request carrying every feature, or
@@ -14,8 +14,11 @@
 # connections: with --logged it fills the tables with small files to compact), then S s (5) of wrk closed loop at C connections (8), or
 # with --rate N of oha open loop at N req/s with --latency-correction. YAML after `::` is added
 # to that binary's config under `inference:` (say `BIN::"inline: {max_us: 0}"`, every job on the pool), ENTITY after
-# a second `::` to its served entity (say `BIN::::"batching: {max_rows: 32}"`); LOG_YAML adds
-# keys under `inference_log:` for every run. Prints one line per run: label, req/s, p99 ms (open
+# a second `::` to its served entity (say `BIN::::"batching: {max_rows: 32}"`), LOG after a third
+# under its `inference_log:` (say `BIN::::::"writer_nice: 19"`, with --logged); LOG_YAML adds
+# keys under `inference_log:` for every run. With --logged each line also gives the inference-log
+# rows dropped by the end of the measured part (payload table, one row a call, any reason): a
+# run that dropped rows did not log every request. Prints one line per run: label, req/s, p99 ms (open
 # loop: also p50 and p99.9), and the ms the hypervisor took from CPUs 0 and 1 during the
 # measured part (steal, counted by the kernel in 10 ms ticks: a run that lost more than 1 % of
 # its time to it measured the VM). Needs wrk, oha, taskset and python3, as pin.sh does.
@@ -55,12 +58,15 @@ run=0
 for round in $(seq "$rounds"); do
   for target in "$@"; do
     run=$((run + 1))
-    bin="${target%%::*}" extra="" entity=""
+    bin="${target%%::*}" extra="" entity="" log=""
     [ "$bin" = "$target" ] || extra="${target#*::}"
     case "$extra" in *::*) entity="${extra#*::}" extra="${extra%%::*}" ;; esac
+    case "$entity" in *::*) log="${entity#*::}" entity="${entity%%::*}" ;; esac
+    # LOG_YAML's keys, then this binary's, each on a line of its own under inference_log:.
+    log_lines="${LOG_YAML:-}${LOG_YAML:+${log:+$'\n  '}}$log"
     kind=serving
     [ "$logged" = 0 ] || kind=logged
-    pinned_config "$kind" "$work/run-$run" "$extra" "${LOG_YAML:-}" "$entity" > "$work/c.yaml"
+    pinned_config "$kind" "$work/run-$run" "$extra" "$log_lines" "$entity" > "$work/c.yaml"
     start_pinned 0 "$bin" "$work/c.yaml" "$work"
     url="$base/serving-endpoints/t/invocations"
     taskset -c 1 wrk -t1 -c"$c" -d"${warmup}s" -s "$work/post.lua" "$url" > /dev/null
@@ -79,7 +85,13 @@ print("%.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms" % (ok / d["summary"]
       result="$rps req/s, p99 $p99 ms"
     fi
     result="$result, steal $(($(steal_ms 0,1) - stolen)) ms"
-    echo "round $round, $(basename "$bin")${extra:+ ($extra)}${entity:+ [$entity]}, c=$c${rate:+, open loop at $rate req/s}: $result"
+    if [ "$logged" = 1 ]; then
+      dropped="$(curl -sf -m 5 "$base/metrics" | awk '/^modelgate_inference_log_dropped_rows_total\{/ && /table="payload"/ { n += $2 } END { print n + 0 }')" || dropped="?"
+      result="$result, $dropped log rows dropped"
+    fi
+    log_label=""
+    [ -z "$log" ] || log_label=" {$log}"
+    echo "round $round, $(basename "$bin")${extra:+ ($extra)}${entity:+ [$entity]}$log_label, c=$c${rate:+, open loop at $rate req/s}: $result"
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   done
 done
