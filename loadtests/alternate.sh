@@ -86,8 +86,7 @@ print("%.0f req/s, p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms" % (ok / d["summary"]
     fi
     result="$result, steal $(($(steal_ms 0,1) - stolen)) ms"
     if [ "$logged" = 1 ]; then
-      dropped="$(curl -sf -m 5 "$base/metrics" | awk '/^modelgate_inference_log_dropped_rows_total\{/ && /table="payload"/ { n += $2 } END { print n + 0 }')" || dropped="?"
-      result="$result, $dropped log rows dropped"
+      result="$result, $(log_rows_dropped "$base") log rows dropped"
     fi
     log_label=""
     [ -z "$log" ] || log_label=" {$log}"

@@ -141,14 +141,9 @@ stop() {
   wait "$pid" 2>/dev/null || true
   pid=""
 }
-# Inference-log rows dropped so far, payload table (one row a call), any reason; 0 for the
-# serving target and the bare servers, which have no such metric. Rows dropped after the
-# drain's 120 s are not counted.
-dropped_now() {
-  local metrics
-  # `?` when the metrics cannot be read: the run's count then shows as unknown, not as 0.
-  metrics="$(curl -sf -m 5 "$base/metrics")" || { echo '?'; return 0; }
-  awk '/^modelgate_inference_log_dropped_rows_total\{/ && /table="payload"/ { n += $2 } END { print n + 0 }' <<< "$metrics"
+# The logged target's dropped inference-log rows so far (log_rows_dropped); `-` for the others.
+dropped_now() {  # $1: target key
+  if [ "$1" = logged ]; then log_rows_dropped "$base"; else echo -; fi
 }
 # Waits (at most 120 s) until a gateway's inference-log queue is empty.
 drained() {
@@ -174,23 +169,24 @@ measure() {  # $1: target key
     local cmd=(wrk -t1 -c"$c" -d"${DURATION}s" --timeout 10s -s "$work/post.lua" "$url")
     echo "${client[*]} ${cmd[*]}" >> "$work/commands.txt"
     local before dropped
-    before="$(steal_now)" dropped="$(dropped_now)"
+    before="$(steal_now)" dropped="$(dropped_now "$key")"
     "${client[@]}" "${cmd[@]}" | tail -n 1 > "$work/$key-closed-$c.json"
     echo "$before $(steal_now)" > "$work/$key-closed-$c.steal"
-    # Rows the log drops now or while it drains what this run queued.
+    # Rows the log drops now or while it drains what this run queued (after the drain's 120 s
+    # they are not counted).
     gateway "$key" && drained
-    echo "$dropped $(dropped_now)" > "$work/$key-closed-$c.dropped"
+    echo "$dropped $(dropped_now "$key")" > "$work/$key-closed-$c.dropped"
     local rate
     rate="$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(max(1, int((d["requests"] - d["non2xx"]) / (d["duration_us"] / 1e6) / 2)))' "$work/$key-closed-$c.json")"
     echo "pin.sh: $key c=$c: open loop ${DURATION}s at $rate req/s" >&2
     cmd=("$OHA" -z "${DURATION}s" -c "$c" -q "$rate" --latency-correction -w -t 10s --no-tui
       --output-format json -m POST -T application/json -D "$work/body.json" "$url")
     echo "${client[*]} oha ${cmd[*]:1}" >> "$work/commands.txt"
-    before="$(steal_now)" dropped="$(dropped_now)"
+    before="$(steal_now)" dropped="$(dropped_now "$key")"
     "${client[@]}" "${cmd[@]}" > "$work/$key-open-$c.json"
     echo "$before $(steal_now)" > "$work/$key-open-$c.steal"
     gateway "$key" && drained
-    echo "$dropped $(dropped_now)" > "$work/$key-open-$c.dropped"
+    echo "$dropped $(dropped_now "$key")" > "$work/$key-open-$c.dropped"
   done
 }
 

@@ -1,5 +1,6 @@
 # The gateway config of the pinned load tests (pin.sh, alternate.sh, logging_throughput.sh),
-# and the load files and start of alternate.sh and logging_throughput.sh; source it.
+# the load files and start of alternate.sh and logging_throughput.sh, and what they read back
+# (steal, dropped log rows); source it.
 #
 #   pinned_config serving|logged DIR [YAML under inference:] [YAML under inference_log:]
 #                 [keys of the served entity]
@@ -105,4 +106,13 @@ start_pinned() {  # $1: CPUS, $2: BIN, $3: CONFIG, $4: WORK
     sleep 0.1
   done
   [ -n "$base" ] || { cat "$4/err" >&2; echo "$2 did not start" >&2; exit 1; }
+}
+
+# Inference-log rows the gateway at BASE (its URL) has dropped so far: its payload table (one
+# row a call), any reason; `?` when its metrics cannot be read. A logged run that dropped rows
+# did not log every request.
+log_rows_dropped() {  # $1: BASE
+  local metrics
+  metrics="$(curl -sf -m 5 "$1/metrics")" || { echo '?'; return 0; }
+  awk '/^modelgate_inference_log_dropped_rows_total\{/ && /table="payload"/ { n += $2 } END { print n + 0 }' <<< "$metrics"
 }

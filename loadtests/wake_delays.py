@@ -21,6 +21,7 @@ import collections
 import re
 import subprocess
 import sys
+import tempfile
 
 LINE = re.compile(r"\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s+(.*)")
 
@@ -28,19 +29,23 @@ LINE = re.compile(r"\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s+(.*)")
 def events(path):
     """(cpu, time, event, fields, trace) for every sched_waking, sched_switch and
     sched_migrate_task in the file."""
-    run = subprocess.run(
+    # Streamed: a recording of a few seconds is hundreds of megabytes of text. Its warnings go
+    # to a file, so that a full stderr pipe cannot stall it.
+    errors = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(
         ["perf", "script", "-i", path, "-F", "comm,tid,cpu,time,event,trace"],
-        capture_output=True, text=True)
-    if run.returncode != 0:
-        sys.exit(f"perf script could not read {path}: {run.stderr.strip()[-500:]}")
-    out = run.stdout
-    for line in out.splitlines():
+        stdout=subprocess.PIPE, stderr=errors, text=True)
+    for line in proc.stdout:
         m = LINE.match(line)
         if not m:
             continue
         _comm, _tid, cpu, t, event, trace = m.groups()
         if event.startswith(("sched:sched_waking", "sched:sched_switch", "sched:sched_migrate_task")):
             yield int(cpu), float(t), event, dict(re.findall(r"(\w+)=(\S+)", trace)), trace
+    if proc.wait() != 0:
+        errors.seek(0)
+        last = errors.read().strip().splitlines()[-1:]
+        sys.exit(f"perf script could not read {path}: {' '.join(last)}")
 
 
 def percentile(sorted_values, q):

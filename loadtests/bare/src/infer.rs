@@ -4,9 +4,10 @@
 //! gateway's own engine (`modelgate::engine`: ONNX Runtime from `ORT_DYLIB_PATH`, a ZipMap
 //! output cut, one session per HTTP worker), and the first row of `input_example.json`
 //! (pandas `split`), repeated `--infer-rows` times (1 unless given), becomes one input tensor
-//! per model input, of shape [rows] or [rows, 1] by the input's rank. Each request hands the engine a copy of those tensors, as the gateway hands it
-//! the tensors it binds, and takes the outputs it copies out; nothing is decoded from the
-//! request, nothing routed, and the answer stays the bare server's fixed one.
+//! per model input, of shape [rows] or [rows, 1] by the input's rank. Each request hands the
+//! engine a copy of those tensors, as the gateway hands it the tensors it binds, and takes the
+//! outputs it copies out; nothing is decoded from the request, nothing routed, and the answer
+//! stays the bare server's fixed one.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -16,7 +16,7 @@ mod infer;
 
 use std::net::TcpListener;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -174,7 +174,8 @@ async fn main() -> ExitCode {
     }
 }
 
-fn open_model(dir: &std::path::Path, workers: usize, rows: usize) -> Result<infer::Model, String> {
+/// Loads `--infer`'s model and runs it once, so that a model that cannot run fails at start.
+fn open_model(dir: &Path, workers: usize, rows: usize) -> Result<infer::Model, String> {
     let model = infer::Model::open(dir, workers, rows)?;
     model.run(0)?;
     Ok(model)
