@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::writer::{Step, Writer};
+use super::writer::{Leftover, Step, Turn, Writer};
 
 pub(super) struct Shared {
     writer: Mutex<Writer>,
     /// Set while the catch-up thread wants or holds the writer: the niced thread stays off it
-    /// (and stops between commits when it sees it set).
-    catching_up: AtomicBool,
+    /// (and gives way at its next pause point when it sees it set).
+    catching_up: Arc<AtomicBool>,
     /// Set once the writer has finished (after `close`): both threads leave.
     finished: AtomicBool,
     /// Bytes this shard holds (queued and not yet committed).
@@ -62,7 +62,7 @@ impl Shared {
         let tick = writer.tick();
         Self {
             writer: Mutex::new(writer),
-            catching_up: AtomicBool::new(false),
+            catching_up: Arc::new(AtomicBool::new(false)),
             finished: AtomicBool::new(false),
             shard_bytes,
             marks,
@@ -92,7 +92,15 @@ impl Shared {
     pub(super) fn run_niced(&self) {
         while !self.finished.load(Ordering::Acquire) {
             if !self.catching_up.load(Ordering::Acquire) && !self.closing() {
-                let step = self.lock().step(false, Some(&self.catching_up));
+                let turn = Turn::Niced {
+                    give_way_to: &self.catching_up,
+                };
+                let (step, leftovers) = {
+                    let mut writer = self.lock();
+                    (writer.step(turn), writer.leftovers())
+                };
+                // Freed with the writer released: the catch-up thread may be waiting for it.
+                free(leftovers);
                 if let Step::Finished(all_committed) = step {
                     return self.finish(all_committed);
                 }
@@ -114,7 +122,9 @@ impl Shared {
             self.catching_up.store(true, Ordering::Release);
             let mut writer = self.lock();
             while !self.finished.load(Ordering::Acquire) {
-                let committed = match writer.step(true, None) {
+                let step = writer.step(Turn::CatchUp);
+                free(writer.leftovers());
+                let committed = match step {
                     Step::Finished(all_committed) => return self.finish(all_committed),
                     Step::Committed(batches) => batches,
                 };
@@ -132,6 +142,12 @@ impl Shared {
     }
 }
 
+fn free(leftovers: Vec<Leftover>) {
+    for free in leftovers {
+        free();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +159,152 @@ mod tests {
         assert_eq!(Marks::new(64 << 20, 1, false).start, usize::MAX);
         // A tiny queue: the thread starts at a byte and hands back when the shard is empty.
         assert_eq!(Marks::new(3, 4, true), Marks { start: 1, stop: 0 });
+    }
+
+    /// Pins the calling thread to the first CPU this process may use, and returns it.
+    #[cfg(target_os = "linux")]
+    fn pin_to_first_cpu() -> usize {
+        // SAFETY: the set is a plain bit mask, read and written by the two calls for this thread.
+        unsafe {
+            let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            assert_eq!(libc::sched_getaffinity(0, size, &mut allowed), 0);
+            let cpu = (0..libc::CPU_SETSIZE as usize)
+                .find(|&c| libc::CPU_ISSET(c, &allowed))
+                .expect("a CPU to run on");
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+            cpu
+        }
+    }
+
+    /// The case the catch-up thread is for: a saturated core, where the niced thread gets a
+    /// few percent of it, in the middle of a large commit when the backlog crosses the mark.
+    /// The catch-up thread must get the writer at the niced thread's next pause point, not
+    /// when its commit ends (tens of seconds away here), and commit every row once.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_catch_up_thread_gets_the_writer_from_a_starved_niced_thread_mid_commit() {
+        use crate::inference_log::priority::lower_this_thread;
+        use crate::inference_log::record::CallRecord;
+        use crate::inference_log::writer::tests::{capture, writer_of};
+        use crate::inference_log::Entry;
+        use crate::metrics::Metrics;
+
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+            eprintln!("skipped: the catch-up thread needs a CPU the starved thread is not on");
+            return;
+        }
+        const ROWS: usize = 40_000;
+        const BYTES: usize = 100;
+        let dir = tempfile::tempdir().unwrap();
+        let capture = capture(dir.path());
+        let metrics = Arc::new(Metrics::new());
+        let total = ROWS * BYTES;
+        let queued = Arc::new(AtomicUsize::new(total));
+        let shard = Arc::new(AtomicUsize::new(total));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let body = bytes::Bytes::from(format!("{{\"inputs\": [{}]}}", "0.5, ".repeat(14)));
+        for _ in 0..ROWS {
+            let call = CallRecord {
+                request: Some(body.clone()),
+                response: Some(body.clone()),
+                ..CallRecord::for_tests()
+            };
+            let capture = capture.clone();
+            let bytes = BYTES;
+            tx.send(Entry::Call {
+                capture,
+                call,
+                bytes,
+            })
+            .unwrap();
+        }
+        let writer = writer_of(rx, &metrics, &queued, &shard);
+        let stop = Arc::new(OnceLock::new());
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        // Above what the shard holds: the catch-up thread starts when the test says.
+        let marks = Marks {
+            start: total + 1,
+            stop: 1,
+        };
+        let shared = Arc::new(Shared::new(
+            writer,
+            marks,
+            shard.clone(),
+            stop.clone(),
+            done_tx,
+        ));
+
+        let niced = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                pin_to_first_cpu();
+                lower_this_thread(19);
+                shared.run_niced();
+            })
+        };
+        // It has taken the whole queue and holds the writer: it is committing the batch.
+        // (Started on a CPU of its own: a starved thread would take minutes to take it.)
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(tx.is_empty() && shared.writer.try_lock().is_err()) {
+            assert!(
+                Instant::now() < deadline,
+                "the niced thread never took the queue"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Now it shares its CPU with two threads at the serving priority that never sleep: a
+        // saturated core, of which it gets under 1 %.
+        let spinning = Arc::new(AtomicBool::new(true));
+        let spinners: Vec<_> = (0..2)
+            .map(|_| {
+                let spinning = spinning.clone();
+                std::thread::spawn(move || {
+                    pin_to_first_cpu();
+                    while spinning.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        let committed = || metrics.log.rows.with_label_values(&["e", "payload"]).get();
+        assert_eq!(
+            committed(),
+            0,
+            "the niced thread was meant to be starved mid-commit"
+        );
+
+        let asked = Instant::now();
+        shard.fetch_add(1, Ordering::AcqRel);
+        let catch_up = {
+            let shared = shared.clone();
+            std::thread::spawn(move || shared.run_catch_up())
+        };
+        // Here the niced thread's commit alone would take minutes; the catch-up thread's
+        // takes under a second (debug build), after the niced thread's next pause point.
+        let bound = Duration::from_secs(8);
+        while committed() < ROWS as u64 && asked.elapsed() < bound {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let took = asked.elapsed();
+        spinning.store(false, Ordering::Relaxed);
+        for spinner in spinners {
+            spinner.join().unwrap();
+        }
+        assert_eq!(
+            committed(),
+            ROWS as u64,
+            "{took:?} after the catch-up thread asked for the writer, the niced thread still had it"
+        );
+
+        let _ = stop.set(Instant::now() + Duration::from_secs(30));
+        tx.send(Entry::Close).unwrap();
+        assert_eq!(done_rx.recv_timeout(Duration::from_secs(60)), Ok(true));
+        niced.join().unwrap();
+        catch_up.join().unwrap();
+        assert_eq!(committed(), ROWS as u64, "every row once");
+        assert_eq!(queued.load(Ordering::Acquire), 0, "every byte released");
     }
 }

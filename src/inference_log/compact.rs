@@ -212,7 +212,7 @@ mod tests {
     use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
-    use crate::inference_log::delta::{DeltaSink, Txn};
+    use crate::inference_log::delta::{DeltaSink, Io, Txn};
 
     fn batch(ids: &[i64], extra: Option<&[&str]>) -> RecordBatch {
         let mut fields = vec![Field::new("id", DataType::Int64, true)];
@@ -264,8 +264,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (uri, mut sink, stop) = table_in(&dir);
         for version in 1..=2 {
-            sink.append(&uri, &batch(&[version], None), &txn(version), false, &stop)
-                .unwrap();
+            sink.append(
+                &uri,
+                &batch(&[version], None),
+                &txn(version),
+                false,
+                Io::Niced,
+                &stop,
+            )
+            .unwrap();
         }
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let mut stale = runtime.block_on(async {
@@ -296,6 +303,43 @@ mod tests {
         assert_eq!(live[0].1, Some(2), "both rows, once");
     }
 
+    /// A writer asked to give way between two slices of a batch stops before anything of it
+    /// reaches the table's store: no file, no commit; the batch appends whole afterwards.
+    #[test]
+    fn an_append_that_gives_way_between_slices_leaves_nothing_in_the_store() {
+        use crate::inference_log::delta::Appended;
+        use crate::inference_log::priority::giving_way_to;
+        use std::sync::atomic::AtomicBool;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (uri, mut sink, stop) = table_in(&dir);
+        let first = sink.append(&uri, &batch(&[0], None), &txn(1), false, Io::Niced, &stop);
+        assert_eq!(first.unwrap(), Appended::Committed(1));
+        let entries = || {
+            let names: Vec<String> = std::fs::read_dir(dir.path().join("t"))
+                .unwrap()
+                .chain(std::fs::read_dir(dir.path().join("t/_delta_log")).unwrap())
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names
+        };
+        let before = entries();
+
+        let ids: Vec<i64> = (1..2500).collect();
+        let asked = Arc::new(AtomicBool::new(true));
+        let appended = giving_way_to(&asked, || {
+            sink.append(&uri, &batch(&ids, None), &txn(2), false, Io::Niced, &stop)
+        });
+        assert_eq!(appended.unwrap(), Appended::GaveWay);
+        assert_eq!(entries(), before, "nothing written");
+
+        let again = sink.append(&uri, &batch(&ids, None), &txn(3), false, Io::Niced, &stop);
+        assert_eq!(again.unwrap(), Appended::Committed(2));
+        let live = live_files(&uri);
+        let rows: usize = live.iter().map(|(_, n)| n.unwrap()).sum();
+        assert_eq!((live.len(), rows), (2, 2500), "{live:?}");
+    }
+
     /// The encoder is handed a batch in slices (the writer's pause points between them): a
     /// batch of several slices is still one file and one commit, its rows whole and in order.
     #[test]
@@ -304,7 +348,7 @@ mod tests {
         let (uri, mut sink, stop) = table_in(&dir);
         let ids: Vec<i64> = (0..2500).collect();
         let appended = sink
-            .append(&uri, &batch(&ids, None), &txn(1), false, &stop)
+            .append(&uri, &batch(&ids, None), &txn(1), false, Io::Niced, &stop)
             .unwrap();
         assert_eq!(
             appended,
@@ -333,8 +377,15 @@ mod tests {
         // A batch that adds a column (its first slice widens the table) is one file too.
         let more: Vec<i64> = (2500..5000).collect();
         let extra = vec!["x"; more.len()];
-        sink.append(&uri, &batch(&more, Some(&extra)), &txn(2), false, &stop)
-            .unwrap();
+        sink.append(
+            &uri,
+            &batch(&more, Some(&extra)),
+            &txn(2),
+            false,
+            Io::Niced,
+            &stop,
+        )
+        .unwrap();
         let live = live_files(&uri);
         assert_eq!(live.len(), 2, "{live:?}");
         assert!(live.iter().all(|f| f.1 == Some(2500)), "{live:?}");
@@ -344,11 +395,25 @@ mod tests {
     fn small_files_become_one_with_every_row_and_the_newer_columns() {
         let dir = tempfile::tempdir().unwrap();
         let (uri, mut sink, stop) = table_in(&dir);
-        sink.append(&uri, &batch(&[1, 2], None), &txn(1), false, &stop)
-            .unwrap();
+        sink.append(
+            &uri,
+            &batch(&[1, 2], None),
+            &txn(1),
+            false,
+            Io::Niced,
+            &stop,
+        )
+        .unwrap();
         // A later batch adds a column (schema evolution): the older file lacks it.
-        sink.append(&uri, &batch(&[3], Some(&["x"])), &txn(2), false, &stop)
-            .unwrap();
+        sink.append(
+            &uri,
+            &batch(&[3], Some(&["x"])),
+            &txn(2),
+            false,
+            Io::Niced,
+            &stop,
+        )
+        .unwrap();
         assert_eq!(live_files(&uri).len(), 2);
 
         let done = sink.compact(&uri, 1 << 20, &stop).unwrap();
@@ -383,8 +448,15 @@ mod tests {
             sink.compact(&uri, 1 << 20, &stop).unwrap(),
             Compacted::default()
         );
-        sink.append(&uri, &batch(&[4], Some(&["y"])), &txn(3), false, &stop)
-            .unwrap();
+        sink.append(
+            &uri,
+            &batch(&[4], Some(&["y"])),
+            &txn(3),
+            false,
+            Io::Niced,
+            &stop,
+        )
+        .unwrap();
         assert_eq!(live_files(&uri).len(), 2);
     }
 }

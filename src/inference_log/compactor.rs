@@ -166,7 +166,7 @@ mod tests {
     use deltalake::arrow::record_batch::RecordBatch;
 
     use super::*;
-    use crate::inference_log::delta::{DeltaSink, Txn};
+    use crate::inference_log::delta::{DeltaSink, Io, Txn};
 
     /// Appends one small file per id to the table at `uri` through `sink`, as batches
     /// `first`, `first + 1`, ... of a writer.
@@ -178,7 +178,7 @@ mod tests {
                 app_id: "test".into(),
                 version: first + n as i64,
             };
-            sink.append(uri, &batch, &txn, false, &OnceLock::new())
+            sink.append(uri, &batch, &txn, false, Io::Niced, &OnceLock::new())
                 .unwrap();
         }
     }

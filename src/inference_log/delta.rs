@@ -49,6 +49,8 @@ pub enum Appended {
     Committed(i64),
     /// An earlier attempt had committed the batch (its transaction is in the table).
     AlreadyCommitted,
+    /// Not appended: the writer gave way at a pause point, before anything was written.
+    GaveWay,
 }
 
 /// Rows handed to the Parquet encoder at a time (it encodes them into the open file's pages;
@@ -66,35 +68,56 @@ fn register_stores() {
     });
 }
 
+/// Which of a sink's runtimes an attempt runs its I/O on: the one at the writer's nice value,
+/// or the one at the serving threads' priority (for the catch-up thread, which must not wait
+/// on helper threads the serving threads starve).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    Niced,
+    Serving,
+}
+
 /// Open tables by URI, reused across commits.
 pub struct DeltaSink {
-    runtime: tokio::runtime::Runtime,
+    niced: tokio::runtime::Runtime,
+    serving: tokio::runtime::Runtime,
     storage_options: HashMap<String, String>,
     tables: HashMap<String, DeltaTable>,
 }
 
 impl DeltaSink {
-    /// A sink whose runtime's helper threads (blocking file I/O) run at nice value `nice`, as
-    /// the writer thread that drives it does (0: as the thread that starts them).
+    /// A sink with two runtimes: one whose helper threads (blocking file I/O) run at nice value
+    /// `nice`, as the niced writer thread that drives it does, and one whose threads keep the
+    /// priority of the thread that creates the sink.
     pub fn new(storage_options: HashMap<String, String>, nice: i32) -> std::io::Result<Self> {
         register_stores();
-        let runtime = io_runtime("inference-log-io", nice)?;
         Ok(Self {
-            runtime,
+            niced: io_runtime("inference-log-io", nice)?,
+            serving: io_runtime("log-catch-up-io", 0)?,
             storage_options,
             tables: HashMap::new(),
         })
     }
 
-    /// Appends `batch` to the table at `uri` as one commit carrying `txn`. With `check`, the
-    /// table is first asked whether `txn` is already in it (a retry), and nothing is appended
-    /// then. The attempt is abandoned when `stop` (the shutdown deadline, once set) passes.
+    fn runtime(&self, io: Io) -> &tokio::runtime::Runtime {
+        match io {
+            Io::Niced => &self.niced,
+            Io::Serving => &self.serving,
+        }
+    }
+
+    /// Appends `batch` to the table at `uri` as one commit carrying `txn`, its I/O on the `io`
+    /// runtime. With `check`, the table is first asked whether `txn` is already in it (a
+    /// retry), and nothing is appended then. The attempt is abandoned when `stop` (the
+    /// shutdown deadline, once set) passes, and given up ([`Appended::GaveWay`]) when a pause
+    /// point between the slices it encodes says so.
     pub fn append(
         &mut self,
         uri: &str,
         batch: &RecordBatch,
         txn: &Txn,
         check: bool,
+        io: Io,
         stop: &OnceLock<Instant>,
     ) -> Result<Appended, SinkError> {
         let table_error = |e: deltalake::DeltaTableError| SinkError::Table {
@@ -123,19 +146,22 @@ impl DeltaSink {
             })?;
             // Handed to the Parquet encoder in slices, with a pause point after each: the
             // encoding of a whole batch is milliseconds of work. (An empty batch is written
-            // once, as before: `max(1)`.)
+            // once, as before: `max(1)`.) The encoder holds its file in memory until
+            // `flush_and_commit`: giving way before that leaves nothing in the table's store.
             let rows = batch.num_rows();
             for start in (0..rows.max(1)).step_by(ROWS_PER_SLICE) {
                 let len = ROWS_PER_SLICE.min(rows - start);
                 writer
                     .write_with_mode(batch.slice(start, len), WriteMode::MergeSchema)
                     .await?;
-                super::priority::pause_point();
+                if super::priority::pause_point().is_err() {
+                    return Ok((table, Appended::GaveWay));
+                }
             }
             let version = writer.flush_and_commit(&mut table).await?;
             Ok::<_, deltalake::DeltaTableError>((table, Appended::Committed(version as i64)))
         };
-        let outcome = self.runtime.block_on(async {
+        let outcome = self.runtime(io).block_on(async {
             tokio::select! {
                 r = work => Some(r),
                 () = until(stop) => None,
@@ -158,7 +184,8 @@ impl DeltaSink {
     pub fn has_committed(&mut self, uri: &str, txn: &Txn, limit: Duration) -> Option<bool> {
         let url = deltalake::ensure_table_uri(uri).ok()?;
         let options = self.storage_options.clone();
-        self.runtime.block_on(async {
+        // Asked at shutdown, which the catch-up thread runs.
+        self.serving.block_on(async {
             let ask = async {
                 let table = DeltaTable::try_from_url_with_storage_options(url, options).await?;
                 committed(&table, txn).await
@@ -182,7 +209,7 @@ impl DeltaSink {
         let Some(mut table) = self.tables.remove(uri) else {
             return Ok(Compacted::default());
         };
-        let outcome = compact_table(&self.runtime, uri, &mut table, max_bytes, stop);
+        let outcome = compact_table(&self.niced, uri, &mut table, max_bytes, stop);
         if outcome.is_ok() {
             self.tables.insert(uri.to_owned(), table);
         }
@@ -450,7 +477,9 @@ mod tests {
                     version,
                 };
                 // A retry (check) reads the table's transactions first.
-                let appended = sink.append(&uri, &batch, &txn, version > 1, &stop).unwrap();
+                let appended = sink
+                    .append(&uri, &batch, &txn, version > 1, Io::Niced, &stop)
+                    .unwrap();
                 assert_eq!(appended, Appended::Committed(version));
             }
             sink.forget(&uri);
@@ -458,7 +487,9 @@ mod tests {
                 app_id: "test".into(),
                 version: 3,
             };
-            let reopened = sink.append(&uri, &batch, &again, true, &stop).unwrap();
+            let reopened = sink
+                .append(&uri, &batch, &again, true, Io::Niced, &stop)
+                .unwrap();
             assert_eq!(reopened, Appended::AlreadyCommitted);
         });
         assert!(!logged.contains("nested fashion"), "{logged}");
@@ -476,7 +507,7 @@ mod tests {
             app_id: "test".into(),
             version: 1,
         };
-        sink.append(&uri, &batch, &txn, false, &OnceLock::new())
+        sink.append(&uri, &batch, &txn, false, Io::Niced, &OnceLock::new())
             .unwrap();
         let store = sink.tables[&uri].log_store().root_object_store(None);
         assert!(store.to_string().starts_with("SmallWrites("), "{store}");

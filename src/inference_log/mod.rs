@@ -673,6 +673,8 @@ mod tests {
             "log-compact-0",
             "log-compact-1",
             "log-compact-io",
+            // The sink's niced runtime, "inference-log-io": the kernel keeps 15 characters.
+            "inference-log-i",
         ] {
             while !nice_of_threads(name).contains(&want) {
                 assert!(
@@ -683,8 +685,10 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        // Each shard starts its catch-up thread beside its writer: waited for, not assumed.
-        for name in ["log-catch-up-0", "log-catch-up-1"] {
+        // Each shard starts its catch-up thread beside its writer, and the runtime it commits
+        // on (its helper threads must not be starved by the serving threads): waited for, not
+        // assumed.
+        for name in ["log-catch-up-0", "log-catch-up-1", "log-catch-up-io"] {
             loop {
                 let found = nice_of_threads(name);
                 if !found.is_empty() {

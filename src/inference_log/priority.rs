@@ -4,9 +4,12 @@
 //! competes with the HTTP workers. With a higher nice value the scheduler gives the writer a
 //! smaller share while requests are runnable, so a commit spreads over idle moments instead of
 //! holding the core for its whole length; on an idle core it runs at full speed. Its loops
-//! also yield the core every [`TURN`] ([`pause_point`]).
+//! also yield the core every [`TURN`] ([`pause_point`]), and stop there when another thread
+//! asks for the writer ([`giving_way_to`]).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a writer thread computes before it offers the core to a waiting thread.
@@ -23,6 +26,39 @@ thread_local! {
     /// When the calling thread's current turn began (its first pause point, or the last one
     /// that yielded).
     static TURN_BEGAN: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Set while the calling thread runs work that gives way once this flag is set.
+    static GIVE_WAY_TO: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+}
+
+/// The work was stopped at a pause point because another thread asked for what it held (the
+/// catch-up thread, for the writer): nothing of it was written, and it is to be done again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the inference-log writer gave way to its catch-up thread")]
+pub struct GaveWay;
+
+/// Runs `work` with the calling thread's pause points answering [`GaveWay`] once `flag` is
+/// set: a niced thread on a saturated core gets a few percent of it, and a commit it has begun
+/// would hold the writer for seconds.
+pub fn giving_way_to<R>(flag: &Arc<AtomicBool>, work: impl FnOnce() -> R) -> R {
+    /// Clears the flag's place when `work` returns or unwinds.
+    struct Unset;
+    impl Drop for Unset {
+        fn drop(&mut self) {
+            GIVE_WAY_TO.with(|f| f.borrow_mut().take());
+        }
+    }
+    GIVE_WAY_TO.with(|f| *f.borrow_mut() = Some(flag.clone()));
+    let _unset = Unset;
+    work()
+}
+
+/// Whether the calling thread has been asked to give way (see [`giving_way_to`]).
+pub fn asked_to_give_way() -> bool {
+    GIVE_WAY_TO.with(|f| {
+        f.borrow()
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Acquire))
+    })
 }
 
 /// Starts the calling thread's turn: called when a writer thread wakes to work, so that the
@@ -34,8 +70,8 @@ pub fn turn_begins() {
 /// A place in the writer's work where it may stop for a moment: once [`TURN`] has passed
 /// since the thread's turn began (its last yield, or [`turn_begins`]), it yields the core
 /// (`sched_yield`) to any thread waiting for it. Costs a clock read otherwise; called every
-/// few dozen rows.
-pub fn pause_point() {
+/// few dozen rows. [`GaveWay`] when the thread was asked to give way: the work stops here.
+pub fn pause_point() -> Result<(), GaveWay> {
     TURN_BEGAN.with(|began| match at_pause(began.get(), Instant::now()) {
         Pause::Yield => {
             std::thread::yield_now();
@@ -43,6 +79,11 @@ pub fn pause_point() {
         }
         Pause::Go { turn_began } => began.set(Some(turn_began)),
     });
+    if asked_to_give_way() {
+        Err(GaveWay)
+    } else {
+        Ok(())
+    }
 }
 
 /// What a pause point does.
@@ -75,22 +116,24 @@ impl PauseEvery {
     }
 
     /// One step done: a pause point after every `every` of them.
-    pub fn step(&mut self) {
+    pub fn step(&mut self) -> Result<(), GaveWay> {
         self.since += 1;
-        if self.since >= self.every {
-            self.since = 0;
-            pause_point();
+        if self.since < self.every {
+            return Ok(());
         }
+        self.since = 0;
+        pause_point()
     }
 }
 
 /// Drops `items` in pieces with a [`pause_point`] between them: a committed batch's records
-/// are ten thousand sets of buffers freed cold, milliseconds of work in one go.
+/// are ten thousand sets of buffers freed cold, milliseconds of work in one go. Freeing is
+/// never given up half done (the caller drops outside the writer's lock instead).
 pub fn drop_in_turns<T>(mut items: Vec<T>) {
     const PIECE: usize = 256;
     while !items.is_empty() {
         items.truncate(items.len().saturating_sub(PIECE));
-        pause_point();
+        let _ = pause_point();
     }
 }
 
@@ -183,7 +226,7 @@ mod tests {
         // The decision itself is `at_pause`'s (above); this is the thread's record of it.
         std::thread::spawn(|| {
             assert_eq!(turn_began(), None);
-            pause_point();
+            pause_point().unwrap();
             let began = turn_began().expect("the first pause point starts a turn");
             turn_begins();
             assert!(turn_began().unwrap() >= began);
@@ -196,12 +239,46 @@ mod tests {
     fn pause_every_counts_its_steps() {
         std::thread::spawn(|| {
             let mut pace = PauseEvery::new(3);
-            pace.step();
-            pace.step();
+            pace.step().unwrap();
+            pace.step().unwrap();
             assert_eq!(turn_began(), None, "no pause point before the third step");
-            pace.step();
+            pace.step().unwrap();
             assert!(turn_began().is_some(), "a pause point at the third");
             assert_eq!(pace.since, 0);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn pause_points_answer_gave_way_once_asked_and_only_inside_the_work() {
+        std::thread::spawn(|| {
+            let flag = Arc::new(AtomicBool::new(false));
+            assert_eq!(pause_point(), Ok(()));
+            giving_way_to(&flag, || {
+                assert_eq!(pause_point(), Ok(()), "not asked yet");
+                flag.store(true, Ordering::Release);
+                assert_eq!(pause_point(), Err(GaveWay));
+                let mut pace = PauseEvery::new(2);
+                assert_eq!(
+                    pace.step(),
+                    Ok(()),
+                    "only every second step is a pause point"
+                );
+                assert_eq!(pace.step(), Err(GaveWay));
+            });
+            assert_eq!(
+                pause_point(),
+                Ok(()),
+                "the flag is not this thread's after the work"
+            );
+            // Nor after work that panicked.
+            let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                giving_way_to(&flag, || panic!("a bug in the work"))
+            }));
+            assert!(unwound.is_err());
+            assert!(!asked_to_give_way());
+            assert_eq!(pause_point(), Ok(()));
         })
         .join()
         .unwrap();

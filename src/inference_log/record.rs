@@ -14,7 +14,7 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::packed::PackedColumns;
-use super::priority::{pause_point, PauseEvery};
+use super::priority::{pause_point, GaveWay, PauseEvery};
 use super::rows::{Cell, Kind, TableRows};
 use crate::data::frame::{Column, ColumnData, Frame};
 use crate::data::tensor::{ElemType, NamedTensor, TensorData};
@@ -242,6 +242,19 @@ fn payload_schema() -> SchemaRef {
     ]))
 }
 
+/// A batch's conversion stopped at a pause point ([`GaveWay`]) is an error of the conversion,
+/// told apart by [`gave_way`].
+impl From<GaveWay> for ArrowError {
+    fn from(e: GaveWay) -> Self {
+        ArrowError::ExternalError(Box::new(e))
+    }
+}
+
+/// Whether a conversion failed only because the thread gave way.
+pub fn gave_way(e: &ArrowError) -> bool {
+    matches!(e, ArrowError::ExternalError(inner) if inner.is::<GaveWay>())
+}
+
 pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
     // Bodies go into the column without a copy when they are UTF-8 (JSON and CSV are):
     // checked with `from_utf8`, which reads ASCII a word at a time (the lossy scan goes byte
@@ -257,60 +270,76 @@ pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
         DataType::Utf8,
         true,
     )));
+    let mut pace = PauseEvery::new(ROWS_BETWEEN_PAUSES);
     for c in calls {
         for code in &c.logging_error_codes {
             codes.values().append_value(code);
         }
         codes.append(true);
+        pace.step()?;
     }
-    // A column at a time, with a pause point after each; the text columns (bodies of up to
-    // megabytes in all) also pause every few dozen rows as they are copied.
+    // A column at a time, with a pause point after each and every few dozen rows as it is
+    // built (the text columns copy bodies of up to megabytes in all).
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(12);
-    let mut add = |array: ArrayRef| {
+    let mut add = |array: ArrayRef| -> Result<(), GaveWay> {
         columns.push(array);
-        pause_point();
+        pause_point()
     };
-    add(Arc::new(Date32Array::from_iter_values(
-        calls.iter().map(|c| days(c.time_us)),
-    )));
-    add(strings_in_turns(calls.iter().map(|c| Some(&*c.request_id))));
+    add(Arc::new(Date32Array::from(in_turns(calls, |c| {
+        days(c.time_us)
+    })?)))?;
+    add(strings_in_turns(
+        calls.iter().map(|c| Some(&*c.request_id)),
+    )?)?;
     add(strings_in_turns(
         calls.iter().map(|c| c.client_request_id.as_deref()),
-    ));
+    )?)?;
     add(Arc::new(
-        TimestampMicrosecondArray::from_iter_values(calls.iter().map(|c| c.time_us))
-            .with_timezone("UTC"),
-    ));
-    add(Arc::new(Int32Array::from_iter_values(
-        calls.iter().map(|c| i32::from(c.status_code)),
-    )));
-    add(Arc::new(Float64Array::from_iter_values(
-        calls.iter().map(|c| c.sampling_fraction),
-    )));
-    add(Arc::new(Int64Array::from_iter(
-        calls.iter().map(|c| c.execution_ms),
-    )));
-    add(strings_in_turns(calls.iter().map(|c| text(&c.request))));
-    add(strings_in_turns(calls.iter().map(|c| text(&c.response))));
+        TimestampMicrosecondArray::from(in_turns(calls, |c| c.time_us)?).with_timezone("UTC"),
+    ))?;
+    add(Arc::new(Int32Array::from(in_turns(calls, |c| {
+        i32::from(c.status_code)
+    })?)))?;
+    add(Arc::new(Float64Array::from(in_turns(calls, |c| {
+        c.sampling_fraction
+    })?)))?;
+    add(Arc::new(Int64Array::from(in_turns(calls, |c| {
+        c.execution_ms
+    })?)))?;
+    add(strings_in_turns(calls.iter().map(|c| text(&c.request)))?)?;
+    add(strings_in_turns(calls.iter().map(|c| text(&c.response)))?)?;
     add(strings_in_turns(
         calls.iter().map(|c| c.served_entity.as_deref()),
-    ));
-    add(Arc::new(codes.finish()));
+    )?)?;
+    add(Arc::new(codes.finish()))?;
     add(strings_in_turns(
         calls.iter().map(|c| c.requester.as_deref()),
-    ));
+    )?)?;
     RecordBatch::try_new(payload_schema(), columns)
 }
 
+/// A value of every call, with a pause point every [`ROWS_BETWEEN_PAUSES`] of them.
+fn in_turns<T>(calls: &[CallRecord], value: impl Fn(&CallRecord) -> T) -> Result<Vec<T>, GaveWay> {
+    let mut values = Vec::with_capacity(calls.len());
+    let mut pace = PauseEvery::new(ROWS_BETWEEN_PAUSES);
+    for c in calls {
+        values.push(value(c));
+        pace.step()?;
+    }
+    Ok(values)
+}
+
 /// A text column, with a pause point every [`ROWS_BETWEEN_PAUSES`] rows.
-fn strings_in_turns<S: AsRef<str>>(values: impl ExactSizeIterator<Item = Option<S>>) -> ArrayRef {
+fn strings_in_turns<S: AsRef<str>>(
+    values: impl ExactSizeIterator<Item = Option<S>>,
+) -> Result<ArrayRef, GaveWay> {
     let mut column = StringBuilder::with_capacity(values.len(), 0);
     let mut pace = PauseEvery::new(ROWS_BETWEEN_PAUSES);
     for value in values {
         column.append_option(value);
-        pace.step();
+        pace.step()?;
     }
-    Arc::new(column.finish())
+    Ok(Arc::new(column.finish()))
 }
 
 /// Rows converted between two [`pause_point`]s.
@@ -400,7 +429,7 @@ pub fn predictions_batch(endpoint: &str, scored: &[ScoredRows]) -> Result<Record
                 t.set("shadow_inference_ms", Cell::Float(ms));
             }
             t.end_row();
-            pace.step();
+            pace.step()?;
         }
     }
     t.finish()
@@ -603,7 +632,7 @@ pub fn labels_batch(labels: &[LabelRecord]) -> Result<RecordBatch, ArrowError> {
             }
         }
         t.end_row();
-        pace.step();
+        pace.step()?;
     }
     t.finish()
 }

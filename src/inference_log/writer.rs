@@ -2,6 +2,10 @@
 //! gathers queued records per table and commits a table's batch when it
 //! is big enough or old enough, with retries; at close, commits everything within the deadline.
 //!
+//! The niced thread gives way to the catch-up thread at its next pause point, even in the middle
+//! of converting or encoding a batch: nothing is written then, and the batch's records go back
+//! to the front of what is pending.
+//!
 //! A batch is the unit of failure: a panic while converting or committing one is caught, its
 //! rows are counted as dropped (`reason="writer_panic"`) and the writer goes on with the next.
 //! Each batch carries a number in the writer's Delta application transaction, so a retry never
@@ -20,9 +24,9 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::compactor::{Compactor, Job};
-use super::delta::{Appended, DeltaSink, SinkError, Txn};
-use super::priority::{drop_in_turns, turn_begins, PauseEvery};
-use super::record::{labels_batch, payload_batch, predictions_batch};
+use super::delta::{Appended, DeltaSink, Io, SinkError, Txn};
+use super::priority::{asked_to_give_way, drop_in_turns, giving_way_to, turn_begins, PauseEvery};
+use super::record::{gave_way, labels_batch, payload_batch, predictions_batch};
 use super::{
     CallRecord, Capture, Entry, InferenceLogSettings, LabelRecord, ScoredRows, TableTarget,
 };
@@ -73,7 +77,55 @@ impl<T> Pending<T> {
             },
         )
     }
+
+    /// Puts a batch that was not committed back in front of what arrived since it was taken:
+    /// the table's rows keep their order, and the batch its age.
+    fn put_back(&mut self, mut batch: Self) {
+        batch.items.append(&mut self.items);
+        batch.rows += self.rows;
+        batch.bytes += self.bytes;
+        batch.since = match (batch.since, self.since) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        *self = batch;
+    }
 }
+
+/// Which thread takes a look at the queue, and so how.
+#[derive(Clone, Copy)]
+pub(super) enum Turn<'a> {
+    /// The niced thread: commits the batches that are due, on the niced runtime, and gives way
+    /// at its next pause point once `give_way_to` is set.
+    Niced { give_way_to: &'a Arc<AtomicBool> },
+    /// The catch-up thread: commits every pending batch, its I/O at serving priority.
+    CatchUp,
+}
+
+/// What became of a batch given to [`Writer::commit`].
+#[derive(Debug, PartialEq, Eq)]
+enum Done {
+    /// Committed, or its rows counted as dropped.
+    Settled,
+    /// Not committed and not counted: the writer gave way (its records are to be put back).
+    GaveWay,
+}
+
+/// Why an attempt's batch is not in the table.
+enum Uncommitted {
+    Dropped(DropReason),
+    GaveWay,
+}
+
+impl From<DropReason> for Uncommitted {
+    fn from(reason: DropReason) -> Self {
+        Self::Dropped(reason)
+    }
+}
+
+/// Work left for after the writer's lock is released: a committed batch's records, freed in
+/// turns ([`drop_in_turns`]) where they hold no other thread up.
+pub(super) type Leftover = Box<dyn FnOnce() + Send>;
 
 /// What one look at the queue did.
 pub(super) enum Step {
@@ -132,6 +184,10 @@ pub(super) struct Writer {
     compactor: Option<Compactor>,
     /// This writer's commits to each table since its last compaction.
     since_compaction: HashMap<String, u32>,
+    /// The records of batches committed since the last [`Writer::leftovers`].
+    leftovers: Vec<Leftover>,
+    /// Where the current look's Delta I/O runs.
+    io: Io,
 }
 
 impl Writer {
@@ -164,6 +220,8 @@ impl Writer {
             batch_seq: 0,
             compactor: None,
             since_compaction: HashMap::new(),
+            leftovers: Vec::new(),
+            io: Io::Niced,
         }
     }
 
@@ -208,32 +266,62 @@ impl Writer {
         (self.interval / 10).clamp(Duration::from_millis(5), Duration::from_millis(100))
     }
 
-    /// One look at the queue: takes what is queued and commits the batches that are due (every
-    /// pending one when `all`), stopping between commits once `yield_to` is set. Senders never
-    /// wake the writer (it does not block on the channel); its threads call this every tick,
-    /// or sooner when [`super::InferenceLog`] unparks them. `Some(all committed)` once `close`
-    /// was heard and everything was committed or counted.
-    pub(super) fn step(&mut self, all: bool, yield_to: Option<&AtomicBool>) -> Step {
+    /// One look at the queue, by `turn`'s thread: takes what is queued and commits the batches
+    /// that are due (every pending one for the catch-up thread). The niced thread stops, at its
+    /// next pause point, once asked to give way. Senders never wake the writer (it does not
+    /// block on the channel); its threads call this every tick, or sooner when
+    /// [`super::InferenceLog`] unparks them. `Finished` once `close` was heard and everything
+    /// was committed or counted.
+    pub(super) fn step(&mut self, turn: Turn<'_>) -> Step {
         // The thread has just been given the core: its turn starts now, not at its last yield.
         turn_begins();
         if let Some(all_committed) = self.finished {
             return Step::Finished(all_committed);
         }
-        // A backlog is thousands of entries: the drain pauses as the batch builds do.
+        let looked = match turn {
+            Turn::Niced { give_way_to } => {
+                self.io = Io::Niced;
+                giving_way_to(give_way_to, || self.look(false))
+            }
+            Turn::CatchUp => {
+                self.io = Io::Serving;
+                self.look(true)
+            }
+        };
+        match looked {
+            Some(batches) => Step::Committed(batches),
+            None => {
+                // Whichever thread heard it: the shutdown flush gives way to nothing.
+                let all_committed = self.finish();
+                self.finished = Some(all_committed);
+                Step::Finished(all_committed)
+            }
+        }
+    }
+
+    /// The records of the batches committed since the last call, to be freed once the writer
+    /// is released.
+    pub(super) fn leftovers(&mut self) -> Vec<Leftover> {
+        std::mem::take(&mut self.leftovers)
+    }
+
+    /// Takes what is queued and commits what is due (everything when `all`): how many batches;
+    /// `None` once `close` was heard.
+    fn look(&mut self, all: bool) -> Option<usize> {
+        // A backlog is thousands of entries: the drain pauses as the batch builds do, and a
+        // niced thread asked to give way stops taking (what it took stays pending).
         let mut pace = PauseEvery::new(ENTRIES_BETWEEN_PAUSES);
         loop {
             match self.rx.try_recv() {
-                Ok(Entry::Close) | Err(TryRecvError::Disconnected) => {
-                    let all_committed = self.finish();
-                    self.finished = Some(all_committed);
-                    return Step::Finished(all_committed);
-                }
+                Ok(Entry::Close) | Err(TryRecvError::Disconnected) => return None,
                 Ok(e) => self.take(e),
                 Err(TryRecvError::Empty) => break,
             }
-            pace.step();
+            if pace.step().is_err() {
+                return Some(0);
+            }
         }
-        Step::Committed(self.flush_due(all, yield_to))
+        Some(self.flush_due(all))
     }
 
     fn tables_of(&mut self, capture: &Arc<Capture>) -> &mut Tables {
@@ -293,10 +381,10 @@ impl Writer {
         }
     }
 
-    /// Commits every batch that is due (all of them when `all`), one at a time, until
-    /// `yield_to` is set (the rest stay pending for the next look); how many it committed (or
-    /// counted as dropped).
-    fn flush_due(&mut self, all: bool, yield_to: Option<&AtomicBool>) -> usize {
+    /// Commits every batch that is due (all of them when `all`), one at a time, until the
+    /// thread is asked to give way (the rest, and a batch it was building, stay pending for the
+    /// next look); how many it committed (or counted as dropped).
+    fn flush_due(&mut self, all: bool) -> usize {
         let (flush_rows, flush_bytes, interval) =
             (self.flush_rows, self.flush_bytes, self.interval);
         let due = |rows: usize, bytes: usize, since: Option<Instant>| {
@@ -310,7 +398,7 @@ impl Writer {
         let mut batches = 0;
         for uri in uris {
             for kind in 0..3 {
-                if yield_to.is_some_and(|y| y.load(Ordering::Acquire)) {
+                if asked_to_give_way() {
                     return batches;
                 }
                 let Some(t) = self.tables.get_mut(&uri) else {
@@ -329,42 +417,74 @@ impl Writer {
                     _ => continue,
                 };
                 let capture = t.capture.clone();
-                self.commit_batch(capture, batch);
-                batches += 1;
+                match self.commit_batch(capture, batch) {
+                    None => batches += 1,
+                    Some(back) => {
+                        self.put_back(&uri, back);
+                        return batches;
+                    }
+                }
             }
         }
         batches
     }
 
-    fn commit_batch(&mut self, capture: Arc<Capture>, batch: Batch) {
+    /// Commits `batch`; gives it back when the writer gave way.
+    fn commit_batch(&mut self, capture: Arc<Capture>, batch: Batch) -> Option<Batch> {
         match batch {
-            Batch::Calls(p) => self.commit_pending(&capture, &capture.payload, p, payload_batch),
-            Batch::Scored(p) => self.commit_pending(&capture, &capture.predictions, p, |items| {
-                predictions_batch(&capture.endpoint, items)
-            }),
-            Batch::Labels(p) => self.commit_pending(&capture, &capture.labels, p, labels_batch),
+            Batch::Calls(p) => self
+                .commit_pending(&capture, &capture.payload, p, payload_batch)
+                .map(Batch::Calls),
+            Batch::Scored(p) => self
+                .commit_pending(&capture, &capture.predictions, p, |items| {
+                    predictions_batch(&capture.endpoint, items)
+                })
+                .map(Batch::Scored),
+            Batch::Labels(p) => self
+                .commit_pending(&capture, &capture.labels, p, labels_batch)
+                .map(Batch::Labels),
         }
     }
 
-    /// [`Writer::commit`]s `pending`'s rows, built by `build`, then drops its records in
-    /// pieces ([`drop_in_turns`]).
-    fn commit_pending<T>(
+    /// Puts a batch the writer gave way on back in front of its table's pending records.
+    fn put_back(&mut self, uri: &str, batch: Batch) {
+        let Some(t) = self.tables.get_mut(uri) else {
+            // Tables are only ever added: the batch's own table is there.
+            unreachable!("a batch's table is kept while it is pending");
+        };
+        match batch {
+            Batch::Calls(p) => t.calls.put_back(p),
+            Batch::Scored(p) => t.scored.put_back(p),
+            Batch::Labels(p) => t.labels.put_back(p),
+        }
+    }
+
+    /// [`Writer::commit`]s `pending`'s rows, built by `build`, and leaves its records to be
+    /// freed in pieces ([`drop_in_turns`]) once the writer is released; gives `pending` back
+    /// when the writer gave way.
+    fn commit_pending<T: Send + 'static>(
         &mut self,
         capture: &Capture,
         table: &TableTarget,
         pending: Pending<T>,
         build: impl FnOnce(&[T]) -> Result<RecordBatch, ArrowError>,
-    ) {
-        let items = pending.items;
-        self.commit(capture, table, pending.rows, pending.bytes, || {
-            build(&items)
-        });
-        drop_in_turns(items);
+    ) -> Option<Pending<T>> {
+        let (rows, bytes) = (pending.rows, pending.bytes);
+        let items = &pending.items;
+        match self.commit(capture, table, rows, bytes, || build(items)) {
+            Done::GaveWay => Some(pending),
+            Done::Settled => {
+                let items = pending.items;
+                self.leftovers.push(Box::new(move || drop_in_turns(items)));
+                None
+            }
+        }
     }
 
     /// Builds and commits one batch, retrying with backoff; rows that cannot be committed are
-    /// counted as dropped, by reason. Their queue bytes are released either way. A panic in
-    /// `build` or the commit drops this batch only (`reason="writer_panic"`).
+    /// counted as dropped, by reason. Their queue bytes are released either way, unless the
+    /// writer gave way (the batch is still pending then). A panic in `build` or the commit
+    /// drops this batch only (`reason="writer_panic"`).
     fn commit(
         &mut self,
         capture: &Capture,
@@ -372,7 +492,7 @@ impl Writer {
         rows: usize,
         bytes: usize,
         build: impl FnOnce() -> Result<RecordBatch, ArrowError>,
-    ) {
+    ) -> Done {
         self.batch_seq += 1;
         let txn = Txn {
             app_id: self.app_id.clone(),
@@ -382,12 +502,13 @@ impl Writer {
         let labels = [endpoint, table.kind.as_str()];
         let outcome = if self.past_deadline() {
             // No new attempt past the shutdown deadline.
-            Err(DropReason::Shutdown)
+            Err(Uncommitted::Dropped(DropReason::Shutdown))
         } else {
             let attempt = catch_unwind(AssertUnwindSafe(|| match build() {
+                Err(e) if gave_way(&e) => Err(Uncommitted::GaveWay),
                 Err(e) => {
                     tracing::error!(table = %table.uri, "cannot build the inference-log rows: {e}");
-                    Err(DropReason::InvalidRows)
+                    Err(DropReason::InvalidRows.into())
                 }
                 Ok(batch) => self.append_with_retries(capture, table, &batch, &txn),
             }));
@@ -400,9 +521,12 @@ impl Writer {
                 tracing::error!(table = %table.uri, rows, "the inference-log writer panicked on a batch; its rows are dropped and logging goes on: {what}");
                 // Whatever the sink held for the table may be half-updated.
                 self.sink.forget(&table.uri);
-                Err(DropReason::WriterPanic)
+                Err(DropReason::WriterPanic.into())
             })
         };
+        if let Err(Uncommitted::GaveWay) = outcome {
+            return Done::GaveWay;
+        }
         self.release(bytes);
         match outcome {
             Ok(written) => {
@@ -418,7 +542,8 @@ impl Writer {
                     .inc_by(written as u64);
                 self.compact_when_due(capture, table);
             }
-            Err(reason) => {
+            Err(Uncommitted::GaveWay) => unreachable!("returned above"),
+            Err(Uncommitted::Dropped(reason)) => {
                 self.dropped += rows;
                 if self.stop.get().is_some() {
                     self.dropped_closing += rows;
@@ -430,6 +555,7 @@ impl Writer {
                     .inc_by(rows as u64);
             }
         }
+        Done::Settled
     }
 
     /// Counts a commit to `table` and asks the shard's compaction thread to compact the table
@@ -466,19 +592,19 @@ impl Writer {
         table: &TableTarget,
         batch: &RecordBatch,
         txn: &Txn,
-    ) -> Result<usize, DropReason> {
+    ) -> Result<usize, Uncommitted> {
         let labels = [&*capture.endpoint, table.kind.as_str()];
         let size = batch.get_array_memory_size();
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=self.attempts {
             if self.past_deadline() {
-                return Err(DropReason::Shutdown);
+                return Err(DropReason::Shutdown.into());
             }
             let started = Instant::now();
             // A retry first asks the table whether an earlier attempt committed the batch.
             let result = self
                 .sink
-                .append(&table.uri, batch, txn, attempt > 1, &self.stop);
+                .append(&table.uri, batch, txn, attempt > 1, self.io, &self.stop);
             self.metrics
                 .log
                 .commit_duration
@@ -493,6 +619,7 @@ impl Writer {
                     tracing::info!(table = %table.uri, rows = batch.num_rows(), "inference-log batch found committed by an earlier attempt: not appended again");
                     return Ok(size);
                 }
+                Ok(Appended::GaveWay) => return Err(Uncommitted::GaveWay),
                 Err(SinkError::Abandoned { .. }) => {
                     // Cut at the deadline: committed only if the table says so, quickly.
                     let landed = self.sink.has_committed(&table.uri, txn, ABANDONED_CHECK);
@@ -500,7 +627,7 @@ impl Writer {
                         return Ok(size);
                     }
                     tracing::warn!(table = %table.uri, rows = batch.num_rows(), "inference-log commit abandoned at the shutdown deadline");
-                    return Err(DropReason::Shutdown);
+                    return Err(DropReason::Shutdown.into());
                 }
                 Err(e) => {
                     tracing::warn!(table = %table.uri, attempt, "inference-log commit failed: {e}");
@@ -508,7 +635,7 @@ impl Writer {
                         break;
                     }
                     if !self.back_off(backoff) {
-                        return Err(DropReason::Shutdown);
+                        return Err(DropReason::Shutdown.into());
                     }
                     self.metrics
                         .log
@@ -520,7 +647,7 @@ impl Writer {
             }
         }
         tracing::error!(table = %table.uri, rows = batch.num_rows(), "inference-log rows dropped after {} attempts", self.attempts);
-        Err(DropReason::CommitFailed)
+        Err(DropReason::CommitFailed.into())
     }
 
     /// Takes what is still queued and commits everything, within the deadline when closing.
@@ -528,7 +655,7 @@ impl Writer {
         while let Ok(e) = self.rx.try_recv() {
             self.take(e);
         }
-        self.flush_due(true, None);
+        self.flush_due(true);
         if self.dropped_closing > 0 {
             tracing::error!(
                 rows = self.dropped_closing,
@@ -540,7 +667,7 @@ impl Writer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::features::expr::Value;
     use crate::metrics::labels::LogTable;
@@ -566,6 +693,23 @@ mod tests {
         assert!(p.items.capacity() < 100, "no more than the flush size kept");
     }
 
+    #[test]
+    fn a_batch_put_back_goes_in_front_of_what_arrived_since_with_its_age() {
+        let mut p = Pending::default();
+        p.push(1, 1, 8);
+        p.push(2, 2, 8);
+        let taken = p.take(10);
+        let first_since = taken.since;
+        std::thread::sleep(Duration::from_millis(2));
+        p.push(3, 1, 8);
+        p.put_back(taken);
+        assert_eq!((p.items, p.rows, p.bytes), (vec![1, 2, 3], 4, 24));
+        assert_eq!(p.since, first_since, "as old as its oldest record");
+        let mut empty = Pending::default();
+        empty.put_back(Pending::<u8>::default());
+        assert_eq!((empty.rows, empty.since), (0, None));
+    }
+
     fn label(text: &str) -> LabelRecord {
         LabelRecord {
             received_us: 0,
@@ -578,7 +722,8 @@ mod tests {
         }
     }
 
-    fn capture(root: &std::path::Path) -> Arc<Capture> {
+    /// The capture of endpoint `e`, its tables under `root`.
+    pub(in crate::inference_log) fn capture(root: &std::path::Path) -> Arc<Capture> {
         let settings = InferenceLogSettings {
             location: root.display().to_string(),
             ..Default::default()
@@ -608,11 +753,22 @@ mod tests {
 
     fn writer(metrics: &Arc<Metrics>, queued: &Arc<AtomicUsize>) -> Writer {
         let (_tx, rx) = crossbeam_channel::unbounded();
+        let shard = Arc::new(AtomicUsize::new(queued.load(Ordering::Acquire)));
+        writer_of(rx, metrics, queued, &shard)
+    }
+
+    /// A writer of `rx`, with the default settings; `queued` and `shard` count its bytes.
+    pub(in crate::inference_log) fn writer_of(
+        rx: Receiver<Entry>,
+        metrics: &Arc<Metrics>,
+        queued: &Arc<AtomicUsize>,
+        shard: &Arc<AtomicUsize>,
+    ) -> Writer {
         Writer::new(
             &InferenceLogSettings::default(),
             rx,
             queued.clone(),
-            Arc::new(AtomicUsize::new(queued.load(Ordering::Acquire))),
+            shard.clone(),
             metrics.clone(),
             DeltaSink::new(HashMap::new(), 0).unwrap(),
             Arc::new(OnceLock::new()),
@@ -669,5 +825,87 @@ mod tests {
             })
             .count();
         assert_eq!(commits, 3, "create, first batch and the later batch");
+    }
+
+    /// The niced thread asked to give way in the middle of converting a batch: nothing is
+    /// written or counted, its bytes are still held, and the batch goes back in front of the
+    /// records that come after it, to be committed by the next look (once, in order).
+    #[test]
+    fn a_batch_given_up_mid_build_goes_back_in_front_and_is_committed_once() {
+        use deltalake::arrow::array::AsArray;
+        use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+        let dir = tempfile::tempdir().unwrap();
+        let capture = capture(dir.path());
+        let metrics = Arc::new(Metrics::new());
+        let queued = Arc::new(AtomicUsize::new(2000));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let shard = Arc::new(AtomicUsize::new(2000));
+        let mut w = writer_of(rx, &metrics, &queued, &shard);
+        let labels = |range: std::ops::Range<usize>| Entry::Labels {
+            capture: capture.clone(),
+            labels: range.map(|i| label(&format!("{i:04}"))).collect(),
+            bytes: 1000,
+        };
+        w.take(labels(0..200));
+        let uri = capture.payload.uri.clone();
+
+        let asked = Arc::new(AtomicBool::new(true));
+        let pending = w.tables.get_mut(&uri).unwrap().labels.take(10_000);
+        let back = giving_way_to(&asked, || {
+            w.commit_pending(&capture, &capture.labels, pending, labels_batch)
+        });
+        let back = back.expect("given back: the build stops at its first pause point");
+        assert_eq!((back.items.len(), back.rows, back.bytes), (200, 200, 1000));
+        let count = |m: &prometheus::IntCounterVec, l: &[&str]| m.with_label_values(l).get();
+        assert_eq!(count(&metrics.log.rows, &["e", "labels"]), 0);
+        let dropped = ["invalid_rows", "writer_panic", "commit_failed", "shutdown"]
+            .map(|r| count(&metrics.log.dropped_rows, &["e", "labels", r]));
+        assert_eq!(dropped, [0; 4], "nothing counted as dropped");
+        assert_eq!(queued.load(Ordering::Acquire), 2000, "its bytes still held");
+        assert!(
+            !std::path::Path::new(&capture.labels.uri).exists(),
+            "nothing written"
+        );
+
+        // As `flush_due` does at once; what arrives later is taken behind it.
+        w.put_back(&uri, Batch::Labels(back));
+        tx.send(labels(200..250)).unwrap();
+        assert!(matches!(w.step(Turn::CatchUp), Step::Committed(1)));
+        assert_eq!(count(&metrics.log.rows, &["e", "labels"]), 250);
+        assert_eq!(queued.load(Ordering::Acquire), 0, "every byte released");
+
+        // Read back: the 200 given up, then the 50 that came after them, each once.
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let texts = runtime.block_on(async {
+            let url = deltalake::ensure_table_uri(&capture.labels.uri).unwrap();
+            let table = deltalake::DeltaTable::try_from_url(url).await.unwrap();
+            let snapshot = table.snapshot().unwrap();
+            let files: Vec<String> = snapshot
+                .log_data()
+                .iter()
+                .map(|f| f.path().into_owned())
+                .collect();
+            files
+        });
+        let mut read = Vec::new();
+        for file in texts {
+            let bytes = std::fs::read(std::path::Path::new(&capture.labels.uri).join(file));
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes.unwrap()))
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let column = batch
+                    .column_by_name("label_text")
+                    .unwrap()
+                    .as_string::<i32>();
+                read.extend(column.iter().map(|t| t.unwrap().to_owned()));
+            }
+        }
+        let want: Vec<String> = (0..250).map(|i| format!("{i:04}")).collect();
+        assert_eq!(read, want);
     }
 }
