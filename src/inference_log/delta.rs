@@ -68,32 +68,41 @@ fn register_stores() {
     });
 }
 
-/// Which of a sink's runtimes an attempt runs its I/O on: the one at the writer's nice value,
-/// or the one at the serving threads' priority (for the catch-up thread, which must not wait
-/// on helper threads the serving threads starve).
+/// Which of a sink's runtimes an attempt runs its I/O on: the niced writer's, or the catch-up
+/// thread's ([`CATCH_UP_IO_NICE`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Io {
     Niced,
-    Serving,
+    CatchUp,
 }
+
+/// The most the catch-up thread's I/O helper threads are niced, above the serving threads.
+///
+/// At the writer's nice value they starve on a saturated core like the niced writer (at 19,
+/// writing a commit's file took 160 to 730 ms and rows were dropped); at the serving
+/// threads' priority they raised the closed-loop p99 by a fifth. At 10, neither
+/// (`docs/benchmarks.md`, tenth session).
+pub const CATCH_UP_IO_NICE: i32 = 10;
 
 /// Open tables by URI, reused across commits.
 pub struct DeltaSink {
     niced: tokio::runtime::Runtime,
-    serving: tokio::runtime::Runtime,
+    catch_up: tokio::runtime::Runtime,
     storage_options: HashMap<String, String>,
     tables: HashMap<String, DeltaTable>,
 }
 
 impl DeltaSink {
-    /// A sink with two runtimes: one whose helper threads (blocking file I/O) run at nice value
-    /// `nice`, as the niced writer thread that drives it does, and one whose threads keep the
-    /// priority of the thread that creates the sink.
+    /// A sink with two runtimes, whose helper threads (blocking file I/O) run at nice value
+    /// `nice`, as the niced writer thread that drives the first does, and for the catch-up
+    /// thread at `nice` or [`CATCH_UP_IO_NICE`] above the calling thread, whichever is less (0:
+    /// both as the thread that starts them).
     pub fn new(storage_options: HashMap<String, String>, nice: i32) -> std::io::Result<Self> {
         register_stores();
+        let catch_up = nice.min(super::priority::target(CATCH_UP_IO_NICE));
         Ok(Self {
             niced: io_runtime("inference-log-io", nice)?,
-            serving: io_runtime("log-catch-up-io", 0)?,
+            catch_up: io_runtime("log-catch-up-io", catch_up)?,
             storage_options,
             tables: HashMap::new(),
         })
@@ -102,7 +111,7 @@ impl DeltaSink {
     fn runtime(&self, io: Io) -> &tokio::runtime::Runtime {
         match io {
             Io::Niced => &self.niced,
-            Io::Serving => &self.serving,
+            Io::CatchUp => &self.catch_up,
         }
     }
 
@@ -185,7 +194,7 @@ impl DeltaSink {
         let url = deltalake::ensure_table_uri(uri).ok()?;
         let options = self.storage_options.clone();
         // Asked at shutdown, which the catch-up thread runs.
-        self.serving.block_on(async {
+        self.catch_up.block_on(async {
             let ask = async {
                 let table = DeltaTable::try_from_url_with_storage_options(url, options).await?;
                 committed(&table, txn).await

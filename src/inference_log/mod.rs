@@ -658,12 +658,13 @@ mod tests {
     fn the_writers_run_nicer_than_the_serving_threads_and_catch_up_beside_them() {
         let dir = tempfile::tempdir().unwrap();
         let settings = InferenceLogSettings {
-            writer_nice: 3,
+            writer_nice: 15,
             writers: 2,
             ..Default::default()
         };
-        let want = priority::target(3);
+        let want = priority::target(15);
         let serving = priority::target(0);
+        let catch_up_io = priority::target(delta::CATCH_UP_IO_NICE);
         let log = start_in(&dir, settings, &Arc::new(Metrics::new()));
         let deadline = Instant::now() + Duration::from_secs(10);
         // Other tests' logs run threads of the same names (at their own nice values).
@@ -685,10 +686,21 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        // Each shard starts its catch-up thread beside its writer, and the runtime it commits
-        // on (its helper threads must not be starved by the serving threads): waited for, not
-        // assumed.
-        for name in ["log-catch-up-0", "log-catch-up-1", "log-catch-up-io"] {
+        // The runtime the catch-up thread commits on: niced less than the writer, so that the
+        // serving threads do not starve it. (Other tests' logs run such threads at their own
+        // writer's nice value, none above this cap.)
+        loop {
+            let found = nice_of_threads("log-catch-up-io");
+            if !found.is_empty() {
+                assert!(found.iter().all(|n| *n <= catch_up_io), "{found:?}");
+                assert!(found.contains(&catch_up_io), "{found:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "no log-catch-up-io thread");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Each shard starts its catch-up thread beside its writer: waited for, not assumed.
+        for name in ["log-catch-up-0", "log-catch-up-1"] {
             loop {
                 let found = nice_of_threads(name);
                 if !found.is_empty() {

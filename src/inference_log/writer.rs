@@ -98,7 +98,7 @@ pub(super) enum Turn<'a> {
     /// The niced thread: commits the batches that are due, on the niced runtime, and gives way
     /// at its next pause point once `give_way_to` is set.
     Niced { give_way_to: &'a Arc<AtomicBool> },
-    /// The catch-up thread: commits every pending batch, its I/O at serving priority.
+    /// The catch-up thread: commits every pending batch, its I/O on its own runtime.
     CatchUp,
 }
 
@@ -284,7 +284,7 @@ impl Writer {
                 giving_way_to(give_way_to, || self.look(false))
             }
             Turn::CatchUp => {
-                self.io = Io::Serving;
+                self.io = Io::CatchUp;
                 self.look(true)
             }
         };
@@ -417,10 +417,10 @@ impl Writer {
                     _ => continue,
                 };
                 let capture = t.capture.clone();
-                match self.commit_batch(capture, batch) {
+                match self.commit_batch(&capture, batch) {
                     None => batches += 1,
                     Some(back) => {
-                        self.put_back(&uri, back);
+                        self.put_back(&capture, back);
                         return batches;
                     }
                 }
@@ -430,28 +430,25 @@ impl Writer {
     }
 
     /// Commits `batch`; gives it back when the writer gave way.
-    fn commit_batch(&mut self, capture: Arc<Capture>, batch: Batch) -> Option<Batch> {
+    fn commit_batch(&mut self, capture: &Arc<Capture>, batch: Batch) -> Option<Batch> {
         match batch {
             Batch::Calls(p) => self
-                .commit_pending(&capture, &capture.payload, p, payload_batch)
+                .commit_pending(capture, &capture.payload, p, payload_batch)
                 .map(Batch::Calls),
             Batch::Scored(p) => self
-                .commit_pending(&capture, &capture.predictions, p, |items| {
+                .commit_pending(capture, &capture.predictions, p, |items| {
                     predictions_batch(&capture.endpoint, items)
                 })
                 .map(Batch::Scored),
             Batch::Labels(p) => self
-                .commit_pending(&capture, &capture.labels, p, labels_batch)
+                .commit_pending(capture, &capture.labels, p, labels_batch)
                 .map(Batch::Labels),
         }
     }
 
     /// Puts a batch the writer gave way on back in front of its table's pending records.
-    fn put_back(&mut self, uri: &str, batch: Batch) {
-        let Some(t) = self.tables.get_mut(uri) else {
-            // Tables are only ever added: the batch's own table is there.
-            unreachable!("a batch's table is kept while it is pending");
-        };
+    fn put_back(&mut self, capture: &Arc<Capture>, batch: Batch) {
+        let t = self.tables_of(capture);
         match batch {
             Batch::Calls(p) => t.calls.put_back(p),
             Batch::Scored(p) => t.scored.put_back(p),
@@ -869,7 +866,7 @@ pub(super) mod tests {
         );
 
         // As `flush_due` does at once; what arrives later is taken behind it.
-        w.put_back(&uri, Batch::Labels(back));
+        w.put_back(&capture, Batch::Labels(back));
         tx.send(labels(200..250)).unwrap();
         assert!(matches!(w.step(Turn::CatchUp), Step::Committed(1)));
         assert_eq!(count(&metrics.log.rows, &["e", "labels"]), 250);
