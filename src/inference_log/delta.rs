@@ -69,7 +69,8 @@ fn register_stores() {
 }
 
 /// Which of a sink's runtimes an attempt runs its I/O on: the niced writer's, or the catch-up
-/// thread's ([`CATCH_UP_IO_NICE`]).
+/// thread's ([`CATCH_UP_IO_NICE`]). Local files are written by the runtime of the attempt; an
+/// S3 table's pooled connections stay driven by the runtime that opened them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Io {
     Niced,
@@ -156,7 +157,8 @@ impl DeltaSink {
             // Handed to the Parquet encoder in slices, with a pause point after each: the
             // encoding of a whole batch is milliseconds of work. (An empty batch is written
             // once, as before: `max(1)`.) The encoder holds its file in memory until
-            // `flush_and_commit`: giving way before that leaves nothing in the table's store.
+            // `flush_and_commit` (unless it passes the Delta writer's target file size, 100
+            // MiB): giving way before that leaves nothing in the table's store.
             let rows = batch.num_rows();
             for start in (0..rows.max(1)).step_by(ROWS_PER_SLICE) {
                 let len = ROWS_PER_SLICE.min(rows - start);
@@ -193,7 +195,8 @@ impl DeltaSink {
     pub fn has_committed(&mut self, uri: &str, txn: &Txn, limit: Duration) -> Option<bool> {
         let url = deltalake::ensure_table_uri(uri).ok()?;
         let options = self.storage_options.clone();
-        // Asked at shutdown, which the catch-up thread runs.
+        // Asked once an attempt was cut at the shutdown deadline, within `limit`: on helper
+        // threads a saturated core does not starve.
         self.catch_up.block_on(async {
             let ask = async {
                 let table = DeltaTable::try_from_url_with_storage_options(url, options).await?;

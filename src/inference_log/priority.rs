@@ -40,15 +40,16 @@ pub struct GaveWay;
 /// set: a niced thread on a saturated core gets a few percent of it, and a commit it has begun
 /// would hold the writer for seconds.
 pub fn giving_way_to<R>(flag: &Arc<AtomicBool>, work: impl FnOnce() -> R) -> R {
-    /// Clears the flag's place when `work` returns or unwinds.
-    struct Unset;
-    impl Drop for Unset {
+    /// Puts back the flag the thread had before when `work` returns or unwinds.
+    struct Restore(Option<Arc<AtomicBool>>);
+    impl Drop for Restore {
         fn drop(&mut self) {
-            GIVE_WAY_TO.with(|f| f.borrow_mut().take());
+            let before = self.0.take();
+            GIVE_WAY_TO.with(|f| *f.borrow_mut() = before);
         }
     }
-    GIVE_WAY_TO.with(|f| *f.borrow_mut() = Some(flag.clone()));
-    let _unset = Unset;
+    let before = GIVE_WAY_TO.with(|f| f.borrow_mut().replace(flag.clone()));
+    let _restore = Restore(before);
     work()
 }
 
@@ -128,7 +129,7 @@ impl PauseEvery {
 
 /// Drops `items` in pieces with a [`pause_point`] between them: a committed batch's records
 /// are ten thousand sets of buffers freed cold, milliseconds of work in one go. Freeing is
-/// never given up half done (the caller drops outside the writer's lock instead).
+/// never given up half done (the niced thread frees outside the writer's lock instead).
 pub fn drop_in_turns<T>(mut items: Vec<T>) {
     const PIECE: usize = 256;
     while !items.is_empty() {
@@ -266,6 +267,14 @@ mod tests {
                     "only every second step is a pause point"
                 );
                 assert_eq!(pace.step(), Err(GaveWay));
+            });
+            // Nested work with a flag of its own leaves the outer one in place.
+            let outer = Arc::new(AtomicBool::new(true));
+            giving_way_to(&outer, || {
+                giving_way_to(&Arc::new(AtomicBool::new(false)), || {
+                    assert_eq!(pause_point(), Ok(()));
+                });
+                assert_eq!(pause_point(), Err(GaveWay));
             });
             assert_eq!(
                 pause_point(),

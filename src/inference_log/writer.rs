@@ -188,6 +188,9 @@ pub(super) struct Writer {
     leftovers: Vec<Leftover>,
     /// Where the current look's Delta I/O runs.
     io: Io,
+    /// Set when the niced thread took `close` off the queue: the shutdown flush is the
+    /// catch-up thread's.
+    close_heard: bool,
 }
 
 impl Writer {
@@ -222,6 +225,7 @@ impl Writer {
             since_compaction: HashMap::new(),
             leftovers: Vec::new(),
             io: Io::Niced,
+            close_heard: false,
         }
     }
 
@@ -290,8 +294,14 @@ impl Writer {
         };
         match looked {
             Some(batches) => Step::Committed(batches),
+            // `close` sets the deadline before it queues its entry, and then wakes the
+            // catch-up thread: the flush runs there, at the serving threads' priority.
+            None if matches!(turn, Turn::Niced { .. }) && self.stop.get().is_some() => {
+                self.close_heard = true;
+                Step::Committed(0)
+            }
             None => {
-                // Whichever thread heard it: the shutdown flush gives way to nothing.
+                // The shutdown flush gives way to nothing.
                 let all_committed = self.finish();
                 self.finished = Some(all_committed);
                 Step::Finished(all_committed)
@@ -308,6 +318,9 @@ impl Writer {
     /// Takes what is queued and commits what is due (everything when `all`): how many batches;
     /// `None` once `close` was heard.
     fn look(&mut self, all: bool) -> Option<usize> {
+        if self.close_heard {
+            return None;
+        }
         // A backlog is thousands of entries: the drain pauses as the batch builds do, and a
         // niced thread asked to give way stops taking (what it took stays pending).
         let mut pace = PauseEvery::new(ENTRIES_BETWEEN_PAUSES);
@@ -521,9 +534,11 @@ impl Writer {
                 Err(DropReason::WriterPanic.into())
             })
         };
-        if let Err(Uncommitted::GaveWay) = outcome {
-            return Done::GaveWay;
-        }
+        let outcome = match outcome {
+            Ok(written) => Ok(written),
+            Err(Uncommitted::Dropped(reason)) => Err(reason),
+            Err(Uncommitted::GaveWay) => return Done::GaveWay,
+        };
         self.release(bytes);
         match outcome {
             Ok(written) => {
@@ -539,8 +554,7 @@ impl Writer {
                     .inc_by(written as u64);
                 self.compact_when_due(capture, table);
             }
-            Err(Uncommitted::GaveWay) => unreachable!("returned above"),
-            Err(Uncommitted::Dropped(reason)) => {
+            Err(reason) => {
                 self.dropped += rows;
                 if self.stop.get().is_some() {
                     self.dropped_closing += rows;
@@ -602,11 +616,13 @@ impl Writer {
             let result = self
                 .sink
                 .append(&table.uri, batch, txn, attempt > 1, self.io, &self.stop);
-            self.metrics
-                .log
-                .commit_duration
-                .with_label_values(&labels)
-                .observe(started.elapsed().as_secs_f64());
+            if !matches!(result, Ok(Appended::GaveWay)) {
+                self.metrics
+                    .log
+                    .commit_duration
+                    .with_label_values(&labels)
+                    .observe(started.elapsed().as_secs_f64());
+            }
             match result {
                 Ok(Appended::Committed(version)) => {
                     tracing::debug!(table = %table.uri, version, rows = batch.num_rows(), "inference log committed");
@@ -904,5 +920,39 @@ pub(super) mod tests {
         }
         let want: Vec<String> = (0..250).map(|i| format!("{i:04}")).collect();
         assert_eq!(read, want);
+    }
+
+    /// The niced thread that takes `close` off the queue leaves the shutdown flush to the
+    /// catch-up thread (at the serving threads' priority), which commits everything.
+    #[test]
+    fn a_close_the_niced_thread_takes_is_flushed_by_the_catch_up_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = capture(dir.path());
+        let metrics = Arc::new(Metrics::new());
+        let queued = Arc::new(AtomicUsize::new(1000));
+        let shard = Arc::new(AtomicUsize::new(1000));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut w = writer_of(rx, &metrics, &queued, &shard);
+        let labels = (0..10).map(|i| label(&i.to_string())).collect();
+        tx.send(Entry::Labels {
+            capture: capture.clone(),
+            labels,
+            bytes: 1000,
+        })
+        .unwrap();
+        // As `close` does: the deadline first, then the entry.
+        let _ = w.stop.set(Instant::now() + Duration::from_secs(30));
+        tx.send(Entry::Close).unwrap();
+        let committed = || metrics.log.rows.with_label_values(&["e", "labels"]).get();
+
+        let not_asked = Arc::new(AtomicBool::new(false));
+        let niced = w.step(Turn::Niced {
+            give_way_to: &not_asked,
+        });
+        assert!(matches!(niced, Step::Committed(0)));
+        assert_eq!(committed(), 0, "not flushed by the niced thread");
+        assert!(matches!(w.step(Turn::CatchUp), Step::Finished(true)));
+        assert_eq!(committed(), 10);
+        assert_eq!(queued.load(Ordering::Acquire), 0);
     }
 }
