@@ -161,9 +161,9 @@ mod tests {
         assert_eq!(Marks::new(3, 4, true), Marks { start: 1, stop: 0 });
     }
 
-    /// Pins the calling thread to the first CPU this process may use, and returns it.
+    /// Pins the calling thread to the first CPU this process may use.
     #[cfg(target_os = "linux")]
-    fn pin_to_first_cpu() -> usize {
+    fn pin_to_first_cpu() {
         // SAFETY: the set is a plain bit mask, read and written by the two calls for this thread.
         unsafe {
             let mut allowed: libc::cpu_set_t = std::mem::zeroed();
@@ -175,7 +175,6 @@ mod tests {
             let mut one: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(cpu, &mut one);
             assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
-            cpu
         }
     }
 
@@ -188,9 +187,8 @@ mod tests {
     fn the_catch_up_thread_gets_the_writer_from_a_starved_niced_thread_mid_commit() {
         use crate::inference_log::priority::lower_this_thread;
         use crate::inference_log::record::CallRecord;
-        use crate::inference_log::writer::tests::{capture, writer_of};
+        use crate::inference_log::writer::tests::{fixture, Fixture};
         use crate::inference_log::Entry;
-        use crate::metrics::Metrics;
 
         if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
             eprintln!("skipped: the catch-up thread needs a CPU the starved thread is not on");
@@ -198,13 +196,16 @@ mod tests {
         }
         const ROWS: usize = 40_000;
         const BYTES: usize = 100;
-        let dir = tempfile::tempdir().unwrap();
-        let capture = capture(dir.path());
-        let metrics = Arc::new(Metrics::new());
         let total = ROWS * BYTES;
-        let queued = Arc::new(AtomicUsize::new(total));
-        let shard = Arc::new(AtomicUsize::new(total));
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let Fixture {
+            dir: _dir,
+            capture,
+            metrics,
+            queued,
+            shard,
+            tx,
+            writer,
+        } = fixture(total);
         let body = bytes::Bytes::from(format!("{{\"inputs\": [{}]}}", "0.5, ".repeat(14)));
         for _ in 0..ROWS {
             let call = CallRecord {
@@ -221,7 +222,6 @@ mod tests {
             })
             .unwrap();
         }
-        let writer = writer_of(rx, &metrics, &queued, &shard);
         let stop = Arc::new(OnceLock::new());
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         // Above what the shard holds: the catch-up thread starts when the test says.

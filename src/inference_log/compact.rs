@@ -204,7 +204,7 @@ fn choose(table: &DeltaTable, max_bytes: u64) -> Result<Vec<Small>, DeltaTableEr
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::HashMap;
     use std::sync::{Arc, OnceLock};
 
@@ -212,7 +212,7 @@ mod tests {
     use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
-    use crate::inference_log::delta::{DeltaSink, Io, Txn};
+    use crate::inference_log::delta::{Appended, DeltaSink, Io, Txn};
 
     fn batch(ids: &[i64], extra: Option<&[&str]>) -> RecordBatch {
         let mut fields = vec![Field::new("id", DataType::Int64, true)];
@@ -225,7 +225,7 @@ mod tests {
     }
 
     /// The live files of the table at `uri`, as a fresh reader of its log sees them.
-    fn live_files(uri: &str) -> Vec<(String, Option<usize>)> {
+    pub(in crate::inference_log) fn live_files(uri: &str) -> Vec<(String, Option<usize>)> {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             let url = deltalake::ensure_table_uri(uri).unwrap();
@@ -249,6 +249,19 @@ mod tests {
         )
     }
 
+    /// Appends `batch` to the table at `uri` as this test writer's batch `version`.
+    fn append(sink: &mut DeltaSink, uri: &str, batch: &RecordBatch, version: i64) -> Appended {
+        sink.append(
+            uri,
+            batch,
+            &txn(version),
+            false,
+            Io::Niced,
+            &OnceLock::new(),
+        )
+        .unwrap()
+    }
+
     /// The application transaction of this test writer's batch `version`.
     fn txn(version: i64) -> Txn {
         Txn {
@@ -264,15 +277,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (uri, mut sink, stop) = table_in(&dir);
         for version in 1..=2 {
-            sink.append(
-                &uri,
-                &batch(&[version], None),
-                &txn(version),
-                false,
-                Io::Niced,
-                &stop,
-            )
-            .unwrap();
+            append(&mut sink, &uri, &batch(&[version], None), version);
         }
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let mut stale = runtime.block_on(async {
@@ -307,14 +312,13 @@ mod tests {
     /// reaches the table's store: no file, no commit; the batch appends whole afterwards.
     #[test]
     fn an_append_that_gives_way_between_slices_leaves_nothing_in_the_store() {
-        use crate::inference_log::delta::Appended;
         use crate::inference_log::priority::giving_way_to;
         use std::sync::atomic::AtomicBool;
 
         let dir = tempfile::tempdir().unwrap();
-        let (uri, mut sink, stop) = table_in(&dir);
-        let first = sink.append(&uri, &batch(&[0], None), &txn(1), false, Io::Niced, &stop);
-        assert_eq!(first.unwrap(), Appended::Committed(1));
+        let (uri, mut sink, _) = table_in(&dir);
+        let first = append(&mut sink, &uri, &batch(&[0], None), 1);
+        assert_eq!(first, Appended::Committed(1));
         let entries = || {
             let names: Vec<String> = std::fs::read_dir(dir.path().join("t"))
                 .unwrap()
@@ -327,14 +331,12 @@ mod tests {
 
         let ids: Vec<i64> = (1..2500).collect();
         let asked = Arc::new(AtomicBool::new(true));
-        let appended = giving_way_to(&asked, || {
-            sink.append(&uri, &batch(&ids, None), &txn(2), false, Io::Niced, &stop)
-        });
-        assert_eq!(appended.unwrap(), Appended::GaveWay);
+        let appended = giving_way_to(&asked, || append(&mut sink, &uri, &batch(&ids, None), 2));
+        assert_eq!(appended, Appended::GaveWay);
         assert_eq!(entries(), before, "nothing written");
 
-        let again = sink.append(&uri, &batch(&ids, None), &txn(3), false, Io::Niced, &stop);
-        assert_eq!(again.unwrap(), Appended::Committed(2));
+        let again = append(&mut sink, &uri, &batch(&ids, None), 3);
+        assert_eq!(again, Appended::Committed(2));
         let live = live_files(&uri);
         let rows: usize = live.iter().map(|(_, n)| n.unwrap()).sum();
         assert_eq!((live.len(), rows), (2, 2500), "{live:?}");
@@ -345,15 +347,10 @@ mod tests {
     #[test]
     fn a_batch_of_several_slices_is_one_file_with_every_row_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let (uri, mut sink, stop) = table_in(&dir);
+        let (uri, mut sink, _) = table_in(&dir);
         let ids: Vec<i64> = (0..2500).collect();
-        let appended = sink
-            .append(&uri, &batch(&ids, None), &txn(1), false, Io::Niced, &stop)
-            .unwrap();
-        assert_eq!(
-            appended,
-            crate::inference_log::delta::Appended::Committed(1)
-        );
+        let appended = append(&mut sink, &uri, &batch(&ids, None), 1);
+        assert_eq!(appended, Appended::Committed(1));
         let live = live_files(&uri);
         assert_eq!(live.len(), 1, "{live:?}");
         assert_eq!(live[0].1, Some(2500));
@@ -377,15 +374,7 @@ mod tests {
         // A batch that adds a column (its first slice widens the table) is one file too.
         let more: Vec<i64> = (2500..5000).collect();
         let extra = vec!["x"; more.len()];
-        sink.append(
-            &uri,
-            &batch(&more, Some(&extra)),
-            &txn(2),
-            false,
-            Io::Niced,
-            &stop,
-        )
-        .unwrap();
+        append(&mut sink, &uri, &batch(&more, Some(&extra)), 2);
         let live = live_files(&uri);
         assert_eq!(live.len(), 2, "{live:?}");
         assert!(live.iter().all(|f| f.1 == Some(2500)), "{live:?}");
@@ -395,25 +384,9 @@ mod tests {
     fn small_files_become_one_with_every_row_and_the_newer_columns() {
         let dir = tempfile::tempdir().unwrap();
         let (uri, mut sink, stop) = table_in(&dir);
-        sink.append(
-            &uri,
-            &batch(&[1, 2], None),
-            &txn(1),
-            false,
-            Io::Niced,
-            &stop,
-        )
-        .unwrap();
+        append(&mut sink, &uri, &batch(&[1, 2], None), 1);
         // A later batch adds a column (schema evolution): the older file lacks it.
-        sink.append(
-            &uri,
-            &batch(&[3], Some(&["x"])),
-            &txn(2),
-            false,
-            Io::Niced,
-            &stop,
-        )
-        .unwrap();
+        append(&mut sink, &uri, &batch(&[3], Some(&["x"])), 2);
         assert_eq!(live_files(&uri).len(), 2);
 
         let done = sink.compact(&uri, 1 << 20, &stop).unwrap();
@@ -448,15 +421,7 @@ mod tests {
             sink.compact(&uri, 1 << 20, &stop).unwrap(),
             Compacted::default()
         );
-        sink.append(
-            &uri,
-            &batch(&[4], Some(&["y"])),
-            &txn(3),
-            false,
-            Io::Niced,
-            &stop,
-        )
-        .unwrap();
+        append(&mut sink, &uri, &batch(&[4], Some(&["y"])), 3);
         assert_eq!(live_files(&uri).len(), 2);
     }
 }

@@ -597,6 +597,19 @@ mod tests {
         found
     }
 
+    /// The nice values of the threads named `name`, once there is one (by `deadline`).
+    #[cfg(target_os = "linux")]
+    fn threads_named(name: &str, deadline: Instant) -> Vec<i32> {
+        loop {
+            let found = nice_of_threads(name);
+            if !found.is_empty() {
+                return found;
+            }
+            assert!(Instant::now() < deadline, "no {name} thread");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// A log writing under `dir`, with `settings` otherwise.
     fn start_in(
         dir: &tempfile::TempDir,
@@ -689,27 +702,13 @@ mod tests {
         // The runtime the catch-up thread commits on: niced less than the writer, so that the
         // serving threads do not starve it. (Other tests' logs run such threads at their own
         // writer's nice value, none above this cap.)
-        loop {
-            let found = nice_of_threads("log-catch-up-io");
-            if !found.is_empty() {
-                assert!(found.iter().all(|n| *n <= catch_up_io), "{found:?}");
-                assert!(found.contains(&catch_up_io), "{found:?}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "no log-catch-up-io thread");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let found = threads_named("log-catch-up-io", deadline);
+        assert!(found.iter().all(|n| *n <= catch_up_io), "{found:?}");
+        assert!(found.contains(&catch_up_io), "{found:?}");
         // Each shard starts its catch-up thread beside its writer: waited for, not assumed.
         for name in ["log-catch-up-0", "log-catch-up-1"] {
-            loop {
-                let found = nice_of_threads(name);
-                if !found.is_empty() {
-                    assert!(found.iter().all(|n| *n == serving), "{name}: {found:?}");
-                    break;
-                }
-                assert!(Instant::now() < deadline, "no {name} thread");
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            let found = threads_named(name, deadline);
+            assert!(found.iter().all(|n| *n == serving), "{name}: {found:?}");
         }
         assert!(log.close(Duration::from_secs(5)));
     }

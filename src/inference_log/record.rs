@@ -270,14 +270,12 @@ pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
         DataType::Utf8,
         true,
     )));
-    let mut pace = PauseEvery::new(ROWS_BETWEEN_PAUSES);
-    for c in calls {
+    in_turns(calls, |c| {
         for code in &c.logging_error_codes {
             codes.values().append_value(code);
         }
         codes.append(true);
-        pace.step()?;
-    }
+    })?;
     // A column at a time, with a pause point after each and every few dozen rows as it is
     // built (the text columns copy bodies of up to megabytes in all).
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(12);
@@ -285,7 +283,7 @@ pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
         columns.push(array);
         pause_point()
     };
-    add(Arc::new(Date32Array::from(in_turns(calls, |c| {
+    add(Arc::new(Date32Array::from(values_in_turns(calls, |c| {
         days(c.time_us)
     })?)))?;
     add(strings_in_turns(
@@ -295,15 +293,16 @@ pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
         calls.iter().map(|c| c.client_request_id.as_deref()),
     )?)?;
     add(Arc::new(
-        TimestampMicrosecondArray::from(in_turns(calls, |c| c.time_us)?).with_timezone("UTC"),
+        TimestampMicrosecondArray::from(values_in_turns(calls, |c| c.time_us)?)
+            .with_timezone("UTC"),
     ))?;
-    add(Arc::new(Int32Array::from(in_turns(calls, |c| {
+    add(Arc::new(Int32Array::from(values_in_turns(calls, |c| {
         i32::from(c.status_code)
     })?)))?;
-    add(Arc::new(Float64Array::from(in_turns(calls, |c| {
+    add(Arc::new(Float64Array::from(values_in_turns(calls, |c| {
         c.sampling_fraction
     })?)))?;
-    add(Arc::new(Int64Array::from(in_turns(calls, |c| {
+    add(Arc::new(Int64Array::from(values_in_turns(calls, |c| {
         c.execution_ms
     })?)))?;
     add(strings_in_turns(calls.iter().map(|c| text(&c.request)))?)?;
@@ -318,27 +317,32 @@ pub fn payload_batch(calls: &[CallRecord]) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(payload_schema(), columns)
 }
 
-/// A value of every call, with a pause point every [`ROWS_BETWEEN_PAUSES`] of them.
-fn in_turns<T>(calls: &[CallRecord], value: impl Fn(&CallRecord) -> T) -> Result<Vec<T>, GaveWay> {
-    let mut values = Vec::with_capacity(calls.len());
+/// Calls `each` on every item, with a pause point every [`ROWS_BETWEEN_PAUSES`] of them.
+fn in_turns<I: IntoIterator>(items: I, mut each: impl FnMut(I::Item)) -> Result<(), GaveWay> {
     let mut pace = PauseEvery::new(ROWS_BETWEEN_PAUSES);
-    for c in calls {
-        values.push(value(c));
+    for item in items {
+        each(item);
         pace.step()?;
     }
+    Ok(())
+}
+
+/// A value of every call, in turns.
+fn values_in_turns<T>(
+    calls: &[CallRecord],
+    value: impl Fn(&CallRecord) -> T,
+) -> Result<Vec<T>, GaveWay> {
+    let mut values = Vec::with_capacity(calls.len());
+    in_turns(calls, |c| values.push(value(c)))?;
     Ok(values)
 }
 
-/// A text column, with a pause point every [`ROWS_BETWEEN_PAUSES`] rows.
+/// A text column, built in turns.
 fn strings_in_turns<S: AsRef<str>>(
     values: impl ExactSizeIterator<Item = Option<S>>,
 ) -> Result<ArrayRef, GaveWay> {
     let mut column = StringBuilder::with_capacity(values.len(), 0);
-    let mut pace = PauseEvery::new(ROWS_BETWEEN_PAUSES);
-    for value in values {
-        column.append_option(value);
-        pace.step()?;
-    }
+    in_turns(values, |value| column.append_option(value))?;
     Ok(Arc::new(column.finish()))
 }
 

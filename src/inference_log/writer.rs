@@ -25,7 +25,9 @@ use deltalake::arrow::record_batch::RecordBatch;
 
 use super::compactor::{Compactor, Job};
 use super::delta::{Appended, DeltaSink, Io, SinkError, Txn};
-use super::priority::{asked_to_give_way, drop_in_turns, giving_way_to, turn_begins, PauseEvery};
+use super::priority::{
+    asked_to_give_way, drop_in_turns, giving_way_to, turn_begins, GaveWay, PauseEvery,
+};
 use super::record::{gave_way, labels_batch, payload_batch, predictions_batch};
 use super::{
     CallRecord, Capture, Entry, InferenceLogSettings, LabelRecord, ScoredRows, TableTarget,
@@ -100,15 +102,6 @@ pub(super) enum Turn<'a> {
     Niced { give_way_to: &'a Arc<AtomicBool> },
     /// The catch-up thread: commits every pending batch, its I/O on its own runtime.
     CatchUp,
-}
-
-/// What became of a batch given to [`Writer::commit`].
-#[derive(Debug, PartialEq, Eq)]
-enum Done {
-    /// Committed, or its rows counted as dropped.
-    Settled,
-    /// Not committed and not counted: the writer gave way (its records are to be put back).
-    GaveWay,
 }
 
 /// Why an attempt's batch is not in the table.
@@ -482,8 +475,8 @@ impl Writer {
         let (rows, bytes) = (pending.rows, pending.bytes);
         let items = &pending.items;
         match self.commit(capture, table, rows, bytes, || build(items)) {
-            Done::GaveWay => Some(pending),
-            Done::Settled => {
+            Err(GaveWay) => Some(pending),
+            Ok(()) => {
                 let items = pending.items;
                 self.leftovers.push(Box::new(move || drop_in_turns(items)));
                 None
@@ -502,7 +495,7 @@ impl Writer {
         rows: usize,
         bytes: usize,
         build: impl FnOnce() -> Result<RecordBatch, ArrowError>,
-    ) -> Done {
+    ) -> Result<(), GaveWay> {
         self.batch_seq += 1;
         let txn = Txn {
             app_id: self.app_id.clone(),
@@ -537,7 +530,7 @@ impl Writer {
         let outcome = match outcome {
             Ok(written) => Ok(written),
             Err(Uncommitted::Dropped(reason)) => Err(reason),
-            Err(Uncommitted::GaveWay) => return Done::GaveWay,
+            Err(Uncommitted::GaveWay) => return Err(GaveWay),
         };
         self.release(bytes);
         match outcome {
@@ -566,7 +559,7 @@ impl Writer {
                     .inc_by(rows as u64);
             }
         }
-        Done::Settled
+        Ok(())
     }
 
     /// Counts a commit to `table` and asks the shard's compaction thread to compact the table
@@ -711,13 +704,15 @@ pub(super) mod tests {
         let mut p = Pending::default();
         p.push(1, 1, 8);
         p.push(2, 2, 8);
-        let taken = p.take(10);
-        let first_since = taken.since;
-        std::thread::sleep(Duration::from_millis(2));
+        let mut taken = p.take(10);
         p.push(3, 1, 8);
+        // The taken batch is the older (times passed in, not waited for).
+        let older = Instant::now();
+        taken.since = Some(older);
+        p.since = Some(older + Duration::from_millis(5));
         p.put_back(taken);
         assert_eq!((p.items, p.rows, p.bytes), (vec![1, 2, 3], 4, 24));
-        assert_eq!(p.since, first_since, "as old as its oldest record");
+        assert_eq!(p.since, Some(older), "as old as its oldest record");
         let mut empty = Pending::default();
         empty.put_back(Pending::<u8>::default());
         assert_eq!((empty.rows, empty.since), (0, None));
@@ -764,20 +759,26 @@ pub(super) mod tests {
         })
     }
 
-    fn writer(metrics: &Arc<Metrics>, queued: &Arc<AtomicUsize>) -> Writer {
-        let (_tx, rx) = crossbeam_channel::unbounded();
-        let shard = Arc::new(AtomicUsize::new(queued.load(Ordering::Acquire)));
-        writer_of(rx, metrics, queued, &shard)
+    /// A writer with the default settings for endpoint `e`'s tables in a temp dir, its queue,
+    /// and the log's and the shard's byte counts, both at `bytes` (what the test queues).
+    pub(in crate::inference_log) struct Fixture {
+        pub dir: tempfile::TempDir,
+        pub capture: Arc<Capture>,
+        pub metrics: Arc<Metrics>,
+        pub queued: Arc<AtomicUsize>,
+        pub shard: Arc<AtomicUsize>,
+        pub tx: crossbeam_channel::Sender<Entry>,
+        pub writer: Writer,
     }
 
-    /// A writer of `rx`, with the default settings; `queued` and `shard` count its bytes.
-    pub(in crate::inference_log) fn writer_of(
-        rx: Receiver<Entry>,
-        metrics: &Arc<Metrics>,
-        queued: &Arc<AtomicUsize>,
-        shard: &Arc<AtomicUsize>,
-    ) -> Writer {
-        Writer::new(
+    pub(in crate::inference_log) fn fixture(bytes: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = capture(dir.path());
+        let metrics = Arc::new(Metrics::new());
+        let queued = Arc::new(AtomicUsize::new(bytes));
+        let shard = Arc::new(AtomicUsize::new(bytes));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let writer = Writer::new(
             &InferenceLogSettings::default(),
             rx,
             queued.clone(),
@@ -785,16 +786,28 @@ pub(super) mod tests {
             metrics.clone(),
             DeltaSink::new(HashMap::new(), 0).unwrap(),
             Arc::new(OnceLock::new()),
-        )
+        );
+        Fixture {
+            dir,
+            capture,
+            metrics,
+            queued,
+            shard,
+            tx,
+            writer,
+        }
     }
 
     #[test]
     fn a_panic_in_one_batch_drops_that_batch_only_and_logging_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let capture = capture(dir.path());
-        let metrics = Arc::new(Metrics::new());
-        let queued = Arc::new(AtomicUsize::new(300));
-        let mut w = writer(&metrics, &queued);
+        let Fixture {
+            dir,
+            capture,
+            metrics,
+            queued,
+            writer: mut w,
+            ..
+        } = fixture(300);
         let dropped = |reason: &str| {
             metrics
                 .log
@@ -805,18 +818,21 @@ pub(super) mod tests {
         let written = || metrics.log.rows.with_label_values(&["e", "labels"]).get();
 
         let first = [label("a")];
-        w.commit(&capture, &capture.labels, 1, 100, || labels_batch(&first));
+        let committed = w.commit(&capture, &capture.labels, 1, 100, || labels_batch(&first));
+        assert_eq!(committed, Ok(()));
         // A bug in one batch's conversion (a panic, whatever its cause).
-        w.commit(
+        let panicked = w.commit(
             &capture,
             &capture.labels,
             3,
             100,
             || -> Result<RecordBatch, ArrowError> { panic!("a bug in one batch") },
         );
+        assert_eq!(panicked, Ok(()), "settled: its rows counted as dropped");
         assert_eq!(dropped("writer_panic"), 3);
         let later = [label("b"), label("c")];
-        w.commit(&capture, &capture.labels, 2, 100, || labels_batch(&later));
+        let committed = w.commit(&capture, &capture.labels, 2, 100, || labels_batch(&later));
+        assert_eq!(committed, Ok(()));
 
         assert_eq!(
             written(),
@@ -845,16 +861,19 @@ pub(super) mod tests {
     /// records that come after it, to be committed by the next look (once, in order).
     #[test]
     fn a_batch_given_up_mid_build_goes_back_in_front_and_is_committed_once() {
+        use crate::inference_log::compact::tests::live_files;
         use deltalake::arrow::array::AsArray;
         use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-        let dir = tempfile::tempdir().unwrap();
-        let capture = capture(dir.path());
-        let metrics = Arc::new(Metrics::new());
-        let queued = Arc::new(AtomicUsize::new(2000));
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let shard = Arc::new(AtomicUsize::new(2000));
-        let mut w = writer_of(rx, &metrics, &queued, &shard);
+        let Fixture {
+            dir: _dir,
+            capture,
+            metrics,
+            queued,
+            tx,
+            writer: mut w,
+            ..
+        } = fixture(2000);
         let labels = |range: std::ops::Range<usize>| Entry::Labels {
             capture: capture.clone(),
             labels: range.map(|i| label(&format!("{i:04}"))).collect(),
@@ -889,20 +908,8 @@ pub(super) mod tests {
         assert_eq!(queued.load(Ordering::Acquire), 0, "every byte released");
 
         // Read back: the 200 given up, then the 50 that came after them, each once.
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let texts = runtime.block_on(async {
-            let url = deltalake::ensure_table_uri(&capture.labels.uri).unwrap();
-            let table = deltalake::DeltaTable::try_from_url(url).await.unwrap();
-            let snapshot = table.snapshot().unwrap();
-            let files: Vec<String> = snapshot
-                .log_data()
-                .iter()
-                .map(|f| f.path().into_owned())
-                .collect();
-            files
-        });
         let mut read = Vec::new();
-        for file in texts {
+        for (file, _) in live_files(&capture.labels.uri) {
             let bytes = std::fs::read(std::path::Path::new(&capture.labels.uri).join(file));
             let reader =
                 ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes.unwrap()))
@@ -926,13 +933,15 @@ pub(super) mod tests {
     /// catch-up thread (at the serving threads' priority), which commits everything.
     #[test]
     fn a_close_the_niced_thread_takes_is_flushed_by_the_catch_up_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let capture = capture(dir.path());
-        let metrics = Arc::new(Metrics::new());
-        let queued = Arc::new(AtomicUsize::new(1000));
-        let shard = Arc::new(AtomicUsize::new(1000));
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let mut w = writer_of(rx, &metrics, &queued, &shard);
+        let Fixture {
+            dir: _dir,
+            capture,
+            metrics,
+            queued,
+            tx,
+            writer: mut w,
+            ..
+        } = fixture(1000);
         let labels = (0..10).map(|i| label(&i.to_string())).collect();
         tx.send(Entry::Labels {
             capture: capture.clone(),
