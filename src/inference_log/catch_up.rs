@@ -185,7 +185,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn the_catch_up_thread_gets_the_writer_from_a_starved_niced_thread_mid_commit() {
-        use crate::inference_log::priority::lower_this_thread;
+        use crate::inference_log::priority::Priority;
         use crate::inference_log::record::CallRecord;
         use crate::inference_log::writer::tests::{fixture, Fixture};
         use crate::inference_log::Entry;
@@ -241,7 +241,12 @@ mod tests {
             let shared = shared.clone();
             std::thread::spawn(move || {
                 pin_to_first_cpu();
-                lower_this_thread(19);
+                // The writer's lowest: nice 19 in the idle scheduling class.
+                Priority {
+                    nice: 19,
+                    idle: true,
+                }
+                .lower_this_thread();
                 shared.run_niced();
             })
         };

@@ -244,7 +244,11 @@ pub(super) mod tests {
         let uri = dir.path().join("t").display().to_string();
         (
             uri,
-            DeltaSink::new(HashMap::new(), 0).unwrap(),
+            DeltaSink::new(
+                HashMap::new(),
+                crate::inference_log::priority::Priority::SERVING,
+            )
+            .unwrap(),
             OnceLock::new(),
         )
     }

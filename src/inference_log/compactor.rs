@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use deltalake::DeltaTable;
 
 use super::delta::{self, SinkError};
-use super::priority;
+use super::priority::Priority;
 use crate::metrics::labels::{CompactionOutcome, LogTable};
 use crate::metrics::Metrics;
 
@@ -51,18 +51,18 @@ impl Compactor {
     pub(super) fn start(
         index: usize,
         every: u32,
-        nice: i32,
+        priority: Priority,
         max_bytes: u64,
         metrics: Arc<Metrics>,
         stop: Arc<OnceLock<Instant>>,
     ) -> std::io::Result<Self> {
         let (jobs, waiting) = crossbeam_channel::bounded(WAITING);
-        let runtime = delta::io_runtime("log-compact-io", nice)?;
+        let runtime = delta::io_runtime("log-compact-io", priority)?;
         let counted = metrics.clone();
         std::thread::Builder::new()
             .name(format!("log-compact-{index}"))
             .spawn(move || {
-                priority::lower_this_thread(nice);
+                priority.lower_this_thread();
                 run(&runtime, &waiting, max_bytes, &counted, &stop);
             })?;
         Ok(Self {
@@ -185,7 +185,7 @@ mod tests {
 
     /// A table at `uri` with one small file per id, as a writer's sink holds it.
     fn table_of_small_files(uri: &str, ids: &[i64]) -> DeltaTable {
-        let mut sink = DeltaSink::new(HashMap::new(), 0).unwrap();
+        let mut sink = DeltaSink::new(HashMap::new(), Priority::SERVING).unwrap();
         append_ids(&mut sink, uri, ids, 1);
         sink.opened(uri).unwrap()
     }
@@ -229,7 +229,8 @@ mod tests {
         let table = table_of_small_files(&uri, &[1, 2, 3]);
         let metrics = Arc::new(Metrics::new());
         let stop = Arc::new(OnceLock::new());
-        let compactor = Compactor::start(0, 1, 0, 1 << 20, metrics.clone(), stop).unwrap();
+        let compactor =
+            Compactor::start(0, 1, Priority::SERVING, 1 << 20, metrics.clone(), stop).unwrap();
         compactor.ask(job(&uri, table));
         let deadline = Instant::now() + Duration::from_secs(20);
         while compactions(&metrics, "success") == 0 {
@@ -274,11 +275,11 @@ mod tests {
     fn the_writer_appends_after_a_swap_it_has_not_seen() {
         let dir = tempfile::tempdir().unwrap();
         let uri = dir.path().join("t").display().to_string();
-        let mut writer = DeltaSink::new(HashMap::new(), 0).unwrap();
+        let mut writer = DeltaSink::new(HashMap::new(), Priority::SERVING).unwrap();
         append_ids(&mut writer, &uri, &[1, 2, 3], 1);
         let copy = writer.opened(&uri).unwrap();
         let mut copy = copy;
-        let compacting = delta::io_runtime("test-compact-io", 0).unwrap();
+        let compacting = delta::io_runtime("test-compact-io", Priority::SERVING).unwrap();
         let done = delta::compact_table(&compacting, &uri, &mut copy, 1 << 20, &OnceLock::new());
         assert_eq!(done.unwrap().files_removed, 3);
         assert_eq!(live_files_and_rows(&uri), (1, 3));

@@ -23,6 +23,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::DeltaTable;
 
 use super::compact::Compacted;
+use super::priority::Priority;
 use super::rows::Kind;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,15 +95,18 @@ pub struct DeltaSink {
 }
 
 impl DeltaSink {
-    /// A sink with two runtimes, whose helper threads (blocking file I/O) run at nice value
-    /// `nice`, as the niced writer thread that drives the first does, and for the catch-up
-    /// thread at `nice` or [`CATCH_UP_IO_NICE`] above the calling thread, whichever is less (0:
-    /// both as the thread that starts them).
-    pub fn new(storage_options: HashMap<String, String>, nice: i32) -> std::io::Result<Self> {
+    /// A sink with two runtimes, whose helper threads (blocking file I/O) run at `niced` for
+    /// the niced writer thread that drives the first, and for the catch-up thread at `niced`'s
+    /// nice value or [`CATCH_UP_IO_NICE`] above the calling thread, whichever is less, never in
+    /// the idle class ([`Priority::SERVING`]: both as the thread that starts them).
+    pub fn new(storage_options: HashMap<String, String>, niced: Priority) -> std::io::Result<Self> {
         register_stores();
-        let catch_up = nice.min(super::priority::target(CATCH_UP_IO_NICE));
+        let catch_up = Priority {
+            nice: niced.nice.min(super::priority::target(CATCH_UP_IO_NICE)),
+            idle: false,
+        };
         Ok(Self {
-            niced: io_runtime("inference-log-io", nice)?,
+            niced: io_runtime("inference-log-io", niced)?,
             catch_up: io_runtime("log-catch-up-io", catch_up)?,
             storage_options,
             tables: HashMap::new(),
@@ -195,18 +199,20 @@ impl DeltaSink {
     pub fn has_committed(&mut self, uri: &str, txn: &Txn, limit: Duration) -> Option<bool> {
         let url = deltalake::ensure_table_uri(uri).ok()?;
         let options = self.storage_options.clone();
-        // Asked once an attempt was cut at the shutdown deadline, within `limit`: on helper
-        // threads a saturated core does not starve.
-        self.catch_up.block_on(async {
-            let ask = async {
-                let table = DeltaTable::try_from_url_with_storage_options(url, options).await?;
-                committed(&table, txn).await
-            };
-            match tokio::time::timeout(limit, ask).await {
-                Ok(Ok(yes)) => Some(yes),
-                _ => None,
-            }
-        })
+        let txn = txn.clone();
+        let ask = async move {
+            let table = DeltaTable::try_from_url_with_storage_options(url, options).await?;
+            committed(&table, &txn).await
+        };
+        // Asked once an attempt was cut at the shutdown deadline, within `limit`, on the
+        // catch-up thread's runtime: on helper threads a saturated core does not starve. Run
+        // by its worker, not the calling thread, so that a thread in the idle class never
+        // starts one of its helper threads (they would inherit the class for good).
+        let asked = self.catch_up.spawn(tokio::time::timeout(limit, ask));
+        match self.catch_up.block_on(asked) {
+            Ok(Ok(Ok(yes))) => Some(yes),
+            _ => None,
+        }
     }
 
     /// Compacts the table at `uri`, when this sink has it open (it has committed to it): see
@@ -242,13 +248,16 @@ impl DeltaSink {
 /// The runtime a sink or a compaction thread drives the Delta kernel with: a multi-threaded
 /// one of one worker (on a current-thread one the Delta kernel starts a thread and runtime of
 /// its own for every table it opens and blocks on them from inside our task: its "block_on was
-/// called in a nested fashion" warning), its threads named `name` and at nice value `nice`.
-pub(super) fn io_runtime(name: &str, nice: i32) -> std::io::Result<tokio::runtime::Runtime> {
+/// called in a nested fashion" warning), its threads named `name` and at `priority`.
+pub(super) fn io_runtime(
+    name: &str,
+    priority: Priority,
+) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .thread_name(name)
-        .on_thread_start(move || super::priority::lower_this_thread(nice))
+        .on_thread_start(move || priority.lower_this_thread())
         .build()
 }
 
@@ -478,7 +487,7 @@ mod tests {
     fn appends_and_retries_block_on_nothing_nested() {
         let dir = tempfile::tempdir().unwrap();
         let uri = dir.path().join("t").display().to_string();
-        let mut sink = DeltaSink::new(HashMap::new(), 0).unwrap();
+        let mut sink = DeltaSink::new(HashMap::new(), Priority::SERVING).unwrap();
         let stop = OnceLock::new();
         let column: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
         let batch = RecordBatch::try_from_iter([("x", column)]).unwrap();
@@ -512,7 +521,7 @@ mod tests {
     fn local_tables_write_through_the_small_writes_store() {
         let dir = tempfile::tempdir().unwrap();
         let uri = dir.path().join("t").display().to_string();
-        let mut sink = DeltaSink::new(HashMap::new(), 0).unwrap();
+        let mut sink = DeltaSink::new(HashMap::new(), Priority::SERVING).unwrap();
         let column: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
         let batch = RecordBatch::try_from_iter([("x", column)]).unwrap();
         let txn = Txn {

@@ -251,13 +251,25 @@ impl InferenceLog {
     /// on, at most four.
     pub fn start(settings: InferenceLogSettings, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         let queued_bytes = Arc::new(AtomicUsize::new(0));
-        // One absolute value for the writers and the I/O threads they start.
-        let nice = priority::target(settings.writer_nice);
+        // One absolute value for the writers and the I/O threads they start. Not the idle
+        // class for an object store's tables: its pooled connections are driven by the
+        // runtime that opened them, the catch-up thread's commits included.
+        let priority = priority::Priority {
+            nice: priority::target(settings.writer_nice),
+            idle: settings.writer_sched_idle && settings.is_local(),
+        };
         let stop = Arc::new(OnceLock::new());
         let count = settings.writer_shards();
         let shards = (0..count)
             .map(|i| {
-                shard::Shard::start((i, count), &settings, nice, &queued_bytes, &metrics, &stop)
+                shard::Shard::start(
+                    (i, count),
+                    &settings,
+                    priority,
+                    &queued_bytes,
+                    &metrics,
+                    &stop,
+                )
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Self {
@@ -578,9 +590,9 @@ impl InferenceLog {
 mod tests {
     use super::*;
 
-    /// The nice values of this process's threads named `name` (from /proc).
+    /// The priorities of this process's threads named `name` (from /proc).
     #[cfg(target_os = "linux")]
-    fn nice_of_threads(name: &str) -> Vec<i32> {
+    fn priorities_of_threads(name: &str) -> Vec<priority::Priority> {
         let mut found = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
             let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
@@ -588,20 +600,25 @@ mod tests {
                 continue;
             }
             let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            // Fields after the parenthesised name: state is field 3, nice field 19.
-            // A thread that ended between the two reads: its stat is gone.
+            // Fields after the parenthesised name: state is field 3, nice field 19, the
+            // scheduling policy field 41. A thread that ended between the two reads: its stat
+            // is gone.
             let Some(end) = stat.rfind(')') else { continue };
-            let after = &stat[end + 2..];
-            found.push(after.split(' ').nth(16).unwrap().parse().unwrap());
+            let fields: Vec<&str> = stat[end + 2..].split(' ').collect();
+            let policy: i32 = fields[38].parse().unwrap();
+            found.push(priority::Priority {
+                nice: fields[16].parse().unwrap(),
+                idle: policy == libc::SCHED_IDLE,
+            });
         }
         found
     }
 
-    /// The nice values of the threads named `name`, once there is one (by `deadline`).
+    /// The priorities of the threads named `name`, once there is one (by `deadline`).
     #[cfg(target_os = "linux")]
-    fn threads_named(name: &str, deadline: Instant) -> Vec<i32> {
+    fn threads_named(name: &str, deadline: Instant) -> Vec<priority::Priority> {
         loop {
-            let found = nice_of_threads(name);
+            let found = priorities_of_threads(name);
             if !found.is_empty() {
                 return found;
             }
@@ -669,48 +686,64 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn the_writers_run_nicer_than_the_serving_threads_and_catch_up_beside_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = InferenceLogSettings {
-            writer_nice: 15,
-            writers: 2,
-            ..Default::default()
-        };
-        let want = priority::target(15);
-        let serving = priority::target(0);
-        let catch_up_io = priority::target(delta::CATCH_UP_IO_NICE);
-        let log = start_in(&dir, settings, &Arc::new(Metrics::new()));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        // Other tests' logs run threads of the same names (at their own nice values).
-        for name in [
-            "log-writer-0",
-            "log-writer-1",
-            "log-compact-0",
-            "log-compact-1",
-            "log-compact-io",
-            // The sink's niced runtime, "inference-log-io": the kernel keeps 15 characters.
-            "inference-log-i",
-        ] {
-            while !nice_of_threads(name).contains(&want) {
-                assert!(
-                    Instant::now() < deadline,
-                    "no {name} thread at nice {want}: {:?}",
-                    nice_of_threads(name)
-                );
-                std::thread::sleep(Duration::from_millis(5));
+        use priority::Priority;
+        for idle in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let settings = InferenceLogSettings {
+                writer_nice: 15,
+                writer_sched_idle: idle,
+                writers: 2,
+                ..Default::default()
+            };
+            let want = Priority {
+                nice: priority::target(15),
+                idle,
+            };
+            let catch_up_io = Priority {
+                nice: priority::target(delta::CATCH_UP_IO_NICE),
+                idle: false,
+            };
+            let log = start_in(&dir, settings, &Arc::new(Metrics::new()));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            // Other tests' logs run threads of the same names (at their own priorities).
+            for name in [
+                "log-writer-0",
+                "log-writer-1",
+                "log-compact-0",
+                "log-compact-1",
+                "log-compact-io",
+                // The sink's niced runtime, "inference-log-io": the kernel keeps 15 characters.
+                "inference-log-i",
+            ] {
+                while !priorities_of_threads(name).contains(&want) {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no {name} thread at {want:?}: {:?}",
+                        priorities_of_threads(name)
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             }
+            // The runtime the catch-up thread commits on: niced less than the writer, so that
+            // the serving threads do not starve it, and never in the idle class. (Other tests'
+            // logs run such threads at their own writer's nice value, none above this cap.)
+            let found = threads_named("log-catch-up-io", deadline);
+            assert!(
+                found.iter().all(|p| p.nice <= catch_up_io.nice && !p.idle),
+                "{found:?}"
+            );
+            assert!(found.contains(&catch_up_io), "{found:?}");
+            // Each shard starts its catch-up thread beside its writer: waited for, not assumed.
+            let serving = Priority {
+                nice: priority::target(0),
+                idle: false,
+            };
+            for name in ["log-catch-up-0", "log-catch-up-1"] {
+                let found = threads_named(name, deadline);
+                assert!(found.iter().all(|p| *p == serving), "{name}: {found:?}");
+            }
+            assert!(log.close(Duration::from_secs(5)));
         }
-        // The runtime the catch-up thread commits on: niced less than the writer, so that the
-        // serving threads do not starve it. (Other tests' logs run such threads at their own
-        // writer's nice value, none above this cap.)
-        let found = threads_named("log-catch-up-io", deadline);
-        assert!(found.iter().all(|n| *n <= catch_up_io), "{found:?}");
-        assert!(found.contains(&catch_up_io), "{found:?}");
-        // Each shard starts its catch-up thread beside its writer: waited for, not assumed.
-        for name in ["log-catch-up-0", "log-catch-up-1"] {
-            let found = threads_named(name, deadline);
-            assert!(found.iter().all(|n| *n == serving), "{name}: {found:?}");
-        }
-        assert!(log.close(Duration::from_secs(5)));
     }
 
     #[test]

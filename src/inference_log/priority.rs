@@ -3,9 +3,11 @@
 //! Encoding and committing a batch is CPU work of tens of milliseconds, and on a busy core it
 //! competes with the HTTP workers. With a higher nice value the scheduler gives the writer a
 //! smaller share while requests are runnable, so a commit spreads over idle moments instead of
-//! holding the core for its whole length; on an idle core it runs at full speed. Its loops
-//! also yield the core every [`TURN`] ([`pause_point`]), and stop there when another thread
-//! asks for the writer ([`giving_way_to`]).
+//! holding the core for its whole length; on an idle core it runs at full speed. In Linux's
+//! idle scheduling class ([`Priority::idle`]) a serving thread that wakes also takes the core
+//! from it at once, rather than when the writer's turn ends. Its loops also yield the core
+//! every [`TURN`] ([`pause_point`]), and stop there when another thread asks for the writer
+//! ([`giving_way_to`]).
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -145,10 +147,57 @@ pub fn target(by: i32) -> i32 {
     (current().unwrap_or(0) + by.max(0)).min(19)
 }
 
+/// Where a thread of the inference log runs beside the serving threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priority {
+    /// Its nice value (from [`target`]).
+    pub nice: i32,
+    /// Whether it runs in Linux's idle scheduling class (`SCHED_IDLE`), below every nice
+    /// value: a thread of another class that wakes preempts it at once, and on a core that
+    /// never idles it gets a fraction of a percent (the catch-up thread, which stays out of
+    /// this class, commits the backlog then).
+    pub idle: bool,
+}
+
+impl Priority {
+    /// At the serving threads' priority: lowering to it leaves a thread as it is.
+    pub const SERVING: Self = Self {
+        nice: 0,
+        idle: false,
+    };
+
+    /// Lowers the calling thread to this priority; never raises it. A failure is logged, not
+    /// fatal.
+    pub fn lower_this_thread(self) {
+        lower_nice(self.nice);
+        if self.idle {
+            idle_this_thread();
+        }
+    }
+}
+
+/// Puts the calling thread in the idle scheduling class (Linux: per thread). Leaving the class
+/// needs a privilege the gateway does not assume, so the thread is in it for good, and so is
+/// every thread it starts: a runtime whose helper threads must stay out of the class is never
+/// entered by such a thread (they are started by the thread that first needs them).
+#[cfg(target_os = "linux")]
+fn idle_this_thread() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: gettid takes nothing; sched_setscheduler reads the parameter it is handed.
+    let rc = unsafe { libc::sched_setscheduler(libc::gettid(), libc::SCHED_IDLE, &param) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::warn!(error = %e, "could not put an inference-log thread in the idle scheduling class; it stays at its nice value");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn idle_this_thread() {}
+
 /// Sets the calling thread's nice value to `nice` when that is lower in priority than it has
 /// (Linux: per thread). A failure is logged, not fatal: the thread then runs at the serving
 /// threads' priority.
-pub fn lower_this_thread(nice: i32) {
+fn lower_nice(nice: i32) {
     if current().is_some_and(|now| now >= nice) {
         return;
     }
@@ -301,25 +350,70 @@ mod tests {
         assert_eq!(std::rc::Rc::strong_count(&shared), 1);
     }
 
+    /// The calling thread's scheduling class, without the reset-on-fork flag.
+    fn class_of_this_thread() -> i32 {
+        // SAFETY: takes and returns plain integers.
+        let policy = unsafe { libc::sched_getscheduler(0) };
+        assert!(policy >= 0, "sched_getscheduler");
+        policy & !libc::SCHED_RESET_ON_FORK
+    }
+
     #[test]
     fn a_thread_is_lowered_alone() {
         let before = this_thread();
         let want = target(7);
         assert_eq!(want, (before + 7).min(19));
+        let niced = Priority {
+            nice: want,
+            idle: false,
+        };
         let (lowered, child) = std::thread::spawn(move || {
-            lower_this_thread(want);
+            niced.lower_this_thread();
             // A thread it starts inherits the value; lowering it to the same target again
             // leaves it there (not 7 lower still).
             let child = std::thread::spawn(move || {
-                lower_this_thread(want);
+                niced.lower_this_thread();
                 this_thread()
             });
-            (this_thread(), child.join().unwrap())
+            (
+                (this_thread(), class_of_this_thread()),
+                child.join().unwrap(),
+            )
         })
         .join()
         .unwrap();
-        assert_eq!(lowered, want);
+        assert_eq!(lowered, (want, libc::SCHED_OTHER));
         assert_eq!(child, want);
         assert_eq!(this_thread(), before, "only the calling thread changes");
+    }
+
+    #[test]
+    fn an_idle_class_thread_stays_in_it_with_the_threads_it_starts() {
+        let want = Priority {
+            nice: target(3),
+            idle: true,
+        };
+        let (lowered, child, raised) = std::thread::spawn(move || {
+            want.lower_this_thread();
+            // A runtime's helper threads start from the thread that first needs them.
+            let child = std::thread::spawn(|| (this_thread(), class_of_this_thread()));
+            // Lowering to the serving threads' priority raises nothing.
+            Priority::SERVING.lower_this_thread();
+            (
+                (this_thread(), class_of_this_thread()),
+                child.join().unwrap(),
+                (this_thread(), class_of_this_thread()),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (want.nice, libc::SCHED_IDLE));
+        assert_eq!(child, (want.nice, libc::SCHED_IDLE));
+        assert_eq!(raised, (want.nice, libc::SCHED_IDLE));
+        assert_eq!(
+            class_of_this_thread(),
+            libc::SCHED_OTHER,
+            "only the calling thread changes"
+        );
     }
 }

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use super::{catch_up, compactor, delta, priority, writer, Entry, InferenceLogSettings};
+use super::priority::Priority;
+use super::{catch_up, compactor, delta, writer, Entry, InferenceLogSettings};
 use crate::metrics::Metrics;
 
 pub(super) struct Shard {
@@ -29,11 +30,11 @@ pub(super) struct Shard {
 }
 
 impl Shard {
-    /// Starts shard `index` of `count`; `nice` is the writer's absolute nice value.
+    /// Starts shard `index` of `count`; `priority` is the writer's (its nice value absolute).
     pub(super) fn start(
         (index, count): (usize, usize),
         settings: &InferenceLogSettings,
-        nice: i32,
+        priority: Priority,
         queued_bytes: &Arc<AtomicUsize>,
         metrics: &Arc<Metrics>,
         stop: &Arc<OnceLock<Instant>>,
@@ -42,13 +43,13 @@ impl Shard {
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let options: std::collections::HashMap<String, String> =
             settings.storage_options.clone().into_iter().collect();
-        let sink = delta::DeltaSink::new(options, nice)?;
+        let sink = delta::DeltaSink::new(options, priority)?;
         let compactor = (settings.compact_every_commits > 0)
             .then(|| {
                 compactor::Compactor::start(
                     index,
                     settings.compact_every_commits,
-                    nice,
+                    priority,
                     settings.compact_max_bytes,
                     metrics.clone(),
                     stop.clone(),
@@ -81,7 +82,7 @@ impl Shard {
         let writer = std::thread::Builder::new()
             .name(format!("log-writer-{index}"))
             .spawn(move || {
-                priority::lower_this_thread(nice);
+                priority.lower_this_thread();
                 niced.run_niced();
             })?
             .thread()

@@ -784,7 +784,11 @@ pub(super) mod tests {
             queued.clone(),
             shard.clone(),
             metrics.clone(),
-            DeltaSink::new(HashMap::new(), 0).unwrap(),
+            DeltaSink::new(
+                HashMap::new(),
+                crate::inference_log::priority::Priority::SERVING,
+            )
+            .unwrap(),
             Arc::new(OnceLock::new()),
         );
         Fixture {

@@ -46,6 +46,12 @@ pub struct InferenceLogSettings {
     /// nice 19; 0: the same), so a commit's encoding yields the core to requests rather than
     /// stalling them.
     pub writer_nice: i32,
+    /// The writer's thread, its compaction and (for tables in local folders) its Delta I/O
+    /// threads run in Linux's idle scheduling class (`SCHED_IDLE`): a serving thread that
+    /// wakes takes the core from them at once, instead of waiting for their turn to end; on a
+    /// core that never idles they get a fraction of a percent of it, and the catch-up thread
+    /// commits the backlog. Off: they run at `writer_nice` alone.
+    pub writer_sched_idle: bool,
     /// While the queue holds more than a quarter of `queue_bytes`, a thread at the serving
     /// threads' priority commits everything pending (until an eighth is left): on a saturated
     /// core the niced writer alone falls behind and rows are dropped. Off: the writer stays
@@ -78,6 +84,7 @@ impl Default for InferenceLogSettings {
             max_labels_per_request: MAX_LABELS,
             max_keys_per_label: MAX_KEYS,
             writer_nice: 10,
+            writer_sched_idle: true,
             catch_up: true,
             writers: 0,
             compact_every_commits: 50,
@@ -97,6 +104,14 @@ impl InferenceLogSettings {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             n => n,
         }
+    }
+
+    /// Whether the tables are in a local folder (or a `file://` URL) rather than an object
+    /// store.
+    pub fn is_local(&self) -> bool {
+        self.location
+            .split_once("://")
+            .is_none_or(|(scheme, _)| scheme == "file")
     }
 
     /// The first problem, as (key, message).
@@ -163,5 +178,28 @@ impl InferenceLogSettings {
             ));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_and_file_urls_are_local_and_object_stores_are_not() {
+        let at = |location: &str| InferenceLogSettings {
+            location: location.into(),
+            ..Default::default()
+        };
+        for local in [
+            "inference-tables",
+            "/var/lib/tables",
+            "file:///var/lib/tables",
+        ] {
+            assert!(at(local).is_local(), "{local}");
+        }
+        for remote in ["s3://bucket/tables", "s3a://bucket"] {
+            assert!(!at(remote).is_local(), "{remote}");
+        }
     }
 }
