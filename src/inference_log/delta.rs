@@ -95,10 +95,10 @@ pub struct DeltaSink {
 }
 
 impl DeltaSink {
-    /// A sink with two runtimes, whose helper threads (blocking file I/O) run at `niced` for
-    /// the niced writer thread that drives the first, and for the catch-up thread at `niced`'s
-    /// nice value or [`CATCH_UP_IO_NICE`] above the calling thread, whichever is less, never in
-    /// the idle class ([`Priority::SERVING`]: both as the thread that starts them).
+    /// A sink with two runtimes, whose threads run at `niced`'s nice value for the niced writer
+    /// thread, and for the catch-up thread at that or [`CATCH_UP_IO_NICE`] above the calling
+    /// thread, whichever is less; neither in the idle class, even when the niced thread is
+    /// ([`Priority::SERVING`]: both as the thread that starts them).
     pub fn new(storage_options: HashMap<String, String>, niced: Priority) -> std::io::Result<Self> {
         register_stores();
         let catch_up = Priority {
@@ -106,7 +106,14 @@ impl DeltaSink {
             idle: false,
         };
         Ok(Self {
-            niced: io_runtime("inference-log-io", niced)?,
+            // Its worker commits for the niced thread: never in the idle class (see `append`).
+            niced: io_runtime(
+                "inference-log-io",
+                Priority {
+                    idle: false,
+                    ..niced
+                },
+            )?,
             catch_up: io_runtime("log-catch-up-io", catch_up)?,
             storage_options,
             tables: HashMap::new(),
@@ -141,23 +148,38 @@ impl DeltaSink {
         // Taken out for the attempt; put back only after a commit (a failed attempt reopens
         // the table, which may have changed under us).
         let cached = self.tables.remove(uri);
-        let options = &self.storage_options;
+        let options = self.storage_options.clone();
+        let (owned_uri, whole, txn_owned) = (uri.to_owned(), batch.clone(), txn.clone());
+        // The niced writer's opening, checking and committing run on its runtime's worker, out
+        // of the idle class: there the writer cannot give way, and the catch-up thread would
+        // wait on a thread that a busy core starves. Its helper threads are started from
+        // there too, since they would inherit the idle class for good.
+        let worker = (io == Io::Niced).then(|| self.niced.handle().clone());
         let work = async move {
-            let mut table = match cached {
-                Some(t) => t,
-                None => open_or_create(uri, batch, options).await?,
+            let prepare = async move {
+                let table = match cached {
+                    Some(t) => t,
+                    None => open_or_create(&owned_uri, &whole, &options).await?,
+                };
+                if check && committed(&table, &txn_owned).await? {
+                    return Ok((table, None));
+                }
+                let properties = CommitProperties::default().with_application_transaction(
+                    deltalake::kernel::Transaction::new(&*txn_owned.app_id, txn_owned.version),
+                );
+                let writer =
+                    RecordBatchWriter::for_table(&table)?.with_commit_properties(properties);
+                let batch = conform(&whole, &writer.arrow_schema()).map_err(|message| {
+                    deltalake::DeltaTableError::Generic(format!(
+                        "cannot prepare the rows: {message}"
+                    ))
+                })?;
+                Ok::<_, deltalake::DeltaTableError>((table, Some((writer, batch))))
             };
-            if check && committed(&table, txn).await? {
-                return Ok((table, Appended::AlreadyCommitted));
-            }
-            let properties = CommitProperties::default().with_application_transaction(
-                deltalake::kernel::Transaction::new(&*txn.app_id, txn.version),
-            );
-            let mut writer =
-                RecordBatchWriter::for_table(&table)?.with_commit_properties(properties);
-            let batch = conform(batch, &writer.arrow_schema()).map_err(|message| {
-                deltalake::DeltaTableError::Generic(format!("cannot prepare the rows: {message}"))
-            })?;
+            let (mut table, mut writer, batch) = match on(worker.as_ref(), prepare).await? {
+                (table, None) => return Ok((table, Appended::AlreadyCommitted)),
+                (table, Some((writer, batch))) => (table, writer, batch),
+            };
             // Handed to the Parquet encoder in slices, with a pause point after each: the
             // encoding of a whole batch is milliseconds of work. (An empty batch is written
             // once, as before: `max(1)`.) The encoder holds its file in memory until
@@ -173,8 +195,12 @@ impl DeltaSink {
                     return Ok((table, Appended::GaveWay));
                 }
             }
-            let version = writer.flush_and_commit(&mut table).await?;
-            Ok::<_, deltalake::DeltaTableError>((table, Appended::Committed(version as i64)))
+            let commit = async move {
+                let version = writer.flush_and_commit(&mut table).await;
+                Ok((table, version))
+            };
+            let (table, version) = on(worker.as_ref(), commit).await?;
+            Ok::<_, deltalake::DeltaTableError>((table, Appended::Committed(version? as i64)))
         };
         let outcome = self.runtime(io).block_on(async {
             tokio::select! {
@@ -286,6 +312,34 @@ pub(super) fn compact_table(
         None => Err(SinkError::Abandoned {
             uri: uri.to_owned(),
         }),
+    }
+}
+
+/// Runs `work` as a task of the runtime `worker` is a handle of, waited for here, or here
+/// when there is none. The task is aborted when this is dropped (the attempt abandoned at the
+/// shutdown deadline), and its panic goes on unwinding here.
+async fn on<T: Send + 'static>(
+    worker: Option<&tokio::runtime::Handle>,
+    work: impl std::future::Future<Output = Result<T, deltalake::DeltaTableError>> + Send + 'static,
+) -> Result<T, deltalake::DeltaTableError> {
+    /// Aborts the task when the attempt is dropped.
+    struct Abort(tokio::task::AbortHandle);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let Some(worker) = worker else {
+        return work.await;
+    };
+    let task = worker.spawn(work);
+    let _abort = Abort(task.abort_handle());
+    match task.await {
+        Ok(done) => done,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(deltalake::DeltaTableError::Generic(format!(
+            "the inference log's I/O task ended: {e}"
+        ))),
     }
 }
 
@@ -532,5 +586,57 @@ mod tests {
             .unwrap();
         let store = sink.tables[&uri].log_store().root_object_store(None);
         assert!(store.to_string().starts_with("SmallWrites("), "{store}");
+    }
+
+    /// The idle class is for good and passes to the threads a thread starts: the niced
+    /// thread's commit must start no helper thread of its runtime, or the catch-up thread
+    /// would later wait on one that a busy core starves.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_niced_thread_in_the_idle_class_commits_without_starting_idle_helpers() {
+        let dir = tempfile::tempdir().unwrap();
+        let idle = Priority {
+            nice: super::super::priority::target(5),
+            idle: true,
+        };
+        let mut sink = DeltaSink::new(HashMap::new(), idle).unwrap();
+        let committed = std::thread::spawn(move || {
+            idle.lower_this_thread();
+            let column: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+            let batch = RecordBatch::try_from_iter([("x", column)]).unwrap();
+            let txn = Txn {
+                app_id: "test".into(),
+                version: 1,
+            };
+            // A new table (opened, created), then a retry's check of an existing one.
+            let uri = dir.path().join("t").display().to_string();
+            let first = sink.append(&uri, &batch, &txn, false, Io::Niced, &OnceLock::new());
+            sink.forget(&uri);
+            let again = sink.append(&uri, &batch, &txn, true, Io::Niced, &OnceLock::new());
+            // The sink lives on, with its runtime's threads, until the end of the test.
+            (first.unwrap(), again.unwrap(), sink)
+        })
+        .join()
+        .unwrap();
+        let (first, again, _sink) = committed;
+        let committed = (first, again);
+        assert_eq!(
+            committed,
+            (Appended::Committed(1), Appended::AlreadyCommitted)
+        );
+        // Every helper thread of every sink in this process (other tests' too): none idle.
+        let mut seen = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() != "inference-log-i" {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let Some(end) = stat.rfind(')') else { continue };
+            let policy: i32 = stat[end + 2..].split(' ').nth(38).unwrap().parse().unwrap();
+            assert_ne!(policy, libc::SCHED_IDLE, "an idle helper thread");
+            seen += 1;
+        }
+        assert!(seen > 0, "no helper threads seen");
     }
 }

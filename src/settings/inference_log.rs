@@ -44,13 +44,14 @@ pub struct InferenceLogSettings {
     pub max_keys_per_label: usize,
     /// The writer's threads run this much nicer than the serving threads (0 to 19, capped at
     /// nice 19; 0: the same), so a commit's encoding yields the core to requests rather than
-    /// stalling them.
+    /// stalling them. The catch-up thread's Delta I/O runs at this or 10, whichever is less.
     pub writer_nice: i32,
-    /// The writer's thread, its compaction and (for tables in local folders) its Delta I/O
-    /// threads run in Linux's idle scheduling class (`SCHED_IDLE`): a serving thread that
-    /// wakes takes the core from them at once, instead of waiting for their turn to end; on a
-    /// core that never idles they get a fraction of a percent of it, and the catch-up thread
-    /// commits the backlog. Off: they run at `writer_nice` alone.
+    /// For tables in a local folder, the writer's thread and its compaction run in Linux's idle
+    /// scheduling class (`SCHED_IDLE`): a serving thread that wakes takes the core from them at
+    /// once, instead of waiting for their turn to end; on a core that never idles they get a
+    /// fraction of a percent of it, and the catch-up thread commits the backlog. The writer's
+    /// commits themselves (which it cannot give up half done) run at `writer_nice` on its I/O
+    /// thread. Off: everything at `writer_nice` alone.
     pub writer_sched_idle: bool,
     /// While the queue holds more than a quarter of `queue_bytes`, a thread at the serving
     /// threads' priority commits everything pending (until an eighth is left): on a saturated
