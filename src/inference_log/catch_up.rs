@@ -1,6 +1,7 @@
-//! Two threads share a shard's writer. Its own runs at `writer_nice`, so that encoding and
-//! committing yield the core to requests; but on a saturated core a niced thread gets a few
-//! percent of it, too little to keep up, and the queue would fill and drop rows. So a second
+//! Two threads share a shard's writer. Its own runs at `writer_nice` (and, for local tables,
+//! in the idle scheduling class), so that encoding and committing yield the core to requests;
+//! but on a saturated core a niced thread gets a few percent of it (in the idle class, a
+//! fraction of one), too little to keep up, and the queue would fill and drop rows. So a second
 //! thread, at the serving threads' priority, takes the writer over while the shard holds more
 //! than its part of a quarter of `queue_bytes` and commits everything pending, whatever the
 //! batches' size or age, until the shard holds less than its part of an eighth. It also runs

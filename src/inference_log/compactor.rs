@@ -5,8 +5,9 @@
 //! logged requests a second on one core). Run by the writer, it stopped the shard's commits for
 //! that long: the queue grew past the catch-up mark, and the catch-up thread then committed the
 //! backlog at the serving threads' priority, taking about half of the core from requests for a
-//! few hundred milliseconds, a few times a minute. On its own thread, at the writer's nice
-//! value, it leaves the writer committing as usual. Its swap is committed against the
+//! few hundred milliseconds, a few times a minute. On its own thread, at the writer's priority
+//! (its nice value, and for local tables the idle scheduling class), it leaves the writer
+//! committing as usual. Its swap is committed against the
 //! writer's appends as against another process's (only files still live are removed, and
 //! blind appends never conflict).
 
@@ -44,8 +45,8 @@ pub(super) struct Compactor {
 }
 
 impl Compactor {
-    /// Starts the thread `log-compact-{index}` at nice value `nice`, with a Delta runtime of
-    /// its own (its I/O threads `log-compact-io`, at the same nice value, apart from the
+    /// Starts the thread `log-compact-{index}` at `priority`, with a Delta runtime of
+    /// its own (its I/O threads `log-compact-io`, at the same priority, apart from the
     /// writer's so that neither waits on the other's work; the tables come open with their
     /// jobs); each compaction is abandoned once `stop` is set.
     pub(super) fn start(

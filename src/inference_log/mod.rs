@@ -251,9 +251,10 @@ impl InferenceLog {
     /// on, at most four.
     pub fn start(settings: InferenceLogSettings, metrics: Arc<Metrics>) -> std::io::Result<Self> {
         let queued_bytes = Arc::new(AtomicUsize::new(0));
-        // One absolute value for the writers and the I/O threads they start. Not the idle
-        // class for an object store's tables: its pooled connections are driven by the
-        // runtime that opened them, the catch-up thread's commits included.
+        // One absolute value for the writers, their compaction and their runtimes. Not the
+        // idle class for an object store's tables: compaction shares the writer's open table,
+        // and with it the store's pooled connections, which are driven by the runtime that
+        // opened them, the writer's and the catch-up thread's commits included.
         let priority = priority::Priority {
             nice: priority::target(settings.writer_nice),
             idle: settings.writer_sched_idle && settings.is_local(),
@@ -590,35 +591,11 @@ impl InferenceLog {
 mod tests {
     use super::*;
 
-    /// The priorities of this process's threads named `name` (from /proc).
-    #[cfg(target_os = "linux")]
-    fn priorities_of_threads(name: &str) -> Vec<priority::Priority> {
-        let mut found = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if comm.trim_end() != name {
-                continue;
-            }
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            // Fields after the parenthesised name: state is field 3, nice field 19, the
-            // scheduling policy field 41. A thread that ended between the two reads: its stat
-            // is gone.
-            let Some(end) = stat.rfind(')') else { continue };
-            let fields: Vec<&str> = stat[end + 2..].split(' ').collect();
-            let policy: i32 = fields[38].parse().unwrap();
-            found.push(priority::Priority {
-                nice: fields[16].parse().unwrap(),
-                idle: policy == libc::SCHED_IDLE,
-            });
-        }
-        found
-    }
-
     /// The priorities of the threads named `name`, once there is one (by `deadline`).
     #[cfg(target_os = "linux")]
     fn threads_named(name: &str, deadline: Instant) -> Vec<priority::Priority> {
         loop {
-            let found = priorities_of_threads(name);
+            let found = priority::tests::priorities_of_threads(name);
             if !found.is_empty() {
                 return found;
             }
@@ -686,6 +663,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn the_writers_run_nicer_than_the_serving_threads_and_catch_up_beside_them() {
+        use priority::tests::priorities_of_threads;
         use priority::Priority;
         for idle in [true, false] {
             let dir = tempfile::tempdir().unwrap();
@@ -708,10 +686,7 @@ mod tests {
             // Other tests' logs run threads of the same names (at their own priorities).
             // The sink's niced runtime ("inference-log-io": the kernel keeps 15 characters)
             // commits for the niced thread: never in the idle class.
-            let niced_io = Priority {
-                idle: false,
-                ..want
-            };
+            let niced_io = want.without_idle();
             for (name, want) in [
                 ("log-writer-0", want),
                 ("log-writer-1", want),
@@ -738,6 +713,8 @@ mod tests {
                 "{found:?}"
             );
             assert!(found.contains(&catch_up_io), "{found:?}");
+            let helpers = priorities_of_threads("inference-log-i");
+            assert!(helpers.iter().all(|p| !p.idle), "{helpers:?}");
             // Each shard starts its catch-up thread beside its writer: waited for, not assumed.
             let serving = Priority {
                 nice: priority::target(0),

@@ -73,8 +73,13 @@ pub fn turn_begins() {
 /// A place in the writer's work where it may stop for a moment: once [`TURN`] has passed
 /// since the thread's turn began (its last yield, or [`turn_begins`]), it yields the core
 /// (`sched_yield`) to any thread waiting for it. Costs a clock read otherwise; called every
-/// few dozen rows. [`GaveWay`] when the thread was asked to give way: the work stops here.
+/// few dozen rows. [`GaveWay`] when the thread was asked to give way: the work stops here,
+/// without yielding first (a thread in the idle class that yields may wait long for the core
+/// again).
 pub fn pause_point() -> Result<(), GaveWay> {
+    if asked_to_give_way() {
+        return Err(GaveWay);
+    }
     TURN_BEGAN.with(|began| match at_pause(began.get(), Instant::now()) {
         Pause::Yield => {
             std::thread::yield_now();
@@ -141,8 +146,8 @@ pub fn drop_in_turns<T>(mut items: Vec<T>) {
 }
 
 /// The nice value `by` above the calling thread's (capped at 19), computed once so that
-/// threads started from an already lowered one (the Delta writer's I/O threads inherit the
-/// writer's) land on the same value rather than lower still.
+/// threads started from an already lowered one (a runtime's helper threads, started by its
+/// lowered worker) land on the same value rather than lower still.
 pub fn target(by: i32) -> i32 {
     (current().unwrap_or(0) + by.max(0)).min(19)
 }
@@ -166,6 +171,14 @@ impl Priority {
         idle: false,
     };
 
+    /// The same nice value, out of the idle class.
+    pub fn without_idle(self) -> Self {
+        Self {
+            idle: false,
+            ..self
+        }
+    }
+
     /// Lowers the calling thread to this priority; never raises it. A failure is logged, not
     /// fatal.
     pub fn lower_this_thread(self) {
@@ -177,17 +190,19 @@ impl Priority {
 }
 
 /// Puts the calling thread in the idle scheduling class (Linux: per thread). Leaving the class
-/// needs a privilege the gateway does not assume, so the thread is in it for good, and so is
-/// every thread it starts: a runtime whose helper threads must stay out of the class is never
-/// entered by such a thread (they are started by the thread that first needs them).
+/// needs a privilege the gateway does not assume (`CAP_SYS_NICE`, or a raised `RLIMIT_NICE`),
+/// so the thread is in it for good, and so is every thread it starts: such a thread only hands
+/// work to runtimes whose helper threads must stay out of the class, and waits (their helper
+/// threads are started by the thread that first needs them). A refusal is logged once.
 #[cfg(target_os = "linux")]
 fn idle_this_thread() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: gettid takes nothing; sched_setscheduler reads the parameter it is handed.
     let rc = unsafe { libc::sched_setscheduler(libc::gettid(), libc::SCHED_IDLE, &param) };
     if rc != 0 {
         let e = std::io::Error::last_os_error();
-        tracing::warn!(error = %e, "could not put an inference-log thread in the idle scheduling class; it stays at its nice value");
+        WARNED.call_once(|| tracing::warn!(error = %e, "could not put the inference log's threads in the idle scheduling class; they stay at their nice value"));
     }
 }
 
@@ -241,7 +256,7 @@ fn set_nice(_nice: i32) -> std::io::Result<()> {
 }
 
 #[cfg(all(test, target_os = "linux"))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn this_thread() -> i32 {
@@ -387,29 +402,46 @@ mod tests {
         assert_eq!(this_thread(), before, "only the calling thread changes");
     }
 
+    /// The scheduling priorities of this process's threads named `name` (from /proc).
+    pub(crate) fn priorities_of_threads(name: &str) -> Vec<Priority> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // Fields after the parenthesised name: state is field 3, nice field 19, the
+            // scheduling policy field 41. A thread that ended between the two reads: its stat
+            // is gone.
+            let Some(end) = stat.rfind(')') else { continue };
+            let fields: Vec<&str> = stat[end + 2..].split(' ').collect();
+            let policy: i32 = fields[38].parse().unwrap();
+            found.push(Priority {
+                nice: fields[16].parse().unwrap(),
+                idle: policy == libc::SCHED_IDLE,
+            });
+        }
+        found
+    }
+
     #[test]
     fn an_idle_class_thread_stays_in_it_with_the_threads_it_starts() {
         let want = Priority {
             nice: target(3),
             idle: true,
         };
-        let (lowered, child, raised) = std::thread::spawn(move || {
+        let (lowered, child) = std::thread::spawn(move || {
             want.lower_this_thread();
+            let lowered = (this_thread(), class_of_this_thread());
             // A runtime's helper threads start from the thread that first needs them.
             let child = std::thread::spawn(|| (this_thread(), class_of_this_thread()));
-            // Lowering to the serving threads' priority raises nothing.
-            Priority::SERVING.lower_this_thread();
-            (
-                (this_thread(), class_of_this_thread()),
-                child.join().unwrap(),
-                (this_thread(), class_of_this_thread()),
-            )
+            (lowered, child.join().unwrap())
         })
         .join()
         .unwrap();
         assert_eq!(lowered, (want.nice, libc::SCHED_IDLE));
         assert_eq!(child, (want.nice, libc::SCHED_IDLE));
-        assert_eq!(raised, (want.nice, libc::SCHED_IDLE));
         assert_eq!(
             class_of_this_thread(),
             libc::SCHED_OTHER,

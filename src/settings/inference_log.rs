@@ -49,9 +49,10 @@ pub struct InferenceLogSettings {
     /// For tables in a local folder, the writer's thread and its compaction run in Linux's idle
     /// scheduling class (`SCHED_IDLE`): a serving thread that wakes takes the core from them at
     /// once, instead of waiting for their turn to end; on a core that never idles they get a
-    /// fraction of a percent of it, and the catch-up thread commits the backlog. The writer's
-    /// commits themselves (which it cannot give up half done) run at `writer_nice` on its I/O
-    /// thread. Off: everything at `writer_nice` alone.
+    /// fraction of a percent of it, and the catch-up thread commits the backlog. What the
+    /// writer cannot give up half done (opening a table, a retry's check, writing and
+    /// committing a file) runs at `writer_nice` on its Delta runtime's worker. Off: everything
+    /// at `writer_nice` alone.
     pub writer_sched_idle: bool,
     /// While the queue holds more than a quarter of `queue_bytes`, a thread at the serving
     /// threads' priority commits everything pending (until an eighth is left): on a saturated
@@ -93,6 +94,11 @@ impl Default for InferenceLogSettings {
         }
     }
 }
+
+/// The most rows a table's batch may be set to hold (`inference_log.flush_rows`): one Parquet
+/// row group, so that the encoder keeps a batch's file in memory until its commit, and a
+/// writer that gives way mid-batch has written nothing to the store.
+pub const MAX_FLUSH_ROWS: usize = 1024 * 1024;
 
 /// Writer shards one process may run (`inference_log.writers`).
 pub const MAX_WRITERS: usize = 64;
@@ -145,6 +151,15 @@ impl InferenceLogSettings {
                 return Some((key, "must be above 0".into()));
             }
         }
+        if self.flush_rows > MAX_FLUSH_ROWS {
+            return Some((
+                "flush_rows",
+                format!(
+                    "must be at most {MAX_FLUSH_ROWS} (one Parquet row group), not {}",
+                    self.flush_rows
+                ),
+            ));
+        }
         if self.flush_interval_ms == 0 {
             return Some(("flush_interval_ms", "must be above 0".into()));
         }
@@ -185,6 +200,18 @@ impl InferenceLogSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_is_at_most_one_parquet_row_group() {
+        let rows = |flush_rows| InferenceLogSettings {
+            flush_rows,
+            ..Default::default()
+        };
+        assert_eq!(rows(MAX_FLUSH_ROWS).problem(), None);
+        let (key, message) = rows(MAX_FLUSH_ROWS + 1).problem().unwrap();
+        assert_eq!(key, "flush_rows");
+        assert!(message.contains("1048576"), "{message}");
+    }
 
     #[test]
     fn folders_and_file_urls_are_local_and_object_stores_are_not() {
