@@ -643,4 +643,45 @@ mod tests {
         let now = helpers();
         assert!(now.iter().all(|p| !p.idle), "{now:?}");
     }
+
+    /// A commit handed to the worker behaves as if run here: its panic unwinds in the writer's
+    /// thread (counted as the writer's panic there), and an attempt dropped at the shutdown
+    /// deadline stops it.
+    #[test]
+    fn work_on_the_worker_panics_here_and_stops_when_dropped() {
+        fn boom() -> Result<(), deltalake::DeltaTableError> {
+            panic!("in the task")
+        }
+        let runtime = io_runtime("test-on-worker", Priority::SERVING).unwrap();
+        let worker = runtime.handle().clone();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(on_worker(Some(&worker), async { boom() }))
+        }));
+        let payload = unwound.expect_err("the task's panic unwinds here");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"in the task"));
+
+        /// Says when the task's future is dropped.
+        struct Told(std::sync::mpsc::Sender<()>);
+        impl Drop for Told {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        let (tx, dropped) = std::sync::mpsc::channel();
+        runtime.block_on(async {
+            let forever = on_worker(Some(&worker), async move {
+                let _told = Told(tx);
+                std::future::pending::<Result<(), deltalake::DeltaTableError>>().await
+            });
+            tokio::select! {
+                _ = forever => unreachable!("the task never ends"),
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        });
+        assert_ne!(
+            dropped.recv_timeout(Duration::from_secs(10)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout),
+            "the task still runs after its attempt was dropped"
+        );
+    }
 }
