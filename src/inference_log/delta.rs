@@ -107,13 +107,7 @@ impl DeltaSink {
         };
         Ok(Self {
             // Its worker commits for the niced thread: never in the idle class (see `append`).
-            niced: io_runtime(
-                "inference-log-io",
-                Priority {
-                    idle: false,
-                    ..niced
-                },
-            )?,
+            niced: io_runtime("inference-log-io", niced.without_idle())?,
             catch_up: io_runtime("log-catch-up-io", catch_up)?,
             storage_options,
             tables: HashMap::new(),
