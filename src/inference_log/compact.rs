@@ -312,10 +312,12 @@ pub(super) mod tests {
         assert_eq!(live[0].1, Some(2), "both rows, once");
     }
 
-    /// A writer asked to give way between two slices of a batch stops before anything of it
-    /// reaches the table's store: no file, no commit; the batch appends whole afterwards.
+    /// A writer asked to give way stops at its first pause point, once the table is open and
+    /// before it encodes (the pause points between slices answer the same way): nothing of the
+    /// batch reaches the table's store, no file and no commit; the batch appends whole
+    /// afterwards.
     #[test]
-    fn an_append_that_gives_way_between_slices_leaves_nothing_in_the_store() {
+    fn an_append_that_gives_way_leaves_nothing_in_the_store() {
         use crate::inference_log::priority::giving_way_to;
         use std::sync::atomic::AtomicBool;
 
