@@ -159,7 +159,7 @@ fn run(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::HashMap;
     use std::time::Duration;
 
@@ -193,7 +193,7 @@ mod tests {
 
     /// The live files of the table at `uri` and the rows their statistics count, as a fresh
     /// reader of its log sees them.
-    fn live_files_and_rows(uri: &str) -> (usize, usize) {
+    pub(in crate::inference_log) fn live_files_and_rows(uri: &str) -> (usize, usize) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
             let url = deltalake::ensure_table_uri(uri).unwrap();

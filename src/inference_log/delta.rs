@@ -9,6 +9,7 @@
 //! twice.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,11 @@ pub enum Appended {
     /// Not appended: the writer gave way at a pause point, before anything was written.
     GaveWay,
 }
+
+/// How long past the shutdown deadline an attempt may still take: to finish a commit already
+/// under way, then to ask the table whether an abandoned one landed (inside the 2 s that
+/// `close` waits beyond the deadline).
+pub const PAST_DEADLINE: Duration = Duration::from_millis(1000);
 
 /// Rows handed to the Parquet encoder at a time (it encodes them into the open file's pages;
 /// the file and the commit are still one per batch).
@@ -124,8 +130,9 @@ impl DeltaSink {
     /// Appends `batch` to the table at `uri` as one commit carrying `txn`, its I/O on the `io`
     /// runtime. With `check`, the table is first asked whether `txn` is already in it (a
     /// retry), and nothing is appended then. The attempt is abandoned when `stop` (the
-    /// shutdown deadline, once set) passes, and given up ([`Appended::GaveWay`]) when a pause
-    /// point between the slices it encodes says so.
+    /// shutdown deadline, once set) passes, unless its commit is being written then (that is
+    /// waited for until [`PAST_DEADLINE`] after it), and given up ([`Appended::GaveWay`])
+    /// when a pause point between the slices it encodes says so.
     pub fn append(
         &mut self,
         uri: &str,
@@ -149,6 +156,10 @@ impl DeltaSink {
         // wait on a thread that a busy core starves. Its helper threads are started from
         // there too, since they would inherit the idle class for good.
         let worker = (io == Io::Niced).then(|| self.niced.handle().clone());
+        // Set once the commit starts writing: from then on its puts can land in the table
+        // even if this attempt stops waiting for them.
+        let committing = Arc::new(AtomicBool::new(false));
+        let commit_started = committing.clone();
         let work = async move {
             let prepare = async move {
                 let (uri, batch, txn) = owned;
@@ -195,6 +206,7 @@ impl DeltaSink {
                     return Ok((table, Appended::GaveWay));
                 }
             }
+            commit_started.store(true, Ordering::Release);
             let commit = async move {
                 let version = writer.flush_and_commit(&mut table).await;
                 Ok((table, version))
@@ -203,10 +215,20 @@ impl DeltaSink {
             Ok::<_, deltalake::DeltaTableError>((table, Appended::Committed(version? as i64)))
         };
         let outcome = self.runtime(io).block_on(async {
+            tokio::pin!(work);
             tokio::select! {
-                r = work => Some(r),
-                () = until(stop) => None,
+                r = &mut work => return Some(r),
+                () = until(stop) => {}
             }
+            // A commit under way at the deadline is given until `PAST_DEADLINE` after it to
+            // finish: dropped, its log entry could land after the table was asked whether it
+            // had, and rows in the table would be counted as dropped.
+            if !committing.load(Ordering::Acquire) {
+                return None;
+            }
+            let deadline = stop.get().copied()?;
+            let grace = tokio::time::Instant::from_std(deadline + PAST_DEADLINE);
+            tokio::time::timeout_at(grace, work).await.ok()
         });
         match outcome {
             Some(Ok((table, appended))) => {
@@ -636,6 +658,39 @@ mod tests {
         // (This test's commits start some: it went red when they ran on the calling thread.)
         let now = helpers();
         assert!(now.iter().all(|p| !p.idle), "{now:?}");
+    }
+
+    /// A commit under way at the shutdown deadline is waited for, within [`PAST_DEADLINE`]:
+    /// abandoned, its log entry would land after the attempt said it was cut, and the writer
+    /// would count rows in the table as dropped.
+    #[test]
+    fn a_commit_under_way_at_the_deadline_is_waited_for() {
+        use super::super::small_writes::delayed_puts;
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().join("t").display().to_string();
+        let column: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+        let batch = RecordBatch::try_from_iter([("x", column)]).unwrap();
+        let txn = |version| Txn {
+            app_id: "test".into(),
+            version,
+        };
+        let mut sink = DeltaSink::new(HashMap::new(), Priority::SERVING).unwrap();
+        let created = sink.append(&uri, &batch, &txn(1), false, Io::Niced, &OnceLock::new());
+        assert_eq!(created.unwrap(), Appended::Committed(1));
+        // From now on this table's log entries take 600 ms to write.
+        let folder = dir.path().file_name().unwrap().to_str().unwrap();
+        delayed_puts::delay(
+            &format!("{folder}/t/_delta_log/"),
+            Duration::from_millis(600),
+        );
+        for (io, version) in [(Io::Niced, 2), (Io::CatchUp, 3)] {
+            // The deadline falls while the commit writes its log entry.
+            let stop = OnceLock::new();
+            stop.set(Instant::now() + Duration::from_millis(300))
+                .unwrap();
+            let appended = sink.append(&uri, &batch, &txn(version), false, io, &stop);
+            assert_eq!(appended.unwrap(), Appended::Committed(version), "{io:?}");
+        }
     }
 
     /// A commit handed to the worker behaves as if run here: its panic unwinds in the writer's

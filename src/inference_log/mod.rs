@@ -563,8 +563,9 @@ impl InferenceLog {
     }
 
     /// Stops taking records and waits until everything queued is committed, or `deadline`
-    /// passes: no commit attempt starts after it, one in flight is abandoned, and every row
-    /// left is counted as dropped (`reason="shutdown"`). True when it all made it.
+    /// passes: no commit attempt starts after it, one in flight is abandoned (unless it is
+    /// already writing its commit: that one may finish within a second), and every row left is
+    /// counted as dropped (`reason="shutdown"`). True when it all made it.
     pub fn close(&self, deadline: Duration) -> bool {
         let already = {
             let _shut = self.gate.write().unwrap_or_else(|e| e.into_inner());
@@ -658,6 +659,69 @@ mod tests {
             "committed {committed}, dropped {dropped}"
         );
         assert_eq!(log.depth().0, 0, "every byte released");
+    }
+
+    /// A commit still writing when the shutdown deadline falls is waited for, briefly: its rows
+    /// are in the table and counted as committed, not as dropped.
+    #[test]
+    fn a_commit_writing_at_the_deadline_is_counted_as_committed() {
+        use small_writes::delayed_puts;
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let settings = InferenceLogSettings {
+            flush_interval_ms: 10,
+            ..Default::default()
+        };
+        let log = start_in(&dir, settings, &metrics);
+        let config: AutoCaptureConfig = serde_json::from_str("{}").unwrap();
+        let capture = Arc::new(log.capture("e", &config).unwrap());
+        let committed = || metrics.log.rows.with_label_values(&["e", "payload"]).get();
+        let call = || {
+            let call = CallRecord::for_tests();
+            assert!(log.log_call(capture.clone(), 0, call, Vec::new()).is_ok());
+        };
+        // The table made by a first commit, then its log entries slowed to 600 ms.
+        call();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while committed() < 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the first call was never committed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let table = std::path::PathBuf::from(&capture.payload.uri);
+        let folder = dir.path().file_name().unwrap().to_string_lossy();
+        let inside = table
+            .strip_prefix(dir.path())
+            .unwrap()
+            .display()
+            .to_string();
+        delayed_puts::delay(
+            &format!("{folder}/{inside}/_delta_log/"),
+            Duration::from_millis(600),
+        );
+        for _ in 0..10 {
+            call();
+        }
+        // The deadline falls while the last calls' commit writes its log entry.
+        let all_committed = log.close(Duration::from_millis(300));
+        let dropped = metrics
+            .log
+            .dropped_rows
+            .with_label_values(&["e", "payload", DropReason::Shutdown.as_str()])
+            .get();
+        // Every call lands in the table either way (the entry, once sent, is written): what
+        // was told of them must say so.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while compactor::tests::live_files_and_rows(&capture.payload.uri).1 < 11 {
+            assert!(
+                Instant::now() < deadline,
+                "the calls never reached the table"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!((all_committed, committed(), dropped), (true, 11, 0));
     }
 
     #[cfg(target_os = "linux")]

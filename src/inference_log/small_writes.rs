@@ -60,6 +60,29 @@ impl ObjectStoreFactory for LocalFactory {
     }
 }
 
+/// Puts made slow for tests, as a remote store's can be: a delayed put is carried out whether
+/// or not its caller still waits for it, as a request already sent is (and as the local
+/// store's own writes are, on blocking threads no one stops).
+#[cfg(test)]
+pub(crate) mod delayed_puts {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    static DELAYS: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
+
+    /// Delays by `by` every later put to a path that contains `marker` (other tests share the
+    /// registry: a marker should name the test's own folder).
+    pub(crate) fn delay(marker: &str, by: Duration) {
+        DELAYS.lock().unwrap().push((marker.to_owned(), by));
+    }
+
+    pub(super) fn of(location: &str) -> Option<Duration> {
+        let delays = DELAYS.lock().unwrap();
+        let delay = delays.iter().find(|(m, _)| location.contains(m.as_str()));
+        delay.map(|(_, by)| *by)
+    }
+}
+
 /// An object store that passes each payload to `inner` in slices of at most [`PIECE`] bytes.
 #[derive(Debug)]
 pub struct SmallWrites {
@@ -104,6 +127,21 @@ impl ObjectStore for SmallWrites {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        #[cfg(test)]
+        if let Some(by) = delayed_puts::of(location.as_ref()) {
+            let (inner, location) = (self.inner.clone(), location.clone());
+            let payload = in_pieces(payload);
+            // On a thread of its own, which outlives the caller's runtime as a sent request does.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                std::thread::sleep(by);
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let _ = tx.send(runtime.block_on(inner.put_opts(&location, payload, opts)));
+            });
+            return rx.await.expect("a delayed put answers");
+        }
         // `opts` as given: a Delta commit on a local table is a put with `PutMode::Create`,
         // which must stay create-if-absent.
         self.inner

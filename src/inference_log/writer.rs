@@ -10,8 +10,8 @@
 //! rows are counted as dropped (`reason="writer_panic"`) and the writer goes on with the next.
 //! Each batch carries a number in the writer's Delta application transaction, so a retry never
 //! appends a batch that an earlier attempt committed. Once `close` sets the deadline, no attempt
-//! starts after it, one in flight is abandoned at it, and every row left is counted
-//! (`reason="shutdown"`).
+//! starts after it, one in flight is abandoned at it (unless it is already writing its commit:
+//! that one may finish within a second), and every row left is counted (`reason="shutdown"`).
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,7 +24,7 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 
 use super::compactor::{Compactor, Job};
-use super::delta::{Appended, DeltaSink, Io, SinkError, Txn};
+use super::delta::{Appended, DeltaSink, Io, SinkError, Txn, PAST_DEADLINE};
 use super::priority::{
     asked_to_give_way, drop_in_turns, giving_way_to, turn_begins, GaveWay, PauseEvery,
 };
@@ -35,9 +35,9 @@ use super::{
 use crate::metrics::labels::DropReason;
 use crate::metrics::Metrics;
 
-/// How long, past the deadline, the writer may ask a table whether an abandoned attempt
-/// committed (inside the 2 s `close` waits beyond the deadline).
-const ABANDONED_CHECK: Duration = Duration::from_millis(1000);
+/// The least time the writer asks a table whether an abandoned attempt committed, even when
+/// the attempt spent all of [`PAST_DEADLINE`] finishing its commit.
+const LEAST_CHECK: Duration = Duration::from_millis(100);
 
 /// Records of one table waiting for their commit.
 struct Pending<T> {
@@ -627,8 +627,14 @@ impl Writer {
                 }
                 Ok(Appended::GaveWay) => return Err(Uncommitted::GaveWay),
                 Err(SinkError::Abandoned { .. }) => {
-                    // Cut at the deadline: committed only if the table says so, quickly.
-                    let landed = self.sink.has_committed(&table.uri, txn, ABANDONED_CHECK);
+                    // Cut at the deadline: committed only if the table says so, in what is
+                    // left of the time past it.
+                    let limit = self.stop.get().map_or(LEAST_CHECK, |deadline| {
+                        (*deadline + PAST_DEADLINE)
+                            .saturating_duration_since(Instant::now())
+                            .max(LEAST_CHECK)
+                    });
+                    let landed = self.sink.has_committed(&table.uri, txn, limit);
                     if landed == Some(true) {
                         return Ok(size);
                     }

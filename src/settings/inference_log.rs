@@ -35,7 +35,8 @@ pub struct InferenceLogSettings {
     /// dropped and counted (`reason="commit_failed"`).
     pub commit_attempts: u32,
     /// At shutdown, how long the writer may take to commit what is queued; no attempt starts
-    /// after it and one in flight is abandoned (`reason="shutdown"`).
+    /// after it and one in flight is abandoned (`reason="shutdown"`), unless it is already
+    /// writing its commit: that one may finish within a second after it.
     pub shutdown_deadline_seconds: u64,
     /// Labels one call to the labels API may carry (beyond: 413, `limit="labels"`).
     pub max_labels_per_request: usize,
