@@ -325,27 +325,57 @@ pub(super) mod tests {
         let (uri, mut sink, _) = table_in(&dir);
         let first = append(&mut sink, &uri, &batch(&[0], None), 1);
         assert_eq!(first, Appended::Committed(1));
-        let entries = || {
-            let names: Vec<String> = std::fs::read_dir(dir.path().join("t"))
-                .unwrap()
-                .chain(std::fs::read_dir(dir.path().join("t/_delta_log")).unwrap())
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            names
-        };
-        let before = entries();
+        let before = entries_of(&dir);
 
         let ids: Vec<i64> = (1..2500).collect();
         let asked = Arc::new(AtomicBool::new(true));
         let appended = giving_way_to(&asked, || append(&mut sink, &uri, &batch(&ids, None), 2));
         assert_eq!(appended, Appended::GaveWay);
-        assert_eq!(entries(), before, "nothing written");
+        assert_eq!(entries_of(&dir), before, "nothing written");
 
         let again = append(&mut sink, &uri, &batch(&ids, None), 3);
         assert_eq!(again, Appended::Committed(2));
         let live = live_files(&uri);
         let rows: usize = live.iter().map(|(_, n)| n.unwrap()).sum();
         assert_eq!((live.len(), rows), (2, 2500), "{live:?}");
+    }
+
+    /// The names in the table `t` under `dir` and in its log, sorted.
+    fn entries_of(dir: &tempfile::TempDir) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("t"))
+            .unwrap()
+            .chain(std::fs::read_dir(dir.path().join("t/_delta_log")).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A give-way between two slices, after some rows were encoded: the encoder's file was
+    /// only in memory, so the store holds nothing of it, and the batch done again is whole.
+    #[test]
+    fn an_append_that_gives_way_between_slices_leaves_nothing_in_the_store() {
+        use crate::inference_log::priority::tests::give_way_after;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (uri, mut sink, _) = table_in(&dir);
+        let first = append(&mut sink, &uri, &batch(&[0], None), 1);
+        assert_eq!(first, Appended::Committed(1));
+        let before = entries_of(&dir);
+
+        // Three slices; the pause points on this thread come after the table is opened, then
+        // after each slice: asked at the third, two slices are encoded.
+        let ids: Vec<i64> = (1..=3000).collect();
+        give_way_after(2);
+        let appended = append(&mut sink, &uri, &batch(&ids, None), 2);
+        assert_eq!(appended, Appended::GaveWay);
+        assert_eq!(entries_of(&dir), before, "nothing written");
+
+        let again = append(&mut sink, &uri, &batch(&ids, None), 3);
+        assert_eq!(again, Appended::Committed(2));
+        let live = live_files(&uri);
+        let rows: usize = live.iter().map(|(_, n)| n.unwrap()).sum();
+        assert_eq!((live.len(), rows), (2, 3001), "{live:?}");
     }
 
     /// The encoder is handed a batch in slices (the writer's pause points between them): a

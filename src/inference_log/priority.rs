@@ -30,6 +30,10 @@ thread_local! {
     static TURN_BEGAN: Cell<Option<Instant>> = const { Cell::new(None) };
     /// Set while the calling thread runs work that gives way once this flag is set.
     static GIVE_WAY_TO: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+    /// Tests: the pause points the calling thread passes before the next one answers
+    /// [`GaveWay`], to ask at an exact point of the work ([`tests::give_way_after`]).
+    #[cfg(test)]
+    static ASKED_AFTER: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// The work was stopped at a pause point because another thread asked for what it held (the
@@ -78,6 +82,10 @@ pub fn turn_begins() {
 /// again).
 pub fn pause_point() -> Result<(), GaveWay> {
     if asked_to_give_way() {
+        return Err(GaveWay);
+    }
+    #[cfg(test)]
+    if tests::asked_here() {
         return Err(GaveWay);
     }
     TURN_BEGAN.with(|began| match at_pause(began.get(), Instant::now()) {
@@ -255,6 +263,27 @@ fn set_nice(_nice: i32) -> std::io::Result<()> {
 #[cfg(all(test, target_os = "linux"))]
 pub(crate) mod tests {
     use super::*;
+
+    /// Has the calling thread's pause points pass `points` more and answer [`GaveWay`] at the
+    /// next one (once).
+    pub(crate) fn give_way_after(points: usize) {
+        ASKED_AFTER.with(|n| n.set(Some(points)));
+    }
+
+    /// Whether this pause point is the one [`give_way_after`] asked for.
+    pub(super) fn asked_here() -> bool {
+        ASKED_AFTER.with(|n| match n.get() {
+            Some(0) => {
+                n.set(None);
+                true
+            }
+            Some(left) => {
+                n.set(Some(left - 1));
+                false
+            }
+            None => false,
+        })
+    }
 
     fn this_thread() -> i32 {
         current().expect("getpriority")
