@@ -76,21 +76,13 @@ fn register_stores() {
 }
 
 /// Which of a sink's runtimes an attempt runs its I/O on: the niced writer's, or the catch-up
-/// thread's ([`CATCH_UP_IO_NICE`]). Local files are written by the runtime of the attempt; an
+/// thread's (at the serving priority). Local files are written by the runtime of the attempt; an
 /// S3 table's pooled connections stay driven by the runtime that opened them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Io {
     Niced,
     CatchUp,
 }
-
-/// The most the catch-up thread's I/O helper threads are niced, above the serving threads.
-///
-/// At the writer's nice value they starve on a saturated core like the niced writer (at 19,
-/// writing a commit's file took 160 to 730 ms and rows were dropped); at the serving
-/// threads' priority they raised the closed-loop p99 by a fifth. At 10, neither
-/// (`docs/benchmarks.md`, tenth session).
-pub const CATCH_UP_IO_NICE: i32 = 10;
 
 /// Open tables by URI, reused across commits.
 pub struct DeltaSink {
@@ -102,19 +94,21 @@ pub struct DeltaSink {
 
 impl DeltaSink {
     /// A sink with two runtimes, whose threads run at `niced`'s nice value for the niced writer
-    /// thread, and for the catch-up thread at that or [`CATCH_UP_IO_NICE`] above the calling
-    /// thread, whichever is less; neither in the idle class, even when the niced thread is
-    /// ([`Priority::SERVING`]: both as the thread that starts them).
+    /// thread, and at the calling thread's priority for the catch-up thread; neither in the
+    /// idle class, even when the niced thread is.
     pub fn new(storage_options: HashMap<String, String>, niced: Priority) -> std::io::Result<Self> {
         register_stores();
-        let catch_up = Priority {
-            nice: niced.nice.min(super::priority::target(CATCH_UP_IO_NICE)),
-            idle: false,
-        };
         Ok(Self {
             // Its worker commits for the niced thread: never in the idle class (see `append`).
             niced: io_runtime("inference-log-io", niced.without_idle())?,
-            catch_up: io_runtime("log-catch-up-io", catch_up)?,
+            // The catch-up thread works only on a saturated core, and waits for its file
+            // writes. Niced, they starved: at 19, writing a commit's file took 160 to 730 ms
+            // and rows were dropped; at 10, the backlog still reached the full queue in some
+            // runs at 32 connections and up to 15,121 rows were dropped. At the serving
+            // priority it stayed under 26 MiB, for a closed-loop p99 a tenth to a quarter
+            // higher while the core is saturated (`docs/benchmarks.md`, tenth and twelfth
+            // sessions).
+            catch_up: io_runtime("log-catch-up-io", Priority::SERVING)?,
             storage_options,
             tables: HashMap::new(),
         })

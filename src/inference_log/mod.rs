@@ -742,7 +742,7 @@ mod tests {
                 idle,
             };
             let catch_up_io = Priority {
-                nice: priority::target(delta::CATCH_UP_IO_NICE),
+                nice: priority::target(0),
                 idle: false,
             };
             let log = start_in(&dir, settings, &Arc::new(Metrics::new()));

@@ -45,7 +45,7 @@ pub struct InferenceLogSettings {
     pub max_keys_per_label: usize,
     /// The writer's threads run this much nicer than the serving threads (0 to 19, capped at
     /// nice 19; 0: the same), so a commit's encoding yields the core to requests rather than
-    /// stalling them. The catch-up thread's Delta I/O runs at this or 10, whichever is less.
+    /// stalling them. (The catch-up thread and its Delta I/O run at the serving priority.)
     pub writer_nice: i32,
     /// For tables in a local folder, the writer's thread and its compaction run in Linux's idle
     /// scheduling class (`SCHED_IDLE`): a serving thread that wakes takes the core from them at
