@@ -355,7 +355,7 @@ pub(super) mod tests {
     /// only in memory, so the store holds nothing of it, and the batch done again is whole.
     #[test]
     fn an_append_that_gives_way_between_slices_leaves_nothing_in_the_store() {
-        use crate::inference_log::priority::tests::give_way_after;
+        use crate::inference_log::priority::test_hooks::giving_way_after;
 
         let dir = tempfile::tempdir().unwrap();
         let (uri, mut sink, _) = table_in(&dir);
@@ -366,8 +366,7 @@ pub(super) mod tests {
         // Three slices; the pause points on this thread come after the table is opened, then
         // after each slice: asked at the third, two slices are encoded.
         let ids: Vec<i64> = (1..=3000).collect();
-        give_way_after(2);
-        let appended = append(&mut sink, &uri, &batch(&ids, None), 2);
+        let appended = giving_way_after(2, || append(&mut sink, &uri, &batch(&ids, None), 2));
         assert_eq!(appended, Appended::GaveWay);
         assert_eq!(entries_of(&dir), before, "nothing written");
 

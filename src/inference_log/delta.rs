@@ -55,10 +55,10 @@ pub enum Appended {
     GaveWay,
 }
 
-/// How long past the shutdown deadline an attempt may still take: to finish a commit already
-/// under way, then to ask the table whether an abandoned one landed (inside the 2 s that
-/// `close` waits beyond the deadline).
-pub const PAST_DEADLINE: Duration = Duration::from_millis(1000);
+/// How long past the shutdown deadline a commit already under way may take to finish. The
+/// writer then asks the table whether an abandoned one landed, in what is left of it or half
+/// a second, whichever is longer: both inside the 2 s that `close` waits beyond the deadline.
+pub(super) const PAST_DEADLINE: Duration = Duration::from_millis(1000);
 
 /// Rows handed to the Parquet encoder at a time (it encodes them into the open file's pages;
 /// the file and the commit are still one per batch).
@@ -101,8 +101,8 @@ impl DeltaSink {
         Ok(Self {
             // Its worker commits for the niced thread: never in the idle class (see `append`).
             niced: io_runtime("inference-log-io", niced.without_idle())?,
-            // The catch-up thread works only on a saturated core, and waits for its file
-            // writes. Niced, they starved: at 19, writing a commit's file took 160 to 730 ms
+            // The catch-up thread works on a saturated core (and at shutdown), and waits for
+            // its file writes. Niced, they starved: at 19, writing a commit's file took 160 to 730 ms
             // and rows were dropped; at 10, the backlog still reached the full queue in some
             // runs at 32 connections and up to 15,121 rows were dropped. At the serving
             // priority it stayed under 26 MiB, for a closed-loop p99 a tenth to a quarter
@@ -153,7 +153,7 @@ impl DeltaSink {
         // Set once the commit starts writing: from then on its puts can land in the table
         // even if this attempt stops waiting for them.
         let committing = Arc::new(AtomicBool::new(false));
-        let commit_started = committing.clone();
+        let committing_here = committing.clone();
         let work = async move {
             let prepare = async move {
                 let (uri, batch, txn) = owned;
@@ -200,7 +200,15 @@ impl DeltaSink {
                     return Ok((table, Appended::GaveWay));
                 }
             }
-            commit_started.store(true, Ordering::Release);
+            // No commit starts past the deadline. (The slices may all be encoded in one poll,
+            // before the deadline's branch below is looked at again: this waits for it.)
+            if stop
+                .get()
+                .is_some_and(|deadline| Instant::now() >= *deadline)
+            {
+                std::future::pending::<()>().await;
+            }
+            committing_here.store(true, Ordering::Release);
             let commit = async move {
                 let version = writer.flush_and_commit(&mut table).await;
                 Ok((table, version))
@@ -211,8 +219,9 @@ impl DeltaSink {
         let outcome = self.runtime(io).block_on(async {
             tokio::pin!(work);
             tokio::select! {
-                r = &mut work => return Some(r),
+                biased;
                 () = until(stop) => {}
+                r = &mut work => return Some(r),
             }
             // A commit under way at the deadline is given until `PAST_DEADLINE` after it to
             // finish: dropped, its log entry could land after the table was asked whether it
@@ -656,34 +665,56 @@ mod tests {
 
     /// A commit under way at the shutdown deadline is waited for, within [`PAST_DEADLINE`]:
     /// abandoned, its log entry would land after the attempt said it was cut, and the writer
-    /// would count rows in the table as dropped.
+    /// would count rows in the table as dropped. One slower than that is abandoned then.
     #[test]
-    fn a_commit_under_way_at_the_deadline_is_waited_for() {
+    fn a_commit_under_way_at_the_deadline_is_waited_for_a_second() {
         use super::super::small_writes::delayed_puts;
-        let dir = tempfile::tempdir().unwrap();
-        let uri = dir.path().join("t").display().to_string();
         let column: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
         let batch = RecordBatch::try_from_iter([("x", column)]).unwrap();
         let txn = |version| Txn {
             app_id: "test".into(),
             version,
         };
-        let mut sink = DeltaSink::new(HashMap::new(), Priority::SERVING).unwrap();
-        let created = sink.append(&uri, &batch, &txn(1), false, Io::Niced, &OnceLock::new());
-        assert_eq!(created.unwrap(), Appended::Committed(1));
-        // From now on this table's log entries take 600 ms to write.
-        let folder = dir.path().file_name().unwrap().to_str().unwrap();
-        delayed_puts::delay(
-            &format!("{folder}/t/_delta_log/"),
-            Duration::from_millis(600),
-        );
-        for (io, version) in [(Io::Niced, 2), (Io::CatchUp, 3)] {
-            // The deadline falls while the commit writes its log entry.
+        let cases = [
+            (Io::Niced, Duration::from_millis(600), true),
+            (Io::CatchUp, Duration::from_millis(600), true),
+            (Io::Niced, Duration::from_secs(3), false),
+        ];
+        for (io, put_takes, lands) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let uri = dir.path().join("t").display().to_string();
+            let mut sink = DeltaSink::new(HashMap::new(), Priority::SERVING).unwrap();
+            let created = sink.append(&uri, &batch, &txn(1), false, io, &OnceLock::new());
+            assert_eq!(created.unwrap(), Appended::Committed(1));
+            // From now on this table's log entries take `put_takes` to write.
+            let folder = dir.path().file_name().unwrap().to_str().unwrap();
+            let marker = format!("{folder}/t/_delta_log/");
+            delayed_puts::delay(&marker, put_takes);
+            // The deadline falls 50 ms after the commit starts writing its log entry.
             let stop = OnceLock::new();
-            stop.set(Instant::now() + Duration::from_millis(300))
-                .unwrap();
-            let appended = sink.append(&uri, &batch, &txn(version), false, io, &stop);
-            assert_eq!(appended.unwrap(), Appended::Committed(version), "{io:?}");
+            let appended = std::thread::scope(|s| {
+                s.spawn(|| {
+                    let waited = Instant::now();
+                    while delayed_puts::started(&marker) == 0 {
+                        assert!(waited.elapsed() < Duration::from_secs(20), "no commit");
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    stop.set(Instant::now() + Duration::from_millis(50))
+                        .unwrap();
+                });
+                sink.append(&uri, &batch, &txn(2), false, io, &stop)
+            });
+            let past = stop.get().unwrap().elapsed();
+            if lands {
+                assert_eq!(appended.unwrap(), Appended::Committed(2), "{io:?}");
+            } else {
+                assert!(matches!(appended, Err(SinkError::Abandoned { .. })));
+                assert!(
+                    past >= PAST_DEADLINE,
+                    "abandoned {past:?} after the deadline"
+                );
+                assert!(past < PAST_DEADLINE * 3 / 2, "{past:?} after the deadline");
+            }
         }
     }
 

@@ -668,44 +668,44 @@ mod tests {
         use small_writes::delayed_puts;
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());
+        // Batches of exactly ten calls, by a writer that a busy machine does not starve.
         let settings = InferenceLogSettings {
-            flush_interval_ms: 10,
+            flush_rows: 10,
+            flush_interval_ms: 600_000,
+            writer_sched_idle: false,
             ..Default::default()
         };
         let log = start_in(&dir, settings, &metrics);
         let config: AutoCaptureConfig = serde_json::from_str("{}").unwrap();
         let capture = Arc::new(log.capture("e", &config).unwrap());
         let committed = || metrics.log.rows.with_label_values(&["e", "payload"]).get();
-        let call = || {
-            let call = CallRecord::for_tests();
-            assert!(log.log_call(capture.clone(), 0, call, Vec::new()).is_ok());
+        let ten_calls = || {
+            for _ in 0..10 {
+                let call = CallRecord::for_tests();
+                assert!(log.log_call(capture.clone(), 0, call, Vec::new()).is_ok());
+            }
+        };
+        let eventually = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !done() {
+                assert!(Instant::now() < deadline, "{what}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
         };
         // The table made by a first commit, then its log entries slowed to 600 ms.
-        call();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while committed() < 1 {
-            assert!(
-                Instant::now() < deadline,
-                "the first call was never committed"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        ten_calls();
+        eventually("the first calls were never committed", &|| {
+            committed() == 10
+        });
         let table = std::path::PathBuf::from(&capture.payload.uri);
         let folder = dir.path().file_name().unwrap().to_string_lossy();
-        let inside = table
-            .strip_prefix(dir.path())
-            .unwrap()
-            .display()
-            .to_string();
-        delayed_puts::delay(
-            &format!("{folder}/{inside}/_delta_log/"),
-            Duration::from_millis(600),
-        );
-        for _ in 0..10 {
-            call();
-        }
-        // The deadline falls while the last calls' commit writes its log entry.
-        let all_committed = log.close(Duration::from_millis(300));
+        let inside = table.strip_prefix(dir.path()).unwrap().display();
+        let marker = format!("{folder}/{inside}/_delta_log/");
+        delayed_puts::delay(&marker, Duration::from_millis(600));
+        ten_calls();
+        // The deadline falls 100 ms after their commit starts writing its log entry.
+        eventually("no commit", &|| delayed_puts::started(&marker) == 1);
+        let all_committed = log.close(Duration::from_millis(100));
         let dropped = metrics
             .log
             .dropped_rows
@@ -713,15 +713,11 @@ mod tests {
             .get();
         // Every call lands in the table either way (the entry, once sent, is written): what
         // was told of them must say so.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while compactor::tests::live_files_and_rows(&capture.payload.uri).1 < 11 {
-            assert!(
-                Instant::now() < deadline,
-                "the calls never reached the table"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert_eq!((all_committed, committed(), dropped), (true, 11, 0));
+        let uri = &capture.payload.uri;
+        eventually("the calls never reached the table", &|| {
+            compactor::tests::live_files_and_rows(uri).1 == 20
+        });
+        assert_eq!((all_committed, committed(), dropped), (true, 20, 0));
     }
 
     #[cfg(target_os = "linux")]
@@ -768,15 +764,10 @@ mod tests {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
-            // The runtime the catch-up thread commits on: niced less than the writer, so that
-            // the serving threads do not starve it, and never in the idle class. (Other tests'
-            // logs run such threads at their own writer's nice value, none above this cap.)
+            // The runtime the catch-up thread commits on: at the serving priority, so that the
+            // serving threads do not starve it, and never in the idle class (every log's).
             let found = threads_named("log-catch-up-io", deadline);
-            assert!(
-                found.iter().all(|p| p.nice <= catch_up_io.nice && !p.idle),
-                "{found:?}"
-            );
-            assert!(found.contains(&catch_up_io), "{found:?}");
+            assert!(found.iter().all(|p| *p == catch_up_io), "{found:?}");
             let helpers = priorities_of_threads("inference-log-i");
             assert!(helpers.iter().all(|p| !p.idle), "{helpers:?}");
             // Each shard starts its catch-up thread beside its writer: waited for, not assumed.

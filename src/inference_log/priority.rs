@@ -31,7 +31,7 @@ thread_local! {
     /// Set while the calling thread runs work that gives way once this flag is set.
     static GIVE_WAY_TO: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
     /// Tests: the pause points the calling thread passes before the next one answers
-    /// [`GaveWay`], to ask at an exact point of the work ([`tests::give_way_after`]).
+    /// [`GaveWay`], to ask at an exact point of the work ([`test_hooks::giving_way_after`]).
     #[cfg(test)]
     static ASKED_AFTER: Cell<Option<usize>> = const { Cell::new(None) };
 }
@@ -85,7 +85,7 @@ pub fn pause_point() -> Result<(), GaveWay> {
         return Err(GaveWay);
     }
     #[cfg(test)]
-    if tests::asked_here() {
+    if test_hooks::asked_here() {
         return Err(GaveWay);
     }
     TURN_BEGAN.with(|began| match at_pause(began.get(), Instant::now()) {
@@ -260,17 +260,22 @@ fn set_nice(_nice: i32) -> std::io::Result<()> {
     Ok(())
 }
 
-#[cfg(all(test, target_os = "linux"))]
-pub(crate) mod tests {
+/// Test hooks of pause points (all platforms).
+#[cfg(test)]
+pub(crate) mod test_hooks {
     use super::*;
 
-    /// Has the calling thread's pause points pass `points` more and answer [`GaveWay`] at the
-    /// next one (once).
-    pub(crate) fn give_way_after(points: usize) {
+    /// Runs `work` with the calling thread's pause points passing `points` and answering
+    /// [`GaveWay`] at the next one (once); panics if `work` never reached it.
+    pub(crate) fn giving_way_after<R>(points: usize, work: impl FnOnce() -> R) -> R {
         ASKED_AFTER.with(|n| n.set(Some(points)));
+        let done = work();
+        let left = ASKED_AFTER.with(|n| n.replace(None));
+        assert_eq!(left, None, "the work passed fewer pause points than asked");
+        done
     }
 
-    /// Whether this pause point is the one [`give_way_after`] asked for.
+    /// Whether this pause point is the one [`giving_way_after`] asked for.
     pub(super) fn asked_here() -> bool {
         ASKED_AFTER.with(|n| match n.get() {
             Some(0) => {
@@ -284,6 +289,11 @@ pub(crate) mod tests {
             None => false,
         })
     }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) mod tests {
+    use super::*;
 
     fn this_thread() -> i32 {
         current().expect("getpriority")

@@ -68,18 +68,29 @@ pub(crate) mod delayed_puts {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    static DELAYS: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
+    /// Each marker, its delay, and how many puts it has delayed.
+    static DELAYS: Mutex<Vec<(String, Duration, usize)>> = Mutex::new(Vec::new());
 
     /// Delays by `by` every later put to a path that contains `marker` (other tests share the
     /// registry: a marker should name the test's own folder).
     pub(crate) fn delay(marker: &str, by: Duration) {
-        DELAYS.lock().unwrap().push((marker.to_owned(), by));
+        DELAYS.lock().unwrap().push((marker.to_owned(), by, 0));
+    }
+
+    /// The puts delayed so far for `marker` (each counted as its delay begins).
+    pub(crate) fn started(marker: &str) -> usize {
+        let delays = DELAYS.lock().unwrap();
+        let found = delays.iter().find(|(m, _, _)| m == marker);
+        found.map_or(0, |(_, _, n)| *n)
     }
 
     pub(super) fn of(location: &str) -> Option<Duration> {
-        let delays = DELAYS.lock().unwrap();
-        let delay = delays.iter().find(|(m, _)| location.contains(m.as_str()));
-        delay.map(|(_, by)| *by)
+        let mut delays = DELAYS.lock().unwrap();
+        let delay = delays
+            .iter_mut()
+            .find(|(m, _, _)| location.contains(m.as_str()))?;
+        delay.2 += 1;
+        Some(delay.1)
     }
 }
 

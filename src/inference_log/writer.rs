@@ -36,8 +36,8 @@ use crate::metrics::labels::DropReason;
 use crate::metrics::Metrics;
 
 /// The least time the writer asks a table whether an abandoned attempt committed, even when
-/// the attempt spent all of [`PAST_DEADLINE`] finishing its commit.
-const LEAST_CHECK: Duration = Duration::from_millis(100);
+/// the attempt spent all of [`PAST_DEADLINE`] finishing its commit (a table is read afresh).
+const LEAST_CHECK: Duration = Duration::from_millis(500);
 
 /// Records of one table waiting for their commit.
 struct Pending<T> {
@@ -627,15 +627,7 @@ impl Writer {
                 }
                 Ok(Appended::GaveWay) => return Err(Uncommitted::GaveWay),
                 Err(SinkError::Abandoned { .. }) => {
-                    // Cut at the deadline: committed only if the table says so, in what is
-                    // left of the time past it.
-                    let limit = self.stop.get().map_or(LEAST_CHECK, |deadline| {
-                        (*deadline + PAST_DEADLINE)
-                            .saturating_duration_since(Instant::now())
-                            .max(LEAST_CHECK)
-                    });
-                    let landed = self.sink.has_committed(&table.uri, txn, limit);
-                    if landed == Some(true) {
+                    if self.landed_anyway(&table.uri, txn) {
                         return Ok(size);
                     }
                     tracing::warn!(table = %table.uri, rows = batch.num_rows(), "inference-log commit abandoned at the shutdown deadline");
@@ -647,6 +639,11 @@ impl Writer {
                         break;
                     }
                     if !self.back_off(backoff) {
+                        // A commit waited for past the deadline may have failed after its
+                        // log entry landed.
+                        if self.landed_anyway(&table.uri, txn) {
+                            return Ok(size);
+                        }
                         return Err(DropReason::Shutdown.into());
                     }
                     self.metrics
@@ -660,6 +657,17 @@ impl Writer {
         }
         tracing::error!(table = %table.uri, rows = batch.num_rows(), "inference-log rows dropped after {} attempts", self.attempts);
         Err(DropReason::CommitFailed.into())
+    }
+
+    /// Whether an attempt cut by the shutdown deadline committed after all: the table is asked
+    /// in what is left of [`PAST_DEADLINE`] after the deadline, or [`LEAST_CHECK`] if longer.
+    fn landed_anyway(&mut self, uri: &str, txn: &Txn) -> bool {
+        let limit = self.stop.get().map_or(LEAST_CHECK, |deadline| {
+            (*deadline + PAST_DEADLINE)
+                .saturating_duration_since(Instant::now())
+                .max(LEAST_CHECK)
+        });
+        self.sink.has_committed(uri, txn, limit) == Some(true)
     }
 
     /// Takes what is still queued and commits everything, within the deadline when closing.
