@@ -313,23 +313,42 @@ pub(super) mod tests {
     }
 
     /// A writer asked to give way stops at its first pause point, once the table is open and
-    /// before it encodes (the pause points between slices answer the same way): nothing of the
-    /// batch reaches the table's store, no file and no commit; the batch appends whole
-    /// afterwards.
+    /// before it encodes: nothing of the batch reaches the table's store, no file and no
+    /// commit; the batch appends whole afterwards.
     #[test]
     fn an_append_that_gives_way_leaves_nothing_in_the_store() {
         use crate::inference_log::priority::giving_way_to;
         use std::sync::atomic::AtomicBool;
 
+        let asked = Arc::new(AtomicBool::new(true));
+        gives_way_leaving_nothing(2499, |append| giving_way_to(&asked, append));
+    }
+
+    /// A give-way between two slices, after some rows were encoded: the encoder's file was
+    /// only in memory, so the store holds nothing of it, and the batch done again is whole.
+    #[test]
+    fn an_append_that_gives_way_between_slices_leaves_nothing_in_the_store() {
+        use crate::inference_log::priority::test_hooks::giving_way_after;
+
+        // Three slices; the pause points on this thread come after the table is opened, then
+        // after each slice: asked at the third, two slices are encoded.
+        gives_way_leaving_nothing(3000, |append| giving_way_after(2, append));
+    }
+
+    /// Appends `ids` 1 to `last` to a table of one row, through `give_way` (which has the
+    /// append give way); then nothing may have reached the store, and the batch appends whole.
+    fn gives_way_leaving_nothing(
+        last: i64,
+        give_way: impl FnOnce(&mut dyn FnMut() -> Appended) -> Appended,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let (uri, mut sink, _) = table_in(&dir);
         let first = append(&mut sink, &uri, &batch(&[0], None), 1);
         assert_eq!(first, Appended::Committed(1));
         let before = entries_of(&dir);
 
-        let ids: Vec<i64> = (1..2500).collect();
-        let asked = Arc::new(AtomicBool::new(true));
-        let appended = giving_way_to(&asked, || append(&mut sink, &uri, &batch(&ids, None), 2));
+        let ids: Vec<i64> = (1..=last).collect();
+        let appended = give_way(&mut || append(&mut sink, &uri, &batch(&ids, None), 2));
         assert_eq!(appended, Appended::GaveWay);
         assert_eq!(entries_of(&dir), before, "nothing written");
 
@@ -337,7 +356,7 @@ pub(super) mod tests {
         assert_eq!(again, Appended::Committed(2));
         let live = live_files(&uri);
         let rows: usize = live.iter().map(|(_, n)| n.unwrap()).sum();
-        assert_eq!((live.len(), rows), (2, 2500), "{live:?}");
+        assert_eq!((live.len(), rows), (2, last as usize + 1), "{live:?}");
     }
 
     /// The names in the table `t` under `dir` and in its log, sorted.
@@ -349,32 +368,6 @@ pub(super) mod tests {
             .collect();
         names.sort();
         names
-    }
-
-    /// A give-way between two slices, after some rows were encoded: the encoder's file was
-    /// only in memory, so the store holds nothing of it, and the batch done again is whole.
-    #[test]
-    fn an_append_that_gives_way_between_slices_leaves_nothing_in_the_store() {
-        use crate::inference_log::priority::test_hooks::giving_way_after;
-
-        let dir = tempfile::tempdir().unwrap();
-        let (uri, mut sink, _) = table_in(&dir);
-        let first = append(&mut sink, &uri, &batch(&[0], None), 1);
-        assert_eq!(first, Appended::Committed(1));
-        let before = entries_of(&dir);
-
-        // Three slices; the pause points on this thread come after the table is opened, then
-        // after each slice: asked at the third, two slices are encoded.
-        let ids: Vec<i64> = (1..=3000).collect();
-        let appended = giving_way_after(2, || append(&mut sink, &uri, &batch(&ids, None), 2));
-        assert_eq!(appended, Appended::GaveWay);
-        assert_eq!(entries_of(&dir), before, "nothing written");
-
-        let again = append(&mut sink, &uri, &batch(&ids, None), 3);
-        assert_eq!(again, Appended::Committed(2));
-        let live = live_files(&uri);
-        let rows: usize = live.iter().map(|(_, n)| n.unwrap()).sum();
-        assert_eq!((live.len(), rows), (2, 3001), "{live:?}");
     }
 
     /// The encoder is handed a batch in slices (the writer's pause points between them): a
