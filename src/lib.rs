@@ -27,6 +27,8 @@ pub mod protocol;
 pub mod registry;
 pub mod settings;
 pub(crate) mod sharded_map;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod trace;
 pub mod version;
 

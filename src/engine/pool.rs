@@ -1002,12 +1002,8 @@ mod tests {
         })
     }
 
-    fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !condition() {
-            assert!(std::time::Instant::now() < deadline, "waited for {what}");
-            std::thread::yield_now();
-        }
+    fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+        crate::testing::eventually(what, std::time::Duration::from_secs(10), condition);
     }
 
     /// A job that holds its worker until the test says so; the receiver says it started.

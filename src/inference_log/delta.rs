@@ -9,7 +9,6 @@
 //! twice.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -102,9 +101,9 @@ impl DeltaSink {
             // Its worker commits for the niced thread: never in the idle class (see `append`).
             niced: io_runtime("inference-log-io", niced.without_idle())?,
             // The catch-up thread works on a saturated core (and at shutdown), and waits for
-            // its file writes. Niced, they starved: at 19, writing a commit's file took 160 to 730 ms
-            // and rows were dropped; at 10, the backlog still reached the full queue in some
-            // runs at 32 connections and up to 15,121 rows were dropped. At the serving
+            // its file writes. Niced, they starved: at 19, writing a commit's file took 160 to
+            // 730 ms and rows were dropped; at 10, the backlog still reached the full queue in
+            // some runs at 32 connections and up to 15,121 rows were dropped. At the serving
             // priority it stayed under 26 MiB, for a closed-loop p99 a tenth to a quarter
             // higher while the core is saturated (`docs/benchmarks.md`, tenth and twelfth
             // sessions).
@@ -152,8 +151,8 @@ impl DeltaSink {
         let worker = (io == Io::Niced).then(|| self.niced.handle().clone());
         // Set once the commit starts writing: from then on its puts can land in the table
         // even if this attempt stops waiting for them.
-        let committing = Arc::new(AtomicBool::new(false));
-        let committing_here = committing.clone();
+        let committing = std::cell::Cell::new(false);
+        let committing_here = &committing;
         let work = async move {
             let prepare = async move {
                 let (uri, batch, txn) = owned;
@@ -208,7 +207,7 @@ impl DeltaSink {
             {
                 std::future::pending::<()>().await;
             }
-            committing_here.store(true, Ordering::Release);
+            committing_here.set(true);
             let commit = async move {
                 let version = writer.flush_and_commit(&mut table).await;
                 Ok((table, version))
@@ -226,7 +225,7 @@ impl DeltaSink {
             // A commit under way at the deadline is given until `PAST_DEADLINE` after it to
             // finish: dropped, its log entry could land after the table was asked whether it
             // had, and rows in the table would be counted as dropped.
-            if !committing.load(Ordering::Acquire) {
+            if !committing.get() {
                 return None;
             }
             let deadline = stop.get().copied()?;
@@ -694,11 +693,8 @@ mod tests {
             let stop = OnceLock::new();
             let appended = std::thread::scope(|s| {
                 s.spawn(|| {
-                    let waited = Instant::now();
-                    while delayed_puts::started(&marker) == 0 {
-                        assert!(waited.elapsed() < Duration::from_secs(20), "no commit");
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
+                    let writing = || delayed_puts::started(&marker) > 0;
+                    crate::testing::eventually("a commit", Duration::from_secs(20), writing);
                     stop.set(Instant::now() + Duration::from_millis(50))
                         .unwrap();
                 });

@@ -665,7 +665,9 @@ mod tests {
     /// are in the table and counted as committed, not as dropped.
     #[test]
     fn a_commit_writing_at_the_deadline_is_counted_as_committed() {
+        use crate::testing;
         use small_writes::delayed_puts;
+        const LIMIT: Duration = Duration::from_secs(20);
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new());
         // Batches of exactly ten calls, by a writer that a busy machine does not starve.
@@ -685,13 +687,8 @@ mod tests {
                 assert!(log.log_call(capture.clone(), 0, call, Vec::new()).is_ok());
             }
         };
-        let eventually = |what: &str, done: &dyn Fn() -> bool| {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !done() {
-                assert!(Instant::now() < deadline, "{what}");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        };
+        let eventually =
+            |what: &str, done: &dyn Fn() -> bool| testing::eventually(what, LIMIT, done);
         // The table made by a first commit, then its log entries slowed to 600 ms.
         ten_calls();
         eventually("the first calls were never committed", &|| {
